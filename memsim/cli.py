@@ -1,0 +1,79 @@
+"""Command line: parses, calls and prints. No science lives here.
+
+Every user mistake arrives as :class:`memsim.errors.UserError` and leaves as
+one line on stderr with exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from memsim import __version__
+from memsim.errors import UserError
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage mistake is one line (and still exit 2)."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+# --------------------------------------------------------------------------- commands
+def _cmd_validate(args: argparse.Namespace) -> int:
+    from memsim.protocol import load_protocol, summary_lines
+
+    proto = load_protocol(args.protocol)
+    for line in summary_lines(proto):
+        print(line)
+    print(f"{args.protocol}: OK")
+    return 0
+
+
+def _cmd_schema(args: argparse.Namespace) -> int:
+    from memsim.protocol import protocol_json_schema
+
+    print(protocol_json_schema())
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="memsim",
+        description="Simulate, score and analyse memorability annotation studies.",
+    )
+    parser.add_argument("--version", action="version", version=f"memsim {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub.required = True
+
+    p = sub.add_parser("validate", help="check a protocol file and summarise it")
+    p.add_argument("protocol", type=Path, help="protocol YAML file")
+    p.set_defaults(func=_cmd_validate)
+
+    p = sub.add_parser("schema", help="print the JSON Schema of the protocol format")
+    p.set_defaults(func=_cmd_schema)
+
+    from memsim.commands import registrars
+
+    for register in registrars():
+        register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except UserError as exc:
+        print(f"memsim {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("memsim: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

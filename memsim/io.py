@@ -1,0 +1,85 @@
+"""File helpers shared by every stage: atomic writes and forgiving-but-strict reads.
+
+Everything memsim writes goes to a temporary name in the target folder and is
+renamed into place, so an interrupted or failed command never leaves a
+half-written file behind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from pathlib import Path
+from typing import Iterator
+
+import yaml
+
+from memsim.errors import UserError
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; rename it onto ``path`` on success."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        os.replace(tmp_path, path)
+    finally:
+        if tmp_path.exists():
+            tmp_path.unlink()
+
+
+def write_text_atomic(path: str | os.PathLike[str], text: str) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+
+
+def read_text(path: str | os.PathLike[str], what: str = "file") -> str:
+    """Read a UTF-8 text file (BOM allowed), turning OS errors into one-line UserErrors."""
+    p = Path(path)
+    if not p.exists():
+        raise UserError(f"no such {what}", path=p)
+    if p.is_dir():
+        raise UserError(f"is a directory, expected a {what}", path=p)
+    try:
+        raw = p.read_bytes()
+    except OSError as exc:
+        raise UserError(f"cannot read {what}: {exc.strerror}", path=p) from None
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise UserError(f"not UTF-8 text (byte {exc.start})", path=p) from None
+
+
+def load_yaml_mapping(path: str | os.PathLike[str], what: str = "YAML file") -> dict:
+    """Load a YAML file that must hold a mapping at its top level."""
+    text = read_text(path, what)
+    if not text.strip():
+        raise UserError(f"empty {what}", path=path)
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or "invalid YAML"
+        raise UserError(f"not valid YAML{where}: {problem}", path=path) from None
+    if not isinstance(data, dict):
+        raise UserError(f"top level must be a mapping, got {type(data).__name__}", path=path)
+    return data
+
+
+def format_pydantic_error(exc, path: str | os.PathLike[str]) -> UserError:
+    """Turn a pydantic ValidationError into one line naming the first bad field path."""
+    errors = exc.errors()
+    first = errors[0]
+    loc = ".".join(str(x) for x in first.get("loc", ()) if x != "__root__") or "(top level)"
+    msg = first.get("msg", "invalid")
+    if first.get("type") == "extra_forbidden":
+        msg = "unknown field (check for a typo)"
+    extra = f" (and {len(errors) - 1} more problem{'s' if len(errors) > 2 else ''})" if len(errors) > 1 else ""
+    return UserError(f"{loc}: {msg}{extra}", path=path)

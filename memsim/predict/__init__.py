@@ -1,0 +1,1 @@
+"""Predictors trained on the real releases (torch, optional extra)."""
