@@ -1,0 +1,261 @@
+"""The recruitment campaign: who arrives when, what they are shown, who comes back.
+
+In: a protocol, a seed and the number of stimuli. Out: a :class:`Plan` —
+arrival times, each participant's step-1 stimuli (assigned to the step's item
+groups), and for each later step the participants who return, their delay
+after the previous step and their new stimuli. simpy schedules people, never
+trials: the plan is arrays that :mod:`memsim.simulate` hands to the kernel.
+
+Selection happens at the moment a participant starts, from the annotation
+counts of the assignments made so far (``least_annotated``: uniformly among the
+``pool`` stimuli with the fewest step-1 target assignments, ties broken at
+random; ``uniform``: uniformly among all). New items of later steps are drawn
+uniformly among stimuli the participant has never seen (VideoMem's "totally
+new videos"). Items tested in a later step are drawn from the earlier step's
+eligible items once that step has been played (see :mod:`memsim.simulate`).
+
+Randomness: arrivals from stream ``(seed, CAMPAIGN, 0)``, participant ``p``'s
+selection and return from stream ``(seed, CAMPAIGN, p + 1)``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import simpy
+from numba import njit
+
+from memsim import rng as _rng
+from memsim.errors import UserError
+from memsim.protocol import Protocol
+from memsim.rng import PyStream, next_below, stream_key_py
+
+__all__ = [
+    "Plan", "LaterStep", "AnnotationIndex", "plan_campaign", "select_least_annotated", "select_uniform",
+]
+
+
+class AnnotationIndex:
+    """Stimuli kept sorted by annotation count, updated in O(1) per annotation.
+
+    ``order`` lists stimuli by count; bucket ``c`` (stimuli with count ``c``)
+    is ``order[start[c]:start[c + 1]]``; ``where[v]`` is ``v``'s place in
+    ``order``. Raising a count swaps the stimulus to the end of its bucket and
+    moves the bucket boundary, so selection never scans the whole pool.
+    """
+
+    def __init__(self, n: int, max_count: int) -> None:
+        self.counts = np.zeros(n, dtype=np.int32)
+        self.order = np.arange(n, dtype=np.int32)
+        self.where = np.arange(n, dtype=np.int32)
+        self.start = np.full(max_count + 2, n, dtype=np.int64)
+        self.start[0] = 0
+
+    def add(self, videos: np.ndarray) -> None:
+        _add_annotations(self.counts, self.order, self.where, self.start, videos)
+
+    def min_count(self) -> int:
+        return int(self.counts[self.order[0]])
+
+
+@njit(cache=True)
+def _add_annotations(counts, order, where, start, videos):
+    for v in videos:
+        c = counts[v]
+        last = start[c + 1] - 1  # last place of bucket c
+        u = order[last]
+        i = where[v]
+        order[i] = u
+        where[u] = i
+        order[last] = v
+        where[v] = last
+        start[c + 1] -= 1  # v now opens bucket c + 1
+        counts[v] = c + 1
+
+
+@njit(cache=True)
+def select_least_annotated(order, start, pool, k, state):
+    """``k`` distinct stimuli drawn at random among the ``pool`` least-annotated.
+
+    Stimuli with fewer annotations than the pool's boundary count ``c*`` are
+    all in the pool; ties at ``c*`` fill it at random. Drawing ``k`` places of
+    the pool uniformly, then a uniformly random bucket member for each place
+    that falls among the ties, gives exactly that law without building the pool.
+    """
+    c = 0
+    while start[c + 1] < pool:
+        c += 1
+    m = start[c]  # stimuli with count < c*: all in the pool
+    size = start[c + 1] - m  # the boundary bucket
+    places = np.arange(pool, dtype=np.int64)
+    out = np.empty(k, dtype=np.int32)
+    n_tie = 0
+    tie_idx = np.empty(k, dtype=np.int64)
+    for j in range(k):
+        state, r = next_below(state, pool - j)
+        r += j
+        tmp = places[j]
+        places[j] = places[r]
+        places[r] = tmp
+        if places[j] < m:
+            out[j] = order[places[j]]
+        else:
+            tie_idx[n_tie] = j
+            n_tie += 1
+    drawn = np.empty(n_tie, dtype=np.int64)
+    for t in range(n_tie):  # distinct uniform members of the boundary bucket
+        while True:
+            state, r = next_below(state, size)
+            ok = True
+            for q in range(t):
+                if drawn[q] == r:
+                    ok = False
+                    break
+            if ok:
+                drawn[t] = r
+                out[tie_idx[t]] = order[m + r]
+                break
+    return state, out
+
+
+@njit(cache=True)
+def select_uniform(n, k, exclude, state):
+    """``k`` distinct stimuli uniform over ``0..n-1`` minus ``exclude`` (rejection)."""
+    out = np.empty(k, dtype=np.int32)
+    got = 0
+    while got < k:
+        state, v = next_below(state, n)
+        ok = True
+        for j in range(exclude.shape[0]):
+            if exclude[j] == v:
+                ok = False
+                break
+        if ok:
+            for j in range(got):
+                if out[j] == v:
+                    ok = False
+                    break
+        if ok:
+            out[got] = v
+            got += 1
+    return state, out
+
+
+@dataclass
+class LaterStep:
+    """Who plays a later step: step-1 row indices, delays, and their new stimuli."""
+
+    rows: np.ndarray  # int64[n]: participant ids (== their step-1 row)
+    delay_s: np.ndarray  # float64[n]: time after the end of the previous step
+    new_items: np.ndarray  # int32[n, n_new]: new stimuli, in item-group order
+
+
+@dataclass
+class Plan:
+    n_participants: int
+    arrival_s: np.ndarray  # float64[P]
+    step1_items: np.ndarray  # int32[P, n_items of step 1]
+    later: list[LaterStep] = field(default_factory=list)
+    annotation_counts: np.ndarray | None = None  # int32[V]: step-1 target assignments
+
+
+def _step1_target_mask(protocol: Protocol) -> np.ndarray:
+    step = protocol.steps[0]
+    mask = []
+    for g in step.items:
+        mask += [g.role == "target" and g.tested] * g.count
+    return np.array(mask, dtype=bool)
+
+
+def plan_campaign(protocol: Protocol, seed: int, return_probability: float) -> Plan:
+    """Run the simpy campaign and return its plan."""
+    n_videos = protocol.stimuli.count
+    steps = protocol.steps
+    k1 = steps[0].n_new
+    if k1 != sum(g.count for g in steps[0].items):
+        raise UserError("step 1 cannot draw items from an earlier step", path=protocol.name)
+    sel = protocol.selection
+    if sel.kind == "adaptive":
+        raise UserError(
+            "selection kind 'adaptive' is not supported by the simulator yet; use least_annotated or uniform",
+            path=protocol.name,
+        )
+    stop = protocol.campaign.stop
+    max_p = stop.count if stop.kind == "participants" else stop.max_participants
+    min_annot = stop.count if stop.kind == "min_annotations" else 0
+    rate_per_s = protocol.campaign.arrivals.rate_per_h / 3600.0
+    target_mask = _step1_target_mask(protocol)
+
+    index = AnnotationIndex(n_videos, max_p)
+    arrival = np.empty(max_p, dtype=np.float64)
+    items1 = np.empty((max_p, k1), dtype=np.int32)
+    later_rows: list[list[int]] = [[] for _ in steps[1:]]
+    later_delay: list[list[float]] = [[] for _ in steps[1:]]
+    later_new: list[list[np.ndarray]] = [[] for _ in steps[1:]]
+    nominal_s = [s.length * protocol.presentation_s for s in steps]
+    done = {"n": 0, "stopped": False}
+
+    env = simpy.Environment()
+
+    def participant(p: int):
+        # Python-side draws use PyStream, numba-side the same stream's state (same bits)
+        st = PyStream(stream_key_py(seed, _rng.CAMPAIGN, p + 1))
+        if sel.kind == "least_annotated":
+            state, chosen = select_least_annotated(index.order, index.start, sel.pool, k1, np.uint64(st.state))
+        else:
+            state, chosen = select_uniform(n_videos, k1, np.empty(0, np.int32), np.uint64(st.state))
+        st.state = int(state)
+        items1[p] = chosen
+        index.add(chosen[target_mask])
+        seen = chosen
+        yield env.timeout(nominal_s[0])
+        for s in range(1, len(steps)):
+            if st.uniform() >= return_probability:
+                return
+            lo, hi = steps[s].delay_h
+            delay = (lo + st.uniform() * (hi - lo)) * 3600.0
+            yield env.timeout(delay)
+            state, new = select_uniform(n_videos, steps[s].n_new, seen, np.uint64(st.state))
+            st.state = int(state)
+            seen = np.concatenate([seen, new])
+            later_rows[s - 1].append(p)
+            later_delay[s - 1].append(delay)
+            later_new[s - 1].append(new)
+            yield env.timeout(nominal_s[s])
+
+    def arrivals():
+        st = PyStream(stream_key_py(seed, _rng.CAMPAIGN, 0))
+        p = 0
+        while p < max_p:
+            yield env.timeout(-np.log1p(-st.uniform()) / rate_per_s)
+            arrival[p] = env.now
+            env.process(participant(p))
+            p += 1
+            done["n"] = p
+            if min_annot and index.min_count() >= min_annot:
+                break
+
+    env.process(arrivals())
+    env.run()
+    n = done["n"]
+    later = []
+    for s in range(1, len(steps)):
+        rows = np.array(later_rows[s - 1], dtype=np.int64)
+        order = np.argsort(rows, kind="stable")  # participant order, not return order
+        k = steps[s].n_new
+        new = np.array(later_new[s - 1], dtype=np.int32).reshape(-1, k)
+        later.append(
+            LaterStep(
+                rows=rows[order],
+                delay_s=np.array(later_delay[s - 1], dtype=np.float64)[order],
+                new_items=new[order],
+            )
+        )
+    return Plan(
+        n_participants=n,
+        arrival_s=arrival[:n].copy(),
+        step1_items=items1[:n].copy(),
+        later=later,
+        annotation_counts=index.counts,
+    )

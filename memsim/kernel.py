@@ -1,0 +1,279 @@
+"""The trial kernel: every response and response time of one step, for many participants.
+
+In (one step, ``n`` participants, sequences of length ``L``): per slot the
+stimulus id, its role, whether it is a recognition test, the position of its
+first showing in this step (or the onset of its showing in an earlier step),
+each participant's session start and latent parameters, the stimuli's latent
+parameters and the law of forgetting. Out: ``response`` (bool[n, L]),
+``rt_s`` (float32[n, L], NaN without a press), ``onset_s`` and ``delay_s``
+(float64[n, L]) and ``shown`` (int32[n], slots actually played when a session
+is stopped early).
+
+The model of one presentation (``docs/model.md``):
+
+* a careless participant presses with probability ``careless_press_rate``,
+  whatever is shown, with a uniform response time;
+* an attentive participant misses the presentation with probability ``lapse``;
+* otherwise, on a recognition test after a delay ``t`` the press probability
+  is ``expit(logit(R(t)) + ability)`` with ``R`` the stimulus' forgetting law,
+  and on a first showing it is ``expit(fa_participant + fa_stimulus)``;
+* response times are log-normal, truncated to the presentation: recognitions
+  faster the stronger they are, false alarms slower, later steps slower.
+
+A press ends the presentation when the protocol says so, so onsets and delays
+follow from earlier responses. Randomness is one counter-based stream per
+(seed, participant, step): the result for a participant never depends on the
+batch, the chunking or the number of threads. ``simulate_step_reference`` is
+the same model in plain Python, draw for draw.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+from numba import njit, prange
+
+from memsim import rng as _rng
+from memsim.forgetting import retention
+from memsim.rng import PyStream, next_normal, next_uniform, stream_key, stream_key_py
+
+__all__ = ["StepInput", "Constants", "simulate_step", "simulate_step_reference", "ROLE_CODES"]
+
+ROLE_CODES = {"target": 0, "filler": 1, "vigilance": 2}
+_RT_TRIES = 8
+_EPS = 1e-9
+
+
+@dataclass(frozen=True)
+class StepInput:
+    """Arrays describing one step for ``n`` participants (rows) and ``L`` slots."""
+
+    participant: np.ndarray  # int64[n]
+    video: np.ndarray  # int32[n, L]
+    role: np.ndarray  # int8[n, L] (ROLE_CODES)
+    repeat: np.ndarray  # bool[n, L]
+    first_pos: np.ndarray  # int32[n, L]: position of the first showing in this step, -1 if none
+    prior_onset: np.ndarray  # float64[n, L]: onset of the showing in an earlier step, NaN if none
+    start_s: np.ndarray  # float64[n]
+    ability: np.ndarray  # float64[n]
+    fa: np.ndarray  # float64[n]
+    lapse: np.ndarray  # float64[n]
+    careless: np.ndarray  # bool[n]
+
+
+@dataclass(frozen=True)
+class Constants:
+    """Scalars of the step and the population."""
+
+    seed: int
+    step_index: int  # 0-based
+    law: int
+    shape_a: float
+    shape_b: float
+    duration_s: float
+    gap_s: float
+    ends_on_press: bool
+    stop_after_vigilance_misses: int  # 0: never stop early
+    careless_press_rate: float
+    rt_min_s: float
+    rt_log_sd: float
+    rt_hit_log_mean: float
+    rt_hit_slope: float
+    rt_fa_log_mean: float
+
+    def as_tuple(self) -> tuple:
+        return (
+            self.seed, self.step_index, self.law, self.shape_a, self.shape_b, self.duration_s,
+            self.gap_s, self.ends_on_press, self.stop_after_vigilance_misses,
+            self.careless_press_rate, self.rt_min_s, self.rt_log_sd, self.rt_hit_log_mean,
+            self.rt_hit_slope, self.rt_fa_log_mean,
+        )
+
+
+@njit(cache=True)
+def _truncated_lognormal(state, mu, sd, lo, hi):
+    """A log-normal draw kept within [lo, hi]: bounded rejection, then clamping."""
+    rt = lo
+    for _ in range(_RT_TRIES):
+        state, z = next_normal(state)
+        rt = math.exp(mu + sd * z)
+        if lo <= rt <= hi:
+            return state, rt
+    return state, min(max(rt, lo), hi)
+
+
+@njit(cache=True)
+def _one_participant(
+    i, participant, video, role, repeat, first_pos, prior_onset, start_s, ability, fa, lapse,
+    careless, v_m, v_rate, v_fa, v_rt, seed, step_index, law, a, b, duration, gap, ends_on_press,
+    stop_after, careless_rate, rt_min, rt_sd, rt_hit_mu, rt_hit_slope, rt_fa_mu,
+    response, rt_out, onset, delay, shown,
+):
+    state = stream_key(seed, _rng.RESPONSE, participant[i] * 256 + step_index)
+    L = video.shape[1]
+    hi = duration * (1.0 - 1e-6)
+    t_now = start_s[i]
+    misses = 0
+    n_shown = L
+    for k in range(L):
+        onset[i, k] = t_now
+        v = video[i, k]
+        if repeat[i, k]:
+            fp = first_pos[i, k]
+            t = t_now - (onset[i, fp] if fp >= 0 else prior_onset[i, k])
+            delay[i, k] = t
+        else:
+            t = 0.0
+            delay[i, k] = np.nan
+        press = False
+        rt = np.nan
+        if careless[i]:
+            state, u = next_uniform(state)
+            if u < careless_rate:
+                press = True
+                state, u2 = next_uniform(state)
+                rt = rt_min + u2 * (hi - rt_min)
+        else:
+            state, u_lapse = next_uniform(state)
+            if u_lapse >= lapse[i]:
+                state, u = next_uniform(state)
+                if repeat[i, k]:
+                    r = retention(law, t, v_m[v], v_rate[v], a, b)
+                    r = min(max(r, _EPS), 1.0 - _EPS)
+                    lp = math.log(r / (1.0 - r)) + ability[i]
+                    if u < 1.0 / (1.0 + math.exp(-lp)):
+                        press = True
+                        mu = rt_hit_mu - rt_hit_slope * lp + v_rt[v]
+                        state, rt = _truncated_lognormal(state, mu, rt_sd, rt_min, hi)
+                else:
+                    lp = fa[i] + v_fa[v]
+                    if u < 1.0 / (1.0 + math.exp(-lp)):
+                        press = True
+                        state, rt = _truncated_lognormal(state, rt_fa_mu, rt_sd, rt_min, hi)
+        response[i, k] = press
+        rt_out[i, k] = rt
+        t_now += (rt if (press and ends_on_press) else duration) + gap
+        if stop_after > 0 and role[i, k] == 2 and repeat[i, k] and not press:
+            misses += 1
+            if misses >= stop_after:
+                n_shown = k + 1
+                break
+    shown[i] = n_shown
+
+
+@njit(cache=True, parallel=True)
+def _simulate_step(
+    participant, video, role, repeat, first_pos, prior_onset, start_s, ability, fa, lapse, careless,
+    v_m, v_rate, v_fa, v_rt, seed, step_index, law, a, b, duration, gap, ends_on_press, stop_after,
+    careless_rate, rt_min, rt_sd, rt_hit_mu, rt_hit_slope, rt_fa_mu,
+):
+    n, L = video.shape
+    response = np.zeros((n, L), dtype=np.bool_)
+    rt_out = np.full((n, L), np.nan, dtype=np.float32)
+    onset = np.full((n, L), np.nan)
+    delay = np.full((n, L), np.nan)
+    shown = np.zeros(n, dtype=np.int32)
+    for i in prange(n):
+        _one_participant(
+            i, participant, video, role, repeat, first_pos, prior_onset, start_s, ability, fa,
+            lapse, careless, v_m, v_rate, v_fa, v_rt, seed, step_index, law, a, b, duration, gap,
+            ends_on_press, stop_after, careless_rate, rt_min, rt_sd, rt_hit_mu, rt_hit_slope,
+            rt_fa_mu, response, rt_out, onset, delay, shown,
+        )
+    return response, rt_out, onset, delay, shown
+
+
+def _step_args(x: StepInput, videos, c: Constants) -> tuple:
+    return (
+        np.ascontiguousarray(x.participant, dtype=np.int64),
+        np.ascontiguousarray(x.video, dtype=np.int32),
+        np.ascontiguousarray(x.role, dtype=np.int8),
+        np.ascontiguousarray(x.repeat, dtype=np.bool_),
+        np.ascontiguousarray(x.first_pos, dtype=np.int32),
+        np.ascontiguousarray(x.prior_onset, dtype=np.float64),
+        np.ascontiguousarray(x.start_s, dtype=np.float64),
+        np.ascontiguousarray(x.ability, dtype=np.float64),
+        np.ascontiguousarray(x.fa, dtype=np.float64),
+        np.ascontiguousarray(x.lapse, dtype=np.float64),
+        np.ascontiguousarray(x.careless, dtype=np.bool_),
+        videos.m, videos.rate, videos.fa, videos.rt,
+    ) + c.as_tuple()
+
+
+def simulate_step(x: StepInput, videos, c: Constants):
+    """Play one step for every participant of ``x`` (numba, parallel over participants).
+
+    Returns ``(response, rt_s, onset_s, delay_s, shown)`` as described in the module docstring.
+    """
+    if x.video.shape[0] == 0:
+        L = x.video.shape[1]
+        return (np.zeros((0, L), bool), np.zeros((0, L), np.float32), np.zeros((0, L)),
+                np.zeros((0, L)), np.zeros(0, np.int32))
+    return _simulate_step(*_step_args(x, videos, c))
+
+
+# --------------------------------------------------------------------------- reference
+def simulate_step_reference(x: StepInput, videos, c: Constants):
+    """The same model in plain Python, one draw at a time (for equivalence tests)."""
+    from memsim.forgetting import LAWS
+
+    by_code = {law.code: law for law in LAWS.values()}
+    n, L = x.video.shape
+    response = np.zeros((n, L), dtype=bool)
+    rt_out = np.full((n, L), np.nan, dtype=np.float32)
+    onset = np.full((n, L), np.nan)
+    delay = np.full((n, L), np.nan)
+    shown = np.zeros(n, dtype=np.int32)
+    hi = c.duration_s * (1.0 - 1e-6)
+
+    def trunc(s: PyStream, mu: float) -> float:
+        rt = c.rt_min_s
+        for _ in range(_RT_TRIES):
+            rt = math.exp(mu + c.rt_log_sd * s.normal())
+            if c.rt_min_s <= rt <= hi:
+                return rt
+        return min(max(rt, c.rt_min_s), hi)
+
+    for i in range(n):
+        s = PyStream(stream_key_py(c.seed, _rng.RESPONSE, int(x.participant[i]) * 256 + c.step_index))
+        t_now = float(x.start_s[i])
+        misses, n_shown = 0, L
+        for k in range(L):
+            onset[i, k] = t_now
+            v = int(x.video[i, k])
+            t = 0.0
+            if x.repeat[i, k]:
+                fp = int(x.first_pos[i, k])
+                t = t_now - (onset[i, fp] if fp >= 0 else float(x.prior_onset[i, k]))
+                delay[i, k] = t
+            press, rt = False, float("nan")
+            if x.careless[i]:
+                if s.uniform() < c.careless_press_rate:
+                    press = True
+                    rt = c.rt_min_s + s.uniform() * (hi - c.rt_min_s)
+            elif s.uniform() >= x.lapse[i]:
+                u = s.uniform()
+                if x.repeat[i, k]:
+                    r = by_code[c.law].closed_form(t, videos.m[v], videos.rate[v], c.shape_a, c.shape_b)
+                    r = min(max(r, _EPS), 1.0 - _EPS)
+                    lp = math.log(r / (1.0 - r)) + x.ability[i]
+                    if u < 1.0 / (1.0 + math.exp(-lp)):
+                        press = True
+                        rt = trunc(s, c.rt_hit_log_mean - c.rt_hit_slope * lp + videos.rt[v])
+                else:
+                    lp = x.fa[i] + videos.fa[v]
+                    if u < 1.0 / (1.0 + math.exp(-lp)):
+                        press = True
+                        rt = trunc(s, c.rt_fa_log_mean)
+            response[i, k] = press
+            rt_out[i, k] = rt
+            t_now += (rt if (press and c.ends_on_press) else c.duration_s) + c.gap_s
+            if c.stop_after_vigilance_misses > 0 and x.role[i, k] == 2 and x.repeat[i, k] and not press:
+                misses += 1
+                if misses >= c.stop_after_vigilance_misses:
+                    n_shown = k + 1
+                    break
+        shown[i] = n_shown
+    return response, rt_out, onset, delay, shown

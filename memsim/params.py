@@ -1,0 +1,150 @@
+"""Population parameter sets: who the participants are and how the stimuli are remembered.
+
+In: a YAML file under ``calibration/`` (see ``docs/model.md`` for every field
+and what it does to the observable statistics). Out: a frozen
+:class:`Params`; ``params_from_mapping(p.dump()) == p``.
+
+The protocol says what the study does; the parameters say how people respond
+to it. A what-if sweep can vary either by dotted path (``params.participants.
+careless_share``).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from memsim.errors import UserError
+from memsim.forgetting import LAWS
+from memsim.io import format_pydantic_error, load_yaml_mapping
+
+__all__ = ["Params", "load_params", "params_from_mapping", "default_params_path"]
+
+Prob = Annotated[float, Field(ge=0.0, le=1.0)]
+NonNeg = Annotated[float, Field(ge=0.0)]
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class Normal(_Frozen):
+    """A normal distribution (on the scale the field names)."""
+
+    mean: float
+    sd: NonNeg
+
+
+class Forgetting(_Frozen):
+    """Which forgetting law, its shape, and the spread of per-video rates."""
+
+    law: Literal["exponential", "power", "linear", "exponential_asymptote"] = "exponential"
+    shape: dict[str, float] = Field(default_factory=dict, description="the law's shape parameters by name")
+    rate: Normal = Field(description="per-video forgetting rate, on the normal scale of the law's rate domain")
+    rate_memorability_corr: Annotated[float, Field(ge=-1.0, le=1.0)] = Field(
+        default=0.0, description="correlation of a video's rate draw with its memorability draw"
+    )
+
+    @model_validator(mode="after")
+    def _shape_known(self) -> "Forgetting":
+        law = LAWS[self.law]
+        unknown = set(self.shape) - set(law.params)
+        if unknown:
+            raise ValueError(
+                f"shape: unknown parameter(s) {sorted(unknown)} for law {self.law!r}; it takes {list(law.params)}"
+            )
+        for k, v in self.shape.items():
+            if not v > 0:
+                raise ValueError(f"shape.{k}: must be positive, got {v}")
+        return self
+
+    def shape_values(self) -> tuple[float, float]:
+        """The law's (a, b) shape values, defaults filled in."""
+        law = LAWS[self.law]
+        vals = [self.shape.get(n, d) for n, d in zip(law.params, law.defaults)]
+        vals += [0.0] * (2 - len(vals))
+        return float(vals[0]), float(vals[1])
+
+
+class Videos(_Frozen):
+    """Per-stimulus latent parameters."""
+
+    memorability: Normal = Field(
+        description="logit of the immediate recognition probability m (t = 0, average participant)"
+    )
+    false_alarm_sd: NonNeg = Field(0.0, description="sd of a stimulus' false-alarm attraction (logit shift)")
+    rt_sd: NonNeg = Field(0.0, description="sd of a stimulus' log response-time offset, shared by all steps")
+
+
+class ResponseTime(_Frozen):
+    """Log-normal response times, truncated to the presentation's duration."""
+
+    hit_log_mean: float = Field(description="log seconds of a recognition whose logit probability is 0")
+    hit_strength_slope: NonNeg = Field(
+        0.0, description="decrease of log RT per unit of the recognition's logit probability"
+    )
+    false_alarm_log_mean: float = Field(description="log seconds of a false alarm")
+    later_step_log_shift: float = Field(0.0, description="added to log RT of recognitions in steps after the first")
+    later_step_false_alarm_log_shift: float = Field(0.0, description="the same for false alarms")
+    log_sd: NonNeg = Field(description="sd of log RT around its mean")
+    min_s: NonNeg = Field(0.2, description="fastest possible press")
+
+
+class Participants(_Frozen):
+    """Per-participant latent parameters."""
+
+    ability_sd: NonNeg = Field(description="sd of a participant's memory ability (logit shift of recognitions)")
+    false_alarm: Normal = Field(description="logit of a participant's false-alarm probability")
+    lapse_mean: Prob = Field(description="mean share of presentations a participant does not attend to")
+    lapse_concentration: Annotated[float, Field(gt=0)] = Field(
+        20.0, description="beta concentration of lapse rates across participants"
+    )
+    careless_share: Prob = Field(0.0, description="share of participants who press at random")
+    careless_press_rate: Prob = Field(0.3, description="how often a careless participant presses")
+    return_probability: Prob = Field(description="probability that a participant comes back for each later step")
+    rt: ResponseTime
+
+
+class Params(_Frozen):
+    """A whole population parameter set."""
+
+    name: str
+    calibrated: bool = False
+    note: str = ""
+    forgetting: Forgetting
+    videos: Videos
+    participants: Participants
+
+    def dump(self) -> dict:
+        return self.model_dump(mode="json")
+
+
+def params_from_mapping(data: dict, path: str | os.PathLike[str] = "<params>") -> Params:
+    try:
+        return Params.model_validate(data)
+    except ValidationError as exc:
+        raise format_pydantic_error(exc, path) from None
+
+
+def load_params(path: str | os.PathLike[str]) -> Params:
+    """Load a parameter file; any problem is a one-line :class:`UserError`."""
+    return params_from_mapping(load_yaml_mapping(path, "parameter file"), path)
+
+
+def _calibration_dir() -> Path:
+    return Path(__file__).resolve().parent.parent / "calibration"
+
+
+def default_params_path(protocol) -> Path:
+    """``calibration/<protocol name>.yaml`` when it exists, else the VideoMem set."""
+    here = _calibration_dir()
+    own = here / f"{protocol.name}.yaml"
+    if own.exists():
+        return own
+    fallback = here / "videomem.yaml"
+    if not fallback.exists():
+        raise UserError("no parameter file found; pass --params FILE", path=own)
+    return fallback

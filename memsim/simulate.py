@@ -1,0 +1,345 @@
+"""A whole simulated study: campaign -> sequences -> kernel -> trial table.
+
+In: a :class:`~memsim.protocol.Protocol`, a :class:`~memsim.params.Params`, a
+seed and an optional scale. Out: a :class:`Simulation` holding the trial table
+(the SPEC's contract, exactly) and the latent truth of every stimulus and
+participant; :func:`write_simulation` writes them as Parquet, atomically.
+
+``scale`` shrinks the stimulus pool, the selection pool and the participant
+budget by the same factor, so annotations per stimulus stay about the same:
+a quick look at a big protocol.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from numba import njit
+
+from memsim.campaign import plan_campaign
+from memsim.errors import UserError
+from memsim.forgetting import LAWS, retention
+from memsim.kernel import ROLE_CODES, Constants, StepInput, simulate_step
+from memsim.params import Params
+from memsim.population import (
+    draw_participants,
+    draw_videos,
+    participants_table,
+    videos_table,
+)
+from memsim.protocol import Protocol, protocol_from_mapping
+from memsim.rng import CAMPAIGN, next_below, stream_key
+from memsim.sequence import generate_sequences, layout_for
+
+__all__ = ["Simulation", "simulate", "scale_protocol", "write_simulation", "truth_column"]
+
+ROLE_NAMES = np.array(["target", "filler", "vigilance"])
+TRIAL_COLUMNS = [
+    "participant", "step", "position", "video", "role", "repeat", "lag", "delay_s",
+    "response", "rt_s", "onset_s",
+]
+
+
+@dataclass
+class Simulation:
+    protocol: Protocol
+    params: Params
+    seed: int
+    trials: pd.DataFrame
+    videos: pd.DataFrame
+    participants: pd.DataFrame
+
+
+def scale_protocol(protocol: Protocol, scale: float) -> Protocol:
+    """The protocol with stimuli, selection pool and participant budget times ``scale``."""
+    if scale == 1.0:
+        return protocol
+    if not (0.0 < scale <= 1.0):
+        raise UserError(f"--scale must be in (0, 1], got {scale}")
+    d = protocol.dump()
+    need = sum(s.n_new for s in protocol.steps)
+    d["stimuli"]["count"] = max(need + 1, int(round(d["stimuli"]["count"] * scale)))
+    if "pool" in d["selection"]:
+        d["selection"]["pool"] = min(
+            d["stimuli"]["count"], max(protocol.steps[0].n_new, int(round(d["selection"]["pool"] * scale)))
+        )
+    stop = d["campaign"]["stop"]
+    if stop["kind"] == "participants":
+        stop["count"] = max(1, int(round(stop["count"] * scale)))
+    else:
+        stop["max_participants"] = max(1, int(round(stop["max_participants"] * scale)))
+    return protocol_from_mapping(d, f"{protocol.name} at scale {scale}")
+
+
+def truth_column(score_column: str) -> str:
+    """``short-term_memorability`` -> ``true_short_term``."""
+    base = score_column.removesuffix("_memorability")
+    return "true_" + base.replace("-", "_")
+
+
+def _reference_delay_s(protocol: Protocol, s: int) -> float:
+    """The delay at which a step's scores estimate memorability (see docs/model.md)."""
+    step = protocol.steps[s]
+    ref = getattr(step.scoring.correction, "reference_lag", None)
+    if ref is not None:
+        return ref * protocol.presentation_s
+    for g in step.items:
+        if g.role == "target" and g.repeat_lag is not None:
+            return 0.5 * (g.repeat_lag[0] + g.repeat_lag[1]) * protocol.presentation_s
+    lo, hi = step.delay_h
+    return 0.5 * (lo + hi) * 3600.0
+
+
+def expected_scores(protocol: Protocol, params: Params, videos) -> dict[str, np.ndarray]:
+    """Each stimulus' expected hit rate per scored step, for an attentive average participant.
+
+    ``(1 - lapse_mean) * E_a[expit(logit R(t_ref) + a)]`` with ``a ~ N(0, ability_sd)``
+    (Gauss–Hermite, 24 nodes) and ``t_ref`` the step's reference delay.
+    """
+    law = LAWS[params.forgetting.law]
+    a, b = params.forgetting.shape_values()
+    nodes, weights = np.polynomial.hermite_e.hermegauss(24)
+    weights = weights / weights.sum()
+    p = params.participants
+    out = {}
+    for s, step in enumerate(protocol.steps):
+        t = _reference_delay_s(protocol, s)
+        r = np.array([retention(law.code, t, m, rr, a, b) for m, rr in zip(videos.m, videos.rate)])
+        r = np.clip(r, 1e-9, 1 - 1e-9)
+        lp = np.log(r / (1 - r))[:, None] + p.ability_sd * nodes[None, :]
+        out[truth_column(step.scoring.column)] = (1 - p.lapse_mean) * (
+            (1.0 / (1.0 + np.exp(-lp))) @ weights
+        )
+    return out
+
+
+def _constants(protocol: Protocol, params: Params, seed: int, s: int) -> Constants:
+    f = params.forgetting
+    a, b = f.shape_values()
+    rt = params.participants.rt
+    later = s > 0
+    return Constants(
+        seed=seed, step_index=s, law=LAWS[f.law].code, shape_a=a, shape_b=b,
+        duration_s=protocol.stimuli.duration_s, gap_s=protocol.stimuli.gap_s,
+        ends_on_press=protocol.stimuli.response_ends_presentation,
+        stop_after_vigilance_misses=protocol.steps[s].stop_after_vigilance_misses or 0,
+        careless_press_rate=params.participants.careless_press_rate,
+        rt_min_s=rt.min_s, rt_log_sd=rt.log_sd,
+        rt_hit_log_mean=rt.hit_log_mean + (rt.later_step_log_shift if later else 0.0),
+        rt_hit_slope=rt.hit_strength_slope,
+        rt_fa_log_mean=rt.false_alarm_log_mean + (rt.later_step_false_alarm_log_shift if later else 0.0),
+    )
+
+
+@njit(cache=True)
+def _draw_earlier_items(eligible, total, seed, pid, s):
+    """Per row, ``total`` distinct random items among ``eligible`` (bool[n, k]), in random order."""
+    n, k = eligible.shape
+    out = np.empty((n, total), dtype=np.int32)
+    cand = np.empty(k, dtype=np.int32)
+    for i in range(n):
+        m = 0
+        for j in range(k):
+            if eligible[i, j]:
+                cand[m] = j
+                m += 1
+        state = stream_key(seed, CAMPAIGN, 1_000_000_000 + pid[i] * 64 + s)
+        for j in range(total):  # partial Fisher–Yates
+            state, r = next_below(state, m - j)
+            r += j
+            tmp = cand[j]
+            cand[j] = cand[r]
+            cand[r] = tmp
+            out[i, j] = cand[j]
+    return out
+
+
+def simulate(protocol: Protocol, params: Params, seed: int = 0, scale: float = 1.0, progress=None) -> Simulation:
+    """Simulate the whole study. ``progress(message)`` is called between stages when given."""
+    tick = progress or (lambda msg: None)
+    protocol = scale_protocol(protocol, scale)
+    steps = protocol.steps
+    tick("campaign")
+    plan = plan_campaign(protocol, seed, params.participants.return_probability)
+    videos = draw_videos(params, protocol.stimuli.count, seed)
+    parts = draw_participants(params, plan.n_participants, seed)
+
+    tables = []
+    # per step: participant ids, item->video [n, n_items], item onset (last showing) [n, n_items], end time
+    prev = None
+    for s, step in enumerate(steps):
+        tick(f"step {s + 1}")
+        layout = layout_for(step)
+        group_role = np.array([ROLE_CODES[g.role] for g in step.items], dtype=np.int8)
+        group_of_item = layout.group_of_item
+        from_earlier = np.array([not isinstance(g.source, str) for g in step.items])
+        if s == 0:
+            pid = np.arange(plan.n_participants, dtype=np.int64)
+            items_video = plan.step1_items
+            start = plan.arrival_s
+            item_prior_onset = np.full(items_video.shape, np.nan)
+        else:
+            later = plan.later[s - 1]
+            # only participants who finished the previous step come back
+            prev_row = np.searchsorted(prev["pid"], later.rows)
+            ok = (prev_row < prev["pid"].shape[0])
+            ok[ok] &= prev["pid"][prev_row[ok]] == later.rows[ok]
+            ok[ok] &= prev["complete"][prev_row[ok]]
+            pid = later.rows[ok]
+            prev_row = prev_row[ok]
+            start = prev["end"][prev_row] + later.delay_s[ok]
+            new_items = later.new_items[ok]
+            n = pid.shape[0]
+            items_video = np.empty((n, layout.n_items), dtype=np.int32)
+            item_prior_onset = np.full((n, layout.n_items), np.nan)
+            new_cursor = 0
+            # earlier-step items, grouped by source step so draws are disjoint
+            by_source: dict[tuple, list[int]] = {}
+            for gi, g in enumerate(step.items):
+                if isinstance(g.source, str):
+                    idx = np.flatnonzero(group_of_item == gi)
+                    items_video[:, idx] = new_items[:, new_cursor:new_cursor + idx.size]
+                    new_cursor += idx.size
+                else:
+                    by_source.setdefault((g.source.step, g.source.roles), []).append(gi)
+            for (src, roles), gis in by_source.items():
+                if src - 1 != s - 1:
+                    raise UserError(
+                        f"steps.{s}: items from step {src} are only supported from the step just before",
+                        path=protocol.name,
+                    )
+                src_step = steps[src - 1]
+                src_roles = np.array(
+                    [g.role in roles and isinstance(g.source, str) for g in src_step.items]
+                )
+                eligible = src_roles[prev["group_of_item"]][None, :] & prev["shown_item"][prev_row]
+                counts = [int(np.sum(group_of_item == gi)) for gi in gis]
+                short = eligible.sum(axis=1) < sum(counts)
+                if short.any():
+                    raise UserError(
+                        f"steps.{s}: participant {int(pid[short][0])} has fewer eligible step-{src} items "
+                        f"than the {sum(counts)} needed",
+                        path=protocol.name,
+                    )
+                drawn = _draw_earlier_items(
+                    np.ascontiguousarray(eligible), sum(counts), seed, pid, s
+                )
+                c0 = 0
+                for gi, c in zip(gis, counts):
+                    idx = np.flatnonzero(group_of_item == gi)
+                    sel = drawn[:, c0:c0 + c]
+                    items_video[:, idx] = np.take_along_axis(prev["items_video"][prev_row], sel, axis=1)
+                    item_prior_onset[:, idx] = np.take_along_axis(prev["item_onset"][prev_row], sel, axis=1)
+                    c0 += c
+        n = pid.shape[0]
+        item, lag = generate_sequences(layout, seed, pid, s)
+        video = np.take_along_axis(items_video, item, axis=1)
+        gi = group_of_item[item]
+        role = group_role[gi]
+        within = lag >= 0
+        repeat = within | from_earlier[gi]
+        pos = np.arange(step.length, dtype=np.int32)[None, :]
+        first_pos = np.where(within, pos - lag, -1).astype(np.int32)
+        prior = np.where(from_earlier[gi], np.take_along_axis(item_prior_onset, item, axis=1), np.nan)
+        x = StepInput(
+            participant=pid, video=video, role=role, repeat=repeat, first_pos=first_pos,
+            prior_onset=prior, start_s=start, ability=parts.ability[pid], fa=parts.fa[pid],
+            lapse=parts.lapse[pid], careless=parts.careless[pid],
+        )
+        response, rt, onset, delay, shown = simulate_step(x, videos, _constants(protocol, params, seed, s))
+        shown_mask = pos < shown[:, None]
+        # per item: onset of its last showing (first showings, then repeats overwrite)
+        item_onset = np.full((n, layout.n_items), np.nan)
+        rows = np.broadcast_to(np.arange(n)[:, None], item.shape)
+        for sel in (shown_mask & ~within, shown_mask & within):
+            item_onset[rows[sel], item[sel]] = onset[sel]
+        last = np.maximum(shown - 1, 0)
+        last_onset = onset[np.arange(n), last]
+        last_rt = rt[np.arange(n), last]
+        last_len = np.where(
+            response[np.arange(n), last] & protocol.stimuli.response_ends_presentation,
+            last_rt, protocol.stimuli.duration_s,
+        )
+        prev = {
+            "pid": pid,
+            "items_video": items_video,
+            "item_onset": item_onset,
+            "shown_item": ~np.isnan(item_onset),
+            "group_of_item": group_of_item,
+            "complete": shown == step.length,
+            "end": last_onset + last_len + protocol.stimuli.gap_s,
+        }
+        flat = shown_mask.ravel()
+        tables.append(
+            {
+                "_pid": pid,
+                "_shown": shown,
+                "participant": np.repeat(pid, step.length)[flat],
+                "step": np.full(int(flat.sum()), s + 1, dtype=np.int8),
+                "position": np.broadcast_to(pos, item.shape).ravel()[flat].astype(np.int16),
+                "video": video.ravel()[flat].astype(np.int32),
+                "role": role.ravel()[flat],
+                "repeat": repeat.ravel()[flat],
+                "lag": lag.ravel()[flat].astype(np.int16),
+                "delay_s": delay.ravel()[flat],
+                "response": response.ravel()[flat],
+                "rt_s": rt.ravel()[flat],
+                "onset_s": onset.ravel()[flat],
+            }
+        )
+    tick("tables")
+    # one table ordered by participant, step, position: scatter each step's rows into place
+    per = np.zeros((plan.n_participants, len(steps)), dtype=np.int64)
+    for s, t in enumerate(tables):
+        per[t["_pid"], s] = t["_shown"]
+    base = (np.cumsum(per.ravel()) - per.ravel()).reshape(per.shape)
+    total = int(per.sum())
+    cols = {c: np.empty(total, dtype=tables[0][c].dtype) for c in TRIAL_COLUMNS}
+    for s, t in enumerate(tables):
+        dest = np.repeat(base[t["_pid"], s], t["_shown"]) + t["position"]
+        for c in TRIAL_COLUMNS:
+            cols[c][dest] = t[c]
+    cols["role"] = pd.Categorical.from_codes(cols["role"].astype(np.int8), categories=list(ROLE_NAMES))
+    trials = pd.DataFrame(cols)
+    truth = expected_scores(protocol, params, videos)
+    return Simulation(
+        protocol=protocol,
+        params=params,
+        seed=seed,
+        trials=trials,
+        videos=videos_table(videos, truth),
+        participants=participants_table(parts, plan.n_participants),
+    )
+
+
+def write_table(df: pd.DataFrame, path: str | os.PathLike[str]) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from memsim.io import atomic_path
+
+    with atomic_path(path) as tmp:
+        # dictionary-encode only the categorical column: a third faster to write
+        dict_cols = [c for c in df.columns if isinstance(df[c].dtype, pd.CategoricalDtype)]
+        pq.write_table(
+            pa.Table.from_pandas(df, preserve_index=False), tmp,
+            use_dictionary=dict_cols or False, write_statistics=False,
+        )
+
+
+def write_simulation(sim: Simulation, out: str | os.PathLike[str]) -> list[Path]:
+    """Write trials/videos/participants Parquet files into ``out`` (each atomically)."""
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise UserError("output exists and is not a directory", path=out)
+    paths = []
+    for name, df in (("trials", sim.trials), ("videos", sim.videos), ("participants", sim.participants)):
+        p = out / f"{name}.parquet"
+        write_table(df, p)
+        paths.append(p)
+    return paths
