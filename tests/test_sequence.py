@@ -1,4 +1,4 @@
-"""Lag-constrained sequences: kernel == reference, validity, lag coverage, determinism, bounded failure."""
+"""Lag-constrained sequences: kernel == reference, validity, lags, determinism, bounded failure."""
 
 from __future__ import annotations
 
@@ -67,6 +67,17 @@ def test_layout_for_videomem(videomem):
     assert g.dtype == np.int32 and g.shape == (120,)
     np.testing.assert_array_equal(np.bincount(g), [40, 20, 60])
     assert (g[:40] == 0).all() and (g[40:60] == 1).all() and (g[60:] == 2).all()
+
+
+def test_layout_for_step_without_repeats():
+    step2 = load_protocol(ROOT / "protocols" / "videomem.yaml").steps[1]
+    layout = layout_for(step2)
+    np.testing.assert_array_equal(layout.group_count, [40, 80])
+    assert not layout.repeats.any()
+    item, lag = generate_sequences(layout, 3, np.arange(20), 1)
+    assert_valid(layout, item, lag)
+    assert (lag == -1).all()
+    np.testing.assert_array_equal(np.sort(item, axis=1), np.tile(np.arange(120), (20, 1)))
 
 
 # --------------------------------------------------------------------------- kernel == reference
@@ -245,7 +256,8 @@ def test_infeasible_layout_fails_bounded():
     # pre-check cannot see that; the restart bound must stop it.
     layout = StepLayout(6, [3], [2], [2], name="tight", group_role=("target",))
     for fn in (generate_sequences, generate_sequences_reference):
-        with pytest.raises(UserError, match=r"step 2 \(tight\): could not place .*items\.0 \(3 target, lag 2-2\).*1000 restarts"):
+        msg = r"step 2 \(tight\): could not place .*items\.0 \(3 target, lag 2-2\).*1000 restarts"
+        with pytest.raises(UserError, match=msg):
             fn(layout, 0, np.arange(50, dtype=np.int64), 1, max_restarts=1000)
 
 
@@ -253,8 +265,14 @@ def test_infeasible_layout_fails_bounded():
     "layout, message",
     [
         (StepLayout(180, [40, 20, 60], [45, 3, 0], [180, 6, 0]), "does not fit a sequence of 180"),
-        (StepLayout(180, [40, 20, 60], [150, 3, 0], [170, 6, 0]), "40 items repeated at lags of at least 150"),
-        (StepLayout(181, [40, 20, 60], [45, 3, 0], [100, 6, 0]), "give 180 presentations but length is 181"),
+        (
+            StepLayout(180, [40, 20, 60], [150, 3, 0], [170, 6, 0]),
+            "40 items repeated at lags of at least 150",
+        ),
+        (
+            StepLayout(181, [40, 20, 60], [45, 3, 0], [100, 6, 0]),
+            "give 180 presentations but length is 181",
+        ),
         (StepLayout(180, [40, 20, 60], [9, 3, 0], [8, 6, 0]), "invalid lag range"),
     ],
 )
