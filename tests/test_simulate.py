@@ -1,0 +1,350 @@
+"""The simulator: forgetting laws, the trial kernel against its reference, the campaign,
+and trial tables that obey their protocol."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numba
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from memsim.campaign import AnnotationIndex, select_least_annotated
+from memsim.errors import UserError
+from memsim.forgetting import LAWS
+from memsim.kernel import Constants, StepInput, simulate_step, simulate_step_reference
+from memsim.params import load_params
+from memsim.population import draw_participants, draw_videos
+from memsim.protocol import load_protocol, protocol_from_mapping
+from memsim.simulate import TRIAL_COLUMNS, simulate, write_simulation
+
+ROOT = Path(__file__).resolve().parent.parent
+VIDEOMEM = ROOT / "protocols" / "videomem.yaml"
+PARAMS = ROOT / "calibration" / "videomem.yaml"
+
+
+@pytest.fixture(scope="module")
+def params():
+    return load_params(PARAMS)
+
+
+@pytest.fixture(scope="module")
+def videomem():
+    return load_protocol(VIDEOMEM)
+
+
+@pytest.fixture(scope="module")
+def small_sim(videomem, params):
+    return simulate(videomem, params, seed=7, scale=0.04)
+
+
+# --------------------------------------------------------------------------- forgetting laws
+@pytest.mark.parametrize(
+    "name, closed",
+    [
+        ("exponential", lambda t, m, r, a: m * math.exp(-r * t / a)),
+        ("power", lambda t, m, r, a: m * (1 + t / a) ** (-r)),
+        ("linear", lambda t, m, r, a: min(max(m - r * t / a, 0.0), 1.0)),
+        ("exponential_asymptote", lambda t, m, r, a: m * (1 - r * (1 - math.exp(-t / a)))),
+    ],
+)
+def test_laws_match_closed_form(name, closed):
+    law = LAWS[name]
+    rng = np.random.default_rng(0)
+    for _ in range(200):
+        t = float(rng.uniform(0, 3 * 86400))
+        m = float(rng.uniform(0.05, 0.99))
+        r = float(rng.uniform(0.0, 1.0))
+        a = float(rng.uniform(1.0, 5000.0))
+        assert law.closed_form(t, m, r, a) == pytest.approx(closed(t, m, r, a), rel=1e-12, abs=1e-15)
+    # every law starts at the immediate memorability and never rises with time
+    ts = np.linspace(0, 3 * 86400, 50)
+    vals = [law.closed_form(t, 0.9, 0.4, 600.0) for t in ts]
+    assert vals[0] == pytest.approx(0.9)
+    assert all(b <= a + 1e-15 for a, b in zip(vals, vals[1:]))
+
+
+# --------------------------------------------------------------------------- kernel
+def _random_step(n=6, L=40, seed=3, careless_share=0.3):
+    rng = np.random.default_rng(seed)
+    video = rng.integers(0, 50, size=(n, L)).astype(np.int32)
+    repeat = np.zeros((n, L), bool)
+    first_pos = np.full((n, L), -1, np.int32)
+    prior = np.full((n, L), np.nan)
+    for i in range(n):
+        for k in range(5, L, 4):
+            repeat[i, k] = True
+            first_pos[i, k] = k - int(rng.integers(1, 5))
+        for k in range(3, L, 7):
+            if not repeat[i, k]:
+                repeat[i, k] = True
+                prior[i, k] = -float(rng.uniform(3600, 7200))
+    role = np.where(repeat, 0, 1).astype(np.int8)
+    role[:, 9] = 2
+    repeat[:, 9] = True
+    first_pos[:, 9] = 8
+    x = StepInput(
+        participant=np.arange(100, 100 + n, dtype=np.int64), video=video, role=role, repeat=repeat,
+        first_pos=first_pos, prior_onset=prior, start_s=rng.uniform(0, 100, n),
+        ability=rng.normal(0, 0.7, n), fa=rng.normal(-2, 0.5, n), lapse=rng.uniform(0, 0.2, n),
+        careless=rng.random(n) < careless_share,
+    )
+    return x
+
+
+def _constants(law=3, ends=True, stop=0):
+    return Constants(
+        seed=11, step_index=0, law=law, shape_a=1800.0, shape_b=0.0, duration_s=7.0, gap_s=1.0,
+        ends_on_press=ends, stop_after_vigilance_misses=stop, careless_press_rate=0.3, rt_min_s=0.25,
+        rt_log_sd=0.5, rt_hit_log_mean=0.5, rt_hit_slope=0.1, rt_fa_log_mean=1.0,
+    )
+
+
+@pytest.mark.parametrize("law", [0, 1, 2, 3])
+@pytest.mark.parametrize("ends, stop", [(True, 0), (False, 0), (True, 1)])
+def test_kernel_matches_reference(params, law, ends, stop):
+    x = _random_step()
+    vids = draw_videos(params, 50, seed=5)
+    c = _constants(law, ends, stop)
+    got = simulate_step(x, vids, c)
+    ref = simulate_step_reference(x, vids, c)
+    for g, r in zip(got, ref):
+        np.testing.assert_array_equal(np.isnan(g) if g.dtype.kind == "f" else g,
+                                      np.isnan(r) if r.dtype.kind == "f" else r)
+        if g.dtype.kind == "f":
+            np.testing.assert_allclose(g, r, rtol=1e-12, equal_nan=True)
+    if stop:
+        assert (got[4] < x.video.shape[1]).any()  # somebody was stopped early
+
+
+def test_kernel_same_result_whatever_the_batch(params):
+    x = _random_step(n=12)
+    vids = draw_videos(params, 50, seed=5)
+    c = _constants()
+    whole = simulate_step(x, vids, c)
+    half = StepInput(**{k: (v[6:] if isinstance(v, np.ndarray) else v) for k, v in x.__dict__.items()})
+    part = simulate_step(half, vids, c)
+    for a, b in zip(whole, part):
+        np.testing.assert_array_equal(a[6:], b)
+
+
+def test_onsets_follow_responses(params):
+    x = _random_step(careless_share=0.0)
+    vids = draw_videos(params, 50, seed=5)
+    response, rt, onset, delay, shown = simulate_step(x, vids, _constants())
+    step = np.diff(onset, axis=1)
+    expect = np.where(response[:, :-1], rt[:, :-1].astype(np.float64), 7.0) + 1.0
+    np.testing.assert_allclose(step, expect, rtol=1e-6)
+    assert np.all(np.isnan(rt) == ~response)
+    assert np.nanmax(rt) < 7.0 and np.nanmin(rt) >= 0.25
+
+
+# --------------------------------------------------------------------------- campaign
+def test_least_annotated_selection_stays_in_pool():
+    rng = np.random.default_rng(0)
+    idx = AnnotationIndex(500, 1000)
+    for _ in range(300):
+        idx.add(rng.choice(500, 40, replace=False).astype(np.int32))
+    counts = idx.counts.copy()
+    assert np.array_equal(np.sort(counts), counts[idx.order])  # the index is sorted by count
+    boundary = np.sort(counts)[99]
+    state = np.uint64(12345)
+    for _ in range(200):
+        state, chosen = select_least_annotated(idx.order, idx.start, 100, 30, state)
+        assert len(set(chosen.tolist())) == 30
+        assert counts[chosen].max() <= boundary
+
+
+# --------------------------------------------------------------------------- whole simulations
+def test_trial_table_schema(small_sim):
+    tr = small_sim.trials
+    assert list(tr.columns) == TRIAL_COLUMNS
+    dtypes = {c: str(t) for c, t in tr.dtypes.items()}
+    assert dtypes == {
+        "participant": "int64", "step": "int8", "position": "int16", "video": "int32",
+        "role": "category", "repeat": "bool", "lag": "int16", "delay_s": "float64",
+        "response": "bool", "rt_s": "float32", "onset_s": "float64",
+    }
+    assert not tr.duplicated(["participant", "step", "position"]).any()
+    key = tr[["participant", "step", "position"]].to_numpy()
+    assert (np.lexsort(key[:, ::-1].T) == np.arange(len(tr))).all()  # ordered by participant, step, position
+
+
+def test_step1_obeys_protocol(small_sim):
+    tr = small_sim.trials
+    s1 = tr[tr.step == 1]
+    per = s1.groupby("participant")
+    assert (per.size() == 180).all()
+    assert (per.video.nunique() == 120).all()
+    counts = s1.groupby(["participant", "role"], observed=True).size().unstack()
+    assert (counts["target"] == 80).all() and (counts["vigilance"] == 40).all() and (counts["filler"] == 60).all()
+    rep = s1[s1.repeat]
+    assert set(rep.role.unique()) == {"target", "vigilance"}
+    t = rep[rep.role == "target"].lag
+    v = rep[rep.role == "vigilance"].lag
+    assert t.between(45, 100).all() and v.between(3, 6).all()
+    assert (s1[~s1.repeat].lag == -1).all() and s1[~s1.repeat].delay_s.isna().all()
+    # the lag is the distance to the first showing of the same video, and delay_s its time
+    first = s1[~s1.repeat].set_index(["participant", "video"])
+    j = rep.join(first[["position", "onset_s"]], on=["participant", "video"], suffixes=("", "_first"))
+    assert (j.position - j.position_first == j.lag).all()
+    np.testing.assert_allclose(j.onset_s - j.onset_s_first, j.delay_s)
+
+
+def test_onsets_consistent_with_responses(small_sim):
+    tr = small_sim.trials
+    nxt = tr.groupby(["participant", "step"]).onset_s.shift(-1)
+    ok = nxt.notna()
+    gap = (nxt - tr.onset_s)[ok]
+    expect = np.where(tr.response[ok], tr.rt_s[ok].astype(float), 7.0) + 1.0
+    np.testing.assert_allclose(gap.to_numpy(), expect, rtol=1e-6)
+    assert (tr.rt_s.isna() == ~tr.response).all()
+
+
+def test_step2_obeys_protocol(small_sim):
+    tr = small_sim.trials
+    s1, s2 = tr[tr.step == 1], tr[tr.step == 2]
+    assert len(s2) > 0
+    assert (s2.groupby("participant").size() == 120).all()
+    seen1 = s1.groupby("participant").video.apply(set)
+    fillers1 = s1[s1.role == "filler"].groupby("participant").video.apply(set)
+    for p, g in s2.groupby("participant"):
+        targets = set(g[g.role == "target"].video)
+        fillers = set(g[g.role == "filler"].video)
+        assert len(targets) == 40 and len(fillers) == 80
+        assert targets <= fillers1[p]  # only step-1 non-vigilance fillers
+        assert not (fillers & seen1[p])  # fillers never seen before
+    tests = s2[s2.role == "target"]
+    assert tests.repeat.all() and (tests.lag == -1).all()
+    assert (~s2[s2.role == "filler"].repeat).all()
+    # step 2 starts 24-72 h after the end of step 1
+    end1 = s1.groupby("participant").apply(
+        lambda g: g.onset_s.iloc[-1] + (g.rt_s.iloc[-1] if g.response.iloc[-1] else 7.0) + 1.0
+    )
+    start2 = s2.groupby("participant").onset_s.min()
+    gap_h = (start2 - end1[start2.index]) / 3600
+    assert gap_h.between(24, 72).all()
+    # delay_s is the time since the step-1 showing
+    j = tests.join(s1.set_index(["participant", "video"])[["onset_s"]], on=["participant", "video"], suffixes=("", "1"))
+    np.testing.assert_allclose(j.onset_s - j.onset_s1, j.delay_s)
+
+
+def test_same_seed_same_bytes_and_threads_do_not_matter(videomem, params, tmp_path, small_sim):
+    before = numba.get_num_threads()
+    try:
+        numba.set_num_threads(1)
+        one = simulate(videomem, params, seed=7, scale=0.04)
+    finally:
+        numba.set_num_threads(before)
+    pd.testing.assert_frame_equal(one.trials, small_sim.trials)
+    write_simulation(one, tmp_path / "a")
+    write_simulation(small_sim, tmp_path / "b")
+    for name in ("trials", "videos", "participants"):
+        assert (tmp_path / "a" / f"{name}.parquet").read_bytes() == (tmp_path / "b" / f"{name}.parquet").read_bytes()
+    other = simulate(videomem, params, seed=8, scale=0.04)
+    assert not other.trials.response.equals(small_sim.trials.response)
+
+
+def test_latent_truth_tables(small_sim):
+    v = small_sim.videos
+    assert {"video", "memorability", "forgetting_rate", "true_short_term", "true_long_term"} <= set(v.columns)
+    assert v.true_short_term.between(0, 1).all() and (v.true_short_term >= v.true_long_term - 1e-12).all()
+    p = small_sim.participants
+    assert len(p) == small_sim.trials.participant.nunique()
+
+
+def test_more_participants_keep_the_first_ones(params):
+    a = draw_participants(params, 50, seed=3)
+    b = draw_participants(params, 80, seed=3)
+    np.testing.assert_array_equal(a.ability, b.ability[:50])
+    np.testing.assert_array_equal(a.careless, b.careless[:50])
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "protocols").glob("*.yaml")), ids=lambda p: p.stem)
+def test_every_shipped_protocol_simulates(path, params):
+    proto = load_protocol(path)
+    target = 300  # stimuli, whatever the protocol's size
+    scale = min(1.0, max(target / proto.stimuli.count, 1e-4))
+    sim = simulate(proto, params, seed=1, scale=scale)
+    tr = sim.trials
+    assert len(tr) > 0 and set(tr.step.unique()) <= set(range(1, len(proto.steps) + 1))
+    assert tr.response.any()
+
+
+def test_bad_scale_is_a_user_error(videomem, params):
+    with pytest.raises(UserError):
+        simulate(videomem, params, scale=0.0)
+
+
+# --------------------------------------------------------------------------- random feasible protocols
+@st.composite
+def protocols(draw):
+    length_targets = draw(st.integers(2, 8))
+    vig = draw(st.integers(0, 4))
+    fillers = draw(st.integers(4, 20))
+    lag_lo = draw(st.integers(2, 10))
+    lag_hi = lag_lo + draw(st.integers(0, 10))
+    v_lo = draw(st.integers(1, 3))
+    v_hi = v_lo + draw(st.integers(0, 2))
+    items = [{"role": "target", "count": length_targets, "repeat_lag": [lag_lo, lag_hi]}]
+    if vig:
+        items.append({"role": "vigilance", "count": vig, "repeat_lag": [v_lo, v_hi]})
+    items.append({"role": "filler", "count": fillers})
+    length = 2 * length_targets + 2 * vig + fillers
+    lag_hi = min(lag_hi, length - 1)
+    items[0]["repeat_lag"] = [min(lag_lo, lag_hi), lag_hi]
+    tested = draw(st.integers(1, fillers))
+    new2 = draw(st.integers(1, 10))
+    stimuli = length + new2 + draw(st.integers(5, 60))
+    two_steps = draw(st.booleans())
+    steps = [{
+        "name": "one", "length": length, "items": items,
+        "scoring": {"column": "short-term_memorability"},
+    }]
+    if two_steps:
+        steps.append({
+            "name": "two", "length": tested + new2, "delay_h": [1, 5],
+            "items": [
+                {"role": "target", "count": tested, "source": {"step": 1, "roles": ["filler"]}},
+                {"role": "filler", "count": new2},
+            ],
+            "scoring": {"column": "long-term_memorability"},
+        })
+    d = {
+        "name": "random",
+        "stimuli": {"kind": "video", "count": stimuli, "duration_s": 3.0, "gap_s": 0.5,
+                    "response_ends_presentation": draw(st.booleans())},
+        "steps": steps,
+        "selection": draw(st.sampled_from([
+            {"kind": "uniform"},
+            {"kind": "least_annotated", "pool": length_targets + vig + fillers},
+        ])),
+        "campaign": {"arrivals": {"kind": "poisson", "rate_per_h": 30.0},
+                     "stop": {"kind": "participants", "count": draw(st.integers(1, 12))}},
+    }
+    return protocol_from_mapping(d)
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(proto=protocols(), seed=st.integers(0, 2**31))
+def test_random_protocols_give_valid_tables(proto, seed, params):
+    tr = simulate(proto, params, seed=seed).trials
+    s1 = tr[tr.step == 1]
+    assert s1.groupby("participant").size().eq(proto.steps[0].length).all()
+    for g in proto.steps[0].items:
+        rows = s1[s1.role == g.role]
+        if g.repeat_lag is not None:
+            lag = rows[rows.repeat].lag
+            assert lag.between(*g.repeat_lag).all()
+    assert (tr.rt_s.isna() == ~tr.response).all()
+    if len(proto.steps) > 1:
+        s2 = tr[tr.step == 2]
+        fill1 = s1[s1.role == "filler"].groupby("participant").video.apply(set)
+        seen1 = s1.groupby("participant").video.apply(set)
+        for p, g in s2.groupby("participant"):
+            assert set(g[g.role == "target"].video) <= fill1[p]
+            assert not set(g[g.role == "filler"].video) & seen1[p]
