@@ -1,0 +1,200 @@
+"""``memsim score`` and ``memsim analyse``: score a trial table, and run the paper's analyses.
+
+Only parses, calls and prints; the work is in :mod:`memsim.scoring` and
+:mod:`memsim.consistency`, imported inside the handlers so ``memsim --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def register(sub) -> None:
+    p = sub.add_parser("score", help="score a trial table (Parquet or CSV) under a protocol")
+    p.add_argument("trials", type=Path, help="trial table (Parquet or CSV)")
+    p.add_argument("--protocol", type=Path, required=True, help="protocol YAML file")
+    p.add_argument("--out", type=Path, required=True, help="scores CSV to write (VideoMem format)")
+    p.add_argument("--participants", type=Path, default=None,
+                   help="also write the per-participant statistics and filter decisions (CSV)")
+    p.set_defaults(func=_cmd_score)
+
+    p = sub.add_parser("analyse", help="consistency, lag, response-time and score analyses of a trial table")
+    p.add_argument("trials", type=Path, help="trial table (Parquet or CSV)")
+    p.add_argument("--protocol", type=Path, required=True, help="protocol YAML file")
+    p.add_argument("--out", type=Path, default=None, help="folder for summary.json and scores.csv")
+    p.add_argument("--seed", type=int, default=0, help="seed of the random splits (default 0)")
+    p.add_argument("--splits", type=int, default=25, help="random participant half-splits (default 25)")
+    p.add_argument("--truth", type=Path, default=None,
+                   help="CSV/Parquet with 'video' and true values under the score column names")
+    p.set_defaults(func=_cmd_analyse)
+
+    p = sub.add_parser("scores", help="describe a scores file (real or simulated): distributions, counts, ST-LT")
+    p.add_argument("scores", type=Path, nargs="?", default=None,
+                   help="scores CSV (default: the released VideoMem dev-set ground truth under --data)")
+    p.add_argument("--data", type=Path, default=None,
+                   help="real-data folder (default: $MEMSIM_DATA, else <repo>/../shared/data)")
+    p.add_argument("--json", type=Path, default=None, help="also write the numbers as JSON")
+    p.set_defaults(func=_cmd_scores)
+
+
+def _load(args):
+    from memsim.protocol import load_protocol
+    from memsim.trials import read_trials
+
+    protocol = load_protocol(args.protocol)
+    trials = read_trials(args.trials)
+    return protocol, trials
+
+
+def _summary_lines(res) -> list[str]:
+    import numpy as np
+
+    lines = []
+    parts = res.participants
+    for s, spec in enumerate(res.protocol.steps, start=1):
+        ps = parts[parts["step"] == s]
+        kept = int(ps["kept"].sum())
+        why = ps.loc[~ps["kept"], "reason"].value_counts()
+        why_txt = ", ".join(f"{k} {v}" for k, v in why.items()) or "none dropped"
+        v = res.videos[res.videos["step"] == s]
+        corr = res.corrections[spec.name]
+        ctxt = "no correction"
+        if corr["kind"] == "linear":
+            ctxt = f"linear correction to lag {corr['reference_lag']}, slope {corr['slope']:+.3g}/position"
+        elif corr["kind"] == "memento_decay":
+            ctxt = f"memento decay to lag {corr['reference_lag']}, mean alpha {corr['mean_alpha']:+.3g}"
+        mean_raw = float(v["raw"].mean()) if len(v) else np.nan
+        mean_sc = float(v["score"].mean()) if len(v) else np.nan
+        ann = v["annotations"]
+        lines.append(
+            f"step {s} {spec.name}: {kept:,} of {len(ps):,} participants kept ({why_txt}); "
+            f"{len(v):,} videos, {ann.mean() if len(v) else 0:.1f} annotations/video (min {ann.min() if len(v) else 0}); "
+            f"mean score {mean_raw:.3f} raw -> {mean_sc:.3f} ({ctxt})"
+        )
+    return lines
+
+
+def _cmd_score(args: argparse.Namespace) -> int:
+    from memsim.io import atomic_path
+    from memsim.scoring import score, write_scores
+
+    protocol, trials = _load(args)
+    res = score(trials, protocol)
+    write_scores(res.scores, args.out)
+    if args.participants is not None:
+        with atomic_path(args.participants) as tmp:
+            res.participants.to_csv(tmp, index=False, lineterminator="\n")
+    for line in _summary_lines(res):
+        print(line)
+    print(f"wrote {args.out} ({len(res.scores):,} videos)")
+    return 0
+
+
+def _fmt(x, nd=3) -> str:
+    try:
+        return "nan" if x != x else f"{x:.{nd}f}"
+    except (TypeError, ValueError):
+        return str(x)
+
+
+def _cmd_analyse(args: argparse.Namespace) -> int:
+    import json
+
+    from memsim.consistency import analyse, jsonable
+    from memsim.errors import UserError
+    from memsim.io import write_text_atomic
+    from memsim.scoring import score, write_scores
+
+    protocol, trials = _load(args)
+    truth = None
+    if args.truth is not None:
+        import pandas as pd
+
+        if not args.truth.is_file():
+            raise UserError("no such truth file", path=args.truth)
+        try:
+            truth = pd.read_parquet(args.truth) if args.truth.suffix in (".parquet", ".pq") else pd.read_csv(args.truth)
+        except Exception as exc:  # noqa: BLE001 - any parse failure is the user's file
+            raise UserError(f"cannot read truth table: {str(exc).splitlines()[0]}", path=args.truth) from None
+        if "video" not in truth.columns:
+            raise UserError("truth table lacks column 'video'", path=args.truth)
+    if args.out is not None and args.out.exists() and not args.out.is_dir():
+        raise UserError("--out must be a folder, but a file is there", path=args.out)
+    if args.splits < 2:
+        raise UserError(f"--splits must be at least 2, got {args.splits}")
+    res = score(trials, protocol)
+    out = analyse(res, truth=truth, seed=args.seed, n_splits=args.splits)
+    for line in _summary_lines(res):
+        print(line)
+    for s in protocol.steps:
+        n = s.name
+        hc = out["human_consistency"][n]
+        ac = out["annotation_consistency"][n]
+        lc = out["lag_curve"][n]
+        rt = out["response_times"][n]
+        print(f"{n}: human consistency {_fmt(hc['mean'])} (sd {_fmt(hc['sd'])}, {len(hc['values'])} splits, "
+              f"{hc['participants_per_half']:,} per half); annotation consistency "
+              f"{_fmt(ac['at_mean_annotations'])} at N={round(ac['mean_annotations']) if ac['mean_annotations'] == ac['mean_annotations'] else 'nan'}, "
+              f"max {_fmt(ac['max'])}; Spearman-Brown full data {_fmt(out['spearman_brown'][n]['full_data'])}")
+        print(f"{n}: hit rate vs {lc['unit']}: slope {_fmt(lc['slope'], 5)}, intercept {_fmt(lc['intercept'])}; "
+              f"RT recognitions {_fmt(rt['mean_rt_recognitions_s'], 2)} s, false alarms "
+              f"{_fmt(rt['mean_rt_false_alarms_s'], 2)} s; per-video RT vs score r = {_fmt(rt['video_rt_vs_score_pearson'])}")
+    for pair, c in out["score_correlation"].items():
+        tops = "; ".join(f"{k} Spearman {_fmt(v['spearman'])} (min {v['min_annotations']} annotations)"
+                         for k, v in c.items() if k.startswith("top"))
+        print(f"{pair}: Spearman {_fmt(c['all']['spearman'])}, Pearson {_fmt(c['all']['pearson'])} "
+              f"over {c['all']['videos']:,} videos" + (f"; {tops}" if tops else ""))
+    for k, v in out["response_times"].items():
+        if "~" in k:
+            print(f"{k}: per-video mean RT Pearson {_fmt(v['video_mean_rt_pearson'])}")
+    for col, v in out.get("truth", {}).items():
+        print(f"{col} vs truth: Spearman {_fmt(v['spearman'])}, Pearson {_fmt(v['pearson'])}")
+    if args.out is not None:
+        args.out.mkdir(parents=True, exist_ok=True)
+        write_scores(res.scores, args.out / "scores.csv")
+        write_text_atomic(args.out / "summary.json", json.dumps(jsonable(out), indent=1) + "\n")
+        print(f"wrote {args.out / 'summary.json'} and {args.out / 'scores.csv'}")
+    return 0
+
+
+
+def _data_dir(given: Path | None) -> Path:
+    import os
+
+    if given is not None:
+        return given
+    env = os.environ.get("MEMSIM_DATA")
+    if env:
+        return Path(env)
+    return Path(__file__).resolve().parent.parent.parent / "shared" / "data"
+
+
+def _cmd_scores(args: argparse.Namespace) -> int:
+    import json
+
+    from memsim.consistency import jsonable, score_summary
+    from memsim.io import write_text_atomic
+    from memsim.scoring import read_scores
+
+    path = args.scores or _data_dir(args.data) / "videomem" / "ground-truth_dev-set.csv"
+    df = read_scores(path)
+    out = score_summary(df)
+    print(f"{path}: {out['videos']:,} videos")
+    for col, d in out["columns"].items():
+        q = d.get("quantiles", {})
+        ann = d.get("annotations")
+        ann_txt = f"; annotations mean {ann['mean']:.1f}, min {ann['min']}, max {ann['max']}" if ann else ""
+        print(f"{col}: mean {_fmt(d.get('mean', float('nan')))}, sd {_fmt(d.get('sd', float('nan')))}, "
+              f"min {_fmt(d.get('min', float('nan')))}, median {_fmt(q.get('q50', float('nan')))}, "
+              f"max {_fmt(d.get('max', float('nan')))}{ann_txt}")
+    for k, c in out.items():
+        if "~" not in k:
+            continue
+        tops = "; ".join(f"{t} Spearman {_fmt(v['spearman'])}, Pearson {_fmt(v['pearson'])} "
+                         f"(min {v['min_annotations']} annotations)" for t, v in c.items() if t.startswith("top"))
+        print(f"{k}: Spearman {_fmt(c['all']['spearman'])}, Pearson {_fmt(c['all']['pearson'])} "
+              f"over {c['all']['videos']:,} videos" + (f"; {tops}" if tops else ""))
+    if args.json is not None:
+        write_text_atomic(args.json, json.dumps(jsonable(out), indent=1) + "\n")
+    return 0

@@ -1,0 +1,465 @@
+"""Consistency and the other analyses of the VideoMem paper, from scored data.
+
+In: a :class:`memsim.scoring.ScoreResult` (annotation-level analyses) or a scores
+table in the VideoMem format (score-level analyses, which also run on the real
+released scores). Out: plain numbers, dicts and tidy DataFrames; :func:`summarise`
+and :func:`analyse` gather every statistic of SPEC's "What the paper measured"
+table into one JSON-able dict.
+
+Randomness: every random split comes from ``np.random.SeedSequence([seed, purpose, step])``,
+so a seed fixes every number, and one analysis never shifts another's draws.
+Each half of a split is scored exactly as the full data is (filters already
+applied, the step's correction refitted on the half). Never imports the
+simulator. Definitions: ``docs/consistency.md``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from numba import njit
+
+from memsim.rng import PyStream, next_below, stream_key
+from memsim.scoring import ScoreResult, Tests, VideoSums, correct, count_column, score
+
+__all__ = [
+    "spearman",
+    "pearson",
+    "spearman_brown",
+    "human_consistency",
+    "annotation_consistency",
+    "score_correlation",
+    "lag_curve",
+    "rt_analyses",
+    "truth_correlation",
+    "score_summary",
+    "analyse",
+    "summarise",
+    "jsonable",
+]
+
+_HUMAN, _ANNOT = 1, 2  # SeedSequence purposes
+
+
+# --------------------------------------------------------------------------- correlations
+def _rank(x: np.ndarray) -> np.ndarray:
+    """Average ranks (ties share the mean rank), as Spearman's rho needs."""
+    order = np.argsort(x, kind="stable")
+    xs = x[order]
+    new = np.empty(len(x), bool)
+    new[:1] = True
+    new[1:] = xs[1:] != xs[:-1]
+    grp = np.cumsum(new) - 1
+    starts = np.flatnonzero(new)
+    ends = np.append(starts[1:], len(x))
+    avg = (starts + ends - 1) / 2.0
+    r = np.empty(len(x), np.float64)
+    r[order] = avg[grp]
+    return r
+
+
+def pearson(a: np.ndarray, b: np.ndarray) -> float:
+    """Pearson's r over pairs where both are finite; NaN with fewer than 3 pairs or no variance."""
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    ok = np.isfinite(a) & np.isfinite(b)
+    if ok.sum() < 3:
+        return float("nan")
+    a, b = a[ok] - a[ok].mean(), b[ok] - b[ok].mean()
+    den = np.sqrt((a * a).sum() * (b * b).sum())
+    return float((a * b).sum() / den) if den > 0 else float("nan")
+
+
+def spearman(a: np.ndarray, b: np.ndarray) -> float:
+    """Spearman's rho (Pearson on average ranks) over pairs where both are finite."""
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    ok = np.isfinite(a) & np.isfinite(b)
+    if ok.sum() < 3:
+        return float("nan")
+    return pearson(_rank(a[ok]), _rank(b[ok]))
+
+
+def spearman_brown(r: float | np.ndarray, k: float | np.ndarray) -> float | np.ndarray:
+    """Reliability predicted when the number of annotations is multiplied by ``k``: k r / (1 + (k-1) r)."""
+    r = np.asarray(r, np.float64)
+    out = k * r / (1.0 + (np.asarray(k) - 1.0) * r)
+    return float(out) if np.ndim(out) == 0 else out
+
+
+def _rng(seed: int, purpose: int, step: int) -> np.random.Generator:
+    return np.random.default_rng(np.random.SeedSequence([int(seed), purpose, int(step)]))
+
+
+def _needs_lags(spec) -> bool:
+    return spec.kind != "none"
+
+
+# --------------------------------------------------------------------------- kernels
+@njit(cache=True)
+def _group_sums_kernel(video, group, hit, lag, n_groups, n_videos):
+    """Per group and video: count, sum hit, sum lag, sum lag^2, sum lag*hit; group < 0 skipped."""
+    out = np.zeros((n_groups, 5, n_videos))
+    for i in range(len(video)):
+        g = group[i]
+        if g < 0:
+            continue
+        v = video[i]
+        h = hit[i]
+        x = lag[i]
+        out[g, 0, v] += 1.0
+        out[g, 1, v] += h
+        out[g, 2, v] += x
+        out[g, 3, v] += x * x
+        out[g, 4, v] += x * h
+    return out
+
+
+def _group_sums_ref(video, group, hit, lag, n_groups, n_videos):
+    """Plain numpy twin of :func:`_group_sums_kernel`."""
+    out = np.zeros((n_groups, 5, n_videos))
+    for g in range(n_groups):
+        m = group == g
+        for j, w in enumerate((None, hit, lag, lag * lag, lag * hit)):
+            out[g, j] = np.bincount(video[m], weights=None if w is None else w[m], minlength=n_videos)
+    return out
+
+
+@njit(cache=True)
+def _shuffle_within_kernel(order, starts, counts, state):
+    """Fisher-Yates shuffle of ``order`` inside each group [start, start + count), one stream."""
+    for g in range(len(starts)):
+        s = starts[g]
+        for i in range(counts[g] - 1, 0, -1):
+            state, j = next_below(state, i + 1)
+            tmp = order[s + i]
+            order[s + i] = order[s + j]
+            order[s + j] = tmp
+    return order
+
+
+def _shuffle_within_ref(order, starts, counts, state):
+    """Pure-Python twin of :func:`_shuffle_within_kernel` (same bits)."""
+    order = order.copy()
+    rs = PyStream(state)
+    for g in range(len(starts)):
+        s = int(starts[g])
+        for i in range(int(counts[g]) - 1, 0, -1):
+            j = rs.below(i + 1)
+            order[s + i], order[s + j] = order[s + j], order[s + i]
+    return order
+
+
+def _as_sums(a: np.ndarray) -> VideoSums:
+    return VideoSums(a[0], a[1], a[2], a[3], a[4])
+
+
+# --------------------------------------------------------------------------- split-half
+def human_consistency(result: ScoreResult, step: int, *, n_splits: int = 25, seed: int = 0) -> dict:
+    """Split the step's kept participants at random into two halves of equal size, score each
+    half independently, and correlate (Spearman) over videos scored in both; ``n_splits`` times.
+
+    Returns
+    -------
+    dict
+        mean, sd (ddof=1), values (list), participants_per_half, videos (mean number correlated),
+        mean_annotations_per_half (per video, averaged over videos and splits).
+    """
+    t = result.tests[step - 1]
+    spec = result.protocol.steps[step - 1].scoring.correction
+    V = len(result.video_ids)
+    people = np.unique(t.participant)
+    K = len(people)
+    if K < 2:
+        return {"mean": float("nan"), "sd": float("nan"), "values": [], "participants_per_half": 0}
+    lag = np.nan_to_num(t.lag) if _needs_lags(spec) else np.zeros(len(t))
+    slot = np.full(int(t.participant.max()) + 1, -1, np.int64)
+    slot[people] = np.arange(K)
+    pslot = slot[t.participant]
+    rng = _rng(seed, _HUMAN, step)
+    vals, nvid, nann = [], [], []
+    for _ in range(n_splits):
+        perm = rng.permutation(K)
+        half = K // 2
+        grp = np.full(K, -1, np.int64)  # 0: half A, 1: half B, -1: the odd one out (equal halves)
+        grp[perm[:half]] = 0
+        grp[perm[half:2 * half]] = 1
+        both_sums = _group_sums_kernel(t.video, grp[pslot], t.hit, lag, 2, V)
+        a, b = _as_sums(both_sums[0]), _as_sums(both_sums[1])
+        sa, _ = correct(a, spec)
+        sb, _ = correct(b, spec)
+        both = (a.n > 0) & (b.n > 0)
+        vals.append(spearman(sa[both], sb[both]))
+        nvid.append(int(both.sum()))
+        nann.append(float((a.n[both].mean() + b.n[both].mean()) / 2) if both.any() else float("nan"))
+    v = np.array(vals)
+    return {"mean": float(np.nanmean(v)), "sd": float(np.nanstd(v, ddof=1)) if len(v) > 1 else 0.0,
+            "values": [float(x) for x in v], "participants_per_half": K // 2,
+            "videos": float(np.mean(nvid)), "mean_annotations_per_half": float(np.nanmean(nann))}
+
+
+def annotation_consistency(result: ScoreResult, step: int, *, n_values=None, repeats: int = 3,
+                           seed: int = 0, min_videos: int = 30) -> pd.DataFrame:
+    """Consistency as a function of the number of annotations N (the paper's Fig. 4).
+
+    For each even N: the videos with at least N kept annotations; for each, N of its
+    annotations drawn at random and split into two halves of N/2; each half scored
+    (correction refitted on it); Spearman over those videos. Averaged over ``repeats``
+    draws. One random order of each video's annotations per repeat serves every N.
+
+    Returns
+    -------
+    DataFrame
+        N, videos, spearman (mean over repeats), sd, mean_annotations (of the videos used).
+    """
+    t = result.tests[step - 1]
+    spec = result.protocol.steps[step - 1].scoring.correction
+    V = len(result.video_ids)
+    counts = np.bincount(t.video, minlength=V)
+    if n_values is None:
+        top = int(np.sort(counts)[::-1][min_videos - 1]) if V >= min_videos else 0
+        n_values = np.arange(2, top + 1, 2)
+    n_values = np.asarray([n for n in n_values if n >= 2 and n % 2 == 0], np.int64)
+    lags = _needs_lags(spec)
+    lag = np.nan_to_num(t.lag) if lags else np.zeros(len(t))
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64)
+    base = np.argsort(t.video, kind="stable")  # annotations grouped by video
+    res = np.full((repeats, len(n_values)), np.nan)
+    for r in range(repeats):
+        key = np.uint64(stream_key(int(seed), _ANNOT, int(step) * 1_000_003 + r))
+        order = _shuffle_within_kernel(base.copy(), starts, counts.astype(np.int64), key)
+        cs = [np.concatenate([[0.0], np.cumsum(w[order])]) for w in (t.hit, lag, lag * lag, lag * t.hit)]
+        for j, N in enumerate(n_values):
+            vids = np.flatnonzero(counts >= N)
+            if len(vids) < 3:
+                continue
+            k = N // 2
+            a0, a1, a2 = starts[vids], starts[vids] + k, starts[vids] + N
+            half = [VideoSums(np.full(len(vids), float(k)), *(c[hi] - c[lo] for c in cs))
+                    for lo, hi in ((a0, a1), (a1, a2))]
+            sa, _ = correct(half[0], spec)
+            sb, _ = correct(half[1], spec)
+            res[r, j] = spearman(sa, sb)
+    nv = np.array([(counts >= N).sum() for N in n_values])
+    mean_ann = np.array([counts[counts >= N].mean() if (counts >= N).any() else np.nan for N in n_values])
+    with np.errstate(invalid="ignore"):
+        return pd.DataFrame({"N": n_values, "videos": nv,
+                             "spearman": np.nanmean(res, axis=0) if repeats else np.nan,
+                             "sd": np.nanstd(res, axis=0, ddof=1) if repeats > 1 else 0.0,
+                             "mean_annotations": mean_ann})
+
+
+def _interp(curve: pd.DataFrame, n: float) -> float:
+    c = curve.dropna(subset=["spearman"])
+    if c.empty or n < c["N"].min() or n > c["N"].max():
+        return float("nan")
+    return float(np.interp(n, c["N"], c["spearman"]))
+
+
+# --------------------------------------------------------------------------- score-level
+def score_correlation(scores: pd.DataFrame, col_a: str, col_b: str, *, tops=(500, 100)) -> dict:
+    """Spearman and Pearson between two score columns over videos with both; also over the
+    ``tops`` videos with most annotations in ``col_b`` (ties: lower row first).
+    Works on simulated and real released scores alike."""
+    a, b = scores[col_a].to_numpy(np.float64), scores[col_b].to_numpy(np.float64)
+    ok = np.isfinite(a) & np.isfinite(b)
+    out = {"all": {"spearman": spearman(a, b), "pearson": pearson(a, b), "videos": int(ok.sum())}}
+    cb = count_column(col_b)
+    if cb in scores.columns:
+        cnt = np.where(ok, scores[cb].to_numpy(np.float64), -1)
+        order = np.argsort(-cnt, kind="stable")
+        for k in tops:
+            if ok.sum() < k:
+                continue
+            sel = order[:k]
+            out[f"top{k}"] = {"spearman": spearman(a[sel], b[sel]), "pearson": pearson(a[sel], b[sel]),
+                              "videos": int(k), "min_annotations": int(cnt[sel].min())}
+    return out
+
+
+def score_summary(scores: pd.DataFrame) -> dict:
+    """Distribution of every ``*_memorability`` column and its annotation counts, and the
+    correlations between successive score columns (:func:`score_correlation`)."""
+    cols = [c for c in scores.columns if c.endswith("_memorability")]
+    out: dict = {"videos": int(len(scores)), "columns": {}}
+    for c in cols:
+        x = scores[c].to_numpy(np.float64)
+        x = x[np.isfinite(x)]
+        d = {"videos": int(len(x))}
+        if len(x):
+            q = np.quantile(x, [0.05, 0.25, 0.5, 0.75, 0.95])
+            d.update(mean=float(x.mean()), sd=float(x.std(ddof=1)) if len(x) > 1 else 0.0,
+                     min=float(x.min()), max=float(x.max()),
+                     quantiles={k: float(v) for k, v in zip(("q05", "q25", "q50", "q75", "q95"), q)})
+        cc = count_column(c)
+        if cc in scores.columns:
+            n = scores[cc].to_numpy(np.float64)
+            n = n[np.isfinite(n) & (n > 0)]
+            if len(n):
+                d["annotations"] = {"mean": float(n.mean()), "min": int(n.min()), "max": int(n.max())}
+        out["columns"][c] = d
+    for a, b in zip(cols, cols[1:]):
+        out[f"{a} ~ {b}"] = score_correlation(scores, a, b)
+    return out
+
+
+# --------------------------------------------------------------------------- lag, RT, truth
+def lag_curve(result: ScoreResult, step: int, *, bins: int = 8) -> dict:
+    """Hit rate against retention (the paper's Fig. 3): binned means and a least-squares line.
+
+    Retention is the lag in positions when the step's tests have lags, else ``delay_s``
+    in hours (VideoMem step 2). Bins have equal width over the observed range.
+    """
+    t = result.tests[step - 1]
+    use_lag = len(t) > 0 and not np.isnan(t.lag).any()
+    x = t.lag if use_lag else t.delay_s / 3600.0
+    ok = np.isfinite(x)
+    x, h = x[ok], t.hit[ok]
+    out = {"unit": "lag (positions)" if use_lag else "delay (hours)", "annotations": int(len(x))}
+    if len(x) < 2 or x.max() == x.min():
+        return {**out, "slope": float("nan"), "intercept": float("nan"), "bins": []}
+    xm, hm = x.mean(), h.mean()
+    slope = float(((x - xm) * (h - hm)).sum() / ((x - xm) ** 2).sum())
+    edges = np.linspace(x.min(), x.max(), bins + 1)
+    b = np.clip(np.searchsorted(edges, x, side="right") - 1, 0, bins - 1)
+    n = np.bincount(b, minlength=bins)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        rate = np.bincount(b, weights=h, minlength=bins) / n
+        xmean = np.bincount(b, weights=x, minlength=bins) / n
+    rows = [{"lo": float(edges[i]), "hi": float(edges[i + 1]), "x": float(xmean[i]),
+             "hit_rate": float(rate[i]), "annotations": int(n[i])} for i in range(bins) if n[i]]
+    return {**out, "slope": slope, "intercept": float(hm - slope * xm),
+            "pearson": pearson(x, h), "bins": rows}
+
+
+def _video_mean_rt(t: Tests, V: int) -> np.ndarray:
+    ok = (t.hit > 0) & np.isfinite(t.rt_s)
+    n = np.bincount(t.video[ok], minlength=V)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(n > 0, np.bincount(t.video[ok], weights=t.rt_s[ok], minlength=V) / n, np.nan)
+
+
+def rt_analyses(result: ScoreResult) -> dict:
+    """Response times of kept participants: mean RT of correct recognitions and of false
+    alarms per step; per-video mean RT (correct recognitions) vs score (Pearson, and Spearman);
+    per-video mean RT between successive steps (Pearson)."""
+    V = len(result.video_ids)
+    out, per_video = {}, []
+    for s, spec in enumerate(result.protocol.steps, start=1):
+        hits_rt, fa_rt = result.trials_rt.get(s, (np.array([]), np.array([])))
+        mrt = _video_mean_rt(result.tests[s - 1], V)
+        sc, _ = result.step_scores(s)
+        per_video.append(mrt)
+        out[spec.name] = {
+            "mean_rt_recognitions_s": float(np.nanmean(hits_rt)) if len(hits_rt) else float("nan"),
+            "mean_rt_false_alarms_s": float(np.nanmean(fa_rt)) if len(fa_rt) else float("nan"),
+            "recognitions": int(len(hits_rt)), "false_alarms": int(len(fa_rt)),
+            "video_rt_vs_score_pearson": pearson(mrt, sc),
+            "video_rt_vs_score_spearman": spearman(mrt, sc),
+        }
+    steps = result.protocol.steps
+    for i in range(len(steps) - 1):
+        out[f"{steps[i].name} ~ {steps[i + 1].name}"] = {
+            "video_mean_rt_pearson": pearson(per_video[i], per_video[i + 1]),
+            "videos": int((np.isfinite(per_video[i]) & np.isfinite(per_video[i + 1])).sum())}
+    return out
+
+
+def truth_correlation(scores: pd.DataFrame, truth: pd.DataFrame) -> dict:
+    """Observed scores against a latent truth (the noise ceiling of a simulation).
+
+    ``truth`` has a ``video`` column and, for each score column to check, a column of the
+    same name holding the true value (e.g. the hit probability at the reference lag).
+    """
+    if "video" not in truth.columns:
+        raise ValueError("truth needs a 'video' column")
+    m = scores.merge(truth, on="video", how="inner", suffixes=("", "__truth"))
+    out = {}
+    for c in scores.columns:
+        if c == "video" or not c.endswith("_memorability") or c not in truth.columns:
+            continue
+        a, b = m[c].to_numpy(np.float64), m[f"{c}__truth"].to_numpy(np.float64)
+        ok = np.isfinite(a) & np.isfinite(b)
+        out[c] = {"spearman": spearman(a, b), "pearson": pearson(a, b), "videos": int(ok.sum())}
+    return out
+
+
+# --------------------------------------------------------------------------- everything
+def analyse(result: ScoreResult, *, truth: pd.DataFrame | None = None, seed: int = 0,
+            n_splits: int = 25, repeats: int = 3) -> dict:
+    """Every paper statistic computable from a scored trial table, as a JSON-able dict.
+
+    Keys (per step name where it applies): participants_kept, participants_total,
+    filter_reasons, annotations_per_video, mean_score_raw, mean_score, correction,
+    human_consistency, annotation_consistency (curve, at_mean_annotations, max),
+    spearman_brown, score_correlation, lag_curve, response_times, truth (when given),
+    scores (score_summary of the scores table).
+    """
+    p = result.protocol
+    parts = result.participants
+    out: dict = {"protocol": p.name, "seed": int(seed), "steps": [s.name for s in p.steps]}
+    keys = ("participants_kept", "participants_total", "filter_reasons", "annotations_per_video",
+            "mean_score_raw", "mean_score", "correction", "human_consistency",
+            "annotation_consistency", "spearman_brown", "lag_curve")
+    for k in keys:
+        out[k] = {}
+    for s, spec in enumerate(p.steps, start=1):
+        name = spec.name
+        ps = parts[parts["step"] == s]
+        out["participants_kept"][name] = int(ps["kept"].sum())
+        out["participants_total"][name] = int(len(ps))
+        out["filter_reasons"][name] = {str(k): int(v) for k, v in ps.loc[~ps["kept"], "reason"].value_counts().items()}
+        vrows = result.videos[result.videos["step"] == s]
+        n = vrows["annotations"].to_numpy()
+        out["annotations_per_video"][name] = (
+            {"mean": float(n.mean()), "min": int(n.min()), "max": int(n.max()), "videos": int(len(n))}
+            if len(n) else {"mean": float("nan"), "min": 0, "max": 0, "videos": 0})
+        out["mean_score_raw"][name] = float(vrows["raw"].mean()) if len(n) else float("nan")
+        out["mean_score"][name] = float(vrows["score"].mean()) if len(n) else float("nan")
+        out["correction"][name] = result.corrections[name]
+        hc = human_consistency(result, s, n_splits=n_splits, seed=seed)
+        out["human_consistency"][name] = hc
+        curve = annotation_consistency(result, s, repeats=repeats, seed=seed)
+        mean_n = float(n.mean()) if len(n) else float("nan")
+        out["annotation_consistency"][name] = {
+            "curve": curve.to_dict(orient="list"),
+            "at_mean_annotations": _interp(curve, round(mean_n)) if len(n) else float("nan"),
+            "mean_annotations": mean_n,
+            "max": float(curve["spearman"].max()) if curve["spearman"].notna().any() else float("nan"),
+        }
+        # Spearman-Brown: from the human split-half r with m annotations per half, the
+        # reliability of the full set (k = 2) and the prediction at N/2-vs-N/2 halves.
+        m = hc.get("mean_annotations_per_half", float("nan"))
+        r = hc["mean"]
+        out["spearman_brown"][name] = {
+            "full_data": spearman_brown(r, 2.0) if np.isfinite(r) else float("nan"),
+            "predicted_curve": {"N": curve["N"].tolist(),
+                                "spearman": [spearman_brown(r, (N / 2) / m) if np.isfinite(r) and m > 0
+                                             else float("nan") for N in curve["N"]]},
+        }
+        out["lag_curve"][name] = lag_curve(result, s)
+    out["response_times"] = rt_analyses(result)
+    out["scores"] = score_summary(result.scores)
+    cols = [s.scoring.column for s in p.steps]
+    out["score_correlation"] = {f"{a} ~ {b}": score_correlation(result.scores, a, b) for a, b in zip(cols, cols[1:])}
+    if truth is not None:
+        out["truth"] = truth_correlation(result.scores, truth)
+    return out
+
+
+def summarise(trials: pd.DataFrame, protocol, *, truth: pd.DataFrame | None = None, seed: int = 0) -> dict:
+    """Score a trial table and return :func:`analyse`'s dict of every paper statistic."""
+    return analyse(score(trials, protocol), truth=truth, seed=seed)
+
+
+def jsonable(x):
+    """A copy of nested dicts/lists with numpy scalars as Python numbers and NaN/inf as None."""
+    if isinstance(x, dict):
+        return {str(k): jsonable(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [jsonable(v) for v in x]
+    if isinstance(x, np.ndarray):
+        return [jsonable(v) for v in x.tolist()]
+    if isinstance(x, np.generic):
+        x = x.item()
+    if isinstance(x, float) and not np.isfinite(x):
+        return None
+    return x
