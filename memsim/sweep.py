@@ -152,6 +152,11 @@ class Study(_Frozen):
             raise ValueError(f"name {sorted(clash)[0]!r} is reserved or used twice (axis names and statistics)")
         if len(set(self.statistics)) != len(self.statistics):
             raise ValueError("statistics: a name is listed twice")
+        known = set(cols) | set(self.statistics) | {COST_COLUMN, "participants"}
+        for i, f in enumerate(self.figures):
+            for col in (f.x, *f.y, *((f.by,) if f.by else ())):
+                if col not in known:
+                    raise ValueError(f"figures.{i}: no column {col!r} (axes, statistics or {COST_COLUMN})")
         return self
 
     @property
@@ -335,20 +340,21 @@ def resolve_study(study: Study, study_path: str | os.PathLike[str]) -> Plan:
 
     lone: dict[str, str | None] = {}
     cells: list[dict] = []
-    combos: list[list[tuple[Axis, Any]]] = [[]]
+    combos: list[list[list[tuple[Axis, Any]]]] = [[]]  # per cell: one choice (list of pairs) per entry
     for entry in entries:
-        combos = [c + pairs for c in combos for pairs in entry]
-    for index, pairs in enumerate(combos):
+        combos = [c + [choice] for c in combos for choice in entry]
+    for index, choices in enumerate(combos):
+        pairs = [pair for choice in choices for pair in choice]
         tree = apply(pairs)
         problem = check(tree)
         if problem is not None:
-            # name the single axis value that breaks the protocol on its own, when there is one
-            for axis, value in pairs:
-                k = _canonical([axis.path, value])
+            # name the one vary entry (an axis or a zip group) that breaks the protocol alone, if any
+            for choice in choices:
+                k = _canonical([[a.path, v] for a, v in choice])
                 if k not in lone:
-                    lone[k] = check(apply([(axis, value)]))
+                    lone[k] = check(apply(choice))
                 if lone[k] is not None:
-                    raise UserError(f"vary {show([(axis, value)])}: infeasible cell: {lone[k]}", path=study_path)
+                    raise UserError(f"vary {show(choice)}: infeasible cell: {lone[k]}", path=study_path)
             raise UserError(f"vary {show(pairs)}: infeasible cell: {problem}", path=study_path)
         coords = {a.column: _column_value(v, columns[a.column]) for a, v in pairs}
         cells.append(
@@ -398,8 +404,31 @@ def run_cell(spec: dict) -> dict[str, float]:
         params = params_from_mapping(spec["params"], "<cell>")
     sim = simulate(protocol, params, seed=int(spec["seed"]), scale=float(spec.get("scale", 1.0)))
     stats = summarise(sim.trials, protocol, truth=sim.videos, seed=int(spec["analysis_seed"]))
-    out = {k: float(v) for k, v in stats.items() if isinstance(v, (int, float, np.integer, np.floating))}
+    stats.pop("seed", None)
+    out = flatten_statistics(stats)
     out["participants"] = float(len(sim.participants))
+    return out
+
+
+def flatten_statistics(stats: dict, prefix: str = "") -> dict[str, float]:
+    """Nested statistics as flat ``a.b.c`` names of floats.
+
+    A curve ``{"N": [...], "spearman": [...]}`` becomes ``<name>@<N>`` entries;
+    other lists and non-numbers are left out.
+    """
+    out: dict[str, float] = {}
+    for key, value in stats.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            if isinstance(value.get("N"), list) and isinstance(value.get("spearman"), list):
+                for n, r in zip(value["N"], value["spearman"]):
+                    out[f"{name}@{n:g}"] = float(r)
+            else:
+                out.update(flatten_statistics(value, f"{name}."))
+        elif isinstance(value, (bool, np.bool_)):
+            out[name] = float(value)
+        elif isinstance(value, (int, float, np.integer, np.floating)):
+            out[name] = float(value)
     return out
 
 
@@ -474,7 +503,7 @@ class _Dask:
         for key, spec in jobs:
             fut = self.client.submit(fn, spec, key=f"memsim-{self.tag}-{key[0]}-{key[1]}", pure=False)
             futures[fut.key] = (fut, key)
-        for fut in as_completed([f for f, _ in futures.values()]):
+        for fut in as_completed([f for f, _ in futures.values()], loop=self.client.loop):
             yield futures[fut.key][1], fut.result()
 
     def close(self) -> None:
@@ -503,7 +532,8 @@ def _row(plan: Plan, cell: int, replicate: int, result: dict, study_path) -> dic
     if missing:
         have = ", ".join(sorted(result)) or "none"
         raise UserError(f"statistics: the cell function gives no {missing[0]!r} (it gives: {have})", path=study_path)
-    participants = float(result.get("participants", _nominal_participants(c["protocol"])))
+    nominal = max(1, round(_nominal_participants(c["protocol"]) * float(plan.study["scale"])))
+    participants = float(result.get("participants", nominal))
     row = {"cell": cell, "replicate": replicate, **c["coords"]}
     row["seed"] = plan.seeds[cell][replicate][0]
     row["participants"] = participants

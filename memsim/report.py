@@ -1,0 +1,228 @@
+"""Tables and figures from a finished sweep.
+
+In: a folder written by :func:`memsim.sweep.run_sweep` (``plan.json``,
+``results.parquet``). Out: ``report/`` inside it:
+
+- ``summary.csv``: one row per cell, its coordinates and, for each statistic
+  and the cost, mean, sd, 5% and 95% quantiles over replicates and n;
+- ``frontier-<statistic>.csv``: the cells no cheaper cell beats (Pareto
+  frontier of participant-minutes against that statistic);
+- ``axis-<column>.png``: every statistic against one swept axis, one line per
+  combination of the other axes, mean with a ±1 sd band over replicates;
+- ``frontier-<statistic>.png``: cost (participant-hours) against the statistic,
+  every cell with ±1 sd bars, the frontier joined;
+- ``figure-<n>.png``: the study's own ``figures`` (any column on x, including
+  a measured statistic such as annotations per video).
+
+matplotlib is imported only here, with the Agg backend.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from memsim.errors import UserError
+from memsim.io import atomic_path
+from memsim.sweep import COST_COLUMN, RESULTS_FILE, load_plan
+
+__all__ = ["report", "summarise_results", "frontier"]
+
+_MAX_LINES = 8  # more lines than this in one panel are unreadable
+_QUANTILES = (0.05, 0.95)
+
+
+def _value_columns(plan) -> list[str]:
+    return list(plan.study["statistics"]) + [COST_COLUMN]
+
+
+def summarise_results(results: pd.DataFrame, plan) -> pd.DataFrame:
+    """Per-cell mean, sd, quantiles and n of every statistic and of the cost."""
+    axes = list(plan.columns)
+    rows = []
+    for cell, g in results.groupby("cell", sort=True):
+        row = {"cell": int(cell), **{a: g[a].iloc[0] for a in axes}, "n": len(g)}
+        for col in [*_value_columns(plan), "participants"]:
+            v = g[col].to_numpy(dtype=float)
+            row[f"{col}_mean"] = float(np.mean(v))
+            row[f"{col}_sd"] = float(np.std(v, ddof=1)) if len(v) > 1 else 0.0
+            row[f"{col}_q05"], row[f"{col}_q95"] = (float(q) for q in np.quantile(v, _QUANTILES))
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def frontier(summary: pd.DataFrame, statistic: str) -> pd.DataFrame:
+    """Cells that no cheaper (or equally cheap) cell matches on ``statistic`` (higher is better)."""
+    order = summary.sort_values([f"{COST_COLUMN}_mean", f"{statistic}_mean"], ascending=[True, False])
+    best = -np.inf
+    keep = []
+    for idx, value in zip(order.index, order[f"{statistic}_mean"]):
+        if value > best:
+            keep.append(idx)
+            best = value
+    return order.loc[keep]
+
+
+def _slug(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("_")
+
+
+def _write_csv(df: pd.DataFrame, path: Path) -> None:
+    with atomic_path(path) as tmp:
+        df.to_csv(tmp, index=False, float_format="%.6g")
+
+
+def _print_table(summary: pd.DataFrame, plan, console) -> None:
+    from rich.table import Table
+
+    table = Table(title=f"{plan.study['name']}: mean ± sd over {plan.study['replicates']} replicate(s)")
+    axes = list(plan.columns)
+    for a in axes:
+        table.add_column(a)
+    cols = _value_columns(plan)
+    for c in cols:
+        table.add_column(c, justify="right")
+    shown = summary.head(40)
+    for _, row in shown.iterrows():
+        cells = [str(row[a]) for a in axes]
+        cells += [f"{row[f'{c}_mean']:.4g} ± {row[f'{c}_sd']:.2g}" for c in cols]
+        table.add_row(*cells)
+    console.print(table)
+    if len(summary) > len(shown):
+        console.print(f"... {len(summary) - len(shown)} more cells in summary.csv")
+
+
+# --------------------------------------------------------------------------- figures
+def _numeric(plan, column: str) -> bool:
+    return plan.columns.get(column, "float64") in ("int64", "float64")
+
+
+def _x_values(summary: pd.DataFrame, plan, x: str) -> tuple[np.ndarray, list[str] | None]:
+    """Positions on x and, for a categorical axis, its tick labels (in grid order)."""
+    if x in plan.columns:
+        if _numeric(plan, x):
+            return summary[x].to_numpy(dtype=float), None
+        cats = list(dict.fromkeys(summary[x].astype(str)))
+        return np.array([cats.index(v) for v in summary[x].astype(str)], dtype=float), cats
+    return summary[f"{x}_mean"].to_numpy(dtype=float), None
+
+
+def _panel(ax, summary: pd.DataFrame, plan, x: str, y: str, by: list[str]) -> None:
+    xs, cats = _x_values(summary, plan, x)
+    data = summary.assign(_x=xs)
+    groups = [("", data)] if not by else list(data.groupby(by, sort=False))
+    for key, g in groups[:_MAX_LINES]:
+        g = g.sort_values("_x")
+        mean = g[f"{y}_mean"].to_numpy()
+        sd = g[f"{y}_sd"].to_numpy()
+        label = ", ".join(f"{b}={k}" for b, k in zip(by, key if isinstance(key, tuple) else (key,))) or None
+        if cats is None:
+            (line,) = ax.plot(g["_x"], mean, marker="o", ms=3, label=label)
+            ax.fill_between(g["_x"], mean - sd, mean + sd, color=line.get_color(), alpha=0.2, lw=0)
+        else:
+            ax.errorbar(g["_x"], mean, yerr=sd, marker="o", ms=3, capsize=3, label=label)
+    if cats is not None:
+        ax.set_xticks(range(len(cats)))
+        ax.set_xticklabels(cats, rotation=30, ha="right", fontsize=7)
+    ax.set_xlabel(x if x in plan.columns else f"{x} (mean)")
+    ax.set_ylabel(y)
+    ax.grid(alpha=0.3)
+    if len(groups) > 1:
+        ax.legend(fontsize=6, title=None if len(groups) <= _MAX_LINES else f"first {_MAX_LINES} of {len(groups)}")
+
+
+def _figure(path: Path, summary, plan, x: str, ys: list[str], by: list[str], title: str) -> Path:
+    import matplotlib.pyplot as plt
+
+    n = len(ys)
+    ncols = min(n, 3)
+    nrows = -(-n // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(4.2 * ncols, 3.3 * nrows), squeeze=False)
+    for ax, y in zip(axes.flat, ys):
+        _panel(ax, summary, plan, x, y, by)
+    for ax in list(axes.flat)[n:]:
+        ax.set_visible(False)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=120, format="png")
+    plt.close(fig)
+    return path
+
+
+def _frontier_figure(path: Path, summary, front, stat: str, title: str) -> Path:
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5.5, 4))
+    hours = summary[f"{COST_COLUMN}_mean"] / 60.0
+    ax.errorbar(hours, summary[f"{stat}_mean"], yerr=summary[f"{stat}_sd"], fmt="o", ms=3, alpha=0.6,
+                capsize=2, color="0.5", label="cells (±1 sd)")
+    ax.plot(front[f"{COST_COLUMN}_mean"] / 60.0, front[f"{stat}_mean"], "-o", ms=4, color="C3", label="frontier")
+    for _, row in front.iterrows():
+        ax.annotate(str(int(row["cell"])), (row[f"{COST_COLUMN}_mean"] / 60.0, row[f"{stat}_mean"]),
+                    fontsize=6, xytext=(3, 3), textcoords="offset points")
+    ax.set_xlabel("crowd time (participant-hours, nominal)")
+    ax.set_ylabel(stat)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=120, format="png")
+    plt.close(fig)
+    return path
+
+
+def report(out: str | os.PathLike[str], *, figures: bool = True, console=None) -> list[Path]:
+    """Write the tables (and figures) of the sweep in ``out``; return the paths written."""
+    from rich.console import Console
+
+    console = console or Console()
+    out = Path(out)
+    plan = load_plan(out)
+    res_path = out / RESULTS_FILE
+    if not res_path.exists():
+        raise UserError("no results.parquet: the sweep has not finished (rerun `memsim sweep` to resume)", path=out)
+    results = pd.read_parquet(res_path)
+    summary = summarise_results(results, plan)
+    rdir = out / "report"
+    rdir.mkdir(exist_ok=True)
+    written = []
+    _print_table(summary, plan, console)
+    _write_csv(summary, rdir / "summary.csv")
+    written.append(rdir / "summary.csv")
+
+    stats = list(plan.study["statistics"])
+    consistency = [s for s in stats if "consistency" in s] or stats
+    fronts = {}
+    for s in consistency:
+        fronts[s] = frontier(summary, s)
+        p = rdir / f"frontier-{_slug(s)}.csv"
+        _write_csv(fronts[s], p)
+        written.append(p)
+    if not figures:
+        return written
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    axes = list(plan.columns)
+    name = plan.study["name"]
+    for a in axes:
+        others = [b for b in axes if b != a]
+        written.append(_figure(rdir / f"axis-{_slug(a)}.png", summary, plan, a, stats, others, f"{name}: statistics vs {a}"))
+    for s in consistency:
+        written.append(_frontier_figure(rdir / f"frontier-{_slug(s)}.png", summary, fronts[s], s, f"{name}: cost vs {s}"))
+    known = set(axes) | set(_value_columns(plan)) | {"participants"}
+    for i, f in enumerate(plan.study.get("figures") or [], start=1):
+        for col in [f["x"], *f["y"], *([f["by"]] if f.get("by") else [])]:
+            if col not in known:
+                raise UserError(f"figures.{i - 1}: no column {col!r} (have: {', '.join(sorted(known))})", path=out / "study.yaml")
+        by = [f["by"]] if f.get("by") else []
+        title = f.get("title") or f"{name}: {', '.join(f['y'])} vs {f['x']}"
+        written.append(_figure(rdir / f"figure-{i}.png", summary, plan, f["x"], list(f["y"]), by, title))
+    return written

@@ -1,0 +1,355 @@
+"""Sweep engine: grid resolution, validation before running, determinism across workers,
+resume after kill -9, a real Dask scale-out, and the report.
+
+Most tests use :func:`toy_cell`, a cheap deterministic cell function defined here
+(importable as ``test_sweep:toy_cell`` by spawned workers, the CLI subprocess and
+Dask workers alike), so the engine is tested without the cost of simulating.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from memsim.cli import main
+from memsim.errors import UserError
+from memsim.sweep import cell_seeds, load_study, minutes_per_participant, resolve_study, run_sweep
+
+REPO = Path(__file__).resolve().parent.parent
+TESTS = Path(__file__).resolve().parent
+VIDEOMEM = REPO / "protocols" / "videomem.yaml"
+
+
+# --------------------------------------------------------------------------- cell functions
+def toy_cell(spec: dict) -> dict:
+    """A cheap cell: numbers that depend on the cell's protocol and on its seed only."""
+    delay = float(os.environ.get("MEMSIM_TEST_CELL_DELAY", "0"))
+    if delay:
+        time.sleep(delay)
+    rng = np.random.default_rng(spec["seed"])
+    p = spec["protocol"]
+    lo, hi = p["steps"][0]["items"][0]["repeat_lag"]
+    n = p["campaign"]["stop"]["count"]
+    return {
+        "consistency_st": 0.6 - 0.001 * (hi - lo) + 1e-5 * n + 0.02 * rng.standard_normal(),
+        "annotations_st": n * 40 / p["stimuli"]["count"] + rng.random(),
+        "participants": float(n),
+    }
+
+
+def exploding_cell(spec: dict) -> dict:  # pragma: no cover  (must never be called)
+    raise AssertionError("a cell ran although the study is invalid")
+
+
+def _study(tmp: Path, name: str = "toy", *, vary: str | None = None, replicates: int = 2, cell: str = "toy_cell",
+           extra: str = "") -> Path:
+    vary = vary or """
+  - zip:
+    - {path: protocol.steps.0.items.0.repeat_lag, name: lag, values: [[45, 100], [20, 60], [60, 90]]}
+    - {path: protocol.steps.0.scoring.correction.reference_lag, name: ref_lag, values: [100, 60, 90]}
+  - zip:
+    - {path: protocol.campaign.stop.count, name: budget, values: [1000, 2000]}
+    - {path: protocol.stimuli.gap_s, values: [1, 2.5]}
+"""
+    text = f"""name: {name}
+protocol: {VIDEOMEM}
+vary:{vary}
+replicates: {replicates}
+statistics: [consistency_st, annotations_st]
+seed: 11
+cell: test_sweep:{cell}
+{extra}"""
+    path = tmp / f"{name}.yaml"
+    path.write_text(text)
+    return path
+
+
+def _env(**extra) -> dict:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(TESTS), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+    env.update({k: str(v) for k, v in extra.items()})
+    return env
+
+
+# --------------------------------------------------------------------------- the grid
+def test_grid_is_product_of_entries_and_zip_varies_together(tmp_path):
+    path = _study(tmp_path)
+    plan = resolve_study(load_study(path), path)
+    assert len(plan.cells) == 6 and plan.n_runs == 12
+    coords = [c["coords"] for c in plan.cells]
+    assert [c["lag"] for c in coords] == ["[45,100]", "[45,100]", "[20,60]", "[20,60]", "[60,90]", "[60,90]"]
+    assert [(c["budget"], c["protocol.stimuli.gap_s"]) for c in coords] == [(1000, 1.0), (2000, 2.5)] * 3
+    cell = plan.cells[3]
+    assert cell["protocol"]["steps"][0]["items"][0]["repeat_lag"] == [20, 60]
+    assert cell["protocol"]["campaign"]["stop"]["count"] == 2000
+    assert cell["minutes"] == pytest.approx((180 + 120) * (7 + 2.5) / 60)
+    assert plan.columns == {"lag": "json", "ref_lag": "int64", "budget": "int64", "protocol.stimuli.gap_s": "float64"}
+    assert cell["protocol"]["steps"][0]["scoring"]["correction"]["reference_lag"] == 60
+
+
+def test_seeds_depend_on_coordinates_not_on_the_rest_of_the_grid(tmp_path):
+    full = _study(tmp_path, "full")
+    part = _study(tmp_path, "part", vary="""
+  - zip:
+    - {path: protocol.steps.0.items.0.repeat_lag, name: lag, values: [[60, 90]]}
+    - {path: protocol.steps.0.scoring.correction.reference_lag, name: ref_lag, values: [90]}
+  - zip:
+    - {path: protocol.campaign.stop.count, name: budget, values: [2000]}
+    - {path: protocol.stimuli.gap_s, values: [2.5]}
+""")
+    a = resolve_study(load_study(full), full)
+    b = resolve_study(load_study(part), part)
+    assert b.seeds[0] == a.seeds[5]  # same coordinates, same seeds, whatever else the grid holds
+    flat = [s for cell in a.seeds for rep in cell for s in rep]
+    assert len(set(flat)) == len(flat) and all(0 <= s < 2**63 for s in flat)
+    c = {"x": 1}
+    assert cell_seeds(3, c, 0, common=True) == cell_seeds(3, {"x": 2}, 0, common=True)
+    assert cell_seeds(3, c, 0) != cell_seeds(3, c, 1) != cell_seeds(4, c, 1)
+
+
+def test_params_axis_resolves_and_is_validated(tmp_path):
+    pytest.importorskip("memsim.params")
+    ok = _study(tmp_path, "p", vary="""
+  - {path: params.participants.careless_share, values: [0.0, 0.2]}
+""")
+    plan = resolve_study(load_study(ok), ok)
+    assert [c["params"]["participants"]["careless_share"] for c in plan.cells] == [0.0, 0.2]
+    bad = _study(tmp_path, "pbad", vary="""
+  - {path: params.participants.careless_share, values: [0.1, 1.5]}
+""")
+    with pytest.raises(UserError, match=r"pbad.yaml: vary params.participants.careless_share = 1.5: infeasible"):
+        resolve_study(load_study(bad), bad)
+
+
+def test_minutes_per_participant_of_videomem():
+    from memsim.protocol import load_protocol
+
+    assert minutes_per_participant(load_protocol(VIDEOMEM).dump()) == pytest.approx(300 * 8 / 60)
+
+
+# --------------------------------------------------------------------------- errors before running
+@pytest.mark.parametrize(
+    ("vary", "message"),
+    [
+        ("\n  - {path: protocol.steps.0.items.0.repeat_lagg, values: [[3, 5]]}",
+         "vary protocol.steps.0.items.0.repeat_lagg: unknown field path: protocol.steps.0.items.0 has no field "
+         "'repeat_lagg'"),
+        ("\n  - {path: protocol.steps.7.length, values: [10]}",
+         "vary protocol.steps.7.length: unknown field path: protocol.steps is a list of 2"),
+        ("\n  - {path: protocol.steps.0.items.0.repeat_lag, values: [[45, 100], [60, 190]]}",
+         "vary protocol.steps.0.items.0.repeat_lag = [60,190]: infeasible cell: steps.0."),
+        ("\n  - {path: protocol.steps.0.items.0.repeat_lag, values: [[45, 100], [20, 60]]}",
+         "vary protocol.steps.0.items.0.repeat_lag = [20,60]: infeasible cell: steps.0.scoring.correction"),
+        ("\n  - {path: protocol.selection, values: [{kind: uniform}, {kind: least_annotated, pool: 20}]}",
+         "vary protocol.selection = {\"kind\":\"least_annotated\",\"pool\":20}: infeasible cell: selection.pool"),
+    ],
+)
+def test_bad_study_is_one_line_exit_2_before_anything_runs(tmp_path, capsys, vary, message):
+    path = _study(tmp_path, "bad", vary=vary, cell="exploding_cell")
+    out = tmp_path / "out"
+    assert main(["sweep", str(path), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith(f"memsim sweep: error: {path}: ")
+    assert message in err
+    assert not out.exists()
+
+
+def test_infeasible_combination_names_every_axis(tmp_path, capsys):
+    # each value is fine alone; together the repeat no longer fits the shorter sequence
+    path = _study(tmp_path, "combo", cell="exploding_cell", vary="""
+  - {path: protocol.steps.0.items.0.repeat_lag, values: [[45, 100], [45, 170]]}
+  - zip:
+    - {path: protocol.steps.0.length, values: [180, 160]}
+    - {path: protocol.steps.0.items.2.count, values: [60, 40]}
+""")
+    assert main(["sweep", str(path), "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    assert ("vary protocol.steps.0.items.0.repeat_lag = [45,170], protocol.steps.0.length = 160, "
+            "protocol.steps.0.items.2.count = 40: infeasible cell: steps.0") in err
+    assert "170" in err.split("infeasible cell:")[1]
+
+
+def test_rerun_with_another_study_into_the_same_folder_is_refused(tmp_path, capsys):
+    out = tmp_path / "out"
+    a = _study(tmp_path, "a", replicates=1)
+    run_sweep(a, out, progress=False)
+    b = _study(tmp_path, "b", replicates=1, extra="common_random_numbers: true\n")
+    assert main(["sweep", str(b), "--out", str(out), "--quiet"]) == 2
+    assert "holds a sweep of a different study" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------- determinism and resume
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    """An uninterrupted one-worker run of the toy study: (study path, results bytes)."""
+    tmp = tmp_path_factory.mktemp("ref")
+    study = _study(tmp)
+    summary = run_sweep(study, tmp / "out", workers=1, progress=False)
+    assert summary["ran"] == 12
+    return study, (tmp / "out" / "results.parquet").read_bytes(), tmp / "out"
+
+
+def test_results_identical_with_one_and_two_workers(reference, tmp_path):
+    study, ref_bytes, _ = reference
+    summary = run_sweep(study, tmp_path / "out2", workers=2, progress=False)
+    assert summary["ran"] == 12
+    assert (tmp_path / "out2" / "results.parquet").read_bytes() == ref_bytes
+    df = pd.read_parquet(tmp_path / "out2" / "results.parquet")
+    assert list(zip(df.cell, df.replicate)) == [(c, r) for c in range(6) for r in range(2)]
+    assert df.consistency_st.nunique() == 12  # every (cell, replicate) has its own seed
+
+
+def test_resume_after_kill_9_gives_identical_results(reference, tmp_path):
+    study, ref_bytes, _ = reference
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "memsim.cli", "sweep", str(study), "--out", str(out), "--workers", "2", "--quiet"]
+    rng = random.Random()  # a random moment, by design
+    want = rng.randint(1, 10)  # kill once this many shards exist, plus a random fraction of a cell
+    proc = subprocess.Popen(cmd, env=_env(MEMSIM_TEST_CELL_DELAY=0.15), start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and proc.poll() is None:
+            if len(list((out / "shards").glob("*.parquet"))) >= want if (out / "shards").is_dir() else False:
+                break
+            time.sleep(0.01)
+        time.sleep(rng.uniform(0, 0.15))
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)  # the whole group: driver and its worker processes
+        proc.wait()
+    assert proc.returncode == -signal.SIGKILL, "the sweep finished before it could be killed"
+    done = len(list((out / "shards").glob("*.parquet")))
+    assert done < 12 and not (out / "results.parquet").exists()
+    rerun = subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=120)
+    assert rerun.returncode == 0, rerun.stderr
+    assert f"{done} were already done" in rerun.stdout
+    assert (out / "results.parquet").read_bytes() == ref_bytes
+    assert not list(out.rglob(".*.tmp"))
+
+
+def test_rerun_of_finished_sweep_runs_nothing(reference, capsys):
+    study, ref_bytes, out = reference
+    assert main(["sweep", str(study), "--out", str(out), "--quiet"]) == 0
+    assert "nothing to run: all 12 runs were already done" in capsys.readouterr().out
+    assert (out / "results.parquet").read_bytes() == ref_bytes
+
+
+# --------------------------------------------------------------------------- Dask scale-out
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_dask_cluster_of_separate_processes_matches_local_run(reference, tmp_path, capsys):
+    pytest.importorskip("distributed")
+    study, ref_bytes, _ = reference
+    dask = str(Path(sys.executable).with_name("dask"))
+    exe = [dask] if os.path.exists(dask) else [sys.executable, "-m", "dask"]
+    port = _free_port()
+    address = f"tcp://127.0.0.1:{port}"
+    env = _env()
+    procs = []
+    try:
+        procs.append(subprocess.Popen([*exe, "scheduler", "--host", "127.0.0.1", "--port", str(port),
+                                       "--no-dashboard"], env=env, stdout=subprocess.DEVNULL,
+                                      stderr=subprocess.DEVNULL, start_new_session=True))
+        for _ in range(2):
+            procs.append(subprocess.Popen([*exe, "worker", address, "--nthreads", "1", "--no-dashboard",
+                                           "--host", "127.0.0.1"], env=env, stdout=subprocess.DEVNULL,
+                                          stderr=subprocess.DEVNULL, start_new_session=True))
+        from distributed import Client
+
+        with Client(address, timeout="30s") as client:
+            client.wait_for_workers(2, timeout=60)
+            workers = client.scheduler_info()["workers"]
+            assert len(workers) == 2
+            pids = set(client.run(os.getpid).values())
+        assert len(pids) == 2 and os.getpid() not in pids  # two separate worker processes
+        out = tmp_path / "dask"
+        assert main(["sweep", str(study), "--out", str(out), "--scheduler", address, "--quiet"]) == 0
+        assert f"on Dask scheduler {address}" in capsys.readouterr().out
+        assert (out / "results.parquet").read_bytes() == ref_bytes
+    finally:
+        for p in reversed(procs):
+            if p.poll() is None:
+                p.terminate()
+        for p in reversed(procs):
+            try:
+                p.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                os.killpg(p.pid, signal.SIGKILL)
+                p.wait()
+
+
+# --------------------------------------------------------------------------- report
+def test_report_tables_match_results_and_figures_are_written(reference, tmp_path, capsys):
+    from memsim.report import frontier, summarise_results
+
+    _, _, out = reference
+    assert main(["report", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "toy: mean ± sd over 2 replicate(s)" in printed
+    summary = pd.read_csv(out / "report" / "summary.csv")
+    res = pd.read_parquet(out / "results.parquet")
+    g = res.groupby("cell")
+    np.testing.assert_allclose(summary.consistency_st_mean, g.consistency_st.mean(), rtol=1e-5)
+    np.testing.assert_allclose(summary.consistency_st_sd, g.consistency_st.std(ddof=1), rtol=1e-5)
+    np.testing.assert_allclose(summary.participant_minutes_mean, g.participant_minutes.mean(), rtol=1e-5)
+    # cost = participants x minutes per participant, from the protocol
+    assert res.participant_minutes.iloc[0] == pytest.approx(1000 * 300 * 8 / 60)
+    for name in ["axis-lag.png", "axis-budget.png", "frontier-consistency_st.png"]:
+        assert (out / "report" / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # the frontier: cheapest cell first, each later one strictly better
+    from memsim.sweep import load_plan
+
+    front = frontier(summarise_results(res, load_plan(out)), "consistency_st")
+    assert (np.diff(front.consistency_st_mean) > 0).all()
+    assert (np.diff(front.participant_minutes_mean) >= 0).all()
+    assert front.participant_minutes_mean.iloc[0] == summary.participant_minutes_mean.min()
+
+
+def test_frontier_keeps_only_undominated_cells():
+    from memsim.report import frontier
+
+    s = pd.DataFrame({
+        "cell": [0, 1, 2, 3, 4],
+        "participant_minutes_mean": [10.0, 20.0, 20.0, 30.0, 40.0],
+        "x_mean": [0.5, 0.4, 0.6, 0.55, 0.7],
+    })
+    assert list(frontier(s, "x").cell) == [0, 2, 4]
+
+
+def test_report_of_unfinished_sweep_is_a_clear_error(tmp_path, capsys):
+    assert main(["report", str(tmp_path)]) == 2
+    assert "is this a `memsim sweep` folder?" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------- the real cell
+def test_real_cell_is_deterministic_and_gives_named_statistics():
+    pytest.importorskip("memsim.simulate")
+    pytest.importorskip("memsim.consistency")
+    from memsim.params import default_params_path, load_params
+    from memsim.protocol import load_protocol
+    from memsim.sweep import run_cell
+
+    proto = load_protocol(VIDEOMEM)
+    spec = {"protocol": proto.dump(), "params": load_params(default_params_path(proto)).dump(),
+            "seed": 5, "analysis_seed": 6, "scale": 0.05}
+    a, b = run_cell(spec), run_cell(spec)
+    assert a == b
+    assert a["participants"] > 0 and all(isinstance(v, float) for v in a.values())
+    assert run_cell({**spec, "seed": 7}) != a
