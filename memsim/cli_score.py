@@ -62,6 +62,8 @@ def _summary_lines(res) -> list[str]:
         ctxt = "no correction"
         if corr["kind"] == "linear":
             ctxt = f"linear correction to lag {corr['reference_lag']}, slope {corr['slope']:+.3g}/position"
+        elif corr["kind"] == "log_linear":
+            ctxt = f"log-linear correction to lag {corr['reference_lag']}, slope {corr['slope_per_log_lag']:+.3g}/ln(lag)"
         elif corr["kind"] == "memento_decay":
             ctxt = f"memento decay to lag {corr['reference_lag']}, mean alpha {corr['mean_alpha']:+.3g}"
         mean_raw = float(v["raw"].mean()) if len(v) else np.nan

@@ -20,7 +20,7 @@ import pandas as pd
 from numba import njit
 
 from memsim.rng import PyStream, next_below, stream_key
-from memsim.scoring import ScoreResult, Tests, VideoSums, correct, count_column, score
+from memsim.scoring import ScoreResult, Tests, VideoSums, correct, correction_x, count_column, score
 
 __all__ = [
     "spearman",
@@ -87,10 +87,6 @@ def spearman_brown(r: float | np.ndarray, k: float | np.ndarray) -> float | np.n
 
 def _rng(seed: int, purpose: int, step: int) -> np.random.Generator:
     return np.random.default_rng(np.random.SeedSequence([int(seed), purpose, int(step)]))
-
-
-def _needs_lags(spec) -> bool:
-    return spec.kind != "none"
 
 
 # --------------------------------------------------------------------------- kernels
@@ -170,7 +166,7 @@ def human_consistency(result: ScoreResult, step: int, *, n_splits: int = 25, see
     K = len(people)
     if K < 2:
         return {"mean": float("nan"), "sd": float("nan"), "values": [], "participants_per_half": 0}
-    lag = np.nan_to_num(t.lag) if _needs_lags(spec) else np.zeros(len(t))
+    lag = np.nan_to_num(correction_x(spec, t.lag))
     slot = np.full(int(t.participant.max()) + 1, -1, np.int64)
     slot[people] = np.arange(K)
     pslot = slot[t.participant]
@@ -218,8 +214,7 @@ def annotation_consistency(result: ScoreResult, step: int, *, n_values=None, rep
         top = int(np.sort(counts)[::-1][min_videos - 1]) if V >= min_videos else 0
         n_values = np.arange(2, top + 1, 2)
     n_values = np.asarray([n for n in n_values if n >= 2 and n % 2 == 0], np.int64)
-    lags = _needs_lags(spec)
-    lag = np.nan_to_num(t.lag) if lags else np.zeros(len(t))
+    lag = np.nan_to_num(correction_x(spec, t.lag))
     starts = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64)
     base = np.argsort(t.video, kind="stable")  # annotations grouped by video
     res = np.full((repeats, len(n_values)), np.nan)

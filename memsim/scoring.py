@@ -33,6 +33,8 @@ __all__ = [
     "VideoSums",
     "ScoreResult",
     "CORRECTIONS",
+    "CorrectionMethod",
+    "correction_x",
     "FILTERS",
     "participant_stats",
     "apply_filters",
@@ -106,17 +108,30 @@ def _no_correction(s: VideoSums, spec) -> tuple[np.ndarray, dict]:
     return s.raw, {"kind": "none"}
 
 
-def _linear(s: VideoSums, spec) -> tuple[np.ndarray, dict]:
-    """VideoMem: one slope of hit on lag over all annotations; each video shifted to the reference lag."""
+def _global_slope(s: VideoSums, ref_x: float) -> tuple[np.ndarray, dict]:
+    """One least-squares slope of hit on x over all annotations; each video shifted to ``ref_x``."""
     N, H, L = s.n.sum(), s.h.sum(), s.l.sum()
     sxx = s.l2.sum() - L * L / N if N else 0.0
     sxy = s.lh.sum() - L * H / N if N else 0.0
     slope = float(sxy / sxx) if sxx > 1e-12 * max(1.0, s.l2.sum()) else 0.0
     mean_h = float(H / N) if N else float("nan")
-    mean_l = float(L / N) if N else float("nan")
-    out = s.raw + slope * (spec.reference_lag - s.mean_lag)
-    return out, {"kind": "linear", "reference_lag": spec.reference_lag, "slope": slope,
-                 "intercept": mean_h - slope * mean_l, "mean_lag": mean_l, "annotations": int(N)}
+    mean_x = float(L / N) if N else float("nan")
+    out = s.raw + slope * (ref_x - s.mean_lag)
+    return out, {"slope": slope, "intercept": mean_h - slope * mean_x, "mean_x": mean_x, "annotations": int(N)}
+
+
+def _linear(s: VideoSums, spec) -> tuple[np.ndarray, dict]:
+    """VideoMem: one slope of hit on lag over all annotations; each video shifted to the reference lag."""
+    out, p = _global_slope(s, float(spec.reference_lag))
+    return out, {"kind": "linear", "reference_lag": spec.reference_lag, "slope": p["slope"],
+                 "intercept": p["intercept"], "mean_lag": p["mean_x"], "annotations": p["annotations"]}
+
+
+def _log_linear(s: VideoSums, spec) -> tuple[np.ndarray, dict]:
+    """LaMem-style: one slope of hit on ln(lag); each video shifted to ln(reference lag)."""
+    out, p = _global_slope(s, float(np.log(spec.reference_lag)))
+    return out, {"kind": "log_linear", "reference_lag": spec.reference_lag, "slope_per_log_lag": p["slope"],
+                 "intercept": p["intercept"], "mean_log_lag": p["mean_x"], "annotations": p["annotations"]}
 
 
 def _memento_decay(s: VideoSums, spec) -> tuple[np.ndarray, dict]:
@@ -132,21 +147,46 @@ def _memento_decay(s: VideoSums, spec) -> tuple[np.ndarray, dict]:
                  "alpha": alpha}
 
 
-#: correction kind -> f(VideoSums, protocol correction) -> (unclipped scores, parameters)
-CORRECTIONS: dict[str, Callable[[VideoSums, object], tuple[np.ndarray, dict]]] = {
-    "none": _no_correction,
-    "linear": _linear,
-    "memento_decay": _memento_decay,
+@dataclass(frozen=True)
+class CorrectionMethod:
+    """A lag correction: ``fit(sums, spec) -> (unclipped scores, params)`` over sums of ``x(lag)``."""
+
+    fit: Callable[[VideoSums, object], tuple[np.ndarray, dict]]
+    x: Callable[[np.ndarray], np.ndarray] = np.asarray
+    needs_lag: bool = True
+
+
+#: the protocol's ``correction.kind`` -> its method; a new kind is one entry here
+CORRECTIONS: dict[str, CorrectionMethod] = {
+    "none": CorrectionMethod(_no_correction, needs_lag=False),
+    "linear": CorrectionMethod(_linear),
+    "memento_decay": CorrectionMethod(_memento_decay),
+    "log_linear": CorrectionMethod(_log_linear, x=np.log),
 }
 
 
-def correct(s: VideoSums, spec) -> tuple[np.ndarray, dict]:
-    """Scores per video (clipped to [0, 1]; NaN where no annotation) and the fitted parameters."""
+def method(spec) -> CorrectionMethod:
     try:
-        fn = CORRECTIONS[spec.kind]
+        return CORRECTIONS[spec.kind]
     except KeyError:
         raise UserError(f"unknown score correction {spec.kind!r} (known: {', '.join(CORRECTIONS)})") from None
-    out, params = fn(s, spec)
+
+
+def correction_x(spec, lag: np.ndarray) -> np.ndarray:
+    """The regressor of a correction for lags (float, NaN = none): lag, ln(lag), or zeros if unused."""
+    m = method(spec)
+    if not m.needs_lag:
+        return np.zeros(len(lag))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return m.x(lag)
+
+
+def correct(s: VideoSums, spec) -> tuple[np.ndarray, dict]:
+    """Scores per video (clipped to [0, 1]; NaN where no annotation) and the fitted parameters.
+
+    ``s`` holds sums of :func:`correction_x` of the lags, not of the raw lags.
+    """
+    out, params = method(spec).fit(s, spec)
     return np.clip(out, 0.0, 1.0), params
 
 
@@ -350,11 +390,11 @@ def score(trials: pd.DataFrame, protocol: Protocol, *, validate: bool = True) ->
                   delay_s=delay_all[ii], rt_s=rt_all[ii].astype(np.float64))
         tests.append(t)
         corr = spec.scoring.correction
-        if corr.kind != "none" and len(t) and np.isnan(lag).any():
+        if method(corr).needs_lag and len(t) and np.isnan(lag).any():
             raise UserError(
                 f"step {s} ({spec.name}): the '{corr.kind}' correction needs lags, but "
                 f"{int(np.isnan(lag).sum())} of its recognition tests have lag -1")
-        sums = video_sums(vv, t.hit, lag, V)
+        sums = video_sums(vv, t.hit, correction_x(corr, lag), V)
         sc, params = correct(sums, corr)
         alpha = params.pop("alpha", None)
         corrections[spec.name] = params
@@ -364,7 +404,8 @@ def score(trials: pd.DataFrame, protocol: Protocol, *, validate: bool = True) ->
         score_cols[count_column(col)] = sums.n.astype(np.int64)
         lr = pd.DataFrame({"step": np.int8(s), "video": vids[has], "annotations": sums.n[has].astype(np.int64),
                            "hits": sums.h[has].astype(np.int64), "raw": sums.raw[has],
-                           "mean_lag": np.nan if np.isnan(lag).any() else sums.mean_lag[has],
+                           "mean_lag": np.nan if np.isnan(lag).any() else
+                           (np.bincount(vv, weights=lag, minlength=V)[has] / sums.n[has]),
                            "score": sc[has]})
         if alpha is not None:
             lr["alpha"] = alpha[has]
