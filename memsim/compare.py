@@ -1,0 +1,157 @@
+"""Targets and comparisons: a simulated study beside the paper and the released scores.
+
+In: the summary dict of :func:`memsim.consistency.analyse` and a targets file
+(``calibration/<protocol>-targets.yaml``: each target's path into the summary,
+value, tolerance, source, and whether calibration fits it or only reports it).
+Out: a tidy table of target vs simulated value and whether it is within
+tolerance. Also the score-distribution comparison with released scores
+(Kolmogorov–Smirnov distance, means and spreads), which needs no simulator.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from memsim.errors import UserError
+from memsim.io import format_pydantic_error, load_yaml_mapping
+
+__all__ = ["Target", "Targets", "load_targets", "default_targets_path", "lookup", "compare",
+           "real_score_comparison"]
+
+
+class Target(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: str
+    path: tuple[str, ...] = Field(min_length=1)
+    value: float
+    abs: float | None = Field(default=None, ge=0)
+    rel: float | None = Field(default=None, ge=0)
+    kind: Literal["fit", "report"]
+    source: str
+
+    @model_validator(mode="after")
+    def _one_tolerance(self) -> "Target":
+        if (self.abs is None) == (self.rel is None):
+            raise ValueError("give exactly one of abs or rel")
+        return self
+
+    @property
+    def tolerance(self) -> float:
+        return self.abs if self.abs is not None else self.rel * abs(self.value)
+
+
+class Targets(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: str
+    targets: tuple[Target, ...]
+
+
+def load_targets(path: str | os.PathLike[str]) -> Targets:
+    try:
+        return Targets.model_validate(load_yaml_mapping(path, "targets file"))
+    except ValidationError as exc:
+        raise format_pydantic_error(exc, path) from None
+
+
+def default_targets_path(protocol_name: str) -> Path | None:
+    p = Path(__file__).resolve().parent.parent / "calibration" / f"{protocol_name}-targets.yaml"
+    return p if p.exists() else None
+
+
+def lookup(summary: dict, path: tuple[str, ...]) -> float:
+    """The number at ``path`` in a nested summary dict, NaN when absent."""
+    node = summary
+    for key in path:
+        if not isinstance(node, dict) or key not in node:
+            return float("nan")
+        node = node[key]
+    try:
+        return float(node)
+    except (TypeError, ValueError):
+        return float("nan")
+
+
+def compare(summary: dict | list[dict], targets: Targets) -> pd.DataFrame:
+    """One row per target: value, simulated mean (and sd over several summaries), within tolerance."""
+    runs = summary if isinstance(summary, list) else [summary]
+    rows = []
+    for t in targets.targets:
+        vals = np.array([lookup(s, t.path) for s in runs], dtype=float)
+        ok_vals = vals[np.isfinite(vals)]
+        mean = float(ok_vals.mean()) if ok_vals.size else float("nan")
+        sd = float(ok_vals.std(ddof=1)) if ok_vals.size > 1 else float("nan")
+        rows.append(
+            {
+                "target": t.name,
+                "value": t.value,
+                "simulated": mean,
+                "sd": sd,
+                "tolerance": t.tolerance,
+                "within": bool(np.isfinite(mean) and abs(mean - t.value) <= t.tolerance + 1e-12),
+                "kind": t.kind,
+                "source": t.source,
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def ks_distance(a: np.ndarray, b: np.ndarray) -> float:
+    """Two-sample Kolmogorov–Smirnov statistic (the largest gap between the two ECDFs)."""
+    from scipy.stats import ks_2samp
+
+    a = np.asarray(a, float)
+    b = np.asarray(b, float)
+    a, b = a[np.isfinite(a)], b[np.isfinite(b)]
+    if a.size == 0 or b.size == 0:
+        return float("nan")
+    return float(ks_2samp(a, b).statistic)
+
+
+def real_score_comparison(simulated: pd.DataFrame, real: pd.DataFrame) -> dict:
+    """Per score column present in both: KS distance, means, SDs, annotation counts."""
+    out = {}
+    for col in simulated.columns:
+        if col == "video" or col.startswith("nb_") or col not in real.columns:
+            continue
+        s = simulated[col].to_numpy(float)
+        r = real[col].to_numpy(float)
+        s, r = s[np.isfinite(s)], r[np.isfinite(r)]
+        out[col] = {
+            "ks": ks_distance(s, r),
+            "mean_simulated": float(s.mean()),
+            "mean_real": float(r.mean()),
+            "sd_simulated": float(s.std(ddof=1)),
+            "sd_real": float(r.std(ddof=1)),
+            "sd_difference": float(s.std(ddof=1) - r.std(ddof=1)),
+            "videos_simulated": int(s.size),
+            "videos_real": int(r.size),
+        }
+    cols = [c for c in out]
+    if len(cols) >= 2:
+        from memsim.consistency import pearson, spearman
+
+        a, b = real[cols[0]].to_numpy(float), real[cols[1]].to_numpy(float)
+        ok = np.isfinite(a) & np.isfinite(b)
+        out["real_correlation"] = {"spearman": spearman(a[ok], b[ok]), "pearson": pearson(a[ok], b[ok])}
+    return out
+
+
+def format_value(x: float) -> str:
+    if x is None or not math.isfinite(x):
+        return "-"
+    if abs(x) >= 100:
+        return f"{x:,.0f}"
+    if abs(x) >= 10:
+        return f"{x:.1f}"
+    if abs(x) < 0.01 and x != 0:
+        return f"{x:.5f}"
+    return f"{x:.3f}"
