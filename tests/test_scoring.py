@@ -1,0 +1,338 @@
+"""Scoring: agreement with a brute-force reference, invariances, bounds, corrections, truth recovery."""
+
+from __future__ import annotations
+
+import io
+import math
+import os
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from memsim.errors import UserError
+from memsim.scoring import (
+    CORRECTIONS,
+    correct,
+    correction_x,
+    count_column,
+    read_scores,
+    score,
+    video_sums,
+    write_scores,
+)
+from tables import LT, SMALL, ST, Design, make_protocol, make_trials
+
+DATA = Path(os.environ.get("MEMSIM_DATA", Path(__file__).resolve().parent.parent.parent / "shared" / "data"))
+REAL = DATA / "videomem" / "ground-truth_dev-set.csv"
+
+FAST = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+CORR = [{"kind": "none"}, {"kind": "linear", "reference_lag": 9}, {"kind": "memento_decay", "reference_lag": 7},
+        {"kind": "log_linear", "reference_lag": 9}]
+
+
+def small(seed, n_participants=25, n_returning=10, n_videos=40, bad=0.3, correction=None):
+    trials, truth = make_trials(n_videos=n_videos, n_participants=n_participants, n_returning=n_returning,
+                                design=SMALL, seed=seed, bad_fraction=bad, lag_slope=-0.02)
+    return trials, truth, make_protocol(SMALL, correction=correction, n_videos=n_videos)
+
+
+# --------------------------------------------------------------------------- brute force
+def brute_force(trials: pd.DataFrame, protocol) -> dict:
+    """Plain-Python scoring, row by row: {column: {video: (score, n)}} and {(p, step): kept}."""
+    stats = defaultdict(lambda: defaultdict(int))
+    for r in trials.itertuples(index=False):
+        k = (int(r.participant), int(r.step))
+        s = stats[k]
+        s["n"] += 1
+        if r.repeat and r.role == "vigilance":
+            s["vt"] += 1
+            s["vh"] += bool(r.response)
+        if r.repeat and r.role == "target":
+            s["tt"] += 1
+            s["th"] += bool(r.response)
+        if not r.repeat:
+            s["f"] += 1
+            s["fa"] += bool(r.response)
+    kept = {}
+    for (p, step), s in stats.items():
+        f = protocol.steps[step - 1].filters
+        vig = s["vh"] / s["vt"] if s["vt"] else math.nan
+        hr = s["th"] / s["tt"] if s["tt"] else math.nan
+        far = s["fa"] / s["f"] if s["f"] else math.nan
+        ok = s["n"] / protocol.steps[step - 1].length >= f.min_completed_fraction
+        if f.min_vigilance_hit_rate is not None and vig < f.min_vigilance_hit_rate:
+            ok = False
+        if f.min_hit_rate is not None and hr < f.min_hit_rate:
+            ok = False
+        if f.max_false_alarm_rate is not None and far > f.max_false_alarm_rate:
+            ok = False
+        if f.false_alarms_below_hits and far >= hr:
+            ok = False
+        kept[(p, step)] = ok
+    out = {}
+    for step, spec in enumerate(protocol.steps, start=1):
+        ann = defaultdict(list)
+        for r in trials.itertuples(index=False):
+            if r.step == step and r.repeat and r.role == "target" and kept[(int(r.participant), step)]:
+                ann[int(r.video)].append((float(bool(r.response)), float(r.lag)))
+        corr = spec.scoring.correction
+        res = {}
+        if corr.kind in ("linear", "log_linear"):
+            f = (lambda x: x) if corr.kind == "linear" else math.log
+            xs = [f(x) for a in ann.values() for _, x in a]
+            hs = [h for a in ann.values() for h, _ in a]
+            mx, mh = sum(xs) / len(xs), sum(hs) / len(hs)
+            sxx = sum((x - mx) ** 2 for x in xs)
+            slope = sum((x - mx) * (h - mh) for x, h in zip(xs, hs)) / sxx if sxx > 0 else 0.0
+            for v, a in ann.items():
+                raw = sum(h for h, _ in a) / len(a)
+                ml = sum(f(x) for _, x in a) / len(a)
+                res[v] = (min(1.0, max(0.0, raw + slope * (f(corr.reference_lag) - ml))), len(a))
+        elif corr.kind == "memento_decay":
+            for v, a in ann.items():
+                h = np.array([x[0] for x in a])
+                lg = np.array([x[1] for x in a])
+                alpha = np.polyfit(lg, h, 1)[0] if len(set(lg)) > 1 else 0.0
+                res[v] = (min(1.0, max(0.0, h.mean() + alpha * (corr.reference_lag - lg.mean()))), len(a))
+        else:
+            for v, a in ann.items():
+                res[v] = (sum(h for h, _ in a) / len(a), len(a))
+        out[spec.scoring.column] = res
+    return {"scores": out, "kept": kept}
+
+
+def as_dict(result, column):
+    s = result.scores
+    n = s[count_column(column)].to_numpy()
+    return {int(v): (float(x), int(k)) for v, x, k in zip(s["video"], s[column], n) if k > 0}
+
+
+@FAST
+@given(seed=st.integers(0, 10_000), corr=st.sampled_from(CORR), bad=st.floats(0, 0.6))
+def test_agrees_with_brute_force(seed, corr, bad):
+    trials, _, proto = small(seed, bad=bad, correction=corr)
+    res = score(trials, proto)
+    ref = brute_force(trials, proto)
+    kept = {(int(p), int(s)): bool(k) for p, s, k in res.participants[["participant", "step", "kept"]].itertuples(index=False)}
+    assert kept == ref["kept"]
+    for col in (ST, LT):
+        got, want = as_dict(res, col), ref["scores"][col]
+        assert got.keys() == want.keys()
+        for v in want:
+            assert got[v][1] == want[v][1]
+            assert got[v][0] == pytest.approx(want[v][0], abs=1e-9), (col, v)
+
+
+@FAST
+@given(seed=st.integers(0, 10_000), corr=st.sampled_from(CORR), perm_seed=st.integers(0, 2**32 - 1))
+def test_invariant_to_row_order_and_participant_labels(seed, corr, perm_seed):
+    trials, _, proto = small(seed, correction=corr)
+    res = score(trials, proto)
+    rng = np.random.default_rng(perm_seed)
+    shuffled = trials.sample(frac=1.0, random_state=rng.integers(2**31)).reset_index(drop=True)
+    ids = trials["participant"].unique()
+    new = dict(zip(ids, rng.permutation(len(ids)) * 1_000_003 - 5))  # any ints, any order
+    shuffled["participant"] = shuffled["participant"].map(new)
+    res2 = score(shuffled, proto)
+    pd.testing.assert_frame_equal(res.scores, res2.scores, check_exact=False, rtol=1e-12, atol=1e-12)
+    a = res.participants.assign(participant=res.participants["participant"].map(new))
+    a = a.sort_values(["participant", "step"]).reset_index(drop=True)
+    b = res2.participants.sort_values(["participant", "step"]).reset_index(drop=True)
+    pd.testing.assert_frame_equal(a, b)
+
+
+@FAST
+@given(seed=st.integers(0, 10_000), corr=st.sampled_from(CORR))
+def test_scores_in_unit_interval(seed, corr):
+    trials, _, proto = small(seed, correction=corr)
+    res = score(trials, proto)
+    for col in (ST, LT):
+        x = res.scores[col].dropna().to_numpy()
+        assert ((x >= 0) & (x <= 1)).all()
+    assert ((res.videos["raw"] >= 0) & (res.videos["raw"] <= 1)).all()
+
+
+@FAST
+@given(seed=st.integers(0, 10_000), corr=st.sampled_from(CORR))
+def test_removing_a_filtered_participant_changes_nothing_else(seed, corr):
+    trials, _, proto = small(seed, bad=0.4, correction=corr)
+    res = score(trials, proto)
+    dropped = res.participants[~res.participants["kept"]]
+    if dropped.empty:
+        return
+    p, s = dropped.iloc[0][["participant", "step"]]
+    rest = trials[~((trials["participant"] == p) & (trials["step"] == s))]
+    res2 = score(rest, proto)
+    pd.testing.assert_frame_equal(res.scores, res2.scores)
+    others = res.participants[~((res.participants["participant"] == p) & (res.participants["step"] == s))]
+    pd.testing.assert_frame_equal(others.reset_index(drop=True), res2.participants.reset_index(drop=True))
+    assert res.corrections == res2.corrections
+
+
+def test_filter_reasons_name_the_first_failed_filter():
+    trials, _, proto = small(5, n_participants=60, bad=0.5)
+    parts = score(trials, proto).participants
+    f1 = proto.steps[0].filters
+    vig = parts[(parts["step"] == 1) & (parts["reason"] == "vigilance")]
+    assert len(vig) and (vig["vigilance_hit_rate"] < f1.min_vigilance_hit_rate).all()
+    kept = parts[parts["kept"]]
+    assert (kept.loc[kept["step"] == 1, "false_alarm_rate"] <= f1.max_false_alarm_rate).all()
+    assert (kept["reason"] == "").all()
+
+
+# --------------------------------------------------------------------------- corrections
+@st.composite
+def annotations(draw):
+    n_videos = draw(st.integers(2, 12))
+    n = draw(st.integers(2 * n_videos, 200))
+    seed = draw(st.integers(0, 2**31))
+    rng = np.random.default_rng(seed)
+    video = np.concatenate([np.arange(n_videos), rng.integers(0, n_videos, n - n_videos)])
+    lag = rng.integers(1, 120, n).astype(np.float64)
+    hit = (rng.random(n) < 0.7).astype(np.float64)
+    return video, hit, lag, n_videos
+
+
+@FAST
+@given(annotations(), st.integers(1, 150))
+def test_linear_correction_unchanged_when_slope_is_zero(ann, ref):
+    video, hit, lag, V = ann
+    c = lag.mean().round()
+    # mirror every annotation about c: the fitted slope is then exactly 0
+    video, hit, lag = np.concatenate([video, video]), np.concatenate([hit, hit]), np.concatenate([lag, 2 * c - lag])
+    spec = type("S", (), {"kind": "linear", "reference_lag": ref})()
+    s = video_sums(video, hit, lag, V)
+    out, params = CORRECTIONS["linear"].fit(s, spec)
+    assert params["slope"] == pytest.approx(0.0, abs=1e-12)
+    np.testing.assert_allclose(out, s.raw, atol=1e-12)
+
+
+@FAST
+@given(annotations(), st.integers(1, 150))
+def test_linear_correction_moves_the_mean_to_the_reference_lag(ann, ref):
+    video, hit, lag, V = ann
+    spec = type("S", (), {"kind": "linear", "reference_lag": ref})()
+    s = video_sums(video, hit, lag, V)
+    out, p = CORRECTIONS["linear"].fit(s, spec)  # unclipped
+    # annotation-weighted mean of corrected scores = the fitted line at the reference lag
+    assert (s.n * out).sum() / s.n.sum() == pytest.approx(p["intercept"] + p["slope"] * ref, abs=1e-9)
+    # and each video moved by slope x (reference lag - its mean lag)
+    np.testing.assert_allclose(out - s.raw, p["slope"] * (ref - s.mean_lag), atol=1e-12)
+
+
+@FAST
+@given(annotations(), st.integers(1, 150))
+def test_memento_decay_is_a_per_video_line_at_T(ann, T):
+    video, hit, lag, V = ann
+    spec = type("S", (), {"kind": "memento_decay", "reference_lag": T})()
+    out, p = CORRECTIONS["memento_decay"].fit(video_sums(video, hit, lag, V), spec)
+    for v in range(V):
+        m = video == v
+        if len(set(lag[m])) < 2:
+            assert p["alpha"][v] == 0.0
+            continue
+        slope, icpt = np.polyfit(lag[m], hit[m], 1)
+        assert p["alpha"][v] == pytest.approx(slope, abs=1e-9)
+        assert out[v] == pytest.approx(icpt + slope * T, abs=1e-9)
+
+
+def test_memento_alpha_zero_when_all_hits():
+    video = np.zeros(5, np.int64)
+    spec = type("S", (), {"kind": "memento_decay", "reference_lag": 80})()
+    out, p = correct(video_sums(video, np.ones(5), np.arange(10.0, 60.0, 10.0), 1), spec)
+    assert p["alpha"][0] == 0.0 and out[0] == 1.0  # as in the Memento10k release (raw 1 -> alpha 0)
+
+
+def test_correction_x_log_linear():
+    spec = type("S", (), {"kind": "log_linear", "reference_lag": 80})()
+    np.testing.assert_allclose(correction_x(spec, np.array([1.0, np.e])), [0.0, 1.0])
+
+
+def test_scores_converge_to_truth():
+    design = Design(n_targets=10, n_vigilance=4, n_fillers=12, target_lag=(15, 30), vigilance_lag=(2, 3),
+                    lt_targets=8, lt_fillers=8)
+    proto = make_protocol(design, n_videos=200)
+    errs, rhos = [], []
+    for P in (60, 600, 3000):
+        trials, truth = make_trials(n_videos=200, n_participants=P, design=design, seed=11,
+                                    bad_fraction=0.1, lag_slope=-0.002)
+        s = score(trials, proto).scores.merge(truth, on="video", suffixes=("", "_true"))
+        ok = s[ST].notna()
+        errs.append(np.abs(s.loc[ok, ST] - s.loc[ok, ST + "_true"]).mean())
+        rhos.append(np.corrcoef(s.loc[ok, ST], s.loc[ok, ST + "_true"])[0, 1])
+    assert errs[0] > errs[1] > errs[2]
+    assert rhos[0] < rhos[1] < rhos[2]
+    # ~ 3000*10/200*0.9 = 135 annotations per video: binomial error ~0.025
+    assert errs[2] < 0.04 and rhos[2] > 0.9
+
+
+def test_count_column_rule():
+    assert count_column("short-term_memorability") == "nb_short-term_annotations"
+    assert count_column("recall") == "nb_recall_annotations"
+
+
+# --------------------------------------------------------------------------- files
+def test_write_read_roundtrip(tmp_path):
+    trials, _, proto = small(1)
+    res = score(trials, proto)
+    path = tmp_path / "deep" / "scores.csv"
+    write_scores(res.scores, path)
+    back = read_scores(path)
+    pd.testing.assert_frame_equal(back, res.scores, check_dtype=False)
+    assert not [p for p in path.parent.iterdir() if p.name.startswith(".")]  # no temp left
+
+
+def test_write_is_atomic_on_failure(tmp_path):
+    path = tmp_path / "scores.csv"
+    path.write_text("old\n")
+
+    class Boom(pd.DataFrame):
+        def to_csv(self, *a, **k):
+            super().to_csv(*a, **k)
+            raise RuntimeError("disk full")
+
+    with pytest.raises(RuntimeError):
+        write_scores(Boom({"video": [1], "x": [0.5]}), path)
+    assert path.read_text() == "old\n" and len(list(tmp_path.iterdir())) == 1
+
+
+def test_read_scores_bom_crlf(tmp_path):
+    p = tmp_path / "gt.csv"
+    p.write_bytes("\ufeffvideo,short-term_memorability,nb_short-term_annotations\r\nvideo1.webm,0.9,30\r\n"
+                  "video2.webm,0.8,31\r\n".encode("utf-8"))
+    df = read_scores(p)
+    assert list(df.columns) == ["video", "short-term_memorability", "nb_short-term_annotations"]
+    assert df["video"].tolist() == ["video1.webm", "video2.webm"]
+
+
+@pytest.mark.parametrize("text,words", [
+    ("", "empty"), ("a,b\n1,2\n", "video"), ("video,x\n1,abc\n", "not numeric"), ("video,x\n1,0.5\n1,0.2\n", "duplicate")])
+def test_read_scores_errors(tmp_path, text, words):
+    p = tmp_path / "s.csv"
+    p.write_text(text)
+    with pytest.raises(UserError, match=words):
+        read_scores(p)
+    with pytest.raises(UserError, match="no such"):
+        read_scores(tmp_path / "missing.csv")
+
+
+@pytest.mark.realdata
+def test_read_real_ground_truth_unchanged():
+    if not REAL.exists():
+        pytest.skip(f"real data absent: {REAL}")
+    raw = REAL.read_bytes()
+    assert raw.startswith(b"\xef\xbb\xbf") and b"\r\n" in raw
+    df = read_scores(REAL)
+    assert list(df.columns) == ["video", ST, "nb_short-term_annotations", LT, "nb_long-term_annotations"]
+    assert len(df) == 7000
+    assert df[ST].mean() == pytest.approx(0.859, abs=0.001)
+    assert df[LT].mean() == pytest.approx(0.779, abs=0.001)
+    assert df["nb_short-term_annotations"].min() >= 30
+    # the values are the file's own text, parsed, nothing else
+    ref = pd.read_csv(io.StringIO(raw.decode("utf-8-sig")))
+    pd.testing.assert_frame_equal(df, ref)
