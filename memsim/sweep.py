@@ -41,7 +41,7 @@ import os
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Annotated, Any, Union
+from typing import Annotated, Any, Literal, Union
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -82,12 +82,21 @@ class Axis(_Frozen):
     ``path`` starts with ``protocol.`` or ``params.`` and walks the dumped
     mapping: keys by name, list items by 0-based index
     (``protocol.steps.0.items.0.repeat_lag``). A value replaces that whole
-    subtree (``protocol.selection: [{kind: uniform}, ...]``).
+    subtree (``protocol.selection: [{kind: uniform}, ...]``). ``path: protocol``
+    or ``path: params`` alone takes file names (relative to the study file)
+    and swaps the whole protocol or parameter set. Axes apply in the order
+    listed, so list a whole-file axis first.
     """
 
-    path: str = Field(pattern=r"^(protocol|params)(\.[A-Za-z0-9_]+)+$")
+    path: str = Field(pattern=r"^(protocol|params)(\.[A-Za-z0-9_]+)*$")
     values: tuple[Any, ...] = Field(min_length=1)
     name: str | None = Field(default=None, description="column name in the results (default: the path)")
+
+    @model_validator(mode="after")
+    def _files(self) -> "Axis":
+        if "." not in self.path and not all(isinstance(v, str) for v in self.values):
+            raise ValueError(f"vary {self.path}: values must be file names (a whole {self.path} per value)")
+        return self
 
     @property
     def column(self) -> str:
@@ -138,6 +147,11 @@ class Study(_Frozen):
         description="replicate r of every cell uses the same seed (sharper differences between cells)",
     )
     cell: str = Field(default=DEFAULT_CELL, pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
+    missing: Literal["error", "nan"] = Field(
+        default="error",
+        description="a statistic a cell does not give: stop with an error, or record NaN "
+        "(for grids mixing protocols whose steps differ)",
+    )
     figures: tuple[Figure, ...] = ()
 
     @model_validator(mode="after")
@@ -308,9 +322,25 @@ def resolve_study(study: Study, study_path: str | os.PathLike[str]) -> Plan:
         entries.append([[(a, a.values[i]) for a in axes] for i in range(len(axes[0].values))])
     columns = {a.column: _arrow_type(a.values) for a in study.axes}
 
+    files: dict[str, dict] = {}
+
+    def whole(axis: Axis, value: str) -> dict:
+        path = base_dir / value
+        if value not in files:
+            if not path.is_file():
+                raise UserError(f"vary {axis.path} = {value}: no such file {path}", path=study_path)
+            what = "protocol file" if axis.path == "protocol" else "parameter file"
+            files[value] = load_yaml_mapping(path, what)
+        return files[value]
+
     def apply(pairs: list[tuple[Axis, Any]]) -> dict:
         tree = copy.deepcopy(base)
         for axis, value in pairs:
+            if "." not in axis.path:
+                if axis.path == "params" and tree["params"] is None:
+                    raise UserError("vary params: population parameters need memsim.params", path=study_path)
+                tree[axis.path] = copy.deepcopy(whole(axis, value))
+                continue
             if tree["params"] is None and axis.path.startswith("params."):
                 raise UserError(f"vary {axis.path}: no population parameters to vary", path=study_path)
             try:
@@ -529,7 +559,9 @@ def _schema(plan: Plan):
 def _row(plan: Plan, cell: int, replicate: int, result: dict, study_path) -> dict:
     c = plan.cells[cell]
     missing = [s for s in plan.study["statistics"] if s not in result]
-    if missing:
+    if missing and plan.study.get("missing") == "nan":
+        result = {**result, **{s: math.nan for s in missing}}
+    elif missing:
         have = ", ".join(sorted(result)) or "none"
         raise UserError(f"statistics: the cell function gives no {missing[0]!r} (it gives: {have})", path=study_path)
     nominal = max(1, round(_nominal_participants(c["protocol"]) * float(plan.study["scale"])))

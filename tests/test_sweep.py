@@ -41,11 +41,14 @@ def toy_cell(spec: dict) -> dict:
     p = spec["protocol"]
     lo, hi = p["steps"][0]["items"][0]["repeat_lag"]
     n = p["campaign"]["stop"]["count"]
-    return {
+    out = {
         "consistency_st": 0.6 - 0.001 * (hi - lo) + 1e-5 * n + 0.02 * rng.standard_normal(),
         "annotations_st": n * 40 / p["stimuli"]["count"] + rng.random(),
         "participants": float(n),
     }
+    if len(p["steps"]) > 1:
+        out["consistency_lt"] = 0.3 + 0.02 * rng.standard_normal()
+    return out
 
 
 def exploding_cell(spec: dict) -> dict:  # pragma: no cover  (must never be called)
@@ -138,6 +141,25 @@ def test_minutes_per_participant_of_videomem():
     assert minutes_per_participant(load_protocol(VIDEOMEM).dump()) == pytest.approx(300 * 8 / 60)
 
 
+def test_whole_protocol_axis_and_missing_statistics(tmp_path, capsys):
+    vary = f"""
+  - {{path: protocol, name: design, values: [{VIDEOMEM}, {REPO / 'protocols' / 'memento10k.yaml'}]}}
+"""
+    path = _study(tmp_path, "mixed", vary=vary, replicates=1,
+                  extra="missing: nan\n").read_text().replace("annotations_st]", "consistency_lt]")
+    (tmp_path / "mixed.yaml").write_text(path)
+    study = tmp_path / "mixed.yaml"
+    plan = resolve_study(load_study(study), study)
+    assert [c["protocol"]["name"] for c in plan.cells] == ["videomem", "memento10k"]
+    run_sweep(study, tmp_path / "out", progress=False)
+    df = pd.read_parquet(tmp_path / "out" / "results.parquet")
+    assert df.consistency_lt.notna().tolist() == [True, False]  # memento10k has no long-term step
+    strict = tmp_path / "strict.yaml"
+    strict.write_text(study.read_text().replace("missing: nan", ""))
+    assert main(["sweep", str(strict), "--out", str(tmp_path / "out2"), "--quiet"]) == 2
+    assert "statistics: the cell function gives no 'consistency_lt'" in capsys.readouterr().err
+
+
 # --------------------------------------------------------------------------- errors before running
 @pytest.mark.parametrize(
     ("vary", "message"),
@@ -145,6 +167,8 @@ def test_minutes_per_participant_of_videomem():
         ("\n  - {path: protocol.steps.0.items.0.repeat_lagg, values: [[3, 5]]}",
          "vary protocol.steps.0.items.0.repeat_lagg: unknown field path: protocol.steps.0.items.0 has no field "
          "'repeat_lagg'"),
+        ("\n  - {path: protocol, values: [nowhere.yaml]}",
+         "vary protocol = nowhere.yaml: no such file"),
         ("\n  - {path: protocol.steps.7.length, values: [10]}",
          "vary protocol.steps.7.length: unknown field path: protocol.steps is a list of 2"),
         ("\n  - {path: protocol.steps.0.items.0.repeat_lag, values: [[45, 100], [60, 190]]}",
