@@ -13,10 +13,11 @@ The model of one presentation (``docs/model.md``):
 
 * a careless participant presses with probability ``careless_press_rate``,
   whatever is shown, with a uniform response time;
-* an attentive participant misses the presentation with probability ``lapse``;
-* otherwise, on a recognition test after a delay ``t`` the press probability
-  is ``expit(logit(R(t)) + ability)`` with ``R`` the stimulus' forgetting law,
-  and on a first showing it is ``expit(fa_participant + fa_stimulus)``;
+* any other participant attends with probability ``1 - lapse``; attending, on
+  a recognition test after a delay ``t`` she presses with probability
+  ``expit(logit(R(t)) + ability)`` with ``R`` the stimulus' forgetting law, and
+  on a first showing with probability ``expit(fa_participant + fa_stimulus)``
+  (one uniform draw decides: press iff ``u < (1 - lapse) p``);
 * response times are log-normal, truncated to the presentation: recognitions
   faster the stronger they are, false alarms slower, later steps slower.
 
@@ -111,55 +112,63 @@ def _one_participant(
     stop_after, careless_rate, rt_min, rt_sd, rt_hit_mu, rt_hit_slope, rt_fa_mu,
     response, rt_out, onset, delay, shown,
 ):
+    # Hot loop: one uniform decides a press. Attending (1 - lapse) and recognising
+    # (p) are independent, so press iff u < (1 - lapse) p has the same law as two
+    # draws. expit(logit R + ability) = R e^a / (1 + R (e^a - 1)) needs no log/exp;
+    # the false-alarm odds are a product of the participant's and the stimulus'.
     state = stream_key(seed, _rng.RESPONSE, participant[i] * 256 + step_index)
     L = video.shape[1]
     hi = duration * (1.0 - 1e-6)
     t_now = start_s[i]
     misses = 0
     n_shown = L
+    attend = 1.0 - lapse[i]
+    ea = math.exp(ability[i])
+    fa_odds = math.exp(fa[i])
+    is_careless = careless[i]
     for k in range(L):
         onset[i, k] = t_now
         v = video[i, k]
-        if repeat[i, k]:
+        rep = repeat[i, k]
+        if rep:
             fp = first_pos[i, k]
             t = t_now - (onset[i, fp] if fp >= 0 else prior_onset[i, k])
             delay[i, k] = t
         else:
-            t = 0.0
             delay[i, k] = np.nan
         press = False
         rt = np.nan
-        if careless[i]:
-            state, u = next_uniform(state)
+        state, u = next_uniform(state)
+        if is_careless:
             if u < careless_rate:
                 press = True
                 state, u2 = next_uniform(state)
                 rt = rt_min + u2 * (hi - rt_min)
+        elif rep:
+            r = retention(law, t, v_m[v], v_rate[v], a, b)
+            r = min(max(r, _EPS), 1.0 - _EPS)
+            if u < attend * (r * ea / (1.0 + r * (ea - 1.0))):
+                press = True
+                lp = math.log(r / (1.0 - r)) + ability[i]
+                state, rt = _truncated_lognormal(state, rt_hit_mu - rt_hit_slope * lp + v_rt[v], rt_sd, rt_min, hi)
         else:
-            state, u_lapse = next_uniform(state)
-            if u_lapse >= lapse[i]:
-                state, u = next_uniform(state)
-                if repeat[i, k]:
-                    r = retention(law, t, v_m[v], v_rate[v], a, b)
-                    r = min(max(r, _EPS), 1.0 - _EPS)
-                    lp = math.log(r / (1.0 - r)) + ability[i]
-                    if u < 1.0 / (1.0 + math.exp(-lp)):
-                        press = True
-                        mu = rt_hit_mu - rt_hit_slope * lp + v_rt[v]
-                        state, rt = _truncated_lognormal(state, mu, rt_sd, rt_min, hi)
-                else:
-                    lp = fa[i] + v_fa[v]
-                    if u < 1.0 / (1.0 + math.exp(-lp)):
-                        press = True
-                        state, rt = _truncated_lognormal(state, rt_fa_mu, rt_sd, rt_min, hi)
+            o = fa_odds * v_fa[v]
+            if u < attend * (o / (1.0 + o)):
+                press = True
+                state, rt = _truncated_lognormal(state, rt_fa_mu, rt_sd, rt_min, hi)
         response[i, k] = press
         rt_out[i, k] = rt
         t_now += (rt if (press and ends_on_press) else duration) + gap
-        if stop_after > 0 and role[i, k] == 2 and repeat[i, k] and not press:
+        if stop_after > 0 and not press and rep and role[i, k] == 2:
             misses += 1
             if misses >= stop_after:
                 n_shown = k + 1
                 break
+    for k in range(n_shown, L):  # slots never played
+        response[i, k] = False
+        rt_out[i, k] = np.nan
+        onset[i, k] = np.nan
+        delay[i, k] = np.nan
     shown[i] = n_shown
 
 
@@ -170,11 +179,12 @@ def _simulate_step(
     careless_rate, rt_min, rt_sd, rt_hit_mu, rt_hit_slope, rt_fa_mu,
 ):
     n, L = video.shape
-    response = np.zeros((n, L), dtype=np.bool_)
-    rt_out = np.full((n, L), np.nan, dtype=np.float32)
-    onset = np.full((n, L), np.nan)
-    delay = np.full((n, L), np.nan)
-    shown = np.zeros(n, dtype=np.int32)
+    # every slot is written by _one_participant, so no initialisation pass
+    response = np.empty((n, L), dtype=np.bool_)
+    rt_out = np.empty((n, L), dtype=np.float32)
+    onset = np.empty((n, L))
+    delay = np.empty((n, L))
+    shown = np.empty(n, dtype=np.int32)
     for i in prange(n):
         _one_participant(
             i, participant, video, role, repeat, first_pos, prior_onset, start_s, ability, fa,
@@ -198,7 +208,7 @@ def _step_args(x: StepInput, videos, c: Constants) -> tuple:
         np.ascontiguousarray(x.fa, dtype=np.float64),
         np.ascontiguousarray(x.lapse, dtype=np.float64),
         np.ascontiguousarray(x.careless, dtype=np.bool_),
-        videos.m, videos.rate, videos.fa, videos.rt,
+        videos.m, videos.rate, np.exp(videos.fa), videos.rt,
     ) + c.as_tuple()
 
 
@@ -240,6 +250,7 @@ def simulate_step_reference(x: StepInput, videos, c: Constants):
         s = PyStream(stream_key_py(c.seed, _rng.RESPONSE, int(x.participant[i]) * 256 + c.step_index))
         t_now = float(x.start_s[i])
         misses, n_shown = 0, L
+        attend = 1.0 - float(x.lapse[i])
         for k in range(L):
             onset[i, k] = t_now
             v = int(x.video[i, k])
@@ -249,24 +260,23 @@ def simulate_step_reference(x: StepInput, videos, c: Constants):
                 t = t_now - (onset[i, fp] if fp >= 0 else float(x.prior_onset[i, k]))
                 delay[i, k] = t
             press, rt = False, float("nan")
+            u = s.uniform()
             if x.careless[i]:
-                if s.uniform() < c.careless_press_rate:
+                if u < c.careless_press_rate:
                     press = True
                     rt = c.rt_min_s + s.uniform() * (hi - c.rt_min_s)
-            elif s.uniform() >= x.lapse[i]:
-                u = s.uniform()
-                if x.repeat[i, k]:
-                    r = by_code[c.law].closed_form(t, videos.m[v], videos.rate[v], c.shape_a, c.shape_b)
-                    r = min(max(r, _EPS), 1.0 - _EPS)
-                    lp = math.log(r / (1.0 - r)) + x.ability[i]
-                    if u < 1.0 / (1.0 + math.exp(-lp)):
-                        press = True
-                        rt = trunc(s, c.rt_hit_log_mean - c.rt_hit_slope * lp + videos.rt[v])
-                else:
-                    lp = x.fa[i] + videos.fa[v]
-                    if u < 1.0 / (1.0 + math.exp(-lp)):
-                        press = True
-                        rt = trunc(s, c.rt_fa_log_mean)
+            elif x.repeat[i, k]:
+                r = by_code[c.law].closed_form(t, videos.m[v], videos.rate[v], c.shape_a, c.shape_b)
+                r = min(max(r, _EPS), 1.0 - _EPS)
+                lp = math.log(r / (1.0 - r)) + float(x.ability[i])
+                if u < attend / (1.0 + math.exp(-lp)):
+                    press = True
+                    rt = trunc(s, c.rt_hit_log_mean - c.rt_hit_slope * lp + videos.rt[v])
+            else:
+                lp = float(x.fa[i]) + videos.fa[v]
+                if u < attend / (1.0 + math.exp(-lp)):
+                    press = True
+                    rt = trunc(s, c.rt_fa_log_mean)
             response[i, k] = press
             rt_out[i, k] = rt
             t_now += (rt if (press and c.ends_on_press) else c.duration_s) + c.gap_s

@@ -1,0 +1,174 @@
+"""``memsim bench``: the simulator's speed, as ratios against plain references run in the same process.
+
+Measures (VideoMem protocol, shipped parameters):
+
+* a full-scale campaign simulated and written (wall seconds, peak memory);
+* the trial kernel's trials per second on one thread and its speed-up on all
+  threads (numba ``set_num_threads``);
+* the kernel against its plain-Python agent-per-participant reference
+  (:func:`memsim.kernel.simulate_step_reference`, the same game draw for draw)
+  on the same participants;
+* sequence generation against its pure-Python reference.
+
+Every timing is the best of a few repeats after a warm-up call, so numba's
+compilation (or cache load) is never counted.
+"""
+
+from __future__ import annotations
+
+import os
+import resource
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _best(fn, repeats: int = 3) -> float:
+    best = float("inf")
+    for _ in range(repeats):
+        t = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - t)
+    return best
+
+
+def _step1_input(protocol, params, n: int, seed: int = 0):
+    """A VideoMem step-1 batch of ``n`` participants, built like the simulator builds it."""
+    from memsim.kernel import ROLE_CODES, StepInput
+    from memsim.population import draw_participants, draw_videos
+    from memsim.sequence import generate_sequences, layout_for
+
+    step = protocol.steps[0]
+    layout = layout_for(step)
+    pid = np.arange(n, dtype=np.int64)
+    item, lag = generate_sequences(layout, seed, pid, 0)
+    rng = np.random.default_rng(seed)
+    items_video = np.stack([rng.choice(protocol.stimuli.count, layout.n_items, replace=False) for _ in range(n)])
+    video = np.take_along_axis(items_video, item, axis=1).astype(np.int32)
+    group_role = np.array([ROLE_CODES[g.role] for g in step.items], dtype=np.int8)
+    role = group_role[layout.group_of_item[item]]
+    within = lag >= 0
+    pos = np.arange(step.length)[None, :]
+    parts = draw_participants(params, n, seed)
+    x = StepInput(
+        participant=pid, video=video, role=role, repeat=within,
+        first_pos=np.where(within, pos - lag, -1).astype(np.int32),
+        prior_onset=np.full(video.shape, np.nan), start_s=np.zeros(n),
+        ability=parts.ability, fa=parts.fa, lapse=parts.lapse, careless=parts.careless,
+    )
+    return x, draw_videos(params, protocol.stimuli.count, seed)
+
+
+def measure(quick: bool = False) -> dict:
+    import numba
+
+    from memsim.kernel import simulate_step, simulate_step_reference
+    from memsim.params import load_params
+    from memsim.protocol import load_protocol
+    from memsim.sequence import generate_sequences, generate_sequences_reference, layout_for
+    from memsim.simulate import _constants, simulate, write_simulation
+
+    protocol = load_protocol(ROOT / "protocols" / "videomem.yaml")
+    params = load_params(ROOT / "calibration" / "videomem.yaml")
+    out: dict = {"threads": numba.get_num_threads(), "cpus": os.cpu_count()}
+    scale = 0.1 if quick else 1.0
+
+    # -- whole campaign, simulated and written
+    simulate(protocol, params, seed=0, scale=0.02)  # warm-up: load the numba caches
+    with tempfile.TemporaryDirectory() as tmp:
+        t = time.perf_counter()
+        sim = simulate(protocol, params, seed=1, scale=scale)
+        t_sim = time.perf_counter() - t
+        write_simulation(sim, tmp)
+        t_all = time.perf_counter() - t
+    out["campaign"] = {
+        "scale": scale,
+        "participants": int(sim.trials.participant.nunique()),
+        "trials": int(len(sim.trials)),
+        "simulate_s": t_sim,
+        "simulate_and_write_s": t_all,
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    }
+    del sim
+
+    # -- the kernel: 1 thread, all threads, plain-Python reference
+    n = 2_000 if quick else 20_000
+    x, videos = _step1_input(protocol, params, n)
+    c = _constants(protocol, params, 0, 0)
+    trials = x.video.size
+    simulate_step(x, videos, c)  # warm-up
+    before = numba.get_num_threads()
+    try:
+        numba.set_num_threads(1)
+        t1 = _best(lambda: simulate_step(x, videos, c))
+    finally:
+        numba.set_num_threads(before)
+    tn = _best(lambda: simulate_step(x, videos, c))
+    n_ref = 50 if quick else 200
+    sub = type(x)(**{k: (v[:n_ref] if isinstance(v, np.ndarray) else v) for k, v in x.__dict__.items()})
+    t_ref = _best(lambda: simulate_step_reference(sub, videos, c), repeats=1)
+    numba.set_num_threads(1)
+    try:
+        t_sub = _best(lambda: simulate_step(sub, videos, c))
+    finally:
+        numba.set_num_threads(before)
+    out["kernel"] = {
+        "participants": n,
+        "trials": int(trials),
+        "trials_per_s_1_thread": trials / t1,
+        "trials_per_s_all_threads": trials / tn,
+        "speedup_all_threads": t1 / tn,
+        "reference_participants": n_ref,
+        "reference_trials_per_s": sub.video.size / t_ref,
+        "kernel_vs_reference": (t_ref / sub.video.size) / (t1 / trials),
+        "kernel_vs_reference_same_batch": t_ref / t_sub,
+    }
+
+    # -- sequences: numba on one thread vs pure Python
+    layout = layout_for(protocol.steps[0])
+    pid = np.arange(20_000 if not quick else 2_000, dtype=np.int64)
+    generate_sequences(layout, 0, pid[:10], 0)
+    numba.set_num_threads(1)
+    try:
+        ts = _best(lambda: generate_sequences(layout, 0, pid, 0))
+    finally:
+        numba.set_num_threads(before)
+    pref = pid[:300]
+    tsr = _best(lambda: generate_sequences_reference(layout, 0, pref, 0), repeats=1)
+    out["sequences"] = {
+        "per_s_1_thread": pid.size / ts,
+        "reference_per_s": pref.size / tsr,
+        "ratio": (tsr / pref.size) / (ts / pid.size),
+    }
+    return out
+
+
+def main(quick: bool = False) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    r = measure(quick)
+    c, k, s = r["campaign"], r["kernel"], r["sequences"]
+    t = Table(title=f"memsim bench (VideoMem, {r['threads']} numba threads, {r['cpus']} CPUs)",
+              title_justify="left")
+    t.add_column("measure")
+    t.add_column("value", justify="right")
+    t.add_column("goal", justify="right")
+    t.add_row(f"campaign: {c['participants']:,} participants, {c['trials']:,} trials, simulate",
+              f"{c['simulate_s']:.2f} s", "")
+    t.add_row("campaign: simulate + write Parquet", f"{c['simulate_and_write_s']:.2f} s",
+              "<= 3 s" if c["scale"] == 1 else "")
+    t.add_row("peak memory (process)", f"{c['peak_rss_mb']:.0f} MB", "<= 1,000 MB")
+    t.add_row("kernel, 1 thread", f"{k['trials_per_s_1_thread'] / 1e6:.1f} M trials/s", ">= 50 M")
+    t.add_row(f"kernel, {r['threads']} threads", f"{k['trials_per_s_all_threads'] / 1e6:.1f} M trials/s", "")
+    t.add_row(f"kernel speed-up on {r['threads']} threads", f"{k['speedup_all_threads']:.2f}x", ">= 1.7x")
+    t.add_row("agent-per-participant Python loop", f"{k['reference_trials_per_s'] / 1e3:.1f} k trials/s", "")
+    t.add_row("kernel (1 thread) / Python loop", f"{k['kernel_vs_reference']:.0f}x", ">= 100x")
+    t.add_row("sequences, 1 thread", f"{s['per_s_1_thread']:,.0f} /s", ">= 100,000")
+    t.add_row("sequences / Python reference", f"{s['ratio']:.0f}x", "")
+    Console(width=110).print(t)
+    return 0
