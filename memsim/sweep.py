@@ -363,11 +363,6 @@ def resolve_study(study: Study, study_path: str | os.PathLike[str]) -> Plan:
     def show(pairs) -> str:
         return ", ".join(f"{a.path} = {_canonical(v)}" for a, v in pairs)
 
-    # every path is checked against the base first, so a typo is named even in a 1-value grid
-    for entry in entries:
-        for pairs in entry:
-            apply(pairs)
-
     lone: dict[str, str | None] = {}
     cells: list[dict] = []
     combos: list[list[list[tuple[Axis, Any]]]] = [[]]  # per cell: one choice (list of pairs) per entry
@@ -382,7 +377,10 @@ def resolve_study(study: Study, study_path: str | os.PathLike[str]) -> Plan:
             for choice in choices:
                 k = _canonical([[a.path, v] for a, v in choice])
                 if k not in lone:
-                    lone[k] = check(apply(choice))
+                    try:
+                        lone[k] = check(apply(choice))
+                    except UserError:  # a path that needs an earlier axis: not this entry alone
+                        lone[k] = None
                 if lone[k] is not None:
                     raise UserError(f"vary {show(choice)}: infeasible cell: {lone[k]}", path=study_path)
             raise UserError(f"vary {show(pairs)}: infeasible cell: {problem}", path=study_path)
@@ -425,7 +423,7 @@ def run_cell(spec: dict) -> dict[str, float]:
     from memsim.consistency import summarise
     from memsim.params import default_params_path, load_params, params_from_mapping
     from memsim.protocol import protocol_from_mapping
-    from memsim.simulate import simulate
+    from memsim.simulate import simulate, truth_column
 
     protocol = protocol_from_mapping(spec["protocol"], "<cell>")
     if spec.get("params") is None:
@@ -433,9 +431,21 @@ def run_cell(spec: dict) -> dict[str, float]:
     else:
         params = params_from_mapping(spec["params"], "<cell>")
     sim = simulate(protocol, params, seed=int(spec["seed"]), scale=float(spec.get("scale", 1.0)))
-    stats = summarise(sim.trials, protocol, truth=sim.videos, seed=int(spec["analysis_seed"]))
+    # truth under the score columns' names, so summarise can correlate scores with it
+    renames = {truth_column(s.scoring.column): s.scoring.column for s in protocol.steps}
+    truth = sim.videos[["video", *[c for c in renames if c in sim.videos.columns]]].rename(columns=renames)
+    stats = summarise(sim.trials, protocol, truth=truth, seed=int(spec["analysis_seed"]))
     stats.pop("seed", None)
     out = flatten_statistics(stats)
+    # step-index aliases (step1, step2, ...) so one study can compare protocols whose steps differ
+    names = {}
+    for i, s in enumerate(protocol.steps, start=1):
+        names[s.name] = names[s.scoring.column] = f"step{i}"
+    for key in list(out):
+        parts = key.split(".")
+        alias = ".".join(names.get(p, p) for p in parts)
+        if alias != key:
+            out.setdefault(alias, out[key])
     out["participants"] = float(len(sim.participants))
     return out
 
@@ -443,8 +453,8 @@ def run_cell(spec: dict) -> dict[str, float]:
 def flatten_statistics(stats: dict, prefix: str = "") -> dict[str, float]:
     """Nested statistics as flat ``a.b.c`` names of floats.
 
-    A curve ``{"N": [...], "spearman": [...]}`` becomes ``<name>@<N>`` entries;
-    other lists and non-numbers are left out.
+    A curve ``{"N": [...], "spearman": [...]}`` becomes ``<name>@<N>`` entries,
+    a list of mappings ``<name>.<i>.<key>``; other lists and non-numbers are left out.
     """
     out: dict[str, float] = {}
     for key, value in stats.items():
@@ -455,6 +465,9 @@ def flatten_statistics(stats: dict, prefix: str = "") -> dict[str, float]:
                     out[f"{name}@{n:g}"] = float(r)
             else:
                 out.update(flatten_statistics(value, f"{name}."))
+        elif isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
+            for i, v in enumerate(value):  # e.g. lag-curve bins
+                out.update(flatten_statistics(v, f"{name}.{i}."))
         elif isinstance(value, (bool, np.bool_)):
             out[name] = float(value)
         elif isinstance(value, (int, float, np.integer, np.floating)):
