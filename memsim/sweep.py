@@ -38,6 +38,7 @@ import importlib
 import json
 import math
 import os
+import re
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -135,6 +136,10 @@ class Study(_Frozen):
     params: str | None = Field(
         default=None, description="population parameter file (default: the protocol's calibrated one)"
     )
+    set: dict[str, Any] = Field(
+        default_factory=dict,
+        description="fixed changes to the base, {dotted path: value}, applied before any axis",
+    )
     vary: tuple[Union[Axis, ZipGroup], ...] = ()
     replicates: Annotated[int, Field(ge=1, le=100_000)] = 1
     statistics: tuple[str, ...] = Field(min_length=1)
@@ -166,6 +171,9 @@ class Study(_Frozen):
             raise ValueError(f"name {sorted(clash)[0]!r} is reserved or used twice (axis names and statistics)")
         if len(set(self.statistics)) != len(self.statistics):
             raise ValueError("statistics: a name is listed twice")
+        for path in self.set:
+            if not re.fullmatch(r"(protocol|params)(\.[A-Za-z0-9_]+)+", path):
+                raise ValueError(f"set: {path!r} is not a dotted path starting with protocol. or params.")
         known = set(cols) | set(self.statistics) | {COST_COLUMN, "participants"}
         for i, f in enumerate(self.figures):
             for col in (f.x, *f.y, *((f.by,) if f.by else ())):
@@ -314,6 +322,14 @@ def resolve_study(study: Study, study_path: str | os.PathLike[str]) -> Plan:
     base_proto = load_protocol(proto_path)
     base = {"protocol": base_proto.dump(), "params": _base_params(study, base_dir, base_proto, study_path)}
     api = _params_api()
+    for path, value in study.set.items():
+        if base["params"] is None and path.startswith("params."):
+            raise UserError(f"set {path}: no population parameters to change", path=study_path)
+        try:
+            node, key = _walk(base, path)
+        except KeyError as exc:
+            raise UserError(f"set {path}: unknown field path: {exc.args[0]}", path=study_path) from None
+        node[key] = copy.deepcopy(value)
 
     # the grid: one "choice list" per vary entry, each choice a list of (axis, value) pairs
     entries: list[list[list[tuple[Axis, Any]]]] = []

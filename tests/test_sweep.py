@@ -135,6 +135,19 @@ def test_params_axis_resolves_and_is_validated(tmp_path):
         resolve_study(load_study(bad), bad)
 
 
+def test_set_changes_the_base_before_the_axes(tmp_path, capsys):
+    stop = "{kind: min_annotations, count: 5, max_participants: 9000}"
+    path = _study(tmp_path, "set", extra=f"set:\n  protocol.campaign.stop: {stop}\n", vary="""
+  - {path: protocol.campaign.stop.count, name: n, values: [5, 20]}
+""")
+    plan = resolve_study(load_study(path), path)
+    assert [c["protocol"]["campaign"]["stop"] for c in plan.cells] == [
+        {"kind": "min_annotations", "count": n, "max_participants": 9000} for n in (5, 20)]
+    bad = _study(tmp_path, "setbad", extra="set:\n  protocol.stimuli.colour: 3\n", cell="exploding_cell")
+    assert main(["sweep", str(bad), "--out", str(tmp_path / "o")]) == 2
+    assert "setbad.yaml: set protocol.stimuli.colour: unknown field path" in capsys.readouterr().err
+
+
 def test_minutes_per_participant_of_videomem():
     from memsim.protocol import load_protocol
 
