@@ -242,6 +242,21 @@ def minutes_per_participant(protocol: dict) -> float:
     return sum(int(s["length"]) for s in protocol["steps"]) * per / 60.0
 
 
+def crowd_minutes(protocol: dict, result: dict, participants: float) -> float:
+    """Participant-minutes a campaign costs, at the nominal pace (no key presses).
+
+    With the cell's per-step head counts (``participants_total.step<i>``): the sum
+    over steps of those who started it times its minutes; otherwise every
+    participant is counted for every step.
+    """
+    st = protocol["stimuli"]
+    per = (float(st["duration_s"]) + float(st["gap_s"])) / 60.0
+    keys = [f"participants_total.step{i}" for i in range(1, len(protocol["steps"]) + 1)]
+    if all(k in result for k in keys):
+        return sum(float(result[k]) * int(s["length"]) * per for k, s in zip(keys, protocol["steps"]))
+    return participants * minutes_per_participant(protocol)
+
+
 def _nominal_participants(protocol: dict) -> int:
     stop = protocol["campaign"]["stop"]
     return int(stop["count"] if stop["kind"] == "participants" else stop["max_participants"])
@@ -598,7 +613,7 @@ def _row(plan: Plan, cell: int, replicate: int, result: dict, study_path) -> dic
     row = {"cell": cell, "replicate": replicate, **c["coords"]}
     row["seed"] = plan.seeds[cell][replicate][0]
     row["participants"] = participants
-    row[COST_COLUMN] = participants * c["minutes"]
+    row[COST_COLUMN] = crowd_minutes(c["protocol"], result, participants)
     row.update({s: float(result[s]) for s in plan.study["statistics"]})
     return row
 

@@ -148,10 +148,16 @@ def test_set_changes_the_base_before_the_axes(tmp_path, capsys):
     assert "setbad.yaml: set protocol.stimuli.colour: unknown field path" in capsys.readouterr().err
 
 
-def test_minutes_per_participant_of_videomem():
+def test_minutes_per_participant_and_crowd_minutes_of_videomem():
     from memsim.protocol import load_protocol
+    from memsim.sweep import crowd_minutes
 
-    assert minutes_per_participant(load_protocol(VIDEOMEM).dump()) == pytest.approx(300 * 8 / 60)
+    proto = load_protocol(VIDEOMEM).dump()
+    assert minutes_per_participant(proto) == pytest.approx(300 * 8 / 60)
+    # per-step head counts when the cell gives them: 180 x 8 s for step 1, 120 x 8 s for step 2
+    got = crowd_minutes(proto, {"participants_total.step1": 100, "participants_total.step2": 30}, 100)
+    assert got == pytest.approx((100 * 180 + 30 * 120) * 8 / 60)
+    assert crowd_minutes(proto, {}, 100) == pytest.approx(100 * 300 * 8 / 60)
 
 
 def test_whole_protocol_axis_and_missing_statistics(tmp_path, capsys):
