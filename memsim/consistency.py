@@ -44,7 +44,12 @@ _HUMAN, _ANNOT = 1, 2  # SeedSequence purposes
 # --------------------------------------------------------------------------- correlations
 def _rank(x: np.ndarray) -> np.ndarray:
     """Average ranks (ties share the mean rank), as Spearman's rho needs."""
-    order = np.argsort(x, kind="stable")
+    if len(x) and x.min() >= 0 and x.max() <= 4 * len(x) and (x == np.floor(x)).all():
+        # small non-negative integers (hit counts): counting sort, no comparison sort
+        c = np.bincount(x.astype(np.int64))
+        before = np.cumsum(c) - c
+        return (before + (c + 1) / 2.0)[x.astype(np.int64)] - 1.0
+    order = np.argsort(x)  # ties are averaged below, so an unstable sort is fine (and 4x faster)
     xs = x[order]
     new = np.empty(len(x), bool)
     new[:1] = True
@@ -230,9 +235,12 @@ def annotation_consistency(result: ScoreResult, step: int, *, n_values=None, rep
             a0, a1, a2 = starts[vids], starts[vids] + k, starts[vids] + N
             half = [VideoSums(np.full(len(vids), float(k)), *(c[hi] - c[lo] for c in cs))
                     for lo, hi in ((a0, a1), (a1, a2))]
-            sa, _ = correct(half[0], spec)
-            sb, _ = correct(half[1], spec)
-            res[r, j] = spearman(sa, sb)
+            if spec.kind == "none":  # equal halves: hit counts rank exactly as scores do
+                res[r, j] = spearman(half[0].h.round(), half[1].h.round())
+            else:
+                sa, _ = correct(half[0], spec)
+                sb, _ = correct(half[1], spec)
+                res[r, j] = spearman(sa, sb)
     nv = np.array([(counts >= N).sum() for N in n_values])
     mean_ann = np.array([counts[counts >= N].mean() if (counts >= N).any() else np.nan for N in n_values])
     with np.errstate(invalid="ignore"):

@@ -238,15 +238,15 @@ def participant_stats(trials: pd.DataFrame, protocol: Protocol, *, _codes_cache=
     rep = trials["repeat"].to_numpy()
     resp = trials["response"].to_numpy()
     m = len(pids) * S
-    bc = lambda w=None: np.bincount(g, weights=w, minlength=m)  # noqa: E731
-    n = bc()
-    vig_t, tgt_t = rep & (role == _VIGILANCE), rep & (role == _TARGET)
-    first = ~rep
+    # one bincount over (participant-step, kind, response) instead of one per statistic
+    kind = np.where(~rep, 0, np.where(role == _VIGILANCE, 1, np.where(role == _TARGET, 2, 3))).astype(np.int64)
+    tab = np.bincount(g * 8 + kind * 2 + resp, minlength=m * 8).reshape(m, 4, 2)
+    n = tab.sum(axis=(1, 2))
     cols = {
         "presentations": n,
-        "vigilance_tests": bc(vig_t), "vigilance_hits": bc(vig_t & resp),
-        "target_tests": bc(tgt_t), "hits": bc(tgt_t & resp),
-        "first_showings": bc(first), "false_alarms": bc(first & resp),
+        "vigilance_tests": tab[:, 1].sum(axis=1), "vigilance_hits": tab[:, 1, 1],
+        "target_tests": tab[:, 2].sum(axis=1), "hits": tab[:, 2, 1],
+        "first_showings": tab[:, 0].sum(axis=1), "false_alarms": tab[:, 0, 1],
     }
     present = np.flatnonzero(n > 0)
     st = pd.DataFrame({"participant": pids[present // S], "step": (present % S + 1).astype(np.int8)})

@@ -59,6 +59,16 @@ def _as_int(col: pd.Series, name: str, dtype: str, source) -> np.ndarray:
             raise UserError(f"column '{name}': not a number in {_rows(bad)}", path=source)
     if s.dtype == bool:
         raise UserError(f"column '{name}': expected integers, got booleans", path=source)
+    info = np.iinfo(dtype)
+    if s.dtype.kind in "iu":  # fast exact path: no NaN possible, only the range to check
+        v = s.to_numpy()
+        if len(v) and (v.min() < info.min or v.max() > info.max):
+            out = (v < info.min) | (v > info.max)
+            raise UserError(
+                f"column '{name}': values outside {dtype} [{info.min}, {info.max}] in {_rows(out)}",
+                path=source,
+            )
+        return v.astype(dtype, copy=False)
     try:
         v = s.to_numpy(dtype="float64", na_value=np.nan)
     except (TypeError, ValueError):
@@ -69,15 +79,12 @@ def _as_int(col: pd.Series, name: str, dtype: str, source) -> np.ndarray:
     frac = v != np.round(v)
     if frac.any():
         raise UserError(f"column '{name}': non-integer values in {_rows(frac)}", path=source)
-    info = np.iinfo(dtype)
     out = (v < info.min) | (v > info.max)
     if out.any():
         raise UserError(
             f"column '{name}': values outside {dtype} [{info.min}, {info.max}] in {_rows(out)}",
             path=source,
         )
-    if s.dtype.kind in "iu":  # exact path: large int64 ids survive unchanged
-        return s.to_numpy().astype(dtype)
     return v.astype(dtype)
 
 

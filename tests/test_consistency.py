@@ -226,3 +226,14 @@ def test_score_level_analyses_on_released_scores():
     # the paper reports 0.305 / 0.329 over all 10,000 videos; the 7,000 released agree closely
     assert pair["all"]["spearman"] == pytest.approx(0.305, abs=0.02)
     assert pair["top500"]["videos"] == 500 and pair["top500"]["min_annotations"] >= 9
+
+
+def test_scoring_never_imports_the_simulator():
+    import subprocess
+    import sys
+
+    code = ("import sys, memsim.consistency, memsim.scoring, memsim.trials, memsim.cli_score; "
+            "bad = [m for m in ('memsim.kernel', 'memsim.campaign', 'memsim.population', 'memsim.sequence', "
+            "'torch', 'matplotlib') if m in sys.modules]; print(bad)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
