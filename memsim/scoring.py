@@ -354,7 +354,7 @@ def score(trials: pd.DataFrame, protocol: Protocol, *, validate: bool = True) ->
         bad = step > S
         raise UserError(f"trial table has step {int(step.max())} but the protocol "
                         f"'{protocol.name}' has {S} step{'s' if S > 1 else ''} "
-                        f"({int(bad.sum())} rows)")
+                        f"({int(bad.sum())} row{'s' if bad.sum() != 1 else ''})")
     pcode, pids = _codes(trials["participant"].to_numpy())
     stats = apply_filters(participant_stats(trials, protocol, _codes_cache=(pcode, pids)), protocol)
     kept_g = np.zeros(len(pids) * S, bool)
