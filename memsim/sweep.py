@@ -481,6 +481,26 @@ def run_cell(spec: dict) -> dict[str, float]:
     return out
 
 
+def _preflight(spec: dict) -> None:
+    """Cheap run-time feasibility of a cell: lag-constrained sequences for 32 participants per step.
+
+    Schema validation cannot see that repeats may not fit a sequence (dead ends
+    in placing them); this catches it before the sweep starts.
+    """
+    import numpy as np_
+
+    from memsim.protocol import protocol_from_mapping
+    from memsim.sequence import generate_sequences, layout_for
+
+    protocol = protocol_from_mapping(spec["protocol"], "")
+    for s, step in enumerate(protocol.steps):
+        if any(g.repeat_lag is not None for g in step.items):
+            generate_sequences(layout_for(step), int(spec["seed"]), np_.arange(32, dtype=np_.int64), s)
+
+
+run_cell.preflight = _preflight  # type: ignore[attr-defined]
+
+
 def flatten_statistics(stats: dict, prefix: str = "") -> dict[str, float]:
     """Nested statistics as flat ``a.b.c`` names of floats.
 
@@ -698,6 +718,19 @@ def _progress(enabled: bool, total: int, done: int, label: str):
     return progress, task
 
 
+def _check_cells(plan: Plan, fn, study_path) -> None:
+    """Run the cell function's ``preflight`` (if it has one) on every cell, before anything runs."""
+    check = getattr(fn, "preflight", None)
+    if check is None:
+        return
+    for c in plan.cells:
+        try:
+            check({"protocol": c["protocol"], "params": c["params"], "seed": plan.seeds[c["cell"]][0][0]})
+        except UserError as exc:
+            where = ", ".join(f"{k} = {v}" for k, v in c["coords"].items()) or "the base protocol"
+            raise UserError(f"vary {where}: infeasible cell: {exc}", path=study_path) from None
+
+
 def run_sweep(
     study_path: str | os.PathLike[str],
     out: str | os.PathLike[str],
@@ -732,6 +765,7 @@ def run_sweep(
     study = load_study(study_path)
     plan = resolve_study(study, study_path)  # everything validated before anything runs
     fn = cell_fn or import_cell(study.cell, study_path)
+    _check_cells(plan, fn, study_path)
     _prepare(out, read_text(study_path, "study file"), plan)
     _clean_temps(out)
     (out / SHARD_DIR).mkdir(exist_ok=True)

@@ -208,6 +208,26 @@ def test_bad_study_is_one_line_exit_2_before_anything_runs(tmp_path, capsys, var
     assert not out.exists()
 
 
+def test_cell_that_cannot_be_sequenced_is_refused_before_anything_runs(tmp_path, capsys):
+    # valid for the schema (170 < 180), but 40 targets cannot all repeat 120-170 positions later
+    path = _study(tmp_path, "tight", cell="exploding_cell", vary="""
+  - zip:
+    - {path: protocol.steps.0.items.0.repeat_lag, name: lag, values: [[45, 100], [120, 170]]}
+    - {path: protocol.steps.0.scoring.correction.reference_lag, values: [100, 170]}
+""")
+    import test_sweep
+    from memsim.sweep import _preflight
+
+    test_sweep.exploding_cell.preflight = _preflight  # the real cell's check, on a cell that must not run
+    try:
+        assert main(["sweep", str(path), "--out", str(tmp_path / "o")]) == 2
+    finally:
+        del test_sweep.exploding_cell.preflight
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "vary lag = [120,170]" in err and "could not place" in err
+    assert not (tmp_path / "o").exists()
+
+
 def test_infeasible_combination_names_every_axis(tmp_path, capsys):
     # each value is fine alone; together the repeat no longer fits the shorter sequence
     path = _study(tmp_path, "combo", cell="exploding_cell", vary="""
