@@ -15,6 +15,8 @@ simulator. Definitions: ``docs/consistency.md``.
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pandas as pd
 from numba import njit
@@ -192,33 +194,48 @@ def human_consistency(result: ScoreResult, step: int, *, n_splits: int = 25, see
         nvid.append(int(both.sum()))
         nann.append(float((a.n[both].mean() + b.n[both].mean()) / 2) if both.any() else float("nan"))
     v = np.array(vals)
-    return {"mean": float(np.nanmean(v)), "sd": float(np.nanstd(v, ddof=1)) if len(v) > 1 else 0.0,
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # every split undefined: NaN, not a warning
+        mean, sd = float(np.nanmean(v)), float(np.nanstd(v, ddof=1)) if len(v) > 1 else 0.0
+        mean_ann = float(np.nanmean(nann))
+    return {"mean": mean, "sd": sd,
             "values": [float(x) for x in v], "participants_per_half": K // 2,
-            "videos": float(np.mean(nvid)), "mean_annotations_per_half": float(np.nanmean(nann))}
+            "videos": float(np.mean(nvid)), "mean_annotations_per_half": mean_ann}
 
 
 def annotation_consistency(result: ScoreResult, step: int, *, n_values=None, repeats: int = 3,
-                           seed: int = 0, min_videos: int = 30) -> pd.DataFrame:
+                           seed: int = 0, min_videos: int = 30, reading: str = "exact") -> pd.DataFrame:
     """Consistency as a function of the number of annotations N (the paper's Fig. 4).
 
-    For each even N: the videos with at least N kept annotations; for each, N of its
-    annotations drawn at random and split into two halves of N/2; each half scored
-    (correction refitted on it); Spearman over those videos. Averaged over ``repeats``
-    draws. One random order of each video's annotations per repeat serves every N.
+    ``reading="exact"`` (default): for each even N, the videos with at least N kept
+    annotations; for each, N of its annotations drawn at random and split into two
+    halves of N/2. ``reading="all"``: for each threshold N, the videos with at least N
+    annotations, each video's annotations all used, split into two halves of
+    floor(n_v / 2) (x = their mean count, the paper's axis). Either way each half is
+    scored (correction refitted on it) and Spearman taken over those videos, averaged
+    over ``repeats`` random orders of each video's annotations (one order serves every N).
+    N stops where fewer than ``min_videos`` videos remain.
 
     Returns
     -------
     DataFrame
         N, videos, spearman (mean over repeats), sd, mean_annotations (of the videos used).
     """
+    if reading not in ("exact", "all"):
+        raise ValueError(f"reading must be 'exact' or 'all', got {reading!r}")
     t = result.tests[step - 1]
     spec = result.protocol.steps[step - 1].scoring.correction
     V = len(result.video_ids)
     counts = np.bincount(t.video, minlength=V)
     if n_values is None:
         top = int(np.sort(counts)[::-1][min_videos - 1]) if V >= min_videos else 0
-        n_values = np.arange(2, top + 1, 2)
-    n_values = np.asarray([n for n in n_values if n >= 2 and n % 2 == 0], np.int64)
+        if reading == "exact":
+            n_values = np.arange(2, top + 1, 2)
+        else:
+            pos = counts[counts > 0]
+            lo = max(2, int(pos.min())) if len(pos) else 2
+            n_values = np.arange(lo, top + 1, 2)
+    n_values = np.asarray([n for n in n_values if n >= 2 and (reading == "all" or n % 2 == 0)], np.int64)
     lag = np.nan_to_num(correction_x(spec, t.lag))
     starts = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64)
     base = np.argsort(t.video, kind="stable")  # annotations grouped by video
@@ -231,11 +248,11 @@ def annotation_consistency(result: ScoreResult, step: int, *, n_values=None, rep
             vids = np.flatnonzero(counts >= N)
             if len(vids) < 3:
                 continue
-            k = N // 2
-            a0, a1, a2 = starts[vids], starts[vids] + k, starts[vids] + N
-            half = [VideoSums(np.full(len(vids), float(k)), *(c[hi] - c[lo] for c in cs))
+            k = np.full(len(vids), N // 2) if reading == "exact" else counts[vids] // 2
+            a0, a1, a2 = starts[vids], starts[vids] + k, starts[vids] + 2 * k
+            half = [VideoSums(k.astype(np.float64), *(c[hi] - c[lo] for c in cs))
                     for lo, hi in ((a0, a1), (a1, a2))]
-            if spec.kind == "none":  # equal halves: hit counts rank exactly as scores do
+            if spec.kind == "none" and reading == "exact":  # equal halves: hit counts rank as scores do
                 res[r, j] = spearman(half[0].h.round(), half[1].h.round())
             else:
                 sa, _ = correct(half[0], spec)
@@ -243,7 +260,8 @@ def annotation_consistency(result: ScoreResult, step: int, *, n_values=None, rep
                 res[r, j] = spearman(sa, sb)
     nv = np.array([(counts >= N).sum() for N in n_values])
     mean_ann = np.array([counts[counts >= N].mean() if (counts >= N).any() else np.nan for N in n_values])
-    with np.errstate(invalid="ignore"):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns: too few videos
         return pd.DataFrame({"N": n_values, "videos": nv,
                              "spearman": np.nanmean(res, axis=0) if repeats else np.nan,
                              "sd": np.nanstd(res, axis=0, ddof=1) if repeats > 1 else 0.0,
@@ -427,6 +445,13 @@ def analyse(result: ScoreResult, *, truth: pd.DataFrame | None = None, seed: int
             "at_mean_annotations": _interp(curve, round(mean_n)) if len(n) else float("nan"),
             "mean_annotations": mean_n,
             "max": float(curve["spearman"].max()) if curve["spearman"].notna().any() else float("nan"),
+        }
+        # the other reading of the paper: all annotations of the videos with >= N, x = their mean count
+        allc = annotation_consistency(result, s, repeats=repeats, seed=seed, reading="all")
+        out["annotation_consistency"][name]["all_annotations_reading"] = {
+            "curve": allc.to_dict(orient="list"),
+            "all_videos": float(allc["spearman"].iloc[0]) if len(allc) else float("nan"),
+            "max": float(allc["spearman"].max()) if allc["spearman"].notna().any() else float("nan"),
         }
         # Spearman-Brown: from the human split-half r with m annotations per half, the
         # reliability of the full set (k = 2) and the prediction at N/2-vs-N/2 halves.

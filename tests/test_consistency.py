@@ -237,3 +237,36 @@ def test_scoring_never_imports_the_simulator():
             "'torch', 'matplotlib') if m in sys.modules]; print(bad)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_all_annotations_reading_starts_with_every_video(mid):
+    *_, res = mid
+    t = res.tests[1]
+    counts = np.bincount(t.video, minlength=len(res.video_ids))
+    curve = C.annotation_consistency(res, 2, repeats=1, seed=2, reading="all")
+    assert curve["N"].iloc[0] == max(2, counts[counts > 0].min())
+    assert curve["mean_annotations"].iloc[0] == pytest.approx(counts[counts >= curve["N"].iloc[0]].mean())
+    # brute force for the first threshold: each video's annotations in the kernel's order, halves of n//2
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    order = C._shuffle_within_ref(np.argsort(t.video, kind="stable"), starts, counts,
+                                  stream_key_py(2, C._ANNOT, 2 * 1_000_003))
+    a, b = [], []
+    for v in np.flatnonzero(counts >= curve["N"].iloc[0]):
+        k = counts[v] // 2
+        idx = order[starts[v]:starts[v] + 2 * k]
+        a.append(t.hit[idx[:k]].mean())
+        b.append(t.hit[idx[k:]].mean())
+    assert curve["spearman"].iloc[0] == pytest.approx(stats.spearmanr(a, b).statistic, abs=1e-9)
+    with pytest.raises(ValueError):
+        C.annotation_consistency(res, 2, reading="paper")
+
+
+@pytest.mark.filterwarnings("error")
+@pytest.mark.parametrize("returning,bad", [(0, 0.0), (4, 1.0), (1, 0.0)], ids=["step 1 only", "nobody kept", "tiny"])
+def test_degenerate_tables_give_nan_not_errors(returning, bad):
+    n = 2 if returning == 1 else 12
+    trials, truth = make_trials(n_videos=60, n_participants=n, n_returning=returning, design=SMALL, seed=3,
+                                bad_fraction=bad)
+    out = C.summarise(trials, make_protocol(SMALL, n_videos=60), truth=truth)
+    json.dumps(C.jsonable(out), allow_nan=False)
+    assert set(out["human_consistency"]) == {"short-term", "long-term"}
