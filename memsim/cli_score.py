@@ -138,7 +138,8 @@ def _cmd_analyse(args: argparse.Namespace) -> int:
         print(f"{n}: human consistency {_fmt(hc['mean'])} (sd {_fmt(hc['sd'])}, {len(hc['values'])} splits, "
               f"{hc['participants_per_half']:,} per half); annotation consistency "
               f"{_fmt(ac['at_mean_annotations'])} at N={round(ac['mean_annotations']) if ac['mean_annotations'] == ac['mean_annotations'] else 'nan'}, "
-              f"max {_fmt(ac['max'])}; Spearman-Brown full data {_fmt(out['spearman_brown'][n]['full_data'])}")
+              f"max {_fmt(ac['max'])} (all-annotations reading: {_fmt(ac['all_annotations_reading']['all_videos'])} "
+              f"over all videos); Spearman-Brown full data {_fmt(out['spearman_brown'][n]['full_data'])}")
         print(f"{n}: hit rate vs {lc['unit']}: slope {_fmt(lc['slope'], 5)}, intercept {_fmt(lc['intercept'])}; "
               f"RT recognitions {_fmt(rt['mean_rt_recognitions_s'], 2)} s, false alarms "
               f"{_fmt(rt['mean_rt_false_alarms_s'], 2)} s; per-video RT vs score r = {_fmt(rt['video_rt_vs_score_pearson'])}")
