@@ -76,24 +76,44 @@ def _write_csv(df: pd.DataFrame, path: Path) -> None:
         df.to_csv(tmp, index=False, float_format="%.6g")
 
 
+def _fmt(mean: float, sd: float) -> str:
+    return f"{mean:.4g} ± {sd:.2g}" if abs(mean) < 1e4 else f"{mean:,.0f} ± {sd:,.0f}"
+
+
 def _print_table(summary: pd.DataFrame, plan, console) -> None:
+    """Few cells: one column per cell, a row per statistic. Many: a row per cell, first statistics."""
     from rich.table import Table
 
-    table = Table(title=f"{plan.study['name']}: mean ± sd over {plan.study['replicates']} replicate(s)")
     axes = list(plan.columns)
-    for a in axes:
-        table.add_column(a)
     cols = _value_columns(plan)
-    for c in cols:
+    title = f"{plan.study['name']}: mean ± sd over {plan.study['replicates']} replicate(s)"
+    table = Table(title=title)
+    if len(summary) <= 8:
+        table.add_column("cell", style="bold")
+        for _, row in summary.iterrows():
+            label = "\n".join(f"{a}={row[a]}" for a in axes) or "base"
+            table.add_column(f"{int(row['cell'])}\n{label}", justify="right")
+        for c in cols:
+            table.add_row(c, *(_fmt(row[f"{c}_mean"], row[f"{c}_sd"]) for _, row in summary.iterrows()))
+        console.print(table)
+        return
+    shown_cols = cols[:4]
+    for a in ["cell", *axes]:
+        table.add_column(a)
+    for c in shown_cols:
         table.add_column(c, justify="right")
     shown = summary.head(40)
     for _, row in shown.iterrows():
-        cells = [str(row[a]) for a in axes]
-        cells += [f"{row[f'{c}_mean']:.4g} ± {row[f'{c}_sd']:.2g}" for c in cols]
-        table.add_row(*cells)
+        table.add_row(str(int(row["cell"])), *(str(row[a]) for a in axes),
+                      *(_fmt(row[f"{c}_mean"], row[f"{c}_sd"]) for c in shown_cols))
     console.print(table)
+    more = []
     if len(summary) > len(shown):
-        console.print(f"... {len(summary) - len(shown)} more cells in summary.csv")
+        more.append(f"{len(summary) - len(shown)} more cells")
+    if len(cols) > len(shown_cols):
+        more.append(f"{len(cols) - len(shown_cols)} more statistics")
+    if more:
+        console.print(f"... {' and '.join(more)} in report/summary.csv")
 
 
 # --------------------------------------------------------------------------- figures
