@@ -33,6 +33,7 @@ __all__ = [
     "score_correlation",
     "lag_curve",
     "rt_analyses",
+    "video_mean_rt",
     "truth_correlation",
     "score_summary",
     "analyse",
@@ -351,11 +352,15 @@ def lag_curve(result: ScoreResult, step: int, *, bins: int = 8) -> dict:
             "pearson": pearson(x, h), "bins": rows}
 
 
-def _video_mean_rt(t: Tests, V: int) -> np.ndarray:
+def video_mean_rt(t: Tests, V: int) -> np.ndarray:
+    """Per video (dense index): mean RT of its correct recognitions in ``t``; NaN where none."""
     ok = (t.hit > 0) & np.isfinite(t.rt_s)
     n = np.bincount(t.video[ok], minlength=V)
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(n > 0, np.bincount(t.video[ok], weights=t.rt_s[ok], minlength=V) / n, np.nan)
+
+
+_video_mean_rt = video_mean_rt  # the name memsim.run imported first
 
 
 def rt_analyses(result: ScoreResult) -> dict:
@@ -366,7 +371,7 @@ def rt_analyses(result: ScoreResult) -> dict:
     out, per_video = {}, []
     for s, spec in enumerate(result.protocol.steps, start=1):
         hits_rt, fa_rt = result.trials_rt.get(s, (np.array([]), np.array([])))
-        mrt = _video_mean_rt(result.tests[s - 1], V)
+        mrt = video_mean_rt(result.tests[s - 1], V)
         sc, _ = result.step_scores(s)
         per_video.append(mrt)
         out[spec.name] = {

@@ -26,7 +26,7 @@ import pandas as pd
 from memsim.errors import UserError
 from memsim.io import atomic_path, read_text
 from memsim.protocol import Protocol
-from memsim.trials import ROLES, validate_trials
+from memsim.trials import ROLES, _as_role, validate_trials
 
 __all__ = [
     "Tests",
@@ -214,6 +214,14 @@ FILTERS: dict[str, Callable[[pd.DataFrame, object], np.ndarray]] = {
 }
 
 
+def _role_codes(col: pd.Series) -> np.ndarray:
+    """Role codes in :data:`ROLES` order, whatever the categorical's own order (-1: unknown)."""
+    if isinstance(col.dtype, pd.CategoricalDtype):
+        lut = np.array([ROLES.index(c) if c in ROLES else -1 for c in col.cat.categories] + [-1], np.int8)
+        return lut[col.cat.codes.to_numpy()]
+    return np.asarray(_as_role(col, None).codes)
+
+
 def _codes(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Dense codes ordered by value (so relabelling-invariant results), via hashing, not a full sort."""
     codes, uniq = pd.factorize(values)
@@ -234,7 +242,7 @@ def participant_stats(trials: pd.DataFrame, protocol: Protocol, *, _codes_cache=
     S = len(protocol.steps)
     step = trials["step"].to_numpy().astype(np.int64)
     g = pcode * S + (step - 1)
-    role = trials["role"].cat.codes.to_numpy()
+    role = _role_codes(trials["role"])
     rep = trials["repeat"].to_numpy()
     resp = trials["response"].to_numpy()
     m = len(pids) * S
@@ -363,7 +371,7 @@ def score(trials: pd.DataFrame, protocol: Protocol, *, validate: bool = True) ->
     g = pcode * S + (step.astype(np.int64) - 1)
     row_kept = kept_g[g]
 
-    role = trials["role"].cat.codes.to_numpy()
+    role = _role_codes(trials["role"])
     rep = trials["repeat"].to_numpy()
     resp = trials["response"].to_numpy()
     is_test = row_kept & rep & (role == _TARGET)

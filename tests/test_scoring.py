@@ -336,3 +336,12 @@ def test_read_real_ground_truth_unchanged():
     # the values are the file's own text, parsed, nothing else
     ref = pd.read_csv(io.StringIO(raw.decode("utf-8-sig")))
     pd.testing.assert_frame_equal(df, ref)
+
+
+def test_validate_false_accepts_any_role_encoding():
+    trials, _, proto = small(2)
+    want = score(trials, proto).scores
+    for roles in (trials["role"].astype(str),
+                  trials["role"].cat.reorder_categories(["vigilance", "target", "filler"])):
+        got = score(trials.assign(role=roles), proto, validate=False).scores
+        pd.testing.assert_frame_equal(got, want)
