@@ -36,7 +36,7 @@ def _plt():
 
 def _save(fig, path: Path) -> Path:
     with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=110, bbox_inches="tight", format="png")
+        fig.savefig(tmp, dpi=100, format="png")
     return path
 
 
@@ -44,7 +44,8 @@ def fig_lag(summary: dict, out: Path) -> Path:
     """Fig. 3: hit rate vs retention, per step, with the fitted line."""
     plt = _plt()
     steps = summary["steps"]
-    fig, axes = plt.subplots(1, len(steps), figsize=(5 * len(steps), 3.6), squeeze=False)
+    fig, axes = plt.subplots(1, len(steps), figsize=(5 * len(steps), 3.8), squeeze=False,
+                             layout="constrained")
     for ax, name in zip(axes[0], steps):
         lc = summary["lag_curve"][name]
         bins = lc.get("bins", [])
@@ -72,7 +73,8 @@ def fig_consistency(summary: dict, out: Path) -> Path:
     """Fig. 4: annotation consistency vs annotations per video, with Spearman–Brown and the paper."""
     plt = _plt()
     steps = summary["steps"]
-    fig, axes = plt.subplots(1, len(steps), figsize=(5 * len(steps), 3.6), squeeze=False)
+    fig, axes = plt.subplots(1, len(steps), figsize=(5 * len(steps), 3.8), squeeze=False,
+                             layout="constrained")
     for ax, name in zip(axes[0], steps):
         ac = summary["annotation_consistency"][name]
         curve = pd.DataFrame(ac["curve"])
@@ -109,7 +111,7 @@ def fig_st_lt(scores: pd.DataFrame, video_rt: pd.DataFrame | None, columns: list
     a, b = columns[:2]
     ok = scores[a].notna() & scores[b].notna()
     ncols = 2 if video_rt is not None else 1
-    fig, axes = plt.subplots(1, ncols, figsize=(5 * ncols, 4), squeeze=False)
+    fig, axes = plt.subplots(1, ncols, figsize=(5 * ncols, 4), squeeze=False, layout="constrained")
     ax = axes[0][0]
     ax.scatter(scores.loc[ok, a], scores.loc[ok, b], s=3, alpha=0.25, color="C0")
     from memsim.consistency import pearson, spearman
@@ -139,7 +141,8 @@ def fig_rt(scores: pd.DataFrame, video_rt: pd.DataFrame | None, columns: list[st
     if video_rt is None:
         return None
     plt = _plt()
-    fig, axes = plt.subplots(1, len(columns), figsize=(5 * len(columns), 3.8), squeeze=False)
+    fig, axes = plt.subplots(1, len(columns), figsize=(5 * len(columns), 3.8), squeeze=False,
+                             layout="constrained")
     from memsim.consistency import pearson
 
     for j, (ax, col) in enumerate(zip(axes[0], columns)):
@@ -169,16 +172,24 @@ def fig_real_vs_sim(scores: pd.DataFrame, real: pd.DataFrame, columns: list[str]
     plt = _plt()
     from memsim.compare import ks_distance
 
-    fig, axes = plt.subplots(1, len(cols), figsize=(5 * len(cols), 3.6), squeeze=False)
-    for ax, col in zip(axes[0], cols):
-        s = scores[col].dropna().to_numpy()
-        r = real[col].dropna().to_numpy()
-        bins = np.linspace(0, 1, 41)
+    fig, axes = plt.subplots(2, len(cols), figsize=(5 * len(cols), 6.4), squeeze=False, layout="constrained")
+    for j, col in enumerate(cols):
+        s = np.sort(scores[col].dropna().to_numpy())
+        r = np.sort(real[col].dropna().to_numpy())
+        ax = axes[0][j]
+        bins = np.linspace(0, 1, 21)  # wide bins: LT scores are fractions of ~13 annotations
         ax.hist(r, bins=bins, density=True, alpha=0.5, color="C3", label=f"released ({len(r):,})")
         ax.hist(s, bins=bins, density=True, alpha=0.5, color="C0", label=f"simulated ({len(s):,})")
-        ax.set_title(f"{col}: KS distance {ks_distance(s, r):.3f}", fontsize=9)
+        ax.set_title(f"{col}", fontsize=9)
+        ax.legend(fontsize=8, loc="upper left")
+        ax.grid(alpha=0.3)
+        ax = axes[1][j]
+        ax.step(r, np.arange(1, r.size + 1) / r.size, where="post", color="C3", label="released")
+        ax.step(s, np.arange(1, s.size + 1) / s.size, where="post", color="C0", label="simulated")
+        ax.set_title(f"cumulative: KS distance {ks_distance(s, r):.3f}", fontsize=9)
         ax.set_xlabel("score")
-        ax.legend(fontsize=8)
+        ax.set_xlim(0, 1)
+        ax.legend(fontsize=8, loc="upper left")
         ax.grid(alpha=0.3)
     fig.suptitle("Score distributions: simulated vs released")
     path = _save(fig, out / "scores_real_vs_sim.png")

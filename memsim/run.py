@@ -93,6 +93,11 @@ def run_study(protocol, params, args, out: Path) -> int:
     t0 = time.perf_counter()
     sim = _simulate_with_progress(protocol, params, args)
     t_sim = time.perf_counter() - t0
+    # Parquet writing releases the GIL: let it run beside the scoring and analysis
+    from concurrent.futures import ThreadPoolExecutor
+
+    pool = ThreadPoolExecutor(max_workers=1)
+    writing = pool.submit(write_simulation, sim, out)
     result = score(sim.trials, sim.protocol, validate=False)
     summary = analyse(result, truth=sim.videos, seed=args.seed)
     t_analyse = time.perf_counter() - t0 - t_sim
@@ -105,7 +110,8 @@ def run_study(protocol, params, args, out: Path) -> int:
     V = sim.protocol.stimuli.count
     video_rt = pd.DataFrame({c: _video_mean_rt(t, V) for c, t in zip(columns, result.tests)})
 
-    write_simulation(sim, out)
+    writing.result()
+    pool.shutdown()
     write_scores(result.scores, out / "scores.csv")
     write_text_atomic(out / "summary.json", dumps_summary(summary))
     figures = []
