@@ -3,11 +3,22 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 
 def _cmd_sweep(args: argparse.Namespace) -> int:
-    from memsim.sweep import rate, run_sweep
+    from memsim.sweep import list_statistics, rate, run_sweep
+
+    if args.list_statistics:
+        stats = list_statistics(args.study)
+        for name in sorted(stats):
+            print(f"{name}\t{stats[name]:.6g}")
+        print(f"{len(stats)} statistics (first cell, one small run: values are only examples)")
+        return 0
+    if args.out is None:
+        print("memsim sweep: error: --out DIR is required (see --help)", file=sys.stderr)
+        return 2
 
     summary = run_sweep(
         args.study,
@@ -16,6 +27,7 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
         scheduler=args.scheduler,
         progress=not args.quiet,
         log=print,
+        warn=lambda line: print(line, file=sys.stderr),
     )
     if summary["ran"]:
         print(
@@ -44,12 +56,17 @@ def register(sub) -> None:
         description="Run every cell of a study file; rerunning into the same --out resumes.",
     )
     p.add_argument("study", type=Path, help="study file (experiments/*.yaml)")
-    p.add_argument("--out", type=Path, required=True, help="output folder (created; reused to resume)")
+    p.add_argument("--out", type=Path, help="output folder (created; reused to resume)")
     p.add_argument("--workers", type=int, default=1, help="local worker processes (default 1)")
     p.add_argument(
         "--scheduler", metavar="ADDRESS", default=None, help="run on an existing Dask cluster (tcp://host:port)"
     )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument(
+        "--list-statistics",
+        action="store_true",
+        help="run the first cell once at scale 0.02 and list the statistic names it gives",
+    )
     p.set_defaults(func=_cmd_sweep)
 
     p = sub.add_parser(

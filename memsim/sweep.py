@@ -209,6 +209,7 @@ class Plan(BaseModel):
     cells: list[dict]  # {"cell", "coords": {column: value}, "protocol", "params", "minutes"}
     seeds: list[list[list[int]]]  # [cell][replicate] -> [simulation seed, analysis seed]
     fingerprint: str
+    code: str = ""  # hash of memsim's source when the sweep started (not part of the fingerprint)
 
     @property
     def n_runs(self) -> int:
@@ -432,7 +433,18 @@ def resolve_study(study: Study, study_path: str | os.PathLike[str]) -> Plan:
     body = {"study": study.model_dump(mode="json"), "columns": columns, "cells": cells, "seeds": seeds}
     body["study"].pop("description")  # wording changes do not change results
     fingerprint = hashlib.sha256(_canonical(body).encode()).hexdigest()
-    return Plan(study=study.model_dump(mode="json"), columns=columns, cells=cells, seeds=seeds, fingerprint=fingerprint)
+    return Plan(study=study.model_dump(mode="json"), columns=columns, cells=cells, seeds=seeds,
+                fingerprint=fingerprint, code=code_hash())
+
+
+def code_hash() -> str:
+    """SHA-256 of memsim's Python sources: a resumed sweep warns when the code changed."""
+    h = hashlib.sha256()
+    root = Path(__file__).resolve().parent
+    for path in sorted(root.rglob("*.py")):
+        h.update(path.relative_to(root).as_posix().encode())
+        h.update(path.read_bytes())
+    return h.hexdigest()
 
 
 # --------------------------------------------------------------------------- the cell function
@@ -645,14 +657,18 @@ def _write_parquet(table, path: Path) -> None:
         pq.write_table(table, tmp, compression="zstd", write_statistics=False)
 
 
-def _prepare(out: Path, study_text: str, plan: Plan) -> None:
+def _prepare(out: Path, study_text: str, plan: Plan, warn: Callable[[str], None] | None) -> None:
     """Create ``out`` for ``plan``, or check that it already belongs to it."""
     plan_file = out / PLAN_FILE
     if plan_file.exists():
         try:
-            old = json.loads(plan_file.read_text(encoding="utf-8")).get("fingerprint")
+            saved = json.loads(plan_file.read_text(encoding="utf-8"))
         except (OSError, ValueError):
-            old = None
+            saved = {}
+        old = saved.get("fingerprint")
+        if old == plan.fingerprint and saved.get("code") != plan.code and warn:
+            warn(f"warning: {out}: memsim's code changed since this sweep started; "
+                 "new shards may not match the old ones (delete the folder for a clean run)")
         if old != plan.fingerprint:
             raise UserError(
                 "holds a sweep of a different study (or of a changed protocol or parameters); "
@@ -740,6 +756,7 @@ def run_sweep(
     cell_fn: Callable[[dict], dict] | None = None,
     progress: bool = True,
     log: Callable[[str], None] | None = None,
+    warn: Callable[[str], None] | None = None,
 ) -> dict:
     """Run (or resume) the sweep of ``study_path`` into folder ``out``.
 
@@ -766,7 +783,7 @@ def run_sweep(
     plan = resolve_study(study, study_path)  # everything validated before anything runs
     fn = cell_fn or import_cell(study.cell, study_path)
     _check_cells(plan, fn, study_path)
-    _prepare(out, read_text(study_path, "study file"), plan)
+    _prepare(out, read_text(study_path, "study file"), plan, warn)
     _clean_temps(out)
     (out / SHARD_DIR).mkdir(exist_ok=True)
 
@@ -825,6 +842,19 @@ def run_sweep(
         "seconds": seconds,
         "results": results,
     }
+
+
+def list_statistics(study_path: str | os.PathLike[str], scale: float = 0.02) -> dict[str, float]:
+    """What the study's cell function gives for its first cell, run once at a small ``scale``."""
+    study_path = Path(study_path)
+    study = load_study(study_path)
+    plan = resolve_study(study, study_path)
+    fn = import_cell(study.cell, study_path)
+    c = plan.cells[0]
+    s_seed, a_seed = plan.seeds[0][0]
+    spec = {"protocol": c["protocol"], "params": c["params"], "seed": s_seed, "analysis_seed": a_seed,
+            "scale": min(scale, study.scale), "cell": 0, "replicate": 0, "coords": c["coords"]}
+    return fn(spec)
 
 
 def load_plan(out: str | os.PathLike[str]) -> Plan:

@@ -416,3 +416,11 @@ def test_real_cell_is_deterministic_and_gives_named_statistics():
     assert a == b
     assert a["participants"] > 0 and all(isinstance(v, float) for v in a.values())
     assert run_cell({**spec, "seed": 7}) != a
+
+
+def test_list_statistics_runs_the_first_cell_once(tmp_path, capsys):
+    path = _study(tmp_path, "names")
+    assert main(["sweep", str(path), "--list-statistics"]) == 0
+    out = capsys.readouterr().out
+    assert "consistency_st\t" in out and "annotations_st\t" in out and "4 statistics" in out
+    assert not (tmp_path / "out").exists()
