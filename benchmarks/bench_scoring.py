@@ -1,4 +1,4 @@
-"""Benchmark: scoring + 25 participant half-splits + the annotation-consistency curve, VideoMem scale.
+"""Benchmark: scoring + 25 participant half-splits + annotation-consistency curve, VideoMem scale.
 
     python benchmarks/bench_scoring.py [--participants 10450] [--returning 3500] [--repeats 3]
 
@@ -45,7 +45,7 @@ def fast(trials, proto, repeats):
 
 # --------------------------------------------------------------------------- pandas reference
 def _scores(df: pd.DataFrame, ref_lag: float | None) -> pd.Series:
-    """Per-video score of kept target tests; linear correction refitted on ``df`` when ref_lag given."""
+    """Per-video score of kept target tests; linear correction refitted on ``df`` if ref_lag."""
     g = df.groupby("video")
     raw = g["response"].mean()
     if ref_lag is None:
@@ -61,15 +61,17 @@ def reference(trials: pd.DataFrame, proto, repeats: int):
     key = ["participant", "step"]
     vig = t["repeat"] & (t["role"] == "vigilance")
     tgt = t["repeat"] & (t["role"] == "target")
-    st = pd.DataFrame({
-        "n": t.groupby(key).size(),
-        "vt": vig.groupby([t["participant"], t["step"]]).sum(),
-        "vh": (vig & t["response"]).groupby([t["participant"], t["step"]]).sum(),
-        "tt": tgt.groupby([t["participant"], t["step"]]).sum(),
-        "th": (tgt & t["response"]).groupby([t["participant"], t["step"]]).sum(),
-        "f": (~t["repeat"]).groupby([t["participant"], t["step"]]).sum(),
-        "fa": (~t["repeat"] & t["response"]).groupby([t["participant"], t["step"]]).sum(),
-    }).reset_index()
+    st = pd.DataFrame(
+        {
+            "n": t.groupby(key).size(),
+            "vt": vig.groupby([t["participant"], t["step"]]).sum(),
+            "vh": (vig & t["response"]).groupby([t["participant"], t["step"]]).sum(),
+            "tt": tgt.groupby([t["participant"], t["step"]]).sum(),
+            "th": (tgt & t["response"]).groupby([t["participant"], t["step"]]).sum(),
+            "f": (~t["repeat"]).groupby([t["participant"], t["step"]]).sum(),
+            "fa": (~t["repeat"] & t["response"]).groupby([t["participant"], t["step"]]).sum(),
+        }
+    ).reset_index()
     vr, hr, far = st["vh"] / st["vt"], st["th"] / st["tt"], st["fa"] / st["f"]
     keep = pd.Series(True, index=st.index)
     for s, spec in enumerate(proto.steps, start=1):
@@ -100,7 +102,7 @@ def reference(trials: pd.DataFrame, proto, repeats: int):
             perm = rng.permutation(people)
             h = len(people) // 2
             a = _scores(d[d["participant"].isin(perm[:h])], ref)
-            b = _scores(d[d["participant"].isin(perm[h:2 * h])], ref)
+            b = _scores(d[d["participant"].isin(perm[h : 2 * h])], ref)
             both = pd.concat([a, b], axis=1, join="inner")
             vals.append(both.corr(method="spearman").iloc[0, 1])
         hc.append(float(np.mean(vals)))
@@ -124,16 +126,22 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--participants", type=int, default=10_450)
     ap.add_argument("--returning", type=int, default=3_500)
-    ap.add_argument("--repeats", type=int, default=3, help="draws per point of the annotation curve")
+    ap.add_argument(
+        "--repeats", type=int, default=3, help="draws per point of the annotation curve"
+    )
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--skip-reference", action="store_true")
     args = ap.parse_args()
 
     proto = load_protocol(ROOT / "protocols" / "videomem.yaml")
     t0 = time.perf_counter()
-    trials, _ = make_trials(n_videos=10_000, n_participants=args.participants, n_returning=args.returning, seed=0)
-    print(f"table: {len(trials):,} rows ({args.participants:,} + {args.returning:,} participants, "
-          f"10,000 videos), generated in {time.perf_counter() - t0:.2f} s")
+    trials, _ = make_trials(
+        n_videos=10_000, n_participants=args.participants, n_returning=args.returning, seed=0
+    )
+    print(
+        f"table: {len(trials):,} rows ({args.participants:,} + {args.returning:,} participants, "
+        f"10,000 videos), generated in {time.perf_counter() - t0:.2f} s"
+    )
 
     fast(trials, proto, args.repeats)  # warm-up: numba cache load, page faults
     best, best_cpu = np.inf, np.inf
@@ -144,8 +152,11 @@ def main() -> None:
         best_cpu = min(best_cpu, time.process_time() - c0)
     npts = sum(len(c) for c in curves)
     # CPU time is printed too: on a shared machine wall time includes waiting for a core
-    print(f"memsim:    {best:.3f} s wall, {best_cpu:.3f} s CPU  (score incl. validation + 2 x 25 half-splits + "
-          f"{npts} curve points x {args.repeats} draws; human consistency ST {hc[0]:.3f}, LT {hc[1]:.3f})")
+    print(
+        f"memsim:    {best:.3f} s wall, {best_cpu:.3f} s CPU  (score incl. validation + "
+        f"2 x 25 half-splits + {npts} curve points x {args.repeats} draws; "
+        f"human consistency ST {hc[0]:.3f}, LT {hc[1]:.3f})"
+    )
     if args.skip_reference:
         return
     t0, c0 = time.perf_counter(), time.process_time()
@@ -155,10 +166,14 @@ def main() -> None:
     for col, s in ref_scores.items():
         mine = res.scores.set_index("video")[col].reindex(s.index)
         diff = max(diff, float(np.abs(mine.to_numpy() - s.to_numpy()).max()))
-    print(f"reference: {tref:.3f} s wall, {tref_cpu:.3f} s CPU  (pandas groupby; human consistency "
-          f"ST {ref_hc[0]:.3f}, LT {ref_hc[1]:.3f})")
-    print(f"speed-up:  {tref / best:.1f}x wall, {tref_cpu / best_cpu:.1f}x CPU   "
-          f"largest score difference vs reference: {diff:.2e}")
+    print(
+        f"reference: {tref:.3f} s wall, {tref_cpu:.3f} s CPU  (pandas groupby; human consistency "
+        f"ST {ref_hc[0]:.3f}, LT {ref_hc[1]:.3f})"
+    )
+    print(
+        f"speed-up:  {tref / best:.1f}x wall, {tref_cpu / best_cpu:.1f}x CPU   "
+        f"largest score difference vs reference: {diff:.2e}"
+    )
 
 
 if __name__ == "__main__":

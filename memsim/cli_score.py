@@ -15,25 +15,48 @@ def register(sub) -> None:
     p.add_argument("trials", type=Path, help="trial table (Parquet or CSV)")
     p.add_argument("--protocol", type=Path, required=True, help="protocol YAML file")
     p.add_argument("--out", type=Path, required=True, help="scores CSV to write (VideoMem format)")
-    p.add_argument("--participants", type=Path, default=None,
-                   help="also write the per-participant statistics and filter decisions (CSV)")
+    p.add_argument(
+        "--participants",
+        type=Path,
+        default=None,
+        help="also write the per-participant statistics and filter decisions (CSV)",
+    )
     p.set_defaults(func=_cmd_score)
 
-    p = sub.add_parser("analyse", help="consistency, lag, response-time and score analyses of a trial table")
+    p = sub.add_parser(
+        "analyse", help="consistency, lag, response-time and score analyses of a trial table"
+    )
     p.add_argument("trials", type=Path, help="trial table (Parquet or CSV)")
     p.add_argument("--protocol", type=Path, required=True, help="protocol YAML file")
     p.add_argument("--out", type=Path, default=None, help="folder for summary.json and scores.csv")
     p.add_argument("--seed", type=int, default=0, help="seed of the random splits (default 0)")
-    p.add_argument("--splits", type=int, default=25, help="random participant half-splits (default 25)")
-    p.add_argument("--truth", type=Path, default=None,
-                   help="CSV/Parquet with 'video' and true values under the score column names")
+    p.add_argument(
+        "--splits", type=int, default=25, help="random participant half-splits (default 25)"
+    )
+    p.add_argument(
+        "--truth",
+        type=Path,
+        default=None,
+        help="CSV/Parquet with 'video' and true values under the score column names",
+    )
     p.set_defaults(func=_cmd_analyse)
 
-    p = sub.add_parser("scores", help="describe a scores file (real or simulated): distributions, counts, ST-LT")
-    p.add_argument("scores", type=Path, nargs="?", default=None,
-                   help="scores CSV (default: the released VideoMem dev-set ground truth under --data)")
-    p.add_argument("--data", type=Path, default=None,
-                   help="real-data folder (default: $MEMSIM_DATA, else <repo>/../shared/data)")
+    p = sub.add_parser(
+        "scores", help="describe a scores file (real or simulated): distributions, counts, ST-LT"
+    )
+    p.add_argument(
+        "scores",
+        type=Path,
+        nargs="?",
+        default=None,
+        help="scores CSV (default: the released VideoMem dev-set ground truth under --data)",
+    )
+    p.add_argument(
+        "--data",
+        type=Path,
+        default=None,
+        help="real-data folder (default: $MEMSIM_DATA, else <repo>/../shared/data)",
+    )
     p.add_argument("--json", type=Path, default=None, help="also write the numbers as JSON")
     p.set_defaults(func=_cmd_scores)
 
@@ -60,18 +83,21 @@ def _summary_lines(res) -> list[str]:
         v = res.videos[res.videos["step"] == s]
         corr = res.corrections[spec.name]
         ctxt = "no correction"
+        ref = corr.get("reference_lag")
         if corr["kind"] == "linear":
-            ctxt = f"linear correction to lag {corr['reference_lag']}, slope {corr['slope']:+.3g}/position"
+            ctxt = f"linear correction to lag {ref}, slope {corr['slope']:+.3g}/position"
         elif corr["kind"] == "log_linear":
-            ctxt = f"log-linear correction to lag {corr['reference_lag']}, slope {corr['slope_per_log_lag']:+.3g}/ln(lag)"
+            slope = corr["slope_per_log_lag"]
+            ctxt = f"log-linear correction to lag {ref}, slope {slope:+.3g}/ln(lag)"
         elif corr["kind"] == "memento_decay":
-            ctxt = f"memento decay to lag {corr['reference_lag']}, mean alpha {corr['mean_alpha']:+.3g}"
+            ctxt = f"memento decay to lag {ref}, mean alpha {corr['mean_alpha']:+.3g}"
         mean_raw = float(v["raw"].mean()) if len(v) else np.nan
         mean_sc = float(v["score"].mean()) if len(v) else np.nan
         ann = v["annotations"]
+        ann_mean, ann_min = (ann.mean(), ann.min()) if len(v) else (0.0, 0)
         lines.append(
             f"step {s} {spec.name}: {kept:,} of {len(ps):,} participants kept ({why_txt}); "
-            f"{len(v):,} videos, {ann.mean() if len(v) else 0:.1f} annotations/video (min {ann.min() if len(v) else 0}); "
+            f"{len(v):,} videos, {ann_mean:.1f} annotations/video (min {ann_min}); "
             f"mean score {mean_raw:.3f} raw -> {mean_sc:.3f} ({ctxt})"
         )
     return lines
@@ -116,9 +142,15 @@ def _cmd_analyse(args: argparse.Namespace) -> int:
         if not args.truth.is_file():
             raise UserError("no such truth file", path=args.truth)
         try:
-            truth = pd.read_parquet(args.truth) if args.truth.suffix in (".parquet", ".pq") else pd.read_csv(args.truth)
+            truth = (
+                pd.read_parquet(args.truth)
+                if args.truth.suffix in (".parquet", ".pq")
+                else pd.read_csv(args.truth)
+            )
         except Exception as exc:  # noqa: BLE001 - any parse failure is the user's file
-            raise UserError(f"cannot read truth table: {str(exc).splitlines()[0]}", path=args.truth) from None
+            raise UserError(
+                f"cannot read truth table: {str(exc).splitlines()[0]}", path=args.truth
+            ) from None
         if "video" not in truth.columns:
             raise UserError("truth table lacks column 'video'", path=args.truth)
     if args.out is not None and args.out.exists() and not args.out.is_dir():
@@ -135,19 +167,34 @@ def _cmd_analyse(args: argparse.Namespace) -> int:
         ac = out["annotation_consistency"][n]
         lc = out["lag_curve"][n]
         rt = out["response_times"][n]
-        print(f"{n}: human consistency {_fmt(hc['mean'])} (sd {_fmt(hc['sd'])}, {len(hc['values'])} splits, "
-              f"{hc['participants_per_half']:,} per half); annotation consistency "
-              f"{_fmt(ac['at_mean_annotations'])} at N={round(ac['mean_annotations']) if ac['mean_annotations'] == ac['mean_annotations'] else 'nan'}, "
-              f"max {_fmt(ac['max'])} (all-annotations reading: {_fmt(ac['all_annotations_reading']['all_videos'])} "
-              f"over all videos); Spearman-Brown full data {_fmt(out['spearman_brown'][n]['full_data'])}")
-        print(f"{n}: hit rate vs {lc['unit']}: slope {_fmt(lc['slope'], 5)}, intercept {_fmt(lc['intercept'])}; "
-              f"RT recognitions {_fmt(rt['mean_rt_recognitions_s'], 2)} s, false alarms "
-              f"{_fmt(rt['mean_rt_false_alarms_s'], 2)} s; per-video RT vs score r = {_fmt(rt['video_rt_vs_score_pearson'])}")
+        m = ac["mean_annotations"]
+        at_n = round(m) if m == m else "nan"
+        all_videos = _fmt(ac["all_annotations_reading"]["all_videos"])
+        sb_full = _fmt(out["spearman_brown"][n]["full_data"])
+        print(
+            f"{n}: human consistency {_fmt(hc['mean'])} (sd {_fmt(hc['sd'])}, "
+            f"{len(hc['values'])} splits, {hc['participants_per_half']:,} per half); "
+            f"annotation consistency {_fmt(ac['at_mean_annotations'])} at N={at_n}, "
+            f"max {_fmt(ac['max'])} (all-annotations reading: {all_videos} over all videos); "
+            f"Spearman-Brown full data {sb_full}"
+        )
+        print(
+            f"{n}: hit rate vs {lc['unit']}: slope {_fmt(lc['slope'], 5)}, "
+            f"intercept {_fmt(lc['intercept'])}; "
+            f"RT recognitions {_fmt(rt['mean_rt_recognitions_s'], 2)} s, false alarms "
+            f"{_fmt(rt['mean_rt_false_alarms_s'], 2)} s; "
+            f"per-video RT vs score r = {_fmt(rt['video_rt_vs_score_pearson'])}"
+        )
     for pair, c in out["score_correlation"].items():
-        tops = "; ".join(f"{k} Spearman {_fmt(v['spearman'])} (min {v['min_annotations']} annotations)"
-                         for k, v in c.items() if k.startswith("top"))
-        print(f"{pair}: Spearman {_fmt(c['all']['spearman'])}, Pearson {_fmt(c['all']['pearson'])} "
-              f"over {c['all']['videos']:,} videos" + (f"; {tops}" if tops else ""))
+        tops = "; ".join(
+            f"{k} Spearman {_fmt(v['spearman'])} (min {v['min_annotations']} annotations)"
+            for k, v in c.items()
+            if k.startswith("top")
+        )
+        print(
+            f"{pair}: Spearman {_fmt(c['all']['spearman'])}, Pearson {_fmt(c['all']['pearson'])} "
+            f"over {c['all']['videos']:,} videos" + (f"; {tops}" if tops else "")
+        )
     for k, v in out["response_times"].items():
         if "~" in k:
             print(f"{k}: per-video mean RT Pearson {_fmt(v['video_mean_rt_pearson'])}")
@@ -159,7 +206,6 @@ def _cmd_analyse(args: argparse.Namespace) -> int:
         write_text_atomic(args.out / "summary.json", json.dumps(jsonable(out), indent=1) + "\n")
         print(f"wrote {args.out / 'summary.json'} and {args.out / 'scores.csv'}")
     return 0
-
 
 
 def _data_dir(given: Path | None) -> Path:
@@ -187,17 +233,30 @@ def _cmd_scores(args: argparse.Namespace) -> int:
     for col, d in out["columns"].items():
         q = d.get("quantiles", {})
         ann = d.get("annotations")
-        ann_txt = f"; annotations mean {ann['mean']:.1f}, min {ann['min']}, max {ann['max']}" if ann else ""
-        print(f"{col}: mean {_fmt(d.get('mean', float('nan')))}, sd {_fmt(d.get('sd', float('nan')))}, "
-              f"min {_fmt(d.get('min', float('nan')))}, median {_fmt(q.get('q50', float('nan')))}, "
-              f"max {_fmt(d.get('max', float('nan')))}{ann_txt}")
+        ann_txt = (
+            f"; annotations mean {ann['mean']:.1f}, min {ann['min']}, max {ann['max']}"
+            if ann
+            else ""
+        )
+        nan = float("nan")
+        print(
+            f"{col}: mean {_fmt(d.get('mean', nan))}, sd {_fmt(d.get('sd', nan))}, "
+            f"min {_fmt(d.get('min', nan))}, median {_fmt(q.get('q50', nan))}, "
+            f"max {_fmt(d.get('max', nan))}{ann_txt}"
+        )
     for k, c in out.items():
         if "~" not in k:
             continue
-        tops = "; ".join(f"{t} Spearman {_fmt(v['spearman'])}, Pearson {_fmt(v['pearson'])} "
-                         f"(min {v['min_annotations']} annotations)" for t, v in c.items() if t.startswith("top"))
-        print(f"{k}: Spearman {_fmt(c['all']['spearman'])}, Pearson {_fmt(c['all']['pearson'])} "
-              f"over {c['all']['videos']:,} videos" + (f"; {tops}" if tops else ""))
+        tops = "; ".join(
+            f"{t} Spearman {_fmt(v['spearman'])}, Pearson {_fmt(v['pearson'])} "
+            f"(min {v['min_annotations']} annotations)"
+            for t, v in c.items()
+            if t.startswith("top")
+        )
+        print(
+            f"{k}: Spearman {_fmt(c['all']['spearman'])}, Pearson {_fmt(c['all']['pearson'])} "
+            f"over {c['all']['videos']:,} videos" + (f"; {tops}" if tops else "")
+        )
     if args.json is not None:
         write_text_atomic(args.json, json.dumps(jsonable(out), indent=1) + "\n")
     return 0

@@ -87,7 +87,7 @@ def spearman(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def spearman_brown(r: float | np.ndarray, k: float | np.ndarray) -> float | np.ndarray:
-    """Reliability predicted when the number of annotations is multiplied by ``k``: k r / (1 + (k-1) r)."""
+    """Reliability when the number of annotations is multiplied by ``k``: k r / (1 + (k-1) r)."""
     r = np.asarray(r, np.float64)
     out = k * r / (1.0 + (np.asarray(k) - 1.0) * r)
     return float(out) if np.ndim(out) == 0 else out
@@ -123,7 +123,9 @@ def _group_sums_ref(video, group, hit, lag, n_groups, n_videos):
     for g in range(n_groups):
         m = group == g
         for j, w in enumerate((None, hit, lag, lag * lag, lag * hit)):
-            out[g, j] = np.bincount(video[m], weights=None if w is None else w[m], minlength=n_videos)
+            out[g, j] = np.bincount(
+                video[m], weights=None if w is None else w[m], minlength=n_videos
+            )
     return out
 
 
@@ -185,7 +187,7 @@ def human_consistency(result: ScoreResult, step: int, *, n_splits: int = 25, see
         half = K // 2
         grp = np.full(K, -1, np.int64)  # 0: half A, 1: half B, -1: the odd one out (equal halves)
         grp[perm[:half]] = 0
-        grp[perm[half:2 * half]] = 1
+        grp[perm[half : 2 * half]] = 1
         both_sums = _group_sums_kernel(t.video, grp[pslot], t.hit, lag, 2, V)
         a, b = _as_sums(both_sums[0]), _as_sums(both_sums[1])
         sa, _ = correct(a, spec)
@@ -193,19 +195,34 @@ def human_consistency(result: ScoreResult, step: int, *, n_splits: int = 25, see
         both = (a.n > 0) & (b.n > 0)
         vals.append(spearman(sa[both], sb[both]))
         nvid.append(int(both.sum()))
-        nann.append(float((a.n[both].mean() + b.n[both].mean()) / 2) if both.any() else float("nan"))
+        nann.append(
+            float((a.n[both].mean() + b.n[both].mean()) / 2) if both.any() else float("nan")
+        )
     v = np.array(vals)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # every split undefined: NaN, not a warning
         mean, sd = float(np.nanmean(v)), float(np.nanstd(v, ddof=1)) if len(v) > 1 else 0.0
         mean_ann = float(np.nanmean(nann))
-    return {"mean": mean, "sd": sd,
-            "values": [float(x) for x in v], "participants_per_half": K // 2,
-            "videos": float(np.mean(nvid)), "mean_annotations_per_half": mean_ann}
+    return {
+        "mean": mean,
+        "sd": sd,
+        "values": [float(x) for x in v],
+        "participants_per_half": K // 2,
+        "videos": float(np.mean(nvid)),
+        "mean_annotations_per_half": mean_ann,
+    }
 
 
-def annotation_consistency(result: ScoreResult, step: int, *, n_values=None, repeats: int = 3,
-                           seed: int = 0, min_videos: int = 30, reading: str = "exact") -> pd.DataFrame:
+def annotation_consistency(
+    result: ScoreResult,
+    step: int,
+    *,
+    n_values=None,
+    repeats: int = 3,
+    seed: int = 0,
+    min_videos: int = 30,
+    reading: str = "exact",
+) -> pd.DataFrame:
     """Consistency as a function of the number of annotations N (the paper's Fig. 4).
 
     ``reading="exact"`` (default): for each even N, the videos with at least N kept
@@ -236,7 +253,9 @@ def annotation_consistency(result: ScoreResult, step: int, *, n_values=None, rep
             pos = counts[counts > 0]
             lo = max(2, int(pos.min())) if len(pos) else 2
             n_values = np.arange(lo, top + 1, 2)
-    n_values = np.asarray([n for n in n_values if n >= 2 and (reading == "all" or n % 2 == 0)], np.int64)
+    n_values = np.asarray(
+        [n for n in n_values if n >= 2 and (reading == "all" or n % 2 == 0)], np.int64
+    )
     lag = np.nan_to_num(correction_x(spec, t.lag))
     starts = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64)
     base = np.argsort(t.video, kind="stable")  # annotations grouped by video
@@ -244,29 +263,43 @@ def annotation_consistency(result: ScoreResult, step: int, *, n_values=None, rep
     for r in range(repeats):
         key = np.uint64(stream_key(int(seed), _ANNOT, int(step) * 1_000_003 + r))
         order = _shuffle_within_kernel(base.copy(), starts, counts.astype(np.int64), key)
-        cs = [np.concatenate([[0.0], np.cumsum(w[order])]) for w in (t.hit, lag, lag * lag, lag * t.hit)]
+        cs = [
+            np.concatenate([[0.0], np.cumsum(w[order])])
+            for w in (t.hit, lag, lag * lag, lag * t.hit)
+        ]
         for j, N in enumerate(n_values):
             vids = np.flatnonzero(counts >= N)
             if len(vids) < 3:
                 continue
             k = np.full(len(vids), N // 2) if reading == "exact" else counts[vids] // 2
             a0, a1, a2 = starts[vids], starts[vids] + k, starts[vids] + 2 * k
-            half = [VideoSums(k.astype(np.float64), *(c[hi] - c[lo] for c in cs))
-                    for lo, hi in ((a0, a1), (a1, a2))]
-            if spec.kind == "none" and reading == "exact":  # equal halves: hit counts rank as scores do
+            half = [
+                VideoSums(k.astype(np.float64), *(c[hi] - c[lo] for c in cs))
+                for lo, hi in ((a0, a1), (a1, a2))
+            ]
+            if (
+                spec.kind == "none" and reading == "exact"
+            ):  # equal halves: hit counts rank as scores do
                 res[r, j] = spearman(half[0].h.round(), half[1].h.round())
             else:
                 sa, _ = correct(half[0], spec)
                 sb, _ = correct(half[1], spec)
                 res[r, j] = spearman(sa, sb)
     nv = np.array([(counts >= N).sum() for N in n_values])
-    mean_ann = np.array([counts[counts >= N].mean() if (counts >= N).any() else np.nan for N in n_values])
+    mean_ann = np.array(
+        [counts[counts >= N].mean() if (counts >= N).any() else np.nan for N in n_values]
+    )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns: too few videos
-        return pd.DataFrame({"N": n_values, "videos": nv,
-                             "spearman": np.nanmean(res, axis=0) if repeats else np.nan,
-                             "sd": np.nanstd(res, axis=0, ddof=1) if repeats > 1 else 0.0,
-                             "mean_annotations": mean_ann})
+        return pd.DataFrame(
+            {
+                "N": n_values,
+                "videos": nv,
+                "spearman": np.nanmean(res, axis=0) if repeats else np.nan,
+                "sd": np.nanstd(res, axis=0, ddof=1) if repeats > 1 else 0.0,
+                "mean_annotations": mean_ann,
+            }
+        )
 
 
 def _interp(curve: pd.DataFrame, n: float) -> float:
@@ -292,8 +325,12 @@ def score_correlation(scores: pd.DataFrame, col_a: str, col_b: str, *, tops=(500
             if ok.sum() < k:
                 continue
             sel = order[:k]
-            out[f"top{k}"] = {"spearman": spearman(a[sel], b[sel]), "pearson": pearson(a[sel], b[sel]),
-                              "videos": int(k), "min_annotations": int(cnt[sel].min())}
+            out[f"top{k}"] = {
+                "spearman": spearman(a[sel], b[sel]),
+                "pearson": pearson(a[sel], b[sel]),
+                "videos": int(k),
+                "min_annotations": int(cnt[sel].min()),
+            }
     return out
 
 
@@ -308,15 +345,23 @@ def score_summary(scores: pd.DataFrame) -> dict:
         d = {"videos": int(len(x))}
         if len(x):
             q = np.quantile(x, [0.05, 0.25, 0.5, 0.75, 0.95])
-            d.update(mean=float(x.mean()), sd=float(x.std(ddof=1)) if len(x) > 1 else 0.0,
-                     min=float(x.min()), max=float(x.max()),
-                     quantiles={k: float(v) for k, v in zip(("q05", "q25", "q50", "q75", "q95"), q)})
+            d.update(
+                mean=float(x.mean()),
+                sd=float(x.std(ddof=1)) if len(x) > 1 else 0.0,
+                min=float(x.min()),
+                max=float(x.max()),
+                quantiles={k: float(v) for k, v in zip(("q05", "q25", "q50", "q75", "q95"), q)},
+            )
         cc = count_column(c)
         if cc in scores.columns:
             n = scores[cc].to_numpy(np.float64)
             n = n[np.isfinite(n) & (n > 0)]
             if len(n):
-                d["annotations"] = {"mean": float(n.mean()), "min": int(n.min()), "max": int(n.max())}
+                d["annotations"] = {
+                    "mean": float(n.mean()),
+                    "min": int(n.min()),
+                    "max": int(n.max()),
+                }
         out["columns"][c] = d
     for a, b in zip(cols, cols[1:]):
         out[f"{a} ~ {b}"] = score_correlation(scores, a, b)
@@ -346,10 +391,24 @@ def lag_curve(result: ScoreResult, step: int, *, bins: int = 8) -> dict:
     with np.errstate(invalid="ignore", divide="ignore"):
         rate = np.bincount(b, weights=h, minlength=bins) / n
         xmean = np.bincount(b, weights=x, minlength=bins) / n
-    rows = [{"lo": float(edges[i]), "hi": float(edges[i + 1]), "x": float(xmean[i]),
-             "hit_rate": float(rate[i]), "annotations": int(n[i])} for i in range(bins) if n[i]]
-    return {**out, "slope": slope, "intercept": float(hm - slope * xm),
-            "pearson": pearson(x, h), "bins": rows}
+    rows = [
+        {
+            "lo": float(edges[i]),
+            "hi": float(edges[i + 1]),
+            "x": float(xmean[i]),
+            "hit_rate": float(rate[i]),
+            "annotations": int(n[i]),
+        }
+        for i in range(bins)
+        if n[i]
+    ]
+    return {
+        **out,
+        "slope": slope,
+        "intercept": float(hm - slope * xm),
+        "pearson": pearson(x, h),
+        "bins": rows,
+    }
 
 
 def video_mean_rt(t: Tests, V: int) -> np.ndarray:
@@ -357,7 +416,9 @@ def video_mean_rt(t: Tests, V: int) -> np.ndarray:
     ok = (t.hit > 0) & np.isfinite(t.rt_s)
     n = np.bincount(t.video[ok], minlength=V)
     with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(n > 0, np.bincount(t.video[ok], weights=t.rt_s[ok], minlength=V) / n, np.nan)
+        return np.where(
+            n > 0, np.bincount(t.video[ok], weights=t.rt_s[ok], minlength=V) / n, np.nan
+        )
 
 
 _video_mean_rt = video_mean_rt  # the name memsim.run imported first
@@ -377,7 +438,8 @@ def rt_analyses(result: ScoreResult) -> dict:
         out[spec.name] = {
             "mean_rt_recognitions_s": float(np.nanmean(hits_rt)) if len(hits_rt) else float("nan"),
             "mean_rt_false_alarms_s": float(np.nanmean(fa_rt)) if len(fa_rt) else float("nan"),
-            "recognitions": int(len(hits_rt)), "false_alarms": int(len(fa_rt)),
+            "recognitions": int(len(hits_rt)),
+            "false_alarms": int(len(fa_rt)),
             "video_rt_vs_score_pearson": pearson(mrt, sc),
             "video_rt_vs_score_spearman": spearman(mrt, sc),
         }
@@ -385,7 +447,8 @@ def rt_analyses(result: ScoreResult) -> dict:
     for i in range(len(steps) - 1):
         out[f"{steps[i].name} ~ {steps[i + 1].name}"] = {
             "video_mean_rt_pearson": pearson(per_video[i], per_video[i + 1]),
-            "videos": int((np.isfinite(per_video[i]) & np.isfinite(per_video[i + 1])).sum())}
+            "videos": int((np.isfinite(per_video[i]) & np.isfinite(per_video[i + 1])).sum()),
+        }
     return out
 
 
@@ -409,8 +472,14 @@ def truth_correlation(scores: pd.DataFrame, truth: pd.DataFrame) -> dict:
 
 
 # --------------------------------------------------------------------------- everything
-def analyse(result: ScoreResult, *, truth: pd.DataFrame | None = None, seed: int = 0,
-            n_splits: int = 25, repeats: int = 3) -> dict:
+def analyse(
+    result: ScoreResult,
+    *,
+    truth: pd.DataFrame | None = None,
+    seed: int = 0,
+    n_splits: int = 25,
+    repeats: int = 3,
+) -> dict:
     """Every paper statistic computable from a scored trial table, as a JSON-able dict.
 
     Keys (per step name where it applies): participants_kept, participants_total,
@@ -422,9 +491,19 @@ def analyse(result: ScoreResult, *, truth: pd.DataFrame | None = None, seed: int
     p = result.protocol
     parts = result.participants
     out: dict = {"protocol": p.name, "seed": int(seed), "steps": [s.name for s in p.steps]}
-    keys = ("participants_kept", "participants_total", "filter_reasons", "annotations_per_video",
-            "mean_score_raw", "mean_score", "correction", "human_consistency",
-            "annotation_consistency", "spearman_brown", "lag_curve")
+    keys = (
+        "participants_kept",
+        "participants_total",
+        "filter_reasons",
+        "annotations_per_video",
+        "mean_score_raw",
+        "mean_score",
+        "correction",
+        "human_consistency",
+        "annotation_consistency",
+        "spearman_brown",
+        "lag_curve",
+    )
     for k in keys:
         out[k] = {}
     for s, spec in enumerate(p.steps, start=1):
@@ -432,12 +511,21 @@ def analyse(result: ScoreResult, *, truth: pd.DataFrame | None = None, seed: int
         ps = parts[parts["step"] == s]
         out["participants_kept"][name] = int(ps["kept"].sum())
         out["participants_total"][name] = int(len(ps))
-        out["filter_reasons"][name] = {str(k): int(v) for k, v in ps.loc[~ps["kept"], "reason"].value_counts().items()}
+        out["filter_reasons"][name] = {
+            str(k): int(v) for k, v in ps.loc[~ps["kept"], "reason"].value_counts().items()
+        }
         vrows = result.videos[result.videos["step"] == s]
         n = vrows["annotations"].to_numpy()
         out["annotations_per_video"][name] = (
-            {"mean": float(n.mean()), "min": int(n.min()), "max": int(n.max()), "videos": int(len(n))}
-            if len(n) else {"mean": float("nan"), "min": 0, "max": 0, "videos": 0})
+            {
+                "mean": float(n.mean()),
+                "min": int(n.min()),
+                "max": int(n.max()),
+                "videos": int(len(n)),
+            }
+            if len(n)
+            else {"mean": float("nan"), "min": 0, "max": 0, "videos": 0}
+        )
         out["mean_score_raw"][name] = float(vrows["raw"].mean()) if len(n) else float("nan")
         out["mean_score"][name] = float(vrows["score"].mean()) if len(n) else float("nan")
         out["correction"][name] = result.corrections[name]
@@ -449,14 +537,18 @@ def analyse(result: ScoreResult, *, truth: pd.DataFrame | None = None, seed: int
             "curve": curve.to_dict(orient="list"),
             "at_mean_annotations": _interp(curve, round(mean_n)) if len(n) else float("nan"),
             "mean_annotations": mean_n,
-            "max": float(curve["spearman"].max()) if curve["spearman"].notna().any() else float("nan"),
+            "max": (
+                float(curve["spearman"].max()) if curve["spearman"].notna().any() else float("nan")
+            ),
         }
-        # the other reading of the paper: all annotations of the videos with >= N, x = their mean count
+        # the paper's other reading: all annotations of the videos with >= N, x = their mean count
         allc = annotation_consistency(result, s, repeats=repeats, seed=seed, reading="all")
         out["annotation_consistency"][name]["all_annotations_reading"] = {
             "curve": allc.to_dict(orient="list"),
             "all_videos": float(allc["spearman"].iloc[0]) if len(allc) else float("nan"),
-            "max": float(allc["spearman"].max()) if allc["spearman"].notna().any() else float("nan"),
+            "max": (
+                float(allc["spearman"].max()) if allc["spearman"].notna().any() else float("nan")
+            ),
         }
         # Spearman-Brown: from the human split-half r with m annotations per half, the
         # reliability of the full set (k = 2) and the prediction at N/2-vs-N/2 halves.
@@ -464,21 +556,29 @@ def analyse(result: ScoreResult, *, truth: pd.DataFrame | None = None, seed: int
         r = hc["mean"]
         out["spearman_brown"][name] = {
             "full_data": spearman_brown(r, 2.0) if np.isfinite(r) else float("nan"),
-            "predicted_curve": {"N": curve["N"].tolist(),
-                                "spearman": [spearman_brown(r, (N / 2) / m) if np.isfinite(r) and m > 0
-                                             else float("nan") for N in curve["N"]]},
+            "predicted_curve": {
+                "N": curve["N"].tolist(),
+                "spearman": [
+                    spearman_brown(r, (N / 2) / m) if np.isfinite(r) and m > 0 else float("nan")
+                    for N in curve["N"]
+                ],
+            },
         }
         out["lag_curve"][name] = lag_curve(result, s)
     out["response_times"] = rt_analyses(result)
     out["scores"] = score_summary(result.scores)
     cols = [s.scoring.column for s in p.steps]
-    out["score_correlation"] = {f"{a} ~ {b}": score_correlation(result.scores, a, b) for a, b in zip(cols, cols[1:])}
+    out["score_correlation"] = {
+        f"{a} ~ {b}": score_correlation(result.scores, a, b) for a, b in zip(cols, cols[1:])
+    }
     if truth is not None:
         out["truth"] = truth_correlation(result.scores, truth)
     return out
 
 
-def summarise(trials: pd.DataFrame, protocol, *, truth: pd.DataFrame | None = None, seed: int = 0) -> dict:
+def summarise(
+    trials: pd.DataFrame, protocol, *, truth: pd.DataFrame | None = None, seed: int = 0
+) -> dict:
     """Score a trial table and return :func:`analyse`'s dict of every paper statistic."""
     return analyse(score(trials, protocol), truth=truth, seed=seed)
 

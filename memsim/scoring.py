@@ -74,7 +74,7 @@ class Tests:
 
 @dataclass(frozen=True)
 class VideoSums:
-    """Per-video sufficient statistics of annotations: counts and sums of hit, lag, lag², lag·hit."""
+    """Per-video sufficient statistics: count, and sums of hit, lag, lag², lag·hit."""
 
     n: np.ndarray
     h: np.ndarray
@@ -93,14 +93,21 @@ class VideoSums:
             return self.l / self.n
 
 
-def video_sums(video: np.ndarray, hit: np.ndarray, lag: np.ndarray, n_videos: int,
-               mask: np.ndarray | None = None) -> VideoSums:
+def video_sums(
+    video: np.ndarray,
+    hit: np.ndarray,
+    lag: np.ndarray,
+    n_videos: int,
+    mask: np.ndarray | None = None,
+) -> VideoSums:
     """Sufficient statistics per video, over the annotations where ``mask`` holds (all if None)."""
     if mask is not None:
         video, hit, lag = video[mask], hit[mask], lag[mask]
     lg = np.nan_to_num(lag) if np.isnan(lag).any() else lag
     bc = lambda w: np.bincount(video, weights=w, minlength=n_videos)  # noqa: E731
-    return VideoSums(n=bc(None).astype(np.float64), h=bc(hit), l=bc(lg), l2=bc(lg * lg), lh=bc(lg * hit))
+    return VideoSums(
+        n=bc(None).astype(np.float64), h=bc(hit), l=bc(lg), l2=bc(lg * lg), lh=bc(lg * hit)
+    )
 
 
 # --------------------------------------------------------------------------- corrections
@@ -117,39 +124,59 @@ def _global_slope(s: VideoSums, ref_x: float) -> tuple[np.ndarray, dict]:
     mean_h = float(H / N) if N else float("nan")
     mean_x = float(L / N) if N else float("nan")
     out = s.raw + slope * (ref_x - s.mean_lag)
-    return out, {"slope": slope, "intercept": mean_h - slope * mean_x, "mean_x": mean_x, "annotations": int(N)}
+    return out, {
+        "slope": slope,
+        "intercept": mean_h - slope * mean_x,
+        "mean_x": mean_x,
+        "annotations": int(N),
+    }
 
 
 def _linear(s: VideoSums, spec) -> tuple[np.ndarray, dict]:
-    """VideoMem: one slope of hit on lag over all annotations; each video shifted to the reference lag."""
+    """VideoMem: one slope of hit on lag over all annotations; videos moved to the reference lag."""
     out, p = _global_slope(s, float(spec.reference_lag))
-    return out, {"kind": "linear", "reference_lag": spec.reference_lag, "slope": p["slope"],
-                 "intercept": p["intercept"], "mean_lag": p["mean_x"], "annotations": p["annotations"]}
+    return out, {
+        "kind": "linear",
+        "reference_lag": spec.reference_lag,
+        "slope": p["slope"],
+        "intercept": p["intercept"],
+        "mean_lag": p["mean_x"],
+        "annotations": p["annotations"],
+    }
 
 
 def _log_linear(s: VideoSums, spec) -> tuple[np.ndarray, dict]:
     """LaMem-style: one slope of hit on ln(lag); each video shifted to ln(reference lag)."""
     out, p = _global_slope(s, float(np.log(spec.reference_lag)))
-    return out, {"kind": "log_linear", "reference_lag": spec.reference_lag, "slope_per_log_lag": p["slope"],
-                 "intercept": p["intercept"], "mean_log_lag": p["mean_x"], "annotations": p["annotations"]}
+    return out, {
+        "kind": "log_linear",
+        "reference_lag": spec.reference_lag,
+        "slope_per_log_lag": p["slope"],
+        "intercept": p["intercept"],
+        "mean_log_lag": p["mean_x"],
+        "annotations": p["annotations"],
+    }
 
 
 def _memento_decay(s: VideoSums, spec) -> tuple[np.ndarray, dict]:
-    """Memento10k: a slope alpha per video (least squares on its own annotations), score referred to T."""
+    """Memento10k: a slope alpha per video (least squares on its own annotations), referred to T."""
     with np.errstate(invalid="ignore", divide="ignore"):
         sxx = s.l2 - s.l * s.l / s.n
         sxy = s.lh - s.l * s.h / s.n
         alpha = np.where(sxx > 1e-9, sxy / sxx, 0.0)  # one distinct lag: no slope to fit
     alpha = np.where(s.n > 0, alpha, np.nan)
     out = s.raw + alpha * (spec.reference_lag - s.mean_lag)
-    return out, {"kind": "memento_decay", "reference_lag": spec.reference_lag,
-                 "mean_alpha": float(np.nanmean(alpha)) if (s.n > 0).any() else float("nan"),
-                 "alpha": alpha}
+    return out, {
+        "kind": "memento_decay",
+        "reference_lag": spec.reference_lag,
+        "mean_alpha": float(np.nanmean(alpha)) if (s.n > 0).any() else float("nan"),
+        "alpha": alpha,
+    }
 
 
 @dataclass(frozen=True)
 class CorrectionMethod:
-    """A lag correction: ``fit(sums, spec) -> (unclipped scores, params)`` over sums of ``x(lag)``."""
+    """A lag correction: ``fit(sums, spec) -> (unclipped scores, params)``, sums of ``x(lag)``."""
 
     fit: Callable[[VideoSums, object], tuple[np.ndarray, dict]]
     x: Callable[[np.ndarray], np.ndarray] = np.asarray
@@ -169,11 +196,13 @@ def method(spec) -> CorrectionMethod:
     try:
         return CORRECTIONS[spec.kind]
     except KeyError:
-        raise UserError(f"unknown score correction {spec.kind!r} (known: {', '.join(CORRECTIONS)})") from None
+        raise UserError(
+            f"unknown score correction {spec.kind!r} (known: {', '.join(CORRECTIONS)})"
+        ) from None
 
 
 def correction_x(spec, lag: np.ndarray) -> np.ndarray:
-    """The regressor of a correction for lags (float, NaN = none): lag, ln(lag), or zeros if unused."""
+    """The regressor of a correction for float lags (NaN = none): lag, ln(lag), or zeros."""
     m = method(spec)
     if not m.needs_lag:
         return np.zeros(len(lag))
@@ -200,30 +229,40 @@ def _rate(num: np.ndarray, den: np.ndarray) -> np.ndarray:
 FILTERS: dict[str, Callable[[pd.DataFrame, object], np.ndarray]] = {
     "incomplete": lambda st, f: (st["completed_fraction"] < f.min_completed_fraction).to_numpy(),
     "vigilance": lambda st, f: (
-        np.zeros(len(st), bool) if f.min_vigilance_hit_rate is None
-        else (st["vigilance_hit_rate"] < f.min_vigilance_hit_rate).to_numpy()),
+        np.zeros(len(st), bool)
+        if f.min_vigilance_hit_rate is None
+        else (st["vigilance_hit_rate"] < f.min_vigilance_hit_rate).to_numpy()
+    ),
     "hit_rate": lambda st, f: (
-        np.zeros(len(st), bool) if f.min_hit_rate is None
-        else (st["hit_rate"] < f.min_hit_rate).to_numpy()),
+        np.zeros(len(st), bool)
+        if f.min_hit_rate is None
+        else (st["hit_rate"] < f.min_hit_rate).to_numpy()
+    ),
     "false_alarms": lambda st, f: (
-        np.zeros(len(st), bool) if f.max_false_alarm_rate is None
-        else (st["false_alarm_rate"] > f.max_false_alarm_rate).to_numpy()),
+        np.zeros(len(st), bool)
+        if f.max_false_alarm_rate is None
+        else (st["false_alarm_rate"] > f.max_false_alarm_rate).to_numpy()
+    ),
     "false_alarms_not_below_hits": lambda st, f: (
-        (st["false_alarm_rate"] >= st["hit_rate"]).to_numpy() if f.false_alarms_below_hits
-        else np.zeros(len(st), bool)),
+        (st["false_alarm_rate"] >= st["hit_rate"]).to_numpy()
+        if f.false_alarms_below_hits
+        else np.zeros(len(st), bool)
+    ),
 }
 
 
 def _role_codes(col: pd.Series) -> np.ndarray:
     """Role codes in :data:`ROLES` order, whatever the categorical's own order (-1: unknown)."""
     if isinstance(col.dtype, pd.CategoricalDtype):
-        lut = np.array([ROLES.index(c) if c in ROLES else -1 for c in col.cat.categories] + [-1], np.int8)
+        lut = np.array(
+            [ROLES.index(c) if c in ROLES else -1 for c in col.cat.categories] + [-1], np.int8
+        )
         return lut[col.cat.codes.to_numpy()]
     return np.asarray(_as_role(col, None).codes)
 
 
 def _codes(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Dense codes ordered by value (so relabelling-invariant results), via hashing, not a full sort."""
+    """Dense codes ordered by value (relabelling-invariant results); hashing, not a full sort."""
     codes, uniq = pd.factorize(values)
     order = np.argsort(uniq, kind="stable")
     rank = np.empty(len(uniq), np.int64)
@@ -231,14 +270,18 @@ def _codes(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return rank[codes], np.asarray(uniq)[order]
 
 
-def participant_stats(trials: pd.DataFrame, protocol: Protocol, *, _codes_cache=None) -> pd.DataFrame:
+def participant_stats(
+    trials: pd.DataFrame, protocol: Protocol, *, _codes_cache=None
+) -> pd.DataFrame:
     """Per participant and step: counts and rates the filters judge (tidy, one row per pair).
 
     Columns: participant, step, presentations, completed_fraction, vigilance_tests,
     vigilance_hits, vigilance_hit_rate, target_tests, hits, hit_rate, first_showings,
     false_alarms, false_alarm_rate. Rates are NaN when their denominator is 0.
     """
-    pcode, pids = _codes_cache if _codes_cache is not None else _codes(trials["participant"].to_numpy())
+    pcode, pids = (
+        _codes_cache if _codes_cache is not None else _codes(trials["participant"].to_numpy())
+    )
     S = len(protocol.steps)
     step = trials["step"].to_numpy().astype(np.int64)
     g = pcode * S + (step - 1)
@@ -247,32 +290,53 @@ def participant_stats(trials: pd.DataFrame, protocol: Protocol, *, _codes_cache=
     resp = trials["response"].to_numpy()
     m = len(pids) * S
     # one bincount over (participant-step, kind, response) instead of one per statistic
-    kind = np.where(~rep, 0, np.where(role == _VIGILANCE, 1, np.where(role == _TARGET, 2, 3))).astype(np.int64)
+    kind = np.where(
+        ~rep, 0, np.where(role == _VIGILANCE, 1, np.where(role == _TARGET, 2, 3))
+    ).astype(np.int64)
     tab = np.bincount(g * 8 + kind * 2 + resp, minlength=m * 8).reshape(m, 4, 2)
     n = tab.sum(axis=(1, 2))
     cols = {
         "presentations": n,
-        "vigilance_tests": tab[:, 1].sum(axis=1), "vigilance_hits": tab[:, 1, 1],
-        "target_tests": tab[:, 2].sum(axis=1), "hits": tab[:, 2, 1],
-        "first_showings": tab[:, 0].sum(axis=1), "false_alarms": tab[:, 0, 1],
+        "vigilance_tests": tab[:, 1].sum(axis=1),
+        "vigilance_hits": tab[:, 1, 1],
+        "target_tests": tab[:, 2].sum(axis=1),
+        "hits": tab[:, 2, 1],
+        "first_showings": tab[:, 0].sum(axis=1),
+        "false_alarms": tab[:, 0, 1],
     }
     present = np.flatnonzero(n > 0)
-    st = pd.DataFrame({"participant": pids[present // S], "step": (present % S + 1).astype(np.int8)})
+    st = pd.DataFrame(
+        {"participant": pids[present // S], "step": (present % S + 1).astype(np.int8)}
+    )
     for k, v in cols.items():
         st[k] = v[present].astype(np.int64)
     lengths = np.array([s.length for s in protocol.steps], np.float64)
     st["completed_fraction"] = st["presentations"] / lengths[st["step"].to_numpy() - 1]
-    st["vigilance_hit_rate"] = _rate(st["vigilance_hits"].to_numpy(), st["vigilance_tests"].to_numpy())
+    st["vigilance_hit_rate"] = _rate(
+        st["vigilance_hits"].to_numpy(), st["vigilance_tests"].to_numpy()
+    )
     st["hit_rate"] = _rate(st["hits"].to_numpy(), st["target_tests"].to_numpy())
     st["false_alarm_rate"] = _rate(st["false_alarms"].to_numpy(), st["first_showings"].to_numpy())
-    order = ["participant", "step", "presentations", "completed_fraction", "vigilance_tests",
-             "vigilance_hits", "vigilance_hit_rate", "target_tests", "hits", "hit_rate",
-             "first_showings", "false_alarms", "false_alarm_rate"]
+    order = [
+        "participant",
+        "step",
+        "presentations",
+        "completed_fraction",
+        "vigilance_tests",
+        "vigilance_hits",
+        "vigilance_hit_rate",
+        "target_tests",
+        "hits",
+        "hit_rate",
+        "first_showings",
+        "false_alarms",
+        "false_alarm_rate",
+    ]
     return st[order]
 
 
 def apply_filters(stats: pd.DataFrame, protocol: Protocol) -> pd.DataFrame:
-    """Add ``kept`` (bool) and ``reason`` (the first filter failed, '' when kept) to participant stats.
+    """Add ``kept`` (bool) and ``reason`` (first filter failed, '' when kept) to participant stats.
 
     A rate with no denominator (NaN) fails no filter: there is nothing to judge.
     Filters are checked in the order of :data:`FILTERS`.
@@ -330,13 +394,17 @@ class ScoreResult:
     tests: tuple
     video_ids: np.ndarray
     participant_ids: np.ndarray
-    trials_rt: dict = field(default_factory=dict)  # step -> (hit RTs, false-alarm RTs) of kept people
+    trials_rt: dict = field(
+        default_factory=dict
+    )  # step -> (hit RTs, false-alarm RTs) of kept people
 
     def step_scores(self, s: int) -> tuple[np.ndarray, np.ndarray]:
-        """Dense per-video arrays (score, annotations) of 1-based step ``s`` over :attr:`video_ids`."""
+        """Dense per-video arrays (score, annotations) of 1-based step ``s``, over ``video_ids``."""
         col = self.protocol.steps[s - 1].scoring.column
-        return (self.scores[col].to_numpy(np.float64),
-                self.scores[count_column(col)].to_numpy(np.int64))
+        return (
+            self.scores[col].to_numpy(np.float64),
+            self.scores[count_column(col)].to_numpy(np.int64),
+        )
 
 
 def score(trials: pd.DataFrame, protocol: Protocol, *, validate: bool = True) -> ScoreResult:
@@ -360,14 +428,18 @@ def score(trials: pd.DataFrame, protocol: Protocol, *, validate: bool = True) ->
     step = trials["step"].to_numpy()
     if step.max() > S:
         bad = step > S
-        raise UserError(f"trial table has step {int(step.max())} but the protocol "
-                        f"'{protocol.name}' has {S} step{'s' if S > 1 else ''} "
-                        f"({int(bad.sum())} row{'s' if bad.sum() != 1 else ''})")
+        raise UserError(
+            f"trial table has step {int(step.max())} but the protocol "
+            f"'{protocol.name}' has {S} step{'s' if S > 1 else ''} "
+            f"({int(bad.sum())} row{'s' if bad.sum() != 1 else ''})"
+        )
     pcode, pids = _codes(trials["participant"].to_numpy())
     stats = apply_filters(participant_stats(trials, protocol, _codes_cache=(pcode, pids)), protocol)
     kept_g = np.zeros(len(pids) * S, bool)
     kg = stats["participant"].to_numpy()
-    kept_g[np.searchsorted(pids, kg) * S + stats["step"].to_numpy().astype(np.int64) - 1] = stats["kept"].to_numpy()
+    kept_g[np.searchsorted(pids, kg) * S + stats["step"].to_numpy().astype(np.int64) - 1] = stats[
+        "kept"
+    ].to_numpy()
     g = pcode * S + (step.astype(np.int64) - 1)
     row_kept = kept_g[g]
 
@@ -394,14 +466,22 @@ def score(trials: pd.DataFrame, protocol: Protocol, *, validate: bool = True) ->
         vv = vcode_all[sel][order]
         lag = lag_all[ii].astype(np.float64)
         lag[lag < 0] = np.nan
-        t = Tests(step=s, participant=pcode[ii], video=vv, hit=resp[ii].astype(np.float64), lag=lag,
-                  delay_s=delay_all[ii], rt_s=rt_all[ii].astype(np.float64))
+        t = Tests(
+            step=s,
+            participant=pcode[ii],
+            video=vv,
+            hit=resp[ii].astype(np.float64),
+            lag=lag,
+            delay_s=delay_all[ii],
+            rt_s=rt_all[ii].astype(np.float64),
+        )
         tests.append(t)
         corr = spec.scoring.correction
         if method(corr).needs_lag and len(t) and np.isnan(lag).any():
             raise UserError(
                 f"step {s} ({spec.name}): the '{corr.kind}' correction needs lags, but "
-                f"{int(np.isnan(lag).sum())} of its recognition tests have lag -1")
+                f"{int(np.isnan(lag).sum())} of its recognition tests have lag -1"
+            )
         sums = video_sums(vv, t.hit, correction_x(corr, lag), V)
         sc, params = correct(sums, corr)
         alpha = params.pop("alpha", None)
@@ -410,24 +490,44 @@ def score(trials: pd.DataFrame, protocol: Protocol, *, validate: bool = True) ->
         col = spec.scoring.column
         score_cols[col] = np.where(has, sc, np.nan)
         score_cols[count_column(col)] = sums.n.astype(np.int64)
-        lr = pd.DataFrame({"step": np.int8(s), "video": vids[has], "annotations": sums.n[has].astype(np.int64),
-                           "hits": sums.h[has].astype(np.int64), "raw": sums.raw[has],
-                           "mean_lag": np.nan if np.isnan(lag).any() else
-                           (np.bincount(vv, weights=lag, minlength=V)[has] / sums.n[has]),
-                           "score": sc[has]})
+        lr = pd.DataFrame(
+            {
+                "step": np.int8(s),
+                "video": vids[has],
+                "annotations": sums.n[has].astype(np.int64),
+                "hits": sums.h[has].astype(np.int64),
+                "raw": sums.raw[has],
+                "mean_lag": (
+                    np.nan
+                    if np.isnan(lag).any()
+                    else (np.bincount(vv, weights=lag, minlength=V)[has] / sums.n[has])
+                ),
+                "score": sc[has],
+            }
+        )
         if alpha is not None:
             lr["alpha"] = alpha[has]
         long_rows.append(lr)
         # response times of kept participants in this step: recognitions and false alarms
         in_step = row_kept & (step == s) & resp
-        rts[s] = (rt_all[in_step & rep & (role == _TARGET)].astype(np.float64),
-                  rt_all[in_step & ~rep].astype(np.float64))
+        rts[s] = (
+            rt_all[in_step & rep & (role == _TARGET)].astype(np.float64),
+            rt_all[in_step & ~rep].astype(np.float64),
+        )
 
     scores = pd.DataFrame({"video": vids, **score_cols})
     videos = pd.concat(long_rows, ignore_index=True)
-    return ScoreResult(protocol=protocol, scores=scores, videos=videos, participants=stats,
-                       corrections=corrections, tests=tuple(tests), video_ids=vids,
-                       participant_ids=pids, trials_rt=rts)
+    return ScoreResult(
+        protocol=protocol,
+        scores=scores,
+        videos=videos,
+        participants=stats,
+        corrections=corrections,
+        tests=tuple(tests),
+        video_ids=vids,
+        participant_ids=pids,
+        trials_rt=rts,
+    )
 
 
 # --------------------------------------------------------------------------- score files
@@ -458,7 +558,8 @@ def read_scores(path: str | os.PathLike[str]) -> pd.DataFrame:
             continue
         if not pd.api.types.is_numeric_dtype(df[c]):
             raise UserError(f"column '{c}': not numeric", path=path)
-    if df["video"].duplicated().any():
-        raise UserError(f"column 'video': duplicate videos, e.g. {df['video'][df['video'].duplicated()].iloc[0]!r}",
-                        path=path)
+    dup = df["video"].duplicated()
+    if dup.any():
+        first = df["video"][dup].iloc[0]
+        raise UserError(f"column 'video': duplicate videos, e.g. {first!r}", path=path)
     return df

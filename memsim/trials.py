@@ -72,7 +72,9 @@ def _as_int(col: pd.Series, name: str, dtype: str, source) -> np.ndarray:
     try:
         v = s.to_numpy(dtype="float64", na_value=np.nan)
     except (TypeError, ValueError):
-        raise UserError(f"column '{name}': expected integers, got {col.dtype}", path=source) from None
+        raise UserError(
+            f"column '{name}': expected integers, got {col.dtype}", path=source
+        ) from None
     nan = np.isnan(v)
     if nan.any():
         raise UserError(f"column '{name}': missing values (NaN) in {_rows(nan)}", path=source)
@@ -100,12 +102,16 @@ def _as_float(col: pd.Series, name: str, dtype: str, source) -> np.ndarray:
     try:
         v = s.to_numpy(dtype="float64", na_value=np.nan)
     except (TypeError, ValueError):
-        raise UserError(f"column '{name}': expected numbers, got {col.dtype}", path=source) from None
+        raise UserError(
+            f"column '{name}': expected numbers, got {col.dtype}", path=source
+        ) from None
     inf = np.isinf(v)
     if inf.any():
         raise UserError(f"column '{name}': infinite values in {_rows(inf)}", path=source)
     if name not in _NULLABLE and np.isnan(v).any():
-        raise UserError(f"column '{name}': missing values (NaN) in {_rows(np.isnan(v))}", path=source)
+        raise UserError(
+            f"column '{name}': missing values (NaN) in {_rows(np.isnan(v))}", path=source
+        )
     return v.astype(dtype)
 
 
@@ -118,7 +124,9 @@ def _as_bool(col: pd.Series, name: str, source) -> np.ndarray:
             raise UserError(f"column '{name}': missing values in {_rows(np.isnan(v))}", path=source)
         bad = (v != 0) & (v != 1)
         if bad.any():
-            raise UserError(f"column '{name}': expected true/false or 0/1 in {_rows(bad)}", path=source)
+            raise UserError(
+                f"column '{name}': expected true/false or 0/1 in {_rows(bad)}", path=source
+            )
         return v == 1
     text = col.astype("string").str.strip().str.lower()
     t = text.isin(_TRUE).to_numpy(dtype=bool, na_value=False)
@@ -142,7 +150,8 @@ def _as_role(col: pd.Series, source) -> pd.Categorical:
     if unknown.any():
         i = int(np.flatnonzero(unknown)[0])
         raise UserError(
-            f"column 'role': unknown role {col.iloc[i]!r} in {_rows(unknown)} (expected {', '.join(ROLES)})",
+            f"column 'role': unknown role {col.iloc[i]!r} in {_rows(unknown)} "
+            f"(expected {', '.join(ROLES)})",
             path=source,
         )
     return pd.Categorical.from_codes(mapped, categories=list(ROLES))
@@ -172,10 +181,15 @@ def validate_trials(df: pd.DataFrame, source: str | os.PathLike[str] | None = No
         raise UserError(f"trial table must be a table, got {type(df).__name__}", path=source)
     missing = [c for c in COLUMNS if c not in df.columns]
     if missing:
-        raise UserError(f"trial table lacks column{'s' if len(missing) > 1 else ''} {', '.join(missing)}", path=source)
+        raise UserError(
+            f"trial table lacks column{'s' if len(missing) > 1 else ''} {', '.join(missing)}",
+            path=source,
+        )
     if df.columns.duplicated().any():
         dup = sorted(set(df.columns[df.columns.duplicated()]))
-        raise UserError(f"trial table has duplicate columns {', '.join(map(str, dup))}", path=source)
+        raise UserError(
+            f"trial table has duplicate columns {', '.join(map(str, dup))}", path=source
+        )
     if len(df) == 0:
         raise UserError("trial table is empty (no rows)", path=source)
 
@@ -199,7 +213,11 @@ def validate_trials(df: pd.DataFrame, source: str | os.PathLike[str] | None = No
         (pos < 0, "position", "negative positions"),
         (lag < -1, "lag", "lags below -1 (-1 means none)"),
         (~rep & (lag != -1), "lag", "a lag on a presentation that is not a repeat"),
-        (lag > pos, "lag", "lag larger than the position (the first showing would precede the step)"),
+        (
+            lag > pos,
+            "lag",
+            "lag larger than the position (the first showing would precede the step)",
+        ),
         (~rep & ~np.isnan(delay), "delay_s", "a delay on a first showing (must be NaN)"),
         (delay < 0, "delay_s", "negative delays"),
         (rep & (lag == -1) & np.isnan(delay), "delay_s", "a repeat with neither a lag nor a delay"),
@@ -225,7 +243,8 @@ def validate_trials(df: pd.DataFrame, source: str | os.PathLike[str] | None = No
     if dup.any():
         i = int(np.flatnonzero(dup)[0])
         raise UserError(
-            f"duplicate (participant, step, position) = ({out['participant'][i]}, {step[i]}, {pos[i]}) "
+            "duplicate (participant, step, position) = "
+            f"({out['participant'][i]}, {step[i]}, {pos[i]}) "
             f"in {_rows(dup)}",
             path=source,
         )

@@ -44,37 +44,79 @@ class Design:
         return self.n_targets + self.n_vigilance + self.n_fillers
 
 
-SMALL = Design(n_targets=4, n_vigilance=2, n_fillers=6, target_lag=(5, 9), vigilance_lag=(1, 2),
-               lt_targets=4, lt_fillers=4)
+SMALL = Design(
+    n_targets=4,
+    n_vigilance=2,
+    n_fillers=6,
+    target_lag=(5, 9),
+    vigilance_lag=(1, 2),
+    lt_targets=4,
+    lt_fillers=4,
+)
 
 
-def make_protocol(design: Design = Design(), *, correction: dict | None = None,
-                  lt_correction: dict | None = None, filters1: dict | None = None,
-                  filters2: dict | None = None, n_videos: int = 10_000) -> Protocol:
+def make_protocol(
+    design: Design = Design(),
+    *,
+    correction: dict | None = None,
+    lt_correction: dict | None = None,
+    filters1: dict | None = None,
+    filters2: dict | None = None,
+    n_videos: int = 10_000,
+) -> Protocol:
     d = design
-    st_corr = {"kind": "linear", "reference_lag": d.target_lag[1]} if correction is None else correction
-    f1 = {"min_vigilance_hit_rate": 0.7, "max_false_alarm_rate": 0.3, "false_alarms_below_hits": True}
+    st_corr = (
+        {"kind": "linear", "reference_lag": d.target_lag[1]} if correction is None else correction
+    )
+    f1 = {
+        "min_vigilance_hit_rate": 0.7,
+        "max_false_alarm_rate": 0.3,
+        "false_alarms_below_hits": True,
+    }
     f2 = {"min_hit_rate": 0.15, "max_false_alarm_rate": 0.4, "false_alarms_below_hits": True}
-    return protocol_from_mapping({
-        "name": "test",
-        "stimuli": {"kind": "video", "count": n_videos, "duration_s": 7.0, "gap_s": 1.0},
-        "steps": [
-            {"name": "short-term", "length": d.length1,
-             "items": [{"role": "target", "count": d.n_targets, "repeat_lag": list(d.target_lag)},
-                       {"role": "vigilance", "count": d.n_vigilance, "repeat_lag": list(d.vigilance_lag)},
-                       {"role": "filler", "count": d.n_fillers}],
-             "filters": f1 if filters1 is None else filters1,
-             "scoring": {"column": ST, "correction": st_corr}},
-            {"name": "long-term", "length": d.length2, "delay_h": [24, 72],
-             "items": [{"role": "target", "count": d.lt_targets, "source": {"step": 1, "roles": ["filler"]}},
-                       {"role": "filler", "count": d.lt_fillers}],
-             "filters": f2 if filters2 is None else filters2,
-             "scoring": {"column": LT, "correction": lt_correction or {"kind": "none"}}},
-        ],
-        "selection": {"kind": "uniform"},
-        "campaign": {"arrivals": {"kind": "poisson", "rate_per_h": 60},
-                     "stop": {"kind": "participants", "count": 10}},
-    })
+    return protocol_from_mapping(
+        {
+            "name": "test",
+            "stimuli": {"kind": "video", "count": n_videos, "duration_s": 7.0, "gap_s": 1.0},
+            "steps": [
+                {
+                    "name": "short-term",
+                    "length": d.length1,
+                    "items": [
+                        {"role": "target", "count": d.n_targets, "repeat_lag": list(d.target_lag)},
+                        {
+                            "role": "vigilance",
+                            "count": d.n_vigilance,
+                            "repeat_lag": list(d.vigilance_lag),
+                        },
+                        {"role": "filler", "count": d.n_fillers},
+                    ],
+                    "filters": f1 if filters1 is None else filters1,
+                    "scoring": {"column": ST, "correction": st_corr},
+                },
+                {
+                    "name": "long-term",
+                    "length": d.length2,
+                    "delay_h": [24, 72],
+                    "items": [
+                        {
+                            "role": "target",
+                            "count": d.lt_targets,
+                            "source": {"step": 1, "roles": ["filler"]},
+                        },
+                        {"role": "filler", "count": d.lt_fillers},
+                    ],
+                    "filters": f2 if filters2 is None else filters2,
+                    "scoring": {"column": LT, "correction": lt_correction or {"kind": "none"}},
+                },
+            ],
+            "selection": {"kind": "uniform"},
+            "campaign": {
+                "arrivals": {"kind": "poisson", "rate_per_h": 60},
+                "stop": {"kind": "participants", "count": 10},
+            },
+        }
+    )
 
 
 def _template(d: Design, rng: np.random.Generator):
@@ -95,7 +137,7 @@ def _template(d: Design, rng: np.random.Generator):
             for a in free:
                 lags = np.arange(lo, hi + 1)
                 b = a + lags
-                good = (b < L)
+                good = b < L
                 good[good] &= item[b[good]] == -1
                 if good.any():
                     k = rng.choice(np.flatnonzero(good))
@@ -115,10 +157,19 @@ def _template(d: Design, rng: np.random.Generator):
     raise RuntimeError("no valid template")
 
 
-def make_trials(n_videos: int = 10_000, n_participants: int = 10_450, n_returning: int | None = None,
-                design: Design = Design(), *, seed: int = 0, lag_slope: float = -0.0005,
-                p_st: np.ndarray | None = None, p_lt: np.ndarray | None = None,
-                bad_fraction: float = 0.08, n_templates: int = 16):
+def make_trials(
+    n_videos: int = 10_000,
+    n_participants: int = 10_450,
+    n_returning: int | None = None,
+    design: Design = Design(),
+    *,
+    seed: int = 0,
+    lag_slope: float = -0.0005,
+    p_st: np.ndarray | None = None,
+    p_lt: np.ndarray | None = None,
+    bad_fraction: float = 0.08,
+    n_templates: int = 16,
+):
     """A valid two-step trial table and the per-video truth that generated it.
 
     Hit probability of a target test: ``p_st[v] + lag_slope * (lag - max target lag)``
@@ -161,23 +212,40 @@ def make_trials(n_videos: int = 10_000, n_participants: int = 10_450, n_returnin
     p_hit = np.where(bad[:, None], 0.4, p_hit)
     prob = np.where(rep1 & is_t, p_hit, np.where(rep1, vig_p, fa_p))
     resp1 = rng.random((P, L1)) < prob
-    rt1 = np.where(resp1, np.where(rep1, rng.lognormal(0.2, 0.5, (P, L1)), rng.lognormal(1.0, 0.4, (P, L1))), np.nan)
+    rt1 = np.where(
+        resp1,
+        np.where(rep1, rng.lognormal(0.2, 0.5, (P, L1)), rng.lognormal(1.0, 0.4, (P, L1))),
+        np.nan,
+    )
     rt1 = np.minimum(rt1, 6.99)
     dur1 = np.where(resp1, rt1, 7.0) + 1.0
     start = np.sort(rng.random(P)) * 3600.0 * 24 * 7
-    onset1 = start[:, None] + np.concatenate([np.zeros((P, 1)), np.cumsum(dur1, axis=1)[:, :-1]], axis=1)
+    onset1 = start[:, None] + np.concatenate(
+        [np.zeros((P, 1)), np.cumsum(dur1, axis=1)[:, :-1]], axis=1
+    )
     # delay since the first showing, from the onsets of the same row
     first_pos = np.arange(L1)[None, :] - np.where(rep1, lag1, 0)
     delay1 = np.where(rep1, onset1 - np.take_along_axis(onset1, first_pos, axis=1), np.nan)
 
-    rows = [pd.DataFrame({
-        "participant": np.repeat(np.arange(P, dtype=np.int64) * 7 + 3, L1),
-        "step": np.int8(1), "position": np.tile(np.arange(L1, dtype=np.int16), P),
-        "video": video1.ravel().astype(np.int32),
-        "role": pd.Categorical.from_codes(role1.ravel(), categories=["target", "filler", "vigilance"]),
-        "repeat": rep1.ravel(), "lag": lag1.ravel().astype(np.int16), "delay_s": delay1.ravel(),
-        "response": resp1.ravel(), "rt_s": rt1.ravel().astype(np.float32), "onset_s": onset1.ravel(),
-    })]
+    rows = [
+        pd.DataFrame(
+            {
+                "participant": np.repeat(np.arange(P, dtype=np.int64) * 7 + 3, L1),
+                "step": np.int8(1),
+                "position": np.tile(np.arange(L1, dtype=np.int16), P),
+                "video": video1.ravel().astype(np.int32),
+                "role": pd.Categorical.from_codes(
+                    role1.ravel(), categories=["target", "filler", "vigilance"]
+                ),
+                "repeat": rep1.ravel(),
+                "lag": lag1.ravel().astype(np.int16),
+                "delay_s": delay1.ravel(),
+                "response": resp1.ravel(),
+                "rt_s": rt1.ravel().astype(np.float32),
+                "onset_s": onset1.ravel(),
+            }
+        )
+    ]
 
     if n_ret > 0 and d.lt_targets > 0:
         R, L2 = min(n_ret, P), d.length2
@@ -202,20 +270,36 @@ def make_trials(n_videos: int = 10_000, n_participants: int = 10_450, n_returnin
         badr = bad[who][:, None]
         prob2 = np.where(is_t2, np.where(badr, 0.4, p_lt[vids]), np.where(badr, 0.45, fa_p[who]))
         resp2 = rng.random((R, L2)) < prob2
-        rt2 = np.where(resp2, np.where(is_t2, rng.lognormal(1.1, 0.4, (R, L2)), rng.lognormal(1.2, 0.4, (R, L2))), np.nan)
+        rt2 = np.where(
+            resp2,
+            np.where(is_t2, rng.lognormal(1.1, 0.4, (R, L2)), rng.lognormal(1.2, 0.4, (R, L2))),
+            np.nan,
+        )
         rt2 = np.minimum(rt2, 6.99)
         dur2 = np.where(resp2, rt2, 7.0) + 1.0
         start2 = onset1[who, -1] + 8.0 + rng.uniform(24, 72, R) * 3600.0
-        onset2 = start2[:, None] + np.concatenate([np.zeros((R, 1)), np.cumsum(dur2, axis=1)[:, :-1]], axis=1)
-        rows.append(pd.DataFrame({
-            "participant": np.repeat(who.astype(np.int64) * 7 + 3, L2),
-            "step": np.int8(2), "position": np.tile(np.arange(L2, dtype=np.int16), R),
-            "video": vids.ravel().astype(np.int32),
-            "role": pd.Categorical.from_codes(np.where(is_t2, 0, 1).ravel(), categories=["target", "filler", "vigilance"]),
-            "repeat": is_t2.ravel(), "lag": np.full(R * L2, -1, np.int16),
-            "delay_s": (onset2 - t_on1_full).ravel(),
-            "response": resp2.ravel(), "rt_s": rt2.ravel().astype(np.float32), "onset_s": onset2.ravel(),
-        }))
+        onset2 = start2[:, None] + np.concatenate(
+            [np.zeros((R, 1)), np.cumsum(dur2, axis=1)[:, :-1]], axis=1
+        )
+        rows.append(
+            pd.DataFrame(
+                {
+                    "participant": np.repeat(who.astype(np.int64) * 7 + 3, L2),
+                    "step": np.int8(2),
+                    "position": np.tile(np.arange(L2, dtype=np.int16), R),
+                    "video": vids.ravel().astype(np.int32),
+                    "role": pd.Categorical.from_codes(
+                        np.where(is_t2, 0, 1).ravel(), categories=["target", "filler", "vigilance"]
+                    ),
+                    "repeat": is_t2.ravel(),
+                    "lag": np.full(R * L2, -1, np.int16),
+                    "delay_s": (onset2 - t_on1_full).ravel(),
+                    "response": resp2.ravel(),
+                    "rt_s": rt2.ravel().astype(np.float32),
+                    "onset_s": onset2.ravel(),
+                }
+            )
+        )
     trials = pd.concat(rows, ignore_index=True)
     truth = pd.DataFrame({"video": np.arange(n_videos, dtype=np.int64), ST: p_st, LT: p_lt})
     return trials, truth

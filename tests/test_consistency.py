@@ -18,16 +18,27 @@ from memsim.rng import stream_key_py
 from memsim.scoring import read_scores, score
 from tables import LT, SMALL, ST, Design, make_protocol, make_trials
 
-DATA = Path(os.environ.get("MEMSIM_DATA", Path(__file__).resolve().parent.parent.parent / "shared" / "data"))
+DATA = Path(
+    os.environ.get("MEMSIM_DATA", Path(__file__).resolve().parent.parent.parent / "shared" / "data")
+)
 REAL = DATA / "videomem" / "ground-truth_dev-set.csv"
 FAST = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-MID = Design(n_targets=10, n_vigilance=4, n_fillers=12, target_lag=(15, 30), vigilance_lag=(2, 3),
-             lt_targets=8, lt_fillers=8)
+MID = Design(
+    n_targets=10,
+    n_vigilance=4,
+    n_fillers=12,
+    target_lag=(15, 30),
+    vigilance_lag=(2, 3),
+    lt_targets=8,
+    lt_fillers=8,
+)
 
 
 @pytest.fixture(scope="module")
 def mid():
-    trials, truth = make_trials(n_videos=150, n_participants=900, design=MID, seed=4, lag_slope=-0.004)
+    trials, truth = make_trials(
+        n_videos=150, n_participants=900, design=MID, seed=4, lag_slope=-0.004
+    )
     proto = make_protocol(MID, n_videos=150)
     return trials, truth, proto, score(trials, proto)
 
@@ -41,8 +52,12 @@ def test_group_sums_kernel_matches_reference(seed, n, V, G):
     group = rng.integers(-1, G, n)
     hit = (rng.random(n) < 0.6).astype(float)
     lag = rng.integers(1, 100, n).astype(float)
-    np.testing.assert_allclose(C._group_sums_kernel(video, group, hit, lag, G, V),
-                               C._group_sums_ref(video, group, hit, lag, G, V), rtol=1e-12, atol=1e-9)
+    np.testing.assert_allclose(
+        C._group_sums_kernel(video, group, hit, lag, G, V),
+        C._group_sums_ref(video, group, hit, lag, G, V),
+        rtol=1e-12,
+        atol=1e-9,
+    )
 
 
 @FAST
@@ -56,12 +71,16 @@ def test_shuffle_kernel_matches_reference_bit_for_bit(seed, counts):
     b = C._shuffle_within_ref(order, starts, counts, key)
     np.testing.assert_array_equal(a, b)
     for s, c in zip(starts, counts):  # a permutation inside each group
-        assert sorted(a[s:s + c]) == list(range(s, s + c))
+        assert sorted(a[s : s + c]) == list(range(s, s + c))
 
 
 @pytest.mark.filterwarnings("ignore::scipy.stats.ConstantInputWarning")
 @FAST
-@given(st.lists(st.tuples(st.integers(0, 5), st.floats(-3, 3, allow_nan=False)), min_size=3, max_size=60))
+@given(
+    st.lists(
+        st.tuples(st.integers(0, 5), st.floats(-3, 3, allow_nan=False)), min_size=3, max_size=60
+    )
+)
 def test_spearman_matches_scipy_with_ties(pairs):
     a = np.array([p[0] for p in pairs], float)
     b = np.array([p[1] for p in pairs], float)
@@ -97,7 +116,7 @@ def _human_reference(result, step, seed):
     half = len(people) // 2
     grp = pd.Series(-1, index=people)
     grp.iloc[perm[:half]] = 0
-    grp.iloc[perm[half:2 * half]] = 1
+    grp.iloc[perm[half : 2 * half]] = 1
     df = pd.DataFrame({"p": t.participant, "v": t.video, "h": t.hit})
     df["g"] = grp.loc[df["p"]].to_numpy()
     sc = df[df["g"] >= 0].groupby(["g", "v"])["h"].mean().unstack(0).dropna()
@@ -113,7 +132,9 @@ def test_human_consistency_matches_groupby_reference(mid):
 def test_human_consistency_deterministic_and_row_order_invariant(mid):
     trials, _, proto, res = mid
     a = C.human_consistency(res, 1, n_splits=5, seed=9)
-    b = C.human_consistency(score(trials.sample(frac=1.0, random_state=2), proto), 1, n_splits=5, seed=9)
+    b = C.human_consistency(
+        score(trials.sample(frac=1.0, random_state=2), proto), 1, n_splits=5, seed=9
+    )
     assert a == b
     c = C.human_consistency(res, 1, n_splits=5, seed=10)
     assert c["values"] != a["values"]
@@ -121,19 +142,21 @@ def test_human_consistency_deterministic_and_row_order_invariant(mid):
 
 
 def _annotation_reference(result, step, N, seed, r=0):
-    """Brute force for one repeat: each video's annotations in the kernel's random order, first N/2 vs next N/2."""
+    """Brute force, one repeat: each video's annotations in the kernel's order, N/2 vs next N/2."""
     t = result.tests[step - 1]
     counts = np.bincount(t.video, minlength=len(result.video_ids))
     starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
     base = np.argsort(t.video, kind="stable")
-    order = C._shuffle_within_ref(base, starts, counts, stream_key_py(seed, C._ANNOT, step * 1_000_003 + r))
+    order = C._shuffle_within_ref(
+        base, starts, counts, stream_key_py(seed, C._ANNOT, step * 1_000_003 + r)
+    )
     a, b = [], []
     for v in range(len(counts)):
         if counts[v] < N:
             continue
-        idx = order[starts[v]:starts[v] + N]
+        idx = order[starts[v] : starts[v] + N]
         a.append(t.hit[idx[: N // 2]].mean())
-        b.append(t.hit[idx[N // 2:]].mean())
+        b.append(t.hit[idx[N // 2 :]].mean())
     return stats.spearmanr(a, b).statistic
 
 
@@ -167,8 +190,14 @@ def test_noise_ceiling_truth_correlation(mid):
 
 def test_lag_curve_recovers_the_slope():
     design = MID
-    trials, _ = make_trials(n_videos=150, n_participants=1500, design=design, seed=8, lag_slope=-0.006,
-                            p_st=np.full(150, 0.7))
+    trials, _ = make_trials(
+        n_videos=150,
+        n_participants=1500,
+        design=design,
+        seed=8,
+        lag_slope=-0.006,
+        p_st=np.full(150, 0.7),
+    )
     res = score(trials, make_protocol(design, n_videos=150))
     lc = C.lag_curve(res, 1)
     assert lc["unit"] == "lag (positions)"
@@ -197,9 +226,22 @@ def test_rt_analyses_match_pandas(mid):
 def test_summarise_has_every_paper_statistic(mid):
     trials, truth, proto, _ = mid
     out = C.summarise(trials, proto, truth=truth, seed=1)
-    for key in ("participants_kept", "annotations_per_video", "mean_score_raw", "mean_score",
-                "human_consistency", "annotation_consistency", "spearman_brown", "score_correlation",
-                "lag_curve", "response_times", "truth", "scores", "correction", "filter_reasons"):
+    for key in (
+        "participants_kept",
+        "annotations_per_video",
+        "mean_score_raw",
+        "mean_score",
+        "human_consistency",
+        "annotation_consistency",
+        "spearman_brown",
+        "score_correlation",
+        "lag_curve",
+        "response_times",
+        "truth",
+        "scores",
+        "correction",
+        "filter_reasons",
+    ):
         assert key in out, key
     for name in ("short-term", "long-term"):
         assert np.isfinite(out["human_consistency"][name]["mean"])
@@ -221,8 +263,12 @@ def test_score_level_analyses_on_released_scores():
     assert out["columns"][ST]["mean"] == pytest.approx(0.859, abs=0.001)
     assert out["columns"][ST]["annotations"]["min"] == 30
     pair = out[f"{ST} ~ {LT}"]
-    assert pair["all"]["spearman"] == pytest.approx(stats.spearmanr(df[ST], df[LT]).statistic, abs=1e-12)
-    assert pair["all"]["pearson"] == pytest.approx(stats.pearsonr(df[ST], df[LT]).statistic, abs=1e-12)
+    assert pair["all"]["spearman"] == pytest.approx(
+        stats.spearmanr(df[ST], df[LT]).statistic, abs=1e-12
+    )
+    assert pair["all"]["pearson"] == pytest.approx(
+        stats.pearsonr(df[ST], df[LT]).statistic, abs=1e-12
+    )
     # the paper reports 0.305 / 0.329 over all 10,000 videos; the 7,000 released agree closely
     assert pair["all"]["spearman"] == pytest.approx(0.305, abs=0.02)
     assert pair["top500"]["videos"] == 500 and pair["top500"]["min_annotations"] >= 9
@@ -232,10 +278,15 @@ def test_scoring_never_imports_the_simulator():
     import subprocess
     import sys
 
-    code = ("import sys, memsim.consistency, memsim.scoring, memsim.trials, memsim.cli_score; "
-            "bad = [m for m in ('memsim.kernel', 'memsim.campaign', 'memsim.population', 'memsim.sequence', "
-            "'torch', 'matplotlib') if m in sys.modules]; print(bad)")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    code = (
+        "import sys, memsim.consistency, memsim.scoring, memsim.trials, memsim.cli_score; "
+        "bad = [m for m in ('memsim.kernel', 'memsim.campaign', 'memsim.population', "
+        "'memsim.sequence', "
+        "'torch', 'matplotlib') if m in sys.modules]; print(bad)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout
     assert out.strip() == "[]"
 
 
@@ -245,15 +296,21 @@ def test_all_annotations_reading_starts_with_every_video(mid):
     counts = np.bincount(t.video, minlength=len(res.video_ids))
     curve = C.annotation_consistency(res, 2, repeats=1, seed=2, reading="all")
     assert curve["N"].iloc[0] == max(2, counts[counts > 0].min())
-    assert curve["mean_annotations"].iloc[0] == pytest.approx(counts[counts >= curve["N"].iloc[0]].mean())
-    # brute force for the first threshold: each video's annotations in the kernel's order, halves of n//2
+    assert curve["mean_annotations"].iloc[0] == pytest.approx(
+        counts[counts >= curve["N"].iloc[0]].mean()
+    )
+    # brute force, first threshold: each video's annotations in the kernel's order, halves of n//2
     starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
-    order = C._shuffle_within_ref(np.argsort(t.video, kind="stable"), starts, counts,
-                                  stream_key_py(2, C._ANNOT, 2 * 1_000_003))
+    order = C._shuffle_within_ref(
+        np.argsort(t.video, kind="stable"),
+        starts,
+        counts,
+        stream_key_py(2, C._ANNOT, 2 * 1_000_003),
+    )
     a, b = [], []
     for v in np.flatnonzero(counts >= curve["N"].iloc[0]):
         k = counts[v] // 2
-        idx = order[starts[v]:starts[v] + 2 * k]
+        idx = order[starts[v] : starts[v] + 2 * k]
         a.append(t.hit[idx[:k]].mean())
         b.append(t.hit[idx[k:]].mean())
     assert curve["spearman"].iloc[0] == pytest.approx(stats.spearmanr(a, b).statistic, abs=1e-9)
@@ -262,11 +319,14 @@ def test_all_annotations_reading_starts_with_every_video(mid):
 
 
 @pytest.mark.filterwarnings("error")
-@pytest.mark.parametrize("returning,bad", [(0, 0.0), (4, 1.0), (1, 0.0)], ids=["step 1 only", "nobody kept", "tiny"])
+@pytest.mark.parametrize(
+    "returning,bad", [(0, 0.0), (4, 1.0), (1, 0.0)], ids=["step 1 only", "nobody kept", "tiny"]
+)
 def test_degenerate_tables_give_nan_not_errors(returning, bad):
     n = 2 if returning == 1 else 12
-    trials, truth = make_trials(n_videos=60, n_participants=n, n_returning=returning, design=SMALL, seed=3,
-                                bad_fraction=bad)
+    trials, truth = make_trials(
+        n_videos=60, n_participants=n, n_returning=returning, design=SMALL, seed=3, bad_fraction=bad
+    )
     out = C.summarise(trials, make_protocol(SMALL, n_videos=60), truth=truth)
     json.dumps(C.jsonable(out), allow_nan=False)
     assert set(out["human_consistency"]) == {"short-term", "long-term"}

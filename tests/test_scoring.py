@@ -1,4 +1,4 @@
-"""Scoring: agreement with a brute-force reference, invariances, bounds, corrections, truth recovery."""
+"""Scoring: a brute-force reference, invariances, bounds, corrections, recovery of the truth."""
 
 from __future__ import annotations
 
@@ -27,17 +27,30 @@ from memsim.scoring import (
 )
 from tables import LT, SMALL, ST, Design, make_protocol, make_trials
 
-DATA = Path(os.environ.get("MEMSIM_DATA", Path(__file__).resolve().parent.parent.parent / "shared" / "data"))
+DATA = Path(
+    os.environ.get("MEMSIM_DATA", Path(__file__).resolve().parent.parent.parent / "shared" / "data")
+)
 REAL = DATA / "videomem" / "ground-truth_dev-set.csv"
 
 FAST = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-CORR = [{"kind": "none"}, {"kind": "linear", "reference_lag": 9}, {"kind": "memento_decay", "reference_lag": 7},
-        {"kind": "log_linear", "reference_lag": 9}]
+CORR = [
+    {"kind": "none"},
+    {"kind": "linear", "reference_lag": 9},
+    {"kind": "memento_decay", "reference_lag": 7},
+    {"kind": "log_linear", "reference_lag": 9},
+]
 
 
 def small(seed, n_participants=25, n_returning=10, n_videos=40, bad=0.3, correction=None):
-    trials, truth = make_trials(n_videos=n_videos, n_participants=n_participants, n_returning=n_returning,
-                                design=SMALL, seed=seed, bad_fraction=bad, lag_slope=-0.02)
+    trials, truth = make_trials(
+        n_videos=n_videos,
+        n_participants=n_participants,
+        n_returning=n_returning,
+        design=SMALL,
+        seed=seed,
+        bad_fraction=bad,
+        lag_slope=-0.02,
+    )
     return trials, truth, make_protocol(SMALL, correction=correction, n_videos=n_videos)
 
 
@@ -78,7 +91,12 @@ def brute_force(trials: pd.DataFrame, protocol) -> dict:
     for step, spec in enumerate(protocol.steps, start=1):
         ann = defaultdict(list)
         for r in trials.itertuples(index=False):
-            if r.step == step and r.repeat and r.role == "target" and kept[(int(r.participant), step)]:
+            if (
+                r.step == step
+                and r.repeat
+                and r.role == "target"
+                and kept[(int(r.participant), step)]
+            ):
                 ann[int(r.video)].append((float(bool(r.response)), float(r.lag)))
         corr = spec.scoring.correction
         res = {}
@@ -98,7 +116,10 @@ def brute_force(trials: pd.DataFrame, protocol) -> dict:
                 h = np.array([x[0] for x in a])
                 lg = np.array([x[1] for x in a])
                 alpha = np.polyfit(lg, h, 1)[0] if len(set(lg)) > 1 else 0.0
-                res[v] = (min(1.0, max(0.0, h.mean() + alpha * (corr.reference_lag - lg.mean()))), len(a))
+                res[v] = (
+                    min(1.0, max(0.0, h.mean() + alpha * (corr.reference_lag - lg.mean()))),
+                    len(a),
+                )
         else:
             for v, a in ann.items():
                 res[v] = (sum(h for h, _ in a) / len(a), len(a))
@@ -118,7 +139,10 @@ def test_agrees_with_brute_force(seed, corr, bad):
     trials, _, proto = small(seed, bad=bad, correction=corr)
     res = score(trials, proto)
     ref = brute_force(trials, proto)
-    kept = {(int(p), int(s)): bool(k) for p, s, k in res.participants[["participant", "step", "kept"]].itertuples(index=False)}
+    kept = {
+        (int(p), int(s)): bool(k)
+        for p, s, k in res.participants[["participant", "step", "kept"]].itertuples(index=False)
+    }
     assert kept == ref["kept"]
     for col in (ST, LT):
         got, want = as_dict(res, col), ref["scores"][col]
@@ -139,7 +163,9 @@ def test_invariant_to_row_order_and_participant_labels(seed, corr, perm_seed):
     new = dict(zip(ids, rng.permutation(len(ids)) * 1_000_003 - 5))  # any ints, any order
     shuffled["participant"] = shuffled["participant"].map(new)
     res2 = score(shuffled, proto)
-    pd.testing.assert_frame_equal(res.scores, res2.scores, check_exact=False, rtol=1e-12, atol=1e-12)
+    pd.testing.assert_frame_equal(
+        res.scores, res2.scores, check_exact=False, rtol=1e-12, atol=1e-12
+    )
     a = res.participants.assign(participant=res.participants["participant"].map(new))
     a = a.sort_values(["participant", "step"]).reset_index(drop=True)
     b = res2.participants.sort_values(["participant", "step"]).reset_index(drop=True)
@@ -169,8 +195,12 @@ def test_removing_a_filtered_participant_changes_nothing_else(seed, corr):
     rest = trials[~((trials["participant"] == p) & (trials["step"] == s))]
     res2 = score(rest, proto)
     pd.testing.assert_frame_equal(res.scores, res2.scores)
-    others = res.participants[~((res.participants["participant"] == p) & (res.participants["step"] == s))]
-    pd.testing.assert_frame_equal(others.reset_index(drop=True), res2.participants.reset_index(drop=True))
+    others = res.participants[
+        ~((res.participants["participant"] == p) & (res.participants["step"] == s))
+    ]
+    pd.testing.assert_frame_equal(
+        others.reset_index(drop=True), res2.participants.reset_index(drop=True)
+    )
     assert res.corrections == res2.corrections
 
 
@@ -204,7 +234,11 @@ def test_linear_correction_unchanged_when_slope_is_zero(ann, ref):
     video, hit, lag, V = ann
     c = lag.mean().round()
     # mirror every annotation about c: the fitted slope is then exactly 0
-    video, hit, lag = np.concatenate([video, video]), np.concatenate([hit, hit]), np.concatenate([lag, 2 * c - lag])
+    video, hit, lag = (
+        np.concatenate([video, video]),
+        np.concatenate([hit, hit]),
+        np.concatenate([lag, 2 * c - lag]),
+    )
     spec = type("S", (), {"kind": "linear", "reference_lag": ref})()
     s = video_sums(video, hit, lag, V)
     out, params = CORRECTIONS["linear"].fit(s, spec)
@@ -220,7 +254,9 @@ def test_linear_correction_moves_the_mean_to_the_reference_lag(ann, ref):
     s = video_sums(video, hit, lag, V)
     out, p = CORRECTIONS["linear"].fit(s, spec)  # unclipped
     # annotation-weighted mean of corrected scores = the fitted line at the reference lag
-    assert (s.n * out).sum() / s.n.sum() == pytest.approx(p["intercept"] + p["slope"] * ref, abs=1e-9)
+    assert (s.n * out).sum() / s.n.sum() == pytest.approx(
+        p["intercept"] + p["slope"] * ref, abs=1e-9
+    )
     # and each video moved by slope x (reference lag - its mean lag)
     np.testing.assert_allclose(out - s.raw, p["slope"] * (ref - s.mean_lag), atol=1e-12)
 
@@ -254,13 +290,26 @@ def test_correction_x_log_linear():
 
 
 def test_scores_converge_to_truth():
-    design = Design(n_targets=10, n_vigilance=4, n_fillers=12, target_lag=(15, 30), vigilance_lag=(2, 3),
-                    lt_targets=8, lt_fillers=8)
+    design = Design(
+        n_targets=10,
+        n_vigilance=4,
+        n_fillers=12,
+        target_lag=(15, 30),
+        vigilance_lag=(2, 3),
+        lt_targets=8,
+        lt_fillers=8,
+    )
     proto = make_protocol(design, n_videos=200)
     errs, rhos = [], []
     for P in (60, 600, 3000):
-        trials, truth = make_trials(n_videos=200, n_participants=P, design=design, seed=11,
-                                    bad_fraction=0.1, lag_slope=-0.002)
+        trials, truth = make_trials(
+            n_videos=200,
+            n_participants=P,
+            design=design,
+            seed=11,
+            bad_fraction=0.1,
+            lag_slope=-0.002,
+        )
         s = score(trials, proto).scores.merge(truth, on="video", suffixes=("", "_true"))
         ok = s[ST].notna()
         errs.append(np.abs(s.loc[ok, ST] - s.loc[ok, ST + "_true"]).mean())
@@ -303,15 +352,24 @@ def test_write_is_atomic_on_failure(tmp_path):
 
 def test_read_scores_bom_crlf(tmp_path):
     p = tmp_path / "gt.csv"
-    p.write_bytes("\ufeffvideo,short-term_memorability,nb_short-term_annotations\r\nvideo1.webm,0.9,30\r\n"
-                  "video2.webm,0.8,31\r\n".encode("utf-8"))
+    p.write_bytes(
+        "\ufeffvideo,short-term_memorability,nb_short-term_annotations\r\nvideo1.webm,0.9,30\r\n"
+        "video2.webm,0.8,31\r\n".encode("utf-8")
+    )
     df = read_scores(p)
     assert list(df.columns) == ["video", "short-term_memorability", "nb_short-term_annotations"]
     assert df["video"].tolist() == ["video1.webm", "video2.webm"]
 
 
-@pytest.mark.parametrize("text,words", [
-    ("", "empty"), ("a,b\n1,2\n", "video"), ("video,x\n1,abc\n", "not numeric"), ("video,x\n1,0.5\n1,0.2\n", "duplicate")])
+@pytest.mark.parametrize(
+    "text,words",
+    [
+        ("", "empty"),
+        ("a,b\n1,2\n", "video"),
+        ("video,x\n1,abc\n", "not numeric"),
+        ("video,x\n1,0.5\n1,0.2\n", "duplicate"),
+    ],
+)
 def test_read_scores_errors(tmp_path, text, words):
     p = tmp_path / "s.csv"
     p.write_text(text)
@@ -328,7 +386,13 @@ def test_read_real_ground_truth_unchanged():
     raw = REAL.read_bytes()
     assert raw.startswith(b"\xef\xbb\xbf") and b"\r\n" in raw
     df = read_scores(REAL)
-    assert list(df.columns) == ["video", ST, "nb_short-term_annotations", LT, "nb_long-term_annotations"]
+    assert list(df.columns) == [
+        "video",
+        ST,
+        "nb_short-term_annotations",
+        LT,
+        "nb_long-term_annotations",
+    ]
     assert len(df) == 7000
     assert df[ST].mean() == pytest.approx(0.859, abs=0.001)
     assert df[LT].mean() == pytest.approx(0.779, abs=0.001)
@@ -341,7 +405,9 @@ def test_read_real_ground_truth_unchanged():
 def test_validate_false_accepts_any_role_encoding():
     trials, _, proto = small(2)
     want = score(trials, proto).scores
-    for roles in (trials["role"].astype(str),
-                  trials["role"].cat.reorder_categories(["vigilance", "target", "filler"])):
+    for roles in (
+        trials["role"].astype(str),
+        trials["role"].cat.reorder_categories(["vigilance", "target", "filler"]),
+    ):
         got = score(trials.assign(role=roles), proto, validate=False).scores
         pd.testing.assert_frame_equal(got, want)

@@ -1,4 +1,4 @@
-"""Trial-table validation: every kind of bad table is one line on stderr, exit 2, nothing written."""
+"""Trial-table validation: each kind of bad table is one line on stderr, exit 2, nothing written."""
 
 from __future__ import annotations
 
@@ -58,23 +58,63 @@ BAD = [
     ("negative position", lambda d: _set(d, "position", 5, -3), ["position", "negative"]),
     ("unknown role", lambda d: _set(d, "role", 6, "targte"), ["role", "targte"]),
     ("repeat not boolean", lambda d: _set(d, "repeat", 1, "maybe"), ["repeat", "true/false"]),
-    ("duplicate row", lambda d: pd.concat([d, d.iloc[[3]]], ignore_index=True),
-     ["duplicate", "(participant, step, position)", f"row {256}"]),
-    ("lag below -1", lambda d: _set(d, "lag", _first(d, lambda x: x["repeat"] & (x["lag"] > 0)), -5), ["lag", "below -1"]),
-    ("lag on a first showing", lambda d: _set(d, "lag", _first(d, lambda x: ~x["repeat"] & (x["position"] > 5)), 3),
-     ["lag", "not a repeat"]),
-    ("lag beyond position", lambda d: _set(d, "lag", _first(d, lambda x: x["repeat"] & (x["lag"] > 0)), 30000),
-     ["lag", "larger than the position"]),
-    ("rt without response", lambda d: _set(d, "rt_s", _first(d, lambda x: ~x["response"]), 1.2), ["rt_s", "without a response"]),
-    ("response without rt", lambda d: _set(d, "rt_s", _first(d, lambda x: x["response"]), np.nan), ["rt_s", "without a response time"]),
-    ("negative rt", lambda d: _set(d, "rt_s", _first(d, lambda x: x["response"]), -0.5), ["rt_s", "negative"]),
+    (
+        "duplicate row",
+        lambda d: pd.concat([d, d.iloc[[3]]], ignore_index=True),
+        ["duplicate", "(participant, step, position)", f"row {256}"],
+    ),
+    (
+        "lag below -1",
+        lambda d: _set(d, "lag", _first(d, lambda x: x["repeat"] & (x["lag"] > 0)), -5),
+        ["lag", "below -1"],
+    ),
+    (
+        "lag on a first showing",
+        lambda d: _set(d, "lag", _first(d, lambda x: ~x["repeat"] & (x["position"] > 5)), 3),
+        ["lag", "not a repeat"],
+    ),
+    (
+        "lag beyond position",
+        lambda d: _set(d, "lag", _first(d, lambda x: x["repeat"] & (x["lag"] > 0)), 30000),
+        ["lag", "larger than the position"],
+    ),
+    (
+        "rt without response",
+        lambda d: _set(d, "rt_s", _first(d, lambda x: ~x["response"]), 1.2),
+        ["rt_s", "without a response"],
+    ),
+    (
+        "response without rt",
+        lambda d: _set(d, "rt_s", _first(d, lambda x: x["response"]), np.nan),
+        ["rt_s", "without a response time"],
+    ),
+    (
+        "negative rt",
+        lambda d: _set(d, "rt_s", _first(d, lambda x: x["response"]), -0.5),
+        ["rt_s", "negative"],
+    ),
     ("negative onset", lambda d: _set(d, "onset_s", 9, -1.0), ["onset_s", "negative"]),
     ("infinite onset", lambda d: _set(d, "onset_s", 9, np.inf), ["onset_s", "infinite"]),
-    ("delay on a first showing", lambda d: _set(d, "delay_s", _first(d, lambda x: ~x["repeat"]), 5.0), ["delay_s", "first showing"]),
-    ("negative delay", lambda d: _set(d, "delay_s", _first(d, lambda x: x["repeat"]), -2.0), ["delay_s", "negative"]),
-    ("repeat without lag or delay", lambda d: _set(_set(d, "delay_s", _first(d, lambda x: x["repeat"] & (x["lag"] > 0)), np.nan),
-                                                  "lag", _first(d, lambda x: x["repeat"] & (x["lag"] > 0)), -1),
-     ["delay_s", "neither a lag nor a delay"]),
+    (
+        "delay on a first showing",
+        lambda d: _set(d, "delay_s", _first(d, lambda x: ~x["repeat"]), 5.0),
+        ["delay_s", "first showing"],
+    ),
+    (
+        "negative delay",
+        lambda d: _set(d, "delay_s", _first(d, lambda x: x["repeat"]), -2.0),
+        ["delay_s", "negative"],
+    ),
+    (
+        "repeat without lag or delay",
+        lambda d: _set(
+            _set(d, "delay_s", _first(d, lambda x: x["repeat"] & (x["lag"] > 0)), np.nan),
+            "lag",
+            _first(d, lambda x: x["repeat"] & (x["lag"] > 0)),
+            -1,
+        ),
+        ["delay_s", "neither a lag nor a delay"],
+    ),
     ("step beyond the protocol", lambda d: _set(d, "step", 0, 3), ["step 3", "protocol"]),
 ]
 
@@ -86,12 +126,16 @@ def _run(argv, capsys):
 
 
 @pytest.mark.parametrize("name,mutate,words", BAD, ids=[b[0] for b in BAD])
-def test_bad_table_one_line_exit_2_nothing_written(name, mutate, words, good, small_protocol, tmp_path, capsys):
+def test_bad_table_one_line_exit_2_nothing_written(
+    name, mutate, words, good, small_protocol, tmp_path, capsys
+):
     bad = mutate(good)
     path = tmp_path / "trials.csv"
     bad.to_csv(path, index=False)
     out = tmp_path / "out" / "scores.csv"
-    rc, stdout, err = _run(["score", str(path), "--protocol", str(small_protocol), "--out", str(out)], capsys)
+    rc, stdout, err = _run(
+        ["score", str(path), "--protocol", str(small_protocol), "--out", str(out)], capsys
+    )
     assert rc == 2, (name, err)
     lines = err.strip().splitlines()
     assert len(lines) == 1, err
@@ -102,7 +146,10 @@ def test_bad_table_one_line_exit_2_nothing_written(name, mutate, words, good, sm
     assert not out.parent.exists() or not any(out.parent.iterdir())
 
 
-@pytest.mark.parametrize("kind", ["missing", "directory", "binary garbage", "corrupt parquet", "empty file", "text garbage"])
+@pytest.mark.parametrize(
+    "kind",
+    ["missing", "directory", "binary garbage", "corrupt parquet", "empty file", "text garbage"],
+)
 def test_bad_files(kind, small_protocol, tmp_path, capsys):
     path = tmp_path / "t.parquet"
     if kind == "directory":
@@ -116,7 +163,9 @@ def test_bad_files(kind, small_protocol, tmp_path, capsys):
     elif kind == "text garbage":
         path.write_text("hello\nworld\n")
     out = tmp_path / "scores.csv"
-    rc, _, err = _run(["score", str(path), "--protocol", str(small_protocol), "--out", str(out)], capsys)
+    rc, _, err = _run(
+        ["score", str(path), "--protocol", str(small_protocol), "--out", str(out)], capsys
+    )
     assert rc == 2
     assert len(err.strip().splitlines()) == 1 and str(path) in err
     assert not out.exists()
@@ -127,7 +176,10 @@ def test_correction_needing_lags_is_a_user_error(good, small_protocol, tmp_path,
     row = _first(good, lambda x: x["repeat"] & (x["role"] == "target") & (x["step"] == 1))
     path = tmp_path / "t.parquet"
     _set(good, "lag", row, -1).astype({"lag": "int16"}).to_parquet(path)
-    rc, _, err = _run(["score", str(path), "--protocol", str(small_protocol), "--out", str(tmp_path / "s.csv")], capsys)
+    rc, _, err = _run(
+        ["score", str(path), "--protocol", str(small_protocol), "--out", str(tmp_path / "s.csv")],
+        capsys,
+    )
     assert rc == 2 and "needs lags" in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "s.csv").exists()
 
@@ -140,7 +192,9 @@ def test_good_table_roundtrips_csv_and_parquet(good, tmp_path):
     ra, rb = read_trials(a), read_trials(b)
     for col, dtype in COLUMNS.items():
         assert str(ra[col].dtype) == dtype and str(rb[col].dtype) == dtype
-    pd.testing.assert_frame_equal(ra[list(COLUMNS)], rb[list(COLUMNS)], check_exact=False, rtol=1e-6)
+    pd.testing.assert_frame_equal(
+        ra[list(COLUMNS)], rb[list(COLUMNS)], check_exact=False, rtol=1e-6
+    )
 
 
 def test_validate_accepts_extra_columns_and_0_1_booleans(good):
@@ -162,6 +216,19 @@ def test_validate_rejects_non_frames():
 def test_cli_process_exit_status(good, small_protocol, tmp_path):
     path = tmp_path / "t.csv"
     good.drop(columns=["video"]).to_csv(path, index=False)
-    r = subprocess.run([sys.executable, "-m", "memsim.cli", "score", str(path), "--protocol", str(small_protocol),
-                        "--out", str(tmp_path / "s.csv")], capture_output=True, text=True)
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "memsim.cli",
+            "score",
+            str(path),
+            "--protocol",
+            str(small_protocol),
+            "--out",
+            str(tmp_path / "s.csv"),
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert r.returncode == 2 and r.stderr.count("\n") == 1 and "video" in r.stderr
