@@ -833,6 +833,15 @@ def run_sweep(
             executor.close()
     seconds = time.perf_counter() - t0
     results = combine(out, plan)
+    if study.missing == "nan" and warn:
+        import pyarrow.parquet as pq
+
+        table = pq.read_table(results, columns=list(study.statistics))
+        empty = [s for s in study.statistics if table.num_rows and table[s].to_numpy().dtype.kind == "f"
+                 and np.isnan(table[s].to_numpy()).all()]
+        if empty:
+            warn(f"warning: no cell gave {len(empty)} of the statistics (all NaN): {', '.join(empty[:5])}"
+                 + (" ..." if len(empty) > 5 else "") + " (check for typos: memsim sweep STUDY --list-statistics)")
     return {
         "cells": len(plan.cells),
         "replicates": reps,

@@ -173,6 +173,11 @@ def test_whole_protocol_axis_and_missing_statistics(tmp_path, capsys):
     run_sweep(study, tmp_path / "out", progress=False)
     df = pd.read_parquet(tmp_path / "out" / "results.parquet")
     assert df.consistency_lt.notna().tolist() == [True, False]  # memento10k has no long-term step
+    typo = tmp_path / "typo.yaml"
+    typo.write_text(study.read_text().replace("consistency_lt]", "consistency_lt, consistncy_st]"))
+    warnings = []
+    run_sweep(typo, tmp_path / "out3", progress=False, warn=warnings.append)
+    assert len(warnings) == 1 and "no cell gave 1 of the statistics (all NaN): consistncy_st" in warnings[0]
     strict = tmp_path / "strict.yaml"
     strict.write_text(study.read_text().replace("missing: nan", ""))
     assert main(["sweep", str(strict), "--out", str(tmp_path / "out2"), "--quiet"]) == 2
