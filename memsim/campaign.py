@@ -9,7 +9,10 @@ trials: the plan is arrays that :mod:`memsim.simulate` hands to the kernel.
 Selection happens at the moment a participant starts, from the annotation
 counts of the assignments made so far (``least_annotated``: uniformly among the
 ``pool`` stimuli with the fewest step-1 target assignments, ties broken at
-random; ``uniform``: uniformly among all). New items of later steps are drawn
+random; ``uniform``: uniformly among all; ``adaptive``: uniformly among the
+``pool`` stimuli whose hit rate is most uncertain given the results of the
+sessions that have ended by then — a Beta posterior, pending assignments
+counted at its mean). New items of later steps are drawn
 uniformly among stimuli the participant has never seen (VideoMem's "totally
 new videos"). Items tested in a later step are drawn from the earlier step's
 eligible items once that step has been played (see :mod:`memsim.simulate`).
@@ -20,6 +23,7 @@ selection and return from stream ``(seed, CAMPAIGN, p + 1)``.
 
 from __future__ import annotations
 
+import heapq
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -142,6 +146,46 @@ def select_uniform(n, k, exclude, state):
     return state, out
 
 
+@njit(cache=True)
+def select_from(candidates, k, state):
+    """``k`` distinct members of ``candidates``, uniformly (partial Fisher–Yates on a copy)."""
+    c = candidates.copy()
+    n = c.shape[0]
+    for j in range(k):
+        state, r = next_below(state, n - j)
+        r += j
+        tmp = c[j]
+        c[j] = c[r]
+        c[r] = tmp
+    return state, c[:k].astype(np.int32)
+
+
+class UncertaintyIndex:
+    """Beta(1 + hits, 1 + misses) posterior of each stimulus' step-1 hit rate.
+
+    Assignments whose results are not in yet count as pending annotations at
+    the current posterior mean, so that simultaneous participants do not all
+    chase the same stimuli.
+    """
+
+    def __init__(self, n: int) -> None:
+        self.alpha = np.ones(n)
+        self.beta = np.ones(n)
+        self.pending = np.zeros(n)
+
+    def variance(self) -> np.ndarray:
+        mean = self.alpha / (self.alpha + self.beta)
+        a = self.alpha + self.pending * mean
+        b = self.beta + self.pending * (1.0 - mean)
+        n = a + b
+        return a * b / (n * n * (n + 1.0))
+
+    def most_uncertain(self, pool: int, jitter: np.ndarray) -> np.ndarray:
+        """The ``pool`` stimuli of largest posterior variance (exact ties broken by ``jitter``)."""
+        key = -(self.variance() + 1e-12 * jitter)
+        return np.argpartition(key, pool - 1)[:pool].astype(np.int32)
+
+
 @dataclass
 class LaterStep:
     """Who plays a later step: step-1 row indices, delays, and their new stimuli."""
@@ -168,19 +212,21 @@ def _step1_target_mask(protocol: Protocol) -> np.ndarray:
     return np.array(mask, dtype=bool)
 
 
-def plan_campaign(protocol: Protocol, seed: int, return_probability: float) -> Plan:
-    """Run the simpy campaign and return its plan."""
+def plan_campaign(protocol: Protocol, seed: int, return_probability: float, observe=None) -> Plan:
+    """Run the simpy campaign and return its plan.
+
+    ``observe(p, items)`` (needed by the ``adaptive`` policy) plays participant
+    ``p``'s step 1 with those items and returns ``(end_s, target_videos, hits)``:
+    the results become known to the policy once the session has ended.
+    """
     n_videos = protocol.stimuli.count
     steps = protocol.steps
     k1 = steps[0].n_new
     if k1 != sum(g.count for g in steps[0].items):
         raise UserError("step 1 cannot draw items from an earlier step", path=protocol.name)
     sel = protocol.selection
-    if sel.kind == "adaptive":
-        raise UserError(
-            "selection kind 'adaptive' is not supported by the simulator yet; use least_annotated or uniform",
-            path=protocol.name,
-        )
+    if sel.kind == "adaptive" and observe is None:
+        raise UserError("the adaptive policy needs the simulator's feedback", path=protocol.name)
     stop = protocol.campaign.stop
     max_p = stop.count if stop.kind == "participants" else stop.max_participants
     min_annot = stop.count if stop.kind == "min_annotations" else 0
@@ -195,6 +241,15 @@ def plan_campaign(protocol: Protocol, seed: int, return_probability: float) -> P
     later_new: list[list[np.ndarray]] = [[] for _ in steps[1:]]
     nominal_s = [s.length * protocol.presentation_s for s in steps]
     done = {"n": 0, "stopped": False}
+    uncertain = UncertaintyIndex(n_videos) if sel.kind == "adaptive" else None
+    results: list = []  # heap of (end_s, p, target videos, hits) not yet known to the policy
+
+    def release(now: float) -> None:
+        while results and results[0][0] <= now:
+            _, _, videos, hits = heapq.heappop(results)
+            uncertain.alpha[videos] += hits
+            uncertain.beta[videos] += 1.0 - hits
+            uncertain.pending[videos] -= 1.0
 
     env = simpy.Environment()
 
@@ -203,11 +258,20 @@ def plan_campaign(protocol: Protocol, seed: int, return_probability: float) -> P
         st = PyStream(stream_key_py(seed, _rng.CAMPAIGN, p + 1))
         if sel.kind == "least_annotated":
             state, chosen = select_least_annotated(index.order, index.start, sel.pool, k1, np.uint64(st.state))
+        elif sel.kind == "adaptive":
+            release(env.now)
+            jitter = np.random.default_rng(st.u64()).random(n_videos)
+            pool = uncertain.most_uncertain(sel.pool, jitter)
+            state, chosen = select_from(pool, k1, np.uint64(st.state))
         else:
             state, chosen = select_uniform(n_videos, k1, np.empty(0, np.int32), np.uint64(st.state))
         st.state = int(state)
         items1[p] = chosen
         index.add(chosen[target_mask])
+        if uncertain is not None:
+            end_s, videos, hits = observe(p, chosen, env.now)
+            uncertain.pending[videos] += 1.0
+            heapq.heappush(results, (end_s, p, videos, hits.astype(np.float64)))
         seen = chosen
         yield env.timeout(nominal_s[0])
         for s in range(1, len(steps)):

@@ -195,6 +195,33 @@ def _simulate_step(
     return response, rt_out, onset, delay, shown
 
 
+@njit(cache=True)
+def _simulate_step_serial(
+    participant, video, role, repeat, first_pos, prior_onset, start_s, ability, fa, lapse, careless,
+    v_m, v_rate, v_fa, v_rt, seed, step_index, law, a, b, duration, gap, ends_on_press, stop_after,
+    careless_rate, rt_min, rt_sd, rt_hit_mu, rt_hit_slope, rt_fa_mu,
+):
+    # _simulate_step on the calling thread: for a handful of participants (the
+    # adaptive campaign plays them one by one) waking the thread pool costs more.
+    n, L = video.shape
+    response = np.empty((n, L), dtype=np.bool_)
+    rt_out = np.empty((n, L), dtype=np.float32)
+    onset = np.empty((n, L))
+    delay = np.empty((n, L))
+    shown = np.empty(n, dtype=np.int32)
+    for i in range(n):
+        _one_participant(
+            i, participant, video, role, repeat, first_pos, prior_onset, start_s, ability, fa,
+            lapse, careless, v_m, v_rate, v_fa, v_rt, seed, step_index, law, a, b, duration, gap,
+            ends_on_press, stop_after, careless_rate, rt_min, rt_sd, rt_hit_mu, rt_hit_slope,
+            rt_fa_mu, response, rt_out, onset, delay, shown,
+        )
+    return response, rt_out, onset, delay, shown
+
+
+_SERIAL_BELOW = 32  # batches smaller than this run on the calling thread
+
+
 def _step_args(x: StepInput, videos, c: Constants) -> tuple:
     return (
         np.ascontiguousarray(x.participant, dtype=np.int64),
@@ -221,7 +248,8 @@ def simulate_step(x: StepInput, videos, c: Constants):
         L = x.video.shape[1]
         return (np.zeros((0, L), bool), np.zeros((0, L), np.float32), np.zeros((0, L)),
                 np.zeros((0, L)), np.zeros(0, np.int32))
-    return _simulate_step(*_step_args(x, videos, c))
+    kernel = _simulate_step_serial if x.video.shape[0] < _SERIAL_BELOW else _simulate_step
+    return kernel(*_step_args(x, videos, c))
 
 
 # --------------------------------------------------------------------------- reference

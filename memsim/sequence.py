@@ -323,6 +323,26 @@ def _generate_kernel(seed, participants, step_index, length, g_start, g_count, g
         restarts[i] = r
 
 
+@njit(cache=True)
+def _generate_serial(seed, participants, step_index, length, g_start, g_count, g_lo, g_hi,
+                     order, singles, max_restarts, out_item, out_lag, failed, restarts):
+    # The same as _generate_kernel on one thread: waking the thread pool costs
+    # more than a handful of participants (the adaptive campaign asks for one).
+    perm_size = max(singles.size, 1)
+    for g in range(g_count.size):
+        perm_size = max(perm_size, g_count[g])
+    perm = np.empty(perm_size, np.int32)
+    for i in range(participants.size):
+        state = rng.stream_key(seed, rng.SEQUENCE, participants[i] * 256 + step_index)
+        _, f, r = _fill_one(state, length, g_start, g_count, g_lo, g_hi, order, singles,
+                            max_restarts, out_item[i], out_lag[i], perm)
+        failed[i] = f
+        restarts[i] = r
+
+
+_SERIAL_BELOW = 32  # batches smaller than this run on the calling thread
+
+
 def _run(layout, seed, participants, step_index, max_restarts):
     """Kernel call without raising: ``(item, lag, failed_group, restarts)``."""
     seed, participants, step_index, max_restarts = _check_args(
@@ -335,8 +355,8 @@ def _run(layout, seed, participants, step_index, max_restarts):
     lag = np.empty((n, L), np.int16)
     failed = np.empty(n, np.int32)
     restarts = np.empty(n, np.int32)
-    _generate_kernel(np.uint64(seed), participants, step_index, L, *plan, max_restarts,
-                     item, lag, failed, restarts)
+    kernel = _generate_serial if n < _SERIAL_BELOW else _generate_kernel
+    kernel(np.uint64(seed), participants, step_index, L, *plan, max_restarts, item, lag, failed, restarts)
     return item, lag, failed, restarts
 
 

@@ -159,15 +159,62 @@ def _draw_earlier_items(eligible, total, seed, pid, s):
     return out
 
 
+def _play(protocol, params, seed, s, layout, pid, items_video, item_prior_onset, start, parts, videos) -> dict:
+    """Sequences and responses of step ``s`` for participants ``pid`` given their items."""
+    step = protocol.steps[s]
+    group_role = np.array([ROLE_CODES[g.role] for g in step.items], dtype=np.int8)
+    from_earlier = np.array([not isinstance(g.source, str) for g in step.items])
+    item, lag = generate_sequences(layout, seed, pid, s)
+    video = np.take_along_axis(items_video, item, axis=1)
+    gi = layout.group_of_item[item]
+    role = group_role[gi]
+    within = lag >= 0
+    repeat = within | from_earlier[gi]
+    pos = np.arange(step.length, dtype=np.int32)[None, :]
+    first_pos = np.where(within, pos - lag, -1).astype(np.int32)
+    prior = np.where(from_earlier[gi], np.take_along_axis(item_prior_onset, item, axis=1), np.nan)
+    x = StepInput(
+        participant=pid, video=video, role=role, repeat=repeat, first_pos=first_pos,
+        prior_onset=prior, start_s=start, ability=parts.ability[pid], fa=parts.fa[pid],
+        lapse=parts.lapse[pid], careless=parts.careless[pid],
+    )
+    response, rt, onset, delay, shown = simulate_step(x, videos, _constants(protocol, params, seed, s))
+    n = pid.shape[0]
+    rows = np.arange(n)
+    last = np.maximum(shown - 1, 0)
+    last_len = np.where(
+        response[rows, last] & protocol.stimuli.response_ends_presentation,
+        rt[rows, last], protocol.stimuli.duration_s,
+    )
+    return {
+        "item": item, "lag": lag, "video": video, "role": role, "within": within, "repeat": repeat,
+        "response": response, "rt": rt, "onset": onset, "delay": delay, "shown": shown,
+        "shown_mask": pos < shown[:, None],
+        "end": onset[rows, last] + last_len + protocol.stimuli.gap_s,
+    }
+
+
 def simulate(protocol: Protocol, params: Params, seed: int = 0, scale: float = 1.0, progress=None) -> Simulation:
     """Simulate the whole study. ``progress(message)`` is called between stages when given."""
     tick = progress or (lambda msg: None)
     protocol = scale_protocol(protocol, scale)
     steps = protocol.steps
     tick("campaign")
-    plan = plan_campaign(protocol, seed, params.participants.return_probability)
+    stop = protocol.campaign.stop
+    max_p = stop.count if stop.kind == "participants" else stop.max_participants
     videos = draw_videos(params, protocol.stimuli.count, seed)
-    parts = draw_participants(params, plan.n_participants, seed)
+    parts = draw_participants(params, max_p, seed)  # prefix-stable: the first n are the same
+    layout0 = layout_for(steps[0])
+
+    def observe(p: int, chosen: np.ndarray, now: float):
+        """Play participant p's step 1 alone (the adaptive policy learns from it)."""
+        one = _play(protocol, params, seed, 0, layout0, np.array([p], np.int64), chosen[None, :],
+                    np.full((1, layout0.n_items), np.nan), np.array([now]), parts, videos)
+        tested = (one["role"][0] == ROLE_CODES["target"]) & one["repeat"][0] & one["shown_mask"][0]
+        return float(one["end"][0]), one["video"][0][tested], one["response"][0][tested]
+
+    plan = plan_campaign(protocol, seed, params.participants.return_probability,
+                         observe=observe if protocol.selection.kind == "adaptive" else None)
 
     tables = []
     # per step: participant ids, item->video [n, n_items], item onset (last showing) [n, n_items], end time
@@ -175,9 +222,7 @@ def simulate(protocol: Protocol, params: Params, seed: int = 0, scale: float = 1
     for s, step in enumerate(steps):
         tick(f"step {s + 1}")
         layout = layout_for(step)
-        group_role = np.array([ROLE_CODES[g.role] for g in step.items], dtype=np.int8)
         group_of_item = layout.group_of_item
-        from_earlier = np.array([not isinstance(g.source, str) for g in step.items])
         if s == 0:
             pid = np.arange(plan.n_participants, dtype=np.int64)
             items_video = plan.step1_items
@@ -237,34 +282,16 @@ def simulate(protocol: Protocol, params: Params, seed: int = 0, scale: float = 1
                     item_prior_onset[:, idx] = np.take_along_axis(prev["item_onset"][prev_row], sel, axis=1)
                     c0 += c
         n = pid.shape[0]
-        item, lag = generate_sequences(layout, seed, pid, s)
-        video = np.take_along_axis(items_video, item, axis=1)
-        gi = group_of_item[item]
-        role = group_role[gi]
-        within = lag >= 0
-        repeat = within | from_earlier[gi]
+        o = _play(protocol, params, seed, s, layout, pid, items_video, item_prior_onset, start, parts, videos)
+        item, lag, video, role, repeat = o["item"], o["lag"], o["video"], o["role"], o["repeat"]
+        within, shown_mask, shown = o["within"], o["shown_mask"], o["shown"]
+        response, rt, onset, delay = o["response"], o["rt"], o["onset"], o["delay"]
         pos = np.arange(step.length, dtype=np.int32)[None, :]
-        first_pos = np.where(within, pos - lag, -1).astype(np.int32)
-        prior = np.where(from_earlier[gi], np.take_along_axis(item_prior_onset, item, axis=1), np.nan)
-        x = StepInput(
-            participant=pid, video=video, role=role, repeat=repeat, first_pos=first_pos,
-            prior_onset=prior, start_s=start, ability=parts.ability[pid], fa=parts.fa[pid],
-            lapse=parts.lapse[pid], careless=parts.careless[pid],
-        )
-        response, rt, onset, delay, shown = simulate_step(x, videos, _constants(protocol, params, seed, s))
-        shown_mask = pos < shown[:, None]
         # per item: onset of its last showing (first showings, then repeats overwrite)
         item_onset = np.full((n, layout.n_items), np.nan)
         rows = np.broadcast_to(np.arange(n)[:, None], item.shape)
         for sel in (shown_mask & ~within, shown_mask & within):
             item_onset[rows[sel], item[sel]] = onset[sel]
-        last = np.maximum(shown - 1, 0)
-        last_onset = onset[np.arange(n), last]
-        last_rt = rt[np.arange(n), last]
-        last_len = np.where(
-            response[np.arange(n), last] & protocol.stimuli.response_ends_presentation,
-            last_rt, protocol.stimuli.duration_s,
-        )
         prev = {
             "pid": pid,
             "items_video": items_video,
@@ -272,7 +299,7 @@ def simulate(protocol: Protocol, params: Params, seed: int = 0, scale: float = 1
             "shown_item": ~np.isnan(item_onset),
             "group_of_item": group_of_item,
             "complete": shown == step.length,
-            "end": last_onset + last_len + protocol.stimuli.gap_s,
+            "end": o["end"],
         }
         flat = shown_mask.ravel()
         tables.append(

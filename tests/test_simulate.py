@@ -348,3 +348,19 @@ def test_random_protocols_give_valid_tables(proto, seed, params):
         for p, g in s2.groupby("participant"):
             assert set(g[g.role == "target"].video) <= fill1[p]
             assert not set(g[g.role == "filler"].video) & seen1[p]
+
+
+def test_adaptive_policy_sends_annotations_where_scores_are_uncertain(videomem, params):
+    """Hit rates near 1 are the least uncertain: the adaptive policy annotates the others more."""
+    from scipy.stats import spearmanr
+
+    d = videomem.dump()
+    rhos = {}
+    for kind in ({"kind": "least_annotated", "pool": 1000}, {"kind": "adaptive", "pool": 1000}):
+        d["selection"] = kind
+        sim = simulate(protocol_from_mapping(d), params, seed=5, scale=0.1)
+        s1 = sim.trials[(sim.trials.step == 1) & (sim.trials.role == "target") & sim.trials.repeat]
+        n = s1.groupby("video").size().reindex(sim.videos.video, fill_value=0).to_numpy()
+        rhos[kind["kind"]] = spearmanr(n, sim.videos.true_short_term).statistic
+    assert abs(rhos["least_annotated"]) < 0.1
+    assert rhos["adaptive"] < -0.3
