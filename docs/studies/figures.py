@@ -3,7 +3,7 @@
     memsim sweep experiments/<study>.yaml --out runs/<study> --workers 2
     python docs/studies/figures.py <study> [--runs runs] [--out docs/studies]
 
-Studies: annotations, design (reads the five design-* sweeps), filters,
+Studies: paper, annotations, design (reads the five design-* sweeps), filters,
 selection, protocols. Each writes ``<out>/<study>.png`` and prints the numbers
 quoted in ``docs/studies/<study>.md`` (mean ± sd over replicates). Every number
 comes from ``runs/<study>/results.parquet``; nothing is typed in by hand except
@@ -44,6 +44,11 @@ def _agg(df: pd.DataFrame, by: list[str], cols: list[str]) -> pd.DataFrame:
     g = df.groupby(by, sort=False)[cols]
     m, s = g.mean(), g.std(ddof=1)
     return m.join(s.add_suffix("_sd")).reset_index()
+
+
+def _v(value) -> str:
+    """An axis value as written in the study file (iterrows turns ints into floats)."""
+    return f"{value:g}" if isinstance(value, float) else str(value)
 
 
 def _pm(row, col: str, digits: int = 3) -> str:
@@ -100,6 +105,11 @@ def annotations(runs: Path, out: Path) -> None:
         r0, m0 = base[HC.format(s)], base[HALF.format(s)]
         m = a[HALF.format(s)].to_numpy()
         ax.plot(x, spearman_brown(r0, m / m0), "k:", label=f"Spearman-Brown from the N=38 campaign (r={r0:.3f})")
+        # the paper's values (Cohendet et al. 2019, Sec. 4.1) at its mean annotation counts
+        n_paper, hc_paper, ac_paper = {1: (38, 0.481, 0.616), 2: (13, 0.192, 0.364)}[s]
+        ax.plot([n_paper], [hc_paper], "*", color="C0", mec="k", ms=11, label=f"paper: human {hc_paper} at {n_paper}")
+        ax.plot([n_paper], [ac_paper], "*", color="C1", mec="k", ms=11,
+                label=f"paper: annotation {ac_paper} at {n_paper}")
         ax.axhline(0.7, color="0.7", lw=0.8)
         ax.axhline(0.8, color="0.7", lw=0.8)
         ax.set_xlabel(f"mean {STEP[s]} annotations per video (kept participants)")
@@ -107,7 +117,7 @@ def annotations(runs: Path, out: Path) -> None:
         ax.set_title(STEP[s], fontsize=10)
         ax.set_ylim(0, 1)
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=7, loc="upper left")
+        ax.legend(fontsize=7, loc="lower right")
         for _, row in a.iterrows():
             print(f"| {int(row.annotations_target)} | {STEP[s]} | {row[NA.format(s)]:.1f} | {_pm(row, HC.format(s))} | "
                   f"{_pm(row, AC.format(s))} | {_pm(row, TR.format(s))} |")
@@ -156,11 +166,11 @@ def design(runs: Path, out: Path) -> None:
         for h, y, v in zip(hours, a[HC.format(1)], a[axis]):
             frontier_ax.annotate(str(v), (h, y), fontsize=6, xytext=(2, 2), textcoords="offset points")
         print(f"\n{label} ({study}):\n")
-        print(f"| {axis} | crowd hours | ST ann./video | ST human | ST vs truth | LT ann./video | LT human | LT vs truth | ST human per 1,000 crowd h |")
+        print(f"| {axis} | crowd hours (at scale 0.2) | ST ann./video | ST human | ST vs truth | LT ann./video | LT human | LT vs truth | ST human per 1,000 crowd h |")
         print("|---|---|---|---|---|---|---|---|---|")
         for _, row in a.iterrows():
             per = row[HC.format(1)] / (row[COST] / 60) * 1000
-            print(f"| {row[axis]} | {row[COST] / 60:,.0f} | {row[NA.format(1)]:.1f} | {_pm(row, HC.format(1))} | "
+            print(f"| {_v(row[axis])} | {row[COST] / 60:,.0f} | {row[NA.format(1)]:.1f} | {_pm(row, HC.format(1))} | "
                   f"{_pm(row, TR.format(1))} | {row[NA.format(2)]:.1f} | {_pm(row, HC.format(2))} | "
                   f"{_pm(row, TR.format(2))} | {per:.2f} |")
     axes.flat[0].legend(fontsize=6)
@@ -219,7 +229,6 @@ def filters(runs: Path, out: Path) -> None:
 def selection(runs: Path, out: Path) -> None:
     df = _load(runs, "selection")
     cols = [HC.format(1), HC.format(2), TR.format(1), TR.format(2), NA.format(1), COST]
-    df["min_annotations"] = np.nan
     a = _agg(df, ["policy", "budget"], cols)
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
     for pol, g in a.groupby("policy", sort=False):
@@ -234,10 +243,14 @@ def selection(runs: Path, out: Path) -> None:
     fig.suptitle("Selection policy at equal budgets (same simulated crowds per replicate)", fontsize=10)
     fig.tight_layout()
     fig.savefig(out / "selection.png", dpi=120)
-    print("| policy | budget | crowd hours | ST ann./video | ST human | LT human | ST vs truth | LT vs truth |")
-    print("|---|---|---|---|---|---|---|---|")
+    mins = df.groupby(["policy", "budget"], sort=False)[["annotations_per_video.step1.min",
+                                                        "annotations_per_video.step2.min"]].mean().reset_index()
+    a = a.merge(mins, on=["policy", "budget"])
+    print("| policy | budget | crowd hours | ST ann./video (min) | LT min | ST human | LT human | ST vs truth | LT vs truth |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for _, row in a.iterrows():
-        print(f"| `{row.policy}` | {row.budget} | {row[COST] / 60:,.0f} | {row[NA.format(1)]:.1f} | "
+        print(f"| `{row.policy}` | {_v(row.budget)} | {row[COST] / 60:,.0f} | {row[NA.format(1)]:.1f} "
+              f"({row['annotations_per_video.step1.min']:.0f}) | {row['annotations_per_video.step2.min']:.0f} | "
               f"{_pm(row, HC.format(1))} | {_pm(row, HC.format(2))} | {_pm(row, TR.format(1))} | {_pm(row, TR.format(2))} |")
 
 
@@ -269,7 +282,97 @@ def protocols(runs: Path, out: Path) -> None:
               f"{_pm(row, HC.format(1))} | {_pm(row, AC.format(1))} | {_pm(row, TR.format(1))} | {lt} | {ltt} |")
 
 
-STUDIES = {f.__name__: f for f in (annotations, design, filters, selection, protocols)}
+SC = "score_correlation.short-term_memorability ~ long-term_memorability"
+# (label, statistic, published value) -- the published values are Cohendet et al. 2019 as
+# tabulated in shared/SPEC.md ("What the paper measured")
+PAPER = [
+    ("participants kept, short term", "participants_kept.step1", 9402),
+    ("participants kept, long term", "participants_kept.step2", 3246),
+    ("annotations per video, ST mean", "annotations_per_video.step1.mean", 38),
+    ("annotations per video, ST min", "annotations_per_video.step1.min", 30),
+    ("annotations per video, LT mean", "annotations_per_video.step2.mean", 13),
+    ("annotations per video, LT min", "annotations_per_video.step2.min", 9),
+    ("mean ST score, raw", "mean_score_raw.step1", 0.875),
+    ("mean ST score, corrected", "mean_score.step1", 0.859),
+    ("mean LT score", "mean_score.step2", 0.778),
+    ("human consistency, ST", "human_consistency.step1.mean", 0.481),
+    ("human consistency, LT", "human_consistency.step2.mean", 0.192),
+    ("annotation consistency, ST at mean annotations", "annotation_consistency.step1.at_mean_annotations", 0.616),
+    ("annotation consistency, LT at mean annotations", "annotation_consistency.step2.at_mean_annotations", 0.364),
+    ("ST vs LT scores, Spearman", f"{SC}.all.spearman", 0.305),
+    ("ST vs LT scores, Pearson", f"{SC}.all.pearson", 0.329),
+    ("ST vs LT, Spearman, 500 most LT-annotated", f"{SC}.top500.spearman", 0.333),
+    ("ST vs LT, Spearman, 100 most LT-annotated", f"{SC}.top100.spearman", 0.303),
+    ("RT of correct recognitions, step 1 (s)", "response_times.step1.mean_rt_recognitions_s", 1.43),
+    ("RT of correct recognitions, step 2 (s)", "response_times.step2.mean_rt_recognitions_s", 3.37),
+    ("RT of false alarms, step 1 (s)", "response_times.step1.mean_rt_false_alarms_s", 3.17),
+    ("RT of false alarms, step 2 (s)", "response_times.step2.mean_rt_false_alarms_s", 3.53),
+    ("per-video RT vs score, ST (Pearson)", "response_times.step1.video_rt_vs_score_pearson", -0.307),
+    ("per-video RT vs score, LT (Pearson)", "response_times.step2.video_rt_vs_score_pearson", -0.176),
+    ("per-video mean RT, ST vs LT (Pearson)", "response_times.short-term ~ long-term.video_mean_rt_pearson", 0.291),
+]
+
+
+def paper(runs: Path, out: Path) -> None:
+    df = _load(runs, "paper")
+    n = len(df)
+    print(f"| quantity | paper | simulated (mean ± sd over {n} campaigns) |")
+    print("|---|---|---|")
+    for label, col, value in PAPER:
+        v = df[col].to_numpy(float)
+        big = abs(value) >= 100
+        sim = f"{v.mean():,.0f} ± {v.std(ddof=1):,.0f}" if big else f"{v.mean():.3f} ± {v.std(ddof=1):.3f}"
+        print(f"| {label} | {value:,} | {sim} |")
+    fig, axes = plt.subplots(2, 2, figsize=(11, 8))
+    # Fig. 3: hit rate vs retention, binned, per step
+    for ax, s, unit in ((axes[0, 0], 1, "lag (positions)"), (axes[0, 1], 2, "delay (hours)")):
+        xs = np.array([[df[f"lag_curve.step{s}.bins.{i}.x"].iloc[r] for i in range(8)] for r in range(n)])
+        hs = np.array([[df[f"lag_curve.step{s}.bins.{i}.hit_rate"].iloc[r] for i in range(8)] for r in range(n)])
+        x, h, sd = np.nanmean(xs, 0), np.nanmean(hs, 0), np.nanstd(hs, 0, ddof=1)
+        _band(ax, x, h, sd, f"simulated, {n} campaigns (±1 sd)")
+        slope = df[f"lag_curve.step{s}.slope"]
+        ax.set_title(f"Fig. 3 ({STEP[s]}): hit rate vs retention; slope {slope.mean():.2e} ± {slope.std(ddof=1):.1e}",
+                     fontsize=9)
+        ax.set_xlabel(unit)
+        ax.set_ylabel("correct recognition rate")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    # Fig. 4: annotation consistency vs annotations per video
+    ax = axes[1, 0]
+    for s, top, paper_n, paper_r in ((1, 50, 38, 0.616), (2, 30, 13, 0.364)):
+        ns = np.arange(2, top + 1, 2)
+        cols = [f"annotation_consistency.step{s}.curve@{k}" for k in ns]
+        curve = df[cols].to_numpy(float)
+        ok = np.isfinite(curve).sum(0) == n  # only points every campaign reached
+        _band(ax, ns[ok], np.nanmean(curve, 0)[ok], np.nanstd(curve, 0, ddof=1)[ok], f"simulated, {STEP[s]}")
+        ax.plot([paper_n], [paper_r], "k*", ms=10)
+        ax.annotate(f"paper {paper_r} at {paper_n}", (paper_n, paper_r), fontsize=7, xytext=(4, 4),
+                    textcoords="offset points")
+    ax.set_title("Fig. 4: annotation consistency vs annotations per video", fontsize=9)
+    ax.set_xlabel("annotations per video (N)")
+    ax.set_ylabel("Spearman between balanced halves")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    # Figs. 5-6 as numbers: every published correlation, paper vs simulated
+    ax = axes[1, 1]
+    rows = [r for r in PAPER if abs(r[2]) < 1 and ("consistency" in r[0] or "Pearson" in r[0] or "Spearman" in r[0])]
+    y = np.arange(len(rows))
+    sim = np.array([df[c].mean() for _, c, _ in rows])
+    err = np.array([df[c].std(ddof=1) for _, c, _ in rows])
+    ax.errorbar(sim, y, xerr=err, fmt="o", ms=4, capsize=2, label="simulated (±1 sd)")
+    ax.plot([v for *_, v in rows], y, "k*", ms=8, label="paper")
+    ax.set_yticks(y)
+    ax.set_yticklabels([r[0] for r in rows], fontsize=6)
+    ax.axvline(0, color="0.7", lw=0.8)
+    ax.set_title("Figs. 5-6 and Sec. 4: correlations, paper vs simulated", fontsize=9)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.suptitle(f"VideoMem paper vs {n} simulated full-scale campaigns (default parameter set)", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(out / "paper.png", dpi=120)
+
+
+STUDIES = {f.__name__: f for f in (paper, annotations, design, filters, selection, protocols)}
 
 
 def main() -> None:
