@@ -329,10 +329,9 @@ def paper(runs: Path, out: Path) -> None:
         xs = np.array([[df[f"lag_curve.step{s}.bins.{i}.x"].iloc[r] for i in range(8)] for r in range(n)])
         hs = np.array([[df[f"lag_curve.step{s}.bins.{i}.hit_rate"].iloc[r] for i in range(8)] for r in range(n)])
         x, h, sd = np.nanmean(xs, 0), np.nanmean(hs, 0), np.nanstd(hs, 0, ddof=1)
-        _band(ax, x, h, sd, f"simulated, {n} campaigns (±1 sd)")
         slope = df[f"lag_curve.step{s}.slope"]
-        ax.set_title(f"Fig. 3 ({STEP[s]}): hit rate vs retention; slope {slope.mean():.2e} ± {slope.std(ddof=1):.1e}",
-                     fontsize=9)
+        _band(ax, x, h, sd, f"simulated, {n} campaigns (±1 sd)\nfitted slope {slope.mean():.2e} ± {slope.std(ddof=1):.1e}")
+        ax.set_title(f"Fig. 3 ({STEP[s]}): hit rate vs retention", fontsize=9)
         ax.set_xlabel(unit)
         ax.set_ylabel("correct recognition rate")
         ax.grid(alpha=0.3)
@@ -344,7 +343,8 @@ def paper(runs: Path, out: Path) -> None:
         cols = [f"annotation_consistency.step{s}.curve@{k}" for k in ns]
         curve = df[cols].to_numpy(float)
         ok = np.isfinite(curve).sum(0) == n  # only points every campaign reached
-        _band(ax, ns[ok], np.nanmean(curve, 0)[ok], np.nanstd(curve, 0, ddof=1)[ok], f"simulated, {STEP[s]}")
+        c = curve[:, ok]
+        _band(ax, ns[ok], c.mean(0), c.std(0, ddof=1), f"simulated, {STEP[s]}")
         ax.plot([paper_n], [paper_r], "k*", ms=10)
         ax.annotate(f"paper {paper_r} at {paper_n}", (paper_n, paper_r), fontsize=7, xytext=(4, 4),
                     textcoords="offset points")
