@@ -1,0 +1,714 @@
+"""Calibration: fit a population parameter set to a study's targets by simulated moments.
+
+In: a protocol, a starting :class:`~memsim.params.Params`, a targets file
+(``calibration/<protocol>-targets.yaml``) and, when the protocol has released
+scores, those scores. Out: the fitted parameter set, and a log of every
+candidate evaluated (``<out>.evals.jsonl``), from which a stopped fit resumes.
+
+Method (``docs/calibration.md``): each candidate is simulated with the *same*
+seeds (common random numbers), scored by the pipeline that scores real logs,
+and reduced to moments: every ``fit`` target of the targets file plus the
+quantiles of the released score distributions. The residual of each moment is
+``(simulated - target) / scale`` (the target's tolerance; 0.01 for a score
+quantile); :func:`scipy.optimize.least_squares` (trust-region reflective)
+minimises their sum of squares over the free parameters, each mapped from its
+bounds to the real line by a scaled logit. The Jacobian is a forward
+difference whose columns are simulated in parallel (one process per core).
+
+Candidates are identified by their unconstrained coordinates; the optimiser is
+deterministic, so a resumed fit replays the logged candidates from the log and
+carries on where it stopped.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from memsim.errors import UserError
+from memsim.params import Params, params_from_mapping
+
+__all__ = [
+    "Free", "Moment", "VIDEOMEM_FREE", "free_for", "set_path", "get_path", "to_unconstrained",
+    "from_unconstrained", "moments_for", "fit_summary", "Evaluator", "calibrate", "EvalLog",
+]
+
+# Released score quantiles matched as moments (the KS distance itself is not smooth).
+QUANTILES = (0.05, 0.1, 0.25, 0.5, 0.75, 0.9, 0.95)
+QUANTILE_SCALE = 0.01
+# Targets that are statistics of others, non-smooth, or too slow to compute per candidate.
+_NOT_IN_DISTANCE = ("ks",)
+_HEAD_COUNTS = ("participants_kept", "participants_total")
+
+
+@dataclass(frozen=True)
+class Free:
+    """A free parameter: dotted path into the parameter mapping and its bounds."""
+
+    path: str
+    lo: float
+    hi: float
+    log: bool = False  # bounds and transform on the log scale (positive, multiplicative parameters)
+
+
+# The VideoMem population (exponential-asymptote forgetting). Fixed, not fitted: the lapse
+# concentration and careless press rate (not separable from lapse_mean / careless_share by
+# these statistics) and the RT floor.
+VIDEOMEM_FREE: tuple[Free, ...] = (
+    Free("videos.memorability.mean", 0.5, 6.0),
+    Free("videos.memorability.sd", 0.05, 2.5),
+    Free("forgetting.rate.mean", -6.0, 3.0),
+    Free("forgetting.rate.sd", 0.05, 3.0),
+    Free("forgetting.rate_memorability_corr", -0.95, 0.95),
+    Free("forgetting.shape.time_constant_s", 30.0, 30000.0, log=True),
+    Free("participants.ability_sd", 0.02, 2.0),
+    Free("participants.false_alarm.mean", -7.0, -0.5),
+    Free("participants.false_alarm.sd", 0.05, 2.5),
+    Free("participants.lapse_mean", 0.001, 0.4),
+    Free("participants.careless_share", 0.001, 0.4),
+    Free("participants.return_probability", 0.05, 0.95),
+    Free("participants.rt.hit_log_mean", -1.0, 2.0),
+    Free("participants.rt.hit_strength_slope", 0.0, 1.0),
+    Free("participants.rt.false_alarm_log_mean", 0.0, 2.5),
+    Free("participants.rt.later_step_log_shift", -0.5, 2.0),
+    Free("participants.rt.later_step_false_alarm_log_shift", -1.0, 1.5),
+    Free("participants.rt.log_sd", 0.1, 1.5),
+    Free("videos.rt_sd", 0.0, 1.0),
+)
+
+
+def free_for(params: Params, fixed: tuple[str, ...] = ()) -> tuple[Free, ...]:
+    """The free parameters for a parameter set's law, less those held ``fixed``."""
+    if params.forgetting.law != "exponential_asymptote":
+        # other laws: the same fields, the law's first shape parameter on a log scale
+        from memsim.forgetting import LAWS
+
+        shape = LAWS[params.forgetting.law].params[0]
+        rate = {"positive": (-6.0, 3.0), "real": (-0.02, 0.05), "unit": (-6.0, 3.0)}[
+            LAWS[params.forgetting.law].rate_domain]
+        base = tuple(
+            Free(f"forgetting.shape.{shape}", 0.1, 1e5, log=True) if f.path.startswith("forgetting.shape")
+            else Free(f.path, *rate) if f.path == "forgetting.rate.mean"
+            else f
+            for f in VIDEOMEM_FREE
+        )
+    else:
+        base = VIDEOMEM_FREE
+    unknown = set(fixed) - {f.path for f in base}
+    if unknown:
+        raise UserError(f"--fix: unknown free parameter(s) {sorted(unknown)}; free: {[f.path for f in base]}")
+    return tuple(f for f in base if f.path not in fixed)
+
+
+# --------------------------------------------------------------------------- parameter vectors
+def get_path(mapping: dict, path: str) -> float:
+    node = mapping
+    for k in path.split("."):
+        node = node[k]
+    return float(node)
+
+
+def set_path(mapping: dict, path: str, value: float) -> None:
+    keys = path.split(".")
+    node = mapping
+    for k in keys[:-1]:
+        node = node.setdefault(k, {})
+    node[keys[-1]] = float(value)
+
+
+def _unit(f: Free, v: float) -> float:
+    lo, hi, v = (math.log(f.lo), math.log(f.hi), math.log(v)) if f.log else (f.lo, f.hi, v)
+    return (v - lo) / (hi - lo)
+
+
+def to_unconstrained(free: tuple[Free, ...], values: np.ndarray) -> np.ndarray:
+    """Bounded values -> the real line (scaled logit; values at a bound are pulled 1e-4 inside)."""
+    u = np.array([_unit(f, float(v)) if not (f.log and v <= 0) else 0.0 for f, v in zip(free, values)])
+    u = np.clip(u, 1e-4, 1 - 1e-4)
+    return np.log(u / (1 - u))
+
+
+def from_unconstrained(free: tuple[Free, ...], x: np.ndarray) -> np.ndarray:
+    from scipy.special import expit
+
+    u = expit(np.asarray(x, float))
+    out = []
+    for f, ui in zip(free, u):
+        if f.log:
+            v = math.exp(math.log(f.lo) + ui * (math.log(f.hi) - math.log(f.lo)))
+        else:
+            v = f.lo + ui * (f.hi - f.lo)
+        out.append(min(max(v, f.lo), f.hi))  # rounding must not step outside the bounds
+    return np.array(out)
+
+
+def with_values(params: Params, free: tuple[Free, ...], values: np.ndarray, **meta) -> Params:
+    d = params.dump()
+    for f, v in zip(free, values):
+        set_path(d, f.path, float(v))
+    d.update(meta)
+    return params_from_mapping(d, "<calibration candidate>")
+
+
+def values_of(params: Params, free: tuple[Free, ...]) -> np.ndarray:
+    d = params.dump()
+    out = []
+    for f in free:
+        try:
+            out.append(get_path(d, f.path))
+        except KeyError:
+            out.append(math.sqrt(f.lo * f.hi) if f.log else 0.5 * (f.lo + f.hi))
+    return np.array(out)
+
+
+# --------------------------------------------------------------------------- moments
+@dataclass(frozen=True)
+class Moment:
+    """One term of the distance: the summary value at ``path``, its target, its scale."""
+
+    name: str
+    path: tuple[str, ...]
+    value: float
+    scale: float
+
+
+def moments_for(targets, real=None, columns: list[str] | None = None, scale: float = 1.0) -> list[Moment]:
+    """The fitted targets (less the non-smooth KS) and the released score quantiles.
+
+    On a study shrunk by ``scale``, head counts (``participants_kept``) are targeted at
+    ``scale`` times their value; annotations per stimulus are unchanged by scaling.
+    """
+    out = []
+    for t in targets.targets:
+        if t.kind != "fit" or t.path[-1] in _NOT_IN_DISTANCE:
+            continue
+        k = scale if t.path[0] in _HEAD_COUNTS else 1.0
+        out.append(Moment(t.name, tuple(t.path), t.value * k, t.tolerance * k))
+    if real is not None:
+        for c in columns or []:
+            if c not in real.columns:
+                continue
+            x = real[c].to_numpy(float)
+            x = x[np.isfinite(x)]
+            for q, v in zip(QUANTILES, np.quantile(x, QUANTILES)):
+                out.append(Moment(f"{c} q{int(q * 100):02d}", ("quantiles", c, f"q{int(q * 100):02d}"),
+                                  float(v), QUANTILE_SCALE))
+    return out
+
+
+def fit_summary(result, real=None, seed: int = 0, n_splits: int = 10) -> dict:
+    """The statistics a candidate is judged by, at the same paths as :func:`memsim.consistency.analyse`.
+
+    Skips the slow analyses no fitted target uses (annotation-consistency curves).
+    """
+    from memsim.compare import real_score_comparison
+    from memsim.consistency import human_consistency, lag_curve, rt_analyses, score_correlation
+
+    p = result.protocol
+    parts = result.participants
+    out: dict = {k: {} for k in ("participants_kept", "annotations_per_video", "mean_score_raw",
+                                 "mean_score", "human_consistency", "lag_curve", "quantiles")}
+    for s, spec in enumerate(p.steps, start=1):
+        name = spec.name
+        out["participants_kept"][name] = int(parts.loc[parts["step"] == s, "kept"].sum())
+        v = result.videos[result.videos["step"] == s]
+        n = v["annotations"].to_numpy()
+        out["annotations_per_video"][name] = {"mean": float(n.mean()) if len(n) else math.nan,
+                                              "min": int(n.min()) if len(n) else 0}
+        out["mean_score_raw"][name] = float(v["raw"].mean()) if len(n) else math.nan
+        out["mean_score"][name] = float(v["score"].mean()) if len(n) else math.nan
+        out["human_consistency"][name] = {"mean": human_consistency(result, s, n_splits=n_splits, seed=seed)["mean"]}
+        out["lag_curve"][name] = {"slope": lag_curve(result, s)["slope"]}
+        x = result.scores[spec.scoring.column].to_numpy(float)
+        x = x[np.isfinite(x)]
+        if len(x):
+            out["quantiles"][spec.scoring.column] = {
+                f"q{int(q * 100):02d}": float(v) for q, v in zip(QUANTILES, np.quantile(x, QUANTILES))}
+    cols = [s.scoring.column for s in p.steps]
+    out["score_correlation"] = {f"{a} ~ {b}": score_correlation(result.scores, a, b) for a, b in zip(cols, cols[1:])}
+    out["response_times"] = rt_analyses(result)
+    if real is not None:
+        out["real"] = real_score_comparison(result.scores, real)
+    return out
+
+
+def simulate_summary(protocol, params: Params, seed: int, scale: float, real=None, full: bool = False) -> dict:
+    """Simulate, score and summarise one campaign (``full``: every analysis of ``memsim run``)."""
+    from memsim.compare import real_score_comparison
+    from memsim.consistency import analyse
+    from memsim.scoring import score
+    from memsim.simulate import simulate
+
+    sim = simulate(protocol, params, seed=seed, scale=scale)
+    result = score(sim.trials, sim.protocol, validate=False)
+    if not full:
+        return fit_summary(result, real, seed=seed)
+    summary = analyse(result, truth=sim.videos, seed=seed)
+    if real is not None:
+        summary["real"] = real_score_comparison(result.scores, real)
+    q = {}
+    for spec in sim.protocol.steps:
+        x = result.scores[spec.scoring.column].to_numpy(float)
+        x = x[np.isfinite(x)]
+        q[spec.scoring.column] = {f"q{int(qq * 100):02d}": float(v) for qq, v in zip(QUANTILES, np.quantile(x, QUANTILES))}
+    summary["quantiles"] = q
+    if real is not None:
+        matched = count_matched_scores(result, real, seed)
+        from memsim.compare import ks_distance
+
+        summary["count_matched"] = {c: {"ks": ks_distance(matched[c].to_numpy(float), real[c].to_numpy(float))}
+                                    for c in matched.columns if c in real.columns}
+    summary["_scores"] = result.scores  # for figures; dropped before JSON
+    return summary
+
+
+def count_matched_scores(result, real, seed: int = 0) -> "pd.DataFrame":
+    """Simulated scores re-made with the released annotation counts: like with like.
+
+    Scores are fractions k/n, so two score sets whose annotation counts differ sit on
+    different lattices and their KS distance is large even when their shapes agree. Here
+    each simulated video gets a count drawn from the released counts of its step (capped at
+    the annotations it has), keeps that many of its annotations at random, and is scored
+    again by the step's own correction (refitted), then rounded to the released 3 decimals.
+    """
+    import pandas as pd
+
+    from memsim.scoring import correct, count_column, video_sums
+
+    rng = np.random.default_rng(np.random.SeedSequence([int(seed), 4242]))
+    out = {}
+    V = len(result.video_ids)
+    for s, spec in enumerate(result.protocol.steps, start=1):
+        col = spec.scoring.column
+        cc = count_column(col)
+        if col not in real.columns or cc not in real.columns:
+            continue
+        t = result.tests[s - 1]
+        have = np.bincount(t.video, minlength=V)
+        want = np.minimum(rng.choice(real[cc].to_numpy(np.int64), size=V), have)
+        # a random rank of each annotation within its video: keep ranks below the wanted count
+        order = np.lexsort((rng.random(len(t.video)), t.video))
+        starts = np.concatenate([[0], np.cumsum(have)[:-1]])
+        rank = np.empty(len(order), np.int64)
+        rank[order] = np.arange(len(order)) - np.repeat(starts, have)
+        keep = rank < want[t.video]
+        from memsim.scoring import correction_x
+
+        sums = video_sums(t.video, t.hit, correction_x(spec.scoring.correction, t.lag), V, mask=keep)
+        sc, _ = correct(sums, spec.scoring.correction)
+        out[col] = np.where(sums.n > 0, np.round(sc, 3), np.nan)
+    return pd.DataFrame(out)
+
+
+def residuals(summaries: list[dict], moments: list[Moment]) -> np.ndarray:
+    """Per moment: (mean over seeds - target) / scale; a missing statistic counts as 10 scales off."""
+    from memsim.compare import lookup
+
+    r = np.empty(len(moments))
+    for i, m in enumerate(moments):
+        vals = np.array([lookup(s, m.path) for s in summaries], float)
+        vals = vals[np.isfinite(vals)]
+        r[i] = (vals.mean() - m.value) / m.scale if vals.size else 10.0
+    return r
+
+
+# --------------------------------------------------------------------------- the evaluation log
+class EvalLog:
+    """Append-only JSON-lines log of evaluated candidates, keyed by unconstrained coordinates.
+
+    Each line is written whole and flushed to disk before the next candidate starts; a
+    torn last line (a killed process) is ignored on reading. The first line states the
+    settings; resuming with other settings is refused.
+    """
+
+    def __init__(self, path: Path, header: dict, resume: bool) -> None:
+        self.path = Path(path)
+        self.cache: dict[tuple, dict] = {}
+        if resume and self.path.exists():
+            lines = self.path.read_text().splitlines()
+            rows = []
+            for ln in lines:
+                try:
+                    rows.append(json.loads(ln))
+                except json.JSONDecodeError:
+                    continue  # torn line
+            if rows and rows[0].get("header") != header:
+                raise UserError("--resume: the log was written with other settings "
+                                "(protocol, targets, scale, seeds or free parameters); remove it or drop --resume",
+                                path=self.path)
+            for row in rows[1:]:
+                self.cache[self.key(row["x"])] = row
+            if not rows:
+                self._write({"header": header}, mode="w")
+            else:
+                # rewrite without a torn tail so later appends start on a fresh line
+                self._rewrite([{"header": header}] + [r for r in rows[1:]])
+        else:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._write({"header": header}, mode="w")
+        self.replayed = 0
+
+    @staticmethod
+    def key(x) -> tuple:
+        return tuple(round(float(v), 9) for v in x)
+
+    def _write(self, row: dict, mode: str = "a") -> None:
+        with open(self.path, mode) as fh:
+            fh.write(json.dumps(row, allow_nan=True) + "\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+
+    def _rewrite(self, rows: list[dict]) -> None:
+        from memsim.io import write_text_atomic
+
+        write_text_atomic(self.path, "".join(json.dumps(r, allow_nan=True) + "\n" for r in rows))
+
+    def get(self, x) -> dict | None:
+        return self.cache.get(self.key(x))
+
+    def add(self, row: dict) -> None:
+        self.cache[self.key(row["x"])] = row
+        self._write(row)
+
+
+# --------------------------------------------------------------------------- parallel evaluation
+_W: dict = {}
+
+
+def _worker_init(protocol, params, free, seeds, scale, real) -> None:
+    import numba
+
+    numba.set_num_threads(1)  # one process per core; no oversubscription
+    _W.update(protocol=protocol, params=params, free=free, seeds=seeds, scale=scale, real=real)
+
+
+def _worker_eval(x: tuple) -> list[dict]:
+    vals = from_unconstrained(_W["free"], np.array(x))
+    p = with_values(_W["params"], _W["free"], vals)
+    return [simulate_summary(_W["protocol"], p, seed, _W["scale"], _W["real"]) for seed in _W["seeds"]]
+
+
+class _Budget(Exception):
+    pass
+
+
+@dataclass
+class Evaluator:
+    """Residuals of candidates in unconstrained coordinates, cached in an :class:`EvalLog`, run in a pool."""
+
+    protocol: object
+    params: Params
+    free: tuple[Free, ...]
+    moments: list[Moment]
+    seeds: tuple[int, ...]
+    scale: float
+    real: object
+    log: EvalLog
+    budget: int
+    workers: int = 2
+    on_eval: Callable[[dict], None] | None = None
+    best: dict | None = None
+    n_new: int = 0
+    pool: ProcessPoolExecutor | None = field(default=None, repr=False)
+
+    def __enter__(self):
+        if self.workers > 1:
+            import multiprocessing as mp
+
+            self.pool = ProcessPoolExecutor(
+                self.workers, mp_context=mp.get_context("spawn"), initializer=_worker_init,
+                initargs=(self.protocol, self.params, self.free, self.seeds, self.scale, self.real))
+        else:
+            _worker_init(self.protocol, self.params, self.free, self.seeds, self.scale, self.real)
+            import numba
+
+            numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)
+        return self
+
+    def __exit__(self, *exc):
+        if self.pool is not None:
+            self.pool.shutdown(cancel_futures=True)
+
+    def many(self, xs: list[np.ndarray]) -> list[np.ndarray]:
+        """Residual vectors for several candidates; new ones simulated in parallel."""
+        rows: list[dict | None] = [self.log.get(x) for x in xs]
+        todo = [i for i, r in enumerate(rows) if r is None]
+        if todo and self.n_new + len(todo) > self.budget:
+            raise _Budget()
+        if todo:
+            t0 = time.perf_counter()
+            keys = [tuple(float(v) for v in xs[i]) for i in todo]
+            if self.pool is not None:
+                results = list(self.pool.map(_worker_eval, keys))
+            else:
+                results = [_worker_eval(k) for k in keys]
+            dt = (time.perf_counter() - t0) / len(todo)
+            for i, summaries in zip(todo, results):
+                r = residuals(summaries, self.moments)
+                vals = from_unconstrained(self.free, xs[i])
+                row = {"x": [float(v) for v in xs[i]],
+                       "values": {f.path: float(v) for f, v in zip(self.free, vals)},
+                       "residuals": [float(v) for v in r], "distance": float(np.sum(r * r)),
+                       "seconds": dt, "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+                self.log.add(row)
+                self.n_new += 1
+                rows[i] = row
+        else:
+            self.log.replayed += len(xs)
+        out = []
+        for row in rows:
+            if self.best is None or row["distance"] < self.best["distance"]:
+                self.best = row
+            if self.on_eval:
+                self.on_eval(row)
+            out.append(np.array(row["residuals"]))
+        return out
+
+
+def calibrate(protocol, start: Params, targets, *, real=None, scale: float = 0.3, seeds=(1,),
+              budget: int = 400, workers: int = 2, log_path: Path, resume: bool = False,
+              fixed: tuple[str, ...] = (), step: float = 0.05, on_eval=None) -> dict:
+    """Fit ``start``'s free parameters to ``targets``; returns a dict with the fitted ``params``.
+
+    Parameters
+    ----------
+    scale : the protocol is shrunk by this factor for the search (annotations per video kept).
+    seeds : common random numbers: every candidate is simulated with these seeds.
+    budget : the most *new* simulations of candidates (cached ones are free).
+    step : forward-difference step in unconstrained coordinates.
+    """
+    from scipy.optimize import least_squares
+
+    from memsim.simulate import scale_protocol
+
+    free = free_for(start, fixed)
+    columns = [s.scoring.column for s in protocol.steps]
+    moments = moments_for(targets, real, columns, scale)
+    if not moments:
+        raise UserError("no 'fit' targets to calibrate against", path=targets.name)
+    scaled = scale_protocol(protocol, scale)
+    header = {"protocol": protocol.name, "targets": targets.name, "scale": scale, "seeds": list(seeds),
+              "free": [[f.path, f.lo, f.hi, f.log] for f in free], "start": start.name,
+              "moments": [m.name for m in moments], "step": step}
+    log = EvalLog(log_path, header, resume)
+    x0 = to_unconstrained(free, values_of(start, free))
+    ev = Evaluator(scaled, start, free, moments, tuple(seeds), 1.0, real, log, budget, workers, on_eval)
+    # ``scaled`` is already shrunk; workers simulate it at scale 1.
+    t0 = time.perf_counter()
+    stopped = "converged"
+    with ev:
+        def fun(x):
+            return ev.many([x])[0]
+
+        def jac(x, f0=None):
+            xs = []
+            for j in range(len(x)):
+                e = x.copy()
+                e[j] += step
+                xs.append(e)
+            f0 = ev.many([x])[0] if f0 is None else f0
+            cols = ev.many(xs)
+            return np.stack([(c - f0) / step for c in cols], axis=1)
+
+        try:
+            res = least_squares(fun, x0, jac=lambda x: jac(x), method="trf", x_scale=1.0,
+                                max_nfev=10 * budget, xtol=1e-4, ftol=1e-4, gtol=1e-6)
+            stopped = res.message
+        except _Budget:
+            stopped = f"budget of {budget} evaluations spent"
+    best = ev.best
+    xb = np.array(best["x"])
+    vals = from_unconstrained(free, xb)
+    fitted = with_values(start, free, vals)
+    return {"params": fitted, "free": free, "moments": moments, "best": best, "stopped": stopped,
+            "evaluations": len(log.cache), "new_evaluations": ev.n_new, "seconds": time.perf_counter() - t0}
+
+
+def fitted_note(out: dict, scale: float, seeds, targets_name: str) -> str:
+    return (f"fitted by `memsim calibrate` on {time.strftime('%Y-%m-%d', time.gmtime())} against "
+            f"{targets_name} targets and the released score quantiles: least squares (TRF) over "
+            f"{len(out['free'])} free parameters, scale {scale}, seeds {list(seeds)} (common random numbers), "
+            f"{out['evaluations']} candidates, distance {out['best']['distance']:.2f}; "
+            f"see calibration/videomem-report.md")
+
+
+def dump_params_yaml(params: Params, header: str = "") -> str:
+    import yaml
+
+    text = yaml.safe_dump(params.dump(), sort_keys=False, default_flow_style=None, width=100)
+    lines = "".join(f"# {ln}\n" for ln in header.splitlines())
+    return lines + text
+
+
+# --------------------------------------------------------------------------- the fit report
+# Why a target is not met, where the reason is known (numbers: `memsim compat`, docs/calibration.md).
+REASONS = {
+    "human consistency, short-term": (
+        "incompatible with the released scores under independent annotations: they imply 0.306 ± 0.005 "
+        "(upper bound 0.474 with released scores as noiseless truth); 0.481 needs an observed ST SD of 0.101 "
+        "(released 0.081) or within-video noise at 0.69 x binomial"),
+    "annotation consistency, short-term at 38": (
+        "incompatible: the released scores imply 0.315 ± 0.030 at 38, 0.454 even as noiseless truth; "
+        "0.616 needs within-video noise at 0.43 x binomial"),
+    "annotation consistency, long-term at 13": (
+        "incompatible: the released scores imply 0.213 ± 0.022 at 13; 0.364 needs within-video noise at "
+        "0.71 x binomial (or is the split-half stepped up to the full set: 0.351)"),
+    "annotations per video, long-term (min)": (
+        "the campaign draws step-2 targets uniformly among a participant's step-1 fillers, so some videos get "
+        "few long-term annotations; the real study evidently balanced them (min 9): a protocol/campaign "
+        "matter, not a population parameter"),
+}
+
+
+def fit_report(protocol, params: Params, targets, *, seeds=(0, 1, 2, 3, 4), scale: float = 1.0,
+               out: Path, data=None, params_path=None) -> "pd.DataFrame":
+    """Simulate ``params`` with each seed at ``scale``, compare with every target, write a markdown
+    report at ``out`` and figures in ``out.parent / 'figures'``. Returns the comparison table."""
+    import pandas as pd
+
+    from memsim.compare import compare, format_value
+    from memsim.io import write_text_atomic
+    from memsim.run import load_real_scores
+
+    real = load_real_scores(protocol.name, data)
+    t0 = time.perf_counter()
+    summaries = [simulate_summary(protocol, params, seed, scale, real, full=True) for seed in seeds]
+    seconds = (time.perf_counter() - t0) / len(seeds)
+    table = compare(summaries, targets)
+    columns = [s.scoring.column for s in protocol.steps]
+    qrows = []
+    if real is not None:
+        from memsim.compare import lookup
+
+        for m in moments_for(targets, real, columns):
+            if m.path[0] != "quantiles":
+                continue
+            v = np.array([lookup(s, m.path) for s in summaries])
+            qrows.append({"target": m.name, "value": m.value, "simulated": v.mean(), "sd": v.std(ddof=1),
+                          "tolerance": m.scale, "within": bool(abs(v.mean() - m.value) <= m.scale),
+                          "kind": "fit", "source": "released score quantile"})
+        for c in columns:
+            v = np.array([lookup(s, ("count_matched", c, "ks")) for s in summaries])
+            if np.isfinite(v).all():
+                qrows.append({"target": f"KS distance, count-matched ({c.split('_')[0]})", "value": 0.0,
+                              "simulated": v.mean(), "sd": v.std(ddof=1) if len(v) > 1 else float("nan"),
+                              "tolerance": 0.05, "within": bool(v.mean() <= 0.05), "kind": "report",
+                              "source": "released scores vs simulated scores re-made at the released counts"})
+    full = pd.concat([table, pd.DataFrame(qrows)], ignore_index=True) if qrows else table
+    out = Path(out)
+    figdir = out.parent / "figures"
+    figures = []
+    if real is not None:
+        from memsim.plots import fig_consistency, fig_lag, fig_real_vs_sim
+
+        figdir.mkdir(parents=True, exist_ok=True)
+        s0 = summaries[0]
+        p = fig_real_vs_sim(s0["_scores"], real, columns, figdir)
+        if p is not None:
+            target = figdir / f"{protocol.name}_scores_real_vs_sim.png"
+            os.replace(p, target)
+            figures.append(target)
+        for fn, nm in ((fig_consistency, "consistency"), (fig_lag, "lag")):
+            p = fn(s0, figdir)
+            target = figdir / f"{protocol.name}_{nm}.png"
+            os.replace(p, target)
+            figures.append(target)
+
+    def fmt(x):
+        return format_value(float(x)) if x is not None and np.isfinite(x) else "-"
+
+    lines = [f"# Fit report: `{params.name}` on `{protocol.name}`", "",
+             f"Parameters: `{params_path or params.name}` (calibrated: {params.calibrated}).  ",
+             f"Note: {params.note}", "",
+             f"Generated by `memsim fit-report {protocol.name}` with {len(seeds)} seeds "
+             f"({', '.join(map(str, seeds))}) at scale {scale}; {seconds:.1f} s per campaign "
+             f"(simulate, score, every analysis). Simulated value: mean ± sd over the seeds.", "",
+             "Released scores are compared like with like: the simulated short-term scores are lag-corrected "
+             "by the same linear correction toward lag 100 as the released ones, from campaigns whose annotation "
+             "counts match the released ones (see the annotations rows); all simulated videos (10,000) are set "
+             "beside the 7,000 released dev-set videos.", "",
+             "| statistic | paper / data | simulated (mean ± sd) | tolerance | within | kind | why not |",
+             "| --- | ---: | ---: | ---: | :---: | --- | --- |"]
+    for r in full.itertuples():
+        why = "" if r.within else REASONS.get(r.target, "")
+        lines.append(f"| {r.target} | {fmt(r.value)} | {fmt(r.simulated)} ± {fmt(r.sd)} | ±{fmt(r.tolerance)} | "
+                     f"{'yes' if r.within else '**no**'} | {r.kind} | {why} |")
+    n_fit = int((full.kind == "fit").sum())
+    n_ok = int((full.within & (full.kind == "fit")).sum())
+    lines += ["", f"Fitted targets within tolerance (mean over seeds): **{n_ok}/{n_fit}**.", ""]
+    # per seed, the acceptance rows: the worst seed matters ("any seed")
+    acc = [t for t in targets.targets if t.kind == "fit"]
+    from memsim.compare import lookup
+
+    worst = []
+    for t in acc:
+        vals = np.array([lookup(s, t.path) for s in summaries])
+        dev = np.abs(vals - t.value)
+        worst.append((t.name, vals.min(), vals.max(), bool(np.all(dev <= t.tolerance + 1e-12))))
+    lines += ["Per seed (acceptance holds for *any* seed only if every seed is within):", "",
+              "| fitted target | min over seeds | max over seeds | every seed within |",
+              "| --- | ---: | ---: | :---: |"]
+    for name, lo, hi, ok in worst:
+        lines.append(f"| {name} | {fmt(lo)} | {fmt(hi)} | {'yes' if ok else '**no**'} |")
+    lines += ["", "## Parameters", "", "| parameter | value |", "| --- | ---: |"]
+    d = params.dump()
+    for f in free_for(params):
+        lines.append(f"| `{f.path}` | {get_path(d, f.path):.4g} |")
+    if figures:
+        lines += ["", "## Figures", ""]
+        for p in figures:
+            lines.append(f"![{p.stem}](figures/{p.name})")
+            lines.append("")
+    write_text_atomic(out, "\n".join(lines) + "\n")
+    return full
+
+
+# --------------------------------------------------------------------------- parameter recovery
+def synthetic_targets(protocol, truth: Params, targets, *, seed: int, scale: float = 1.0):
+    """Targets and 'released' scores measured on a simulation of known parameters.
+
+    Every ``fit`` target of ``targets`` gets the value the simulation shows (same path,
+    same tolerance; head counts at the simulated scale); its scores stand in for the
+    released ones. Returns ``(Targets, scores DataFrame)``.
+    """
+    from memsim.compare import Target, Targets, lookup
+
+    summary = simulate_summary(protocol, truth, seed, scale, None, full=True)
+    scores = summary.pop("_scores")
+    from memsim.compare import real_score_comparison
+
+    summary["real"] = real_score_comparison(scores, scores)
+    rows = []
+    for t in targets.targets:
+        if t.kind != "fit":
+            continue
+        v = lookup(summary, t.path)
+        if not np.isfinite(v):
+            continue
+        tol = {"abs": t.abs} if t.abs is not None else {"rel": t.rel}  # head counts: relative to this study
+        rows.append(Target(name=t.name, path=t.path, value=v, kind="fit",
+                           source=f"simulation of {truth.name}, seed {seed}", **tol))
+    return Targets(name=f"{targets.name}-synthetic", targets=tuple(rows)), scores
+
+
+def recovery_table(truth: Params, fitted: Params, start: Params, free: tuple[Free, ...]) -> "pd.DataFrame":
+    """Per free parameter: true, start and fitted value, and the error as a share of its range."""
+    import pandas as pd
+
+    t, f, s = (values_of(p, free) for p in (truth, fitted, start))
+    rows = []
+    for i, fr in enumerate(free):
+        span = (math.log(fr.hi) - math.log(fr.lo)) if fr.log else (fr.hi - fr.lo)
+        err = (math.log(f[i]) - math.log(t[i])) if fr.log else (f[i] - t[i])
+        start_err = (math.log(s[i]) - math.log(t[i])) if fr.log else (s[i] - t[i])
+        rows.append({"parameter": fr.path, "true": t[i], "start": s[i], "fitted": f[i],
+                     "error_share_of_range": abs(err) / span, "start_error_share": abs(start_err) / span})
+    return pd.DataFrame(rows)

@@ -1,0 +1,142 @@
+"""``memsim calibrate``, ``memsim fit-report`` and ``memsim compat``: parse, call, print."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def register(sub) -> None:
+    p = sub.add_parser("calibrate", help="fit a parameter set to a study's targets (simulated moments)")
+    p.add_argument("protocol", type=Path, help="protocol YAML file")
+    p.add_argument("--targets", type=Path, default=None,
+                   help="targets file (default calibration/<protocol name>-targets.yaml)")
+    p.add_argument("--out", type=Path, required=True, help="fitted parameter file to write (YAML)")
+    p.add_argument("--start", type=Path, default=None,
+                   help="starting parameter set (default calibration/<protocol name>.yaml)")
+    p.add_argument("--scale", type=float, default=0.3,
+                   help="shrink the study by this factor during the search (default 0.3)")
+    p.add_argument("--seeds", type=int, nargs="+", default=[1],
+                   help="seeds every candidate is simulated with (common random numbers; default 1)")
+    p.add_argument("--budget", type=int, default=400, help="most new candidate simulations (default 400)")
+    p.add_argument("--workers", type=int, default=2, help="processes (default 2)")
+    p.add_argument("--fix", nargs="*", default=[], metavar="PATH",
+                   help="free parameters to hold at their starting value (dotted paths)")
+    p.add_argument("--resume", action="store_true", help="reuse the candidates logged in <out>.evals.jsonl")
+    p.add_argument("--data", type=Path, default=None, help="real data folder (default $MEMSIM_DATA or ../shared/data)")
+    p.add_argument("--name", default=None, help="name of the fitted set (default: the output file's stem)")
+    p.add_argument("--quiet", action="store_true", help="no progress display")
+    p.set_defaults(func=_cmd_calibrate)
+
+    p = sub.add_parser("fit-report", help="a parameter set against its targets over several seeds (markdown + figures)")
+    p.add_argument("protocol", type=Path)
+    p.add_argument("--params", type=Path, default=None, help="parameter set (default calibration/<protocol>.yaml)")
+    p.add_argument("--targets", type=Path, default=None)
+    p.add_argument("--seeds", type=int, default=5, help="number of seeds, 0..N-1 (default 5)")
+    p.add_argument("--scale", type=float, default=1.0)
+    p.add_argument("--out", type=Path, required=True, help="report file (markdown); figures beside it in figures/")
+    p.add_argument("--data", type=Path, default=None)
+    p.set_defaults(func=_cmd_fit_report)
+
+    p = sub.add_parser("compat", help="which paper statistics the released scores allow (compatibility analysis)")
+    p.add_argument("--data", type=Path, default=None, help="real data folder (default $MEMSIM_DATA or ../shared/data)")
+    p.add_argument("--repeats", type=int, default=5, help="repeats of each random construction (default 5)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--mechanisms", action="store_true",
+                   help="also simulate the candidate reconciling mechanisms (takes a few minutes)")
+    p.add_argument("--out", type=Path, default=None, help="also write the tables as JSON here")
+    p.set_defaults(func=_cmd_compat)
+
+
+def _targets(args, protocol):
+    from memsim.compare import default_targets_path, load_targets
+    from memsim.errors import UserError
+
+    path = args.targets or default_targets_path(protocol.name)
+    if path is None:
+        raise UserError(f"no targets file for protocol {protocol.name!r}; pass --targets FILE")
+    return load_targets(path)
+
+
+def _cmd_calibrate(args) -> int:
+    from rich.console import Console
+
+    from memsim.calibrate import calibrate, dump_params_yaml, fitted_note
+    from memsim.errors import UserError
+    from memsim.io import write_text_atomic
+    from memsim.params import default_params_path, load_params
+    from memsim.protocol import load_protocol
+    from memsim.run import load_real_scores
+
+    if not (0.0 < args.scale <= 1.0):
+        raise UserError(f"--scale must be in (0, 1], got {args.scale}")
+    if args.budget < 1 or args.workers < 1:
+        raise UserError("--budget and --workers must be at least 1")
+    protocol = load_protocol(args.protocol)
+    targets = _targets(args, protocol)
+    start = load_params(args.start or default_params_path(protocol))
+    real = load_real_scores(protocol.name, args.data)
+    console = Console(stderr=True, quiet=args.quiet)
+    out_path = Path(args.out)
+    log_path = out_path.with_name(out_path.name + ".evals.jsonl")
+
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    with Progress(TextColumn("[bold]calibrate"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+                  TextColumn("best {task.fields[best]}"), TimeElapsedColumn(),
+                  console=console, disable=args.quiet, transient=True) as bar:
+        task = bar.add_task("fit", total=args.budget, best="-")
+        seen = {"best": float("inf")}
+
+        def on_eval(row):
+            seen["best"] = min(seen["best"], row["distance"])
+            bar.update(task, completed=min(len(ev_count(row)), args.budget), best=f"{seen['best']:.2f}")
+
+        counted: set = set()
+
+        def ev_count(row):
+            counted.add(tuple(row["x"]))
+            return counted
+
+        res = calibrate(protocol, start, targets, real=real, scale=args.scale, seeds=tuple(args.seeds),
+                        budget=args.budget, workers=args.workers, log_path=log_path, resume=args.resume,
+                        fixed=tuple(args.fix), on_eval=on_eval)
+    name = args.name or out_path.stem
+    note = fitted_note(res, args.scale, args.seeds, targets.name)
+    fitted = res["params"].model_copy(update={"name": name, "calibrated": True, "note": note})
+    header = (f"Fitted population parameters for {protocol.name}: CALIBRATED by `memsim calibrate`.\n"
+              f"Regenerate: memsim calibrate {args.protocol} --out {args.out} --scale {args.scale} "
+              f"--seeds {' '.join(map(str, args.seeds))} --budget {args.budget}\n"
+              f"Fields: docs/model.md; method and fit: docs/calibration.md")
+    write_text_atomic(out_path, dump_params_yaml(fitted, header))
+    print(f"{res['stopped']}; {res['evaluations']} candidates ({res['new_evaluations']} simulated now) "
+          f"in {res['seconds']:.0f} s; distance {res['best']['distance']:.2f} over {len(res['moments'])} moments")
+    worst = sorted(zip(res["moments"], res["best"]["residuals"]), key=lambda t: -abs(t[1]))[:5]
+    print("largest residuals (in tolerances): " + "; ".join(f"{m.name} {r:+.2f}" for m, r in worst))
+    print(f"wrote {out_path} and {log_path}")
+    return 0
+
+
+def _cmd_fit_report(args) -> int:
+    from memsim.calibrate import fit_report
+    from memsim.errors import UserError
+    from memsim.params import default_params_path, load_params
+    from memsim.protocol import load_protocol
+
+    if args.seeds < 1:
+        raise UserError("--seeds must be at least 1")
+    protocol = load_protocol(args.protocol)
+    targets = _targets(args, protocol)
+    params = load_params(args.params or default_params_path(protocol))
+    table = fit_report(protocol, params, targets, seeds=tuple(range(args.seeds)), scale=args.scale,
+                       out=args.out, data=args.data, params_path=args.params or default_params_path(protocol))
+    n_fit = int((table.kind == "fit").sum())
+    n_ok = int((table.within & (table.kind == "fit")).sum())
+    print(f"fitted targets within tolerance: {n_ok}/{n_fit}; wrote {args.out}")
+    return 0
+
+
+def _cmd_compat(args) -> int:
+    from memsim.compat import run_compat
+
+    return run_compat(args)

@@ -1,0 +1,302 @@
+"""Compatibility analysis: which of the paper's consistency numbers the released scores allow.
+
+In: the released VideoMem scores (``ground-truth_dev-set.csv``: per video a score and
+its number of annotations). Out: tables of the consistency statistics implied by
+those scores under stated models of how annotations arise, computed with the
+project's own consistency code (:func:`memsim.consistency.human_consistency`,
+:func:`memsim.consistency.annotation_consistency`) on synthetic annotation sets.
+
+Constructions (``docs/calibration.md``, "Compatibility"):
+
+``independent``
+    Conditionally independent annotations: video ``v``'s true score ``p_v`` is
+    drawn from a beta with the released mean and the released variance minus the
+    binomial noise ``mean(s (1 - s) / (n - 1))``; it receives its released number
+    of annotations, each a Bernoulli(``p_v``) draw.
+``upper``
+    The released score taken as the noiseless truth (no variance lost to noise):
+    an upper bound for any model of independent annotations.
+Then, per paper number, the within-video noise it needs (:func:`noise_needed`), and
+another reading of the paper's numbers (split-halves stepped up to the full set by
+Spearman–Brown, :func:`readings_table`).
+
+Annotations are dealt to synthetic participants of 40 (VideoMem's targets per
+participant) in a random order, so a participant split-half is what
+:func:`human_consistency` does to a real log. Scores are uncorrected (the lag
+correction of the released ST scores moves each by < 0.02; see the docs).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+__all__ = ["implied_variance", "beta_params", "synthetic_result", "consistency_of", "compat_table",
+           "readings_table", "run_compat"]
+
+COLUMNS = ("short-term_memorability", "long-term_memorability")
+PAPER = {
+    "short-term_memorability": {"human": 0.481, "annotation": 0.616, "at": 38},
+    "long-term_memorability": {"human": 0.192, "annotation": 0.364, "at": 13},
+}
+PER_PARTICIPANT = 40
+
+
+def implied_variance(s: np.ndarray, n: np.ndarray) -> dict:
+    """Observed variance of scores, the binomial noise variance, and their difference."""
+    s, n = np.asarray(s, float), np.asarray(n, float)
+    ok = np.isfinite(s) & (n > 1)
+    s, n = s[ok], n[ok]
+    var = float(s.var(ddof=1))
+    noise = float(np.mean(s * (1 - s) / (n - 1)))
+    return {"mean": float(s.mean()), "sd": float(np.sqrt(var)), "var": var, "noise_var": noise,
+            "true_var": var - noise, "videos": int(len(s)), "mean_annotations": float(n.mean())}
+
+
+def beta_params(mean: float, var: float) -> tuple[float, float]:
+    """Beta (a, b) with the given mean and variance (method of moments)."""
+    k = mean * (1 - mean) / var - 1.0
+    if k <= 0:
+        raise ValueError(f"variance {var} too large for a beta with mean {mean}")
+    return mean * k, (1 - mean) * k
+
+
+def _protocol_without_correction():
+    """VideoMem with no lag correction: the synthetic annotations have no lags."""
+    from memsim.protocol import load_protocol, protocol_from_mapping
+
+    d = load_protocol(Path(__file__).resolve().parent.parent / "protocols" / "videomem.yaml").dump()
+    for step in d["steps"]:
+        step["scoring"]["correction"] = {"kind": "none"}
+    return protocol_from_mapping(d, "videomem without correction")
+
+
+def synthetic_result(p_true: np.ndarray, counts: np.ndarray, rng: np.random.Generator, *,
+                     step: int = 1, protocol=None):
+    """A :class:`~memsim.scoring.ScoreResult` holding Bernoulli annotations of every video.
+
+    ``p_true`` may be float64[V] (one probability per video) or float64[total] (one per
+    annotation, in video order: video 0's ``counts[0]`` annotations first).
+    """
+    from memsim.scoring import ScoreResult, Tests
+
+    protocol = protocol or _protocol_without_correction()
+    V = len(counts)
+    video = np.repeat(np.arange(V), counts)
+    p = p_true[video] if len(p_true) == V else p_true
+    hit = (rng.random(len(video)) < p).astype(np.float64)
+    # deal the annotations to participants of 40 in a random order
+    order = rng.permutation(len(video))
+    participant = np.empty(len(video), np.int64)
+    participant[order] = np.arange(len(video)) // PER_PARTICIPANT
+    srt = np.lexsort((video, participant))
+    nan = np.full(len(video), np.nan)
+    tests = [None, None]
+    tests[step - 1] = Tests(step=step, participant=participant[srt], video=video[srt], hit=hit[srt],
+                            lag=nan, delay_s=nan, rt_s=nan)
+    other = Tests(step=3 - step, participant=np.zeros(0, np.int64), video=np.zeros(0, np.int64),
+                  hit=np.zeros(0), lag=np.zeros(0), delay_s=np.zeros(0), rt_s=np.zeros(0))
+    tests[2 - step] = other
+    return ScoreResult(protocol=protocol, scores=pd.DataFrame({"video": np.arange(V)}), videos=pd.DataFrame(),
+                       participants=pd.DataFrame(), corrections={}, tests=tuple(tests),
+                       video_ids=np.arange(V), participant_ids=np.arange(participant.max() + 1))
+
+
+def consistency_of(result, step: int, at: int, seed: int, n_splits: int = 25) -> dict:
+    """Human consistency (participant split-halves) and annotation consistency at ``at``."""
+    from memsim.consistency import annotation_consistency, human_consistency
+
+    hc = human_consistency(result, step, n_splits=n_splits, seed=seed)["mean"]
+    curve = annotation_consistency(result, step, n_values=[at if at % 2 == 0 else at - 1, at + (at % 2)],
+                                   repeats=1, seed=seed)
+    ac = float(np.interp(at, curve["N"], curve["spearman"]))
+    return {"human": float(hc), "annotation": ac}
+
+
+def _construct(kind: str, s: np.ndarray, n: np.ndarray, rng) -> np.ndarray:
+    st = implied_variance(s, n)
+    if kind == "upper":
+        return np.clip(s, 0, 1)
+    if kind == "independent":
+        a, b = beta_params(st["mean"], st["true_var"])
+        return rng.beta(a, b, len(s))
+    raise ValueError(kind)
+
+
+def compat_table(real: pd.DataFrame, *, repeats: int = 5, seed: int = 0) -> pd.DataFrame:
+    """The SPEC's table, recomputed: per score column and construction, mean ± sd over repeats."""
+    protocol = _protocol_without_correction()
+    rows = []
+    for step, col in enumerate(COLUMNS, start=1):
+        s = real[col].to_numpy(float)
+        n = real[f"nb_{col[:-len('_memorability')]}_annotations"].to_numpy(np.int64)
+        ok = np.isfinite(s) & (n > 0)
+        s, n = s[ok], n[ok]
+        at = PAPER[col]["at"]
+        for kind in ("independent", "upper"):
+            vals = []
+            for r in range(repeats):
+                rng = np.random.default_rng(np.random.SeedSequence([seed, step, r, len(kind)]))
+                p = _construct(kind, s, n, rng)
+                res = synthetic_result(p, n, rng, step=step, protocol=protocol)
+                vals.append(consistency_of(res, step, at, seed=seed + r))
+            h = np.array([v["human"] for v in vals])
+            a = np.array([v["annotation"] for v in vals])
+            rows.append({"column": col, "construction": kind,
+                         "human": h.mean(), "human_sd": h.std(ddof=1) if repeats > 1 else 0.0,
+                         "annotation": a.mean(), "annotation_sd": a.std(ddof=1) if repeats > 1 else 0.0,
+                         "at": at, "paper_human": PAPER[col]["human"], "paper_annotation": PAPER[col]["annotation"]})
+    return pd.DataFrame(rows)
+
+
+def sd_needed(real: pd.DataFrame, col: str, target: float, *, repeats: int = 3, seed: int = 0,
+              what: str = "human") -> dict:
+    """The observed score SD at which independent annotations reach ``target`` (bisection on true SD)."""
+    protocol = _protocol_without_correction()
+    step = COLUMNS.index(col) + 1
+    s = real[col].to_numpy(float)
+    n = real[f"nb_{col[:-len('_memorability')]}_annotations"].to_numpy(np.int64)
+    st = implied_variance(s, n)
+    at = PAPER[col]["at"]
+
+    def value(true_sd: float) -> tuple[float, float]:
+        out, obs = [], []
+        for r in range(repeats):
+            rng = np.random.default_rng(np.random.SeedSequence([seed, 99, step, r]))
+            a, b = beta_params(st["mean"], true_sd ** 2)
+            p = rng.beta(a, b, len(s))
+            res = synthetic_result(p, n, rng, step=step, protocol=protocol)
+            out.append(consistency_of(res, step, at, seed=seed + r, n_splits=10)[what])
+            sc = np.bincount(res.tests[step - 1].video, weights=res.tests[step - 1].hit, minlength=len(n)) / n
+            obs.append(sc.std(ddof=1))
+        return float(np.mean(out)), float(np.mean(obs))
+
+    lo, hi = 0.01, float(np.sqrt(st["mean"] * (1 - st["mean"]))) * 0.9
+    for _ in range(12):
+        mid = 0.5 * (lo + hi)
+        v, _ = value(mid)
+        lo, hi = (mid, hi) if v < target else (lo, mid)
+    v, obs = value(0.5 * (lo + hi))
+    return {"column": col, "statistic": what, "target": target, "true_sd": 0.5 * (lo + hi),
+            "observed_sd": obs, "released_sd": st["sd"], "reached": v}
+
+
+def readings_table(table: pd.DataFrame) -> pd.DataFrame:
+    """Other readings of the paper's annotation consistency: Spearman–Brown stepped-up split-half.
+
+    ``2 r / (1 + r)`` is the reliability of the whole set of annotations predicted from a
+    split-half ``r``; a paper that reports it under the split-half's name would print these.
+    """
+    from memsim.consistency import spearman_brown
+
+    rows = []
+    for r in table.itertuples():
+        rows.append({"column": r.column, "construction": r.construction,
+                     "annotation_split_half": r.annotation,
+                     "annotation_stepped_up": spearman_brown(r.annotation, 2.0),
+                     "human_split_half": r.human, "human_stepped_up": spearman_brown(r.human, 2.0),
+                     "paper_annotation": r.paper_annotation, "paper_human": r.paper_human})
+    return pd.DataFrame(rows)
+
+
+def noise_needed(real: pd.DataFrame, col: str, r_paper: float, per_half: float, *,
+                 min_annotations: int = 0) -> dict:
+    """Within-video noise the paper's split-half ``r_paper`` implies, against binomial noise.
+
+    Classical test theory on the released scores of videos with at least ``min_annotations``
+    annotations: observed variance ``S = T + E`` (true + noise of a full score of ``n``
+    annotations); a split into halves of ``per_half`` annotations has noise ``E n / per_half``
+    and ``r = T / (T + E n / per_half)``. Solving for ``E`` gives the noise the paper's ``r``
+    needs; ``factor`` is it over the binomial noise. A factor below 1 needs annotations of
+    a video to be *negatively* dependent given the video (sub-binomial), which no model of
+    conditionally independent annotations (participant heterogeneity, participant-by-video
+    interactions, time-clustered or drifting pools: all leave each annotation a Bernoulli
+    draw given the video's shared quantities, which count as truth for both halves) gives.
+    ``rho`` is the intra-video correlation of annotations that would give that factor,
+    ``1 + (n - 1) rho = factor``.
+    """
+    s = real[col].to_numpy(float)
+    n = real[f"nb_{col[:-len('_memorability')]}_annotations"].to_numpy(float)
+    ok = np.isfinite(s) & (n >= max(min_annotations, 2))
+    st = implied_variance(s[ok], n[ok])
+    S, nbar = st["var"], st["mean_annotations"]
+    k = nbar / per_half  # noise of a half = k E
+    # r = (S - E) / (S - E + k E)  ->  E = S (1 - r) / (1 - r + k r)
+    E = S * (1 - r_paper) / (1 - r_paper + k * r_paper)
+    r_binomial = st["true_var"] / (st["true_var"] + k * st["noise_var"])
+    factor = E / st["noise_var"]
+    return {"column": col, "videos": st["videos"], "min_annotations": int(min_annotations),
+            "mean_annotations": nbar, "per_half": per_half, "paper": r_paper,
+            "r_with_binomial_noise": float(r_binomial), "noise_var_needed": float(E),
+            "binomial_noise_var": st["noise_var"], "factor": float(factor),
+            "rho": float((factor - 1) / (nbar - 1))}
+
+
+def run_compat(args) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    from memsim.data import data_dir
+    from memsim.scoring import read_scores
+
+    root = data_dir(args.data)
+    real = read_scores(root / "videomem" / "ground-truth_dev-set.csv")
+    console = Console(width=max(110, Console().width))
+    out: dict = {"released": {c: implied_variance(real[c].to_numpy(float),
+                                                   real[f"nb_{c[:-len('_memorability')]}_annotations"].to_numpy())
+                              for c in COLUMNS}}
+    table = compat_table(real, repeats=args.repeats, seed=args.seed)
+    out["table"] = table.to_dict(orient="records")
+    t = Table(title=f"Consistency the released scores allow ({args.repeats} repeats; mean ± sd)", title_justify="left")
+    for c in ("scores", "construction", "human consistency", "paper", "annotation consistency", "at N", "paper "):
+        t.add_column(c, justify="left" if c in ("scores", "construction") else "right")
+    for r in table.itertuples():
+        t.add_row(r.column.split("_")[0], r.construction, f"{r.human:.3f} ± {r.human_sd:.3f}", f"{r.paper_human:.3f}",
+                  f"{r.annotation:.3f} ± {r.annotation_sd:.3f}", str(r.at), f"{r.paper_annotation:.3f}")
+    console.print(t)
+    for c, st in out["released"].items():
+        console.print(f"{c}: mean {st['mean']:.3f}, SD {st['sd']:.4f}, binomial noise SD "
+                      f"{np.sqrt(st['noise_var']):.4f}, true SD {np.sqrt(max(st['true_var'], 0)):.4f}, "
+                      f"{st['videos']} videos, {st['mean_annotations']:.1f} annotations each")
+    need = sd_needed(real, COLUMNS[0], PAPER[COLUMNS[0]]["human"], seed=args.seed)
+    out["sd_needed"] = need
+    console.print(f"observed ST score SD needed for human consistency {need['target']}: "
+                  f"{need['observed_sd']:.3f} (released {need['released_sd']:.3f})")
+    rd = readings_table(table)
+    out["readings"] = rd.to_dict(orient="records")
+    t = Table(title="Another reading: the split-half stepped up to the full set (Spearman-Brown, 2r/(1+r))",
+              title_justify="left")
+    for c in ("scores", "construction", "annotation split-half", "stepped up", "paper", "human stepped up", "paper "):
+        t.add_column(c, justify="left" if c in ("scores", "construction") else "right")
+    for r in rd.itertuples():
+        t.add_row(r.column.split("_")[0], r.construction, f"{r.annotation_split_half:.3f}",
+                  f"{r.annotation_stepped_up:.3f}", f"{r.paper_annotation:.3f}", f"{r.human_stepped_up:.3f}",
+                  f"{r.paper_human:.3f}")
+    console.print(t)
+    nn = pd.DataFrame([
+        noise_needed(real, COLUMNS[0], 0.481, real["nb_short-term_annotations"].mean() / 2),
+        noise_needed(real, COLUMNS[0], 0.616, 19, min_annotations=38),
+        noise_needed(real, COLUMNS[1], 0.192, real["nb_long-term_annotations"].mean() / 2),
+        noise_needed(real, COLUMNS[1], 0.364, 6.5, min_annotations=13),
+    ])
+    nn.insert(1, "statistic", ["human", "annotation at 38", "human", "annotation at 13"])
+    out["noise_needed"] = nn.to_dict(orient="records")
+    t = Table(title="Within-video noise each paper number needs (classical test theory on the released scores)",
+              title_justify="left")
+    for c in ("scores", "statistic", "videos", "r with binomial noise", "paper", "noise needed / binomial",
+              "intra-video correlation"):
+        t.add_column(c, justify="left" if c in ("scores", "statistic") else "right")
+    for r in nn.itertuples():
+        t.add_row(r.column.split("_")[0], r.statistic, f"{r.videos:,}", f"{r.r_with_binomial_noise:.3f}",
+                  f"{r.paper:.3f}", f"{r.factor:.2f}", f"{r.rho:+.4f}")
+    console.print(t)
+    if args.out:
+        from memsim.io import write_text_atomic
+        from memsim.run import dumps_summary
+
+        write_text_atomic(args.out, dumps_summary(out))
+    return 0
