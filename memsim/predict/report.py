@@ -1,0 +1,121 @@
+"""The CV report: a table beside the paper and the ceilings, CSV files and a figure.
+
+In: the CV summary (:func:`memsim.predict.pipeline.summarise`), the corpus (for
+its released scores and annotation counts) and optionally a simulator truth
+table. Out: printable text, ``cv_folds.csv``, ``cv_summary.csv``,
+``ceiling.csv`` and ``cv.png`` (matplotlib imported only here, lazily).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from memsim.predict.ceiling import ceilings_from_release, ceilings_from_truth
+
+__all__ = ["ceilings", "table", "write_outputs"]
+
+
+def ceilings(corpus, *, truth: pd.DataFrame | None = None, truth_source=None, seed: int = 0,
+             repeats: int = 20) -> pd.DataFrame:
+    """Expected Spearman of a perfect predictor, per target and method (tidy table)."""
+    lab = corpus.labelled
+    rows = []
+    for k, t in enumerate(corpus.targets):
+        s, n = corpus.y[lab, k], corpus.n_ann[lab, k]
+        c = ceilings_from_release(s, n, repeats=repeats, seed=seed)
+        rows.append({"target": t, "method": "beta (released mean, variance - noise)",
+                     "mean": c["beta"][0], "sd": c["beta"][1]})
+        rows.append({"target": t, "method": "released scores as truth (upper bound)",
+                     "mean": c["released_as_truth"][0], "sd": c["released_as_truth"][1]})
+        if truth is not None:
+            m, sd = ceilings_from_truth(truth, n, t, repeats=repeats, seed=seed,
+                                        source=str(truth_source))
+            rows.append({"target": t, "method": f"simulator truth ({Path(str(truth_source)).name})",
+                         "mean": m, "sd": sd})
+    return pd.DataFrame(rows)
+
+
+def _cell(df, model, target, col="mean"):
+    r = df[(df["model"] == model) & (df["target"] == target)]
+    return None if r.empty else float(r[col].iloc[0])
+
+
+def table(corpus, summ: pd.DataFrame, ceil: pd.DataFrame, args) -> str:
+    """Markdown table: CV models, the paper's Table 1 (VideoMem), human consistency, ceilings."""
+    from memsim.predict.cli import HUMAN_CONSISTENCY, PAPER_TABLE
+
+    targets = list(corpus.targets)
+    head = "| model | " + " | ".join(t.replace("_", "-") for t in targets) + " |"
+    sep = "| --- |" + " --- |" * len(targets)
+    lines = [f"{corpus.dataset}: {len(corpus.labelled)} labelled videos, "
+             f"{args.folds}-fold CV (seed {args.seed}), Spearman mean ± sd over folds", "",
+             head, sep]
+    for m in dict.fromkeys(summ["model"].astype(str)):
+        cells = []
+        for t in targets:
+            mu, sd = _cell(summ, m, t), _cell(summ, m, t, "std")
+            cells.append("" if mu is None else f"{mu:.3f} ± {sd:.3f}")
+        lines.append(f"| {m} (CV) | " + " | ".join(cells) + " |")
+    if corpus.dataset == "videomem":
+        for name, st, lt in PAPER_TABLE:
+            lines.append(f"| paper: {name} (official test split) | {st:.3f} | {lt:.3f} |")
+        lines.append(f"| human consistency (paper) | {HUMAN_CONSISTENCY[0]:.3f} | "
+                     f"{HUMAN_CONSISTENCY[1]:.3f} |")
+    for method in dict.fromkeys(ceil["method"]):
+        cells = []
+        for t in targets:
+            r = ceil[(ceil["method"] == method) & (ceil["target"] == t)]
+            cells.append("" if r.empty else f"{r['mean'].iloc[0]:.3f} ± {r['sd'].iloc[0]:.3f}")
+        lines.append(f"| ceiling: {method} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def write_outputs(out: Path, cv: pd.DataFrame, summ: pd.DataFrame, ceil: pd.DataFrame,
+                  corpus) -> None:
+    from memsim.io import atomic_path
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    for name, df in (("cv_folds.csv", cv), ("cv_summary.csv", summ), ("ceiling.csv", ceil)):
+        with atomic_path(out / name) as tmp:
+            df.to_csv(tmp, index=False, float_format="%.6g")
+    with atomic_path(out / "cv.png") as tmp:
+        figure(summ, ceil, corpus).savefig(tmp, dpi=120, format="png")
+
+
+def figure(summ: pd.DataFrame, ceil: pd.DataFrame, corpus):
+    """Bars: CV Spearman per model (± sd); lines: ceilings, human consistency, best paper model."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from memsim.predict.cli import HUMAN_CONSISTENCY, PAPER_TABLE
+
+    targets = list(corpus.targets)
+    models = list(dict.fromkeys(summ["model"].astype(str)))
+    fig, axes = plt.subplots(1, len(targets), figsize=(5.5 * len(targets), 4.2), squeeze=False)
+    styles = ["-", "--", ":"]
+    for ax, t in zip(axes[0], targets):
+        mu = [_cell(summ, m, t) for m in models]
+        sd = [_cell(summ, m, t, "std") for m in models]
+        ax.bar(range(len(models)), mu, yerr=sd, color="#4c72b0", capsize=3)
+        ax.set_xticks(range(len(models)), models, rotation=30, ha="right")
+        for i, method in enumerate(dict.fromkeys(ceil["method"])):
+            r = ceil[(ceil["method"] == method) & (ceil["target"] == t)]
+            if not r.empty:
+                ax.axhline(r["mean"].iloc[0], color="#c44e52", ls=styles[i % 3],
+                           label=f"ceiling: {method}")
+        if corpus.dataset == "videomem":
+            k = targets.index(t)
+            ax.axhline(HUMAN_CONSISTENCY[k], color="#55a868", ls="-.", label="human consistency (paper)")
+            ax.axhline(PAPER_TABLE[-1][1 + k], color="#8172b2", ls="--", label="SemEmb, paper test")
+        ax.set_title(f"{corpus.dataset} {t.replace('_', '-')}")
+        ax.set_ylabel("Spearman (CV mean ± sd)")
+        ax.set_ylim(0, 1)
+    axes[0][-1].legend(fontsize=7, loc="upper right")
+    fig.tight_layout()
+    return fig
