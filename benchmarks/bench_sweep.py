@@ -4,7 +4,8 @@ Runs the same small study (``--runs`` replicates of the unmodified VideoMem
 protocol, each a full campaign: 10,000 videos, ~10,450 participants, simulated,
 scored and summarised) through :func:`memsim.sweep.run_sweep` twice, into fresh
 folders: once with one worker (in process), once with two worker processes.
-Timings include the worker start-up, as a real sweep pays it. Reports runs per
+Timings include the worker start-up, as a real sweep pays it. One worker runs in
+process with numba on every core; each of two workers gets half the cores. Reports runs per
 minute, the speed-up (the plain reference is the one-worker run of the same
 cells in the same process) and the time a 1,000-campaign study would take at
 the two-worker rate — an EXTRAPOLATION from ``--runs`` cells, labelled so.
@@ -45,6 +46,8 @@ def main() -> None:
 
     from memsim.sweep import run_sweep
 
+    load0 = os.getloadavg()[0]
+
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         study = _study(tmp, args.runs, args.scale)
@@ -69,7 +72,8 @@ def main() -> None:
     minutes = 1000 / rates[2]
     print(f"EXTRAPOLATED from {args.runs} runs at scale {args.scale:g}: 1,000 campaigns with 2 workers "
           f"~ {minutes:.0f} min (acceptance: <= 30 min); with 1 worker ~ {1000 / rates[1]:.0f} min")
-    print(f"machine: {os.cpu_count()} CPUs (shared with other work while measured: treat as a lower bound)")
+    print(f"machine: {os.cpu_count()} CPUs; load average before/after: {load0:.1f} / {os.getloadavg()[0]:.1f} "
+          "(a load above the CPU count means other work shared the CPUs: the worker speed-up cannot show)")
 
 
 if __name__ == "__main__":
