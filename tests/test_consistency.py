@@ -117,16 +117,26 @@ def _human_reference(result, step, seed):
     grp = pd.Series(-1, index=people)
     grp.iloc[perm[:half]] = 0
     grp.iloc[perm[half : 2 * half]] = 1
-    df = pd.DataFrame({"p": t.participant, "v": t.video, "h": t.hit})
+    df = pd.DataFrame({"p": t.participant, "v": t.video, "h": t.hit, "l": t.lag})
     df["g"] = grp.loc[df["p"]].to_numpy()
-    sc = df[df["g"] >= 0].groupby(["g", "v"])["h"].mean().unstack(0).dropna()
-    return stats.spearmanr(sc[0], sc[1]).statistic
+    corr = result.protocol.steps[step - 1].scoring.correction
+    halves = []
+    for g in (0, 1):
+        d = df[df["g"] == g]
+        sc = d.groupby("v")["h"].mean()
+        if corr.kind == "linear":  # slope refitted on the half, each video moved to the reference
+            slope = np.polyfit(d["l"], d["h"], 1)[0]
+            sc = (sc + slope * (corr.reference_lag - d.groupby("v")["l"].mean())).clip(0, 1)
+        halves.append(sc)
+    both = pd.concat(halves, axis=1, join="inner")
+    return stats.spearmanr(both.iloc[:, 0], both.iloc[:, 1]).statistic
 
 
-def test_human_consistency_matches_groupby_reference(mid):
+@pytest.mark.parametrize("step", [1, 2], ids=["linear correction", "no correction"])
+def test_human_consistency_matches_groupby_reference(mid, step):
     *_, res = mid
-    got = C.human_consistency(res, 2, n_splits=1, seed=3)  # step 2: no correction, plain hit rates
-    assert got["values"][0] == pytest.approx(_human_reference(res, 2, 3), abs=1e-9)
+    got = C.human_consistency(res, step, n_splits=1, seed=3)
+    assert got["values"][0] == pytest.approx(_human_reference(res, step, 3), abs=1e-9)
 
 
 def test_human_consistency_deterministic_and_row_order_invariant(mid):
