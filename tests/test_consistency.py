@@ -340,3 +340,53 @@ def test_degenerate_tables_give_nan_not_errors(returning, bad):
     out = C.summarise(trials, make_protocol(SMALL, n_videos=60), truth=truth)
     json.dumps(C.jsonable(out), allow_nan=False)
     assert set(out["human_consistency"]) == {"short-term", "long-term"}
+
+
+def test_analyse_and_scores_commands(mid, tmp_path, capsys):
+    import yaml
+
+    from memsim.cli import main
+
+    trials, truth, proto, _ = mid
+    tp, pp, tr = tmp_path / "t.parquet", tmp_path / "p.yaml", tmp_path / "truth.csv"
+    trials.to_parquet(tp)
+    pp.write_text(yaml.safe_dump(proto.dump()))
+    truth.to_csv(tr, index=False)
+    out = tmp_path / "out"
+    rc = main(
+        [
+            "analyse",
+            str(tp),
+            "--protocol",
+            str(pp),
+            "--out",
+            str(out),
+            "--truth",
+            str(tr),
+            "--splits",
+            "5",
+        ]
+    )
+    text = capsys.readouterr().out
+    assert rc == 0 and "human consistency" in text and "vs truth" in text
+    summary = json.loads((out / "summary.json").read_text())  # strict JSON: no NaN tokens
+    assert len(summary["human_consistency"]["short-term"]["values"]) == 5
+    assert summary == C.jsonable(C.analyse(score(trials, proto), truth=truth, n_splits=5))
+    rc = main(["scores", str(out / "scores.csv"), "--json", str(tmp_path / "s.json")])
+    assert rc == 0 and "short-term_memorability: mean" in capsys.readouterr().out
+    # a file where the folder should be: one line, exit 2
+    (tmp_path / "f").write_text("x")
+    rc = main(["analyse", str(tp), "--protocol", str(pp), "--out", str(tmp_path / "f")])
+    err = capsys.readouterr().err
+    assert rc == 2 and len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.realdata
+def test_scores_command_on_released_file(capsys):
+    if not REAL.exists():
+        pytest.skip(f"real data absent: {REAL}")
+    from memsim.cli import main
+
+    assert main(["scores", str(REAL)]) == 0
+    out = capsys.readouterr().out
+    assert "7,000 videos" in out and "Spearman 0.305" in out
