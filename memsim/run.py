@@ -77,7 +77,7 @@ def run_study(protocol, params, args, out: Path) -> int:
     from rich.console import Console
 
     from memsim.compare import compare, default_targets_path, load_targets, real_score_comparison
-    from memsim.consistency import _video_mean_rt, analyse
+    from memsim.consistency import analyse, video_mean_rt
     from memsim.scoring import score, write_scores
     from memsim.simulate import write_simulation
 
@@ -112,7 +112,7 @@ def run_study(protocol, params, args, out: Path) -> int:
         summary["real"] = real_score_comparison(result.scores, real)
     columns = [s.scoring.column for s in sim.protocol.steps]
     V = sim.protocol.stimuli.count
-    video_rt = pd.DataFrame({c: _video_mean_rt(t, V) for c, t in zip(columns, result.tests)})
+    video_rt = pd.DataFrame({c: video_mean_rt(t, V) for c, t in zip(columns, result.tests)})
 
     writing.result()
     pool.shutdown()
