@@ -550,8 +550,12 @@ def import_cell(ref: str, study_path=None) -> Callable[[dict], dict]:
 
 # --------------------------------------------------------------------------- executors
 def _worker_init(numba_threads: int) -> None:
+    import signal
+
     # set before the cell function first imports numba in this fresh (spawned) process
     os.environ.setdefault("NUMBA_NUM_THREADS", str(numba_threads))
+    # Ctrl-C is the driver's to handle: workers finish their cell quietly, then exit
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 class _Inline:
@@ -561,7 +565,7 @@ class _Inline:
         for key, spec in jobs:
             yield key, fn(spec)
 
-    def close(self) -> None:
+    def close(self, wait: bool = True) -> None:
         pass
 
 
@@ -584,8 +588,8 @@ class _ProcessPool:
         for fut in as_completed(futures):
             yield futures[fut], fut.result()
 
-    def close(self) -> None:
-        self.pool.shutdown(wait=True, cancel_futures=True)
+    def close(self, wait: bool = True) -> None:
+        self.pool.shutdown(wait=wait, cancel_futures=True)
 
 
 class _Dask:
@@ -612,7 +616,7 @@ class _Dask:
         for fut in as_completed([f for f, _ in futures.values()], loop=self.client.loop):
             yield futures[fut.key][1], fut.result()
 
-    def close(self) -> None:
+    def close(self, wait: bool = True) -> None:
         self.client.close()
 
 
@@ -823,14 +827,17 @@ def run_sweep(
         else:
             executor = _ProcessPool(min(workers, len(jobs)))
         bar, task = _progress(progress, plan.n_runs, skipped, study.name)
+        finished = False
         try:
             with bar:
                 for (cell, rep), result in executor.run(fn, jobs):
                     row = _row(plan, cell, rep, result, study_path)
                     _write_parquet(pa.Table.from_pylist([row], schema=schema), _shard_path(out, cell, rep))
                     bar.advance(task)
+            finished = True
         finally:
-            executor.close()
+            # on an error or Ctrl-C, do not wait for running cells: their shards would be dropped anyway
+            executor.close(wait=finished)
     seconds = time.perf_counter() - t0
     results = combine(out, plan)
     if study.missing == "nan" and warn:
