@@ -497,7 +497,8 @@ def _preflight(spec: dict) -> None:
     """Cheap run-time feasibility of a cell: lag-constrained sequences for 32 participants per step.
 
     Schema validation cannot see that repeats may not fit a sequence (dead ends
-    in placing them); this catches it before the sweep starts.
+    in placing them); this catches it before the sweep starts. Feasibility is a
+    property of a step's layout, so each distinct layout is tried once (seed 0).
     """
     import numpy as np_
 
@@ -506,10 +507,15 @@ def _preflight(spec: dict) -> None:
 
     protocol = protocol_from_mapping(spec["protocol"], "")
     for s, step in enumerate(protocol.steps):
-        if any(g.repeat_lag is not None for g in step.items):
-            generate_sequences(layout_for(step), int(spec["seed"]), np_.arange(32, dtype=np_.int64), s)
+        if not any(g.repeat_lag is not None for g in step.items):
+            continue
+        key = (s, step.length, tuple((g.count, g.repeat_lag) for g in step.items))
+        if key not in _FEASIBLE:
+            generate_sequences(layout_for(step), 0, np_.arange(32, dtype=np_.int64), s)
+            _FEASIBLE.add(key)
 
 
+_FEASIBLE: set = set()  # step layouts already placed by _preflight in this process
 run_cell.preflight = _preflight  # type: ignore[attr-defined]
 
 
