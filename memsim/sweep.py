@@ -127,6 +127,13 @@ class Figure(_Frozen):
     title: str | None = None
 
 
+class Analysis(_Frozen):
+    """How many random splits the default cell's analysis averages (the paper: 25 human splits)."""
+
+    n_splits: Annotated[int, Field(ge=1, le=1000)] = 25
+    repeats: Annotated[int, Field(ge=1, le=100)] = 3
+
+
 class Study(_Frozen):
     """A what-if study: a base protocol, the grid to vary, replicates, statistics, seed."""
 
@@ -158,6 +165,7 @@ class Study(_Frozen):
         "(for grids mixing protocols whose steps differ)",
     )
     figures: tuple[Figure, ...] = ()
+    analysis: Analysis = Field(default_factory=lambda: Analysis(), description="split counts of the analysis")
 
     @model_validator(mode="after")
     def _check(self) -> "Study":
@@ -455,15 +463,18 @@ def run_cell(spec: dict) -> dict[str, float]:
     ----------
     spec : dict
         ``protocol`` and ``params`` (dumped mappings), ``seed`` and
-        ``analysis_seed`` (ints), ``scale`` (float).
+        ``analysis_seed`` (ints), ``scale`` (float), ``analysis`` (``n_splits``,
+        ``repeats``; default 25 and 3).
 
     Returns
     -------
     dict
-        Every scalar statistic of :func:`memsim.consistency.summarise`, plus
+        Every scalar statistic of :func:`memsim.consistency.analyse` (flattened by
+        :func:`flatten_statistics`, with step-index aliases), plus
         ``participants`` (participants who started step 1).
     """
-    from memsim.consistency import summarise
+    from memsim.consistency import analyse
+    from memsim.scoring import score
     from memsim.params import default_params_path, load_params, params_from_mapping
     from memsim.protocol import protocol_from_mapping
     from memsim.simulate import simulate, truth_column
@@ -477,7 +488,9 @@ def run_cell(spec: dict) -> dict[str, float]:
     # truth under the score columns' names, so summarise can correlate scores with it
     renames = {truth_column(s.scoring.column): s.scoring.column for s in protocol.steps}
     truth = sim.videos[["video", *[c for c in renames if c in sim.videos.columns]]].rename(columns=renames)
-    stats = summarise(sim.trials, protocol, truth=truth, seed=int(spec["analysis_seed"]))
+    split = spec.get("analysis") or {}
+    stats = analyse(score(sim.trials, protocol), truth=truth, seed=int(spec["analysis_seed"]),
+                    n_splits=int(split.get("n_splits", 25)), repeats=int(split.get("repeats", 3)))
     stats.pop("seed", None)
     out = flatten_statistics(stats)
     # step-index aliases (step1, step2, ...) so one study can compare protocols whose steps differ
@@ -810,6 +823,7 @@ def run_sweep(
                 "seed": s_seed,
                 "analysis_seed": a_seed,
                 "scale": study.scale,
+                "analysis": study.analysis.model_dump(),
                 "cell": c["cell"],
                 "replicate": r,
                 "coords": c["coords"],
@@ -875,7 +889,8 @@ def list_statistics(study_path: str | os.PathLike[str], scale: float = 0.02) -> 
     c = plan.cells[0]
     s_seed, a_seed = plan.seeds[0][0]
     spec = {"protocol": c["protocol"], "params": c["params"], "seed": s_seed, "analysis_seed": a_seed,
-            "scale": min(scale, study.scale), "cell": 0, "replicate": 0, "coords": c["coords"]}
+            "scale": min(scale, study.scale), "analysis": study.analysis.model_dump(), "cell": 0, "replicate": 0,
+            "coords": c["coords"]}
     return fn(spec)
 
 

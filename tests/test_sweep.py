@@ -8,7 +8,6 @@ Dask workers alike), so the engine is tested without the cost of simulating.
 
 from __future__ import annotations
 
-import json
 import os
 import random
 import signal
@@ -421,6 +420,11 @@ def test_real_cell_is_deterministic_and_gives_named_statistics():
     assert a == b
     assert a["participants"] > 0 and all(isinstance(v, float) for v in a.values())
     assert run_cell({**spec, "seed": 7}) != a
+    # fewer analysis splits: same simulated campaign, a different (cheaper) average over splits
+    light = run_cell({**spec, "analysis": {"n_splits": 2, "repeats": 1}})
+    assert light["participants"] == a["participants"] and light["mean_score.step1"] == a["mean_score.step1"]
+    assert light["human_consistency.step1.mean"] != a["human_consistency.step1.mean"]
+    assert hasattr(run_cell, "preflight")
 
 
 def test_list_statistics_runs_the_first_cell_once(tmp_path, capsys):
