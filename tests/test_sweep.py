@@ -283,8 +283,8 @@ def test_resume_after_kill_9_gives_identical_results(reference, tmp_path):
     out = tmp_path / "out"
     cmd = [sys.executable, "-m", "memsim.cli", "sweep", str(study), "--out", str(out), "--workers", "2", "--quiet"]
     rng = random.Random()  # a random moment, by design
-    want = rng.randint(1, 10)  # kill once this many shards exist, plus a random fraction of a cell
-    proc = subprocess.Popen(cmd, env=_env(MEMSIM_TEST_CELL_DELAY=0.15), start_new_session=True,
+    want = rng.randint(1, 8)  # kill once this many shards exist, plus a random fraction of a cell
+    proc = subprocess.Popen(cmd, env=_env(MEMSIM_TEST_CELL_DELAY=0.3), start_new_session=True,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 60
