@@ -160,18 +160,26 @@ def test_minutes_per_participant_and_crowd_minutes_of_videomem():
 
 
 def test_whole_protocol_axis_and_missing_statistics(tmp_path, capsys):
+    import yaml
+
+    from memsim.protocol import load_protocol
+
+    one_step = load_protocol(VIDEOMEM).dump()  # VideoMem's step 1 alone, as a second protocol file
+    one_step["name"] = "one-step"
+    one_step["steps"] = one_step["steps"][:1]
+    (tmp_path / "one-step.yaml").write_text(yaml.safe_dump(one_step))
     vary = f"""
-  - {{path: protocol, name: design, values: [{VIDEOMEM}, {REPO / 'protocols' / 'memento10k.yaml'}]}}
+  - {{path: protocol, name: design, values: [{VIDEOMEM}, one-step.yaml]}}
 """
     path = _study(tmp_path, "mixed", vary=vary, replicates=1,
                   extra="missing: nan\n").read_text().replace("annotations_st]", "consistency_lt]")
     (tmp_path / "mixed.yaml").write_text(path)
     study = tmp_path / "mixed.yaml"
     plan = resolve_study(load_study(study), study)
-    assert [c["protocol"]["name"] for c in plan.cells] == ["videomem", "memento10k"]
+    assert [c["protocol"]["name"] for c in plan.cells] == ["videomem", "one-step"]
     run_sweep(study, tmp_path / "out", progress=False)
     df = pd.read_parquet(tmp_path / "out" / "results.parquet")
-    assert df.consistency_lt.notna().tolist() == [True, False]  # memento10k has no long-term step
+    assert df.consistency_lt.notna().tolist() == [True, False]  # the one-step protocol has no long term
     typo = tmp_path / "typo.yaml"
     typo.write_text(study.read_text().replace("consistency_lt]", "consistency_lt, consistncy_st]"))
     warnings = []
