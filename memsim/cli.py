@@ -7,6 +7,7 @@ one line on stderr with exit status 2.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -48,11 +49,20 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
 
-    p = sub.add_parser("validate", help="check a protocol file and summarise it")
-    p.add_argument("protocol", type=Path, help="protocol YAML file")
+    p = sub.add_parser(
+        "validate",
+        help="check a protocol file and summarise it",
+        description="Check a protocol file (schema and feasibility) and print a one-screen summary. "
+        "A problem is one line naming the file and the field, exit status 2.",
+    )
+    p.add_argument("protocol", type=Path, help="protocol YAML file (see docs/protocols.md)")
     p.set_defaults(func=_cmd_validate)
 
-    p = sub.add_parser("schema", help="print the JSON Schema of the protocol format")
+    p = sub.add_parser(
+        "schema",
+        help="print the JSON Schema of the protocol format",
+        description="Print the JSON Schema (draft 2020-12) of the protocol format, for editors and other tools.",
+    )
     p.set_defaults(func=_cmd_schema)
 
     from memsim.commands import registrars
@@ -63,8 +73,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run the command line; returns the exit status (0 ok, 2 a user's mistake)."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help, --version, a usage mistake: argparse has printed its line
+        return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 2)
     try:
         return int(args.func(args) or 0)
     except UserError as exc:
@@ -73,6 +87,10 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("memsim: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `memsim schema | head`: the reader left, nothing is wrong
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 141
 
 
 if __name__ == "__main__":  # pragma: no cover

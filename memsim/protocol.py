@@ -3,12 +3,16 @@
 In: a YAML file (see ``docs/protocols.md``). Out: a :class:`Protocol`, whose
 field set is closed (an unknown key is an error, so a typo never passes
 silently) and whose feasibility is checked at load time: counts add up to each
-step's length, lag ranges fit inside the sequence, a later step has enough
-eligible earlier items, the stimulus pool can feed the selection policy.
+step's length, the repeats of every step can be arranged within their lag
+ranges, a later step has enough eligible earlier items, the stimulus pool can
+feed the selection policy, the stopping rule can be met.
 
 Pluggable parts (lag corrections, selection policies, arrival processes,
 stopping rules) are tagged unions chosen by ``kind``: adding a variant means
 adding one model class to its union, never an ``if`` chain elsewhere.
+
+Every problem leaves :func:`load_protocol` / :func:`protocol_from_mapping` as
+one :class:`~memsim.errors.UserError` line: ``FILE: FIELD.PATH: what is wrong``.
 
 This module imports nothing else from memsim but ``errors`` and ``io``: the
 schema stands alone.
@@ -17,29 +21,89 @@ schema stands alone.
 from __future__ import annotations
 
 import json
+import math
 import os
-from typing import Annotated, Literal, Union
+import random
+import re
+from typing import Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+import yaml
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Strict,
+    Tag,
+    ValidationError,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
 
 from memsim.errors import UserError
-from memsim.io import format_pydantic_error, load_yaml_mapping
+from memsim.io import load_yaml_mapping, read_text
 
 __all__ = [
     "Protocol",
+    "Stimuli",
     "Step",
     "ItemGroup",
+    "FromStep",
+    "Filters",
+    "Scoring",
+    "Campaign",
     "load_protocol",
+    "protocol_from_mapping",
     "protocol_json_schema",
+    "summary_lines",
+    "find_arrangement",
     "ROLES",
+    "MAX_LENGTH",
 ]
 
 ROLES = ("target", "filler", "vigilance")
 _MAX_COUNT = 10_000_000  # a sanity bound on every count: huge values are mistakes
+MAX_LENGTH = 32_767  # the trial table stores positions and lags as int16
+_MAX_HOURS = 24 * 365 * 10  # a delay beyond ten years is a typo
+_RANDOM_TRIES = 10  # random arrangements tried when the deterministic ones fail
+_SEARCH_NODES = 20_000  # node budget of the exact search (deterministic, unlike a time limit)
+_SEARCH_WORK = 400_000  # ... and nodes x pairs: together well under a second
+_SEARCH_MAX_LENGTH = 600  # the search recurses once per slot: keep it well within Python's stack
+
+
+# --------------------------------------------------------------------------- types
+def _no_text_or_bool(kind: str):
+    """YAML gives ``"40"`` or ``yes`` where a number was meant: refuse, don't coerce."""
+
+    def check(v: Any) -> Any:
+        if isinstance(v, (str, bytes, bool)):
+            raise PydanticCustomError(
+                f"{kind}_type", f"Input should be a valid {kind}, got {type(v).__name__} {{value!r}}", {"value": v}
+            )
+        return v
+
+    return BeforeValidator(check)
+
+
+Int = Annotated[int, _no_text_or_bool("integer")]
+Float = Annotated[float, _no_text_or_bool("number")]
+Bool = Annotated[bool, Strict()]
+Count = Annotated[Int, Field(ge=1, le=_MAX_COUNT)]
+Lag = Annotated[Int, Field(ge=1, le=MAX_LENGTH - 1)]
+Rate = Annotated[Float, Field(ge=0, le=1)]
 
 
 class _Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid", strict=False)
+    model_config = ConfigDict(frozen=True, extra="forbid", strict=False, allow_inf_nan=False)
+
+
+class _At(ValueError):
+    """A validator's error at a sub-path of the model being validated."""
+
+    def __init__(self, where: tuple, message: str) -> None:
+        super().__init__(message)
+        self.where = tuple(where)
 
 
 # --------------------------------------------------------------------------- stimuli
@@ -47,14 +111,14 @@ class Stimuli(_Frozen):
     """The stimulus pool and how each presentation is timed."""
 
     kind: Literal["video", "image"] = Field(description="what is shown")
-    count: Annotated[int, Field(ge=1, le=_MAX_COUNT)] = Field(description="stimuli in the pool")
-    duration_s: Annotated[float, Field(gt=0, le=3600)] = Field(
+    count: Count = Field(description="stimuli in the pool")
+    duration_s: Annotated[Float, Field(gt=0, le=3600)] = Field(
         description="seconds a stimulus is shown when no key is pressed"
     )
-    gap_s: Annotated[float, Field(ge=0, le=3600)] = Field(
+    gap_s: Annotated[Float, Field(ge=0, le=3600)] = Field(
         description="seconds between the end of one presentation and the next onset"
     )
-    response_ends_presentation: bool = Field(
+    response_ends_presentation: Bool = Field(
         default=True, description="a key press ends the presentation (the next one starts after the gap)"
     )
 
@@ -63,37 +127,63 @@ class Stimuli(_Frozen):
 class FromStep(_Frozen):
     """Items drawn from what the same participant saw in an earlier step."""
 
-    step: Annotated[int, Field(ge=1)] = Field(description="1-based index of the earlier step")
+    step: Annotated[Int, Field(ge=1, le=255)] = Field(description="1-based index of the earlier step")
     roles: tuple[Literal["target", "filler", "vigilance"], ...] = Field(
         min_length=1, description="roles those items had in that step"
     )
+
+    @model_validator(mode="after")
+    def _check(self) -> "FromStep":
+        if len(set(self.roles)) != len(self.roles):
+            raise _At(("roles",), f"a role is listed twice in {list(self.roles)}")
+        return self
+
+
+_NEW, _EARLIER = "(new)", "(from an earlier step)"  # union tags: they never appear in a printed path
+
+Source = Annotated[
+    Union[Annotated[Literal["new"], Tag(_NEW)], Annotated[FromStep, Tag(_EARLIER)]],
+    Discriminator(lambda v: _NEW if isinstance(v, str) else _EARLIER),
+]
 
 
 class ItemGroup(_Frozen):
     """A group of items of one role in a step's sequence.
 
-    ``repeat_lag`` [min, max]: each item is shown twice, the repeat a uniformly
-    drawn number of positions later within the range (a recognition test inside
-    the step). ``source``: ``new`` items come from the selection policy (never
-    seen before by this participant); ``{step, roles}`` items are drawn from the
+    ``repeat_lag`` [min, max]: each item is shown twice, the repeat a number of
+    positions later within the range (a recognition test inside the step).
+    ``source``: ``new`` items come from the selection policy (never seen before
+    by this participant); ``{step, roles}`` items are drawn from the
     participant's earlier step and shown once, as a recognition test.
     """
 
-    role: Literal["target", "filler", "vigilance"]
-    count: Annotated[int, Field(ge=1, le=_MAX_COUNT)]
-    repeat_lag: tuple[Annotated[int, Field(ge=1)], Annotated[int, Field(ge=1)]] | None = None
-    source: Literal["new"] | FromStep = "new"
+    role: Literal["target", "filler", "vigilance"] = Field(
+        description="target: scored; vigilance: an easy repeat that checks attention; filler: shown once"
+    )
+    count: Count = Field(description="items in the group (a repeated item counts once)")
+    repeat_lag: tuple[Lag, Lag] | None = Field(
+        default=None, description="[min, max] positions between the two showings of each item"
+    )
+    source: Source = Field(
+        default="new", description="'new', or {step, roles}: items from an earlier step of the same participant"
+    )
 
     @model_validator(mode="after")
     def _check(self) -> "ItemGroup":
         if self.repeat_lag is not None:
             lo, hi = self.repeat_lag
             if lo > hi:
-                raise ValueError(f"repeat_lag minimum {lo} is above its maximum {hi}")
+                raise _At(("repeat_lag",), f"minimum {lo} is above maximum {hi}")
             if not isinstance(self.source, str):
-                raise ValueError("repeat_lag cannot be combined with items from an earlier step")
-        if self.role == "vigilance" and self.repeat_lag is None:
-            raise ValueError("vigilance items must repeat: give repeat_lag")
+                raise _At(("repeat_lag",), "cannot be combined with items from an earlier step")
+            if self.role == "filler":
+                raise _At(("role",), "fillers are shown once; a repeated item is a target or a vigilance item")
+        elif self.role == "vigilance":
+            raise _At(("repeat_lag",), "vigilance items must repeat: give repeat_lag")
+        elif self.role == "target" and isinstance(self.source, str):
+            raise _At(("repeat_lag",), "new targets must repeat to be tested: give repeat_lag (or an earlier step as source)")
+        if not isinstance(self.source, str) and self.role != "target":
+            raise _At(("role",), "items from an earlier step are recognition tests: their role must be target")
         return self
 
     @property
@@ -115,43 +205,71 @@ class Filters(_Frozen):
     presentations of items not seen before.
     """
 
-    min_vigilance_hit_rate: Annotated[float, Field(ge=0, le=1)] | None = None
-    min_hit_rate: Annotated[float, Field(ge=0, le=1)] | None = None
-    max_false_alarm_rate: Annotated[float, Field(ge=0, le=1)] | None = None
-    false_alarms_below_hits: bool = False
-    min_completed_fraction: Annotated[float, Field(ge=0, le=1)] = Field(
+    min_vigilance_hit_rate: Rate | None = Field(default=None, description="drop below this vigilance hit rate")
+    min_hit_rate: Rate | None = Field(default=None, description="drop below this target hit rate")
+    max_false_alarm_rate: Rate | None = Field(default=None, description="drop above this false-alarm rate")
+    false_alarms_below_hits: Bool = Field(
+        default=False, description="drop unless the false-alarm rate is below the target hit rate"
+    )
+    min_completed_fraction: Rate = Field(
         default=1.0, description="drop a participant who saw less than this share of the step"
     )
 
 
 # --------------------------------------------------------------------------- corrections
 class NoCorrection(_Frozen):
+    """Score = raw hit rate."""
+
     kind: Literal["none"] = "none"
+
+    def describe(self) -> str:
+        return "none (raw hit rate)"
 
 
 class LinearCorrection(_Frozen):
     """VideoMem: fit hit rate ~ lag over all target tests; shift each score to ``reference_lag``."""
 
     kind: Literal["linear"] = "linear"
-    reference_lag: Annotated[int, Field(ge=1)]
+    reference_lag: Lag
+
+    def describe(self) -> str:
+        return f"linear in lag, one slope for all stimuli, referred to lag {self.reference_lag}"
 
 
 class MementoDecay(_Frozen):
     """Memento10k: per-video linear decay m(t) = m(T) + alpha (t - T), scores referred to T."""
 
     kind: Literal["memento_decay"] = "memento_decay"
-    reference_lag: Annotated[int, Field(ge=1)]
+    reference_lag: Lag
+
+    def describe(self) -> str:
+        return f"Memento decay, linear in lag with a slope per stimulus, referred to lag {self.reference_lag}"
+
+
+class LogLinearDecay(_Frozen):
+    """LaMem: m(t) = m(T) + alpha ln(t / T), one alpha shared by all stimuli, scores referred to T."""
+
+    kind: Literal["log_linear"] = "log_linear"
+    reference_lag: Lag
+
+    def describe(self) -> str:
+        return f"log-linear in lag, one slope for all stimuli, referred to lag {self.reference_lag}"
 
 
 Correction = Annotated[
-    Union[NoCorrection, LinearCorrection, MementoDecay], Field(discriminator="kind")
+    Union[NoCorrection, LinearCorrection, MementoDecay, LogLinearDecay], Field(discriminator="kind")
 ]
 
 
 class Scoring(_Frozen):
     """How one step's recognition tests become per-stimulus scores."""
 
-    column: str = Field(description="name of the score column, e.g. short-term_memorability")
+    column: str = Field(
+        min_length=1,
+        max_length=100,
+        pattern=r"^[A-Za-z][A-Za-z0-9_.-]*$",
+        description="name of the score column, e.g. short-term_memorability",
+    )
     correction: Correction = NoCorrection()
 
 
@@ -159,16 +277,18 @@ class Scoring(_Frozen):
 class Step(_Frozen):
     """One session of the game: a sequence of ``length`` presentations."""
 
-    name: str = Field(min_length=1)
-    length: Annotated[int, Field(ge=1, le=100_000)]
-    delay_h: tuple[Annotated[float, Field(ge=0)], Annotated[float, Field(ge=0)]] | None = Field(
-        default=None,
-        description="[min, max] hours between the end of the previous step and this one (steps after the first)",
+    name: str = Field(min_length=1, max_length=100)
+    length: Annotated[Int, Field(ge=1, le=MAX_LENGTH)] = Field(description="presentations in the sequence")
+    delay_h: tuple[Annotated[Float, Field(ge=0, le=_MAX_HOURS)], Annotated[Float, Field(ge=0, le=_MAX_HOURS)]] | None = (
+        Field(
+            default=None,
+            description="[min, max] hours between the end of the previous step and this one (steps after the first)",
+        )
     )
-    items: tuple[ItemGroup, ...] = Field(min_length=1)
+    items: tuple[ItemGroup, ...] = Field(min_length=1, max_length=64)
     filters: Filters = Filters()
     scoring: Scoring
-    stop_after_vigilance_misses: Annotated[int, Field(ge=1)] | None = Field(
+    stop_after_vigilance_misses: Annotated[Int, Field(ge=1, le=MAX_LENGTH)] | None = Field(
         default=None, description="end the participant's session after this many missed vigilance repeats"
     )
 
@@ -176,19 +296,47 @@ class Step(_Frozen):
     def _check(self) -> "Step":
         total = sum(g.presentations for g in self.items)
         if total != self.length:
-            parts = " + ".join(
-                f"{g.count}x{2 if g.repeat_lag else 1} {g.role}" for g in self.items
-            )
-            raise ValueError(f"items give {total} presentations ({parts}), but length is {self.length}")
+            parts = " + ".join(f"{g.count}x{2 if g.repeat_lag else 1} {g.role}" for g in self.items)
+            raise _At(("length",), f"items give {total} presentations ({parts}), but length is {self.length}")
         for i, g in enumerate(self.items):
             if g.repeat_lag is not None and g.repeat_lag[1] >= self.length:
-                raise ValueError(
-                    f"items.{i}.repeat_lag maximum {g.repeat_lag[1]} does not fit a sequence of {self.length}"
+                raise _At(
+                    ("items", i, "repeat_lag"),
+                    f"maximum {g.repeat_lag[1]} does not fit a sequence of {self.length} (at most {self.length - 1})",
                 )
+        failure = find_arrangement(
+            self.length, [(g.count, *g.repeat_lag) if g.repeat_lag else (g.count, 0, 0) for g in self.items]
+        )
+        if failure is not None:
+            i, why = failure
+            raise _At(("items", i, "repeat_lag"), why)
         if self.delay_h is not None and self.delay_h[0] > self.delay_h[1]:
-            raise ValueError(f"delay_h minimum {self.delay_h[0]} is above its maximum {self.delay_h[1]}")
-        if not any(g.role == "target" and g.tested for g in self.items):
-            raise ValueError("a step needs at least one group of tested targets (repeat_lag or an earlier source)")
+            raise _At(("delay_h",), f"minimum {self.delay_h[0]:g} is above maximum {self.delay_h[1]:g}")
+        targets = [g for g in self.items if g.role == "target" and g.tested]
+        if not targets:
+            raise _At(("items",), "a step needs at least one group of tested targets (repeat_lag or an earlier source)")
+        n_vig = sum(g.count for g in self.items if g.role == "vigilance")
+        if self.filters.min_vigilance_hit_rate is not None and n_vig == 0:
+            raise _At(("filters", "min_vigilance_hit_rate"), "the step has no vigilance items")
+        if self.stop_after_vigilance_misses is not None and self.stop_after_vigilance_misses > n_vig:
+            raise _At(
+                ("stop_after_vigilance_misses",),
+                f"{self.stop_after_vigilance_misses} misses can never happen with {n_vig} vigilance repeats",
+            )
+        corr = self.scoring.correction
+        if corr.kind != "none":
+            lags = [g.repeat_lag for g in targets if g.repeat_lag is not None]
+            if not lags:
+                raise _At(
+                    ("scoring", "correction", "kind"),
+                    f"'{corr.kind}' corrects for lag, but no target of this step repeats within the step",
+                )
+            lo, hi = min(a for a, _ in lags), max(b for _, b in lags)
+            if not lo <= corr.reference_lag <= hi:
+                raise _At(
+                    ("scoring", "correction", "reference_lag"),
+                    f"{corr.reference_lag} is outside the targets' lags {lo}-{hi} (an extrapolation)",
+                )
         return self
 
     @property
@@ -197,12 +345,189 @@ class Step(_Frozen):
         return sum(g.count for g in self.items if isinstance(g.source, str))
 
 
+# --------------------------------------------------------------------------- arrangement
+def _greedy(length: int, groups, order, latest: bool) -> int | None:
+    """Deterministic placement: each pair at the earliest free first slot. Returns the failing group or None."""
+    occ = bytearray(length)
+    for gi in order:
+        count, lo, hi = groups[gi]
+        p = placed = 0
+        while placed < count:
+            p = occ.find(0, p)
+            if p < 0 or p + lo >= length:
+                return gi
+            a, b = p + lo, min(p + hi, length - 1) + 1
+            q = occ.rfind(0, a, b) if latest else occ.find(0, a, b)
+            if q >= 0:
+                occ[p] = occ[q] = 1
+                placed += 1
+            p += 1  # a first slot that fails now fails forever: occupancy only grows
+    return None
+
+
+def _random_placement(length: int, groups, order, rnd: random.Random) -> int | None:
+    """The sequence generator's law: lag uniform in range, first slot uniform among free pairs."""
+    import numpy as np
+
+    free = np.ones(length, dtype=bool)
+    for gi in order:
+        count, lo, hi = groups[gi]
+        for _ in range(count):
+            d = rnd.randint(lo, hi)
+            ok = np.flatnonzero(free[: length - d] & free[d:])
+            if ok.size == 0:
+                return gi
+            p = int(ok[rnd.randrange(ok.size)])
+            free[p] = free[p + d] = False
+    return None
+
+
+def _exhaustive(length: int, groups, budget: int) -> bool | None:
+    """Exact search, slot by slot: each slot opens a pair, closes one, or holds a single item.
+
+    True: an arrangement exists; False: none exists; None: ``budget`` nodes were not enough.
+    Within a group, closing the oldest open pair is never worse than closing a younger one
+    (swap the two closings: both stay within the range), so a slot has at most
+    ``2 x groups + 1`` choices. Dead ends are pruned by deadlines (open pairs, sorted by
+    their last allowed slot, must each find a slot in time) and remembered: the slot, the
+    ages of the open pairs and the counts left are the whole state.
+    """
+    rep = sorted((i for i, (_, _, hi) in enumerate(groups) if hi > 0), key=lambda i: -groups[i][1])
+    lo = {i: groups[i][1] for i in rep}
+    hi = {i: groups[i][2] for i in rep}
+    to_open = {i: groups[i][0] for i in rep}
+    opened: dict[int, list[int]] = {i: [] for i in rep}  # slots of the open first showings, oldest first
+    singles = [sum(c for c, _, h in groups if h == 0)]
+    nodes = [0]
+    dead: set = set()
+
+    def in_time(t: int) -> bool:
+        deadlines = []
+        for i in rep:
+            if to_open[i] and t + lo[i] >= length:
+                return False
+            deadlines += [a + hi[i] for a in opened[i]]
+        deadlines.sort()
+        return all(d >= t + k for k, d in enumerate(deadlines))
+
+    def step(t: int) -> bool | None:
+        if t == length:
+            return True
+        state = (t, tuple(tuple(t - a for a in opened[i]) for i in rep), tuple(to_open[i] for i in rep), singles[0])
+        if state in dead:
+            return False
+        nodes[0] += 1
+        if nodes[0] > budget:
+            return None
+        if not in_time(t):
+            dead.add(state)
+            return False
+        exhausted = False
+        closable = sorted((i for i in rep if opened[i] and t - opened[i][0] >= lo[i]), key=lambda i: opened[i][0] + hi[i])
+        for i in closable:
+            a = opened[i].pop(0)
+            r = step(t + 1)
+            opened[i].insert(0, a)
+            if r:
+                return True
+            exhausted |= r is None
+        for i in rep:
+            if to_open[i]:
+                to_open[i] -= 1
+                opened[i].append(t)
+                r = step(t + 1)
+                opened[i].pop()
+                to_open[i] += 1
+                if r:
+                    return True
+                exhausted |= r is None
+        if singles[0]:
+            singles[0] -= 1
+            r = step(t + 1)
+            singles[0] += 1
+            if r:
+                return True
+            exhausted |= r is None
+        if exhausted:
+            return None
+        dead.add(state)
+        return False
+
+    return step(0)
+
+
+def find_arrangement(length: int, groups: list[tuple[int, int, int]]) -> tuple[int, str] | None:
+    """Check that one sequence can hold every repeat of a step within its lag range.
+
+    Parameters
+    ----------
+    length : int
+        Presentations in the sequence.
+    groups : list of (count, lag_min, lag_max)
+        One entry per item group; ``(count, 0, 0)`` for a group shown once.
+
+    Returns
+    -------
+    None when an arrangement exists (one was found), else ``(group index, reason)``.
+
+    A sound necessary condition is tested first (pairs whose lag is at least
+    ``a`` all start in the first ``length - a`` slots and use two slots each);
+    then deterministic greedy placements; then, for sequences up to
+    600 long, an exhaustive search with a node budget (exact on small steps);
+    then a few seeded random placements that follow the sequence generator's
+    law. A step that defeats all of them is rejected: either no arrangement
+    exists (proved), or none was found, and its lag ranges are then too tight
+    for a random generator anyway.
+    """
+    rep = [i for i, (c, lo, hi) in enumerate(groups) if hi > 0]
+    if not rep:
+        return None
+    for i in rep:
+        a = groups[i][1]
+        need = sum(groups[j][0] for j in rep if groups[j][1] >= a)
+        room = min(length - a, length // 2)
+        if need > room:
+            return i, (
+                f"{need} items repeated at lags of at least {a} cannot fit a sequence of {length} "
+                f"(at most {room}: each needs a first showing in the first {length - a} positions and two slots)"
+            )
+    by_min = sorted(rep, key=lambda i: (-groups[i][1], groups[i][2] - groups[i][1], i))
+    by_width = sorted(rep, key=lambda i: (groups[i][2] - groups[i][1], -groups[i][1], i))
+    first_fail = None
+    for order in (by_min, by_width):
+        for latest in (False, True):
+            fail = _greedy(length, groups, order, latest)
+            if fail is None:
+                return None
+            first_fail = first_fail if first_fail is not None else fail
+    c, lo, hi = groups[first_fail]
+    advice = "widen the lag ranges, lengthen the step or repeat fewer items"
+    pairs = sum(groups[i][0] for i in rep)
+    budget = max(1_000, min(_SEARCH_NODES, _SEARCH_WORK // (1 + pairs)))  # a node costs O(open pairs)
+    exact = _exhaustive(length, groups, budget) if length <= _SEARCH_MAX_LENGTH else None
+    if exact is True:
+        return None
+    if exact is False:
+        return first_fail, f"no arrangement of the step's repeats exists in a sequence of {length}; {advice}"
+    rnd = random.Random(length)  # a fixed seed: validation is deterministic
+    for _ in range(_RANDOM_TRIES):
+        if _random_placement(length, groups, by_min, rnd) is None:
+            return None
+    return first_fail, (
+        f"found no arrangement of the step's repeats in a sequence of {length} "
+        f"({c} items at lags {lo}-{hi} could not all be placed); {advice}"
+    )
+
+
 # --------------------------------------------------------------------------- selection
 class LeastAnnotated(_Frozen):
-    """VideoMem: each participant's new items drawn at random among the ``pool`` least-annotated."""
+    """VideoMem: each participant's step-1 items drawn at random among the ``pool`` least-annotated."""
 
     kind: Literal["least_annotated"] = "least_annotated"
-    pool: Annotated[int, Field(ge=1, le=_MAX_COUNT)]
+    pool: Count
+
+    def describe(self) -> str:
+        return f"random among the {self.pool:,} least-annotated"
 
 
 class UniformSelection(_Frozen):
@@ -210,23 +535,32 @@ class UniformSelection(_Frozen):
 
     kind: Literal["uniform"] = "uniform"
 
+    def describe(self) -> str:
+        return "uniform over all stimuli"
+
 
 class AdaptiveSelection(_Frozen):
     """Targets sent where scores are most uncertain (posterior variance of the hit rate)."""
 
     kind: Literal["adaptive"] = "adaptive"
-    pool: Annotated[int, Field(ge=1, le=_MAX_COUNT)]
+    pool: Count
+
+    def describe(self) -> str:
+        return f"adaptive (most uncertain of a {self.pool:,} pool)"
 
 
-Selection = Annotated[
-    Union[LeastAnnotated, UniformSelection, AdaptiveSelection], Field(discriminator="kind")
-]
+Selection = Annotated[Union[LeastAnnotated, UniformSelection, AdaptiveSelection], Field(discriminator="kind")]
 
 
 # --------------------------------------------------------------------------- campaign
 class PoissonArrivals(_Frozen):
+    """Participants start step 1 as a Poisson process of ``rate_per_h`` per hour."""
+
     kind: Literal["poisson"] = "poisson"
-    rate_per_h: Annotated[float, Field(gt=0, le=1e7)]
+    rate_per_h: Annotated[Float, Field(gt=0, le=1e7)]
+
+    def describe(self) -> str:
+        return f"Poisson arrivals, {self.rate_per_h:g}/h"
 
 
 Arrivals = Annotated[Union[PoissonArrivals], Field(discriminator="kind")]
@@ -236,20 +570,27 @@ class StopAfterParticipants(_Frozen):
     """Stop recruiting once ``count`` participants have started step 1."""
 
     kind: Literal["participants"] = "participants"
-    count: Annotated[int, Field(ge=1, le=_MAX_COUNT)]
+    count: Count
+
+    def describe(self) -> str:
+        return f"after {self.count:,} participants"
 
 
 class StopAtMinAnnotations(_Frozen):
     """Stop once every stimulus has ``count`` assigned step-1 target tests (or at ``max_participants``)."""
 
     kind: Literal["min_annotations"] = "min_annotations"
-    count: Annotated[int, Field(ge=1, le=100_000)]
-    max_participants: Annotated[int, Field(ge=1, le=_MAX_COUNT)]
+    count: Annotated[Int, Field(ge=1, le=100_000)]
+    max_participants: Count
+
+    def describe(self) -> str:
+        return (
+            f"when every stimulus has {self.count} assigned step-1 target tests "
+            f"(at most {self.max_participants:,} participants)"
+        )
 
 
-StopRule = Annotated[
-    Union[StopAfterParticipants, StopAtMinAnnotations], Field(discriminator="kind")
-]
+StopRule = Annotated[Union[StopAfterParticipants, StopAtMinAnnotations], Field(discriminator="kind")]
 
 
 class Campaign(_Frozen):
@@ -261,10 +602,10 @@ class Campaign(_Frozen):
 class Protocol(_Frozen):
     """A whole memorability study: stimuli, steps, selection policy and campaign."""
 
-    name: str = Field(min_length=1)
-    description: str = ""
+    name: str = Field(min_length=1, max_length=100)
+    description: str = Field(default="", max_length=1000)
     stimuli: Stimuli
-    steps: tuple[Step, ...] = Field(min_length=1)
+    steps: tuple[Step, ...] = Field(min_length=1, max_length=255)
     selection: Selection
     campaign: Campaign
 
@@ -272,49 +613,71 @@ class Protocol(_Frozen):
     def _feasible(self) -> "Protocol":
         first = self.steps[0]
         if first.delay_h is not None:
-            raise ValueError("steps.0.delay_h: the first step has no delay")
+            raise _At(("steps", 0, "delay_h"), "the first step has no delay")
+        names, columns = {}, {}
         for s, step in enumerate(self.steps):
+            if step.name in names:
+                raise _At(("steps", s, "name"), f"'{step.name}' is already the name of step {names[step.name] + 1}")
+            names[step.name] = s
+            if step.scoring.column in columns:
+                raise _At(
+                    ("steps", s, "scoring", "column"),
+                    f"'{step.scoring.column}' is already the score column of step {columns[step.scoring.column] + 1}",
+                )
+            columns[step.scoring.column] = s
             if s > 0 and step.delay_h is None:
-                raise ValueError(f"steps.{s}.delay_h: a later step needs its delay window")
-            for i, g in enumerate(step.items):
-                if isinstance(g.source, str):
-                    continue
-                src = g.source.step
-                if src - 1 >= s:
-                    raise ValueError(
-                        f"steps.{s}.items.{i}.source.step: {src} is not an earlier step"
-                    )
-                earlier = self.steps[src - 1]
-                eligible = sum(
-                    h.count for h in earlier.items if h.role in g.source.roles and isinstance(h.source, str)
-                )
-                wanted = sum(
-                    h.count
-                    for h in step.items
-                    if not isinstance(h.source, str) and h.source.step == src
-                )
-                if wanted > eligible:
-                    raise ValueError(
-                        f"steps.{s}.items.{i}: needs {wanted} items from step {src} "
-                        f"with roles {list(g.source.roles)}, which has only {eligible}"
-                    )
+                raise _At(("steps", s, "delay_h"), "a later step needs its delay window")
+            self._check_sources(s, step)
         needed = sum(step.n_new for step in self.steps)
         if needed > self.stimuli.count:
-            raise ValueError(
-                f"stimuli.count: {self.stimuli.count} stimuli cannot give one participant "
-                f"{needed} distinct new items"
+            raise _At(
+                ("stimuli", "count"),
+                f"{self.stimuli.count} stimuli cannot give one participant {needed} distinct new items",
             )
         pool = getattr(self.selection, "pool", None)
         if pool is not None:
             if pool > self.stimuli.count:
-                raise ValueError(
-                    f"selection.pool: {pool} is larger than the {self.stimuli.count} stimuli"
-                )
+                raise _At(("selection", "pool"), f"{pool} is larger than the {self.stimuli.count} stimuli")
             if pool < first.n_new:
-                raise ValueError(
-                    f"selection.pool: {pool} cannot feed the {first.n_new} new items of step 1"
+                raise _At(("selection", "pool"), f"{pool} cannot feed the {first.n_new} new items of step 1")
+        stop = self.campaign.stop
+        if stop.kind == "min_annotations":
+            per = sum(g.count for g in first.items if g.role == "target" and g.tested)
+            need = stop.count * self.stimuli.count
+            if stop.max_participants * per < need:
+                raise _At(
+                    ("campaign", "stop", "max_participants"),
+                    f"{stop.max_participants} participants x {per} step-1 targets give fewer than the "
+                    f"{need} target tests that {stop.count} per stimulus needs (at least "
+                    f"{math.ceil(need / per)} participants)",
                 )
         return self
+
+    def _check_sources(self, s: int, step: Step) -> None:
+        """Items a later step takes from an earlier one must exist (every subset of demands, Hall's condition)."""
+        demands: dict[int, list[tuple[int, ItemGroup]]] = {}
+        for i, g in enumerate(step.items):
+            if isinstance(g.source, str):
+                continue
+            if g.source.step - 1 >= s:
+                raise _At(
+                    ("steps", s, "items", i, "source", "step"),
+                    f"{g.source.step} is not an earlier step (this is step {s + 1})",
+                )
+            demands.setdefault(g.source.step, []).append((i, g))
+        for src, groups in demands.items():
+            earlier = self.steps[src - 1]
+            for mask in range(1, 1 << len(groups)):
+                chosen = [groups[k] for k in range(len(groups)) if mask >> k & 1]
+                roles = {r for _, g in chosen for r in g.source.roles}
+                eligible = sum(h.count for h in earlier.items if h.role in roles and isinstance(h.source, str))
+                wanted = sum(g.count for _, g in chosen)
+                if wanted > eligible:
+                    i = chosen[-1][0]
+                    raise _At(
+                        ("steps", s, "items", i, "count"),
+                        f"needs {wanted} items from step {src} with roles {sorted(roles)}, which has only {eligible}",
+                    )
 
     # -- conveniences used by the simulator and scoring
     @property
@@ -327,20 +690,103 @@ class Protocol(_Frozen):
         return self.model_dump(mode="json")
 
 
+# --------------------------------------------------------------------------- loading
+_PLAIN_WORDS = [  # pydantic speaks Python; a protocol's author writes YAML
+    (re.compile(r"a valid dictionary( or instance of \w+)?"), "a mapping"),
+    (re.compile(r"a valid tuple"), "a list"),
+    (re.compile(r"^Tuple should"), "The list should"),
+]
+
+
+def _field_path(data: Any, loc: tuple) -> str:
+    """The path as the user wrote it: pydantic's union tags (``kind`` values, source tags) left out."""
+    out, node = [], data
+    for part in loc:
+        if isinstance(node, dict) and part not in node and (part == node.get("kind") or part == _EARLIER):
+            continue
+        if isinstance(node, str) and part == _NEW:
+            continue
+        out.append(str(part))
+        if isinstance(node, dict):
+            node = node.get(part)
+        elif isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
+            node = node[part]
+        else:
+            node = None
+    return ".".join(out)
+
+
+def _user_error(exc: ValidationError, path: str | os.PathLike[str], data: Any = None) -> UserError:
+    """One line naming the first bad field: ``FIELD.PATH: message (and N more problems)``."""
+    errors = exc.errors()
+    first = errors[0]
+    loc = tuple(first.get("loc", ()))
+    msg = first.get("msg", "invalid")
+    kind = first.get("type")
+    err = (first.get("ctx") or {}).get("error")
+    if isinstance(err, _At):
+        loc, msg = loc + err.where, str(err)
+    elif kind == "extra_forbidden":
+        msg = "unknown field (check for a typo)"
+    elif kind == "missing":
+        msg = "required field missing"
+    elif kind in ("union_tag_invalid", "union_tag_not_found"):
+        loc = loc + ("kind",)
+    if msg.startswith("Value error, "):
+        msg = msg[len("Value error, ") :]
+    for jargon, plain in _PLAIN_WORDS:
+        msg = jargon.sub(plain, msg)
+    where = _field_path(data, loc) or "(top level)"
+    n = len(errors) - 1
+    extra = f" (and {n} more problem{'s' if n > 1 else ''})" if n else ""
+    return UserError(f"{where}: {msg}{extra}", path=path)
+
+
 def protocol_from_mapping(data: dict, path: str | os.PathLike[str] = "<protocol>") -> Protocol:
+    """Validate a mapping (a parsed YAML file, or :meth:`Protocol.dump`) into a :class:`Protocol`."""
+    if not isinstance(data, dict):
+        raise UserError(f"top level must be a mapping, got {type(data).__name__}", path=path)
     try:
         return Protocol.model_validate(data)
     except ValidationError as exc:
-        raise format_pydantic_error(exc, path) from None
+        raise _user_error(exc, path, data) from None
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """A safe loader that refuses a key given twice in one mapping (YAML would keep the last silently)."""
+
+
+def _unique_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode, deep: bool = False):
+    seen = set()
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=True)
+        try:
+            dup = key in seen
+        except TypeError:  # an unhashable key: let the normal constructor report it
+            break
+        if dup:
+            raise UserError(f"line {key_node.start_mark.line + 1}: key '{key}' is given twice")
+        seen.add(key)
+    return loader.construct_mapping(node, deep=deep)
+
+
+_UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _unique_mapping)
 
 
 def load_protocol(path: str | os.PathLike[str]) -> Protocol:
     """Load and validate a protocol YAML file; any problem is one-line :class:`UserError`."""
-    return protocol_from_mapping(load_yaml_mapping(path, "protocol file"), path)
+    data = load_yaml_mapping(path, "protocol file")
+    try:
+        yaml.load(read_text(path, "protocol file"), Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader
+    except UserError as exc:
+        raise UserError(str(exc), path=path) from None
+    return protocol_from_mapping(data, path)
 
 
 def protocol_json_schema() -> str:
-    return json.dumps(Protocol.model_json_schema(), indent=2)
+    """The JSON Schema (draft 2020-12) of the protocol format, as indented JSON text."""
+    schema = {"$schema": "https://json-schema.org/draft/2020-12/schema", **Protocol.model_json_schema()}
+    return json.dumps(schema, indent=2)
 
 
 def summary_lines(p: Protocol) -> list[str]:
@@ -351,23 +797,8 @@ def summary_lines(p: Protocol) -> list[str]:
         f"stimuli   {st.count:,} {st.kind}s, {st.duration_s:g} s on, {st.gap_s:g} s gap"
         + (", a key press ends the presentation" if st.response_ends_presentation else ""),
     ]
-    sel = p.selection
-    out.append(
-        "selection "
-        + {
-            "least_annotated": f"random among the {getattr(sel, 'pool', 0):,} least-annotated",
-            "uniform": "uniform over all stimuli",
-            "adaptive": f"adaptive (most uncertain of a {getattr(sel, 'pool', 0):,} pool)",
-        }[sel.kind]
-    )
-    arr = p.campaign.arrivals
-    stop = p.campaign.stop
-    stop_txt = (
-        f"after {stop.count:,} participants"
-        if stop.kind == "participants"
-        else f"when every stimulus has {stop.count} annotations (at most {stop.max_participants:,} participants)"
-    )
-    out.append(f"campaign  Poisson arrivals, {arr.rate_per_h:g}/h; stop {stop_txt}")
+    out.append(f"selection {p.selection.describe()}")
+    out.append(f"campaign  {p.campaign.arrivals.describe()}; stop {p.campaign.stop.describe()}")
     for s, step in enumerate(p.steps, start=1):
         when = "" if step.delay_h is None else f", {step.delay_h[0]:g}-{step.delay_h[1]:g} h after step {s - 1}"
         out.append(f"step {s}    {step.name}: {step.length} presentations{when}")
@@ -392,9 +823,7 @@ def summary_lines(p: Protocol) -> list[str]:
         if f.min_completed_fraction < 1:
             rules.append(f"completed >= {f.min_completed_fraction:g}")
         out.append(f"            filters: {', '.join(rules) or 'none'}")
-        corr = step.scoring.correction
-        ctxt = "none" if corr.kind == "none" else f"{corr.kind} to lag {corr.reference_lag}"
-        out.append(f"            score: {step.scoring.column} (correction: {ctxt})")
+        out.append(f"            score: {step.scoring.column}, correction: {step.scoring.correction.describe()}")
         if step.stop_after_vigilance_misses:
             out.append(f"            stopped after {step.stop_after_vigilance_misses} missed vigilance repeats")
     return out
