@@ -86,12 +86,27 @@ def _no_text_or_bool(kind: str):
     return BeforeValidator(check)
 
 
-Int = Annotated[int, _no_text_or_bool("integer")]
-Float = Annotated[float, _no_text_or_bool("number")]
+def _int(**limits: Any) -> Any:
+    # the limits come before the validator: only then does the JSON Schema get minimum/maximum
+    return Annotated[int, Field(**limits), _no_text_or_bool("integer")]
+
+
+def _float(**limits: Any) -> Any:
+    return Annotated[float, Field(**limits), _no_text_or_bool("number")]
+
+
 Bool = Annotated[bool, Strict()]
-Count = Annotated[Int, Field(ge=1, le=_MAX_COUNT)]
-Lag = Annotated[Int, Field(ge=1, le=MAX_LENGTH - 1)]
-Rate = Annotated[Float, Field(ge=0, le=1)]
+Count = _int(ge=1, le=_MAX_COUNT)
+Lag = _int(ge=1, le=MAX_LENGTH - 1)
+Rate = _float(ge=0, le=1)
+Seconds = _float(gt=0, le=3600)
+GapSeconds = _float(ge=0, le=3600)
+Hours = _float(ge=0, le=_MAX_HOURS)
+PerHour = _float(gt=0, le=1e7)
+StepIndex = _int(ge=1, le=255)
+Length = _int(ge=1, le=MAX_LENGTH)
+Misses = _int(ge=1, le=MAX_LENGTH)
+Annotations = _int(ge=1, le=100_000)
 
 
 class _Frozen(BaseModel):
@@ -112,10 +127,10 @@ class Stimuli(_Frozen):
 
     kind: Literal["video", "image"] = Field(description="what is shown")
     count: Count = Field(description="stimuli in the pool")
-    duration_s: Annotated[Float, Field(gt=0, le=3600)] = Field(
+    duration_s: Seconds = Field(
         description="seconds a stimulus is shown when no key is pressed"
     )
-    gap_s: Annotated[Float, Field(ge=0, le=3600)] = Field(
+    gap_s: GapSeconds = Field(
         description="seconds between the end of one presentation and the next onset"
     )
     response_ends_presentation: Bool = Field(
@@ -127,7 +142,7 @@ class Stimuli(_Frozen):
 class FromStep(_Frozen):
     """Items drawn from what the same participant saw in an earlier step."""
 
-    step: Annotated[Int, Field(ge=1, le=255)] = Field(description="1-based index of the earlier step")
+    step: StepIndex = Field(description="1-based index of the earlier step")
     roles: tuple[Literal["target", "filler", "vigilance"], ...] = Field(
         min_length=1, description="roles those items had in that step"
     )
@@ -278,8 +293,8 @@ class Step(_Frozen):
     """One session of the game: a sequence of ``length`` presentations."""
 
     name: str = Field(min_length=1, max_length=100)
-    length: Annotated[Int, Field(ge=1, le=MAX_LENGTH)] = Field(description="presentations in the sequence")
-    delay_h: tuple[Annotated[Float, Field(ge=0, le=_MAX_HOURS)], Annotated[Float, Field(ge=0, le=_MAX_HOURS)]] | None = (
+    length: Length = Field(description="presentations in the sequence")
+    delay_h: tuple[Hours, Hours] | None = (
         Field(
             default=None,
             description="[min, max] hours between the end of the previous step and this one (steps after the first)",
@@ -288,7 +303,7 @@ class Step(_Frozen):
     items: tuple[ItemGroup, ...] = Field(min_length=1, max_length=64)
     filters: Filters = Filters()
     scoring: Scoring
-    stop_after_vigilance_misses: Annotated[Int, Field(ge=1, le=MAX_LENGTH)] | None = Field(
+    stop_after_vigilance_misses: Misses | None = Field(
         default=None, description="end the participant's session after this many missed vigilance repeats"
     )
 
@@ -557,7 +572,7 @@ class PoissonArrivals(_Frozen):
     """Participants start step 1 as a Poisson process of ``rate_per_h`` per hour."""
 
     kind: Literal["poisson"] = "poisson"
-    rate_per_h: Annotated[Float, Field(gt=0, le=1e7)]
+    rate_per_h: PerHour
 
     def describe(self) -> str:
         return f"Poisson arrivals, {self.rate_per_h:g}/h"
@@ -580,7 +595,7 @@ class StopAtMinAnnotations(_Frozen):
     """Stop once every stimulus has ``count`` assigned step-1 target tests (or at ``max_participants``)."""
 
     kind: Literal["min_annotations"] = "min_annotations"
-    count: Annotated[Int, Field(ge=1, le=100_000)]
+    count: Annotations
     max_participants: Count
 
     def describe(self) -> str:
