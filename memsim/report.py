@@ -5,8 +5,9 @@ In: a folder written by :func:`memsim.sweep.run_sweep` (``plan.json``,
 
 - ``summary.csv``: one row per cell, its coordinates and, for each statistic
   and the cost, mean, sd, 5% and 95% quantiles over replicates and n;
-- ``frontier-<statistic>.csv``: the cells no cheaper cell beats (Pareto
-  frontier of participant-minutes against that statistic);
+- ``frontier-<statistic>.csv``: for each consistency statistic and each
+  agreement with the truth, the cells no cheaper cell beats (Pareto frontier of
+  participant-minutes against that statistic);
 - ``axis-<column>.png``: every statistic against one swept axis, one line per
   combination of the other axes, mean with a ±1 sd band over replicates;
 - ``frontier-<statistic>.png``: cost (participant-hours) against the statistic,
@@ -65,6 +66,18 @@ def frontier(summary: pd.DataFrame, statistic: str) -> pd.DataFrame:
             keep.append(idx)
             best = value
     return order.loc[keep]
+
+
+_NOT_QUALITY = {"sd", "videos", "participants_per_half", "mean_annotations_per_half", "mean_annotations",
+                "annotations"}
+
+
+def _is_quality(name: str) -> bool:
+    """A statistic worth a cost frontier: a consistency, or the agreement of scores with the truth."""
+    last = name.rsplit(".", 1)[-1]
+    if last in _NOT_QUALITY:
+        return False
+    return "consistency" in name or (name.startswith("truth.") and last in ("spearman", "pearson"))
 
 
 def _slug(name: str) -> str:
@@ -217,7 +230,7 @@ def report(out: str | os.PathLike[str], *, figures: bool = True, console=None) -
     written.append(rdir / "summary.csv")
 
     stats = list(plan.study["statistics"])
-    consistency = [s for s in stats if "consistency" in s] or stats
+    consistency = [s for s in stats if _is_quality(s)] or stats
     fronts = {}
     for s in consistency:
         fronts[s] = frontier(summary, s)

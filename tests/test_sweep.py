@@ -443,3 +443,12 @@ def test_list_statistics_runs_the_first_cell_once(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "consistency_st\t" in out and "annotations_st\t" in out and "4 statistics" in out
     assert not (tmp_path / "out").exists()
+
+
+def test_frontiers_are_drawn_for_quality_statistics_only():
+    from memsim.report import _is_quality
+
+    assert _is_quality("human_consistency.step1.mean") and _is_quality("truth.step2.spearman")
+    assert _is_quality("annotation_consistency.step1.curve@38")
+    assert not _is_quality("human_consistency.step1.mean_annotations_per_half")
+    assert not _is_quality("annotations_per_video.step1.mean") and not _is_quality("truth.step1.videos")
