@@ -161,8 +161,8 @@ def _panel(ax, summary: pd.DataFrame, plan, x: str, y: str, by: list[str]) -> No
     if cats is not None:
         ax.set_xticks(range(len(cats)))
         ax.set_xticklabels(cats, rotation=30, ha="right", fontsize=7)
-    ax.set_xlabel(x if x in plan.columns else f"{x} (mean)")
-    ax.set_ylabel(y)
+    ax.set_xlabel(x if x in plan.columns else f"{x} (mean)", fontsize=8)
+    ax.set_title(y, fontsize=8)  # statistic names are long: a title wraps less than a y label
     ax.grid(alpha=0.3)
     if len(groups) > 1:
         ax.legend(fontsize=6, title=None if len(groups) <= _MAX_LINES else f"first {_MAX_LINES} of {len(groups)}")
