@@ -20,6 +20,7 @@ schema stands alone.
 
 from __future__ import annotations
 
+import difflib
 import json
 import math
 import os
@@ -78,8 +79,17 @@ def _no_text_or_bool(kind: str):
 
     def check(v: Any) -> Any:
         if isinstance(v, (str, bytes, bool)):
+            hint = ""
+            if isinstance(v, str):
+                try:
+                    float(v)
+                    hint = " (write the number without quotes)"
+                except ValueError:
+                    pass
             raise PydanticCustomError(
-                f"{kind}_type", f"Input should be a valid {kind}, got {type(v).__name__} {{value!r}}", {"value": v}
+                f"{kind}_type",
+                f"Input should be a valid {kind}, got {type(v).__name__} {{value}}{hint}",
+                {"value": repr(v)[:40]},
             )
         return v
 
@@ -734,7 +744,9 @@ def _field_path(data: Any, loc: tuple) -> str:
 def _user_error(exc: ValidationError, path: str | os.PathLike[str], data: Any = None) -> UserError:
     """One line naming the first bad field: ``FIELD.PATH: message (and N more problems)``."""
     errors = exc.errors()
-    first = errors[0]
+    # a typo shows up twice, as an unknown key and as a missing one: the unknown key is the cause
+    unknown = [e for e in errors if e.get("type") == "extra_forbidden"]
+    first = unknown[0] if unknown else errors[0]
     loc = tuple(first.get("loc", ()))
     msg = first.get("msg", "invalid")
     kind = first.get("type")
@@ -742,7 +754,9 @@ def _user_error(exc: ValidationError, path: str | os.PathLike[str], data: Any = 
     if isinstance(err, _At):
         loc, msg = loc + err.where, str(err)
     elif kind == "extra_forbidden":
-        msg = "unknown field (check for a typo)"
+        missing = [str(e["loc"][-1]) for e in errors if e.get("type") == "missing" and tuple(e["loc"][:-1]) == loc[:-1]]
+        close = difflib.get_close_matches(str(loc[-1]), missing, n=1)
+        msg = f"unknown field (did you mean '{close[0]}'?)" if close else "unknown field (check for a typo)"
     elif kind == "missing":
         msg = "required field missing"
     elif kind in ("union_tag_invalid", "union_tag_not_found"):

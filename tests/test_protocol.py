@@ -622,3 +622,33 @@ def test_every_variant_describes_itself():
             text = cls(**fields).describe()
             assert isinstance(text, str) and text
 
+
+
+def test_typo_is_reported_as_unknown_key_with_a_suggestion():
+    data = videomem()
+    data["selection"]["pol"] = data["selection"].pop("pool")
+    with pytest.raises(UserError, match=r"^p\.yaml: selection\.pol: unknown field \(did you mean 'pool'\?\)"):
+        protocol_from_mapping(data, "p.yaml")
+
+
+def test_quoted_number_gets_a_hint():
+    data = videomem()
+    data["stimuli"]["count"] = "10000"
+    with pytest.raises(UserError, match=r"stimuli\.count: .*got str '10000' \(write the number without quotes\)"):
+        protocol_from_mapping(data, "p.yaml")
+
+
+def test_docs_describe_every_field():
+    """docs/protocols.md names every field of every model of the schema."""
+    from memsim import protocol as P
+
+    doc = (ROOT / "docs" / "protocols.md").read_text()
+    models = [P.Protocol, P.Stimuli, P.Step, P.ItemGroup, P.FromStep, P.Filters, P.Scoring, P.Campaign,
+              P.LeastAnnotated, P.UniformSelection, P.AdaptiveSelection, P.NoCorrection, P.LinearCorrection,
+              P.MementoDecay, P.LogLinearDecay, P.PoissonArrivals, P.StopAfterParticipants, P.StopAtMinAnnotations]
+    for model in models:
+        for name in model.model_fields:
+            assert f"`{name}`" in doc, f"{model.__name__}.{name} is not documented"
+        kind = model.model_fields.get("kind")
+        if kind is not None and isinstance(kind.default, str):  # a variant of a pluggable part
+            assert f"`{kind.default}`" in doc, f"variant {kind.default} is not documented"
