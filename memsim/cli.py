@@ -52,8 +52,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "validate",
         help="check a protocol file and summarise it",
-        description="Check a protocol file (schema and feasibility) and print a one-screen summary. "
-        "A problem is one line naming the file and the field, exit status 2.",
+        description="Check a protocol file (schema and feasibility) and print a one-screen "
+        "summary. A problem is one line naming the file and the field, exit status 2.",
     )
     p.add_argument("protocol", type=Path, help="protocol YAML file (see docs/protocols.md)")
     p.set_defaults(func=_cmd_validate)
@@ -61,7 +61,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "schema",
         help="print the JSON Schema of the protocol format",
-        description="Print the JSON Schema (draft 2020-12) of the protocol format, for editors and other tools.",
+        description="Print the JSON Schema (draft 2020-12) of the protocol format, "
+        "for editors and other tools.",
     )
     p.set_defaults(func=_cmd_schema)
 

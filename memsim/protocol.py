@@ -26,7 +26,7 @@ import math
 import os
 import random
 import re
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import (
@@ -46,21 +46,21 @@ from memsim.errors import UserError
 from memsim.io import load_yaml_mapping, read_text
 
 __all__ = [
-    "Protocol",
-    "Stimuli",
-    "Step",
-    "ItemGroup",
-    "FromStep",
-    "Filters",
-    "Scoring",
+    "MAX_LENGTH",
+    "ROLES",
     "Campaign",
+    "Filters",
+    "FromStep",
+    "ItemGroup",
+    "Protocol",
+    "Scoring",
+    "Step",
+    "Stimuli",
+    "find_arrangement",
     "load_protocol",
     "protocol_from_mapping",
     "protocol_json_schema",
     "summary_lines",
-    "find_arrangement",
-    "ROLES",
-    "MAX_LENGTH",
 ]
 
 ROLES = ("target", "filler", "vigilance")
@@ -137,14 +137,13 @@ class Stimuli(_Frozen):
 
     kind: Literal["video", "image"] = Field(description="what is shown")
     count: Count = Field(description="stimuli in the pool")
-    duration_s: Seconds = Field(
-        description="seconds a stimulus is shown when no key is pressed"
-    )
+    duration_s: Seconds = Field(description="seconds a stimulus is shown when no key is pressed")
     gap_s: GapSeconds = Field(
         description="seconds between the end of one presentation and the next onset"
     )
     response_ends_presentation: Bool = Field(
-        default=True, description="a key press ends the presentation (the next one starts after the gap)"
+        default=True,
+        description="a key press ends the presentation (the next one starts after the gap)",
     )
 
 
@@ -158,16 +157,19 @@ class FromStep(_Frozen):
     )
 
     @model_validator(mode="after")
-    def _check(self) -> "FromStep":
+    def _check(self) -> FromStep:
         if len(set(self.roles)) != len(self.roles):
             raise _At(("roles",), f"a role is listed twice in {list(self.roles)}")
         return self
 
 
-_NEW, _EARLIER = "(new)", "(from an earlier step)"  # union tags: they never appear in a printed path
+_NEW, _EARLIER = (
+    "(new)",
+    "(from an earlier step)",
+)  # union tags: they never appear in a printed path
 
 Source = Annotated[
-    Union[Annotated[Literal["new"], Tag(_NEW)], Annotated[FromStep, Tag(_EARLIER)]],
+    Annotated[Literal["new"], Tag(_NEW)] | Annotated[FromStep, Tag(_EARLIER)],
     Discriminator(lambda v: _NEW if isinstance(v, str) else _EARLIER),
 ]
 
@@ -183,18 +185,20 @@ class ItemGroup(_Frozen):
     """
 
     role: Literal["target", "filler", "vigilance"] = Field(
-        description="target: scored; vigilance: an easy repeat that checks attention; filler: shown once"
+        description="target: scored; vigilance: an easy repeat that checks attention; "
+        "filler: shown once"
     )
     count: Count = Field(description="items in the group (a repeated item counts once)")
     repeat_lag: tuple[Lag, Lag] | None = Field(
         default=None, description="[min, max] positions between the two showings of each item"
     )
     source: Source = Field(
-        default="new", description="'new', or {step, roles}: items from an earlier step of the same participant"
+        default="new",
+        description="'new', or {step, roles}: items from an earlier step of the same participant",
     )
 
     @model_validator(mode="after")
-    def _check(self) -> "ItemGroup":
+    def _check(self) -> ItemGroup:
         if self.repeat_lag is not None:
             lo, hi = self.repeat_lag
             if lo > hi:
@@ -202,13 +206,23 @@ class ItemGroup(_Frozen):
             if not isinstance(self.source, str):
                 raise _At(("repeat_lag",), "cannot be combined with items from an earlier step")
             if self.role == "filler":
-                raise _At(("role",), "fillers are shown once; a repeated item is a target or a vigilance item")
+                raise _At(
+                    ("role",),
+                    "fillers are shown once; a repeated item is a target or a vigilance item",
+                )
         elif self.role == "vigilance":
             raise _At(("repeat_lag",), "vigilance items must repeat: give repeat_lag")
         elif self.role == "target" and isinstance(self.source, str):
-            raise _At(("repeat_lag",), "new targets must repeat to be tested: give repeat_lag (or an earlier step as source)")
+            raise _At(
+                ("repeat_lag",),
+                "new targets must repeat to be tested: give repeat_lag (or an earlier step as "
+                "source)",
+            )
         if not isinstance(self.source, str) and self.role != "target":
-            raise _At(("role",), "items from an earlier step are recognition tests: their role must be target")
+            raise _At(
+                ("role",),
+                "items from an earlier step are recognition tests: their role must be target",
+            )
         return self
 
     @property
@@ -230,9 +244,13 @@ class Filters(_Frozen):
     presentations of items not seen before.
     """
 
-    min_vigilance_hit_rate: Rate | None = Field(default=None, description="drop below this vigilance hit rate")
+    min_vigilance_hit_rate: Rate | None = Field(
+        default=None, description="drop below this vigilance hit rate"
+    )
     min_hit_rate: Rate | None = Field(default=None, description="drop below this target hit rate")
-    max_false_alarm_rate: Rate | None = Field(default=None, description="drop above this false-alarm rate")
+    max_false_alarm_rate: Rate | None = Field(
+        default=None, description="drop above this false-alarm rate"
+    )
     false_alarms_below_hits: Bool = Field(
         default=False, description="drop unless the false-alarm rate is below the target hit rate"
     )
@@ -268,11 +286,14 @@ class MementoDecay(_Frozen):
     reference_lag: Lag
 
     def describe(self) -> str:
-        return f"Memento decay, linear in lag with a slope per stimulus, referred to lag {self.reference_lag}"
+        return (
+            "Memento decay, linear in lag with a slope per stimulus, "
+            f"referred to lag {self.reference_lag}"
+        )
 
 
 class LogLinearDecay(_Frozen):
-    """LaMem: m(t) = m(T) + alpha ln(t / T), one alpha shared by all stimuli, scores referred to T."""
+    """LaMem: m(t) = m(T) + alpha ln(t / T), one alpha for all stimuli, scores referred to T."""
 
     kind: Literal["log_linear"] = "log_linear"
     reference_lag: Lag
@@ -282,7 +303,7 @@ class LogLinearDecay(_Frozen):
 
 
 Correction = Annotated[
-    Union[NoCorrection, LinearCorrection, MementoDecay, LogLinearDecay], Field(discriminator="kind")
+    NoCorrection | LinearCorrection | MementoDecay | LogLinearDecay, Field(discriminator="kind")
 ]
 
 
@@ -304,49 +325,64 @@ class Step(_Frozen):
 
     name: str = Field(min_length=1, max_length=100)
     length: Length = Field(description="presentations in the sequence")
-    delay_h: tuple[Hours, Hours] | None = (
-        Field(
-            default=None,
-            description="[min, max] hours between the end of the previous step and this one (steps after the first)",
-        )
+    delay_h: tuple[Hours, Hours] | None = Field(
+        default=None,
+        description="[min, max] hours between the end of the previous step and this one "
+        "(steps after the first)",
     )
     items: tuple[ItemGroup, ...] = Field(min_length=1, max_length=64)
     filters: Filters = Filters()
     scoring: Scoring
     stop_after_vigilance_misses: Misses | None = Field(
-        default=None, description="end the participant's session after this many missed vigilance repeats"
+        default=None,
+        description="end the participant's session after this many missed vigilance repeats",
     )
 
     @model_validator(mode="after")
-    def _check(self) -> "Step":
+    def _check(self) -> Step:
         total = sum(g.presentations for g in self.items)
         if total != self.length:
             parts = " + ".join(f"{g.count}x{2 if g.repeat_lag else 1} {g.role}" for g in self.items)
-            raise _At(("length",), f"items give {total} presentations ({parts}), but length is {self.length}")
+            raise _At(
+                ("length",),
+                f"items give {total} presentations ({parts}), but length is {self.length}",
+            )
         for i, g in enumerate(self.items):
             if g.repeat_lag is not None and g.repeat_lag[1] >= self.length:
                 raise _At(
                     ("items", i, "repeat_lag"),
-                    f"maximum {g.repeat_lag[1]} does not fit a sequence of {self.length} (at most {self.length - 1})",
+                    f"maximum {g.repeat_lag[1]} does not fit a sequence of {self.length} (at most "
+                    f"{self.length - 1})",
                 )
         failure = find_arrangement(
-            self.length, [(g.count, *g.repeat_lag) if g.repeat_lag else (g.count, 0, 0) for g in self.items]
+            self.length,
+            [(g.count, *g.repeat_lag) if g.repeat_lag else (g.count, 0, 0) for g in self.items],
         )
         if failure is not None:
             i, why = failure
             raise _At(("items", i, "repeat_lag"), why)
         if self.delay_h is not None and self.delay_h[0] > self.delay_h[1]:
-            raise _At(("delay_h",), f"minimum {self.delay_h[0]:g} is above maximum {self.delay_h[1]:g}")
+            raise _At(
+                ("delay_h",), f"minimum {self.delay_h[0]:g} is above maximum {self.delay_h[1]:g}"
+            )
         targets = [g for g in self.items if g.role == "target" and g.tested]
         if not targets:
-            raise _At(("items",), "a step needs at least one group of tested targets (repeat_lag or an earlier source)")
+            raise _At(
+                ("items",),
+                "a step needs at least one group of tested targets (repeat_lag or an earlier "
+                "source)",
+            )
         n_vig = sum(g.count for g in self.items if g.role == "vigilance")
         if self.filters.min_vigilance_hit_rate is not None and n_vig == 0:
             raise _At(("filters", "min_vigilance_hit_rate"), "the step has no vigilance items")
-        if self.stop_after_vigilance_misses is not None and self.stop_after_vigilance_misses > n_vig:
+        if (
+            self.stop_after_vigilance_misses is not None
+            and self.stop_after_vigilance_misses > n_vig
+        ):
             raise _At(
                 ("stop_after_vigilance_misses",),
-                f"{self.stop_after_vigilance_misses} misses can never happen with {n_vig} vigilance repeats",
+                f"{self.stop_after_vigilance_misses} misses can never happen with {n_vig} "
+                "vigilance repeats",
             )
         corr = self.scoring.correction
         if corr.kind != "none":
@@ -354,13 +390,15 @@ class Step(_Frozen):
             if not lags:
                 raise _At(
                     ("scoring", "correction", "kind"),
-                    f"'{corr.kind}' corrects for lag, but no target of this step repeats within the step",
+                    f"'{corr.kind}' corrects for lag, but no target of this step repeats within "
+                    "the step",
                 )
             lo, hi = min(a for a, _ in lags), max(b for _, b in lags)
             if not lo <= corr.reference_lag <= hi:
                 raise _At(
                     ("scoring", "correction", "reference_lag"),
-                    f"{corr.reference_lag} is outside the targets' lags {lo}-{hi} (an extrapolation)",
+                    f"{corr.reference_lag} is outside the targets' lags {lo}-{hi} (an "
+                    "extrapolation)",
                 )
         return self
 
@@ -372,7 +410,7 @@ class Step(_Frozen):
 
 # --------------------------------------------------------------------------- arrangement
 def _greedy(length: int, groups, order, latest: bool) -> int | None:
-    """Deterministic placement: each pair at the earliest free first slot. Returns the failing group or None."""
+    """Greedy placement (each pair at the earliest free first slot): the failing group, or None."""
     occ = bytearray(length)
     for gi in order:
         count, lo, hi = groups[gi]
@@ -421,7 +459,9 @@ def _exhaustive(length: int, groups, budget: int) -> bool | None:
     lo = {i: groups[i][1] for i in rep}
     hi = {i: groups[i][2] for i in rep}
     to_open = {i: groups[i][0] for i in rep}
-    opened: dict[int, list[int]] = {i: [] for i in rep}  # slots of the open first showings, oldest first
+    opened: dict[int, list[int]] = {
+        i: [] for i in rep
+    }  # slots of the open first showings, oldest first
     singles = [sum(c for c, _, h in groups if h == 0)]
     nodes = [0]
     dead: set = set()
@@ -438,7 +478,12 @@ def _exhaustive(length: int, groups, budget: int) -> bool | None:
     def step(t: int) -> bool | None:
         if t == length:
             return True
-        state = (t, tuple(tuple(t - a for a in opened[i]) for i in rep), tuple(to_open[i] for i in rep), singles[0])
+        state = (
+            t,
+            tuple(tuple(t - a for a in opened[i]) for i in rep),
+            tuple(to_open[i] for i in rep),
+            singles[0],
+        )
         if state in dead:
             return False
         nodes[0] += 1
@@ -448,7 +493,10 @@ def _exhaustive(length: int, groups, budget: int) -> bool | None:
             dead.add(state)
             return False
         exhausted = False
-        closable = sorted((i for i in rep if opened[i] and t - opened[i][0] >= lo[i]), key=lambda i: opened[i][0] + hi[i])
+        closable = sorted(
+            (i for i in rep if opened[i] and t - opened[i][0] >= lo[i]),
+            key=lambda i: opened[i][0] + hi[i],
+        )
         for i in closable:
             a = opened[i].pop(0)
             r = step(t + 1)
@@ -514,7 +562,8 @@ def find_arrangement(length: int, groups: list[tuple[int, int, int]]) -> tuple[i
         if need > room:
             return i, (
                 f"{need} items repeated at lags of at least {a} cannot fit a sequence of {length} "
-                f"(at most {room}: each needs a first showing in the first {length - a} positions and two slots)"
+                f"(at most {room}: each needs a first showing in the first {length - a} positions "
+                "and two slots)"
             )
     by_min = sorted(rep, key=lambda i: (-groups[i][1], groups[i][2] - groups[i][1], i))
     by_width = sorted(rep, key=lambda i: (groups[i][2] - groups[i][1], -groups[i][1], i))
@@ -528,12 +577,17 @@ def find_arrangement(length: int, groups: list[tuple[int, int, int]]) -> tuple[i
     c, lo, hi = groups[first_fail]
     advice = "widen the lag ranges, lengthen the step or repeat fewer items"
     pairs = sum(groups[i][0] for i in rep)
-    budget = max(1_000, min(_SEARCH_NODES, _SEARCH_WORK // (1 + pairs)))  # a node costs O(open pairs)
+    budget = max(
+        1_000, min(_SEARCH_NODES, _SEARCH_WORK // (1 + pairs))
+    )  # a node costs O(open pairs)
     exact = _exhaustive(length, groups, budget) if length <= _SEARCH_MAX_LENGTH else None
     if exact is True:
         return None
     if exact is False:
-        return first_fail, f"no arrangement of the step's repeats exists in a sequence of {length}; {advice}"
+        return (
+            first_fail,
+            f"no arrangement of the step's repeats exists in a sequence of {length}; {advice}",
+        )
     rnd = random.Random(length)  # a fixed seed: validation is deterministic
     for _ in range(_RANDOM_TRIES):
         if _random_placement(length, groups, by_min, rnd) is None:
@@ -546,7 +600,7 @@ def find_arrangement(length: int, groups: list[tuple[int, int, int]]) -> tuple[i
 
 # --------------------------------------------------------------------------- selection
 class LeastAnnotated(_Frozen):
-    """VideoMem: each participant's step-1 items drawn at random among the ``pool`` least-annotated."""
+    """VideoMem: a participant's step-1 items drawn at random among the ``pool`` least-annotated."""
 
     kind: Literal["least_annotated"] = "least_annotated"
     pool: Count
@@ -574,7 +628,9 @@ class AdaptiveSelection(_Frozen):
         return f"adaptive (most uncertain of a {self.pool:,} pool)"
 
 
-Selection = Annotated[Union[LeastAnnotated, UniformSelection, AdaptiveSelection], Field(discriminator="kind")]
+Selection = Annotated[
+    LeastAnnotated | UniformSelection | AdaptiveSelection, Field(discriminator="kind")
+]
 
 
 # --------------------------------------------------------------------------- campaign
@@ -588,7 +644,7 @@ class PoissonArrivals(_Frozen):
         return f"Poisson arrivals, {self.rate_per_h:g}/h"
 
 
-Arrivals = Annotated[Union[PoissonArrivals], Field(discriminator="kind")]
+Arrivals = Annotated[PoissonArrivals, Field(discriminator="kind")]
 
 
 class StopAfterParticipants(_Frozen):
@@ -602,7 +658,7 @@ class StopAfterParticipants(_Frozen):
 
 
 class StopAtMinAnnotations(_Frozen):
-    """Stop once every stimulus has ``count`` assigned step-1 target tests (or at ``max_participants``)."""
+    """Stop once every stimulus has ``count`` assigned step-1 target tests, or at the cap."""
 
     kind: Literal["min_annotations"] = "min_annotations"
     count: Annotations
@@ -615,7 +671,7 @@ class StopAtMinAnnotations(_Frozen):
         )
 
 
-StopRule = Annotated[Union[StopAfterParticipants, StopAtMinAnnotations], Field(discriminator="kind")]
+StopRule = Annotated[StopAfterParticipants | StopAtMinAnnotations, Field(discriminator="kind")]
 
 
 class Campaign(_Frozen):
@@ -635,19 +691,23 @@ class Protocol(_Frozen):
     campaign: Campaign
 
     @model_validator(mode="after")
-    def _feasible(self) -> "Protocol":
+    def _feasible(self) -> Protocol:
         first = self.steps[0]
         if first.delay_h is not None:
             raise _At(("steps", 0, "delay_h"), "the first step has no delay")
         names, columns = {}, {}
         for s, step in enumerate(self.steps):
             if step.name in names:
-                raise _At(("steps", s, "name"), f"'{step.name}' is already the name of step {names[step.name] + 1}")
+                raise _At(
+                    ("steps", s, "name"),
+                    f"'{step.name}' is already the name of step {names[step.name] + 1}",
+                )
             names[step.name] = s
             if step.scoring.column in columns:
                 raise _At(
                     ("steps", s, "scoring", "column"),
-                    f"'{step.scoring.column}' is already the score column of step {columns[step.scoring.column] + 1}",
+                    f"'{step.scoring.column}' is already the score column of step "
+                    f"{columns[step.scoring.column] + 1}",
                 )
             columns[step.scoring.column] = s
             if s > 0 and step.delay_h is None:
@@ -657,14 +717,20 @@ class Protocol(_Frozen):
         if needed > self.stimuli.count:
             raise _At(
                 ("stimuli", "count"),
-                f"{self.stimuli.count} stimuli cannot give one participant {needed} distinct new items",
+                f"{self.stimuli.count} stimuli cannot give one participant {needed} distinct new "
+                "items",
             )
         pool = getattr(self.selection, "pool", None)
         if pool is not None:
             if pool > self.stimuli.count:
-                raise _At(("selection", "pool"), f"{pool} is larger than the {self.stimuli.count} stimuli")
+                raise _At(
+                    ("selection", "pool"), f"{pool} is larger than the {self.stimuli.count} stimuli"
+                )
             if pool < first.n_new:
-                raise _At(("selection", "pool"), f"{pool} cannot feed the {first.n_new} new items of step 1")
+                raise _At(
+                    ("selection", "pool"),
+                    f"{pool} cannot feed the {first.n_new} new items of step 1",
+                )
         stop = self.campaign.stop
         if stop.kind == "min_annotations":
             per = sum(g.count for g in first.items if g.role == "target" and g.tested)
@@ -672,14 +738,15 @@ class Protocol(_Frozen):
             if stop.max_participants * per < need:
                 raise _At(
                     ("campaign", "stop", "max_participants"),
-                    f"{stop.max_participants} participants x {per} step-1 targets give fewer than the "
+                    f"{stop.max_participants} participants x {per} step-1 targets give fewer than "
+                    "the "
                     f"{need} target tests that {stop.count} per stimulus needs (at least "
                     f"{math.ceil(need / per)} participants)",
                 )
         return self
 
     def _check_sources(self, s: int, step: Step) -> None:
-        """Items a later step takes from an earlier one must exist (every subset of demands, Hall's condition)."""
+        """Items a later step takes from an earlier one must exist (Hall's condition on demands)."""
         demands: dict[int, list[tuple[int, ItemGroup]]] = {}
         for i, g in enumerate(step.items):
             if isinstance(g.source, str):
@@ -695,13 +762,16 @@ class Protocol(_Frozen):
             for mask in range(1, 1 << len(groups)):
                 chosen = [groups[k] for k in range(len(groups)) if mask >> k & 1]
                 roles = {r for _, g in chosen for r in g.source.roles}
-                eligible = sum(h.count for h in earlier.items if h.role in roles and isinstance(h.source, str))
+                eligible = sum(
+                    h.count for h in earlier.items if h.role in roles and isinstance(h.source, str)
+                )
                 wanted = sum(g.count for _, g in chosen)
                 if wanted > eligible:
                     i = chosen[-1][0]
                     raise _At(
                         ("steps", s, "items", i, "count"),
-                        f"needs {wanted} items from step {src} with roles {sorted(roles)}, which has only {eligible}",
+                        f"needs {wanted} items from step {src} with roles {sorted(roles)}, which "
+                        f"has only {eligible}",
                     )
 
     # -- conveniences used by the simulator and scoring
@@ -724,10 +794,14 @@ _PLAIN_WORDS = [  # pydantic speaks Python; a protocol's author writes YAML
 
 
 def _field_path(data: Any, loc: tuple) -> str:
-    """The path as the user wrote it: pydantic's union tags (``kind`` values, source tags) left out."""
+    """The path as the user wrote it: pydantic's union tags (``kind`` values, sources) left out."""
     out, node = [], data
     for part in loc:
-        if isinstance(node, dict) and part not in node and (part == node.get("kind") or part == _EARLIER):
+        if (
+            isinstance(node, dict)
+            and part not in node
+            and (part == node.get("kind") or part == _EARLIER)
+        ):
             continue
         if isinstance(node, str) and part == _NEW:
             continue
@@ -754,15 +828,22 @@ def _user_error(exc: ValidationError, path: str | os.PathLike[str], data: Any = 
     if isinstance(err, _At):
         loc, msg = loc + err.where, str(err)
     elif kind == "extra_forbidden":
-        missing = [str(e["loc"][-1]) for e in errors if e.get("type") == "missing" and tuple(e["loc"][:-1]) == loc[:-1]]
+        missing = [
+            str(e["loc"][-1])
+            for e in errors
+            if e.get("type") == "missing" and tuple(e["loc"][:-1]) == loc[:-1]
+        ]
         close = difflib.get_close_matches(str(loc[-1]), missing, n=1)
-        msg = f"unknown field (did you mean '{close[0]}'?)" if close else "unknown field (check for a typo)"
+        msg = (
+            f"unknown field (did you mean '{close[0]}'?)"
+            if close
+            else "unknown field (check for a typo)"
+        )
     elif kind == "missing":
         msg = "required field missing"
     elif kind in ("union_tag_invalid", "union_tag_not_found"):
         loc = loc + ("kind",)
-    if msg.startswith("Value error, "):
-        msg = msg[len("Value error, ") :]
+    msg = msg.removeprefix("Value error, ")
     for jargon, plain in _PLAIN_WORDS:
         msg = jargon.sub(plain, msg)
     where = _field_path(data, loc) or "(top level)"
@@ -772,7 +853,7 @@ def _user_error(exc: ValidationError, path: str | os.PathLike[str], data: Any = 
 
 
 def protocol_from_mapping(data: dict, path: str | os.PathLike[str] = "<protocol>") -> Protocol:
-    """Validate a mapping (a parsed YAML file, or :meth:`Protocol.dump`) into a :class:`Protocol`."""
+    """Validate a mapping (parsed YAML, or :meth:`Protocol.dump`) into a :class:`Protocol`."""
     if not isinstance(data, dict):
         raise UserError(f"top level must be a mapping, got {type(data).__name__}", path=path)
     try:
@@ -782,7 +863,7 @@ def protocol_from_mapping(data: dict, path: str | os.PathLike[str] = "<protocol>
 
 
 class _UniqueKeyLoader(yaml.SafeLoader):
-    """A safe loader that refuses a key given twice in one mapping (YAML would keep the last silently)."""
+    """A safe loader that refuses a key given twice in a mapping (YAML silently keeps the last)."""
 
 
 def _unique_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode, deep: bool = False):
@@ -806,7 +887,7 @@ def load_protocol(path: str | os.PathLike[str]) -> Protocol:
     """Load and validate a protocol YAML file; any problem is one-line :class:`UserError`."""
     data = load_yaml_mapping(path, "protocol file")
     try:
-        yaml.load(read_text(path, "protocol file"), Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader
+        yaml.load(read_text(path, "protocol file"), Loader=_UniqueKeyLoader)
     except UserError as exc:
         raise UserError(str(exc), path=path) from None
     return protocol_from_mapping(data, path)
@@ -814,7 +895,10 @@ def load_protocol(path: str | os.PathLike[str]) -> Protocol:
 
 def protocol_json_schema() -> str:
     """The JSON Schema (draft 2020-12) of the protocol format, as indented JSON text."""
-    schema = {"$schema": "https://json-schema.org/draft/2020-12/schema", **Protocol.model_json_schema()}
+    schema = {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        **Protocol.model_json_schema(),
+    }
     return json.dumps(schema, indent=2)
 
 
@@ -829,7 +913,11 @@ def summary_lines(p: Protocol) -> list[str]:
     out.append(f"selection {p.selection.describe()}")
     out.append(f"campaign  {p.campaign.arrivals.describe()}; stop {p.campaign.stop.describe()}")
     for s, step in enumerate(p.steps, start=1):
-        when = "" if step.delay_h is None else f", {step.delay_h[0]:g}-{step.delay_h[1]:g} h after step {s - 1}"
+        when = (
+            ""
+            if step.delay_h is None
+            else f", {step.delay_h[0]:g}-{step.delay_h[1]:g} h after step {s - 1}"
+        )
         out.append(f"step {s}    {step.name}: {step.length} presentations{when}")
         for g in step.items:
             if g.repeat_lag is not None:
@@ -852,7 +940,13 @@ def summary_lines(p: Protocol) -> list[str]:
         if f.min_completed_fraction < 1:
             rules.append(f"completed >= {f.min_completed_fraction:g}")
         out.append(f"            filters: {', '.join(rules) or 'none'}")
-        out.append(f"            score: {step.scoring.column}, correction: {step.scoring.correction.describe()}")
+        out.append(
+            f"            score: {step.scoring.column}, correction: "
+            f"{step.scoring.correction.describe()}"
+        )
         if step.stop_after_vigilance_misses:
-            out.append(f"            stopped after {step.stop_after_vigilance_misses} missed vigilance repeats")
+            out.append(
+                f"            stopped after {step.stop_after_vigilance_misses} missed vigilance "
+                "repeats"
+            )
     return out

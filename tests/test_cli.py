@@ -18,7 +18,9 @@ from memsim.protocol import load_protocol
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _commands(parser: argparse.ArgumentParser, prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
+def _commands(
+    parser: argparse.ArgumentParser, prefix: tuple[str, ...] = ()
+) -> list[tuple[str, ...]]:
     """Every (sub)command path of the parser, nested subcommands included, found by walking argparse."""
     out = []
     for action in parser._actions:
@@ -116,8 +118,12 @@ def _check(instance, schema, root, where="") -> list[str]:
         problems.append(f"{where}: != {schema['const']}")
     if "enum" in schema and instance not in schema["enum"]:
         problems.append(f"{where}: not in {schema['enum']}")
-    for key, op in (("minimum", float.__ge__), ("maximum", float.__le__),
-                    ("exclusiveMinimum", float.__gt__), ("exclusiveMaximum", float.__lt__)):
+    for key, op in (
+        ("minimum", float.__ge__),
+        ("maximum", float.__le__),
+        ("exclusiveMinimum", float.__gt__),
+        ("exclusiveMaximum", float.__lt__),
+    ):
         if key in schema and not op(float(instance), float(schema[key])):
             problems.append(f"{where}: violates {key}")
     if isinstance(instance, dict):
@@ -186,12 +192,14 @@ def test_usage_mistake_is_one_line_exit_2(argv, capsys):
 
 
 def test_console_script_version_and_usage_mistake():
-    res = subprocess.run([_exe(), "--version"], capture_output=True, text=True)
+    res = subprocess.run([_exe(), "--version"], capture_output=True, text=True, check=False)
     assert (res.returncode, res.stdout.strip(), res.stderr) == (0, f"memsim {__version__}", "")
-    res = subprocess.run([_exe(), "validate"], capture_output=True, text=True)
+    res = subprocess.run([_exe(), "validate"], capture_output=True, text=True, check=False)
     assert res.returncode == 2 and res.stdout == "" and res.stderr.count("\n") == 1
 
 
 def test_schema_into_a_closed_pipe_is_quiet():
-    res = subprocess.run(f"'{_exe()}' schema | head -c 1", shell=True, capture_output=True, text=True)
+    res = subprocess.run(
+        f"'{_exe()}' schema | head -c 1", shell=True, capture_output=True, text=True, check=False
+    )
     assert res.stdout == "{" and "Traceback" not in res.stderr and res.stderr == ""
