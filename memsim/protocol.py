@@ -675,6 +675,8 @@ StopRule = Annotated[StopAfterParticipants | StopAtMinAnnotations, Field(discrim
 
 
 class Campaign(_Frozen):
+    """Recruitment: when participants arrive, and when recruiting stops."""
+
     arrivals: Arrivals
     stop: StopRule
 
@@ -869,6 +871,10 @@ class _UniqueKeyLoader(yaml.SafeLoader):
 def _unique_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode, deep: bool = False):
     seen = set()
     for key_node, _ in node.value:
+        if (
+            key_node.tag == "tag:yaml.org,2002:merge"
+        ):  # `<<: *anchor`: merged keys may be overridden
+            continue
         key = loader.construct_object(key_node, deep=True)
         try:
             dup = key in seen
@@ -886,10 +892,14 @@ _UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG,
 def load_protocol(path: str | os.PathLike[str]) -> Protocol:
     """Load and validate a protocol YAML file; any problem is one-line :class:`UserError`."""
     data = load_yaml_mapping(path, "protocol file")
-    try:
+    try:  # a second, stricter parse: only to refuse keys given twice
         yaml.load(read_text(path, "protocol file"), Loader=_UniqueKeyLoader)
     except UserError as exc:
         raise UserError(str(exc), path=path) from None
+    except yaml.YAMLError as exc:  # the first parse accepted it: should not happen
+        raise UserError(
+            f"not valid YAML: {getattr(exc, 'problem', None) or exc}", path=path
+        ) from None
     return protocol_from_mapping(data, path)
 
 
@@ -908,7 +918,11 @@ def summary_lines(p: Protocol) -> list[str]:
     out = [
         f"{p.name}: {p.description}".rstrip(": "),
         f"stimuli   {st.count:,} {st.kind}s, {st.duration_s:g} s on, {st.gap_s:g} s gap"
-        + (", a key press ends the presentation" if st.response_ends_presentation else ""),
+        + (
+            ", a key press ends the presentation"
+            if st.response_ends_presentation
+            else ", fixed timing"
+        ),
     ]
     out.append(f"selection {p.selection.describe()}")
     out.append(f"campaign  {p.campaign.arrivals.describe()}; stop {p.campaign.stop.describe()}")
