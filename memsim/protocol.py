@@ -21,6 +21,7 @@ schema stands alone.
 from __future__ import annotations
 
 import difflib
+import itertools
 import json
 import math
 import os
@@ -761,20 +762,25 @@ class Protocol(_Frozen):
             demands.setdefault(g.source.step, []).append((i, g))
         for src, groups in demands.items():
             earlier = self.steps[src - 1]
-            for mask in range(1, 1 << len(groups)):
-                chosen = [groups[k] for k in range(len(groups)) if mask >> k & 1]
-                roles = {r for _, g in chosen for r in g.source.roles}
-                eligible = sum(
-                    h.count for h in earlier.items if h.role in roles and isinstance(h.source, str)
-                )
-                wanted = sum(g.count for _, g in chosen)
-                if wanted > eligible:
-                    i = chosen[-1][0]
-                    raise _At(
-                        ("steps", s, "items", i, "count"),
-                        f"needs {wanted} items from step {src} with roles {sorted(roles)}, which "
-                        f"has only {eligible}",
+            # Hall's condition: for every set of roles, the groups that can only use those roles
+            # must together want no more items than the earlier step has with them (7 sets at most)
+            for n in range(1, len(ROLES) + 1):
+                for roles in itertools.combinations(ROLES, n):
+                    chosen = [(i, g) for i, g in groups if set(g.source.roles) <= set(roles)]
+                    if not chosen:
+                        continue
+                    eligible = sum(
+                        h.count
+                        for h in earlier.items
+                        if h.role in roles and isinstance(h.source, str)
                     )
+                    wanted = sum(g.count for _, g in chosen)
+                    if wanted > eligible:
+                        raise _At(
+                            ("steps", s, "items", chosen[-1][0], "count"),
+                            f"needs {wanted} items from step {src} with roles {list(roles)}, "
+                            f"which has only {eligible}",
+                        )
 
     # -- conveniences used by the simulator and scoring
     @property

@@ -821,3 +821,27 @@ def test_docs_describe_every_field():
         kind = model.model_fields.get("kind")
         if kind is not None and isinstance(kind.default, str):  # a variant of a pluggable part
             assert f"`{kind.default}`" in doc, f"variant {kind.default} is not documented"
+
+
+@pytest.mark.parametrize(
+    "groups, ok",
+    [
+        ([(30, ["filler"]), (40, ["filler", "target"])], True),  # 30 fillers + 40 of 70 remaining
+        ([(50, ["filler"]), (20, ["filler"])], False),  # each fits alone, together 70 > 60 fillers
+        ([(61, ["filler"]), (9, ["target"])], False),
+        ([(60, ["filler"]), (40, ["target"])], True),  # exactly everything
+        ([(60, ["filler"]), (41, ["target", "filler"])], False),
+    ],
+)
+def test_later_step_demands_meet_halls_condition(groups, ok):
+    data = videomem()
+    items = [{"role": "target", "count": c, "source": {"step": 1, "roles": r}} for c, r in groups]
+    data["steps"][1]["items"] = items
+    data["steps"][1]["length"] = sum(c for c, _ in groups)
+    if ok:
+        protocol_from_mapping(data)
+    else:
+        with pytest.raises(
+            UserError, match=r"steps\.1\.items\.\d+\.count: needs \d+ items from step 1"
+        ):
+            protocol_from_mapping(data)
