@@ -54,7 +54,7 @@ class FeaturePipeline:
     """Fit on training rows; transform any rows. ``state()`` round-trips via ``from_state``."""
 
     def __init__(self, max_vocab: int = 2000, max_tokens: int = 64, use_embedding: bool = True,
-                 max_token_vocab: int = 20000):
+                 max_token_vocab: int = 8000):
         self.max_vocab = max_vocab
         self.max_tokens = max_tokens
         self.max_token_vocab = max_token_vocab

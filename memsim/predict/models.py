@@ -46,13 +46,13 @@ class NetConfig:
 
     arch: str = "text"
     hidden: int = 256
-    token_dim: int = 64
+    token_dim: int = 48
     dropout: float = 0.3
     input_dropout: float = 0.1
     weight_decay: float = 1e-2
     lr: float = 2e-3
-    batch_size: int = 128
-    max_epochs: int = 40
+    batch_size: int = 256
+    max_epochs: int = 25
     rank_weight: float = 1.0  # 0 = plain MSE
     task_weights: tuple = (1.0, 1.0)
 
@@ -68,11 +68,20 @@ def pick_device(name: str | None = None) -> torch.device:
     return torch.device(name)
 
 
-def set_deterministic() -> None:
+def set_deterministic(threads: int | None = None) -> None:
+    """Deterministic kernels; CPU threads (default 1) for these small models.
+
+    One thread is the default because the matrices here are small: extra
+    threads cost more in synchronisation than they save, and on a shared
+    machine they were 3-7 times slower (measured, see docs/predictors.md).
+    """
     # cuBLAS needs a fixed workspace to be deterministic; set before first CUDA use
     os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
     torch.use_deterministic_algorithms(True, warn_only=True)
     torch.backends.cudnn.benchmark = False
+    n = threads or int(os.environ.get("MEMSIM_TORCH_THREADS", "1"))
+    if torch.get_num_threads() != n:
+        torch.set_num_threads(n)
 
 
 class MemNet(nn.Module):
@@ -173,7 +182,8 @@ def train_member(cfg: NetConfig, x_tr, tok_tr, y_tr, x_va, tok_va, y_va, *, n_to
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
     model = MemNet(cfg, x_tr.shape[1], n_tokens, y_tr.shape[1]).to(device)
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay,
+                            foreach=True)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.max_epochs)
     xt, tt = _tensors(x_tr, tok_tr, device)
     yt = torch.as_tensor(y_tr, dtype=torch.float32, device=device)
