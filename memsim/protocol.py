@@ -164,10 +164,8 @@ class FromStep(_Frozen):
         return self
 
 
-_NEW, _EARLIER = (
-    "(new)",
-    "(from an earlier step)",
-)  # union tags: they never appear in a printed path
+# tags of the two kinds of source; they never appear in a printed field path
+_NEW, _EARLIER = "(new)", "(from an earlier step)"
 
 Source = Annotated[
     Annotated[Literal["new"], Tag(_NEW)] | Annotated[FromStep, Tag(_EARLIER)],
@@ -386,7 +384,8 @@ class Step(_Frozen):
                 "vigilance repeats",
             )
         corr = self.scoring.correction
-        if corr.kind != "none":
+        reference = getattr(corr, "reference_lag", None)  # every lag correction refers to a lag
+        if reference is not None:
             lags = [g.repeat_lag for g in targets if g.repeat_lag is not None]
             if not lags:
                 raise _At(
@@ -395,11 +394,10 @@ class Step(_Frozen):
                     "the step",
                 )
             lo, hi = min(a for a, _ in lags), max(b for _, b in lags)
-            if not lo <= corr.reference_lag <= hi:
+            if not lo <= reference <= hi:
                 raise _At(
                     ("scoring", "correction", "reference_lag"),
-                    f"{corr.reference_lag} is outside the targets' lags {lo}-{hi} (an "
-                    "extrapolation)",
+                    f"{reference} is outside the targets' lags {lo}-{hi} (an extrapolation)",
                 )
         return self
 
@@ -460,9 +458,8 @@ def _exhaustive(length: int, groups, budget: int) -> bool | None:
     lo = {i: groups[i][1] for i in rep}
     hi = {i: groups[i][2] for i in rep}
     to_open = {i: groups[i][0] for i in rep}
-    opened: dict[int, list[int]] = {
-        i: [] for i in rep
-    }  # slots of the open first showings, oldest first
+    # the slots of each group's open first showings, oldest first
+    opened: dict[int, list[int]] = {i: [] for i in rep}
     singles = [sum(c for c, _, h in groups if h == 0)]
     nodes = [0]
     dead: set = set()
@@ -547,7 +544,7 @@ def find_arrangement(length: int, groups: list[tuple[int, int, int]]) -> tuple[i
     A sound necessary condition is tested first (pairs whose lag is at least
     ``a`` all start in the first ``length - a`` slots and use two slots each);
     then deterministic greedy placements; then, for sequences up to
-    600 long, an exhaustive search with a node budget (exact on small steps);
+    600 long, an exact search with a node budget (:func:`_exhaustive`);
     then a few seeded random placements that follow the sequence generator's
     law. A step that defeats all of them is rejected: either no arrangement
     exists (proved), or none was found, and its lag ranges are then too tight
@@ -578,9 +575,8 @@ def find_arrangement(length: int, groups: list[tuple[int, int, int]]) -> tuple[i
     c, lo, hi = groups[first_fail]
     advice = "widen the lag ranges, lengthen the step or repeat fewer items"
     pairs = sum(groups[i][0] for i in rep)
-    budget = max(
-        1_000, min(_SEARCH_NODES, _SEARCH_WORK // (1 + pairs))
-    )  # a node costs O(open pairs)
+    # a node costs O(open pairs): the budget shrinks as the pairs grow
+    budget = max(1_000, min(_SEARCH_NODES, _SEARCH_WORK // (1 + pairs)))
     exact = _exhaustive(length, groups, budget) if length <= _SEARCH_MAX_LENGTH else None
     if exact is True:
         return None
@@ -657,6 +653,9 @@ class StopAfterParticipants(_Frozen):
     def describe(self) -> str:
         return f"after {self.count:,} participants"
 
+    def check(self, n_stimuli: int, targets_per_participant: int) -> None:
+        """Any participant budget can be met."""
+
 
 class StopAtMinAnnotations(_Frozen):
     """Stop once every stimulus has ``count`` assigned step-1 target tests, or at the cap."""
@@ -670,6 +669,17 @@ class StopAtMinAnnotations(_Frozen):
             f"when every stimulus has {self.count} assigned step-1 target tests "
             f"(at most {self.max_participants:,} participants)"
         )
+
+    def check(self, n_stimuli: int, targets_per_participant: int) -> None:
+        """The cap must allow the annotations, else the cap, not the count, ends every campaign."""
+        need = self.count * n_stimuli
+        if self.max_participants * targets_per_participant < need:
+            raise _At(
+                ("campaign", "stop", "max_participants"),
+                f"{self.max_participants} participants x {targets_per_participant} step-1 targets "
+                f"give fewer than the {need} target tests that {self.count} per stimulus needs "
+                f"(at least {math.ceil(need / targets_per_participant)} participants)",
+            )
 
 
 StopRule = Annotated[StopAfterParticipants | StopAtMinAnnotations, Field(discriminator="kind")]
@@ -734,18 +744,8 @@ class Protocol(_Frozen):
                     ("selection", "pool"),
                     f"{pool} cannot feed the {first.n_new} new items of step 1",
                 )
-        stop = self.campaign.stop
-        if stop.kind == "min_annotations":
-            per = sum(g.count for g in first.items if g.role == "target" and g.tested)
-            need = stop.count * self.stimuli.count
-            if stop.max_participants * per < need:
-                raise _At(
-                    ("campaign", "stop", "max_participants"),
-                    f"{stop.max_participants} participants x {per} step-1 targets give fewer than "
-                    "the "
-                    f"{need} target tests that {stop.count} per stimulus needs (at least "
-                    f"{math.ceil(need / per)} participants)",
-                )
+        per = sum(g.count for g in first.items if g.role == "target" and g.tested)
+        self.campaign.stop.check(self.stimuli.count, per)
         return self
 
     def _check_sources(self, s: int, step: Step) -> None:
@@ -849,8 +849,12 @@ def _user_error(exc: ValidationError, path: str | os.PathLike[str], data: Any = 
         )
     elif kind == "missing":
         msg = "required field missing"
-    elif kind in ("union_tag_invalid", "union_tag_not_found"):
+    elif kind == "union_tag_invalid":
         loc = loc + ("kind",)
+        ctx = first.get("ctx") or {}
+        msg = f"unknown kind '{ctx.get('tag')}' (expected {ctx.get('expected_tags')})"
+    elif kind == "union_tag_not_found":
+        loc, msg = loc + ("kind",), "required field missing"
     msg = msg.removeprefix("Value error, ")
     for jargon, plain in _PLAIN_WORDS:
         msg = jargon.sub(plain, msg)
