@@ -231,16 +231,19 @@ def selection(runs: Path, out: Path) -> None:
     cols = [HC.format(1), HC.format(2), TR.format(1), TR.format(2), NA.format(1), COST]
     a = _agg(df, ["policy", "budget"], cols)
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+    panels = ((HC.format(1), "short-term human consistency (split halves)"),
+              (TR.format(1), "short-term scores vs true memorability"))
     for pol, g in a.groupby("policy", sort=False):
         g = g.sort_values("budget")
-        for ax, s in zip(axes, (1, 2)):
-            _band(ax, g["budget"], g[HC.format(s)], g[HC.format(s) + "_sd"], pol)
-    for ax, s in zip(axes, (1, 2)):
+        for ax, (col, _) in zip(axes, panels):
+            _band(ax, g["budget"], g[col], g[col + "_sd"], pol)
+    for ax, (_, label) in zip(axes, panels):
         ax.set_xlabel("participants recruited (full-scale budget; simulated at scale 0.2)")
-        ax.set_ylabel(f"{STEP[s]} human consistency")
+        ax.set_ylabel(label)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
-    fig.suptitle("Selection policy at equal budgets (same simulated crowds per replicate)", fontsize=10)
+    fig.suptitle("Selection policy at equal budgets: consistency (left) is not accuracy (right); 3 replicates",
+                 fontsize=10)
     fig.tight_layout()
     fig.savefig(out / "selection.png", dpi=120)
     mins = df.groupby(["policy", "budget"], sort=False)[["annotations_per_video.step1.min",
