@@ -94,22 +94,27 @@ def beta_truth(scores: np.ndarray, n: np.ndarray, size: tuple, rng: np.random.Ge
 
 
 def ceilings_from_release(scores: np.ndarray, n: np.ndarray, *, repeats: int = 20,
-                          seed: int = 0) -> dict:
+                          seed: int = 0, beta: bool = True) -> dict:
     """Beta-method ceiling and released-as-truth upper bound for one target.
 
     Returns
     -------
     dict
-        ``beta`` and ``released_as_truth``: (mean, sd) of the expected Spearman;
+        ``beta`` and ``released_as_truth``: (mean, sd) of the expected Spearman
+        (``beta`` is NaN when ``beta=False``);
         ``true_sd``: SD of the beta truth; ``noise_var``: mean binomial noise variance.
     """
     rng = np.random.default_rng(np.random.SeedSequence([seed, 7002]))
     s = np.asarray(scores, dtype=np.float64)
     n = np.asarray(n, dtype=np.int64)
-    p = beta_truth(s, n, (repeats, len(s)), rng)
     noise = float(np.mean(s * (1 - s) / np.maximum(n - 1, 1)))
+    if beta:
+        p = beta_truth(s, n, (repeats, len(s)), rng)
+        beta_c = expected_spearman(p, n, repeats=repeats, rng=rng)
+    else:  # asked to skip: the caller found no valid beta (see beta_truth)
+        beta_c = (float("nan"), float("nan"))
     return {
-        "beta": expected_spearman(p, n, repeats=repeats, rng=rng),
+        "beta": beta_c,
         "released_as_truth": expected_spearman(s, n, repeats=repeats, rng=rng),
         "true_sd": float(np.sqrt(max(s.var(ddof=1) - noise, 0.0))),
         "noise_var": noise,

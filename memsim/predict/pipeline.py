@@ -224,7 +224,7 @@ def train(corpus: Corpus, *, seed: int = 0, members: int = 5, arch: str = "text"
         "n_train": int(len(tr)),
         "seed": int(seed),
         "embedding": embed.MODEL_NAME if use_emb else None,
-        "torch": torch.__version__,
+        "torch": str(torch.__version__),
     }
 
 

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from memsim.errors import UserError
 from memsim.predict.ceiling import ceilings_from_release, ceilings_from_truth
 
 __all__ = ["ceilings", "table", "write_outputs"]
@@ -25,7 +26,10 @@ def ceilings(corpus, *, truth: pd.DataFrame | None = None, truth_source=None, se
     rows = []
     for k, t in enumerate(corpus.targets):
         s, n = corpus.y[lab, k], corpus.n_ann[lab, k]
-        c = ceilings_from_release(s, n, repeats=repeats, seed=seed)
+        try:
+            c = ceilings_from_release(s, n, repeats=repeats, seed=seed)
+        except UserError:  # noise exceeds the released variance: no beta truth exists
+            c = ceilings_from_release(s, n, repeats=repeats, seed=seed, beta=False)
         rows.append({"target": t, "method": "beta (released mean, variance - noise)",
                      "mean": c["beta"][0], "sd": c["beta"][1]})
         rows.append({"target": t, "method": "released scores as truth (upper bound)",
@@ -68,7 +72,10 @@ def table(corpus, summ: pd.DataFrame, ceil: pd.DataFrame, args) -> str:
         cells = []
         for t in targets:
             r = ceil[(ceil["method"] == method) & (ceil["target"] == t)]
-            cells.append("" if r.empty else f"{r['mean'].iloc[0]:.3f} ± {r['sd'].iloc[0]:.3f}")
+            if r.empty or not np.isfinite(r["mean"].iloc[0]):
+                cells.append("n/a (noise variance ≥ released variance)" if not r.empty else "")
+            else:
+                cells.append(f"{r['mean'].iloc[0]:.3f} ± {r['sd'].iloc[0]:.3f}")
         lines.append(f"| ceiling: {method} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -106,7 +113,7 @@ def figure(summ: pd.DataFrame, ceil: pd.DataFrame, corpus):
         ax.set_xticks(range(len(models)), models, rotation=30, ha="right")
         for i, method in enumerate(dict.fromkeys(ceil["method"])):
             r = ceil[(ceil["method"] == method) & (ceil["target"] == t)]
-            if not r.empty:
+            if not r.empty and np.isfinite(r["mean"].iloc[0]):
                 ax.axhline(r["mean"].iloc[0], color="#c44e52", ls=styles[i % 3],
                            label=f"ceiling: {method}")
         if corpus.dataset == "videomem":
