@@ -63,16 +63,18 @@ def scale_protocol(protocol: Protocol, scale: float) -> Protocol:
         raise UserError(f"--scale must be in (0, 1], got {scale}")
     d = protocol.dump()
     need = sum(s.n_new for s in protocol.steps)
-    d["stimuli"]["count"] = max(need + 1, int(round(d["stimuli"]["count"] * scale)))
+    old_count = d["stimuli"]["count"]
+    d["stimuli"]["count"] = max(need + 1, int(round(old_count * scale)))
+    ratio = d["stimuli"]["count"] / old_count  # the stimuli's own factor (a floor may hold them up)
     if "pool" in d["selection"]:
         d["selection"]["pool"] = min(
-            d["stimuli"]["count"], max(protocol.steps[0].n_new, int(round(d["selection"]["pool"] * scale)))
+            d["stimuli"]["count"], max(protocol.steps[0].n_new, int(round(d["selection"]["pool"] * ratio)))
         )
     stop = d["campaign"]["stop"]
     if stop["kind"] == "participants":
         stop["count"] = max(1, int(round(stop["count"] * scale)))
-    else:
-        stop["max_participants"] = max(1, int(round(stop["max_participants"] * scale)))
+    else:  # the budget must still reach `count` annotations of every stimulus
+        stop["max_participants"] = max(1, math.ceil(stop["max_participants"] * ratio))
     return protocol_from_mapping(d, f"{protocol.name} at scale {scale}")
 
 
