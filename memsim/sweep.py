@@ -577,12 +577,28 @@ def _worker_init(numba_threads: int) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
+class CellFailed(Exception):
+    """A cell function raised: carries the (cell, replicate) key and the original error."""
+
+    def __init__(self, key: tuple[int, int], error: BaseException) -> None:
+        super().__init__(f"cell {key[0]} replicate {key[1]}: {error}")
+        self.key = key
+        self.error = error
+
+
+def _call(get: Callable[[], dict], key: tuple[int, int]) -> dict:
+    try:
+        return get()
+    except Exception as exc:  # noqa: BLE001 - re-raised with the cell named, original chained
+        raise CellFailed(key, exc) from exc
+
+
 class _Inline:
     """One worker: run in this process (no start-up cost, numba keeps every core)."""
 
     def run(self, fn, jobs: list[tuple[Any, dict]]) -> Iterator[tuple[Any, dict]]:
         for key, spec in jobs:
-            yield key, fn(spec)
+            yield key, _call(lambda: fn(spec), key)
 
     def close(self, wait: bool = True) -> None:
         pass
@@ -605,7 +621,7 @@ class _ProcessPool:
 
         futures = {self.pool.submit(fn, spec): key for key, spec in jobs}
         for fut in as_completed(futures):
-            yield futures[fut], fut.result()
+            yield futures[fut], _call(fut.result, futures[fut])
 
     def close(self, wait: bool = True) -> None:
         self.pool.shutdown(wait=wait, cancel_futures=True)
@@ -633,7 +649,7 @@ class _Dask:
             fut = self.client.submit(fn, spec, key=f"memsim-{self.tag}-{key[0]}-{key[1]}", pure=False)
             futures[fut.key] = (fut, key)
         for fut in as_completed([f for f, _ in futures.values()], loop=self.client.loop):
-            yield futures[fut.key][1], fut.result()
+            yield futures[fut.key][1], _call(fut.result, futures[fut.key][1])
 
     def close(self, wait: bool = True) -> None:
         self.client.close()
@@ -855,6 +871,16 @@ def run_sweep(
                     _write_parquet(pa.Table.from_pylist([row], schema=schema), _shard_path(out, cell, rep))
                     bar.advance(task)
             finished = True
+        except CellFailed as failed:
+            cell, rep = failed.key
+            where = ", ".join(f"{k} = {v}" for k, v in plan.cells[cell]["coords"].items()) or "the base protocol"
+            if isinstance(failed.error, UserError):  # the user's cell cannot run: one line, resumable
+                raise UserError(
+                    f"cell {cell} ({where}) replicate {rep} failed: {failed.error} "
+                    f"(the {len(list((out / SHARD_DIR).glob('*.parquet')))} finished runs are kept)",
+                    path=study_path,
+                ) from None
+            raise failed.error from failed  # a bug: keep its traceback, with the cell named above it
         finally:
             # on an error or Ctrl-C, do not wait for running cells: their shards would be dropped anyway
             executor.close(wait=finished)

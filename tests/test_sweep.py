@@ -452,3 +452,21 @@ def test_frontiers_are_drawn_for_quality_statistics_only():
     assert _is_quality("annotation_consistency.step1.curve@38")
     assert not _is_quality("human_consistency.step1.mean_annotations_per_half")
     assert not _is_quality("annotations_per_video.step1.mean") and not _is_quality("truth.step1.videos")
+
+
+def failing_cell(spec: dict) -> dict:
+    """Fails (as a user's problem would) on one cell only."""
+    if spec["coords"].get("budget") == 2000 and spec["coords"].get("lag") == "[20,60]":
+        raise UserError("this cell cannot run")
+    return toy_cell(spec)
+
+
+def test_a_cell_that_fails_at_run_time_is_named_and_the_rest_kept(tmp_path, capsys):
+    path = _study(tmp_path, "fails", replicates=1, cell="failing_cell")
+    out = tmp_path / "out"
+    assert main(["sweep", str(path), "--out", str(out), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    assert "cell 3 (lag = [20,60], ref_lag = 60, budget = 2000, protocol.stimuli.gap_s = 2.5) replicate 0 failed: " \
+           "this cell cannot run" in err
+    assert len(list((out / "shards").glob("*.parquet"))) == 3 and not (out / "results.parquet").exists()
