@@ -8,6 +8,7 @@ half-written file behind.
 from __future__ import annotations
 
 import contextlib
+import difflib
 import os
 import tempfile
 from pathlib import Path
@@ -74,12 +75,24 @@ def load_yaml_mapping(path: str | os.PathLike[str], what: str = "YAML file") -> 
 
 
 def format_pydantic_error(exc, path: str | os.PathLike[str]) -> UserError:
-    """Turn a pydantic ValidationError into one line naming the first bad field path."""
+    """Turn a pydantic ValidationError into one line naming the first bad field path.
+
+    A typo shows up twice, as an unknown key and as a missing one: the unknown key
+    is reported, with the closest missing name as a suggestion.
+    """
     errors = exc.errors()
-    first = errors[0]
-    loc = ".".join(str(x) for x in first.get("loc", ()) if x != "__root__") or "(top level)"
-    msg = first.get("msg", "invalid")
+    unknown = [e for e in errors if e.get("type") == "extra_forbidden"]
+    first = unknown[0] if unknown else errors[0]
+    loc = tuple(first.get("loc", ()))
+    msg = first.get("msg", "invalid").removeprefix("Value error, ")
     if first.get("type") == "extra_forbidden":
-        msg = "unknown field (check for a typo)"
-    extra = f" (and {len(errors) - 1} more problem{'s' if len(errors) > 2 else ''})" if len(errors) > 1 else ""
-    return UserError(f"{loc}: {msg}{extra}", path=path)
+        missing = [str(e["loc"][-1]) for e in errors
+                   if e.get("type") == "missing" and tuple(e["loc"][:-1]) == loc[:-1]]
+        close = difflib.get_close_matches(str(loc[-1]), missing, n=1)
+        msg = f"unknown field (did you mean '{close[0]}'?)" if close else "unknown field (check for a typo)"
+    elif first.get("type") == "missing":
+        msg = "required field missing"
+    where = ".".join(str(x) for x in loc) or "(top level)"
+    n = len(errors) - 1
+    extra = f" (and {n} more problem{'s' if n > 1 else ''})" if n else ""
+    return UserError(f"{where}: {msg}{extra}", path=path)

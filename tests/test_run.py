@@ -1,0 +1,121 @@
+"""`memsim simulate`, `memsim run` and `memsim bench` as a user runs them."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from memsim.cli import main
+from memsim.compare import compare, ks_distance, load_targets, lookup
+from memsim.trials import validate_trials
+
+ROOT = Path(__file__).resolve().parent.parent
+VIDEOMEM = str(ROOT / "protocols" / "videomem.yaml")
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    out = tmp_path_factory.mktemp("run")
+    code = main(["run", VIDEOMEM, "--out", str(out), "--scale", "0.05", "--seed", "3", "--quiet"])
+    assert code == 0
+    return out
+
+
+def test_run_writes_everything(run_dir, capsys):
+    names = {p.name for p in run_dir.iterdir()}
+    assert {"trials.parquet", "videos.parquet", "participants.parquet", "scores.csv", "summary.json",
+            "fig3_lag.png", "fig4_consistency.png", "fig5_st_vs_lt.png", "fig6_rt.png"} <= names
+    assert not [n for n in names if n.endswith(".tmp")]
+    for png in run_dir.glob("*.png"):
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
+
+
+def test_run_outputs_agree_with_each_other(run_dir):
+    trials = validate_trials(pd.read_parquet(run_dir / "trials.parquet"))  # the scoring contract holds
+    scores = pd.read_csv(run_dir / "scores.csv")
+    assert list(scores.columns) == ["video", "short-term_memorability", "nb_short-term_annotations",
+                                    "long-term_memorability", "nb_long-term_annotations"]
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["protocol"] == "videomem" and summary["seed"] == 3
+    kept = summary["participants_kept"]["short-term"]
+    assert 0 < kept <= trials[trials.step == 1].participant.nunique()
+    assert summary["annotations_per_video"]["short-term"]["mean"] == pytest.approx(
+        scores["nb_short-term_annotations"].mean())
+    assert summary["mean_score"]["long-term"] == pytest.approx(scores["long-term_memorability"].mean())
+    # the noise ceiling: observed scores track the latent truth
+    assert summary["truth"]["short-term_memorability"]["spearman"] > 0.3
+
+
+def test_run_prints_the_comparison_table(tmp_path, capsys):
+    code = main(["run", VIDEOMEM, "--out", str(tmp_path / "r"), "--scale", "0.03", "--quiet", "--no-figures"])
+    out = capsys.readouterr().out
+    assert code == 0
+    assert "human consistency, short-term" in out and "0.481" in out
+    assert "fitted targets within tolerance" in out
+    assert not list((tmp_path / "r").glob("*.png"))
+
+
+def test_same_seed_same_scores(run_dir, tmp_path):
+    main(["run", VIDEOMEM, "--out", str(tmp_path), "--scale", "0.05", "--seed", "3", "--quiet", "--no-figures"])
+    assert (tmp_path / "scores.csv").read_bytes() == (run_dir / "scores.csv").read_bytes()
+    assert (tmp_path / "trials.parquet").read_bytes() == (run_dir / "trials.parquet").read_bytes()
+
+
+@pytest.mark.parametrize(
+    "argv, words",
+    [
+        (["run", "nope.yaml"], "no such protocol file"),
+        (["run", VIDEOMEM, "--scale", "0"], "--scale"),
+        (["run", VIDEOMEM, "--params", "missing.yaml"], "no such parameter file"),
+        (["simulate", VIDEOMEM, "--out", "X", "--scale", "7"], "--scale"),
+        (["run", VIDEOMEM, "--data", "/nonexistent/data"], "data"),
+    ],
+)
+def test_bad_input_is_one_line_and_writes_nothing(argv, words, tmp_path, capsys):
+    out = tmp_path / "out"
+    if "--out" not in argv:
+        argv = argv + ["--out", str(out)]
+    code = main(argv)
+    err = capsys.readouterr().err
+    assert code == 2
+    assert len(err.strip().splitlines()) == 1 and words in err
+    assert not out.exists() or not any(out.iterdir())
+
+
+def test_bad_params_file_names_the_field(tmp_path, capsys):
+    bad = tmp_path / "p.yaml"
+    text = (ROOT / "calibration" / "videomem.yaml").read_text().replace("ability_sd:", "abilty_sd:")
+    bad.write_text(text)
+    code = main(["simulate", VIDEOMEM, "--out", str(tmp_path / "o"), "--params", str(bad)])
+    err = capsys.readouterr().err
+    assert code == 2 and "abilty_sd" in err and len(err.strip().splitlines()) == 1
+
+
+def test_simulate_output_exists_as_a_file_is_an_error(tmp_path, capsys):
+    f = tmp_path / "afile"
+    f.write_text("x")
+    assert main(["simulate", VIDEOMEM, "--out", str(f), "--scale", "0.02", "--quiet"]) == 2
+
+
+def test_targets_compare_and_lookup():
+    targets = load_targets(ROOT / "calibration" / "videomem-targets.yaml")
+    fake = {"participants_kept": {"short-term": 9402}, "mean_score": {"long-term": 0.5}}
+    table = compare(fake, targets)
+    row = table.set_index("target").loc["participants kept, short-term"]
+    assert row.within and row.simulated == 9402
+    assert not table.set_index("target").loc["mean score, long-term"].within
+    assert pd.isna(lookup(fake, ("nothing", "here")))
+
+
+def test_ks_distance_matches_scipy():
+    import numpy as np
+    from scipy.stats import ks_2samp
+
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        a = rng.random(rng.integers(5, 300)).round(2)
+        b = rng.beta(2, 2, rng.integers(5, 300)).round(2)
+        assert ks_distance(a, b) == pytest.approx(ks_2samp(a, b).statistic, abs=1e-12)
