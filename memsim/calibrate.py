@@ -8,9 +8,11 @@ candidate evaluated (``<out>.evals.jsonl``), from which a stopped fit resumes.
 Method (``docs/calibration.md``): each candidate is simulated with the *same*
 seeds (common random numbers), scored by the pipeline that scores real logs,
 and reduced to moments: every ``fit`` target of the targets file plus the
-quantiles of the released score distributions. The residual of each moment is
-``(simulated - target) / scale`` (the target's tolerance; 0.01 for a score
-quantile); :func:`scipy.optimize.least_squares` (trust-region reflective)
+shape of the released score distributions (means of rank bins of the scores,
+the simulated ones re-made at the released annotation counts: like with like).
+The residual of each moment is ``(simulated - target) / scale`` (the target's
+tolerance; 0.01 for a score bin); :func:`scipy.optimize.least_squares`
+(trust-region reflective, restarted from the best candidate while it gains)
 minimises their sum of squares over the free parameters, each mapped from its
 bounds to the real line by a scaled logit. The Jacobian is a forward
 difference whose columns are simulated in parallel (one process per core).
@@ -41,9 +43,20 @@ __all__ = [
     "from_unconstrained", "moments_for", "fit_summary", "Evaluator", "calibrate", "EvalLog",
 ]
 
-# Released score quantiles matched as moments (the KS distance itself is not smooth).
+# The released score distribution is matched by the means of its rank bins (0-5 %, 5-10 %, ...
+# of the sorted scores): quantiles of k/n scores jump between lattice points, bin means move
+# smoothly with the parameters, and the KS distance itself is not smooth either.
 QUANTILES = (0.05, 0.1, 0.25, 0.5, 0.75, 0.9, 0.95)
+RANK_BINS = (0.0,) + QUANTILES + (1.0,)
 QUANTILE_SCALE = 0.01
+
+
+def rank_bin_means(x: np.ndarray) -> dict:
+    """Mean of the sorted scores within each rank bin of :data:`RANK_BINS`, keyed ``b05-10`` etc."""
+    x = np.sort(x[np.isfinite(x)])
+    edges = np.round(np.array(RANK_BINS) * len(x)).astype(np.int64)
+    return {f"b{int(lo * 100):02d}-{int(hi * 100):02d}": float(x[a:b].mean())
+            for lo, hi, a, b in zip(RANK_BINS[:-1], RANK_BINS[1:], edges[:-1], edges[1:]) if b > a}
 # Targets that are statistics of others, non-smooth, or too slow to compute per candidate.
 _NOT_IN_DISTANCE = ("ks",)
 _HEAD_COUNTS = ("participants_kept", "participants_total")
@@ -181,7 +194,7 @@ class Moment:
 
 
 def moments_for(targets, real=None, columns: list[str] | None = None, scale: float = 1.0) -> list[Moment]:
-    """The fitted targets (less the non-smooth KS) and the released score quantiles.
+    """The fitted targets (less the non-smooth KS) and the released scores' rank-bin means.
 
     On a study shrunk by ``scale``, head counts (``participants_kept``) are targeted at
     ``scale`` times their value; annotations per stimulus are unchanged by scaling.
@@ -196,11 +209,8 @@ def moments_for(targets, real=None, columns: list[str] | None = None, scale: flo
         for c in columns or []:
             if c not in real.columns:
                 continue
-            x = real[c].to_numpy(float)
-            x = x[np.isfinite(x)]
-            for q, v in zip(QUANTILES, np.quantile(x, QUANTILES)):
-                out.append(Moment(f"{c} q{int(q * 100):02d}", ("quantiles", c, f"q{int(q * 100):02d}"),
-                                  float(v), QUANTILE_SCALE))
+            for k, v in rank_bin_means(real[c].to_numpy(float)).items():
+                out.append(Moment(f"{c} {k}", ("quantiles", c, k), v, QUANTILE_SCALE))
     return out
 
 
@@ -227,16 +237,29 @@ def fit_summary(result, real=None, seed: int = 0, n_splits: int = 10) -> dict:
         out["mean_score"][name] = float(v["score"].mean()) if len(n) else math.nan
         out["human_consistency"][name] = {"mean": human_consistency(result, s, n_splits=n_splits, seed=seed)["mean"]}
         out["lag_curve"][name] = {"slope": lag_curve(result, s)["slope"]}
-        x = result.scores[spec.scoring.column].to_numpy(float)
-        x = x[np.isfinite(x)]
-        if len(x):
-            out["quantiles"][spec.scoring.column] = {
-                f"q{int(q * 100):02d}": float(v) for q, v in zip(QUANTILES, np.quantile(x, QUANTILES))}
+
+    out["quantiles"] = score_quantiles(result, real, seed)
     cols = [s.scoring.column for s in p.steps]
     out["score_correlation"] = {f"{a} ~ {b}": score_correlation(result.scores, a, b) for a, b in zip(cols, cols[1:])}
     out["response_times"] = rt_analyses(result)
     if real is not None:
         out["real"] = real_score_comparison(result.scores, real)
+    return out
+
+
+def score_quantiles(result, real=None, seed: int = 0) -> dict:
+    """Rank-bin means of each step's scores; with released scores, of the count-matched scores
+    (:func:`count_matched_scores`), so that both sit on the same lattice of k/n values and
+    carry the same binomial noise as the released ones."""
+    scores = count_matched_scores(result, real, seed) if real is not None else result.scores
+    out = {}
+    for spec in result.protocol.steps:
+        c = spec.scoring.column
+        if c not in scores.columns:
+            continue
+        x = scores[c].to_numpy(float)
+        if np.isfinite(x).any():
+            out[c] = rank_bin_means(x)
     return out
 
 
@@ -254,18 +277,14 @@ def simulate_summary(protocol, params: Params, seed: int, scale: float, real=Non
     summary = analyse(result, truth=sim.videos, seed=seed)
     if real is not None:
         summary["real"] = real_score_comparison(result.scores, real)
-    q = {}
-    for spec in sim.protocol.steps:
-        x = result.scores[spec.scoring.column].to_numpy(float)
-        x = x[np.isfinite(x)]
-        q[spec.scoring.column] = {f"q{int(qq * 100):02d}": float(v) for qq, v in zip(QUANTILES, np.quantile(x, QUANTILES))}
-    summary["quantiles"] = q
+    summary["quantiles"] = score_quantiles(result, real, seed)
     if real is not None:
         matched = count_matched_scores(result, real, seed)
         from memsim.compare import ks_distance
 
         summary["count_matched"] = {c: {"ks": ks_distance(matched[c].to_numpy(float), real[c].to_numpy(float))}
                                     for c in matched.columns if c in real.columns}
+        summary["_matched"] = matched  # for figures
     summary["_scores"] = result.scores  # for figures; dropped before JSON
     return summary
 
@@ -275,9 +294,10 @@ def count_matched_scores(result, real, seed: int = 0) -> "pd.DataFrame":
 
     Scores are fractions k/n, so two score sets whose annotation counts differ sit on
     different lattices and their KS distance is large even when their shapes agree. Here
-    each simulated video gets a count drawn from the released counts of its step (capped at
-    the annotations it has), keeps that many of its annotations at random, and is scored
-    again by the step's own correction (refitted), then rounded to the released 3 decimals.
+    each simulated video gets a count from the released counts of its step (given out by
+    rank: the video with most annotations gets the largest; capped at what it has), keeps
+    that many of its annotations at random, and is scored again by the step's own
+    correction (refitted), then rounded to the released 3 decimals.
     """
     import pandas as pd
 
@@ -293,7 +313,14 @@ def count_matched_scores(result, real, seed: int = 0) -> "pd.DataFrame":
             continue
         t = result.tests[s - 1]
         have = np.bincount(t.video, minlength=V)
-        want = np.minimum(rng.choice(real[cc].to_numpy(np.int64), size=V), have)
+        # released counts, resampled to V and given out by rank (most annotated gets most), so
+        # capping at what a simulated video has distorts as little as possible
+        rel = np.sort(real[cc].to_numpy(np.int64))
+        drawn = rel[np.floor((np.arange(V) + rng.random(V)) / V * len(rel)).astype(np.int64)]
+        by_have = np.lexsort((rng.random(V), have))
+        want = np.empty(V, np.int64)
+        want[by_have] = drawn
+        want = np.minimum(want, have)
         # a random rank of each annotation within its video: keep ranks below the wanted count
         order = np.lexsort((rng.random(len(t.video)), t.video))
         starts = np.concatenate([[0], np.cumsum(have)[:-1]])
@@ -475,7 +502,7 @@ class Evaluator:
 
 def calibrate(protocol, start: Params, targets, *, real=None, scale: float = 0.3, seeds=(1,),
               budget: int = 400, workers: int = 2, log_path: Path, resume: bool = False,
-              fixed: tuple[str, ...] = (), step: float = 0.05, on_eval=None) -> dict:
+              fixed: tuple[str, ...] = (), step: float = 0.05, restarts: int = 3, on_eval=None) -> dict:
     """Fit ``start``'s free parameters to ``targets``; returns a dict with the fitted ``params``.
 
     Parameters
@@ -484,6 +511,7 @@ def calibrate(protocol, start: Params, targets, *, real=None, scale: float = 0.3
     seeds : common random numbers: every candidate is simulated with these seeds.
     budget : the most *new* simulations of candidates (cached ones are free).
     step : forward-difference step in unconstrained coordinates.
+    restarts : most restarts of the optimiser from the best candidate so far.
     """
     from scipy.optimize import least_squares
 
@@ -518,10 +546,20 @@ def calibrate(protocol, start: Params, targets, *, real=None, scale: float = 0.3
             cols = ev.many(xs)
             return np.stack([(c - f0) / step for c in cols], axis=1)
 
+        # TRF stops once noise makes its trust region collapse; restarting from the best
+        # candidate (a fresh region) often goes on. Stop when a restart gains < 1 %.
+        x, runs, prev = x0, 0, math.inf
         try:
-            res = least_squares(fun, x0, jac=lambda x: jac(x), method="trf", x_scale=1.0,
-                                max_nfev=10 * budget, xtol=1e-4, ftol=1e-4, gtol=1e-6)
-            stopped = res.message
+            while True:
+                res = least_squares(fun, x, jac=lambda x: jac(x), method="trf", x_scale=1.0,
+                                    max_nfev=10 * budget, xtol=1e-5, ftol=1e-4, gtol=1e-6)
+                runs += 1
+                before = ev.best["distance"]
+                stopped = f"{res.message.rstrip('.')} ({runs} run{'s' if runs > 1 else ''})"
+                if runs > 1 and prev - before < 0.01 * prev or runs > restarts:
+                    break
+                prev = before
+                x = np.array(ev.best["x"])
         except _Budget:
             stopped = f"budget of {budget} evaluations spent"
     best = ev.best
@@ -534,7 +572,7 @@ def calibrate(protocol, start: Params, targets, *, real=None, scale: float = 0.3
 
 def fitted_note(out: dict, scale: float, seeds, targets_name: str) -> str:
     return (f"fitted by `memsim calibrate` on {time.strftime('%Y-%m-%d', time.gmtime())} against "
-            f"{targets_name} targets and the released score quantiles: least squares (TRF) over "
+            f"{targets_name} targets and the released score distributions: least squares (TRF) over "
             f"{len(out['free'])} free parameters, scale {scale}, seeds {list(seeds)} (common random numbers), "
             f"{out['evaluations']} candidates, distance {out['best']['distance']:.2f}; "
             f"see calibration/videomem-report.md")
@@ -561,6 +599,25 @@ REASONS = {
     "annotation consistency, long-term at 13": (
         "incompatible: the released scores imply 0.213 ± 0.022 at 13; 0.364 needs within-video noise at "
         "0.71 x binomial (or is the split-half stepped up to the full set: 0.351)"),
+    "KS distance to released ST scores": (
+        "scores are k/n fractions: the campaign gives each video 37.7 +- 2 kept ST annotations, the released "
+        "dev set mostly 32-34 (mode 33) with a tail to 100, so the two sit on different lattices; re-made at "
+        "the released counts (count-matched row) the KS distance is within 0.05. The raw row needs a campaign "
+        "that reproduces the released count distribution (a protocol matter, not a population parameter)"),
+    "KS distance to released LT scores": (
+        "the same lattice effect: simulated LT counts run 1-25 (uniform draw of step-2 targets), released 9-40; "
+        "count-matched the KS distance is within 0.05"),
+    "ST-LT Spearman, top-500 LT-annotated": (
+        "with independent annotations, more LT annotations mean less noise and a higher ST-LT correlation; in the "
+        "released dev set it does not rise (0.302 on the top 500, 0.113 on the top 100; the paper: 0.333, 0.303), "
+        "so the most LT-annotated real videos are not a random sample of videos"),
+    "ST-LT Spearman, top-100 LT-annotated": "as for the top 500",
+    "long-term_memorability b00-05": (
+        "the lowest 5 % of released LT scores are less extreme than a logit-normal memorability with binomial "
+        "noise gives; 1.4 tolerances"),
+    "long-term_memorability b90-95": (
+        "the released LT scores have fewer videos just below 1.0 than the model (many LT scores are k/n with "
+        "n about 10); within 2 tolerances"),
     "annotations per video, long-term (min)": (
         "the campaign draws step-2 targets uniformly among a participant's step-1 fillers, so some videos get "
         "few long-term annotations; the real study evidently balanced them (min 9): a protocol/campaign "
@@ -594,7 +651,7 @@ def fit_report(protocol, params: Params, targets, *, seeds=(0, 1, 2, 3, 4), scal
             v = np.array([lookup(s, m.path) for s in summaries])
             qrows.append({"target": m.name, "value": m.value, "simulated": v.mean(), "sd": v.std(ddof=1),
                           "tolerance": m.scale, "within": bool(abs(v.mean() - m.value) <= m.scale),
-                          "kind": "fit", "source": "released score quantile"})
+                          "kind": "fit", "source": "released scores: mean of a rank bin"})
         for c in columns:
             v = np.array([lookup(s, ("count_matched", c, "ks")) for s in summaries])
             if np.isfinite(v).all():
@@ -614,6 +671,11 @@ def fit_report(protocol, params: Params, targets, *, seeds=(0, 1, 2, 3, 4), scal
         p = fig_real_vs_sim(s0["_scores"], real, columns, figdir)
         if p is not None:
             target = figdir / f"{protocol.name}_scores_real_vs_sim.png"
+            os.replace(p, target)
+            figures.append(target)
+        p = fig_real_vs_sim(s0["_matched"], real, columns, figdir)
+        if p is not None:
+            target = figdir / f"{protocol.name}_scores_count_matched.png"
             os.replace(p, target)
             figures.append(target)
         for fn, nm in ((fig_consistency, "consistency"), (fig_lag, "lag")):
@@ -664,9 +726,16 @@ def fit_report(protocol, params: Params, targets, *, seeds=(0, 1, 2, 3, 4), scal
         lines.append(f"| `{f.path}` | {get_path(d, f.path):.4g} |")
     if figures:
         lines += ["", "## Figures", ""]
+        captions = {
+            "scores_real_vs_sim": "Released vs simulated scores (seed 0), as `memsim run` compares them.",
+            "scores_count_matched": "The same, the simulated scores re-made at the released annotation counts "
+                                    "(like with like: same k/n lattice, same binomial noise).",
+            "consistency": "Annotation consistency of the simulation (seed 0) with the paper's points.",
+            "lag": "Hit rate against lag (short-term) and delay (long-term), seed 0.",
+        }
         for p in figures:
-            lines.append(f"![{p.stem}](figures/{p.name})")
-            lines.append("")
+            key = p.stem.removeprefix(f"{protocol.name}_")
+            lines += [f"![{p.stem}](figures/{p.name})", "", captions.get(key, ""), ""]
     write_text_atomic(out, "\n".join(lines) + "\n")
     return full
 

@@ -236,6 +236,61 @@ def noise_needed(real: pd.DataFrame, col: str, r_paper: float, per_half: float, 
             "rho": float((factor - 1) / (nbar - 1))}
 
 
+def independence_prediction(scores: pd.DataFrame, col: str) -> float:
+    """Split-half r that binomial (independent) noise predicts from a score table's own
+    variance and counts: ``T / (T + 2 E)`` with ``E`` the binomial noise of a full score."""
+    n = scores[f"nb_{col[:-len('_memorability')]}_annotations"].to_numpy(float)
+    st = implied_variance(scores[col].to_numpy(float), n)
+    return float(st["true_var"] / (st["true_var"] + 2 * st["noise_var"]))
+
+
+def simulator_check(params, *, scale: float = 0.5, seed: int = 0) -> pd.DataFrame:
+    """The simulator's own mechanisms against the independence bound.
+
+    Variants of ``params`` that add participant heterogeneity (memory ability, careless
+    players, false-alarm bias): each is simulated, scored and split in halves of
+    participants; its human consistency is set beside the value independent binomial
+    noise predicts from its *own* scores' variance and counts. Every mechanism of this
+    simulator keeps annotations independent given the video, so the two agree: none can
+    lift consistency above what a score distribution's spread allows.
+    """
+    from memsim.consistency import human_consistency
+    from memsim.scoring import score
+    from memsim.simulate import simulate
+
+    protocol = load_videomem()
+    variants = {
+        "shipped": {},
+        "no ability spread": {"participants.ability_sd": 0.0},
+        "ability spread x3": {"participants.ability_sd": 3 * params.participants.ability_sd},
+        "20 % careless players": {"participants.careless_share": 0.2},
+        "false-alarm bias sd x2": {"participants.false_alarm.sd": 2 * params.participants.false_alarm.sd},
+    }
+    from memsim.calibrate import set_path
+    from memsim.params import params_from_mapping
+
+    rows = []
+    for name, change in variants.items():
+        d = params.dump()
+        for path, v in change.items():
+            set_path(d, path, v)
+        p = params_from_mapping(d, name)
+        sim = simulate(protocol, p, seed=seed, scale=scale)
+        res = score(sim.trials, sim.protocol, validate=False)
+        for step, col in enumerate(COLUMNS, start=1):
+            rows.append({"variant": name, "column": col,
+                         "human": human_consistency(res, step, n_splits=10, seed=seed)["mean"],
+                         "independence_predicts": independence_prediction(res.scores, col),
+                         "score_sd": float(res.scores[col].std())})
+    return pd.DataFrame(rows)
+
+
+def load_videomem():
+    from memsim.protocol import load_protocol
+
+    return load_protocol(Path(__file__).resolve().parent.parent / "protocols" / "videomem.yaml")
+
+
 def run_compat(args) -> int:
     from rich.console import Console
     from rich.table import Table
@@ -294,6 +349,20 @@ def run_compat(args) -> int:
         t.add_row(r.column.split("_")[0], r.statistic, f"{r.videos:,}", f"{r.r_with_binomial_noise:.3f}",
                   f"{r.paper:.3f}", f"{r.factor:.2f}", f"{r.rho:+.4f}")
     console.print(t)
+    if args.mechanisms:
+        from memsim.params import default_params_path, load_params
+
+        params = load_params(default_params_path(load_videomem()))
+        sc = simulator_check(params, seed=args.seed)
+        out["simulator"] = sc.to_dict(orient="records")
+        t = Table(title=f"The simulator's mechanisms ({params.name}, scale 0.5): human consistency vs what "
+                        "independent noise predicts from the same scores", title_justify="left")
+        for c in ("variant", "scores", "human consistency", "independence predicts", "score SD"):
+            t.add_column(c, justify="left" if c in ("variant", "scores") else "right")
+        for r in sc.itertuples():
+            t.add_row(r.variant, r.column.split("_")[0], f"{r.human:.3f}", f"{r.independence_predicts:.3f}",
+                      f"{r.score_sd:.4f}")
+        console.print(t)
     if args.out:
         from memsim.io import write_text_atomic
         from memsim.run import dumps_summary
