@@ -372,7 +372,7 @@ def paper(runs: Path, out: Path) -> None:
     ax.set_title("Figs. 5-6 and Sec. 4: correlations, paper vs simulated", fontsize=9)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
-    fig.suptitle(f"VideoMem paper vs {n} simulated full-scale campaigns (default parameter set)", fontsize=10)
+    fig.suptitle(f"VideoMem paper vs {n} simulated full-scale campaigns (calibration/videomem.yaml)", fontsize=10)
     fig.tight_layout()
     fig.savefig(out / "paper.png", dpi=120)
 
