@@ -22,6 +22,7 @@ import pandas as pd
 from numba import njit
 
 from memsim.rng import PyStream, next_below, stream_key
+from memsim.protocol import truth_column
 from memsim.scoring import ScoreResult, Tests, VideoSums, correct, correction_x, count_column, score
 
 __all__ = [
@@ -455,11 +456,15 @@ def rt_analyses(result: ScoreResult) -> dict:
 def truth_correlation(scores: pd.DataFrame, truth: pd.DataFrame) -> dict:
     """Observed scores against a latent truth (the noise ceiling of a simulation).
 
-    ``truth`` has a ``video`` column and, for each score column to check, a column of the
-    same name holding the true value (e.g. the hit probability at the reference lag).
+    ``truth`` has a ``video`` column and, for each score column to check, a column holding
+    the true value (e.g. the hit probability at the reference lag), named like the score
+    column or as :func:`memsim.protocol.truth_column` names it (``true_short_term``).
     """
     if "video" not in truth.columns:
         raise ValueError("truth needs a 'video' column")
+    # the simulator names them true_<step> (protocol.truth_column); a column named like the score works too
+    truth = truth.rename(columns={truth_column(c): c for c in scores.columns
+                                  if truth_column(c) in truth.columns and c not in truth.columns})
     m = scores.merge(truth, on="video", how="inner", suffixes=("", "__truth"))
     out = {}
     for c in scores.columns:

@@ -793,6 +793,14 @@ class Protocol(_Frozen):
         return self.model_dump(mode="json")
 
 
+def truth_column(score_column: str) -> str:
+    """The latent-truth column of a score column: ``short-term_memorability`` -> ``true_short_term``.
+
+    The simulator writes these in ``videos.parquet``; the analyses look them up by this name.
+    """
+    return "true_" + score_column.removesuffix("_memorability").replace("-", "_")
+
+
 # --------------------------------------------------------------------------- loading
 _PLAIN_WORDS = [  # pydantic speaks Python; a protocol's author writes YAML
     (re.compile(r"a valid dictionary( or instance of \w+)?"), "a mapping"),

@@ -99,11 +99,7 @@ def run_study(protocol, params, args, out: Path) -> int:
     pool = ThreadPoolExecutor(max_workers=1)
     writing = pool.submit(write_simulation, sim, out)
     result = score(sim.trials, sim.protocol, validate=False)
-    from memsim.simulate import truth_column
-
-    truth = sim.videos.rename(columns={truth_column(st.scoring.column): st.scoring.column
-                                       for st in sim.protocol.steps})
-    summary = analyse(result, truth=truth, seed=args.seed)
+    summary = analyse(result, truth=sim.videos, seed=args.seed)
     t_analyse = time.perf_counter() - t0 - t_sim
     summary["params"] = params.name
     summary["calibrated"] = params.calibrated

@@ -32,7 +32,7 @@ from memsim.population import (
     participants_table,
     videos_table,
 )
-from memsim.protocol import Protocol, protocol_from_mapping
+from memsim.protocol import Protocol, protocol_from_mapping, truth_column
 from memsim.rng import CAMPAIGN, next_below, stream_key
 from memsim.sequence import generate_sequences, layout_for
 
@@ -76,12 +76,6 @@ def scale_protocol(protocol: Protocol, scale: float) -> Protocol:
     else:  # the budget must still reach `count` annotations of every stimulus
         stop["max_participants"] = max(1, math.ceil(stop["max_participants"] * ratio))
     return protocol_from_mapping(d, f"{protocol.name} at scale {scale}")
-
-
-def truth_column(score_column: str) -> str:
-    """``short-term_memorability`` -> ``true_short_term``."""
-    base = score_column.removesuffix("_memorability")
-    return "true_" + base.replace("-", "_")
 
 
 def _reference_delay_s(protocol: Protocol, s: int) -> float:
