@@ -696,8 +696,11 @@ def _write_parquet(table, path: Path) -> None:
         pq.write_table(table, tmp, compression="zstd", write_statistics=False)
 
 
-def _prepare(out: Path, study_text: str, plan: Plan, warn: Callable[[str], None] | None) -> None:
-    """Create ``out`` for ``plan``, or check that it already belongs to it."""
+def _prepare(out: Path, study_text: str, plan: Plan) -> bool:
+    """Create ``out`` for ``plan``, or check that it already belongs to it.
+
+    Returns True when ``out`` was started by a different version of memsim's code.
+    """
     plan_file = out / PLAN_FILE
     if plan_file.exists():
         try:
@@ -705,21 +708,19 @@ def _prepare(out: Path, study_text: str, plan: Plan, warn: Callable[[str], None]
         except (OSError, ValueError):
             saved = {}
         old = saved.get("fingerprint")
-        if old == plan.fingerprint and saved.get("code") != plan.code and warn:
-            warn(f"warning: {out}: memsim's code changed since this sweep started; "
-                 "new shards may not match the old ones (delete the folder for a clean run)")
         if old != plan.fingerprint:
             raise UserError(
                 "holds a sweep of a different study (or of a changed protocol or parameters); "
                 "use another --out or delete it",
                 path=out,
             )
-        return
+        return saved.get("code") != plan.code
     if out.exists() and (not out.is_dir() or any(not p.name.startswith(".") for p in out.iterdir())):
         raise UserError("exists and is not a sweep folder; use another --out", path=out)
     out.mkdir(parents=True, exist_ok=True)
     write_text_atomic(out / STUDY_FILE, study_text)
     write_text_atomic(plan_file, json.dumps(plan.model_dump(), indent=1, sort_keys=True) + "\n")
+    return False
 
 
 def _clean_temps(out: Path) -> None:
@@ -822,7 +823,7 @@ def run_sweep(
     plan = resolve_study(study, study_path)  # everything validated before anything runs
     fn = cell_fn or import_cell(study.cell, study_path)
     _check_cells(plan, fn, study_path)
-    _prepare(out, read_text(study_path, "study file"), plan, warn)
+    code_changed = _prepare(out, read_text(study_path, "study file"), plan)
     _clean_temps(out)
     (out / SHARD_DIR).mkdir(exist_ok=True)
 
@@ -846,6 +847,9 @@ def run_sweep(
             }
             jobs.append(((c["cell"], r), spec))
     skipped = plan.n_runs - len(jobs)
+    if code_changed and jobs and skipped and warn:
+        warn(f"warning: {out}: memsim's code changed since this sweep started; "
+             "new shards may not match the old ones (delete the folder for a clean run)")
     if log:
         where = f"Dask scheduler {scheduler}" if scheduler else f"{workers} local worker{'s' * (workers > 1)}"
         resumed = f", {skipped} already done" if skipped else ""
