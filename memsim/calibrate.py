@@ -107,9 +107,12 @@ def free_for(params: Params, fixed: tuple[str, ...] = ()) -> tuple[Free, ...]:
         shape = LAWS[params.forgetting.law].params[0]
         rate = {"positive": (-6.0, 3.0), "real": (-0.02, 0.05), "unit": (-6.0, 3.0)}[
             LAWS[params.forgetting.law].rate_domain]
+        # the 'real' domain (linear law): rates are decays per lag position, ~1e-3
+        rate_sd = Free("forgetting.rate.sd", 1e-5, 0.02, log=True) if rate[1] < 1 else None
         base = tuple(
             Free(f"forgetting.shape.{shape}", 0.1, 1e5, log=True) if f.path.startswith("forgetting.shape")
             else Free(f.path, *rate) if f.path == "forgetting.rate.mean"
+            else rate_sd if f.path == "forgetting.rate.sd" and rate_sd is not None
             else f
             for f in VIDEOMEM_FREE
         )
@@ -182,6 +185,49 @@ def values_of(params: Params, free: tuple[Free, ...]) -> np.ndarray:
     return np.array(out)
 
 
+# --------------------------------------------------------------------------- released scores
+def released_scores(protocol_name: str, data=None):
+    """The released scores a protocol is fitted to, in the VideoMem score format, or None.
+
+    VideoMem: ``videomem/ground-truth_dev-set.csv`` (via :func:`memsim.run.load_real_scores`).
+    Memento10k: ``memento10k/train_scores.csv``, its *normalised* scores (referred to lag 80
+    by the per-video decay, as the protocol's ``memento_decay`` correction does) as
+    ``short-term_memorability``, with ``decay_alpha`` kept.
+    """
+    if protocol_name == "memento10k":
+        import pandas as pd
+
+        from memsim.data import data_dir, load_memento_scores
+
+        try:
+            root = data_dir(data)
+        except UserError:
+            if data is not None:
+                raise
+            return None
+        m = load_memento_scores(root)
+        return pd.DataFrame({"video": m["video_id"], "short-term_memorability": m["scores_normalized_short_term"],
+                             "nb_short-term_annotations": m["annotations_short_term"],
+                             "decay_alpha": m["decay_alpha"]})
+    from memsim.run import load_real_scores
+
+    return load_real_scores(protocol_name, data)
+
+
+def _alpha_summary(result) -> dict:
+    """Mean and SD of per-video decay slopes, per step that fits them (``memento_decay``)."""
+    out = {}
+    v = result.videos
+    if "alpha" not in v.columns:
+        return out
+    for s, spec in enumerate(result.protocol.steps, start=1):
+        a = v.loc[v["step"] == s, "alpha"].to_numpy(float)
+        a = a[np.isfinite(a)]
+        if len(a):
+            out[spec.name] = {"mean": float(a.mean()), "sd": float(a.std(ddof=1))}
+    return out
+
+
 # --------------------------------------------------------------------------- moments
 @dataclass(frozen=True)
 class Moment:
@@ -239,6 +285,7 @@ def fit_summary(result, real=None, seed: int = 0, n_splits: int = 10) -> dict:
         out["lag_curve"][name] = {"slope": lag_curve(result, s)["slope"]}
 
     out["quantiles"] = score_quantiles(result, real, seed)
+    out["decay_alpha"] = _alpha_summary(result)
     cols = [s.scoring.column for s in p.steps]
     out["score_correlation"] = {f"{a} ~ {b}": score_correlation(result.scores, a, b) for a, b in zip(cols, cols[1:])}
     out["response_times"] = rt_analyses(result)
@@ -278,6 +325,7 @@ def simulate_summary(protocol, params: Params, seed: int, scale: float, real=Non
     if real is not None:
         summary["real"] = real_score_comparison(result.scores, real)
     summary["quantiles"] = score_quantiles(result, real, seed)
+    summary["decay_alpha"] = _alpha_summary(result)
     if real is not None:
         matched = count_matched_scores(result, real, seed)
         from memsim.compare import ks_distance
@@ -633,9 +681,7 @@ def fit_report(protocol, params: Params, targets, *, seeds=(0, 1, 2, 3, 4), scal
 
     from memsim.compare import compare, format_value
     from memsim.io import write_text_atomic
-    from memsim.run import load_real_scores
-
-    real = load_real_scores(protocol.name, data)
+    real = released_scores(protocol.name, data)
     t0 = time.perf_counter()
     summaries = [simulate_summary(protocol, params, seed, scale, real, full=True) for seed in seeds]
     seconds = (time.perf_counter() - t0) / len(seeds)

@@ -74,13 +74,11 @@ def _targets(args, protocol):
 def _cmd_calibrate(args) -> int:
     from rich.console import Console
 
-    from memsim.calibrate import calibrate, dump_params_yaml, fitted_note
+    from memsim.calibrate import calibrate, dump_params_yaml, fitted_note, released_scores
     from memsim.errors import UserError
     from memsim.io import write_text_atomic
     from memsim.params import default_params_path, load_params
     from memsim.protocol import load_protocol
-    from memsim.run import load_real_scores
-
     if not (0.0 < args.scale <= 1.0):
         raise UserError(f"--scale must be in (0, 1], got {args.scale}")
     if args.budget < 1 or args.workers < 1:
@@ -88,7 +86,7 @@ def _cmd_calibrate(args) -> int:
     protocol = load_protocol(args.protocol)
     targets = _targets(args, protocol)
     start = load_params(args.start or default_params_path(protocol))
-    real = load_real_scores(protocol.name, args.data)
+    real = released_scores(protocol.name, args.data)
     console = Console(stderr=True, quiet=args.quiet)
     out_path = Path(args.out)
     log_path = out_path.with_name(out_path.name + ".evals.jsonl")

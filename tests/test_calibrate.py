@@ -126,3 +126,29 @@ def test_calibrate_command_runs_and_resumes(tmp_path, capsys):
     assert "7 candidates (3 simulated now)" in err.err + err.out
     # resuming with other settings is refused, one line, exit 2
     assert main(args[:-len(fix) - 1] + ["--budget", "3", "--resume"]) == 2
+
+
+def test_memento_released_scores_and_decay_moments():
+    """Memento10k is fitted to its normalised scores and the spread of per-video decay slopes."""
+    from memsim.data import data_dir
+
+    try:
+        data_dir(None)
+    except UserError as exc:
+        pytest.skip(f"released data not found: {exc}")
+    real = C.released_scores("memento10k")
+    if real is None:
+        pytest.skip("Memento10k scores absent")
+    assert {"short-term_memorability", "nb_short-term_annotations", "decay_alpha"} <= set(real.columns)
+    assert len(real) == 7000 and real["nb_short-term_annotations"].between(77, 103).all()
+    targets = load_targets(ROOT / "calibration" / "memento10k-targets.yaml")
+    moments = C.moments_for(targets, real, ["short-term_memorability"])
+    names = {m.name for m in moments}
+    assert "decay slope alpha per lag (SD over videos)" in names
+    assert sum(m.path[0] == "quantiles" for m in moments) == len(C.RANK_BINS) - 1
+    # a small simulated Memento campaign yields the decay moments at the targets' paths
+    proto = scale_protocol(load_protocol(ROOT / "protocols" / "memento10k.yaml"), 0.05)
+    summary = C.simulate_summary(proto, load_params(PARAMS), 0, 1.0, real)
+    a = summary["decay_alpha"]["short-term"]
+    assert np.isfinite(a["mean"]) and a["sd"] > 0
+    assert np.isfinite(C.residuals([summary], moments)).all()
