@@ -190,6 +190,69 @@ def _play(protocol, params, seed, s, layout, pid, items_video, item_prior_onset,
     }
 
 
+def _later_step_items(protocol: Protocol, s: int, layout, later, prev: dict, seed: int):
+    """Who plays later step ``s`` and with which items: the new ones from the campaign, the
+    tested ones drawn among what each participant actually saw in the step before.
+
+    Returns ``(pid, start_s, items_video, item_prior_onset)``.
+    """
+    steps = protocol.steps
+    step = steps[s]
+    group_of_item = layout.group_of_item
+    # only participants who finished the previous step come back
+    prev_row = np.searchsorted(prev["pid"], later.rows)
+    ok = (prev_row < prev["pid"].shape[0])
+    ok[ok] &= prev["pid"][prev_row[ok]] == later.rows[ok]
+    ok[ok] &= prev["complete"][prev_row[ok]]
+    pid = later.rows[ok]
+    prev_row = prev_row[ok]
+    start = prev["end"][prev_row] + later.delay_s[ok]
+    new_items = later.new_items[ok]
+    n = pid.shape[0]
+    items_video = np.empty((n, layout.n_items), dtype=np.int32)
+    item_prior_onset = np.full((n, layout.n_items), np.nan)
+    new_cursor = 0
+    # earlier-step items, grouped by source step so draws are disjoint
+    by_source: dict[tuple, list[int]] = {}
+    for gi, g in enumerate(step.items):
+        if isinstance(g.source, str):
+            idx = np.flatnonzero(group_of_item == gi)
+            items_video[:, idx] = new_items[:, new_cursor:new_cursor + idx.size]
+            new_cursor += idx.size
+        else:
+            by_source.setdefault((g.source.step, g.source.roles), []).append(gi)
+    for (src, roles), gis in by_source.items():
+        if src - 1 != s - 1:
+            raise UserError(
+                f"steps.{s}: items from step {src} are only supported from the step just before",
+                path=protocol.name,
+            )
+        src_step = steps[src - 1]
+        src_roles = np.array(
+            [g.role in roles and isinstance(g.source, str) for g in src_step.items]
+        )
+        eligible = src_roles[prev["group_of_item"]][None, :] & prev["shown_item"][prev_row]
+        counts = [int(np.sum(group_of_item == gi)) for gi in gis]
+        short = eligible.sum(axis=1) < sum(counts)
+        if short.any():
+            raise UserError(
+                f"steps.{s}: participant {int(pid[short][0])} has fewer eligible step-{src} items "
+                f"than the {sum(counts)} needed",
+                path=protocol.name,
+            )
+        drawn = _draw_earlier_items(
+            np.ascontiguousarray(eligible), sum(counts), seed, pid, s
+        )
+        c0 = 0
+        for gi, c in zip(gis, counts):
+            idx = np.flatnonzero(group_of_item == gi)
+            sel = drawn[:, c0:c0 + c]
+            items_video[:, idx] = np.take_along_axis(prev["items_video"][prev_row], sel, axis=1)
+            item_prior_onset[:, idx] = np.take_along_axis(prev["item_onset"][prev_row], sel, axis=1)
+            c0 += c
+    return pid, start, items_video, item_prior_onset
+
+
 def simulate(protocol: Protocol, params: Params, seed: int = 0, scale: float = 1.0, progress=None) -> Simulation:
     """Simulate the whole study. ``progress(message)`` is called between stages when given."""
     tick = progress or (lambda msg: None)
@@ -218,65 +281,15 @@ def simulate(protocol: Protocol, params: Params, seed: int = 0, scale: float = 1
     for s, step in enumerate(steps):
         tick(f"step {s + 1}")
         layout = layout_for(step)
-        group_of_item = layout.group_of_item
         if s == 0:
             pid = np.arange(plan.n_participants, dtype=np.int64)
             items_video = plan.step1_items
             start = plan.arrival_s
             item_prior_onset = np.full(items_video.shape, np.nan)
         else:
-            later = plan.later[s - 1]
-            # only participants who finished the previous step come back
-            prev_row = np.searchsorted(prev["pid"], later.rows)
-            ok = (prev_row < prev["pid"].shape[0])
-            ok[ok] &= prev["pid"][prev_row[ok]] == later.rows[ok]
-            ok[ok] &= prev["complete"][prev_row[ok]]
-            pid = later.rows[ok]
-            prev_row = prev_row[ok]
-            start = prev["end"][prev_row] + later.delay_s[ok]
-            new_items = later.new_items[ok]
-            n = pid.shape[0]
-            items_video = np.empty((n, layout.n_items), dtype=np.int32)
-            item_prior_onset = np.full((n, layout.n_items), np.nan)
-            new_cursor = 0
-            # earlier-step items, grouped by source step so draws are disjoint
-            by_source: dict[tuple, list[int]] = {}
-            for gi, g in enumerate(step.items):
-                if isinstance(g.source, str):
-                    idx = np.flatnonzero(group_of_item == gi)
-                    items_video[:, idx] = new_items[:, new_cursor:new_cursor + idx.size]
-                    new_cursor += idx.size
-                else:
-                    by_source.setdefault((g.source.step, g.source.roles), []).append(gi)
-            for (src, roles), gis in by_source.items():
-                if src - 1 != s - 1:
-                    raise UserError(
-                        f"steps.{s}: items from step {src} are only supported from the step just before",
-                        path=protocol.name,
-                    )
-                src_step = steps[src - 1]
-                src_roles = np.array(
-                    [g.role in roles and isinstance(g.source, str) for g in src_step.items]
-                )
-                eligible = src_roles[prev["group_of_item"]][None, :] & prev["shown_item"][prev_row]
-                counts = [int(np.sum(group_of_item == gi)) for gi in gis]
-                short = eligible.sum(axis=1) < sum(counts)
-                if short.any():
-                    raise UserError(
-                        f"steps.{s}: participant {int(pid[short][0])} has fewer eligible step-{src} items "
-                        f"than the {sum(counts)} needed",
-                        path=protocol.name,
-                    )
-                drawn = _draw_earlier_items(
-                    np.ascontiguousarray(eligible), sum(counts), seed, pid, s
-                )
-                c0 = 0
-                for gi, c in zip(gis, counts):
-                    idx = np.flatnonzero(group_of_item == gi)
-                    sel = drawn[:, c0:c0 + c]
-                    items_video[:, idx] = np.take_along_axis(prev["items_video"][prev_row], sel, axis=1)
-                    item_prior_onset[:, idx] = np.take_along_axis(prev["item_onset"][prev_row], sel, axis=1)
-                    c0 += c
+            pid, start, items_video, item_prior_onset = _later_step_items(
+                protocol, s, layout, plan.later[s - 1], prev, seed
+            )
         n = pid.shape[0]
         o = _play(protocol, params, seed, s, layout, pid, items_video, item_prior_onset, start, parts, videos)
         item, lag, video, role, repeat = o["item"], o["lag"], o["video"], o["role"], o["repeat"]
@@ -293,7 +306,7 @@ def simulate(protocol: Protocol, params: Params, seed: int = 0, scale: float = 1
             "items_video": items_video,
             "item_onset": item_onset,
             "shown_item": ~np.isnan(item_onset),
-            "group_of_item": group_of_item,
+            "group_of_item": layout.group_of_item,
             "complete": shown == step.length,
             "end": o["end"],
         }
