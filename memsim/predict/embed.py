@@ -96,6 +96,10 @@ def embed_corpus(texts: list[list[str]], rows=None, device: str = "cpu",
         vecs = model.encode(todo, batch_size=batch_size, normalize_embeddings=True,
                             show_progress_bar=False, convert_to_numpy=True)
         cache.update(zip(todo, np.asarray(vecs, dtype=np.float32)))
+        # merge with what another process may have cached meanwhile, then replace atomically
+        merged = _read_cache()
+        merged.update(cache)
+        cache = merged
         _write_cache(cache)
     out = np.zeros((len(texts), DIM))
     for r in rows:

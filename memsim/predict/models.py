@@ -205,7 +205,9 @@ def train_member(cfg: NetConfig, x_tr, tok_tr, y_tr, x_va, tok_va, y_va, *, n_to
             opt.step()
         sched.step()
         score = _spearman_cols(_predict(model, xv, tv, device), y_va)
-        if score > best:
+        if not np.isfinite(score):  # constant predictions have no rank order
+            score = -np.inf
+        if best_state is None or score > best:
             best, best_epoch = score, epoch
             best_state = {k: v.detach().to("cpu").clone() for k, v in model.state_dict().items()}
         if on_epoch is not None:
