@@ -468,7 +468,12 @@ def _worker_init(protocol, params, free, seeds, scale, real) -> None:
 def _worker_eval(x: tuple) -> list[dict]:
     vals = from_unconstrained(_W["free"], np.array(x))
     p = with_values(_W["params"], _W["free"], vals)
-    return [simulate_summary(_W["protocol"], p, seed, _W["scale"], _W["real"]) for seed in _W["seeds"]]
+    try:
+        return [simulate_summary(_W["protocol"], p, seed, _W["scale"], _W["real"]) for seed in _W["seeds"]]
+    except (ValueError, ZeroDivisionError, IndexError, UserError) as exc:
+        # a corner of the parameter box where the study degenerates (e.g. nobody kept):
+        # the candidate gets the missing-statistic penalty, and the log says why
+        return [{"error": f"{type(exc).__name__}: {exc}"}]
 
 
 class _Budget(Exception):
@@ -491,6 +496,7 @@ class Evaluator:
     workers: int = 2
     on_eval: Callable[[dict], None] | None = None
     best: dict | None = None
+    local_best: dict | None = None
     n_new: int = 0
     pool: ProcessPoolExecutor | None = field(default=None, repr=False)
 
@@ -532,6 +538,7 @@ class Evaluator:
                 row = {"x": [float(v) for v in xs[i]],
                        "values": {f.path: float(v) for f, v in zip(self.free, vals)},
                        "residuals": [float(v) for v in r], "distance": float(np.sum(r * r)),
+                       **({"error": summaries[0]["error"]} if "error" in summaries[0] else {}),
                        "seconds": dt, "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
                 self.log.add(row)
                 self.n_new += 1
@@ -542,6 +549,8 @@ class Evaluator:
         for row in rows:
             if self.best is None or row["distance"] < self.best["distance"]:
                 self.best = row
+            if self.local_best is None or row["distance"] < self.local_best["distance"]:
+                self.local_best = row
             if self.on_eval:
                 self.on_eval(row)
             out.append(np.array(row["residuals"]))
@@ -550,7 +559,8 @@ class Evaluator:
 
 def calibrate(protocol, start: Params, targets, *, real=None, scale: float = 0.3, seeds=(1,),
               budget: int = 400, workers: int = 2, log_path: Path, resume: bool = False,
-              fixed: tuple[str, ...] = (), step: float = 0.05, restarts: int = 3, on_eval=None) -> dict:
+              fixed: tuple[str, ...] = (), step: float = 0.05, restarts: int = 3, starts: int = 1,
+              start_spread: float = 1.0, on_eval=None) -> dict:
     """Fit ``start``'s free parameters to ``targets``; returns a dict with the fitted ``params``.
 
     Parameters
@@ -560,6 +570,8 @@ def calibrate(protocol, start: Params, targets, *, real=None, scale: float = 0.3
     budget : the most *new* simulations of candidates (cached ones are free).
     step : forward-difference step in unconstrained coordinates.
     restarts : most restarts of the optimiser from the best candidate so far.
+    starts, start_spread : multi-start: the start and ``starts - 1`` points drawn around it
+        (normal, sd ``start_spread`` in unconstrained units).
     """
     from scipy.optimize import least_squares
 
@@ -574,6 +586,8 @@ def calibrate(protocol, start: Params, targets, *, real=None, scale: float = 0.3
     header = {"protocol": protocol.name, "targets": targets.name, "scale": scale, "seeds": list(seeds),
               "free": [[f.path, f.lo, f.hi, f.log] for f in free], "start": start.name,
               "moments": [m.name for m in moments], "step": step}
+    if starts > 1:
+        header.update(starts=starts, start_spread=start_spread)
     log = EvalLog(log_path, header, resume)
     x0 = to_unconstrained(free, values_of(start, free))
     ev = Evaluator(scaled, start, free, moments, tuple(seeds), 1.0, real, log, budget, workers, on_eval)
@@ -594,20 +608,39 @@ def calibrate(protocol, start: Params, targets, *, real=None, scale: float = 0.3
             cols = ev.many(xs)
             return np.stack([(c - f0) / step for c in cols], axis=1)
 
-        # TRF stops once noise makes its trust region collapse; restarting from the best
-        # candidate (a fresh region) often goes on. Stop when a restart gains < 1 %.
-        x, runs, prev = x0, 0, math.inf
-        try:
+        def local(x) -> str:
+            # TRF stops once noise makes its trust region collapse; restarting from the best
+            # candidate of this start (a fresh region) often goes on. Stop when a restart
+            # gains < 1 %.
+            ev.local_best = None
+            runs, prev, msg = 0, math.inf, ""
             while True:
                 res = least_squares(fun, x, jac=lambda x: jac(x), method="trf", x_scale=1.0,
                                     max_nfev=10 * budget, xtol=1e-5, ftol=1e-4, gtol=1e-6)
                 runs += 1
-                before = ev.best["distance"]
-                stopped = f"{res.message.rstrip('.')} ({runs} run{'s' if runs > 1 else ''})"
+                before = ev.local_best["distance"]
+                msg = f"{res.message.rstrip('.')} ({runs} run{'s' if runs > 1 else ''})"
                 if runs > 1 and prev - before < 0.01 * prev or runs > restarts:
-                    break
+                    return msg
                 prev = before
-                x = np.array(ev.best["x"])
+                x = np.array(ev.local_best["x"])
+
+        # Multi-start: the given start, then ``starts - 1`` others drawn around it (a fixed
+        # seed per start, so a resumed fit draws the same ones), each with an equal share of
+        # the budget; the best of all is polished with what is left.
+        xs0 = [x0] + [x0 + start_spread * np.random.default_rng(np.random.SeedSequence([k, 2718]))
+                      .standard_normal(len(x0)) for k in range(1, starts)]
+        share = budget // (starts + 1) if starts > 1 else budget
+        try:
+            for k, xk in enumerate(xs0):
+                ev.budget = min(budget, ev.n_new + share) if starts > 1 else budget
+                try:
+                    stopped = local(xk)
+                except _Budget:
+                    stopped = f"start {k + 1}: its share of the budget spent"
+            if starts > 1:
+                ev.budget = budget
+                stopped = "best start polished: " + local(np.array(ev.best["x"]))
         except _Budget:
             stopped = f"budget of {budget} evaluations spent"
     best = ev.best

@@ -22,6 +22,8 @@ def register(sub) -> None:
     p.add_argument("--workers", type=int, default=2, help="processes (default 2)")
     p.add_argument("--fix", nargs="*", default=[], metavar="PATH",
                    help="free parameters to hold at their starting value (dotted paths)")
+    p.add_argument("--starts", type=int, default=1,
+                   help="multi-start: the start and N-1 points drawn around it (default 1)")
     p.add_argument("--resume", action="store_true", help="reuse the candidates logged in <out>.evals.jsonl")
     p.add_argument("--data", type=Path, default=None, help="real data folder (default $MEMSIM_DATA or ../shared/data)")
     p.add_argument("--name", default=None, help="name of the fitted set (default: the output file's stem)")
@@ -81,8 +83,8 @@ def _cmd_calibrate(args) -> int:
     from memsim.protocol import load_protocol
     if not (0.0 < args.scale <= 1.0):
         raise UserError(f"--scale must be in (0, 1], got {args.scale}")
-    if args.budget < 1 or args.workers < 1:
-        raise UserError("--budget and --workers must be at least 1")
+    if args.budget < 1 or args.workers < 1 or args.starts < 1:
+        raise UserError("--budget, --workers and --starts must be at least 1")
     protocol = load_protocol(args.protocol)
     targets = _targets(args, protocol)
     start = load_params(args.start or default_params_path(protocol))
@@ -111,7 +113,7 @@ def _cmd_calibrate(args) -> int:
 
         res = calibrate(protocol, start, targets, real=real, scale=args.scale, seeds=tuple(args.seeds),
                         budget=args.budget, workers=args.workers, log_path=log_path, resume=args.resume,
-                        fixed=tuple(args.fix), on_eval=on_eval)
+                        fixed=tuple(args.fix), starts=args.starts, on_eval=on_eval)
     name = args.name or out_path.stem
     note = fitted_note(res, args.scale, args.seeds, targets.name)
     fitted = res["params"].model_copy(update={"name": name, "calibrated": True, "note": note})
