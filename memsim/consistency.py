@@ -476,6 +476,21 @@ def truth_correlation(scores: pd.DataFrame, truth: pd.DataFrame) -> dict:
     return out
 
 
+def decay_alpha_summary(result: ScoreResult) -> dict:
+    """Mean and SD over videos of the per-video decay slopes, per step whose correction fits
+    them (``memento_decay``): the released Memento10k ``decay_alpha`` is the same quantity."""
+    out = {}
+    v = result.videos
+    if "alpha" not in v.columns:
+        return out
+    for s, spec in enumerate(result.protocol.steps, start=1):
+        a = v.loc[v["step"] == s, "alpha"].to_numpy(float)
+        a = a[np.isfinite(a)]
+        if len(a) > 1:
+            out[spec.name] = {"mean": float(a.mean()), "sd": float(a.std(ddof=1)), "videos": int(len(a))}
+    return out
+
+
 # --------------------------------------------------------------------------- everything
 def analyse(
     result: ScoreResult,
@@ -572,6 +587,7 @@ def analyse(
         out["lag_curve"][name] = lag_curve(result, s)
     out["response_times"] = rt_analyses(result)
     out["scores"] = score_summary(result.scores)
+    out["decay_alpha"] = decay_alpha_summary(result)
     cols = [s.scoring.column for s in p.steps]
     out["score_correlation"] = {
         f"{a} ~ {b}": score_correlation(result.scores, a, b) for a, b in zip(cols, cols[1:])

@@ -22,11 +22,25 @@ from memsim.io import write_text_atomic
 
 __all__ = ["run_study", "REAL_SCORES"]
 
-# Released scores that a protocol's simulated scores can be set beside:
-# protocol name -> (file under the data folder, {released column: protocol score column}).
-REAL_SCORES = {
-    "videomem": ("videomem/ground-truth_dev-set.csv", {}),
-}
+def _videomem_released(root: Path) -> pd.DataFrame:
+    from memsim.scoring import read_scores
+
+    return read_scores(root / "videomem" / "ground-truth_dev-set.csv")
+
+
+def _memento_released(root: Path) -> pd.DataFrame:
+    """Memento10k's released training scores in the VideoMem format: the *normalised* scores
+    (referred to lag 80, as the protocol's memento_decay correction does), with decay_alpha."""
+    from memsim.data import load_memento_scores
+
+    m = load_memento_scores(root)
+    return pd.DataFrame({"video": m["video_id"], "short-term_memorability": m["scores_normalized_short_term"],
+                         "nb_short-term_annotations": m["annotations_short_term"],
+                         "decay_alpha": m["decay_alpha"]})
+
+
+# Released scores a protocol's simulated scores are set beside: protocol name -> loader(data root).
+REAL_SCORES = {"videomem": _videomem_released, "memento10k": _memento_released}
 
 
 def _json_default(x):
@@ -61,7 +75,6 @@ def load_real_scores(protocol_name: str, data: Path | None) -> pd.DataFrame | No
     if protocol_name not in REAL_SCORES:
         return None
     from memsim.data import data_dir
-    from memsim.scoring import read_scores
 
     try:
         root = data_dir(data)
@@ -69,8 +82,7 @@ def load_real_scores(protocol_name: str, data: Path | None) -> pd.DataFrame | No
         if data is not None:
             raise
         return None
-    rel, rename = REAL_SCORES[protocol_name]
-    return read_scores(root / rel).rename(columns=rename)
+    return REAL_SCORES[protocol_name](root)
 
 
 def run_study(protocol, params, args, out: Path) -> int:
