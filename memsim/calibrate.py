@@ -656,7 +656,7 @@ def fitted_note(out: dict, scale: float, seeds, targets_name: str) -> str:
             f"{targets_name} targets and the released score distributions: least squares (TRF) over "
             f"{len(out['free'])} free parameters, scale {scale}, seeds {list(seeds)} (common random numbers), "
             f"{out['evaluations']} candidates, distance {out['best']['distance']:.2f}; "
-            f"see calibration/videomem-report.md")
+            f"check it at full scale with `memsim fit-report` (docs/calibration.md)")
 
 
 def dump_params_yaml(params: Params, header: str = "") -> str:
