@@ -80,11 +80,20 @@ def lookup(summary: dict, path: tuple[str, ...]) -> float:
         return float("nan")
 
 
-def compare(summary: dict | list[dict], targets: Targets) -> pd.DataFrame:
-    """One row per target: value, simulated mean (and sd over several summaries), within tolerance."""
+# Head counts grow with the study's size: at --scale F they are compared with F x the target.
+SIZE_PATHS = ("participants_kept", "participants_total")
+
+
+def compare(summary: dict | list[dict], targets: Targets, scale: float = 1.0) -> pd.DataFrame:
+    """One row per target: value, simulated mean (and sd over several summaries), within tolerance.
+
+    ``scale``: the study ran at this fraction of its size; head-count targets are scaled to match.
+    """
     runs = summary if isinstance(summary, list) else [summary]
     rows = []
     for t in targets.targets:
+        if scale != 1.0 and t.path[0] in SIZE_PATHS:
+            t = t.model_copy(update={"value": t.value * scale, "name": f"{t.name} (x{scale:g})"})
         vals = np.array([lookup(s, t.path) for s in runs], dtype=float)
         ok_vals = vals[np.isfinite(vals)]
         mean = float(ok_vals.mean()) if ok_vals.size else float("nan")

@@ -143,7 +143,7 @@ def run_study(protocol, params, args, out: Path) -> int:
              f"{'' if params.calibrated else ' (uncalibrated)'}"
              f"{'' if args.scale == 1 else f', scale {args.scale}'}")
     if targets is not None:
-        table = compare(summary, targets)
+        table = compare(summary, targets, scale=args.scale)
         t = Table(title=title, title_justify="left")
         for col, just in (("statistic", "left"), ("paper / data", "right"), ("simulated", "right"),
                           ("tolerance", "right"), ("", "center"), ("kind", "left")):
