@@ -187,45 +187,12 @@ def values_of(params: Params, free: tuple[Free, ...]) -> np.ndarray:
 
 # --------------------------------------------------------------------------- released scores
 def released_scores(protocol_name: str, data=None):
-    """The released scores a protocol is fitted to, in the VideoMem score format, or None.
-
-    VideoMem: ``videomem/ground-truth_dev-set.csv`` (via :func:`memsim.run.load_real_scores`).
-    Memento10k: ``memento10k/train_scores.csv``, its *normalised* scores (referred to lag 80
-    by the per-video decay, as the protocol's ``memento_decay`` correction does) as
-    ``short-term_memorability``, with ``decay_alpha`` kept.
-    """
-    if protocol_name == "memento10k":
-        import pandas as pd
-
-        from memsim.data import data_dir, load_memento_scores
-
-        try:
-            root = data_dir(data)
-        except UserError:
-            if data is not None:
-                raise
-            return None
-        m = load_memento_scores(root)
-        return pd.DataFrame({"video": m["video_id"], "short-term_memorability": m["scores_normalized_short_term"],
-                             "nb_short-term_annotations": m["annotations_short_term"],
-                             "decay_alpha": m["decay_alpha"]})
+    """The released scores a protocol is fitted to, in the VideoMem score format, or None
+    (:func:`memsim.run.load_real_scores`: VideoMem's dev set; Memento10k's normalised training
+    scores with their ``decay_alpha``)."""
     from memsim.run import load_real_scores
 
     return load_real_scores(protocol_name, data)
-
-
-def _alpha_summary(result) -> dict:
-    """Mean and SD of per-video decay slopes, per step that fits them (``memento_decay``)."""
-    out = {}
-    v = result.videos
-    if "alpha" not in v.columns:
-        return out
-    for s, spec in enumerate(result.protocol.steps, start=1):
-        a = v.loc[v["step"] == s, "alpha"].to_numpy(float)
-        a = a[np.isfinite(a)]
-        if len(a):
-            out[spec.name] = {"mean": float(a.mean()), "sd": float(a.std(ddof=1))}
-    return out
 
 
 # --------------------------------------------------------------------------- moments
@@ -266,7 +233,13 @@ def fit_summary(result, real=None, seed: int = 0, n_splits: int = 10) -> dict:
     Skips the slow analyses no fitted target uses (annotation-consistency curves).
     """
     from memsim.compare import real_score_comparison
-    from memsim.consistency import human_consistency, lag_curve, rt_analyses, score_correlation
+    from memsim.consistency import (
+        decay_alpha_summary,
+        human_consistency,
+        lag_curve,
+        rt_analyses,
+        score_correlation,
+    )
 
     p = result.protocol
     parts = result.participants
@@ -285,7 +258,7 @@ def fit_summary(result, real=None, seed: int = 0, n_splits: int = 10) -> dict:
         out["lag_curve"][name] = {"slope": lag_curve(result, s)["slope"]}
 
     out["quantiles"] = score_quantiles(result, real, seed)
-    out["decay_alpha"] = _alpha_summary(result)
+    out["decay_alpha"] = decay_alpha_summary(result)
     cols = [s.scoring.column for s in p.steps]
     out["score_correlation"] = {f"{a} ~ {b}": score_correlation(result.scores, a, b) for a, b in zip(cols, cols[1:])}
     out["response_times"] = rt_analyses(result)
@@ -325,7 +298,6 @@ def simulate_summary(protocol, params: Params, seed: int, scale: float, real=Non
     if real is not None:
         summary["real"] = real_score_comparison(result.scores, real)
     summary["quantiles"] = score_quantiles(result, real, seed)
-    summary["decay_alpha"] = _alpha_summary(result)
     if real is not None:
         matched = count_matched_scores(result, real, seed)
         from memsim.compare import ks_distance
