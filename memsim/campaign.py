@@ -273,20 +273,22 @@ def plan_campaign(protocol: Protocol, seed: int, return_probability: float, obse
             uncertain.pending[videos] += 1.0
             heapq.heappush(results, (end_s, p, videos, hits.astype(np.float64)))
         seen = chosen
-        yield env.timeout(nominal_s[0])
+        # Decisions come from the participant's own stream, in a fixed order, so they can be
+        # drawn as soon as they are due; simpy only has to wake her when she comes back.
+        wait = nominal_s[0]
         for s in range(1, len(steps)):
             if st.uniform() >= return_probability:
                 return
             lo, hi = steps[s].delay_h
             delay = (lo + st.uniform() * (hi - lo)) * 3600.0
-            yield env.timeout(delay)
+            yield env.timeout(wait + delay)
             state, new = select_uniform(n_videos, steps[s].n_new, seen, np.uint64(st.state))
             st.state = int(state)
             seen = np.concatenate([seen, new])
             later_rows[s - 1].append(p)
             later_delay[s - 1].append(delay)
             later_new[s - 1].append(new)
-            yield env.timeout(nominal_s[s])
+            wait = nominal_s[s]
 
     def arrivals():
         st = PyStream(stream_key_py(seed, _rng.CAMPAIGN, 0))
