@@ -275,3 +275,24 @@ def test_predict_help_does_not_import_torch():
     r = subprocess.run([sys.executable, "-m", "memsim.cli", "predict", "cv", "--help"],
                        capture_output=True, text=True)
     assert r.returncode == 0 and "--folds" in r.stdout
+
+
+def test_ceiling_report_with_simulator_truth(tmp_path):
+    from memsim.predict.ceiling import read_truth
+    from memsim.predict.corpus import load_corpus
+    from memsim.predict.report import ceilings
+
+    make_videomem(tmp_path / "data")
+    corpus = load_corpus("videomem", tmp_path / "data")
+    rng = np.random.default_rng(8)
+    pd.DataFrame({"video": np.arange(200, dtype=np.int32),
+                  "true_short_term": rng.beta(9, 2, 200),
+                  "true_long_term": rng.beta(5, 2, 200)}).to_parquet(tmp_path / "videos.parquet")
+    truth = read_truth(tmp_path / "videos.parquet")
+    c = ceilings(corpus, truth=truth, truth_source=tmp_path / "videos.parquet", repeats=3)
+    sim = c[c["method"].str.startswith("simulator truth")]
+    assert sorted(sim["target"]) == ["long_term", "short_term"]
+    assert sim["mean"].between(0.2, 1).all()
+    (tmp_path / "bad.parquet").write_bytes(b"not parquet")
+    with pytest.raises(UserError, match="cannot read truth file"):
+        read_truth(tmp_path / "bad.parquet")
