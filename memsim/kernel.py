@@ -84,14 +84,6 @@ class Constants:
     rt_hit_slope: float
     rt_fa_log_mean: float
 
-    def as_tuple(self) -> tuple:
-        return (
-            self.seed, self.step_index, self.law, self.shape_a, self.shape_b, self.duration_s,
-            self.gap_s, self.ends_on_press, self.stop_after_vigilance_misses,
-            self.careless_press_rate, self.rt_min_s, self.rt_log_sd, self.rt_hit_log_mean,
-            self.rt_hit_slope, self.rt_fa_log_mean,
-        )
-
 
 @njit(cache=True)
 def _truncated_lognormal(state, mu, sd, lo, hi):
@@ -106,12 +98,12 @@ def _truncated_lognormal(state, mu, sd, lo, hi):
 
 
 @njit(cache=True)
-def _one_participant(
-    i, participant, video, role, repeat, first_pos, prior_onset, start_s, ability, fa, lapse,
-    careless, v_m, v_rate, v_fa, v_rt, seed, step_index, law, a, b, duration, gap, ends_on_press,
-    stop_after, careless_rate, rt_min, rt_sd, rt_hit_mu, rt_hit_slope, rt_fa_mu,
-    response, rt_out, onset, delay, shown,
-):
+def _one_participant(i, xs, vs, cs, outs):
+    participant, video, role, repeat, first_pos, prior_onset, start_s, ability, fa, lapse, careless = xs
+    v_m, v_rate, v_fa, v_rt = vs
+    (seed, step_index, law, a, b, duration, gap, ends_on_press, stop_after, careless_rate, rt_min,
+     rt_sd, rt_hit_mu, rt_hit_slope, rt_fa_mu) = cs
+    response, rt_out, onset, delay, shown = outs
     # Hot loop: one uniform decides a press. Attending (1 - lapse) and recognising
     # (p) are independent, so press iff u < (1 - lapse) p has the same law as two
     # draws. expit(logit R + ability) = R e^a / (1 + R (e^a - 1)) needs no log/exp;
@@ -172,58 +164,38 @@ def _one_participant(
     shown[i] = n_shown
 
 
-@njit(cache=True, parallel=True)
-def _simulate_step(
-    participant, video, role, repeat, first_pos, prior_onset, start_s, ability, fa, lapse, careless,
-    v_m, v_rate, v_fa, v_rt, seed, step_index, law, a, b, duration, gap, ends_on_press, stop_after,
-    careless_rate, rt_min, rt_sd, rt_hit_mu, rt_hit_slope, rt_fa_mu,
-):
-    n, L = video.shape
+@njit(cache=True)
+def _outputs(n, L):
     # every slot is written by _one_participant, so no initialisation pass
-    response = np.empty((n, L), dtype=np.bool_)
-    rt_out = np.empty((n, L), dtype=np.float32)
-    onset = np.empty((n, L))
-    delay = np.empty((n, L))
-    shown = np.empty(n, dtype=np.int32)
+    return (np.empty((n, L), dtype=np.bool_), np.empty((n, L), dtype=np.float32), np.empty((n, L)),
+            np.empty((n, L)), np.empty(n, dtype=np.int32))
+
+
+@njit(cache=True, parallel=True)
+def _simulate_step(xs, vs, cs):
+    n = xs[1].shape[0]
+    outs = _outputs(n, xs[1].shape[1])
     for i in prange(n):
-        _one_participant(
-            i, participant, video, role, repeat, first_pos, prior_onset, start_s, ability, fa,
-            lapse, careless, v_m, v_rate, v_fa, v_rt, seed, step_index, law, a, b, duration, gap,
-            ends_on_press, stop_after, careless_rate, rt_min, rt_sd, rt_hit_mu, rt_hit_slope,
-            rt_fa_mu, response, rt_out, onset, delay, shown,
-        )
-    return response, rt_out, onset, delay, shown
+        _one_participant(i, xs, vs, cs, outs)
+    return outs
 
 
 @njit(cache=True)
-def _simulate_step_serial(
-    participant, video, role, repeat, first_pos, prior_onset, start_s, ability, fa, lapse, careless,
-    v_m, v_rate, v_fa, v_rt, seed, step_index, law, a, b, duration, gap, ends_on_press, stop_after,
-    careless_rate, rt_min, rt_sd, rt_hit_mu, rt_hit_slope, rt_fa_mu,
-):
+def _simulate_step_serial(xs, vs, cs):
     # _simulate_step on the calling thread: for a handful of participants (the
     # adaptive campaign plays them one by one) waking the thread pool costs more.
-    n, L = video.shape
-    response = np.empty((n, L), dtype=np.bool_)
-    rt_out = np.empty((n, L), dtype=np.float32)
-    onset = np.empty((n, L))
-    delay = np.empty((n, L))
-    shown = np.empty(n, dtype=np.int32)
+    n = xs[1].shape[0]
+    outs = _outputs(n, xs[1].shape[1])
     for i in range(n):
-        _one_participant(
-            i, participant, video, role, repeat, first_pos, prior_onset, start_s, ability, fa,
-            lapse, careless, v_m, v_rate, v_fa, v_rt, seed, step_index, law, a, b, duration, gap,
-            ends_on_press, stop_after, careless_rate, rt_min, rt_sd, rt_hit_mu, rt_hit_slope,
-            rt_fa_mu, response, rt_out, onset, delay, shown,
-        )
-    return response, rt_out, onset, delay, shown
+        _one_participant(i, xs, vs, cs, outs)
+    return outs
 
 
 _SERIAL_BELOW = 32  # batches smaller than this run on the calling thread
 
 
 def _step_args(x: StepInput, videos, c: Constants) -> tuple:
-    return (
+    xs = (
         np.ascontiguousarray(x.participant, dtype=np.int64),
         np.ascontiguousarray(x.video, dtype=np.int32),
         np.ascontiguousarray(x.role, dtype=np.int8),
@@ -235,8 +207,15 @@ def _step_args(x: StepInput, videos, c: Constants) -> tuple:
         np.ascontiguousarray(x.fa, dtype=np.float64),
         np.ascontiguousarray(x.lapse, dtype=np.float64),
         np.ascontiguousarray(x.careless, dtype=np.bool_),
-        videos.m, videos.rate, np.exp(videos.fa), videos.rt,
-    ) + c.as_tuple()
+    )
+    vs = (videos.m, videos.rate, np.exp(videos.fa), videos.rt)  # false-alarm attraction as odds
+    cs = (
+        int(c.seed), int(c.step_index), int(c.law), float(c.shape_a), float(c.shape_b),
+        float(c.duration_s), float(c.gap_s), bool(c.ends_on_press), int(c.stop_after_vigilance_misses),
+        float(c.careless_press_rate), float(c.rt_min_s), float(c.rt_log_sd), float(c.rt_hit_log_mean),
+        float(c.rt_hit_slope), float(c.rt_fa_log_mean),
+    )
+    return xs, vs, cs
 
 
 def simulate_step(x: StepInput, videos, c: Constants):
