@@ -155,14 +155,19 @@ def run_study(protocol, params, args, out: Path) -> int:
         console.print(t)
         n_fit = (table.kind == "fit").sum()
         n_ok = (table.within & (table.kind == "fit")).sum()
-        console.print(f"fitted targets within tolerance: {n_ok}/{n_fit}; 'report' rows cannot all hold "
-                      f"with the released scores (docs/calibration.md)")
+        console.print(f"fitted targets within tolerance: {n_ok}/{n_fit}; why a row is off, and why the "
+                      f"'report' rows cannot all hold with the released scores: docs/calibration.md")
     else:
         console.print(title)
         for name in summary["steps"]:
             console.print(f"  {name}: kept {summary['participants_kept'][name]:,}, "
                           f"mean score {summary['mean_score'][name]:.3f}, "
                           f"human consistency {summary['human_consistency'][name]['mean']:.3f}")
+    truth = summary.get("truth") or {}
+    if truth:
+        parts = ", ".join(f"{c.removesuffix('_memorability')} {v['spearman']:.3f}" for c, v in truth.items())
+        console.print(f"observed scores vs the latent truth (Spearman): {parts} "
+                      f"- the most any predictor of these scores can reach")
     if real is None and sim.protocol.name in REAL_SCORES:
         console.print("released scores not found (pass --data or set MEMSIM_DATA): no real-vs-simulated rows")
     console.print(f"simulated in {t_sim:.2f} s, scored and analysed in {t_analyse:.2f} s, "
