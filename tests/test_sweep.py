@@ -470,3 +470,15 @@ def test_a_cell_that_fails_at_run_time_is_named_and_the_rest_kept(tmp_path, caps
     assert "cell 3 (lag = [20,60], ref_lag = 60, budget = 2000, protocol.stimuli.gap_s = 2.5) replicate 0 failed: " \
            "this cell cannot run" in err
     assert len(list((out / "shards").glob("*.parquet"))) == 3 and not (out / "results.parquet").exists()
+
+
+@pytest.mark.parametrize("path", sorted((Path(__file__).resolve().parent.parent / "experiments").glob("*.yaml")),
+                         ids=lambda p: p.stem)
+def test_every_shipped_study_resolves(path):
+    """Each study under experiments/ names real fields and feasible cells (checked before any run)."""
+    from memsim.sweep import load_study, resolve_study
+
+    study = load_study(path)
+    plan = resolve_study(study, path)
+    assert plan.n_runs == len(plan.cells) * study.replicates > 0
+    assert all(c["protocol"]["steps"] for c in plan.cells)  # each cell carries a whole protocol
