@@ -50,7 +50,8 @@ def _rows(mask: np.ndarray) -> str:
     return f"row{'s' if len(idx) > 1 else ''} {shown}{more}"
 
 
-def _as_int(col: pd.Series, name: str, dtype: str, source) -> np.ndarray:
+def _numeric(col: pd.Series, name: str, expected: str, source) -> pd.Series:
+    """Text parsed as numbers (a cell that is not one is an error); booleans refused."""
     s = col
     if s.dtype == object or isinstance(s.dtype, pd.StringDtype):
         s = pd.to_numeric(s, errors="coerce")
@@ -58,7 +59,12 @@ def _as_int(col: pd.Series, name: str, dtype: str, source) -> np.ndarray:
         if bad.any():
             raise UserError(f"column '{name}': not a number in {_rows(bad)}", path=source)
     if s.dtype == bool:
-        raise UserError(f"column '{name}': expected integers, got booleans", path=source)
+        raise UserError(f"column '{name}': expected {expected}, got booleans", path=source)
+    return s
+
+
+def _as_int(col: pd.Series, name: str, dtype: str, source) -> np.ndarray:
+    s = _numeric(col, name, "integers", source)
     info = np.iinfo(dtype)
     if s.dtype.kind in "iu":  # fast exact path: no NaN possible, only the range to check
         v = s.to_numpy()
@@ -91,14 +97,7 @@ def _as_int(col: pd.Series, name: str, dtype: str, source) -> np.ndarray:
 
 
 def _as_float(col: pd.Series, name: str, dtype: str, source) -> np.ndarray:
-    s = col
-    if s.dtype == object or isinstance(s.dtype, pd.StringDtype):
-        s = pd.to_numeric(s, errors="coerce")
-        bad = s.isna().to_numpy() & col.notna().to_numpy()
-        if bad.any():
-            raise UserError(f"column '{name}': not a number in {_rows(bad)}", path=source)
-    if s.dtype == bool:
-        raise UserError(f"column '{name}': expected numbers, got booleans", path=source)
+    s = _numeric(col, name, "numbers", source)
     try:
         v = s.to_numpy(dtype="float64", na_value=np.nan)
     except (TypeError, ValueError):
