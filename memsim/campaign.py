@@ -193,6 +193,7 @@ class LaterStep:
     rows: np.ndarray  # int64[n]: participant ids (== their step-1 row)
     delay_s: np.ndarray  # float64[n]: time after the end of the previous step
     new_items: np.ndarray  # int32[n, n_new]: new stimuli, in item-group order
+    tested: np.ndarray | None = None  # int32[n, k]: step-1 items picked for testing (pick least_annotated)
 
 
 @dataclass
@@ -240,6 +241,19 @@ def plan_campaign(protocol: Protocol, seed: int, return_probability: float, obse
     later_delay: list[list[float]] = [[] for _ in steps[1:]]
     later_new: list[list[np.ndarray]] = [[] for _ in steps[1:]]
     nominal_s = [s.length * protocol.presentation_s for s in steps]
+    # later-step groups whose tested items are picked by the campaign (least tested so far)
+    picks = {}
+    for s, step in enumerate(steps[1:], start=1):
+        for g in step.items:
+            if not isinstance(g.source, str) and g.source.pick == "least_annotated":
+                if g.source.step != 1:
+                    raise UserError(
+                        f"steps.{s}: pick least_annotated draws from step 1 only", path=protocol.name
+                    )
+                role_ok = [h.role in g.source.roles and isinstance(h.source, str) for h in steps[0].items]
+                eligible = np.flatnonzero(np.repeat(role_ok, [h.count for h in steps[0].items]))
+                picks[s] = (eligible.astype(np.int32), g.count, np.zeros(n_videos, np.int32))
+    later_tested: list[list[np.ndarray]] = [[] for _ in steps[1:]]
     done = {"n": 0, "stopped": False}
     uncertain = UncertaintyIndex(n_videos) if sel.kind == "adaptive" else None
     results: list = []  # heap of (end_s, p, target videos, hits) not yet known to the policy
@@ -284,6 +298,13 @@ def plan_campaign(protocol: Protocol, seed: int, return_probability: float, obse
             yield env.timeout(wait + delay)
             state, new = select_uniform(n_videos, steps[s].n_new, seen, np.uint64(st.state))
             st.state = int(state)
+            if s in picks:  # the eligible step-1 items tested least often in this step so far
+                eligible, k, tested_count = picks[s]
+                keys = np.array([st.uniform() for _ in range(eligible.size)])
+                order = np.lexsort((keys, tested_count[chosen[eligible]]))
+                tested = eligible[order[:k]]
+                tested_count[chosen[tested]] += 1
+                later_tested[s - 1].append(tested)
             seen = np.concatenate([seen, new])
             later_rows[s - 1].append(p)
             later_delay[s - 1].append(delay)
@@ -311,11 +332,15 @@ def plan_campaign(protocol: Protocol, seed: int, return_probability: float, obse
         order = np.argsort(rows, kind="stable")  # participant order, not return order
         k = steps[s].n_new
         new = np.array(later_new[s - 1], dtype=np.int32).reshape(-1, k)
+        tested = None
+        if s in picks:
+            tested = np.array(later_tested[s - 1], dtype=np.int32).reshape(-1, picks[s][1])[order]
         later.append(
             LaterStep(
                 rows=rows[order],
                 delay_s=np.array(later_delay[s - 1], dtype=np.float64)[order],
                 new_items=new[order],
+                tested=tested,
             )
         )
     return Plan(

@@ -156,6 +156,11 @@ class FromStep(_Frozen):
     roles: tuple[Literal["target", "filler", "vigilance"], ...] = Field(
         min_length=1, description="roles those items had in that step"
     )
+    pick: Literal["random", "least_annotated"] = Field(
+        default="random",
+        description="random among the participant's eligible items (VideoMem), or those tested "
+        "least often in this step so far, ties at random (balances annotation counts)",
+    )
 
     @model_validator(mode="after")
     def _check(self) -> FromStep:
@@ -371,6 +376,14 @@ class Step(_Frozen):
                 "a step needs at least one group of tested targets (repeat_lag or an earlier "
                 "source)",
             )
+        earlier = [i for i, g in enumerate(self.items) if not isinstance(g.source, str)]
+        for i in earlier:
+            if self.items[i].source.pick != "random" and len(earlier) > 1:
+                raise _At(
+                    ("items", i, "source", "pick"),
+                    f"'{self.items[i].source.pick}' needs this to be the step's only group of "
+                    "items from an earlier step",
+                )
         n_vig = sum(g.count for g in self.items if g.role == "vigilance")
         if self.filters.min_vigilance_hit_rate is not None and n_vig == 0:
             raise _At(("filters", "min_vigilance_hit_rate"), "the step has no vigilance items")

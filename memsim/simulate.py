@@ -240,9 +240,10 @@ def _later_step_items(protocol: Protocol, s: int, layout, later, prev: dict, see
                 f"than the {sum(counts)} needed",
                 path=protocol.name,
             )
-        drawn = _draw_earlier_items(
-            np.ascontiguousarray(eligible), sum(counts), seed, pid, s
-        )
+        if later.tested is not None:  # picked by the campaign (least tested so far)
+            drawn = later.tested[ok]
+        else:
+            drawn = _draw_earlier_items(np.ascontiguousarray(eligible), sum(counts), seed, pid, s)
         c0 = 0
         for gi, c in zip(gis, counts):
             idx = np.flatnonzero(group_of_item == gi)

@@ -367,3 +367,33 @@ def test_adaptive_policy_sends_annotations_where_scores_are_uncertain(videomem, 
         rhos[kind["kind"]] = spearmanr(n, sim.videos.true_short_term).statistic
     assert abs(rhos["least_annotated"]) < 0.1
     assert rhos["adaptive"] < -0.3
+
+
+def test_least_annotated_pick_balances_later_step_annotations(videomem, params):
+    """pick: least_annotated tests the step-1 fillers tested least so far: tighter counts,
+    still only the participant's own step-1 non-vigilance fillers."""
+    d = videomem.dump()
+    spread = {}
+    for pick in ("random", "least_annotated"):
+        d["steps"][1]["items"][0]["source"]["pick"] = pick
+        sim = simulate(protocol_from_mapping(d), params, seed=4, scale=0.1)
+        tr = sim.trials
+        s1, s2 = tr[tr.step == 1], tr[tr.step == 2]
+        fillers1 = s1[s1.role == "filler"].groupby("participant").video.apply(set)
+        for p, g in s2.groupby("participant"):
+            assert set(g[g.role == "target"].video) <= fillers1[p]
+            assert (g.role == "target").sum() == 40
+        n = s2[s2.role == "target"].groupby("video").size()
+        spread[pick] = n.std()
+    assert spread["least_annotated"] < 0.6 * spread["random"]
+
+
+def test_least_annotated_pick_must_be_the_only_earlier_group(videomem):
+    d = videomem.dump()
+    d["steps"][1]["items"] = [
+        {"role": "target", "count": 20, "source": {"step": 1, "roles": ["filler"], "pick": "least_annotated"}},
+        {"role": "target", "count": 20, "source": {"step": 1, "roles": ["filler"]}},
+        {"role": "filler", "count": 80},
+    ]
+    with pytest.raises(UserError, match="pick"):
+        protocol_from_mapping(d)
