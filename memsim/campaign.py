@@ -254,7 +254,7 @@ def plan_campaign(protocol: Protocol, seed: int, return_probability: float, obse
                 eligible = np.flatnonzero(np.repeat(role_ok, [h.count for h in steps[0].items]))
                 picks[s] = (eligible.astype(np.int32), g.count, np.zeros(n_videos, np.int32))
     later_tested: list[list[np.ndarray]] = [[] for _ in steps[1:]]
-    done = {"n": 0, "stopped": False}
+    done = {"n": 0}
     uncertain = UncertaintyIndex(n_videos) if sel.kind == "adaptive" else None
     results: list = []  # heap of (end_s, p, target videos, hits) not yet known to the policy
 
