@@ -40,6 +40,20 @@ __all__ = [
 ]
 
 
+@njit(cache=True)
+def shuffle_front(a, k, state):
+    """Move a uniform random ``k``-subset of ``a`` to ``a[:k]``, in random order (partial
+    Fisher–Yates, one draw per place); returns the advanced stream state."""
+    n = a.shape[0]
+    for j in range(k):
+        state, r = next_below(state, n - j)
+        r += j
+        tmp = a[j]
+        a[j] = a[r]
+        a[r] = tmp
+    return state
+
+
 class AnnotationIndex:
     """Stimuli kept sorted by annotation count, updated in O(1) per annotation.
 
@@ -93,15 +107,11 @@ def select_least_annotated(order, start, pool, k, state):
     m = start[c]  # stimuli with count < c*: all in the pool
     size = start[c + 1] - m  # the boundary bucket
     places = np.arange(pool, dtype=np.int64)
+    state = shuffle_front(places, k, state)
     out = np.empty(k, dtype=np.int32)
     n_tie = 0
     tie_idx = np.empty(k, dtype=np.int64)
     for j in range(k):
-        state, r = next_below(state, pool - j)
-        r += j
-        tmp = places[j]
-        places[j] = places[r]
-        places[r] = tmp
         if places[j] < m:
             out[j] = order[places[j]]
         else:
@@ -150,13 +160,7 @@ def select_uniform(n, k, exclude, state):
 def select_from(candidates, k, state):
     """``k`` distinct members of ``candidates``, uniformly (partial Fisher–Yates on a copy)."""
     c = candidates.copy()
-    n = c.shape[0]
-    for j in range(k):
-        state, r = next_below(state, n - j)
-        r += j
-        tmp = c[j]
-        c[j] = c[r]
-        c[r] = tmp
+    state = shuffle_front(c, k, state)
     return state, c[:k].astype(np.int32)
 
 

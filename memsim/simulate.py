@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 from numba import njit
 
-from memsim.campaign import plan_campaign
+from memsim.campaign import plan_campaign, shuffle_front
 from memsim.errors import UserError
 from memsim.forgetting import LAWS, retention
 from memsim.kernel import ROLE_CODES, Constants, StepInput, simulate_step
@@ -33,7 +33,7 @@ from memsim.population import (
     videos_table,
 )
 from memsim.protocol import Protocol, protocol_from_mapping, truth_column
-from memsim.rng import CAMPAIGN, next_below, stream_key
+from memsim.rng import CAMPAIGN, stream_key
 from memsim.sequence import generate_sequences, layout_for
 
 __all__ = ["Simulation", "simulate", "scale_protocol", "write_simulation", "truth_column"]
@@ -145,13 +145,8 @@ def _draw_earlier_items(eligible, total, seed, pid, s):
                 cand[m] = j
                 m += 1
         state = stream_key(seed, CAMPAIGN, 1_000_000_000 + pid[i] * 64 + s)
-        for j in range(total):  # partial Fisher–Yates
-            state, r = next_below(state, m - j)
-            r += j
-            tmp = cand[j]
-            cand[j] = cand[r]
-            cand[r] = tmp
-            out[i, j] = cand[j]
+        shuffle_front(cand[:m], total, state)
+        out[i] = cand[:total]
     return out
 
 
