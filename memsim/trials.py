@@ -63,47 +63,44 @@ def _numeric(col: pd.Series, name: str, expected: str, source) -> pd.Series:
     return s
 
 
+def _float64(s: pd.Series, col: pd.Series, name: str, expected: str, source) -> np.ndarray:
+    try:
+        return s.to_numpy(dtype="float64", na_value=np.nan)
+    except (TypeError, ValueError):
+        raise UserError(f"column '{name}': expected {expected}, got {col.dtype}", path=source) from None
+
+
+def _out_of_range(v: np.ndarray, name: str, dtype: str, source) -> None:
+    info = np.iinfo(dtype)
+    out = (v < info.min) | (v > info.max)
+    raise UserError(
+        f"column '{name}': values outside {dtype} [{info.min}, {info.max}] in {_rows(out)}", path=source
+    )
+
+
 def _as_int(col: pd.Series, name: str, dtype: str, source) -> np.ndarray:
     s = _numeric(col, name, "integers", source)
     info = np.iinfo(dtype)
     if s.dtype.kind in "iu":  # fast exact path: no NaN possible, only the range to check
         v = s.to_numpy()
         if len(v) and (v.min() < info.min or v.max() > info.max):
-            out = (v < info.min) | (v > info.max)
-            raise UserError(
-                f"column '{name}': values outside {dtype} [{info.min}, {info.max}] in {_rows(out)}",
-                path=source,
-            )
+            _out_of_range(v, name, dtype, source)
         return v.astype(dtype, copy=False)
-    try:
-        v = s.to_numpy(dtype="float64", na_value=np.nan)
-    except (TypeError, ValueError):
-        raise UserError(
-            f"column '{name}': expected integers, got {col.dtype}", path=source
-        ) from None
+    v = _float64(s, col, name, "integers", source)
     nan = np.isnan(v)
     if nan.any():
         raise UserError(f"column '{name}': missing values (NaN) in {_rows(nan)}", path=source)
     frac = v != np.round(v)
     if frac.any():
         raise UserError(f"column '{name}': non-integer values in {_rows(frac)}", path=source)
-    out = (v < info.min) | (v > info.max)
-    if out.any():
-        raise UserError(
-            f"column '{name}': values outside {dtype} [{info.min}, {info.max}] in {_rows(out)}",
-            path=source,
-        )
+    if ((v < info.min) | (v > info.max)).any():
+        _out_of_range(v, name, dtype, source)
     return v.astype(dtype)
 
 
 def _as_float(col: pd.Series, name: str, dtype: str, source) -> np.ndarray:
     s = _numeric(col, name, "numbers", source)
-    try:
-        v = s.to_numpy(dtype="float64", na_value=np.nan)
-    except (TypeError, ValueError):
-        raise UserError(
-            f"column '{name}': expected numbers, got {col.dtype}", path=source
-        ) from None
+    v = _float64(s, col, name, "numbers", source)
     inf = np.isinf(v)
     if inf.any():
         raise UserError(f"column '{name}': infinite values in {_rows(inf)}", path=source)
