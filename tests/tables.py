@@ -53,6 +53,16 @@ SMALL = Design(
     lt_targets=4,
     lt_fillers=4,
 )
+# a middle-sized game: enough annotations per video for consistency and convergence tests
+MID = Design(
+    n_targets=10,
+    n_vigilance=4,
+    n_fillers=12,
+    target_lag=(15, 30),
+    vigilance_lag=(2, 3),
+    lt_targets=8,
+    lt_fillers=8,
+)
 
 
 def make_protocol(

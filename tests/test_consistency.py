@@ -16,22 +16,13 @@ from scipy import stats
 from memsim import consistency as C
 from memsim.rng import stream_key_py
 from memsim.scoring import read_scores, score
-from tables import LT, SMALL, ST, Design, make_protocol, make_trials
+from tables import LT, MID, SMALL, ST, make_protocol, make_trials
 
 DATA = Path(
     os.environ.get("MEMSIM_DATA", Path(__file__).resolve().parent.parent.parent / "shared" / "data")
 )
 REAL = DATA / "videomem" / "ground-truth_dev-set.csv"
 FAST = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-MID = Design(
-    n_targets=10,
-    n_vigilance=4,
-    n_fillers=12,
-    target_lag=(15, 30),
-    vigilance_lag=(2, 3),
-    lt_targets=8,
-    lt_fillers=8,
-)
 
 
 @pytest.fixture(scope="module")

@@ -25,7 +25,7 @@ from memsim.scoring import (
     video_sums,
     write_scores,
 )
-from tables import LT, SMALL, ST, Design, make_protocol, make_trials
+from tables import LT, MID, SMALL, ST, make_protocol, make_trials
 
 DATA = Path(
     os.environ.get("MEMSIM_DATA", Path(__file__).resolve().parent.parent.parent / "shared" / "data")
@@ -290,15 +290,7 @@ def test_correction_x_log_linear():
 
 
 def test_scores_converge_to_truth():
-    design = Design(
-        n_targets=10,
-        n_vigilance=4,
-        n_fillers=12,
-        target_lag=(15, 30),
-        vigilance_lag=(2, 3),
-        lt_targets=8,
-        lt_fillers=8,
-    )
+    design = MID
     proto = make_protocol(design, n_videos=200)
     errs, rhos = [], []
     for P in (60, 600, 3000):
