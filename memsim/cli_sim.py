@@ -47,20 +47,12 @@ def _load(args):
     return protocol, params
 
 
-def _simulate_with_progress(protocol, params, args):
-    from memsim.progress import stage_progress
-    from memsim.simulate import simulate
-
-    stages = ["campaign"] + [f"step {i + 1}" for i in range(len(protocol.steps))] + ["tables"]
-    with stage_progress(stages, enabled=not args.quiet) as tick:
-        return simulate(protocol, params, seed=args.seed, scale=args.scale, progress=tick)
-
-
 def _cmd_simulate(args) -> int:
+    from memsim.run import simulate_with_progress
     from memsim.simulate import write_simulation
 
     protocol, params = _load(args)
-    sim = _simulate_with_progress(protocol, params, args)
+    sim = simulate_with_progress(protocol, params, seed=args.seed, scale=args.scale, quiet=args.quiet)
     paths = write_simulation(sim, args.out)
     tr = sim.trials
     print(

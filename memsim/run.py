@@ -20,7 +20,7 @@ import pandas as pd
 from memsim.errors import UserError
 from memsim.io import write_text_atomic
 
-__all__ = ["run_study", "REAL_SCORES"]
+__all__ = ["run_study", "simulate_with_progress", "load_real_scores", "REAL_SCORES"]
 
 def _videomem_released(root: Path) -> pd.DataFrame:
     from memsim.scoring import read_scores
@@ -85,6 +85,16 @@ def load_real_scores(protocol_name: str, data: Path | None) -> pd.DataFrame | No
     return REAL_SCORES[protocol_name](root)
 
 
+def simulate_with_progress(protocol, params, *, seed: int, scale: float, quiet: bool):
+    """:func:`memsim.simulate.simulate` with a progress bar over its stages."""
+    from memsim.progress import stage_progress
+    from memsim.simulate import simulate
+
+    stages = ["campaign"] + [f"step {i + 1}" for i in range(len(protocol.steps))] + ["tables"]
+    with stage_progress(stages, enabled=not quiet) as tick:
+        return simulate(protocol, params, seed=seed, scale=scale, progress=tick)
+
+
 def run_study(protocol, params, args, out: Path) -> int:
     from rich.console import Console
 
@@ -92,8 +102,6 @@ def run_study(protocol, params, args, out: Path) -> int:
     from memsim.consistency import analyse, video_mean_rt
     from memsim.scoring import score, write_scores
     from memsim.simulate import write_simulation
-
-    from memsim.cli_sim import _simulate_with_progress
 
     console = Console(width=max(120, Console().width))
     out = Path(out)
@@ -103,7 +111,7 @@ def run_study(protocol, params, args, out: Path) -> int:
     tpath = default_targets_path(protocol.name)
     targets = load_targets(tpath) if tpath is not None else None  # fail before the work
     t0 = time.perf_counter()
-    sim = _simulate_with_progress(protocol, params, args)
+    sim = simulate_with_progress(protocol, params, seed=args.seed, scale=args.scale, quiet=args.quiet)
     t_sim = time.perf_counter() - t0
     # Parquet writing releases the GIL: let it run beside the scoring and analysis
     from concurrent.futures import ThreadPoolExecutor
