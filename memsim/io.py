@@ -74,6 +74,14 @@ def load_yaml_mapping(path: str | os.PathLike[str], what: str = "YAML file") -> 
     return data
 
 
+def unknown_field_message(errors: list[dict], loc: tuple) -> str:
+    """An unknown key, with the closest missing sibling as a suggestion (a typo shows up twice)."""
+    missing = [str(e["loc"][-1]) for e in errors
+               if e.get("type") == "missing" and tuple(e["loc"][:-1]) == tuple(loc[:-1])]
+    close = difflib.get_close_matches(str(loc[-1]), missing, n=1)
+    return f"unknown field (did you mean '{close[0]}'?)" if close else "unknown field (check for a typo)"
+
+
 def format_pydantic_error(exc, path: str | os.PathLike[str]) -> UserError:
     """Turn a pydantic ValidationError into one line naming the first bad field path.
 
@@ -86,10 +94,7 @@ def format_pydantic_error(exc, path: str | os.PathLike[str]) -> UserError:
     loc = tuple(first.get("loc", ()))
     msg = first.get("msg", "invalid").removeprefix("Value error, ")
     if first.get("type") == "extra_forbidden":
-        missing = [str(e["loc"][-1]) for e in errors
-                   if e.get("type") == "missing" and tuple(e["loc"][:-1]) == loc[:-1]]
-        close = difflib.get_close_matches(str(loc[-1]), missing, n=1)
-        msg = f"unknown field (did you mean '{close[0]}'?)" if close else "unknown field (check for a typo)"
+        msg = unknown_field_message(errors, loc)
     elif first.get("type") == "missing":
         msg = "required field missing"
     where = ".".join(str(x) for x in loc) or "(top level)"

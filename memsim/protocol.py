@@ -20,7 +20,6 @@ schema stands alone.
 
 from __future__ import annotations
 
-import difflib
 import itertools
 import json
 import math
@@ -44,7 +43,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from memsim.errors import UserError
-from memsim.io import load_yaml_mapping, read_text
+from memsim.io import load_yaml_mapping, read_text, unknown_field_message
 
 __all__ = [
     "MAX_LENGTH",
@@ -857,17 +856,7 @@ def _user_error(exc: ValidationError, path: str | os.PathLike[str], data: Any = 
     if isinstance(err, _At):
         loc, msg = loc + err.where, str(err)
     elif kind == "extra_forbidden":
-        missing = [
-            str(e["loc"][-1])
-            for e in errors
-            if e.get("type") == "missing" and tuple(e["loc"][:-1]) == loc[:-1]
-        ]
-        close = difflib.get_close_matches(str(loc[-1]), missing, n=1)
-        msg = (
-            f"unknown field (did you mean '{close[0]}'?)"
-            if close
-            else "unknown field (check for a typo)"
-        )
+        msg = unknown_field_message(errors, loc)
     elif kind == "missing":
         msg = "required field missing"
     elif kind == "union_tag_invalid":
