@@ -17,8 +17,14 @@ uniformly among stimuli the participant has never seen (VideoMem's "totally
 new videos"). Items tested in a later step are drawn from the earlier step's
 eligible items once that step has been played (see :mod:`memsim.simulate`).
 
+With a ``demand`` (:class:`memsim.protocol.Demand`), ``least_annotated`` ranks
+stimuli by ``floor(annotations / demand)`` instead of annotations, and a later
+step's ``pick: least_annotated`` by tests / demand: stimuli of demand 2 end with
+about twice the annotations of the rest.
+
 Randomness: arrivals from stream ``(seed, CAMPAIGN, 0)``, participant ``p``'s
-selection and return from stream ``(seed, CAMPAIGN, p + 1)``.
+selection and return from stream ``(seed, CAMPAIGN, p + 1)``; the selection's
+demands from ``(seed, DEMAND, 0)``, step ``s``'s pick demands from ``(seed, DEMAND, s)``.
 """
 
 from __future__ import annotations
@@ -33,11 +39,31 @@ from numba import njit
 from memsim import rng as _rng
 from memsim.errors import UserError
 from memsim.protocol import Protocol
-from memsim.rng import PyStream, next_below, stream_key_py
+from memsim.rng import PyStream, next_below, next_uniform, stream_key_py
 
 __all__ = [
-    "Plan", "LaterStep", "AnnotationIndex", "plan_campaign", "select_least_annotated", "select_uniform",
+    "Plan", "LaterStep", "AnnotationIndex", "draw_demand", "plan_campaign", "select_least_annotated",
+    "select_uniform",
 ]
+
+
+@njit(cache=True)
+def _draw_demand(n, share, mean_excess, state):
+    out = np.ones(n, dtype=np.float64)
+    for v in range(n):
+        state, u = next_uniform(state)
+        state, e = next_uniform(state)  # drawn for every stimulus: demand v never shifts w
+        if u < share:
+            out[v] = 1.0 - mean_excess * np.log1p(-e)
+    return out
+
+
+def draw_demand(demand, n: int, seed: int, index: int) -> np.ndarray | None:
+    """Each stimulus' demand (float64[n], >= 1) from stream ``(seed, DEMAND, index)``; None if none."""
+    if demand is None:
+        return None
+    state = np.uint64(stream_key_py(seed, _rng.DEMAND, index))
+    return _draw_demand(n, float(demand.share), float(demand.mean_excess), state)
 
 
 @njit(cache=True)
@@ -57,39 +83,60 @@ def shuffle_front(a, k, state):
 class AnnotationIndex:
     """Stimuli kept sorted by annotation count, updated in O(1) per annotation.
 
-    ``order`` lists stimuli by count; bucket ``c`` (stimuli with count ``c``)
-    is ``order[start[c]:start[c + 1]]``; ``where[v]`` is ``v``'s place in
-    ``order``. Raising a count swaps the stimulus to the end of its bucket and
-    moves the bucket boundary, so selection never scans the whole pool.
+    ``order`` lists stimuli by key (the count, or ``floor(count / demand)`` with
+    demands); bucket ``c`` (stimuli with key ``c``) is ``order[start[c]:start[c + 1]]``;
+    ``where[v]`` is ``v``'s place in ``order``. Raising a key swaps the stimulus
+    to the end of its bucket and moves the bucket boundary, so selection never
+    scans the whole pool. A demand >= 1 raises a key by at most 1 per annotation.
     """
 
-    def __init__(self, n: int, max_count: int) -> None:
+    def __init__(self, n: int, max_count: int, demand: np.ndarray | None = None) -> None:
         self.counts = np.zeros(n, dtype=np.int32)
+        self.keys = np.zeros(n, dtype=np.int32) if demand is not None else self.counts
+        self.demand = demand
         self.order = np.arange(n, dtype=np.int32)
         self.where = np.arange(n, dtype=np.int32)
         self.start = np.full(max_count + 2, n, dtype=np.int64)
         self.start[0] = 0
 
     def add(self, videos: np.ndarray) -> None:
-        _add_annotations(self.counts, self.order, self.where, self.start, videos)
+        if self.demand is None:
+            _add_annotations(self.counts, self.order, self.where, self.start, videos)
+        else:
+            _add_demanded(self.counts, self.keys, self.demand, self.order, self.where, self.start, videos)
 
     def min_count(self) -> int:
+        if self.demand is not None:
+            return int(self.counts.min())
         return int(self.counts[self.order[0]])
+
+
+@njit(cache=True)
+def _add_demanded(counts, keys, demand, order, where, start, videos):
+    for v in videos:
+        counts[v] += 1
+        if int(np.floor(counts[v] / demand[v])) > keys[v]:
+            _raise_key(keys, order, where, start, v)
+
+
+@njit(cache=True)
+def _raise_key(keys, order, where, start, v):
+    c = keys[v]
+    last = start[c + 1] - 1  # last place of bucket c
+    u = order[last]
+    i = where[v]
+    order[i] = u
+    where[u] = i
+    order[last] = v
+    where[v] = last
+    start[c + 1] -= 1  # v now opens bucket c + 1
+    keys[v] = c + 1
 
 
 @njit(cache=True)
 def _add_annotations(counts, order, where, start, videos):
     for v in videos:
-        c = counts[v]
-        last = start[c + 1] - 1  # last place of bucket c
-        u = order[last]
-        i = where[v]
-        order[i] = u
-        where[u] = i
-        order[last] = v
-        where[v] = last
-        start[c + 1] -= 1  # v now opens bucket c + 1
-        counts[v] = c + 1
+        _raise_key(counts, order, where, start, v)
 
 
 @njit(cache=True)
@@ -238,7 +285,8 @@ def plan_campaign(protocol: Protocol, seed: int, return_probability: float, obse
     rate_per_s = protocol.campaign.arrivals.rate_per_h / 3600.0
     target_mask = _step1_target_mask(protocol)
 
-    index = AnnotationIndex(n_videos, max_p)
+    demand = draw_demand(getattr(sel, "demand", None), n_videos, seed, 0)
+    index = AnnotationIndex(n_videos, max_p, demand)
     arrival = np.empty(max_p, dtype=np.float64)
     items1 = np.empty((max_p, k1), dtype=np.int32)
     later_rows: list[list[int]] = [[] for _ in steps[1:]]
@@ -256,7 +304,8 @@ def plan_campaign(protocol: Protocol, seed: int, return_probability: float, obse
                     )
                 role_ok = [h.role in g.source.roles and isinstance(h.source, str) for h in steps[0].items]
                 eligible = np.flatnonzero(np.repeat(role_ok, [h.count for h in steps[0].items]))
-                picks[s] = (eligible.astype(np.int32), g.count, np.zeros(n_videos, np.int32))
+                weight = draw_demand(g.source.demand, n_videos, seed, s)
+                picks[s] = (eligible.astype(np.int32), g.count, np.zeros(n_videos, np.int32), weight)
     later_tested: list[list[np.ndarray]] = [[] for _ in steps[1:]]
     done = {"n": 0}
     uncertain = UncertaintyIndex(n_videos) if sel.kind == "adaptive" else None
@@ -303,9 +352,12 @@ def plan_campaign(protocol: Protocol, seed: int, return_probability: float, obse
             state, new = select_uniform(n_videos, steps[s].n_new, seen, np.uint64(st.state))
             st.state = int(state)
             if s in picks:  # the eligible step-1 items tested least often in this step so far
-                eligible, k, tested_count = picks[s]
+                eligible, k, tested_count, weight = picks[s]
                 keys = np.array([st.uniform() for _ in range(eligible.size)])
-                order = np.lexsort((keys, tested_count[chosen[eligible]]))
+                rank = tested_count[chosen[eligible]]
+                if weight is not None:
+                    rank = rank / weight[chosen[eligible]]
+                order = np.lexsort((keys, rank))
                 tested = eligible[order[:k]]
                 tested_count[chosen[tested]] += 1
                 later_tested[s - 1].append(tested)

@@ -147,6 +147,26 @@ class Stimuli(_Frozen):
     )
 
 
+# --------------------------------------------------------------------------- demand
+class Demand(_Frozen):
+    """Unequal demand for stimuli: a ``share`` of them is sought more often than the rest.
+
+    Each stimulus is in high demand with probability ``share``; its demand is then
+    1 + Exponential(mean ``mean_excess``), else 1. A balancing rule that meets demand
+    (``least_annotated``) ranks stimuli by annotations / demand, so a stimulus of demand 2
+    ends with about twice the annotations of the rest: a floor with a tail, as in the
+    released VideoMem counts (``docs/protocols.md``, "Demand").
+    """
+
+    share: Rate = Field(description="fraction of stimuli in high demand")
+    mean_excess: _float(gt=0, le=100) = Field(
+        description="mean extra demand of a high-demand stimulus (exponential), as a multiple of 1"
+    )
+
+    def describe(self) -> str:
+        return f"{self.share:.0%} of stimuli sought 1 + Exp(mean {self.mean_excess:g}) times as often"
+
+
 # --------------------------------------------------------------------------- items
 class FromStep(_Frozen):
     """Items drawn from what the same participant saw in an earlier step."""
@@ -160,11 +180,17 @@ class FromStep(_Frozen):
         description="random among the participant's eligible items (VideoMem), or those tested "
         "least often in this step so far, ties at random (balances annotation counts)",
     )
+    demand: Demand | None = Field(
+        default=None,
+        description="with pick least_annotated: rank by tests / demand instead of tests",
+    )
 
     @model_validator(mode="after")
     def _check(self) -> FromStep:
         if len(set(self.roles)) != len(self.roles):
             raise _At(("roles",), f"a role is listed twice in {list(self.roles)}")
+        if self.demand is not None and self.pick != "least_annotated":
+            raise _At(("demand",), "demand needs pick: least_annotated (a random pick ignores it)")
         return self
 
 
@@ -613,9 +639,15 @@ class LeastAnnotated(_Frozen):
 
     kind: Literal["least_annotated"] = "least_annotated"
     pool: Count
+    demand: Demand | None = Field(
+        default=None, description="rank stimuli by annotations / demand (a floor with a tail)"
+    )
 
     def describe(self) -> str:
-        return f"random among the {self.pool:,} least-annotated"
+        out = f"random among the {self.pool:,} least-annotated"
+        if self.demand is not None:
+            out += f" (annotations / demand; {self.demand.describe()})"
+        return out
 
 
 class UniformSelection(_Frozen):
@@ -960,6 +992,10 @@ def summary_lines(p: Protocol) -> list[str]:
                 how = "shown once, new"
             else:
                 how = f"shown once, drawn from step {g.source.step} {'/'.join(g.source.roles)}s"
+                if g.source.pick == "least_annotated":
+                    how += ", least tested first"
+                    if g.source.demand is not None:
+                        how += f" (tests / demand; {g.source.demand.describe()})"
             out.append(f"            {g.count:>5} {g.role:<9} {how}")
         f = step.filters
         rules = []

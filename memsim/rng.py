@@ -38,6 +38,7 @@ RESPONSE = 2
 POPULATION_VIDEO = 3
 POPULATION_PARTICIPANT = 4
 CAMPAIGN = 5
+DEMAND = 6
 
 
 @njit(cache=True, inline="always")

@@ -1,7 +1,9 @@
 """Golden numbers: a fixed seed, protocol and parameter file give these, bit for bit.
 
-The parameters are a frozen copy of the first hand-set file (tests/data/params-golden.yaml),
-so recalibrating the shipped set does not move them. Anything that changes the random
+The parameters are a frozen copy of the first hand-set file (tests/data/params-golden.yaml)
+and the protocol a frozen copy of the first VideoMem protocol (tests/data/protocol-golden.yaml:
+10,450 participants, no demand), so recalibrating the shipped set or editing the shipped
+protocol does not move them. Anything that changes the random
 draws (the kernel's draw order, the sequence generator, the campaign) changes them:
 regenerate deliberately, with the snippet in this file's history, and say why in the commit.
 """
@@ -22,7 +24,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_videomem_golden_numbers():
-    protocol = load_protocol(ROOT / "protocols" / "videomem.yaml")
+    protocol = load_protocol(ROOT / "tests" / "data" / "protocol-golden.yaml")
     params = load_params(ROOT / "tests" / "data" / "params-golden.yaml")
     tr = simulate(protocol, params, seed=2026, scale=0.05).trials
     assert len(tr) == 114120

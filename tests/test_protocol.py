@@ -282,6 +282,14 @@ BROKEN_MAPPINGS = [
     ),
     ("typo-top-level", lambda d: (d.update(campain={}), d)[1], "campain"),
     ("unknown-selection-kind", _set("selection.kind", "least_anotated"), "selection.kind"),
+    ("demand-share-above-one", _set("selection.demand.share", 1.5), "selection.demand.share"),
+    ("demand-excess-zero", _set("selection.demand.mean_excess", 0), "selection.demand.mean_excess"),
+    ("demand-typo", _set("selection.demand", {"share": 0.2, "mean_exces": 0.3}), "selection.demand.mean_exces"),
+    (
+        "demand-with-random-pick",
+        _set("steps.1.items.0.source.demand", {"share": 0.5, "mean_excess": 0.7}),
+        "steps.1.items.0.source.demand",
+    ),
     (
         "unknown-correction-kind",
         _set("steps.0.scoring.correction.kind", "quadratic"),

@@ -13,7 +13,7 @@ import pytest
 from hypothesis import HealthCheck, given, reject, settings
 from hypothesis import strategies as st
 
-from memsim.campaign import AnnotationIndex, select_least_annotated
+from memsim.campaign import AnnotationIndex, draw_demand, plan_campaign, select_least_annotated
 from memsim.errors import UserError
 from memsim.forgetting import LAWS
 from memsim.kernel import Constants, StepInput, simulate_step, simulate_step_reference
@@ -157,6 +157,77 @@ def test_least_annotated_selection_stays_in_pool():
         state, chosen = select_least_annotated(idx.order, idx.start, 100, 30, state)
         assert len(set(chosen.tolist())) == 30
         assert counts[chosen].max() <= boundary
+
+
+def test_demand_index_orders_by_annotations_over_demand():
+    """With demands the index keeps stimuli sorted by floor(count / demand), counts kept apart."""
+    rng = np.random.default_rng(1)
+    demand = 1.0 + 2.0 * rng.random(400) * (rng.random(400) < 0.3)
+    idx = AnnotationIndex(400, 2000, demand)
+    for _ in range(400):
+        idx.add(rng.choice(400, 30, replace=False).astype(np.int32))
+    key = np.floor(idx.counts / demand).astype(np.int64)
+    assert np.array_equal(key, idx.keys)
+    assert np.all(np.diff(key[idx.order]) >= 0)
+    assert idx.counts.sum() == 400 * 30 and idx.min_count() == idx.counts.min()
+    state = np.uint64(7)
+    boundary = np.sort(key)[79]
+    for _ in range(100):
+        state, chosen = select_least_annotated(idx.order, idx.start, 80, 20, state)
+        assert key[chosen].max() <= boundary
+
+
+def test_demand_gives_annotations_in_proportion(videomem):
+    """A balanced campaign with demands: annotations / demand is level, so a stimulus of
+    demand d gets about d times the annotations of the rest (a floor with a tail)."""
+    d = videomem.dump()
+    d["selection"]["demand"] = {"share": 0.3, "mean_excess": 0.8}
+    p = protocol_from_mapping(d)
+    from memsim.simulate import scale_protocol
+
+    p = scale_protocol(p, 0.2)
+    plan = plan_campaign(p, seed=3, return_probability=0.3)
+    demand = draw_demand(p.selection.demand, p.stimuli.count, 3, 0)
+    n = plan.annotation_counts
+    level = n / demand
+    assert np.std(level) / np.mean(level) < 0.05  # balanced after dividing by demand
+    plain = n[demand == 1.0]
+    assert 0.6 < np.mean(demand == 1.0) < 0.8 and plain.max() - plain.min() <= 2
+    assert np.quantile(n, 0.99) > 1.8 * np.median(n)  # the tail
+    # no demand: every count within two of the others (a pool larger than the lowest bucket
+    # reaches into the next one)
+    d["selection"].pop("demand")
+    flat = plan_campaign(scale_protocol(protocol_from_mapping(d), 0.2), seed=3,
+                         return_probability=0.3).annotation_counts
+    assert flat.max() - flat.min() <= 2
+
+
+def test_demand_draw_is_reproducible_and_independent_per_stream(videomem):
+    from memsim.protocol import Demand
+
+    dm = Demand(share=0.25, mean_excess=0.35)
+    a, b = draw_demand(dm, 5000, 9, 0), draw_demand(dm, 5000, 9, 0)
+    assert np.array_equal(a, b) and a.min() == 1.0
+    assert abs(np.mean(a > 1.0) - 0.25) < 0.02 and abs(np.mean(a[a > 1] - 1) - 0.35) < 0.03
+    assert not np.array_equal(a, draw_demand(dm, 5000, 9, 1))
+    assert draw_demand(None, 10, 9, 0) is None
+
+
+def test_later_pick_with_demand_follows_demand(videomem, params):
+    """pick: least_annotated with a demand: step-2 tests per video grow with its demand."""
+    from scipy.stats import spearmanr
+
+    d = videomem.dump()
+    d["selection"].pop("demand", None)
+    d["steps"][1]["items"][0]["source"].update(pick="least_annotated",
+                                                demand={"share": 0.5, "mean_excess": 1.0})
+    p = protocol_from_mapping(d)
+    sim = simulate(p, params, seed=4, scale=0.1)
+    s2 = sim.trials[(sim.trials.step == 2) & (sim.trials.role == "target")]
+    n = s2.groupby("video").size().reindex(np.arange(sim.protocol.stimuli.count), fill_value=0).to_numpy()
+    demand = draw_demand(p.steps[1].items[0].source.demand, sim.protocol.stimuli.count, 4, 1)
+    seen = n > 0
+    assert spearmanr(n[seen], demand[seen]).statistic > 0.4
 
 
 # --------------------------------------------------------------------------- whole simulations
