@@ -5,11 +5,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
 from memsim.cli import main
-from memsim.compare import compare, ks_distance, load_targets, lookup
+from memsim.compare import compare, decimals, ks_distance, load_targets, lookup, real_score_comparison
 from memsim.trials import validate_trials
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -108,6 +109,21 @@ def test_targets_compare_and_lookup():
     assert row.within and row.simulated == 9402
     assert not table.set_index("target").loc["mean score, long-term"].within
     assert pd.isna(lookup(fake, ("nothing", "here")))
+
+
+def test_released_precision_and_rounded_comparison():
+    """Simulated scores are compared at the released precision: the same k/n values written
+    with 3 decimals and at full precision are at KS distance 0, not the mass of the 9/11s."""
+    assert decimals(np.array([0.95, 0.818, 1.0])) == 3
+    assert decimals(np.array([0.5, 1.0, np.nan])) == 1
+    assert decimals(np.array([1 / 3])) is None
+    k = np.random.default_rng(0).integers(0, 12, 2000)
+    exact = k / 11.0
+    sim = pd.DataFrame({"video": np.arange(2000), "long-term_memorability": exact})
+    real = pd.DataFrame({"video": np.arange(2000), "long-term_memorability": np.round(exact, 3)})
+    assert ks_distance(exact, real["long-term_memorability"].to_numpy()) > 0.05  # the artefact
+    out = real_score_comparison(sim, real)["long-term_memorability"]
+    assert out["ks"] == 0.0 and out["released_decimals"] == 3
 
 
 def test_ks_distance_matches_scipy():
