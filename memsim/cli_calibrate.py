@@ -24,9 +24,15 @@ def register(sub) -> None:
                    help="free parameters to hold at their starting value (dotted paths)")
     p.add_argument("--starts", type=int, default=1,
                    help="multi-start: the start and N-1 points drawn around it (default 1)")
+    p.add_argument("--screen", type=int, default=0, metavar="N",
+                   help="first evaluate N points spread over the parameter box (Sobol); the other starts "
+                        "are the best of them (default 0: starts drawn around --start)")
     p.add_argument("--resume", action="store_true", help="reuse the candidates logged in <out>.evals.jsonl")
     p.add_argument("--data", type=Path, default=None, help="real data folder (default $MEMSIM_DATA or ../shared/data)")
     p.add_argument("--name", default=None, help="name of the fitted set (default: the output file's stem)")
+    p.add_argument("--bins", choices=("raw", "count-matched"), default="raw",
+                   help="rank bins of the raw simulated scores (rounded as released; default) or of the scores "
+                        "re-made at the released annotation counts (count-matched)")
     p.add_argument("--quiet", action="store_true", help="no progress display")
     p.set_defaults(func=_cmd_calibrate)
 
@@ -38,13 +44,16 @@ def register(sub) -> None:
     p.add_argument("--scale", type=float, default=1.0)
     p.add_argument("--out", type=Path, required=True, help="report file (markdown); figures beside it in figures/")
     p.add_argument("--data", type=Path, default=None)
+    p.add_argument("--bins", choices=("raw", "count-matched"), default="raw",
+                   help="which simulated scores the rank-bin rows use, as in `memsim calibrate --bins`")
     p.set_defaults(func=_cmd_fit_report)
 
     p = sub.add_parser("recover", help="parameter recovery: simulate known parameters, calibrate blind, compare")
     p.add_argument("protocol", type=Path)
     p.add_argument("--truth", type=Path, default=None, help="true parameter set (default calibration/<protocol>.yaml)")
     p.add_argument("--targets", type=Path, default=None, help="which targets to measure (default the protocol's)")
-    p.add_argument("--scale", type=float, default=0.15)
+    p.add_argument("--scale", type=float, default=0.3,
+                   help="study scale of the recovery (default 0.3: smaller, one seed's extreme rank bins wander)")
     p.add_argument("--perturb", type=float, default=0.5,
                    help="start: every free parameter moved this far (alternating signs) in unconstrained units")
     p.add_argument("--budget", type=int, default=200)
@@ -85,6 +94,8 @@ def _cmd_calibrate(args) -> int:
         raise UserError(f"--scale must be in (0, 1], got {args.scale}")
     if args.budget < 1 or args.workers < 1 or args.starts < 1:
         raise UserError("--budget, --workers and --starts must be at least 1")
+    if args.screen < 0:
+        raise UserError("--screen must be 0 or more")
     protocol = load_protocol(args.protocol)
     targets = _targets(args, protocol)
     start = load_params(args.start or default_params_path(protocol))
@@ -113,13 +124,14 @@ def _cmd_calibrate(args) -> int:
 
         res = calibrate(protocol, start, targets, real=real, scale=args.scale, seeds=tuple(args.seeds),
                         budget=args.budget, workers=args.workers, log_path=log_path, resume=args.resume,
-                        fixed=tuple(args.fix), starts=args.starts, on_eval=on_eval)
+                        fixed=tuple(args.fix), starts=args.starts, screen=args.screen, bins=args.bins,
+                        on_eval=on_eval)
     name = args.name or out_path.stem
     note = fitted_note(res, args.scale, args.seeds, targets.name)
     fitted = res["params"].model_copy(update={"name": name, "calibrated": True, "note": note})
     header = (f"Fitted population parameters for {protocol.name}: CALIBRATED by `memsim calibrate`.\n"
               f"Regenerate: memsim calibrate {args.protocol} --out {args.out} --scale {args.scale} "
-              f"--seeds {' '.join(map(str, args.seeds))} --budget {args.budget}\n"
+              f"--seeds {' '.join(map(str, args.seeds))} --budget {args.budget} --bins {args.bins}\n"
               f"Fields: docs/model.md; method and fit: docs/calibration.md")
     write_text_atomic(out_path, dump_params_yaml(fitted, header))
     print(f"{res['stopped']}; {res['evaluations']} candidates ({res['new_evaluations']} simulated now) "
@@ -142,7 +154,8 @@ def _cmd_fit_report(args) -> int:
     targets = _targets(args, protocol)
     params = load_params(args.params or default_params_path(protocol))
     table = fit_report(protocol, params, targets, seeds=tuple(range(args.seeds)), scale=args.scale,
-                       out=args.out, data=args.data, params_path=args.params or default_params_path(protocol))
+                       out=args.out, data=args.data, params_path=args.params or default_params_path(protocol),
+                       bins=args.bins)
     n_fit = int((table.kind == "fit").sum())
     n_ok = int((table.within & (table.kind == "fit")).sum())
     print(f"fitted targets within tolerance: {n_ok}/{n_fit}; wrote {args.out}")

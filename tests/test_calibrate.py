@@ -90,8 +90,12 @@ WELL_IDENTIFIED = ("videos.memorability.mean", "participants.return_probability"
 
 def test_recovers_well_identified_parameters(tmp_path, params):
     """Simulate known parameters on a small study, start off, fit blind: the well-identified
-    parameters come back within 3% of their range (each started 6.7-22% away)."""
-    proto = scale_protocol(load_protocol(VIDEOMEM), 0.15)
+    parameters come back within 3% of their range (each started 6.7-22% away).
+
+    At scale 0.3 (3,000 videos): smaller, the extreme rank bins of the long-term scores
+    (videos with 1-3 annotations) vary so much from seed to seed that the synthetic
+    targets of one seed can sit 3 sds from another seed's, and the fit follows them."""
+    proto = scale_protocol(load_protocol(VIDEOMEM), 0.3)
     targets = load_targets(TARGETS)
     fixed = tuple(f.path for f in C.VIDEOMEM_FREE if f.path not in WELL_IDENTIFIED)
     free = C.free_for(params, fixed)
@@ -126,6 +130,39 @@ def test_calibrate_command_runs_and_resumes(tmp_path, capsys):
     assert "7 candidates (3 simulated now)" in err.err + err.out
     # resuming with other settings is refused, one line, exit 2
     assert main(args[:-len(fix) - 1] + ["--budget", "3", "--resume"]) == 2
+
+
+def test_screen_starts_from_the_best_screened_points(tmp_path, params):
+    """--screen evaluates Sobol points over the box first; the other starts are the best of them,
+    and the screened points are in the log (so --resume replays them too)."""
+    proto = scale_protocol(load_protocol(VIDEOMEM), 0.05)
+    targets = load_targets(TARGETS)
+    keep = ("videos.memorability.mean", "participants.rt.hit_log_mean")
+    fixed = tuple(f.path for f in C.VIDEOMEM_FREE if f.path not in keep)
+    log = tmp_path / "log.jsonl"
+    res = C.calibrate(proto, params, targets, real=None, scale=1.0, seeds=(1,), budget=14, workers=1,
+                      log_path=log, fixed=fixed, starts=2, screen=8, noise_seeds=())
+    rows = [json.loads(ln) for ln in log.read_text().splitlines()]
+    assert rows[0]["header"]["screen"] == 8
+    screened = rows[1:9]
+    free = C.free_for(params, fixed)
+    # spread over the box: unit coordinates cover both halves of each parameter's range
+    u = np.array([[C._unit(f, r["values"][f.path]) for f in free] for r in screened])
+    assert (u.min(axis=0) < 0.3).all() and (u.max(axis=0) > 0.7).all()
+    assert res["new_evaluations"] <= 14 and res["best"]["distance"] <= min(r["distance"] for r in screened)
+    with pytest.raises(UserError, match="screen"):
+        C.calibrate(proto, params, targets, real=None, scale=1.0, seeds=(1,), budget=4, workers=1,
+                    log_path=tmp_path / "l2.jsonl", fixed=fixed, starts=2, screen=8, noise_seeds=())
+
+
+def test_noise_widens_the_scales_of_noisy_moments(params):
+    proto = scale_protocol(load_protocol(VIDEOMEM), 0.05)
+    moments = C.moments_for(load_targets(TARGETS), None, None, 0.05)
+    wide, sds = C.with_noise(moments, proto, params, None, seeds=(1, 2, 3), workers=1)
+    assert all(w.scale >= m.scale for w, m in zip(wide, moments))
+    assert (sds > 0).any()
+    i = int(np.argmax(sds / np.array([m.scale for m in moments])))
+    assert wide[i].scale == pytest.approx(np.hypot(moments[i].scale, sds[i]))
 
 
 def test_memento_released_scores_and_decay_moments():
