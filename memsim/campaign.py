@@ -20,7 +20,9 @@ eligible items once that step has been played (see :mod:`memsim.simulate`).
 With a ``demand`` (:class:`memsim.protocol.Demand`), ``least_annotated`` ranks
 stimuli by ``floor(annotations / demand)`` instead of annotations, and a later
 step's ``pick: least_annotated`` by tests / demand: stimuli of demand 2 end with
-about twice the annotations of the rest.
+about twice the annotations of the rest. Those later-step picks are made once the
+campaign has run, in order of the participants' return draws (not return times), so
+that raising the return probability leaves every earlier pick as it was.
 
 Randomness: arrivals from stream ``(seed, CAMPAIGN, 0)``, participant ``p``'s
 selection and return from stream ``(seed, CAMPAIGN, p + 1)``; the selection's
@@ -306,7 +308,7 @@ def plan_campaign(protocol: Protocol, seed: int, return_probability: float, obse
                 eligible = np.flatnonzero(np.repeat(role_ok, [h.count for h in steps[0].items]))
                 weight = draw_demand(g.source.demand, n_videos, seed, s)
                 picks[s] = (eligible.astype(np.int32), g.count, np.zeros(n_videos, np.int32), weight)
-    later_tested: list[list[np.ndarray]] = [[] for _ in steps[1:]]
+    later_tested: list[list[tuple]] = [[] for _ in steps[1:]]
     done = {"n": 0}
     uncertain = UncertaintyIndex(n_videos) if sel.kind == "adaptive" else None
     results: list = []  # heap of (end_s, p, target videos, hits) not yet known to the policy
@@ -344,23 +346,17 @@ def plan_campaign(protocol: Protocol, seed: int, return_probability: float, obse
         # drawn as soon as they are due; simpy only has to wake her when she comes back.
         wait = nominal_s[0]
         for s in range(1, len(steps)):
-            if st.uniform() >= return_probability:
+            u_return = st.uniform()
+            if u_return >= return_probability:
                 return
             lo, hi = steps[s].delay_h
             delay = (lo + st.uniform() * (hi - lo)) * 3600.0
             yield env.timeout(wait + delay)
             state, new = select_uniform(n_videos, steps[s].n_new, seen, np.uint64(st.state))
             st.state = int(state)
-            if s in picks:  # the eligible step-1 items tested least often in this step so far
-                eligible, k, tested_count, weight = picks[s]
-                keys = np.array([st.uniform() for _ in range(eligible.size)])
-                rank = tested_count[chosen[eligible]]
-                if weight is not None:
-                    rank = rank / weight[chosen[eligible]]
-                order = np.lexsort((keys, rank))
-                tested = eligible[order[:k]]
-                tested_count[chosen[tested]] += 1
-                later_tested[s - 1].append(tested)
+            if s in picks:  # tie-break keys now; the pick itself once everyone is known
+                keys = np.array([st.uniform() for _ in range(picks[s][0].size)])
+                later_tested[s - 1].append((u_return, p, keys, chosen))
             seen = np.concatenate([seen, new])
             later_rows[s - 1].append(p)
             later_delay[s - 1].append(delay)
@@ -382,6 +378,19 @@ def plan_campaign(protocol: Protocol, seed: int, return_probability: float, obse
     env.process(arrivals())
     env.run()
     n = done["n"]
+    # Later-step picks, least tested (/ demand) first, made in order of the participants' return
+    # draws, not of their return times: a higher return_probability only appends participants to
+    # that order, so the picks of the others do not change (common random numbers hold in it).
+    picked: dict[int, dict[int, np.ndarray]] = {}
+    for s, (eligible, k, tested_count, weight) in picks.items():
+        picked[s] = {}
+        for _, p, keys, chosen in sorted(later_tested[s - 1], key=lambda t: (t[0], t[1])):
+            rank = tested_count[chosen[eligible]]
+            if weight is not None:
+                rank = rank / weight[chosen[eligible]]
+            tested = eligible[np.lexsort((keys, rank))[:k]]
+            tested_count[chosen[tested]] += 1
+            picked[s][p] = tested
     later = []
     for s in range(1, len(steps)):
         rows = np.array(later_rows[s - 1], dtype=np.int64)
@@ -390,7 +399,7 @@ def plan_campaign(protocol: Protocol, seed: int, return_probability: float, obse
         new = np.array(later_new[s - 1], dtype=np.int32).reshape(-1, k)
         tested = None
         if s in picks:
-            tested = np.array(later_tested[s - 1], dtype=np.int32).reshape(-1, picks[s][1])[order]
+            tested = np.array([picked[s][p] for p in rows[order]], dtype=np.int32).reshape(-1, picks[s][1])
         later.append(
             LaterStep(
                 rows=rows[order],

@@ -101,7 +101,7 @@ def test_recovers_well_identified_parameters(tmp_path, params):
     free = C.free_for(params, fixed)
     syn, real = C.synthetic_targets(proto, params, targets, seed=11)
     start = C.with_values(params, free, C.values_of(params, free) + np.array([0.4, 0.2, -0.2, 0.2]))
-    res = C.calibrate(proto, start, syn, real=real, scale=1.0, seeds=(3,), budget=40, workers=1,
+    res = C.calibrate(proto, start, syn, real=real, scale=1.0, seeds=(3,), budget=60, workers=1,
                       log_path=tmp_path / "log.jsonl", fixed=fixed)
     table = C.recovery_table(params, res["params"], start, free)
     assert (table["start_error_share"] > 0.06).all()

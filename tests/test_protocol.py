@@ -287,7 +287,7 @@ BROKEN_MAPPINGS = [
     ("demand-typo", _set("selection.demand", {"share": 0.2, "mean_exces": 0.3}), "selection.demand.mean_exces"),
     (
         "demand-with-random-pick",
-        _set("steps.1.items.0.source.demand", {"share": 0.5, "mean_excess": 0.7}),
+        _set("steps.1.items.0.source.pick", "random"),
         "steps.1.items.0.source.demand",
     ),
     (

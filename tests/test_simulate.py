@@ -230,6 +230,24 @@ def test_later_pick_with_demand_follows_demand(videomem, params):
     assert spearmanr(n[seen], demand[seen]).statistic > 0.4
 
 
+def test_later_picks_do_not_reshuffle_when_more_participants_return(videomem):
+    """Picks are made in order of the return draws: raising return_probability adds
+    participants at the end of that order, so everyone who returned before is tested on
+    the same items (common random numbers hold across candidate parameters)."""
+    from memsim.simulate import scale_protocol
+
+    d = videomem.dump()
+    d["steps"][1]["items"][0]["source"].update(pick="least_annotated",
+                                                demand={"share": 0.5, "mean_excess": 0.6})
+    p = scale_protocol(protocol_from_mapping(d), 0.1)
+    lo = plan_campaign(p, seed=2, return_probability=0.30).later[0]
+    hi = plan_campaign(p, seed=2, return_probability=0.31).later[0]
+    assert set(lo.rows) < set(hi.rows)
+    where = {int(r): i for i, r in enumerate(hi.rows)}
+    same = [np.array_equal(lo.tested[i], hi.tested[where[int(r)]]) for i, r in enumerate(lo.rows)]
+    assert all(same)
+
+
 # --------------------------------------------------------------------------- whole simulations
 def test_trial_table_schema(small_sim):
     tr = small_sim.trials
@@ -447,6 +465,7 @@ def test_least_annotated_pick_balances_later_step_annotations(videomem, params):
     spread = {}
     for pick in ("random", "least_annotated"):
         d["steps"][1]["items"][0]["source"]["pick"] = pick
+        d["steps"][1]["items"][0]["source"].pop("demand", None)
         sim = simulate(protocol_from_mapping(d), params, seed=4, scale=0.1)
         tr = sim.trials
         s1, s2 = tr[tr.step == 1], tr[tr.step == 2]
