@@ -407,7 +407,7 @@ def with_noise(moments: list[Moment], protocol, params: Params, real=None, *, se
         with ProcessPoolExecutor(min(workers, len(jobs)), mp_context=mp.get_context("spawn")) as pool:
             summaries = list(pool.map(_noise_eval, jobs))
     else:
-        summaries = [_noise_eval(j) for j in jobs]
+        summaries = [simulate_summary(protocol, params, int(sd), 1.0, real, bins=bins) for sd in seeds]
     sds = np.zeros(len(moments))
     for i, m in enumerate(moments):
         v = np.array([lookup(s, m.path) for s in summaries], float)
