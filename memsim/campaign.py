@@ -206,6 +206,35 @@ def select_uniform(n, k, exclude, state):
 
 
 @njit(cache=True)
+def _uniforms(state, n):
+    """``n`` uniforms from the stream (the same bits as ``PyStream.uniform`` n times)."""
+    out = np.empty(n, dtype=np.float64)
+    for i in range(n):
+        state, out[i] = next_uniform(state)
+    return state, out
+
+
+@njit(cache=True)
+def _pick_least(videos, keys, k, tested_count, weight):
+    """Row by row, the ``k`` places of ``videos`` with the fewest tests / weight so far (ties
+    by ``keys``), counting each pick before the next row: the balancing pick of later steps."""
+    n, m = videos.shape
+    out = np.empty((n, k), dtype=np.int32)
+    rank = np.empty(m, dtype=np.float64)
+    for i in range(n):
+        by_key = np.argsort(keys[i], kind="mergesort")
+        for j in range(m):
+            v = videos[i, by_key[j]]
+            rank[j] = tested_count[v] / weight[v]
+        by_rank = np.argsort(rank, kind="mergesort")  # stable: equal ranks keep key order
+        for j in range(k):
+            place = by_key[by_rank[j]]
+            out[i, j] = place
+            tested_count[videos[i, place]] += 1
+    return out
+
+
+@njit(cache=True)
 def select_from(candidates, k, state):
     """``k`` distinct members of ``candidates``, uniformly (partial Fisher–Yates on a copy)."""
     c = candidates.copy()
@@ -355,8 +384,9 @@ def plan_campaign(protocol: Protocol, seed: int, return_probability: float, obse
             state, new = select_uniform(n_videos, steps[s].n_new, seen, np.uint64(st.state))
             st.state = int(state)
             if s in picks:  # tie-break keys now; the pick itself once everyone is known
-                keys = np.array([st.uniform() for _ in range(picks[s][0].size)])
-                later_tested[s - 1].append((u_return, p, keys, chosen))
+                state, keys = _uniforms(np.uint64(st.state), picks[s][0].size)
+                st.state = int(state)
+                later_tested[s - 1].append((u_return, p, keys, chosen[picks[s][0]]))
             seen = np.concatenate([seen, new])
             later_rows[s - 1].append(p)
             later_delay[s - 1].append(delay)
@@ -383,14 +413,13 @@ def plan_campaign(protocol: Protocol, seed: int, return_probability: float, obse
     # that order, so the picks of the others do not change (common random numbers hold in it).
     picked: dict[int, dict[int, np.ndarray]] = {}
     for s, (eligible, k, tested_count, weight) in picks.items():
-        picked[s] = {}
-        for _, p, keys, chosen in sorted(later_tested[s - 1], key=lambda t: (t[0], t[1])):
-            rank = tested_count[chosen[eligible]]
-            if weight is not None:
-                rank = rank / weight[chosen[eligible]]
-            tested = eligible[np.lexsort((keys, rank))[:k]]
-            tested_count[chosen[tested]] += 1
-            picked[s][p] = tested
+        rows_s = sorted(later_tested[s - 1], key=lambda t: (t[0], t[1]))
+        m = eligible.size
+        vids = np.array([t[3] for t in rows_s], dtype=np.int32).reshape(-1, m)
+        keys = np.array([t[2] for t in rows_s], dtype=np.float64).reshape(-1, m)
+        w = weight if weight is not None else np.ones(n_videos)
+        places = _pick_least(vids, keys, k, tested_count, w)
+        picked[s] = {t[1]: eligible[places[i]] for i, t in enumerate(rows_s)}
     later = []
     for s in range(1, len(steps)):
         rows = np.array(later_rows[s - 1], dtype=np.int64)
