@@ -71,21 +71,19 @@ def main(argv=None) -> int:
             )
         return d
 
+    def best(step: int, col: str, grid, mapping_for):
+        """The grid point whose simulated counts of ``col`` are nearest the released ones (W1)."""
+        rows = []
+        for g in grid:
+            c = counts(mapping_for(g), params, args.seed)[col]
+            rows.append((wasserstein_distance(c, rel[col]), g))
+            print(f"  step {step} demand share {g[0]:.2f} mean_excess {g[1]:.2f}: W1 {rows[-1][0]:.3f} "
+                  f"(mean {c.mean():.2f})", flush=True)
+        return min(rows)[1]
+
     print(f"released: short-term counts mean {rel[st_col].mean():.2f}, long-term {rel[lt_col].mean():.2f}")
-    rows = []
-    for st in itertools.product(SHARES, ST_EXCESS):
-        c = counts(with_demand(st, None), params, args.seed)
-        rows.append((wasserstein_distance(c[st_col], rel[st_col]), st, c[st_col].mean()))
-        print(f"  step 1 demand share {st[0]:.2f} mean_excess {st[1]:.2f}: W1 {rows[-1][0]:.3f} "
-              f"(mean {rows[-1][2]:.2f})", flush=True)
-    best_st = min(rows)[1]
-    rows = []
-    for lt in itertools.product(LT_SHARES, LT_EXCESS):
-        c = counts(with_demand(best_st, lt), params, args.seed)
-        rows.append((wasserstein_distance(c[lt_col], rel[lt_col]), lt, c[lt_col].mean()))
-        print(f"  step 2 demand share {lt[0]:.2f} mean_excess {lt[1]:.2f}: W1 {rows[-1][0]:.3f} "
-              f"(mean {rows[-1][2]:.2f})", flush=True)
-    best_lt = min(rows)[1]
+    best_st = best(1, st_col, itertools.product(SHARES, ST_EXCESS), lambda g: with_demand(g, None))
+    best_lt = best(2, lt_col, itertools.product(LT_SHARES, LT_EXCESS), lambda g: with_demand(best_st, g))
     print(f"selection.demand: {{share: {best_st[0]}, mean_excess: {best_st[1]}}}")
     print(f"steps[2] target source: pick: least_annotated, demand: {{share: {best_lt[0]}, mean_excess: {best_lt[1]}}}")
     return 0

@@ -282,7 +282,7 @@ def score_quantiles(result, real=None, seed: int = 0, bins: str = "raw") -> dict
     ``count-matched`` (:func:`count_matched_scores`: re-made at the released annotation
     counts, for a campaign whose counts differ from the released ones).
     """
-    from memsim.compare import decimals
+    from memsim.compare import at_released_precision
 
     if bins not in BINS:
         raise UserError(f"bins must be one of {', '.join(BINS)}, got {bins!r}")
@@ -294,8 +294,7 @@ def score_quantiles(result, real=None, seed: int = 0, bins: str = "raw") -> dict
             continue
         x = scores[c].to_numpy(float)
         if real is not None and c in real.columns:
-            d = decimals(real[c].to_numpy(float))
-            x = np.round(x, d) if d is not None else x
+            x, _ = at_released_precision(x, real[c].to_numpy(float))
         if np.isfinite(x).any():
             out[c] = rank_bin_means(x)
     return out

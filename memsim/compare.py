@@ -19,7 +19,6 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from memsim.errors import UserError
 from memsim.io import format_pydantic_error, load_yaml_mapping
 
 __all__ = ["Target", "Targets", "load_targets", "default_targets_path", "lookup", "compare",
@@ -135,6 +134,14 @@ def decimals(values: np.ndarray, most: int = 9) -> int | None:
     return None
 
 
+def at_released_precision(simulated: np.ndarray, released: np.ndarray) -> tuple[np.ndarray, int | None]:
+    """``simulated`` rounded to the decimals the ``released`` values are written with, and
+    those decimals (None, and ``simulated`` as it is, when they are more than 9)."""
+    d = decimals(released)
+    s = np.asarray(simulated, float)
+    return (np.round(s, d) if d is not None else s), d
+
+
 def real_score_comparison(simulated: pd.DataFrame, real: pd.DataFrame) -> dict:
     """Per score column present in both: KS distance, means, SDs, annotation counts.
 
@@ -142,6 +149,8 @@ def real_score_comparison(simulated: pd.DataFrame, real: pd.DataFrame) -> dict:
     decimals): else a released 0.818 (9/11) and a simulated 0.81818 fall on two sides of
     the ECDF step at 0.818 and the KS distance measures the rounding, not the scores.
     """
+    from memsim.scoring import count_column
+
     out = {}
     for col in simulated.columns:
         if col == "video" or col.startswith("nb_") or col not in real.columns:
@@ -149,9 +158,7 @@ def real_score_comparison(simulated: pd.DataFrame, real: pd.DataFrame) -> dict:
         s = simulated[col].to_numpy(float)
         r = real[col].to_numpy(float)
         s, r = s[np.isfinite(s)], r[np.isfinite(r)]
-        d = decimals(r)
-        if d is not None:
-            s = np.round(s, d)
+        s, d = at_released_precision(s, r)
         out[col] = {
             "ks": ks_distance(s, r),
             "released_decimals": d,
@@ -163,8 +170,6 @@ def real_score_comparison(simulated: pd.DataFrame, real: pd.DataFrame) -> dict:
             "videos_simulated": int(s.size),
             "videos_real": int(r.size),
         }
-        from memsim.scoring import count_column
-
         cc = count_column(col)
         if cc in simulated.columns and cc in real.columns:  # annotation counts of the scored videos
             n_s = simulated[cc].to_numpy(float)

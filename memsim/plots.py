@@ -176,15 +176,13 @@ def fig_real_vs_sim(scores: pd.DataFrame, real: pd.DataFrame, columns: list[str]
     if not cols:
         return None
     plt = _plt()
-    from memsim.compare import decimals, ks_distance
+    from memsim.compare import at_released_precision, ks_distance
 
     fig, axes = _grid(plt, 2, len(cols), figsize=(5 * len(cols), 6.4))
     for j, col in enumerate(cols):
         s = np.sort(scores[col].dropna().to_numpy())
         r = np.sort(real[col].dropna().to_numpy())
-        d = decimals(r)
-        if d is not None:  # at the released precision, as real_score_comparison compares them
-            s = np.round(s, d)
+        s, _ = at_released_precision(s, r)  # as real_score_comparison compares them
         ax = axes[0][j]
         bins = np.linspace(0, 1, 21)  # wide bins: LT scores are fractions of ~13 annotations
         ax.hist(r, bins=bins, density=True, alpha=0.5, color="C3", label=f"released ({len(r):,})")
