@@ -82,6 +82,7 @@ class Free:
 VIDEOMEM_FREE: tuple[Free, ...] = (
     Free("videos.memorability.mean", 0.5, 6.0),
     Free("videos.memorability.sd", 0.05, 2.5),
+    Free("videos.memorability.skew", -1.5, 1.5),
     Free("forgetting.rate.mean", -6.0, 3.0),
     Free("forgetting.rate.sd", 0.05, 3.0),
     Free("forgetting.rate_memorability_corr", -0.95, 0.95),
@@ -238,6 +239,7 @@ def fit_summary(result, real=None, seed: int = 0, n_splits: int = 10, bins: str 
     """
     from memsim.compare import real_score_comparison
     from memsim.consistency import (
+        correction_change,
         decay_alpha_summary,
         human_consistency,
         lag_curve,
@@ -248,7 +250,7 @@ def fit_summary(result, real=None, seed: int = 0, n_splits: int = 10, bins: str 
     p = result.protocol
     parts = result.participants
     out: dict = {k: {} for k in ("participants_kept", "annotations_per_video", "mean_score_raw",
-                                 "mean_score", "human_consistency", "lag_curve", "quantiles")}
+                                 "mean_score", "correction", "human_consistency", "lag_curve", "quantiles")}
     for s, spec in enumerate(p.steps, start=1):
         name = spec.name
         out["participants_kept"][name] = int(parts.loc[parts["step"] == s, "kept"].sum())
@@ -258,6 +260,7 @@ def fit_summary(result, real=None, seed: int = 0, n_splits: int = 10, bins: str 
                                               "min": int(n.min()) if len(n) else 0}
         out["mean_score_raw"][name] = float(v["raw"].mean()) if len(n) else math.nan
         out["mean_score"][name] = float(v["score"].mean()) if len(n) else math.nan
+        out["correction"][name] = correction_change(v)
         out["human_consistency"][name] = {"mean": human_consistency(result, s, n_splits=n_splits, seed=seed)["mean"]}
         out["lag_curve"][name] = {"slope": lag_curve(result, s)["slope"]}
 

@@ -9,7 +9,9 @@ trials: the plan is arrays that :mod:`memsim.simulate` hands to the kernel.
 Selection happens at the moment a participant starts, from the annotation
 counts of the assignments made so far (``least_annotated``: uniformly among the
 ``pool`` stimuli with the fewest step-1 target assignments, ties broken at
-random; ``uniform``: uniformly among all; ``adaptive``: uniformly among the
+random; with ``counts: kept``, the assignments of a participant whom step 1's
+filters drop are withdrawn when her session ends, so the counts balanced are
+those of kept annotations; ``uniform``: uniformly among all; ``adaptive``: uniformly among the
 ``pool`` stimuli whose hit rate is most uncertain given the results of the
 sessions that have ended by then — a Beta posterior, pending assignments
 counted at its mean). New items of later steps are drawn
@@ -107,6 +109,13 @@ class AnnotationIndex:
         else:
             _add_demanded(self.counts, self.keys, self.demand, self.order, self.where, self.start, videos)
 
+    def remove(self, videos: np.ndarray) -> None:
+        """Withdraw one annotation of each of ``videos`` (each must have one to withdraw)."""
+        if self.demand is None:
+            _remove_annotations(self.counts, self.order, self.where, self.start, videos)
+        else:
+            _remove_demanded(self.counts, self.keys, self.demand, self.order, self.where, self.start, videos)
+
     def min_count(self) -> int:
         if self.demand is not None:
             return int(self.counts.min())
@@ -139,6 +148,34 @@ def _raise_key(keys, order, where, start, v):
 def _add_annotations(counts, order, where, start, videos):
     for v in videos:
         _raise_key(counts, order, where, start, v)
+
+
+@njit(cache=True)
+def _lower_key(keys, order, where, start, v):
+    c = keys[v]
+    first = start[c]  # first place of bucket c
+    u = order[first]
+    i = where[v]
+    order[i] = u
+    where[u] = i
+    order[first] = v
+    where[v] = first
+    start[c] += 1  # v now closes bucket c - 1
+    keys[v] = c - 1
+
+
+@njit(cache=True)
+def _remove_annotations(counts, order, where, start, videos):
+    for v in videos:
+        _lower_key(counts, order, where, start, v)
+
+
+@njit(cache=True)
+def _remove_demanded(counts, keys, demand, order, where, start, videos):
+    for v in videos:
+        counts[v] -= 1
+        if int(np.floor(counts[v] / demand[v])) < keys[v]:
+            _lower_key(keys, order, where, start, v)
 
 
 @njit(cache=True)
@@ -295,12 +332,30 @@ def _step1_target_mask(protocol: Protocol) -> np.ndarray:
     return np.array(mask, dtype=bool)
 
 
-def plan_campaign(protocol: Protocol, seed: int, return_probability: float, observe=None) -> Plan:
+def first_verdict_s(protocol: Protocol, min_press_s: float = 0.0) -> float:
+    """A lower bound of a step-1 session's length (a press takes at least ``min_press_s``):
+    no session's verdict is due sooner."""
+    st, step = protocol.stimuli, protocol.steps[0]
+    shortest = min(min_press_s, st.duration_s) if st.response_ends_presentation else st.duration_s
+    k = step.stop_after_vigilance_misses or 0
+    return (min(k, step.length) if k > 0 else step.length) * (shortest + st.gap_s)
+
+
+def plan_campaign(protocol: Protocol, seed: int, return_probability: float, observe=None,
+                  judge=None, min_press_s: float = 0.0) -> Plan:
     """Run the simpy campaign and return its plan.
 
     ``observe(p, items)`` (needed by the ``adaptive`` policy) plays participant
     ``p``'s step 1 with those items and returns ``(end_s, target_videos, hits)``:
     the results become known to the policy once the session has ended.
+    ``judge(ps, items, starts)`` (needed by ``least_annotated`` with ``counts: kept``) plays
+    the step 1 of participants ``ps`` and returns their ``(end_s, kept)``: a participant's
+    step-1 target annotations are withdrawn from the count when her session ends, if step
+    1's filters drop her. Each participant's results come from her own random streams, so
+    which of them are judged together changes nothing: the sessions of all participants
+    assigned so far are judged at once when the oldest of them could have ended (a session
+    lasts at least :func:`first_verdict_s`), and withdrawals take effect before the next
+    selection after the session's end.
     """
     n_videos = protocol.stimuli.count
     steps = protocol.steps
@@ -310,6 +365,9 @@ def plan_campaign(protocol: Protocol, seed: int, return_probability: float, obse
     sel = protocol.selection
     if sel.kind == "adaptive" and observe is None:
         raise UserError("the adaptive policy needs the simulator's feedback", path=protocol.name)
+    kept_only = sel.kind == "least_annotated" and sel.counts == "kept"
+    if kept_only and judge is None:
+        raise UserError("counts: kept needs the simulator's feedback", path=protocol.name)
     stop = protocol.campaign.stop
     max_p = stop.count if stop.kind == "participants" else stop.max_participants
     min_annot = stop.count if stop.kind == "min_annotations" else 0
@@ -350,10 +408,26 @@ def plan_campaign(protocol: Protocol, seed: int, return_probability: float, obse
             uncertain.pending[videos] -= 1.0
 
     env = simpy.Environment()
+    unjudged: list[int] = []  # assigned participants whose step 1 has not been judged yet
+    dropped: list = []  # heap of (end_s, p, targets) of sessions whose participant the filters drop
+    verdict_after_s = first_verdict_s(protocol, min_press_s) if kept_only else 0.0
+
+    def settle(now: float) -> None:
+        """Withdraw the annotations of every dropped participant whose session ended by ``now``."""
+        if unjudged and arrival[unjudged[0]] + verdict_after_s <= now:
+            ps = np.array(unjudged, dtype=np.int64)
+            unjudged.clear()
+            ends, kept = judge(ps, items1[ps], arrival[ps])
+            for i in np.flatnonzero(~kept).tolist():
+                heapq.heappush(dropped, (float(ends[i]), int(ps[i]), items1[ps[i]][target_mask]))
+        while dropped and dropped[0][0] <= now:
+            index.remove(heapq.heappop(dropped)[2])
 
     def participant(p: int):
         # Python-side draws use PyStream, numba-side the same stream's state (same bits)
         st = PyStream(stream_key_py(seed, _rng.CAMPAIGN, p + 1))
+        if kept_only:
+            settle(env.now)
         if sel.kind == "least_annotated":
             state, chosen = select_least_annotated(index.order, index.start, sel.pool, k1, np.uint64(st.state))
         elif sel.kind == "adaptive":
@@ -366,6 +440,8 @@ def plan_campaign(protocol: Protocol, seed: int, return_probability: float, obse
         st.state = int(state)
         items1[p] = chosen
         index.add(chosen[target_mask])
+        if kept_only:
+            unjudged.append(p)
         if uncertain is not None:
             end_s, videos, hits = observe(p, chosen, env.now)
             uncertain.pending[videos] += 1.0
@@ -402,11 +478,15 @@ def plan_campaign(protocol: Protocol, seed: int, return_probability: float, obse
             env.process(participant(p))
             p += 1
             done["n"] = p
+            if kept_only:
+                settle(env.now)
             if min_annot and index.min_count() >= min_annot:
                 break
 
     env.process(arrivals())
     env.run()
+    if kept_only:
+        settle(np.inf)  # the counts left are those of kept annotations
     n = done["n"]
     # Later-step picks, least tested (/ demand) first, made in order of the participants' return
     # draws, not of their return times: a higher return_probability only appends participants to

@@ -85,7 +85,8 @@ def _summary_lines(res) -> list[str]:
         ctxt = "no correction"
         ref = corr.get("reference_lag")
         if corr["kind"] == "linear":
-            ctxt = f"linear correction to lag {ref}, slope {corr['slope']:+.3g}/position"
+            how = "scaled" if corr.get("form") == "ratio" else "shifted"
+            ctxt = f"linear correction, {how} to lag {ref}, slope {corr['slope']:+.3g}/position"
         elif corr["kind"] == "log_linear":
             slope = corr["slope_per_log_lag"]
             ctxt = f"log-linear correction to lag {ref}, slope {slope:+.3g}/ln(lag)"

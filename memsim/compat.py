@@ -35,7 +35,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-__all__ = ["implied_variance", "beta_params", "synthetic_result", "consistency_of", "compat_table",
+__all__ = ["implied_variance", "beta_params", "released_correction", "synthetic_result", "consistency_of", "compat_table",
            "readings_table", "run_compat"]
 
 COLUMNS = ("short-term_memorability", "long-term_memorability")
@@ -285,6 +285,34 @@ def simulator_check(params, *, scale: float = 0.5, seed: int = 0) -> pd.DataFram
     return pd.DataFrame(rows)
 
 
+def released_correction(real: pd.DataFrame, col: str = "short-term_memorability") -> dict:
+    """Undo the lag correction of released scores written with their annotation counts.
+
+    A corrected score ``s`` of ``n`` annotations is a raw ``k / n`` moved down by less than
+    ``1 / n``, so ``k = ceil(s n)`` recovers the raw score. ``recovered`` is the share of
+    videos whose implied change lies in ``(-1/n, 0]`` (where the recovery is unambiguous).
+    Then the change ``s - raw`` is fitted as ``intercept + slope raw``: a shift of every
+    score (the ``shift`` form of :class:`memsim.protocol.LinearCorrection`) gives a slope
+    of 0; a ratio ``h(100) / h(mean lag)`` (``ratio``) an intercept of 0.
+    """
+    s = real[col].to_numpy(float)
+    n = real[f"nb_{col[:-len('_memorability')]}_annotations"].to_numpy(float)
+    ok = np.isfinite(s) & (n > 0)
+    s, n = s[ok], n[ok]
+    raw = np.ceil(s * n - 1e-9) / n
+    change = s - raw
+    good = (change <= 1e-12) & (change > -1.0 / n)
+    raw, change = raw[good], change[good]
+    slope, intercept = np.polyfit(raw, change, 1)
+    rel = change[raw > 0] / raw[raw > 0]
+    return {"column": col, "videos": int(ok.sum()), "recovered": float(good.mean()),
+            "mean_raw": float(raw.mean()), "mean_score": float(s[good].mean()),
+            "intercept": float(intercept), "slope": float(slope),
+            "mean_relative_change": float(rel.mean()), "sd_relative_change": float(rel.std(ddof=1)),
+            "sd_change": float(change.std(ddof=1)),
+            "sd_change_if_ratio": float((change - rel.mean() * raw).std(ddof=1))}
+
+
 def load_videomem():
     from memsim.protocol import load_protocol
 
@@ -317,6 +345,13 @@ def run_compat(args) -> int:
         console.print(f"{c}: mean {st['mean']:.3f}, SD {st['sd']:.4f}, binomial noise SD "
                       f"{np.sqrt(st['noise_var']):.4f}, true SD {np.sqrt(max(st['true_var'], 0)):.4f}, "
                       f"{st['videos']} videos, {st['mean_annotations']:.1f} annotations each")
+    rc = released_correction(real)
+    out["released_correction"] = rc
+    console.print(f"released ST correction (raw = ceil(score x count) / count, recovered for "
+                  f"{rc['recovered']:.1%} of {rc['videos']:,} videos): score - raw = {rc['intercept']:+.4f} "
+                  f"{rc['slope']:+.4f} x raw; mean score / raw - 1 = {rc['mean_relative_change']:+.4f} "
+                  f"(SD {rc['sd_relative_change']:.4f}); mean raw {rc['mean_raw']:.4f} -> {rc['mean_score']:.4f}: "
+                  "a ratio, not a shift")
     need = sd_needed(real, COLUMNS[0], PAPER[COLUMNS[0]]["human"], seed=args.seed)
     out["sd_needed"] = need
     console.print(f"observed ST score SD needed for human consistency {need['target']}: "

@@ -33,6 +33,7 @@ __all__ = [
     "annotation_consistency",
     "score_correlation",
     "lag_curve",
+    "correction_change",
     "rt_analyses",
     "video_mean_rt",
     "truth_correlation",
@@ -492,6 +493,16 @@ def decay_alpha_summary(result: ScoreResult) -> dict:
 
 
 # --------------------------------------------------------------------------- everything
+def correction_change(videos: pd.DataFrame) -> dict:
+    """How far a step's correction moved its scores: the mean of score / raw - 1 over the videos
+    with a raw score above 0 (0 without a correction). The released VideoMem short-term scores
+    give -0.0175 (:func:`memsim.compat.released_correction`)."""
+    raw = videos["raw"].to_numpy(float)
+    sc = videos["score"].to_numpy(float)
+    ok = np.isfinite(raw) & np.isfinite(sc) & (raw > 0)
+    return {"mean_relative_change": float(np.mean(sc[ok] / raw[ok] - 1.0)) if ok.any() else float("nan")}
+
+
 def analyse(
     result: ScoreResult,
     *,
@@ -548,7 +559,7 @@ def analyse(
         )
         out["mean_score_raw"][name] = float(vrows["raw"].mean()) if len(n) else float("nan")
         out["mean_score"][name] = float(vrows["score"].mean()) if len(n) else float("nan")
-        out["correction"][name] = result.corrections[name]
+        out["correction"][name] = {**result.corrections[name], **correction_change(vrows)}
         hc = human_consistency(result, s, n_splits=n_splits, seed=seed)
         out["human_consistency"][name] = hc
         curve = annotation_consistency(result, s, repeats=repeats, seed=seed)

@@ -195,7 +195,11 @@ _SERIAL_BELOW = 32  # batches smaller than this run on the calling thread
 
 
 def _step_args(x: StepInput, videos, c: Constants) -> tuple:
-    xs = (
+    return (_input_args(x), *step_tables(videos, c))
+
+
+def _input_args(x: StepInput) -> tuple:
+    return (
         np.ascontiguousarray(x.participant, dtype=np.int64),
         np.ascontiguousarray(x.video, dtype=np.int32),
         np.ascontiguousarray(x.role, dtype=np.int8),
@@ -208,6 +212,10 @@ def _step_args(x: StepInput, videos, c: Constants) -> tuple:
         np.ascontiguousarray(x.lapse, dtype=np.float64),
         np.ascontiguousarray(x.careless, dtype=np.bool_),
     )
+
+
+def step_tables(videos, c: Constants) -> tuple[tuple, tuple]:
+    """The kernel's stimulus arrays and constants, for :func:`play_rows`."""
     vs = (videos.m, videos.rate, np.exp(videos.fa), videos.rt)  # false-alarm attraction as odds
     cs = (
         int(c.seed), int(c.step_index), int(c.law), float(c.shape_a), float(c.shape_b),
@@ -215,7 +223,33 @@ def _step_args(x: StepInput, videos, c: Constants) -> tuple:
         float(c.careless_press_rate), float(c.rt_min_s), float(c.rt_log_sd), float(c.rt_hit_log_mean),
         float(c.rt_hit_slope), float(c.rt_fa_log_mean),
     )
-    return xs, vs, cs
+    return vs, cs
+
+
+@njit(cache=True)
+def _play_and_tally(xs, vs, cs, kind):
+    n, L = xs[1].shape
+    outs = _outputs(n, L)
+    response, rt_out, onset, _, shown = outs
+    duration, gap, ends_on_press = cs[5], cs[6], cs[7]
+    end = np.empty(n)
+    tally = np.zeros((n, 4, 2), dtype=np.int64)
+    for i in range(n):
+        _one_participant(i, xs, vs, cs, outs)
+        last = max(shown[i] - 1, 0)
+        shown_for = np.float64(rt_out[i, last]) if (response[i, last] and ends_on_press) else duration
+        end[i] = onset[i, last] + shown_for + gap
+        for k in range(shown[i]):
+            tally[i, kind[i, k], 1 if response[i, k] else 0] += 1
+    return end, tally
+
+
+def play_and_tally(x: StepInput, tables: tuple[tuple, tuple], kind: np.ndarray):
+    """Play a few participants on the calling thread (:func:`step_tables` made once) and
+    return only when each session ends (float64[n]: the last played slot's onset, how long
+    it was shown, the gap) and ``tally`` (int64[n, 4, 2]): played slots by ``kind``
+    (int[n, L], values 0-3) and response: what a campaign judges a session by as it ends."""
+    return _play_and_tally(_input_args(x), *tables, np.ascontiguousarray(kind, dtype=np.int64))
 
 
 def simulate_step(x: StepInput, videos, c: Constants):

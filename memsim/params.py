@@ -69,10 +69,24 @@ class Forgetting(_Frozen):
         return float(vals[0]), float(vals[1])
 
 
+class SkewedNormal(Normal):
+    """``mean + sd x``, with ``x = sinh(asinh(z) + skew)`` for a standard normal ``z`` (the
+    sinh-arcsinh transform of Jones & Pewsey 2009, tail weight 1): ``skew`` 0 is the normal;
+    above 0 the upper tail is longer and the lower one shorter, below 0 the reverse."""
+
+    skew: Annotated[float, Field(ge=-3.0, le=3.0)] = 0.0
+
+    def transform(self, z: "np.ndarray") -> "np.ndarray":
+        """``x`` for standard normal draws ``z`` (``z`` itself for the normal)."""
+        import numpy as np
+
+        return z if self.skew == 0.0 else np.sinh(np.arcsinh(z) + self.skew)
+
+
 class Videos(_Frozen):
     """Per-stimulus latent parameters."""
 
-    memorability: Normal = Field(
+    memorability: SkewedNormal = Field(
         description="logit of the immediate recognition probability m (t = 0, average participant)"
     )
     false_alarm_sd: NonNeg = Field(0.0, description="sd of a stimulus' false-alarm attraction (logit shift)")

@@ -77,7 +77,7 @@ def draw_videos(params: Params, n: int, seed: int) -> Videos:
     z_e = _gen(seed, _rng.POPULATION_VIDEO, 1).standard_normal(n)
     rho = f.rate_memorability_corr
     z_r = rho * z_m + np.sqrt(max(0.0, 1.0 - rho * rho)) * z_e
-    m = _expit(v.memorability.mean + v.memorability.sd * z_m)
+    m = _expit(v.memorability.mean + v.memorability.sd * v.memorability.transform(z_m))
     rate = to_unit(LAWS[f.law].rate_domain, f.rate.mean + f.rate.sd * z_r)
     fa = v.false_alarm_sd * _gen(seed, _rng.POPULATION_VIDEO, 2).standard_normal(n)
     rt = v.rt_sd * _gen(seed, _rng.POPULATION_VIDEO, 3).standard_normal(n)

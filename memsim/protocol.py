@@ -299,13 +299,20 @@ class NoCorrection(_Frozen):
 
 
 class LinearCorrection(_Frozen):
-    """VideoMem: fit hit rate ~ lag over all target tests; shift each score to ``reference_lag``."""
+    """VideoMem: fit hit rate h(lag) = a + b lag over all target tests; refer each score to
+    ``reference_lag``, by a shift (``shift``: + b (reference - mean lag)) or a ratio
+    (``ratio``: x h(reference) / h(mean lag)), the video's mean lag being that of its tests."""
 
     kind: Literal["linear"] = "linear"
     reference_lag: Lag
+    form: Literal["shift", "ratio"] = Field(
+        "shift",
+        description="shift: add b (reference - mean lag); ratio: multiply by h(reference) / h(mean lag)",
+    )
 
     def describe(self) -> str:
-        return f"linear in lag, one slope for all stimuli, referred to lag {self.reference_lag}"
+        how = "shifted" if self.form == "shift" else "scaled"
+        return f"linear in lag, one slope for all stimuli, {how} to lag {self.reference_lag}"
 
 
 class MementoDecay(_Frozen):
@@ -642,9 +649,17 @@ class LeastAnnotated(_Frozen):
     demand: Demand | None = Field(
         default=None, description="rank stimuli by annotations / demand (a floor with a tail)"
     )
+    counts: Literal["assigned", "kept"] = Field(
+        default="assigned",
+        description="which annotations the ranking counts: every step-1 target assignment "
+        "(assigned), or only those of participants who pass step 1's filters: counted when "
+        "assigned and withdrawn when a session ends and its participant fails them (kept)",
+    )
 
     def describe(self) -> str:
         out = f"random among the {self.pool:,} least-annotated"
+        if self.counts == "kept":
+            out += " (annotations by kept participants)"
         if self.demand is not None:
             out += f" (annotations / demand; {self.demand.describe()})"
         return out

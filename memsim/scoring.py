@@ -18,7 +18,7 @@ from __future__ import annotations
 import io
 import os
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, Mapping
 
 import numpy as np
 import pandas as pd
@@ -36,6 +36,10 @@ __all__ = [
     "CorrectionMethod",
     "correction_x",
     "FILTERS",
+    "first_failed",
+    "passes",
+    "slot_kinds",
+    "stats_from_tally",
     "participant_stats",
     "apply_filters",
     "video_sums",
@@ -133,10 +137,22 @@ def _global_slope(s: VideoSums, ref_x: float) -> tuple[np.ndarray, dict]:
 
 
 def _linear(s: VideoSums, spec) -> tuple[np.ndarray, dict]:
-    """VideoMem: one slope of hit on lag over all annotations; videos moved to the reference lag."""
-    out, p = _global_slope(s, float(spec.reference_lag))
+    """VideoMem: one line h(lag) = a + b lag of hit on lag over all annotations; videos moved to
+    the reference lag by a shift (raw + b (ref - mean lag)) or a ratio (raw h(ref) / h(mean lag)).
+
+    The released VideoMem scores show the ratio: raw - corrected is proportional to raw
+    (docs/scoring.md, "Lag correction").
+    """
+    ref = float(spec.reference_lag)
+    out, p = _global_slope(s, ref)
+    form = getattr(spec, "form", "shift")
+    if form == "ratio":
+        a, b = p["intercept"], p["slope"]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            out = s.raw * (a + b * ref) / (a + b * s.mean_lag)
     return out, {
         "kind": "linear",
+        "form": form,
         "reference_lag": spec.reference_lag,
         "slope": p["slope"],
         "intercept": p["intercept"],
@@ -225,30 +241,89 @@ def _rate(num: np.ndarray, den: np.ndarray) -> np.ndarray:
         return np.where(den > 0, num / np.maximum(den, 1), np.nan)
 
 
-#: filter name -> (protocol field, f(stats frame, Filters) -> bool mask of who fails)
-FILTERS: dict[str, Callable[[pd.DataFrame, object], np.ndarray]] = {
-    "incomplete": lambda st, f: (st["completed_fraction"] < f.min_completed_fraction).to_numpy(),
+#: filter name -> f(per-participant statistics, Filters) -> bool mask of who fails; the
+#: statistics are a mapping of column name -> array (a stats frame's columns, or stats_from_tally)
+FILTERS: dict[str, Callable[[Mapping[str, np.ndarray], object], np.ndarray]] = {
+    "incomplete": lambda st, f: np.asarray(st["completed_fraction"]) < f.min_completed_fraction,
     "vigilance": lambda st, f: (
-        np.zeros(len(st), bool)
+        np.zeros(len(st["vigilance_hit_rate"]), bool)
         if f.min_vigilance_hit_rate is None
-        else (st["vigilance_hit_rate"] < f.min_vigilance_hit_rate).to_numpy()
+        else np.asarray(st["vigilance_hit_rate"]) < f.min_vigilance_hit_rate
     ),
     "hit_rate": lambda st, f: (
-        np.zeros(len(st), bool)
+        np.zeros(len(st["hit_rate"]), bool)
         if f.min_hit_rate is None
-        else (st["hit_rate"] < f.min_hit_rate).to_numpy()
+        else np.asarray(st["hit_rate"]) < f.min_hit_rate
     ),
     "false_alarms": lambda st, f: (
-        np.zeros(len(st), bool)
+        np.zeros(len(st["false_alarm_rate"]), bool)
         if f.max_false_alarm_rate is None
-        else (st["false_alarm_rate"] > f.max_false_alarm_rate).to_numpy()
+        else np.asarray(st["false_alarm_rate"]) > f.max_false_alarm_rate
     ),
     "false_alarms_not_below_hits": lambda st, f: (
-        (st["false_alarm_rate"] >= st["hit_rate"]).to_numpy()
+        np.asarray(st["false_alarm_rate"]) >= np.asarray(st["hit_rate"])
         if f.false_alarms_below_hits
-        else np.zeros(len(st), bool)
+        else np.zeros(len(st["hit_rate"]), bool)
     ),
 }
+
+
+def first_failed(stats: Mapping[str, np.ndarray], filters) -> np.ndarray:
+    """Per participant, the name of the first filter of :data:`FILTERS` she fails ('' if none)."""
+    n = len(stats["completed_fraction"])
+    reason = np.full(n, "", dtype=object)
+    undecided = np.ones(n, bool)
+    for name, fails in FILTERS.items():
+        bad = fails(stats, filters) & undecided
+        reason[bad] = name
+        undecided &= ~bad
+    return reason
+
+
+def passes(stats: Mapping[str, np.ndarray], filters) -> np.ndarray:
+    """Per participant, whether she fails none of :data:`FILTERS`."""
+    ok = np.ones(len(stats["completed_fraction"]), bool)
+    for fails in FILTERS.values():
+        ok &= ~fails(stats, filters)
+    return ok
+
+
+def _with_rates(cols: dict, length: np.ndarray) -> dict:
+    """Add the rates the filters judge to per-participant counts (NaN without a denominator)."""
+    cols["completed_fraction"] = cols["presentations"] / length
+    cols["vigilance_hit_rate"] = _rate(cols["vigilance_hits"], cols["vigilance_tests"])
+    cols["hit_rate"] = _rate(cols["hits"], cols["target_tests"])
+    cols["false_alarm_rate"] = _rate(cols["false_alarms"], cols["first_showings"])
+    return cols
+
+
+def _count_columns(tab: np.ndarray) -> dict:
+    """Counts from a [participant, kind (first showing, vigilance, target, other repeat),
+    response] table."""
+    return {
+        "presentations": tab.sum(axis=(1, 2)),
+        "vigilance_tests": tab[:, 1].sum(axis=1),
+        "vigilance_hits": tab[:, 1, 1],
+        "target_tests": tab[:, 2].sum(axis=1),
+        "hits": tab[:, 2, 1],
+        "first_showings": tab[:, 0].sum(axis=1),
+        "false_alarms": tab[:, 0, 1],
+    }
+
+
+def slot_kinds(role: np.ndarray, repeat: np.ndarray) -> np.ndarray:
+    """What a slot is to the filters: 0 a first showing, 1 a vigilance test, 2 a target test,
+    3 another repeat (role codes in :data:`memsim.trials.ROLES` order)."""
+    return np.where(
+        ~repeat, 0, np.where(role == _VIGILANCE, 1, np.where(role == _TARGET, 2, 3))
+    ).astype(np.int64)
+
+
+def stats_from_tally(tally: np.ndarray, length) -> dict[str, np.ndarray]:
+    """The statistics of :func:`participant_stats` from a [participant, slot kind
+    (:func:`slot_kinds`), response] tally of played slots: what a live campaign judges a
+    session by when it ends (``length``: the step's length)."""
+    return _with_rates(_count_columns(tally), np.float64(length))
 
 
 def _role_codes(col: pd.Series) -> np.ndarray:
@@ -290,33 +365,16 @@ def participant_stats(
     resp = trials["response"].to_numpy()
     m = len(pids) * S
     # one bincount over (participant-step, kind, response) instead of one per statistic
-    kind = np.where(
-        ~rep, 0, np.where(role == _VIGILANCE, 1, np.where(role == _TARGET, 2, 3))
-    ).astype(np.int64)
-    tab = np.bincount(g * 8 + kind * 2 + resp, minlength=m * 8).reshape(m, 4, 2)
-    n = tab.sum(axis=(1, 2))
-    cols = {
-        "presentations": n,
-        "vigilance_tests": tab[:, 1].sum(axis=1),
-        "vigilance_hits": tab[:, 1, 1],
-        "target_tests": tab[:, 2].sum(axis=1),
-        "hits": tab[:, 2, 1],
-        "first_showings": tab[:, 0].sum(axis=1),
-        "false_alarms": tab[:, 0, 1],
-    }
-    present = np.flatnonzero(n > 0)
+    tab = np.bincount(g * 8 + slot_kinds(role, rep) * 2 + resp, minlength=m * 8).reshape(m, 4, 2)
+    cols = _count_columns(tab)
+    present = np.flatnonzero(cols["presentations"] > 0)
     st = pd.DataFrame(
         {"participant": pids[present // S], "step": (present % S + 1).astype(np.int8)}
     )
-    for k, v in cols.items():
-        st[k] = v[present].astype(np.int64)
+    counts = {k: v[present].astype(np.int64) for k, v in cols.items()}
     lengths = np.array([s.length for s in protocol.steps], np.float64)
-    st["completed_fraction"] = st["presentations"] / lengths[st["step"].to_numpy() - 1]
-    st["vigilance_hit_rate"] = _rate(
-        st["vigilance_hits"].to_numpy(), st["vigilance_tests"].to_numpy()
-    )
-    st["hit_rate"] = _rate(st["hits"].to_numpy(), st["target_tests"].to_numpy())
-    st["false_alarm_rate"] = _rate(st["false_alarms"].to_numpy(), st["first_showings"].to_numpy())
+    for k, v in _with_rates(counts, lengths[st["step"].to_numpy() - 1]).items():
+        st[k] = v
     order = [
         "participant",
         "step",
@@ -349,11 +407,7 @@ def apply_filters(stats: pd.DataFrame, protocol: Protocol) -> pd.DataFrame:
         if not len(rows):
             continue
         sub = out.iloc[rows]
-        undecided = np.ones(len(rows), bool)
-        for name, fails in FILTERS.items():
-            bad = fails(sub, spec.filters) & undecided
-            reason[rows[bad]] = name
-            undecided &= ~bad
+        reason[rows] = first_failed({c: sub[c].to_numpy() for c in sub.columns}, spec.filters)
     out["kept"] = reason == ""
     out["reason"] = reason
     return out

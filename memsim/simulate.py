@@ -24,7 +24,7 @@ from numba import njit
 from memsim.campaign import plan_campaign, shuffle_front
 from memsim.errors import UserError
 from memsim.forgetting import LAWS, retention
-from memsim.kernel import ROLE_CODES, Constants, StepInput, simulate_step
+from memsim.kernel import ROLE_CODES, Constants, StepInput, play_and_tally, simulate_step, step_tables
 from memsim.params import Params
 from memsim.population import (
     draw_participants,
@@ -34,6 +34,7 @@ from memsim.population import (
 )
 from memsim.protocol import Protocol, protocol_from_mapping, truth_column
 from memsim.rng import CAMPAIGN, stream_key
+from memsim.scoring import passes, slot_kinds, stats_from_tally
 from memsim.sequence import generate_sequences, layout_for
 
 __all__ = ["Simulation", "simulate", "scale_protocol", "write_simulation", "truth_column"]
@@ -150,39 +151,113 @@ def _draw_earlier_items(eligible, total, seed, pid, s):
     return out
 
 
-def _play(protocol, params, seed, s, layout, pid, items_video, item_prior_onset, start, parts, videos) -> dict:
-    """Sequences and responses of step ``s`` for participants ``pid`` given their items."""
-    step = protocol.steps[s]
+def _slots(step, layout, item: np.ndarray, lag: np.ndarray) -> dict:
+    """What the sequences alone say of each slot: role, repeat, first showing (no stimuli yet)."""
     group_role = np.array([ROLE_CODES[g.role] for g in step.items], dtype=np.int8)
     from_earlier = np.array([not isinstance(g.source, str) for g in step.items])
-    item, lag = generate_sequences(layout, seed, pid, s)
-    video = np.take_along_axis(items_video, item, axis=1)
     gi = layout.group_of_item[item]
-    role = group_role[gi]
     within = lag >= 0
-    repeat = within | from_earlier[gi]
     pos = np.arange(step.length, dtype=np.int32)[None, :]
-    first_pos = np.where(within, pos - lag, -1).astype(np.int32)
-    prior = np.where(from_earlier[gi], np.take_along_axis(item_prior_onset, item, axis=1), np.nan)
-    x = StepInput(
-        participant=pid, video=video, role=role, repeat=repeat, first_pos=first_pos,
-        prior_onset=prior, start_s=start, ability=parts.ability[pid], fa=parts.fa[pid],
-        lapse=parts.lapse[pid], careless=parts.careless[pid],
-    )
-    response, rt, onset, delay, shown = simulate_step(x, videos, _constants(protocol, params, seed, s))
-    n = pid.shape[0]
-    rows = np.arange(n)
+    return {
+        "item": item, "lag": lag, "role": group_role[gi], "within": within,
+        "from_earlier": from_earlier[gi], "repeat": within | from_earlier[gi],
+        "first_pos": np.where(within, pos - lag, -1).astype(np.int32),
+    }
+
+
+def _session_end(protocol, response, rt, onset, shown) -> np.ndarray:
+    """When each session ends: the last played slot's onset, how long it was shown, the gap."""
+    rows = np.arange(shown.shape[0])
     last = np.maximum(shown - 1, 0)
     last_len = np.where(
         response[rows, last] & protocol.stimuli.response_ends_presentation,
-        rt[rows, last], protocol.stimuli.duration_s,
+        rt[rows, last].astype(np.float64), protocol.stimuli.duration_s,
     )
+    return onset[rows, last] + last_len + protocol.stimuli.gap_s
+
+
+def _inputs(sl: dict, pid, items_video, item_prior_onset, start, parts) -> StepInput:
+    video = np.take_along_axis(items_video, sl["item"], axis=1)
+    prior = np.where(sl["from_earlier"], np.take_along_axis(item_prior_onset, sl["item"], axis=1), np.nan)
+    return StepInput(
+        participant=pid, video=video, role=sl["role"], repeat=sl["repeat"], first_pos=sl["first_pos"],
+        prior_onset=prior, start_s=start, ability=parts.ability[pid], fa=parts.fa[pid],
+        lapse=parts.lapse[pid], careless=parts.careless[pid],
+    )
+
+
+def _play(protocol, params, seed, s, layout, pid, items_video, item_prior_onset, start, parts, videos) -> dict:
+    """Sequences and responses of step ``s`` for participants ``pid`` given their items."""
+    step = protocol.steps[s]
+    item, lag = generate_sequences(layout, seed, pid, s)
+    sl = _slots(step, layout, item, lag)
+    x = _inputs(sl, pid, items_video, item_prior_onset, start, parts)
+    response, rt, onset, delay, shown = simulate_step(x, videos, _constants(protocol, params, seed, s))
+    pos = np.arange(step.length, dtype=np.int32)[None, :]
     return {
-        "item": item, "lag": lag, "video": video, "role": role, "within": within, "repeat": repeat,
-        "response": response, "rt": rt, "onset": onset, "delay": delay, "shown": shown,
-        "shown_mask": pos < shown[:, None],
-        "end": onset[rows, last] + last_len + protocol.stimuli.gap_s,
+        "item": item, "lag": lag, "video": x.video, "role": sl["role"], "within": sl["within"],
+        "repeat": sl["repeat"], "response": response, "rt": rt, "onset": onset, "delay": delay,
+        "shown": shown, "shown_mask": pos < shown[:, None],
+        "end": _session_end(protocol, response, rt, onset, shown),
     }
+
+
+class _FirstStepPlayer:
+    """Step 1 played for a few participants at a time while the campaign runs, for the policies
+    that learn from sessions as they end. Sequences are generated a block of participants at a
+    time, each from the participant's own stream: the same as when the whole step is played."""
+
+    BLOCK = 2048
+
+    def __init__(self, protocol, params, seed, parts, videos):
+        self.protocol, self.seed, self.parts = protocol, seed, parts
+        self.step = protocol.steps[0]
+        self.layout = layout_for(self.step)
+        self.videos, self.constants = videos, _constants(protocol, params, seed, 0)
+        self.tables = step_tables(videos, self.constants)
+        self.blocks: dict[int, dict] = {}
+
+    def _slots(self, pid: np.ndarray) -> dict:
+        B = self.BLOCK
+        first, last = int(pid.min()) // B, int(pid.max()) // B
+        for b in range(first, last + 1):
+            if b not in self.blocks:
+                for old in [k for k in self.blocks if k < b - 1]:  # participants arrive in order
+                    del self.blocks[old]
+                ids = np.arange(b * B, min((b + 1) * B, self.parts.n), dtype=np.int64)
+                sl = _slots(self.step, self.layout, *generate_sequences(self.layout, self.seed, ids, 0))
+                self.blocks[b] = {k: sl[k] for k in ("item", "role", "repeat", "first_pos")}
+                self.blocks[b]["kind"] = slot_kinds(sl["role"], sl["repeat"])
+        if first == last:
+            rows = pid - first * B
+            return {k: v[rows] for k, v in self.blocks[first].items()}
+        parts = [{k: v[pid[pid // B == b] - b * B] for k, v in self.blocks[b].items()}
+                 for b in range(first, last + 1)]
+        return {k: np.concatenate([q[k] for q in parts]) for k in parts[0]}
+
+    def _inputs(self, sl: dict, pid: np.ndarray, items: np.ndarray, start: np.ndarray) -> StepInput:
+        p = self.parts
+        video = np.take_along_axis(items, sl["item"], axis=1)
+        return StepInput(
+            participant=pid, video=video, role=sl["role"], repeat=sl["repeat"],
+            first_pos=sl["first_pos"], prior_onset=np.full(video.shape, np.nan), start_s=start,
+            ability=p.ability[pid], fa=p.fa[pid], lapse=p.lapse[pid], careless=p.careless[pid],
+        )
+
+    def observe(self, p: int, chosen: np.ndarray, now: float):
+        """Participant p's step 1 alone: ``(end_s, tested target videos, hits)`` (adaptive policy)."""
+        pid = np.array([p], np.int64)
+        x = self._inputs(self._slots(pid), pid, chosen[None, :], np.array([now]))
+        response, rt, onset, _, shown = simulate_step(x, self.videos, self.constants)
+        tested = (x.role[0] == ROLE_CODES["target"]) & x.repeat[0] & (np.arange(self.step.length) < shown[0])
+        return float(_session_end(self.protocol, response, rt, onset, shown)[0]), x.video[0][tested], response[0][tested]
+
+    def judge(self, pid: np.ndarray, items: np.ndarray, start: np.ndarray):
+        """``(end_s, kept)`` of these participants' step 1 (``pid`` increasing) under its filters
+        (``counts: kept``)."""
+        sl = self._slots(pid)
+        end, tally = play_and_tally(self._inputs(sl, pid, items, start), self.tables, sl["kind"])
+        return end, passes(stats_from_tally(tally, self.step.length), self.step.filters)
 
 
 def _later_step_items(protocol: Protocol, s: int, layout, later, prev: dict, seed: int):
@@ -259,17 +334,10 @@ def simulate(protocol: Protocol, params: Params, seed: int = 0, scale: float = 1
     max_p = stop.count if stop.kind == "participants" else stop.max_participants
     videos = draw_videos(params, protocol.stimuli.count, seed)
     parts = draw_participants(params, max_p, seed)  # prefix-stable: the first n are the same
-    layout0 = layout_for(steps[0])
-
-    def observe(p: int, chosen: np.ndarray, now: float):
-        """Play participant p's step 1 alone (the adaptive policy learns from it)."""
-        one = _play(protocol, params, seed, 0, layout0, np.array([p], np.int64), chosen[None, :],
-                    np.full((1, layout0.n_items), np.nan), np.array([now]), parts, videos)
-        tested = (one["role"][0] == ROLE_CODES["target"]) & one["repeat"][0] & one["shown_mask"][0]
-        return float(one["end"][0]), one["video"][0][tested], one["response"][0][tested]
-
+    player = _FirstStepPlayer(protocol, params, seed, parts, videos)
     plan = plan_campaign(protocol, seed, params.participants.return_probability,
-                         observe=observe if protocol.selection.kind == "adaptive" else None)
+                         observe=player.observe, judge=player.judge,
+                         min_press_s=params.participants.rt.min_s)
 
     tables = []
     # per step: participant ids, item->video [n, n_items], item onset (last showing) [n, n_items], end time

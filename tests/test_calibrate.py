@@ -85,7 +85,7 @@ def test_eval_log_ignores_torn_line_and_refuses_other_settings(tmp_path):
 
 
 WELL_IDENTIFIED = ("videos.memorability.mean", "participants.return_probability",
-                   "participants.rt.hit_log_mean", "participants.rt.false_alarm_log_mean")
+                   "forgetting.shape.time_constant_s", "participants.rt.false_alarm_log_mean")
 
 
 def test_recovers_well_identified_parameters(tmp_path, params):
@@ -100,7 +100,7 @@ def test_recovers_well_identified_parameters(tmp_path, params):
     fixed = tuple(f.path for f in C.VIDEOMEM_FREE if f.path not in WELL_IDENTIFIED)
     free = C.free_for(params, fixed)
     syn, real = C.synthetic_targets(proto, params, targets, seed=11)
-    start = C.with_values(params, free, C.values_of(params, free) + np.array([0.4, 0.2, -0.2, 0.2]))
+    start = C.with_values(params, free, C.values_of(params, free) + np.array([0.4, 2000.0, 0.2, 0.2]))
     res = C.calibrate(proto, start, syn, real=real, scale=1.0, seeds=(3,), budget=60, workers=1,
                       log_path=tmp_path / "log.jsonl", fixed=fixed)
     table = C.recovery_table(params, res["params"], start, free)

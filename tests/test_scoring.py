@@ -36,6 +36,7 @@ FAST = settings(max_examples=25, deadline=None, suppress_health_check=[HealthChe
 CORR = [
     {"kind": "none"},
     {"kind": "linear", "reference_lag": 9},
+    {"kind": "linear", "reference_lag": 9, "form": "ratio"},
     {"kind": "memento_decay", "reference_lag": 7},
     {"kind": "log_linear", "reference_lag": 9},
 ]
@@ -107,10 +108,15 @@ def brute_force(trials: pd.DataFrame, protocol) -> dict:
             mx, mh = sum(xs) / len(xs), sum(hs) / len(hs)
             sxx = sum((x - mx) ** 2 for x in xs)
             slope = sum((x - mx) * (h - mh) for x, h in zip(xs, hs)) / sxx if sxx > 0 else 0.0
+            ratio = getattr(corr, "form", "shift") == "ratio"
             for v, a in ann.items():
                 raw = sum(h for h, _ in a) / len(a)
                 ml = sum(f(x) for _, x in a) / len(a)
-                res[v] = (min(1.0, max(0.0, raw + slope * (f(corr.reference_lag) - ml))), len(a))
+                if ratio:  # the fitted line h(x) = mh + slope (x - mx), at the reference over at ml
+                    val = raw * (mh + slope * (f(corr.reference_lag) - mx)) / (mh + slope * (ml - mx))
+                else:
+                    val = raw + slope * (f(corr.reference_lag) - ml)
+                res[v] = (min(1.0, max(0.0, val)), len(a))
         elif corr.kind == "memento_decay":
             for v, a in ann.items():
                 h = np.array([x[0] for x in a])
@@ -259,6 +265,54 @@ def test_linear_correction_moves_the_mean_to_the_reference_lag(ann, ref):
     )
     # and each video moved by slope x (reference lag - its mean lag)
     np.testing.assert_allclose(out - s.raw, p["slope"] * (ref - s.mean_lag), atol=1e-12)
+
+
+@FAST
+@given(annotations(), st.integers(1, 150))
+def test_linear_ratio_correction_scales_by_the_line(ann, ref):
+    """form ratio: each video's raw score times h(reference) / h(its mean lag), with h the
+    same fitted line as the shift form."""
+    video, hit, lag, V = ann
+    s = video_sums(video, hit, lag, V)
+    shift, p = CORRECTIONS["linear"].fit(s, type("S", (), {"kind": "linear", "reference_lag": ref})())
+    spec = type("S", (), {"kind": "linear", "reference_lag": ref, "form": "ratio"})()
+    out, q = CORRECTIONS["linear"].fit(s, spec)
+    assert q["slope"] == p["slope"] and q["form"] == "ratio" and p["form"] == "shift"
+    h = lambda x: p["intercept"] + p["slope"] * x  # noqa: E731
+    if np.all(np.abs(h(s.mean_lag)) > 1e-9):
+        np.testing.assert_allclose(out, s.raw * h(ref) / h(s.mean_lag), rtol=1e-9, atol=1e-12)
+
+
+def test_released_correction_tells_a_ratio_from_a_shift():
+    """Scores corrected either way and written with 3 decimals: undoing them recovers every
+    raw score, and the fitted change says which form was applied."""
+    from memsim.compat import released_correction
+
+    rng = np.random.default_rng(4)
+    n = rng.integers(30, 40, 3000)
+    raw = rng.binomial(n, rng.beta(8, 1.5, 3000)) / n
+    lag = 72.5 + rng.normal(0, 3, 3000)
+    b, a = -0.0006, 0.92
+    forms = {"shift": raw + b * (100 - lag), "ratio": raw * (a + b * 100) / (a + b * lag)}
+    got = {}
+    for form, sc in forms.items():
+        real = pd.DataFrame({"short-term_memorability": np.round(sc, 3), "nb_short-term_annotations": n})
+        got[form] = released_correction(real)
+        assert got[form]["recovered"] > 0.99
+    assert abs(got["shift"]["slope"]) < 0.002 and got["shift"]["intercept"] < -0.01
+    assert abs(got["ratio"]["intercept"]) < 0.002 and got["ratio"]["slope"] < -0.01
+
+
+@pytest.mark.skipif(not REAL.exists(), reason="released VideoMem data not present")
+def test_released_videomem_correction_is_a_ratio():
+    """The released short-term scores: every raw score is recovered, and score - raw is
+    proportional to raw (intercept ~0), about -1.75 % of it."""
+    from memsim.compat import released_correction
+
+    rc = released_correction(read_scores(REAL))
+    assert rc["recovered"] == 1.0 and rc["videos"] == 7000
+    assert abs(rc["intercept"]) < 0.002 and rc["slope"] < -0.012
+    assert rc["mean_relative_change"] == pytest.approx(-0.0175, abs=0.0005)
 
 
 @FAST

@@ -159,6 +159,26 @@ def test_least_annotated_selection_stays_in_pool():
         assert counts[chosen].max() <= boundary
 
 
+def test_least_annotated_draw_is_uniform_over_the_pool():
+    """Every stimulus below the boundary count is drawn with probability k / pool, each of
+    the boundary bucket with k / pool x (its share of the pool's places left), others never."""
+    idx = AnnotationIndex(60, 100)
+    idx.add(np.arange(20, 60, dtype=np.int32))  # 0-19 at count 0, 20-59 at count 1
+    idx.add(np.arange(40, 60, dtype=np.int32))  # 40-59 at count 2
+    pool, k, draws = 30, 6, 20000
+    seen = np.zeros(60)
+    state = np.uint64(99)
+    for _ in range(draws):
+        state, chosen = select_least_annotated(idx.order, idx.start, pool, k, np.uint64(state))
+        seen[chosen] += 1
+    freq = seen / draws
+    assert np.all(freq[40:] == 0)
+    sd = np.sqrt(0.2 * 0.8 / draws)
+    assert np.all(np.abs(freq[:20] - k / pool) < 5 * sd)  # all 20 always in the pool
+    # 10 of the 20 at count 1 fill the pool: each is in it w.p. 1/2, then drawn w.p. k / pool
+    assert np.all(np.abs(freq[20:40] - k / pool / 2) < 5 * np.sqrt(0.1 * 0.9 / draws))
+
+
 def test_demand_index_orders_by_annotations_over_demand():
     """With demands the index keeps stimuli sorted by floor(count / demand), counts kept apart."""
     rng = np.random.default_rng(1)
@@ -175,6 +195,104 @@ def test_demand_index_orders_by_annotations_over_demand():
     for _ in range(100):
         state, chosen = select_least_annotated(idx.order, idx.start, 80, 20, state)
         assert key[chosen].max() <= boundary
+
+
+@pytest.mark.parametrize("with_demand", [False, True])
+def test_index_withdrawals_undo_annotations(with_demand):
+    """remove() is add() backwards: after random adds and removes the index is sorted by key,
+    ``where`` inverts ``order``, each bucket boundary is where the keys change, and the
+    counts are the adds minus the removes."""
+    rng = np.random.default_rng(3)
+    n = 300
+    demand = 1.0 + 2.0 * rng.random(n) * (rng.random(n) < 0.3) if with_demand else None
+    idx = AnnotationIndex(n, 4000, demand)
+    net = np.zeros(n, np.int64)
+    given_out = []
+    for _ in range(600):
+        if given_out and rng.random() < 0.3:
+            vids = given_out.pop(int(rng.integers(len(given_out))))
+            idx.remove(vids)
+            net[vids] -= 1
+        else:
+            vids = rng.choice(n, 25, replace=False).astype(np.int32)
+            idx.add(vids)
+            given_out.append(vids)
+            net[vids] += 1
+    assert np.array_equal(idx.counts, net)
+    key = np.floor(net / demand).astype(np.int64) if with_demand else net
+    assert np.array_equal(idx.keys, key)
+    assert np.array_equal(idx.where[idx.order], np.arange(n))
+    assert np.all(np.diff(key[idx.order]) >= 0)
+    for c in range(int(key.max()) + 2):
+        assert idx.start[c] == np.searchsorted(key[idx.order], c)
+
+
+def _kept_counting(videomem, scale):
+    d = videomem.dump()
+    d["selection"]["counts"] = "kept"
+    from memsim.simulate import scale_protocol
+
+    return scale_protocol(protocol_from_mapping(d), scale)
+
+
+def test_kept_counting_balances_the_annotations_scoring_keeps(videomem, params):
+    """counts: kept withdraws the assignments of participants the step-1 filters drop, when
+    their session ends: the campaign's final counts are exactly the scored annotation counts,
+    and they are tighter than when assignments are balanced (the filters thin those at random)."""
+    from memsim.scoring import score
+
+    out = {}
+    for mode in ("assigned", "kept"):
+        d = videomem.dump()
+        d["selection"]["counts"] = mode
+        d["selection"].pop("demand", None)
+        sim = simulate(protocol_from_mapping(d), params, seed=5, scale=0.1)
+        res = score(sim.trials, sim.protocol)
+        out[mode] = res.scores["nb_short-term_annotations"].to_numpy()
+        if mode == "kept":
+            from memsim.simulate import scale_protocol
+
+            plan = plan_campaign(scale_protocol(protocol_from_mapping(d), 0.1), seed=5,
+                                 return_probability=params.participants.return_probability,
+                                 judge=_judge_for(sim, params), min_press_s=params.participants.rt.min_s)
+            assert np.array_equal(plan.annotation_counts, out[mode])
+    assert out["kept"].std() < 0.6 * out["assigned"].std()
+    assert out["kept"].max() - out["kept"].min() <= 3
+
+
+def _judge_for(sim, params):
+    from memsim.population import draw_participants, draw_videos
+    from memsim.simulate import _FirstStepPlayer
+
+    n = int(sim.trials["participant"].max()) + 1
+    return _FirstStepPlayer(sim.protocol, params, sim.seed, draw_participants(params, n, sim.seed),
+                            draw_videos(params, sim.protocol.stimuli.count, sim.seed)).judge
+
+
+def test_campaign_verdicts_are_the_scoring_filters(videomem, params):
+    """The sessions the campaign judges as they end are the step-1 sessions of the trial table:
+    the same end times, and the same participants kept as the scoring pipeline keeps."""
+    from memsim.scoring import score
+
+    sim = simulate(_kept_counting(videomem, 0.05), params, seed=9)
+    res = score(sim.trials, sim.protocol)
+    one = sim.trials[sim.trials["step"] == 1]
+    pids = np.sort(one["participant"].unique())
+    judge = _judge_for(sim, params)
+    # the same campaign again (same seed, same judge), for each participant's assigned items
+    plan = plan_campaign(sim.protocol, sim.seed, params.participants.return_probability, judge=judge,
+                         min_press_s=params.participants.rt.min_s)
+    assert plan.n_participants == len(pids)
+    assert np.array_equal(one.groupby("participant")["onset_s"].min().to_numpy(), plan.arrival_s[pids])
+    ends, kept = judge(pids, plan.step1_items[pids], plan.arrival_s[pids])
+    last = one.groupby("participant").tail(1)
+    ends_table = (last["onset_s"].to_numpy()
+                  + np.where(last["response"].to_numpy(), last["rt_s"].to_numpy(np.float64),
+                             sim.protocol.stimuli.duration_s) + sim.protocol.stimuli.gap_s)
+    assert np.array_equal(ends, ends_table)
+    ps = res.participants
+    expect = ps[ps["step"] == 1].set_index("participant").loc[pids, "kept"].to_numpy()
+    assert np.array_equal(kept, expect) and 0 < (~kept).sum() < kept.sum()
 
 
 def test_demand_gives_annotations_in_proportion(videomem):
@@ -344,6 +462,28 @@ def test_latent_truth_tables(small_sim):
     assert v.true_short_term.between(0, 1).all() and (v.true_short_term >= v.true_long_term - 1e-12).all()
     p = small_sim.participants
     assert len(p) == small_sim.trials.participant.nunique()
+
+
+def test_memorability_skew(params):
+    """skew 0 draws the normal (the same numbers as without the field); skew > 0 lengthens the
+    upper tail of logit m, from the same standard normals (common random numbers across skews)."""
+    from scipy.stats import skew
+
+    from memsim.params import params_from_mapping
+
+    def logit_m(k):
+        d = params.dump()
+        d["videos"]["memorability"].update(mean=0.0, sd=1.0, skew=k)
+        m = draw_videos(params_from_mapping(d), 20000, seed=3).m
+        return np.log(m / (1 - m))
+
+    plain = logit_m(0.0)
+    z = np.random.default_rng(np.random.SeedSequence(3, spawn_key=(3, 0))).standard_normal(20000)
+    np.testing.assert_allclose(plain, z, atol=1e-9)
+    right = logit_m(0.5)
+    assert skew(right) > 0.3 > abs(skew(plain))
+    np.testing.assert_allclose(right, np.sinh(np.arcsinh(z) + 0.5), atol=1e-9)
+    assert np.array_equal(np.argsort(right), np.argsort(plain))  # monotone: the same order
 
 
 def test_more_participants_keep_the_first_ones(params):
