@@ -130,16 +130,21 @@ def _add_demanded(counts, keys, demand, order, where, start, videos):
             _raise_key(keys, order, where, start, v)
 
 
-@njit(cache=True)
-def _raise_key(keys, order, where, start, v):
-    c = keys[v]
-    last = start[c + 1] - 1  # last place of bucket c
-    u = order[last]
+@njit(cache=True, inline="always")
+def _swap_into(order, where, v, place):
+    """Swap stimulus ``v`` with whichever stimulus is at ``place`` of ``order``."""
+    u = order[place]
     i = where[v]
     order[i] = u
     where[u] = i
-    order[last] = v
-    where[v] = last
+    order[place] = v
+    where[v] = place
+
+
+@njit(cache=True)
+def _raise_key(keys, order, where, start, v):
+    c = keys[v]
+    _swap_into(order, where, v, start[c + 1] - 1)  # to the last place of bucket c
     start[c + 1] -= 1  # v now opens bucket c + 1
     keys[v] = c + 1
 
@@ -153,13 +158,7 @@ def _add_annotations(counts, order, where, start, videos):
 @njit(cache=True)
 def _lower_key(keys, order, where, start, v):
     c = keys[v]
-    first = start[c]  # first place of bucket c
-    u = order[first]
-    i = where[v]
-    order[i] = u
-    where[u] = i
-    order[first] = v
-    where[v] = first
+    _swap_into(order, where, v, start[c])  # to the first place of bucket c
     start[c] += 1  # v now closes bucket c - 1
     keys[v] = c - 1
 

@@ -215,7 +215,7 @@ def _input_args(x: StepInput) -> tuple:
 
 
 def step_tables(videos, c: Constants) -> tuple[tuple, tuple]:
-    """The kernel's stimulus arrays and constants, for :func:`play_rows`."""
+    """The kernel's stimulus arrays and constants, made once for many :func:`play_and_tally`."""
     vs = (videos.m, videos.rate, np.exp(videos.fa), videos.rt)  # false-alarm attraction as odds
     cs = (
         int(c.seed), int(c.step_index), int(c.law), float(c.shape_a), float(c.shape_b),
@@ -245,10 +245,10 @@ def _play_and_tally(xs, vs, cs, kind):
 
 
 def play_and_tally(x: StepInput, tables: tuple[tuple, tuple], kind: np.ndarray):
-    """Play a few participants on the calling thread (:func:`step_tables` made once) and
-    return only when each session ends (float64[n]: the last played slot's onset, how long
-    it was shown, the gap) and ``tally`` (int64[n, 4, 2]): played slots by ``kind``
-    (int[n, L], values 0-3) and response: what a campaign judges a session by as it ends."""
+    """Play a few participants on the calling thread and return just what a campaign judges a
+    session by as it ends: when each session ends (float64[n]: the last played slot's onset,
+    how long it was shown, the gap) and a tally (int64[n, 4, 2]) of the played slots by
+    ``kind`` (int[n, L], values 0-3, :func:`memsim.scoring.slot_kinds`) and response."""
     return _play_and_tally(_input_args(x), *tables, np.ascontiguousarray(kind, dtype=np.int64))
 
 
