@@ -32,6 +32,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from memsim.compare import ks_distance  # noqa: E402
+from memsim.compat import raw_hits  # noqa: E402
 from memsim.data import data_dir  # noqa: E402
 from memsim.scoring import read_scores  # noqa: E402
 
@@ -46,7 +47,7 @@ def main() -> int:
     real = read_scores(data_dir(args.data) / "videomem" / "ground-truth_dev-set.csv")
     s = real["short-term_memorability"].to_numpy(float)
     n = real["nb_short-term_annotations"].to_numpy()
-    k = np.ceil(s * n - 1e-9).astype(int)
+    k = raw_hits(s, n).astype(int)
     ratio = s / (k / n)
     rng = np.random.default_rng(0)
 

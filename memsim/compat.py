@@ -35,7 +35,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-__all__ = ["implied_variance", "beta_params", "released_correction", "synthetic_result", "consistency_of", "compat_table",
+__all__ = ["implied_variance", "beta_params", "raw_hits", "released_correction", "synthetic_result", "consistency_of", "compat_table",
            "readings_table", "run_compat"]
 
 COLUMNS = ("short-term_memorability", "long-term_memorability")
@@ -285,6 +285,12 @@ def simulator_check(params, *, scale: float = 0.5, seed: int = 0) -> pd.DataFram
     return pd.DataFrame(rows)
 
 
+def raw_hits(scores: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """The hits k behind released corrected scores of ``counts`` annotations: a corrected score
+    is a raw k / n moved down by less than 1 / n, so k = ceil(score n)."""
+    return np.ceil(np.asarray(scores, float) * counts - 1e-9)
+
+
 def released_correction(real: pd.DataFrame, col: str = "short-term_memorability") -> dict:
     """Undo the lag correction of released scores written with their annotation counts.
 
@@ -299,7 +305,7 @@ def released_correction(real: pd.DataFrame, col: str = "short-term_memorability"
     n = real[f"nb_{col[:-len('_memorability')]}_annotations"].to_numpy(float)
     ok = np.isfinite(s) & (n > 0)
     s, n = s[ok], n[ok]
-    raw = np.ceil(s * n - 1e-9) / n
+    raw = raw_hits(s, n) / n
     change = s - raw
     good = (change <= 1e-12) & (change > -1.0 / n)
     raw, change = raw[good], change[good]

@@ -231,24 +231,19 @@ def _play_and_tally(xs, vs, cs, kind):
     n, L = xs[1].shape
     outs = _outputs(n, L)
     response, rt_out, onset, _, shown = outs
-    duration, gap, ends_on_press = cs[5], cs[6], cs[7]
-    end = np.empty(n)
     tally = np.zeros((n, 4, 2), dtype=np.int64)
     for i in range(n):
         _one_participant(i, xs, vs, cs, outs)
-        last = max(shown[i] - 1, 0)
-        shown_for = np.float64(rt_out[i, last]) if (response[i, last] and ends_on_press) else duration
-        end[i] = onset[i, last] + shown_for + gap
         for k in range(shown[i]):
             tally[i, kind[i, k], 1 if response[i, k] else 0] += 1
-    return end, tally
+    return response, rt_out, onset, shown, tally
 
 
 def play_and_tally(x: StepInput, tables: tuple[tuple, tuple], kind: np.ndarray):
-    """Play a few participants on the calling thread and return just what a campaign judges a
-    session by as it ends: when each session ends (float64[n]: the last played slot's onset,
-    how long it was shown, the gap) and a tally (int64[n, 4, 2]) of the played slots by
-    ``kind`` (int[n, L], values 0-3, :func:`memsim.scoring.slot_kinds`) and response."""
+    """Play a few participants on the calling thread and return ``(response, rt_s, onset_s,
+    shown, tally)``: the outputs of :func:`simulate_step` but the delays, and a tally
+    (int64[n, 4, 2]) of the played slots by ``kind`` (int[n, L], values 0-3,
+    :func:`memsim.scoring.slot_kinds`) and response: what a campaign judges a session by."""
     return _play_and_tally(_input_args(x), *tables, np.ascontiguousarray(kind, dtype=np.int64))
 
 

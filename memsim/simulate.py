@@ -226,7 +226,7 @@ class _FirstStepPlayer:
                     del self.blocks[old]
                 ids = np.arange(b * B, min((b + 1) * B, self.parts.n), dtype=np.int64)
                 sl = _slots(self.step, self.layout, *generate_sequences(self.layout, self.seed, ids, 0))
-                self.blocks[b] = {k: sl[k] for k in ("item", "role", "repeat", "first_pos")}
+                self.blocks[b] = {k: sl[k] for k in ("item", "role", "from_earlier", "repeat", "first_pos")}
                 self.blocks[b]["kind"] = slot_kinds(sl["role"], sl["repeat"])
         if first == last:
             rows = pid - first * B
@@ -236,13 +236,7 @@ class _FirstStepPlayer:
         return {k: np.concatenate([q[k] for q in parts]) for k in parts[0]}
 
     def _inputs(self, sl: dict, pid: np.ndarray, items: np.ndarray, start: np.ndarray) -> StepInput:
-        p = self.parts
-        video = np.take_along_axis(items, sl["item"], axis=1)
-        return StepInput(
-            participant=pid, video=video, role=sl["role"], repeat=sl["repeat"],
-            first_pos=sl["first_pos"], prior_onset=np.full(video.shape, np.nan), start_s=start,
-            ability=p.ability[pid], fa=p.fa[pid], lapse=p.lapse[pid], careless=p.careless[pid],
-        )
+        return _inputs(sl, pid, items, np.full(items.shape, np.nan), start, self.parts)
 
     def observe(self, p: int, chosen: np.ndarray, now: float):
         """Participant p's step 1 alone: ``(end_s, tested target videos, hits)`` (adaptive policy)."""
@@ -256,7 +250,9 @@ class _FirstStepPlayer:
         """``(end_s, kept)`` of these participants' step 1 (``pid`` increasing) under its filters
         (``counts: kept``)."""
         sl = self._slots(pid)
-        end, tally = play_and_tally(self._inputs(sl, pid, items, start), self.tables, sl["kind"])
+        response, rt, onset, shown, tally = play_and_tally(self._inputs(sl, pid, items, start), self.tables,
+                                                           sl["kind"])
+        end = _session_end(self.protocol, response, rt, onset, shown)
         return end, passes(stats_from_tally(tally, self.step.length), self.step.filters)
 
 
