@@ -33,6 +33,8 @@ demands from ``(seed, DEMAND, 0)``, step ``s``'s pick demands from ``(seed, DEMA
 
 from __future__ import annotations
 
+from memsim import _jitcache  # noqa: F401  (first: drops numba caches older than the sources)
+
 import heapq
 from dataclasses import dataclass, field
 

@@ -291,6 +291,9 @@ def raw_hits(scores: np.ndarray, counts: np.ndarray) -> np.ndarray:
     return np.ceil(np.asarray(scores, float) * counts - 1e-9)
 
 
+TAIL_COUNT = 45  # released videos with more annotations than this were corrected differently
+
+
 def released_correction(real: pd.DataFrame, col: str = "short-term_memorability") -> dict:
     """Undo the lag correction of released scores written with their annotation counts.
 
@@ -311,12 +314,20 @@ def released_correction(real: pd.DataFrame, col: str = "short-term_memorability"
     raw, change = raw[good], change[good]
     slope, intercept = np.polyfit(raw, change, 1)
     rel = change[raw > 0] / raw[raw > 0]
+    nr = n[good][raw > 0]
+    groups = {}
+    for name, sel in ((f"<= {TAIL_COUNT} annotations", nr <= TAIL_COUNT), (f"> {TAIL_COUNT} annotations", nr > TAIL_COUNT)):
+        groups[name] = {"videos": int(sel.sum()),
+                        "mean_relative_change": float(rel[sel].mean()) if sel.any() else float("nan"),
+                        "sd_relative_change": float(rel[sel].std(ddof=1)) if sel.sum() > 1 else float("nan")}
     return {"column": col, "videos": int(ok.sum()), "recovered": float(good.mean()),
             "mean_raw": float(raw.mean()), "mean_score": float(s[good].mean()),
             "intercept": float(intercept), "slope": float(slope),
-            "mean_relative_change": float(rel.mean()), "sd_relative_change": float(rel.std(ddof=1)),
+            "mean_relative_change": float(rel.mean()), "median_relative_change": float(np.median(rel)),
+            "sd_relative_change": float(rel.std(ddof=1)),
             "sd_change": float(change.std(ddof=1)),
-            "sd_change_if_ratio": float((change - rel.mean() * raw).std(ddof=1))}
+            "sd_change_if_ratio": float((change - rel.mean() * raw).std(ddof=1)),
+            "by_count": groups}
 
 
 def load_videomem():
@@ -358,6 +369,9 @@ def run_compat(args) -> int:
                   f"{rc['slope']:+.4f} x raw; mean score / raw - 1 = {rc['mean_relative_change']:+.4f} "
                   f"(SD {rc['sd_relative_change']:.4f}); mean raw {rc['mean_raw']:.4f} -> {rc['mean_score']:.4f}: "
                   "a ratio, not a shift")
+    console.print("  by annotation count: " + "; ".join(
+        f"{g}: {v['videos']:,} videos, mean {v['mean_relative_change']:+.4f} (SD {v['sd_relative_change']:.4f})"
+        for g, v in rc["by_count"].items()) + f"; median {rc['median_relative_change']:+.4f}")
     need = sd_needed(real, COLUMNS[0], PAPER[COLUMNS[0]]["human"], seed=args.seed)
     out["sd_needed"] = need
     console.print(f"observed ST score SD needed for human consistency {need['target']}: "

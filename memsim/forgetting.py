@@ -22,6 +22,8 @@ dispatches on (numba cannot store first-class functions in arrays cheaply).
 
 from __future__ import annotations
 
+from memsim import _jitcache  # noqa: F401  (first: drops numba caches older than the sources)
+
 import math
 from dataclasses import dataclass
 
@@ -57,6 +59,19 @@ def _exponential_asymptote(t, m, r, a, b):
     return m * (1.0 - r * (1.0 - math.exp(-t / a)))
 
 
+@njit(cache=True, inline="always")
+def _logit_exponential_asymptote(t, m, r, a, b):
+    # logit R = logit m - r * (1 - exp(-t / a)): the memory's log-odds fall by up to r with
+    # time constant a, so a video recognised almost surely at once loses little probability
+    # and one near chance loses most.
+    if m <= 0.0:
+        return 0.0
+    if m >= 1.0:
+        return 1.0
+    x = math.log(m / (1.0 - m)) - r * (1.0 - math.exp(-t / a))
+    return 1.0 / (1.0 + math.exp(-x))
+
+
 @njit(cache=True)
 def retention(code, t, m, r, a, b):
     """Recognition probability after ``t`` seconds under law number ``code``."""
@@ -66,8 +81,10 @@ def retention(code, t, m, r, a, b):
         return _power(t, m, r, a, b)
     elif code == 2:
         return _linear(t, m, r, a, b)
-    else:
+    elif code == 3:
         return _exponential_asymptote(t, m, r, a, b)
+    else:
+        return _logit_exponential_asymptote(t, m, r, a, b)
 
 
 @dataclass(frozen=True)
@@ -98,6 +115,8 @@ LAWS: dict[str, ForgettingLaw] = {
                       "R(t) = clip(m - r t / seconds_per_lag, 0, 1)"),
         ForgettingLaw("exponential_asymptote", 3, ("time_constant_s",), (3600.0,), "unit",
                       "R(t) = m (1 - r (1 - exp(-t / time_constant_s)))"),
+        ForgettingLaw("logit_exponential_asymptote", 4, ("time_constant_s",), (3600.0,), "positive",
+                      "logit R(t) = logit m - r (1 - exp(-t / time_constant_s))"),
     )
 }
 

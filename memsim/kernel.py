@@ -30,6 +30,8 @@ the same model in plain Python, draw for draw.
 
 from __future__ import annotations
 
+from memsim import _jitcache  # noqa: F401  (first: drops numba caches older than the sources)
+
 import math
 from dataclasses import dataclass
 

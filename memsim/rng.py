@@ -17,6 +17,8 @@ implementations and their equivalence tests.
 
 from __future__ import annotations
 
+from memsim import _jitcache  # noqa: F401  (first: drops numba caches older than the sources)
+
 import math
 
 import numpy as np

@@ -47,6 +47,8 @@ layout), never on the batch, thread count or order.
 
 from __future__ import annotations
 
+from memsim import _jitcache  # noqa: F401  (first: drops numba caches older than the sources)
+
 from dataclasses import dataclass
 
 import numpy as np

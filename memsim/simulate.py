@@ -12,6 +12,8 @@ a quick look at a big protocol.
 
 from __future__ import annotations
 
+from memsim import _jitcache  # noqa: F401  (first: drops numba caches older than the sources)
+
 import math
 import os
 from dataclasses import dataclass

@@ -313,6 +313,11 @@ def test_released_videomem_correction_is_a_ratio():
     assert rc["recovered"] == 1.0 and rc["videos"] == 7000
     assert abs(rc["intercept"]) < 0.002 and rc["slope"] < -0.012
     assert rc["mean_relative_change"] == pytest.approx(-0.0175, abs=0.0005)
+    # the heavily annotated tenth was corrected less, and less alike, than the rest
+    core, tail = rc["by_count"]["<= 45 annotations"], rc["by_count"]["> 45 annotations"]
+    assert core["videos"] + tail["videos"] == 7000 and 0.05 < tail["videos"] / 7000 < 0.15
+    assert core["mean_relative_change"] < tail["mean_relative_change"] - 0.002
+    assert tail["sd_relative_change"] > 2 * core["sd_relative_change"]
 
 
 @FAST

@@ -50,6 +50,8 @@ def small_sim(videomem, params):
         ("power", lambda t, m, r, a: m * (1 + t / a) ** (-r)),
         ("linear", lambda t, m, r, a: min(max(m - r * t / a, 0.0), 1.0)),
         ("exponential_asymptote", lambda t, m, r, a: m * (1 - r * (1 - math.exp(-t / a)))),
+        ("logit_exponential_asymptote",
+         lambda t, m, r, a: 1 / (1 + math.exp(-(math.log(m / (1 - m)) - r * (1 - math.exp(-t / a)))))),
     ],
 )
 def test_laws_match_closed_form(name, closed):

@@ -1,0 +1,64 @@
+"""Keep numba's on-disk cache true to the sources.
+
+Numba keys each cached function by the timestamp and size of *its own* source file. A
+kernel in ``kernel.py`` that calls ``forgetting.retention`` keeps its cached machine code
+when only ``forgetting.py`` changes (a ``git pull`` into an editable install, a law added
+while developing), and then runs the old law without a word. Every module of the package
+with ``@njit(cache=True)`` functions imports this one first: it hashes all of those
+sources together and, when the hash differs from the one stamped beside the cache, deletes
+the package's cache files (numba compiles afresh) and stamps the new hash.
+
+Only the default cache folder (``memsim/__pycache__``) is handled; with ``NUMBA_CACHE_DIR``
+set, clear that folder yourself after changing the sources.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+# every module with @njit(cache=True) functions (tests/test_jitcache.py checks the list)
+JIT_MODULES = ("campaign", "consistency", "forgetting", "kernel", "rng", "sequence", "simulate")
+
+_HERE = Path(__file__).resolve().parent
+
+
+def sources_digest(root: Path = _HERE) -> str:
+    h = hashlib.sha256()
+    for name in JIT_MODULES:
+        h.update(name.encode())
+        h.update((root / f"{name}.py").read_bytes())
+    return h.hexdigest()
+
+
+def refresh(root: Path = _HERE) -> bool:
+    """Drop stale cache files under ``root/__pycache__``; True when some were dropped."""
+    if os.environ.get("NUMBA_CACHE_DIR") or os.environ.get("NUMBA_DISABLE_JIT"):
+        return False
+    cache = root / "__pycache__"
+    stamp = cache / "memsim-jit-sources.sha256"
+    digest = sources_digest(root)
+    try:
+        if stamp.read_text() == digest:
+            return False
+    except OSError:
+        pass
+    dropped = False
+    try:
+        for f in list(cache.glob("*.nbi")) + list(cache.glob("*.nbc")):
+            try:
+                f.unlink()
+                dropped = True
+            except FileNotFoundError:  # another process dropped it first
+                pass
+        cache.mkdir(exist_ok=True)
+        tmp = stamp.with_name(f"{stamp.name}.{os.getpid()}")
+        tmp.write_text(digest)
+        os.replace(tmp, stamp)
+    except OSError:  # a read-only install: numba then caches elsewhere or not at all
+        return dropped
+    return dropped
+
+
+refresh()
