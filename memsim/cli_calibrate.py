@@ -41,7 +41,8 @@ def register(sub) -> None:
     p.add_argument("--targets", type=Path, default=None)
     p.add_argument("--seeds", type=int, default=5, help="number of seeds, 0..N-1 (default 5)")
     p.add_argument("--scale", type=float, default=1.0)
-    p.add_argument("--out", type=Path, required=True, help="report file (markdown); figures beside it in figures/")
+    p.add_argument("--out", type=Path, required=True, help="report file (markdown); figures beside it in figures/, "
+                   "every target's value per seed in <stem>-seeds.csv")
     p.add_argument("--data", type=Path, default=None)
     p.add_argument("--bins", choices=("raw", "count-matched"), default="raw",
                    help="which simulated scores the rank-bin rows use, as in `memsim calibrate --bins`")
