@@ -316,7 +316,8 @@ def released_correction(real: pd.DataFrame, col: str = "short-term_memorability"
     rel = change[raw > 0] / raw[raw > 0]
     nr = n[good][raw > 0]
     groups = {}
-    for name, sel in ((f"<= {TAIL_COUNT} annotations", nr <= TAIL_COUNT), (f"> {TAIL_COUNT} annotations", nr > TAIL_COUNT)):
+    for name, sel in ((f"<= {TAIL_COUNT} annotations", nr <= TAIL_COUNT),
+                      (f"> {TAIL_COUNT} annotations", nr > TAIL_COUNT)):
         groups[name] = {"videos": int(sel.sum()),
                         "mean_relative_change": float(rel[sel].mean()) if sel.any() else float("nan"),
                         "sd_relative_change": float(rel[sel].std(ddof=1)) if sel.sum() > 1 else float("nan")}

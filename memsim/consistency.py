@@ -498,9 +498,9 @@ def decay_alpha_summary(result: ScoreResult) -> dict:
 def correction_change(videos: pd.DataFrame) -> dict:
     """How far a step's correction moved its scores: the mean and the median of score / raw - 1
     over the videos with a raw score above 0 (0 without a correction). The released VideoMem
-    short-term scores give -0.0175 and -0.0177 (:func:`memsim.compat.released_correction`); the
-    median is that of the 90 % of videos with 45 annotations or fewer (-0.0179), the mean is
-    pulled by the heavily annotated tail (-0.0143)."""
+    short-term scores give -0.0175 and -0.0177 (:func:`memsim.compat.released_correction`): the
+    median follows the 90 % of videos with 45 annotations or fewer (their mean -0.0179), the
+    mean is pulled by the heavily annotated tail (its mean -0.0143)."""
     raw = videos["raw"].to_numpy(float)
     sc = videos["score"].to_numpy(float)
     ok = np.isfinite(raw) & np.isfinite(sc) & (raw > 0)
