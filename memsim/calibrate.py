@@ -83,6 +83,7 @@ VIDEOMEM_FREE: tuple[Free, ...] = (
     Free("videos.memorability.mean", 0.5, 6.0),
     Free("videos.memorability.sd", 0.05, 2.5),
     Free("videos.memorability.skew", -1.5, 1.5),
+    Free("videos.short_term_sd", 0.0, 2.0),
     Free("forgetting.rate.mean", -6.0, 3.0),
     Free("forgetting.rate.sd", 0.05, 3.0),
     Free("forgetting.rate_memorability_corr", -0.95, 0.95),

@@ -85,6 +85,7 @@ class Constants:
     rt_hit_log_mean: float
     rt_hit_slope: float
     rt_fa_log_mean: float
+    familiarity_decay_s: float = 3600.0
 
 
 @njit(cache=True)
@@ -102,9 +103,9 @@ def _truncated_lognormal(state, mu, sd, lo, hi):
 @njit(cache=True)
 def _one_participant(i, xs, vs, cs, outs):
     participant, video, role, repeat, first_pos, prior_onset, start_s, ability, fa, lapse, careless = xs
-    v_m, v_rate, v_fa, v_rt = vs
+    v_m, v_rate, v_fa, v_rt, v_fam = vs
     (seed, step_index, law, a, b, duration, gap, ends_on_press, stop_after, careless_rate, rt_min,
-     rt_sd, rt_hit_mu, rt_hit_slope, rt_fa_mu) = cs
+     rt_sd, rt_hit_mu, rt_hit_slope, rt_fa_mu, fam_decay) = cs
     response, rt_out, onset, delay, shown = outs
     # Hot loop: one uniform decides a press. Attending (1 - lapse) and recognising
     # (p) are independent, so press iff u < (1 - lapse) p has the same law as two
@@ -141,7 +142,13 @@ def _one_participant(i, xs, vs, cs, outs):
         elif rep:
             r = retention(law, t, v_m[v], v_rate[v], a, b)
             r = min(max(r, _EPS), 1.0 - _EPS)
-            if u < attend * (r * ea / (1.0 + r * (ea - 1.0))):
+            # the stimulus' short-term familiarity shifts the logit of recognising it, fading
+            # with the delay, and leaves the response time to the memory (0 for most sets:
+            # then exactly the same arithmetic as without it)
+            g = ea
+            if v_fam[v] != 0.0:
+                g = ea * math.exp(v_fam[v] * math.exp(-t / fam_decay))
+            if u < attend * (r * g / (1.0 + r * (g - 1.0))):
                 press = True
                 lp = math.log(r / (1.0 - r)) + ability[i]
                 state, rt = _truncated_lognormal(state, rt_hit_mu - rt_hit_slope * lp + v_rt[v], rt_sd, rt_min, hi)
@@ -218,12 +225,13 @@ def _input_args(x: StepInput) -> tuple:
 
 def step_tables(videos, c: Constants) -> tuple[tuple, tuple]:
     """The kernel's stimulus arrays and constants, made once for many :func:`play_and_tally`."""
-    vs = (videos.m, videos.rate, np.exp(videos.fa), videos.rt)  # false-alarm attraction as odds
+    # false-alarm attraction as odds
+    vs = (videos.m, videos.rate, np.exp(videos.fa), videos.rt, videos.familiarity)
     cs = (
         int(c.seed), int(c.step_index), int(c.law), float(c.shape_a), float(c.shape_b),
         float(c.duration_s), float(c.gap_s), bool(c.ends_on_press), int(c.stop_after_vigilance_misses),
         float(c.careless_press_rate), float(c.rt_min_s), float(c.rt_log_sd), float(c.rt_hit_log_mean),
-        float(c.rt_hit_slope), float(c.rt_fa_log_mean),
+        float(c.rt_hit_slope), float(c.rt_fa_log_mean), float(c.familiarity_decay_s),
     )
     return vs, cs
 
@@ -307,7 +315,8 @@ def simulate_step_reference(x: StepInput, videos, c: Constants):
                 r = by_code[c.law].closed_form(t, videos.m[v], videos.rate[v], c.shape_a, c.shape_b)
                 r = min(max(r, _EPS), 1.0 - _EPS)
                 lp = math.log(r / (1.0 - r)) + float(x.ability[i])
-                if u < attend / (1.0 + math.exp(-lp)):
+                fam = float(videos.familiarity[v]) * math.exp(-t / c.familiarity_decay_s)
+                if u < attend / (1.0 + math.exp(-(lp + fam))):
                     press = True
                     rt = trunc(s, c.rt_hit_log_mean - c.rt_hit_slope * lp + videos.rt[v])
             else:

@@ -91,6 +91,13 @@ class Videos(_Frozen):
     )
     false_alarm_sd: NonNeg = Field(0.0, description="sd of a stimulus' false-alarm attraction (logit shift)")
     rt_sd: NonNeg = Field(0.0, description="sd of a stimulus' log response-time offset, shared by all steps")
+    short_term_sd: NonNeg = Field(
+        0.0, description="sd of a stimulus' short-term familiarity: a logit shift of its recognitions that "
+        "fades as exp(-t / short_term_decay_s), independent of its memorability and forgetting rate"
+    )
+    short_term_decay_s: Annotated[float, Field(gt=0.0)] = Field(
+        3600.0, description="time constant of the short-term familiarity's fading (s)"
+    )
 
 
 class ResponseTime(_Frozen):

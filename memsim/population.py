@@ -47,6 +47,7 @@ class Videos:
     rate: np.ndarray  # float64[n]: forgetting rate in the law's domain
     fa: np.ndarray  # float64[n]: false-alarm attraction (logit shift)
     rt: np.ndarray  # float64[n]: log response-time offset
+    familiarity: np.ndarray  # float64[n]: short-term logit shift at t = 0 (fades with the delay)
 
     @property
     def n(self) -> int:
@@ -81,7 +82,8 @@ def draw_videos(params: Params, n: int, seed: int) -> Videos:
     rate = to_unit(LAWS[f.law].rate_domain, f.rate.mean + f.rate.sd * z_r)
     fa = v.false_alarm_sd * _gen(seed, _rng.POPULATION_VIDEO, 2).standard_normal(n)
     rt = v.rt_sd * _gen(seed, _rng.POPULATION_VIDEO, 3).standard_normal(n)
-    return Videos(m=m, rate=rate, fa=fa, rt=rt)
+    familiarity = v.short_term_sd * _gen(seed, _rng.POPULATION_VIDEO, 4).standard_normal(n)
+    return Videos(m=m, rate=rate, fa=fa, rt=rt, familiarity=familiarity)
 
 
 def draw_participants(params: Params, n: int, seed: int) -> Participants:
@@ -109,6 +111,7 @@ def videos_table(videos: Videos, truth: dict[str, np.ndarray]) -> pd.DataFrame:
             "forgetting_rate": videos.rate,
             "false_alarm_attraction": videos.fa,
             "rt_offset": videos.rt,
+            "short_term_familiarity": videos.familiarity,
         }
     )
     for name, values in truth.items():

@@ -110,7 +110,8 @@ def expected_scores(protocol: Protocol, params: Params, videos) -> dict[str, np.
         t = _reference_delay_s(protocol, s)
         r = np.array([retention(law.code, t, m, rr, a, b) for m, rr in zip(videos.m, videos.rate)])
         r = np.clip(r, 1e-9, 1 - 1e-9)
-        lp = np.log(r / (1 - r))[:, None] + p.ability_sd * nodes[None, :]
+        fam = videos.familiarity * np.exp(-t / params.videos.short_term_decay_s)
+        lp = (np.log(r / (1 - r)) + fam)[:, None] + p.ability_sd * nodes[None, :]
         out[truth_column(step.scoring.column)] = (1 - p.lapse_mean) * (
             (1.0 / (1.0 + np.exp(-lp))) @ weights
         )
@@ -132,6 +133,7 @@ def _constants(protocol: Protocol, params: Params, seed: int, s: int) -> Constan
         rt_hit_log_mean=rt.hit_log_mean + (rt.later_step_log_shift if later else 0.0),
         rt_hit_slope=rt.hit_strength_slope,
         rt_fa_log_mean=rt.false_alarm_log_mean + (rt.later_step_false_alarm_log_shift if later else 0.0),
+        familiarity_decay_s=params.videos.short_term_decay_s,
     )
 
 

@@ -17,7 +17,7 @@ from memsim.campaign import AnnotationIndex, draw_demand, plan_campaign, select_
 from memsim.errors import UserError
 from memsim.forgetting import LAWS
 from memsim.kernel import Constants, StepInput, simulate_step, simulate_step_reference
-from memsim.params import load_params
+from memsim.params import load_params, params_from_mapping
 from memsim.population import draw_participants, draw_videos
 from memsim.protocol import load_protocol, protocol_from_mapping
 from memsim.simulate import TRIAL_COLUMNS, simulate, write_simulation
@@ -106,11 +106,15 @@ def _constants(law=3, ends=True, stop=0):
     )
 
 
-@pytest.mark.parametrize("law", [0, 1, 2, 3])
+@pytest.mark.parametrize("law", [0, 1, 2, 3, 4])
 @pytest.mark.parametrize("ends, stop", [(True, 0), (False, 0), (True, 1)])
-def test_kernel_matches_reference(params, law, ends, stop):
+@pytest.mark.parametrize("familiarity", [0.0, 0.8])
+def test_kernel_matches_reference(params, law, ends, stop, familiarity):
     x = _random_step()
-    vids = draw_videos(params, 50, seed=5)
+    d = params.dump()
+    d["videos"]["short_term_sd"] = familiarity
+    vids = draw_videos(params_from_mapping(d), 50, seed=5)
+    assert (vids.familiarity != 0).all() == (familiarity > 0)
     c = _constants(law, ends, stop)
     got = simulate_step(x, vids, c)
     ref = simulate_step_reference(x, vids, c)
@@ -629,3 +633,25 @@ def test_least_annotated_pick_must_be_the_only_earlier_group(videomem):
     ]
     with pytest.raises(UserError, match="pick"):
         protocol_from_mapping(d)
+
+
+def test_short_term_familiarity_fades_before_the_next_day(videomem, params):
+    """`videos.short_term_sd`: a per-video logit shift that fades as exp(-t / short_term_decay_s).
+    It moves each video's expected short-term score (minutes) and leaves the long-term one
+    (24-72 h) as it was; at sd 0 every video's familiarity is exactly 0."""
+    from memsim.simulate import expected_scores
+
+    d = params.dump()
+    d["videos"]["short_term_sd"] = 0.0
+    off = params_from_mapping(d)
+    d["videos"]["short_term_sd"] = 0.6
+    on = params_from_mapping(d)
+    v_off, v_on = draw_videos(off, 2000, seed=3), draw_videos(on, 2000, seed=3)
+    assert (v_off.familiarity == 0).all()
+    np.testing.assert_array_equal(v_off.m, v_on.m)  # its own stream: nothing else moves
+    np.testing.assert_array_equal(v_off.rate, v_on.rate)
+    assert v_on.familiarity.std() == pytest.approx(0.6, rel=0.1)
+    e_off, e_on = expected_scores(videomem, off, v_off), expected_scores(videomem, on, v_on)
+    st_shift = e_on["true_short_term"] - e_off["true_short_term"]
+    assert np.corrcoef(st_shift, v_on.familiarity)[0, 1] > 0.9
+    np.testing.assert_allclose(e_on["true_long_term"], e_off["true_long_term"], atol=1e-8)
