@@ -465,7 +465,11 @@ def test_same_seed_same_bytes_and_threads_do_not_matter(videomem, params, tmp_pa
 def test_latent_truth_tables(small_sim):
     v = small_sim.videos
     assert {"video", "memorability", "forgetting_rate", "true_short_term", "true_long_term"} <= set(v.columns)
-    assert v.true_short_term.between(0, 1).all() and (v.true_short_term >= v.true_long_term - 1e-12).all()
+    assert v.true_short_term.between(0, 1).all()
+    # forgetting never raises a score; a short-term familiarity can lower the short-term one
+    # (a video confusable with its neighbours in the session), so the order holds where it is >= 0
+    up = v.short_term_familiarity >= 0
+    assert up.any() and (v.true_short_term[up] >= v.true_long_term[up] - 1e-12).all()
     p = small_sim.participants
     assert len(p) == small_sim.trials.participant.nunique()
 
