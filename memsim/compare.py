@@ -142,6 +142,11 @@ def at_released_precision(simulated: np.ndarray, released: np.ndarray) -> tuple[
     return (np.round(s, d) if d is not None else s), d
 
 
+def _sd(x: np.ndarray) -> float:
+    """Sample standard deviation, NaN below two values."""
+    return float(x.std(ddof=1)) if x.size > 1 else float("nan")
+
+
 def real_score_comparison(simulated: pd.DataFrame, real: pd.DataFrame) -> dict:
     """Per score column present in both: KS distance, means, SDs, annotation counts.
 
@@ -159,14 +164,16 @@ def real_score_comparison(simulated: pd.DataFrame, real: pd.DataFrame) -> dict:
         r = real[col].to_numpy(float)
         s, r = s[np.isfinite(s)], r[np.isfinite(r)]
         s, d = at_released_precision(s, r)
+        # a candidate far off (calibration) may score no video of a step: NaN, without warnings
+        sd_s, sd_r = _sd(s), _sd(r)
         out[col] = {
             "ks": ks_distance(s, r),
             "released_decimals": d,
-            "mean_simulated": float(s.mean()),
-            "mean_real": float(r.mean()),
-            "sd_simulated": float(s.std(ddof=1)),
-            "sd_real": float(r.std(ddof=1)),
-            "sd_difference": float(s.std(ddof=1) - r.std(ddof=1)),
+            "mean_simulated": float(s.mean()) if s.size else float("nan"),
+            "mean_real": float(r.mean()) if r.size else float("nan"),
+            "sd_simulated": sd_s,
+            "sd_real": sd_r,
+            "sd_difference": sd_s - sd_r,
             "videos_simulated": int(s.size),
             "videos_real": int(r.size),
         }

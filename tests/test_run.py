@@ -126,6 +126,22 @@ def test_released_precision_and_rounded_comparison():
     assert out["ks"] == 0.0 and out["released_decimals"] == 3
 
 
+def test_real_comparison_of_a_step_with_no_scored_video_is_nan_without_warnings():
+    """A calibration candidate far off can leave a step with no scored video: its comparison
+    is NaN, quietly (numpy would warn about the mean and variance of an empty slice)."""
+    import warnings
+
+    real = pd.DataFrame({"video": np.arange(5), "long-term_memorability": [0.5, 0.6, 0.7, 0.8, 0.9]})
+    for values in ([np.nan] * 5, [np.nan] * 4 + [0.7]):
+        sim = pd.DataFrame({"video": np.arange(5), "long-term_memorability": values})
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            out = real_score_comparison(sim, real)["long-term_memorability"]
+        assert np.isnan(out["sd_simulated"]) and np.isnan(out["sd_difference"])
+        assert out["sd_real"] == pytest.approx(np.std([0.5, 0.6, 0.7, 0.8, 0.9], ddof=1))
+        assert out["videos_simulated"] == sum(np.isfinite(values))
+
+
 def test_ks_distance_matches_scipy():
     import numpy as np
     from scipy.stats import ks_2samp
