@@ -83,6 +83,11 @@ def lookup(summary: dict, path: tuple[str, ...]) -> float:
 SIZE_PATHS = ("participants_kept", "participants_total")
 
 
+def _sd(x: np.ndarray) -> float:
+    """Sample standard deviation, NaN below two values."""
+    return float(x.std(ddof=1)) if x.size > 1 else float("nan")
+
+
 def compare(summary: dict | list[dict], targets: Targets, scale: float = 1.0) -> pd.DataFrame:
     """One row per target: value, simulated mean (and sd over several summaries), within tolerance.
 
@@ -96,7 +101,7 @@ def compare(summary: dict | list[dict], targets: Targets, scale: float = 1.0) ->
         vals = np.array([lookup(s, t.path) for s in runs], dtype=float)
         ok_vals = vals[np.isfinite(vals)]
         mean = float(ok_vals.mean()) if ok_vals.size else float("nan")
-        sd = float(ok_vals.std(ddof=1)) if ok_vals.size > 1 else float("nan")
+        sd = _sd(ok_vals)
         rows.append(
             {
                 "target": t.name,
@@ -140,11 +145,6 @@ def at_released_precision(simulated: np.ndarray, released: np.ndarray) -> tuple[
     d = decimals(released)
     s = np.asarray(simulated, float)
     return (np.round(s, d) if d is not None else s), d
-
-
-def _sd(x: np.ndarray) -> float:
-    """Sample standard deviation, NaN below two values."""
-    return float(x.std(ddof=1)) if x.size > 1 else float("nan")
 
 
 def real_score_comparison(simulated: pd.DataFrame, real: pd.DataFrame) -> dict:

@@ -35,8 +35,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-__all__ = ["implied_variance", "beta_params", "raw_hits", "released_correction", "synthetic_result", "consistency_of", "compat_table",
-           "readings_table", "run_compat"]
+__all__ = ["implied_variance", "beta_params", "raw_hits", "released_correction", "synthetic_result",
+           "consistency_of", "compat_table", "readings_table", "run_compat"]
 
 COLUMNS = ("short-term_memorability", "long-term_memorability")
 PAPER = {
