@@ -145,7 +145,7 @@ def _linear(s: VideoSums, spec) -> tuple[np.ndarray, dict]:
     """
     ref = float(spec.reference_lag)
     out, p = _global_slope(s, ref)
-    form = spec.form
+    form = getattr(spec, "form", "shift")  # duck-typed specs (tests) have no form: a shift
     if form == "ratio":
         a, b = p["intercept"], p["slope"]
         with np.errstate(invalid="ignore", divide="ignore"):
