@@ -8,7 +8,7 @@ correction": k = ceil(score x n) recovers k). Two idealised campaigns, each vide
 released count n and its released correction ratio score / (k / n):
 
 - ``npmle``: true hit rates drawn from the nonparametric maximum-likelihood mixing
-  distribution of the released k (a binomial mixture on a grid, EM): the best any model of
+  distribution of the released k (a binomial mixture on a grid, EM: ``compat.npmle``): the best any model of
   independent annotations at these counts can do; its KS distance is the sampling floor;
 - ``logit-normal``: true hit rates expit(N(mu, sigma)) on a grid of (mu, sigma), the
   closest one reported.
@@ -33,13 +33,12 @@ import sys
 from pathlib import Path
 
 import numpy as np
-from scipy.stats import binom
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from memsim.compare import ks_distance  # noqa: E402
-from memsim.compat import raw_hits  # noqa: E402
+from memsim.compat import npmle, raw_hits  # noqa: E402
 from memsim.data import data_dir  # noqa: E402
 from memsim.scoring import read_scores  # noqa: E402
 
@@ -64,13 +63,7 @@ def main() -> int:
         kk = rng.binomial(n, p)
         return ks_distance(np.round(kk / n * ratio, 3), s)
 
-    grid = np.linspace(0.2, 0.999, 200)
-    lik = binom.pmf(k[:, None], n[:, None], grid[None, :])
-    w = np.full(grid.size, 1.0 / grid.size)
-    for _ in range(2000):
-        post = lik * w
-        post /= post.sum(axis=1, keepdims=True)
-        w = post.mean(axis=0)
+    grid, w = npmle(k, n)
     ks_np = [ks_of(rng.choice(grid, n.size, p=w)) for _ in range(args.reps)]
     cw = np.cumsum(w)
     qn = np.array([grid[np.searchsorted(cw, q)] for q in Q])
