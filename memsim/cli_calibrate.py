@@ -130,8 +130,7 @@ def _cmd_calibrate(args) -> int:
     note = fitted_note(res, args.scale, args.seeds, targets.name)
     fitted = res["params"].model_copy(update={"name": name, "calibrated": True, "note": note})
     header = (f"Fitted population parameters for {protocol.name}: CALIBRATED by `memsim calibrate`.\n"
-              f"Regenerate: memsim calibrate {args.protocol} --out {args.out} --scale {args.scale} "
-              f"--seeds {' '.join(map(str, args.seeds))} --budget {args.budget} --bins {args.bins}\n"
+              f"Regenerate: {regenerate_command(args)}\n"
               f"Fields: docs/model.md; method and fit: docs/calibration.md")
     write_text_atomic(out_path, dump_params_yaml(fitted, header))
     print(f"{res['stopped']}; {res['evaluations']} candidates ({res['new_evaluations']} simulated now) "
@@ -140,6 +139,26 @@ def _cmd_calibrate(args) -> int:
     print("largest residuals (in tolerances): " + "; ".join(f"{m.name} {r:+.2f}" for m, r in worst))
     print(f"wrote {out_path} and {log_path}")
     return 0
+
+
+def regenerate_command(args) -> str:
+    """The ``memsim calibrate`` command that gives the same fit: every option that changes the
+    result (the start, targets, starts, screen, held parameters), none that only changes the
+    speed (workers) or where files go (data, resume)."""
+    parts = ["memsim calibrate", str(args.protocol), "--out", str(args.out)]
+    if args.start:
+        parts += ["--start", str(args.start)]
+    if args.targets:
+        parts += ["--targets", str(args.targets)]
+    parts += ["--scale", str(args.scale), "--seeds", *map(str, args.seeds), "--budget", str(args.budget)]
+    if args.starts > 1:
+        parts += ["--starts", str(args.starts)]
+    if args.screen:
+        parts += ["--screen", str(args.screen)]
+    if args.fix:
+        parts += ["--fix", *args.fix]
+    parts += ["--bins", args.bins]
+    return " ".join(parts)
 
 
 def _cmd_fit_report(args) -> int:

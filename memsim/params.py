@@ -41,9 +41,7 @@ class Normal(_Frozen):
 class Forgetting(_Frozen):
     """Which forgetting law, its shape, and the spread of per-video rates."""
 
-    law: Literal[
-        "exponential", "power", "linear", "exponential_asymptote", "logit_exponential_asymptote"
-    ] = "exponential"
+    law: Literal[tuple(LAWS)] = "exponential"  # the names of forgetting.LAWS, one registry
     shape: dict[str, float] = Field(default_factory=dict, description="the law's shape parameters by name")
     rate: Normal = Field(description="per-video forgetting rate, on the normal scale of the law's rate domain")
     rate_memorability_corr: Annotated[float, Field(ge=-1.0, le=1.0)] = Field(

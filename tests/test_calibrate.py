@@ -117,6 +117,11 @@ def test_calibrate_command_runs_and_resumes(tmp_path, capsys):
     assert main(args + ["--budget", "4"]) == 0
     first = load_params(out)
     assert first.calibrated and "fitted by `memsim calibrate`" in first.note
+    # the header's command gives the same fit: every option that changes it, the held ones too
+    regen = next(ln for ln in out.read_text().splitlines() if ln.startswith("# Regenerate: "))
+    assert regen == ("# Regenerate: memsim calibrate " + " ".join(
+        [str(VIDEOMEM), "--out", str(out), "--scale", "0.05", "--seeds", "1", "--budget", "4", "--fix", *fix,
+         "--bins", "raw"]))
     log = out.with_name(out.name + ".evals.jsonl")
     n1 = len(log.read_text().splitlines()) - 1
     assert n1 == 4

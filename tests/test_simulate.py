@@ -70,6 +70,19 @@ def test_laws_match_closed_form(name, closed):
     assert all(b <= a + 1e-15 for a, b in zip(vals, vals[1:]))
 
 
+def test_parameter_file_takes_every_registered_law_and_no_other(params):
+    # Forgetting.law is typed from forgetting.LAWS: a new law needs no second list
+    for name in LAWS:
+        d = params.dump()
+        d["forgetting"]["law"] = name
+        d["forgetting"]["shape"] = {}
+        assert params_from_mapping(d).forgetting.law == name
+    d = params.dump()
+    d["forgetting"]["law"] = "hyperbolic"
+    with pytest.raises(UserError, match="law"):
+        params_from_mapping(d)
+
+
 # --------------------------------------------------------------------------- kernel
 def _random_step(n=6, L=40, seed=3, careless_share=0.3):
     rng = np.random.default_rng(seed)
