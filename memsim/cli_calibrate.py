@@ -26,7 +26,14 @@ def register(sub) -> None:
     p.add_argument("--screen", type=int, default=0, metavar="N",
                    help="first evaluate N points spread over the parameter box (Sobol); the other starts "
                         "are the best of them (default 0: starts drawn around --start)")
-    p.add_argument("--resume", action="store_true", help="reuse the candidates logged in <out>.evals.jsonl")
+    p.add_argument("--polish", type=int, default=0, metavar="BUDGET",
+                   help="then refine the result at full scale for up to BUDGET more candidates, logged in "
+                        "<out>.polish.evals.jsonl (a fit at --scale below 1 carries to full scale only roughly; "
+                        "default 0: no refinement)")
+    p.add_argument("--polish-seeds", type=int, nargs="+", default=None, metavar="SEED",
+                   help="seeds of the full-scale refinement (default: --seeds)")
+    p.add_argument("--resume", action="store_true",
+                   help="reuse the candidates logged in <out>.evals.jsonl (and <out>.polish.evals.jsonl)")
     p.add_argument("--data", type=Path, default=None, help="real data folder (default $MEMSIM_DATA or ../shared/data)")
     p.add_argument("--name", default=None, help="name of the fitted set (default: the output file's stem)")
     p.add_argument("--bins", choices=("raw", "count-matched"), default="raw",
@@ -94,8 +101,10 @@ def _cmd_calibrate(args) -> int:
         raise UserError(f"--scale must be in (0, 1], got {args.scale}")
     if args.budget < 1 or args.workers < 1 or args.starts < 1:
         raise UserError("--budget, --workers and --starts must be at least 1")
-    if args.screen < 0:
-        raise UserError("--screen must be 0 or more")
+    if args.screen < 0 or args.polish < 0:
+        raise UserError("--screen and --polish must be 0 or more")
+    if args.polish_seeds is not None and not args.polish:
+        raise UserError("--polish-seeds needs --polish BUDGET")
     protocol = load_protocol(args.protocol)
     targets = _targets(args, protocol)
     start = load_params(args.start or default_params_path(protocol))
@@ -106,39 +115,57 @@ def _cmd_calibrate(args) -> int:
 
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-    with Progress(TextColumn("[bold]calibrate"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+    polish_seeds = tuple(args.polish_seeds or args.seeds)
+    with Progress(TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
                   TextColumn("best {task.fields[best]}"), TimeElapsedColumn(),
                   console=console, disable=args.quiet, transient=True) as bar:
-        task = bar.add_task("fit", total=args.budget, best="-")
-        seen = {"best": float("inf")}
 
-        def on_eval(row):
-            seen["best"] = min(seen["best"], row["distance"])
-            bar.update(task, completed=min(len(ev_count(row)), args.budget), best=f"{seen['best']:.2f}")
+        def progress(description: str, budget: int):
+            task = bar.add_task(description, total=budget, best="-")
+            best, counted = [float("inf")], set()
 
-        counted: set = set()
+            def on_eval(row):
+                best[0] = min(best[0], row["distance"])
+                counted.add(tuple(row["x"]))
+                bar.update(task, completed=min(len(counted), budget), best=f"{best[0]:.2f}")
 
-        def ev_count(row):
-            counted.add(tuple(row["x"]))
-            return counted
+            return on_eval
 
-        res = calibrate(protocol, start, targets, real=real, scale=args.scale, seeds=tuple(args.seeds),
-                        budget=args.budget, workers=args.workers, log_path=log_path, resume=args.resume,
-                        fixed=tuple(args.fix), starts=args.starts, screen=args.screen, bins=args.bins,
-                        on_eval=on_eval)
+        common = dict(real=real, workers=args.workers, resume=args.resume, fixed=tuple(args.fix), bins=args.bins)
+        res = calibrate(protocol, start, targets, scale=args.scale, seeds=tuple(args.seeds), budget=args.budget,
+                        log_path=log_path, starts=args.starts, screen=args.screen,
+                        on_eval=progress("calibrate", args.budget), **common)
+        stages = [res]
+        if args.polish:
+            res = calibrate(protocol, res["params"], targets, scale=1.0, seeds=polish_seeds, budget=args.polish,
+                            log_path=polish_log(out_path), on_eval=progress("polish at full scale", args.polish),
+                            **common)
+            stages.append(res)
     name = args.name or out_path.stem
-    note = fitted_note(res, args.scale, args.seeds, targets.name)
+    if args.polish:
+        first = stages[0]
+        note = (fitted_note(res, 1.0, polish_seeds, targets.name)
+                + f"; refined from a search at scale {args.scale}, seeds {list(args.seeds)}: "
+                  f"{first['evaluations']} candidates, distance {first['best']['distance']:.2f}")
+    else:
+        note = fitted_note(res, args.scale, args.seeds, targets.name)
     fitted = res["params"].model_copy(update={"name": name, "calibrated": True, "note": note})
     header = (f"Fitted population parameters for {protocol.name}: CALIBRATED by `memsim calibrate`.\n"
               f"Regenerate: {regenerate_command(args)}\n"
               f"Fields: docs/model.md; method and fit: docs/calibration.md")
     write_text_atomic(out_path, dump_params_yaml(fitted, header))
-    print(f"{res['stopped']}; {res['evaluations']} candidates ({res['new_evaluations']} simulated now) "
-          f"in {res['seconds']:.0f} s; distance {res['best']['distance']:.2f} over {len(res['moments'])} moments")
+    for label, r in zip(("search" if args.polish else "", "full-scale polish"), stages):
+        print(f"{label + ': ' if label else ''}{r['stopped']}; {r['evaluations']} candidates "
+              f"({r['new_evaluations']} simulated now) in {r['seconds']:.0f} s; distance "
+              f"{r['best']['distance']:.2f} over {len(r['moments'])} moments")
     worst = sorted(zip(res["moments"], res["best"]["residuals"]), key=lambda t: -abs(t[1]))[:5]
     print("largest residuals (in tolerances): " + "; ".join(f"{m.name} {r:+.2f}" for m, r in worst))
-    print(f"wrote {out_path} and {log_path}")
+    print(f"wrote {out_path} and {log_path}" + (f" and {polish_log(out_path)}" if args.polish else ""))
     return 0
+
+
+def polish_log(out_path: Path) -> Path:
+    return out_path.with_name(out_path.name + ".polish.evals.jsonl")
 
 
 def regenerate_command(args) -> str:
@@ -155,6 +182,10 @@ def regenerate_command(args) -> str:
         parts += ["--starts", str(args.starts)]
     if args.screen:
         parts += ["--screen", str(args.screen)]
+    if args.polish:
+        parts += ["--polish", str(args.polish)]
+        if args.polish_seeds:
+            parts += ["--polish-seeds", *map(str, args.polish_seeds)]
     if args.fix:
         parts += ["--fix", *args.fix]
     parts += ["--bins", args.bins]

@@ -143,6 +143,37 @@ def test_calibrate_command_runs_and_resumes(tmp_path, capsys):
     assert main(args[:-len(fix) - 1] + ["--budget", "3", "--resume"]) == 2
 
 
+def test_calibrate_polish_refines_at_full_scale(tmp_path, capsys):
+    """--polish BUDGET: the search at --scale, then a refinement of its result at scale 1 with
+    its own log; the note and the Regenerate line say so. A small study stands in for the
+    full-scale one (the protocol file is VideoMem scaled down to 4 %)."""
+    import yaml
+
+    small = tmp_path / "videomem.yaml"
+    small.write_text(yaml.safe_dump(scale_protocol(load_protocol(VIDEOMEM), 0.04).dump(), sort_keys=False))
+    out = tmp_path / "fit.yaml"
+    keep = ("videos.memorability.mean", "participants.rt.hit_log_mean")
+    fix = [f.path for f in C.VIDEOMEM_FREE if f.path not in keep]
+    base = ["calibrate", str(small), "--out", str(out), "--targets", str(TARGETS), "--scale", "0.5",
+            "--workers", "1", "--quiet", "--budget", "3"]
+    assert main(base + ["--polish", "2", "--polish-seeds", "4", "--fix", *fix]) == 0
+    printed = capsys.readouterr().out
+    assert "search: " in printed and "full-scale polish: " in printed
+    fitted = load_params(out)
+    assert "scale 1.0, seeds [4]" in fitted.note and "refined from a search at scale 0.5, seeds [1]" in fitted.note
+    assert "--polish 2 --polish-seeds 4 --fix" in out.read_text()
+    polish = out.with_name(out.name + ".polish.evals.jsonl")
+    rows = [json.loads(ln) for ln in polish.read_text().splitlines()]
+    assert rows[0]["header"]["scale"] == 1.0 and 1 <= len(rows) - 1 <= 2
+    # the polish starts where the search ended: its first candidate is the search's best
+    search = [json.loads(ln) for ln in out.with_name(out.name + ".evals.jsonl").read_text().splitlines()][1:]
+    best = min(search, key=lambda r: r["distance"])
+    assert rows[1]["values"] == pytest.approx(best["values"], rel=1e-12)
+    # --polish-seeds alone is a usage error: one line, exit 2
+    assert main(base + ["--polish-seeds", "4"]) == 2
+    assert "--polish-seeds needs --polish" in capsys.readouterr().err
+
+
 def test_screen_starts_from_the_best_screened_points(tmp_path, params):
     """--screen evaluates Sobol points over the box first; the other starts are the best of them,
     and the screened points are in the log (so --resume replays them too)."""
