@@ -41,8 +41,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-__all__ = ["implied_variance", "beta_params", "npmle", "released_hits", "raw_hits", "released_correction", "synthetic_result",
-           "consistency_of", "compat_table", "readings_table", "run_compat"]
+__all__ = ["implied_variance", "beta_params", "npmle", "released_hits", "raw_hits", "released_correction",
+           "synthetic_result", "consistency_of", "compat_table", "readings_table", "run_compat"]
 
 COLUMNS = ("short-term_memorability", "long-term_memorability")
 PAPER = {
@@ -198,7 +198,8 @@ def compat_table(real: pd.DataFrame, *, repeats: int = 5, seed: int = 0) -> pd.D
         for kind in CONSTRUCTIONS:
             vals = []
             for r in range(repeats):
-                rng = np.random.default_rng(np.random.SeedSequence([seed, step, r, CONSTRUCTIONS.index(kind)]))
+                rng = np.random.default_rng(
+                    np.random.SeedSequence([seed, step, r, CONSTRUCTIONS.index(kind)]))
                 p = _construct(kind, s, n, rng, mixture)
                 res = synthetic_result(p, n, rng, step=step, protocol=protocol)
                 vals.append(consistency_of(res, step, at, seed=seed + r))
