@@ -8,8 +8,9 @@ correction": k = ceil(score x n) recovers k). Two idealised campaigns, each vide
 released count n and its released correction ratio score / (k / n):
 
 - ``npmle``: true hit rates drawn from the nonparametric maximum-likelihood mixing
-  distribution of the released k (a binomial mixture on a grid, EM: ``compat.npmle``): the best any model of
-  independent annotations at these counts can do; its KS distance is the sampling floor;
+  distribution of the released k (a binomial mixture on a grid, EM: ``compat.npmle``): the
+  best any model of independent annotations at these counts can do; its KS distance is the
+  sampling floor;
 - ``logit-normal``: true hit rates expit(N(mu, sigma)) on a grid of (mu, sigma), the
   closest one reported.
 

@@ -736,19 +736,22 @@ def dump_params_yaml(params: Params, header: str = "") -> str:
 # Why a target is not met, where the reason is known (numbers: `memsim compat`, docs/calibration.md).
 REASONS = {
     "human consistency, short-term": (
-        "incompatible with the released scores under independent annotations: true scores of their own shape "
-        "(NPMLE) give 0.343 ± 0.013, a beta of their mean and variance 0.310, the scores as noiseless truth 0.470; "
-        "0.481 needs an observed ST SD of 0.101 (released 0.081) or within-video noise at 0.69 x binomial"),
+        "incompatible with the released scores under independent annotations: true scores of "
+        "their own shape (NPMLE) give 0.343 ± 0.013, a beta of their mean and variance 0.310, "
+        "the scores as noiseless truth 0.470; 0.481 needs an observed ST SD of 0.101 (released "
+        "0.081) or within-video noise at 0.69 x binomial"),
     "annotation consistency, short-term at 38": (
-        "incompatible: the released scores imply 0.371 ± 0.024 at 38 (NPMLE; beta 0.317), 0.440 even as "
-        "noiseless truth; 0.616 needs within-video noise at 0.43 x binomial"),
+        "incompatible: the released scores imply 0.371 ± 0.024 at 38 (NPMLE; beta 0.317), "
+        "0.440 even as noiseless truth; 0.616 needs within-video noise at 0.43 x binomial"),
     "annotation consistency, long-term at 13": (
-        "incompatible: the released scores imply 0.216 ± 0.014 at 13 (NPMLE; beta 0.219); 0.364 needs within-video "
-        "noise at 0.71 x binomial (or is the split-half stepped up to the full set: 0.355)"),
+        "incompatible: the released scores imply 0.216 ± 0.014 at 13 (NPMLE; beta 0.219); "
+        "0.364 needs within-video noise at 0.71 x binomial (or is the split-half stepped up to "
+        "the full set: 0.355)"),
     "KS distance to released ST scores": (
-        "each study fits its own lag slope, which moves the k/n lattice of the scores after rounding: a model with "
-        "the released true scores at these counts crosses 0.05 in 1.3 % of studies, the shipped set on 2 of 100 "
-        "seeds (docs/calibration.md, \"The correction moves the lattice\")"),
+        "each study fits its own lag slope, which moves the k/n lattice of the scores after "
+        "rounding: a model with the released true scores at these counts crosses 0.05 in 1.3 % "
+        "of studies, the shipped set on 2 of 100 seeds (docs/calibration.md, \"The correction "
+        "moves the lattice\")"),
     "KS distance to released LT scores": (
         "the long-term counts' floor is softer than the released one (see the minimum annotations row)"),
     "ST-LT Spearman, top-500 LT-annotated": (

@@ -27,13 +27,14 @@ def register(sub) -> None:
                    help="first evaluate N points spread over the parameter box (Sobol); the other starts "
                         "are the best of them (default 0: starts drawn around --start)")
     p.add_argument("--polish", type=int, default=0, metavar="BUDGET",
-                   help="then refine the result at full scale for up to BUDGET more candidates, logged in "
-                        "<out>.polish.evals.jsonl (a fit at --scale below 1 carries to full scale only roughly; "
-                        "default 0: no refinement)")
+                   help="then refine the result at full scale for up to BUDGET more candidates, "
+                        "logged in <out>.polish.evals.jsonl (a fit at --scale below 1 carries to "
+                        "full scale only roughly; default 0: no refinement)")
     p.add_argument("--polish-seeds", type=int, nargs="+", default=None, metavar="SEED",
                    help="seeds of the full-scale refinement (default: --seeds)")
     p.add_argument("--resume", action="store_true",
-                   help="reuse the candidates logged in <out>.evals.jsonl (and <out>.polish.evals.jsonl)")
+                   help="reuse the candidates logged in <out>.evals.jsonl "
+                        "(and <out>.polish.evals.jsonl)")
     p.add_argument("--data", type=Path, default=None, help="real data folder (default $MEMSIM_DATA or ../shared/data)")
     p.add_argument("--name", default=None, help="name of the fitted set (default: the output file's stem)")
     p.add_argument("--bins", choices=("raw", "count-matched"), default="raw",
@@ -116,7 +117,8 @@ def _cmd_calibrate(args) -> int:
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
     polish_seeds = tuple(args.polish_seeds or args.seeds)
-    with Progress(TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+    with Progress(TextColumn("[bold]{task.description}"), BarColumn(),
+                  TextColumn("{task.completed}/{task.total}"),
                   TextColumn("best {task.fields[best]}"), TimeElapsedColumn(),
                   console=console, disable=args.quiet, transient=True) as bar:
 
@@ -131,15 +133,16 @@ def _cmd_calibrate(args) -> int:
 
             return on_eval
 
-        common = dict(real=real, workers=args.workers, resume=args.resume, fixed=tuple(args.fix), bins=args.bins)
-        res = calibrate(protocol, start, targets, scale=args.scale, seeds=tuple(args.seeds), budget=args.budget,
-                        log_path=log_path, starts=args.starts, screen=args.screen,
-                        on_eval=progress("calibrate", args.budget), **common)
+        common = dict(real=real, workers=args.workers, resume=args.resume, fixed=tuple(args.fix),
+                      bins=args.bins)
+        res = calibrate(protocol, start, targets, scale=args.scale, seeds=tuple(args.seeds),
+                        budget=args.budget, log_path=log_path, starts=args.starts,
+                        screen=args.screen, on_eval=progress("calibrate", args.budget), **common)
         stages = [res]
         if args.polish:
-            res = calibrate(protocol, res["params"], targets, scale=1.0, seeds=polish_seeds, budget=args.polish,
-                            log_path=polish_log(out_path), on_eval=progress("polish at full scale", args.polish),
-                            **common)
+            res = calibrate(protocol, res["params"], targets, scale=1.0, seeds=polish_seeds,
+                            budget=args.polish, log_path=polish_log(out_path),
+                            on_eval=progress("polish at full scale", args.polish), **common)
             stages.append(res)
     name = args.name or out_path.stem
     if args.polish:
@@ -160,7 +163,8 @@ def _cmd_calibrate(args) -> int:
               f"{r['best']['distance']:.2f} over {len(r['moments'])} moments")
     worst = sorted(zip(res["moments"], res["best"]["residuals"]), key=lambda t: -abs(t[1]))[:5]
     print("largest residuals (in tolerances): " + "; ".join(f"{m.name} {r:+.2f}" for m, r in worst))
-    print(f"wrote {out_path} and {log_path}" + (f" and {polish_log(out_path)}" if args.polish else ""))
+    also = f" and {polish_log(out_path)}" if args.polish else ""
+    print(f"wrote {out_path} and {log_path}{also}")
     return 0
 
 
@@ -177,7 +181,8 @@ def regenerate_command(args) -> str:
         parts += ["--start", str(args.start)]
     if args.targets:
         parts += ["--targets", str(args.targets)]
-    parts += ["--scale", str(args.scale), "--seeds", *map(str, args.seeds), "--budget", str(args.budget)]
+    parts += ["--scale", str(args.scale), "--seeds", *map(str, args.seeds),
+              "--budget", str(args.budget)]
     if args.starts > 1:
         parts += ["--starts", str(args.starts)]
     if args.screen:

@@ -34,15 +34,14 @@ correction of the released ST scores moves each by < 0.02; see the docs).
 
 from __future__ import annotations
 
-import json
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-__all__ = ["implied_variance", "beta_params", "npmle", "released_hits", "raw_hits", "released_correction",
-           "synthetic_result", "consistency_of", "compat_table", "readings_table", "run_compat"]
+__all__ = ["implied_variance", "beta_params", "npmle", "released_hits", "raw_hits",
+           "released_correction", "synthetic_result", "consistency_of", "compat_table",
+           "readings_table", "run_compat"]
 
 COLUMNS = ("short-term_memorability", "long-term_memorability")
 PAPER = {
@@ -345,8 +344,8 @@ def simulator_check(params, *, scale: float = 0.5, seed: int = 0) -> pd.DataFram
             n, k = n[n > 0], k[n > 0]
             grid, w = npmle(k, n)
             rng = np.random.default_rng(np.random.SeedSequence([seed, step, len(rows)]))
-            shaped = consistency_of(synthetic_result(rng.choice(grid, len(n), p=w), n, rng, step=step),
-                                    step, PAPER[col]["at"], seed=seed, n_splits=10)["human"]
+            drawn = synthetic_result(rng.choice(grid, len(n), p=w), n, rng, step=step)
+            shaped = consistency_of(drawn, step, PAPER[col]["at"], seed=seed, n_splits=10)["human"]
             rows.append({"variant": name, "column": col,
                          "human": human_consistency(res, step, n_splits=10, seed=seed)["mean"],
                          "independence_predicts": independence_prediction(res.scores, col),
@@ -483,7 +482,8 @@ def run_compat(args) -> int:
         out["simulator"] = sc.to_dict(orient="records")
         t = Table(title=f"The simulator's mechanisms ({params.name}, scale 0.5): human consistency vs what "
                         "independent noise predicts from the same scores", title_justify="left")
-        for c in ("variant", "scores", "human consistency", "T / (T + 2E)", "npmle construction", "score SD"):
+        for c in ("variant", "scores", "human consistency", "T / (T + 2E)", "npmle construction",
+                  "score SD"):
             t.add_column(c, justify="left" if c in ("variant", "scores") else "right")
         for r in sc.itertuples():
             t.add_row(r.variant, r.column.split("_")[0], f"{r.human:.3f}", f"{r.independence_predicts:.3f}",

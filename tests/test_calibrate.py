@@ -120,8 +120,8 @@ def test_calibrate_command_runs_and_resumes(tmp_path, capsys):
     # the header's command gives the same fit: every option that changes it, the held ones too
     regen = next(ln for ln in out.read_text().splitlines() if ln.startswith("# Regenerate: "))
     assert regen == ("# Regenerate: memsim calibrate " + " ".join(
-        [str(VIDEOMEM), "--out", str(out), "--scale", "0.05", "--seeds", "1", "--budget", "4", "--fix", *fix,
-         "--bins", "raw"]))
+        [str(VIDEOMEM), "--out", str(out), "--scale", "0.05", "--seeds", "1", "--budget", "4",
+         "--fix", *fix, "--bins", "raw"]))
     log = out.with_name(out.name + ".evals.jsonl")
     n1 = len(log.read_text().splitlines()) - 1
     assert n1 == 4
@@ -150,7 +150,8 @@ def test_calibrate_polish_refines_at_full_scale(tmp_path, capsys):
     import yaml
 
     small = tmp_path / "videomem.yaml"
-    small.write_text(yaml.safe_dump(scale_protocol(load_protocol(VIDEOMEM), 0.04).dump(), sort_keys=False))
+    scaled = scale_protocol(load_protocol(VIDEOMEM), 0.04)
+    small.write_text(yaml.safe_dump(scaled.dump(), sort_keys=False))
     out = tmp_path / "fit.yaml"
     keep = ("videos.memorability.mean", "participants.rt.hit_log_mean")
     fix = [f.path for f in C.VIDEOMEM_FREE if f.path not in keep]
@@ -160,13 +161,15 @@ def test_calibrate_polish_refines_at_full_scale(tmp_path, capsys):
     printed = capsys.readouterr().out
     assert "search: " in printed and "full-scale polish: " in printed
     fitted = load_params(out)
-    assert "scale 1.0, seeds [4]" in fitted.note and "refined from a search at scale 0.5, seeds [1]" in fitted.note
+    assert "scale 1.0, seeds [4]" in fitted.note
+    assert "refined from a search at scale 0.5, seeds [1]" in fitted.note
     assert "--polish 2 --polish-seeds 4 --fix" in out.read_text()
     polish = out.with_name(out.name + ".polish.evals.jsonl")
     rows = [json.loads(ln) for ln in polish.read_text().splitlines()]
     assert rows[0]["header"]["scale"] == 1.0 and 1 <= len(rows) - 1 <= 2
     # the polish starts where the search ended: its first candidate is the search's best
-    search = [json.loads(ln) for ln in out.with_name(out.name + ".evals.jsonl").read_text().splitlines()][1:]
+    search_log = out.with_name(out.name + ".evals.jsonl")
+    search = [json.loads(ln) for ln in search_log.read_text().splitlines()][1:]
     best = min(search, key=lambda r: r["distance"])
     assert rows[1]["values"] == pytest.approx(best["values"], rel=1e-12)
     # --polish-seeds alone is a usage error: one line, exit 2

@@ -63,7 +63,8 @@ def test_synthetic_result_consistency_bounds():
 
 def test_npmle_recovers_a_skewed_mixture():
     rng = np.random.default_rng(4)
-    p = 1.0 / (1.0 + np.exp(-rng.normal(2.2, 0.7, 6000)))  # skewed against the ceiling, as ST scores are
+    # skewed against the ceiling, as short-term scores are
+    p = 1.0 / (1.0 + np.exp(-rng.normal(2.2, 0.7, 6000)))
     n = rng.integers(30, 40, 6000)
     k = rng.binomial(n, p)
     grid, w = K.npmle(k, n)
@@ -91,8 +92,9 @@ def test_npmle_construction_predicts_consistency_where_a_beta_does_not():
     V = 4000
     p = 1.0 / (1.0 + np.exp(-rng.normal(2.3, 0.75, V)))
     n = np.full(V, 36)
-    actual = np.mean([K.consistency_of(K.synthetic_result(p, n, rng), 1, 36, seed=r, n_splits=5)["human"]
-                      for r in range(3)])
+    actual = np.mean([
+        K.consistency_of(K.synthetic_result(p, n, rng), 1, 36, seed=r, n_splits=5)["human"]
+        for r in range(3)])
     s = rng.binomial(n, p) / n
     real = pd.DataFrame({"short-term_memorability": s, "nb_short-term_annotations": n,
                          "long-term_memorability": s, "nb_long-term_annotations": n})
@@ -124,8 +126,25 @@ def test_reproduces_the_spec_table_from_released_scores():
     assert table.loc[(lt, "independent"), "human"] == pytest.approx(0.19, abs=0.03)
     assert table.loc[(st, "upper"), "human"] == pytest.approx(0.47, abs=0.03)
     assert table.loc[(lt, "upper"), "human"] == pytest.approx(0.42, abs=0.03)
-    # the true scores' own shape (NPMLE) allows more ST consistency than the SPEC's beta, far below 0.481
+    # the true scores' own shape (NPMLE) allows more ST consistency than the SPEC's beta,
+    # still far below 0.481
     assert table.loc[(st, "independent"), "human"] + 0.01 < table.loc[(st, "npmle"), "human"] < 0.42
-    assert table.loc[(lt, "npmle"), "human"] == pytest.approx(table.loc[(lt, "independent"), "human"], abs=0.03)
+    lt_beta = table.loc[(lt, "independent"), "human"]
+    assert table.loc[(lt, "npmle"), "human"] == pytest.approx(lt_beta, abs=0.03)
     # the paper's ST numbers exceed even the upper bound's annotation consistency
     assert table.loc[(st, "upper"), "annotation"] < 0.616 - 0.1
+
+
+def test_simulator_mechanisms_stay_at_their_npmle_prediction():
+    # every mechanism of the simulator keeps annotations independent given the video, so the
+    # NPMLE construction from a run's own hits predicts the run's own human consistency
+    from pathlib import Path
+
+    from memsim.params import load_params
+
+    params = load_params(Path(__file__).resolve().parent.parent / "calibration" / "videomem.yaml")
+    table = K.simulator_check(params, scale=0.2, seed=0)
+    assert len(table) == 10
+    gap = table["npmle_predicts"] - table["human"]
+    assert gap.abs().max() < 0.06, table.to_string()
+    assert gap.abs().mean() < 0.03, table.to_string()
