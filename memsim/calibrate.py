@@ -537,6 +537,7 @@ class Evaluator:
     best: dict | None = None
     local_best: dict | None = None
     n_new: int = 0
+    replay_only: bool = False
     pool: ProcessPoolExecutor | None = field(default=None, repr=False)
 
     def __enter__(self):
@@ -561,7 +562,7 @@ class Evaluator:
         """Residual vectors for several candidates; new ones simulated in parallel."""
         rows: list[dict | None] = [self.log.get(x) for x in xs]
         todo = [i for i, r in enumerate(rows) if r is None]
-        if todo and self.n_new + len(todo) > self.budget:
+        if todo and (self.replay_only or self.n_new + len(todo) > self.budget):
             raise _Budget()
         if todo:
             t0 = time.perf_counter()
@@ -600,7 +601,7 @@ def calibrate(protocol, start: Params, targets, *, real=None, scale: float = 0.3
               budget: int = 400, workers: int = 2, log_path: Path, resume: bool = False,
               fixed: tuple[str, ...] = (), step: float = 0.05, restarts: int = 3, starts: int = 1,
               start_spread: float = 1.0, screen: int = 0, noise_seeds=NOISE_SEEDS, bins: str = "raw",
-              on_eval=None) -> dict:
+              on_eval=None, replay_only: bool = False) -> dict:
     """Fit ``start``'s free parameters to ``targets``; returns a dict with the fitted ``params``.
 
     Parameters
@@ -608,6 +609,9 @@ def calibrate(protocol, start: Params, targets, *, real=None, scale: float = 0.3
     scale : the protocol is shrunk by this factor for the search (annotations per video kept).
     seeds : common random numbers: every candidate is simulated with these seeds.
     budget : the most *new* simulations of candidates (cached ones are free).
+    replay_only : with ``resume``, walk the logged path and stop at the first candidate the
+        log does not hold, simulating none: the result the logged run had reached (the
+        search stage of ``--polish --resume``, whose polish started from that result).
     step : forward-difference step in unconstrained coordinates.
     restarts : most restarts of the optimiser from the best candidate so far.
     starts, start_spread : multi-start: the start and ``starts - 1`` points drawn around it
@@ -641,7 +645,10 @@ def calibrate(protocol, start: Params, targets, *, real=None, scale: float = 0.3
         header.update(screen=screen)
     log = EvalLog(log_path, header, resume)
     x0 = to_unconstrained(free, values_of(start, free))
-    ev = Evaluator(scaled, start, free, moments, tuple(seeds), 1.0, real, log, budget, workers, on_eval, bins)
+    if replay_only and not resume:
+        raise ValueError("replay_only needs resume")
+    ev = Evaluator(scaled, start, free, moments, tuple(seeds), 1.0, real, log, budget, workers,
+                   on_eval, bins, replay_only=replay_only)
     # ``scaled`` is already shrunk; workers simulate it at scale 1.
     t0 = time.perf_counter()
     stopped = "converged"
@@ -708,6 +715,11 @@ def calibrate(protocol, start: Params, targets, *, real=None, scale: float = 0.3
                 stopped = "best start polished: " + local(np.array(ev.best["x"]))
         except _Budget:
             stopped = f"budget of {budget} evaluations spent"
+    if replay_only:
+        if ev.best is None:
+            raise UserError("--resume: the log holds none of the search's candidates; remove "
+                            "the logs or drop --resume", path=log_path)
+        stopped = "replayed from the log"
     best = ev.best
     xb = np.array(best["x"])
     vals = from_unconstrained(free, xb)

@@ -135,9 +135,14 @@ def _cmd_calibrate(args) -> int:
 
         common = dict(real=real, workers=args.workers, resume=args.resume, fixed=tuple(args.fix),
                       bins=args.bins)
+        # resuming a run whose polish had begun: the search is replayed from its log, not carried
+        # on, so that the polish resumes from the point it started from
+        replay = bool(args.polish and args.resume and polish_log(out_path).exists()
+                      and log_path.exists())
         res = calibrate(protocol, start, targets, scale=args.scale, seeds=tuple(args.seeds),
                         budget=args.budget, log_path=log_path, starts=args.starts,
-                        screen=args.screen, on_eval=progress("calibrate", args.budget), **common)
+                        screen=args.screen, on_eval=progress("calibrate", args.budget),
+                        replay_only=replay, **common)
         stages = [res]
         if args.polish:
             res = calibrate(protocol, res["params"], targets, scale=1.0, seeds=polish_seeds,

@@ -4,6 +4,7 @@ recovery on a small simulated study, and the ``calibrate`` command end to end.""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -172,6 +173,14 @@ def test_calibrate_polish_refines_at_full_scale(tmp_path, capsys):
     search = [json.loads(ln) for ln in search_log.read_text().splitlines()][1:]
     best = min(search, key=lambda r: r["distance"])
     assert rows[1]["values"] == pytest.approx(best["values"], rel=1e-12)
+    # --resume replays both logs: the logged candidates are not simulated again
+    capsys.readouterr()
+    assert main(base + ["--polish", "2", "--polish-seeds", "4", "--fix", *fix, "--resume"]) == 0
+    printed = capsys.readouterr().out
+    found = re.findall(r"(\d+) candidates \((\d+) simulated now\)", printed)
+    assert len(found) == 2, printed
+    (s_total, s_new), (p_total, p_new) = [(int(a), int(b)) for a, b in found]
+    assert s_total - s_new == len(search) and p_total - p_new == len(rows) - 1
     # --polish-seeds alone is a usage error: one line, exit 2
     assert main(base + ["--polish-seeds", "4"]) == 2
     assert "--polish-seeds needs --polish" in capsys.readouterr().err
