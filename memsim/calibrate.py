@@ -627,6 +627,8 @@ def calibrate(protocol, start: Params, targets, *, real=None, scale: float = 0.3
 
     from memsim.simulate import scale_protocol
 
+    if replay_only and not resume:  # before the log is opened: without resume it is rewritten
+        raise ValueError("replay_only needs resume")
     free = free_for(start, fixed)
     columns = [s.scoring.column for s in protocol.steps]
     moments = moments_for(targets, real, columns, scale)
@@ -645,8 +647,6 @@ def calibrate(protocol, start: Params, targets, *, real=None, scale: float = 0.3
         header.update(screen=screen)
     log = EvalLog(log_path, header, resume)
     x0 = to_unconstrained(free, values_of(start, free))
-    if replay_only and not resume:
-        raise ValueError("replay_only needs resume")
     ev = Evaluator(scaled, start, free, moments, tuple(seeds), 1.0, real, log, budget, workers,
                    on_eval, bins, replay_only=replay_only)
     # ``scaled`` is already shrunk; workers simulate it at scale 1.

@@ -315,7 +315,7 @@ def simulator_check(params, *, scale: float = 0.5, seed: int = 0) -> pd.DataFram
     can lift consistency above what a score distribution allows.
     """
     from memsim.consistency import human_consistency
-    from memsim.scoring import score
+    from memsim.scoring import score, video_sums
     from memsim.simulate import simulate
 
     protocol = load_videomem()
@@ -339,9 +339,9 @@ def simulator_check(params, *, scale: float = 0.5, seed: int = 0) -> pd.DataFram
         res = score(sim.trials, sim.protocol, validate=False)
         for step, col in enumerate(COLUMNS, start=1):
             t = res.tests[step - 1]
-            n = np.bincount(t.video, minlength=len(res.video_ids))
-            k = np.bincount(t.video, weights=t.hit, minlength=len(res.video_ids)).astype(np.int64)
-            n, k = n[n > 0], k[n > 0]
+            sums = video_sums(t.video, t.hit, t.lag, len(res.video_ids))
+            tested = sums.n > 0
+            n, k = sums.n[tested].astype(np.int64), sums.h[tested].astype(np.int64)
             grid, w = npmle(k, n)
             rng = np.random.default_rng(np.random.SeedSequence([seed, step, len(rows)]))
             drawn = synthetic_result(rng.choice(grid, len(n), p=w), n, rng, step=step)
