@@ -42,12 +42,12 @@ def main() -> int:
                     help="with --full: candidates at full scale (default 150)")
     args = ap.parse_args()
 
-    from memsim import calibrate as C
-    from memsim.compare import load_targets
-    from memsim.params import load_params
-    from memsim.protocol import load_protocol
-    from memsim.run import load_real_scores
-    from memsim.simulate import scale_protocol
+    from memsim.fit import calibrate as C
+    from memsim.fit.compare import load_targets
+    from memsim.sim.params import load_params
+    from memsim.design.protocol import load_protocol
+    from memsim.study.run import load_real_scores
+    from memsim.sim.simulate import scale_protocol
 
     protocol = load_protocol(ROOT / "protocols" / "videomem.yaml")
     start = load_params(ROOT / "calibration" / "videomem.yaml")

@@ -14,8 +14,8 @@ from pathlib import Path
 import numba
 import numpy as np
 
-from memsim.protocol import load_protocol
-from memsim.sequence import (
+from memsim.design.protocol import load_protocol
+from memsim.sim.sequence import (
     StepLayout,
     _run,
     generate_sequences,

@@ -2,7 +2,7 @@
 
 Runs the same small study (``--runs`` replicates of the unmodified VideoMem
 protocol, each a full campaign: 10,000 videos, ~10,450 participants, simulated,
-scored and summarised) through :func:`memsim.sweep.run_sweep` twice, into fresh
+scored and summarised) through :func:`memsim.study.sweep.run_sweep` twice, into fresh
 folders: once with one worker (in process), once with two worker processes.
 Timings include the worker start-up, as a real sweep pays it. One worker runs in
 process with numba on every core; each of two workers gets half the cores. Reports runs per
@@ -44,7 +44,7 @@ def main() -> None:
     ap.add_argument("--scale", type=float, default=1.0, help="campaign scale (default 1.0: full VideoMem)")
     args = ap.parse_args()
 
-    from memsim.sweep import run_sweep
+    from memsim.study.sweep import run_sweep
 
     load0 = os.getloadavg()[0]
 

@@ -25,11 +25,11 @@ from pathlib import Path
 import numpy as np
 from scipy.stats import wasserstein_distance
 
-from memsim.calibrate import released_scores
-from memsim.params import load_params
-from memsim.protocol import load_protocol, protocol_from_mapping
-from memsim.scoring import count_column, score
-from memsim.simulate import simulate
+from memsim.fit.calibrate import released_scores
+from memsim.sim.params import load_params
+from memsim.design.protocol import load_protocol, protocol_from_mapping
+from memsim.analysis.scoring import count_column, score
+from memsim.sim.simulate import simulate
 
 SHARES = (0.15, 0.2, 0.25, 0.3, 0.35)
 ST_EXCESS = (0.25, 0.3, 0.35, 0.4, 0.45, 0.5)

@@ -38,10 +38,10 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from memsim.compare import ks_distance  # noqa: E402
-from memsim.compat import npmle, raw_hits  # noqa: E402
+from memsim.fit.compare import ks_distance  # noqa: E402
+from memsim.fit.compat import npmle, raw_hits  # noqa: E402
 from memsim.data import data_dir  # noqa: E402
-from memsim.scoring import read_scores  # noqa: E402
+from memsim.analysis.scoring import read_scores  # noqa: E402
 
 Q = (0.01, 0.05, 0.25, 0.5, 0.75, 0.95, 0.99)
 
@@ -97,10 +97,10 @@ def main() -> int:
     print(f"a perfect model, {draws} studies, each with its own slope (ratio SE {se_ratio:.4f}):")
     rows = [("NPMLE", ks_np), ("logit-normal", ks_ln)]
     try:  # the same at the counts the shipped protocol's campaign gives (seed 0)
-        from memsim.params import default_params_path, load_params
-        from memsim.protocol import load_protocol
-        from memsim.scoring import score
-        from memsim.simulate import simulate
+        from memsim.sim.params import default_params_path, load_params
+        from memsim.design.protocol import load_protocol
+        from memsim.analysis.scoring import score
+        from memsim.sim.simulate import simulate
 
         protocol = load_protocol(ROOT / "protocols" / "videomem.yaml")
         sim = simulate(protocol, load_params(default_params_path(protocol)), seed=0)
@@ -123,10 +123,10 @@ def main() -> int:
     print("NPMLE true scores      ", " ".join(f"{x:.3f}" for x in qn))
     print("  logit, centred       ", " ".join(f"{x:+.2f}" for x in lq - lq[3]))
     try:
-        from memsim.params import default_params_path, load_params
-        from memsim.population import draw_videos
-        from memsim.protocol import load_protocol
-        from memsim.simulate import expected_scores
+        from memsim.sim.params import default_params_path, load_params
+        from memsim.sim.population import draw_videos
+        from memsim.design.protocol import load_protocol
+        from memsim.sim.simulate import expected_scores
 
         protocol = load_protocol(ROOT / "protocols" / "videomem.yaml")
         params = load_params(default_params_path(protocol))

@@ -17,10 +17,10 @@ from pathlib import Path
 
 import numpy as np
 
-from memsim.calibrate import free_for, get_path, set_path, simulate_summary
-from memsim.compare import lookup
-from memsim.params import load_params, params_from_mapping
-from memsim.protocol import load_protocol
+from memsim.fit.calibrate import free_for, get_path, set_path, simulate_summary
+from memsim.fit.compare import lookup
+from memsim.sim.params import load_params, params_from_mapping
+from memsim.design.protocol import load_protocol
 
 ROOT = Path(__file__).resolve().parent.parent
 STATS = [  # (column title, path into the summary)

@@ -1,7 +1,7 @@
 """memsim: simulate, score and analyse memorability annotation studies.
 
 Importing the package is cheap: it loads neither numba kernels, torch nor
-matplotlib. Import the stage modules (``memsim.protocol``, ``memsim.scoring``,
+matplotlib. Import the stage modules (``memsim.design.protocol``, ``memsim.analysis.scoring``,
 ...) for the work itself.
 """
 

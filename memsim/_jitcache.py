@@ -1,15 +1,15 @@
 """Keep numba's on-disk cache true to the sources.
 
 Numba keys each cached function by the timestamp and size of *its own* source file. A
-kernel in ``kernel.py`` that calls ``forgetting.retention`` keeps its cached machine code
-when only ``forgetting.py`` changes (a ``git pull`` into an editable install, a law added
+kernel in ``sim/kernel.py`` that calls ``sim/forgetting.retention`` keeps its cached machine
+code when only ``forgetting.py`` changes (a ``git pull`` into an editable install, a law added
 while developing), and then runs the old law without a word. Every module of the package
 with ``@njit(cache=True)`` functions imports this one first: it hashes all of those
 sources together and, when the hash differs from the one stamped beside the cache, deletes
 the package's cache files (numba compiles afresh) and stamps the new hash.
 
-Only the default cache folder (``memsim/__pycache__``) is handled; with ``NUMBA_CACHE_DIR``
-set, clear that folder yourself after changing the sources.
+Only the default cache folders (the ``__pycache__`` beside each of those modules) are
+handled; with ``NUMBA_CACHE_DIR`` set, clear that folder yourself after changing the sources.
 """
 
 from __future__ import annotations
@@ -18,8 +18,12 @@ import hashlib
 import os
 from pathlib import Path
 
-# every module with @njit(cache=True) functions (tests/test_jitcache.py checks the list)
-JIT_MODULES = ("campaign", "consistency", "forgetting", "kernel", "rng", "sequence", "simulate")
+# every module with @njit(cache=True) functions, relative to the package (tests/test_jitcache.py
+# checks the list)
+JIT_MODULES = (
+    "rng", "analysis/consistency", "sim/campaign", "sim/forgetting", "sim/kernel", "sim/sequence",
+    "sim/simulate",
+)
 
 _HERE = Path(__file__).resolve().parent
 
@@ -32,12 +36,15 @@ def sources_digest(root: Path = _HERE) -> str:
     return h.hexdigest()
 
 
+def _cache_dirs(root: Path) -> list[Path]:
+    return sorted({(root / name).parent / "__pycache__" for name in JIT_MODULES})
+
+
 def refresh(root: Path = _HERE) -> bool:
-    """Drop stale cache files under ``root/__pycache__``; True when some were dropped."""
+    """Drop stale cache files beside the jitted modules under ``root``; True when some were."""
     if os.environ.get("NUMBA_CACHE_DIR") or os.environ.get("NUMBA_DISABLE_JIT"):
         return False
-    cache = root / "__pycache__"
-    stamp = cache / "memsim-jit-sources.sha256"
+    stamp = root / "__pycache__" / "memsim-jit-sources.sha256"
     digest = sources_digest(root)
     try:
         if stamp.read_text() == digest:
@@ -46,13 +53,14 @@ def refresh(root: Path = _HERE) -> bool:
         pass
     dropped = False
     try:
-        for f in list(cache.glob("*.nbi")) + list(cache.glob("*.nbc")):
-            try:
-                f.unlink()
-                dropped = True
-            except FileNotFoundError:  # another process dropped it first
-                pass
-        cache.mkdir(exist_ok=True)
+        for cache in _cache_dirs(root):
+            for f in list(cache.glob("*.nbi")) + list(cache.glob("*.nbc")):
+                try:
+                    f.unlink()
+                    dropped = True
+                except FileNotFoundError:  # another process dropped it first
+                    pass
+        stamp.parent.mkdir(exist_ok=True)
         tmp = stamp.with_name(f"{stamp.name}.{os.getpid()}")
         tmp.write_text(digest)
         os.replace(tmp, stamp)

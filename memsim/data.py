@@ -84,12 +84,20 @@ def data_dir(path: str | os.PathLike[str] | None = None) -> Path:
     elif os.environ.get("MEMSIM_DATA"):
         p, how = Path(os.environ["MEMSIM_DATA"]), "MEMSIM_DATA"
     else:
-        p, how = Path(__file__).resolve().parents[1].parent / "shared" / "data", "default"
+        p, how = _default_data_dir(), "default"
     if not p.is_dir():
         raise UserError(
             f"data folder not found ({how}); pass --data DIR or set MEMSIM_DATA", path=p
         )
     return p
+
+
+def _default_data_dir() -> Path:
+    """``../shared/data`` beside the checkout memsim runs from, else beside the working folder."""
+    from memsim.resources import repository_root
+
+    root = repository_root()
+    return (root if root is not None else Path.cwd()).parent / "shared" / "data"
 
 
 # ----------------------------------------------------------------------------- helpers

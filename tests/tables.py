@@ -6,7 +6,7 @@ lag), so scoring code can be checked against a truth it must recover.
 
 ``make_trials(...)`` returns ``(trials, truth)``; ``truth`` holds each video's
 hit probability at the reference lag per step, under the score column names.
-``make_protocol(...)`` returns the matching :class:`memsim.protocol.Protocol`.
+``make_protocol(...)`` returns the matching :class:`memsim.design.protocol.Protocol`.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from memsim.protocol import Protocol, protocol_from_mapping
+from memsim.design.protocol import Protocol, protocol_from_mapping
 
 ST, LT = "short-term_memorability", "long-term_memorability"
 

@@ -10,13 +10,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from memsim import calibrate as C
+from memsim.fit import calibrate as C
 from memsim.cli import main
-from memsim.compare import load_targets
+from memsim.fit.compare import load_targets
 from memsim.errors import UserError
-from memsim.params import load_params
-from memsim.protocol import load_protocol
-from memsim.simulate import scale_protocol
+from memsim.sim.params import load_params
+from memsim.design.protocol import load_protocol
+from memsim.sim.simulate import scale_protocol
 
 ROOT = Path(__file__).resolve().parent.parent
 VIDEOMEM = ROOT / "protocols" / "videomem.yaml"

@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from memsim import __version__, cli
-from memsim.protocol import load_protocol
+from memsim.design.protocol import load_protocol
 
 ROOT = Path(__file__).resolve().parents[1]
 

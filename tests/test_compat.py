@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from memsim import compat as K
+from memsim.fit import compat as K
 from memsim.data import data_dir
 from memsim.errors import UserError
 
@@ -17,7 +17,7 @@ def _released():
         root = data_dir(None)
     except UserError as exc:
         pytest.skip(f"released data not found: {exc}")
-    from memsim.scoring import read_scores
+    from memsim.analysis.scoring import read_scores
 
     path = root / "videomem" / "ground-truth_dev-set.csv"
     if not path.exists():
@@ -140,7 +140,7 @@ def test_simulator_mechanisms_stay_at_their_npmle_prediction():
     # NPMLE construction from a run's own hits predicts the run's own human consistency
     from pathlib import Path
 
-    from memsim.params import load_params
+    from memsim.sim.params import load_params
 
     params = load_params(Path(__file__).resolve().parent.parent / "calibration" / "videomem.yaml")
     table = K.simulator_check(params, scale=0.2, seed=0)

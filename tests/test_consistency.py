@@ -13,9 +13,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from scipy import stats
 
-from memsim import consistency as C
+from memsim.analysis import consistency as C
 from memsim.rng import stream_key_py
-from memsim.scoring import read_scores, score
+from memsim.analysis.scoring import read_scores, score
 from tables import LT, MID, SMALL, ST, make_protocol, make_trials
 
 DATA = Path(
@@ -280,9 +280,9 @@ def test_scoring_never_imports_the_simulator():
     import sys
 
     code = (
-        "import sys, memsim.consistency, memsim.scoring, memsim.trials, memsim.cli_score; "
-        "bad = [m for m in ('memsim.kernel', 'memsim.campaign', 'memsim.population', "
-        "'memsim.sequence', "
+        "import sys, memsim.analysis.consistency, memsim.analysis.scoring, memsim.design.trials, memsim.cli.score; "
+        "bad = [m for m in ('memsim.sim.kernel', 'memsim.sim.campaign', 'memsim.sim.population', "
+        "'memsim.sim.sequence', "
         "'torch', 'matplotlib') if m in sys.modules]; print(bad)"
     )
     out = subprocess.run(

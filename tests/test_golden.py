@@ -15,10 +15,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from memsim.consistency import summarise
-from memsim.params import load_params
-from memsim.protocol import load_protocol
-from memsim.simulate import simulate
+from memsim.analysis.consistency import summarise
+from memsim.sim.params import load_params
+from memsim.design.protocol import load_protocol
+from memsim.sim.simulate import simulate
 
 ROOT = Path(__file__).resolve().parent.parent
 

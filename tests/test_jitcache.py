@@ -10,7 +10,8 @@ PKG = Path(_jitcache.__file__).resolve().parent
 
 
 def test_every_jitted_module_is_listed_and_imports_the_check_first():
-    jitted = {p.stem for p in PKG.glob("*.py") if re.search(r"^@njit\(", p.read_text(), re.M)}
+    jitted = {p.relative_to(PKG).with_suffix("").as_posix() for p in PKG.rglob("*.py")
+              if re.search(r"^@njit\(", p.read_text(), re.M)}
     assert jitted == set(_jitcache.JIT_MODULES)
     for name in jitted:
         text = (PKG / f"{name}.py").read_text()
@@ -21,17 +22,22 @@ def test_every_jitted_module_is_listed_and_imports_the_check_first():
 def _fake_cache(root: Path, stem: str) -> list[Path]:
     files = [root / "__pycache__" / f"{stem}.py311.nbi", root / "__pycache__" / f"{stem}.py311.1.nbc"]
     for f in files:
+        f.parent.mkdir(parents=True, exist_ok=True)
         f.write_bytes(b"compiled")
     return files
+
+
+def _copy_sources(dest: Path) -> None:
+    for name in _jitcache.JIT_MODULES:
+        (dest / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(PKG / f"{name}.py", dest / f"{name}.py")
 
 
 def test_cache_dropped_only_when_a_jitted_source_changes(tmp_path, monkeypatch):
     monkeypatch.delenv("NUMBA_CACHE_DIR", raising=False)
     monkeypatch.delenv("NUMBA_DISABLE_JIT", raising=False)
-    for name in _jitcache.JIT_MODULES:
-        shutil.copy(PKG / f"{name}.py", tmp_path / f"{name}.py")
-    (tmp_path / "__pycache__").mkdir()
-    old = _fake_cache(tmp_path, "kernel._simulate_step-1")
+    _copy_sources(tmp_path)
+    old = _fake_cache(tmp_path / "sim", "kernel._simulate_step-1")
 
     # no stamp yet: whatever is cached may be stale
     assert _jitcache.refresh(tmp_path) is True
@@ -40,12 +46,13 @@ def test_cache_dropped_only_when_a_jitted_source_changes(tmp_path, monkeypatch):
     assert stamp.read_text() == _jitcache.sources_digest(tmp_path)
 
     # same sources: the cache stays
-    kept = _fake_cache(tmp_path, "kernel._simulate_step-1")
+    kept = _fake_cache(tmp_path / "sim", "kernel._simulate_step-1")
+    kept += _fake_cache(tmp_path / "analysis", "consistency._group_sums_kernel-1")
     assert _jitcache.refresh(tmp_path) is False
     assert all(f.exists() for f in kept)
 
     # a callee in another file changes (a new forgetting law): every cache file goes
-    law = tmp_path / "forgetting.py"
+    law = tmp_path / "sim" / "forgetting.py"
     law.write_text(law.read_text() + "\n# changed\n")
     assert _jitcache.refresh(tmp_path) is True
     assert not any(f.exists() for f in kept)
@@ -54,9 +61,7 @@ def test_cache_dropped_only_when_a_jitted_source_changes(tmp_path, monkeypatch):
 
 def test_a_user_cache_dir_is_left_alone(tmp_path, monkeypatch):
     monkeypatch.setenv("NUMBA_CACHE_DIR", str(tmp_path / "elsewhere"))
-    for name in _jitcache.JIT_MODULES:
-        shutil.copy(PKG / f"{name}.py", tmp_path / f"{name}.py")
-    (tmp_path / "__pycache__").mkdir()
+    _copy_sources(tmp_path)
     files = _fake_cache(tmp_path, "rng.next_uniform-10")
     assert _jitcache.refresh(tmp_path) is False
     assert all(f.exists() for f in files)

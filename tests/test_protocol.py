@@ -19,7 +19,7 @@ from pydantic import ValidationError
 
 from memsim import cli
 from memsim.errors import UserError
-from memsim.protocol import (
+from memsim.design.protocol import (
     Protocol,
     find_arrangement,
     load_protocol,
@@ -765,7 +765,7 @@ def test_schema_covers_every_field():
 
 def test_every_variant_describes_itself():
     """The summary asks each pluggable part to describe itself: no if-chain to update per variant."""
-    from memsim import protocol as P
+    from memsim.design import protocol as P
 
     for union in (P.Correction, P.Selection, P.StopRule, P.Arrivals):
         (inner, *_) = union.__metadata__ and (union.__origin__,)
@@ -800,7 +800,7 @@ def test_quoted_number_gets_a_hint():
 
 def test_docs_describe_every_field():
     """docs/protocols.md names every field of every model of the schema."""
-    from memsim import protocol as P
+    from memsim.design import protocol as P
 
     doc = (ROOT / "docs" / "protocols.md").read_text()
     models = [

@@ -10,8 +10,8 @@ import pandas as pd
 import pytest
 
 from memsim.cli import main
-from memsim.compare import compare, decimals, ks_distance, load_targets, lookup, real_score_comparison
-from memsim.trials import validate_trials
+from memsim.fit.compare import compare, decimals, ks_distance, load_targets, lookup, real_score_comparison
+from memsim.design.trials import validate_trials
 
 ROOT = Path(__file__).resolve().parent.parent
 VIDEOMEM = str(ROOT / "protocols" / "videomem.yaml")

@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from memsim.errors import UserError
-from memsim.scoring import (
+from memsim.analysis.scoring import (
     CORRECTIONS,
     correct,
     correction_x,
@@ -286,7 +286,7 @@ def test_linear_ratio_correction_scales_by_the_line(ann, ref):
 def test_released_correction_tells_a_ratio_from_a_shift():
     """Scores corrected either way and written with 3 decimals: undoing them recovers every
     raw score, and the fitted change says which form was applied."""
-    from memsim.compat import released_correction
+    from memsim.fit.compat import released_correction
 
     rng = np.random.default_rng(4)
     n = rng.integers(30, 40, 3000)
@@ -307,7 +307,7 @@ def test_released_correction_tells_a_ratio_from_a_shift():
 def test_released_videomem_correction_is_a_ratio():
     """The released short-term scores: every raw score is recovered, and score - raw is
     proportional to raw (intercept ~0), about -1.75 % of it."""
-    from memsim.compat import released_correction
+    from memsim.fit.compat import released_correction
 
     rc = released_correction(read_scores(REAL))
     assert rc["recovered"] == 1.0 and rc["videos"] == 7000

@@ -11,8 +11,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from memsim.errors import UserError
-from memsim.protocol import load_protocol
-from memsim.sequence import (
+from memsim.design.protocol import load_protocol
+from memsim.sim.sequence import (
     StepLayout,
     generate_sequences,
     generate_sequences_reference,

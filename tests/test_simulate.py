@@ -13,14 +13,14 @@ import pytest
 from hypothesis import HealthCheck, given, reject, settings
 from hypothesis import strategies as st
 
-from memsim.campaign import AnnotationIndex, draw_demand, plan_campaign, select_least_annotated
+from memsim.sim.campaign import AnnotationIndex, draw_demand, plan_campaign, select_least_annotated
 from memsim.errors import UserError
-from memsim.forgetting import LAWS
-from memsim.kernel import Constants, StepInput, simulate_step, simulate_step_reference
-from memsim.params import load_params, params_from_mapping
-from memsim.population import draw_participants, draw_videos
-from memsim.protocol import load_protocol, protocol_from_mapping
-from memsim.simulate import TRIAL_COLUMNS, simulate, write_simulation
+from memsim.sim.forgetting import LAWS
+from memsim.sim.kernel import Constants, StepInput, simulate_step, simulate_step_reference
+from memsim.sim.params import load_params, params_from_mapping
+from memsim.sim.population import draw_participants, draw_videos
+from memsim.design.protocol import load_protocol, protocol_from_mapping
+from memsim.sim.simulate import TRIAL_COLUMNS, simulate, write_simulation
 
 ROOT = Path(__file__).resolve().parent.parent
 VIDEOMEM = ROOT / "protocols" / "videomem.yaml"
@@ -249,7 +249,7 @@ def test_index_withdrawals_undo_annotations(with_demand):
 def _kept_counting(videomem, scale):
     d = videomem.dump()
     d["selection"]["counts"] = "kept"
-    from memsim.simulate import scale_protocol
+    from memsim.sim.simulate import scale_protocol
 
     return scale_protocol(protocol_from_mapping(d), scale)
 
@@ -258,7 +258,7 @@ def test_kept_counting_balances_the_annotations_scoring_keeps(videomem, params):
     """counts: kept withdraws the assignments of participants the step-1 filters drop, when
     their session ends: the campaign's final counts are exactly the scored annotation counts,
     and they are tighter than when assignments are balanced (the filters thin those at random)."""
-    from memsim.scoring import score
+    from memsim.analysis.scoring import score
 
     out = {}
     for mode in ("assigned", "kept"):
@@ -269,7 +269,7 @@ def test_kept_counting_balances_the_annotations_scoring_keeps(videomem, params):
         res = score(sim.trials, sim.protocol)
         out[mode] = res.scores["nb_short-term_annotations"].to_numpy()
         if mode == "kept":
-            from memsim.simulate import scale_protocol
+            from memsim.sim.simulate import scale_protocol
 
             plan = plan_campaign(scale_protocol(protocol_from_mapping(d), 0.1), seed=5,
                                  return_probability=params.participants.return_probability,
@@ -280,8 +280,8 @@ def test_kept_counting_balances_the_annotations_scoring_keeps(videomem, params):
 
 
 def _judge_for(sim, params):
-    from memsim.population import draw_participants, draw_videos
-    from memsim.simulate import _FirstStepPlayer
+    from memsim.sim.population import draw_participants, draw_videos
+    from memsim.sim.simulate import _FirstStepPlayer
 
     n = int(sim.trials["participant"].max()) + 1
     return _FirstStepPlayer(sim.protocol, params, sim.seed, draw_participants(params, n, sim.seed),
@@ -291,7 +291,7 @@ def _judge_for(sim, params):
 def test_campaign_verdicts_are_the_scoring_filters(videomem, params):
     """The sessions the campaign judges as they end are the step-1 sessions of the trial table:
     the same end times, and the same participants kept as the scoring pipeline keeps."""
-    from memsim.scoring import score
+    from memsim.analysis.scoring import score
 
     sim = simulate(_kept_counting(videomem, 0.05), params, seed=9)
     res = score(sim.trials, sim.protocol)
@@ -320,7 +320,7 @@ def test_demand_gives_annotations_in_proportion(videomem):
     d = videomem.dump()
     d["selection"]["demand"] = {"share": 0.3, "mean_excess": 0.8}
     p = protocol_from_mapping(d)
-    from memsim.simulate import scale_protocol
+    from memsim.sim.simulate import scale_protocol
 
     p = scale_protocol(p, 0.2)
     plan = plan_campaign(p, seed=3, return_probability=0.3)
@@ -340,7 +340,7 @@ def test_demand_gives_annotations_in_proportion(videomem):
 
 
 def test_demand_draw_is_reproducible_and_independent_per_stream(videomem):
-    from memsim.protocol import Demand
+    from memsim.design.protocol import Demand
 
     dm = Demand(share=0.25, mean_excess=0.35)
     a, b = draw_demand(dm, 5000, 9, 0), draw_demand(dm, 5000, 9, 0)
@@ -371,7 +371,7 @@ def test_later_picks_do_not_reshuffle_when_more_participants_return(videomem):
     """Picks are made in order of the return draws: raising return_probability adds
     participants at the end of that order, so everyone who returned before is tested on
     the same items (common random numbers hold across candidate parameters)."""
-    from memsim.simulate import scale_protocol
+    from memsim.sim.simulate import scale_protocol
 
     d = videomem.dump()
     d["steps"][1]["items"][0]["source"].update(pick="least_annotated",
@@ -492,7 +492,7 @@ def test_memorability_skew(params):
     upper tail of logit m, from the same standard normals (common random numbers across skews)."""
     from scipy.stats import skew
 
-    from memsim.params import params_from_mapping
+    from memsim.sim.params import params_from_mapping
 
     def logit_m(k):
         d = params.dump()
@@ -656,7 +656,7 @@ def test_short_term_familiarity_fades_before_the_next_day(videomem, params):
     """`videos.short_term_sd`: a per-video logit shift that fades as exp(-t / short_term_decay_s).
     It moves each video's expected short-term score (minutes) and leaves the long-term one
     (24-72 h) as it was; at sd 0 every video's familiarity is exactly 0."""
-    from memsim.simulate import expected_scores
+    from memsim.sim.simulate import expected_scores
 
     d = params.dump()
     d["videos"]["short_term_sd"] = 0.0

@@ -23,7 +23,7 @@ import pytest
 
 from memsim.cli import main
 from memsim.errors import UserError
-from memsim.sweep import cell_seeds, load_study, minutes_per_participant, resolve_study, run_sweep
+from memsim.study.sweep import cell_seeds, load_study, minutes_per_participant, resolve_study, run_sweep
 
 REPO = Path(__file__).resolve().parent.parent
 TESTS = Path(__file__).resolve().parent
@@ -121,7 +121,7 @@ def test_seeds_depend_on_coordinates_not_on_the_rest_of_the_grid(tmp_path):
 
 
 def test_params_axis_resolves_and_is_validated(tmp_path):
-    pytest.importorskip("memsim.params")
+    pytest.importorskip("memsim.sim.params")
     ok = _study(tmp_path, "p", vary="""
   - {path: params.participants.careless_share, values: [0.0, 0.2]}
 """)
@@ -148,8 +148,8 @@ def test_set_changes_the_base_before_the_axes(tmp_path, capsys):
 
 
 def test_minutes_per_participant_and_crowd_minutes_of_videomem():
-    from memsim.protocol import load_protocol
-    from memsim.sweep import crowd_minutes
+    from memsim.design.protocol import load_protocol
+    from memsim.study.sweep import crowd_minutes
 
     proto = load_protocol(VIDEOMEM).dump()
     assert minutes_per_participant(proto) == pytest.approx(300 * 8 / 60)
@@ -162,7 +162,7 @@ def test_minutes_per_participant_and_crowd_minutes_of_videomem():
 def test_whole_protocol_axis_and_missing_statistics(tmp_path, capsys):
     import yaml
 
-    from memsim.protocol import load_protocol
+    from memsim.design.protocol import load_protocol
 
     one_step = load_protocol(VIDEOMEM).dump()  # VideoMem's step 1 alone, as a second protocol file
     one_step["name"] = "one-step"
@@ -228,7 +228,7 @@ def test_cell_that_cannot_be_sequenced_is_refused_before_anything_runs(tmp_path,
     - {path: protocol.steps.0.scoring.correction.reference_lag, values: [100, 170]}
 """)
     import test_sweep
-    from memsim.sweep import _preflight
+    from memsim.study.sweep import _preflight
 
     test_sweep.exploding_cell.preflight = _preflight  # the real cell's check, on a cell that must not run
     try:
@@ -374,7 +374,7 @@ def test_dask_cluster_of_separate_processes_matches_local_run(reference, tmp_pat
 
 # --------------------------------------------------------------------------- report
 def test_report_tables_match_results_and_figures_are_written(reference, tmp_path, capsys):
-    from memsim.report import frontier, summarise_results
+    from memsim.study.report import frontier, summarise_results
 
     _, _, out = reference
     assert main(["report", str(out)]) == 0
@@ -391,7 +391,7 @@ def test_report_tables_match_results_and_figures_are_written(reference, tmp_path
     for name in ["axis-lag.png", "axis-budget.png", "frontier-consistency_st.png"]:
         assert (out / "report" / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     # the frontier: cheapest cell first, each later one strictly better
-    from memsim.sweep import load_plan
+    from memsim.study.sweep import load_plan
 
     front = frontier(summarise_results(res, load_plan(out)), "consistency_st")
     assert (np.diff(front.consistency_st_mean) > 0).all()
@@ -400,7 +400,7 @@ def test_report_tables_match_results_and_figures_are_written(reference, tmp_path
 
 
 def test_frontier_keeps_only_undominated_cells():
-    from memsim.report import frontier
+    from memsim.study.report import frontier
 
     s = pd.DataFrame({
         "cell": [0, 1, 2, 3, 4],
@@ -417,11 +417,11 @@ def test_report_of_unfinished_sweep_is_a_clear_error(tmp_path, capsys):
 
 # --------------------------------------------------------------------------- the real cell
 def test_real_cell_is_deterministic_and_gives_named_statistics():
-    pytest.importorskip("memsim.simulate")
-    pytest.importorskip("memsim.consistency")
-    from memsim.params import default_params_path, load_params
-    from memsim.protocol import load_protocol
-    from memsim.sweep import run_cell
+    pytest.importorskip("memsim.sim.simulate")
+    pytest.importorskip("memsim.analysis.consistency")
+    from memsim.sim.params import default_params_path, load_params
+    from memsim.design.protocol import load_protocol
+    from memsim.study.sweep import run_cell
 
     proto = load_protocol(VIDEOMEM)
     spec = {"protocol": proto.dump(), "params": load_params(default_params_path(proto)).dump(),
@@ -446,7 +446,7 @@ def test_list_statistics_runs_the_first_cell_once(tmp_path, capsys):
 
 
 def test_frontiers_are_drawn_for_quality_statistics_only():
-    from memsim.report import _is_quality
+    from memsim.study.report import _is_quality
 
     assert _is_quality("human_consistency.step1.mean") and _is_quality("truth.step2.spearman")
     assert _is_quality("annotation_consistency.step1.curve@38")
@@ -476,7 +476,7 @@ def test_a_cell_that_fails_at_run_time_is_named_and_the_rest_kept(tmp_path, caps
                          ids=lambda p: p.stem)
 def test_every_shipped_study_resolves(path):
     """Each study under experiments/ names real fields and feasible cells (checked before any run)."""
-    from memsim.sweep import load_study, resolve_study
+    from memsim.study.sweep import load_study, resolve_study
 
     study = load_study(path)
     plan = resolve_study(study, path)

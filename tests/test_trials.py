@@ -12,7 +12,7 @@ import pytest
 
 from memsim.cli import main
 from memsim.errors import UserError
-from memsim.trials import COLUMNS, read_trials, validate_trials
+from memsim.design.trials import COLUMNS, read_trials, validate_trials
 from tables import SMALL, make_protocol, make_trials
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -49,7 +49,7 @@ def _cell(df, model, target, col="mean"):
 
 def table(corpus, summ: pd.DataFrame, ceil: pd.DataFrame, args) -> str:
     """Markdown table: CV models, the paper's Table 1 (VideoMem), human consistency, ceilings."""
-    from memsim.predict.cli import HUMAN_CONSISTENCY, PAPER_TABLE
+    from memsim.cli.predict import HUMAN_CONSISTENCY, PAPER_TABLE
 
     targets = list(corpus.targets)
     head = "| model | " + " | ".join(t.replace("_", "-") for t in targets) + " |"
@@ -100,7 +100,7 @@ def figure(summ: pd.DataFrame, ceil: pd.DataFrame, corpus):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from memsim.predict.cli import HUMAN_CONSISTENCY, PAPER_TABLE
+    from memsim.cli.predict import HUMAN_CONSISTENCY, PAPER_TABLE
 
     targets = list(corpus.targets)
     models = list(dict.fromkeys(summ["model"].astype(str)))

@@ -81,7 +81,7 @@ def register(sub) -> None:
 
 
 def _targets(args, protocol):
-    from memsim.compare import default_targets_path, load_targets
+    from memsim.fit.compare import default_targets_path, load_targets
     from memsim.errors import UserError
 
     path = args.targets or default_targets_path(protocol.name)
@@ -93,11 +93,11 @@ def _targets(args, protocol):
 def _cmd_calibrate(args) -> int:
     from rich.console import Console
 
-    from memsim.calibrate import calibrate, dump_params_yaml, fitted_note, released_scores
+    from memsim.fit.calibrate import calibrate, dump_params_yaml, fitted_note, released_scores
     from memsim.errors import UserError
     from memsim.io import write_text_atomic
-    from memsim.params import default_params_path, load_params
-    from memsim.protocol import load_protocol
+    from memsim.sim.params import default_params_path, load_params
+    from memsim.design.protocol import load_protocol
     if not (0.0 < args.scale <= 1.0):
         raise UserError(f"--scale must be in (0, 1], got {args.scale}")
     if args.budget < 1 or args.workers < 1 or args.starts < 1:
@@ -203,10 +203,10 @@ def regenerate_command(args) -> str:
 
 
 def _cmd_fit_report(args) -> int:
-    from memsim.calibrate import fit_report
+    from memsim.fit.calibrate import fit_report
     from memsim.errors import UserError
-    from memsim.params import default_params_path, load_params
-    from memsim.protocol import load_protocol
+    from memsim.sim.params import default_params_path, load_params
+    from memsim.design.protocol import load_protocol
 
     if args.seeds < 1:
         raise UserError("--seeds must be at least 1")
@@ -225,11 +225,11 @@ def _cmd_fit_report(args) -> int:
 def _cmd_recover(args) -> int:
     import numpy as np
 
-    from memsim import calibrate as C
+    from memsim.fit import calibrate as C
     from memsim.errors import UserError
-    from memsim.params import default_params_path, load_params
-    from memsim.protocol import load_protocol
-    from memsim.simulate import scale_protocol
+    from memsim.sim.params import default_params_path, load_params
+    from memsim.design.protocol import load_protocol
+    from memsim.sim.simulate import scale_protocol
 
     if not (0.0 < args.scale <= 1.0):
         raise UserError(f"--scale must be in (0, 1], got {args.scale}")
@@ -256,6 +256,6 @@ def _cmd_recover(args) -> int:
 
 
 def _cmd_compat(args) -> int:
-    from memsim.compat import run_compat
+    from memsim.fit.compat import run_compat
 
     return run_compat(args)

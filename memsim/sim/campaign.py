@@ -4,7 +4,7 @@ In: a protocol, a seed and the number of stimuli. Out: a :class:`Plan` —
 arrival times, each participant's step-1 stimuli (assigned to the step's item
 groups), and for each later step the participants who return, their delay
 after the previous step and their new stimuli. simpy schedules people, never
-trials: the plan is arrays that :mod:`memsim.simulate` hands to the kernel.
+trials: the plan is arrays that :mod:`memsim.sim.simulate` hands to the kernel.
 
 Selection happens at the moment a participant starts, from the annotation
 counts of the assignments made so far (``least_annotated``: uniformly among the
@@ -17,9 +17,9 @@ sessions that have ended by then — a Beta posterior, pending assignments
 counted at its mean). New items of later steps are drawn
 uniformly among stimuli the participant has never seen (VideoMem's "totally
 new videos"). Items tested in a later step are drawn from the earlier step's
-eligible items once that step has been played (see :mod:`memsim.simulate`).
+eligible items once that step has been played (see :mod:`memsim.sim.simulate`).
 
-With a ``demand`` (:class:`memsim.protocol.Demand`), ``least_annotated`` ranks
+With a ``demand`` (:class:`memsim.design.protocol.Demand`), ``least_annotated`` ranks
 stimuli by ``floor(annotations / demand)`` instead of annotations, and a later
 step's ``pick: least_annotated`` by tests / demand: stimuli of demand 2 end with
 about twice the annotations of the rest. Those later-step picks are made once the
@@ -44,7 +44,7 @@ from numba import njit
 
 from memsim import rng as _rng
 from memsim.errors import UserError
-from memsim.protocol import Protocol
+from memsim.design.protocol import Protocol
 from memsim.rng import PyStream, next_below, next_uniform, stream_key_py
 
 __all__ = [

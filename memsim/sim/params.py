@@ -18,7 +18,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from memsim.errors import UserError
-from memsim.forgetting import LAWS
+from memsim.sim.forgetting import LAWS
 from memsim.io import format_pydantic_error, load_yaml_mapping
 
 __all__ = ["Params", "load_params", "params_from_mapping", "default_params_path"]
@@ -155,17 +155,14 @@ def load_params(path: str | os.PathLike[str]) -> Params:
     return params_from_mapping(load_yaml_mapping(path, "parameter file"), path)
 
 
-def _calibration_dir() -> Path:
-    return Path(__file__).resolve().parent.parent / "calibration"
-
-
 def default_params_path(protocol) -> Path:
-    """``calibration/<protocol name>.yaml`` when it exists, else the VideoMem set."""
-    here = _calibration_dir()
-    own = here / f"{protocol.name}.yaml"
-    if own.exists():
+    """The shipped ``calibration/<protocol name>.yaml`` when it exists, else the VideoMem set."""
+    from memsim import resources
+
+    own = resources.params_path(protocol.name)
+    if own is not None:
         return own
-    fallback = here / "videomem.yaml"
-    if not fallback.exists():
-        raise UserError("no parameter file found; pass --params FILE", path=own)
+    fallback = resources.params_path("videomem")
+    if fallback is None:
+        raise UserError("no parameter file found; pass --params FILE", path=protocol.name)
     return fallback

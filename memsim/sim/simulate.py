@@ -1,6 +1,6 @@
 """A whole simulated study: campaign -> sequences -> kernel -> trial table.
 
-In: a :class:`~memsim.protocol.Protocol`, a :class:`~memsim.params.Params`, a
+In: a :class:`~memsim.design.protocol.Protocol`, a :class:`~memsim.sim.params.Params`, a
 seed and an optional scale. Out: a :class:`Simulation` holding the trial table
 (the SPEC's contract, exactly) and the latent truth of every stimulus and
 participant; :func:`write_simulation` writes them as Parquet, atomically.
@@ -23,21 +23,21 @@ import numpy as np
 import pandas as pd
 from numba import njit
 
-from memsim.campaign import plan_campaign, shuffle_front
+from memsim.sim.campaign import plan_campaign, shuffle_front
 from memsim.errors import UserError
-from memsim.forgetting import LAWS, retention
-from memsim.kernel import ROLE_CODES, Constants, StepInput, play_and_tally, simulate_step, step_tables
-from memsim.params import Params
-from memsim.population import (
+from memsim.sim.forgetting import LAWS, retention
+from memsim.sim.kernel import ROLE_CODES, Constants, StepInput, play_and_tally, simulate_step, step_tables
+from memsim.sim.params import Params
+from memsim.sim.population import (
     draw_participants,
     draw_videos,
     participants_table,
     videos_table,
 )
-from memsim.protocol import Protocol, protocol_from_mapping, truth_column
+from memsim.design.protocol import Protocol, protocol_from_mapping, truth_column
 from memsim.rng import CAMPAIGN, stream_key
-from memsim.scoring import passes, slot_kinds, stats_from_tally
-from memsim.sequence import generate_sequences, layout_for
+from memsim.analysis.scoring import passes, slot_kinds, stats_from_tally
+from memsim.sim.sequence import generate_sequences, layout_for
 
 __all__ = ["Simulation", "simulate", "scale_protocol", "write_simulation", "truth_column"]
 

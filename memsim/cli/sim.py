@@ -37,8 +37,8 @@ def register(sub) -> None:
 
 def _load(args):
     from memsim.errors import UserError
-    from memsim.params import default_params_path, load_params
-    from memsim.protocol import load_protocol
+    from memsim.sim.params import default_params_path, load_params
+    from memsim.design.protocol import load_protocol
 
     if not (0.0 < args.scale <= 1.0):
         raise UserError(f"--scale must be in (0, 1], got {args.scale}")
@@ -48,8 +48,8 @@ def _load(args):
 
 
 def _cmd_simulate(args) -> int:
-    from memsim.run import simulate_with_progress
-    from memsim.simulate import write_simulation
+    from memsim.study.run import simulate_with_progress
+    from memsim.sim.simulate import write_simulation
 
     protocol, params = _load(args)
     sim = simulate_with_progress(protocol, params, seed=args.seed, scale=args.scale, quiet=args.quiet)
@@ -65,7 +65,7 @@ def _cmd_simulate(args) -> int:
 
 
 def _cmd_run(args) -> int:
-    from memsim.run import run_study
+    from memsim.study.run import run_study
 
     protocol, params = _load(args)
     out = args.out or Path("runs") / protocol.name
@@ -73,6 +73,6 @@ def _cmd_run(args) -> int:
 
 
 def _cmd_bench(args) -> int:
-    from memsim.bench import main as bench_main
+    from memsim.sim.bench import main as bench_main
 
     return bench_main(quick=args.quick)

@@ -1,7 +1,7 @@
 """``memsim score`` and ``memsim analyse``: score a trial table, and run the paper's analyses.
 
-Only parses, calls and prints; the work is in :mod:`memsim.scoring` and
-:mod:`memsim.consistency`, imported inside the handlers so ``memsim --help`` stays fast.
+Only parses, calls and prints; the work is in :mod:`memsim.analysis.scoring` and
+:mod:`memsim.analysis.consistency`, imported inside the handlers so ``memsim --help`` stays fast.
 """
 
 from __future__ import annotations
@@ -62,8 +62,8 @@ def register(sub) -> None:
 
 
 def _load(args):
-    from memsim.protocol import load_protocol
-    from memsim.trials import read_trials
+    from memsim.design.protocol import load_protocol
+    from memsim.design.trials import read_trials
 
     protocol = load_protocol(args.protocol)
     trials = read_trials(args.trials)
@@ -106,7 +106,7 @@ def _summary_lines(res) -> list[str]:
 
 def _cmd_score(args: argparse.Namespace) -> int:
     from memsim.io import atomic_path
-    from memsim.scoring import score, write_scores
+    from memsim.analysis.scoring import score, write_scores
 
     protocol, trials = _load(args)
     res = score(trials, protocol)
@@ -130,10 +130,10 @@ def _fmt(x, nd=3) -> str:
 def _cmd_analyse(args: argparse.Namespace) -> int:
     import json
 
-    from memsim.consistency import analyse, jsonable
+    from memsim.analysis.consistency import analyse, jsonable
     from memsim.errors import UserError
     from memsim.io import write_text_atomic
-    from memsim.scoring import score, write_scores
+    from memsim.analysis.scoring import score, write_scores
 
     protocol, trials = _load(args)
     truth = None
@@ -209,25 +209,16 @@ def _cmd_analyse(args: argparse.Namespace) -> int:
     return 0
 
 
-def _data_dir(given: Path | None) -> Path:
-    import os
-
-    if given is not None:
-        return given
-    env = os.environ.get("MEMSIM_DATA")
-    if env:
-        return Path(env)
-    return Path(__file__).resolve().parent.parent.parent / "shared" / "data"
-
-
 def _cmd_scores(args: argparse.Namespace) -> int:
     import json
 
-    from memsim.consistency import jsonable, score_summary
+    from memsim.analysis.consistency import jsonable, score_summary
     from memsim.io import write_text_atomic
-    from memsim.scoring import read_scores
+    from memsim.analysis.scoring import read_scores
 
-    path = args.scores or _data_dir(args.data) / "videomem" / "ground-truth_dev-set.csv"
+    from memsim.data import data_dir
+
+    path = args.scores or data_dir(args.data) / "videomem" / "ground-truth_dev-set.csv"
     df = read_scores(path)
     out = score_summary(df)
     print(f"{path}: {out['videos']:,} videos")

@@ -24,7 +24,7 @@ class _Parser(argparse.ArgumentParser):
 
 # --------------------------------------------------------------------------- commands
 def _cmd_validate(args: argparse.Namespace) -> int:
-    from memsim.protocol import load_protocol, summary_lines
+    from memsim.design.protocol import load_protocol, summary_lines
 
     proto = load_protocol(args.protocol)
     for line in summary_lines(proto):
@@ -34,7 +34,7 @@ def _cmd_validate(args: argparse.Namespace) -> int:
 
 
 def _cmd_schema(args: argparse.Namespace) -> int:
-    from memsim.protocol import protocol_json_schema
+    from memsim.design.protocol import protocol_json_schema
 
     print(protocol_json_schema())
     return 0
@@ -66,7 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(func=_cmd_schema)
 
-    from memsim.commands import registrars
+    from memsim.cli.commands import registrars
 
     for register in registrars():
         register(sub)

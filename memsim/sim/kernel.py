@@ -39,7 +39,7 @@ import numpy as np
 from numba import njit, prange
 
 from memsim import rng as _rng
-from memsim.forgetting import retention
+from memsim.sim.forgetting import retention
 from memsim.rng import PyStream, next_normal, next_uniform, stream_key, stream_key_py
 
 __all__ = ["StepInput", "Constants", "simulate_step", "simulate_step_reference", "ROLE_CODES"]
@@ -253,7 +253,7 @@ def play_and_tally(x: StepInput, tables: tuple[tuple, tuple], kind: np.ndarray):
     """Play a few participants on the calling thread and return ``(response, rt_s, onset_s,
     shown, tally)``: the outputs of :func:`simulate_step` but the delays, and a tally
     (int64[n, 4, 2]) of the played slots by ``kind`` (int[n, L], values 0-3,
-    :func:`memsim.scoring.slot_kinds`) and response: what a campaign judges a session by."""
+    :func:`memsim.analysis.scoring.slot_kinds`) and response: what a campaign judges a session by."""
     return _play_and_tally(_input_args(x), *tables, np.ascontiguousarray(kind, dtype=np.int64))
 
 
@@ -273,7 +273,7 @@ def simulate_step(x: StepInput, videos, c: Constants):
 # --------------------------------------------------------------------------- reference
 def simulate_step_reference(x: StepInput, videos, c: Constants):
     """The same model in plain Python, one draw at a time (for equivalence tests)."""
-    from memsim.forgetting import LAWS
+    from memsim.sim.forgetting import LAWS
 
     by_code = {law.code: law for law in LAWS.values()}
     n, L = x.video.shape

@@ -1,4 +1,4 @@
-"""``memsim sweep`` and ``memsim report``: parse, call :mod:`memsim.sweep` / :mod:`memsim.report`, print."""
+"""``memsim sweep`` and ``memsim report``: parse, call :mod:`memsim.study.sweep` / :mod:`memsim.study.report`, print."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 
 
 def _cmd_sweep(args: argparse.Namespace) -> int:
-    from memsim.sweep import list_statistics, rate, run_sweep
+    from memsim.study.sweep import list_statistics, rate, run_sweep
 
     if args.list_statistics:
         stats = list_statistics(args.study)
@@ -41,7 +41,7 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
-    from memsim.report import report
+    from memsim.study.report import report
 
     written = report(args.dir, figures=not args.no_figures)
     for path in written:

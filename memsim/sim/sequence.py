@@ -139,7 +139,7 @@ class StepLayout:
 
 
 def layout_for(step) -> StepLayout:
-    """The :class:`StepLayout` of a :class:`memsim.protocol.Step`."""
+    """The :class:`StepLayout` of a :class:`memsim.design.protocol.Step`."""
     counts, lo, hi, roles = [], [], [], []
     for g in step.items:
         counts.append(g.count)

@@ -1,6 +1,6 @@
 """Targets and comparisons: a simulated study beside the paper and the released scores.
 
-In: the summary dict of :func:`memsim.consistency.analyse` and a targets file
+In: the summary dict of :func:`memsim.analysis.consistency.analyse` and a targets file
 (``calibration/<protocol>-targets.yaml``: each target's path into the summary,
 value, tolerance, source, and whether calibration fits it or only reports it).
 Out: a tidy table of target vs simulated value and whether it is within
@@ -62,8 +62,9 @@ def load_targets(path: str | os.PathLike[str]) -> Targets:
 
 
 def default_targets_path(protocol_name: str) -> Path | None:
-    p = Path(__file__).resolve().parent.parent / "calibration" / f"{protocol_name}-targets.yaml"
-    return p if p.exists() else None
+    from memsim.resources import targets_path
+
+    return targets_path(protocol_name)
 
 
 def lookup(summary: dict, path: tuple[str, ...]) -> float:
@@ -154,7 +155,7 @@ def real_score_comparison(simulated: pd.DataFrame, real: pd.DataFrame) -> dict:
     decimals): else a released 0.818 (9/11) and a simulated 0.81818 fall on two sides of
     the ECDF step at 0.818 and the KS distance measures the rounding, not the scores.
     """
-    from memsim.scoring import count_column
+    from memsim.analysis.scoring import count_column
 
     out = {}
     for col in simulated.columns:
@@ -184,7 +185,7 @@ def real_score_comparison(simulated: pd.DataFrame, real: pd.DataFrame) -> dict:
             out[col]["counts_ks"] = ks_distance(n_s[n_s > 0], n_r[n_r > 0])
     cols = [c for c in out]
     if len(cols) >= 2:
-        from memsim.consistency import pearson, spearman
+        from memsim.analysis.consistency import pearson, spearman
 
         a, b = real[cols[0]].to_numpy(float), real[cols[1]].to_numpy(float)
         ok = np.isfinite(a) & np.isfinite(b)

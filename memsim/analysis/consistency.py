@@ -1,6 +1,6 @@
 """Consistency and the other analyses of the VideoMem paper, from scored data.
 
-In: a :class:`memsim.scoring.ScoreResult` (annotation-level analyses) or a scores
+In: a :class:`memsim.analysis.scoring.ScoreResult` (annotation-level analyses) or a scores
 table in the VideoMem format (score-level analyses, which also run on the real
 released scores). Out: plain numbers, dicts and tidy DataFrames; :func:`summarise`
 and :func:`analyse` gather every statistic of SPEC's "What the paper measured"
@@ -24,8 +24,8 @@ import pandas as pd
 from numba import njit
 
 from memsim.rng import PyStream, next_below, stream_key
-from memsim.protocol import truth_column
-from memsim.scoring import ScoreResult, Tests, VideoSums, correct, correction_x, count_column, score
+from memsim.design.protocol import truth_column
+from memsim.analysis.scoring import ScoreResult, Tests, VideoSums, correct, correction_x, count_column, score
 
 __all__ = [
     "spearman",
@@ -425,7 +425,7 @@ def video_mean_rt(t: Tests, V: int) -> np.ndarray:
         )
 
 
-_video_mean_rt = video_mean_rt  # the name memsim.run imported first
+_video_mean_rt = video_mean_rt  # the name memsim.study.run imported first
 
 
 def rt_analyses(result: ScoreResult) -> dict:
@@ -461,7 +461,7 @@ def truth_correlation(scores: pd.DataFrame, truth: pd.DataFrame) -> dict:
 
     ``truth`` has a ``video`` column and, for each score column to check, a column holding
     the true value (e.g. the hit probability at the reference lag), named like the score
-    column or as :func:`memsim.protocol.truth_column` names it (``true_short_term``).
+    column or as :func:`memsim.design.protocol.truth_column` names it (``true_short_term``).
     """
     if "video" not in truth.columns:
         raise ValueError("truth needs a 'video' column")
@@ -498,7 +498,7 @@ def decay_alpha_summary(result: ScoreResult) -> dict:
 def correction_change(videos: pd.DataFrame) -> dict:
     """How far a step's correction moved its scores: the mean and the median of score / raw - 1
     over the videos with a raw score above 0 (0 without a correction). The released VideoMem
-    short-term scores give -0.0175 and -0.0177 (:func:`memsim.compat.released_correction`): the
+    short-term scores give -0.0175 and -0.0177 (:func:`memsim.fit.compat.released_correction`): the
     median follows the 90 % of videos with 45 annotations or fewer (their mean -0.0179), the
     mean is pulled by the heavily annotated tail (its mean -0.0143)."""
     raw = videos["raw"].to_numpy(float)

@@ -6,7 +6,7 @@ Measures (VideoMem protocol, shipped parameters):
 * the trial kernel's trials per second on one thread and its speed-up on all
   threads (numba ``set_num_threads``);
 * the kernel against its plain-Python agent-per-participant reference
-  (:func:`memsim.kernel.simulate_step_reference`, the same game draw for draw)
+  (:func:`memsim.sim.kernel.simulate_step_reference`, the same game draw for draw)
   on the same participants;
 * sequence generation against its pure-Python reference.
 
@@ -24,7 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parent.parent
+from memsim.resources import params_path, protocol_path
+
 
 
 def _best(fn, repeats: int = 3) -> float:
@@ -38,9 +39,9 @@ def _best(fn, repeats: int = 3) -> float:
 
 def _step1_input(protocol, params, n: int, seed: int = 0):
     """A VideoMem step-1 batch of ``n`` participants, built like the simulator builds it."""
-    from memsim.kernel import ROLE_CODES, StepInput
-    from memsim.population import draw_participants, draw_videos
-    from memsim.sequence import generate_sequences, layout_for
+    from memsim.sim.kernel import ROLE_CODES, StepInput
+    from memsim.sim.population import draw_participants, draw_videos
+    from memsim.sim.sequence import generate_sequences, layout_for
 
     step = protocol.steps[0]
     layout = layout_for(step)
@@ -66,14 +67,14 @@ def _step1_input(protocol, params, n: int, seed: int = 0):
 def measure(quick: bool = False) -> dict:
     import numba
 
-    from memsim.kernel import simulate_step, simulate_step_reference
-    from memsim.params import load_params
-    from memsim.protocol import load_protocol
-    from memsim.sequence import generate_sequences, generate_sequences_reference, layout_for
-    from memsim.simulate import _constants, simulate, write_simulation
+    from memsim.sim.kernel import simulate_step, simulate_step_reference
+    from memsim.sim.params import load_params
+    from memsim.design.protocol import load_protocol
+    from memsim.sim.sequence import generate_sequences, generate_sequences_reference, layout_for
+    from memsim.sim.simulate import _constants, simulate, write_simulation
 
-    protocol = load_protocol(ROOT / "protocols" / "videomem.yaml")
-    params = load_params(ROOT / "calibration" / "videomem.yaml")
+    protocol = load_protocol(protocol_path("videomem"))
+    params = load_params(params_path("videomem"))
     out: dict = {"threads": numba.get_num_threads(), "cpus": os.cpu_count()}
     scale = 0.1 if quick else 1.0
 

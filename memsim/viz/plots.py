@@ -1,6 +1,6 @@
 """Figures of a run: the paper's Figs. 3-6 from a simulation, and real-vs-simulated scores.
 
-In: the summary dict of :func:`memsim.consistency.analyse`, the scores table,
+In: the summary dict of :func:`memsim.analysis.consistency.analyse`, the scores table,
 optionally the released scores. Out: PNG files. matplotlib is imported here
 only (Agg backend), never at ``import memsim``.
 """
@@ -121,7 +121,7 @@ def fig_st_lt(scores: pd.DataFrame, video_rt: pd.DataFrame | None, columns: list
     fig, axes = _grid(plt, 1, ncols, figsize=(5 * ncols, 4))
     ax = axes[0][0]
     ax.plot(scores.loc[ok, a], scores.loc[ok, b], "o", ms=1.5, alpha=0.25, color="C0", mew=0)
-    from memsim.consistency import pearson, spearman
+    from memsim.analysis.consistency import pearson, spearman
 
     ax.set_title(f"scores: Spearman {spearman(scores.loc[ok, a].to_numpy(), scores.loc[ok, b].to_numpy()):.3f} "
                  f"(paper 0.305)", fontsize=9)
@@ -149,7 +149,7 @@ def fig_rt(scores: pd.DataFrame, video_rt: pd.DataFrame | None, columns: list[st
         return None
     plt = _plt()
     fig, axes = _grid(plt, 1, len(columns), figsize=(5 * len(columns), 3.8))
-    from memsim.consistency import pearson
+    from memsim.analysis.consistency import pearson
 
     for j, (ax, col) in enumerate(zip(axes[0], columns)):
         x = scores[col].to_numpy(float)
@@ -176,7 +176,7 @@ def fig_real_vs_sim(scores: pd.DataFrame, real: pd.DataFrame, columns: list[str]
     if not cols:
         return None
     plt = _plt()
-    from memsim.compare import at_released_precision, ks_distance
+    from memsim.fit.compare import at_released_precision, ks_distance
 
     fig, axes = _grid(plt, 2, len(cols), figsize=(5 * len(cols), 6.4))
     for j, col in enumerate(cols):

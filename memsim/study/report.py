@@ -1,6 +1,6 @@
 """Tables and figures from a finished sweep.
 
-In: a folder written by :func:`memsim.sweep.run_sweep` (``plan.json``,
+In: a folder written by :func:`memsim.study.sweep.run_sweep` (``plan.json``,
 ``results.parquet``). Out: ``report/`` inside it:
 
 - ``summary.csv``: one row per cell, its coordinates and, for each statistic
@@ -29,7 +29,7 @@ import pandas as pd
 
 from memsim.errors import UserError
 from memsim.io import atomic_path
-from memsim.sweep import COST_COLUMN, RESULTS_FILE, load_plan
+from memsim.study.sweep import COST_COLUMN, RESULTS_FILE, load_plan
 
 __all__ = ["report", "summarise_results", "frontier"]
 

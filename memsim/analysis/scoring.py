@@ -1,6 +1,6 @@
 """Scoring: a trial table and a protocol in, per-video memorability scores out.
 
-In: a trial table (:mod:`memsim.trials`) and a :class:`memsim.protocol.Protocol`.
+In: a trial table (:mod:`memsim.design.trials`) and a :class:`memsim.design.protocol.Protocol`.
 Out: a :class:`ScoreResult` — the scores in the VideoMem ground-truth format,
 the per-participant statistics with who each step's filters kept and why not,
 the per-video raw and corrected scores, and the fitted correction parameters.
@@ -25,8 +25,8 @@ import pandas as pd
 
 from memsim.errors import UserError
 from memsim.io import atomic_path, read_text
-from memsim.protocol import Protocol
-from memsim.trials import ROLES, _as_role, validate_trials
+from memsim.design.protocol import Protocol
+from memsim.design.trials import ROLES, _as_role, validate_trials
 
 __all__ = [
     "Tests",
@@ -310,7 +310,7 @@ def _count_columns(tab: np.ndarray) -> dict:
 
 def slot_kinds(role: np.ndarray, repeat: np.ndarray) -> np.ndarray:
     """What a slot is to the filters: 0 a first showing, 1 a vigilance test, 2 a target test,
-    3 another repeat (role codes in :data:`memsim.trials.ROLES` order)."""
+    3 another repeat (role codes in :data:`memsim.design.trials.ROLES` order)."""
     return np.where(
         ~repeat, 0, np.where(role == _VIGILANCE, 1, np.where(role == _TARGET, 2, 3))
     ).astype(np.int64)
@@ -419,7 +419,7 @@ def count_column(column: str) -> str:
 
 @dataclass(frozen=True)
 class ScoreResult:
-    """Everything scoring produced; the input of every analysis in :mod:`memsim.consistency`.
+    """Everything scoring produced; the input of every analysis in :mod:`memsim.analysis.consistency`.
 
     Attributes
     ----------
@@ -464,7 +464,7 @@ def score(trials: pd.DataFrame, protocol: Protocol, *, validate: bool = True) ->
     Parameters
     ----------
     trials : DataFrame
-        A trial table; checked by :func:`memsim.trials.validate_trials` unless ``validate=False``
+        A trial table; checked by :func:`memsim.design.trials.validate_trials` unless ``validate=False``
         (only for a table that already passed it).
     protocol : Protocol
         Its steps give lengths, filters, score column names and corrections.

@@ -63,7 +63,7 @@ __all__ = [
     "minutes_per_participant",
 ]
 
-DEFAULT_CELL = "memsim.sweep:run_cell"
+DEFAULT_CELL = "memsim.study.sweep:run_cell"
 PLAN_FILE = "plan.json"
 STUDY_FILE = "study.yaml"
 RESULTS_FILE = "results.parquet"
@@ -317,9 +317,9 @@ def _column_value(value: Any, kind: str) -> Any:
 
 def _params_api():
     try:
-        return importlib.import_module("memsim.params")
+        return importlib.import_module("memsim.sim.params")
     except ModuleNotFoundError as exc:
-        if exc.name != "memsim.params":
+        if exc.name != "memsim.sim.params":
             raise
         return None
 
@@ -328,7 +328,7 @@ def _base_params(study: Study, base_dir: Path, protocol, study_path) -> dict | N
     api = _params_api()
     if api is None:
         if study.params is not None or any(a.path.startswith("params.") for a in study.axes):
-            raise UserError("population parameters need memsim.params, which this install lacks", path=study_path)
+            raise UserError("population parameters need memsim.sim.params, which this install lacks", path=study_path)
         return None  # no parameter model: the cell function gets params=None
     ppath = base_dir / study.params if study.params else api.default_params_path(protocol)
     return api.load_params(ppath).dump()
@@ -336,7 +336,7 @@ def _base_params(study: Study, base_dir: Path, protocol, study_path) -> dict | N
 
 def resolve_study(study: Study, study_path: str | os.PathLike[str]) -> Plan:
     """Resolve and validate every cell of ``study``; raise one-line UserError on the first bad one."""
-    from memsim.protocol import load_protocol, protocol_from_mapping
+    from memsim.design.protocol import load_protocol, protocol_from_mapping
 
     study_path = Path(study_path)
     base_dir = study_path.parent
@@ -378,7 +378,7 @@ def resolve_study(study: Study, study_path: str | os.PathLike[str]) -> Plan:
         for axis, value in pairs:
             if "." not in axis.path:
                 if axis.path == "params" and tree["params"] is None:
-                    raise UserError("vary params: population parameters need memsim.params", path=study_path)
+                    raise UserError("vary params: population parameters need memsim.sim.params", path=study_path)
                 tree[axis.path] = copy.deepcopy(whole(axis, value))
                 continue
             if tree["params"] is None and axis.path.startswith("params."):
@@ -448,7 +448,7 @@ def resolve_study(study: Study, study_path: str | os.PathLike[str]) -> Plan:
 def code_hash() -> str:
     """SHA-256 of memsim's Python sources: a resumed sweep warns when the code changed."""
     h = hashlib.sha256()
-    root = Path(__file__).resolve().parent
+    root = Path(__file__).resolve().parent.parent  # the memsim package
     for path in sorted(root.rglob("*.py")):
         h.update(path.relative_to(root).as_posix().encode())
         h.update(path.read_bytes())
@@ -469,15 +469,15 @@ def run_cell(spec: dict) -> dict[str, float]:
     Returns
     -------
     dict
-        Every scalar statistic of :func:`memsim.consistency.analyse` (flattened by
+        Every scalar statistic of :func:`memsim.analysis.consistency.analyse` (flattened by
         :func:`flatten_statistics`, with step-index aliases), plus
         ``participants`` (participants who started step 1).
     """
-    from memsim.consistency import analyse
-    from memsim.scoring import score
-    from memsim.params import default_params_path, load_params, params_from_mapping
-    from memsim.protocol import protocol_from_mapping
-    from memsim.simulate import simulate
+    from memsim.analysis.consistency import analyse
+    from memsim.analysis.scoring import score
+    from memsim.sim.params import default_params_path, load_params, params_from_mapping
+    from memsim.design.protocol import protocol_from_mapping
+    from memsim.sim.simulate import simulate
 
     protocol = protocol_from_mapping(spec["protocol"], "<cell>")
     if spec.get("params") is None:
@@ -514,8 +514,8 @@ def _preflight(spec: dict) -> None:
     """
     import numpy as np_
 
-    from memsim.protocol import protocol_from_mapping
-    from memsim.sequence import generate_sequences, layout_for
+    from memsim.design.protocol import protocol_from_mapping
+    from memsim.sim.sequence import generate_sequences, layout_for
 
     protocol = protocol_from_mapping(spec["protocol"], "")
     for s, step in enumerate(protocol.steps):

@@ -23,7 +23,7 @@ from memsim.io import write_text_atomic
 __all__ = ["run_study", "simulate_with_progress", "load_real_scores", "REAL_SCORES"]
 
 def _videomem_released(root: Path) -> pd.DataFrame:
-    from memsim.scoring import read_scores
+    from memsim.analysis.scoring import read_scores
 
     return read_scores(root / "videomem" / "ground-truth_dev-set.csv")
 
@@ -86,9 +86,9 @@ def load_real_scores(protocol_name: str, data: Path | None) -> pd.DataFrame | No
 
 
 def simulate_with_progress(protocol, params, *, seed: int, scale: float, quiet: bool):
-    """:func:`memsim.simulate.simulate` with a progress bar over its stages."""
-    from memsim.progress import stage_progress
-    from memsim.simulate import simulate
+    """:func:`memsim.sim.simulate.simulate` with a progress bar over its stages."""
+    from memsim.cli.progress import stage_progress
+    from memsim.sim.simulate import simulate
 
     stages = ["campaign"] + [f"step {i + 1}" for i in range(len(protocol.steps))] + ["tables"]
     with stage_progress(stages, enabled=not quiet) as tick:
@@ -98,10 +98,10 @@ def simulate_with_progress(protocol, params, *, seed: int, scale: float, quiet: 
 def run_study(protocol, params, args, out: Path) -> int:
     from rich.console import Console
 
-    from memsim.compare import compare, default_targets_path, load_targets, real_score_comparison
-    from memsim.consistency import analyse, video_mean_rt
-    from memsim.scoring import score, write_scores
-    from memsim.simulate import write_simulation
+    from memsim.fit.compare import compare, default_targets_path, load_targets, real_score_comparison
+    from memsim.analysis.consistency import analyse, video_mean_rt
+    from memsim.analysis.scoring import score, write_scores
+    from memsim.sim.simulate import write_simulation
 
     console = Console(width=max(120, Console().width))
     out = Path(out)
@@ -136,7 +136,7 @@ def run_study(protocol, params, args, out: Path) -> int:
     write_text_atomic(out / "summary.json", dumps_summary(summary))
     figures = []
     if not args.no_figures:
-        from memsim.plots import run_figures
+        from memsim.viz.plots import run_figures
 
         figures = run_figures(summary, result.scores, video_rt, real, columns, out)
     t_total = time.perf_counter() - t0
@@ -144,7 +144,7 @@ def run_study(protocol, params, args, out: Path) -> int:
     # ---- the comparison table
     from rich.table import Table
 
-    from memsim.compare import format_value
+    from memsim.fit.compare import format_value
 
     title = (f"{sim.protocol.name}: {sim.trials.participant.nunique():,} participants, "
              f"{len(sim.trials):,} trials, seed {args.seed}, params {params.name}"

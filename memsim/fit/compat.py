@@ -3,8 +3,8 @@
 In: the released VideoMem scores (``ground-truth_dev-set.csv``: per video a score and
 its number of annotations). Out: tables of the consistency statistics implied by
 those scores under stated models of how annotations arise, computed with the
-project's own consistency code (:func:`memsim.consistency.human_consistency`,
-:func:`memsim.consistency.annotation_consistency`) on synthetic annotation sets.
+project's own consistency code (:func:`memsim.analysis.consistency.human_consistency`,
+:func:`memsim.analysis.consistency.annotation_consistency`) on synthetic annotation sets.
 
 Constructions (``docs/calibration.md``, "Compatibility"):
 
@@ -38,6 +38,8 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+
+from memsim.resources import protocol_path
 
 __all__ = ["implied_variance", "beta_params", "npmle", "released_hits", "raw_hits",
            "released_correction", "synthetic_result", "consistency_of", "compat_table",
@@ -117,9 +119,9 @@ def released_hits(s: np.ndarray, n: np.ndarray, *, corrected: bool) -> np.ndarra
 
 def _protocol_without_correction():
     """VideoMem with no lag correction: the synthetic annotations have no lags."""
-    from memsim.protocol import load_protocol, protocol_from_mapping
+    from memsim.design.protocol import load_protocol, protocol_from_mapping
 
-    d = load_protocol(Path(__file__).resolve().parent.parent / "protocols" / "videomem.yaml").dump()
+    d = load_protocol(protocol_path("videomem")).dump()
     for step in d["steps"]:
         step["scoring"]["correction"] = {"kind": "none"}
     return protocol_from_mapping(d, "videomem without correction")
@@ -127,12 +129,12 @@ def _protocol_without_correction():
 
 def synthetic_result(p_true: np.ndarray, counts: np.ndarray, rng: np.random.Generator, *,
                      step: int = 1, protocol=None):
-    """A :class:`~memsim.scoring.ScoreResult` holding Bernoulli annotations of every video.
+    """A :class:`~memsim.analysis.scoring.ScoreResult` holding Bernoulli annotations of every video.
 
     ``p_true`` may be float64[V] (one probability per video) or float64[total] (one per
     annotation, in video order: video 0's ``counts[0]`` annotations first).
     """
-    from memsim.scoring import ScoreResult, Tests
+    from memsim.analysis.scoring import ScoreResult, Tests
 
     protocol = protocol or _protocol_without_correction()
     V = len(counts)
@@ -158,7 +160,7 @@ def synthetic_result(p_true: np.ndarray, counts: np.ndarray, rng: np.random.Gene
 
 def consistency_of(result, step: int, at: int, seed: int, n_splits: int = 25) -> dict:
     """Human consistency (participant split-halves) and annotation consistency at ``at``."""
-    from memsim.consistency import annotation_consistency, human_consistency
+    from memsim.analysis.consistency import annotation_consistency, human_consistency
 
     hc = human_consistency(result, step, n_splits=n_splits, seed=seed)["mean"]
     curve = annotation_consistency(result, step, n_values=[at if at % 2 == 0 else at - 1, at + (at % 2)],
@@ -249,7 +251,7 @@ def readings_table(table: pd.DataFrame) -> pd.DataFrame:
     ``2 r / (1 + r)`` is the reliability of the whole set of annotations predicted from a
     split-half ``r``; a paper that reports it under the split-half's name would print these.
     """
-    from memsim.consistency import spearman_brown
+    from memsim.analysis.consistency import spearman_brown
 
     rows = []
     for r in table.itertuples():
@@ -314,9 +316,9 @@ def simulator_check(params, *, scale: float = 0.5, seed: int = 0) -> pd.DataFram
     annotations independent given the video, so the NPMLE construction agrees with it: none
     can lift consistency above what a score distribution allows.
     """
-    from memsim.consistency import human_consistency
-    from memsim.scoring import score, video_sums
-    from memsim.simulate import simulate
+    from memsim.analysis.consistency import human_consistency
+    from memsim.analysis.scoring import score, video_sums
+    from memsim.sim.simulate import simulate
 
     protocol = load_videomem()
     variants = {
@@ -326,8 +328,8 @@ def simulator_check(params, *, scale: float = 0.5, seed: int = 0) -> pd.DataFram
         "20 % careless players": {"participants.careless_share": 0.2},
         "false-alarm bias sd x2": {"participants.false_alarm.sd": 2 * params.participants.false_alarm.sd},
     }
-    from memsim.calibrate import set_path
-    from memsim.params import params_from_mapping
+    from memsim.fit.calibrate import set_path
+    from memsim.sim.params import params_from_mapping
 
     rows = []
     for name, change in variants.items():
@@ -370,7 +372,7 @@ def released_correction(real: pd.DataFrame, col: str = "short-term_memorability"
     ``1 / n``, so ``k = ceil(s n)`` recovers the raw score. ``recovered`` is the share of
     videos whose implied change lies in ``(-1/n, 0]`` (where the recovery is unambiguous).
     Then the change ``s - raw`` is fitted as ``intercept + slope raw``: a shift of every
-    score (the ``shift`` form of :class:`memsim.protocol.LinearCorrection`) gives a slope
+    score (the ``shift`` form of :class:`memsim.design.protocol.LinearCorrection`) gives a slope
     of 0; a ratio ``h(100) / h(mean lag)`` (``ratio``) an intercept of 0.
     """
     s = real[col].to_numpy(float)
@@ -401,9 +403,9 @@ def released_correction(real: pd.DataFrame, col: str = "short-term_memorability"
 
 
 def load_videomem():
-    from memsim.protocol import load_protocol
+    from memsim.design.protocol import load_protocol
 
-    return load_protocol(Path(__file__).resolve().parent.parent / "protocols" / "videomem.yaml")
+    return load_protocol(protocol_path("videomem"))
 
 
 def run_compat(args) -> int:
@@ -411,7 +413,7 @@ def run_compat(args) -> int:
     from rich.table import Table
 
     from memsim.data import data_dir
-    from memsim.scoring import read_scores
+    from memsim.analysis.scoring import read_scores
 
     root = data_dir(args.data)
     real = read_scores(root / "videomem" / "ground-truth_dev-set.csv")
@@ -475,7 +477,7 @@ def run_compat(args) -> int:
                   f"{r.paper:.3f}", f"{r.factor:.2f}", f"{r.rho:+.4f}")
     console.print(t)
     if args.mechanisms:
-        from memsim.params import default_params_path, load_params
+        from memsim.sim.params import default_params_path, load_params
 
         params = load_params(default_params_path(load_videomem()))
         sc = simulator_check(params, seed=args.seed)
@@ -491,7 +493,7 @@ def run_compat(args) -> int:
         console.print(t)
     if args.out:
         from memsim.io import write_text_atomic
-        from memsim.run import dumps_summary
+        from memsim.study.run import dumps_summary
 
         write_text_atomic(args.out, dumps_summary(out))
     return 0

@@ -10,11 +10,11 @@ from __future__ import annotations
 import importlib
 
 MODULES = [
-    "memsim.cli_sim",  # simulate, run, bench
-    "memsim.cli_score",  # score, analyse
-    "memsim.cli_calibrate",  # calibrate, compat
-    "memsim.cli_sweep",  # sweep, report
-    "memsim.predict.cli",  # predict cv / train / apply
+    "memsim.cli.sim",  # simulate, run, bench
+    "memsim.cli.score",  # score, analyse
+    "memsim.cli.calibrate",  # calibrate, compat
+    "memsim.cli.sweep",  # sweep, report
+    "memsim.cli.predict",  # predict cv / train / apply
 ]
 
 

@@ -1,6 +1,6 @@
 """Calibration: fit a population parameter set to a study's targets by simulated moments.
 
-In: a protocol, a starting :class:`~memsim.params.Params`, a targets file
+In: a protocol, a starting :class:`~memsim.sim.params.Params`, a targets file
 (``calibration/<protocol>-targets.yaml``) and, when the protocol has released
 scores, those scores. Out: the fitted parameter set, and a log of every
 candidate evaluated (``<out>.evals.jsonl``), from which a stopped fit resumes.
@@ -37,7 +37,7 @@ from typing import Callable
 import numpy as np
 
 from memsim.errors import UserError
-from memsim.params import Params, params_from_mapping
+from memsim.sim.params import Params, params_from_mapping
 
 __all__ = [
     "Free", "Moment", "VIDEOMEM_FREE", "free_for", "set_path", "get_path", "to_unconstrained",
@@ -108,7 +108,7 @@ def free_for(params: Params, fixed: tuple[str, ...] = ()) -> tuple[Free, ...]:
     """The free parameters for a parameter set's law, less those held ``fixed``."""
     if params.forgetting.law != "exponential_asymptote":
         # other laws: the same fields, the law's first shape parameter on a log scale
-        from memsim.forgetting import LAWS
+        from memsim.sim.forgetting import LAWS
 
         shape = LAWS[params.forgetting.law].params[0]
         rate = {"positive": (-6.0, 3.0), "real": (-0.02, 0.05), "unit": (-6.0, 3.0)}[
@@ -194,9 +194,9 @@ def values_of(params: Params, free: tuple[Free, ...]) -> np.ndarray:
 # --------------------------------------------------------------------------- released scores
 def released_scores(protocol_name: str, data=None):
     """The released scores a protocol is fitted to, in the VideoMem score format, or None
-    (:func:`memsim.run.load_real_scores`: VideoMem's dev set; Memento10k's normalised training
+    (:func:`memsim.study.run.load_real_scores`: VideoMem's dev set; Memento10k's normalised training
     scores with their ``decay_alpha``)."""
-    from memsim.run import load_real_scores
+    from memsim.study.run import load_real_scores
 
     return load_real_scores(protocol_name, data)
 
@@ -234,12 +234,12 @@ def moments_for(targets, real=None, columns: list[str] | None = None, scale: flo
 
 
 def fit_summary(result, real=None, seed: int = 0, n_splits: int = 10, bins: str = "raw") -> dict:
-    """The statistics a candidate is judged by, at the same paths as :func:`memsim.consistency.analyse`.
+    """The statistics a candidate is judged by, at the same paths as :func:`memsim.analysis.consistency.analyse`.
 
     Skips the slow analyses no fitted target uses (annotation-consistency curves).
     """
-    from memsim.compare import real_score_comparison
-    from memsim.consistency import (
+    from memsim.fit.compare import real_score_comparison
+    from memsim.analysis.consistency import (
         correction_change,
         decay_alpha_summary,
         human_consistency,
@@ -286,7 +286,7 @@ def score_quantiles(result, real=None, seed: int = 0, bins: str = "raw") -> dict
     ``count-matched`` (:func:`count_matched_scores`: re-made at the released annotation
     counts, for a campaign whose counts differ from the released ones).
     """
-    from memsim.compare import at_released_precision
+    from memsim.fit.compare import at_released_precision
 
     if bins not in BINS:
         raise UserError(f"bins must be one of {', '.join(BINS)}, got {bins!r}")
@@ -307,10 +307,10 @@ def score_quantiles(result, real=None, seed: int = 0, bins: str = "raw") -> dict
 def simulate_summary(protocol, params: Params, seed: int, scale: float, real=None, full: bool = False,
                      bins: str = "raw") -> dict:
     """Simulate, score and summarise one campaign (``full``: every analysis of ``memsim run``)."""
-    from memsim.compare import real_score_comparison
-    from memsim.consistency import analyse
-    from memsim.scoring import score
-    from memsim.simulate import simulate
+    from memsim.fit.compare import real_score_comparison
+    from memsim.analysis.consistency import analyse
+    from memsim.analysis.scoring import score
+    from memsim.sim.simulate import simulate
 
     sim = simulate(protocol, params, seed=seed, scale=scale)
     result = score(sim.trials, sim.protocol, validate=False)
@@ -322,7 +322,7 @@ def simulate_summary(protocol, params: Params, seed: int, scale: float, real=Non
     summary["quantiles"] = score_quantiles(result, real, seed, bins)
     if real is not None:
         matched = count_matched_scores(result, real, seed)
-        from memsim.compare import ks_distance
+        from memsim.fit.compare import ks_distance
 
         summary["count_matched"] = {c: {"ks": ks_distance(matched[c].to_numpy(float), real[c].to_numpy(float))}
                                     for c in matched.columns if c in real.columns}
@@ -343,7 +343,7 @@ def count_matched_scores(result, real, seed: int = 0) -> "pd.DataFrame":
     """
     import pandas as pd
 
-    from memsim.scoring import correct, count_column, video_sums
+    from memsim.analysis.scoring import correct, count_column, video_sums
 
     rng = np.random.default_rng(np.random.SeedSequence([int(seed), 4242]))
     out = {}
@@ -373,7 +373,7 @@ def count_matched_scores(result, real, seed: int = 0) -> "pd.DataFrame":
         rank = np.empty(len(order), np.int64)
         rank[order] = np.arange(len(order)) - np.repeat(starts, have)
         keep = rank < want[t.video]
-        from memsim.scoring import correction_x
+        from memsim.analysis.scoring import correction_x
 
         sums = video_sums(t.video, t.hit, correction_x(spec.scoring.correction, t.lag), V, mask=keep)
         sc, _ = correct(sums, spec.scoring.correction)
@@ -401,7 +401,7 @@ def with_noise(moments: list[Moment], protocol, params: Params, real=None, *, se
     than its tolerance (the extreme rank bins of 450 videos) must not outweigh the rest: the
     optimiser would chase that candidate's noise. Returns the moments and the sds.
     """
-    from memsim.compare import lookup
+    from memsim.fit.compare import lookup
 
     jobs = [(protocol, params, int(sd), real, bins) for sd in seeds]
     if workers > 1 and len(jobs) > 1:
@@ -422,7 +422,7 @@ def with_noise(moments: list[Moment], protocol, params: Params, real=None, *, se
 
 def residuals(summaries: list[dict], moments: list[Moment]) -> np.ndarray:
     """Per moment: (mean over seeds - target) / scale; a missing statistic counts as 10 scales off."""
-    from memsim.compare import lookup
+    from memsim.fit.compare import lookup
 
     r = np.empty(len(moments))
     for i, m in enumerate(moments):
@@ -625,7 +625,7 @@ def calibrate(protocol, start: Params, targets, *, real=None, scale: float = 0.3
     """
     from scipy.optimize import least_squares
 
-    from memsim.simulate import scale_protocol
+    from memsim.sim.simulate import scale_protocol
 
     if replay_only and not resume:  # before the log is opened: without resume it is rewritten
         raise ValueError("replay_only needs resume")
@@ -802,7 +802,7 @@ def fit_report(protocol, params: Params, targets, *, seeds=(0, 1, 2, 3, 4), scal
     report at ``out`` and figures in ``out.parent / 'figures'``. Returns the comparison table."""
     import pandas as pd
 
-    from memsim.compare import compare, format_value, lookup
+    from memsim.fit.compare import compare, format_value, lookup
     from memsim.io import atomic_path, write_text_atomic
     real = released_scores(protocol.name, data)
     t0 = time.perf_counter()
@@ -831,7 +831,7 @@ def fit_report(protocol, params: Params, targets, *, seeds=(0, 1, 2, 3, 4), scal
     figdir = out.parent / "figures"
     figures = []
     if real is not None:
-        from memsim.plots import fig_consistency, fig_lag, fig_real_vs_sim
+        from memsim.viz.plots import fig_consistency, fig_lag, fig_real_vs_sim
 
         figdir.mkdir(parents=True, exist_ok=True)
         s0 = summaries[0]
@@ -856,7 +856,9 @@ def fit_report(protocol, params: Params, targets, *, seeds=(0, 1, 2, 3, 4), scal
 
     shown = params_path or params.name
     try:
-        shown = Path(shown).resolve().relative_to(Path(__file__).resolve().parent.parent)
+        from memsim.resources import repository_root
+
+        shown = Path(shown).resolve().relative_to(repository_root())
     except (ValueError, TypeError):
         pass
     lines = [f"# Fit report: `{params.name}` on `{protocol.name}`", "",
@@ -938,11 +940,11 @@ def synthetic_targets(protocol, truth: Params, targets, *, seed: int, scale: flo
     same tolerance; head counts at the simulated scale); its scores stand in for the
     released ones. Returns ``(Targets, scores DataFrame)``.
     """
-    from memsim.compare import Target, Targets, lookup
+    from memsim.fit.compare import Target, Targets, lookup
 
     summary = simulate_summary(protocol, truth, seed, scale, None, full=True)
     scores = summary.pop("_scores")
-    from memsim.compare import real_score_comparison
+    from memsim.fit.compare import real_score_comparison
 
     summary["real"] = real_score_comparison(scores, scores)
     rows = []

@@ -1,6 +1,6 @@
 """Synthetic stimuli and participants drawn from a parameter set.
 
-In: :class:`memsim.params.Params`, counts and a seed. Out: :class:`Videos` and
+In: :class:`memsim.sim.params.Params`, counts and a seed. Out: :class:`Videos` and
 :class:`Participants`, plain arrays of latent parameters (and tidy tables of
 them for ``videos.parquet`` / ``participants.parquet``).
 
@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from memsim import rng as _rng
-from memsim.params import Params
+from memsim.sim.params import Params
 
 __all__ = ["Videos", "Participants", "draw_videos", "draw_participants", "to_unit"]
 
@@ -70,7 +70,7 @@ class Participants:
 
 def draw_videos(params: Params, n: int, seed: int) -> Videos:
     """Draw ``n`` stimuli. Memorability and forgetting rate are correlated normals."""
-    from memsim.forgetting import LAWS
+    from memsim.sim.forgetting import LAWS
 
     v = params.videos
     f = params.forgetting

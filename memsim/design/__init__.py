@@ -1,0 +1,1 @@
+"""Design: what a study is. The protocol schema, the trial-table contract."""

@@ -1,0 +1,1 @@
+"""Fitting: targets and comparisons, calibration, parameter recovery, the compatibility analysis."""

@@ -1,0 +1,1 @@
+"""Simulation: population parameters, random streams, sequences, the numba kernels, the simpy campaign."""

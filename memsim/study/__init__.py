@@ -1,0 +1,1 @@
+"""Studies: the main job (one run), what-if sweeps and their reports."""
