@@ -32,22 +32,29 @@ ROOT = Path(__file__).resolve().parent.parent
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--candidates", type=int, default=8, help="candidates timed (default 8)")
-    ap.add_argument("--budget", type=int, default=320, help="calibration budget extrapolated to (default 320)")
+    ap.add_argument(
+        "--budget", type=int, default=320, help="calibration budget extrapolated to (default 320)"
+    )
     ap.add_argument("--scale", type=float, default=0.3)
     ap.add_argument("--seeds", type=int, nargs="+", default=[1, 2])
     ap.add_argument("--workers", type=int, default=2)
-    ap.add_argument("--full", action="store_true",
-                    help="run a whole calibration from scratch and time it")
-    ap.add_argument("--polish", type=int, default=150,
-                    help="with --full: candidates at full scale (default 150)")
+    ap.add_argument(
+        "--full", action="store_true", help="run a whole calibration from scratch and time it"
+    )
+    ap.add_argument(
+        "--polish",
+        type=int,
+        default=150,
+        help="with --full: candidates at full scale (default 150)",
+    )
     args = ap.parse_args()
 
+    from memsim.design.protocol import load_protocol
     from memsim.fit import calibrate as C
     from memsim.fit.compare import load_targets
     from memsim.sim.params import load_params
-    from memsim.design.protocol import load_protocol
-    from memsim.study.run import load_real_scores
     from memsim.sim.simulate import scale_protocol
+    from memsim.study.run import load_real_scores
 
     protocol = load_protocol(ROOT / "protocols" / "videomem.yaml")
     start = load_params(ROOT / "calibration" / "videomem.yaml")
@@ -61,10 +68,21 @@ def main() -> int:
     xs = [x0 + 0.05 * rng.standard_normal(len(x0)) for _ in range(args.candidates)]
 
     with tempfile.TemporaryDirectory() as tmp:
+
         def evaluator(workers: int, name: str):
             log = C.EvalLog(Path(tmp) / f"{name}.jsonl", {"bench": name}, resume=False)
-            return C.Evaluator(scaled, start, free, moments, tuple(args.seeds), 1.0, real, log,
-                               budget=10**9, workers=workers)
+            return C.Evaluator(
+                scaled,
+                start,
+                free,
+                moments,
+                tuple(args.seeds),
+                1.0,
+                real,
+                log,
+                budget=10**9,
+                workers=workers,
+            )
 
         with evaluator(1, "warm") as ev:  # compile / load numba caches outside the timings
             ev.many([x0])
@@ -77,30 +95,57 @@ def main() -> int:
             t0 = time.perf_counter()
             ev.many(xs)
             pooled = (time.perf_counter() - t0) / len(xs)
-        print(f"candidate = {len(args.seeds)} campaign(s) at scale {args.scale}, {len(moments)} moments")
+        print(
+            f"candidate = {len(args.seeds)} campaign(s) at scale {args.scale}, {len(moments)} moments"
+        )
         print(f"plain reference (one after another, this process): {serial:.2f} s per candidate")
-        print(f"calibration evaluator ({args.workers} worker processes): {pooled:.2f} s per candidate "
-              f"-> ratio {serial / pooled:.2f}x")
-        print(f"extrapolated calibration of {args.budget} candidates: {args.budget * pooled / 60:.1f} min "
-              f"(goal <= 30 min)")
+        print(
+            f"calibration evaluator ({args.workers} worker processes): {pooled:.2f} s per candidate "
+            f"-> ratio {serial / pooled:.2f}x"
+        )
+        print(
+            f"extrapolated calibration of {args.budget} candidates: {args.budget * pooled / 60:.1f} min "
+            f"(goal <= 30 min)"
+        )
         if args.full:
             scratch = load_params(ROOT / "tests" / "data" / "params-golden.yaml")
             t0 = time.perf_counter()
             seeds = tuple(args.seeds)
-            res = C.calibrate(protocol, scratch, targets, real=real, scale=args.scale, seeds=seeds,
-                              budget=args.budget, workers=args.workers,
-                              log_path=Path(tmp) / "full.jsonl", starts=3)
+            res = C.calibrate(
+                protocol,
+                scratch,
+                targets,
+                real=real,
+                scale=args.scale,
+                seeds=seeds,
+                budget=args.budget,
+                workers=args.workers,
+                log_path=Path(tmp) / "full.jsonl",
+                starts=3,
+            )
             search = time.perf_counter() - t0
-            print(f"from scratch, search at scale {args.scale}: {res['evaluations']} candidates in "
-                  f"{search / 60:.1f} min ({res['stopped']}; "
-                  f"distance {res['best']['distance']:.2f})")
+            print(
+                f"from scratch, search at scale {args.scale}: {res['evaluations']} candidates in "
+                f"{search / 60:.1f} min ({res['stopped']}; "
+                f"distance {res['best']['distance']:.2f})"
+            )
             if args.polish:
-                res = C.calibrate(protocol, res["params"], targets, real=real, scale=1.0,
-                                  seeds=seeds, budget=args.polish, workers=args.workers,
-                                  log_path=Path(tmp) / "polish.jsonl")
+                res = C.calibrate(
+                    protocol,
+                    res["params"],
+                    targets,
+                    real=real,
+                    scale=1.0,
+                    seeds=seeds,
+                    budget=args.polish,
+                    workers=args.workers,
+                    log_path=Path(tmp) / "polish.jsonl",
+                )
                 polish = time.perf_counter() - t0 - search
-                print(f"polish at full scale: {res['evaluations']} candidates in "
-                      f"{polish / 60:.1f} min (distance {res['best']['distance']:.2f})")
+                print(
+                    f"polish at full scale: {res['evaluations']} candidates in "
+                    f"{polish / 60:.1f} min (distance {res['best']['distance']:.2f})"
+                )
             total = time.perf_counter() - t0
             print(f"calibration from scratch: {total / 60:.1f} min (goal <= 30 min)")
     return 0

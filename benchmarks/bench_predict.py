@@ -62,20 +62,32 @@ def main(argv=None) -> int:
     t_ridge = time.perf_counter() - t0
 
     t0 = time.perf_counter()
-    model = train(corpus, seed=0, members=args.members, device=args.device,
-                  use_embedding=use_emb, progress=False)
+    model = train(
+        corpus,
+        seed=0,
+        members=args.members,
+        device=args.device,
+        use_embedding=use_emb,
+        progress=False,
+    )
     t_train = time.perf_counter() - t0
 
     import torch
 
-    print(f"device: {dev} ({torch.cuda.get_device_name(dev) if dev.type == 'cuda' else 'CPU'}), "
-          f"torch threads {torch.get_num_threads()}, {os.cpu_count()} CPUs, "
-          f"load average {os.getloadavg()[0]:.1f}")
-    print(f"labelled videos: {len(tr)}; embedding: {model['embedding'] or 'none'} "
-          f"(first computation or cache read: {t_emb:.1f} s)")
+    print(
+        f"device: {dev} ({torch.cuda.get_device_name(dev) if dev.type == 'cuda' else 'CPU'}), "
+        f"torch threads {torch.get_num_threads()}, {os.cpu_count()} CPUs, "
+        f"load average {os.getloadavg()[0]:.1f}"
+    )
+    print(
+        f"labelled videos: {len(tr)}; embedding: {model['embedding'] or 'none'} "
+        f"(first computation or cache read: {t_emb:.1f} s)"
+    )
     print(f"reference  features + ridge          : {t_ridge:8.1f} s")
-    print(f"train      features + ridge + {args.members}-member ensemble: {t_train:8.1f} s "
-          f"(epochs kept {model['epochs']})")
+    print(
+        f"train      features + ridge + {args.members}-member ensemble: {t_train:8.1f} s "
+        f"(epochs kept {model['epochs']})"
+    )
     print(f"ratio train / ridge: {t_train / t_ridge:.1f}x")
     ok = t_train <= GOAL_S
     print(f"goal <= {GOAL_S:.0f} s: {'met' if ok else 'NOT met'}")

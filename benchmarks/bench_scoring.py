@@ -30,8 +30,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 from tables import make_trials  # noqa: E402
 
 from memsim.analysis.consistency import annotation_consistency, human_consistency  # noqa: E402
-from memsim.design.protocol import load_protocol  # noqa: E402
 from memsim.analysis.scoring import score  # noqa: E402
+from memsim.design.protocol import load_protocol  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 

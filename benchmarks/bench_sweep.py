@@ -28,7 +28,7 @@ def _study(folder: Path, runs: int, scale: float) -> Path:
     path = folder / "bench.yaml"
     path.write_text(
         f"""name: bench-videomem
-protocol: {REPO / 'protocols' / 'videomem.yaml'}
+protocol: {REPO / "protocols" / "videomem.yaml"}
 replicates: {runs}
 statistics: [human_consistency.short-term.mean, human_consistency.long-term.mean]
 seed: 2019
@@ -41,7 +41,9 @@ scale: {scale}
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--runs", type=int, default=6, help="campaigns per measurement (default 6)")
-    ap.add_argument("--scale", type=float, default=1.0, help="campaign scale (default 1.0: full VideoMem)")
+    ap.add_argument(
+        "--scale", type=float, default=1.0, help="campaign scale (default 1.0: full VideoMem)"
+    )
     args = ap.parse_args()
 
     from memsim.study.sweep import run_sweep
@@ -66,14 +68,22 @@ def main() -> None:
             assert summary["ran"] == args.runs
             rates[workers] = args.runs / wall * 60.0
             digests[workers] = (out / "results.parquet").read_bytes()
-            print(f"{workers} worker{'s' if workers > 1 else ' '}: {args.runs} runs in {wall:6.1f} s "
-                  f"= {rates[workers]:5.2f} runs/min")
-    print(f"speed-up 1 -> 2 workers: {rates[2] / rates[1]:.2f}x   (results identical: {digests[1] == digests[2]})")
+            print(
+                f"{workers} worker{'s' if workers > 1 else ' '}: {args.runs} runs in {wall:6.1f} s "
+                f"= {rates[workers]:5.2f} runs/min"
+            )
+    print(
+        f"speed-up 1 -> 2 workers: {rates[2] / rates[1]:.2f}x   (results identical: {digests[1] == digests[2]})"
+    )
     minutes = 1000 / rates[2]
-    print(f"EXTRAPOLATED from {args.runs} runs at scale {args.scale:g}: 1,000 campaigns with 2 workers "
-          f"~ {minutes:.0f} min (acceptance: <= 30 min); with 1 worker ~ {1000 / rates[1]:.0f} min")
-    print(f"machine: {os.cpu_count()} CPUs; load average before/after: {load0:.1f} / {os.getloadavg()[0]:.1f} "
-          "(a load above the CPU count means other work shared the CPUs: the worker speed-up cannot show)")
+    print(
+        f"EXTRAPOLATED from {args.runs} runs at scale {args.scale:g}: 1,000 campaigns with 2 workers "
+        f"~ {minutes:.0f} min (acceptance: <= 30 min); with 1 worker ~ {1000 / rates[1]:.0f} min"
+    )
+    print(
+        f"machine: {os.cpu_count()} CPUs; load average before/after: {load0:.1f} / {os.getloadavg()[0]:.1f} "
+        "(a load above the CPU count means other work shared the CPUs: the worker speed-up cannot show)"
+    )
 
 
 if __name__ == "__main__":

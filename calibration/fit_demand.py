@@ -25,10 +25,10 @@ from pathlib import Path
 import numpy as np
 from scipy.stats import wasserstein_distance
 
+from memsim.analysis.scoring import count_column, score
+from memsim.design.protocol import load_protocol, protocol_from_mapping
 from memsim.fit.calibrate import released_scores
 from memsim.sim.params import load_params
-from memsim.design.protocol import load_protocol, protocol_from_mapping
-from memsim.analysis.scoring import count_column, score
 from memsim.sim.simulate import simulate
 
 SHARES = (0.15, 0.2, 0.25, 0.3, 0.35)
@@ -60,7 +60,9 @@ def main(argv=None) -> int:
     base = protocol.dump()
     st_col, lt_col = (s.scoring.column for s in protocol.steps[:2])
     rel = {c: real[count_column(c)].to_numpy() for c in (st_col, lt_col)}
-    lt_group = next(i for i, g in enumerate(base["steps"][1]["items"]) if isinstance(g.get("source"), dict))
+    lt_group = next(
+        i for i, g in enumerate(base["steps"][1]["items"]) if isinstance(g.get("source"), dict)
+    )
 
     def with_demand(st, lt):
         d = protocol.dump()
@@ -77,15 +79,24 @@ def main(argv=None) -> int:
         for g in grid:
             c = counts(mapping_for(g), params, args.seed)[col]
             rows.append((wasserstein_distance(c, rel[col]), g))
-            print(f"  step {step} demand share {g[0]:.2f} mean_excess {g[1]:.2f}: W1 {rows[-1][0]:.3f} "
-                  f"(mean {c.mean():.2f})", flush=True)
+            print(
+                f"  step {step} demand share {g[0]:.2f} mean_excess {g[1]:.2f}: W1 {rows[-1][0]:.3f} "
+                f"(mean {c.mean():.2f})",
+                flush=True,
+            )
         return min(rows)[1]
 
-    print(f"released: short-term counts mean {rel[st_col].mean():.2f}, long-term {rel[lt_col].mean():.2f}")
+    print(
+        f"released: short-term counts mean {rel[st_col].mean():.2f}, long-term {rel[lt_col].mean():.2f}"
+    )
     best_st = best(1, st_col, itertools.product(SHARES, ST_EXCESS), lambda g: with_demand(g, None))
-    best_lt = best(2, lt_col, itertools.product(LT_SHARES, LT_EXCESS), lambda g: with_demand(best_st, g))
+    best_lt = best(
+        2, lt_col, itertools.product(LT_SHARES, LT_EXCESS), lambda g: with_demand(best_st, g)
+    )
     print(f"selection.demand: {{share: {best_st[0]}, mean_excess: {best_st[1]}}}")
-    print(f"steps[2] target source: pick: least_annotated, demand: {{share: {best_lt[0]}, mean_excess: {best_lt[1]}}}")
+    print(
+        f"steps[2] target source: pick: least_annotated, demand: {{share: {best_lt[0]}, mean_excess: {best_lt[1]}}}"
+    )
     return 0
 
 

@@ -38,10 +38,10 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from memsim.analysis.scoring import read_scores  # noqa: E402
+from memsim.data import data_dir  # noqa: E402
 from memsim.fit.compare import ks_distance  # noqa: E402
 from memsim.fit.compat import npmle, raw_hits  # noqa: E402
-from memsim.data import data_dir  # noqa: E402
-from memsim.analysis.scoring import read_scores  # noqa: E402
 
 Q = (0.01, 0.05, 0.25, 0.5, 0.75, 0.95, 0.99)
 
@@ -50,8 +50,12 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", default=None)
     ap.add_argument("--reps", type=int, default=5)
-    ap.add_argument("--studies", type=int, default=200,
-                    help="perfect-model studies, each with its own slope error (default 200)")
+    ap.add_argument(
+        "--studies",
+        type=int,
+        default=200,
+        help="perfect-model studies, each with its own slope error (default 200)",
+    )
     args = ap.parse_args()
     real = read_scores(data_dir(args.data) / "videomem" / "ground-truth_dev-set.csv")
     s = real["short-term_memorability"].to_numpy(float)
@@ -68,8 +72,10 @@ def main() -> int:
     ks_np = [ks_of(rng.choice(grid, n.size, p=w)) for _ in range(args.reps)]
     cw = np.cumsum(w)
     qn = np.array([grid[np.searchsorted(cw, q)] for q in Q])
-    print(f"NPMLE true scores at the released counts and ratios: KS {np.mean(ks_np):.4f} "
-          f"(min {min(ks_np):.4f}, max {max(ks_np):.4f}; {args.reps} draws)")
+    print(
+        f"NPMLE true scores at the released counts and ratios: KS {np.mean(ks_np):.4f} "
+        f"(min {min(ks_np):.4f}, max {max(ks_np):.4f}; {args.reps} draws)"
+    )
     z = rng.standard_normal((args.reps, n.size))
     best = None
     for mu in np.arange(1.8, 2.45, 0.05):
@@ -89,17 +95,34 @@ def main() -> int:
     draws = args.studies
     eps = rng.standard_normal(draws) * se_ratio
     p_np = [rng.choice(grid, n.size, p=w) for _ in range(draws)]
-    ks_np = np.array([ks_distance(np.round(rng.binomial(n, p_np[i]) / n * (ratio + eps[i]), 3), s)
-                      for i in range(draws)])
-    ks_ln = np.array([ks_distance(np.round(rng.binomial(n, 1.0 / (1.0 + np.exp(
-        -(best[1] + best[2] * rng.standard_normal(n.size))))) / n * (ratio + eps[i]), 3), s)
-                      for i in range(draws)])
+    ks_np = np.array(
+        [
+            ks_distance(np.round(rng.binomial(n, p_np[i]) / n * (ratio + eps[i]), 3), s)
+            for i in range(draws)
+        ]
+    )
+    ks_ln = np.array(
+        [
+            ks_distance(
+                np.round(
+                    rng.binomial(
+                        n, 1.0 / (1.0 + np.exp(-(best[1] + best[2] * rng.standard_normal(n.size))))
+                    )
+                    / n
+                    * (ratio + eps[i]),
+                    3,
+                ),
+                s,
+            )
+            for i in range(draws)
+        ]
+    )
     print(f"a perfect model, {draws} studies, each with its own slope (ratio SE {se_ratio:.4f}):")
     rows = [("NPMLE", ks_np), ("logit-normal", ks_ln)]
     try:  # the same at the counts the shipped protocol's campaign gives (seed 0)
-        from memsim.sim.params import default_params_path, load_params
-        from memsim.design.protocol import load_protocol
         from memsim.analysis.scoring import score
+        from memsim.design.protocol import load_protocol
+        from memsim.sim.params import default_params_path, load_params
         from memsim.sim.simulate import simulate
 
         protocol = load_protocol(ROOT / "protocols" / "videomem.yaml")
@@ -108,24 +131,34 @@ def main() -> int:
         ns = res.videos.loc[res.videos.step == 1, "annotations"].to_numpy()
         ns = ns[ns > 0]
         ratio_s = rng.choice(ratio, ns.size)
-        ks_sim = np.array([
-            ks_distance(np.round(rng.binomial(ns, rng.choice(grid, ns.size, p=w)) / ns
-                                 * (ratio_s + eps[i]), 3), s)
-            for i in range(draws)])
+        ks_sim = np.array(
+            [
+                ks_distance(
+                    np.round(
+                        rng.binomial(ns, rng.choice(grid, ns.size, p=w)) / ns * (ratio_s + eps[i]),
+                        3,
+                    ),
+                    s,
+                )
+                for i in range(draws)
+            ]
+        )
         rows.append(("NPMLE, simulated counts", ks_sim))
     except Exception as exc:  # the simulator's side is a comparison, not the point
         print(f"(simulated counts not shown: {exc})")
     for name, ks in rows:
-        print(f"  {name:24s} KS mean {ks.mean():.4f}, 95th percentile {np.quantile(ks, 0.95):.4f}, "
-              f"max {ks.max():.4f}; above 0.05 in {np.mean(ks > 0.05):.1%} of studies")
+        print(
+            f"  {name:24s} KS mean {ks.mean():.4f}, 95th percentile {np.quantile(ks, 0.95):.4f}, "
+            f"max {ks.max():.4f}; above 0.05 in {np.mean(ks > 0.05):.1%} of studies"
+        )
     lq = np.log(qn / (1 - qn))
     print("quantiles", " ".join(f"{q:g}" for q in Q))
     print("NPMLE true scores      ", " ".join(f"{x:.3f}" for x in qn))
     print("  logit, centred       ", " ".join(f"{x:+.2f}" for x in lq - lq[3]))
     try:
+        from memsim.design.protocol import load_protocol
         from memsim.sim.params import default_params_path, load_params
         from memsim.sim.population import draw_videos
-        from memsim.design.protocol import load_protocol
         from memsim.sim.simulate import expected_scores
 
         protocol = load_protocol(ROOT / "protocols" / "videomem.yaml")

@@ -17,10 +17,10 @@ from pathlib import Path
 
 import numpy as np
 
+from memsim.design.protocol import load_protocol
 from memsim.fit.calibrate import free_for, get_path, set_path, simulate_summary
 from memsim.fit.compare import lookup
 from memsim.sim.params import load_params, params_from_mapping
-from memsim.design.protocol import load_protocol
 
 ROOT = Path(__file__).resolve().parent.parent
 STATS = [  # (column title, path into the summary)
@@ -32,7 +32,15 @@ STATS = [  # (column title, path into the summary)
     ("lag slope ×1e4", ("lag_curve", "short-term", "slope")),
     ("HC ST", ("human_consistency", "short-term", "mean")),
     ("HC LT", ("human_consistency", "long-term", "mean")),
-    ("ST–LT ρ", ("score_correlation", "short-term_memorability ~ long-term_memorability", "all", "spearman")),
+    (
+        "ST–LT ρ",
+        (
+            "score_correlation",
+            "short-term_memorability ~ long-term_memorability",
+            "all",
+            "spearman",
+        ),
+    ),
     ("RT hit ST", ("response_times", "short-term", "mean_rt_recognitions_s")),
     ("RT–score r ST", ("response_times", "short-term", "video_rt_vs_score_pearson")),
 ]
@@ -78,8 +86,9 @@ def main() -> None:
         rows.append((f.path, v, h, delta))
     head = "| parameter (value, step) | " + " | ".join(t for t, _ in STATS) + " |"
     lines = [head, "| --- |" + " ---: |" * len(STATS)]
-    fmt_base = ["%.0f" % base[0]] + [("%.2f" % (x * 1e4)) if "1e4" in t else "%.3f" % x
-                                      for (t, _), x in zip(STATS[1:], base[1:])]
+    fmt_base = ["%.0f" % base[0]] + [
+        ("%.2f" % (x * 1e4)) if "1e4" in t else "%.3f" % x for (t, _), x in zip(STATS[1:], base[1:])
+    ]
     lines.append("| *value at the shipped set* | " + " | ".join(fmt_base) + " |")
     for path, v, h, delta in rows:
         cells = []
@@ -88,8 +97,10 @@ def main() -> None:
             cells.append(f"{x:+.0f}" if title == "kept ST" else f"{x:+.3f}")
         lines.append(f"| `{path}` ({v:.3g}, +{h:.3g}) | " + " | ".join(cells) + " |")
     table = "\n".join(lines)
-    cmd = (f"python docs/sensitivity.py --scale {args.scale} --seeds {' '.join(map(str, args.seeds))}"
-           + (" --update-docs" if args.update_docs else ""))
+    cmd = (
+        f"python docs/sensitivity.py --scale {args.scale} --seeds {' '.join(map(str, args.seeds))}"
+        + (" --update-docs" if args.update_docs else "")
+    )
     print(table)
     if args.update_docs:
         doc = ROOT / "docs" / "model.md"

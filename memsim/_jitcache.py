@@ -21,7 +21,12 @@ from pathlib import Path
 # every module with @njit(cache=True) functions, relative to the package (tests/test_jitcache.py
 # checks the list)
 JIT_MODULES = (
-    "rng", "analysis/consistency", "sim/campaign", "sim/forgetting", "sim/kernel", "sim/sequence",
+    "rng",
+    "analysis/consistency",
+    "sim/campaign",
+    "sim/forgetting",
+    "sim/kernel",
+    "sim/sequence",
     "sim/simulate",
 )
 

@@ -101,8 +101,9 @@ def _default_data_dir() -> Path:
 
 
 # ----------------------------------------------------------------------------- helpers
-def _read_table(path: Path, what: str, *, sep: str = ",", header: bool = True,
-                names: list[str] | None = None) -> pd.DataFrame:
+def _read_table(
+    path: Path, what: str, *, sep: str = ",", header: bool = True, names: list[str] | None = None
+) -> pd.DataFrame:
     """Read a delimited UTF-8 file (BOM and CRLF allowed) as strings."""
     text = read_text(path, what)
     if not text.strip():
@@ -134,8 +135,15 @@ def _require_columns(df: pd.DataFrame, columns: list[str], path: Path) -> None:
         )
 
 
-def _numeric(df: pd.DataFrame, col: str, path: Path, *, integer: bool = False,
-             lo: float | None = None, hi: float | None = None) -> pd.Series:
+def _numeric(
+    df: pd.DataFrame,
+    col: str,
+    path: Path,
+    *,
+    integer: bool = False,
+    lo: float | None = None,
+    hi: float | None = None,
+) -> pd.Series:
     """Convert a string column to numbers, naming the first bad row on failure."""
     raw = df[col].str.strip()
     vals = pd.to_numeric(raw, errors="coerce")
@@ -146,8 +154,9 @@ def _numeric(df: pd.DataFrame, col: str, path: Path, *, integer: bool = False,
     if integer:
         if not np.all(np.mod(vals.to_numpy(dtype=float), 1.0) == 0):
             i = int(np.flatnonzero(np.mod(vals.to_numpy(dtype=float), 1.0) != 0)[0])
-            raise UserError(f"column {col}, data row {i + 1}: not an integer: {raw.iloc[i]!r}",
-                            path=path)
+            raise UserError(
+                f"column {col}, data row {i + 1}: not an integer: {raw.iloc[i]!r}", path=path
+            )
         vals = vals.astype(np.int64)
     else:
         vals = vals.astype(np.float64)
@@ -225,8 +234,9 @@ def load_videomem_captions(root: str | os.PathLike[str], split: str = "all") -> 
         path = Path(root) / "videomem" / f"{s}-set_video-captions.txt"
         df = _read_table(path, "VideoMem captions file", sep="\t", header=False)
         if df.shape[1] != 2:
-            raise UserError(f"expected 2 tab-separated fields per line, found {df.shape[1]}",
-                            path=path)
+            raise UserError(
+                f"expected 2 tab-separated fields per line, found {df.shape[1]}", path=path
+            )
         df.columns = ["video", "title"]
         df["video"] = df["video"].str.strip()
         df["title"] = df["title"].str.strip()
@@ -236,8 +246,11 @@ def load_videomem_captions(root: str | os.PathLike[str], split: str = "all") -> 
         parts.append(df)
     out = pd.concat(parts, ignore_index=True)
     if split == "all" and out["video"].duplicated().any():
-        raise UserError(f"video {out['video'][out['video'].duplicated()].iloc[0]!r} is in both "
-                        "the dev and the test captions", path=Path(root) / "videomem")
+        raise UserError(
+            f"video {out['video'][out['video'].duplicated()].iloc[0]!r} is in both "
+            "the dev and the test captions",
+            path=Path(root) / "videomem",
+        )
     return out
 
 
@@ -253,8 +266,10 @@ def load_coco80(root: str | os.PathLike[str]) -> tuple[np.ndarray, np.ndarray, n
     """
     base = Path(root) / "videomem"
     ids_path = base / "coco80_ids.txt"
-    ids = np.array([ln.strip() for ln in read_text(ids_path, "COCO-80 id list").splitlines()
-                    if ln.strip()], dtype=object)
+    ids = np.array(
+        [ln.strip() for ln in read_text(ids_path, "COCO-80 id list").splitlines() if ln.strip()],
+        dtype=object,
+    )
     if len(ids) == 0:
         raise UserError("empty COCO-80 id list", path=ids_path)
     if len(set(ids)) != len(ids):
@@ -271,8 +286,9 @@ def load_coco80(root: str | os.PathLike[str]) -> tuple[np.ndarray, np.ndarray, n
         if arr.ndim != 2 or arr.shape[1] != 80:
             raise UserError(f"expected shape (n, 80), found {arr.shape}", path=path)
         if arr.shape[0] != len(ids):
-            raise UserError(f"{arr.shape[0]} rows but {len(ids)} names in {ids_path.name}",
-                            path=path)
+            raise UserError(
+                f"{arr.shape[0]} rows but {len(ids)} names in {ids_path.name}", path=path
+            )
         arr = np.asarray(arr, dtype=np.float32)
         if not np.all(np.isfinite(arr)):
             raise UserError("contains NaN or infinite values", path=path)

@@ -11,8 +11,8 @@ import contextlib
 import difflib
 import os
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import yaml
 
@@ -76,10 +76,17 @@ def load_yaml_mapping(path: str | os.PathLike[str], what: str = "YAML file") -> 
 
 def unknown_field_message(errors: list[dict], loc: tuple) -> str:
     """An unknown key, with the closest missing sibling as a suggestion (a typo shows up twice)."""
-    missing = [str(e["loc"][-1]) for e in errors
-               if e.get("type") == "missing" and tuple(e["loc"][:-1]) == tuple(loc[:-1])]
+    missing = [
+        str(e["loc"][-1])
+        for e in errors
+        if e.get("type") == "missing" and tuple(e["loc"][:-1]) == tuple(loc[:-1])
+    ]
     close = difflib.get_close_matches(str(loc[-1]), missing, n=1)
-    return f"unknown field (did you mean '{close[0]}'?)" if close else "unknown field (check for a typo)"
+    return (
+        f"unknown field (did you mean '{close[0]}'?)"
+        if close
+        else "unknown field (check for a typo)"
+    )
 
 
 def format_pydantic_error(exc, path: str | os.PathLike[str]) -> UserError:

@@ -19,8 +19,13 @@ from pathlib import Path
 from memsim.errors import UserError
 
 __all__ = [
-    "shipped_dir", "shipped_protocols", "protocol_path", "params_path", "targets_path",
-    "repository_root", "is_protocol_name",
+    "shipped_dir",
+    "shipped_protocols",
+    "protocol_path",
+    "params_path",
+    "targets_path",
+    "repository_root",
+    "is_protocol_name",
 ]
 
 _PACKAGE = Path(__file__).resolve().parent
@@ -42,7 +47,9 @@ def shipped_dir(kind: str) -> Path:
         return packaged
     root = repository_root()
     if root is None:  # pragma: no cover - a broken install
-        raise UserError(f"memsim's shipped {kind} are missing from this installation", path=packaged)
+        raise UserError(
+            f"memsim's shipped {kind} are missing from this installation", path=packaged
+        )
     return root / kind
 
 
@@ -63,8 +70,10 @@ def protocol_path(name_or_path: str | os.PathLike[str]) -> Path:
         p = shipped_dir("protocols") / f"{name_or_path}.yaml"
         if not p.is_file():
             known = ", ".join(shipped_protocols())
-            raise UserError(f"no shipped protocol named {str(name_or_path)!r} (shipped: {known}); "
-                            f"or give a path to a protocol file")
+            raise UserError(
+                f"no shipped protocol named {str(name_or_path)!r} (shipped: {known}); "
+                f"or give a path to a protocol file"
+            )
         return p
     return Path(name_or_path)
 

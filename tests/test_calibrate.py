@@ -10,12 +10,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from memsim.fit import calibrate as C
 from memsim.cli import main
-from memsim.fit.compare import load_targets
-from memsim.errors import UserError
-from memsim.sim.params import load_params
 from memsim.design.protocol import load_protocol
+from memsim.errors import UserError
+from memsim.fit import calibrate as C
+from memsim.fit.compare import load_targets
+from memsim.sim.params import load_params
 from memsim.sim.simulate import scale_protocol
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -85,8 +85,12 @@ def test_eval_log_ignores_torn_line_and_refuses_other_settings(tmp_path):
         C.EvalLog(path, {"a": 2}, resume=True)
 
 
-WELL_IDENTIFIED = ("videos.memorability.mean", "participants.return_probability",
-                   "forgetting.shape.time_constant_s", "participants.rt.false_alarm_log_mean")
+WELL_IDENTIFIED = (
+    "videos.memorability.mean",
+    "participants.return_probability",
+    "forgetting.shape.time_constant_s",
+    "participants.rt.false_alarm_log_mean",
+)
 
 
 def test_recovers_well_identified_parameters(tmp_path, params):
@@ -101,9 +105,21 @@ def test_recovers_well_identified_parameters(tmp_path, params):
     fixed = tuple(f.path for f in C.VIDEOMEM_FREE if f.path not in WELL_IDENTIFIED)
     free = C.free_for(params, fixed)
     syn, real = C.synthetic_targets(proto, params, targets, seed=11)
-    start = C.with_values(params, free, C.values_of(params, free) + np.array([0.4, 2000.0, 0.2, 0.2]))
-    res = C.calibrate(proto, start, syn, real=real, scale=1.0, seeds=(3,), budget=60, workers=1,
-                      log_path=tmp_path / "log.jsonl", fixed=fixed)
+    start = C.with_values(
+        params, free, C.values_of(params, free) + np.array([0.4, 2000.0, 0.2, 0.2])
+    )
+    res = C.calibrate(
+        proto,
+        start,
+        syn,
+        real=real,
+        scale=1.0,
+        seeds=(3,),
+        budget=60,
+        workers=1,
+        log_path=tmp_path / "log.jsonl",
+        fixed=fixed,
+    )
     table = C.recovery_table(params, res["params"], start, free)
     assert (table["start_error_share"] > 0.06).all()
     assert (table["error_share_of_range"] < 0.03).all(), table.to_string()
@@ -113,16 +129,44 @@ def test_calibrate_command_runs_and_resumes(tmp_path, capsys):
     out = tmp_path / "fit.yaml"
     keep = ("videos.memorability.mean", "participants.rt.hit_log_mean")
     fix = [f.path for f in C.VIDEOMEM_FREE if f.path not in keep]
-    args = ["calibrate", str(VIDEOMEM), "--out", str(out), "--scale", "0.05", "--workers", "1",
-            "--quiet", "--fix", *fix]
+    args = [
+        "calibrate",
+        str(VIDEOMEM),
+        "--out",
+        str(out),
+        "--scale",
+        "0.05",
+        "--workers",
+        "1",
+        "--quiet",
+        "--fix",
+        *fix,
+    ]
     assert main(args + ["--budget", "4"]) == 0
     first = load_params(out)
     assert first.calibrated and "fitted by `memsim calibrate`" in first.note
     # the header's command gives the same fit: every option that changes it, the held ones too
     regen = next(ln for ln in out.read_text().splitlines() if ln.startswith("# Regenerate: "))
-    assert regen == ("# Regenerate: memsim calibrate " + " ".join(
-        [str(VIDEOMEM), "--out", str(out), "--scale", "0.05", "--seeds", "1", "--budget", "4",
-         "--fix", *fix, "--bins", "raw"]))
+    assert regen == (
+        "# Regenerate: memsim calibrate "
+        + " ".join(
+            [
+                str(VIDEOMEM),
+                "--out",
+                str(out),
+                "--scale",
+                "0.05",
+                "--seeds",
+                "1",
+                "--budget",
+                "4",
+                "--fix",
+                *fix,
+                "--bins",
+                "raw",
+            ]
+        )
+    )
     log = out.with_name(out.name + ".evals.jsonl")
     n1 = len(log.read_text().splitlines()) - 1
     assert n1 == 4
@@ -141,7 +185,7 @@ def test_calibrate_command_runs_and_resumes(tmp_path, capsys):
     assert len(rows) - 1 == total
     assert len({tuple(r["x"]) for r in rows[1:]}) == total
     # resuming with other settings is refused, one line, exit 2
-    assert main(args[:-len(fix) - 1] + ["--budget", "3", "--resume"]) == 2
+    assert main(args[: -len(fix) - 1] + ["--budget", "3", "--resume"]) == 2
 
 
 def test_calibrate_polish_refines_at_full_scale(tmp_path, capsys):
@@ -156,8 +200,21 @@ def test_calibrate_polish_refines_at_full_scale(tmp_path, capsys):
     out = tmp_path / "fit.yaml"
     keep = ("videos.memorability.mean", "participants.rt.hit_log_mean")
     fix = [f.path for f in C.VIDEOMEM_FREE if f.path not in keep]
-    base = ["calibrate", str(small), "--out", str(out), "--targets", str(TARGETS), "--scale", "0.5",
-            "--workers", "1", "--quiet", "--budget", "3"]
+    base = [
+        "calibrate",
+        str(small),
+        "--out",
+        str(out),
+        "--targets",
+        str(TARGETS),
+        "--scale",
+        "0.5",
+        "--workers",
+        "1",
+        "--quiet",
+        "--budget",
+        "3",
+    ]
     assert main(base + ["--polish", "2", "--polish-seeds", "4", "--fix", *fix]) == 0
     printed = capsys.readouterr().out
     assert "search: " in printed and "full-scale polish: " in printed
@@ -194,8 +251,21 @@ def test_screen_starts_from_the_best_screened_points(tmp_path, params):
     keep = ("videos.memorability.mean", "participants.rt.hit_log_mean")
     fixed = tuple(f.path for f in C.VIDEOMEM_FREE if f.path not in keep)
     log = tmp_path / "log.jsonl"
-    res = C.calibrate(proto, params, targets, real=None, scale=1.0, seeds=(1,), budget=14, workers=1,
-                      log_path=log, fixed=fixed, starts=2, screen=8, noise_seeds=())
+    res = C.calibrate(
+        proto,
+        params,
+        targets,
+        real=None,
+        scale=1.0,
+        seeds=(1,),
+        budget=14,
+        workers=1,
+        log_path=log,
+        fixed=fixed,
+        starts=2,
+        screen=8,
+        noise_seeds=(),
+    )
     rows = [json.loads(ln) for ln in log.read_text().splitlines()]
     assert rows[0]["header"]["screen"] == 8
     screened = rows[1:9]
@@ -203,10 +273,25 @@ def test_screen_starts_from_the_best_screened_points(tmp_path, params):
     # spread over the box: unit coordinates cover both halves of each parameter's range
     u = np.array([[C._unit(f, r["values"][f.path]) for f in free] for r in screened])
     assert (u.min(axis=0) < 0.3).all() and (u.max(axis=0) > 0.7).all()
-    assert res["new_evaluations"] <= 14 and res["best"]["distance"] <= min(r["distance"] for r in screened)
+    assert res["new_evaluations"] <= 14 and res["best"]["distance"] <= min(
+        r["distance"] for r in screened
+    )
     with pytest.raises(UserError, match="screen"):
-        C.calibrate(proto, params, targets, real=None, scale=1.0, seeds=(1,), budget=4, workers=1,
-                    log_path=tmp_path / "l2.jsonl", fixed=fixed, starts=2, screen=8, noise_seeds=())
+        C.calibrate(
+            proto,
+            params,
+            targets,
+            real=None,
+            scale=1.0,
+            seeds=(1,),
+            budget=4,
+            workers=1,
+            log_path=tmp_path / "l2.jsonl",
+            fixed=fixed,
+            starts=2,
+            screen=8,
+            noise_seeds=(),
+        )
 
 
 def test_noise_widens_the_scales_of_noisy_moments(params):
@@ -230,7 +315,9 @@ def test_memento_released_scores_and_decay_moments():
     real = C.released_scores("memento10k")
     if real is None:
         pytest.skip("Memento10k scores absent")
-    assert {"short-term_memorability", "nb_short-term_annotations", "decay_alpha"} <= set(real.columns)
+    assert {"short-term_memorability", "nb_short-term_annotations", "decay_alpha"} <= set(
+        real.columns
+    )
     assert len(real) == 7000 and real["nb_short-term_annotations"].between(77, 103).all()
     targets = load_targets(ROOT / "calibration" / "memento10k-targets.yaml")
     moments = C.moments_for(targets, real, ["short-term_memorability"])

@@ -7,9 +7,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from memsim.fit import compat as K
 from memsim.data import data_dir
 from memsim.errors import UserError
+from memsim.fit import compat as K
 
 
 def _released():
@@ -47,7 +47,9 @@ def test_synthetic_result_consistency_bounds():
     rng = np.random.default_rng(2)
     counts = np.full(2000, 36)
     # no true variance: halves agree only by chance
-    flat = K.consistency_of(K.synthetic_result(np.full(2000, 0.85), counts, rng), 1, 36, seed=0, n_splits=5)
+    flat = K.consistency_of(
+        K.synthetic_result(np.full(2000, 0.85), counts, rng), 1, 36, seed=0, n_splits=5
+    )
     assert abs(flat["human"]) < 0.06 and abs(flat["annotation"]) < 0.06
     # large true variance: halves agree as classical test theory says, T / (T + noise of 18)
     p = rng.uniform(0.2, 1.0, 2000)
@@ -92,12 +94,21 @@ def test_npmle_construction_predicts_consistency_where_a_beta_does_not():
     V = 4000
     p = 1.0 / (1.0 + np.exp(-rng.normal(2.3, 0.75, V)))
     n = np.full(V, 36)
-    actual = np.mean([
-        K.consistency_of(K.synthetic_result(p, n, rng), 1, 36, seed=r, n_splits=5)["human"]
-        for r in range(3)])
+    actual = np.mean(
+        [
+            K.consistency_of(K.synthetic_result(p, n, rng), 1, 36, seed=r, n_splits=5)["human"]
+            for r in range(3)
+        ]
+    )
     s = rng.binomial(n, p) / n
-    real = pd.DataFrame({"short-term_memorability": s, "nb_short-term_annotations": n,
-                         "long-term_memorability": s, "nb_long-term_annotations": n})
+    real = pd.DataFrame(
+        {
+            "short-term_memorability": s,
+            "nb_short-term_annotations": n,
+            "long-term_memorability": s,
+            "nb_long-term_annotations": n,
+        }
+    )
     table = K.compat_table(real, repeats=3, seed=0).set_index(["column", "construction"])
     row = table.loc["short-term_memorability"]
     assert row.loc["npmle", "human"] == pytest.approx(actual, abs=0.025)
@@ -113,7 +124,9 @@ def test_noise_needed_is_one_at_the_binomial_value():
     base = K.noise_needed(real, "short-term_memorability", 0.3, 18)
     at_binomial = K.noise_needed(real, "short-term_memorability", base["r_with_binomial_noise"], 18)
     assert at_binomial["factor"] == pytest.approx(1.0, abs=1e-9)
-    higher = K.noise_needed(real, "short-term_memorability", base["r_with_binomial_noise"] + 0.15, 18)
+    higher = K.noise_needed(
+        real, "short-term_memorability", base["r_with_binomial_noise"] + 0.15, 18
+    )
     assert higher["factor"] < 1.0 and higher["rho"] < 0
 
 

@@ -12,11 +12,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from scipy import stats
+from tables import LT, MID, SMALL, ST, make_protocol, make_trials
 
 from memsim.analysis import consistency as C
-from memsim.rng import stream_key_py
 from memsim.analysis.scoring import read_scores, score
-from tables import LT, MID, SMALL, ST, make_protocol, make_trials
+from memsim.rng import stream_key_py
 
 DATA = Path(
     os.environ.get("MEMSIM_DATA", Path(__file__).resolve().parent.parent.parent / "shared" / "data")

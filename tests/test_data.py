@@ -14,8 +14,9 @@ from memsim import data as rd
 from memsim.errors import UserError
 
 REAL = Path(__file__).resolve().parents[1].parent / "shared" / "data"
-needs_real = pytest.mark.skipif(not (REAL / "videomem").is_dir(),
-                                reason="real data not present at ../shared/data")
+needs_real = pytest.mark.skipif(
+    not (REAL / "videomem").is_dir(), reason="real data not present at ../shared/data"
+)
 
 
 # ----------------------------------------------------------------------------- real files
@@ -64,8 +65,10 @@ def _write(path: Path, text: str, *, bom: bool = False, crlf: bool = False) -> N
     path.write_bytes((b"\xef\xbb\xbf" if bom else b"") + text.encode())
 
 
-GT = ("video,short-term_memorability,nb_short-term_annotations,long-term_memorability,"
-      "nb_long-term_annotations\nvideo1.webm,0.900,34,0.800,10\nvideo2.webm,0.750,31,0.600,10\n")
+GT = (
+    "video,short-term_memorability,nb_short-term_annotations,long-term_memorability,"
+    "nb_long-term_annotations\nvideo1.webm,0.900,34,0.800,10\nvideo2.webm,0.750,31,0.600,10\n"
+)
 
 
 @pytest.mark.parametrize("bom,crlf", [(True, True), (False, False), (True, False)])
@@ -77,14 +80,17 @@ def test_videomem_scores_bom_crlf(tmp_path, bom, crlf):
     assert s["long-term_memorability"].tolist() == [0.8, 0.6]
 
 
-@pytest.mark.parametrize("text,needle", [
-    (GT.replace("nb_long-term_annotations", "n_lt"), "missing column nb_long-term_annotations"),
-    (GT.replace("0.750", "abc"), "not a number"),
-    (GT.replace("0.750", "1.5"), "outside"),
-    (GT.replace(",31,", ",31.5,"), "not an integer"),
-    (GT + "video1.webm,0.5,30,0.5,9\n", "duplicate video"),
-    ("", "empty"),
-])
+@pytest.mark.parametrize(
+    "text,needle",
+    [
+        (GT.replace("nb_long-term_annotations", "n_lt"), "missing column nb_long-term_annotations"),
+        (GT.replace("0.750", "abc"), "not a number"),
+        (GT.replace("0.750", "1.5"), "outside"),
+        (GT.replace(",31,", ",31.5,"), "not an integer"),
+        (GT + "video1.webm,0.5,30,0.5,9\n", "duplicate video"),
+        ("", "empty"),
+    ],
+)
 def test_videomem_scores_malformed(tmp_path, text, needle):
     _write(tmp_path / "videomem" / "ground-truth_dev-set.csv", text, bom=True, crlf=True)
     with pytest.raises(UserError, match=needle) as exc:
@@ -105,8 +111,11 @@ def test_missing_file_and_data_dir(tmp_path, monkeypatch):
 
 
 def test_captions_and_coco(tmp_path):
-    _write(tmp_path / "videomem" / "dev-set_video-captions.txt",
-           "video1.webm\towl-in-tree\nvideo2.webm\tcat-on-\"mat\"\n", crlf=True)
+    _write(
+        tmp_path / "videomem" / "dev-set_video-captions.txt",
+        'video1.webm\towl-in-tree\nvideo2.webm\tcat-on-"mat"\n',
+        crlf=True,
+    )
     _write(tmp_path / "videomem" / "test-set_video-captions.txt", "video3.webm\tsea\n")
     caps = rd.load_videomem_captions(tmp_path)
     assert caps["title"].tolist() == ["owl-in-tree", 'cat-on-"mat"', "sea"]
@@ -130,28 +139,39 @@ def test_captions_and_coco(tmp_path):
 
 
 def test_trecvid_quirks(tmp_path):
-    head = ("video_id,video_url,annotations_short_term,annotations_long_term,scores_raw_short_term,"
-            "scores_raw_long_term,scores_normalized_short_term,decay_alpha\n")
-    _write(tmp_path / "trecvid2021" / "dev_scores.csv",
-           head + "11, https://x/a.mp4,16,7,0.69,0.57,0.6875,0.0\n")
+    head = (
+        "video_id,video_url,annotations_short_term,annotations_long_term,scores_raw_short_term,"
+        "scores_raw_long_term,scores_normalized_short_term,decay_alpha\n"
+    )
+    _write(
+        tmp_path / "trecvid2021" / "dev_scores.csv",
+        head + "11, https://x/a.mp4,16,7,0.69,0.57,0.6875,0.0\n",
+    )
     s = rd.load_trecvid_scores(tmp_path, "dev")
     assert s["video_url"].tolist() == ["https://x/a.mp4"]
     assert s["annotations_long_term"].tolist() == [7]
-    _write(tmp_path / "trecvid2021" / "train_text_descriptions.csv",
-           'video_id,video_url,description\n8,https://x/b.mp4,"a man, a stage"\n8,https://x/b.mp4,hug\n',
-           bom=True, crlf=True)
+    _write(
+        tmp_path / "trecvid2021" / "train_text_descriptions.csv",
+        'video_id,video_url,description\n8,https://x/b.mp4,"a man, a stage"\n8,https://x/b.mp4,hug\n',
+        bom=True,
+        crlf=True,
+    )
     d = rd.load_trecvid_descriptions(tmp_path, "train")
     assert d["description"].tolist() == ["a man, a stage", "hug"]
     assert d["video_id"].tolist() == [8, 8]
 
 
 def test_memento_generated(tmp_path):
-    _write(tmp_path / "memento10k" / "train_scores.csv",
-           "video_id,video_url,annotations_short_term,scores_raw_short_term,"
-           "scores_normalized_short_term,decay_alpha\n17,http://u,92,0.98,0.99,-0.0004\n")
+    _write(
+        tmp_path / "memento10k" / "train_scores.csv",
+        "video_id,video_url,annotations_short_term,scores_raw_short_term,"
+        "scores_normalized_short_term,decay_alpha\n17,http://u,92,0.98,0.99,-0.0004\n",
+    )
     assert rd.load_memento_scores(tmp_path)["video_id"].tolist() == [17]
-    _write(tmp_path / "memento10k" / "dev_text_descriptions.csv",
-           "video_id,description_0,description_1,description_2,description_3\n1,a,b,c,d\n")
+    _write(
+        tmp_path / "memento10k" / "dev_text_descriptions.csv",
+        "video_id,description_0,description_1,description_2,description_3\n1,a,b,c,d\n",
+    )
     with pytest.raises(UserError, match="missing column description_4"):
         rd.load_memento_descriptions(tmp_path, "dev")
 

@@ -16,8 +16,8 @@ import numpy as np
 import pytest
 
 from memsim.analysis.consistency import summarise
-from memsim.sim.params import load_params
 from memsim.design.protocol import load_protocol
+from memsim.sim.params import load_params
 from memsim.sim.simulate import simulate
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -29,9 +29,13 @@ def test_videomem_golden_numbers():
     tr = simulate(protocol, params, seed=2026, scale=0.05).trials
     assert len(tr) == 114120
     assert int(tr.response.sum()) == 35188
-    assert float(np.nansum(tr.rt_s.to_numpy(np.float64))) == pytest.approx(72468.55352705717, rel=1e-12)
+    assert float(np.nansum(tr.rt_s.to_numpy(np.float64))) == pytest.approx(
+        72468.55352705717, rel=1e-12
+    )
     assert float(tr.onset_s.sum()) == pytest.approx(5192359807.408419, rel=1e-12)
     s = summarise(tr, protocol, seed=0)
     assert s["participants_kept"] == {"short-term": 463, "long-term": 160}
     assert s["mean_score"]["short-term"] == pytest.approx(0.8280868700990054, rel=1e-12)
-    assert s["human_consistency"]["short-term"]["mean"] == pytest.approx(0.3674398102241279, rel=1e-12)
+    assert s["human_consistency"]["short-term"]["mean"] == pytest.approx(
+        0.3674398102241279, rel=1e-12
+    )

@@ -49,14 +49,20 @@ def make_videomem(root: Path, n_lab: int = 80, n_unlab: int = 10, seed: int = 0)
     lt = np.clip(0.65 + 0.1 * signal + rng.normal(0, 0.04, n), 0.2, 1.0)
     d = root / "videomem"
     d.mkdir(parents=True)
-    lines = ["video,short-term_memorability,nb_short-term_annotations,long-term_memorability,"
-             "nb_long-term_annotations"]
+    lines = [
+        "video,short-term_memorability,nb_short-term_annotations,long-term_memorability,"
+        "nb_long-term_annotations"
+    ]
     lines += [f"{names[i]},{st[i]:.3f},{30 + i % 7},{lt[i]:.3f},{9 + i % 5}" for i in range(n_lab)]
-    (d / "ground-truth_dev-set.csv").write_bytes(b"\xef\xbb\xbf" + "\r\n".join(lines).encode() + b"\r\n")
+    (d / "ground-truth_dev-set.csv").write_bytes(
+        b"\xef\xbb\xbf" + "\r\n".join(lines).encode() + b"\r\n"
+    )
     (d / "dev-set_video-captions.txt").write_text(
-        "".join(f"{names[i]}\t{titles[i]}\r\n" for i in range(n - 3)))
+        "".join(f"{names[i]}\t{titles[i]}\r\n" for i in range(n - 3))
+    )
     (d / "test-set_video-captions.txt").write_text(
-        "".join(f"{names[i]}\t{titles[i]}\n" for i in range(n - 3, n)))
+        "".join(f"{names[i]}\t{titles[i]}\n" for i in range(n - 3, n))
+    )
     (d / "coco80_ids.txt").write_text("\n".join(names) + "\n")
     np.save(d / "coco80_rn101.npy", coco)
     np.save(d / "coco80_rn152.npy", coco[:, ::-1].copy())
@@ -77,12 +83,15 @@ def make_memento(root: Path, n_lab: int = 60, n_dev: int = 6, seed: int = 1) -> 
             rows.append(f"{i},http://u/{i}.mp4,90,{s:.4f},{s:.4f},-0.002")
     (d / "train_scores.csv").write_text(
         "video_id,video_url,annotations_short_term,scores_raw_short_term,"
-        "scores_normalized_short_term,decay_alpha\n" + "\n".join(rows) + "\n")
+        "scores_normalized_short_term,decay_alpha\n" + "\n".join(rows) + "\n"
+    )
     head = "video_id," + ",".join(f"description_{j}" for j in range(5)) + "\n"
     (d / "train_text_descriptions.csv").write_text(
-        head + "".join(",".join(r) + "\n" for r in desc[:n_lab]))
+        head + "".join(",".join(r) + "\n" for r in desc[:n_lab])
+    )
     (d / "dev_text_descriptions.csv").write_text(
-        head + "".join(",".join(r) + "\n" for r in desc[n_lab:]))
+        head + "".join(",".join(r) + "\n" for r in desc[n_lab:])
+    )
     return [r[0] for r in desc]
 
 
@@ -99,7 +108,9 @@ def test_ridge_matches_closed_form_and_picks_a_grid_penalty():
         Xc = X - X.mean(0)
         ref = np.linalg.solve(Xc.T @ Xc + 3.0 * np.eye(p), Xc.T @ (Y - Y.mean(0)))
         np.testing.assert_allclose(m.coef, ref, atol=1e-8)
-        np.testing.assert_allclose(m.predict(X[:5]), (X[:5] - X.mean(0)) @ ref + Y.mean(0), atol=1e-8)
+        np.testing.assert_allclose(
+            m.predict(X[:5]), (X[:5] - X.mean(0)) @ ref + Y.mean(0), atol=1e-8
+        )
     m = Ridge.fit(X, Y)
     assert m.alpha.shape == (2,)
     back = Ridge.from_state(m.state())
@@ -144,8 +155,9 @@ def test_beta_truth_moments_and_release_ceilings():
 
 
 def test_ceiling_from_truth_table():
-    truth = pd.DataFrame({"video": range(500),
-                          "true_short_term": np.random.default_rng(7).beta(9, 2, 500)})
+    truth = pd.DataFrame(
+        {"video": range(500), "true_short_term": np.random.default_rng(7).beta(9, 2, 500)}
+    )
     m, sd = ceilings_from_truth(truth, np.full(50, 38), "short_term", repeats=3)
     assert 0.3 < m < 1 and sd >= 0
     with pytest.raises(UserError, match="missing column true_long_term"):
@@ -188,8 +200,24 @@ def test_cv_train_apply_videomem(tmp_path, capsys):
     lst = tmp_path / "videos.txt"
     lst.write_text("\n".join(names[-5:]) + "\n")  # unlabelled ones, test-set titles included
     out_csv = tmp_path / "pred.csv"
-    assert main(["predict", "apply", *data, "--model", str(model), "--videos", str(lst),
-                 "--out", str(out_csv), "--device", "cpu"]) == 0
+    assert (
+        main(
+            [
+                "predict",
+                "apply",
+                *data,
+                "--model",
+                str(model),
+                "--videos",
+                str(lst),
+                "--out",
+                str(out_csv),
+                "--device",
+                "cpu",
+            ]
+        )
+        == 0
+    )
     pred = pd.read_csv(out_csv)
     assert list(pred.columns) == ["video", "short-term_memorability", "long-term_memorability"]
     assert pred["video"].tolist() == names[-5:]
@@ -199,8 +227,24 @@ def test_cv_train_apply_videomem(tmp_path, capsys):
     model2 = tmp_path / "m2.pt"
     assert main(["predict", "train", *data, "--out", str(model2), *FAST]) == 0
     out2 = tmp_path / "pred2.csv"
-    assert main(["predict", "apply", *data, "--model", str(model2), "--videos", str(lst),
-                 "--out", str(out2), "--device", "cpu"]) == 0
+    assert (
+        main(
+            [
+                "predict",
+                "apply",
+                *data,
+                "--model",
+                str(model2),
+                "--videos",
+                str(lst),
+                "--out",
+                str(out2),
+                "--device",
+                "cpu",
+            ]
+        )
+        == 0
+    )
     assert out2.read_bytes() == out_csv.read_bytes()
 
 
@@ -212,8 +256,25 @@ def test_memento_text_only(tmp_path):
     lst = tmp_path / "v.txt"
     lst.write_text("\n".join(ids[-3:]))
     out = tmp_path / "p.csv"
-    assert main(["predict", "apply", "--data", str(tmp_path / "data"), "--model", str(model),
-                 "--videos", str(lst), "--out", str(out), "--device", "cpu"]) == 0
+    assert (
+        main(
+            [
+                "predict",
+                "apply",
+                "--data",
+                str(tmp_path / "data"),
+                "--model",
+                str(model),
+                "--videos",
+                str(lst),
+                "--out",
+                str(out),
+                "--device",
+                "cpu",
+            ]
+        )
+        == 0
+    )
     assert list(pd.read_csv(out).columns) == ["video", "short-term_memorability"]
 
 
@@ -240,8 +301,20 @@ def test_apply_unknown_video(trained, tmp_path, capsys):
     lst = tmp_path / "v.txt"
     lst.write_text(f"{names[0]}\nvideo999999.webm\nnope.webm\n")
     out = tmp_path / "pred.csv"
-    rc = main(["predict", "apply", "--data", str(root / "data"), "--model", str(model),
-               "--videos", str(lst), "--out", str(out)])
+    rc = main(
+        [
+            "predict",
+            "apply",
+            "--data",
+            str(root / "data"),
+            "--model",
+            str(model),
+            "--videos",
+            str(lst),
+            "--out",
+            str(out),
+        ]
+    )
     assert rc == 2
     line = _err_line(capsys)
     assert "video999999.webm" in line and "and 1 more" in line
@@ -253,7 +326,16 @@ def test_apply_missing_or_corrupt_model(trained, tmp_path, capsys):
     lst = tmp_path / "v.txt"
     lst.write_text(names[0] + "\n")
     out = tmp_path / "pred.csv"
-    args = ["predict", "apply", "--data", str(root / "data"), "--videos", str(lst), "--out", str(out)]
+    args = [
+        "predict",
+        "apply",
+        "--data",
+        str(root / "data"),
+        "--videos",
+        str(lst),
+        "--out",
+        str(out),
+    ]
     assert main([*args, "--model", str(tmp_path / "none.pt")]) == 2
     assert "no such model file" in _err_line(capsys)
     bad = tmp_path / "bad.pt"
@@ -269,11 +351,16 @@ def test_cli_errors_are_one_line(tmp_path, capsys):
 
 
 def test_predict_help_does_not_import_torch():
-    code = ("import sys; from memsim.cli import build_parser; build_parser(); "
-            "assert 'torch' not in sys.modules, 'torch imported'")
+    code = (
+        "import sys; from memsim.cli import build_parser; build_parser(); "
+        "assert 'torch' not in sys.modules, 'torch imported'"
+    )
     subprocess.run([sys.executable, "-c", code], check=True)
-    r = subprocess.run([sys.executable, "-m", "memsim.cli", "predict", "cv", "--help"],
-                       capture_output=True, text=True)
+    r = subprocess.run(
+        [sys.executable, "-m", "memsim.cli", "predict", "cv", "--help"],
+        capture_output=True,
+        text=True,
+    )
     assert r.returncode == 0 and "--folds" in r.stdout
 
 
@@ -285,9 +372,13 @@ def test_ceiling_report_with_simulator_truth(tmp_path):
     make_videomem(tmp_path / "data")
     corpus = load_corpus("videomem", tmp_path / "data")
     rng = np.random.default_rng(8)
-    pd.DataFrame({"video": np.arange(200, dtype=np.int32),
-                  "true_short_term": rng.beta(9, 2, 200),
-                  "true_long_term": rng.beta(5, 2, 200)}).to_parquet(tmp_path / "videos.parquet")
+    pd.DataFrame(
+        {
+            "video": np.arange(200, dtype=np.int32),
+            "true_short_term": rng.beta(9, 2, 200),
+            "true_long_term": rng.beta(5, 2, 200),
+        }
+    ).to_parquet(tmp_path / "videos.parquet")
     truth = read_truth(tmp_path / "videos.parquet")
     c = ceilings(corpus, truth=truth, truth_source=tmp_path / "videos.parquet", repeats=3)
     sim = c[c["method"].str.startswith("simulator truth")]

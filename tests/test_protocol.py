@@ -18,7 +18,6 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from memsim import cli
-from memsim.errors import UserError
 from memsim.design.protocol import (
     Protocol,
     find_arrangement,
@@ -27,6 +26,7 @@ from memsim.design.protocol import (
     protocol_json_schema,
     summary_lines,
 )
+from memsim.errors import UserError
 
 ROOT = Path(__file__).resolve().parents[1]
 PROTOCOLS = sorted((ROOT / "protocols").glob("*.yaml"))
@@ -284,7 +284,11 @@ BROKEN_MAPPINGS = [
     ("unknown-selection-kind", _set("selection.kind", "least_anotated"), "selection.kind"),
     ("demand-share-above-one", _set("selection.demand.share", 1.5), "selection.demand.share"),
     ("demand-excess-zero", _set("selection.demand.mean_excess", 0), "selection.demand.mean_excess"),
-    ("demand-typo", _set("selection.demand", {"share": 0.2, "mean_exces": 0.3}), "selection.demand.mean_exces"),
+    (
+        "demand-typo",
+        _set("selection.demand", {"share": 0.2, "mean_exces": 0.3}),
+        "selection.demand.mean_exces",
+    ),
     (
         "demand-with-random-pick",
         _set("steps.1.items.0.source.pick", "random"),

@@ -10,8 +10,15 @@ import pandas as pd
 import pytest
 
 from memsim.cli import main
-from memsim.fit.compare import compare, decimals, ks_distance, load_targets, lookup, real_score_comparison
 from memsim.design.trials import validate_trials
+from memsim.fit.compare import (
+    compare,
+    decimals,
+    ks_distance,
+    load_targets,
+    lookup,
+    real_score_comparison,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 VIDEOMEM = str(ROOT / "protocols" / "videomem.yaml")
@@ -27,31 +34,61 @@ def run_dir(tmp_path_factory):
 
 def test_run_writes_everything(run_dir, capsys):
     names = {p.name for p in run_dir.iterdir()}
-    assert {"trials.parquet", "videos.parquet", "participants.parquet", "scores.csv", "summary.json",
-            "fig3_lag.png", "fig4_consistency.png", "fig5_st_vs_lt.png", "fig6_rt.png"} <= names
+    assert {
+        "trials.parquet",
+        "videos.parquet",
+        "participants.parquet",
+        "scores.csv",
+        "summary.json",
+        "fig3_lag.png",
+        "fig4_consistency.png",
+        "fig5_st_vs_lt.png",
+        "fig6_rt.png",
+    } <= names
     assert not [n for n in names if n.endswith(".tmp")]
     for png in run_dir.glob("*.png"):
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
 
 
 def test_run_outputs_agree_with_each_other(run_dir):
-    trials = validate_trials(pd.read_parquet(run_dir / "trials.parquet"))  # the scoring contract holds
+    trials = validate_trials(
+        pd.read_parquet(run_dir / "trials.parquet")
+    )  # the scoring contract holds
     scores = pd.read_csv(run_dir / "scores.csv")
-    assert list(scores.columns) == ["video", "short-term_memorability", "nb_short-term_annotations",
-                                    "long-term_memorability", "nb_long-term_annotations"]
+    assert list(scores.columns) == [
+        "video",
+        "short-term_memorability",
+        "nb_short-term_annotations",
+        "long-term_memorability",
+        "nb_long-term_annotations",
+    ]
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["protocol"] == "videomem" and summary["seed"] == 3
     kept = summary["participants_kept"]["short-term"]
     assert 0 < kept <= trials[trials.step == 1].participant.nunique()
     assert summary["annotations_per_video"]["short-term"]["mean"] == pytest.approx(
-        scores["nb_short-term_annotations"].mean())
-    assert summary["mean_score"]["long-term"] == pytest.approx(scores["long-term_memorability"].mean())
+        scores["nb_short-term_annotations"].mean()
+    )
+    assert summary["mean_score"]["long-term"] == pytest.approx(
+        scores["long-term_memorability"].mean()
+    )
     # the noise ceiling: observed scores track the latent truth
     assert summary["truth"]["short-term_memorability"]["spearman"] > 0.3
 
 
 def test_run_prints_the_comparison_table(tmp_path, capsys):
-    code = main(["run", VIDEOMEM, "--out", str(tmp_path / "r"), "--scale", "0.03", "--quiet", "--no-figures"])
+    code = main(
+        [
+            "run",
+            VIDEOMEM,
+            "--out",
+            str(tmp_path / "r"),
+            "--scale",
+            "0.03",
+            "--quiet",
+            "--no-figures",
+        ]
+    )
     out = capsys.readouterr().out
     assert code == 0
     assert "human consistency, short-term" in out and "0.481" in out
@@ -60,7 +97,20 @@ def test_run_prints_the_comparison_table(tmp_path, capsys):
 
 
 def test_same_seed_same_scores(run_dir, tmp_path):
-    main(["run", VIDEOMEM, "--out", str(tmp_path), "--scale", "0.05", "--seed", "3", "--quiet", "--no-figures"])
+    main(
+        [
+            "run",
+            VIDEOMEM,
+            "--out",
+            str(tmp_path),
+            "--scale",
+            "0.05",
+            "--seed",
+            "3",
+            "--quiet",
+            "--no-figures",
+        ]
+    )
     assert (tmp_path / "scores.csv").read_bytes() == (run_dir / "scores.csv").read_bytes()
     assert (tmp_path / "trials.parquet").read_bytes() == (run_dir / "trials.parquet").read_bytes()
 
@@ -131,7 +181,9 @@ def test_real_comparison_of_a_step_with_no_scored_video_is_nan_without_warnings(
     is NaN, quietly (numpy would warn about the mean and variance of an empty slice)."""
     import warnings
 
-    real = pd.DataFrame({"video": np.arange(5), "long-term_memorability": [0.5, 0.6, 0.7, 0.8, 0.9]})
+    real = pd.DataFrame(
+        {"video": np.arange(5), "long-term_memorability": [0.5, 0.6, 0.7, 0.8, 0.9]}
+    )
     for values in ([np.nan] * 5, [np.nan] * 4 + [0.7]):
         sim = pd.DataFrame({"video": np.arange(5), "long-term_memorability": values})
         with warnings.catch_warnings():

@@ -13,8 +13,8 @@ import pandas as pd
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from tables import LT, MID, SMALL, ST, make_protocol, make_trials
 
-from memsim.errors import UserError
 from memsim.analysis.scoring import (
     CORRECTIONS,
     correct,
@@ -25,7 +25,7 @@ from memsim.analysis.scoring import (
     video_sums,
     write_scores,
 )
-from tables import LT, MID, SMALL, ST, make_protocol, make_trials
+from memsim.errors import UserError
 
 DATA = Path(
     os.environ.get("MEMSIM_DATA", Path(__file__).resolve().parent.parent.parent / "shared" / "data")
@@ -113,7 +113,9 @@ def brute_force(trials: pd.DataFrame, protocol) -> dict:
                 raw = sum(h for h, _ in a) / len(a)
                 ml = sum(f(x) for _, x in a) / len(a)
                 if ratio:  # the fitted line h(x) = mh + slope (x - mx), at the reference over at ml
-                    val = raw * (mh + slope * (f(corr.reference_lag) - mx)) / (mh + slope * (ml - mx))
+                    val = (
+                        raw * (mh + slope * (f(corr.reference_lag) - mx)) / (mh + slope * (ml - mx))
+                    )
                 else:
                     val = raw + slope * (f(corr.reference_lag) - ml)
                 res[v] = (min(1.0, max(0.0, val)), len(a))
@@ -274,7 +276,9 @@ def test_linear_ratio_correction_scales_by_the_line(ann, ref):
     same fitted line as the shift form."""
     video, hit, lag, V = ann
     s = video_sums(video, hit, lag, V)
-    shift, p = CORRECTIONS["linear"].fit(s, type("S", (), {"kind": "linear", "reference_lag": ref})())
+    shift, p = CORRECTIONS["linear"].fit(
+        s, type("S", (), {"kind": "linear", "reference_lag": ref})()
+    )
     spec = type("S", (), {"kind": "linear", "reference_lag": ref, "form": "ratio"})()
     out, q = CORRECTIONS["linear"].fit(s, spec)
     assert q["slope"] == p["slope"] and q["form"] == "ratio" and p["form"] == "shift"
@@ -296,7 +300,9 @@ def test_released_correction_tells_a_ratio_from_a_shift():
     forms = {"shift": raw + b * (100 - lag), "ratio": raw * (a + b * 100) / (a + b * lag)}
     got = {}
     for form, sc in forms.items():
-        real = pd.DataFrame({"short-term_memorability": np.round(sc, 3), "nb_short-term_annotations": n})
+        real = pd.DataFrame(
+            {"short-term_memorability": np.round(sc, 3), "nb_short-term_annotations": n}
+        )
         got[form] = released_correction(real)
         assert got[form]["recovered"] > 0.99
     assert abs(got["shift"]["slope"]) < 0.002 and got["shift"]["intercept"] < -0.01

@@ -10,8 +10,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from memsim.errors import UserError
 from memsim.design.protocol import load_protocol
+from memsim.errors import UserError
 from memsim.sim.sequence import (
     StepLayout,
     generate_sequences,

@@ -13,13 +13,13 @@ import pytest
 from hypothesis import HealthCheck, given, reject, settings
 from hypothesis import strategies as st
 
-from memsim.sim.campaign import AnnotationIndex, draw_demand, plan_campaign, select_least_annotated
+from memsim.design.protocol import load_protocol, protocol_from_mapping
 from memsim.errors import UserError
+from memsim.sim.campaign import AnnotationIndex, draw_demand, plan_campaign, select_least_annotated
 from memsim.sim.forgetting import LAWS
 from memsim.sim.kernel import Constants, StepInput, simulate_step, simulate_step_reference
 from memsim.sim.params import load_params, params_from_mapping
 from memsim.sim.population import draw_participants, draw_videos
-from memsim.design.protocol import load_protocol, protocol_from_mapping
 from memsim.sim.simulate import TRIAL_COLUMNS, simulate, write_simulation
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -50,8 +50,12 @@ def small_sim(videomem, params):
         ("power", lambda t, m, r, a: m * (1 + t / a) ** (-r)),
         ("linear", lambda t, m, r, a: min(max(m - r * t / a, 0.0), 1.0)),
         ("exponential_asymptote", lambda t, m, r, a: m * (1 - r * (1 - math.exp(-t / a)))),
-        ("logit_exponential_asymptote",
-         lambda t, m, r, a: 1 / (1 + math.exp(-(math.log(m / (1 - m)) - r * (1 - math.exp(-t / a)))))),
+        (
+            "logit_exponential_asymptote",
+            lambda t, m, r, a: (
+                1 / (1 + math.exp(-(math.log(m / (1 - m)) - r * (1 - math.exp(-t / a)))))
+            ),
+        ),
     ],
 )
 def test_laws_match_closed_form(name, closed):
@@ -62,7 +66,9 @@ def test_laws_match_closed_form(name, closed):
         m = float(rng.uniform(0.05, 0.99))
         r = float(rng.uniform(0.0, 1.0))
         a = float(rng.uniform(1.0, 5000.0))
-        assert law.closed_form(t, m, r, a) == pytest.approx(closed(t, m, r, a), rel=1e-12, abs=1e-15)
+        assert law.closed_form(t, m, r, a) == pytest.approx(
+            closed(t, m, r, a), rel=1e-12, abs=1e-15
+        )
     # every law starts at the immediate memorability and never rises with time
     ts = np.linspace(0, 3 * 86400, 50)
     vals = [law.closed_form(t, 0.9, 0.4, 600.0) for t in ts]
@@ -103,9 +109,16 @@ def _random_step(n=6, L=40, seed=3, careless_share=0.3):
     repeat[:, 9] = True
     first_pos[:, 9] = 8
     x = StepInput(
-        participant=np.arange(100, 100 + n, dtype=np.int64), video=video, role=role, repeat=repeat,
-        first_pos=first_pos, prior_onset=prior, start_s=rng.uniform(0, 100, n),
-        ability=rng.normal(0, 0.7, n), fa=rng.normal(-2, 0.5, n), lapse=rng.uniform(0, 0.2, n),
+        participant=np.arange(100, 100 + n, dtype=np.int64),
+        video=video,
+        role=role,
+        repeat=repeat,
+        first_pos=first_pos,
+        prior_onset=prior,
+        start_s=rng.uniform(0, 100, n),
+        ability=rng.normal(0, 0.7, n),
+        fa=rng.normal(-2, 0.5, n),
+        lapse=rng.uniform(0, 0.2, n),
         careless=rng.random(n) < careless_share,
     )
     return x
@@ -113,9 +126,21 @@ def _random_step(n=6, L=40, seed=3, careless_share=0.3):
 
 def _constants(law=3, ends=True, stop=0):
     return Constants(
-        seed=11, step_index=0, law=law, shape_a=1800.0, shape_b=0.0, duration_s=7.0, gap_s=1.0,
-        ends_on_press=ends, stop_after_vigilance_misses=stop, careless_press_rate=0.3, rt_min_s=0.25,
-        rt_log_sd=0.5, rt_hit_log_mean=0.5, rt_hit_slope=0.1, rt_fa_log_mean=1.0,
+        seed=11,
+        step_index=0,
+        law=law,
+        shape_a=1800.0,
+        shape_b=0.0,
+        duration_s=7.0,
+        gap_s=1.0,
+        ends_on_press=ends,
+        stop_after_vigilance_misses=stop,
+        careless_press_rate=0.3,
+        rt_min_s=0.25,
+        rt_log_sd=0.5,
+        rt_hit_log_mean=0.5,
+        rt_hit_slope=0.1,
+        rt_fa_log_mean=1.0,
     )
 
 
@@ -132,8 +157,9 @@ def test_kernel_matches_reference(params, law, ends, stop, familiarity):
     got = simulate_step(x, vids, c)
     ref = simulate_step_reference(x, vids, c)
     for g, r in zip(got, ref):
-        np.testing.assert_array_equal(np.isnan(g) if g.dtype.kind == "f" else g,
-                                      np.isnan(r) if r.dtype.kind == "f" else r)
+        np.testing.assert_array_equal(
+            np.isnan(g) if g.dtype.kind == "f" else g, np.isnan(r) if r.dtype.kind == "f" else r
+        )
         if g.dtype.kind == "f":
             np.testing.assert_allclose(g, r, rtol=1e-12, equal_nan=True)
     if stop:
@@ -145,7 +171,9 @@ def test_kernel_same_result_whatever_the_batch(params):
     vids = draw_videos(params, 50, seed=5)
     c = _constants()
     whole = simulate_step(x, vids, c)
-    half = StepInput(**{k: (v[6:] if isinstance(v, np.ndarray) else v) for k, v in x.__dict__.items()})
+    half = StepInput(
+        **{k: (v[6:] if isinstance(v, np.ndarray) else v) for k, v in x.__dict__.items()}
+    )
     part = simulate_step(half, vids, c)
     for a, b in zip(whole, part):
         np.testing.assert_array_equal(a[6:], b)
@@ -271,9 +299,13 @@ def test_kept_counting_balances_the_annotations_scoring_keeps(videomem, params):
         if mode == "kept":
             from memsim.sim.simulate import scale_protocol
 
-            plan = plan_campaign(scale_protocol(protocol_from_mapping(d), 0.1), seed=5,
-                                 return_probability=params.participants.return_probability,
-                                 judge=_judge_for(sim, params), min_press_s=params.participants.rt.min_s)
+            plan = plan_campaign(
+                scale_protocol(protocol_from_mapping(d), 0.1),
+                seed=5,
+                return_probability=params.participants.return_probability,
+                judge=_judge_for(sim, params),
+                min_press_s=params.participants.rt.min_s,
+            )
             assert np.array_equal(plan.annotation_counts, out[mode])
     assert out["kept"].std() < 0.6 * out["assigned"].std()
     assert out["kept"].max() - out["kept"].min() <= 3
@@ -284,8 +316,13 @@ def _judge_for(sim, params):
     from memsim.sim.simulate import _FirstStepPlayer
 
     n = int(sim.trials["participant"].max()) + 1
-    return _FirstStepPlayer(sim.protocol, params, sim.seed, draw_participants(params, n, sim.seed),
-                            draw_videos(params, sim.protocol.stimuli.count, sim.seed)).judge
+    return _FirstStepPlayer(
+        sim.protocol,
+        params,
+        sim.seed,
+        draw_participants(params, n, sim.seed),
+        draw_videos(params, sim.protocol.stimuli.count, sim.seed),
+    ).judge
 
 
 def test_campaign_verdicts_are_the_scoring_filters(videomem, params):
@@ -299,15 +336,28 @@ def test_campaign_verdicts_are_the_scoring_filters(videomem, params):
     pids = np.sort(one["participant"].unique())
     judge = _judge_for(sim, params)
     # the same campaign again (same seed, same judge), for each participant's assigned items
-    plan = plan_campaign(sim.protocol, sim.seed, params.participants.return_probability, judge=judge,
-                         min_press_s=params.participants.rt.min_s)
+    plan = plan_campaign(
+        sim.protocol,
+        sim.seed,
+        params.participants.return_probability,
+        judge=judge,
+        min_press_s=params.participants.rt.min_s,
+    )
     assert plan.n_participants == len(pids)
-    assert np.array_equal(one.groupby("participant")["onset_s"].min().to_numpy(), plan.arrival_s[pids])
+    assert np.array_equal(
+        one.groupby("participant")["onset_s"].min().to_numpy(), plan.arrival_s[pids]
+    )
     ends, kept = judge(pids, plan.step1_items[pids], plan.arrival_s[pids])
     last = one.groupby("participant").tail(1)
-    ends_table = (last["onset_s"].to_numpy()
-                  + np.where(last["response"].to_numpy(), last["rt_s"].to_numpy(np.float64),
-                             sim.protocol.stimuli.duration_s) + sim.protocol.stimuli.gap_s)
+    ends_table = (
+        last["onset_s"].to_numpy()
+        + np.where(
+            last["response"].to_numpy(),
+            last["rt_s"].to_numpy(np.float64),
+            sim.protocol.stimuli.duration_s,
+        )
+        + sim.protocol.stimuli.gap_s
+    )
     assert np.array_equal(ends, ends_table)
     ps = res.participants
     expect = ps[ps["step"] == 1].set_index("participant").loc[pids, "kept"].to_numpy()
@@ -334,8 +384,9 @@ def test_demand_gives_annotations_in_proportion(videomem):
     # no demand: every count within two of the others (a pool larger than the lowest bucket
     # reaches into the next one)
     d["selection"].pop("demand")
-    flat = plan_campaign(scale_protocol(protocol_from_mapping(d), 0.2), seed=3,
-                         return_probability=0.3).annotation_counts
+    flat = plan_campaign(
+        scale_protocol(protocol_from_mapping(d), 0.2), seed=3, return_probability=0.3
+    ).annotation_counts
     assert flat.max() - flat.min() <= 2
 
 
@@ -356,12 +407,18 @@ def test_later_pick_with_demand_follows_demand(videomem, params):
 
     d = videomem.dump()
     d["selection"].pop("demand", None)
-    d["steps"][1]["items"][0]["source"].update(pick="least_annotated",
-                                                demand={"share": 0.5, "mean_excess": 1.0})
+    d["steps"][1]["items"][0]["source"].update(
+        pick="least_annotated", demand={"share": 0.5, "mean_excess": 1.0}
+    )
     p = protocol_from_mapping(d)
     sim = simulate(p, params, seed=4, scale=0.1)
     s2 = sim.trials[(sim.trials.step == 2) & (sim.trials.role == "target")]
-    n = s2.groupby("video").size().reindex(np.arange(sim.protocol.stimuli.count), fill_value=0).to_numpy()
+    n = (
+        s2.groupby("video")
+        .size()
+        .reindex(np.arange(sim.protocol.stimuli.count), fill_value=0)
+        .to_numpy()
+    )
     demand = draw_demand(p.steps[1].items[0].source.demand, sim.protocol.stimuli.count, 4, 1)
     seen = n > 0
     assert spearmanr(n[seen], demand[seen]).statistic > 0.4
@@ -374,8 +431,9 @@ def test_later_picks_do_not_reshuffle_when_more_participants_return(videomem):
     from memsim.sim.simulate import scale_protocol
 
     d = videomem.dump()
-    d["steps"][1]["items"][0]["source"].update(pick="least_annotated",
-                                                demand={"share": 0.5, "mean_excess": 0.6})
+    d["steps"][1]["items"][0]["source"].update(
+        pick="least_annotated", demand={"share": 0.5, "mean_excess": 0.6}
+    )
     p = scale_protocol(protocol_from_mapping(d), 0.1)
     lo = plan_campaign(p, seed=2, return_probability=0.30).later[0]
     hi = plan_campaign(p, seed=2, return_probability=0.31).later[0]
@@ -391,13 +449,23 @@ def test_trial_table_schema(small_sim):
     assert list(tr.columns) == TRIAL_COLUMNS
     dtypes = {c: str(t) for c, t in tr.dtypes.items()}
     assert dtypes == {
-        "participant": "int64", "step": "int8", "position": "int16", "video": "int32",
-        "role": "category", "repeat": "bool", "lag": "int16", "delay_s": "float64",
-        "response": "bool", "rt_s": "float32", "onset_s": "float64",
+        "participant": "int64",
+        "step": "int8",
+        "position": "int16",
+        "video": "int32",
+        "role": "category",
+        "repeat": "bool",
+        "lag": "int16",
+        "delay_s": "float64",
+        "response": "bool",
+        "rt_s": "float32",
+        "onset_s": "float64",
     }
     assert not tr.duplicated(["participant", "step", "position"]).any()
     key = tr[["participant", "step", "position"]].to_numpy()
-    assert (np.lexsort(key[:, ::-1].T) == np.arange(len(tr))).all()  # ordered by participant, step, position
+    assert (
+        np.lexsort(key[:, ::-1].T) == np.arange(len(tr))
+    ).all()  # ordered by participant, step, position
 
 
 def test_step1_obeys_protocol(small_sim):
@@ -407,7 +475,11 @@ def test_step1_obeys_protocol(small_sim):
     assert (per.size() == 180).all()
     assert (per.video.nunique() == 120).all()
     counts = s1.groupby(["participant", "role"], observed=True).size().unstack()
-    assert (counts["target"] == 80).all() and (counts["vigilance"] == 40).all() and (counts["filler"] == 60).all()
+    assert (
+        (counts["target"] == 80).all()
+        and (counts["vigilance"] == 40).all()
+        and (counts["filler"] == 60).all()
+    )
     rep = s1[s1.repeat]
     assert set(rep.role.unique()) == {"target", "vigilance"}
     t = rep[rep.role == "target"].lag
@@ -416,7 +488,9 @@ def test_step1_obeys_protocol(small_sim):
     assert (s1[~s1.repeat].lag == -1).all() and s1[~s1.repeat].delay_s.isna().all()
     # the lag is the distance to the first showing of the same video, and delay_s its time
     first = s1[~s1.repeat].set_index(["participant", "video"])
-    j = rep.join(first[["position", "onset_s"]], on=["participant", "video"], suffixes=("", "_first"))
+    j = rep.join(
+        first[["position", "onset_s"]], on=["participant", "video"], suffixes=("", "_first")
+    )
     assert (j.position - j.position_first == j.lag).all()
     np.testing.assert_allclose(j.onset_s - j.onset_s_first, j.delay_s)
 
@@ -455,7 +529,11 @@ def test_step2_obeys_protocol(small_sim):
     gap_h = (start2 - end1[start2.index]) / 3600
     assert gap_h.between(24, 72).all()
     # delay_s is the time since the step-1 showing
-    j = tests.join(s1.set_index(["participant", "video"])[["onset_s"]], on=["participant", "video"], suffixes=("", "1"))
+    j = tests.join(
+        s1.set_index(["participant", "video"])[["onset_s"]],
+        on=["participant", "video"],
+        suffixes=("", "1"),
+    )
     np.testing.assert_allclose(j.onset_s - j.onset_s1, j.delay_s)
 
 
@@ -470,14 +548,18 @@ def test_same_seed_same_bytes_and_threads_do_not_matter(videomem, params, tmp_pa
     write_simulation(one, tmp_path / "a")
     write_simulation(small_sim, tmp_path / "b")
     for name in ("trials", "videos", "participants"):
-        assert (tmp_path / "a" / f"{name}.parquet").read_bytes() == (tmp_path / "b" / f"{name}.parquet").read_bytes()
+        assert (tmp_path / "a" / f"{name}.parquet").read_bytes() == (
+            tmp_path / "b" / f"{name}.parquet"
+        ).read_bytes()
     other = simulate(videomem, params, seed=8, scale=0.04)
     assert not other.trials.response.equals(small_sim.trials.response)
 
 
 def test_latent_truth_tables(small_sim):
     v = small_sim.videos
-    assert {"video", "memorability", "forgetting_rate", "true_short_term", "true_long_term"} <= set(v.columns)
+    assert {"video", "memorability", "forgetting_rate", "true_short_term", "true_long_term"} <= set(
+        v.columns
+    )
     assert v.true_short_term.between(0, 1).all()
     # forgetting never raises a score; a short-term familiarity can lower the short-term one
     # (a video confusable with its neighbours in the session), so the order holds where it is >= 0
@@ -553,30 +635,49 @@ def protocols(draw):
     new2 = draw(st.integers(1, 10))
     stimuli = length + new2 + draw(st.integers(5, 60))
     two_steps = draw(st.booleans())
-    steps = [{
-        "name": "one", "length": length, "items": items,
-        "scoring": {"column": "short-term_memorability"},
-    }]
+    steps = [
+        {
+            "name": "one",
+            "length": length,
+            "items": items,
+            "scoring": {"column": "short-term_memorability"},
+        }
+    ]
     if two_steps:
-        steps.append({
-            "name": "two", "length": tested + new2, "delay_h": [1, 5],
-            "items": [
-                {"role": "target", "count": tested, "source": {"step": 1, "roles": ["filler"]}},
-                {"role": "filler", "count": new2},
-            ],
-            "scoring": {"column": "long-term_memorability"},
-        })
+        steps.append(
+            {
+                "name": "two",
+                "length": tested + new2,
+                "delay_h": [1, 5],
+                "items": [
+                    {"role": "target", "count": tested, "source": {"step": 1, "roles": ["filler"]}},
+                    {"role": "filler", "count": new2},
+                ],
+                "scoring": {"column": "long-term_memorability"},
+            }
+        )
     d = {
         "name": "random",
-        "stimuli": {"kind": "video", "count": stimuli, "duration_s": 3.0, "gap_s": 0.5,
-                    "response_ends_presentation": draw(st.booleans())},
+        "stimuli": {
+            "kind": "video",
+            "count": stimuli,
+            "duration_s": 3.0,
+            "gap_s": 0.5,
+            "response_ends_presentation": draw(st.booleans()),
+        },
         "steps": steps,
-        "selection": draw(st.sampled_from([
-            {"kind": "uniform"},
-            {"kind": "least_annotated", "pool": length_targets + vig + fillers},
-        ])),
-        "campaign": {"arrivals": {"kind": "poisson", "rate_per_h": 30.0},
-                     "stop": {"kind": "participants", "count": draw(st.integers(1, 12))}},
+        "selection": draw(
+            st.sampled_from(
+                [
+                    {"kind": "uniform"},
+                    {"kind": "least_annotated", "pool": length_targets + vig + fillers},
+                ]
+            )
+        ),
+        "campaign": {
+            "arrivals": {"kind": "poisson", "rate_per_h": 30.0},
+            "stop": {"kind": "participants", "count": draw(st.integers(1, 12))},
+        },
     }
     try:
         return protocol_from_mapping(d)
@@ -644,7 +745,11 @@ def test_least_annotated_pick_balances_later_step_annotations(videomem, params):
 def test_least_annotated_pick_must_be_the_only_earlier_group(videomem):
     d = videomem.dump()
     d["steps"][1]["items"] = [
-        {"role": "target", "count": 20, "source": {"step": 1, "roles": ["filler"], "pick": "least_annotated"}},
+        {
+            "role": "target",
+            "count": 20,
+            "source": {"step": 1, "roles": ["filler"], "pick": "least_annotated"},
+        },
         {"role": "target", "count": 20, "source": {"step": 1, "roles": ["filler"]}},
         {"role": "filler", "count": 80},
     ]

@@ -23,7 +23,13 @@ import pytest
 
 from memsim.cli import main
 from memsim.errors import UserError
-from memsim.study.sweep import cell_seeds, load_study, minutes_per_participant, resolve_study, run_sweep
+from memsim.study.sweep import (
+    cell_seeds,
+    load_study,
+    minutes_per_participant,
+    resolve_study,
+    run_sweep,
+)
 
 REPO = Path(__file__).resolve().parent.parent
 TESTS = Path(__file__).resolve().parent
@@ -54,9 +60,18 @@ def exploding_cell(spec: dict) -> dict:  # pragma: no cover  (must never be call
     raise AssertionError("a cell ran although the study is invalid")
 
 
-def _study(tmp: Path, name: str = "toy", *, vary: str | None = None, replicates: int = 2, cell: str = "toy_cell",
-           extra: str = "") -> Path:
-    vary = vary or """
+def _study(
+    tmp: Path,
+    name: str = "toy",
+    *,
+    vary: str | None = None,
+    replicates: int = 2,
+    cell: str = "toy_cell",
+    extra: str = "",
+) -> Path:
+    vary = (
+        vary
+        or """
   - zip:
     - {path: protocol.steps.0.items.0.repeat_lag, name: lag, values: [[45, 100], [20, 60], [60, 90]]}
     - {path: protocol.steps.0.scoring.correction.reference_lag, name: ref_lag, values: [100, 60, 90]}
@@ -64,6 +79,7 @@ def _study(tmp: Path, name: str = "toy", *, vary: str | None = None, replicates:
     - {path: protocol.campaign.stop.count, name: budget, values: [1000, 2000]}
     - {path: protocol.stimuli.gap_s, values: [1, 2.5]}
 """
+    )
     text = f"""name: {name}
 protocol: {VIDEOMEM}
 vary:{vary}
@@ -90,26 +106,45 @@ def test_grid_is_product_of_entries_and_zip_varies_together(tmp_path):
     plan = resolve_study(load_study(path), path)
     assert len(plan.cells) == 6 and plan.n_runs == 12
     coords = [c["coords"] for c in plan.cells]
-    assert [c["lag"] for c in coords] == ["[45,100]", "[45,100]", "[20,60]", "[20,60]", "[60,90]", "[60,90]"]
-    assert [(c["budget"], c["protocol.stimuli.gap_s"]) for c in coords] == [(1000, 1.0), (2000, 2.5)] * 3
+    assert [c["lag"] for c in coords] == [
+        "[45,100]",
+        "[45,100]",
+        "[20,60]",
+        "[20,60]",
+        "[60,90]",
+        "[60,90]",
+    ]
+    assert [(c["budget"], c["protocol.stimuli.gap_s"]) for c in coords] == [
+        (1000, 1.0),
+        (2000, 2.5),
+    ] * 3
     cell = plan.cells[3]
     assert cell["protocol"]["steps"][0]["items"][0]["repeat_lag"] == [20, 60]
     assert cell["protocol"]["campaign"]["stop"]["count"] == 2000
     assert cell["minutes"] == pytest.approx((180 + 120) * (7 + 2.5) / 60)
-    assert plan.columns == {"lag": "json", "ref_lag": "int64", "budget": "int64", "protocol.stimuli.gap_s": "float64"}
+    assert plan.columns == {
+        "lag": "json",
+        "ref_lag": "int64",
+        "budget": "int64",
+        "protocol.stimuli.gap_s": "float64",
+    }
     assert cell["protocol"]["steps"][0]["scoring"]["correction"]["reference_lag"] == 60
 
 
 def test_seeds_depend_on_coordinates_not_on_the_rest_of_the_grid(tmp_path):
     full = _study(tmp_path, "full")
-    part = _study(tmp_path, "part", vary="""
+    part = _study(
+        tmp_path,
+        "part",
+        vary="""
   - zip:
     - {path: protocol.steps.0.items.0.repeat_lag, name: lag, values: [[60, 90]]}
     - {path: protocol.steps.0.scoring.correction.reference_lag, name: ref_lag, values: [90]}
   - zip:
     - {path: protocol.campaign.stop.count, name: budget, values: [2000]}
     - {path: protocol.stimuli.gap_s, values: [2.5]}
-""")
+""",
+    )
     a = resolve_study(load_study(full), full)
     b = resolve_study(load_study(part), part)
     assert b.seeds[0] == a.seeds[5]  # same coordinates, same seeds, whatever else the grid holds
@@ -122,27 +157,45 @@ def test_seeds_depend_on_coordinates_not_on_the_rest_of_the_grid(tmp_path):
 
 def test_params_axis_resolves_and_is_validated(tmp_path):
     pytest.importorskip("memsim.sim.params")
-    ok = _study(tmp_path, "p", vary="""
+    ok = _study(
+        tmp_path,
+        "p",
+        vary="""
   - {path: params.participants.careless_share, values: [0.0, 0.2]}
-""")
+""",
+    )
     plan = resolve_study(load_study(ok), ok)
     assert [c["params"]["participants"]["careless_share"] for c in plan.cells] == [0.0, 0.2]
-    bad = _study(tmp_path, "pbad", vary="""
+    bad = _study(
+        tmp_path,
+        "pbad",
+        vary="""
   - {path: params.participants.careless_share, values: [0.1, 1.5]}
-""")
-    with pytest.raises(UserError, match=r"pbad.yaml: vary params.participants.careless_share = 1.5: infeasible"):
+""",
+    )
+    with pytest.raises(
+        UserError, match=r"pbad.yaml: vary params.participants.careless_share = 1.5: infeasible"
+    ):
         resolve_study(load_study(bad), bad)
 
 
 def test_set_changes_the_base_before_the_axes(tmp_path, capsys):
     stop = "{kind: min_annotations, count: 5, max_participants: 9000}"
-    path = _study(tmp_path, "set", extra=f"set:\n  protocol.campaign.stop: {stop}\n", vary="""
+    path = _study(
+        tmp_path,
+        "set",
+        extra=f"set:\n  protocol.campaign.stop: {stop}\n",
+        vary="""
   - {path: protocol.campaign.stop.count, name: n, values: [5, 20]}
-""")
+""",
+    )
     plan = resolve_study(load_study(path), path)
     assert [c["protocol"]["campaign"]["stop"] for c in plan.cells] == [
-        {"kind": "min_annotations", "count": n, "max_participants": 9000} for n in (5, 20)]
-    bad = _study(tmp_path, "setbad", extra="set:\n  protocol.stimuli.colour: 3\n", cell="exploding_cell")
+        {"kind": "min_annotations", "count": n, "max_participants": 9000} for n in (5, 20)
+    ]
+    bad = _study(
+        tmp_path, "setbad", extra="set:\n  protocol.stimuli.colour: 3\n", cell="exploding_cell"
+    )
     assert main(["sweep", str(bad), "--out", str(tmp_path / "o")]) == 2
     assert "setbad.yaml: set protocol.stimuli.colour: unknown field path" in capsys.readouterr().err
 
@@ -154,7 +207,9 @@ def test_minutes_per_participant_and_crowd_minutes_of_videomem():
     proto = load_protocol(VIDEOMEM).dump()
     assert minutes_per_participant(proto) == pytest.approx(300 * 8 / 60)
     # per-step head counts when the cell gives them: 180 x 8 s for step 1, 120 x 8 s for step 2
-    got = crowd_minutes(proto, {"participants_total.step1": 100, "participants_total.step2": 30}, 100)
+    got = crowd_minutes(
+        proto, {"participants_total.step1": 100, "participants_total.step2": 30}, 100
+    )
     assert got == pytest.approx((100 * 180 + 30 * 120) * 8 / 60)
     assert crowd_minutes(proto, {}, 100) == pytest.approx(100 * 300 * 8 / 60)
 
@@ -171,20 +226,29 @@ def test_whole_protocol_axis_and_missing_statistics(tmp_path, capsys):
     vary = f"""
   - {{path: protocol, name: design, values: [{VIDEOMEM}, one-step.yaml]}}
 """
-    path = _study(tmp_path, "mixed", vary=vary, replicates=1,
-                  extra="missing: nan\n").read_text().replace("annotations_st]", "consistency_lt]")
+    path = (
+        _study(tmp_path, "mixed", vary=vary, replicates=1, extra="missing: nan\n")
+        .read_text()
+        .replace("annotations_st]", "consistency_lt]")
+    )
     (tmp_path / "mixed.yaml").write_text(path)
     study = tmp_path / "mixed.yaml"
     plan = resolve_study(load_study(study), study)
     assert [c["protocol"]["name"] for c in plan.cells] == ["videomem", "one-step"]
     run_sweep(study, tmp_path / "out", progress=False)
     df = pd.read_parquet(tmp_path / "out" / "results.parquet")
-    assert df.consistency_lt.notna().tolist() == [True, False]  # the one-step protocol has no long term
+    assert df.consistency_lt.notna().tolist() == [
+        True,
+        False,
+    ]  # the one-step protocol has no long term
     typo = tmp_path / "typo.yaml"
     typo.write_text(study.read_text().replace("consistency_lt]", "consistency_lt, consistncy_st]"))
     warnings = []
     run_sweep(typo, tmp_path / "out3", progress=False, warn=warnings.append)
-    assert len(warnings) == 1 and "no cell gave 1 of the statistics (all NaN): consistncy_st" in warnings[0]
+    assert (
+        len(warnings) == 1
+        and "no cell gave 1 of the statistics (all NaN): consistncy_st" in warnings[0]
+    )
     strict = tmp_path / "strict.yaml"
     strict.write_text(study.read_text().replace("missing: nan", ""))
     assert main(["sweep", str(strict), "--out", str(tmp_path / "out2"), "--quiet"]) == 2
@@ -195,18 +259,30 @@ def test_whole_protocol_axis_and_missing_statistics(tmp_path, capsys):
 @pytest.mark.parametrize(
     ("vary", "message"),
     [
-        ("\n  - {path: protocol.steps.0.items.0.repeat_lagg, values: [[3, 5]]}",
-         "vary protocol.steps.0.items.0.repeat_lagg: unknown field path: protocol.steps.0.items.0 has no field "
-         "'repeat_lagg'"),
-        ("\n  - {path: protocol, values: [nowhere.yaml]}",
-         "vary protocol = nowhere.yaml: no such file"),
-        ("\n  - {path: protocol.steps.7.length, values: [10]}",
-         "vary protocol.steps.7.length: unknown field path: protocol.steps is a list of 2"),
-        ("\n  - {path: protocol.steps.0.items.0.repeat_lag, values: [[45, 100], [60, 190]]}",
-         "vary protocol.steps.0.items.0.repeat_lag = [60,190]: infeasible cell: steps.0"),
-        ("\n  - {path: protocol.selection, values: [{kind: uniform}, {kind: least_annotated, pool: 20}]}",
-         ("vary protocol.selection = {\"kind\":\"least_annotated\",\"pool\":20}: infeasible cell: ",
-          "selection.pool")),
+        (
+            "\n  - {path: protocol.steps.0.items.0.repeat_lagg, values: [[3, 5]]}",
+            "vary protocol.steps.0.items.0.repeat_lagg: unknown field path: protocol.steps.0.items.0 has no field "
+            "'repeat_lagg'",
+        ),
+        (
+            "\n  - {path: protocol, values: [nowhere.yaml]}",
+            "vary protocol = nowhere.yaml: no such file",
+        ),
+        (
+            "\n  - {path: protocol.steps.7.length, values: [10]}",
+            "vary protocol.steps.7.length: unknown field path: protocol.steps is a list of 2",
+        ),
+        (
+            "\n  - {path: protocol.steps.0.items.0.repeat_lag, values: [[45, 100], [60, 190]]}",
+            "vary protocol.steps.0.items.0.repeat_lag = [60,190]: infeasible cell: steps.0",
+        ),
+        (
+            "\n  - {path: protocol.selection, values: [{kind: uniform}, {kind: least_annotated, pool: 20}]}",
+            (
+                'vary protocol.selection = {"kind":"least_annotated","pool":20}: infeasible cell: ',
+                "selection.pool",
+            ),
+        ),
     ],
 )
 def test_bad_study_is_one_line_exit_2_before_anything_runs(tmp_path, capsys, vary, message):
@@ -222,15 +298,23 @@ def test_bad_study_is_one_line_exit_2_before_anything_runs(tmp_path, capsys, var
 
 def test_cell_that_cannot_be_sequenced_is_refused_before_anything_runs(tmp_path, capsys):
     # valid for the schema (170 < 180), but 40 targets cannot all repeat 120-170 positions later
-    path = _study(tmp_path, "tight", cell="exploding_cell", vary="""
+    path = _study(
+        tmp_path,
+        "tight",
+        cell="exploding_cell",
+        vary="""
   - zip:
     - {path: protocol.steps.0.items.0.repeat_lag, name: lag, values: [[45, 100], [120, 170]]}
     - {path: protocol.steps.0.scoring.correction.reference_lag, values: [100, 170]}
-""")
+""",
+    )
     import test_sweep
+
     from memsim.study.sweep import _preflight
 
-    test_sweep.exploding_cell.preflight = _preflight  # the real cell's check, on a cell that must not run
+    test_sweep.exploding_cell.preflight = (
+        _preflight  # the real cell's check, on a cell that must not run
+    )
     try:
         assert main(["sweep", str(path), "--out", str(tmp_path / "o")]) == 2
     finally:
@@ -244,17 +328,24 @@ def test_cell_that_cannot_be_sequenced_is_refused_before_anything_runs(tmp_path,
 
 def test_infeasible_combination_names_every_axis(tmp_path, capsys):
     # each value is fine alone; together the repeat no longer fits the shorter sequence
-    path = _study(tmp_path, "combo", cell="exploding_cell", vary="""
+    path = _study(
+        tmp_path,
+        "combo",
+        cell="exploding_cell",
+        vary="""
   - {path: protocol.steps.0.items.0.repeat_lag, values: [[45, 100], [45, 170]]}
   - zip:
     - {path: protocol.steps.0.length, values: [180, 160]}
     - {path: protocol.steps.0.items.2.count, values: [60, 40]}
-""")
+""",
+    )
     assert main(["sweep", str(path), "--out", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1
-    assert ("vary protocol.steps.0.items.0.repeat_lag = [45,170], protocol.steps.0.length = 160, "
-            "protocol.steps.0.items.2.count = 40: infeasible cell: steps.0") in err
+    assert (
+        "vary protocol.steps.0.items.0.repeat_lag = [45,170], protocol.steps.0.length = 160, "
+        "protocol.steps.0.items.2.count = 40: infeasible cell: steps.0"
+    ) in err
     assert "170" in err.split("infeasible cell:")[1]
 
 
@@ -291,15 +382,35 @@ def test_results_identical_with_one_and_two_workers(reference, tmp_path):
 def test_resume_after_kill_9_gives_identical_results(reference, tmp_path):
     study, ref_bytes, _ = reference
     out = tmp_path / "out"
-    cmd = [sys.executable, "-m", "memsim.cli", "sweep", str(study), "--out", str(out), "--workers", "2", "--quiet"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "memsim.cli",
+        "sweep",
+        str(study),
+        "--out",
+        str(out),
+        "--workers",
+        "2",
+        "--quiet",
+    ]
     rng = random.Random()  # a random moment, by design
     want = rng.randint(1, 8)  # kill once this many shards exist, plus a random fraction of a cell
-    proc = subprocess.Popen(cmd, env=_env(MEMSIM_TEST_CELL_DELAY=0.3), start_new_session=True,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        cmd,
+        env=_env(MEMSIM_TEST_CELL_DELAY=0.3),
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline and proc.poll() is None:
-            if len(list((out / "shards").glob("*.parquet"))) >= want if (out / "shards").is_dir() else False:
+            if (
+                len(list((out / "shards").glob("*.parquet"))) >= want
+                if (out / "shards").is_dir()
+                else False
+            ):
                 break
             time.sleep(0.01)
         time.sleep(rng.uniform(0, 0.15))
@@ -341,13 +452,34 @@ def test_dask_cluster_of_separate_processes_matches_local_run(reference, tmp_pat
     env = _env()
     procs = []
     try:
-        procs.append(subprocess.Popen([*exe, "scheduler", "--host", "127.0.0.1", "--port", str(port),
-                                       "--no-dashboard"], env=env, stdout=subprocess.DEVNULL,
-                                      stderr=subprocess.DEVNULL, start_new_session=True))
+        procs.append(
+            subprocess.Popen(
+                [*exe, "scheduler", "--host", "127.0.0.1", "--port", str(port), "--no-dashboard"],
+                env=env,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+        )
         for _ in range(2):
-            procs.append(subprocess.Popen([*exe, "worker", address, "--nthreads", "1", "--no-dashboard",
-                                           "--host", "127.0.0.1"], env=env, stdout=subprocess.DEVNULL,
-                                          stderr=subprocess.DEVNULL, start_new_session=True))
+            procs.append(
+                subprocess.Popen(
+                    [
+                        *exe,
+                        "worker",
+                        address,
+                        "--nthreads",
+                        "1",
+                        "--no-dashboard",
+                        "--host",
+                        "127.0.0.1",
+                    ],
+                    env=env,
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                    start_new_session=True,
+                )
+            )
         from distributed import Client
 
         with Client(address, timeout="30s") as client:
@@ -357,7 +489,9 @@ def test_dask_cluster_of_separate_processes_matches_local_run(reference, tmp_pat
             pids = set(client.run(os.getpid).values())
         assert len(pids) == 2 and os.getpid() not in pids  # two separate worker processes
         out = tmp_path / "dask"
-        assert main(["sweep", str(study), "--out", str(out), "--scheduler", address, "--quiet"]) == 0
+        assert (
+            main(["sweep", str(study), "--out", str(out), "--scheduler", address, "--quiet"]) == 0
+        )
         assert f"on Dask scheduler {address}" in capsys.readouterr().out
         assert (out / "results.parquet").read_bytes() == ref_bytes
     finally:
@@ -385,7 +519,9 @@ def test_report_tables_match_results_and_figures_are_written(reference, tmp_path
     g = res.groupby("cell")
     np.testing.assert_allclose(summary.consistency_st_mean, g.consistency_st.mean(), rtol=1e-5)
     np.testing.assert_allclose(summary.consistency_st_sd, g.consistency_st.std(ddof=1), rtol=1e-5)
-    np.testing.assert_allclose(summary.participant_minutes_mean, g.participant_minutes.mean(), rtol=1e-5)
+    np.testing.assert_allclose(
+        summary.participant_minutes_mean, g.participant_minutes.mean(), rtol=1e-5
+    )
     # cost = participants x minutes per participant, from the protocol
     assert res.participant_minutes.iloc[0] == pytest.approx(1000 * 300 * 8 / 60)
     for name in ["axis-lag.png", "axis-budget.png", "frontier-consistency_st.png"]:
@@ -402,11 +538,13 @@ def test_report_tables_match_results_and_figures_are_written(reference, tmp_path
 def test_frontier_keeps_only_undominated_cells():
     from memsim.study.report import frontier
 
-    s = pd.DataFrame({
-        "cell": [0, 1, 2, 3, 4],
-        "participant_minutes_mean": [10.0, 20.0, 20.0, 30.0, 40.0],
-        "x_mean": [0.5, 0.4, 0.6, 0.55, 0.7],
-    })
+    s = pd.DataFrame(
+        {
+            "cell": [0, 1, 2, 3, 4],
+            "participant_minutes_mean": [10.0, 20.0, 20.0, 30.0, 40.0],
+            "x_mean": [0.5, 0.4, 0.6, 0.55, 0.7],
+        }
+    )
     assert list(frontier(s, "x").cell) == [0, 2, 4]
 
 
@@ -419,20 +557,28 @@ def test_report_of_unfinished_sweep_is_a_clear_error(tmp_path, capsys):
 def test_real_cell_is_deterministic_and_gives_named_statistics():
     pytest.importorskip("memsim.sim.simulate")
     pytest.importorskip("memsim.analysis.consistency")
-    from memsim.sim.params import default_params_path, load_params
     from memsim.design.protocol import load_protocol
+    from memsim.sim.params import default_params_path, load_params
     from memsim.study.sweep import run_cell
 
     proto = load_protocol(VIDEOMEM)
-    spec = {"protocol": proto.dump(), "params": load_params(default_params_path(proto)).dump(),
-            "seed": 5, "analysis_seed": 6, "scale": 0.05}
+    spec = {
+        "protocol": proto.dump(),
+        "params": load_params(default_params_path(proto)).dump(),
+        "seed": 5,
+        "analysis_seed": 6,
+        "scale": 0.05,
+    }
     a, b = run_cell(spec), run_cell(spec)
     assert a == b
     assert a["participants"] > 0 and all(isinstance(v, float) for v in a.values())
     assert run_cell({**spec, "seed": 7}) != a
     # fewer analysis splits: same simulated campaign, a different (cheaper) average over splits
     light = run_cell({**spec, "analysis": {"n_splits": 2, "repeats": 1}})
-    assert light["participants"] == a["participants"] and light["mean_score.step1"] == a["mean_score.step1"]
+    assert (
+        light["participants"] == a["participants"]
+        and light["mean_score.step1"] == a["mean_score.step1"]
+    )
     assert light["human_consistency.step1.mean"] != a["human_consistency.step1.mean"]
     assert hasattr(run_cell, "preflight")
 
@@ -451,7 +597,9 @@ def test_frontiers_are_drawn_for_quality_statistics_only():
     assert _is_quality("human_consistency.step1.mean") and _is_quality("truth.step2.spearman")
     assert _is_quality("annotation_consistency.step1.curve@38")
     assert not _is_quality("human_consistency.step1.mean_annotations_per_half")
-    assert not _is_quality("annotations_per_video.step1.mean") and not _is_quality("truth.step1.videos")
+    assert not _is_quality("annotations_per_video.step1.mean") and not _is_quality(
+        "truth.step1.videos"
+    )
 
 
 def failing_cell(spec: dict) -> dict:
@@ -467,13 +615,21 @@ def test_a_cell_that_fails_at_run_time_is_named_and_the_rest_kept(tmp_path, caps
     assert main(["sweep", str(path), "--out", str(out), "--quiet"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1
-    assert "cell 3 (lag = [20,60], ref_lag = 60, budget = 2000, protocol.stimuli.gap_s = 2.5) replicate 0 failed: " \
-           "this cell cannot run" in err
-    assert len(list((out / "shards").glob("*.parquet"))) == 3 and not (out / "results.parquet").exists()
+    assert (
+        "cell 3 (lag = [20,60], ref_lag = 60, budget = 2000, protocol.stimuli.gap_s = 2.5) replicate 0 failed: "
+        "this cell cannot run" in err
+    )
+    assert (
+        len(list((out / "shards").glob("*.parquet"))) == 3
+        and not (out / "results.parquet").exists()
+    )
 
 
-@pytest.mark.parametrize("path", sorted((Path(__file__).resolve().parent.parent / "experiments").glob("*.yaml")),
-                         ids=lambda p: p.stem)
+@pytest.mark.parametrize(
+    "path",
+    sorted((Path(__file__).resolve().parent.parent / "experiments").glob("*.yaml")),
+    ids=lambda p: p.stem,
+)
 def test_every_shipped_study_resolves(path):
     """Each study under experiments/ names real fields and feasible cells (checked before any run)."""
     from memsim.study.sweep import load_study, resolve_study

@@ -9,11 +9,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from tables import SMALL, make_protocol, make_trials
 
 from memsim.cli import main
-from memsim.errors import UserError
 from memsim.design.trials import COLUMNS, read_trials, validate_trials
-from tables import SMALL, make_protocol, make_trials
+from memsim.errors import UserError
 
 ROOT = Path(__file__).resolve().parent.parent
 PROTOCOL = ROOT / "protocols" / "videomem.yaml"

@@ -38,7 +38,9 @@ STEP = {1: "short term", 2: "long term"}
 def _load(runs: Path, study: str) -> pd.DataFrame:
     path = runs / study / "results.parquet"
     if not path.exists():
-        sys.exit(f"{path}: missing; run: memsim sweep experiments/{study}.yaml --out {runs / study}")
+        sys.exit(
+            f"{path}: missing; run: memsim sweep experiments/{study}.yaml --out {runs / study}"
+        )
     return pd.read_parquet(path)
 
 
@@ -59,7 +61,9 @@ def _pm(row, col: str, digits: int = 3) -> str:
 
 def _band(ax, x, row_mean, row_sd, label, **kw):
     (line,) = ax.plot(x, row_mean, marker="o", ms=3, label=label, **kw)
-    ax.fill_between(x, row_mean - row_sd, row_mean + row_sd, color=line.get_color(), alpha=0.2, lw=0)
+    ax.fill_between(
+        x, row_mean - row_sd, row_mean + row_sd, color=line.get_color(), alpha=0.2, lw=0
+    )
     return line
 
 
@@ -96,22 +100,52 @@ def annotations(runs: Path, out: Path) -> None:
     a = _agg(df, ["annotations_target"], cols).sort_values("annotations_target")
     base = a[a.annotations_target == 38].iloc[0]
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
-    print("| target N | step | annotations/video | human consistency | annotation consistency | Spearman with truth |")
+    print(
+        "| target N | step | annotations/video | human consistency | annotation consistency | Spearman with truth |"
+    )
     print("|---|---|---|---|---|---|")
     for ax, s in zip(axes, (1, 2)):
         x = a[NA.format(s)].to_numpy()
         _band(ax, x, a[HC.format(s)], a[HC.format(s) + "_sd"], "human consistency (25 half-splits)")
-        _band(ax, x, a[AC.format(s)], a[AC.format(s) + "_sd"], "annotation consistency (balanced split)")
-        _band(ax, x, a[TR.format(s)], a[TR.format(s) + "_sd"], "scores vs true memorability", ls="--")
+        _band(
+            ax,
+            x,
+            a[AC.format(s)],
+            a[AC.format(s) + "_sd"],
+            "annotation consistency (balanced split)",
+        )
+        _band(
+            ax, x, a[TR.format(s)], a[TR.format(s) + "_sd"], "scores vs true memorability", ls="--"
+        )
         # Spearman-Brown from the N = 38 campaign's human consistency, r0 with m0 annotations per half
         r0, m0 = base[HC.format(s)], base[HALF.format(s)]
         m = a[HALF.format(s)].to_numpy()
-        ax.plot(x, spearman_brown(r0, m / m0), "k:", label=f"Spearman-Brown from the N=38 campaign (r={r0:.3f})")
+        ax.plot(
+            x,
+            spearman_brown(r0, m / m0),
+            "k:",
+            label=f"Spearman-Brown from the N=38 campaign (r={r0:.3f})",
+        )
         # the paper's values (Cohendet et al. 2019, Sec. 4.1) at its mean annotation counts
         n_paper, hc_paper, ac_paper = {1: (38, 0.481, 0.616), 2: (13, 0.192, 0.364)}[s]
-        ax.plot([n_paper], [hc_paper], "*", color="C0", mec="k", ms=11, label=f"paper: human {hc_paper} at {n_paper}")
-        ax.plot([n_paper], [ac_paper], "*", color="C1", mec="k", ms=11,
-                label=f"paper: annotation {ac_paper} at {n_paper}")
+        ax.plot(
+            [n_paper],
+            [hc_paper],
+            "*",
+            color="C0",
+            mec="k",
+            ms=11,
+            label=f"paper: human {hc_paper} at {n_paper}",
+        )
+        ax.plot(
+            [n_paper],
+            [ac_paper],
+            "*",
+            color="C1",
+            mec="k",
+            ms=11,
+            label=f"paper: annotation {ac_paper} at {n_paper}",
+        )
         ax.axhline(0.7, color="0.7", lw=0.8)
         ax.axhline(0.8, color="0.7", lw=0.8)
         ax.set_xlabel(f"mean {STEP[s]} annotations per video (kept participants)")
@@ -121,19 +155,27 @@ def annotations(runs: Path, out: Path) -> None:
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7, loc="lower right")
         for _, row in a.iterrows():
-            print(f"| {int(row.annotations_target)} | {STEP[s]} | {row[NA.format(s)]:.1f} | {_pm(row, HC.format(s))} | "
-                  f"{_pm(row, AC.format(s))} | {_pm(row, TR.format(s))} |")
-    fig.suptitle("Consistency vs annotations per video (simulated VideoMem campaigns, scale 0.2, 3 replicates)",
-                 fontsize=10)
+            print(
+                f"| {int(row.annotations_target)} | {STEP[s]} | {row[NA.format(s)]:.1f} | {_pm(row, HC.format(s))} | "
+                f"{_pm(row, AC.format(s))} | {_pm(row, TR.format(s))} |"
+            )
+    fig.suptitle(
+        "Consistency vs annotations per video (simulated VideoMem campaigns, scale 0.2, 3 replicates)",
+        fontsize=10,
+    )
     fig.tight_layout()
     fig.savefig(out / "annotations.png", dpi=120)
     print()
-    print("| step | consistency | target | annotations needed: interpolated | Spearman-Brown extrapolation | fitted one-annotation reliability |")
+    print(
+        "| step | consistency | target | annotations needed: interpolated | Spearman-Brown extrapolation | fitted one-annotation reliability |"
+    )
     print("|---|---|---|---|---|---|")
     for s in (1, 2):
         for name, col in (("human", HC), ("annotation", AC)):
             for target in (0.7, 0.8):
-                interp, sb, rho = _needed(a[HALF.format(s)].to_numpy(), a[col.format(s)].to_numpy(), target)
+                interp, sb, rho = _needed(
+                    a[HALF.format(s)].to_numpy(), a[col.format(s)].to_numpy(), target
+                )
                 shown = "not reached" if np.isnan(interp) else f"{interp:.0f}"
                 print(f"| {STEP[s]} | {name} | {target} | {shown} | {sb:.0f} | {rho:.4f} |")
 
@@ -166,23 +208,31 @@ def design(runs: Path, out: Path) -> None:
         hours = a[COST] / 60
         frontier_ax.scatter(hours, a[HC.format(1)], s=14, label=label)
         for h, y, v in zip(hours, a[HC.format(1)], a[axis]):
-            frontier_ax.annotate(str(v), (h, y), fontsize=6, xytext=(2, 2), textcoords="offset points")
+            frontier_ax.annotate(
+                str(v), (h, y), fontsize=6, xytext=(2, 2), textcoords="offset points"
+            )
         print(f"\n{label} ({study}):\n")
-        print(f"| {axis} | crowd hours (at scale 0.2) | ST ann./video | ST human | ST vs truth | LT ann./video | LT human | LT vs truth | ST human per 1,000 crowd h |")
+        print(
+            f"| {axis} | crowd hours (at scale 0.2) | ST ann./video | ST human | ST vs truth | LT ann./video | LT human | LT vs truth | ST human per 1,000 crowd h |"
+        )
         print("|---|---|---|---|---|---|---|---|---|")
         for _, row in a.iterrows():
             per = row[HC.format(1)] / (row[COST] / 60) * 1000
-            print(f"| {_v(row[axis])} | {row[COST] / 60:,.0f} | {row[NA.format(1)]:.1f} | {_pm(row, HC.format(1))} | "
-                  f"{_pm(row, TR.format(1))} | {row[NA.format(2)]:.1f} | {_pm(row, HC.format(2))} | "
-                  f"{_pm(row, TR.format(2))} | {per:.2f} |")
+            print(
+                f"| {_v(row[axis])} | {row[COST] / 60:,.0f} | {row[NA.format(1)]:.1f} | {_pm(row, HC.format(1))} | "
+                f"{_pm(row, TR.format(1))} | {row[NA.format(2)]:.1f} | {_pm(row, HC.format(2))} | "
+                f"{_pm(row, TR.format(2))} | {per:.2f} |"
+            )
     axes.flat[0].legend(fontsize=6)
     frontier_ax.set_xlabel("crowd time (participant-hours, nominal)")
     frontier_ax.set_ylabel("short-term human consistency")
     frontier_ax.grid(alpha=0.3)
     frontier_ax.legend(fontsize=6)
     frontier_ax.set_title("consistency vs crowd time, every design cell", fontsize=9)
-    fig.suptitle("Protocol design around VideoMem (scale 0.2: 2,000 videos, 2,090 participants; 3 replicates)",
-                 fontsize=10)
+    fig.suptitle(
+        "Protocol design around VideoMem (scale 0.2: 2,000 videos, 2,090 participants; 3 replicates)",
+        fontsize=10,
+    )
     fig.tight_layout()
     fig.savefig(out / "design.png", dpi=120)
 
@@ -194,20 +244,43 @@ def filters(runs: Path, out: Path) -> None:
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
     for v, g in a.groupby("min_vigilance"):
         g = g.sort_values(KEPT.format(1))
-        axes[0].errorbar(g[KEPT.format(1)], g[HC.format(1)], yerr=g[HC.format(1) + "_sd"], marker="o", ms=3,
-                         capsize=2, label=f"vigilance >= {v}")
-        axes[1].errorbar(g[KEPT.format(1)], g[TR.format(1)], yerr=g[TR.format(1) + "_sd"], marker="o", ms=3,
-                         capsize=2, label=f"vigilance >= {v}")
+        axes[0].errorbar(
+            g[KEPT.format(1)],
+            g[HC.format(1)],
+            yerr=g[HC.format(1) + "_sd"],
+            marker="o",
+            ms=3,
+            capsize=2,
+            label=f"vigilance >= {v}",
+        )
+        axes[1].errorbar(
+            g[KEPT.format(1)],
+            g[TR.format(1)],
+            yerr=g[TR.format(1) + "_sd"],
+            marker="o",
+            ms=3,
+            capsize=2,
+            label=f"vigilance >= {v}",
+        )
         for _, row in g.iterrows():
-            axes[0].annotate(f"FA<={row.max_fa_step1:g}", (row[KEPT.format(1)], row[HC.format(1)]), fontsize=6,
-                             xytext=(2, -8), textcoords="offset points")
-    for ax, what in zip(axes, ("short-term human consistency", "short-term scores vs true memorability")):
+            axes[0].annotate(
+                f"FA<={row.max_fa_step1:g}",
+                (row[KEPT.format(1)], row[HC.format(1)]),
+                fontsize=6,
+                xytext=(2, -8),
+                textcoords="offset points",
+            )
+    for ax, what in zip(
+        axes, ("short-term human consistency", "short-term scores vs true memorability")
+    ):
         ax.set_xlabel("participants kept after step-1 filters")
         ax.set_ylabel(what)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
-    fig.suptitle("Participant filters (step 1): kept vs consistency, same simulated crowds (common random numbers)",
-                 fontsize=10)
+    fig.suptitle(
+        "Participant filters (step 1): kept vs consistency, same simulated crowds (common random numbers)",
+        fontsize=10,
+    )
     fig.tight_layout()
     fig.savefig(out / "filters.png", dpi=120)
     # common random numbers: replicate r of every cell scores the same simulated crowd, so the
@@ -219,13 +292,17 @@ def filters(runs: Path, out: Path) -> None:
     )
     dd = _agg(d, ["max_fa_step1", "min_vigilance"], ["d_hc", "d_tr"])
     a = a.merge(dd, on=["max_fa_step1", "min_vigilance"])
-    print("| max FA rate | min vigilance hit rate | kept | ST annotations/video | ST human consistency | ST vs truth "
-          "| Δ human vs VideoMem filters (paired) | Δ vs truth (paired) |")
+    print(
+        "| max FA rate | min vigilance hit rate | kept | ST annotations/video | ST human consistency | ST vs truth "
+        "| Δ human vs VideoMem filters (paired) | Δ vs truth (paired) |"
+    )
     print("|---|---|---|---|---|---|---|---|")
     for _, row in a.iterrows():
-        print(f"| {row.max_fa_step1:g} | {row.min_vigilance:g} | {row[KEPT.format(1)]:.0f} | {row[NA.format(1)]:.1f} | "
-              f"{_pm(row, HC.format(1))} | {_pm(row, TR.format(1))} | {row.d_hc:+.3f} ± {row.d_hc_sd:.3f} "
-              f"| {row.d_tr:+.3f} ± {row.d_tr_sd:.3f} |")
+        print(
+            f"| {row.max_fa_step1:g} | {row.min_vigilance:g} | {row[KEPT.format(1)]:.0f} | {row[NA.format(1)]:.1f} | "
+            f"{_pm(row, HC.format(1))} | {_pm(row, TR.format(1))} | {row.d_hc:+.3f} ± {row.d_hc_sd:.3f} "
+            f"| {row.d_tr:+.3f} ± {row.d_tr_sd:.3f} |"
+        )
 
 
 def selection(runs: Path, out: Path) -> None:
@@ -233,8 +310,10 @@ def selection(runs: Path, out: Path) -> None:
     cols = [HC.format(1), HC.format(2), TR.format(1), TR.format(2), NA.format(1), COST]
     a = _agg(df, ["policy", "budget"], cols)
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
-    panels = ((HC.format(1), "short-term human consistency (split halves)"),
-              (TR.format(1), "short-term scores vs true memorability"))
+    panels = (
+        (HC.format(1), "short-term human consistency (split halves)"),
+        (TR.format(1), "short-term scores vs true memorability"),
+    )
     for pol, g in a.groupby("policy", sort=False):
         g = g.sort_values("budget")
         for ax, (col, _) in zip(axes, panels):
@@ -244,47 +323,81 @@ def selection(runs: Path, out: Path) -> None:
         ax.set_ylabel(label)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
-    fig.suptitle("Selection policy at equal budgets: consistency (left) is not accuracy (right); 3 replicates",
-                 fontsize=10)
+    fig.suptitle(
+        "Selection policy at equal budgets: consistency (left) is not accuracy (right); 3 replicates",
+        fontsize=10,
+    )
     fig.tight_layout()
     fig.savefig(out / "selection.png", dpi=120)
-    mins = df.groupby(["policy", "budget"], sort=False)[["annotations_per_video.step1.min",
-                                                        "annotations_per_video.step2.min"]].mean().reset_index()
+    mins = (
+        df.groupby(["policy", "budget"], sort=False)[
+            ["annotations_per_video.step1.min", "annotations_per_video.step2.min"]
+        ]
+        .mean()
+        .reset_index()
+    )
     a = a.merge(mins, on=["policy", "budget"])
-    print("| policy | budget | crowd hours | ST ann./video (min) | LT min | ST human | LT human | ST vs truth | LT vs truth |")
+    print(
+        "| policy | budget | crowd hours | ST ann./video (min) | LT min | ST human | LT human | ST vs truth | LT vs truth |"
+    )
     print("|---|---|---|---|---|---|---|---|---|")
     for _, row in a.iterrows():
-        print(f"| `{row.policy}` | {_v(row.budget)} | {row[COST] / 60:,.0f} | {row[NA.format(1)]:.1f} "
-              f"({row['annotations_per_video.step1.min']:.0f}) | {row['annotations_per_video.step2.min']:.0f} | "
-              f"{_pm(row, HC.format(1))} | {_pm(row, HC.format(2))} | {_pm(row, TR.format(1))} | {_pm(row, TR.format(2))} |")
+        print(
+            f"| `{row.policy}` | {_v(row.budget)} | {row[COST] / 60:,.0f} | {row[NA.format(1)]:.1f} "
+            f"({row['annotations_per_video.step1.min']:.0f}) | {row['annotations_per_video.step2.min']:.0f} | "
+            f"{_pm(row, HC.format(1))} | {_pm(row, HC.format(2))} | {_pm(row, TR.format(1))} | {_pm(row, TR.format(2))} |"
+        )
 
 
 def protocols(runs: Path, out: Path) -> None:
     df = _load(runs, "protocols")
-    cols = [HC.format(1), AC.format(1), TR.format(1), NA.format(1), HC.format(2), TR.format(2), COST, KEPT.format(1)]
+    cols = [
+        HC.format(1),
+        AC.format(1),
+        TR.format(1),
+        NA.format(1),
+        HC.format(2),
+        TR.format(2),
+        COST,
+        KEPT.format(1),
+    ]
     a = _agg(df, ["design"], cols)
     a["name"] = [Path(d).stem for d in a.design]
     fig, ax = plt.subplots(figsize=(8, 4.2))
     x = np.arange(len(a))
-    for i, (col, label) in enumerate([(HC.format(1), "human consistency"), (AC.format(1), "annotation consistency"),
-                                      (TR.format(1), "scores vs truth")]):
+    for i, (col, label) in enumerate(
+        [
+            (HC.format(1), "human consistency"),
+            (AC.format(1), "annotation consistency"),
+            (TR.format(1), "scores vs truth"),
+        ]
+    ):
         ax.bar(x + (i - 1) * 0.27, a[col], 0.27, yerr=a[col + "_sd"], capsize=2, label=label)
     ax.set_xticks(x)
-    ax.set_xticklabels([f"{n}\n{na:.0f} ann./item" for n, na in zip(a.name, a[NA.format(1)])], fontsize=8)
+    ax.set_xticklabels(
+        [f"{n}\n{na:.0f} ann./item" for n, na in zip(a.name, a[NA.format(1)])], fontsize=8
+    )
     ax.set_ylabel("Spearman (step 1)")
     ax.set_ylim(0, 1)
     ax.grid(alpha=0.3, axis="y")
     ax.legend(fontsize=7)
-    ax.set_title("Published protocols on one simulated population (VideoMem parameters; scale 0.05)", fontsize=9)
+    ax.set_title(
+        "Published protocols on one simulated population (VideoMem parameters; scale 0.05)",
+        fontsize=9,
+    )
     fig.tight_layout()
     fig.savefig(out / "protocols.png", dpi=120)
-    print("| protocol | crowd hours | participants kept | annotations/item | human consistency | annotation consistency | vs truth | LT human | LT vs truth |")
+    print(
+        "| protocol | crowd hours | participants kept | annotations/item | human consistency | annotation consistency | vs truth | LT human | LT vs truth |"
+    )
     print("|---|---|---|---|---|---|---|---|---|")
     for _, row in a.iterrows():
         lt = "—" if np.isnan(row[HC.format(2)]) else _pm(row, HC.format(2))
         ltt = "—" if np.isnan(row[TR.format(2)]) else _pm(row, TR.format(2))
-        print(f"| {row['name']} | {row[COST] / 60:,.0f} | {row[KEPT.format(1)]:.0f} | {row[NA.format(1)]:.1f} | "
-              f"{_pm(row, HC.format(1))} | {_pm(row, AC.format(1))} | {_pm(row, TR.format(1))} | {lt} | {ltt} |")
+        print(
+            f"| {row['name']} | {row[COST] / 60:,.0f} | {row[KEPT.format(1)]:.0f} | {row[NA.format(1)]:.1f} | "
+            f"{_pm(row, HC.format(1))} | {_pm(row, AC.format(1))} | {_pm(row, TR.format(1))} | {lt} | {ltt} |"
+        )
 
 
 SC = "score_correlation.short-term_memorability ~ long-term_memorability"
@@ -302,8 +415,16 @@ PAPER = [
     ("mean LT score", "mean_score.step2", 0.778),
     ("human consistency, ST", "human_consistency.step1.mean", 0.481),
     ("human consistency, LT", "human_consistency.step2.mean", 0.192),
-    ("annotation consistency, ST at mean annotations", "annotation_consistency.step1.at_mean_annotations", 0.616),
-    ("annotation consistency, LT at mean annotations", "annotation_consistency.step2.at_mean_annotations", 0.364),
+    (
+        "annotation consistency, ST at mean annotations",
+        "annotation_consistency.step1.at_mean_annotations",
+        0.616,
+    ),
+    (
+        "annotation consistency, LT at mean annotations",
+        "annotation_consistency.step2.at_mean_annotations",
+        0.364,
+    ),
     ("ST vs LT scores, Spearman", f"{SC}.all.spearman", 0.305),
     ("ST vs LT scores, Pearson", f"{SC}.all.pearson", 0.329),
     ("ST vs LT, Spearman, 500 most LT-annotated", f"{SC}.top500.spearman", 0.333),
@@ -312,9 +433,21 @@ PAPER = [
     ("RT of correct recognitions, step 2 (s)", "response_times.step2.mean_rt_recognitions_s", 3.37),
     ("RT of false alarms, step 1 (s)", "response_times.step1.mean_rt_false_alarms_s", 3.17),
     ("RT of false alarms, step 2 (s)", "response_times.step2.mean_rt_false_alarms_s", 3.53),
-    ("per-video RT vs score, ST (Pearson)", "response_times.step1.video_rt_vs_score_pearson", -0.307),
-    ("per-video RT vs score, LT (Pearson)", "response_times.step2.video_rt_vs_score_pearson", -0.176),
-    ("per-video mean RT, ST vs LT (Pearson)", "response_times.short-term ~ long-term.video_mean_rt_pearson", 0.291),
+    (
+        "per-video RT vs score, ST (Pearson)",
+        "response_times.step1.video_rt_vs_score_pearson",
+        -0.307,
+    ),
+    (
+        "per-video RT vs score, LT (Pearson)",
+        "response_times.step2.video_rt_vs_score_pearson",
+        -0.176,
+    ),
+    (
+        "per-video mean RT, ST vs LT (Pearson)",
+        "response_times.short-term ~ long-term.video_mean_rt_pearson",
+        0.291,
+    ),
 ]
 
 
@@ -326,16 +459,33 @@ def paper(runs: Path, out: Path) -> None:
     for label, col, value in PAPER:
         v = df[col].to_numpy(float)
         big = abs(value) >= 100
-        sim = f"{v.mean():,.0f} ± {v.std(ddof=1):,.0f}" if big else f"{v.mean():.3f} ± {v.std(ddof=1):.3f}"
+        sim = (
+            f"{v.mean():,.0f} ± {v.std(ddof=1):,.0f}"
+            if big
+            else f"{v.mean():.3f} ± {v.std(ddof=1):.3f}"
+        )
         print(f"| {label} | {value:,} | {sim} |")
     fig, axes = plt.subplots(2, 2, figsize=(11, 8))
     # Fig. 3: hit rate vs retention, binned, per step
     for ax, s, unit in ((axes[0, 0], 1, "lag (positions)"), (axes[0, 1], 2, "delay (hours)")):
-        xs = np.array([[df[f"lag_curve.step{s}.bins.{i}.x"].iloc[r] for i in range(8)] for r in range(n)])
-        hs = np.array([[df[f"lag_curve.step{s}.bins.{i}.hit_rate"].iloc[r] for i in range(8)] for r in range(n)])
+        xs = np.array(
+            [[df[f"lag_curve.step{s}.bins.{i}.x"].iloc[r] for i in range(8)] for r in range(n)]
+        )
+        hs = np.array(
+            [
+                [df[f"lag_curve.step{s}.bins.{i}.hit_rate"].iloc[r] for i in range(8)]
+                for r in range(n)
+            ]
+        )
         x, h, sd = np.nanmean(xs, 0), np.nanmean(hs, 0), np.nanstd(hs, 0, ddof=1)
         slope = df[f"lag_curve.step{s}.slope"]
-        _band(ax, x, h, sd, f"simulated, {n} campaigns (±1 sd)\nfitted slope {slope.mean():.2e} ± {slope.std(ddof=1):.1e}")
+        _band(
+            ax,
+            x,
+            h,
+            sd,
+            f"simulated, {n} campaigns (±1 sd)\nfitted slope {slope.mean():.2e} ± {slope.std(ddof=1):.1e}",
+        )
         ax.set_title(f"Fig. 3 ({STEP[s]}): hit rate vs retention", fontsize=9)
         ax.set_xlabel(unit)
         ax.set_ylabel("correct recognition rate")
@@ -351,8 +501,13 @@ def paper(runs: Path, out: Path) -> None:
         c = curve[:, ok]
         _band(ax, ns[ok], c.mean(0), c.std(0, ddof=1), f"simulated, {STEP[s]}")
         ax.plot([paper_n], [paper_r], "k*", ms=10)
-        ax.annotate(f"paper {paper_r} at {paper_n}", (paper_n, paper_r), fontsize=7, xytext=(4, 4),
-                    textcoords="offset points")
+        ax.annotate(
+            f"paper {paper_r} at {paper_n}",
+            (paper_n, paper_r),
+            fontsize=7,
+            xytext=(4, 4),
+            textcoords="offset points",
+        )
     ax.set_title("Fig. 4: annotation consistency vs annotations per video", fontsize=9)
     ax.set_xlabel("annotations per video (N)")
     ax.set_ylabel("Spearman between balanced halves")
@@ -360,7 +515,11 @@ def paper(runs: Path, out: Path) -> None:
     ax.legend(fontsize=7)
     # Figs. 5-6 as numbers: every published correlation, paper vs simulated
     ax = axes[1, 1]
-    rows = [r for r in PAPER if abs(r[2]) < 1 and ("consistency" in r[0] or "Pearson" in r[0] or "Spearman" in r[0])]
+    rows = [
+        r
+        for r in PAPER
+        if abs(r[2]) < 1 and ("consistency" in r[0] or "Pearson" in r[0] or "Spearman" in r[0])
+    ]
     y = np.arange(len(rows))
     sim = np.array([df[c].mean() for _, c, _ in rows])
     err = np.array([df[c].std(ddof=1) for _, c, _ in rows])
@@ -372,7 +531,10 @@ def paper(runs: Path, out: Path) -> None:
     ax.set_title("Figs. 5-6 and Sec. 4: correlations, paper vs simulated", fontsize=9)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
-    fig.suptitle(f"VideoMem paper vs {n} simulated full-scale campaigns (calibration/videomem.yaml)", fontsize=10)
+    fig.suptitle(
+        f"VideoMem paper vs {n} simulated full-scale campaigns (calibration/videomem.yaml)",
+        fontsize=10,
+    )
     fig.tight_layout()
     fig.savefig(out / "paper.png", dpi=120)
 
@@ -380,7 +542,9 @@ def paper(runs: Path, out: Path) -> None:
 STUDIES = {f.__name__: f for f in (paper, annotations, design, filters, selection, protocols)}
 
 
-BEGIN = "<!-- generated by: python docs/studies/figures.py {} --update-docs (do not edit by hand) -->"
+BEGIN = (
+    "<!-- generated by: python docs/studies/figures.py {} --update-docs (do not edit by hand) -->"
+)
 END = "<!-- end of generated -->"
 
 
@@ -389,8 +553,11 @@ def main() -> None:
     ap.add_argument("study", choices=sorted(STUDIES))
     ap.add_argument("--runs", type=Path, default=Path("runs"))
     ap.add_argument("--out", type=Path, default=Path(__file__).resolve().parent)
-    ap.add_argument("--update-docs", action="store_true",
-                    help="also replace the generated block of <out>/<study>.md with the printed tables")
+    ap.add_argument(
+        "--update-docs",
+        action="store_true",
+        help="also replace the generated block of <out>/<study>.md with the printed tables",
+    )
     args = ap.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     buf = io.StringIO()

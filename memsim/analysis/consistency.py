@@ -15,17 +15,24 @@ simulator. Definitions: ``docs/consistency.md``.
 
 from __future__ import annotations
 
-from memsim import _jitcache  # noqa: F401  (first: drops numba caches older than the sources)
-
 import warnings
 
 import numpy as np
 import pandas as pd
 from numba import njit
 
-from memsim.rng import PyStream, next_below, stream_key
+from memsim import _jitcache  # noqa: F401  (drops numba caches older than the sources)
+from memsim.analysis.scoring import (
+    ScoreResult,
+    Tests,
+    VideoSums,
+    correct,
+    correction_x,
+    count_column,
+    score,
+)
 from memsim.design.protocol import truth_column
-from memsim.analysis.scoring import ScoreResult, Tests, VideoSums, correct, correction_x, count_column, score
+from memsim.rng import PyStream, next_below, stream_key
 
 __all__ = [
     "spearman",
@@ -466,8 +473,13 @@ def truth_correlation(scores: pd.DataFrame, truth: pd.DataFrame) -> dict:
     if "video" not in truth.columns:
         raise ValueError("truth needs a 'video' column")
     # the simulator names them true_<step> (protocol.truth_column); a column named like the score works too
-    truth = truth.rename(columns={truth_column(c): c for c in scores.columns
-                                  if truth_column(c) in truth.columns and c not in truth.columns})
+    truth = truth.rename(
+        columns={
+            truth_column(c): c
+            for c in scores.columns
+            if truth_column(c) in truth.columns and c not in truth.columns
+        }
+    )
     m = scores.merge(truth, on="video", how="inner", suffixes=("", "__truth"))
     out = {}
     for c in scores.columns:
@@ -490,7 +502,11 @@ def decay_alpha_summary(result: ScoreResult) -> dict:
         a = v.loc[v["step"] == s, "alpha"].to_numpy(float)
         a = a[np.isfinite(a)]
         if len(a) > 1:
-            out[spec.name] = {"mean": float(a.mean()), "sd": float(a.std(ddof=1)), "videos": int(len(a))}
+            out[spec.name] = {
+                "mean": float(a.mean()),
+                "sd": float(a.std(ddof=1)),
+                "videos": int(len(a)),
+            }
     return out
 
 
@@ -507,7 +523,10 @@ def correction_change(videos: pd.DataFrame) -> dict:
     if not ok.any():
         return {"mean_relative_change": float("nan"), "median_relative_change": float("nan")}
     rel = sc[ok] / raw[ok] - 1.0
-    return {"mean_relative_change": float(np.mean(rel)), "median_relative_change": float(np.median(rel))}
+    return {
+        "mean_relative_change": float(np.mean(rel)),
+        "median_relative_change": float(np.median(rel)),
+    }
 
 
 def analyse(

@@ -17,16 +17,16 @@ from __future__ import annotations
 
 import io
 import os
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Callable, Mapping
 
 import numpy as np
 import pandas as pd
 
-from memsim.errors import UserError
-from memsim.io import atomic_path, read_text
 from memsim.design.protocol import Protocol
 from memsim.design.trials import ROLES, _as_role, validate_trials
+from memsim.errors import UserError
+from memsim.io import atomic_path, read_text
 
 __all__ = [
     "Tests",

@@ -6,83 +6,193 @@ from pathlib import Path
 
 
 def register(sub) -> None:
-    p = sub.add_parser("calibrate", help="fit a parameter set to a study's targets (simulated moments)")
+    p = sub.add_parser(
+        "calibrate", help="fit a parameter set to a study's targets (simulated moments)"
+    )
     p.add_argument("protocol", type=Path, help="protocol YAML file")
-    p.add_argument("--targets", type=Path, default=None,
-                   help="targets file (default calibration/<protocol name>-targets.yaml)")
+    p.add_argument(
+        "--targets",
+        type=Path,
+        default=None,
+        help="targets file (default calibration/<protocol name>-targets.yaml)",
+    )
     p.add_argument("--out", type=Path, required=True, help="fitted parameter file to write (YAML)")
-    p.add_argument("--start", type=Path, default=None,
-                   help="starting parameter set (default calibration/<protocol name>.yaml)")
-    p.add_argument("--scale", type=float, default=0.3,
-                   help="shrink the study by this factor during the search (default 0.3)")
-    p.add_argument("--seeds", type=int, nargs="+", default=[1],
-                   help="seeds every candidate is simulated with (common random numbers; default 1)")
-    p.add_argument("--budget", type=int, default=400, help="most new candidate simulations (default 400)")
+    p.add_argument(
+        "--start",
+        type=Path,
+        default=None,
+        help="starting parameter set (default calibration/<protocol name>.yaml)",
+    )
+    p.add_argument(
+        "--scale",
+        type=float,
+        default=0.3,
+        help="shrink the study by this factor during the search (default 0.3)",
+    )
+    p.add_argument(
+        "--seeds",
+        type=int,
+        nargs="+",
+        default=[1],
+        help="seeds every candidate is simulated with (common random numbers; default 1)",
+    )
+    p.add_argument(
+        "--budget", type=int, default=400, help="most new candidate simulations (default 400)"
+    )
     p.add_argument("--workers", type=int, default=2, help="processes (default 2)")
-    p.add_argument("--fix", nargs="*", default=[], metavar="PATH",
-                   help="free parameters to hold at their starting value (dotted paths)")
-    p.add_argument("--starts", type=int, default=1,
-                   help="multi-start: the start and N-1 points drawn around it (default 1)")
-    p.add_argument("--screen", type=int, default=0, metavar="N",
-                   help="first evaluate N points spread over the parameter box (Sobol); the other starts "
-                        "are the best of them (default 0: starts drawn around --start)")
-    p.add_argument("--polish", type=int, default=0, metavar="BUDGET",
-                   help="then refine the result at full scale for up to BUDGET more candidates, "
-                        "logged in <out>.polish.evals.jsonl (a fit at --scale below 1 carries to "
-                        "full scale only roughly; default 0: no refinement)")
-    p.add_argument("--polish-seeds", type=int, nargs="+", default=None, metavar="SEED",
-                   help="seeds of the full-scale refinement (default: --seeds)")
-    p.add_argument("--resume", action="store_true",
-                   help="reuse the candidates logged in <out>.evals.jsonl "
-                        "(and <out>.polish.evals.jsonl)")
-    p.add_argument("--data", type=Path, default=None, help="real data folder (default $MEMSIM_DATA or ../shared/data)")
-    p.add_argument("--name", default=None, help="name of the fitted set (default: the output file's stem)")
-    p.add_argument("--bins", choices=("raw", "count-matched"), default="raw",
-                   help="rank bins of the raw simulated scores (rounded as released; default) or of the scores "
-                        "re-made at the released annotation counts (count-matched)")
+    p.add_argument(
+        "--fix",
+        nargs="*",
+        default=[],
+        metavar="PATH",
+        help="free parameters to hold at their starting value (dotted paths)",
+    )
+    p.add_argument(
+        "--starts",
+        type=int,
+        default=1,
+        help="multi-start: the start and N-1 points drawn around it (default 1)",
+    )
+    p.add_argument(
+        "--screen",
+        type=int,
+        default=0,
+        metavar="N",
+        help="first evaluate N points spread over the parameter box (Sobol); the other starts "
+        "are the best of them (default 0: starts drawn around --start)",
+    )
+    p.add_argument(
+        "--polish",
+        type=int,
+        default=0,
+        metavar="BUDGET",
+        help="then refine the result at full scale for up to BUDGET more candidates, "
+        "logged in <out>.polish.evals.jsonl (a fit at --scale below 1 carries to "
+        "full scale only roughly; default 0: no refinement)",
+    )
+    p.add_argument(
+        "--polish-seeds",
+        type=int,
+        nargs="+",
+        default=None,
+        metavar="SEED",
+        help="seeds of the full-scale refinement (default: --seeds)",
+    )
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="reuse the candidates logged in <out>.evals.jsonl (and <out>.polish.evals.jsonl)",
+    )
+    p.add_argument(
+        "--data",
+        type=Path,
+        default=None,
+        help="real data folder (default $MEMSIM_DATA or ../shared/data)",
+    )
+    p.add_argument(
+        "--name", default=None, help="name of the fitted set (default: the output file's stem)"
+    )
+    p.add_argument(
+        "--bins",
+        choices=("raw", "count-matched"),
+        default="raw",
+        help="rank bins of the raw simulated scores (rounded as released; default) or of the scores "
+        "re-made at the released annotation counts (count-matched)",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress display")
     p.set_defaults(func=_cmd_calibrate)
 
-    p = sub.add_parser("fit-report", help="a parameter set against its targets over several seeds (markdown + figures)")
+    p = sub.add_parser(
+        "fit-report",
+        help="a parameter set against its targets over several seeds (markdown + figures)",
+    )
     p.add_argument("protocol", type=Path)
-    p.add_argument("--params", type=Path, default=None, help="parameter set (default calibration/<protocol>.yaml)")
+    p.add_argument(
+        "--params",
+        type=Path,
+        default=None,
+        help="parameter set (default calibration/<protocol>.yaml)",
+    )
     p.add_argument("--targets", type=Path, default=None)
     p.add_argument("--seeds", type=int, default=5, help="number of seeds, 0..N-1 (default 5)")
     p.add_argument("--scale", type=float, default=1.0)
-    p.add_argument("--out", type=Path, required=True, help="report file (markdown); figures beside it in figures/, "
-                   "every target's value per seed in <stem>-seeds.csv")
+    p.add_argument(
+        "--out",
+        type=Path,
+        required=True,
+        help="report file (markdown); figures beside it in figures/, "
+        "every target's value per seed in <stem>-seeds.csv",
+    )
     p.add_argument("--data", type=Path, default=None)
-    p.add_argument("--bins", choices=("raw", "count-matched"), default="raw",
-                   help="which simulated scores the rank-bin rows use, as in `memsim calibrate --bins`")
+    p.add_argument(
+        "--bins",
+        choices=("raw", "count-matched"),
+        default="raw",
+        help="which simulated scores the rank-bin rows use, as in `memsim calibrate --bins`",
+    )
     p.set_defaults(func=_cmd_fit_report)
 
-    p = sub.add_parser("recover", help="parameter recovery: simulate known parameters, calibrate blind, compare")
+    p = sub.add_parser(
+        "recover", help="parameter recovery: simulate known parameters, calibrate blind, compare"
+    )
     p.add_argument("protocol", type=Path)
-    p.add_argument("--truth", type=Path, default=None, help="true parameter set (default calibration/<protocol>.yaml)")
-    p.add_argument("--targets", type=Path, default=None, help="which targets to measure (default the protocol's)")
-    p.add_argument("--scale", type=float, default=0.3,
-                   help="study scale of the recovery (default 0.3: smaller, one seed's extreme rank bins wander)")
-    p.add_argument("--perturb", type=float, default=0.5,
-                   help="start: every free parameter moved this far (alternating signs) in unconstrained units")
+    p.add_argument(
+        "--truth",
+        type=Path,
+        default=None,
+        help="true parameter set (default calibration/<protocol>.yaml)",
+    )
+    p.add_argument(
+        "--targets",
+        type=Path,
+        default=None,
+        help="which targets to measure (default the protocol's)",
+    )
+    p.add_argument(
+        "--scale",
+        type=float,
+        default=0.3,
+        help="study scale of the recovery (default 0.3: smaller, one seed's extreme rank bins wander)",
+    )
+    p.add_argument(
+        "--perturb",
+        type=float,
+        default=0.5,
+        help="start: every free parameter moved this far (alternating signs) in unconstrained units",
+    )
     p.add_argument("--budget", type=int, default=200)
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--fix", nargs="*", default=[], metavar="PATH")
-    p.add_argument("--out", type=Path, required=True, help="folder for recovery.csv and the evaluation log")
+    p.add_argument(
+        "--out", type=Path, required=True, help="folder for recovery.csv and the evaluation log"
+    )
     p.set_defaults(func=_cmd_recover)
 
-    p = sub.add_parser("compat", help="which paper statistics the released scores allow (compatibility analysis)")
-    p.add_argument("--data", type=Path, default=None, help="real data folder (default $MEMSIM_DATA or ../shared/data)")
-    p.add_argument("--repeats", type=int, default=5, help="repeats of each random construction (default 5)")
+    p = sub.add_parser(
+        "compat", help="which paper statistics the released scores allow (compatibility analysis)"
+    )
+    p.add_argument(
+        "--data",
+        type=Path,
+        default=None,
+        help="real data folder (default $MEMSIM_DATA or ../shared/data)",
+    )
+    p.add_argument(
+        "--repeats", type=int, default=5, help="repeats of each random construction (default 5)"
+    )
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--mechanisms", action="store_true",
-                   help="also simulate the candidate reconciling mechanisms (takes a few minutes)")
+    p.add_argument(
+        "--mechanisms",
+        action="store_true",
+        help="also simulate the candidate reconciling mechanisms (takes a few minutes)",
+    )
     p.add_argument("--out", type=Path, default=None, help="also write the tables as JSON here")
     p.set_defaults(func=_cmd_compat)
 
 
 def _targets(args, protocol):
-    from memsim.fit.compare import default_targets_path, load_targets
     from memsim.errors import UserError
+    from memsim.fit.compare import default_targets_path, load_targets
 
     path = args.targets or default_targets_path(protocol.name)
     if path is None:
@@ -93,11 +203,12 @@ def _targets(args, protocol):
 def _cmd_calibrate(args) -> int:
     from rich.console import Console
 
-    from memsim.fit.calibrate import calibrate, dump_params_yaml, fitted_note, released_scores
+    from memsim.design.protocol import load_protocol
     from memsim.errors import UserError
+    from memsim.fit.calibrate import calibrate, dump_params_yaml, fitted_note, released_scores
     from memsim.io import write_text_atomic
     from memsim.sim.params import default_params_path, load_params
-    from memsim.design.protocol import load_protocol
+
     if not (0.0 < args.scale <= 1.0):
         raise UserError(f"--scale must be in (0, 1], got {args.scale}")
     if args.budget < 1 or args.workers < 1 or args.starts < 1:
@@ -117,10 +228,16 @@ def _cmd_calibrate(args) -> int:
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
     polish_seeds = tuple(args.polish_seeds or args.seeds)
-    with Progress(TextColumn("[bold]{task.description}"), BarColumn(),
-                  TextColumn("{task.completed}/{task.total}"),
-                  TextColumn("best {task.fields[best]}"), TimeElapsedColumn(),
-                  console=console, disable=args.quiet, transient=True) as bar:
+    with Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total}"),
+        TextColumn("best {task.fields[best]}"),
+        TimeElapsedColumn(),
+        console=console,
+        disable=args.quiet,
+        transient=True,
+    ) as bar:
 
         def progress(description: str, budget: int):
             task = bar.add_task(description, total=budget, best="-")
@@ -133,39 +250,69 @@ def _cmd_calibrate(args) -> int:
 
             return on_eval
 
-        common = dict(real=real, workers=args.workers, resume=args.resume, fixed=tuple(args.fix),
-                      bins=args.bins)
+        common = dict(
+            real=real,
+            workers=args.workers,
+            resume=args.resume,
+            fixed=tuple(args.fix),
+            bins=args.bins,
+        )
         # resuming a run whose polish had begun: the search is replayed from its log, not carried
         # on, so that the polish resumes from the point it started from
-        replay = bool(args.polish and args.resume and polish_log(out_path).exists()
-                      and log_path.exists())
-        res = calibrate(protocol, start, targets, scale=args.scale, seeds=tuple(args.seeds),
-                        budget=args.budget, log_path=log_path, starts=args.starts,
-                        screen=args.screen, on_eval=progress("calibrate", args.budget),
-                        replay_only=replay, **common)
+        replay = bool(
+            args.polish and args.resume and polish_log(out_path).exists() and log_path.exists()
+        )
+        res = calibrate(
+            protocol,
+            start,
+            targets,
+            scale=args.scale,
+            seeds=tuple(args.seeds),
+            budget=args.budget,
+            log_path=log_path,
+            starts=args.starts,
+            screen=args.screen,
+            on_eval=progress("calibrate", args.budget),
+            replay_only=replay,
+            **common,
+        )
         stages = [res]
         if args.polish:
-            res = calibrate(protocol, res["params"], targets, scale=1.0, seeds=polish_seeds,
-                            budget=args.polish, log_path=polish_log(out_path),
-                            on_eval=progress("polish at full scale", args.polish), **common)
+            res = calibrate(
+                protocol,
+                res["params"],
+                targets,
+                scale=1.0,
+                seeds=polish_seeds,
+                budget=args.polish,
+                log_path=polish_log(out_path),
+                on_eval=progress("polish at full scale", args.polish),
+                **common,
+            )
             stages.append(res)
     name = args.name or out_path.stem
     if args.polish:
         first = stages[0]
-        note = (fitted_note(res, 1.0, polish_seeds, targets.name)
-                + f"; refined from a search at scale {args.scale}, seeds {list(args.seeds)}: "
-                  f"{first['evaluations']} candidates, distance {first['best']['distance']:.2f}")
+        note = (
+            fitted_note(res, 1.0, polish_seeds, targets.name)
+            + f"; refined from a search at scale {args.scale}, seeds {list(args.seeds)}: "
+            f"{first['evaluations']} candidates, distance {first['best']['distance']:.2f}"
+        )
     else:
         note = fitted_note(res, args.scale, args.seeds, targets.name)
     fitted = res["params"].model_copy(update={"name": name, "calibrated": True, "note": note})
-    header = (f"Fitted population parameters for {protocol.name}: CALIBRATED by `memsim calibrate`.\n"
-              f"Regenerate: {regenerate_command(args)}\n"
-              f"Fields: docs/model.md; method and fit: docs/calibration.md")
+    header = (
+        f"Fitted population parameters for {protocol.name}: CALIBRATED by `memsim calibrate`.\n"
+        f"Regenerate: {regenerate_command(args)}\n"
+        f"Fields: docs/model.md; method and fit: docs/calibration.md"
+    )
     write_text_atomic(out_path, dump_params_yaml(fitted, header))
     for label, r in zip(("search" if args.polish else "", "full-scale polish"), stages):
-        print(f"{label + ': ' if label else ''}{r['stopped']}; {r['evaluations']} candidates "
-              f"({r['new_evaluations']} simulated now) in {r['seconds']:.0f} s; distance "
-              f"{r['best']['distance']:.2f} over {len(r['moments'])} moments")
+        print(
+            f"{label + ': ' if label else ''}{r['stopped']}; {r['evaluations']} candidates "
+            f"({r['new_evaluations']} simulated now) in {r['seconds']:.0f} s; distance "
+            f"{r['best']['distance']:.2f} over {len(r['moments'])} moments"
+        )
     worst = sorted(zip(res["moments"], res["best"]["residuals"]), key=lambda t: -abs(t[1]))[:5]
     print("largest residuals (in tolerances): " + "; ".join(f"{m.name} {r:+.2f}" for m, r in worst))
     also = f" and {polish_log(out_path)}" if args.polish else ""
@@ -186,8 +333,14 @@ def regenerate_command(args) -> str:
         parts += ["--start", str(args.start)]
     if args.targets:
         parts += ["--targets", str(args.targets)]
-    parts += ["--scale", str(args.scale), "--seeds", *map(str, args.seeds),
-              "--budget", str(args.budget)]
+    parts += [
+        "--scale",
+        str(args.scale),
+        "--seeds",
+        *map(str, args.seeds),
+        "--budget",
+        str(args.budget),
+    ]
     if args.starts > 1:
         parts += ["--starts", str(args.starts)]
     if args.screen:
@@ -203,19 +356,27 @@ def regenerate_command(args) -> str:
 
 
 def _cmd_fit_report(args) -> int:
-    from memsim.fit.calibrate import fit_report
-    from memsim.errors import UserError
-    from memsim.sim.params import default_params_path, load_params
     from memsim.design.protocol import load_protocol
+    from memsim.errors import UserError
+    from memsim.fit.calibrate import fit_report
+    from memsim.sim.params import default_params_path, load_params
 
     if args.seeds < 1:
         raise UserError("--seeds must be at least 1")
     protocol = load_protocol(args.protocol)
     targets = _targets(args, protocol)
     params = load_params(args.params or default_params_path(protocol))
-    table = fit_report(protocol, params, targets, seeds=tuple(range(args.seeds)), scale=args.scale,
-                       out=args.out, data=args.data, params_path=args.params or default_params_path(protocol),
-                       bins=args.bins)
+    table = fit_report(
+        protocol,
+        params,
+        targets,
+        seeds=tuple(range(args.seeds)),
+        scale=args.scale,
+        out=args.out,
+        data=args.data,
+        params_path=args.params or default_params_path(protocol),
+        bins=args.bins,
+    )
     n_fit = int((table.kind == "fit").sum())
     n_ok = int((table.within & (table.kind == "fit")).sum())
     print(f"fitted targets within tolerance: {n_ok}/{n_fit}; wrote {args.out}")
@@ -225,10 +386,10 @@ def _cmd_fit_report(args) -> int:
 def _cmd_recover(args) -> int:
     import numpy as np
 
-    from memsim.fit import calibrate as C
-    from memsim.errors import UserError
-    from memsim.sim.params import default_params_path, load_params
     from memsim.design.protocol import load_protocol
+    from memsim.errors import UserError
+    from memsim.fit import calibrate as C
+    from memsim.sim.params import default_params_path, load_params
     from memsim.sim.simulate import scale_protocol
 
     if not (0.0 < args.scale <= 1.0):
@@ -241,16 +402,30 @@ def _cmd_recover(args) -> int:
     syn, fake_real = C.synthetic_targets(scaled, truth, targets, seed=101)
     x = C.to_unconstrained(free, C.values_of(truth, free))
     signs = np.where(np.arange(len(x)) % 2 == 0, 1.0, -1.0)
-    start = C.with_values(truth, free, C.from_unconstrained(free, x + args.perturb * signs), name="recovery-start")
+    start = C.with_values(
+        truth, free, C.from_unconstrained(free, x + args.perturb * signs), name="recovery-start"
+    )
     args.out.mkdir(parents=True, exist_ok=True)
-    res = C.calibrate(scaled, start, syn, real=fake_real, scale=1.0, seeds=(7,), budget=args.budget,
-                      workers=args.workers, log_path=args.out / "recovery.evals.jsonl", fixed=tuple(args.fix))
+    res = C.calibrate(
+        scaled,
+        start,
+        syn,
+        real=fake_real,
+        scale=1.0,
+        seeds=(7,),
+        budget=args.budget,
+        workers=args.workers,
+        log_path=args.out / "recovery.evals.jsonl",
+        fixed=tuple(args.fix),
+    )
     table = C.recovery_table(truth, res["params"], start, free)
     from memsim.io import atomic_path
 
     with atomic_path(args.out / "recovery.csv") as tmp:
         table.to_csv(tmp, index=False)
-    print(f"{res['stopped']}; {res['evaluations']} candidates; distance {res['best']['distance']:.2f}")
+    print(
+        f"{res['stopped']}; {res['evaluations']} candidates; distance {res['best']['distance']:.2f}"
+    )
     print(table.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
     return 0
 

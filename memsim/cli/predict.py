@@ -22,19 +22,32 @@ HUMAN_CONSISTENCY = (0.481, 0.192)
 
 
 def register(sub) -> None:
-    p = sub.add_parser("predict", help="train and evaluate memorability predictors on real data",
-                       description="Predictors on the released VideoMem / Memento10k labels.")
+    p = sub.add_parser(
+        "predict",
+        help="train and evaluate memorability predictors on real data",
+        description="Predictors on the released VideoMem / Memento10k labels.",
+    )
     psub = p.add_subparsers(dest="predict_command", metavar="ACTION", parser_class=type(p))
     psub.required = True
 
     def common(q, data=True):
         if data:
-            q.add_argument("--data", type=Path, default=None,
-                           help="real-data folder (default: $MEMSIM_DATA, else ../shared/data)")
-        q.add_argument("--device", default="auto",
-                       help="torch device: auto (CUDA when present, else CPU), cpu, cuda, cuda:1")
-        q.add_argument("--no-embedding", action="store_true",
-                       help="do not use the pretrained sentence embedding even when installed")
+            q.add_argument(
+                "--data",
+                type=Path,
+                default=None,
+                help="real-data folder (default: $MEMSIM_DATA, else ../shared/data)",
+            )
+        q.add_argument(
+            "--device",
+            default="auto",
+            help="torch device: auto (CUDA when present, else CPU), cpu, cuda, cuda:1",
+        )
+        q.add_argument(
+            "--no-embedding",
+            action="store_true",
+            help="do not use the pretrained sentence embedding even when installed",
+        )
         q.add_argument("--quiet", action="store_true", help="no progress bar")
 
     q = psub.add_parser("cv", help="K-fold cross-validation on the released labels")
@@ -43,13 +56,24 @@ def register(sub) -> None:
     q.add_argument("--folds", type=int, default=5)
     q.add_argument("--members", type=int, default=5, help="fold-ensemble members per network")
     q.add_argument("--seed", type=int, default=0)
-    q.add_argument("--models", default="mlp,text",
-                   help="networks to evaluate beside the ridge baselines (mlp,text)")
+    q.add_argument(
+        "--models",
+        default="mlp,text",
+        help="networks to evaluate beside the ridge baselines (mlp,text)",
+    )
     q.add_argument("--epochs", type=int, default=None, help="max epochs per member (default 40)")
-    q.add_argument("--truth", type=Path, default=None,
-                   help="simulator videos.parquet (true_short_term, true_long_term) for the ceiling")
-    q.add_argument("--out", type=Path, default=None,
-                   help="folder for cv_folds.csv, cv_summary.csv, ceiling.csv and cv.png")
+    q.add_argument(
+        "--truth",
+        type=Path,
+        default=None,
+        help="simulator videos.parquet (true_short_term, true_long_term) for the ceiling",
+    )
+    q.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="folder for cv_folds.csv, cv_summary.csv, ceiling.csv and cv.png",
+    )
     q.set_defaults(func=_cmd_cv)
 
     q = psub.add_parser("train", help="train the predictor on all released labels")
@@ -64,8 +88,12 @@ def register(sub) -> None:
     q = psub.add_parser("apply", help="predict scores for a list of videos")
     common(q)
     q.add_argument("--model", type=Path, required=True, help="model file from `predict train`")
-    q.add_argument("--videos", type=Path, required=True,
-                   help="text file: one video name per line (e.g. video10.webm)")
+    q.add_argument(
+        "--videos",
+        type=Path,
+        required=True,
+        help="text file: one video name per line (e.g. video10.webm)",
+    )
     q.add_argument("--out", type=Path, required=True, help="CSV to write")
     q.set_defaults(func=_cmd_apply)
 
@@ -104,10 +132,17 @@ def _cmd_cv(args: argparse.Namespace) -> int:
         from memsim.predict.ceiling import read_truth
 
         truth = read_truth(args.truth)
-    cv = cross_validate(corpus, folds=args.folds, seed=args.seed, members=args.members,
-                        archs=archs, device=args.device,
-                        use_embedding=False if args.no_embedding else None, cfg=_cfg(args),
-                        progress=not args.quiet)
+    cv = cross_validate(
+        corpus,
+        folds=args.folds,
+        seed=args.seed,
+        members=args.members,
+        archs=archs,
+        device=args.device,
+        use_embedding=False if args.no_embedding else None,
+        cfg=_cfg(args),
+        progress=not args.quiet,
+    )
     summ = summarise(cv)
     ceil = report.ceilings(corpus, truth=truth, truth_source=args.truth, seed=args.seed)
     text = report.table(corpus, summ, ceil, args)
@@ -129,13 +164,21 @@ def _cmd_train(args: argparse.Namespace) -> int:
     root = data_dir(args.data)
     corpus = load_corpus(args.dataset, root)
     t0 = time.perf_counter()
-    model = train(corpus, seed=args.seed, members=args.members, device=args.device,
-                  use_embedding=False if args.no_embedding else None, cfg=_cfg(args),
-                  progress=not args.quiet)
+    model = train(
+        corpus,
+        seed=args.seed,
+        members=args.members,
+        device=args.device,
+        use_embedding=False if args.no_embedding else None,
+        cfg=_cfg(args),
+        progress=not args.quiet,
+    )
     save_model(model, args.out)
-    print(f"trained on {model['n_train']} {corpus.dataset} videos in "
-          f"{time.perf_counter() - t0:.1f} s (members stopped at epochs {model['epochs']}; "
-          f"embedding: {model['embedding'] or 'none'}); wrote {args.out}")
+    print(
+        f"trained on {model['n_train']} {corpus.dataset} videos in "
+        f"{time.perf_counter() - t0:.1f} s (members stopped at epochs {model['epochs']}; "
+        f"embedding: {model['embedding'] or 'none'}); wrote {args.out}"
+    )
     return 0
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-from typing import Callable, Iterator
+from collections.abc import Callable, Iterator
 
 
 @contextlib.contextmanager
@@ -15,8 +15,11 @@ def stage_progress(stages: list[str], enabled: bool = True) -> Iterator[Callable
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
     with Progress(
-        TextColumn("[bold]{task.description:<12}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
-        TimeElapsedColumn(), transient=True,
+        TextColumn("[bold]{task.description:<12}"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total}"),
+        TimeElapsedColumn(),
+        transient=True,
     ) as bar:
         task = bar.add_task(stages[0] if stages else "", total=len(stages))
         seen = {"n": 0}

@@ -105,8 +105,8 @@ def _summary_lines(res) -> list[str]:
 
 
 def _cmd_score(args: argparse.Namespace) -> int:
-    from memsim.io import atomic_path
     from memsim.analysis.scoring import score, write_scores
+    from memsim.io import atomic_path
 
     protocol, trials = _load(args)
     res = score(trials, protocol)
@@ -131,9 +131,9 @@ def _cmd_analyse(args: argparse.Namespace) -> int:
     import json
 
     from memsim.analysis.consistency import analyse, jsonable
+    from memsim.analysis.scoring import score, write_scores
     from memsim.errors import UserError
     from memsim.io import write_text_atomic
-    from memsim.analysis.scoring import score, write_scores
 
     protocol, trials = _load(args)
     truth = None
@@ -213,10 +213,9 @@ def _cmd_scores(args: argparse.Namespace) -> int:
     import json
 
     from memsim.analysis.consistency import jsonable, score_summary
-    from memsim.io import write_text_atomic
     from memsim.analysis.scoring import read_scores
-
     from memsim.data import data_dir
+    from memsim.io import write_text_atomic
 
     path = args.scores or data_dir(args.data) / "videomem" / "ground-truth_dev-set.csv"
     df = read_scores(path)

@@ -59,7 +59,10 @@ def register(sub) -> None:
     p.add_argument("--out", type=Path, help="output folder (created; reused to resume)")
     p.add_argument("--workers", type=int, default=1, help="local worker processes (default 1)")
     p.add_argument(
-        "--scheduler", metavar="ADDRESS", default=None, help="run on an existing Dask cluster (tcp://host:port)"
+        "--scheduler",
+        metavar="ADDRESS",
+        default=None,
+        help="run on an existing Dask cluster (tcp://host:port)",
     )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument(

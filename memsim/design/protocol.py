@@ -164,7 +164,9 @@ class Demand(_Frozen):
     )
 
     def describe(self) -> str:
-        return f"{self.share:.0%} of stimuli sought 1 + Exp(mean {self.mean_excess:g}) times as often"
+        return (
+            f"{self.share:.0%} of stimuli sought 1 + Exp(mean {self.mean_excess:g}) times as often"
+        )
 
 
 # --------------------------------------------------------------------------- items

@@ -67,14 +67,17 @@ def _float64(s: pd.Series, col: pd.Series, name: str, expected: str, source) -> 
     try:
         return s.to_numpy(dtype="float64", na_value=np.nan)
     except (TypeError, ValueError):
-        raise UserError(f"column '{name}': expected {expected}, got {col.dtype}", path=source) from None
+        raise UserError(
+            f"column '{name}': expected {expected}, got {col.dtype}", path=source
+        ) from None
 
 
 def _out_of_range(v: np.ndarray, name: str, dtype: str, source) -> None:
     info = np.iinfo(dtype)
     out = (v < info.min) | (v > info.max)
     raise UserError(
-        f"column '{name}': values outside {dtype} [{info.min}, {info.max}] in {_rows(out)}", path=source
+        f"column '{name}': values outside {dtype} [{info.min}, {info.max}] in {_rows(out)}",
+        path=source,
     )
 
 

@@ -29,10 +29,10 @@ import math
 import os
 import re
 import time
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
@@ -40,8 +40,19 @@ from memsim.errors import UserError
 from memsim.sim.params import Params, params_from_mapping
 
 __all__ = [
-    "Free", "Moment", "VIDEOMEM_FREE", "free_for", "set_path", "get_path", "to_unconstrained",
-    "from_unconstrained", "moments_for", "fit_summary", "Evaluator", "calibrate", "EvalLog",
+    "Free",
+    "Moment",
+    "VIDEOMEM_FREE",
+    "free_for",
+    "set_path",
+    "get_path",
+    "to_unconstrained",
+    "from_unconstrained",
+    "moments_for",
+    "fit_summary",
+    "Evaluator",
+    "calibrate",
+    "EvalLog",
 ]
 
 # The released score distribution is matched by the means of its rank bins (0-5 %, 5-10 %, ...
@@ -59,8 +70,13 @@ def rank_bin_means(x: np.ndarray) -> dict:
     """Mean of the sorted scores within each rank bin of :data:`RANK_BINS`, keyed ``b05-10`` etc."""
     x = np.sort(x[np.isfinite(x)])
     edges = np.round(np.array(RANK_BINS) * len(x)).astype(np.int64)
-    return {f"b{int(lo * 100):02d}-{int(hi * 100):02d}": float(x[a:b].mean())
-            for lo, hi, a, b in zip(RANK_BINS[:-1], RANK_BINS[1:], edges[:-1], edges[1:]) if b > a}
+    return {
+        f"b{int(lo * 100):02d}-{int(hi * 100):02d}": float(x[a:b].mean())
+        for lo, hi, a, b in zip(RANK_BINS[:-1], RANK_BINS[1:], edges[:-1], edges[1:])
+        if b > a
+    }
+
+
 # Targets that are statistics of others, non-smooth, or too slow to compute per candidate.
 _NOT_IN_DISTANCE = ("ks",)
 _HEAD_COUNTS = ("participants_kept", "participants_total")
@@ -112,13 +128,17 @@ def free_for(params: Params, fixed: tuple[str, ...] = ()) -> tuple[Free, ...]:
 
         shape = LAWS[params.forgetting.law].params[0]
         rate = {"positive": (-6.0, 3.0), "real": (-0.02, 0.05), "unit": (-6.0, 3.0)}[
-            LAWS[params.forgetting.law].rate_domain]
+            LAWS[params.forgetting.law].rate_domain
+        ]
         # the 'real' domain (linear law): rates are decays per lag position, ~1e-3
         rate_sd = Free("forgetting.rate.sd", 1e-5, 0.02, log=True) if rate[1] < 1 else None
         base = tuple(
-            Free(f"forgetting.shape.{shape}", 0.1, 1e5, log=True) if f.path.startswith("forgetting.shape")
-            else Free(f.path, *rate) if f.path == "forgetting.rate.mean"
-            else rate_sd if f.path == "forgetting.rate.sd" and rate_sd is not None
+            Free(f"forgetting.shape.{shape}", 0.1, 1e5, log=True)
+            if f.path.startswith("forgetting.shape")
+            else Free(f.path, *rate)
+            if f.path == "forgetting.rate.mean"
+            else rate_sd
+            if f.path == "forgetting.rate.sd" and rate_sd is not None
             else f
             for f in VIDEOMEM_FREE
         )
@@ -126,7 +146,9 @@ def free_for(params: Params, fixed: tuple[str, ...] = ()) -> tuple[Free, ...]:
         base = VIDEOMEM_FREE
     unknown = set(fixed) - {f.path for f in base}
     if unknown:
-        raise UserError(f"--fix: unknown free parameter(s) {sorted(unknown)}; free: {[f.path for f in base]}")
+        raise UserError(
+            f"--fix: unknown free parameter(s) {sorted(unknown)}; free: {[f.path for f in base]}"
+        )
     return tuple(f for f in base if f.path not in fixed)
 
 
@@ -153,7 +175,9 @@ def _unit(f: Free, v: float) -> float:
 
 def to_unconstrained(free: tuple[Free, ...], values: np.ndarray) -> np.ndarray:
     """Bounded values -> the real line (scaled logit; values at a bound are pulled 1e-4 inside)."""
-    u = np.array([_unit(f, float(v)) if not (f.log and v <= 0) else 0.0 for f, v in zip(free, values)])
+    u = np.array(
+        [_unit(f, float(v)) if not (f.log and v <= 0) else 0.0 for f, v in zip(free, values)]
+    )
     u = np.clip(u, 1e-4, 1 - 1e-4)
     return np.log(u / (1 - u))
 
@@ -212,7 +236,9 @@ class Moment:
     scale: float
 
 
-def moments_for(targets, real=None, columns: list[str] | None = None, scale: float = 1.0) -> list[Moment]:
+def moments_for(
+    targets, real=None, columns: list[str] | None = None, scale: float = 1.0
+) -> list[Moment]:
     """The fitted targets (less the non-smooth KS) and the released scores' rank-bin means.
 
     On a study shrunk by ``scale``, head counts (``participants_kept``) are targeted at
@@ -238,7 +264,6 @@ def fit_summary(result, real=None, seed: int = 0, n_splits: int = 10, bins: str 
 
     Skips the slow analyses no fitted target uses (annotation-consistency curves).
     """
-    from memsim.fit.compare import real_score_comparison
     from memsim.analysis.consistency import (
         correction_change,
         decay_alpha_summary,
@@ -247,28 +272,46 @@ def fit_summary(result, real=None, seed: int = 0, n_splits: int = 10, bins: str 
         rt_analyses,
         score_correlation,
     )
+    from memsim.fit.compare import real_score_comparison
 
     p = result.protocol
     parts = result.participants
-    out: dict = {k: {} for k in ("participants_kept", "annotations_per_video", "mean_score_raw",
-                                 "mean_score", "correction", "human_consistency", "lag_curve", "quantiles")}
+    out: dict = {
+        k: {}
+        for k in (
+            "participants_kept",
+            "annotations_per_video",
+            "mean_score_raw",
+            "mean_score",
+            "correction",
+            "human_consistency",
+            "lag_curve",
+            "quantiles",
+        )
+    }
     for s, spec in enumerate(p.steps, start=1):
         name = spec.name
         out["participants_kept"][name] = int(parts.loc[parts["step"] == s, "kept"].sum())
         v = result.videos[result.videos["step"] == s]
         n = v["annotations"].to_numpy()
-        out["annotations_per_video"][name] = {"mean": float(n.mean()) if len(n) else math.nan,
-                                              "min": int(n.min()) if len(n) else 0}
+        out["annotations_per_video"][name] = {
+            "mean": float(n.mean()) if len(n) else math.nan,
+            "min": int(n.min()) if len(n) else 0,
+        }
         out["mean_score_raw"][name] = float(v["raw"].mean()) if len(n) else math.nan
         out["mean_score"][name] = float(v["score"].mean()) if len(n) else math.nan
         out["correction"][name] = correction_change(v)
-        out["human_consistency"][name] = {"mean": human_consistency(result, s, n_splits=n_splits, seed=seed)["mean"]}
+        out["human_consistency"][name] = {
+            "mean": human_consistency(result, s, n_splits=n_splits, seed=seed)["mean"]
+        }
         out["lag_curve"][name] = {"slope": lag_curve(result, s)["slope"]}
 
     out["quantiles"] = score_quantiles(result, real, seed, bins)
     out["decay_alpha"] = decay_alpha_summary(result)
     cols = [s.scoring.column for s in p.steps]
-    out["score_correlation"] = {f"{a} ~ {b}": score_correlation(result.scores, a, b) for a, b in zip(cols, cols[1:])}
+    out["score_correlation"] = {
+        f"{a} ~ {b}": score_correlation(result.scores, a, b) for a, b in zip(cols, cols[1:])
+    }
     out["response_times"] = rt_analyses(result)
     if real is not None:
         out["real"] = real_score_comparison(result.scores, real)
@@ -290,7 +333,11 @@ def score_quantiles(result, real=None, seed: int = 0, bins: str = "raw") -> dict
 
     if bins not in BINS:
         raise UserError(f"bins must be one of {', '.join(BINS)}, got {bins!r}")
-    scores = count_matched_scores(result, real, seed) if real is not None and bins == "count-matched" else result.scores
+    scores = (
+        count_matched_scores(result, real, seed)
+        if real is not None and bins == "count-matched"
+        else result.scores
+    )
     out = {}
     for spec in result.protocol.steps:
         c = spec.scoring.column
@@ -304,12 +351,19 @@ def score_quantiles(result, real=None, seed: int = 0, bins: str = "raw") -> dict
     return out
 
 
-def simulate_summary(protocol, params: Params, seed: int, scale: float, real=None, full: bool = False,
-                     bins: str = "raw") -> dict:
+def simulate_summary(
+    protocol,
+    params: Params,
+    seed: int,
+    scale: float,
+    real=None,
+    full: bool = False,
+    bins: str = "raw",
+) -> dict:
     """Simulate, score and summarise one campaign (``full``: every analysis of ``memsim run``)."""
-    from memsim.fit.compare import real_score_comparison
     from memsim.analysis.consistency import analyse
     from memsim.analysis.scoring import score
+    from memsim.fit.compare import real_score_comparison
     from memsim.sim.simulate import simulate
 
     sim = simulate(protocol, params, seed=seed, scale=scale)
@@ -324,14 +378,17 @@ def simulate_summary(protocol, params: Params, seed: int, scale: float, real=Non
         matched = count_matched_scores(result, real, seed)
         from memsim.fit.compare import ks_distance
 
-        summary["count_matched"] = {c: {"ks": ks_distance(matched[c].to_numpy(float), real[c].to_numpy(float))}
-                                    for c in matched.columns if c in real.columns}
+        summary["count_matched"] = {
+            c: {"ks": ks_distance(matched[c].to_numpy(float), real[c].to_numpy(float))}
+            for c in matched.columns
+            if c in real.columns
+        }
         summary["_matched"] = matched  # for figures
     summary["_scores"] = result.scores  # for figures; dropped before JSON
     return summary
 
 
-def count_matched_scores(result, real, seed: int = 0) -> "pd.DataFrame":
+def count_matched_scores(result, real, seed: int = 0) -> pd.DataFrame:
     """Simulated scores re-made with the released annotation counts: like with like.
 
     Scores are fractions k/n, so two score sets whose annotation counts differ sit on
@@ -375,7 +432,9 @@ def count_matched_scores(result, real, seed: int = 0) -> "pd.DataFrame":
         keep = rank < want[t.video]
         from memsim.analysis.scoring import correction_x
 
-        sums = video_sums(t.video, t.hit, correction_x(spec.scoring.correction, t.lag), V, mask=keep)
+        sums = video_sums(
+            t.video, t.hit, correction_x(spec.scoring.correction, t.lag), V, mask=keep
+        )
         sc, _ = correct(sums, spec.scoring.correction)
         out[col] = np.where(sums.n > 0, np.round(sc, 3), np.nan)
     return pd.DataFrame(out)
@@ -392,8 +451,16 @@ def _noise_eval(job: tuple) -> dict:
     return simulate_summary(protocol, params, seed, 1.0, real, bins=bins)
 
 
-def with_noise(moments: list[Moment], protocol, params: Params, real=None, *, seeds=NOISE_SEEDS,
-               workers: int = 2, bins: str = "raw") -> tuple[list[Moment], np.ndarray]:
+def with_noise(
+    moments: list[Moment],
+    protocol,
+    params: Params,
+    real=None,
+    *,
+    seeds=NOISE_SEEDS,
+    workers: int = 2,
+    bins: str = "raw",
+) -> tuple[list[Moment], np.ndarray]:
     """Each moment's scale widened by its sampling noise: ``sqrt(scale**2 + sd**2)``.
 
     ``sd`` is the moment's standard deviation over ``seeds`` at ``params`` on ``protocol`` (the
@@ -407,10 +474,14 @@ def with_noise(moments: list[Moment], protocol, params: Params, real=None, *, se
     if workers > 1 and len(jobs) > 1:
         import multiprocessing as mp
 
-        with ProcessPoolExecutor(min(workers, len(jobs)), mp_context=mp.get_context("spawn")) as pool:
+        with ProcessPoolExecutor(
+            min(workers, len(jobs)), mp_context=mp.get_context("spawn")
+        ) as pool:
             summaries = list(pool.map(_noise_eval, jobs))
     else:
-        summaries = [simulate_summary(protocol, params, int(sd), 1.0, real, bins=bins) for sd in seeds]
+        summaries = [
+            simulate_summary(protocol, params, int(sd), 1.0, real, bins=bins) for sd in seeds
+        ]
     sds = np.zeros(len(moments))
     for i, m in enumerate(moments):
         v = np.array([lookup(s, m.path) for s in summaries], float)
@@ -453,9 +524,11 @@ class EvalLog:
                 except json.JSONDecodeError:
                     continue  # torn line
             if rows and rows[0].get("header") != header:
-                raise UserError("--resume: the log was written with other settings "
-                                "(protocol, targets, scale, seeds or free parameters); remove it or drop --resume",
-                                path=self.path)
+                raise UserError(
+                    "--resume: the log was written with other settings "
+                    "(protocol, targets, scale, seeds or free parameters); remove it or drop --resume",
+                    path=self.path,
+                )
             for row in rows[1:]:
                 self.cache[self.key(row["x"])] = row
             if not rows:
@@ -499,15 +572,19 @@ def _worker_init(protocol, params, free, seeds, scale, real, bins="raw", threads
     import numba
 
     numba.set_num_threads(threads)  # one process per core; no oversubscription
-    _W.update(protocol=protocol, params=params, free=free, seeds=seeds, scale=scale, real=real, bins=bins)
+    _W.update(
+        protocol=protocol, params=params, free=free, seeds=seeds, scale=scale, real=real, bins=bins
+    )
 
 
 def _worker_eval(x: tuple) -> list[dict]:
     vals = from_unconstrained(_W["free"], np.array(x))
     p = with_values(_W["params"], _W["free"], vals)
     try:
-        return [simulate_summary(_W["protocol"], p, seed, _W["scale"], _W["real"], bins=_W["bins"])
-                for seed in _W["seeds"]]
+        return [
+            simulate_summary(_W["protocol"], p, seed, _W["scale"], _W["real"], bins=_W["bins"])
+            for seed in _W["seeds"]
+        ]
     except (ValueError, ZeroDivisionError, IndexError, UserError) as exc:
         # a corner of the parameter box where the study degenerates (e.g. nobody kept):
         # the candidate gets the missing-statistic penalty, and the log says why
@@ -545,13 +622,32 @@ class Evaluator:
             import multiprocessing as mp
 
             self.pool = ProcessPoolExecutor(
-                self.workers, mp_context=mp.get_context("spawn"), initializer=_worker_init,
-                initargs=(self.protocol, self.params, self.free, self.seeds, self.scale, self.real, self.bins))
+                self.workers,
+                mp_context=mp.get_context("spawn"),
+                initializer=_worker_init,
+                initargs=(
+                    self.protocol,
+                    self.params,
+                    self.free,
+                    self.seeds,
+                    self.scale,
+                    self.real,
+                    self.bins,
+                ),
+            )
         else:
             import numba
 
-            _worker_init(self.protocol, self.params, self.free, self.seeds, self.scale, self.real, self.bins,
-                         numba.config.NUMBA_NUM_THREADS)
+            _worker_init(
+                self.protocol,
+                self.params,
+                self.free,
+                self.seeds,
+                self.scale,
+                self.real,
+                self.bins,
+                numba.config.NUMBA_NUM_THREADS,
+            )
         return self
 
     def __exit__(self, *exc):
@@ -575,11 +671,15 @@ class Evaluator:
             for i, summaries in zip(todo, results):
                 r = residuals(summaries, self.moments)
                 vals = from_unconstrained(self.free, xs[i])
-                row = {"x": [float(v) for v in xs[i]],
-                       "values": {f.path: float(v) for f, v in zip(self.free, vals)},
-                       "residuals": [float(v) for v in r], "distance": float(np.sum(r * r)),
-                       **({"error": summaries[0]["error"]} if "error" in summaries[0] else {}),
-                       "seconds": dt, "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+                row = {
+                    "x": [float(v) for v in xs[i]],
+                    "values": {f.path: float(v) for f, v in zip(self.free, vals)},
+                    "residuals": [float(v) for v in r],
+                    "distance": float(np.sum(r * r)),
+                    **({"error": summaries[0]["error"]} if "error" in summaries[0] else {}),
+                    "seconds": dt,
+                    "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                }
                 self.log.add(row)
                 self.n_new += 1
                 rows[i] = row
@@ -597,11 +697,29 @@ class Evaluator:
         return out
 
 
-def calibrate(protocol, start: Params, targets, *, real=None, scale: float = 0.3, seeds=(1,),
-              budget: int = 400, workers: int = 2, log_path: Path, resume: bool = False,
-              fixed: tuple[str, ...] = (), step: float = 0.05, restarts: int = 3, starts: int = 1,
-              start_spread: float = 1.0, screen: int = 0, noise_seeds=NOISE_SEEDS, bins: str = "raw",
-              on_eval=None, replay_only: bool = False) -> dict:
+def calibrate(
+    protocol,
+    start: Params,
+    targets,
+    *,
+    real=None,
+    scale: float = 0.3,
+    seeds=(1,),
+    budget: int = 400,
+    workers: int = 2,
+    log_path: Path,
+    resume: bool = False,
+    fixed: tuple[str, ...] = (),
+    step: float = 0.05,
+    restarts: int = 3,
+    starts: int = 1,
+    start_spread: float = 1.0,
+    screen: int = 0,
+    noise_seeds=NOISE_SEEDS,
+    bins: str = "raw",
+    on_eval=None,
+    replay_only: bool = False,
+) -> dict:
     """Fit ``start``'s free parameters to ``targets``; returns a dict with the fitted ``params``.
 
     Parameters
@@ -636,23 +754,47 @@ def calibrate(protocol, start: Params, targets, *, real=None, scale: float = 0.3
         raise UserError("no 'fit' targets to calibrate against", path=targets.name)
     scaled = scale_protocol(protocol, scale)
     if noise_seeds:
-        moments, _ = with_noise(moments, scaled, start, real, seeds=tuple(noise_seeds), workers=workers, bins=bins)
-    header = {"protocol": protocol.name, "targets": targets.name, "scale": scale, "seeds": list(seeds),
-              "free": [[f.path, f.lo, f.hi, f.log] for f in free], "start": start.name,
-              "moments": [m.name for m in moments], "step": step,
-              "moment_scales": [round(m.scale, 12) for m in moments], "bins": bins}
+        moments, _ = with_noise(
+            moments, scaled, start, real, seeds=tuple(noise_seeds), workers=workers, bins=bins
+        )
+    header = {
+        "protocol": protocol.name,
+        "targets": targets.name,
+        "scale": scale,
+        "seeds": list(seeds),
+        "free": [[f.path, f.lo, f.hi, f.log] for f in free],
+        "start": start.name,
+        "moments": [m.name for m in moments],
+        "step": step,
+        "moment_scales": [round(m.scale, 12) for m in moments],
+        "bins": bins,
+    }
     if starts > 1:
         header.update(starts=starts, start_spread=start_spread)
     if screen:
         header.update(screen=screen)
     log = EvalLog(log_path, header, resume)
     x0 = to_unconstrained(free, values_of(start, free))
-    ev = Evaluator(scaled, start, free, moments, tuple(seeds), 1.0, real, log, budget, workers,
-                   on_eval, bins, replay_only=replay_only)
+    ev = Evaluator(
+        scaled,
+        start,
+        free,
+        moments,
+        tuple(seeds),
+        1.0,
+        real,
+        log,
+        budget,
+        workers,
+        on_eval,
+        bins,
+        replay_only=replay_only,
+    )
     # ``scaled`` is already shrunk; workers simulate it at scale 1.
     t0 = time.perf_counter()
     stopped = "converged"
     with ev:
+
         def fun(x):
             return ev.many([x])[0]
 
@@ -673,8 +815,17 @@ def calibrate(protocol, start: Params, targets, *, real=None, scale: float = 0.3
             ev.local_best = None
             runs, prev, msg = 0, math.inf, ""
             while True:
-                res = least_squares(fun, x, jac=lambda x: jac(x), method="trf", x_scale=1.0,
-                                    max_nfev=10 * budget, xtol=1e-5, ftol=1e-4, gtol=1e-6)
+                res = least_squares(
+                    fun,
+                    x,
+                    jac=lambda x: jac(x),
+                    method="trf",
+                    x_scale=1.0,
+                    max_nfev=10 * budget,
+                    xtol=1e-5,
+                    ftol=1e-4,
+                    gtol=1e-6,
+                )
                 runs += 1
                 before = ev.local_best["distance"]
                 msg = f"{res.message.rstrip('.')} ({runs} run{'s' if runs > 1 else ''})"
@@ -695,12 +846,18 @@ def calibrate(protocol, start: Params, targets, *, real=None, scale: float = 0.3
             try:
                 dist = [float(np.sum(r * r)) for r in ev.many(pts)]
             except _Budget:
-                raise UserError(f"--screen {screen} needs more than the budget of {budget} evaluations") from None
+                raise UserError(
+                    f"--screen {screen} needs more than the budget of {budget} evaluations"
+                ) from None
             best = np.argsort(dist, kind="stable")[: max(starts - 1, 0)]
             xs0 = [x0] + [pts[i] for i in best]
         else:
-            xs0 = [x0] + [x0 + start_spread * np.random.default_rng(np.random.SeedSequence([k, 2718]))
-                          .standard_normal(len(x0)) for k in range(1, starts)]
+            xs0 = [x0] + [
+                x0
+                + start_spread
+                * np.random.default_rng(np.random.SeedSequence([k, 2718])).standard_normal(len(x0))
+                for k in range(1, starts)
+            ]
         left = budget - ev.n_new
         share = left // (starts + 1) if starts > 1 else left
         try:
@@ -717,23 +874,36 @@ def calibrate(protocol, start: Params, targets, *, real=None, scale: float = 0.3
             stopped = f"budget of {budget} evaluations spent"
     if replay_only:
         if ev.best is None:
-            raise UserError("--resume: the log holds none of the search's candidates; remove "
-                            "the logs or drop --resume", path=log_path)
+            raise UserError(
+                "--resume: the log holds none of the search's candidates; remove "
+                "the logs or drop --resume",
+                path=log_path,
+            )
         stopped = "replayed from the log"
     best = ev.best
     xb = np.array(best["x"])
     vals = from_unconstrained(free, xb)
     fitted = with_values(start, free, vals)
-    return {"params": fitted, "free": free, "moments": moments, "best": best, "stopped": stopped,
-            "evaluations": len(log.cache), "new_evaluations": ev.n_new, "seconds": time.perf_counter() - t0}
+    return {
+        "params": fitted,
+        "free": free,
+        "moments": moments,
+        "best": best,
+        "stopped": stopped,
+        "evaluations": len(log.cache),
+        "new_evaluations": ev.n_new,
+        "seconds": time.perf_counter() - t0,
+    }
 
 
 def fitted_note(out: dict, scale: float, seeds, targets_name: str) -> str:
-    return (f"fitted by `memsim calibrate` on {time.strftime('%Y-%m-%d', time.gmtime())} against "
-            f"{targets_name} targets and the released score distributions: least squares (TRF) over "
-            f"{len(out['free'])} free parameters, scale {scale}, seeds {list(seeds)} (common random numbers), "
-            f"{out['evaluations']} candidates, distance {out['best']['distance']:.2f}; "
-            f"check it at full scale with `memsim fit-report` (docs/calibration.md)")
+    return (
+        f"fitted by `memsim calibrate` on {time.strftime('%Y-%m-%d', time.gmtime())} against "
+        f"{targets_name} targets and the released score distributions: least squares (TRF) over "
+        f"{len(out['free'])} free parameters, scale {scale}, seeds {list(seeds)} (common random numbers), "
+        f"{out['evaluations']} candidates, distance {out['best']['distance']:.2f}; "
+        f"check it at full scale with `memsim fit-report` (docs/calibration.md)"
+    )
 
 
 def dump_params_yaml(params: Params, header: str = "") -> str:
@@ -751,62 +921,89 @@ REASONS = {
         "incompatible with the released scores under independent annotations: true scores of "
         "their own shape (NPMLE) give 0.343 ± 0.013, a beta of their mean and variance 0.310, "
         "the scores as noiseless truth 0.470; 0.481 needs an observed ST SD of 0.101 (released "
-        "0.081) or within-video noise at 0.69 x binomial"),
+        "0.081) or within-video noise at 0.69 x binomial"
+    ),
     "annotation consistency, short-term at 38": (
         "incompatible: the released scores imply 0.371 ± 0.024 at 38 (NPMLE; beta 0.317), "
-        "0.440 even as noiseless truth; 0.616 needs within-video noise at 0.43 x binomial"),
+        "0.440 even as noiseless truth; 0.616 needs within-video noise at 0.43 x binomial"
+    ),
     "annotation consistency, long-term at 13": (
         "incompatible: the released scores imply 0.216 ± 0.014 at 13 (NPMLE; beta 0.219); "
         "0.364 needs within-video noise at 0.71 x binomial (or is the split-half stepped up to "
-        "the full set: 0.355)"),
+        "the full set: 0.355)"
+    ),
     "KS distance to released ST scores": (
         "each study fits its own lag slope, which moves the k/n lattice of the scores after "
         "rounding: a model with the released true scores at these counts crosses 0.05 in 1.3 % "
-        "of studies, the shipped set on 2 of 100 seeds (docs/calibration.md, \"The correction "
-        "moves the lattice\")"),
+        'of studies, the shipped set on 2 of 100 seeds (docs/calibration.md, "The correction '
+        'moves the lattice")'
+    ),
     "KS distance to released LT scores": (
-        "the long-term counts' floor is softer than the released one (see the minimum annotations row)"),
+        "the long-term counts' floor is softer than the released one (see the minimum annotations row)"
+    ),
     "ST-LT Spearman, top-500 LT-annotated": (
         "with independent annotations, more LT annotations mean less noise and a higher ST-LT correlation; in the "
         "released dev set it does not rise (0.302 on the top 500, 0.113 on the top 100; the paper: 0.333, 0.303), "
-        "so the most LT-annotated real videos are not a random sample of videos"),
+        "so the most LT-annotated real videos are not a random sample of videos"
+    ),
     "ST-LT Spearman, top-100 LT-annotated": "as for the top 500",
     "long-term_memorability b00-05": (
         "videos with few long-term annotations (see the minimum annotations row) have extreme k/n scores: the "
-        "lowest 5 % reach lower than the released ones"),
+        "lowest 5 % reach lower than the released ones"
+    ),
     "long-term_memorability b90-95": (
-        "the same few-annotation videos put more simulated scores at exactly 1.0 (k/n with n small)"),
+        "the same few-annotation videos put more simulated scores at exactly 1.0 (k/n with n small)"
+    ),
     "annotations per video, long-term (min)": (
         "step 2 can only test a video that a returning participant saw as a step-1 filler; the balancing pick "
         "favours the least tested, but a few videos are seldom available (about 60 filler showings, a third "
-        "of them to returning participants), so the minimum stays near 3 (released 9)"),
+        "of them to returning participants), so the minimum stays near 3 (released 9)"
+    ),
     "annotations per video, short-term (min)": (
         "the campaign balances assigned annotations and the filters then drop ~10 % of participants at random "
-        "with respect to videos, so the floor spreads by +-2 around 34 (released: 32-34)"),
+        "with respect to videos, so the floor spreads by +-2 around 34 (released: 32-34)"
+    ),
     "KS distance of annotation counts, short-term": (
         "the demand gives the released tail, but the floor spreads over 29-36 (released 32-34): the filters "
-        "drop participants after their annotations were counted for balancing"),
+        "drop participants after their annotations were counted for balancing"
+    ),
     "KS distance of annotation counts, long-term": (
         "the balancing pick with a demand gives the floor and the tail, but the floor is softer (a few videos "
-        "are seldom available, and the step-2 filters drop ~5 % of participants after the picks)"),
+        "are seldom available, and the step-2 filters drop ~5 % of participants after the picks)"
+    ),
     "annotations per video, short-term (mean, paper)": (
         "the paper's mean is over all 10,000 videos; the fitted target is the released dev set's 36.29 (the "
-        "3,000 unreleased test videos must then average 42)"),
+        "3,000 unreleased test videos must then average 42)"
+    ),
     "annotations per video, long-term (mean, paper)": "as for the short-term mean: fitted to the dev set's 12.76",
 }
 
 
-def fit_report(protocol, params: Params, targets, *, seeds=(0, 1, 2, 3, 4), scale: float = 1.0,
-               out: Path, data=None, params_path=None, bins: str = "raw") -> "pd.DataFrame":
+def fit_report(
+    protocol,
+    params: Params,
+    targets,
+    *,
+    seeds=(0, 1, 2, 3, 4),
+    scale: float = 1.0,
+    out: Path,
+    data=None,
+    params_path=None,
+    bins: str = "raw",
+) -> pd.DataFrame:
     """Simulate ``params`` with each seed at ``scale``, compare with every target, write a markdown
     report at ``out`` and figures in ``out.parent / 'figures'``. Returns the comparison table."""
     import pandas as pd
 
     from memsim.fit.compare import compare, format_value, lookup
     from memsim.io import atomic_path, write_text_atomic
+
     real = released_scores(protocol.name, data)
     t0 = time.perf_counter()
-    summaries = [simulate_summary(protocol, params, seed, scale, real, full=True, bins=bins) for seed in seeds]
+    summaries = [
+        simulate_summary(protocol, params, seed, scale, real, full=True, bins=bins)
+        for seed in seeds
+    ]
     seconds = (time.perf_counter() - t0) / len(seeds)
     table = compare(summaries, targets)
     columns = [s.scoring.column for s in protocol.steps]
@@ -816,16 +1013,33 @@ def fit_report(protocol, params: Params, targets, *, seeds=(0, 1, 2, 3, 4), scal
             if m.path[0] != "quantiles":
                 continue
             v = np.array([lookup(s, m.path) for s in summaries])
-            qrows.append({"target": m.name, "value": m.value, "simulated": v.mean(), "sd": v.std(ddof=1),
-                          "tolerance": m.scale, "within": bool(abs(v.mean() - m.value) <= m.scale),
-                          "kind": "fit", "source": "released scores: mean of a rank bin"})
+            qrows.append(
+                {
+                    "target": m.name,
+                    "value": m.value,
+                    "simulated": v.mean(),
+                    "sd": v.std(ddof=1),
+                    "tolerance": m.scale,
+                    "within": bool(abs(v.mean() - m.value) <= m.scale),
+                    "kind": "fit",
+                    "source": "released scores: mean of a rank bin",
+                }
+            )
         for c in columns:
             v = np.array([lookup(s, ("count_matched", c, "ks")) for s in summaries])
             if np.isfinite(v).all():
-                qrows.append({"target": f"KS distance, count-matched ({c.split('_')[0]})", "value": 0.0,
-                              "simulated": v.mean(), "sd": v.std(ddof=1) if len(v) > 1 else float("nan"),
-                              "tolerance": 0.05, "within": bool(v.mean() <= 0.05), "kind": "report",
-                              "source": "released scores vs simulated scores re-made at the released counts"})
+                qrows.append(
+                    {
+                        "target": f"KS distance, count-matched ({c.split('_')[0]})",
+                        "value": 0.0,
+                        "simulated": v.mean(),
+                        "sd": v.std(ddof=1) if len(v) > 1 else float("nan"),
+                        "tolerance": 0.05,
+                        "within": bool(v.mean() <= 0.05),
+                        "kind": "report",
+                        "source": "released scores vs simulated scores re-made at the released counts",
+                    }
+                )
     full = pd.concat([table, pd.DataFrame(qrows)], ignore_index=True) if qrows else table
     out = Path(out)
     figdir = out.parent / "figures"
@@ -861,28 +1075,38 @@ def fit_report(protocol, params: Params, targets, *, seeds=(0, 1, 2, 3, 4), scal
         shown = Path(shown).resolve().relative_to(repository_root())
     except (ValueError, TypeError):
         pass
-    lines = [f"# Fit report: `{params.name}` on `{protocol.name}`", "",
-             f"Parameters: `{shown}` (calibrated: {params.calibrated}).  ",
-             f"Note: {params.note}", "",
-             f"Generated by `memsim fit-report {protocol.name}` with {len(seeds)} seeds "
-             f"({', '.join(map(str, seeds))}) at scale {scale}; {seconds:.1f} s per campaign "
-             f"(simulate, score, every analysis). Simulated value: mean ± sd over the seeds.", "",
-             "Released scores: the simulated scores are corrected by the protocol's own correction, as the "
-             "released ones were. The raw rows (KS distance, score SD) set all simulated videos "
-             "(10,000, annotation counts as the simulated campaign gives them, scores rounded to the released "
-             "3 decimals) beside the 7,000 released dev-set videos, as `memsim run` does; the count-matched rows "
-             "first re-make each simulated score at an annotation count drawn from the released ones (same k/n "
-             "lattice, same binomial noise; `calibrate.count_matched_scores`). Rank-bin rows: "
-             + ("the raw scores." if bins == "raw" else "the count-matched scores."), "",
-             "| statistic | paper / data | simulated (mean ± sd) | tolerance | within | kind | why not |",
-             "| --- | ---: | ---: | ---: | :---: | --- | --- |"]
+    lines = [
+        f"# Fit report: `{params.name}` on `{protocol.name}`",
+        "",
+        f"Parameters: `{shown}` (calibrated: {params.calibrated}).  ",
+        f"Note: {params.note}",
+        "",
+        f"Generated by `memsim fit-report {protocol.name}` with {len(seeds)} seeds "
+        f"({', '.join(map(str, seeds))}) at scale {scale}; {seconds:.1f} s per campaign "
+        f"(simulate, score, every analysis). Simulated value: mean ± sd over the seeds.",
+        "",
+        "Released scores: the simulated scores are corrected by the protocol's own correction, as the "
+        "released ones were. The raw rows (KS distance, score SD) set all simulated videos "
+        "(10,000, annotation counts as the simulated campaign gives them, scores rounded to the released "
+        "3 decimals) beside the 7,000 released dev-set videos, as `memsim run` does; the count-matched rows "
+        "first re-make each simulated score at an annotation count drawn from the released ones (same k/n "
+        "lattice, same binomial noise; `calibrate.count_matched_scores`). Rank-bin rows: "
+        + ("the raw scores." if bins == "raw" else "the count-matched scores."),
+        "",
+        "| statistic | paper / data | simulated (mean ± sd) | tolerance | within | kind | why not |",
+        "| --- | ---: | ---: | ---: | :---: | --- | --- |",
+    ]
     for r in full.itertuples():
         why = "" if r.within else REASONS.get(r.target, "")
         if not r.within and not why and re.search(r" b\d\d-\d{2,3}$", r.target):
-            why = (f"off by {abs(r.simulated - r.value):.3f}: bins are fitted at 0.005, half the 0.01 at which a "
-                   "bin alone moves the ECDF by 0.05")
-        lines.append(f"| {r.target} | {fmt(r.value)} | {fmt(r.simulated)} ± {fmt(r.sd)} | ±{fmt(r.tolerance)} | "
-                     f"{'yes' if r.within else '**no**'} | {r.kind} | {why} |")
+            why = (
+                f"off by {abs(r.simulated - r.value):.3f}: bins are fitted at 0.005, half the 0.01 at which a "
+                "bin alone moves the ECDF by 0.05"
+            )
+        lines.append(
+            f"| {r.target} | {fmt(r.value)} | {fmt(r.simulated)} ± {fmt(r.sd)} | ±{fmt(r.tolerance)} | "
+            f"{'yes' if r.within else '**no**'} | {r.kind} | {why} |"
+        )
     n_fit = int((full.kind == "fit").sum())
     n_ok = int((full.within & (full.kind == "fit")).sum())
     lines += ["", f"Fitted targets within tolerance (mean over seeds): **{n_ok}/{n_fit}**.", ""]
@@ -893,10 +1117,13 @@ def fit_report(protocol, params: Params, targets, *, seeds=(0, 1, 2, 3, 4), scal
         vals = np.array([lookup(s, t.path) for s in summaries])
         dev = np.abs(vals - t.value)
         worst.append((t.name, vals.min(), vals.max(), bool(np.all(dev <= t.tolerance + 1e-12))))
-    lines += [f"Per seed (acceptance holds for *any* seed only if every seed is within; each seed's "
-              f"values: `{seeds_csv_path(out).name}`):", "",
-              "| fitted target | min over seeds | max over seeds | every seed within |",
-              "| --- | ---: | ---: | :---: |"]
+    lines += [
+        f"Per seed (acceptance holds for *any* seed only if every seed is within; each seed's "
+        f"values: `{seeds_csv_path(out).name}`):",
+        "",
+        "| fitted target | min over seeds | max over seeds | every seed within |",
+        "| --- | ---: | ---: | :---: |",
+    ]
     for name, lo, hi, ok in worst:
         lines.append(f"| {name} | {fmt(lo)} | {fmt(hi)} | {'yes' if ok else '**no**'} |")
     lines += ["", "## Parameters", "", "| parameter | value |", "| --- | ---: |"]
@@ -908,7 +1135,7 @@ def fit_report(protocol, params: Params, targets, *, seeds=(0, 1, 2, 3, 4), scal
         captions = {
             "scores_real_vs_sim": "Released vs simulated scores (seed 0), as `memsim run` compares them.",
             "scores_count_matched": "The same, the simulated scores re-made at the released annotation counts "
-                                    "(like with like: same k/n lattice, same binomial noise).",
+            "(like with like: same k/n lattice, same binomial noise).",
             "consistency": "Annotation consistency of the simulation (seed 0) with the paper's points.",
             "lag": "Hit rate against lag (short-term) and delay (long-term), seed 0.",
         }
@@ -954,13 +1181,25 @@ def synthetic_targets(protocol, truth: Params, targets, *, seed: int, scale: flo
         v = lookup(summary, t.path)
         if not np.isfinite(v):
             continue
-        tol = {"abs": t.abs} if t.abs is not None else {"rel": t.rel}  # head counts: relative to this study
-        rows.append(Target(name=t.name, path=t.path, value=v, kind="fit",
-                           source=f"simulation of {truth.name}, seed {seed}", **tol))
+        tol = (
+            {"abs": t.abs} if t.abs is not None else {"rel": t.rel}
+        )  # head counts: relative to this study
+        rows.append(
+            Target(
+                name=t.name,
+                path=t.path,
+                value=v,
+                kind="fit",
+                source=f"simulation of {truth.name}, seed {seed}",
+                **tol,
+            )
+        )
     return Targets(name=f"{targets.name}-synthetic", targets=tuple(rows)), scores
 
 
-def recovery_table(truth: Params, fitted: Params, start: Params, free: tuple[Free, ...]) -> "pd.DataFrame":
+def recovery_table(
+    truth: Params, fitted: Params, start: Params, free: tuple[Free, ...]
+) -> pd.DataFrame:
     """Per free parameter: true, start and fitted value, and the error as a share of its range."""
     import pandas as pd
 
@@ -970,6 +1209,14 @@ def recovery_table(truth: Params, fitted: Params, start: Params, free: tuple[Fre
         span = (math.log(fr.hi) - math.log(fr.lo)) if fr.log else (fr.hi - fr.lo)
         err = (math.log(f[i]) - math.log(t[i])) if fr.log else (f[i] - t[i])
         start_err = (math.log(s[i]) - math.log(t[i])) if fr.log else (s[i] - t[i])
-        rows.append({"parameter": fr.path, "true": t[i], "start": s[i], "fitted": f[i],
-                     "error_share_of_range": abs(err) / span, "start_error_share": abs(start_err) / span})
+        rows.append(
+            {
+                "parameter": fr.path,
+                "true": t[i],
+                "start": s[i],
+                "fitted": f[i],
+                "error_share_of_range": abs(err) / span,
+                "start_error_share": abs(start_err) / span,
+            }
+        )
     return pd.DataFrame(rows)

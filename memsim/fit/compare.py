@@ -21,8 +21,15 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from memsim.io import format_pydantic_error, load_yaml_mapping
 
-__all__ = ["Target", "Targets", "load_targets", "default_targets_path", "lookup", "compare",
-           "real_score_comparison"]
+__all__ = [
+    "Target",
+    "Targets",
+    "load_targets",
+    "default_targets_path",
+    "lookup",
+    "compare",
+    "real_score_comparison",
+]
 
 
 class Target(BaseModel):
@@ -37,7 +44,7 @@ class Target(BaseModel):
     source: str
 
     @model_validator(mode="after")
-    def _one_tolerance(self) -> "Target":
+    def _one_tolerance(self) -> Target:
         if (self.abs is None) == (self.rel is None):
             raise ValueError("give exactly one of abs or rel")
         return self
@@ -140,7 +147,9 @@ def decimals(values: np.ndarray, most: int = 9) -> int | None:
     return None
 
 
-def at_released_precision(simulated: np.ndarray, released: np.ndarray) -> tuple[np.ndarray, int | None]:
+def at_released_precision(
+    simulated: np.ndarray, released: np.ndarray
+) -> tuple[np.ndarray, int | None]:
     """``simulated`` rounded to the decimals the ``released`` values are written with, and
     those decimals (None, and ``simulated`` as it is, when they are more than 9)."""
     d = decimals(released)
@@ -189,7 +198,10 @@ def real_score_comparison(simulated: pd.DataFrame, real: pd.DataFrame) -> dict:
 
         a, b = real[cols[0]].to_numpy(float), real[cols[1]].to_numpy(float)
         ok = np.isfinite(a) & np.isfinite(b)
-        out["real_correlation"] = {"spearman": spearman(a[ok], b[ok]), "pearson": pearson(a[ok], b[ok])}
+        out["real_correlation"] = {
+            "spearman": spearman(a[ok], b[ok]),
+            "pearson": pearson(a[ok], b[ok]),
+        }
     return out
 
 

@@ -34,16 +34,24 @@ correction of the released ST scores moves each by < 0.02; see the docs).
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pandas as pd
 
 from memsim.resources import protocol_path
 
-__all__ = ["implied_variance", "beta_params", "npmle", "released_hits", "raw_hits",
-           "released_correction", "synthetic_result", "consistency_of", "compat_table",
-           "readings_table", "run_compat"]
+__all__ = [
+    "implied_variance",
+    "beta_params",
+    "npmle",
+    "released_hits",
+    "raw_hits",
+    "released_correction",
+    "synthetic_result",
+    "consistency_of",
+    "compat_table",
+    "readings_table",
+    "run_compat",
+]
 
 COLUMNS = ("short-term_memorability", "long-term_memorability")
 PAPER = {
@@ -60,8 +68,15 @@ def implied_variance(s: np.ndarray, n: np.ndarray) -> dict:
     s, n = s[ok], n[ok]
     var = float(s.var(ddof=1))
     noise = float(np.mean(s * (1 - s) / (n - 1)))
-    return {"mean": float(s.mean()), "sd": float(np.sqrt(var)), "var": var, "noise_var": noise,
-            "true_var": var - noise, "videos": int(len(s)), "mean_annotations": float(n.mean())}
+    return {
+        "mean": float(s.mean()),
+        "sd": float(np.sqrt(var)),
+        "var": var,
+        "noise_var": noise,
+        "true_var": var - noise,
+        "videos": int(len(s)),
+        "mean_annotations": float(n.mean()),
+    }
 
 
 def beta_params(mean: float, var: float) -> tuple[float, float]:
@@ -72,8 +87,14 @@ def beta_params(mean: float, var: float) -> tuple[float, float]:
     return mean * k, (1 - mean) * k
 
 
-def npmle(k: np.ndarray, n: np.ndarray, *, grid: np.ndarray | None = None, tol: float = 1e-9,
-          max_iter: int = 1000) -> tuple[np.ndarray, np.ndarray]:
+def npmle(
+    k: np.ndarray,
+    n: np.ndarray,
+    *,
+    grid: np.ndarray | None = None,
+    tol: float = 1e-9,
+    max_iter: int = 1000,
+) -> tuple[np.ndarray, np.ndarray]:
     """The nonparametric maximum-likelihood mixing distribution of binomial hit rates.
 
     Each video ``v`` has ``k_v`` hits out of ``n_v`` annotations, ``k_v ~ Binomial(n_v, p_v)``
@@ -127,8 +148,14 @@ def _protocol_without_correction():
     return protocol_from_mapping(d, "videomem without correction")
 
 
-def synthetic_result(p_true: np.ndarray, counts: np.ndarray, rng: np.random.Generator, *,
-                     step: int = 1, protocol=None):
+def synthetic_result(
+    p_true: np.ndarray,
+    counts: np.ndarray,
+    rng: np.random.Generator,
+    *,
+    step: int = 1,
+    protocol=None,
+):
     """A :class:`~memsim.analysis.scoring.ScoreResult` holding Bernoulli annotations of every video.
 
     ``p_true`` may be float64[V] (one probability per video) or float64[total] (one per
@@ -148,14 +175,35 @@ def synthetic_result(p_true: np.ndarray, counts: np.ndarray, rng: np.random.Gene
     srt = np.lexsort((video, participant))
     nan = np.full(len(video), np.nan)
     tests = [None, None]
-    tests[step - 1] = Tests(step=step, participant=participant[srt], video=video[srt], hit=hit[srt],
-                            lag=nan, delay_s=nan, rt_s=nan)
-    other = Tests(step=3 - step, participant=np.zeros(0, np.int64), video=np.zeros(0, np.int64),
-                  hit=np.zeros(0), lag=np.zeros(0), delay_s=np.zeros(0), rt_s=np.zeros(0))
+    tests[step - 1] = Tests(
+        step=step,
+        participant=participant[srt],
+        video=video[srt],
+        hit=hit[srt],
+        lag=nan,
+        delay_s=nan,
+        rt_s=nan,
+    )
+    other = Tests(
+        step=3 - step,
+        participant=np.zeros(0, np.int64),
+        video=np.zeros(0, np.int64),
+        hit=np.zeros(0),
+        lag=np.zeros(0),
+        delay_s=np.zeros(0),
+        rt_s=np.zeros(0),
+    )
     tests[2 - step] = other
-    return ScoreResult(protocol=protocol, scores=pd.DataFrame({"video": np.arange(V)}), videos=pd.DataFrame(),
-                       participants=pd.DataFrame(), corrections={}, tests=tuple(tests),
-                       video_ids=np.arange(V), participant_ids=np.arange(participant.max() + 1))
+    return ScoreResult(
+        protocol=protocol,
+        scores=pd.DataFrame({"video": np.arange(V)}),
+        videos=pd.DataFrame(),
+        participants=pd.DataFrame(),
+        corrections={},
+        tests=tuple(tests),
+        video_ids=np.arange(V),
+        participant_ids=np.arange(participant.max() + 1),
+    )
 
 
 def consistency_of(result, step: int, at: int, seed: int, n_splits: int = 25) -> dict:
@@ -163,8 +211,9 @@ def consistency_of(result, step: int, at: int, seed: int, n_splits: int = 25) ->
     from memsim.analysis.consistency import annotation_consistency, human_consistency
 
     hc = human_consistency(result, step, n_splits=n_splits, seed=seed)["mean"]
-    curve = annotation_consistency(result, step, n_values=[at if at % 2 == 0 else at - 1, at + (at % 2)],
-                                   repeats=1, seed=seed)
+    curve = annotation_consistency(
+        result, step, n_values=[at if at % 2 == 0 else at - 1, at + (at % 2)], repeats=1, seed=seed
+    )
     ac = float(np.interp(at, curve["N"], curve["spearman"]))
     return {"human": float(hc), "annotation": ac}
 
@@ -191,7 +240,7 @@ def compat_table(real: pd.DataFrame, *, repeats: int = 5, seed: int = 0) -> pd.D
     rows = []
     for step, col in enumerate(COLUMNS, start=1):
         s = real[col].to_numpy(float)
-        n = real[f"nb_{col[:-len('_memorability')]}_annotations"].to_numpy(np.int64)
+        n = real[f"nb_{col[: -len('_memorability')]}_annotations"].to_numpy(np.int64)
         ok = np.isfinite(s) & (n > 0)
         s, n = s[ok], n[ok]
         at = PAPER[col]["at"]
@@ -200,26 +249,43 @@ def compat_table(real: pd.DataFrame, *, repeats: int = 5, seed: int = 0) -> pd.D
             vals = []
             for r in range(repeats):
                 rng = np.random.default_rng(
-                    np.random.SeedSequence([seed, step, r, CONSTRUCTIONS.index(kind)]))
+                    np.random.SeedSequence([seed, step, r, CONSTRUCTIONS.index(kind)])
+                )
                 p = _construct(kind, s, n, rng, mixture)
                 res = synthetic_result(p, n, rng, step=step, protocol=protocol)
                 vals.append(consistency_of(res, step, at, seed=seed + r))
             h = np.array([v["human"] for v in vals])
             a = np.array([v["annotation"] for v in vals])
-            rows.append({"column": col, "construction": kind,
-                         "human": h.mean(), "human_sd": h.std(ddof=1) if repeats > 1 else 0.0,
-                         "annotation": a.mean(), "annotation_sd": a.std(ddof=1) if repeats > 1 else 0.0,
-                         "at": at, "paper_human": PAPER[col]["human"], "paper_annotation": PAPER[col]["annotation"]})
+            rows.append(
+                {
+                    "column": col,
+                    "construction": kind,
+                    "human": h.mean(),
+                    "human_sd": h.std(ddof=1) if repeats > 1 else 0.0,
+                    "annotation": a.mean(),
+                    "annotation_sd": a.std(ddof=1) if repeats > 1 else 0.0,
+                    "at": at,
+                    "paper_human": PAPER[col]["human"],
+                    "paper_annotation": PAPER[col]["annotation"],
+                }
+            )
     return pd.DataFrame(rows)
 
 
-def sd_needed(real: pd.DataFrame, col: str, target: float, *, repeats: int = 3, seed: int = 0,
-              what: str = "human") -> dict:
+def sd_needed(
+    real: pd.DataFrame,
+    col: str,
+    target: float,
+    *,
+    repeats: int = 3,
+    seed: int = 0,
+    what: str = "human",
+) -> dict:
     """The observed score SD at which independent annotations reach ``target`` (bisection on true SD)."""
     protocol = _protocol_without_correction()
     step = COLUMNS.index(col) + 1
     s = real[col].to_numpy(float)
-    n = real[f"nb_{col[:-len('_memorability')]}_annotations"].to_numpy(np.int64)
+    n = real[f"nb_{col[: -len('_memorability')]}_annotations"].to_numpy(np.int64)
     st = implied_variance(s, n)
     at = PAPER[col]["at"]
 
@@ -227,11 +293,16 @@ def sd_needed(real: pd.DataFrame, col: str, target: float, *, repeats: int = 3, 
         out, obs = [], []
         for r in range(repeats):
             rng = np.random.default_rng(np.random.SeedSequence([seed, 99, step, r]))
-            a, b = beta_params(st["mean"], true_sd ** 2)
+            a, b = beta_params(st["mean"], true_sd**2)
             p = rng.beta(a, b, len(s))
             res = synthetic_result(p, n, rng, step=step, protocol=protocol)
             out.append(consistency_of(res, step, at, seed=seed + r, n_splits=10)[what])
-            sc = np.bincount(res.tests[step - 1].video, weights=res.tests[step - 1].hit, minlength=len(n)) / n
+            sc = (
+                np.bincount(
+                    res.tests[step - 1].video, weights=res.tests[step - 1].hit, minlength=len(n)
+                )
+                / n
+            )
             obs.append(sc.std(ddof=1))
         return float(np.mean(out)), float(np.mean(obs))
 
@@ -241,8 +312,15 @@ def sd_needed(real: pd.DataFrame, col: str, target: float, *, repeats: int = 3, 
         v, _ = value(mid)
         lo, hi = (mid, hi) if v < target else (lo, mid)
     v, obs = value(0.5 * (lo + hi))
-    return {"column": col, "statistic": what, "target": target, "true_sd": 0.5 * (lo + hi),
-            "observed_sd": obs, "released_sd": st["sd"], "reached": v}
+    return {
+        "column": col,
+        "statistic": what,
+        "target": target,
+        "true_sd": 0.5 * (lo + hi),
+        "observed_sd": obs,
+        "released_sd": st["sd"],
+        "reached": v,
+    }
 
 
 def readings_table(table: pd.DataFrame) -> pd.DataFrame:
@@ -255,16 +333,24 @@ def readings_table(table: pd.DataFrame) -> pd.DataFrame:
 
     rows = []
     for r in table.itertuples():
-        rows.append({"column": r.column, "construction": r.construction,
-                     "annotation_split_half": r.annotation,
-                     "annotation_stepped_up": spearman_brown(r.annotation, 2.0),
-                     "human_split_half": r.human, "human_stepped_up": spearman_brown(r.human, 2.0),
-                     "paper_annotation": r.paper_annotation, "paper_human": r.paper_human})
+        rows.append(
+            {
+                "column": r.column,
+                "construction": r.construction,
+                "annotation_split_half": r.annotation,
+                "annotation_stepped_up": spearman_brown(r.annotation, 2.0),
+                "human_split_half": r.human,
+                "human_stepped_up": spearman_brown(r.human, 2.0),
+                "paper_annotation": r.paper_annotation,
+                "paper_human": r.paper_human,
+            }
+        )
     return pd.DataFrame(rows)
 
 
-def noise_needed(real: pd.DataFrame, col: str, r_paper: float, per_half: float, *,
-                 min_annotations: int = 0) -> dict:
+def noise_needed(
+    real: pd.DataFrame, col: str, r_paper: float, per_half: float, *, min_annotations: int = 0
+) -> dict:
     """Within-video noise the paper's split-half ``r_paper`` implies, against binomial noise.
 
     Classical test theory on the released scores of videos with at least ``min_annotations``
@@ -280,7 +366,7 @@ def noise_needed(real: pd.DataFrame, col: str, r_paper: float, per_half: float, 
     ``1 + (n - 1) rho = factor``.
     """
     s = real[col].to_numpy(float)
-    n = real[f"nb_{col[:-len('_memorability')]}_annotations"].to_numpy(float)
+    n = real[f"nb_{col[: -len('_memorability')]}_annotations"].to_numpy(float)
     ok = np.isfinite(s) & (n >= max(min_annotations, 2))
     st = implied_variance(s[ok], n[ok])
     S, nbar = st["var"], st["mean_annotations"]
@@ -289,17 +375,25 @@ def noise_needed(real: pd.DataFrame, col: str, r_paper: float, per_half: float, 
     E = S * (1 - r_paper) / (1 - r_paper + k * r_paper)
     r_binomial = st["true_var"] / (st["true_var"] + k * st["noise_var"])
     factor = E / st["noise_var"]
-    return {"column": col, "videos": st["videos"], "min_annotations": int(min_annotations),
-            "mean_annotations": nbar, "per_half": per_half, "paper": r_paper,
-            "r_with_binomial_noise": float(r_binomial), "noise_var_needed": float(E),
-            "binomial_noise_var": st["noise_var"], "factor": float(factor),
-            "rho": float((factor - 1) / (nbar - 1))}
+    return {
+        "column": col,
+        "videos": st["videos"],
+        "min_annotations": int(min_annotations),
+        "mean_annotations": nbar,
+        "per_half": per_half,
+        "paper": r_paper,
+        "r_with_binomial_noise": float(r_binomial),
+        "noise_var_needed": float(E),
+        "binomial_noise_var": st["noise_var"],
+        "factor": float(factor),
+        "rho": float((factor - 1) / (nbar - 1)),
+    }
 
 
 def independence_prediction(scores: pd.DataFrame, col: str) -> float:
     """Split-half r that binomial (independent) noise predicts from a score table's own
     variance and counts: ``T / (T + 2 E)`` with ``E`` the binomial noise of a full score."""
-    n = scores[f"nb_{col[:-len('_memorability')]}_annotations"].to_numpy(float)
+    n = scores[f"nb_{col[: -len('_memorability')]}_annotations"].to_numpy(float)
     st = implied_variance(scores[col].to_numpy(float), n)
     return float(st["true_var"] / (st["true_var"] + 2 * st["noise_var"]))
 
@@ -326,7 +420,9 @@ def simulator_check(params, *, scale: float = 0.5, seed: int = 0) -> pd.DataFram
         "no ability spread": {"participants.ability_sd": 0.0},
         "ability spread x3": {"participants.ability_sd": 3 * params.participants.ability_sd},
         "20 % careless players": {"participants.careless_share": 0.2},
-        "false-alarm bias sd x2": {"participants.false_alarm.sd": 2 * params.participants.false_alarm.sd},
+        "false-alarm bias sd x2": {
+            "participants.false_alarm.sd": 2 * params.participants.false_alarm.sd
+        },
     }
     from memsim.fit.calibrate import set_path
     from memsim.sim.params import params_from_mapping
@@ -348,11 +444,16 @@ def simulator_check(params, *, scale: float = 0.5, seed: int = 0) -> pd.DataFram
             rng = np.random.default_rng(np.random.SeedSequence([seed, step, len(rows)]))
             drawn = synthetic_result(rng.choice(grid, len(n), p=w), n, rng, step=step)
             shaped = consistency_of(drawn, step, PAPER[col]["at"], seed=seed, n_splits=10)["human"]
-            rows.append({"variant": name, "column": col,
-                         "human": human_consistency(res, step, n_splits=10, seed=seed)["mean"],
-                         "independence_predicts": independence_prediction(res.scores, col),
-                         "npmle_predicts": shaped,
-                         "score_sd": float(res.scores[col].std())})
+            rows.append(
+                {
+                    "variant": name,
+                    "column": col,
+                    "human": human_consistency(res, step, n_splits=10, seed=seed)["mean"],
+                    "independence_predicts": independence_prediction(res.scores, col),
+                    "npmle_predicts": shaped,
+                    "score_sd": float(res.scores[col].std()),
+                }
+            )
     return pd.DataFrame(rows)
 
 
@@ -376,7 +477,7 @@ def released_correction(real: pd.DataFrame, col: str = "short-term_memorability"
     of 0; a ratio ``h(100) / h(mean lag)`` (``ratio``) an intercept of 0.
     """
     s = real[col].to_numpy(float)
-    n = real[f"nb_{col[:-len('_memorability')]}_annotations"].to_numpy(float)
+    n = real[f"nb_{col[: -len('_memorability')]}_annotations"].to_numpy(float)
     ok = np.isfinite(s) & (n > 0)
     s, n = s[ok], n[ok]
     raw = raw_hits(s, n) / n
@@ -387,19 +488,30 @@ def released_correction(real: pd.DataFrame, col: str = "short-term_memorability"
     rel = change[raw > 0] / raw[raw > 0]
     nr = n[good][raw > 0]
     groups = {}
-    for name, sel in ((f"<= {TAIL_COUNT} annotations", nr <= TAIL_COUNT),
-                      (f"> {TAIL_COUNT} annotations", nr > TAIL_COUNT)):
-        groups[name] = {"videos": int(sel.sum()),
-                        "mean_relative_change": float(rel[sel].mean()) if sel.any() else float("nan"),
-                        "sd_relative_change": float(rel[sel].std(ddof=1)) if sel.sum() > 1 else float("nan")}
-    return {"column": col, "videos": int(ok.sum()), "recovered": float(good.mean()),
-            "mean_raw": float(raw.mean()), "mean_score": float(s[good].mean()),
-            "intercept": float(intercept), "slope": float(slope),
-            "mean_relative_change": float(rel.mean()), "median_relative_change": float(np.median(rel)),
-            "sd_relative_change": float(rel.std(ddof=1)),
-            "sd_change": float(change.std(ddof=1)),
-            "sd_change_if_ratio": float((change - rel.mean() * raw).std(ddof=1)),
-            "by_count": groups}
+    for name, sel in (
+        (f"<= {TAIL_COUNT} annotations", nr <= TAIL_COUNT),
+        (f"> {TAIL_COUNT} annotations", nr > TAIL_COUNT),
+    ):
+        groups[name] = {
+            "videos": int(sel.sum()),
+            "mean_relative_change": float(rel[sel].mean()) if sel.any() else float("nan"),
+            "sd_relative_change": float(rel[sel].std(ddof=1)) if sel.sum() > 1 else float("nan"),
+        }
+    return {
+        "column": col,
+        "videos": int(ok.sum()),
+        "recovered": float(good.mean()),
+        "mean_raw": float(raw.mean()),
+        "mean_score": float(s[good].mean()),
+        "intercept": float(intercept),
+        "slope": float(slope),
+        "mean_relative_change": float(rel.mean()),
+        "median_relative_change": float(np.median(rel)),
+        "sd_relative_change": float(rel.std(ddof=1)),
+        "sd_change": float(change.std(ddof=1)),
+        "sd_change_if_ratio": float((change - rel.mean() * raw).std(ddof=1)),
+        "by_count": groups,
+    }
 
 
 def load_videomem():
@@ -412,69 +524,138 @@ def run_compat(args) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    from memsim.data import data_dir
     from memsim.analysis.scoring import read_scores
+    from memsim.data import data_dir
 
     root = data_dir(args.data)
     real = read_scores(root / "videomem" / "ground-truth_dev-set.csv")
     console = Console(width=max(110, Console().width))
-    out: dict = {"released": {c: implied_variance(real[c].to_numpy(float),
-                                                   real[f"nb_{c[:-len('_memorability')]}_annotations"].to_numpy())
-                              for c in COLUMNS}}
+    out: dict = {
+        "released": {
+            c: implied_variance(
+                real[c].to_numpy(float),
+                real[f"nb_{c[: -len('_memorability')]}_annotations"].to_numpy(),
+            )
+            for c in COLUMNS
+        }
+    }
     table = compat_table(real, repeats=args.repeats, seed=args.seed)
     out["table"] = table.to_dict(orient="records")
-    t = Table(title=f"Consistency the released scores allow ({args.repeats} repeats; mean ± sd)", title_justify="left")
-    for c in ("scores", "construction", "human consistency", "paper", "annotation consistency", "at N", "paper "):
+    t = Table(
+        title=f"Consistency the released scores allow ({args.repeats} repeats; mean ± sd)",
+        title_justify="left",
+    )
+    for c in (
+        "scores",
+        "construction",
+        "human consistency",
+        "paper",
+        "annotation consistency",
+        "at N",
+        "paper ",
+    ):
         t.add_column(c, justify="left" if c in ("scores", "construction") else "right")
     for r in table.itertuples():
-        t.add_row(r.column.split("_")[0], r.construction, f"{r.human:.3f} ± {r.human_sd:.3f}", f"{r.paper_human:.3f}",
-                  f"{r.annotation:.3f} ± {r.annotation_sd:.3f}", str(r.at), f"{r.paper_annotation:.3f}")
+        t.add_row(
+            r.column.split("_")[0],
+            r.construction,
+            f"{r.human:.3f} ± {r.human_sd:.3f}",
+            f"{r.paper_human:.3f}",
+            f"{r.annotation:.3f} ± {r.annotation_sd:.3f}",
+            str(r.at),
+            f"{r.paper_annotation:.3f}",
+        )
     console.print(t)
     for c, st in out["released"].items():
-        console.print(f"{c}: mean {st['mean']:.3f}, SD {st['sd']:.4f}, binomial noise SD "
-                      f"{np.sqrt(st['noise_var']):.4f}, true SD {np.sqrt(max(st['true_var'], 0)):.4f}, "
-                      f"{st['videos']} videos, {st['mean_annotations']:.1f} annotations each")
+        console.print(
+            f"{c}: mean {st['mean']:.3f}, SD {st['sd']:.4f}, binomial noise SD "
+            f"{np.sqrt(st['noise_var']):.4f}, true SD {np.sqrt(max(st['true_var'], 0)):.4f}, "
+            f"{st['videos']} videos, {st['mean_annotations']:.1f} annotations each"
+        )
     rc = released_correction(real)
     out["released_correction"] = rc
-    console.print(f"released ST correction (raw = ceil(score x count) / count, recovered for "
-                  f"{rc['recovered']:.1%} of {rc['videos']:,} videos): score - raw = {rc['intercept']:+.4f} "
-                  f"{rc['slope']:+.4f} x raw; mean score / raw - 1 = {rc['mean_relative_change']:+.4f} "
-                  f"(SD {rc['sd_relative_change']:.4f}); mean raw {rc['mean_raw']:.4f} -> {rc['mean_score']:.4f}: "
-                  "a ratio, not a shift")
-    console.print("  by annotation count: " + "; ".join(
-        f"{g}: {v['videos']:,} videos, mean {v['mean_relative_change']:+.4f} (SD {v['sd_relative_change']:.4f})"
-        for g, v in rc["by_count"].items()) + f"; median {rc['median_relative_change']:+.4f}")
+    console.print(
+        f"released ST correction (raw = ceil(score x count) / count, recovered for "
+        f"{rc['recovered']:.1%} of {rc['videos']:,} videos): score - raw = {rc['intercept']:+.4f} "
+        f"{rc['slope']:+.4f} x raw; mean score / raw - 1 = {rc['mean_relative_change']:+.4f} "
+        f"(SD {rc['sd_relative_change']:.4f}); mean raw {rc['mean_raw']:.4f} -> {rc['mean_score']:.4f}: "
+        "a ratio, not a shift"
+    )
+    console.print(
+        "  by annotation count: "
+        + "; ".join(
+            f"{g}: {v['videos']:,} videos, mean {v['mean_relative_change']:+.4f} (SD {v['sd_relative_change']:.4f})"
+            for g, v in rc["by_count"].items()
+        )
+        + f"; median {rc['median_relative_change']:+.4f}"
+    )
     need = sd_needed(real, COLUMNS[0], PAPER[COLUMNS[0]]["human"], seed=args.seed)
     out["sd_needed"] = need
-    console.print(f"observed ST score SD needed for human consistency {need['target']}: "
-                  f"{need['observed_sd']:.3f} (released {need['released_sd']:.3f})")
+    console.print(
+        f"observed ST score SD needed for human consistency {need['target']}: "
+        f"{need['observed_sd']:.3f} (released {need['released_sd']:.3f})"
+    )
     rd = readings_table(table)
     out["readings"] = rd.to_dict(orient="records")
-    t = Table(title="Another reading: the split-half stepped up to the full set (Spearman-Brown, 2r/(1+r))",
-              title_justify="left")
-    for c in ("scores", "construction", "annotation split-half", "stepped up", "paper", "human stepped up", "paper "):
+    t = Table(
+        title="Another reading: the split-half stepped up to the full set (Spearman-Brown, 2r/(1+r))",
+        title_justify="left",
+    )
+    for c in (
+        "scores",
+        "construction",
+        "annotation split-half",
+        "stepped up",
+        "paper",
+        "human stepped up",
+        "paper ",
+    ):
         t.add_column(c, justify="left" if c in ("scores", "construction") else "right")
     for r in rd.itertuples():
-        t.add_row(r.column.split("_")[0], r.construction, f"{r.annotation_split_half:.3f}",
-                  f"{r.annotation_stepped_up:.3f}", f"{r.paper_annotation:.3f}", f"{r.human_stepped_up:.3f}",
-                  f"{r.paper_human:.3f}")
+        t.add_row(
+            r.column.split("_")[0],
+            r.construction,
+            f"{r.annotation_split_half:.3f}",
+            f"{r.annotation_stepped_up:.3f}",
+            f"{r.paper_annotation:.3f}",
+            f"{r.human_stepped_up:.3f}",
+            f"{r.paper_human:.3f}",
+        )
     console.print(t)
-    nn = pd.DataFrame([
-        noise_needed(real, COLUMNS[0], 0.481, real["nb_short-term_annotations"].mean() / 2),
-        noise_needed(real, COLUMNS[0], 0.616, 19, min_annotations=38),
-        noise_needed(real, COLUMNS[1], 0.192, real["nb_long-term_annotations"].mean() / 2),
-        noise_needed(real, COLUMNS[1], 0.364, 6.5, min_annotations=13),
-    ])
+    nn = pd.DataFrame(
+        [
+            noise_needed(real, COLUMNS[0], 0.481, real["nb_short-term_annotations"].mean() / 2),
+            noise_needed(real, COLUMNS[0], 0.616, 19, min_annotations=38),
+            noise_needed(real, COLUMNS[1], 0.192, real["nb_long-term_annotations"].mean() / 2),
+            noise_needed(real, COLUMNS[1], 0.364, 6.5, min_annotations=13),
+        ]
+    )
     nn.insert(1, "statistic", ["human", "annotation at 38", "human", "annotation at 13"])
     out["noise_needed"] = nn.to_dict(orient="records")
-    t = Table(title="Within-video noise each paper number needs (classical test theory on the released scores)",
-              title_justify="left")
-    for c in ("scores", "statistic", "videos", "r with binomial noise", "paper", "noise needed / binomial",
-              "intra-video correlation"):
+    t = Table(
+        title="Within-video noise each paper number needs (classical test theory on the released scores)",
+        title_justify="left",
+    )
+    for c in (
+        "scores",
+        "statistic",
+        "videos",
+        "r with binomial noise",
+        "paper",
+        "noise needed / binomial",
+        "intra-video correlation",
+    ):
         t.add_column(c, justify="left" if c in ("scores", "statistic") else "right")
     for r in nn.itertuples():
-        t.add_row(r.column.split("_")[0], r.statistic, f"{r.videos:,}", f"{r.r_with_binomial_noise:.3f}",
-                  f"{r.paper:.3f}", f"{r.factor:.2f}", f"{r.rho:+.4f}")
+        t.add_row(
+            r.column.split("_")[0],
+            r.statistic,
+            f"{r.videos:,}",
+            f"{r.r_with_binomial_noise:.3f}",
+            f"{r.paper:.3f}",
+            f"{r.factor:.2f}",
+            f"{r.rho:+.4f}",
+        )
     console.print(t)
     if args.mechanisms:
         from memsim.sim.params import default_params_path, load_params
@@ -482,14 +663,29 @@ def run_compat(args) -> int:
         params = load_params(default_params_path(load_videomem()))
         sc = simulator_check(params, seed=args.seed)
         out["simulator"] = sc.to_dict(orient="records")
-        t = Table(title=f"The simulator's mechanisms ({params.name}, scale 0.5): human consistency vs what "
-                        "independent noise predicts from the same scores", title_justify="left")
-        for c in ("variant", "scores", "human consistency", "T / (T + 2E)", "npmle construction",
-                  "score SD"):
+        t = Table(
+            title=f"The simulator's mechanisms ({params.name}, scale 0.5): human consistency vs what "
+            "independent noise predicts from the same scores",
+            title_justify="left",
+        )
+        for c in (
+            "variant",
+            "scores",
+            "human consistency",
+            "T / (T + 2E)",
+            "npmle construction",
+            "score SD",
+        ):
             t.add_column(c, justify="left" if c in ("variant", "scores") else "right")
         for r in sc.itertuples():
-            t.add_row(r.variant, r.column.split("_")[0], f"{r.human:.3f}", f"{r.independence_predicts:.3f}",
-                      f"{r.npmle_predicts:.3f}", f"{r.score_sd:.4f}")
+            t.add_row(
+                r.variant,
+                r.column.split("_")[0],
+                f"{r.human:.3f}",
+                f"{r.independence_predicts:.3f}",
+                f"{r.npmle_predicts:.3f}",
+                f"{r.score_sd:.4f}",
+            )
         console.print(t)
     if args.out:
         from memsim.io import write_text_atomic

@@ -29,8 +29,14 @@ from scipy.stats import rankdata
 
 from memsim.errors import UserError
 
-__all__ = ["expected_spearman", "beta_truth", "ceilings_from_release", "ceilings_from_truth",
-           "spearman_rows", "TRUTH_COLUMNS"]
+__all__ = [
+    "expected_spearman",
+    "beta_truth",
+    "ceilings_from_release",
+    "ceilings_from_truth",
+    "spearman_rows",
+    "TRUTH_COLUMNS",
+]
 
 TRUTH_COLUMNS = {"short_term": "true_short_term", "long_term": "true_long_term"}
 
@@ -55,8 +61,9 @@ def spearman_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:
         return (ra * rb).sum(1) / den
 
 
-def expected_spearman(p: np.ndarray, n: np.ndarray, *, repeats: int = 20,
-                      rng: np.random.Generator) -> tuple[float, float]:
+def expected_spearman(
+    p: np.ndarray, n: np.ndarray, *, repeats: int = 20, rng: np.random.Generator
+) -> tuple[float, float]:
     """Mean and SD over ``repeats`` of Spearman(p, Binomial(n, p) / n).
 
     Parameters
@@ -72,8 +79,12 @@ def expected_spearman(p: np.ndarray, n: np.ndarray, *, repeats: int = 20,
     return float(np.mean(r)), float(np.std(r, ddof=1)) if repeats > 1 else 0.0
 
 
-def beta_truth(scores: np.ndarray, n: np.ndarray, size: tuple, rng: np.random.Generator,
-               ) -> np.ndarray:
+def beta_truth(
+    scores: np.ndarray,
+    n: np.ndarray,
+    size: tuple,
+    rng: np.random.Generator,
+) -> np.ndarray:
     """Draw true scores from the beta matched to the released mean and noise-free variance.
 
     Raises
@@ -87,14 +98,17 @@ def beta_truth(scores: np.ndarray, n: np.ndarray, size: tuple, rng: np.random.Ge
     noise = np.mean(s * (1 - s) / np.maximum(n - 1, 1))
     var = s.var(ddof=1) - noise
     if var <= 0 or var >= m * (1 - m):
-        raise UserError(f"released variance {s.var(ddof=1):.5f} leaves no valid true variance "
-                        f"after binomial noise {noise:.5f}")
+        raise UserError(
+            f"released variance {s.var(ddof=1):.5f} leaves no valid true variance "
+            f"after binomial noise {noise:.5f}"
+        )
     k = m * (1 - m) / var - 1
     return rng.beta(m * k, (1 - m) * k, size=size)
 
 
-def ceilings_from_release(scores: np.ndarray, n: np.ndarray, *, repeats: int = 20,
-                          seed: int = 0, beta: bool = True) -> dict:
+def ceilings_from_release(
+    scores: np.ndarray, n: np.ndarray, *, repeats: int = 20, seed: int = 0, beta: bool = True
+) -> dict:
     """Beta-method ceiling and released-as-truth upper bound for one target.
 
     Returns
@@ -121,8 +135,15 @@ def ceilings_from_release(scores: np.ndarray, n: np.ndarray, *, repeats: int = 2
     }
 
 
-def ceilings_from_truth(truth: pd.DataFrame, n: np.ndarray, target: str, *, repeats: int = 20,
-                        seed: int = 0, source: str = "truth file") -> tuple[float, float]:
+def ceilings_from_truth(
+    truth: pd.DataFrame,
+    n: np.ndarray,
+    target: str,
+    *,
+    repeats: int = 20,
+    seed: int = 0,
+    source: str = "truth file",
+) -> tuple[float, float]:
     """Ceiling from a simulator truth table, with released annotation counts dealt at random."""
     col = TRUTH_COLUMNS[target]
     if col not in truth.columns:
@@ -147,5 +168,7 @@ def read_truth(path) -> pd.DataFrame:
     try:
         df = pd.read_csv(p) if p.suffix.lower() == ".csv" else pd.read_parquet(p)
     except Exception as exc:  # pyarrow raises several types on a damaged file
-        raise UserError(f"cannot read truth file: {str(exc).splitlines()[0][:120]}", path=p) from None
+        raise UserError(
+            f"cannot read truth file: {str(exc).splitlines()[0][:120]}", path=p
+        ) from None
     return df

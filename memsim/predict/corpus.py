@@ -87,8 +87,16 @@ def load_corpus(dataset: str, root) -> Corpus:
 
 def _finish(dataset, ids, texts, dense, targets, y, n_ann) -> Corpus:
     ids = np.asarray(ids, dtype=object)
-    return Corpus(dataset, ids, texts, np.ascontiguousarray(dense, dtype=np.float32),
-                  tuple(targets), y, n_ann, {str(v): i for i, v in enumerate(ids)})
+    return Corpus(
+        dataset,
+        ids,
+        texts,
+        np.ascontiguousarray(dense, dtype=np.float32),
+        tuple(targets),
+        y,
+        n_ann,
+        {str(v): i for i, v in enumerate(ids)},
+    )
 
 
 def _videomem(root) -> Corpus:
@@ -105,8 +113,9 @@ def _videomem(root) -> Corpus:
     lab = scores.set_index("video")
     missing = sorted(set(lab.index) - set(names))
     if missing:
-        raise UserError(f"labelled video {missing[0]!r} has no title or COCO-80 features",
-                        path=root)
+        raise UserError(
+            f"labelled video {missing[0]!r} has no title or COCO-80 features", path=root
+        )
     y = np.full((len(names), 2), np.nan)
     n = np.zeros((len(names), 2), dtype=np.int64)
     pos = pd.Index(names).get_indexer(lab.index)
@@ -116,8 +125,15 @@ def _videomem(root) -> Corpus:
     n[pos, 1] = lab["nb_long-term_annotations"].to_numpy()
     # keep the release order for labelled videos first: folds then follow the file
     order = np.concatenate([pos, np.setdiff1d(np.arange(len(names)), pos)])
-    return _finish("videomem", names[order], [texts[i] for i in order], dense[order],
-                   ("short_term", "long_term"), y[order], n[order])
+    return _finish(
+        "videomem",
+        names[order],
+        [texts[i] for i in order],
+        dense[order],
+        ("short_term", "long_term"),
+        y[order],
+        n[order],
+    )
 
 
 def _memento(root) -> Corpus:
@@ -137,6 +153,12 @@ def _memento(root) -> Corpus:
     y[pos, 0] = lab["scores_normalized_short_term"].to_numpy()
     n[pos, 0] = lab["annotations_short_term"].to_numpy()
     order = np.concatenate([pos, np.setdiff1d(np.arange(len(names)), pos)])
-    return _finish("memento10k", names[order], [texts[i] for i in order],
-                   np.zeros((len(names), 0), dtype=np.float32), ("short_term",),
-                   y[order], n[order])
+    return _finish(
+        "memento10k",
+        names[order],
+        [texts[i] for i in order],
+        np.zeros((len(names), 0), dtype=np.float32),
+        ("short_term",),
+        y[order],
+        n[order],
+    )

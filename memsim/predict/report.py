@@ -19,8 +19,14 @@ from memsim.predict.ceiling import ceilings_from_release, ceilings_from_truth
 __all__ = ["ceilings", "table", "write_outputs"]
 
 
-def ceilings(corpus, *, truth: pd.DataFrame | None = None, truth_source=None, seed: int = 0,
-             repeats: int = 20) -> pd.DataFrame:
+def ceilings(
+    corpus,
+    *,
+    truth: pd.DataFrame | None = None,
+    truth_source=None,
+    seed: int = 0,
+    repeats: int = 20,
+) -> pd.DataFrame:
     """Expected Spearman of a perfect predictor, per target and method (tidy table)."""
     lab = corpus.labelled
     rows = []
@@ -30,15 +36,34 @@ def ceilings(corpus, *, truth: pd.DataFrame | None = None, truth_source=None, se
             c = ceilings_from_release(s, n, repeats=repeats, seed=seed)
         except UserError:  # noise exceeds the released variance: no beta truth exists
             c = ceilings_from_release(s, n, repeats=repeats, seed=seed, beta=False)
-        rows.append({"target": t, "method": "beta (released mean, variance - noise)",
-                     "mean": c["beta"][0], "sd": c["beta"][1]})
-        rows.append({"target": t, "method": "released scores as truth (upper bound)",
-                     "mean": c["released_as_truth"][0], "sd": c["released_as_truth"][1]})
+        rows.append(
+            {
+                "target": t,
+                "method": "beta (released mean, variance - noise)",
+                "mean": c["beta"][0],
+                "sd": c["beta"][1],
+            }
+        )
+        rows.append(
+            {
+                "target": t,
+                "method": "released scores as truth (upper bound)",
+                "mean": c["released_as_truth"][0],
+                "sd": c["released_as_truth"][1],
+            }
+        )
         if truth is not None:
-            m, sd = ceilings_from_truth(truth, n, t, repeats=repeats, seed=seed,
-                                        source=str(truth_source))
-            rows.append({"target": t, "method": f"simulator truth ({Path(str(truth_source)).name})",
-                         "mean": m, "sd": sd})
+            m, sd = ceilings_from_truth(
+                truth, n, t, repeats=repeats, seed=seed, source=str(truth_source)
+            )
+            rows.append(
+                {
+                    "target": t,
+                    "method": f"simulator truth ({Path(str(truth_source)).name})",
+                    "mean": m,
+                    "sd": sd,
+                }
+            )
     return pd.DataFrame(rows)
 
 
@@ -54,9 +79,13 @@ def table(corpus, summ: pd.DataFrame, ceil: pd.DataFrame, args) -> str:
     targets = list(corpus.targets)
     head = "| model | " + " | ".join(t.replace("_", "-") for t in targets) + " |"
     sep = "| --- |" + " --- |" * len(targets)
-    lines = [f"{corpus.dataset}: {len(corpus.labelled)} labelled videos, "
-             f"{args.folds}-fold CV (seed {args.seed}), Spearman mean ± sd over folds", "",
-             head, sep]
+    lines = [
+        f"{corpus.dataset}: {len(corpus.labelled)} labelled videos, "
+        f"{args.folds}-fold CV (seed {args.seed}), Spearman mean ± sd over folds",
+        "",
+        head,
+        sep,
+    ]
     for m in dict.fromkeys(summ["model"].astype(str)):
         cells = []
         for t in targets:
@@ -66,8 +95,10 @@ def table(corpus, summ: pd.DataFrame, ceil: pd.DataFrame, args) -> str:
     if corpus.dataset == "videomem":
         for name, st, lt in PAPER_TABLE:
             lines.append(f"| paper: {name} (official test split) | {st:.3f} | {lt:.3f} |")
-        lines.append(f"| human consistency (paper) | {HUMAN_CONSISTENCY[0]:.3f} | "
-                     f"{HUMAN_CONSISTENCY[1]:.3f} |")
+        lines.append(
+            f"| human consistency (paper) | {HUMAN_CONSISTENCY[0]:.3f} | "
+            f"{HUMAN_CONSISTENCY[1]:.3f} |"
+        )
     for method in dict.fromkeys(ceil["method"]):
         cells = []
         for t in targets:
@@ -80,8 +111,9 @@ def table(corpus, summ: pd.DataFrame, ceil: pd.DataFrame, args) -> str:
     return "\n".join(lines)
 
 
-def write_outputs(out: Path, cv: pd.DataFrame, summ: pd.DataFrame, ceil: pd.DataFrame,
-                  corpus) -> None:
+def write_outputs(
+    out: Path, cv: pd.DataFrame, summ: pd.DataFrame, ceil: pd.DataFrame, corpus
+) -> None:
     from memsim.io import atomic_path
 
     out = Path(out)
@@ -114,11 +146,14 @@ def figure(summ: pd.DataFrame, ceil: pd.DataFrame, corpus):
         for i, method in enumerate(dict.fromkeys(ceil["method"])):
             r = ceil[(ceil["method"] == method) & (ceil["target"] == t)]
             if not r.empty and np.isfinite(r["mean"].iloc[0]):
-                ax.axhline(r["mean"].iloc[0], color="#c44e52", ls=styles[i % 3],
-                           label=f"ceiling: {method}")
+                ax.axhline(
+                    r["mean"].iloc[0], color="#c44e52", ls=styles[i % 3], label=f"ceiling: {method}"
+                )
         if corpus.dataset == "videomem":
             k = targets.index(t)
-            ax.axhline(HUMAN_CONSISTENCY[k], color="#55a868", ls="-.", label="human consistency (paper)")
+            ax.axhline(
+                HUMAN_CONSISTENCY[k], color="#55a868", ls="-.", label="human consistency (paper)"
+            )
             ax.axhline(PAPER_TABLE[-1][1 + k], color="#8172b2", ls="--", label="SemEmb, paper test")
         ax.set_title(f"{corpus.dataset} {t.replace('_', '-')}")
         ax.set_ylabel("Spearman (CV mean ± sd)")

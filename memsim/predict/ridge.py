@@ -44,12 +44,12 @@ class Ridge:
     alpha: np.ndarray  # (k,) chosen penalties
 
     @classmethod
-    def fit(cls, X: np.ndarray, Y: np.ndarray, alphas: np.ndarray = ALPHAS) -> "Ridge":
+    def fit(cls, X: np.ndarray, Y: np.ndarray, alphas: np.ndarray = ALPHAS) -> Ridge:
         with _one_blas_thread():
             return cls._fit(X, Y, alphas)
 
     @classmethod
-    def _fit(cls, X: np.ndarray, Y: np.ndarray, alphas: np.ndarray) -> "Ridge":
+    def _fit(cls, X: np.ndarray, Y: np.ndarray, alphas: np.ndarray) -> Ridge:
         X = np.asarray(X, dtype=np.float64)
         Y = np.asarray(Y, dtype=np.float64).reshape(len(X), -1)
         xm, ym = X.mean(0), Y.mean(0)
@@ -92,5 +92,7 @@ class Ridge:
         return {k: getattr(self, k).tolist() for k in ("x_mean", "y_mean", "coef", "alpha")}
 
     @classmethod
-    def from_state(cls, s: dict) -> "Ridge":
-        return cls(*(np.asarray(s[k], dtype=np.float64) for k in ("x_mean", "y_mean", "coef", "alpha")))
+    def from_state(cls, s: dict) -> Ridge:
+        return cls(
+            *(np.asarray(s[k], dtype=np.float64) for k in ("x_mean", "y_mean", "coef", "alpha"))
+        )

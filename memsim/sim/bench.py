@@ -20,12 +20,10 @@ import os
 import resource
 import tempfile
 import time
-from pathlib import Path
 
 import numpy as np
 
 from memsim.resources import params_path, protocol_path
-
 
 
 def _best(fn, repeats: int = 3) -> float:
@@ -48,7 +46,9 @@ def _step1_input(protocol, params, n: int, seed: int = 0):
     pid = np.arange(n, dtype=np.int64)
     item, lag = generate_sequences(layout, seed, pid, 0)
     rng = np.random.default_rng(seed)
-    items_video = np.stack([rng.choice(protocol.stimuli.count, layout.n_items, replace=False) for _ in range(n)])
+    items_video = np.stack(
+        [rng.choice(protocol.stimuli.count, layout.n_items, replace=False) for _ in range(n)]
+    )
     video = np.take_along_axis(items_video, item, axis=1).astype(np.int32)
     group_role = np.array([ROLE_CODES[g.role] for g in step.items], dtype=np.int8)
     role = group_role[layout.group_of_item[item]]
@@ -56,10 +56,17 @@ def _step1_input(protocol, params, n: int, seed: int = 0):
     pos = np.arange(step.length)[None, :]
     parts = draw_participants(params, n, seed)
     x = StepInput(
-        participant=pid, video=video, role=role, repeat=within,
+        participant=pid,
+        video=video,
+        role=role,
+        repeat=within,
         first_pos=np.where(within, pos - lag, -1).astype(np.int32),
-        prior_onset=np.full(video.shape, np.nan), start_s=np.zeros(n),
-        ability=parts.ability, fa=parts.fa, lapse=parts.lapse, careless=parts.careless,
+        prior_onset=np.full(video.shape, np.nan),
+        start_s=np.zeros(n),
+        ability=parts.ability,
+        fa=parts.fa,
+        lapse=parts.lapse,
+        careless=parts.careless,
     )
     return x, draw_videos(params, protocol.stimuli.count, seed)
 
@@ -67,9 +74,9 @@ def _step1_input(protocol, params, n: int, seed: int = 0):
 def measure(quick: bool = False) -> dict:
     import numba
 
+    from memsim.design.protocol import load_protocol
     from memsim.sim.kernel import simulate_step, simulate_step_reference
     from memsim.sim.params import load_params
-    from memsim.design.protocol import load_protocol
     from memsim.sim.sequence import generate_sequences, generate_sequences_reference, layout_for
     from memsim.sim.simulate import _constants, simulate, write_simulation
 
@@ -110,7 +117,9 @@ def measure(quick: bool = False) -> dict:
         numba.set_num_threads(before)
     tn = _best(lambda: simulate_step(x, videos, c))
     n_ref = 50 if quick else 200
-    sub = type(x)(**{k: (v[:n_ref] if isinstance(v, np.ndarray) else v) for k, v in x.__dict__.items()})
+    sub = type(x)(
+        **{k: (v[:n_ref] if isinstance(v, np.ndarray) else v) for k, v in x.__dict__.items()}
+    )
     t_ref = _best(lambda: simulate_step_reference(sub, videos, c), repeats=1)
     numba.set_num_threads(1)
     try:
@@ -154,20 +163,38 @@ def main(quick: bool = False) -> int:
 
     r = measure(quick)
     c, k, s = r["campaign"], r["kernel"], r["sequences"]
-    t = Table(title=f"memsim bench (VideoMem, {r['threads']} numba threads, {r['cpus']} CPUs)",
-              title_justify="left")
+    t = Table(
+        title=f"memsim bench (VideoMem, {r['threads']} numba threads, {r['cpus']} CPUs)",
+        title_justify="left",
+    )
     t.add_column("measure")
     t.add_column("value", justify="right")
     t.add_column("goal", justify="right")
-    t.add_row(f"campaign: {c['participants']:,} participants, {c['trials']:,} trials, simulate",
-              f"{c['simulate_s']:.2f} s", "")
-    t.add_row("campaign: simulate + write Parquet", f"{c['simulate_and_write_s']:.2f} s",
-              "<= 3 s" if c["scale"] == 1 else "")
+    t.add_row(
+        f"campaign: {c['participants']:,} participants, {c['trials']:,} trials, simulate",
+        f"{c['simulate_s']:.2f} s",
+        "",
+    )
+    t.add_row(
+        "campaign: simulate + write Parquet",
+        f"{c['simulate_and_write_s']:.2f} s",
+        "<= 3 s" if c["scale"] == 1 else "",
+    )
     t.add_row("peak memory (process)", f"{c['peak_rss_mb']:.0f} MB", "<= 1,000 MB")
     t.add_row("kernel, 1 thread", f"{k['trials_per_s_1_thread'] / 1e6:.1f} M trials/s", ">= 50 M")
-    t.add_row(f"kernel, {r['threads']} threads", f"{k['trials_per_s_all_threads'] / 1e6:.1f} M trials/s", "")
-    t.add_row(f"kernel speed-up on {r['threads']} threads", f"{k['speedup_all_threads']:.2f}x", ">= 1.7x")
-    t.add_row("agent-per-participant Python loop", f"{k['reference_trials_per_s'] / 1e3:.1f} k trials/s", "")
+    t.add_row(
+        f"kernel, {r['threads']} threads",
+        f"{k['trials_per_s_all_threads'] / 1e6:.1f} M trials/s",
+        "",
+    )
+    t.add_row(
+        f"kernel speed-up on {r['threads']} threads", f"{k['speedup_all_threads']:.2f}x", ">= 1.7x"
+    )
+    t.add_row(
+        "agent-per-participant Python loop",
+        f"{k['reference_trials_per_s'] / 1e3:.1f} k trials/s",
+        "",
+    )
     t.add_row("kernel (1 thread) / Python loop", f"{k['kernel_vs_reference']:.0f}x", ">= 100x")
     t.add_row("sequences, 1 thread", f"{s['per_s_1_thread']:,.0f} /s", ">= 100,000")
     t.add_row("sequences / Python reference", f"{s['ratio']:.0f}x", "")

@@ -33,8 +33,6 @@ demands from ``(seed, DEMAND, 0)``, step ``s``'s pick demands from ``(seed, DEMA
 
 from __future__ import annotations
 
-from memsim import _jitcache  # noqa: F401  (first: drops numba caches older than the sources)
-
 import heapq
 from dataclasses import dataclass, field
 
@@ -42,13 +40,19 @@ import numpy as np
 import simpy
 from numba import njit
 
+from memsim import _jitcache  # noqa: F401  (drops numba caches older than the sources)
 from memsim import rng as _rng
-from memsim.errors import UserError
 from memsim.design.protocol import Protocol
+from memsim.errors import UserError
 from memsim.rng import PyStream, next_below, next_uniform, stream_key_py
 
 __all__ = [
-    "Plan", "LaterStep", "AnnotationIndex", "draw_demand", "plan_campaign", "select_least_annotated",
+    "Plan",
+    "LaterStep",
+    "AnnotationIndex",
+    "draw_demand",
+    "plan_campaign",
+    "select_least_annotated",
     "select_uniform",
 ]
 
@@ -109,14 +113,18 @@ class AnnotationIndex:
         if self.demand is None:
             _add_annotations(self.counts, self.order, self.where, self.start, videos)
         else:
-            _add_demanded(self.counts, self.keys, self.demand, self.order, self.where, self.start, videos)
+            _add_demanded(
+                self.counts, self.keys, self.demand, self.order, self.where, self.start, videos
+            )
 
     def remove(self, videos: np.ndarray) -> None:
         """Withdraw one annotation of each of ``videos`` (each must have one to withdraw)."""
         if self.demand is None:
             _remove_annotations(self.counts, self.order, self.where, self.start, videos)
         else:
-            _remove_demanded(self.counts, self.keys, self.demand, self.order, self.where, self.start, videos)
+            _remove_demanded(
+                self.counts, self.keys, self.demand, self.order, self.where, self.start, videos
+            )
 
     def min_count(self) -> int:
         if self.demand is not None:
@@ -313,7 +321,9 @@ class LaterStep:
     rows: np.ndarray  # int64[n]: participant ids (== their step-1 row)
     delay_s: np.ndarray  # float64[n]: time after the end of the previous step
     new_items: np.ndarray  # int32[n, n_new]: new stimuli, in item-group order
-    tested: np.ndarray | None = None  # int32[n, k]: step-1 items picked for testing (pick least_annotated)
+    tested: np.ndarray | None = (
+        None  # int32[n, k]: step-1 items picked for testing (pick least_annotated)
+    )
 
 
 @dataclass
@@ -342,8 +352,14 @@ def first_verdict_s(protocol: Protocol, min_press_s: float = 0.0) -> float:
     return (min(k, step.length) if k > 0 else step.length) * (shortest + st.gap_s)
 
 
-def plan_campaign(protocol: Protocol, seed: int, return_probability: float, observe=None,
-                  judge=None, min_press_s: float = 0.0) -> Plan:
+def plan_campaign(
+    protocol: Protocol,
+    seed: int,
+    return_probability: float,
+    observe=None,
+    judge=None,
+    min_press_s: float = 0.0,
+) -> Plan:
     """Run the simpy campaign and return its plan.
 
     ``observe(p, items)`` (needed by the ``adaptive`` policy) plays participant
@@ -390,12 +406,20 @@ def plan_campaign(protocol: Protocol, seed: int, return_probability: float, obse
             if not isinstance(g.source, str) and g.source.pick == "least_annotated":
                 if g.source.step != 1:
                     raise UserError(
-                        f"steps.{s}: pick least_annotated draws from step 1 only", path=protocol.name
+                        f"steps.{s}: pick least_annotated draws from step 1 only",
+                        path=protocol.name,
                     )
-                role_ok = [h.role in g.source.roles and isinstance(h.source, str) for h in steps[0].items]
+                role_ok = [
+                    h.role in g.source.roles and isinstance(h.source, str) for h in steps[0].items
+                ]
                 eligible = np.flatnonzero(np.repeat(role_ok, [h.count for h in steps[0].items]))
                 weight = draw_demand(g.source.demand, n_videos, seed, s)
-                picks[s] = (eligible.astype(np.int32), g.count, np.zeros(n_videos, np.int32), weight)
+                picks[s] = (
+                    eligible.astype(np.int32),
+                    g.count,
+                    np.zeros(n_videos, np.int32),
+                    weight,
+                )
     later_tested: list[list[tuple]] = [[] for _ in steps[1:]]
     done = {"n": 0}
     uncertain = UncertaintyIndex(n_videos) if sel.kind == "adaptive" else None
@@ -430,7 +454,9 @@ def plan_campaign(protocol: Protocol, seed: int, return_probability: float, obse
         if kept_only:
             settle(env.now)
         if sel.kind == "least_annotated":
-            state, chosen = select_least_annotated(index.order, index.start, sel.pool, k1, np.uint64(st.state))
+            state, chosen = select_least_annotated(
+                index.order, index.start, sel.pool, k1, np.uint64(st.state)
+            )
         elif sel.kind == "adaptive":
             release(env.now)
             jitter = np.random.default_rng(st.u64()).random(n_videos)
@@ -509,7 +535,9 @@ def plan_campaign(protocol: Protocol, seed: int, return_probability: float, obse
         new = np.array(later_new[s - 1], dtype=np.int32).reshape(-1, k)
         tested = None
         if s in picks:
-            tested = np.array([picked[s][p] for p in rows[order]], dtype=np.int32).reshape(-1, picks[s][1])
+            tested = np.array([picked[s][p] for p in rows[order]], dtype=np.int32).reshape(
+                -1, picks[s][1]
+            )
         later.append(
             LaterStep(
                 rows=rows[order],

@@ -22,12 +22,12 @@ dispatches on (numba cannot store first-class functions in arrays cheaply).
 
 from __future__ import annotations
 
-from memsim import _jitcache  # noqa: F401  (first: drops numba caches older than the sources)
-
 import math
 from dataclasses import dataclass
 
 from numba import njit
+
+from memsim import _jitcache  # noqa: F401  (drops numba caches older than the sources)
 
 __all__ = ["LAWS", "ForgettingLaw", "law_code", "retention"]
 
@@ -100,23 +100,53 @@ class ForgettingLaw:
 
     def closed_form(self, t: float, m: float, r: float, *shape: float) -> float:
         """The law in plain Python (for tests and docs)."""
-        a, b = (tuple(shape) + self.defaults[len(shape):] + (0.0, 0.0))[:2]
+        a, b = (tuple(shape) + self.defaults[len(shape) :] + (0.0, 0.0))[:2]
         return float(retention(self.code, float(t), float(m), float(r), float(a), float(b)))
 
 
 LAWS: dict[str, ForgettingLaw] = {
     law.name: law
     for law in (
-        ForgettingLaw("exponential", 0, ("time_scale_s",), (3600.0,), "positive",
-                      "R(t) = m exp(-r t / time_scale_s)"),
-        ForgettingLaw("power", 1, ("time_scale_s",), (60.0,), "positive",
-                      "R(t) = m (1 + t / time_scale_s)^(-r)"),
-        ForgettingLaw("linear", 2, ("seconds_per_lag",), (8.0,), "real",
-                      "R(t) = clip(m - r t / seconds_per_lag, 0, 1)"),
-        ForgettingLaw("exponential_asymptote", 3, ("time_constant_s",), (3600.0,), "unit",
-                      "R(t) = m (1 - r (1 - exp(-t / time_constant_s)))"),
-        ForgettingLaw("logit_exponential_asymptote", 4, ("time_constant_s",), (3600.0,), "positive",
-                      "logit R(t) = logit m - r (1 - exp(-t / time_constant_s))"),
+        ForgettingLaw(
+            "exponential",
+            0,
+            ("time_scale_s",),
+            (3600.0,),
+            "positive",
+            "R(t) = m exp(-r t / time_scale_s)",
+        ),
+        ForgettingLaw(
+            "power",
+            1,
+            ("time_scale_s",),
+            (60.0,),
+            "positive",
+            "R(t) = m (1 + t / time_scale_s)^(-r)",
+        ),
+        ForgettingLaw(
+            "linear",
+            2,
+            ("seconds_per_lag",),
+            (8.0,),
+            "real",
+            "R(t) = clip(m - r t / seconds_per_lag, 0, 1)",
+        ),
+        ForgettingLaw(
+            "exponential_asymptote",
+            3,
+            ("time_constant_s",),
+            (3600.0,),
+            "unit",
+            "R(t) = m (1 - r (1 - exp(-t / time_constant_s)))",
+        ),
+        ForgettingLaw(
+            "logit_exponential_asymptote",
+            4,
+            ("time_constant_s",),
+            (3600.0,),
+            "positive",
+            "logit R(t) = logit m - r (1 - exp(-t / time_constant_s))",
+        ),
     )
 }
 

@@ -30,17 +30,16 @@ the same model in plain Python, draw for draw.
 
 from __future__ import annotations
 
-from memsim import _jitcache  # noqa: F401  (first: drops numba caches older than the sources)
-
 import math
 from dataclasses import dataclass
 
 import numpy as np
 from numba import njit, prange
 
+from memsim import _jitcache  # noqa: F401  (drops numba caches older than the sources)
 from memsim import rng as _rng
-from memsim.sim.forgetting import retention
 from memsim.rng import PyStream, next_normal, next_uniform, stream_key, stream_key_py
+from memsim.sim.forgetting import retention
 
 __all__ = ["StepInput", "Constants", "simulate_step", "simulate_step_reference", "ROLE_CODES"]
 
@@ -102,10 +101,38 @@ def _truncated_lognormal(state, mu, sd, lo, hi):
 
 @njit(cache=True)
 def _one_participant(i, xs, vs, cs, outs):
-    participant, video, role, repeat, first_pos, prior_onset, start_s, ability, fa, lapse, careless = xs
+    (
+        participant,
+        video,
+        role,
+        repeat,
+        first_pos,
+        prior_onset,
+        start_s,
+        ability,
+        fa,
+        lapse,
+        careless,
+    ) = xs
     v_m, v_rate, v_fa, v_rt, v_fam = vs
-    (seed, step_index, law, a, b, duration, gap, ends_on_press, stop_after, careless_rate, rt_min,
-     rt_sd, rt_hit_mu, rt_hit_slope, rt_fa_mu, fam_decay) = cs
+    (
+        seed,
+        step_index,
+        law,
+        a,
+        b,
+        duration,
+        gap,
+        ends_on_press,
+        stop_after,
+        careless_rate,
+        rt_min,
+        rt_sd,
+        rt_hit_mu,
+        rt_hit_slope,
+        rt_fa_mu,
+        fam_decay,
+    ) = cs
     response, rt_out, onset, delay, shown = outs
     # Hot loop: one uniform decides a press. Attending (1 - lapse) and recognising
     # (p) are independent, so press iff u < (1 - lapse) p has the same law as two
@@ -151,7 +178,9 @@ def _one_participant(i, xs, vs, cs, outs):
             if u < attend * (r * g / (1.0 + r * (g - 1.0))):
                 press = True
                 lp = math.log(r / (1.0 - r)) + ability[i]
-                state, rt = _truncated_lognormal(state, rt_hit_mu - rt_hit_slope * lp + v_rt[v], rt_sd, rt_min, hi)
+                state, rt = _truncated_lognormal(
+                    state, rt_hit_mu - rt_hit_slope * lp + v_rt[v], rt_sd, rt_min, hi
+                )
         else:
             o = fa_odds * v_fa[v]
             if u < attend * (o / (1.0 + o)):
@@ -176,8 +205,13 @@ def _one_participant(i, xs, vs, cs, outs):
 @njit(cache=True)
 def _outputs(n, L):
     # every slot is written by _one_participant, so no initialisation pass
-    return (np.empty((n, L), dtype=np.bool_), np.empty((n, L), dtype=np.float32), np.empty((n, L)),
-            np.empty((n, L)), np.empty(n, dtype=np.int32))
+    return (
+        np.empty((n, L), dtype=np.bool_),
+        np.empty((n, L), dtype=np.float32),
+        np.empty((n, L)),
+        np.empty((n, L)),
+        np.empty(n, dtype=np.int32),
+    )
 
 
 @njit(cache=True, parallel=True)
@@ -228,10 +262,22 @@ def step_tables(videos, c: Constants) -> tuple[tuple, tuple]:
     # false-alarm attraction as odds
     vs = (videos.m, videos.rate, np.exp(videos.fa), videos.rt, videos.familiarity)
     cs = (
-        int(c.seed), int(c.step_index), int(c.law), float(c.shape_a), float(c.shape_b),
-        float(c.duration_s), float(c.gap_s), bool(c.ends_on_press), int(c.stop_after_vigilance_misses),
-        float(c.careless_press_rate), float(c.rt_min_s), float(c.rt_log_sd), float(c.rt_hit_log_mean),
-        float(c.rt_hit_slope), float(c.rt_fa_log_mean), float(c.familiarity_decay_s),
+        int(c.seed),
+        int(c.step_index),
+        int(c.law),
+        float(c.shape_a),
+        float(c.shape_b),
+        float(c.duration_s),
+        float(c.gap_s),
+        bool(c.ends_on_press),
+        int(c.stop_after_vigilance_misses),
+        float(c.careless_press_rate),
+        float(c.rt_min_s),
+        float(c.rt_log_sd),
+        float(c.rt_hit_log_mean),
+        float(c.rt_hit_slope),
+        float(c.rt_fa_log_mean),
+        float(c.familiarity_decay_s),
     )
     return vs, cs
 
@@ -264,8 +310,13 @@ def simulate_step(x: StepInput, videos, c: Constants):
     """
     if x.video.shape[0] == 0:
         L = x.video.shape[1]
-        return (np.zeros((0, L), bool), np.zeros((0, L), np.float32), np.zeros((0, L)),
-                np.zeros((0, L)), np.zeros(0, np.int32))
+        return (
+            np.zeros((0, L), bool),
+            np.zeros((0, L), np.float32),
+            np.zeros((0, L)),
+            np.zeros((0, L)),
+            np.zeros(0, np.int32),
+        )
     kernel = _simulate_step_serial if x.video.shape[0] < _SERIAL_BELOW else _simulate_step
     return kernel(*_step_args(x, videos, c))
 
@@ -293,7 +344,9 @@ def simulate_step_reference(x: StepInput, videos, c: Constants):
         return min(max(rt, c.rt_min_s), hi)
 
     for i in range(n):
-        s = PyStream(stream_key_py(c.seed, _rng.RESPONSE, int(x.participant[i]) * 256 + c.step_index))
+        s = PyStream(
+            stream_key_py(c.seed, _rng.RESPONSE, int(x.participant[i]) * 256 + c.step_index)
+        )
         t_now = float(x.start_s[i])
         misses, n_shown = 0, L
         attend = 1.0 - float(x.lapse[i])
@@ -327,7 +380,12 @@ def simulate_step_reference(x: StepInput, videos, c: Constants):
             response[i, k] = press
             rt_out[i, k] = rt
             t_now += (rt if (press and c.ends_on_press) else c.duration_s) + c.gap_s
-            if c.stop_after_vigilance_misses > 0 and x.role[i, k] == 2 and x.repeat[i, k] and not press:
+            if (
+                c.stop_after_vigilance_misses > 0
+                and x.role[i, k] == 2
+                and x.repeat[i, k]
+                and not press
+            ):
                 misses += 1
                 if misses >= c.stop_after_vigilance_misses:
                     n_shown = k + 1

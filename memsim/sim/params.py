@@ -18,8 +18,8 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from memsim.errors import UserError
-from memsim.sim.forgetting import LAWS
 from memsim.io import format_pydantic_error, load_yaml_mapping
+from memsim.sim.forgetting import LAWS
 
 __all__ = ["Params", "load_params", "params_from_mapping", "default_params_path"]
 
@@ -42,14 +42,18 @@ class Forgetting(_Frozen):
     """Which forgetting law, its shape, and the spread of per-video rates."""
 
     law: Literal[tuple(LAWS)] = "exponential"  # the names of forgetting.LAWS, one registry
-    shape: dict[str, float] = Field(default_factory=dict, description="the law's shape parameters by name")
-    rate: Normal = Field(description="per-video forgetting rate, on the normal scale of the law's rate domain")
+    shape: dict[str, float] = Field(
+        default_factory=dict, description="the law's shape parameters by name"
+    )
+    rate: Normal = Field(
+        description="per-video forgetting rate, on the normal scale of the law's rate domain"
+    )
     rate_memorability_corr: Annotated[float, Field(ge=-1.0, le=1.0)] = Field(
         default=0.0, description="correlation of a video's rate draw with its memorability draw"
     )
 
     @model_validator(mode="after")
-    def _shape_known(self) -> "Forgetting":
+    def _shape_known(self) -> Forgetting:
         law = LAWS[self.law]
         unknown = set(self.shape) - set(law.params)
         if unknown:
@@ -76,7 +80,7 @@ class SkewedNormal(Normal):
 
     skew: Annotated[float, Field(ge=-3.0, le=3.0)] = 0.0
 
-    def transform(self, z: "np.ndarray") -> "np.ndarray":
+    def transform(self, z: np.ndarray) -> np.ndarray:
         """``x`` for standard normal draws ``z`` (``z`` itself for the normal)."""
         import numpy as np
 
@@ -89,11 +93,16 @@ class Videos(_Frozen):
     memorability: SkewedNormal = Field(
         description="logit of the immediate recognition probability m (t = 0, average participant)"
     )
-    false_alarm_sd: NonNeg = Field(0.0, description="sd of a stimulus' false-alarm attraction (logit shift)")
-    rt_sd: NonNeg = Field(0.0, description="sd of a stimulus' log response-time offset, shared by all steps")
+    false_alarm_sd: NonNeg = Field(
+        0.0, description="sd of a stimulus' false-alarm attraction (logit shift)"
+    )
+    rt_sd: NonNeg = Field(
+        0.0, description="sd of a stimulus' log response-time offset, shared by all steps"
+    )
     short_term_sd: NonNeg = Field(
-        0.0, description="sd of a stimulus' short-term familiarity: a logit shift of its recognitions that "
-        "fades as exp(-t / short_term_decay_s), independent of its memorability and forgetting rate"
+        0.0,
+        description="sd of a stimulus' short-term familiarity: a logit shift of its recognitions that "
+        "fades as exp(-t / short_term_decay_s), independent of its memorability and forgetting rate",
     )
     short_term_decay_s: Annotated[float, Field(gt=0.0)] = Field(
         3600.0, description="time constant of the short-term familiarity's fading (s)"
@@ -103,12 +112,16 @@ class Videos(_Frozen):
 class ResponseTime(_Frozen):
     """Log-normal response times, truncated to the presentation's duration."""
 
-    hit_log_mean: float = Field(description="log seconds of a recognition whose logit probability is 0")
+    hit_log_mean: float = Field(
+        description="log seconds of a recognition whose logit probability is 0"
+    )
     hit_strength_slope: NonNeg = Field(
         0.0, description="decrease of log RT per unit of the recognition's logit probability"
     )
     false_alarm_log_mean: float = Field(description="log seconds of a false alarm")
-    later_step_log_shift: float = Field(0.0, description="added to log RT of recognitions in steps after the first")
+    later_step_log_shift: float = Field(
+        0.0, description="added to log RT of recognitions in steps after the first"
+    )
     later_step_false_alarm_log_shift: float = Field(0.0, description="the same for false alarms")
     log_sd: NonNeg = Field(description="sd of log RT around its mean")
     min_s: NonNeg = Field(0.2, description="fastest possible press")
@@ -117,15 +130,21 @@ class ResponseTime(_Frozen):
 class Participants(_Frozen):
     """Per-participant latent parameters."""
 
-    ability_sd: NonNeg = Field(description="sd of a participant's memory ability (logit shift of recognitions)")
+    ability_sd: NonNeg = Field(
+        description="sd of a participant's memory ability (logit shift of recognitions)"
+    )
     false_alarm: Normal = Field(description="logit of a participant's false-alarm probability")
-    lapse_mean: Prob = Field(description="mean share of presentations a participant does not attend to")
+    lapse_mean: Prob = Field(
+        description="mean share of presentations a participant does not attend to"
+    )
     lapse_concentration: Annotated[float, Field(gt=0)] = Field(
         20.0, description="beta concentration of lapse rates across participants"
     )
     careless_share: Prob = Field(0.0, description="share of participants who press at random")
     careless_press_rate: Prob = Field(0.3, description="how often a careless participant presses")
-    return_probability: Prob = Field(description="probability that a participant comes back for each later step")
+    return_probability: Prob = Field(
+        description="probability that a participant comes back for each later step"
+    )
     rt: ResponseTime
 
 

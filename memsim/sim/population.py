@@ -90,14 +90,18 @@ def draw_participants(params: Params, n: int, seed: int) -> Participants:
     """Draw ``n`` participants (the first k are the same whatever ``n``)."""
     p = params.participants
     ability = p.ability_sd * _gen(seed, _rng.POPULATION_PARTICIPANT, 0).standard_normal(n)
-    fa = p.false_alarm.mean + p.false_alarm.sd * _gen(seed, _rng.POPULATION_PARTICIPANT, 1).standard_normal(n)
+    fa = p.false_alarm.mean + p.false_alarm.sd * _gen(
+        seed, _rng.POPULATION_PARTICIPANT, 1
+    ).standard_normal(n)
     k = p.lapse_concentration
     if p.lapse_mean <= 0.0:
         lapse = np.zeros(n)
     elif p.lapse_mean >= 1.0:
         lapse = np.ones(n)
     else:
-        lapse = _gen(seed, _rng.POPULATION_PARTICIPANT, 2).beta(p.lapse_mean * k, (1 - p.lapse_mean) * k, n)
+        lapse = _gen(seed, _rng.POPULATION_PARTICIPANT, 2).beta(
+            p.lapse_mean * k, (1 - p.lapse_mean) * k, n
+        )
     careless = _gen(seed, _rng.POPULATION_PARTICIPANT, 3).random(n) < p.careless_share
     return Participants(ability=ability, fa=fa, lapse=lapse, careless=careless)
 

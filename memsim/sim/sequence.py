@@ -47,14 +47,15 @@ layout), never on the batch, thread count or order.
 
 from __future__ import annotations
 
-from memsim import _jitcache  # noqa: F401  (first: drops numba caches older than the sources)
-
 from dataclasses import dataclass
 
 import numpy as np
 from numba import njit, prange
 
-from memsim import rng
+from memsim import (
+    _jitcache,  # noqa: F401  (drops numba caches older than the sources)
+    rng,
+)
 from memsim.errors import UserError
 
 __all__ = [
@@ -234,8 +235,20 @@ def _failure(layout, step_index, participant, group, max_restarts) -> UserError:
 
 # --------------------------------------------------------------------------- kernels
 @njit(cache=True)
-def _fill_one(state, length, g_start, g_count, g_lo, g_hi, order, singles, max_restarts,
-              item_row, lag_row, perm):
+def _fill_one(
+    state,
+    length,
+    g_start,
+    g_count,
+    g_lo,
+    g_hi,
+    order,
+    singles,
+    max_restarts,
+    item_row,
+    lag_row,
+    perm,
+):
     """One participant's sequence into ``item_row``/``lag_row``.
 
     Returns ``(state, failed_group, restarts)``; ``failed_group`` is -1 on success.
@@ -311,23 +324,65 @@ def _fill_one(state, length, g_start, g_count, g_lo, g_hi, order, singles, max_r
 
 
 @njit(cache=True, parallel=True)
-def _generate_kernel(seed, participants, step_index, length, g_start, g_count, g_lo, g_hi,
-                     order, singles, max_restarts, out_item, out_lag, failed, restarts):
+def _generate_kernel(
+    seed,
+    participants,
+    step_index,
+    length,
+    g_start,
+    g_count,
+    g_lo,
+    g_hi,
+    order,
+    singles,
+    max_restarts,
+    out_item,
+    out_lag,
+    failed,
+    restarts,
+):
     perm_size = max(singles.size, 1)
     for g in range(g_count.size):
         perm_size = max(perm_size, g_count[g])
     for i in prange(participants.size):
         state = rng.stream_key(seed, rng.SEQUENCE, participants[i] * 256 + step_index)
         perm = np.empty(perm_size, np.int32)
-        _, f, r = _fill_one(state, length, g_start, g_count, g_lo, g_hi, order, singles,
-                            max_restarts, out_item[i], out_lag[i], perm)
+        _, f, r = _fill_one(
+            state,
+            length,
+            g_start,
+            g_count,
+            g_lo,
+            g_hi,
+            order,
+            singles,
+            max_restarts,
+            out_item[i],
+            out_lag[i],
+            perm,
+        )
         failed[i] = f
         restarts[i] = r
 
 
 @njit(cache=True)
-def _generate_serial(seed, participants, step_index, length, g_start, g_count, g_lo, g_hi,
-                     order, singles, max_restarts, out_item, out_lag, failed, restarts):
+def _generate_serial(
+    seed,
+    participants,
+    step_index,
+    length,
+    g_start,
+    g_count,
+    g_lo,
+    g_hi,
+    order,
+    singles,
+    max_restarts,
+    out_item,
+    out_lag,
+    failed,
+    restarts,
+):
     # The same as _generate_kernel on one thread: waking the thread pool costs
     # more than a handful of participants (the adaptive campaign asks for one).
     perm_size = max(singles.size, 1)
@@ -336,8 +391,20 @@ def _generate_serial(seed, participants, step_index, length, g_start, g_count, g
     perm = np.empty(perm_size, np.int32)
     for i in range(participants.size):
         state = rng.stream_key(seed, rng.SEQUENCE, participants[i] * 256 + step_index)
-        _, f, r = _fill_one(state, length, g_start, g_count, g_lo, g_hi, order, singles,
-                            max_restarts, out_item[i], out_lag[i], perm)
+        _, f, r = _fill_one(
+            state,
+            length,
+            g_start,
+            g_count,
+            g_lo,
+            g_hi,
+            order,
+            singles,
+            max_restarts,
+            out_item[i],
+            out_lag[i],
+            perm,
+        )
         failed[i] = f
         restarts[i] = r
 
@@ -358,12 +425,24 @@ def _run(layout, seed, participants, step_index, max_restarts):
     failed = np.empty(n, np.int32)
     restarts = np.empty(n, np.int32)
     kernel = _generate_serial if n < _SERIAL_BELOW else _generate_kernel
-    kernel(np.uint64(seed), participants, step_index, L, *plan, max_restarts, item, lag, failed, restarts)
+    kernel(
+        np.uint64(seed),
+        participants,
+        step_index,
+        L,
+        *plan,
+        max_restarts,
+        item,
+        lag,
+        failed,
+        restarts,
+    )
     return item, lag, failed, restarts
 
 
-def generate_sequences(layout: StepLayout, seed: int, participants, step_index: int,
-                       max_restarts: int = 1000) -> tuple[np.ndarray, np.ndarray]:
+def generate_sequences(
+    layout: StepLayout, seed: int, participants, step_index: int, max_restarts: int = 1000
+) -> tuple[np.ndarray, np.ndarray]:
     """Presentation orders of one step for a batch of participants.
 
     Parameters
@@ -453,8 +532,9 @@ def _fill_one_py(stream, length, g_start, g_count, g_lo, g_hi, order, singles, m
         restarts += 1
 
 
-def generate_sequences_reference(layout: StepLayout, seed: int, participants, step_index: int,
-                                 max_restarts: int = 1000) -> tuple[np.ndarray, np.ndarray]:
+def generate_sequences_reference(
+    layout: StepLayout, seed: int, participants, step_index: int, max_restarts: int = 1000
+) -> tuple[np.ndarray, np.ndarray]:
     """Pure-Python :func:`generate_sequences`, bit for bit the same output (slow; for tests)."""
     seed, participants, step_index, max_restarts = _check_args(
         seed, participants, step_index, max_restarts

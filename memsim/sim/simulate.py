@@ -12,8 +12,6 @@ a quick look at a big protocol.
 
 from __future__ import annotations
 
-from memsim import _jitcache  # noqa: F401  (first: drops numba caches older than the sources)
-
 import math
 import os
 from dataclasses import dataclass
@@ -23,10 +21,21 @@ import numpy as np
 import pandas as pd
 from numba import njit
 
-from memsim.sim.campaign import plan_campaign, shuffle_front
+from memsim import _jitcache  # noqa: F401  (drops numba caches older than the sources)
+from memsim.analysis.scoring import passes, slot_kinds, stats_from_tally
+from memsim.design.protocol import Protocol, protocol_from_mapping, truth_column
 from memsim.errors import UserError
+from memsim.rng import CAMPAIGN, stream_key
+from memsim.sim.campaign import plan_campaign, shuffle_front
 from memsim.sim.forgetting import LAWS, retention
-from memsim.sim.kernel import ROLE_CODES, Constants, StepInput, play_and_tally, simulate_step, step_tables
+from memsim.sim.kernel import (
+    ROLE_CODES,
+    Constants,
+    StepInput,
+    play_and_tally,
+    simulate_step,
+    step_tables,
+)
 from memsim.sim.params import Params
 from memsim.sim.population import (
     draw_participants,
@@ -34,17 +43,23 @@ from memsim.sim.population import (
     participants_table,
     videos_table,
 )
-from memsim.design.protocol import Protocol, protocol_from_mapping, truth_column
-from memsim.rng import CAMPAIGN, stream_key
-from memsim.analysis.scoring import passes, slot_kinds, stats_from_tally
 from memsim.sim.sequence import generate_sequences, layout_for
 
 __all__ = ["Simulation", "simulate", "scale_protocol", "write_simulation", "truth_column"]
 
 ROLE_NAMES = np.array(["target", "filler", "vigilance"])
 TRIAL_COLUMNS = [
-    "participant", "step", "position", "video", "role", "repeat", "lag", "delay_s",
-    "response", "rt_s", "onset_s",
+    "participant",
+    "step",
+    "position",
+    "video",
+    "role",
+    "repeat",
+    "lag",
+    "delay_s",
+    "response",
+    "rt_s",
+    "onset_s",
 ]
 
 
@@ -71,7 +86,8 @@ def scale_protocol(protocol: Protocol, scale: float) -> Protocol:
     ratio = d["stimuli"]["count"] / old_count  # the stimuli's own factor (a floor may hold them up)
     if "pool" in d["selection"]:
         d["selection"]["pool"] = min(
-            d["stimuli"]["count"], max(protocol.steps[0].n_new, int(round(d["selection"]["pool"] * ratio)))
+            d["stimuli"]["count"],
+            max(protocol.steps[0].n_new, int(round(d["selection"]["pool"] * ratio))),
         )
     stop = d["campaign"]["stop"]
     if stop["kind"] == "participants":
@@ -124,15 +140,22 @@ def _constants(protocol: Protocol, params: Params, seed: int, s: int) -> Constan
     rt = params.participants.rt
     later = s > 0
     return Constants(
-        seed=seed, step_index=s, law=LAWS[f.law].code, shape_a=a, shape_b=b,
-        duration_s=protocol.stimuli.duration_s, gap_s=protocol.stimuli.gap_s,
+        seed=seed,
+        step_index=s,
+        law=LAWS[f.law].code,
+        shape_a=a,
+        shape_b=b,
+        duration_s=protocol.stimuli.duration_s,
+        gap_s=protocol.stimuli.gap_s,
         ends_on_press=protocol.stimuli.response_ends_presentation,
         stop_after_vigilance_misses=protocol.steps[s].stop_after_vigilance_misses or 0,
         careless_press_rate=params.participants.careless_press_rate,
-        rt_min_s=rt.min_s, rt_log_sd=rt.log_sd,
+        rt_min_s=rt.min_s,
+        rt_log_sd=rt.log_sd,
         rt_hit_log_mean=rt.hit_log_mean + (rt.later_step_log_shift if later else 0.0),
         rt_hit_slope=rt.hit_strength_slope,
-        rt_fa_log_mean=rt.false_alarm_log_mean + (rt.later_step_false_alarm_log_shift if later else 0.0),
+        rt_fa_log_mean=rt.false_alarm_log_mean
+        + (rt.later_step_false_alarm_log_shift if later else 0.0),
         familiarity_decay_s=params.videos.short_term_decay_s,
     )
 
@@ -163,8 +186,12 @@ def _slots(step, layout, item: np.ndarray, lag: np.ndarray) -> dict:
     within = lag >= 0
     pos = np.arange(step.length, dtype=np.int32)[None, :]
     return {
-        "item": item, "lag": lag, "role": group_role[gi], "within": within,
-        "from_earlier": from_earlier[gi], "repeat": within | from_earlier[gi],
+        "item": item,
+        "lag": lag,
+        "role": group_role[gi],
+        "within": within,
+        "from_earlier": from_earlier[gi],
+        "repeat": within | from_earlier[gi],
         "first_pos": np.where(within, pos - lag, -1).astype(np.int32),
     }
 
@@ -175,33 +202,57 @@ def _session_end(protocol, response, rt, onset, shown) -> np.ndarray:
     last = np.maximum(shown - 1, 0)
     last_len = np.where(
         response[rows, last] & protocol.stimuli.response_ends_presentation,
-        rt[rows, last].astype(np.float64), protocol.stimuli.duration_s,
+        rt[rows, last].astype(np.float64),
+        protocol.stimuli.duration_s,
     )
     return onset[rows, last] + last_len + protocol.stimuli.gap_s
 
 
 def _inputs(sl: dict, pid, items_video, item_prior_onset, start, parts) -> StepInput:
     video = np.take_along_axis(items_video, sl["item"], axis=1)
-    prior = np.where(sl["from_earlier"], np.take_along_axis(item_prior_onset, sl["item"], axis=1), np.nan)
+    prior = np.where(
+        sl["from_earlier"], np.take_along_axis(item_prior_onset, sl["item"], axis=1), np.nan
+    )
     return StepInput(
-        participant=pid, video=video, role=sl["role"], repeat=sl["repeat"], first_pos=sl["first_pos"],
-        prior_onset=prior, start_s=start, ability=parts.ability[pid], fa=parts.fa[pid],
-        lapse=parts.lapse[pid], careless=parts.careless[pid],
+        participant=pid,
+        video=video,
+        role=sl["role"],
+        repeat=sl["repeat"],
+        first_pos=sl["first_pos"],
+        prior_onset=prior,
+        start_s=start,
+        ability=parts.ability[pid],
+        fa=parts.fa[pid],
+        lapse=parts.lapse[pid],
+        careless=parts.careless[pid],
     )
 
 
-def _play(protocol, params, seed, s, layout, pid, items_video, item_prior_onset, start, parts, videos) -> dict:
+def _play(
+    protocol, params, seed, s, layout, pid, items_video, item_prior_onset, start, parts, videos
+) -> dict:
     """Sequences and responses of step ``s`` for participants ``pid`` given their items."""
     step = protocol.steps[s]
     item, lag = generate_sequences(layout, seed, pid, s)
     sl = _slots(step, layout, item, lag)
     x = _inputs(sl, pid, items_video, item_prior_onset, start, parts)
-    response, rt, onset, delay, shown = simulate_step(x, videos, _constants(protocol, params, seed, s))
+    response, rt, onset, delay, shown = simulate_step(
+        x, videos, _constants(protocol, params, seed, s)
+    )
     pos = np.arange(step.length, dtype=np.int32)[None, :]
     return {
-        "item": item, "lag": lag, "video": x.video, "role": sl["role"], "within": sl["within"],
-        "repeat": sl["repeat"], "response": response, "rt": rt, "onset": onset, "delay": delay,
-        "shown": shown, "shown_mask": pos < shown[:, None],
+        "item": item,
+        "lag": lag,
+        "video": x.video,
+        "role": sl["role"],
+        "within": sl["within"],
+        "repeat": sl["repeat"],
+        "response": response,
+        "rt": rt,
+        "onset": onset,
+        "delay": delay,
+        "shown": shown,
+        "shown_mask": pos < shown[:, None],
         "end": _session_end(protocol, response, rt, onset, shown),
     }
 
@@ -229,14 +280,20 @@ class _FirstStepPlayer:
                 for old in [k for k in self.blocks if k < b - 1]:  # participants arrive in order
                     del self.blocks[old]
                 ids = np.arange(b * B, min((b + 1) * B, self.parts.n), dtype=np.int64)
-                sl = _slots(self.step, self.layout, *generate_sequences(self.layout, self.seed, ids, 0))
-                self.blocks[b] = {k: sl[k] for k in ("item", "role", "from_earlier", "repeat", "first_pos")}
+                sl = _slots(
+                    self.step, self.layout, *generate_sequences(self.layout, self.seed, ids, 0)
+                )
+                self.blocks[b] = {
+                    k: sl[k] for k in ("item", "role", "from_earlier", "repeat", "first_pos")
+                }
                 self.blocks[b]["kind"] = slot_kinds(sl["role"], sl["repeat"])
         if first == last:
             rows = pid - first * B
             return {k: v[rows] for k, v in self.blocks[first].items()}
-        parts = [{k: v[pid[pid // B == b] - b * B] for k, v in self.blocks[b].items()}
-                 for b in range(first, last + 1)]
+        parts = [
+            {k: v[pid[pid // B == b] - b * B] for k, v in self.blocks[b].items()}
+            for b in range(first, last + 1)
+        ]
         return {k: np.concatenate([q[k] for q in parts]) for k in parts[0]}
 
     def _inputs(self, sl: dict, pid: np.ndarray, items: np.ndarray, start: np.ndarray) -> StepInput:
@@ -247,15 +304,24 @@ class _FirstStepPlayer:
         pid = np.array([p], np.int64)
         x = self._inputs(self._slots(pid), pid, chosen[None, :], np.array([now]))
         response, rt, onset, _, shown = simulate_step(x, self.videos, self.constants)
-        tested = (x.role[0] == ROLE_CODES["target"]) & x.repeat[0] & (np.arange(self.step.length) < shown[0])
-        return float(_session_end(self.protocol, response, rt, onset, shown)[0]), x.video[0][tested], response[0][tested]
+        tested = (
+            (x.role[0] == ROLE_CODES["target"])
+            & x.repeat[0]
+            & (np.arange(self.step.length) < shown[0])
+        )
+        return (
+            float(_session_end(self.protocol, response, rt, onset, shown)[0]),
+            x.video[0][tested],
+            response[0][tested],
+        )
 
     def judge(self, pid: np.ndarray, items: np.ndarray, start: np.ndarray):
         """``(end_s, kept)`` of these participants' step 1 (``pid`` increasing) under its filters
         (``counts: kept``)."""
         sl = self._slots(pid)
-        response, rt, onset, shown, tally = play_and_tally(self._inputs(sl, pid, items, start), self.tables,
-                                                           sl["kind"])
+        response, rt, onset, shown, tally = play_and_tally(
+            self._inputs(sl, pid, items, start), self.tables, sl["kind"]
+        )
         end = _session_end(self.protocol, response, rt, onset, shown)
         return end, passes(stats_from_tally(tally, self.step.length), self.step.filters)
 
@@ -271,7 +337,7 @@ def _later_step_items(protocol: Protocol, s: int, layout, later, prev: dict, see
     group_of_item = layout.group_of_item
     # only participants who finished the previous step come back
     prev_row = np.searchsorted(prev["pid"], later.rows)
-    ok = (prev_row < prev["pid"].shape[0])
+    ok = prev_row < prev["pid"].shape[0]
     ok[ok] &= prev["pid"][prev_row[ok]] == later.rows[ok]
     ok[ok] &= prev["complete"][prev_row[ok]]
     pid = later.rows[ok]
@@ -287,7 +353,7 @@ def _later_step_items(protocol: Protocol, s: int, layout, later, prev: dict, see
     for gi, g in enumerate(step.items):
         if isinstance(g.source, str):
             idx = np.flatnonzero(group_of_item == gi)
-            items_video[:, idx] = new_items[:, new_cursor:new_cursor + idx.size]
+            items_video[:, idx] = new_items[:, new_cursor : new_cursor + idx.size]
             new_cursor += idx.size
         else:
             by_source.setdefault((g.source.step, g.source.roles), []).append(gi)
@@ -317,14 +383,16 @@ def _later_step_items(protocol: Protocol, s: int, layout, later, prev: dict, see
         c0 = 0
         for gi, c in zip(gis, counts):
             idx = np.flatnonzero(group_of_item == gi)
-            sel = drawn[:, c0:c0 + c]
+            sel = drawn[:, c0 : c0 + c]
             items_video[:, idx] = np.take_along_axis(prev["items_video"][prev_row], sel, axis=1)
             item_prior_onset[:, idx] = np.take_along_axis(prev["item_onset"][prev_row], sel, axis=1)
             c0 += c
     return pid, start, items_video, item_prior_onset
 
 
-def simulate(protocol: Protocol, params: Params, seed: int = 0, scale: float = 1.0, progress=None) -> Simulation:
+def simulate(
+    protocol: Protocol, params: Params, seed: int = 0, scale: float = 1.0, progress=None
+) -> Simulation:
     """Simulate the whole study. ``progress(message)`` is called between stages when given."""
     tick = progress or (lambda msg: None)
     protocol = scale_protocol(protocol, scale)
@@ -335,9 +403,14 @@ def simulate(protocol: Protocol, params: Params, seed: int = 0, scale: float = 1
     videos = draw_videos(params, protocol.stimuli.count, seed)
     parts = draw_participants(params, max_p, seed)  # prefix-stable: the first n are the same
     player = _FirstStepPlayer(protocol, params, seed, parts, videos)
-    plan = plan_campaign(protocol, seed, params.participants.return_probability,
-                         observe=player.observe, judge=player.judge,
-                         min_press_s=params.participants.rt.min_s)
+    plan = plan_campaign(
+        protocol,
+        seed,
+        params.participants.return_probability,
+        observe=player.observe,
+        judge=player.judge,
+        min_press_s=params.participants.rt.min_s,
+    )
 
     tables = []
     # per step: participant ids, item->video [n, n_items], item onset (last showing) [n, n_items], end time
@@ -355,7 +428,19 @@ def simulate(protocol: Protocol, params: Params, seed: int = 0, scale: float = 1
                 protocol, s, layout, plan.later[s - 1], prev, seed
             )
         n = pid.shape[0]
-        o = _play(protocol, params, seed, s, layout, pid, items_video, item_prior_onset, start, parts, videos)
+        o = _play(
+            protocol,
+            params,
+            seed,
+            s,
+            layout,
+            pid,
+            items_video,
+            item_prior_onset,
+            start,
+            parts,
+            videos,
+        )
         item, lag, video, role, repeat = o["item"], o["lag"], o["video"], o["role"], o["repeat"]
         within, shown_mask, shown = o["within"], o["shown_mask"], o["shown"]
         response, rt, onset, delay = o["response"], o["rt"], o["onset"], o["delay"]
@@ -404,7 +489,9 @@ def simulate(protocol: Protocol, params: Params, seed: int = 0, scale: float = 1
         dest = np.repeat(base[t["_pid"], s], t["_shown"]) + t["position"]
         for c in TRIAL_COLUMNS:
             cols[c][dest] = t[c]
-    cols["role"] = pd.Categorical.from_codes(cols["role"].astype(np.int8), categories=list(ROLE_NAMES))
+    cols["role"] = pd.Categorical.from_codes(
+        cols["role"].astype(np.int8), categories=list(ROLE_NAMES)
+    )
     trials = pd.DataFrame(cols)
     truth = expected_scores(protocol, params, videos)
     return Simulation(
@@ -427,8 +514,10 @@ def write_table(df: pd.DataFrame, path: str | os.PathLike[str]) -> None:
         # dictionary-encode only the categorical column: a third faster to write
         dict_cols = [c for c in df.columns if isinstance(df[c].dtype, pd.CategoricalDtype)]
         pq.write_table(
-            pa.Table.from_pandas(df, preserve_index=False), tmp,
-            use_dictionary=dict_cols or False, write_statistics=False,
+            pa.Table.from_pandas(df, preserve_index=False),
+            tmp,
+            use_dictionary=dict_cols or False,
+            write_statistics=False,
         )
 
 
@@ -438,7 +527,11 @@ def write_simulation(sim: Simulation, out: str | os.PathLike[str]) -> list[Path]
     if out.exists() and not out.is_dir():
         raise UserError("output exists and is not a directory", path=out)
     paths = []
-    for name, df in (("trials", sim.trials), ("videos", sim.videos), ("participants", sim.participants)):
+    for name, df in (
+        ("trials", sim.trials),
+        ("videos", sim.videos),
+        ("participants", sim.participants),
+    ):
         p = out / f"{name}.parquet"
         write_table(df, p)
         paths.append(p)

@@ -58,7 +58,9 @@ def summarise_results(results: pd.DataFrame, plan) -> pd.DataFrame:
 
 def frontier(summary: pd.DataFrame, statistic: str) -> pd.DataFrame:
     """Cells that no cheaper (or equally cheap) cell matches on ``statistic`` (higher is better)."""
-    order = summary.sort_values([f"{COST_COLUMN}_mean", f"{statistic}_mean"], ascending=[True, False])
+    order = summary.sort_values(
+        [f"{COST_COLUMN}_mean", f"{statistic}_mean"], ascending=[True, False]
+    )
     best = -np.inf
     keep = []
     for idx, value in zip(order.index, order[f"{statistic}_mean"]):
@@ -68,8 +70,14 @@ def frontier(summary: pd.DataFrame, statistic: str) -> pd.DataFrame:
     return order.loc[keep]
 
 
-_NOT_QUALITY = {"sd", "videos", "participants_per_half", "mean_annotations_per_half", "mean_annotations",
-                "annotations"}
+_NOT_QUALITY = {
+    "sd",
+    "videos",
+    "participants_per_half",
+    "mean_annotations_per_half",
+    "mean_annotations",
+    "annotations",
+}
 
 
 def _is_quality(name: str) -> bool:
@@ -107,7 +115,9 @@ def _print_table(summary: pd.DataFrame, plan, console) -> None:
             label = "\n".join(f"{a}={row[a]}" for a in axes) or "base"
             table.add_column(f"{int(row['cell'])}\n{label}", justify="right")
         for c in cols:
-            table.add_row(c, *(_fmt(row[f"{c}_mean"], row[f"{c}_sd"]) for _, row in summary.iterrows()))
+            table.add_row(
+                c, *(_fmt(row[f"{c}_mean"], row[f"{c}_sd"]) for _, row in summary.iterrows())
+            )
         console.print(table)
         return
     shown_cols = cols[:4]
@@ -117,8 +127,11 @@ def _print_table(summary: pd.DataFrame, plan, console) -> None:
         table.add_column(c, justify="right")
     shown = summary.head(40)
     for _, row in shown.iterrows():
-        table.add_row(str(int(row["cell"])), *(str(row[a]) for a in axes),
-                      *(_fmt(row[f"{c}_mean"], row[f"{c}_sd"]) for c in shown_cols))
+        table.add_row(
+            str(int(row["cell"])),
+            *(str(row[a]) for a in axes),
+            *(_fmt(row[f"{c}_mean"], row[f"{c}_sd"]) for c in shown_cols),
+        )
     console.print(table)
     more = []
     if len(summary) > len(shown):
@@ -152,7 +165,10 @@ def _panel(ax, summary: pd.DataFrame, plan, x: str, y: str, by: list[str]) -> No
         g = g.sort_values("_x")
         mean = g[f"{y}_mean"].to_numpy()
         sd = g[f"{y}_sd"].to_numpy()
-        label = ", ".join(f"{b}={k}" for b, k in zip(by, key if isinstance(key, tuple) else (key,))) or None
+        label = (
+            ", ".join(f"{b}={k}" for b, k in zip(by, key if isinstance(key, tuple) else (key,)))
+            or None
+        )
         if cats is None:
             (line,) = ax.plot(g["_x"], mean, marker="o", ms=3, label=label)
             ax.fill_between(g["_x"], mean - sd, mean + sd, color=line.get_color(), alpha=0.2, lw=0)
@@ -165,7 +181,10 @@ def _panel(ax, summary: pd.DataFrame, plan, x: str, y: str, by: list[str]) -> No
     ax.set_title(y, fontsize=8)  # statistic names are long: a title wraps less than a y label
     ax.grid(alpha=0.3)
     if len(groups) > 1:
-        ax.legend(fontsize=6, title=None if len(groups) <= _MAX_LINES else f"first {_MAX_LINES} of {len(groups)}")
+        ax.legend(
+            fontsize=6,
+            title=None if len(groups) <= _MAX_LINES else f"first {_MAX_LINES} of {len(groups)}",
+        )
 
 
 def _figure(path: Path, summary, plan, x: str, ys: list[str], by: list[str], title: str) -> Path:
@@ -192,12 +211,33 @@ def _frontier_figure(path: Path, summary, front, stat: str, title: str) -> Path:
 
     fig, ax = plt.subplots(figsize=(5.5, 4))
     hours = summary[f"{COST_COLUMN}_mean"] / 60.0
-    ax.errorbar(hours, summary[f"{stat}_mean"], yerr=summary[f"{stat}_sd"], fmt="o", ms=3, alpha=0.6,
-                capsize=2, color="0.5", label="cells (±1 sd)")
-    ax.plot(front[f"{COST_COLUMN}_mean"] / 60.0, front[f"{stat}_mean"], "-o", ms=4, color="C3", label="frontier")
+    ax.errorbar(
+        hours,
+        summary[f"{stat}_mean"],
+        yerr=summary[f"{stat}_sd"],
+        fmt="o",
+        ms=3,
+        alpha=0.6,
+        capsize=2,
+        color="0.5",
+        label="cells (±1 sd)",
+    )
+    ax.plot(
+        front[f"{COST_COLUMN}_mean"] / 60.0,
+        front[f"{stat}_mean"],
+        "-o",
+        ms=4,
+        color="C3",
+        label="frontier",
+    )
     for _, row in front.iterrows():
-        ax.annotate(str(int(row["cell"])), (row[f"{COST_COLUMN}_mean"] / 60.0, row[f"{stat}_mean"]),
-                    fontsize=6, xytext=(3, 3), textcoords="offset points")
+        ax.annotate(
+            str(int(row["cell"])),
+            (row[f"{COST_COLUMN}_mean"] / 60.0, row[f"{stat}_mean"]),
+            fontsize=6,
+            xytext=(3, 3),
+            textcoords="offset points",
+        )
     ax.set_xlabel("crowd time (participant-hours, nominal)")
     ax.set_ylabel(stat)
     ax.grid(alpha=0.3)
@@ -219,7 +259,10 @@ def report(out: str | os.PathLike[str], *, figures: bool = True, console=None) -
     plan = load_plan(out)
     res_path = out / RESULTS_FILE
     if not res_path.exists():
-        raise UserError("no results.parquet: the sweep has not finished (rerun `memsim sweep` to resume)", path=out)
+        raise UserError(
+            "no results.parquet: the sweep has not finished (rerun `memsim sweep` to resume)",
+            path=out,
+        )
     results = pd.read_parquet(res_path)
     summary = summarise_results(results, plan)
     rdir = out / "report"
@@ -247,15 +290,34 @@ def report(out: str | os.PathLike[str], *, figures: bool = True, console=None) -
     name = plan.study["name"]
     for a in axes:
         others = [b for b in axes if b != a]
-        written.append(_figure(rdir / f"axis-{_slug(a)}.png", summary, plan, a, stats, others, f"{name}: statistics vs {a}"))
+        written.append(
+            _figure(
+                rdir / f"axis-{_slug(a)}.png",
+                summary,
+                plan,
+                a,
+                stats,
+                others,
+                f"{name}: statistics vs {a}",
+            )
+        )
     for s in consistency:
-        written.append(_frontier_figure(rdir / f"frontier-{_slug(s)}.png", summary, fronts[s], s, f"{name}: cost vs {s}"))
+        written.append(
+            _frontier_figure(
+                rdir / f"frontier-{_slug(s)}.png", summary, fronts[s], s, f"{name}: cost vs {s}"
+            )
+        )
     known = set(axes) | set(_value_columns(plan)) | {"participants"}
     for i, f in enumerate(plan.study.get("figures") or [], start=1):
         for col in [f["x"], *f["y"], *([f["by"]] if f.get("by") else [])]:
             if col not in known:
-                raise UserError(f"figures.{i - 1}: no column {col!r} (have: {', '.join(sorted(known))})", path=out / "study.yaml")
+                raise UserError(
+                    f"figures.{i - 1}: no column {col!r} (have: {', '.join(sorted(known))})",
+                    path=out / "study.yaml",
+                )
         by = [f["by"]] if f.get("by") else []
         title = f.get("title") or f"{name}: {', '.join(f['y'])} vs {f['x']}"
-        written.append(_figure(rdir / f"figure-{i}.png", summary, plan, f["x"], list(f["y"]), by, title))
+        written.append(
+            _figure(rdir / f"figure-{i}.png", summary, plan, f["x"], list(f["y"]), by, title)
+        )
     return written

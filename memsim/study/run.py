@@ -22,6 +22,7 @@ from memsim.io import write_text_atomic
 
 __all__ = ["run_study", "simulate_with_progress", "load_real_scores", "REAL_SCORES"]
 
+
 def _videomem_released(root: Path) -> pd.DataFrame:
     from memsim.analysis.scoring import read_scores
 
@@ -34,9 +35,14 @@ def _memento_released(root: Path) -> pd.DataFrame:
     from memsim.data import load_memento_scores
 
     m = load_memento_scores(root)
-    return pd.DataFrame({"video": m["video_id"], "short-term_memorability": m["scores_normalized_short_term"],
-                         "nb_short-term_annotations": m["annotations_short_term"],
-                         "decay_alpha": m["decay_alpha"]})
+    return pd.DataFrame(
+        {
+            "video": m["video_id"],
+            "short-term_memorability": m["scores_normalized_short_term"],
+            "nb_short-term_annotations": m["annotations_short_term"],
+            "decay_alpha": m["decay_alpha"],
+        }
+    )
 
 
 # Released scores a protocol's simulated scores are set beside: protocol name -> loader(data root).
@@ -98,9 +104,14 @@ def simulate_with_progress(protocol, params, *, seed: int, scale: float, quiet: 
 def run_study(protocol, params, args, out: Path) -> int:
     from rich.console import Console
 
-    from memsim.fit.compare import compare, default_targets_path, load_targets, real_score_comparison
     from memsim.analysis.consistency import analyse, video_mean_rt
     from memsim.analysis.scoring import score, write_scores
+    from memsim.fit.compare import (
+        compare,
+        default_targets_path,
+        load_targets,
+        real_score_comparison,
+    )
     from memsim.sim.simulate import write_simulation
 
     console = Console(width=max(120, Console().width))
@@ -111,7 +122,9 @@ def run_study(protocol, params, args, out: Path) -> int:
     tpath = default_targets_path(protocol.name)
     targets = load_targets(tpath) if tpath is not None else None  # fail before the work
     t0 = time.perf_counter()
-    sim = simulate_with_progress(protocol, params, seed=args.seed, scale=args.scale, quiet=args.quiet)
+    sim = simulate_with_progress(
+        protocol, params, seed=args.seed, scale=args.scale, quiet=args.quiet
+    )
     t_sim = time.perf_counter() - t0
     # Parquet writing releases the GIL: let it run beside the scoring and analysis
     from concurrent.futures import ThreadPoolExecutor
@@ -146,39 +159,69 @@ def run_study(protocol, params, args, out: Path) -> int:
 
     from memsim.fit.compare import format_value
 
-    title = (f"{sim.protocol.name}: {sim.trials.participant.nunique():,} participants, "
-             f"{len(sim.trials):,} trials, seed {args.seed}, params {params.name}"
-             f"{'' if params.calibrated else ' (uncalibrated)'}"
-             f"{'' if args.scale == 1 else f', scale {args.scale}'}")
+    title = (
+        f"{sim.protocol.name}: {sim.trials.participant.nunique():,} participants, "
+        f"{len(sim.trials):,} trials, seed {args.seed}, params {params.name}"
+        f"{'' if params.calibrated else ' (uncalibrated)'}"
+        f"{'' if args.scale == 1 else f', scale {args.scale}'}"
+    )
     if targets is not None:
         table = compare(summary, targets, scale=args.scale)
         t = Table(title=title, title_justify="left")
-        for col, just in (("statistic", "left"), ("paper / data", "right"), ("simulated", "right"),
-                          ("tolerance", "right"), ("", "center"), ("kind", "left")):
+        for col, just in (
+            ("statistic", "left"),
+            ("paper / data", "right"),
+            ("simulated", "right"),
+            ("tolerance", "right"),
+            ("", "center"),
+            ("kind", "left"),
+        ):
             t.add_column(col, justify=just)
         for row in table.itertuples():
-            mark = "[green]ok[/]" if row.within else ("[red]off[/]" if row.kind == "fit" else "[yellow]off[/]")
-            t.add_row(row.target, format_value(row.value), format_value(row.simulated),
-                      "±" + format_value(row.tolerance), mark, row.kind)
+            mark = (
+                "[green]ok[/]"
+                if row.within
+                else ("[red]off[/]" if row.kind == "fit" else "[yellow]off[/]")
+            )
+            t.add_row(
+                row.target,
+                format_value(row.value),
+                format_value(row.simulated),
+                "±" + format_value(row.tolerance),
+                mark,
+                row.kind,
+            )
         console.print(t)
         n_fit = (table.kind == "fit").sum()
         n_ok = (table.within & (table.kind == "fit")).sum()
-        console.print(f"fitted targets within tolerance: {n_ok}/{n_fit}; why a row is off, and why the "
-                      f"'report' rows cannot all hold with the released scores: docs/calibration.md")
+        console.print(
+            f"fitted targets within tolerance: {n_ok}/{n_fit}; why a row is off, and why the "
+            f"'report' rows cannot all hold with the released scores: docs/calibration.md"
+        )
     else:
         console.print(title)
         for name in summary["steps"]:
-            console.print(f"  {name}: kept {summary['participants_kept'][name]:,}, "
-                          f"mean score {summary['mean_score'][name]:.3f}, "
-                          f"human consistency {summary['human_consistency'][name]['mean']:.3f}")
+            console.print(
+                f"  {name}: kept {summary['participants_kept'][name]:,}, "
+                f"mean score {summary['mean_score'][name]:.3f}, "
+                f"human consistency {summary['human_consistency'][name]['mean']:.3f}"
+            )
     truth = summary.get("truth") or {}
     if truth:
-        parts = ", ".join(f"{c.removesuffix('_memorability')} {v['spearman']:.3f}" for c, v in truth.items())
-        console.print(f"observed scores vs the latent truth (Spearman): {parts} "
-                      f"- the most any predictor of these scores can reach")
+        parts = ", ".join(
+            f"{c.removesuffix('_memorability')} {v['spearman']:.3f}" for c, v in truth.items()
+        )
+        console.print(
+            f"observed scores vs the latent truth (Spearman): {parts} "
+            f"- the most any predictor of these scores can reach"
+        )
     if real is None and sim.protocol.name in REAL_SCORES:
-        console.print("released scores not found (pass --data or set MEMSIM_DATA): no real-vs-simulated rows")
-    console.print(f"simulated in {t_sim:.2f} s, scored and analysed in {t_analyse:.2f} s, "
-                  f"{t_total:.2f} s in all; wrote {out}/ "
-                  f"(trials.parquet, scores.csv, summary.json, {len(figures)} figures)")
+        console.print(
+            "released scores not found (pass --data or set MEMSIM_DATA): no real-vs-simulated rows"
+        )
+    console.print(
+        f"simulated in {t_sim:.2f} s, scored and analysed in {t_analyse:.2f} s, "
+        f"{t_total:.2f} s in all; wrote {out}/ "
+        f"(trials.parquet, scores.csv, summary.json, {len(figures)} figures)"
+    )
     return 0

@@ -42,13 +42,19 @@ import re
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from memsim.errors import UserError
-from memsim.io import atomic_path, format_pydantic_error, load_yaml_mapping, read_text, write_text_atomic
+from memsim.io import (
+    atomic_path,
+    format_pydantic_error,
+    load_yaml_mapping,
+    read_text,
+    write_text_atomic,
+)
 
 __all__ = [
     "Study",
@@ -91,12 +97,16 @@ class Axis(_Frozen):
 
     path: str = Field(pattern=r"^(protocol|params)(\.[A-Za-z0-9_]+)*$")
     values: tuple[Any, ...] = Field(min_length=1)
-    name: str | None = Field(default=None, description="column name in the results (default: the path)")
+    name: str | None = Field(
+        default=None, description="column name in the results (default: the path)"
+    )
 
     @model_validator(mode="after")
-    def _files(self) -> "Axis":
+    def _files(self) -> Axis:
         if "." not in self.path and not all(isinstance(v, str) for v in self.values):
-            raise ValueError(f"vary {self.path}: values must be file names (a whole {self.path} per value)")
+            raise ValueError(
+                f"vary {self.path}: values must be file names (a whole {self.path} per value)"
+            )
         return self
 
     @property
@@ -110,7 +120,7 @@ class ZipGroup(_Frozen):
     zip: tuple[Axis, ...] = Field(min_length=1)
 
     @model_validator(mode="after")
-    def _same_length(self) -> "ZipGroup":
+    def _same_length(self) -> ZipGroup:
         n = {len(a.values) for a in self.zip}
         if len(n) > 1:
             lens = ", ".join(f"{a.column}: {len(a.values)}" for a in self.zip)
@@ -141,13 +151,14 @@ class Study(_Frozen):
     description: str = ""
     protocol: str = Field(description="base protocol file, relative to the study file")
     params: str | None = Field(
-        default=None, description="population parameter file (default: the protocol's calibrated one)"
+        default=None,
+        description="population parameter file (default: the protocol's calibrated one)",
     )
     set: dict[str, Any] = Field(
         default_factory=dict,
         description="fixed changes to the base, {dotted path: value}, applied before any axis",
     )
-    vary: tuple[Union[Axis, ZipGroup], ...] = ()
+    vary: tuple[Axis | ZipGroup, ...] = ()
     replicates: Annotated[int, Field(ge=1, le=100_000)] = 1
     statistics: tuple[str, ...] = Field(min_length=1)
     seed: Annotated[int, Field(ge=0, lt=2**63)]
@@ -165,28 +176,38 @@ class Study(_Frozen):
         "(for grids mixing protocols whose steps differ)",
     )
     figures: tuple[Figure, ...] = ()
-    analysis: Analysis = Field(default_factory=lambda: Analysis(), description="split counts of the analysis")
+    analysis: Analysis = Field(
+        default_factory=lambda: Analysis(), description="split counts of the analysis"
+    )
 
     @model_validator(mode="after")
-    def _check(self) -> "Study":
+    def _check(self) -> Study:
         cols = [a.column for a in self.axes]
         dup = {c for c in cols if cols.count(c) > 1}
         if dup:
-            raise ValueError(f"vary: column {sorted(dup)[0]!r} is used by two axes (give each a distinct name)")
+            raise ValueError(
+                f"vary: column {sorted(dup)[0]!r} is used by two axes (give each a distinct name)"
+            )
         clash = (set(cols) | set(self.statistics)) & _RESERVED
         clash |= set(cols) & set(self.statistics)
         if clash:
-            raise ValueError(f"name {sorted(clash)[0]!r} is reserved or used twice (axis names and statistics)")
+            raise ValueError(
+                f"name {sorted(clash)[0]!r} is reserved or used twice (axis names and statistics)"
+            )
         if len(set(self.statistics)) != len(self.statistics):
             raise ValueError("statistics: a name is listed twice")
         for path in self.set:
             if not re.fullmatch(r"(protocol|params)(\.[A-Za-z0-9_]+)+", path):
-                raise ValueError(f"set: {path!r} is not a dotted path starting with protocol. or params.")
+                raise ValueError(
+                    f"set: {path!r} is not a dotted path starting with protocol. or params."
+                )
         known = set(cols) | set(self.statistics) | {COST_COLUMN, "participants"}
         for i, f in enumerate(self.figures):
             for col in (f.x, *f.y, *((f.by,) if f.by else ())):
                 if col not in known:
-                    raise ValueError(f"figures.{i}: no column {col!r} (axes, statistics or {COST_COLUMN})")
+                    raise ValueError(
+                        f"figures.{i}: no column {col!r} (axes, statistics or {COST_COLUMN})"
+                    )
         return self
 
     @property
@@ -225,10 +246,14 @@ class Plan(BaseModel):
 
 
 def _canonical(obj: Any) -> str:
-    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False)
+    return json.dumps(
+        obj, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False
+    )
 
 
-def cell_seeds(study_seed: int, coords: dict, replicate: int, common: bool = False) -> tuple[int, int]:
+def cell_seeds(
+    study_seed: int, coords: dict, replicate: int, common: bool = False
+) -> tuple[int, int]:
     """Two 63-bit seeds (simulation, analysis) for one replicate of one cell.
 
     ``SeedSequence(study_seed, spawn_key=(*h, replicate))`` where ``h`` is the
@@ -262,7 +287,9 @@ def crowd_minutes(protocol: dict, result: dict, participants: float) -> float:
     per = (float(st["duration_s"]) + float(st["gap_s"])) / 60.0
     keys = [f"participants_total.step{i}" for i in range(1, len(protocol["steps"]) + 1)]
     if all(k in result for k in keys):
-        return sum(float(result[k]) * int(s["length"]) * per for k, s in zip(keys, protocol["steps"]))
+        return sum(
+            float(result[k]) * int(s["length"]) * per for k, s in zip(keys, protocol["steps"])
+        )
     return participants * minutes_per_participant(protocol)
 
 
@@ -328,7 +355,10 @@ def _base_params(study: Study, base_dir: Path, protocol, study_path) -> dict | N
     api = _params_api()
     if api is None:
         if study.params is not None or any(a.path.startswith("params.") for a in study.axes):
-            raise UserError("population parameters need memsim.sim.params, which this install lacks", path=study_path)
+            raise UserError(
+                "population parameters need memsim.sim.params, which this install lacks",
+                path=study_path,
+            )
         return None  # no parameter model: the cell function gets params=None
     ppath = base_dir / study.params if study.params else api.default_params_path(protocol)
     return api.load_params(ppath).dump()
@@ -344,7 +374,10 @@ def resolve_study(study: Study, study_path: str | os.PathLike[str]) -> Plan:
     if not proto_path.is_file():
         raise UserError(f"protocol: no such file {proto_path}", path=study_path)
     base_proto = load_protocol(proto_path)
-    base = {"protocol": base_proto.dump(), "params": _base_params(study, base_dir, base_proto, study_path)}
+    base = {
+        "protocol": base_proto.dump(),
+        "params": _base_params(study, base_dir, base_proto, study_path),
+    }
     api = _params_api()
     for path, value in study.set.items():
         if base["params"] is None and path.startswith("params."):
@@ -352,7 +385,9 @@ def resolve_study(study: Study, study_path: str | os.PathLike[str]) -> Plan:
         try:
             node, key = _walk(base, path)
         except KeyError as exc:
-            raise UserError(f"set {path}: unknown field path: {exc.args[0]}", path=study_path) from None
+            raise UserError(
+                f"set {path}: unknown field path: {exc.args[0]}", path=study_path
+            ) from None
         node[key] = copy.deepcopy(value)
 
     # the grid: one "choice list" per vary entry, each choice a list of (axis, value) pairs
@@ -378,15 +413,21 @@ def resolve_study(study: Study, study_path: str | os.PathLike[str]) -> Plan:
         for axis, value in pairs:
             if "." not in axis.path:
                 if axis.path == "params" and tree["params"] is None:
-                    raise UserError("vary params: population parameters need memsim.sim.params", path=study_path)
+                    raise UserError(
+                        "vary params: population parameters need memsim.sim.params", path=study_path
+                    )
                 tree[axis.path] = copy.deepcopy(whole(axis, value))
                 continue
             if tree["params"] is None and axis.path.startswith("params."):
-                raise UserError(f"vary {axis.path}: no population parameters to vary", path=study_path)
+                raise UserError(
+                    f"vary {axis.path}: no population parameters to vary", path=study_path
+                )
             try:
                 node, key = _walk(tree, axis.path)
             except KeyError as exc:
-                raise UserError(f"vary {axis.path}: unknown field path: {exc.args[0]}", path=study_path) from None
+                raise UserError(
+                    f"vary {axis.path}: unknown field path: {exc.args[0]}", path=study_path
+                ) from None
             node[key] = copy.deepcopy(value)
         return tree
 
@@ -405,7 +446,9 @@ def resolve_study(study: Study, study_path: str | os.PathLike[str]) -> Plan:
 
     lone: dict[str, str | None] = {}
     cells: list[dict] = []
-    combos: list[list[list[tuple[Axis, Any]]]] = [[]]  # per cell: one choice (list of pairs) per entry
+    combos: list[list[list[tuple[Axis, Any]]]] = [
+        []
+    ]  # per cell: one choice (list of pairs) per entry
     for entry in entries:
         combos = [c + [choice] for c in combos for choice in entry]
     for index, choices in enumerate(combos):
@@ -422,7 +465,9 @@ def resolve_study(study: Study, study_path: str | os.PathLike[str]) -> Plan:
                     except UserError:  # a path that needs an earlier axis: not this entry alone
                         lone[k] = None
                 if lone[k] is not None:
-                    raise UserError(f"vary {show(choice)}: infeasible cell: {lone[k]}", path=study_path)
+                    raise UserError(
+                        f"vary {show(choice)}: infeasible cell: {lone[k]}", path=study_path
+                    )
             raise UserError(f"vary {show(pairs)}: infeasible cell: {problem}", path=study_path)
         coords = {a.column: _column_value(v, columns[a.column]) for a, v in pairs}
         cells.append(
@@ -435,14 +480,28 @@ def resolve_study(study: Study, study_path: str | os.PathLike[str]) -> Plan:
             }
         )
     seeds = [
-        [list(cell_seeds(study.seed, c["coords"], r, study.common_random_numbers)) for r in range(study.replicates)]
+        [
+            list(cell_seeds(study.seed, c["coords"], r, study.common_random_numbers))
+            for r in range(study.replicates)
+        ]
         for c in cells
     ]
-    body = {"study": study.model_dump(mode="json"), "columns": columns, "cells": cells, "seeds": seeds}
+    body = {
+        "study": study.model_dump(mode="json"),
+        "columns": columns,
+        "cells": cells,
+        "seeds": seeds,
+    }
     body["study"].pop("description")  # wording changes do not change results
     fingerprint = hashlib.sha256(_canonical(body).encode()).hexdigest()
-    return Plan(study=study.model_dump(mode="json"), columns=columns, cells=cells, seeds=seeds,
-                fingerprint=fingerprint, code=code_hash())
+    return Plan(
+        study=study.model_dump(mode="json"),
+        columns=columns,
+        cells=cells,
+        seeds=seeds,
+        fingerprint=fingerprint,
+        code=code_hash(),
+    )
 
 
 def code_hash() -> str:
@@ -475,8 +534,8 @@ def run_cell(spec: dict) -> dict[str, float]:
     """
     from memsim.analysis.consistency import analyse
     from memsim.analysis.scoring import score
-    from memsim.sim.params import default_params_path, load_params, params_from_mapping
     from memsim.design.protocol import protocol_from_mapping
+    from memsim.sim.params import default_params_path, load_params, params_from_mapping
     from memsim.sim.simulate import simulate
 
     protocol = protocol_from_mapping(spec["protocol"], "<cell>")
@@ -487,9 +546,13 @@ def run_cell(spec: dict) -> dict[str, float]:
     sim = simulate(protocol, params, seed=int(spec["seed"]), scale=float(spec.get("scale", 1.0)))
     split = spec.get("analysis") or {}
     # the simulator's tables meet the trial-table contract by construction (tests/test_run.py)
-    stats = analyse(score(sim.trials, sim.protocol, validate=False), truth=sim.videos,
-                    seed=int(spec["analysis_seed"]),
-                    n_splits=int(split.get("n_splits", 25)), repeats=int(split.get("repeats", 3)))
+    stats = analyse(
+        score(sim.trials, sim.protocol, validate=False),
+        truth=sim.videos,
+        seed=int(spec["analysis_seed"]),
+        n_splits=int(split.get("n_splits", 25)),
+        repeats=int(split.get("repeats", 3)),
+    )
     stats.pop("seed", None)
     out = flatten_statistics(stats)
     # step-index aliases (step1, step2, ...) so one study can compare protocols whose steps differ
@@ -612,7 +675,10 @@ class _ProcessPool:
 
         threads = max(1, (os.cpu_count() or 1) // workers)
         self.pool = ProcessPoolExecutor(
-            workers, mp_context=mp.get_context("spawn"), initializer=_worker_init, initargs=(threads,)
+            workers,
+            mp_context=mp.get_context("spawn"),
+            initializer=_worker_init,
+            initargs=(threads,),
         )
 
     def run(self, fn, jobs):
@@ -633,7 +699,9 @@ class _Dask:
         try:
             from distributed import Client
         except ImportError:
-            raise UserError("--scheduler needs dask.distributed: pip install 'memsim[dask]'") from None
+            raise UserError(
+                "--scheduler needs dask.distributed: pip install 'memsim[dask]'"
+            ) from None
         try:
             self.client = Client(address, timeout="20s", set_as_default=False)
         except (OSError, TimeoutError) as exc:
@@ -645,7 +713,9 @@ class _Dask:
 
         futures = {}
         for key, spec in jobs:
-            fut = self.client.submit(fn, spec, key=f"memsim-{self.tag}-{key[0]}-{key[1]}", pure=False)
+            fut = self.client.submit(
+                fn, spec, key=f"memsim-{self.tag}-{key[0]}-{key[1]}", pure=False
+            )
             futures[fut.key] = (fut, key)
         for fut in as_completed([f for f, _ in futures.values()], loop=self.client.loop):
             yield futures[fut.key][1], _call(fut.result, futures[fut.key][1])
@@ -662,10 +732,20 @@ def _shard_path(out: Path, cell: int, replicate: int) -> Path:
 def _schema(plan: Plan):
     import pyarrow as pa
 
-    types = {"bool": pa.bool_(), "int64": pa.int64(), "float64": pa.float64(), "string": pa.string(), "json": pa.string()}
+    types = {
+        "bool": pa.bool_(),
+        "int64": pa.int64(),
+        "float64": pa.float64(),
+        "string": pa.string(),
+        "json": pa.string(),
+    }
     fields = [pa.field("cell", pa.int64()), pa.field("replicate", pa.int64())]
     fields += [pa.field(c, types[t]) for c, t in plan.columns.items()]
-    fields += [pa.field("seed", pa.int64()), pa.field("participants", pa.float64()), pa.field(COST_COLUMN, pa.float64())]
+    fields += [
+        pa.field("seed", pa.int64()),
+        pa.field("participants", pa.float64()),
+        pa.field(COST_COLUMN, pa.float64()),
+    ]
     fields += [pa.field(s, pa.float64()) for s in plan.study["statistics"]]
     return pa.schema(fields)
 
@@ -677,7 +757,10 @@ def _row(plan: Plan, cell: int, replicate: int, result: dict, study_path) -> dic
         result = {**result, **{s: math.nan for s in missing}}
     elif missing:
         have = ", ".join(sorted(result)) or "none"
-        raise UserError(f"statistics: the cell function gives no {missing[0]!r} (it gives: {have})", path=study_path)
+        raise UserError(
+            f"statistics: the cell function gives no {missing[0]!r} (it gives: {have})",
+            path=study_path,
+        )
     nominal = max(1, round(_nominal_participants(c["protocol"]) * float(plan.study["scale"])))
     participants = float(result.get("participants", nominal))
     row = {"cell": cell, "replicate": replicate, **c["coords"]}
@@ -714,7 +797,9 @@ def _prepare(out: Path, study_text: str, plan: Plan) -> bool:
                 path=out,
             )
         return saved.get("code") != plan.code
-    if out.exists() and (not out.is_dir() or any(not p.name.startswith(".") for p in out.iterdir())):
+    if out.exists() and (
+        not out.is_dir() or any(not p.name.startswith(".") for p in out.iterdir())
+    ):
         raise UserError("exists and is not a sweep folder; use another --out", path=out)
     out.mkdir(parents=True, exist_ok=True)
     write_text_atomic(out / STUDY_FILE, study_text)
@@ -738,7 +823,9 @@ def combine(out: Path, plan: Plan) -> Path:
     schema = _schema(plan)
     reps = int(plan.study["replicates"])
     tables = [
-        pq.read_table(_shard_path(out, c, r), schema=schema) for c in range(len(plan.cells)) for r in range(reps)
+        pq.read_table(_shard_path(out, c, r), schema=schema)
+        for c in range(len(plan.cells))
+        for r in range(reps)
     ]
     table = pa.concat_tables(tables).combine_chunks() if tables else schema.empty_table()
     path = out / RESULTS_FILE
@@ -780,7 +867,13 @@ def _check_cells(plan: Plan, fn, study_path) -> None:
         return
     for c in plan.cells:
         try:
-            check({"protocol": c["protocol"], "params": c["params"], "seed": plan.seeds[c["cell"]][0][0]})
+            check(
+                {
+                    "protocol": c["protocol"],
+                    "params": c["params"],
+                    "seed": plan.seeds[c["cell"]][0][0],
+                }
+            )
         except UserError as exc:
             where = ", ".join(f"{k} = {v}" for k, v in c["coords"].items()) or "the base protocol"
             raise UserError(f"vary {where}: infeasible cell: {exc}", path=study_path) from None
@@ -847,12 +940,20 @@ def run_sweep(
             jobs.append(((c["cell"], r), spec))
     skipped = plan.n_runs - len(jobs)
     if code_changed and jobs and skipped and warn:
-        warn(f"warning: {out}: memsim's code changed since this sweep started; "
-             "new shards may not match the old ones (delete the folder for a clean run)")
+        warn(
+            f"warning: {out}: memsim's code changed since this sweep started; "
+            "new shards may not match the old ones (delete the folder for a clean run)"
+        )
     if log:
-        where = f"Dask scheduler {scheduler}" if scheduler else f"{workers} local worker{'s' * (workers > 1)}"
+        where = (
+            f"Dask scheduler {scheduler}"
+            if scheduler
+            else f"{workers} local worker{'s' * (workers > 1)}"
+        )
         resumed = f", {skipped} already done" if skipped else ""
-        log(f"{study.name}: {len(plan.cells)} cells x {reps} replicates = {plan.n_runs} runs on {where}{resumed}")
+        log(
+            f"{study.name}: {len(plan.cells)} cells x {reps} replicates = {plan.n_runs} runs on {where}{resumed}"
+        )
 
     import pyarrow as pa
 
@@ -871,13 +972,20 @@ def run_sweep(
             with bar:
                 for (cell, rep), result in executor.run(fn, jobs):
                     row = _row(plan, cell, rep, result, study_path)
-                    _write_parquet(pa.Table.from_pylist([row], schema=schema), _shard_path(out, cell, rep))
+                    _write_parquet(
+                        pa.Table.from_pylist([row], schema=schema), _shard_path(out, cell, rep)
+                    )
                     bar.advance(task)
             finished = True
         except CellFailed as failed:
             cell, rep = failed.key
-            where = ", ".join(f"{k} = {v}" for k, v in plan.cells[cell]["coords"].items()) or "the base protocol"
-            if isinstance(failed.error, UserError):  # the user's cell cannot run: one line, resumable
+            where = (
+                ", ".join(f"{k} = {v}" for k, v in plan.cells[cell]["coords"].items())
+                or "the base protocol"
+            )
+            if isinstance(
+                failed.error, UserError
+            ):  # the user's cell cannot run: one line, resumable
                 raise UserError(
                     f"cell {cell} ({where}) replicate {rep} failed: {failed.error} "
                     f"(the {len(list((out / SHARD_DIR).glob('*.parquet')))} finished runs are kept)",
@@ -893,11 +1001,19 @@ def run_sweep(
         import pyarrow.parquet as pq
 
         table = pq.read_table(results, columns=list(study.statistics))
-        empty = [s for s in study.statistics if table.num_rows and table[s].to_numpy().dtype.kind == "f"
-                 and np.isnan(table[s].to_numpy()).all()]
+        empty = [
+            s
+            for s in study.statistics
+            if table.num_rows
+            and table[s].to_numpy().dtype.kind == "f"
+            and np.isnan(table[s].to_numpy()).all()
+        ]
         if empty:
-            warn(f"warning: no cell gave {len(empty)} of the statistics (all NaN): {', '.join(empty[:5])}"
-                 + (" ..." if len(empty) > 5 else "") + " (check for typos: memsim sweep STUDY --list-statistics)")
+            warn(
+                f"warning: no cell gave {len(empty)} of the statistics (all NaN): {', '.join(empty[:5])}"
+                + (" ..." if len(empty) > 5 else "")
+                + " (check for typos: memsim sweep STUDY --list-statistics)"
+            )
     return {
         "cells": len(plan.cells),
         "replicates": reps,
@@ -917,9 +1033,17 @@ def list_statistics(study_path: str | os.PathLike[str], scale: float = 0.02) -> 
     fn = import_cell(study.cell, study_path)
     c = plan.cells[0]
     s_seed, a_seed = plan.seeds[0][0]
-    spec = {"protocol": c["protocol"], "params": c["params"], "seed": s_seed, "analysis_seed": a_seed,
-            "scale": min(scale, study.scale), "analysis": study.analysis.model_dump(), "cell": 0, "replicate": 0,
-            "coords": c["coords"]}
+    spec = {
+        "protocol": c["protocol"],
+        "params": c["params"],
+        "seed": s_seed,
+        "analysis_seed": a_seed,
+        "scale": min(scale, study.scale),
+        "analysis": study.analysis.model_dump(),
+        "cell": 0,
+        "replicate": 0,
+        "coords": c["coords"],
+    }
     return fn(spec)
 
 

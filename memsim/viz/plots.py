@@ -38,8 +38,9 @@ def _grid(plt, nrows: int, ncols: int, figsize: tuple[float, float]):
     """A figure with fixed margins: a layout engine costs a tenth of a second per figure."""
     fig, axes = plt.subplots(nrows, ncols, figsize=figsize, squeeze=False)
     w, h = figsize
-    fig.subplots_adjust(left=0.6 / w, right=1 - 0.2 / w, bottom=0.55 / h, top=1 - 0.65 / h,
-                        wspace=0.28, hspace=0.45)
+    fig.subplots_adjust(
+        left=0.6 / w, right=1 - 0.2 / w, bottom=0.55 / h, top=1 - 0.65 / h, wspace=0.28, hspace=0.45
+    )
     return fig, axes
 
 
@@ -62,10 +63,23 @@ def fig_lag(summary: dict, out: Path) -> Path:
             y = np.array([b["hit_rate"] for b in bins])
             n = np.array([b["annotations"] for b in bins])
             se = np.sqrt(np.clip(y * (1 - y), 0, None) / np.maximum(n, 1))
-            ax.errorbar(x, y, yerr=1.96 * se, fmt="o", color="C0", capsize=3, label="simulated (binned, 95% CI)")
+            ax.errorbar(
+                x,
+                y,
+                yerr=1.96 * se,
+                fmt="o",
+                color="C0",
+                capsize=3,
+                label="simulated (binned, 95% CI)",
+            )
             xs = np.linspace(min(b["lo"] for b in bins), max(b["hi"] for b in bins), 50)
-            ax.plot(xs, lc["intercept"] + lc["slope"] * xs, color="C0", lw=1.5,
-                    label=f"linear fit, slope {lc['slope']:.2e}")
+            ax.plot(
+                xs,
+                lc["intercept"] + lc["slope"] * xs,
+                color="C0",
+                lw=1.5,
+                label=f"linear fit, slope {lc['slope']:.2e}",
+            )
         ax.set_xlabel(lc.get("unit", "retention"))
         ax.set_ylabel("correct recognition rate")
         ax.set_title(f"{name}: recognition vs retention")
@@ -88,14 +102,28 @@ def fig_consistency(summary: dict, out: Path) -> Path:
         if not curve.empty:
             ax.plot(curve["N"], curve["spearman"], "o-", ms=3, color="C0", label="simulated")
             if "sd" in curve and curve["sd"].notna().any():
-                ax.fill_between(curve["N"], curve["spearman"] - curve["sd"], curve["spearman"] + curve["sd"],
-                                color="C0", alpha=0.2)
+                ax.fill_between(
+                    curve["N"],
+                    curve["spearman"] - curve["sd"],
+                    curve["spearman"] + curve["sd"],
+                    color="C0",
+                    alpha=0.2,
+                )
         sb = summary.get("spearman_brown", {}).get(name, {}).get("predicted_curve")
         if sb:
-            ax.plot(sb["N"], sb["spearman"], "--", color="C2", label="Spearman-Brown from human split")
+            ax.plot(
+                sb["N"], sb["spearman"], "--", color="C2", label="Spearman-Brown from human split"
+            )
         paper = PAPER["annotation_consistency"].get(name)
         if paper:
-            ax.plot([paper[0]], [paper[1]], "s", color="C3", ms=8, label=f"paper: {paper[1]} at {paper[0]}")
+            ax.plot(
+                [paper[0]],
+                [paper[1]],
+                "s",
+                color="C3",
+                ms=8,
+                label=f"paper: {paper[1]} at {paper[0]}",
+            )
         hc = summary["human_consistency"][name]["mean"]
         ax.axhline(hc, color="C1", lw=1, ls=":", label=f"human consistency (sim) {hc:.3f}")
         ax.set_xlabel("annotations per video (N)")
@@ -110,7 +138,9 @@ def fig_consistency(summary: dict, out: Path) -> Path:
     return path
 
 
-def fig_st_lt(scores: pd.DataFrame, video_rt: pd.DataFrame | None, columns: list[str], out: Path) -> Path | None:
+def fig_st_lt(
+    scores: pd.DataFrame, video_rt: pd.DataFrame | None, columns: list[str], out: Path
+) -> Path | None:
     """Fig. 5: short-term vs long-term scores (and per-video mean RTs when given)."""
     if len(columns) < 2:
         return None
@@ -123,8 +153,11 @@ def fig_st_lt(scores: pd.DataFrame, video_rt: pd.DataFrame | None, columns: list
     ax.plot(scores.loc[ok, a], scores.loc[ok, b], "o", ms=1.5, alpha=0.25, color="C0", mew=0)
     from memsim.analysis.consistency import pearson, spearman
 
-    ax.set_title(f"scores: Spearman {spearman(scores.loc[ok, a].to_numpy(), scores.loc[ok, b].to_numpy()):.3f} "
-                 f"(paper 0.305)", fontsize=9)
+    ax.set_title(
+        f"scores: Spearman {spearman(scores.loc[ok, a].to_numpy(), scores.loc[ok, b].to_numpy()):.3f} "
+        f"(paper 0.305)",
+        fontsize=9,
+    )
     ax.set_xlabel(a)
     ax.set_ylabel(b)
     ax.grid(alpha=0.3)
@@ -133,7 +166,9 @@ def fig_st_lt(scores: pd.DataFrame, video_rt: pd.DataFrame | None, columns: list
         x, y = video_rt.iloc[:, 0].to_numpy(), video_rt.iloc[:, 1].to_numpy()
         m = np.isfinite(x) & np.isfinite(y)
         ax.plot(x[m], y[m], "o", ms=1.5, alpha=0.25, color="C1", mew=0)
-        ax.set_title(f"per-video mean RT: Pearson {pearson(x[m], y[m]):.3f} (paper 0.291)", fontsize=9)
+        ax.set_title(
+            f"per-video mean RT: Pearson {pearson(x[m], y[m]):.3f} (paper 0.291)", fontsize=9
+        )
         ax.set_xlabel("short-term mean RT (s)")
         ax.set_ylabel("long-term mean RT (s)")
         ax.grid(alpha=0.3)
@@ -143,7 +178,9 @@ def fig_st_lt(scores: pd.DataFrame, video_rt: pd.DataFrame | None, columns: list
     return path
 
 
-def fig_rt(scores: pd.DataFrame, video_rt: pd.DataFrame | None, columns: list[str], out: Path) -> Path | None:
+def fig_rt(
+    scores: pd.DataFrame, video_rt: pd.DataFrame | None, columns: list[str], out: Path
+) -> Path | None:
     """Fig. 6: per-video mean RT of correct recognitions against the score."""
     if video_rt is None:
         return None
@@ -170,7 +207,9 @@ def fig_rt(scores: pd.DataFrame, video_rt: pd.DataFrame | None, columns: list[st
     return path
 
 
-def fig_real_vs_sim(scores: pd.DataFrame, real: pd.DataFrame, columns: list[str], out: Path) -> Path | None:
+def fig_real_vs_sim(
+    scores: pd.DataFrame, real: pd.DataFrame, columns: list[str], out: Path
+) -> Path | None:
     """Score distributions: simulated vs released, with the KS distance."""
     cols = [c for c in columns if c in real.columns]
     if not cols:
@@ -204,11 +243,21 @@ def fig_real_vs_sim(scores: pd.DataFrame, real: pd.DataFrame, columns: list[str]
     return path
 
 
-def run_figures(summary: dict, scores: pd.DataFrame, video_rt: pd.DataFrame | None,
-                real: pd.DataFrame | None, columns: list[str], out: str | os.PathLike[str]) -> list[Path]:
+def run_figures(
+    summary: dict,
+    scores: pd.DataFrame,
+    video_rt: pd.DataFrame | None,
+    real: pd.DataFrame | None,
+    columns: list[str],
+    out: str | os.PathLike[str],
+) -> list[Path]:
     out = Path(out)
-    paths = [fig_lag(summary, out), fig_consistency(summary, out),
-             fig_st_lt(scores, video_rt, columns, out), fig_rt(scores, video_rt, columns, out)]
+    paths = [
+        fig_lag(summary, out),
+        fig_consistency(summary, out),
+        fig_st_lt(scores, video_rt, columns, out),
+        fig_rt(scores, video_rt, columns, out),
+    ]
     if real is not None:
         paths.append(fig_real_vs_sim(scores, real, columns, out))
     return [p for p in paths if p is not None]
