@@ -11,14 +11,8 @@ import pytest
 
 from memsim.cli import main
 from memsim.design.trials import validate_trials
-from memsim.fit.compare import (
-    compare,
-    decimals,
-    ks_distance,
-    load_targets,
-    lookup,
-    real_score_comparison,
-)
+from memsim.analysis.distributions import decimals, ks_distance, real_score_comparison
+from memsim.fit.compare import compare, load_targets, lookup
 
 ROOT = Path(__file__).resolve().parent.parent
 VIDEOMEM = str(ROOT / "protocols" / "videomem.yaml")

@@ -15,18 +15,27 @@ over dense codes; no Python loop runs per row. Definitions and formulas:
 
 from __future__ import annotations
 
-import io
-import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 
+from memsim.analysis.filters import (
+    FILTERS,
+    apply_filters,
+    dense_codes,
+    first_failed,
+    participant_stats,
+    passes,
+    role_codes,
+    slot_kinds,
+    stats_from_tally,
+)
 from memsim.design.protocol import Protocol
-from memsim.design.trials import ROLES, _as_role, validate_trials
+from memsim.design.scores import count_column, read_scores, write_scores
+from memsim.design.trials import ROLES, validate_trials
 from memsim.errors import UserError
-from memsim.io import atomic_path, read_text
 
 __all__ = [
     "Tests",
@@ -235,188 +244,7 @@ def correct(s: VideoSums, spec) -> tuple[np.ndarray, dict]:
     return np.clip(out, 0.0, 1.0), params
 
 
-# --------------------------------------------------------------------------- participants
-def _rate(num: np.ndarray, den: np.ndarray) -> np.ndarray:
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(den > 0, num / np.maximum(den, 1), np.nan)
-
-
-#: filter name -> f(per-participant statistics, Filters) -> bool mask of who fails; the
-#: statistics are a mapping of column name -> array (a stats frame's columns, or stats_from_tally)
-FILTERS: dict[str, Callable[[Mapping[str, np.ndarray], object], np.ndarray]] = {
-    "incomplete": lambda st, f: np.asarray(st["completed_fraction"]) < f.min_completed_fraction,
-    "vigilance": lambda st, f: (
-        np.zeros(len(st["vigilance_hit_rate"]), bool)
-        if f.min_vigilance_hit_rate is None
-        else np.asarray(st["vigilance_hit_rate"]) < f.min_vigilance_hit_rate
-    ),
-    "hit_rate": lambda st, f: (
-        np.zeros(len(st["hit_rate"]), bool)
-        if f.min_hit_rate is None
-        else np.asarray(st["hit_rate"]) < f.min_hit_rate
-    ),
-    "false_alarms": lambda st, f: (
-        np.zeros(len(st["false_alarm_rate"]), bool)
-        if f.max_false_alarm_rate is None
-        else np.asarray(st["false_alarm_rate"]) > f.max_false_alarm_rate
-    ),
-    "false_alarms_not_below_hits": lambda st, f: (
-        np.asarray(st["false_alarm_rate"]) >= np.asarray(st["hit_rate"])
-        if f.false_alarms_below_hits
-        else np.zeros(len(st["hit_rate"]), bool)
-    ),
-}
-
-
-def first_failed(stats: Mapping[str, np.ndarray], filters) -> np.ndarray:
-    """Per participant, the name of the first filter of :data:`FILTERS` she fails ('' if none)."""
-    n = len(stats["completed_fraction"])
-    reason = np.full(n, "", dtype=object)
-    undecided = np.ones(n, bool)
-    for name, fails in FILTERS.items():
-        bad = fails(stats, filters) & undecided
-        reason[bad] = name
-        undecided &= ~bad
-    return reason
-
-
-def passes(stats: Mapping[str, np.ndarray], filters) -> np.ndarray:
-    """Per participant, whether she fails none of :data:`FILTERS`."""
-    return first_failed(stats, filters) == ""
-
-
-def _with_rates(cols: dict, length: np.ndarray) -> dict:
-    """Add the rates the filters judge to per-participant counts (NaN without a denominator)."""
-    cols["completed_fraction"] = cols["presentations"] / length
-    cols["vigilance_hit_rate"] = _rate(cols["vigilance_hits"], cols["vigilance_tests"])
-    cols["hit_rate"] = _rate(cols["hits"], cols["target_tests"])
-    cols["false_alarm_rate"] = _rate(cols["false_alarms"], cols["first_showings"])
-    return cols
-
-
-def _count_columns(tab: np.ndarray) -> dict:
-    """Counts from a [participant, kind (first showing, vigilance, target, other repeat),
-    response] table."""
-    return {
-        "presentations": tab.sum(axis=(1, 2)),
-        "vigilance_tests": tab[:, 1].sum(axis=1),
-        "vigilance_hits": tab[:, 1, 1],
-        "target_tests": tab[:, 2].sum(axis=1),
-        "hits": tab[:, 2, 1],
-        "first_showings": tab[:, 0].sum(axis=1),
-        "false_alarms": tab[:, 0, 1],
-    }
-
-
-def slot_kinds(role: np.ndarray, repeat: np.ndarray) -> np.ndarray:
-    """What a slot is to the filters: 0 a first showing, 1 a vigilance test, 2 a target test,
-    3 another repeat (role codes in :data:`memsim.design.trials.ROLES` order)."""
-    return np.where(
-        ~repeat, 0, np.where(role == _VIGILANCE, 1, np.where(role == _TARGET, 2, 3))
-    ).astype(np.int64)
-
-
-def stats_from_tally(tally: np.ndarray, length) -> dict[str, np.ndarray]:
-    """The statistics of :func:`participant_stats` from a [participant, slot kind
-    (:func:`slot_kinds`), response] tally of played slots: what a live campaign judges a
-    session by when it ends (``length``: the step's length)."""
-    return _with_rates(_count_columns(tally), np.float64(length))
-
-
-def _role_codes(col: pd.Series) -> np.ndarray:
-    """Role codes in :data:`ROLES` order, whatever the categorical's own order (-1: unknown)."""
-    if isinstance(col.dtype, pd.CategoricalDtype):
-        lut = np.array(
-            [ROLES.index(c) if c in ROLES else -1 for c in col.cat.categories] + [-1], np.int8
-        )
-        return lut[col.cat.codes.to_numpy()]
-    return np.asarray(_as_role(col, None).codes)
-
-
-def _codes(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Dense codes ordered by value (relabelling-invariant results); hashing, not a full sort."""
-    codes, uniq = pd.factorize(values)
-    order = np.argsort(uniq, kind="stable")
-    rank = np.empty(len(uniq), np.int64)
-    rank[order] = np.arange(len(uniq))
-    return rank[codes], np.asarray(uniq)[order]
-
-
-def participant_stats(
-    trials: pd.DataFrame, protocol: Protocol, *, _codes_cache=None
-) -> pd.DataFrame:
-    """Per participant and step: counts and rates the filters judge (tidy, one row per pair).
-
-    Columns: participant, step, presentations, completed_fraction, vigilance_tests,
-    vigilance_hits, vigilance_hit_rate, target_tests, hits, hit_rate, first_showings,
-    false_alarms, false_alarm_rate. Rates are NaN when their denominator is 0.
-    """
-    pcode, pids = (
-        _codes_cache if _codes_cache is not None else _codes(trials["participant"].to_numpy())
-    )
-    S = len(protocol.steps)
-    step = trials["step"].to_numpy().astype(np.int64)
-    g = pcode * S + (step - 1)
-    role = _role_codes(trials["role"])
-    rep = trials["repeat"].to_numpy()
-    resp = trials["response"].to_numpy()
-    m = len(pids) * S
-    # one bincount over (participant-step, kind, response) instead of one per statistic
-    tab = np.bincount(g * 8 + slot_kinds(role, rep) * 2 + resp, minlength=m * 8).reshape(m, 4, 2)
-    cols = _count_columns(tab)
-    present = np.flatnonzero(cols["presentations"] > 0)
-    st = pd.DataFrame(
-        {"participant": pids[present // S], "step": (present % S + 1).astype(np.int8)}
-    )
-    counts = {k: v[present].astype(np.int64) for k, v in cols.items()}
-    lengths = np.array([s.length for s in protocol.steps], np.float64)
-    for k, v in _with_rates(counts, lengths[st["step"].to_numpy() - 1]).items():
-        st[k] = v
-    order = [
-        "participant",
-        "step",
-        "presentations",
-        "completed_fraction",
-        "vigilance_tests",
-        "vigilance_hits",
-        "vigilance_hit_rate",
-        "target_tests",
-        "hits",
-        "hit_rate",
-        "first_showings",
-        "false_alarms",
-        "false_alarm_rate",
-    ]
-    return st[order]
-
-
-def apply_filters(stats: pd.DataFrame, protocol: Protocol) -> pd.DataFrame:
-    """Add ``kept`` (bool) and ``reason`` (first filter failed, '' when kept) to participant stats.
-
-    A rate with no denominator (NaN) fails no filter: there is nothing to judge.
-    Filters are checked in the order of :data:`FILTERS`.
-    """
-    out = stats.copy()
-    step = out["step"].to_numpy()
-    reason = np.full(len(out), "", dtype=object)
-    for s, spec in enumerate(protocol.steps, start=1):
-        rows = np.flatnonzero(step == s)
-        if not len(rows):
-            continue
-        sub = out.iloc[rows]
-        reason[rows] = first_failed({c: sub[c].to_numpy() for c in sub.columns}, spec.filters)
-    out["kept"] = reason == ""
-    out["reason"] = reason
-    return out
-
-
 # --------------------------------------------------------------------------- scores
-def count_column(column: str) -> str:
-    """Annotation-count column of a score column: ``x_memorability`` -> ``nb_x_annotations``."""
-    stem = column[: -len("_memorability")] if column.endswith("_memorability") else column
-    return f"nb_{stem}_annotations"
-
-
 @dataclass(frozen=True)
 class ScoreResult:
     """Everything scoring produced; the input of every analysis in :mod:`memsim.analysis.consistency`.
@@ -484,7 +312,7 @@ def score(trials: pd.DataFrame, protocol: Protocol, *, validate: bool = True) ->
             f"'{protocol.name}' has {S} step{'s' if S > 1 else ''} "
             f"({int(bad.sum())} row{'s' if bad.sum() != 1 else ''})"
         )
-    pcode, pids = _codes(trials["participant"].to_numpy())
+    pcode, pids = dense_codes(trials["participant"].to_numpy())
     stats = apply_filters(participant_stats(trials, protocol, _codes_cache=(pcode, pids)), protocol)
     kept_g = np.zeros(len(pids) * S, bool)
     kg = stats["participant"].to_numpy()
@@ -494,11 +322,11 @@ def score(trials: pd.DataFrame, protocol: Protocol, *, validate: bool = True) ->
     g = pcode * S + (step.astype(np.int64) - 1)
     row_kept = kept_g[g]
 
-    role = _role_codes(trials["role"])
+    role = role_codes(trials["role"])
     rep = trials["repeat"].to_numpy()
     resp = trials["response"].to_numpy()
     is_test = row_kept & rep & (role == _TARGET)
-    vcode_all, vids = _codes(trials["video"].to_numpy()[is_test])
+    vcode_all, vids = dense_codes(trials["video"].to_numpy()[is_test])
     V = len(vids)
 
     lag_all = trials["lag"].to_numpy()
@@ -579,38 +407,3 @@ def score(trials: pd.DataFrame, protocol: Protocol, *, validate: bool = True) ->
         participant_ids=pids,
         trials_rt=rts,
     )
-
-
-# --------------------------------------------------------------------------- score files
-def write_scores(df: pd.DataFrame, path: str | os.PathLike[str]) -> None:
-    """Write scores as CSV (UTF-8, no BOM, LF), atomically: a failed write leaves nothing behind."""
-    with atomic_path(path) as tmp:
-        df.to_csv(tmp, index=False, lineterminator="\n")  # floats as shortest round-trip repr
-
-
-def read_scores(path: str | os.PathLike[str]) -> pd.DataFrame:
-    """Read a scores CSV in the VideoMem ground-truth format, as released (BOM and CRLF allowed).
-
-    Returns the table unchanged: ``video`` as in the file (names such as ``video10.webm``
-    or integer ids), every other column numeric.
-    """
-    text = read_text(path, "scores file")
-    if not text.strip():
-        raise UserError("empty scores file", path=path)
-    try:
-        df = pd.read_csv(io.StringIO(text))
-    except (pd.errors.ParserError, ValueError) as exc:
-        raise UserError(f"cannot parse scores CSV: {str(exc).splitlines()[0]}", path=path) from None
-    df.columns = [str(c).strip() for c in df.columns]
-    if "video" not in df.columns:
-        raise UserError("scores file lacks column 'video'", path=path)
-    for c in df.columns:
-        if c == "video":
-            continue
-        if not pd.api.types.is_numeric_dtype(df[c]):
-            raise UserError(f"column '{c}': not numeric", path=path)
-    dup = df["video"].duplicated()
-    if dup.any():
-        first = df["video"][dup].iloc[0]
-        raise UserError(f"column 'video': duplicate videos, e.g. {first!r}", path=path)
-    return df

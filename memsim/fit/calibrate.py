@@ -272,7 +272,7 @@ def fit_summary(result, real=None, seed: int = 0, n_splits: int = 10, bins: str 
         rt_analyses,
         score_correlation,
     )
-    from memsim.fit.compare import real_score_comparison
+    from memsim.analysis.distributions import real_score_comparison
 
     p = result.protocol
     parts = result.participants
@@ -329,7 +329,7 @@ def score_quantiles(result, real=None, seed: int = 0, bins: str = "raw") -> dict
     ``count-matched`` (:func:`count_matched_scores`: re-made at the released annotation
     counts, for a campaign whose counts differ from the released ones).
     """
-    from memsim.fit.compare import at_released_precision
+    from memsim.analysis.distributions import at_released_precision
 
     if bins not in BINS:
         raise UserError(f"bins must be one of {', '.join(BINS)}, got {bins!r}")
@@ -362,8 +362,8 @@ def simulate_summary(
 ) -> dict:
     """Simulate, score and summarise one campaign (``full``: every analysis of ``memsim run``)."""
     from memsim.analysis.consistency import analyse
+    from memsim.analysis.distributions import real_score_comparison
     from memsim.analysis.scoring import score
-    from memsim.fit.compare import real_score_comparison
     from memsim.sim.simulate import simulate
 
     sim = simulate(protocol, params, seed=seed, scale=scale)
@@ -376,7 +376,7 @@ def simulate_summary(
     summary["quantiles"] = score_quantiles(result, real, seed, bins)
     if real is not None:
         matched = count_matched_scores(result, real, seed)
-        from memsim.fit.compare import ks_distance
+        from memsim.analysis.distributions import ks_distance
 
         summary["count_matched"] = {
             c: {"ks": ks_distance(matched[c].to_numpy(float), real[c].to_numpy(float))}
@@ -1171,7 +1171,7 @@ def synthetic_targets(protocol, truth: Params, targets, *, seed: int, scale: flo
 
     summary = simulate_summary(protocol, truth, seed, scale, None, full=True)
     scores = summary.pop("_scores")
-    from memsim.fit.compare import real_score_comparison
+    from memsim.analysis.distributions import real_score_comparison
 
     summary["real"] = real_score_comparison(scores, scores)
     rows = []

@@ -37,6 +37,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from memsim.analysis.distributions import sample_sd
+from memsim.design.scores import count_column
 from memsim.resources import protocol_path
 
 __all__ = [
@@ -366,7 +368,7 @@ def noise_needed(
     ``1 + (n - 1) rho = factor``.
     """
     s = real[col].to_numpy(float)
-    n = real[f"nb_{col[: -len('_memorability')]}_annotations"].to_numpy(float)
+    n = real[count_column(col)].to_numpy(float)
     ok = np.isfinite(s) & (n >= max(min_annotations, 2))
     st = implied_variance(s[ok], n[ok])
     S, nbar = st["var"], st["mean_annotations"]
@@ -477,7 +479,7 @@ def released_correction(real: pd.DataFrame, col: str = "short-term_memorability"
     of 0; a ratio ``h(100) / h(mean lag)`` (``ratio``) an intercept of 0.
     """
     s = real[col].to_numpy(float)
-    n = real[f"nb_{col[: -len('_memorability')]}_annotations"].to_numpy(float)
+    n = real[count_column(col)].to_numpy(float)
     ok = np.isfinite(s) & (n > 0)
     s, n = s[ok], n[ok]
     raw = raw_hits(s, n) / n
@@ -495,7 +497,7 @@ def released_correction(real: pd.DataFrame, col: str = "short-term_memorability"
         groups[name] = {
             "videos": int(sel.sum()),
             "mean_relative_change": float(rel[sel].mean()) if sel.any() else float("nan"),
-            "sd_relative_change": float(rel[sel].std(ddof=1)) if sel.sum() > 1 else float("nan"),
+            "sd_relative_change": sample_sd(rel[sel]),
         }
     return {
         "column": col,

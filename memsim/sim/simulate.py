@@ -22,7 +22,7 @@ import pandas as pd
 from numba import njit
 
 from memsim import _jitcache  # noqa: F401  (drops numba caches older than the sources)
-from memsim.analysis.scoring import passes, slot_kinds, stats_from_tally
+from memsim.analysis.filters import passes, slot_kinds, stats_from_tally
 from memsim.design.protocol import Protocol, protocol_from_mapping, truth_column
 from memsim.errors import UserError
 from memsim.rng import CAMPAIGN, stream_key

@@ -215,7 +215,7 @@ def fig_real_vs_sim(
     if not cols:
         return None
     plt = _plt()
-    from memsim.fit.compare import at_released_precision, ks_distance
+    from memsim.analysis.distributions import at_released_precision, ks_distance
 
     fig, axes = _grid(plt, 2, len(cols), figsize=(5 * len(cols), 6.4))
     for j, col in enumerate(cols):
