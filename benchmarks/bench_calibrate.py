@@ -49,17 +49,17 @@ def main() -> int:
     )
     args = ap.parse_args()
 
+    from memsim.data import released_scores
     from memsim.design.protocol import load_protocol
     from memsim.fit import calibrate as C
     from memsim.fit.compare import load_targets
     from memsim.sim.params import load_params
     from memsim.sim.simulate import scale_protocol
-    from memsim.study.run import load_real_scores
 
     protocol = load_protocol(ROOT / "protocols" / "videomem.yaml")
     start = load_params(ROOT / "calibration" / "videomem.yaml")
     targets = load_targets(ROOT / "calibration" / "videomem-targets.yaml")
-    real = load_real_scores("videomem", None)
+    real = released_scores("videomem")
     free = C.free_for(start)
     scaled = scale_protocol(protocol, args.scale)
     moments = C.moments_for(targets, real, [s.scoring.column for s in protocol.steps], args.scale)

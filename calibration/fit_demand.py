@@ -26,8 +26,8 @@ import numpy as np
 from scipy.stats import wasserstein_distance
 
 from memsim.analysis.scoring import count_column, score
+from memsim.data import released_scores
 from memsim.design.protocol import load_protocol, protocol_from_mapping
-from memsim.fit.calibrate import released_scores
 from memsim.sim.params import load_params
 from memsim.sim.simulate import simulate
 

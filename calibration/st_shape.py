@@ -38,9 +38,9 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from memsim.analysis.distributions import ks_distance  # noqa: E402
 from memsim.analysis.scoring import read_scores  # noqa: E402
 from memsim.data import data_dir  # noqa: E402
-from memsim.analysis.distributions import ks_distance  # noqa: E402
 from memsim.fit.compat import npmle, raw_hits  # noqa: E402
 
 Q = (0.01, 0.05, 0.25, 0.5, 0.75, 0.95, 0.99)

@@ -28,6 +28,8 @@ from memsim.io import read_text
 
 __all__ = [
     "data_dir",
+    "released_scores",
+    "RELEASED_SCORES",
     "load_videomem_scores",
     "load_videomem_captions",
     "load_coco80",
@@ -390,3 +392,48 @@ def _scores(path: Path, columns: list[str], what: str) -> pd.DataFrame:
         elif c == "decay_alpha":
             df[c] = _numeric(df, c, path)
     return df.reset_index(drop=True)
+
+
+# ----------------------------------------------------------------------------- by protocol
+def _videomem_released(root: Path) -> pd.DataFrame:
+    from memsim.design.scores import read_scores
+
+    return read_scores(Path(root) / "videomem" / "ground-truth_dev-set.csv")
+
+
+def _memento_released(root: Path) -> pd.DataFrame:
+    """Memento10k's released training scores in the VideoMem format: the *normalised* scores
+    (referred to lag 80, as the protocol's memento_decay correction does), with decay_alpha."""
+    m = load_memento_scores(root)
+    return pd.DataFrame(
+        {
+            "video": m["video_id"],
+            "short-term_memorability": m["scores_normalized_short_term"],
+            "nb_short-term_annotations": m["annotations_short_term"],
+            "decay_alpha": m["decay_alpha"],
+        }
+    )
+
+
+#: protocol name -> loader(data root) of the released scores its simulations are set beside
+RELEASED_SCORES = {"videomem": _videomem_released, "memento10k": _memento_released}
+
+
+def released_scores(
+    protocol_name: str, data: str | os.PathLike[str] | None = None
+) -> pd.DataFrame | None:
+    """The released scores of a protocol's study, in the scores format (:mod:`memsim.design.scores`).
+
+    None when no release is known for the protocol, or when ``data`` is None and no data folder
+    is found (``$MEMSIM_DATA``, ``../shared/data``); an explicit ``data`` that is missing is a
+    :class:`~memsim.errors.UserError`.
+    """
+    if protocol_name not in RELEASED_SCORES:
+        return None
+    try:
+        root = data_dir(data)
+    except UserError:
+        if data is not None:
+            raise
+        return None
+    return RELEASED_SCORES[protocol_name](root)

@@ -1,4 +1,4 @@
-"""File helpers shared by every stage: atomic writes and forgiving-but-strict reads.
+"""File helpers shared by every stage: atomic writes, strict JSON, forgiving-but-strict reads.
 
 Everything memsim writes goes to a temporary name in the target folder and is
 renamed into place, so an interrupted or failed command never leaves a
@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import contextlib
 import difflib
+import json
+import math
 import os
 import tempfile
 from collections.abc import Iterator
@@ -108,3 +110,24 @@ def format_pydantic_error(exc, path: str | os.PathLike[str]) -> UserError:
     n = len(errors) - 1
     extra = f" (and {n} more problem{'s' if n > 1 else ''})" if n else ""
     return UserError(f"{where}: {msg}{extra}", path=path)
+
+
+def jsonable(x):
+    """A copy of nested dicts/lists with numpy scalars and arrays as Python numbers and lists,
+    and NaN/inf as None (JSON has no NaN)."""
+    if isinstance(x, dict):
+        return {str(k): jsonable(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [jsonable(v) for v in x]
+    if hasattr(x, "tolist") and hasattr(x, "dtype"):  # numpy arrays and scalars
+        x = x.tolist()
+        if isinstance(x, list):
+            return [jsonable(v) for v in x]
+    if isinstance(x, float) and not math.isfinite(x):
+        return None
+    return x
+
+
+def dumps_json(obj, *, newline: bool = False) -> str:
+    """Strict JSON (NaN written as null) indented by one space, as memsim writes summaries."""
+    return json.dumps(jsonable(obj), indent=1, allow_nan=False) + ("\n" if newline else "")

@@ -11,12 +11,15 @@ import numpy as np
 import pytest
 
 from memsim.cli import main
+from memsim.data import released_scores
 from memsim.design.protocol import load_protocol
 from memsim.errors import UserError
 from memsim.fit import calibrate as C
 from memsim.fit.compare import load_targets
+from memsim.fit.recover import recovery_table, synthetic_targets
 from memsim.sim.params import load_params
 from memsim.sim.simulate import scale_protocol
+from memsim.study.fit_report import fit_report, seeds_csv_path
 
 ROOT = Path(__file__).resolve().parent.parent
 VIDEOMEM = ROOT / "protocols" / "videomem.yaml"
@@ -104,7 +107,7 @@ def test_recovers_well_identified_parameters(tmp_path, params):
     targets = load_targets(TARGETS)
     fixed = tuple(f.path for f in C.VIDEOMEM_FREE if f.path not in WELL_IDENTIFIED)
     free = C.free_for(params, fixed)
-    syn, real = C.synthetic_targets(proto, params, targets, seed=11)
+    syn, real = synthetic_targets(proto, params, targets, seed=11)
     start = C.with_values(
         params, free, C.values_of(params, free) + np.array([0.4, 2000.0, 0.2, 0.2])
     )
@@ -120,7 +123,7 @@ def test_recovers_well_identified_parameters(tmp_path, params):
         log_path=tmp_path / "log.jsonl",
         fixed=fixed,
     )
-    table = C.recovery_table(params, res["params"], start, free)
+    table = recovery_table(params, res["params"], start, free)
     assert (table["start_error_share"] > 0.06).all()
     assert (table["error_share_of_range"] < 0.03).all(), table.to_string()
 
@@ -312,7 +315,7 @@ def test_memento_released_scores_and_decay_moments():
         data_dir(None)
     except UserError as exc:
         pytest.skip(f"released data not found: {exc}")
-    real = C.released_scores("memento10k")
+    real = released_scores("memento10k")
     if real is None:
         pytest.skip("Memento10k scores absent")
     assert {"short-term_memorability", "nb_short-term_annotations", "decay_alpha"} <= set(
@@ -339,11 +342,11 @@ def test_fit_report_writes_every_target_per_seed(params, tmp_path, monkeypatch):
     targets = load_targets(ROOT / "calibration" / "videomem-targets.yaml")
     out = tmp_path / "report.md"
     monkeypatch.setenv("MEMSIM_DATA", str(tmp_path / "no-data-here"))
-    table = C.fit_report(protocol, params, targets, seeds=(0, 1), scale=0.03, out=out)
+    table = fit_report(protocol, params, targets, seeds=(0, 1), scale=0.03, out=out)
     assert out.read_text().startswith("# Fit report")
     import pandas as pd
 
-    seeds = pd.read_csv(C.seeds_csv_path(out))
+    seeds = pd.read_csv(seeds_csv_path(out))
     assert seeds.seed.tolist() == [0, 1]
     assert list(seeds.columns[1:]) == [t.name for t in targets.targets]
     # the report's mean is the mean of the per-seed values, row by row

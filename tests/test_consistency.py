@@ -16,6 +16,7 @@ from tables import LT, MID, SMALL, ST, make_protocol, make_trials
 
 from memsim.analysis import consistency as C
 from memsim.analysis.scoring import read_scores, score
+from memsim.io import jsonable
 from memsim.rng import stream_key_py
 
 DATA = Path(
@@ -249,7 +250,7 @@ def test_summarise_has_every_paper_statistic(mid):
         assert np.isfinite(out["annotation_consistency"][name]["at_mean_annotations"])
     pair = out["score_correlation"][f"{ST} ~ {LT}"]
     assert "all" in pair and "top100" in pair
-    json.dumps(C.jsonable(out), allow_nan=False)  # strict JSON
+    json.dumps(jsonable(out), allow_nan=False)  # strict JSON
     assert C.summarise(trials, proto, truth=truth, seed=1) == out  # a seed fixes every number
 
 
@@ -329,7 +330,7 @@ def test_degenerate_tables_give_nan_not_errors(returning, bad):
         n_videos=60, n_participants=n, n_returning=returning, design=SMALL, seed=3, bad_fraction=bad
     )
     out = C.summarise(trials, make_protocol(SMALL, n_videos=60), truth=truth)
-    json.dumps(C.jsonable(out), allow_nan=False)
+    json.dumps(jsonable(out), allow_nan=False)
     assert set(out["human_consistency"]) == {"short-term", "long-term"}
 
 
@@ -362,7 +363,7 @@ def test_analyse_and_scores_commands(mid, tmp_path, capsys):
     assert rc == 0 and "human consistency" in text and "vs truth" in text
     summary = json.loads((out / "summary.json").read_text())  # strict JSON: no NaN tokens
     assert len(summary["human_consistency"]["short-term"]["values"]) == 5
-    assert summary == C.jsonable(C.analyse(score(trials, proto), truth=truth, n_splits=5))
+    assert summary == jsonable(C.analyse(score(trials, proto), truth=truth, n_splits=5))
     rc = main(["scores", str(out / "scores.csv"), "--json", str(tmp_path / "s.json")])
     assert rc == 0 and "short-term_memorability: mean" in capsys.readouterr().out
     # a file where the folder should be: one line, exit 2

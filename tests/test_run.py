@@ -9,9 +9,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from memsim.analysis.distributions import decimals, ks_distance, real_score_comparison
 from memsim.cli import main
 from memsim.design.trials import validate_trials
-from memsim.analysis.distributions import decimals, ks_distance, real_score_comparison
 from memsim.fit.compare import compare, load_targets, lookup
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -49,7 +49,6 @@ __all__ = [
     "score_summary",
     "analyse",
     "summarise",
-    "jsonable",
 ]
 
 _HUMAN, _ANNOT = 1, 2  # SeedSequence purposes
@@ -639,18 +638,3 @@ def summarise(
 ) -> dict:
     """Score a trial table and return :func:`analyse`'s dict of every paper statistic."""
     return analyse(score(trials, protocol), truth=truth, seed=seed)
-
-
-def jsonable(x):
-    """A copy of nested dicts/lists with numpy scalars as Python numbers and NaN/inf as None."""
-    if isinstance(x, dict):
-        return {str(k): jsonable(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [jsonable(v) for v in x]
-    if isinstance(x, np.ndarray):
-        return [jsonable(v) for v in x.tolist()]
-    if isinstance(x, np.generic):
-        x = x.item()
-    if isinstance(x, float) and not np.isfinite(x):
-        return None
-    return x

@@ -203,9 +203,10 @@ def _targets(args, protocol):
 def _cmd_calibrate(args) -> int:
     from rich.console import Console
 
+    from memsim.data import released_scores
     from memsim.design.protocol import load_protocol
     from memsim.errors import UserError
-    from memsim.fit.calibrate import calibrate, dump_params_yaml, fitted_note, released_scores
+    from memsim.fit.calibrate import calibrate, dump_params_yaml, fitted_note
     from memsim.io import write_text_atomic
     from memsim.sim.params import default_params_path, load_params
 
@@ -358,8 +359,8 @@ def regenerate_command(args) -> str:
 def _cmd_fit_report(args) -> int:
     from memsim.design.protocol import load_protocol
     from memsim.errors import UserError
-    from memsim.fit.calibrate import fit_report
     from memsim.sim.params import default_params_path, load_params
+    from memsim.study.fit_report import fit_report
 
     if args.seeds < 1:
         raise UserError("--seeds must be at least 1")
@@ -384,49 +385,36 @@ def _cmd_fit_report(args) -> int:
 
 
 def _cmd_recover(args) -> int:
-    import numpy as np
-
     from memsim.design.protocol import load_protocol
     from memsim.errors import UserError
-    from memsim.fit import calibrate as C
+    from memsim.fit.recover import recover
+    from memsim.io import atomic_path
     from memsim.sim.params import default_params_path, load_params
-    from memsim.sim.simulate import scale_protocol
 
     if not (0.0 < args.scale <= 1.0):
         raise UserError(f"--scale must be in (0, 1], got {args.scale}")
     protocol = load_protocol(args.protocol)
     targets = _targets(args, protocol)
     truth = load_params(args.truth or default_params_path(protocol))
-    scaled = scale_protocol(protocol, args.scale)
-    free = C.free_for(truth, tuple(args.fix))
-    syn, fake_real = C.synthetic_targets(scaled, truth, targets, seed=101)
-    x = C.to_unconstrained(free, C.values_of(truth, free))
-    signs = np.where(np.arange(len(x)) % 2 == 0, 1.0, -1.0)
-    start = C.with_values(
-        truth, free, C.from_unconstrained(free, x + args.perturb * signs), name="recovery-start"
-    )
     args.out.mkdir(parents=True, exist_ok=True)
-    res = C.calibrate(
-        scaled,
-        start,
-        syn,
-        real=fake_real,
-        scale=1.0,
-        seeds=(7,),
+    rec = recover(
+        protocol,
+        truth,
+        targets,
+        scale=args.scale,
+        perturb=args.perturb,
         budget=args.budget,
         workers=args.workers,
-        log_path=args.out / "recovery.evals.jsonl",
         fixed=tuple(args.fix),
+        log_path=args.out / "recovery.evals.jsonl",
     )
-    table = C.recovery_table(truth, res["params"], start, free)
-    from memsim.io import atomic_path
-
     with atomic_path(args.out / "recovery.csv") as tmp:
-        table.to_csv(tmp, index=False)
+        rec.table.to_csv(tmp, index=False)
+    res = rec.calibration
     print(
         f"{res['stopped']}; {res['evaluations']} candidates; distance {res['best']['distance']:.2f}"
     )
-    print(table.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+    print(rec.table.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
     return 0
 
 

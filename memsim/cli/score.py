@@ -128,12 +128,11 @@ def _fmt(x, nd=3) -> str:
 
 
 def _cmd_analyse(args: argparse.Namespace) -> int:
-    import json
 
-    from memsim.analysis.consistency import analyse, jsonable
+    from memsim.analysis.consistency import analyse
     from memsim.analysis.scoring import score, write_scores
     from memsim.errors import UserError
-    from memsim.io import write_text_atomic
+    from memsim.io import dumps_json, write_text_atomic
 
     protocol, trials = _load(args)
     truth = None
@@ -204,18 +203,17 @@ def _cmd_analyse(args: argparse.Namespace) -> int:
     if args.out is not None:
         args.out.mkdir(parents=True, exist_ok=True)
         write_scores(res.scores, args.out / "scores.csv")
-        write_text_atomic(args.out / "summary.json", json.dumps(jsonable(out), indent=1) + "\n")
+        write_text_atomic(args.out / "summary.json", dumps_json(out, newline=True))
         print(f"wrote {args.out / 'summary.json'} and {args.out / 'scores.csv'}")
     return 0
 
 
 def _cmd_scores(args: argparse.Namespace) -> int:
-    import json
 
-    from memsim.analysis.consistency import jsonable, score_summary
+    from memsim.analysis.consistency import score_summary
     from memsim.analysis.scoring import read_scores
     from memsim.data import data_dir
-    from memsim.io import write_text_atomic
+    from memsim.io import dumps_json, write_text_atomic
 
     path = args.scores or data_dir(args.data) / "videomem" / "ground-truth_dev-set.csv"
     df = read_scores(path)
@@ -249,5 +247,5 @@ def _cmd_scores(args: argparse.Namespace) -> int:
             f"over {c['all']['videos']:,} videos" + (f"; {tops}" if tops else "")
         )
     if args.json is not None:
-        write_text_atomic(args.json, json.dumps(jsonable(out), indent=1) + "\n")
+        write_text_atomic(args.json, dumps_json(out, newline=True))
     return 0

@@ -690,8 +690,7 @@ def run_compat(args) -> int:
             )
         console.print(t)
     if args.out:
-        from memsim.io import write_text_atomic
-        from memsim.study.run import dumps_summary
+        from memsim.io import dumps_json, write_text_atomic
 
-        write_text_atomic(args.out, dumps_summary(out))
+        write_text_atomic(args.out, dumps_json(out))
     return 0

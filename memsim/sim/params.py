@@ -15,6 +15,7 @@ import os
 from pathlib import Path
 from typing import Annotated, Literal
 
+import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from memsim.errors import UserError
@@ -82,8 +83,6 @@ class SkewedNormal(Normal):
 
     def transform(self, z: np.ndarray) -> np.ndarray:
         """``x`` for standard normal draws ``z`` (``z`` itself for the normal)."""
-        import numpy as np
-
         return z if self.skew == 0.0 else np.sinh(np.arcsinh(z) + self.skew)
 
 

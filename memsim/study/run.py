@@ -105,8 +105,8 @@ def run_study(protocol, params, args, out: Path) -> int:
     from rich.console import Console
 
     from memsim.analysis.consistency import analyse, video_mean_rt
-    from memsim.analysis.scoring import score, write_scores
     from memsim.analysis.distributions import real_score_comparison
+    from memsim.analysis.scoring import score, write_scores
     from memsim.fit.compare import compare, default_targets_path, load_targets
     from memsim.sim.simulate import write_simulation
 

@@ -1,0 +1,261 @@
+"""The fit report: a parameter set against its targets over several seeds.
+
+In: a protocol, a parameter set, its targets and seeds. Out: a markdown report (every target:
+paper or released value, simulated mean ± sd over the seeds, within tolerance, and why not
+where the reason is known), the per-seed values beside it (``<stem>-seeds.csv``) and figures
+in ``figures/`` beside it. ``memsim fit-report`` is this function.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from memsim.data import released_scores
+from memsim.fit.calibrate import free_for, get_path, moments_for, simulate_summary
+from memsim.fit.compare import compare, format_value, lookup
+from memsim.io import atomic_path, write_text_atomic
+from memsim.resources import repository_root
+from memsim.sim.params import Params
+from memsim.viz.plots import fig_consistency, fig_lag, fig_real_vs_sim
+
+__all__ = ["fit_report", "seeds_csv_path", "REASONS"]
+
+# Why a target is not met, where the reason is known (numbers: `memsim compat`, docs/calibration.md).
+REASONS = {
+    "human consistency, short-term": (
+        "incompatible with the released scores under independent annotations: true scores of "
+        "their own shape (NPMLE) give 0.343 ± 0.013, a beta of their mean and variance 0.310, "
+        "the scores as noiseless truth 0.470; 0.481 needs an observed ST SD of 0.101 (released "
+        "0.081) or within-video noise at 0.69 x binomial"
+    ),
+    "annotation consistency, short-term at 38": (
+        "incompatible: the released scores imply 0.371 ± 0.024 at 38 (NPMLE; beta 0.317), "
+        "0.440 even as noiseless truth; 0.616 needs within-video noise at 0.43 x binomial"
+    ),
+    "annotation consistency, long-term at 13": (
+        "incompatible: the released scores imply 0.216 ± 0.014 at 13 (NPMLE; beta 0.219); "
+        "0.364 needs within-video noise at 0.71 x binomial (or is the split-half stepped up to "
+        "the full set: 0.355)"
+    ),
+    "KS distance to released ST scores": (
+        "each study fits its own lag slope, which moves the k/n lattice of the scores after "
+        "rounding: a model with the released true scores at these counts crosses 0.05 in 1.3 % "
+        'of studies, the shipped set on 2 of 100 seeds (docs/calibration.md, "The correction '
+        'moves the lattice")'
+    ),
+    "KS distance to released LT scores": (
+        "the long-term counts' floor is softer than the released one (see the minimum annotations row)"
+    ),
+    "ST-LT Spearman, top-500 LT-annotated": (
+        "with independent annotations, more LT annotations mean less noise and a higher ST-LT correlation; in the "
+        "released dev set it does not rise (0.302 on the top 500, 0.113 on the top 100; the paper: 0.333, 0.303), "
+        "so the most LT-annotated real videos are not a random sample of videos"
+    ),
+    "ST-LT Spearman, top-100 LT-annotated": "as for the top 500",
+    "long-term_memorability b00-05": (
+        "videos with few long-term annotations (see the minimum annotations row) have extreme k/n scores: the "
+        "lowest 5 % reach lower than the released ones"
+    ),
+    "long-term_memorability b90-95": (
+        "the same few-annotation videos put more simulated scores at exactly 1.0 (k/n with n small)"
+    ),
+    "annotations per video, long-term (min)": (
+        "step 2 can only test a video that a returning participant saw as a step-1 filler; the balancing pick "
+        "favours the least tested, but a few videos are seldom available (about 60 filler showings, a third "
+        "of them to returning participants), so the minimum stays near 3 (released 9)"
+    ),
+    "annotations per video, short-term (min)": (
+        "the campaign balances assigned annotations and the filters then drop ~10 % of participants at random "
+        "with respect to videos, so the floor spreads by +-2 around 34 (released: 32-34)"
+    ),
+    "KS distance of annotation counts, short-term": (
+        "the demand gives the released tail, but the floor spreads over 29-36 (released 32-34): the filters "
+        "drop participants after their annotations were counted for balancing"
+    ),
+    "KS distance of annotation counts, long-term": (
+        "the balancing pick with a demand gives the floor and the tail, but the floor is softer (a few videos "
+        "are seldom available, and the step-2 filters drop ~5 % of participants after the picks)"
+    ),
+    "annotations per video, short-term (mean, paper)": (
+        "the paper's mean is over all 10,000 videos; the fitted target is the released dev set's 36.29 (the "
+        "3,000 unreleased test videos must then average 42)"
+    ),
+    "annotations per video, long-term (mean, paper)": "as for the short-term mean: fitted to the dev set's 12.76",
+}
+
+
+def fit_report(
+    protocol,
+    params: Params,
+    targets,
+    *,
+    seeds=(0, 1, 2, 3, 4),
+    scale: float = 1.0,
+    out: Path,
+    data=None,
+    params_path=None,
+    bins: str = "raw",
+) -> pd.DataFrame:
+    """Simulate ``params`` with each seed at ``scale``, compare with every target, write a markdown
+    report at ``out`` and figures in ``out.parent / 'figures'``. Returns the comparison table."""
+    real = released_scores(protocol.name, data)
+    t0 = time.perf_counter()
+    summaries = [
+        simulate_summary(protocol, params, seed, scale, real, full=True, bins=bins)
+        for seed in seeds
+    ]
+    seconds = (time.perf_counter() - t0) / len(seeds)
+    table = compare(summaries, targets)
+    columns = [s.scoring.column for s in protocol.steps]
+    qrows = []
+    if real is not None:
+        for m in moments_for(targets, real, columns):
+            if m.path[0] != "quantiles":
+                continue
+            v = np.array([lookup(s, m.path) for s in summaries])
+            qrows.append(
+                {
+                    "target": m.name,
+                    "value": m.value,
+                    "simulated": v.mean(),
+                    "sd": v.std(ddof=1),
+                    "tolerance": m.scale,
+                    "within": bool(abs(v.mean() - m.value) <= m.scale),
+                    "kind": "fit",
+                    "source": "released scores: mean of a rank bin",
+                }
+            )
+        for c in columns:
+            v = np.array([lookup(s, ("count_matched", c, "ks")) for s in summaries])
+            if np.isfinite(v).all():
+                qrows.append(
+                    {
+                        "target": f"KS distance, count-matched ({c.split('_')[0]})",
+                        "value": 0.0,
+                        "simulated": v.mean(),
+                        "sd": v.std(ddof=1) if len(v) > 1 else float("nan"),
+                        "tolerance": 0.05,
+                        "within": bool(v.mean() <= 0.05),
+                        "kind": "report",
+                        "source": "released scores vs simulated scores re-made at the released counts",
+                    }
+                )
+    full = pd.concat([table, pd.DataFrame(qrows)], ignore_index=True) if qrows else table
+    out = Path(out)
+    figdir = out.parent / "figures"
+    figures = []
+    if real is not None:
+        figdir.mkdir(parents=True, exist_ok=True)
+        s0 = summaries[0]
+        p = fig_real_vs_sim(s0["_scores"], real, columns, figdir)
+        if p is not None:
+            target = figdir / f"{protocol.name}_scores_real_vs_sim.png"
+            os.replace(p, target)
+            figures.append(target)
+        p = fig_real_vs_sim(s0["_matched"], real, columns, figdir)
+        if p is not None:
+            target = figdir / f"{protocol.name}_scores_count_matched.png"
+            os.replace(p, target)
+            figures.append(target)
+        for fn, nm in ((fig_consistency, "consistency"), (fig_lag, "lag")):
+            p = fn(s0, figdir)
+            target = figdir / f"{protocol.name}_{nm}.png"
+            os.replace(p, target)
+            figures.append(target)
+
+    def fmt(x):
+        return format_value(float(x)) if x is not None and np.isfinite(x) else "-"
+
+    shown = params_path or params.name
+    try:
+        shown = Path(shown).resolve().relative_to(repository_root())
+    except (ValueError, TypeError):
+        pass
+    lines = [
+        f"# Fit report: `{params.name}` on `{protocol.name}`",
+        "",
+        f"Parameters: `{shown}` (calibrated: {params.calibrated}).  ",
+        f"Note: {params.note}",
+        "",
+        f"Generated by `memsim fit-report {protocol.name}` with {len(seeds)} seeds "
+        f"({', '.join(map(str, seeds))}) at scale {scale}; {seconds:.1f} s per campaign "
+        f"(simulate, score, every analysis). Simulated value: mean ± sd over the seeds.",
+        "",
+        "Released scores: the simulated scores are corrected by the protocol's own correction, as the "
+        "released ones were. The raw rows (KS distance, score SD) set all simulated videos "
+        "(10,000, annotation counts as the simulated campaign gives them, scores rounded to the released "
+        "3 decimals) beside the 7,000 released dev-set videos, as `memsim run` does; the count-matched rows "
+        "first re-make each simulated score at an annotation count drawn from the released ones (same k/n "
+        "lattice, same binomial noise; `calibrate.count_matched_scores`). Rank-bin rows: "
+        + ("the raw scores." if bins == "raw" else "the count-matched scores."),
+        "",
+        "| statistic | paper / data | simulated (mean ± sd) | tolerance | within | kind | why not |",
+        "| --- | ---: | ---: | ---: | :---: | --- | --- |",
+    ]
+    for r in full.itertuples():
+        why = "" if r.within else REASONS.get(r.target, "")
+        if not r.within and not why and re.search(r" b\d\d-\d{2,3}$", r.target):
+            why = (
+                f"off by {abs(r.simulated - r.value):.3f}: bins are fitted at 0.005, half the 0.01 at which a "
+                "bin alone moves the ECDF by 0.05"
+            )
+        lines.append(
+            f"| {r.target} | {fmt(r.value)} | {fmt(r.simulated)} ± {fmt(r.sd)} | ±{fmt(r.tolerance)} | "
+            f"{'yes' if r.within else '**no**'} | {r.kind} | {why} |"
+        )
+    n_fit = int((full.kind == "fit").sum())
+    n_ok = int((full.within & (full.kind == "fit")).sum())
+    lines += ["", f"Fitted targets within tolerance (mean over seeds): **{n_ok}/{n_fit}**.", ""]
+    # per seed, the acceptance rows: the worst seed matters ("any seed")
+    acc = [t for t in targets.targets if t.kind == "fit"]
+    worst = []
+    for t in acc:
+        vals = np.array([lookup(s, t.path) for s in summaries])
+        dev = np.abs(vals - t.value)
+        worst.append((t.name, vals.min(), vals.max(), bool(np.all(dev <= t.tolerance + 1e-12))))
+    lines += [
+        f"Per seed (acceptance holds for *any* seed only if every seed is within; each seed's "
+        f"values: `{seeds_csv_path(out).name}`):",
+        "",
+        "| fitted target | min over seeds | max over seeds | every seed within |",
+        "| --- | ---: | ---: | :---: |",
+    ]
+    for name, lo, hi, ok in worst:
+        lines.append(f"| {name} | {fmt(lo)} | {fmt(hi)} | {'yes' if ok else '**no**'} |")
+    lines += ["", "## Parameters", "", "| parameter | value |", "| --- | ---: |"]
+    d = params.dump()
+    for f in free_for(params):
+        lines.append(f"| `{f.path}` | {get_path(d, f.path):.4g} |")
+    if figures:
+        lines += ["", "## Figures", ""]
+        captions = {
+            "scores_real_vs_sim": "Released vs simulated scores (seed 0), as `memsim run` compares them.",
+            "scores_count_matched": "The same, the simulated scores re-made at the released annotation counts "
+            "(like with like: same k/n lattice, same binomial noise).",
+            "consistency": "Annotation consistency of the simulation (seed 0) with the paper's points.",
+            "lag": "Hit rate against lag (short-term) and delay (long-term), seed 0.",
+        }
+        for p in figures:
+            key = p.stem.removeprefix(f"{protocol.name}_")
+            lines += [f"![{p.stem}](figures/{p.name})", "", captions.get(key, ""), ""]
+    # every target's value on every seed, for the per-seed questions the table's mean and
+    # range cannot answer (which seeds fail, and with what correction)
+    per_seed = pd.DataFrame({"seed": list(seeds)})
+    for t in targets.targets:
+        per_seed[t.name] = [lookup(sm, tuple(t.path)) for sm in summaries]
+    with atomic_path(seeds_csv_path(out)) as tmp:
+        per_seed.to_csv(tmp, index=False)
+    write_text_atomic(out, "\n".join(lines) + "\n")
+    return full
+
+
+def seeds_csv_path(report: Path) -> Path:
+    """Where :func:`fit_report` writes the per-seed values: beside the report, ``<stem>-seeds.csv``."""
+    report = Path(report)
+    return report.with_name(f"{report.stem}-seeds.csv")
