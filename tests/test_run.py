@@ -12,6 +12,7 @@ import pytest
 from memsim.analysis.distributions import decimals, ks_distance, real_score_comparison
 from memsim.cli import main
 from memsim.design.trials import validate_trials
+from memsim.errors import UserError
 from memsim.fit.compare import compare, load_targets, lookup
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -148,11 +149,25 @@ def test_simulate_output_exists_as_a_file_is_an_error(tmp_path, capsys):
 def test_targets_compare_and_lookup():
     targets = load_targets(ROOT / "calibration" / "videomem-targets.yaml")
     fake = {"participants_kept": {"short-term": 9402}, "mean_score": {"long-term": 0.5}}
-    table = compare(fake, targets)
+    present = [t for t in targets.targets if not pd.isna(lookup(fake, t.path))]
+    table = compare(fake, targets.model_copy(update={"targets": tuple(present)}))
     row = table.set_index("target").loc["participants kept, short-term"]
-    assert row.within and row.simulated == 9402
-    assert not table.set_index("target").loc["mean score, long-term"].within
+    assert row.within and row.simulated == 9402 and row.status == "ok"
+    off = table.set_index("target").loc["mean score, long-term"]
+    assert not off.within and off.status == "off"
     assert pd.isna(lookup(fake, ("nothing", "here")))
+
+
+def test_a_target_path_that_names_no_statistic_is_an_error_not_an_off_row():
+    targets = load_targets(ROOT / "calibration" / "videomem-targets.yaml")
+    fake = {"participants_kept": {"short-term": 9402, "long-term": 3000}}
+    typo = targets.targets[0].model_copy(update={"path": ("participants_kep", "short-term")})
+    with pytest.raises(UserError, match=r"participants_kep.*did you mean 'participants_kept'"):
+        compare(fake, targets.model_copy(update={"targets": (typo,)}))
+    # a statistic of an optional block (here: the released scores) is n/a without its input
+    ks = next(t for t in targets.targets if t.path[0] == "real")
+    table = compare(fake, targets.model_copy(update={"targets": (ks,)}))
+    assert table.status.tolist() == ["n/a"] and not table.within.any()
 
 
 def test_released_precision_and_rounded_comparison():

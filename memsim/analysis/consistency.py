@@ -47,7 +47,10 @@ __all__ = [
     "video_mean_rt",
     "truth_correlation",
     "score_summary",
+    "Analysis",
     "analyse",
+    "lookup",
+    "flatten_statistics",
     "summarise",
 ]
 
@@ -322,8 +325,8 @@ def _interp(curve: pd.DataFrame, n: float) -> float:
 # --------------------------------------------------------------------------- score-level
 def score_correlation(scores: pd.DataFrame, col_a: str, col_b: str, *, tops=(500, 100)) -> dict:
     """Spearman and Pearson between two score columns over videos with both; also over the
-    ``tops`` videos with most annotations in ``col_b`` (ties: lower row first).
-    Works on simulated and real released scores alike."""
+    ``tops`` videos with most annotations in ``col_b`` (ties: lower row first; NaN when fewer
+    videos have both scores). Works on simulated and real released scores alike."""
     a, b = scores[col_a].to_numpy(np.float64), scores[col_b].to_numpy(np.float64)
     ok = np.isfinite(a) & np.isfinite(b)
     out = {"all": {"spearman": spearman(a, b), "pearson": pearson(a, b), "videos": int(ok.sum())}}
@@ -333,6 +336,13 @@ def score_correlation(scores: pd.DataFrame, col_a: str, col_b: str, *, tops=(500
         order = np.argsort(-cnt, kind="stable")
         for k in tops:
             if ok.sum() < k:
+                nan = float("nan")
+                out[f"top{k}"] = {
+                    "spearman": nan,
+                    "pearson": nan,
+                    "videos": int(ok.sum()),
+                    "min_annotations": 0,
+                }
                 continue
             sel = order[:k]
             out[f"top{k}"] = {
@@ -528,6 +538,70 @@ def correction_change(videos: pd.DataFrame) -> dict:
     }
 
 
+class Analysis(dict):
+    """Every statistic of a scored study: nested mappings of numbers, JSON-able as they are.
+
+    Keys (per step name where it applies): ``protocol``, ``seed``, ``steps``,
+    ``participants_kept``, ``participants_total``, ``filter_reasons``,
+    ``annotations_per_video`` (mean, min, max, videos), ``mean_score_raw``, ``mean_score``,
+    ``correction``, ``human_consistency`` (mean, sd, values, ...), ``annotation_consistency``
+    (curve, at_mean_annotations, max, all_annotations_reading), ``spearman_brown``,
+    ``lag_curve``, ``response_times``, ``scores``, ``decay_alpha``, ``score_correlation``
+    (``"<a> ~ <b>"``: all, top500, top100), ``truth`` (when the truth was given). ``memsim run``
+    adds ``real`` (against the released scores), ``params``, ``calibrated`` and ``scale``.
+
+    A statistic is named by its path of keys: ``analysis.value(("human_consistency",
+    "short-term", "mean"))`` or the dotted ``"human_consistency.short-term.mean"``; the same
+    dotted names are what :meth:`statistics` lists and what study files collect.
+    """
+
+    def value(self, path: str | tuple[str, ...] | list[str]) -> float:
+        """The number at ``path`` (a key sequence, or a dotted name); NaN when absent."""
+        return lookup(self, tuple(path.split(".")) if isinstance(path, str) else tuple(path))
+
+    def statistics(self) -> dict[str, float]:
+        """Every scalar statistic by its dotted name (:func:`flatten_statistics`)."""
+        return flatten_statistics(self)
+
+
+def lookup(summary: dict, path: tuple[str, ...]) -> float:
+    """The number at ``path`` in a nested summary dict, NaN when absent."""
+    node = summary
+    for key in path:
+        if not isinstance(node, dict) or key not in node:
+            return float("nan")
+        node = node[key]
+    try:
+        return float(node)
+    except (TypeError, ValueError):
+        return float("nan")
+
+
+def flatten_statistics(stats: dict, prefix: str = "") -> dict[str, float]:
+    """Nested statistics as flat ``a.b.c`` names of floats.
+
+    A curve ``{"N": [...], "spearman": [...]}`` becomes ``<name>@<N>`` entries,
+    a list of mappings ``<name>.<i>.<key>``; other lists and non-numbers are left out.
+    """
+    out: dict[str, float] = {}
+    for key, value in stats.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            if isinstance(value.get("N"), list) and isinstance(value.get("spearman"), list):
+                for n, r in zip(value["N"], value["spearman"]):
+                    out[f"{name}@{n:g}"] = float(r)
+            else:
+                out.update(flatten_statistics(value, f"{name}."))
+        elif isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
+            for i, v in enumerate(value):  # e.g. lag-curve bins
+                out.update(flatten_statistics(v, f"{name}.{i}."))
+        elif isinstance(value, (bool, np.bool_)):
+            out[name] = float(value)
+        elif isinstance(value, (int, float, np.integer, np.floating)):
+            out[name] = float(value)
+    return out
+
+
 def analyse(
     result: ScoreResult,
     *,
@@ -535,8 +609,8 @@ def analyse(
     seed: int = 0,
     n_splits: int = 25,
     repeats: int = 3,
-) -> dict:
-    """Every paper statistic computable from a scored trial table, as a JSON-able dict.
+) -> Analysis:
+    """Every paper statistic computable from a scored trial table (:class:`Analysis`).
 
     Keys (per step name where it applies): participants_kept, participants_total,
     filter_reasons, annotations_per_video, mean_score_raw, mean_score, correction,
@@ -546,7 +620,7 @@ def analyse(
     """
     p = result.protocol
     parts = result.participants
-    out: dict = {"protocol": p.name, "seed": int(seed), "steps": [s.name for s in p.steps]}
+    out = Analysis(protocol=p.name, seed=int(seed), steps=[s.name for s in p.steps])
     keys = (
         "participants_kept",
         "participants_total",

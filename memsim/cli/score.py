@@ -189,7 +189,7 @@ def _cmd_analyse(args: argparse.Namespace) -> int:
         tops = "; ".join(
             f"{k} Spearman {_fmt(v['spearman'])} (min {v['min_annotations']} annotations)"
             for k, v in c.items()
-            if k.startswith("top")
+            if k.startswith("top") and v["spearman"] == v["spearman"]  # NaN: too few videos
         )
         print(
             f"{pair}: Spearman {_fmt(c['all']['spearman'])}, Pearson {_fmt(c['all']['pearson'])} "
@@ -240,7 +240,7 @@ def _cmd_scores(args: argparse.Namespace) -> int:
             f"{t} Spearman {_fmt(v['spearman'])}, Pearson {_fmt(v['pearson'])} "
             f"(min {v['min_annotations']} annotations)"
             for t, v in c.items()
-            if t.startswith("top")
+            if t.startswith("top") and v["spearman"] == v["spearman"]  # NaN: too few videos
         )
         print(
             f"{k}: Spearman {_fmt(c['all']['spearman'])}, Pearson {_fmt(c['all']['pearson'])} "

@@ -72,16 +72,32 @@ def _cell(df, model, target, col="mean"):
     return None if r.empty else float(r[col].iloc[0])
 
 
-def table(corpus, summ: pd.DataFrame, ceil: pd.DataFrame, args) -> str:
-    """Markdown table: CV models, the paper's Table 1 (VideoMem), human consistency, ceilings."""
-    from memsim.cli.predict import HUMAN_CONSISTENCY, PAPER_TABLE
+def paper_references(dataset: str) -> tuple[list[tuple[str, float, float]], tuple[float, float]]:
+    """The study's published predictors and human consistency (short-term, long-term), from
+    its targets file (``calibration/<dataset>-targets.yaml``); empty when it has none."""
+    from memsim.fit.compare import default_targets_path, load_targets
 
+    path = default_targets_path(dataset)
+    if path is None:
+        return [], (float("nan"), float("nan"))
+    targets = load_targets(path)
+    rows = [(p.name, p.short_term, p.long_term) for p in targets.predictors]
+    human = tuple(
+        t.value if (t := targets.find(("human_consistency", step, "mean"))) else float("nan")
+        for step in ("short-term", "long-term")
+    )
+    return rows, human
+
+
+def table(corpus, summ: pd.DataFrame, ceil: pd.DataFrame, *, folds: int, seed: int) -> str:
+    """Markdown table: CV models, the paper's Table 1 (VideoMem), human consistency, ceilings."""
+    paper_table, human = paper_references(corpus.dataset)
     targets = list(corpus.targets)
     head = "| model | " + " | ".join(t.replace("_", "-") for t in targets) + " |"
     sep = "| --- |" + " --- |" * len(targets)
     lines = [
         f"{corpus.dataset}: {len(corpus.labelled)} labelled videos, "
-        f"{args.folds}-fold CV (seed {args.seed}), Spearman mean ± sd over folds",
+        f"{folds}-fold CV (seed {seed}), Spearman mean ± sd over folds",
         "",
         head,
         sep,
@@ -92,13 +108,10 @@ def table(corpus, summ: pd.DataFrame, ceil: pd.DataFrame, args) -> str:
             mu, sd = _cell(summ, m, t), _cell(summ, m, t, "std")
             cells.append("" if mu is None else f"{mu:.3f} ± {sd:.3f}")
         lines.append(f"| {m} (CV) | " + " | ".join(cells) + " |")
-    if corpus.dataset == "videomem":
-        for name, st, lt in PAPER_TABLE:
+    if paper_table:
+        for name, st, lt in paper_table:
             lines.append(f"| paper: {name} (official test split) | {st:.3f} | {lt:.3f} |")
-        lines.append(
-            f"| human consistency (paper) | {HUMAN_CONSISTENCY[0]:.3f} | "
-            f"{HUMAN_CONSISTENCY[1]:.3f} |"
-        )
+        lines.append(f"| human consistency (paper) | {human[0]:.3f} | {human[1]:.3f} |")
     for method in dict.fromkeys(ceil["method"]):
         cells = []
         for t in targets:
@@ -132,8 +145,7 @@ def figure(summ: pd.DataFrame, ceil: pd.DataFrame, corpus):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from memsim.cli.predict import HUMAN_CONSISTENCY, PAPER_TABLE
-
+    paper_table, human = paper_references(corpus.dataset)
     targets = list(corpus.targets)
     models = list(dict.fromkeys(summ["model"].astype(str)))
     fig, axes = plt.subplots(1, len(targets), figsize=(5.5 * len(targets), 4.2), squeeze=False)
@@ -149,12 +161,15 @@ def figure(summ: pd.DataFrame, ceil: pd.DataFrame, corpus):
                 ax.axhline(
                     r["mean"].iloc[0], color="#c44e52", ls=styles[i % 3], label=f"ceiling: {method}"
                 )
-        if corpus.dataset == "videomem":
+        if paper_table:
             k = targets.index(t)
+            ax.axhline(human[k], color="#55a868", ls="-.", label="human consistency (paper)")
             ax.axhline(
-                HUMAN_CONSISTENCY[k], color="#55a868", ls="-.", label="human consistency (paper)"
+                paper_table[-1][1 + k],
+                color="#8172b2",
+                ls="--",
+                label=f"{paper_table[-1][0]}, paper test",
             )
-            ax.axhline(PAPER_TABLE[-1][1 + k], color="#8172b2", ls="--", label="SemEmb, paper test")
         ax.set_title(f"{corpus.dataset} {t.replace('_', '-')}")
         ax.set_ylabel("Spearman (CV mean ± sd)")
         ax.set_ylim(0, 1)

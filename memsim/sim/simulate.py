@@ -25,6 +25,7 @@ from memsim import _jitcache  # noqa: F401  (drops numba caches older than the s
 from memsim.analysis.filters import passes, slot_kinds, stats_from_tally
 from memsim.design.protocol import Protocol, protocol_from_mapping, truth_column
 from memsim.errors import UserError
+from memsim.progress import ProgressCallback, report
 from memsim.rng import CAMPAIGN, stream_key
 from memsim.sim.campaign import plan_campaign, shuffle_front
 from memsim.sim.forgetting import LAWS, retention
@@ -65,12 +66,33 @@ TRIAL_COLUMNS = [
 
 @dataclass
 class Simulation:
+    """A simulated study: its trial table and the latent truth behind it.
+
+    Attributes
+    ----------
+    protocol : Protocol
+        The protocol as simulated (scaled when ``scale`` was below 1).
+    params : Params
+        The population parameters.
+    seed : int
+    trials : DataFrame
+        The trial table (SPEC contract; ``memsim.design.trials``), every participant included.
+    videos : DataFrame
+        Per stimulus: its latent parameters and expected score per step (``true_<step>``).
+    participants : DataFrame
+        Per participant: ability, false-alarm and lapse rates, careless or not.
+    """
+
     protocol: Protocol
     params: Params
     seed: int
     trials: pd.DataFrame
     videos: pd.DataFrame
     participants: pd.DataFrame
+
+    def save(self, out: str | os.PathLike[str]) -> list[Path]:
+        """Write ``trials``, ``videos`` and ``participants`` as Parquet into ``out``."""
+        return write_simulation(self, out)
 
 
 def scale_protocol(protocol: Protocol, scale: float) -> Protocol:
@@ -391,10 +413,35 @@ def _later_step_items(protocol: Protocol, s: int, layout, later, prev: dict, see
 
 
 def simulate(
-    protocol: Protocol, params: Params, seed: int = 0, scale: float = 1.0, progress=None
+    protocol: Protocol,
+    params: Params,
+    seed: int = 0,
+    scale: float = 1.0,
+    progress: ProgressCallback | None = None,
 ) -> Simulation:
-    """Simulate the whole study. ``progress(message)`` is called between stages when given."""
-    tick = progress or (lambda msg: None)
+    """Simulate the whole study.
+
+    Parameters
+    ----------
+    protocol, params : Protocol, Params
+        What the study does and who plays it.
+    seed : int
+        Fixes every draw (same seed, same bytes, whatever the thread count).
+    scale : float
+        Shrink stimuli and participants by this factor (:func:`scale_protocol`).
+    progress : callable, optional
+        Receives a :class:`memsim.progress.Progress` at each stage (campaign, each step,
+        tables).
+
+    Returns
+    -------
+    Simulation
+    """
+    stages = ["campaign"] + [f"step {i + 1}" for i in range(len(protocol.steps))] + ["tables"]
+
+    def tick(stage: str) -> None:
+        report(progress, "simulate", stage, stages.index(stage), len(stages), unit="stages")
+
     protocol = scale_protocol(protocol, scale)
     steps = protocol.steps
     tick("campaign")
@@ -494,6 +541,7 @@ def simulate(
     )
     trials = pd.DataFrame(cols)
     truth = expected_scores(protocol, params, videos)
+    report(progress, "simulate", "done", len(stages), len(stages), unit="stages")
     return Simulation(
         protocol=protocol,
         params=params,

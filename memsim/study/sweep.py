@@ -47,6 +47,7 @@ from typing import Annotated, Any, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from memsim.analysis.consistency import flatten_statistics
 from memsim.errors import UserError
 from memsim.io import (
     atomic_path,
@@ -592,31 +593,6 @@ def _preflight(spec: dict) -> None:
 
 _FEASIBLE: set = set()  # step layouts already placed by _preflight in this process
 run_cell.preflight = _preflight  # type: ignore[attr-defined]
-
-
-def flatten_statistics(stats: dict, prefix: str = "") -> dict[str, float]:
-    """Nested statistics as flat ``a.b.c`` names of floats.
-
-    A curve ``{"N": [...], "spearman": [...]}`` becomes ``<name>@<N>`` entries,
-    a list of mappings ``<name>.<i>.<key>``; other lists and non-numbers are left out.
-    """
-    out: dict[str, float] = {}
-    for key, value in stats.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, dict):
-            if isinstance(value.get("N"), list) and isinstance(value.get("spearman"), list):
-                for n, r in zip(value["N"], value["spearman"]):
-                    out[f"{name}@{n:g}"] = float(r)
-            else:
-                out.update(flatten_statistics(value, f"{name}."))
-        elif isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
-            for i, v in enumerate(value):  # e.g. lag-curve bins
-                out.update(flatten_statistics(v, f"{name}.{i}."))
-        elif isinstance(value, (bool, np.bool_)):
-            out[name] = float(value)
-        elif isinstance(value, (int, float, np.integer, np.floating)):
-            out[name] = float(value)
-    return out
 
 
 def import_cell(ref: str, study_path=None) -> Callable[[dict], dict]:
