@@ -68,7 +68,7 @@ def main(argv=None) -> int:
         members=args.members,
         device=args.device,
         use_embedding=use_emb,
-        progress=False,
+        progress=None,
     )
     t_train = time.perf_counter() - t0
 

@@ -56,16 +56,16 @@ def main() -> None:
         # warm the on-disk numba cache (first-ever compilation is not sweep throughput)
         (tmp / "w").mkdir()
         warm = _study(tmp / "w", 1, 0.02)
-        run_sweep(warm, tmp / "warm", workers=1, progress=False)
+        run_sweep(warm, tmp / "warm", workers=1)
 
         rates = {}
         digests = {}
         for workers in (1, 2):
             out = tmp / f"w{workers}"
             t0 = time.perf_counter()
-            summary = run_sweep(study, out, workers=workers, progress=False)
+            summary = run_sweep(study, out, workers=workers)
             wall = time.perf_counter() - t0
-            assert summary["ran"] == args.runs
+            assert summary.ran == args.runs
             rates[workers] = args.runs / wall * 60.0
             digests[workers] = (out / "results.parquet").read_bytes()
             print(

@@ -1,10 +1,129 @@
-"""memsim: simulate, score and analyse memorability annotation studies.
+"""memsim: simulate, score and analyse memorability annotation studies ("memory games").
 
-Importing the package is cheap: it loads neither numba kernels, torch nor
-matplotlib. Import the stage modules (``memsim.design.protocol``, ``memsim.analysis.scoring``,
-...) for the work itself.
+The main job in Python::
+
+    import memsim
+
+    result = memsim.run("videomem", scale=0.2)
+    print(result.table)
+    result.save("runs/videomem")
+
+Importing memsim is cheap: the names below load their stage on first use.
+
+Loading
+    :func:`load_protocol`, :func:`load_params`, :func:`load_targets`, :func:`load_trials`,
+    :func:`shipped_protocols`
+The pipeline
+    :func:`simulate` -> :class:`Simulation`; :func:`score` -> :class:`ScoreResult`;
+    :func:`analyse` -> :class:`Analysis`; :func:`compare` -> DataFrame;
+    :func:`run` (all of them) -> :class:`RunResult`
+Fitting
+    :func:`calibrate` -> :class:`Calibration`; :func:`recover` -> :class:`Recovery`;
+    :func:`compat` -> :class:`CompatResult`
+Studies
+    :func:`sweep` -> :class:`SweepResult`; :func:`report` -> :class:`SweepReport`
+Errors
+    :class:`UserError`: a problem in the input, with a one-line message
+
+The stages themselves live in subpackages: ``memsim.design`` (protocol schema, trial-table
+and scores formats), ``memsim.sim`` (parameters, random streams, sequences, numba kernels,
+the simpy campaign), ``memsim.analysis`` (filters, scoring, consistency), ``memsim.fit``
+(targets, calibration, recovery, compatibility), ``memsim.study`` (the main job, sweeps,
+reports), ``memsim.viz`` (figures), ``memsim.predict`` (torch predictors), ``memsim.cli``.
 """
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__"]
+# public name -> the module that defines it (imported on first access)
+_LAZY = {
+    **dict.fromkeys(
+        [
+            "load_protocol",
+            "load_params",
+            "params_for",
+            "load_targets",
+            "load_trials",
+            "shipped_protocols",
+            "simulate",
+            "score",
+            "analyse",
+            "compare",
+            "run",
+            "calibrate",
+            "recover",
+            "compat",
+            "sweep",
+            "report",
+        ],
+        "memsim.api",
+    ),
+    "UserError": "memsim.errors",
+    "Progress": "memsim.progress",
+    "Protocol": "memsim.design.protocol",
+    "Params": "memsim.sim.params",
+    "Simulation": "memsim.sim.simulate",
+    "ScoreResult": "memsim.analysis.scoring",
+    "Analysis": "memsim.analysis.consistency",
+    "Targets": "memsim.fit.compare",
+    "Calibration": "memsim.fit.calibrate",
+    "Recovery": "memsim.fit.recover",
+    "CompatResult": "memsim.fit.compat",
+    "RunResult": "memsim.study.run",
+    "SweepResult": "memsim.study.sweep",
+    "SweepReport": "memsim.study.report",
+}
+
+__all__ = ["__version__", *_LAZY]
+
+
+def __getattr__(name: str):
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'memsim' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # later lookups skip this hook
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
+
+
+if TYPE_CHECKING:  # pragma: no cover - for editors and type checkers
+    from memsim.analysis.consistency import Analysis
+    from memsim.analysis.scoring import ScoreResult
+    from memsim.api import (
+        analyse,
+        calibrate,
+        compare,
+        compat,
+        load_params,
+        load_protocol,
+        load_targets,
+        load_trials,
+        params_for,
+        recover,
+        report,
+        run,
+        score,
+        shipped_protocols,
+        simulate,
+        sweep,
+    )
+    from memsim.design.protocol import Protocol
+    from memsim.errors import UserError
+    from memsim.fit.calibrate import Calibration
+    from memsim.fit.compare import Targets
+    from memsim.fit.compat import CompatResult
+    from memsim.fit.recover import Recovery
+    from memsim.progress import Progress
+    from memsim.sim.params import Params
+    from memsim.sim.simulate import Simulation
+    from memsim.study.report import SweepReport
+    from memsim.study.run import RunResult
+    from memsim.study.sweep import SweepResult

@@ -1,1 +1,394 @@
-"""placeholder"""
+"""memsim's public API: every command of the CLI as a Python call returning a typed result.
+
+The main job in Python::
+
+    import memsim
+
+    result = memsim.run("videomem", scale=0.2)   # simulate, score, analyse, compare
+    print(result.table)                          # the comparison with the paper (DataFrame)
+    result.save("runs/videomem")                 # trials, scores, summary, figures
+
+Everything here is re-exported by ``memsim`` itself, lazily: ``import memsim`` costs almost
+nothing, and each stage (numba kernels, pandas, matplotlib, torch) loads when a call first
+needs it — that is why the stage modules are imported inside the functions below.
+
+Protocols, parameter sets and targets are given by name (a file shipped with memsim:
+``"videomem"``, ``"memento10k"``, ``"isola2011"``, ``"lamem"``) or by path, or as the loaded
+objects themselves.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # for the signatures only: importing them here would load every stage
+    import pandas as pd
+
+    from memsim.analysis.consistency import Analysis
+    from memsim.analysis.scoring import ScoreResult
+    from memsim.design.protocol import Protocol
+    from memsim.fit.calibrate import Calibration
+    from memsim.fit.compare import Targets
+    from memsim.fit.compat import CompatResult
+    from memsim.fit.recover import Recovery
+    from memsim.progress import ProgressCallback
+    from memsim.sim.params import Params
+    from memsim.sim.simulate import Simulation
+    from memsim.study.report import SweepReport
+    from memsim.study.run import RunResult
+    from memsim.study.sweep import SweepResult
+
+__all__ = [
+    "load_protocol",
+    "load_params",
+    "params_for",
+    "load_targets",
+    "load_trials",
+    "shipped_protocols",
+    "simulate",
+    "score",
+    "analyse",
+    "compare",
+    "run",
+    "calibrate",
+    "recover",
+    "compat",
+    "sweep",
+    "report",
+]
+
+PathLike = str | os.PathLike
+
+
+# --------------------------------------------------------------------------- loading
+def shipped_protocols() -> list[str]:
+    """Names of the protocols shipped with memsim."""
+    from memsim.resources import shipped_protocols as names
+
+    return names()
+
+
+def load_protocol(protocol: Protocol | PathLike) -> Protocol:
+    """A protocol: a shipped one by name (``"videomem"``), a YAML file, or a Protocol as is.
+
+    Raises :class:`memsim.errors.UserError` (one line naming the file and the field) when the
+    file is missing, malformed or infeasible.
+    """
+    from memsim.design.protocol import Protocol
+    from memsim.design.protocol import load_protocol as load
+    from memsim.resources import protocol_path
+
+    if isinstance(protocol, Protocol):
+        return protocol
+    return load(protocol_path(protocol))
+
+
+def params_for(
+    protocol: Protocol | None, params: Params | PathLike | None = None
+) -> tuple[Params, str]:
+    """The parameter set a run of ``protocol`` uses, and one line saying which and why.
+
+    ``params``: a Params, a YAML file, a shipped set's name (``"videomem-from-scratch"``), or
+    None for the protocol's own calibrated set (``calibration/<protocol name>.yaml``; a
+    protocol without one of its own borrows VideoMem's, and the line says so).
+    """
+    from memsim.resources import params_path, shipped_dir
+    from memsim.sim.params import Params, default_params_path
+    from memsim.sim.params import load_params as load
+
+    if isinstance(params, Params):
+        return params, f"parameters: {params.name} (given)"
+    if params is not None:
+        named = params_path(str(params)) if not Path(params).exists() else None
+        path = named or Path(params)
+        p = load(path)
+        return p, f"parameters: {p.name} ({path})"
+    path = default_params_path(protocol)
+    p = load(path)
+    shown = path.relative_to(shipped_dir("calibration").parent) if path.is_absolute() else path
+    if path.stem == protocol.name:
+        why = f"the protocol's own {'calibrated ' if p.calibrated else ''}set"
+    else:
+        why = f"{protocol.name} has no parameter set of its own: VideoMem's set is borrowed"
+    return p, f"parameters: {p.name} ({shown}: {why})"
+
+
+def load_params(params: Params | PathLike | None = None, *, protocol=None) -> Params:
+    """A population parameter set: a Params as is, a YAML file, a shipped set by name, or
+    (``params=None``) the given protocol's own calibrated set."""
+    if params is None:
+        return params_for(load_protocol(protocol or "videomem"))[0]
+    return params_for(None, params)[0]
+
+
+def load_targets(targets: Targets | PathLike | None = None, *, protocol=None) -> Targets | None:
+    """A study's targets: a Targets as is, a YAML file, or (``targets=None``) the protocol's
+    own targets file (``calibration/<name>-targets.yaml``; None when it has none)."""
+    from memsim.fit.compare import Targets, default_targets_path
+    from memsim.fit.compare import load_targets as load
+
+    if isinstance(targets, Targets):
+        return targets
+    if targets is not None:
+        return load(targets)
+    name = load_protocol(protocol or "videomem").name
+    path = default_targets_path(name)
+    return load(path) if path is not None else None
+
+
+def load_trials(path: PathLike) -> pd.DataFrame:
+    """A trial table from Parquet or CSV, checked against the contract (SPEC, docs/scoring.md)."""
+    from memsim.design.trials import read_trials
+
+    return read_trials(path)
+
+
+# --------------------------------------------------------------------------- the pipeline
+def simulate(
+    protocol: Protocol | PathLike = "videomem",
+    params: Params | PathLike | None = None,
+    *,
+    seed: int = 0,
+    scale: float = 1.0,
+    progress: ProgressCallback | None = None,
+) -> Simulation:
+    """Simulate a study: its trial table and the latent truth behind it (:class:`Simulation`).
+
+    Same seed, same bytes, whatever the number of threads.
+    """
+    from memsim.sim.simulate import simulate as sim
+
+    proto = load_protocol(protocol)
+    p = params_for(proto, params)[0]
+    return sim(proto, p, seed=seed, scale=scale, progress=progress)
+
+
+def score(
+    trials: pd.DataFrame | PathLike, protocol: Protocol | PathLike, *, validate: bool = True
+) -> ScoreResult:
+    """Score a trial table (real or simulated) under a protocol: filters, raw scores, lag
+    correction (:class:`memsim.analysis.scoring.ScoreResult`; ``.scores`` is the VideoMem
+    scores format)."""
+    from memsim.analysis.scoring import score as run_scoring
+
+    if not hasattr(trials, "columns"):
+        trials = load_trials(trials)
+    return run_scoring(trials, load_protocol(protocol), validate=validate)
+
+
+def analyse(
+    scored: ScoreResult,
+    *,
+    truth: pd.DataFrame | None = None,
+    seed: int = 0,
+    n_splits: int = 25,
+    repeats: int = 3,
+) -> Analysis:
+    """The paper's analyses of a scored study (:class:`memsim.analysis.consistency.Analysis`):
+    human consistency over ``n_splits`` half-splits, annotation consistency against annotations
+    per video, ST-LT correlations, lag curves, response times, and the agreement with
+    ``truth`` (a table with ``video`` and ``true_<step>`` columns) when given."""
+    from memsim.analysis.consistency import analyse as run_analyses
+
+    return run_analyses(scored, truth=truth, seed=seed, n_splits=n_splits, repeats=repeats)
+
+
+def compare(
+    analysis: dict | Sequence[dict],
+    targets: Targets | PathLike | None = None,
+    *,
+    protocol: Protocol | PathLike | None = None,
+    scale: float | None = None,
+) -> pd.DataFrame:
+    """Every target of a study beside the simulated value: a DataFrame with ``target``,
+    ``value``, ``simulated``, ``sd`` (over several analyses), ``tolerance``, ``status``
+    (ok / off / n/a), ``kind`` (fit / report), ``source``.
+
+    ``targets`` default to the protocol's own (``protocol`` default: the analysis'
+    protocol); ``scale`` (default: the analysis' own) scales the head-count targets.
+    """
+    from memsim.errors import UserError
+    from memsim.fit.compare import compare as run_compare
+
+    first = analysis if isinstance(analysis, dict) else analysis[0]
+    t = load_targets(targets, protocol=protocol or first.get("protocol"))
+    if t is None:
+        raise UserError(f"no targets file for protocol {first.get('protocol')!r}; pass targets=")
+    if scale is None:
+        scale = float(first.get("scale", 1.0))
+    runs = analysis if isinstance(analysis, dict) else list(analysis)
+    return run_compare(runs, t, scale=scale)
+
+
+def run(
+    protocol: Protocol | PathLike = "videomem",
+    params: Params | PathLike | None = None,
+    *,
+    seed: int = 0,
+    scale: float = 1.0,
+    data: PathLike | None = None,
+    out: PathLike | None = None,
+    figures: bool = True,
+    progress: ProgressCallback | None = None,
+) -> RunResult:
+    """The main job: simulate, score like a real log, analyse, compare with the paper.
+
+    Returns a :class:`memsim.study.run.RunResult`: ``.table`` (the comparison, a DataFrame),
+    ``.scores``, ``.analysis``, ``.trials``, ``.simulation``; ``.save(folder)`` writes every
+    output and ``.figures(folder)`` draws the paper's figures. With ``out`` the outputs are
+    written while the analyses run (as ``memsim run`` does).
+    """
+    from memsim.study.run import run_study
+
+    proto = load_protocol(protocol)
+    p = params_for(proto, params)[0]
+    return run_study(
+        proto, p, seed=seed, scale=scale, data=data, out=out, figures=figures, progress=progress
+    )
+
+
+# --------------------------------------------------------------------------- fitting
+def calibrate(
+    protocol: Protocol | PathLike = "videomem",
+    *,
+    out: PathLike,
+    start: Params | PathLike | None = None,
+    targets: Targets | PathLike | None = None,
+    data: PathLike | None = None,
+    scale: float = 0.3,
+    seeds: Sequence[int] = (1,),
+    budget: int = 400,
+    workers: int = 2,
+    fixed: Sequence[str] = (),
+    starts: int = 1,
+    screen: int = 0,
+    polish: int = 0,
+    polish_seeds: Sequence[int] | None = None,
+    resume: bool = False,
+    name: str | None = None,
+    bins: str = "raw",
+    progress: ProgressCallback | None = None,
+) -> Calibration:
+    """Fit a parameter set to the study's targets and released scores (simulated moments),
+    writing it to ``out`` (:class:`memsim.fit.calibrate.Calibration`). See
+    ``docs/calibration.md`` for the method and ``memsim calibrate --help`` for each option."""
+    from memsim.data import released_scores
+    from memsim.errors import UserError
+    from memsim.fit.calibrate import calibrate_to_file
+    from memsim.progress import report
+
+    proto = load_protocol(protocol)
+    t = load_targets(targets, protocol=proto)
+    if t is None:
+        raise UserError(f"no targets file for protocol {proto.name!r}; pass targets=")
+    start_params = params_for(proto, start)[0]
+
+    seen: dict[str, set] = {}
+
+    def on_eval(stage: str, stage_budget: int, row: dict) -> None:
+        done = seen.setdefault(stage, set())
+        done.add(tuple(row["x"]))
+        report(
+            progress,
+            "calibrate",
+            stage,
+            min(len(done), stage_budget),
+            stage_budget,
+            unit="candidates",
+            detail=f"distance {row['distance']:.2f}",
+        )
+
+    return calibrate_to_file(
+        proto,
+        start_params,
+        t,
+        out=out,
+        real=released_scores(proto.name, data),
+        scale=scale,
+        seeds=tuple(seeds),
+        budget=budget,
+        workers=workers,
+        fixed=tuple(fixed),
+        starts=starts,
+        screen=screen,
+        polish=polish,
+        polish_seeds=polish_seeds,
+        resume=resume,
+        name=name,
+        bins=bins,
+        on_eval=on_eval if progress is not None else None,
+    )
+
+
+def recover(
+    protocol: Protocol | PathLike = "videomem",
+    *,
+    out: PathLike,
+    truth: Params | PathLike | None = None,
+    targets: Targets | PathLike | None = None,
+    scale: float = 0.3,
+    perturb: float = 0.5,
+    budget: int = 200,
+    workers: int = 2,
+    fixed: Sequence[str] = (),
+) -> Recovery:
+    """Parameter recovery (:class:`memsim.fit.recover.Recovery`): simulate ``truth`` (default
+    the protocol's set), calibrate blind from a perturbed start, and compare; the evaluation
+    log goes to ``out/recovery.evals.jsonl``."""
+    from memsim.errors import UserError
+    from memsim.fit.recover import recover as run_recovery
+
+    proto = load_protocol(protocol)
+    t = load_targets(targets, protocol=proto)
+    if t is None:
+        raise UserError(f"no targets file for protocol {proto.name!r}; pass targets=")
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    return run_recovery(
+        proto,
+        params_for(proto, truth)[0],
+        t,
+        scale=scale,
+        perturb=perturb,
+        budget=budget,
+        workers=workers,
+        fixed=tuple(fixed),
+        log_path=out / "recovery.evals.jsonl",
+    )
+
+
+def compat(
+    *, data: PathLike | None = None, repeats: int = 5, seed: int = 0, mechanisms: bool = False
+) -> CompatResult:
+    """Which of the paper's statistics the released VideoMem scores allow under independent
+    annotations (:class:`memsim.fit.compat.CompatResult`; ``docs/calibration.md``)."""
+    from memsim.fit.compat import compat as run_compat
+
+    return run_compat(data=data, repeats=repeats, seed=seed, mechanisms=mechanisms)
+
+
+# --------------------------------------------------------------------------- studies
+def sweep(
+    study: PathLike,
+    out: PathLike,
+    *,
+    workers: int = 1,
+    scheduler: str | None = None,
+    progress: ProgressCallback | None = None,
+) -> SweepResult:
+    """Run (or resume) a what-if study file into ``out`` (:class:`memsim.study.sweep.SweepResult`;
+    ``.results`` is the tidy results table, one row per cell and replicate)."""
+    from memsim.study.sweep import run_sweep
+
+    return run_sweep(study, out, workers=workers, scheduler=scheduler, progress=progress)
+
+
+def report(sweep_dir: PathLike, *, figures: bool = True) -> SweepReport:
+    """Tables and figures of a finished sweep, written into ``<sweep_dir>/report/``
+    (:class:`memsim.study.report.SweepReport`)."""
+    from memsim.study.report import report as run_report
+
+    return run_report(sweep_dir, figures=figures)

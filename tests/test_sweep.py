@@ -235,7 +235,7 @@ def test_whole_protocol_axis_and_missing_statistics(tmp_path, capsys):
     study = tmp_path / "mixed.yaml"
     plan = resolve_study(load_study(study), study)
     assert [c["protocol"]["name"] for c in plan.cells] == ["videomem", "one-step"]
-    run_sweep(study, tmp_path / "out", progress=False)
+    run_sweep(study, tmp_path / "out")
     df = pd.read_parquet(tmp_path / "out" / "results.parquet")
     assert df.consistency_lt.notna().tolist() == [
         True,
@@ -244,7 +244,7 @@ def test_whole_protocol_axis_and_missing_statistics(tmp_path, capsys):
     typo = tmp_path / "typo.yaml"
     typo.write_text(study.read_text().replace("consistency_lt]", "consistency_lt, consistncy_st]"))
     warnings = []
-    run_sweep(typo, tmp_path / "out3", progress=False, warn=warnings.append)
+    run_sweep(typo, tmp_path / "out3", warn=warnings.append)
     assert (
         len(warnings) == 1
         and "no cell gave 1 of the statistics (all NaN): consistncy_st" in warnings[0]
@@ -352,7 +352,7 @@ def test_infeasible_combination_names_every_axis(tmp_path, capsys):
 def test_rerun_with_another_study_into_the_same_folder_is_refused(tmp_path, capsys):
     out = tmp_path / "out"
     a = _study(tmp_path, "a", replicates=1)
-    run_sweep(a, out, progress=False)
+    run_sweep(a, out)
     b = _study(tmp_path, "b", replicates=1, extra="common_random_numbers: true\n")
     assert main(["sweep", str(b), "--out", str(out), "--quiet"]) == 2
     assert "holds a sweep of a different study" in capsys.readouterr().err
@@ -364,15 +364,15 @@ def reference(tmp_path_factory):
     """An uninterrupted one-worker run of the toy study: (study path, results bytes)."""
     tmp = tmp_path_factory.mktemp("ref")
     study = _study(tmp)
-    summary = run_sweep(study, tmp / "out", workers=1, progress=False)
-    assert summary["ran"] == 12
+    summary = run_sweep(study, tmp / "out", workers=1)
+    assert summary.ran == 12
     return study, (tmp / "out" / "results.parquet").read_bytes(), tmp / "out"
 
 
 def test_results_identical_with_one_and_two_workers(reference, tmp_path):
     study, ref_bytes, _ = reference
-    summary = run_sweep(study, tmp_path / "out2", workers=2, progress=False)
-    assert summary["ran"] == 12
+    summary = run_sweep(study, tmp_path / "out2", workers=2)
+    assert summary.ran == 12
     assert (tmp_path / "out2" / "results.parquet").read_bytes() == ref_bytes
     df = pd.read_parquet(tmp_path / "out2" / "results.parquet")
     assert list(zip(df.cell, df.replicate)) == [(c, r) for c in range(6) for r in range(2)]

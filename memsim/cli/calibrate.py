@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from memsim.cli.progress import progress_display
+
 
 def register(sub) -> None:
     p = sub.add_parser(
@@ -201,159 +203,95 @@ def _targets(args, protocol):
 
 
 def _cmd_calibrate(args) -> int:
-    from rich.console import Console
-
     from memsim.data import released_scores
     from memsim.design.protocol import load_protocol
-    from memsim.errors import UserError
-    from memsim.fit.calibrate import calibrate, dump_params_yaml, fitted_note
-    from memsim.io import write_text_atomic
+    from memsim.fit.calibrate import calibrate_to_file
     from memsim.sim.params import default_params_path, load_params
 
-    if not (0.0 < args.scale <= 1.0):
-        raise UserError(f"--scale must be in (0, 1], got {args.scale}")
-    if args.budget < 1 or args.workers < 1 or args.starts < 1:
-        raise UserError("--budget, --workers and --starts must be at least 1")
-    if args.screen < 0 or args.polish < 0:
-        raise UserError("--screen and --polish must be 0 or more")
-    if args.polish_seeds is not None and not args.polish:
-        raise UserError("--polish-seeds needs --polish BUDGET")
     protocol = load_protocol(args.protocol)
     targets = _targets(args, protocol)
     start = load_params(args.start or default_params_path(protocol))
     real = released_scores(protocol.name, args.data)
-    console = Console(stderr=True, quiet=args.quiet)
-    out_path = Path(args.out)
-    log_path = out_path.with_name(out_path.name + ".evals.jsonl")
-
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
-
-    polish_seeds = tuple(args.polish_seeds or args.seeds)
-    with Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        TextColumn("{task.completed}/{task.total}"),
-        TextColumn("best {task.fields[best]}"),
-        TimeElapsedColumn(),
-        console=console,
-        disable=args.quiet,
-        transient=True,
-    ) as bar:
-
-        def progress(description: str, budget: int):
-            task = bar.add_task(description, total=budget, best="-")
-            best, counted = [float("inf")], set()
-
-            def on_eval(row):
-                best[0] = min(best[0], row["distance"])
-                counted.add(tuple(row["x"]))
-                bar.update(task, completed=min(len(counted), budget), best=f"{best[0]:.2f}")
-
-            return on_eval
-
-        common = dict(
-            real=real,
-            workers=args.workers,
-            resume=args.resume,
-            fixed=tuple(args.fix),
-            bins=args.bins,
-        )
-        # resuming a run whose polish had begun: the search is replayed from its log, not carried
-        # on, so that the polish resumes from the point it started from
-        replay = bool(
-            args.polish and args.resume and polish_log(out_path).exists() and log_path.exists()
-        )
-        res = calibrate(
+    with progress_display(not args.quiet) as show:
+        result = calibrate_to_file(
             protocol,
             start,
             targets,
+            out=args.out,
+            real=real,
             scale=args.scale,
             seeds=tuple(args.seeds),
             budget=args.budget,
-            log_path=log_path,
+            workers=args.workers,
+            fixed=tuple(args.fix),
             starts=args.starts,
             screen=args.screen,
-            on_eval=progress("calibrate", args.budget),
-            replay_only=replay,
-            **common,
+            polish=args.polish,
+            polish_seeds=args.polish_seeds,
+            resume=args.resume,
+            name=args.name,
+            bins=args.bins,
+            on_eval=_candidate_progress(show),
+            regenerate=regenerate_command(args),
         )
-        stages = [res]
-        if args.polish:
-            res = calibrate(
-                protocol,
-                res["params"],
-                targets,
-                scale=1.0,
-                seeds=polish_seeds,
-                budget=args.polish,
-                log_path=polish_log(out_path),
-                on_eval=progress("polish at full scale", args.polish),
-                **common,
-            )
-            stages.append(res)
-    name = args.name or out_path.stem
-    if args.polish:
-        first = stages[0]
-        note = (
-            fitted_note(res, 1.0, polish_seeds, targets.name)
-            + f"; refined from a search at scale {args.scale}, seeds {list(args.seeds)}: "
-            f"{first['evaluations']} candidates, distance {first['best']['distance']:.2f}"
-        )
-    else:
-        note = fitted_note(res, args.scale, args.seeds, targets.name)
-    fitted = res["params"].model_copy(update={"name": name, "calibrated": True, "note": note})
-    header = (
-        f"Fitted population parameters for {protocol.name}: CALIBRATED by `memsim calibrate`.\n"
-        f"Regenerate: {regenerate_command(args)}\n"
-        f"Fields: docs/model.md; method and fit: docs/calibration.md"
-    )
-    write_text_atomic(out_path, dump_params_yaml(fitted, header))
-    for label, r in zip(("search" if args.polish else "", "full-scale polish"), stages):
+    labels = ("search", "full-scale polish") if args.polish else ("",)
+    for label, r in zip(labels, result.stages):
         print(
             f"{label + ': ' if label else ''}{r['stopped']}; {r['evaluations']} candidates "
             f"({r['new_evaluations']} simulated now) in {r['seconds']:.0f} s; distance "
             f"{r['best']['distance']:.2f} over {len(r['moments'])} moments"
         )
-    worst = sorted(zip(res["moments"], res["best"]["residuals"]), key=lambda t: -abs(t[1]))[:5]
-    print("largest residuals (in tolerances): " + "; ".join(f"{m.name} {r:+.2f}" for m, r in worst))
-    also = f" and {polish_log(out_path)}" if args.polish else ""
-    print(f"wrote {out_path} and {log_path}{also}")
+    worst = "; ".join(f"{m} {r:+.2f}" for m, r in result.largest_residuals())
+    print("largest residuals (in tolerances): " + worst)
+    print(f"wrote {result.path} and {' and '.join(map(str, result.logs))}")
     return 0
 
 
-def polish_log(out_path: Path) -> Path:
-    return out_path.with_name(out_path.name + ".polish.evals.jsonl")
+def _candidate_progress(show):
+    """An ``on_eval`` that turns each evaluated candidate into a progress event."""
+    if show is None:
+        return None
+    from memsim.progress import report
+
+    seen: dict[str, set] = {}
+    best: dict[str, float] = {}
+
+    def on_eval(stage: str, budget: int, row: dict) -> None:
+        done = seen.setdefault(stage, set())
+        done.add(tuple(row["x"]))
+        best[stage] = min(best.get(stage, float("inf")), row["distance"])
+        report(
+            show,
+            "calibrate",
+            stage,
+            min(len(done), budget),
+            budget,
+            unit="candidates",
+            detail=f"best {best[stage]:.2f}",
+        )
+
+    return on_eval
 
 
 def regenerate_command(args) -> str:
-    """The ``memsim calibrate`` command that gives the same fit: every option that changes the
-    result (the start, targets, starts, screen, held parameters), none that only changes the
-    speed (workers) or where files go (data, resume)."""
-    parts = ["memsim calibrate", str(args.protocol), "--out", str(args.out)]
-    if args.start:
-        parts += ["--start", str(args.start)]
-    if args.targets:
-        parts += ["--targets", str(args.targets)]
-    parts += [
-        "--scale",
-        str(args.scale),
-        "--seeds",
-        *map(str, args.seeds),
-        "--budget",
-        str(args.budget),
-    ]
-    if args.starts > 1:
-        parts += ["--starts", str(args.starts)]
-    if args.screen:
-        parts += ["--screen", str(args.screen)]
-    if args.polish:
-        parts += ["--polish", str(args.polish)]
-        if args.polish_seeds:
-            parts += ["--polish-seeds", *map(str, args.polish_seeds)]
-    if args.fix:
-        parts += ["--fix", *args.fix]
-    parts += ["--bins", args.bins]
-    return " ".join(parts)
+    """The ``memsim calibrate`` command of these arguments, as the fitted file's header says."""
+    from memsim.fit.calibrate import regenerate_command as command
+
+    return command(
+        args.protocol,
+        args.out,
+        start=args.start,
+        targets=args.targets,
+        scale=args.scale,
+        seeds=args.seeds,
+        budget=args.budget,
+        starts=args.starts,
+        screen=args.screen,
+        polish=args.polish,
+        polish_seeds=args.polish_seeds,
+        fixed=args.fix,
+        bins=args.bins,
+    )
 
 
 def _cmd_fit_report(args) -> int:
@@ -419,6 +357,150 @@ def _cmd_recover(args) -> int:
 
 
 def _cmd_compat(args) -> int:
-    from memsim.fit.compat import run_compat
+    from memsim.fit.compat import compat
 
-    return run_compat(args)
+    res = compat(data=args.data, repeats=args.repeats, seed=args.seed, mechanisms=args.mechanisms)
+    print_compat(res)
+    if args.out:
+        from memsim.io import dumps_json, write_text_atomic
+
+        write_text_atomic(args.out, dumps_json(res.to_dict()))
+    return 0
+
+
+def _table(title: str, columns: tuple[str, ...], left: tuple[str, ...]):
+    from rich.table import Table
+
+    t = Table(title=title, title_justify="left")
+    for c in columns:
+        t.add_column(c, justify="left" if c in left else "right")
+    return t
+
+
+def print_compat(res) -> None:
+    """``memsim compat``'s tables (:class:`memsim.fit.compat.CompatResult`)."""
+    import numpy as np
+    from rich.console import Console
+
+    console = Console(width=max(110, Console().width))
+    t = _table(
+        f"Consistency the released scores allow ({res.repeats} repeats; mean ± sd)",
+        (
+            "scores",
+            "construction",
+            "human consistency",
+            "paper",
+            "annotation consistency",
+            "at N",
+            "paper ",
+        ),
+        ("scores", "construction"),
+    )
+    for r in res.table.itertuples():
+        t.add_row(
+            r.column.split("_")[0],
+            r.construction,
+            f"{r.human:.3f} ± {r.human_sd:.3f}",
+            f"{r.paper_human:.3f}",
+            f"{r.annotation:.3f} ± {r.annotation_sd:.3f}",
+            f"{r.at:g}",
+            f"{r.paper_annotation:.3f}",
+        )
+    console.print(t)
+    for c, st in res.released.items():
+        console.print(
+            f"{c}: mean {st['mean']:.3f}, SD {st['sd']:.4f}, binomial noise SD "
+            f"{np.sqrt(st['noise_var']):.4f}, true SD {np.sqrt(max(st['true_var'], 0)):.4f}, "
+            f"{st['videos']} videos, {st['mean_annotations']:.1f} annotations each"
+        )
+    rc = res.correction
+    console.print(
+        f"released ST correction (raw = ceil(score x count) / count, recovered for "
+        f"{rc['recovered']:.1%} of {rc['videos']:,} videos): score - raw = "
+        f"{rc['intercept']:+.4f} {rc['slope']:+.4f} x raw; mean score / raw - 1 = "
+        f"{rc['mean_relative_change']:+.4f} (SD {rc['sd_relative_change']:.4f}); mean raw "
+        f"{rc['mean_raw']:.4f} -> {rc['mean_score']:.4f}: a ratio, not a shift"
+    )
+    groups = "; ".join(
+        f"{g}: {v['videos']:,} videos, mean {v['mean_relative_change']:+.4f} "
+        f"(SD {v['sd_relative_change']:.4f})"
+        for g, v in rc["by_count"].items()
+    )
+    console.print(f"  by annotation count: {groups}; median {rc['median_relative_change']:+.4f}")
+    need = res.sd_needed
+    console.print(
+        f"observed ST score SD needed for human consistency {need['target']}: "
+        f"{need['observed_sd']:.3f} (released {need['released_sd']:.3f})"
+    )
+    t = _table(
+        "Another reading: the split-half stepped up to the full set (Spearman-Brown, 2r/(1+r))",
+        (
+            "scores",
+            "construction",
+            "annotation split-half",
+            "stepped up",
+            "paper",
+            "human stepped up",
+            "paper ",
+        ),
+        ("scores", "construction"),
+    )
+    for r in res.readings.itertuples():
+        t.add_row(
+            r.column.split("_")[0],
+            r.construction,
+            f"{r.annotation_split_half:.3f}",
+            f"{r.annotation_stepped_up:.3f}",
+            f"{r.paper_annotation:.3f}",
+            f"{r.human_stepped_up:.3f}",
+            f"{r.paper_human:.3f}",
+        )
+    console.print(t)
+    t = _table(
+        "Within-video noise each paper number needs (classical test theory on the released scores)",
+        (
+            "scores",
+            "statistic",
+            "videos",
+            "r with binomial noise",
+            "paper",
+            "noise needed / binomial",
+            "intra-video correlation",
+        ),
+        ("scores", "statistic"),
+    )
+    for r in res.noise_needed.itertuples():
+        t.add_row(
+            r.column.split("_")[0],
+            r.statistic,
+            f"{r.videos:,}",
+            f"{r.r_with_binomial_noise:.3f}",
+            f"{r.paper:.3f}",
+            f"{r.factor:.2f}",
+            f"{r.rho:+.4f}",
+        )
+    console.print(t)
+    if res.simulator is not None:
+        t = _table(
+            f"The simulator's mechanisms ({res.simulator_params}, scale 0.5): human consistency "
+            "vs what independent noise predicts from the same scores",
+            (
+                "variant",
+                "scores",
+                "human consistency",
+                "T / (T + 2E)",
+                "npmle construction",
+                "score SD",
+            ),
+            ("variant", "scores"),
+        )
+        for r in res.simulator.itertuples():
+            t.add_row(
+                r.variant,
+                r.column.split("_")[0],
+                f"{r.human:.3f}",
+                f"{r.independence_predicts:.3f}",
+                f"{r.npmle_predicts:.3f}",
+                f"{r.score_sd:.4f}",
+            )
+        console.print(t)

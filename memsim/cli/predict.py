@@ -10,6 +10,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from memsim.cli.progress import progress_display
+
 
 def register(sub) -> None:
     p = sub.add_parser(
@@ -122,17 +124,18 @@ def _cmd_cv(args: argparse.Namespace) -> int:
         from memsim.predict.ceiling import read_truth
 
         truth = read_truth(args.truth)
-    cv = cross_validate(
-        corpus,
-        folds=args.folds,
-        seed=args.seed,
-        members=args.members,
-        archs=archs,
-        device=args.device,
-        use_embedding=False if args.no_embedding else None,
-        cfg=_cfg(args),
-        progress=not args.quiet,
-    )
+    with progress_display(not args.quiet) as show:
+        cv = cross_validate(
+            corpus,
+            folds=args.folds,
+            seed=args.seed,
+            members=args.members,
+            archs=archs,
+            device=args.device,
+            use_embedding=False if args.no_embedding else None,
+            cfg=_cfg(args),
+            progress=show,
+        )
     summ = summarise(cv)
     ceil = report.ceilings(corpus, truth=truth, truth_source=args.truth, seed=args.seed)
     text = report.table(corpus, summ, ceil, folds=args.folds, seed=args.seed)
@@ -154,15 +157,16 @@ def _cmd_train(args: argparse.Namespace) -> int:
     root = data_dir(args.data)
     corpus = load_corpus(args.dataset, root)
     t0 = time.perf_counter()
-    model = train(
-        corpus,
-        seed=args.seed,
-        members=args.members,
-        device=args.device,
-        use_embedding=False if args.no_embedding else None,
-        cfg=_cfg(args),
-        progress=not args.quiet,
-    )
+    with progress_display(not args.quiet) as show:
+        model = train(
+            corpus,
+            seed=args.seed,
+            members=args.members,
+            device=args.device,
+            use_embedding=False if args.no_embedding else None,
+            cfg=_cfg(args),
+            progress=show,
+        )
     save_model(model, args.out)
     print(
         f"trained on {model['n_train']} {corpus.dataset} videos in "

@@ -5,15 +5,21 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from memsim.cli.progress import progress_display
+
 
 def _common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("protocol", type=Path, help="protocol YAML file")
+    p.add_argument(
+        "protocol",
+        help="a shipped protocol by name (videomem, memento10k, isola2011, lamem) "
+        "or a protocol YAML file",
+    )
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument(
         "--params",
-        type=Path,
         default=None,
-        help="population parameter file (default: calibration/<protocol name>.yaml)",
+        help="population parameter set: a YAML file or a shipped set's name (default: the "
+        "protocol's own calibrated set, calibration/<protocol name>.yaml)",
     )
     p.add_argument(
         "--scale",
@@ -26,13 +32,22 @@ def _common(p: argparse.ArgumentParser) -> None:
 
 def register(sub) -> None:
     p = sub.add_parser(
-        "simulate", help="simulate a study and write its trial table and latent truth"
+        "simulate",
+        help="simulate a study and write its trial table and latent truth",
+        description="Simulate a study and write trials.parquet, videos.parquet and "
+        "participants.parquet (the latent truth) into --out.",
     )
     _common(p)
     p.add_argument("--out", type=Path, required=True, help="output folder")
     p.set_defaults(func=_cmd_simulate)
 
-    p = sub.add_parser("run", help="simulate, score and analyse a study; compare with the paper")
+    p = sub.add_parser(
+        "run",
+        help="simulate, score and analyse a study; compare with the paper",
+        description="The main job: simulate a study, score it with the pipeline that scores "
+        "real logs, run the paper's analyses, and print every published statistic beside the "
+        "simulated one.",
+    )
     _common(p)
     p.add_argument(
         "--out", type=Path, default=None, help="output folder (default runs/<protocol name>)"
@@ -41,13 +56,17 @@ def register(sub) -> None:
         "--data",
         type=Path,
         default=None,
-        help="real data folder for the real-vs-simulated comparison (default $MEMSIM_DATA or ../shared/data)",
+        help="real data folder for the real-vs-simulated rows "
+        "(default $MEMSIM_DATA or ../shared/data)",
     )
     p.add_argument("--no-figures", action="store_true", help="skip the figures")
     p.set_defaults(func=_cmd_run)
 
     p = sub.add_parser(
-        "bench", help="benchmark the simulator (speed ratios against plain references)"
+        "bench",
+        help="benchmark the simulator (speed ratios against plain references)",
+        description="Time the trial kernel, the sequence generator and a full campaign, each "
+        "against a plain-Python reference run in the same process.",
     )
     p.add_argument(
         "--quick", action="store_true", help="smaller sizes (a smoke test of the benchmark)"
@@ -56,25 +75,20 @@ def register(sub) -> None:
 
 
 def _load(args):
-    from memsim.design.protocol import load_protocol
-    from memsim.errors import UserError
-    from memsim.sim.params import default_params_path, load_params
+    from memsim import api
 
-    if not (0.0 < args.scale <= 1.0):
-        raise UserError(f"--scale must be in (0, 1], got {args.scale}")
-    protocol = load_protocol(args.protocol)
-    params = load_params(args.params or default_params_path(protocol))
-    return protocol, params
+    protocol = api.load_protocol(args.protocol)
+    params, why = api.params_for(protocol, args.params)
+    return protocol, params, why
 
 
 def _cmd_simulate(args) -> int:
-    from memsim.sim.simulate import write_simulation
-    from memsim.study.run import simulate_with_progress
+    from memsim.sim.simulate import simulate, write_simulation
 
-    protocol, params = _load(args)
-    sim = simulate_with_progress(
-        protocol, params, seed=args.seed, scale=args.scale, quiet=args.quiet
-    )
+    protocol, params, why = _load(args)
+    print(why)
+    with progress_display(not args.quiet) as show:
+        sim = simulate(protocol, params, seed=args.seed, scale=args.scale, progress=show)
     paths = write_simulation(sim, args.out)
     tr = sim.trials
     print(
@@ -87,14 +101,29 @@ def _cmd_simulate(args) -> int:
 
 
 def _cmd_run(args) -> int:
+    from memsim.cli.format import print_run
     from memsim.study.run import run_study
 
-    protocol, params = _load(args)
+    protocol, params, why = _load(args)
     out = args.out or Path("runs") / protocol.name
-    return run_study(protocol, params, args, out)
+    with progress_display(not args.quiet) as show:
+        result = run_study(
+            protocol,
+            params,
+            seed=args.seed,
+            scale=args.scale,
+            data=args.data,
+            out=out,
+            figures=not args.no_figures,
+            progress=show,
+        )
+    print_run(result, out, why)
+    return 0
 
 
 def _cmd_bench(args) -> int:
-    from memsim.sim.bench import main as bench_main
+    from memsim.cli.format import print_bench
+    from memsim.sim.bench import measure
 
-    return bench_main(quick=args.quick)
+    print_bench(measure(quick=args.quick))
+    return 0

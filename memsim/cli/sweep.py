@@ -1,4 +1,4 @@
-"""``memsim sweep`` and ``memsim report``: parse, call :mod:`memsim.study.sweep` / :mod:`memsim.study.report`, print."""
+"""``memsim sweep`` and ``memsim report``: parse, call the study modules, print."""
 
 from __future__ import annotations
 
@@ -6,9 +6,11 @@ import argparse
 import sys
 from pathlib import Path
 
+from memsim.cli.progress import progress_display
+
 
 def _cmd_sweep(args: argparse.Namespace) -> int:
-    from memsim.study.sweep import list_statistics, rate, run_sweep
+    from memsim.study.sweep import list_statistics, run_sweep
 
     if args.list_statistics:
         stats = list_statistics(args.study)
@@ -20,33 +22,82 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
         print("memsim sweep: error: --out DIR is required (see --help)", file=sys.stderr)
         return 2
 
-    summary = run_sweep(
-        args.study,
-        args.out,
-        workers=args.workers,
-        scheduler=args.scheduler,
-        progress=not args.quiet,
-        log=print,
-        warn=lambda line: print(line, file=sys.stderr),
-    )
-    if summary["ran"]:
+    with progress_display(not args.quiet) as show:
+        summary = run_sweep(
+            args.study,
+            args.out,
+            workers=args.workers,
+            scheduler=args.scheduler,
+            progress=show,
+            log=print,
+            warn=lambda line: print(line, file=sys.stderr),
+        )
+    if summary.ran:
         print(
-            f"ran {summary['ran']} runs in {summary['seconds']:.1f} s "
-            f"({rate(summary):.1f} runs/min); {summary['skipped']} were already done"
+            f"ran {summary.ran} runs in {summary.seconds:.1f} s "
+            f"({summary.runs_per_minute:.1f} runs/min); {summary.skipped} were already done"
         )
     else:
-        print(f"nothing to run: all {summary['runs']} runs were already done")
-    print(f"results: {summary['results']}")
+        print(f"nothing to run: all {summary.runs} runs were already done")
+    print(f"results: {summary.results}")
     return 0
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
     from memsim.study.report import report
 
-    written = report(args.dir, figures=not args.no_figures)
-    for path in written:
+    rep = report(args.dir, figures=not args.no_figures)
+    print_report(rep)
+    for path in rep.written:
         print(f"wrote {path}")
     return 0
+
+
+def print_report(rep) -> None:
+    """A sweep report's table. Few cells: a column per cell, a row per statistic. Many: a row
+    per cell, the first statistics."""
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    summary, axes, cols = rep.summary, rep.axes, rep.statistics
+    title = f"{rep.study['name']}: mean ± sd over {rep.study['replicates']} replicate(s)"
+    table = Table(title=title)
+    if len(summary) <= 8:
+        table.add_column("cell", style="bold")
+        for _, row in summary.iterrows():
+            label = "\n".join(f"{a}={row[a]}" for a in axes) or "base"
+            table.add_column(f"{int(row['cell'])}\n{label}", justify="right")
+        for c in cols:
+            table.add_row(
+                c, *(_fmt(row[f"{c}_mean"], row[f"{c}_sd"]) for _, row in summary.iterrows())
+            )
+        console.print(table)
+        return
+    shown_cols = cols[:4]
+    for a in ["cell", *axes]:
+        table.add_column(a)
+    for c in shown_cols:
+        table.add_column(c, justify="right")
+    shown = summary.head(40)
+    for _, row in shown.iterrows():
+        table.add_row(
+            str(int(row["cell"])),
+            *(str(row[a]) for a in axes),
+            *(_fmt(row[f"{c}_mean"], row[f"{c}_sd"]) for c in shown_cols),
+        )
+    console.print(table)
+    more = []
+    if len(summary) > len(shown):
+        more.append(f"{len(summary) - len(shown)} more cells")
+    if len(cols) > len(shown_cols):
+        more.append(f"{len(cols) - len(shown_cols)} more statistics")
+    if more:
+        console.print(f"... {' and '.join(more)} in report/summary.csv")
+
+
+def _fmt(mean: float, sd: float) -> str:
+    return f"{mean:.4g} ± {sd:.2g}" if abs(mean) < 1e4 else f"{mean:,.0f} ± {sd:,.0f}"
 
 
 def register(sub) -> None:

@@ -53,6 +53,10 @@ __all__ = [
     "Evaluator",
     "calibrate",
     "EvalLog",
+    "Calibration",
+    "calibrate_to_file",
+    "polish_log_path",
+    "regenerate_command",
 ]
 
 # The released score distribution is matched by the means of its rank bins (0-5 %, 5-10 %, ...
@@ -902,3 +906,200 @@ def dump_params_yaml(params: Params, header: str = "") -> str:
     text = yaml.safe_dump(params.dump(), sort_keys=False, default_flow_style=None, width=100)
     lines = "".join(f"# {ln}\n" for ln in header.splitlines())
     return lines + text
+
+
+# --------------------------------------------------------------------------- search, polish, file
+@dataclass(frozen=True)
+class Calibration:
+    """A finished calibration: :func:`calibrate_to_file`'s result.
+
+    Attributes
+    ----------
+    params : Params
+        The fitted set (``calibrated`` true, ``note`` saying how it was fitted).
+    stages : tuple of dict
+        :func:`calibrate`'s result per stage: the search, then the full-scale polish if any
+        (``stopped``, ``evaluations``, ``new_evaluations``, ``seconds``, ``best``, ``moments``).
+    path : Path
+        The fitted parameter file written.
+    logs : tuple of Path
+        The evaluation logs (the search's, then the polish's).
+    """
+
+    params: Params
+    stages: tuple
+    path: Path
+    logs: tuple
+
+    @property
+    def result(self) -> dict:
+        """The last stage's result."""
+        return self.stages[-1]
+
+    def largest_residuals(self, n: int = 5) -> list[tuple[str, float]]:
+        """The ``n`` moments furthest from their targets, in tolerances (signed)."""
+        r = self.result
+        pairs = [(m.name, float(x)) for m, x in zip(r["moments"], r["best"]["residuals"])]
+        return sorted(pairs, key=lambda t: -abs(t[1]))[:n]
+
+
+def polish_log_path(out_path: Path) -> Path:
+    """The polish stage's evaluation log beside the fitted file."""
+    out_path = Path(out_path)
+    return out_path.with_name(out_path.name + ".polish.evals.jsonl")
+
+
+def regenerate_command(
+    protocol_arg,
+    out,
+    *,
+    start=None,
+    targets=None,
+    scale=0.3,
+    seeds=(1,),
+    budget=400,
+    starts=1,
+    screen=0,
+    polish=0,
+    polish_seeds=None,
+    fixed=(),
+    bins="raw",
+) -> str:
+    """The ``memsim calibrate`` command that gives the same fit: every option that changes the
+    result (the start, targets, starts, screen, held parameters), none that only changes the
+    speed (workers) or where files go (data, resume)."""
+    parts = ["memsim calibrate", str(protocol_arg), "--out", str(out)]
+    if start:
+        parts += ["--start", str(start)]
+    if targets:
+        parts += ["--targets", str(targets)]
+    parts += ["--scale", str(scale), "--seeds", *map(str, seeds), "--budget", str(budget)]
+    if starts > 1:
+        parts += ["--starts", str(starts)]
+    if screen:
+        parts += ["--screen", str(screen)]
+    if polish:
+        parts += ["--polish", str(polish)]
+        if polish_seeds:
+            parts += ["--polish-seeds", *map(str, polish_seeds)]
+    if fixed:
+        parts += ["--fix", *fixed]
+    parts += ["--bins", bins]
+    return " ".join(parts)
+
+
+def calibrate_to_file(
+    protocol,
+    start: Params,
+    targets,
+    *,
+    out: str | os.PathLike[str],
+    real=None,
+    scale: float = 0.3,
+    seeds=(1,),
+    budget: int = 400,
+    workers: int = 2,
+    fixed: tuple[str, ...] = (),
+    starts: int = 1,
+    screen: int = 0,
+    polish: int = 0,
+    polish_seeds=None,
+    resume: bool = False,
+    name: str | None = None,
+    bins: str = "raw",
+    on_eval: Callable[[str, int, dict], None] | None = None,
+    regenerate: str = "",
+) -> Calibration:
+    """Search at ``scale``, optionally polish at full scale, and write the fitted set to ``out``.
+
+    The search logs every candidate in ``<out>.evals.jsonl``, the polish in
+    ``<out>.polish.evals.jsonl``; with ``resume`` both are replayed, and once the polish has
+    begun the search is replayed from its log without simulating anything, so the polish
+    resumes from the point it started from. ``on_eval(stage, budget, row)`` is called after
+    every candidate (``stage``: "calibrate" or "polish at full scale"). ``regenerate``: the
+    command written in the file's header (default: :func:`regenerate_command` of these
+    arguments).
+    """
+    from memsim.io import write_text_atomic
+
+    if not (0.0 < scale <= 1.0):
+        raise UserError(f"--scale must be in (0, 1], got {scale}")
+    if budget < 1 or workers < 1 or starts < 1:
+        raise UserError("--budget, --workers and --starts must be at least 1")
+    if screen < 0 or polish < 0:
+        raise UserError("--screen and --polish must be 0 or more")
+    if polish_seeds is not None and not polish:
+        raise UserError("--polish-seeds needs --polish BUDGET")
+    out_path = Path(out)
+    log_path = out_path.with_name(out_path.name + ".evals.jsonl")
+    if not regenerate:
+        regenerate = regenerate_command(
+            protocol.name,
+            out_path,
+            scale=scale,
+            seeds=seeds,
+            budget=budget,
+            starts=starts,
+            screen=screen,
+            polish=polish,
+            polish_seeds=polish_seeds,
+            fixed=fixed,
+            bins=bins,
+        )
+    polish_seeds = tuple(polish_seeds or seeds)
+
+    def stage_callback(stage: str, stage_budget: int):
+        return None if on_eval is None else (lambda row: on_eval(stage, stage_budget, row))
+
+    common = dict(real=real, workers=workers, resume=resume, fixed=tuple(fixed), bins=bins)
+    # resuming a run whose polish had begun: the search is replayed from its log, not carried
+    # on, so that the polish resumes from the point it started from
+    replay = bool(polish and resume and polish_log_path(out_path).exists() and log_path.exists())
+    res = calibrate(
+        protocol,
+        start,
+        targets,
+        scale=scale,
+        seeds=tuple(seeds),
+        budget=budget,
+        log_path=log_path,
+        starts=starts,
+        screen=screen,
+        on_eval=stage_callback("calibrate", budget),
+        replay_only=replay,
+        **common,
+    )
+    stages = [res]
+    logs = [log_path]
+    if polish:
+        res = calibrate(
+            protocol,
+            res["params"],
+            targets,
+            scale=1.0,
+            seeds=polish_seeds,
+            budget=polish,
+            log_path=polish_log_path(out_path),
+            on_eval=stage_callback("polish at full scale", polish),
+            **common,
+        )
+        stages.append(res)
+        logs.append(polish_log_path(out_path))
+    if polish:
+        first = stages[0]
+        note = fitted_note(res, 1.0, polish_seeds, targets.name) + (
+            f"; refined from a search at scale {scale}, seeds {list(seeds)}: "
+            f"{first['evaluations']} candidates, distance {first['best']['distance']:.2f}"
+        )
+    else:
+        note = fitted_note(res, scale, seeds, targets.name)
+    fitted = res["params"].model_copy(
+        update={"name": name or out_path.stem, "calibrated": True, "note": note}
+    )
+    header = (
+        f"Fitted population parameters for {protocol.name}: CALIBRATED by `memsim calibrate`.\n"
+        f"Regenerate: {regenerate}\n"
+        f"Fields: docs/model.md; method and fit: docs/calibration.md"
+    )
+    write_text_atomic(out_path, dump_params_yaml(fitted, header))
+    return Calibration(params=fitted, stages=tuple(stages), path=out_path, logs=tuple(logs))

@@ -37,6 +37,7 @@ __all__ = [
     "lookup",
     "compare",
     "figure_references",
+    "format_value",
     "OPTIONAL_BLOCKS",
 ]
 
@@ -203,7 +204,8 @@ def figure_references(targets: Targets | None) -> dict:
     return out
 
 
-def format_value(x: float) -> str:
+def format_value(x: float | None) -> str:
+    """A number as the comparison tables and reports show it (``-`` for none)."""
     if x is None or not math.isfinite(x):
         return "-"
     if abs(x) >= 100:

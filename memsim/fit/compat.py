@@ -34,6 +34,8 @@ correction of the released ST scores moves each by < 0.02; see the docs).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import pandas as pd
 
@@ -52,14 +54,31 @@ __all__ = [
     "consistency_of",
     "compat_table",
     "readings_table",
-    "run_compat",
+    "paper_numbers",
+    "CompatResult",
+    "compat",
 ]
 
 COLUMNS = ("short-term_memorability", "long-term_memorability")
-PAPER = {
-    "short-term_memorability": {"human": 0.481, "annotation": 0.616, "at": 38},
-    "long-term_memorability": {"human": 0.192, "annotation": 0.364, "at": 13},
-}
+
+
+def paper_numbers() -> dict:
+    """The paper's consistencies per score column, from VideoMem's targets file: ``human``,
+    ``annotation`` and ``at`` (the annotations per video the latter was measured at)."""
+    from memsim.fit.compare import default_targets_path, load_targets
+
+    targets = load_targets(default_targets_path("videomem"))
+    out = {}
+    for col, step in zip(COLUMNS, ("short-term", "long-term")):
+        annotation = targets.find(("annotation_consistency", step, "at_mean_annotations"))
+        out[col] = {
+            "human": targets.find(("human_consistency", step, "mean")).value,
+            "annotation": annotation.value,
+            "at": int(round(annotation.at)),
+        }
+    return out
+
+
 PER_PARTICIPANT = 40
 
 
@@ -239,13 +258,14 @@ def _construct(kind: str, s: np.ndarray, n: np.ndarray, rng, mixture=None) -> np
 def compat_table(real: pd.DataFrame, *, repeats: int = 5, seed: int = 0) -> pd.DataFrame:
     """The SPEC's table, recomputed: per score column and construction, mean ± sd over repeats."""
     protocol = _protocol_without_correction()
+    paper = paper_numbers()
     rows = []
     for step, col in enumerate(COLUMNS, start=1):
         s = real[col].to_numpy(float)
-        n = real[f"nb_{col[: -len('_memorability')]}_annotations"].to_numpy(np.int64)
+        n = real[count_column(col)].to_numpy(np.int64)
         ok = np.isfinite(s) & (n > 0)
         s, n = s[ok], n[ok]
-        at = PAPER[col]["at"]
+        at = paper[col]["at"]
         mixture = npmle(released_hits(s, n, corrected=step == 1), n)
         for kind in CONSTRUCTIONS:
             vals = []
@@ -267,8 +287,8 @@ def compat_table(real: pd.DataFrame, *, repeats: int = 5, seed: int = 0) -> pd.D
                     "annotation": a.mean(),
                     "annotation_sd": a.std(ddof=1) if repeats > 1 else 0.0,
                     "at": at,
-                    "paper_human": PAPER[col]["human"],
-                    "paper_annotation": PAPER[col]["annotation"],
+                    "paper_human": paper[col]["human"],
+                    "paper_annotation": paper[col]["annotation"],
                 }
             )
     return pd.DataFrame(rows)
@@ -285,11 +305,12 @@ def sd_needed(
 ) -> dict:
     """The observed score SD at which independent annotations reach ``target`` (bisection on true SD)."""
     protocol = _protocol_without_correction()
+    paper = paper_numbers()
     step = COLUMNS.index(col) + 1
     s = real[col].to_numpy(float)
-    n = real[f"nb_{col[: -len('_memorability')]}_annotations"].to_numpy(np.int64)
+    n = real[count_column(col)].to_numpy(np.int64)
     st = implied_variance(s, n)
-    at = PAPER[col]["at"]
+    at = paper[col]["at"]
 
     def value(true_sd: float) -> tuple[float, float]:
         out, obs = [], []
@@ -395,7 +416,7 @@ def noise_needed(
 def independence_prediction(scores: pd.DataFrame, col: str) -> float:
     """Split-half r that binomial (independent) noise predicts from a score table's own
     variance and counts: ``T / (T + 2 E)`` with ``E`` the binomial noise of a full score."""
-    n = scores[f"nb_{col[: -len('_memorability')]}_annotations"].to_numpy(float)
+    n = scores[count_column(col)].to_numpy(float)
     st = implied_variance(scores[col].to_numpy(float), n)
     return float(st["true_var"] / (st["true_var"] + 2 * st["noise_var"]))
 
@@ -429,6 +450,7 @@ def simulator_check(params, *, scale: float = 0.5, seed: int = 0) -> pd.DataFram
     from memsim.fit.calibrate import set_path
     from memsim.sim.params import params_from_mapping
 
+    paper = paper_numbers()
     rows = []
     for name, change in variants.items():
         d = params.dump()
@@ -445,7 +467,7 @@ def simulator_check(params, *, scale: float = 0.5, seed: int = 0) -> pd.DataFram
             grid, w = npmle(k, n)
             rng = np.random.default_rng(np.random.SeedSequence([seed, step, len(rows)]))
             drawn = synthetic_result(rng.choice(grid, len(n), p=w), n, rng, step=step)
-            shaped = consistency_of(drawn, step, PAPER[col]["at"], seed=seed, n_splits=10)["human"]
+            shaped = consistency_of(drawn, step, paper[col]["at"], seed=seed, n_splits=10)["human"]
             rows.append(
                 {
                     "variant": name,
@@ -522,175 +544,126 @@ def load_videomem():
     return load_protocol(protocol_path("videomem"))
 
 
-def run_compat(args) -> int:
-    from rich.console import Console
-    from rich.table import Table
+@dataclass(frozen=True)
+class CompatResult:
+    """What :func:`compat` found: which consistencies the released VideoMem scores allow.
 
-    from memsim.analysis.scoring import read_scores
-    from memsim.data import data_dir
+    Attributes
+    ----------
+    released : dict
+        Per score column: mean, SD, binomial noise and true-score variance, videos, mean
+        annotations (:func:`implied_variance`).
+    table : DataFrame
+        :func:`compat_table`: per column and construction (``independent`` beta, ``npmle``,
+        ``upper``), human and annotation consistency (mean, sd over repeats) beside the paper.
+    correction : dict
+        :func:`released_correction`: the released short-term correction, a ratio.
+    sd_needed : dict
+        :func:`sd_needed`: the observed ST score SD the paper's human consistency needs.
+    readings : DataFrame
+        :func:`readings_table`: the split-half stepped up to the full set.
+    noise_needed : DataFrame
+        :func:`noise_needed` for each paper number: the within-video noise it needs.
+    simulator : DataFrame or None
+        :func:`simulator_check` of the shipped set's mechanisms (``mechanisms=True``).
+    repeats, seed : int
+    simulator_params : str
+        Name of the parameter set :attr:`simulator` ran (empty without it).
+    """
 
-    root = data_dir(args.data)
-    real = read_scores(root / "videomem" / "ground-truth_dev-set.csv")
-    console = Console(width=max(110, Console().width))
-    out: dict = {
-        "released": {
-            c: implied_variance(
-                real[c].to_numpy(float),
-                real[f"nb_{c[: -len('_memorability')]}_annotations"].to_numpy(),
-            )
-            for c in COLUMNS
+    released: dict
+    table: pd.DataFrame
+    correction: dict
+    sd_needed: dict
+    readings: pd.DataFrame
+    noise_needed: pd.DataFrame
+    simulator: pd.DataFrame | None
+    repeats: int
+    seed: int
+    simulator_params: str = ""
+
+    def to_dict(self) -> dict:
+        """Every table as JSON-able records (``memsim compat --out``)."""
+        out = {
+            "released": self.released,
+            "table": self.table.to_dict(orient="records"),
+            "released_correction": self.correction,
+            "sd_needed": self.sd_needed,
+            "readings": self.readings.to_dict(orient="records"),
+            "noise_needed": self.noise_needed.to_dict(orient="records"),
         }
+        if self.simulator is not None:
+            out["simulator"] = self.simulator.to_dict(orient="records")
+        return out
+
+
+def compat(*, data=None, repeats: int = 5, seed: int = 0, mechanisms: bool = False) -> CompatResult:
+    """The compatibility analysis of the released VideoMem scores with the paper's numbers.
+
+    ``data``: the real-data folder (default ``$MEMSIM_DATA``, else ``../shared/data``).
+    ``mechanisms``: also simulate the shipped set's mechanisms (a few minutes).
+    """
+    from memsim.data import data_dir
+    from memsim.design.scores import read_scores
+    from memsim.errors import UserError
+
+    if repeats < 2:
+        raise UserError(f"--repeats must be at least 2 (an SD needs two), got {repeats}")
+    root = data_dir(data)
+    real = read_scores(root / "videomem" / "ground-truth_dev-set.csv")
+    released = {
+        c: implied_variance(real[c].to_numpy(float), real[count_column(c)].to_numpy())
+        for c in COLUMNS
     }
-    table = compat_table(real, repeats=args.repeats, seed=args.seed)
-    out["table"] = table.to_dict(orient="records")
-    t = Table(
-        title=f"Consistency the released scores allow ({args.repeats} repeats; mean ± sd)",
-        title_justify="left",
-    )
-    for c in (
-        "scores",
-        "construction",
-        "human consistency",
-        "paper",
-        "annotation consistency",
-        "at N",
-        "paper ",
-    ):
-        t.add_column(c, justify="left" if c in ("scores", "construction") else "right")
-    for r in table.itertuples():
-        t.add_row(
-            r.column.split("_")[0],
-            r.construction,
-            f"{r.human:.3f} ± {r.human_sd:.3f}",
-            f"{r.paper_human:.3f}",
-            f"{r.annotation:.3f} ± {r.annotation_sd:.3f}",
-            str(r.at),
-            f"{r.paper_annotation:.3f}",
-        )
-    console.print(t)
-    for c, st in out["released"].items():
-        console.print(
-            f"{c}: mean {st['mean']:.3f}, SD {st['sd']:.4f}, binomial noise SD "
-            f"{np.sqrt(st['noise_var']):.4f}, true SD {np.sqrt(max(st['true_var'], 0)):.4f}, "
-            f"{st['videos']} videos, {st['mean_annotations']:.1f} annotations each"
-        )
-    rc = released_correction(real)
-    out["released_correction"] = rc
-    console.print(
-        f"released ST correction (raw = ceil(score x count) / count, recovered for "
-        f"{rc['recovered']:.1%} of {rc['videos']:,} videos): score - raw = {rc['intercept']:+.4f} "
-        f"{rc['slope']:+.4f} x raw; mean score / raw - 1 = {rc['mean_relative_change']:+.4f} "
-        f"(SD {rc['sd_relative_change']:.4f}); mean raw {rc['mean_raw']:.4f} -> {rc['mean_score']:.4f}: "
-        "a ratio, not a shift"
-    )
-    console.print(
-        "  by annotation count: "
-        + "; ".join(
-            f"{g}: {v['videos']:,} videos, mean {v['mean_relative_change']:+.4f} (SD {v['sd_relative_change']:.4f})"
-            for g, v in rc["by_count"].items()
-        )
-        + f"; median {rc['median_relative_change']:+.4f}"
-    )
-    need = sd_needed(real, COLUMNS[0], PAPER[COLUMNS[0]]["human"], seed=args.seed)
-    out["sd_needed"] = need
-    console.print(
-        f"observed ST score SD needed for human consistency {need['target']}: "
-        f"{need['observed_sd']:.3f} (released {need['released_sd']:.3f})"
-    )
-    rd = readings_table(table)
-    out["readings"] = rd.to_dict(orient="records")
-    t = Table(
-        title="Another reading: the split-half stepped up to the full set (Spearman-Brown, 2r/(1+r))",
-        title_justify="left",
-    )
-    for c in (
-        "scores",
-        "construction",
-        "annotation split-half",
-        "stepped up",
-        "paper",
-        "human stepped up",
-        "paper ",
-    ):
-        t.add_column(c, justify="left" if c in ("scores", "construction") else "right")
-    for r in rd.itertuples():
-        t.add_row(
-            r.column.split("_")[0],
-            r.construction,
-            f"{r.annotation_split_half:.3f}",
-            f"{r.annotation_stepped_up:.3f}",
-            f"{r.paper_annotation:.3f}",
-            f"{r.human_stepped_up:.3f}",
-            f"{r.paper_human:.3f}",
-        )
-    console.print(t)
+    table = compat_table(real, repeats=repeats, seed=seed)
+    paper = paper_numbers()
+    need = sd_needed(real, COLUMNS[0], paper[COLUMNS[0]]["human"], seed=seed)
+    st, lt = COLUMNS
     nn = pd.DataFrame(
         [
-            noise_needed(real, COLUMNS[0], 0.481, real["nb_short-term_annotations"].mean() / 2),
-            noise_needed(real, COLUMNS[0], 0.616, 19, min_annotations=38),
-            noise_needed(real, COLUMNS[1], 0.192, real["nb_long-term_annotations"].mean() / 2),
-            noise_needed(real, COLUMNS[1], 0.364, 6.5, min_annotations=13),
+            noise_needed(real, st, paper[st]["human"], real[count_column(st)].mean() / 2),
+            noise_needed(
+                real,
+                st,
+                paper[st]["annotation"],
+                paper[st]["at"] / 2,
+                min_annotations=paper[st]["at"],
+            ),
+            noise_needed(real, lt, paper[lt]["human"], real[count_column(lt)].mean() / 2),
+            noise_needed(
+                real,
+                lt,
+                paper[lt]["annotation"],
+                paper[lt]["at"] / 2,
+                min_annotations=paper[lt]["at"],
+            ),
         ]
     )
-    nn.insert(1, "statistic", ["human", "annotation at 38", "human", "annotation at 13"])
-    out["noise_needed"] = nn.to_dict(orient="records")
-    t = Table(
-        title="Within-video noise each paper number needs (classical test theory on the released scores)",
-        title_justify="left",
-    )
-    for c in (
-        "scores",
+    nn.insert(
+        1,
         "statistic",
-        "videos",
-        "r with binomial noise",
-        "paper",
-        "noise needed / binomial",
-        "intra-video correlation",
-    ):
-        t.add_column(c, justify="left" if c in ("scores", "statistic") else "right")
-    for r in nn.itertuples():
-        t.add_row(
-            r.column.split("_")[0],
-            r.statistic,
-            f"{r.videos:,}",
-            f"{r.r_with_binomial_noise:.3f}",
-            f"{r.paper:.3f}",
-            f"{r.factor:.2f}",
-            f"{r.rho:+.4f}",
-        )
-    console.print(t)
-    if args.mechanisms:
+        [
+            "human",
+            f"annotation at {paper[st]['at']:g}",
+            "human",
+            f"annotation at {paper[lt]['at']:g}",
+        ],
+    )
+    sim, sim_name = None, ""
+    if mechanisms:
         from memsim.sim.params import default_params_path, load_params
 
         params = load_params(default_params_path(load_videomem()))
-        sc = simulator_check(params, seed=args.seed)
-        out["simulator"] = sc.to_dict(orient="records")
-        t = Table(
-            title=f"The simulator's mechanisms ({params.name}, scale 0.5): human consistency vs what "
-            "independent noise predicts from the same scores",
-            title_justify="left",
-        )
-        for c in (
-            "variant",
-            "scores",
-            "human consistency",
-            "T / (T + 2E)",
-            "npmle construction",
-            "score SD",
-        ):
-            t.add_column(c, justify="left" if c in ("variant", "scores") else "right")
-        for r in sc.itertuples():
-            t.add_row(
-                r.variant,
-                r.column.split("_")[0],
-                f"{r.human:.3f}",
-                f"{r.independence_predicts:.3f}",
-                f"{r.npmle_predicts:.3f}",
-                f"{r.score_sd:.4f}",
-            )
-        console.print(t)
-    if args.out:
-        from memsim.io import dumps_json, write_text_atomic
-
-        write_text_atomic(args.out, dumps_json(out))
-    return 0
+        sim, sim_name = simulator_check(params, seed=seed), params.name
+    return CompatResult(
+        released=released,
+        table=table,
+        correction=released_correction(real),
+        sd_needed=need,
+        readings=readings_table(table),
+        noise_needed=nn,
+        simulator=sim,
+        repeats=repeats,
+        seed=seed,
+        simulator_params=sim_name,
+    )

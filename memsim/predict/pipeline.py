@@ -21,7 +21,6 @@ advance, and scored as such in the CV).
 from __future__ import annotations
 
 import time
-from contextlib import nullcontext
 from dataclasses import replace
 from pathlib import Path
 
@@ -34,6 +33,7 @@ from memsim.predict import embed
 from memsim.predict.corpus import Corpus
 from memsim.predict.features import FeaturePipeline, Features, blocks_for_ridge
 from memsim.predict.ridge import Ridge
+from memsim.progress import ProgressCallback, report
 
 __all__ = [
     "cross_validate",
@@ -133,7 +133,7 @@ def cross_validate(
     device: str | None = None,
     use_embedding: bool | None = None,
     cfg=None,
-    progress: bool = True,
+    progress: ProgressCallback | None = None,
 ) -> pd.DataFrame:
     """Outer K-fold CV of ridge baselines, networks and the blend.
 
@@ -155,64 +155,63 @@ def cross_validate(
     rows = []
     n_tasks = len(corpus.targets)
     epochs_per_fold = len(archs) * members * base_cfg.max_epochs
-    bar = _progress(progress, "cross-validation", folds * epochs_per_fold)
-    with bar as pb:
-        for fi, part in enumerate(parts):
-            te = lab[part]
-            tr = lab[np.setdiff1d(np.arange(len(lab)), part)]
-            pipe = FeaturePipeline(use_embedding=use_emb).fit(corpus.texts, corpus.dense, tr)
-            F = pipe.transform(corpus.texts, corpus.dense, None, E)
-            std = _Standard(corpus.y[tr])
-            preds = {}
-            for which in ridge_sets:
-                t0 = time.perf_counter()
-                X = blocks_for_ridge(F, which)
-                m = Ridge.fit(X[tr], corpus.y[tr])
-                preds[f"ridge-{which}"] = (std(m.predict(X[te])), time.perf_counter() - t0)
-            for arch in archs:
-                t0 = time.perf_counter()
-                cfg_a = replace(base_cfg, arch=arch)
-                states, _ = _fit_ensemble(
-                    cfg_a,
-                    F,
-                    std(corpus.y[tr]),
-                    tr,
-                    n_tokens=pipe.n_tokens,
-                    members=members,
-                    seed=seed * 100 + fi,
-                    device=dev,
-                    progress=(lambda: pb.advance(1)) if pb else None,
-                )
-                from memsim.predict.models import predict_members
+    epochs = _Epochs(progress, "cross-validation", folds * epochs_per_fold)
+    for fi, part in enumerate(parts):
+        te = lab[part]
+        tr = lab[np.setdiff1d(np.arange(len(lab)), part)]
+        pipe = FeaturePipeline(use_embedding=use_emb).fit(corpus.texts, corpus.dense, tr)
+        F = pipe.transform(corpus.texts, corpus.dense, None, E)
+        std = _Standard(corpus.y[tr])
+        preds = {}
+        for which in ridge_sets:
+            t0 = time.perf_counter()
+            X = blocks_for_ridge(F, which)
+            m = Ridge.fit(X[tr], corpus.y[tr])
+            preds[f"ridge-{which}"] = (std(m.predict(X[te])), time.perf_counter() - t0)
+        for arch in archs:
+            t0 = time.perf_counter()
+            cfg_a = replace(base_cfg, arch=arch)
+            states, _ = _fit_ensemble(
+                cfg_a,
+                F,
+                std(corpus.y[tr]),
+                tr,
+                n_tokens=pipe.n_tokens,
+                members=members,
+                seed=seed * 100 + fi,
+                device=dev,
+                progress=epochs.callback,
+            )
+            from memsim.predict.models import predict_members
 
-                z = predict_members(
-                    cfg_a,
-                    states,
-                    _dense_input(F)[te],
-                    F.tokens[te],
-                    n_dense=_dense_input(F).shape[1],
-                    n_tokens=pipe.n_tokens,
-                    n_out=n_tasks,
-                    device=dev,
+            z = predict_members(
+                cfg_a,
+                states,
+                _dense_input(F)[te],
+                F.tokens[te],
+                n_dense=_dense_input(F).shape[1],
+                n_tokens=pipe.n_tokens,
+                n_out=n_tasks,
+                device=dev,
+            )
+            preds[f"net-{arch}"] = (z, time.perf_counter() - t0)
+        last_arch = f"net-{archs[-1]}" if archs else None
+        if last_arch:
+            preds["blend"] = (
+                0.5 * (preds[last_arch][0] + preds[f"ridge-{ridge_sets[-1]}"][0]),
+                preds[last_arch][1] + preds[f"ridge-{ridge_sets[-1]}"][1],
+            )
+        for name, (z, sec) in preds.items():
+            for k, r in enumerate(_spearman(z, corpus.y[te])):
+                rows.append(
+                    {
+                        "fold": fi,
+                        "model": name,
+                        "target": corpus.targets[k],
+                        "spearman": r,
+                        "seconds": sec,
+                    }
                 )
-                preds[f"net-{arch}"] = (z, time.perf_counter() - t0)
-            last_arch = f"net-{archs[-1]}" if archs else None
-            if last_arch:
-                preds["blend"] = (
-                    0.5 * (preds[last_arch][0] + preds[f"ridge-{ridge_sets[-1]}"][0]),
-                    preds[last_arch][1] + preds[f"ridge-{ridge_sets[-1]}"][1],
-                )
-            for name, (z, sec) in preds.items():
-                for k, r in enumerate(_spearman(z, corpus.y[te])):
-                    rows.append(
-                        {
-                            "fold": fi,
-                            "model": name,
-                            "target": corpus.targets[k],
-                            "spearman": r,
-                            "seconds": sec,
-                        }
-                    )
     return pd.DataFrame(rows)
 
 
@@ -224,31 +223,20 @@ def summarise(cv: pd.DataFrame) -> pd.DataFrame:
     return g.sort_values(["model", "target"]).reset_index(drop=True)
 
 
-def _progress(enabled: bool, label: str, total: int):
-    if not enabled:
-        return nullcontext(None)
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+class _Epochs:
+    """Counts trained epochs into :class:`memsim.progress.Progress` events of one task."""
 
-    class _Bar:
-        def __enter__(self):
-            self.p = Progress(
-                "[progress.description]{task.description}",
-                BarColumn(),
-                MofNCompleteColumn(),
-                TimeElapsedColumn(),
-                transient=True,
-            )
-            self.p.__enter__()
-            self.t = self.p.add_task(label, total=total)
-            return self
+    def __init__(self, progress: ProgressCallback | None, task: str, total: int) -> None:
+        self.progress, self.task, self.total, self.done = progress, task, total, 0
+        report(progress, task, task, 0, total, unit="epochs")
 
-        def advance(self, n):
-            self.p.advance(self.t, n)
+    def tick(self) -> None:
+        self.done += 1
+        report(self.progress, self.task, self.task, self.done, self.total, unit="epochs")
 
-        def __exit__(self, *exc):
-            return self.p.__exit__(*exc)
-
-    return _Bar()
+    @property
+    def callback(self):
+        return self.tick if self.progress is not None else None
 
 
 # ----------------------------------------------------------------------------- train / apply
@@ -261,7 +249,7 @@ def train(
     device: str | None = None,
     use_embedding: bool | None = None,
     cfg=None,
-    progress: bool = True,
+    progress: ProgressCallback | None = None,
 ) -> dict:
     """Fit the blend (network fold ensemble + ridge on all features) on all labelled rows."""
     import torch
@@ -278,18 +266,18 @@ def train(
     std = _Standard(corpus.y[tr])
     which = "all" if corpus.dense.shape[1] else "text"
     ridge = Ridge.fit(blocks_for_ridge(F, which)[tr], corpus.y[tr])
-    with _progress(progress, "training", members * cfg.max_epochs) as pb:
-        states, epochs = _fit_ensemble(
-            cfg,
-            F,
-            std(corpus.y[tr]),
-            tr,
-            n_tokens=pipe.n_tokens,
-            members=members,
-            seed=seed,
-            device=dev,
-            progress=(lambda: pb.advance(1)) if pb else None,
-        )
+    counter = _Epochs(progress, "training", members * cfg.max_epochs)
+    states, epochs = _fit_ensemble(
+        cfg,
+        F,
+        std(corpus.y[tr]),
+        tr,
+        n_tokens=pipe.n_tokens,
+        members=members,
+        seed=seed,
+        device=dev,
+        progress=counter.callback,
+    )
     return {
         "format": FORMAT,
         "dataset": corpus.dataset,

@@ -1,4 +1,4 @@
-"""``memsim bench``: the simulator's speed, as ratios against plain references run in the same process.
+"""``memsim bench``: the simulator's speed, as ratios against plain references in one process.
 
 Measures (VideoMem protocol, shipped parameters):
 
@@ -155,48 +155,3 @@ def measure(quick: bool = False) -> dict:
         "ratio": (tsr / pref.size) / (ts / pid.size),
     }
     return out
-
-
-def main(quick: bool = False) -> int:
-    from rich.console import Console
-    from rich.table import Table
-
-    r = measure(quick)
-    c, k, s = r["campaign"], r["kernel"], r["sequences"]
-    t = Table(
-        title=f"memsim bench (VideoMem, {r['threads']} numba threads, {r['cpus']} CPUs)",
-        title_justify="left",
-    )
-    t.add_column("measure")
-    t.add_column("value", justify="right")
-    t.add_column("goal", justify="right")
-    t.add_row(
-        f"campaign: {c['participants']:,} participants, {c['trials']:,} trials, simulate",
-        f"{c['simulate_s']:.2f} s",
-        "",
-    )
-    t.add_row(
-        "campaign: simulate + write Parquet",
-        f"{c['simulate_and_write_s']:.2f} s",
-        "<= 3 s" if c["scale"] == 1 else "",
-    )
-    t.add_row("peak memory (process)", f"{c['peak_rss_mb']:.0f} MB", "<= 1,000 MB")
-    t.add_row("kernel, 1 thread", f"{k['trials_per_s_1_thread'] / 1e6:.1f} M trials/s", ">= 50 M")
-    t.add_row(
-        f"kernel, {r['threads']} threads",
-        f"{k['trials_per_s_all_threads'] / 1e6:.1f} M trials/s",
-        "",
-    )
-    t.add_row(
-        f"kernel speed-up on {r['threads']} threads", f"{k['speedup_all_threads']:.2f}x", ">= 1.7x"
-    )
-    t.add_row(
-        "agent-per-participant Python loop",
-        f"{k['reference_trials_per_s'] / 1e3:.1f} k trials/s",
-        "",
-    )
-    t.add_row("kernel (1 thread) / Python loop", f"{k['kernel_vs_reference']:.0f}x", ">= 100x")
-    t.add_row("sequences, 1 thread", f"{s['per_s_1_thread']:,.0f} /s", ">= 100,000")
-    t.add_row("sequences / Python reference", f"{s['ratio']:.0f}x", "")
-    Console(width=110).print(t)
-    return 0

@@ -18,7 +18,7 @@ import pandas as pd
 
 from memsim.data import released_scores
 from memsim.fit.calibrate import free_for, get_path, moments_for, simulate_summary
-from memsim.fit.compare import compare, format_value, lookup
+from memsim.fit.compare import compare, figure_references, format_value, lookup
 from memsim.io import atomic_path, write_text_atomic
 from memsim.resources import repository_root
 from memsim.sim.params import Params
@@ -163,8 +163,11 @@ def fit_report(
             target = figdir / f"{protocol.name}_scores_count_matched.png"
             os.replace(p, target)
             figures.append(target)
-        for fn, nm in ((fig_consistency, "consistency"), (fig_lag, "lag")):
-            p = fn(s0, figdir)
+        refs = figure_references(targets)
+        for nm, p in (
+            ("consistency", fig_consistency(s0, figdir, refs)),
+            ("lag", fig_lag(s0, figdir)),
+        ):
             target = figdir / f"{protocol.name}_{nm}.png"
             os.replace(p, target)
             figures.append(target)

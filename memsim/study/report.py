@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import os
 import re
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -95,51 +96,6 @@ def _slug(name: str) -> str:
 def _write_csv(df: pd.DataFrame, path: Path) -> None:
     with atomic_path(path) as tmp:
         df.to_csv(tmp, index=False, float_format="%.6g")
-
-
-def _fmt(mean: float, sd: float) -> str:
-    return f"{mean:.4g} ± {sd:.2g}" if abs(mean) < 1e4 else f"{mean:,.0f} ± {sd:,.0f}"
-
-
-def _print_table(summary: pd.DataFrame, plan, console) -> None:
-    """Few cells: one column per cell, a row per statistic. Many: a row per cell, first statistics."""
-    from rich.table import Table
-
-    axes = list(plan.columns)
-    cols = _value_columns(plan)
-    title = f"{plan.study['name']}: mean ± sd over {plan.study['replicates']} replicate(s)"
-    table = Table(title=title)
-    if len(summary) <= 8:
-        table.add_column("cell", style="bold")
-        for _, row in summary.iterrows():
-            label = "\n".join(f"{a}={row[a]}" for a in axes) or "base"
-            table.add_column(f"{int(row['cell'])}\n{label}", justify="right")
-        for c in cols:
-            table.add_row(
-                c, *(_fmt(row[f"{c}_mean"], row[f"{c}_sd"]) for _, row in summary.iterrows())
-            )
-        console.print(table)
-        return
-    shown_cols = cols[:4]
-    for a in ["cell", *axes]:
-        table.add_column(a)
-    for c in shown_cols:
-        table.add_column(c, justify="right")
-    shown = summary.head(40)
-    for _, row in shown.iterrows():
-        table.add_row(
-            str(int(row["cell"])),
-            *(str(row[a]) for a in axes),
-            *(_fmt(row[f"{c}_mean"], row[f"{c}_sd"]) for c in shown_cols),
-        )
-    console.print(table)
-    more = []
-    if len(summary) > len(shown):
-        more.append(f"{len(summary) - len(shown)} more cells")
-    if len(cols) > len(shown_cols):
-        more.append(f"{len(cols) - len(shown_cols)} more statistics")
-    if more:
-        console.print(f"... {' and '.join(more)} in report/summary.csv")
 
 
 # --------------------------------------------------------------------------- figures
@@ -250,11 +206,38 @@ def _frontier_figure(path: Path, summary, front, stat: str, title: str) -> Path:
     return path
 
 
-def report(out: str | os.PathLike[str], *, figures: bool = True, console=None) -> list[Path]:
-    """Write the tables (and figures) of the sweep in ``out``; return the paths written."""
-    from rich.console import Console
+@dataclass(frozen=True)
+class SweepReport:
+    """The report of a finished sweep (:func:`report`).
 
-    console = console or Console()
+    Attributes
+    ----------
+    summary : DataFrame
+        One row per cell: the cell's coordinates, then ``<statistic>_mean`` and
+        ``<statistic>_sd`` over replicates (also ``report/summary.csv``).
+    frontiers : dict
+        Per quality statistic (a consistency, the agreement with the truth): the cells on
+        the cost frontier (cheapest for their quality; also ``report/frontier-*.csv``).
+    study : dict
+        The study as planned (name, replicates, statistics, ...).
+    axes : list of str
+        The columns varied.
+    statistics : list of str
+        The statistic columns summarised.
+    written : list of Path
+        Every file written under ``report/``.
+    """
+
+    summary: pd.DataFrame
+    frontiers: dict
+    study: dict
+    axes: list
+    statistics: list
+    written: list
+
+
+def report(out: str | os.PathLike[str], *, figures: bool = True) -> SweepReport:
+    """Write the tables (and figures) of the sweep in ``out`` into ``out/report/``."""
     out = Path(out)
     plan = load_plan(out)
     res_path = out / RESULTS_FILE
@@ -268,7 +251,6 @@ def report(out: str | os.PathLike[str], *, figures: bool = True, console=None) -
     rdir = out / "report"
     rdir.mkdir(exist_ok=True)
     written = []
-    _print_table(summary, plan, console)
     _write_csv(summary, rdir / "summary.csv")
     written.append(rdir / "summary.csv")
 
@@ -280,8 +262,16 @@ def report(out: str | os.PathLike[str], *, figures: bool = True, console=None) -
         p = rdir / f"frontier-{_slug(s)}.csv"
         _write_csv(fronts[s], p)
         written.append(p)
+    result = SweepReport(
+        summary=summary,
+        frontiers=fronts,
+        study=dict(plan.study),
+        axes=list(plan.columns),
+        statistics=_value_columns(plan),
+        written=written,
+    )
     if not figures:
-        return written
+        return result
 
     import matplotlib
 
@@ -320,4 +310,4 @@ def report(out: str | os.PathLike[str], *, figures: bool = True, console=None) -
         written.append(
             _figure(rdir / f"figure-{i}.png", summary, plan, f["x"], list(f["y"]), by, title)
         )
-    return written
+    return result

@@ -1,223 +1,237 @@
-"""``memsim run``: simulate a study, score it like a real log, analyse it, compare it.
+"""The main job: simulate a study, score it like a real log, analyse it, set it beside the paper.
 
-In: a protocol, a parameter set, a seed, an output folder. Out (all in the
-folder, each file written whole or not at all): ``trials.parquet``,
-``videos.parquet``, ``participants.parquet``, ``scores.csv``,
-``summary.json``, the figures; and a table on stdout of every paper statistic
-beside the simulated one.
+In: a protocol, a parameter set, a seed, a scale and, where the study released scores, the
+data folder. Out: a :class:`RunResult` holding the simulation (trial table and latent truth),
+the scores, every analysis, and the comparison with the study's targets file; its
+:meth:`~RunResult.save` writes ``trials.parquet``, ``videos.parquet``,
+``participants.parquet``, ``scores.csv``, ``summary.json`` and the figures, each file whole
+or not at all. ``memsim run`` is :func:`run_study` plus a printed table.
 """
 
 from __future__ import annotations
 
-import json
-import math
+import os
 import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
+from memsim.analysis.consistency import Analysis, analyse, video_mean_rt
+from memsim.analysis.distributions import real_score_comparison
+from memsim.analysis.scoring import ScoreResult, score
+from memsim.data import RELEASED_SCORES, released_scores
+from memsim.design.protocol import Protocol
+from memsim.design.scores import write_scores
 from memsim.errors import UserError
-from memsim.io import write_text_atomic
+from memsim.fit.compare import Targets, compare, default_targets_path, figure_references
+from memsim.fit.compare import load_targets as _load_targets
+from memsim.io import dumps_json, write_text_atomic
+from memsim.progress import ProgressCallback
+from memsim.sim.params import Params
+from memsim.sim.simulate import Simulation, simulate, write_simulation
 
-__all__ = ["run_study", "simulate_with_progress", "load_real_scores", "REAL_SCORES"]
-
-
-def _videomem_released(root: Path) -> pd.DataFrame:
-    from memsim.analysis.scoring import read_scores
-
-    return read_scores(root / "videomem" / "ground-truth_dev-set.csv")
-
-
-def _memento_released(root: Path) -> pd.DataFrame:
-    """Memento10k's released training scores in the VideoMem format: the *normalised* scores
-    (referred to lag 80, as the protocol's memento_decay correction does), with decay_alpha."""
-    from memsim.data import load_memento_scores
-
-    m = load_memento_scores(root)
-    return pd.DataFrame(
-        {
-            "video": m["video_id"],
-            "short-term_memorability": m["scores_normalized_short_term"],
-            "nb_short-term_annotations": m["annotations_short_term"],
-            "decay_alpha": m["decay_alpha"],
-        }
-    )
+__all__ = ["RunResult", "run_study"]
 
 
-# Released scores a protocol's simulated scores are set beside: protocol name -> loader(data root).
-REAL_SCORES = {"videomem": _videomem_released, "memento10k": _memento_released}
+@dataclass
+class RunResult:
+    """A simulated study, scored and analysed, beside its study's published numbers.
+
+    Attributes
+    ----------
+    simulation : Simulation
+        The trial table and the latent truth (``simulation.trials``, ``.videos``,
+        ``.participants``); ``simulation.protocol`` is the protocol as run (scaled).
+    scored : ScoreResult
+        Filters, raw and corrected scores (``scored.scores``: the VideoMem scores format).
+    analysis : Analysis
+        Every statistic (:class:`memsim.analysis.consistency.Analysis`), with ``real``
+        (against the released scores, when found), ``params``, ``calibrated`` and ``scale``.
+    comparison : DataFrame or None
+        One row per target of the study's targets file (:func:`memsim.fit.compare.compare`):
+        ``target``, ``value``, ``simulated``, ``tolerance``, ``status`` (ok / off / n/a),
+        ``kind`` (fit / report), ``source``. None when the study has no targets file.
+    targets : Targets or None
+    released : DataFrame or None
+        The released scores set beside the simulated ones (None: none known, or not found).
+    seed : int
+    scale : float
+    seconds : dict
+        Wall time of ``simulate`` and ``analyse`` (score and every analysis).
+    written : list of Path
+        Files written by :func:`run_study`'s ``out`` or by :meth:`save`.
+    """
+
+    simulation: Simulation
+    scored: ScoreResult
+    analysis: Analysis
+    comparison: pd.DataFrame | None
+    targets: Targets | None
+    released: pd.DataFrame | None
+    seed: int
+    scale: float
+    seconds: dict[str, float] = field(default_factory=dict)
+    written: list[Path] = field(default_factory=list)
+
+    @property
+    def protocol(self) -> Protocol:
+        return self.simulation.protocol
+
+    @property
+    def params(self) -> Params:
+        return self.simulation.params
+
+    @property
+    def trials(self) -> pd.DataFrame:
+        """The trial table."""
+        return self.simulation.trials
+
+    @property
+    def scores(self) -> pd.DataFrame:
+        """Per-video scores in the VideoMem ground-truth format."""
+        return self.scored.scores
+
+    @property
+    def table(self) -> pd.DataFrame | None:
+        """The comparison with the paper and the released data (``comparison``)."""
+        return self.comparison
+
+    @property
+    def fitted(self) -> tuple[int, int]:
+        """``(within tolerance, counted)`` over the ``fit`` rows that could be computed."""
+        if self.comparison is None:
+            return 0, 0
+        fit = self.comparison[(self.comparison.kind == "fit") & (self.comparison.status != "n/a")]
+        return int((fit.status == "ok").sum()), int(len(fit))
+
+    @property
+    def released_expected(self) -> bool:
+        """The study has released scores that this run did not find (no data folder)."""
+        return self.released is None and self.protocol.name in RELEASED_SCORES
+
+    def video_rt(self) -> pd.DataFrame:
+        """Per-video mean RT of correct recognitions, one column per scored step."""
+        columns = [s.scoring.column for s in self.protocol.steps]
+        V = self.protocol.stimuli.count
+        return pd.DataFrame({c: video_mean_rt(t, V) for c, t in zip(columns, self.scored.tests)})
+
+    def figures(self, out: str | os.PathLike[str]) -> list[Path]:
+        """Draw the paper's Figs. 3-6 from this run (and the real-vs-simulated score
+        distributions when the released scores were found) into ``out``; the paths."""
+        from memsim.viz.plots import run_figures
+
+        columns = [s.scoring.column for s in self.protocol.steps]
+        return run_figures(
+            self.analysis,
+            self.scores,
+            self.video_rt(),
+            self.released,
+            columns,
+            out,
+            figure_references(self.targets),
+        )
+
+    def save(self, out: str | os.PathLike[str], *, figures: bool = True) -> list[Path]:
+        """Write every output of the run into ``out``; the paths written."""
+        out = _out_dir(out)
+        paths = write_simulation(self.simulation, out)
+        paths += self._write_scores_and_summary(out)
+        if figures:
+            paths += self.figures(out)
+        self.written = paths
+        return paths
+
+    def _write_scores_and_summary(self, out: Path) -> list[Path]:
+        write_scores(self.scores, out / "scores.csv")
+        write_text_atomic(out / "summary.json", dumps_json(self.analysis))
+        return [out / "scores.csv", out / "summary.json"]
 
 
-def _json_default(x):
-    if isinstance(x, (np.integer,)):
-        return int(x)
-    if isinstance(x, (np.floating,)):
-        return None if not math.isfinite(float(x)) else float(x)
-    if isinstance(x, np.ndarray):
-        return x.tolist()
-    if isinstance(x, (np.bool_,)):
-        return bool(x)
-    raise TypeError(type(x).__name__)
-
-
-def _clean(obj):
-    """JSON has no NaN: write null instead."""
-    if isinstance(obj, dict):
-        return {str(k): _clean(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_clean(v) for v in obj]
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    return obj
-
-
-def dumps_summary(summary: dict) -> str:
-    return json.dumps(_clean(summary), indent=1, default=_json_default, allow_nan=False)
-
-
-def load_real_scores(protocol_name: str, data: Path | None) -> pd.DataFrame | None:
-    """The released scores for this protocol, or None when unknown or the data folder is absent."""
-    if protocol_name not in REAL_SCORES:
-        return None
-    from memsim.data import data_dir
-
-    try:
-        root = data_dir(data)
-    except UserError:
-        if data is not None:
-            raise
-        return None
-    return REAL_SCORES[protocol_name](root)
-
-
-def simulate_with_progress(protocol, params, *, seed: int, scale: float, quiet: bool):
-    """:func:`memsim.sim.simulate.simulate` with a progress bar over its stages."""
-    from memsim.cli.progress import stage_progress
-    from memsim.sim.simulate import simulate
-
-    stages = ["campaign"] + [f"step {i + 1}" for i in range(len(protocol.steps))] + ["tables"]
-    with stage_progress(stages, enabled=not quiet) as tick:
-        return simulate(protocol, params, seed=seed, scale=scale, progress=tick)
-
-
-def run_study(protocol, params, args, out: Path) -> int:
-    from rich.console import Console
-
-    from memsim.analysis.consistency import analyse, video_mean_rt
-    from memsim.analysis.distributions import real_score_comparison
-    from memsim.analysis.scoring import score, write_scores
-    from memsim.fit.compare import compare, default_targets_path, load_targets
-    from memsim.sim.simulate import write_simulation
-
-    console = Console(width=max(120, Console().width))
+def _out_dir(out: str | os.PathLike[str]) -> Path:
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise UserError("output exists and is not a directory", path=out)
-    real = load_real_scores(protocol.name, getattr(args, "data", None))
-    tpath = default_targets_path(protocol.name)
-    targets = load_targets(tpath) if tpath is not None else None  # fail before the work
+    return out
+
+
+def run_study(
+    protocol: Protocol,
+    params: Params,
+    *,
+    seed: int = 0,
+    scale: float = 1.0,
+    data: str | os.PathLike[str] | None = None,
+    targets: Targets | str | os.PathLike[str] | None = None,
+    out: str | os.PathLike[str] | None = None,
+    figures: bool = True,
+    progress: ProgressCallback | None = None,
+) -> RunResult:
+    """Simulate, score, analyse and compare one study (the main job).
+
+    Parameters
+    ----------
+    protocol, params : Protocol, Params
+    seed : int
+    scale : float
+        Shrink stimuli and participants (0 < scale <= 1); head-count targets shrink with it.
+    data : path, optional
+        The real-data folder (default ``$MEMSIM_DATA``, else ``../shared/data``); without it
+        the real-vs-simulated rows are ``n/a``.
+    targets : Targets or path, optional
+        Default: the protocol's own targets file, when it has one.
+    out : path, optional
+        Write every output there while the analyses run (the trial table is written on a
+        second thread); without it nothing is written (call :meth:`RunResult.save`).
+    figures : bool
+        With ``out``: draw the figures too.
+    progress : callable, optional
+        Receives :class:`memsim.progress.Progress` events of the simulation.
+    """
+    out_dir = _out_dir(out) if out is not None else None
+    real = released_scores(protocol.name, data)
+    if targets is None:
+        tpath = default_targets_path(protocol.name)
+        targets = _load_targets(tpath) if tpath is not None else None
+    elif not isinstance(targets, Targets):
+        targets = _load_targets(targets)  # fail before the work
     t0 = time.perf_counter()
-    sim = simulate_with_progress(
-        protocol, params, seed=args.seed, scale=args.scale, quiet=args.quiet
-    )
+    sim = simulate(protocol, params, seed=seed, scale=scale, progress=progress)
     t_sim = time.perf_counter() - t0
-    # Parquet writing releases the GIL: let it run beside the scoring and analysis
-    from concurrent.futures import ThreadPoolExecutor
-
-    pool = ThreadPoolExecutor(max_workers=1)
-    writing = pool.submit(write_simulation, sim, out)
-    result = score(sim.trials, sim.protocol, validate=False)
-    summary = analyse(result, truth=sim.videos, seed=args.seed)
-    t_analyse = time.perf_counter() - t0 - t_sim
-    summary["params"] = params.name
-    summary["calibrated"] = params.calibrated
-    summary["scale"] = args.scale
-    if real is not None:
-        summary["real"] = real_score_comparison(result.scores, real)
-    columns = [s.scoring.column for s in sim.protocol.steps]
-    V = sim.protocol.stimuli.count
-    video_rt = pd.DataFrame({c: video_mean_rt(t, V) for c, t in zip(columns, result.tests)})
-
-    writing.result()
-    pool.shutdown()
-    write_scores(result.scores, out / "scores.csv")
-    write_text_atomic(out / "summary.json", dumps_summary(summary))
-    figures = []
-    if not args.no_figures:
-        from memsim.viz.plots import run_figures
-
-        figures = run_figures(summary, result.scores, video_rt, real, columns, out)
-    t_total = time.perf_counter() - t0
-
-    # ---- the comparison table
-    from rich.table import Table
-
-    from memsim.fit.compare import format_value
-
-    title = (
-        f"{sim.protocol.name}: {sim.trials.participant.nunique():,} participants, "
-        f"{len(sim.trials):,} trials, seed {args.seed}, params {params.name}"
-        f"{'' if params.calibrated else ' (uncalibrated)'}"
-        f"{'' if args.scale == 1 else f', scale {args.scale}'}"
-    )
-    if targets is not None:
-        table = compare(summary, targets, scale=args.scale)
-        t = Table(title=title, title_justify="left")
-        for col, just in (
-            ("statistic", "left"),
-            ("paper / data", "right"),
-            ("simulated", "right"),
-            ("tolerance", "right"),
-            ("", "center"),
-            ("kind", "left"),
-        ):
-            t.add_column(col, justify=just)
-        for row in table.itertuples():
-            mark = (
-                "[green]ok[/]"
-                if row.within
-                else ("[red]off[/]" if row.kind == "fit" else "[yellow]off[/]")
-            )
-            t.add_row(
-                row.target,
-                format_value(row.value),
-                format_value(row.simulated),
-                "±" + format_value(row.tolerance),
-                mark,
-                row.kind,
-            )
-        console.print(t)
-        n_fit = (table.kind == "fit").sum()
-        n_ok = (table.within & (table.kind == "fit")).sum()
-        console.print(
-            f"fitted targets within tolerance: {n_ok}/{n_fit}; why a row is off, and why the "
-            f"'report' rows cannot all hold with the released scores: docs/calibration.md"
+    pool = writing = None
+    if out_dir is not None:  # Parquet writing releases the GIL: it runs beside the analyses
+        pool = ThreadPoolExecutor(max_workers=1)
+        writing = pool.submit(write_simulation, sim, out_dir)
+    try:
+        scored = score(sim.trials, sim.protocol, validate=False)
+        summary = analyse(scored, truth=sim.videos, seed=seed)
+        summary["params"] = params.name
+        summary["calibrated"] = params.calibrated
+        summary["scale"] = scale
+        if real is not None:
+            summary["real"] = real_score_comparison(scored.scores, real)
+        t_analyse = time.perf_counter() - t0 - t_sim
+        comparison = compare(summary, targets, scale=scale) if targets is not None else None
+        result = RunResult(
+            simulation=sim,
+            scored=scored,
+            analysis=summary,
+            comparison=comparison,
+            targets=targets,
+            released=real,
+            seed=seed,
+            scale=scale,
+            seconds={"simulate": t_sim, "analyse": t_analyse},
         )
-    else:
-        console.print(title)
-        for name in summary["steps"]:
-            console.print(
-                f"  {name}: kept {summary['participants_kept'][name]:,}, "
-                f"mean score {summary['mean_score'][name]:.3f}, "
-                f"human consistency {summary['human_consistency'][name]['mean']:.3f}"
-            )
-    truth = summary.get("truth") or {}
-    if truth:
-        parts = ", ".join(
-            f"{c.removesuffix('_memorability')} {v['spearman']:.3f}" for c, v in truth.items()
-        )
-        console.print(
-            f"observed scores vs the latent truth (Spearman): {parts} "
-            f"- the most any predictor of these scores can reach"
-        )
-    if real is None and sim.protocol.name in REAL_SCORES:
-        console.print(
-            "released scores not found (pass --data or set MEMSIM_DATA): no real-vs-simulated rows"
-        )
-    console.print(
-        f"simulated in {t_sim:.2f} s, scored and analysed in {t_analyse:.2f} s, "
-        f"{t_total:.2f} s in all; wrote {out}/ "
-        f"(trials.parquet, scores.csv, summary.json, {len(figures)} figures)"
-    )
-    return 0
+        if out_dir is not None:
+            written = writing.result()
+            written += result._write_scores_and_summary(out_dir)
+            if figures:
+                written += result.figures(out_dir)
+            result.written = written
+    finally:
+        if pool is not None:
+            pool.shutdown()
+    result.seconds["total"] = time.perf_counter() - t0
+    return result

@@ -41,6 +41,7 @@ import os
 import re
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -56,6 +57,7 @@ from memsim.io import (
     read_text,
     write_text_atomic,
 )
+from memsim.progress import ProgressCallback, report
 
 __all__ = [
     "Study",
@@ -65,6 +67,7 @@ __all__ = [
     "load_study",
     "resolve_study",
     "run_sweep",
+    "SweepResult",
     "run_cell",
     "cell_seeds",
     "minutes_per_participant",
@@ -810,32 +813,6 @@ def combine(out: Path, plan: Plan) -> Path:
 
 
 # --------------------------------------------------------------------------- the sweep
-def _progress(enabled: bool, total: int, done: int, label: str):
-    from rich.console import Console
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
-
-    progress = Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("runs"),
-        TimeElapsedColumn(),
-        TextColumn("left"),
-        TimeRemainingColumn(),
-        console=Console(stderr=True),
-        disable=not enabled,
-    )
-    task = progress.add_task(label, total=total, completed=done)
-    return progress, task
-
-
 def _check_cells(plan: Plan, fn, study_path) -> None:
     """Run the cell function's ``preflight`` (if it has one) on every cell, before anything runs."""
     check = getattr(fn, "preflight", None)
@@ -862,10 +839,10 @@ def run_sweep(
     workers: int = 1,
     scheduler: str | None = None,
     cell_fn: Callable[[dict], dict] | None = None,
-    progress: bool = True,
+    progress: ProgressCallback | None = None,
     log: Callable[[str], None] | None = None,
     warn: Callable[[str], None] | None = None,
-) -> dict:
+) -> SweepResult:
     """Run (or resume) the sweep of ``study_path`` into folder ``out``.
 
     Parameters
@@ -876,12 +853,16 @@ def run_sweep(
         Address of a running Dask scheduler (``tcp://host:port``).
     cell_fn : callable, optional
         Overrides the study's ``cell`` (tests); must be picklable by reference.
+    progress : callable, optional
+        Receives a :class:`memsim.progress.Progress` per finished run (``detail``: the time
+        left at the rate so far).
+    log, warn : callable, optional
+        Receive the one-line plan of the sweep and any warning (a changed code base on
+        resume, statistics no cell gave).
 
     Returns
     -------
-    dict
-        ``cells``, ``replicates``, ``runs``, ``skipped`` (shards found), ``ran``,
-        ``seconds`` and ``results`` (path).
+    SweepResult
     """
     if workers < 1:
         raise UserError(f"--workers must be at least 1, got {workers}")
@@ -942,16 +923,27 @@ def run_sweep(
             executor = _Inline()
         else:
             executor = _ProcessPool(min(workers, len(jobs)))
-        bar, task = _progress(progress, plan.n_runs, skipped, study.name)
         finished = False
+        done = skipped
+        report(progress, "sweep", study.name, done, plan.n_runs, unit="runs")
         try:
-            with bar:
-                for (cell, rep), result in executor.run(fn, jobs):
-                    row = _row(plan, cell, rep, result, study_path)
-                    _write_parquet(
-                        pa.Table.from_pylist([row], schema=schema), _shard_path(out, cell, rep)
-                    )
-                    bar.advance(task)
+            for (cell, rep), result in executor.run(fn, jobs):
+                row = _row(plan, cell, rep, result, study_path)
+                _write_parquet(
+                    pa.Table.from_pylist([row], schema=schema), _shard_path(out, cell, rep)
+                )
+                done += 1
+                spent = time.perf_counter() - t0
+                left = spent / (done - skipped) * (plan.n_runs - done)
+                report(
+                    progress,
+                    "sweep",
+                    study.name,
+                    done,
+                    plan.n_runs,
+                    unit="runs",
+                    detail=f"~{left:.0f} s left" if done < plan.n_runs else "",
+                )
             finished = True
         except CellFailed as failed:
             cell, rep = failed.key
@@ -990,15 +982,15 @@ def run_sweep(
                 + (" ..." if len(empty) > 5 else "")
                 + " (check for typos: memsim sweep STUDY --list-statistics)"
             )
-    return {
-        "cells": len(plan.cells),
-        "replicates": reps,
-        "runs": plan.n_runs,
-        "skipped": skipped,
-        "ran": len(jobs),
-        "seconds": seconds,
-        "results": results,
-    }
+    return SweepResult(
+        cells=len(plan.cells),
+        replicates=reps,
+        runs=plan.n_runs,
+        skipped=skipped,
+        ran=len(jobs),
+        seconds=seconds,
+        results=results,
+    )
 
 
 def list_statistics(study_path: str | os.PathLike[str], scale: float = 0.02) -> dict[str, float]:
@@ -1033,6 +1025,39 @@ def load_plan(out: str | os.PathLike[str]) -> Plan:
         raise UserError(f"damaged sweep plan ({str(exc).splitlines()[0]})", path=path) from None
 
 
-def rate(summary: dict) -> float:
-    """Runs per minute of a finished :func:`run_sweep` (only the runs it did)."""
-    return summary["ran"] / summary["seconds"] * 60.0 if summary["seconds"] > 0 else math.inf
+@dataclass(frozen=True)
+class SweepResult:
+    """A finished :func:`run_sweep`.
+
+    Attributes
+    ----------
+    cells, replicates, runs : int
+        The study's size (``runs = cells x replicates``).
+    skipped : int
+        Runs already done in the folder (a resumed sweep).
+    ran : int
+        Runs done by this call.
+    seconds : float
+        Wall time of the runs of this call.
+    results : Path
+        ``results.parquet``: one row per cell and replicate (:meth:`table`).
+    """
+
+    cells: int
+    replicates: int
+    runs: int
+    skipped: int
+    ran: int
+    seconds: float
+    results: Path
+
+    @property
+    def runs_per_minute(self) -> float:
+        """Runs per minute of this call (only the runs it did)."""
+        return self.ran / self.seconds * 60.0 if self.seconds > 0 else math.inf
+
+    def table(self):
+        """The results as a DataFrame (cell coordinates, seed, cost, statistics)."""
+        import pandas as pd
+
+        return pd.read_parquet(self.results)

@@ -13,16 +13,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from memsim.analysis.consistency import pearson, spearman
 from memsim.io import atomic_path
 
 __all__ = ["run_figures"]
-
-# The paper's own numbers drawn beside the simulation (Sec. 3.3-4.3 of the paper).
-PAPER = {
-    "annotation_consistency": {"short-term": (38, 0.616), "long-term": (13, 0.364)},
-    "human_consistency": {"short-term": 0.481, "long-term": 0.192},
-    "mean_rt_recognitions": {"short-term": 1.43, "long-term": 3.37},
-}
 
 
 def _plt():
@@ -91,7 +85,7 @@ def fig_lag(summary: dict, out: Path) -> Path:
     return path
 
 
-def fig_consistency(summary: dict, out: Path) -> Path:
+def fig_consistency(summary: dict, out: Path, references: dict | None = None) -> Path:
     """Fig. 4: annotation consistency vs annotations per video, with Spearman–Brown and the paper."""
     plt = _plt()
     steps = summary["steps"]
@@ -114,7 +108,7 @@ def fig_consistency(summary: dict, out: Path) -> Path:
             ax.plot(
                 sb["N"], sb["spearman"], "--", color="C2", label="Spearman-Brown from human split"
             )
-        paper = PAPER["annotation_consistency"].get(name)
+        paper = (references or {}).get("annotation_consistency", {}).get(name)
         if paper:
             ax.plot(
                 [paper[0]],
@@ -122,7 +116,7 @@ def fig_consistency(summary: dict, out: Path) -> Path:
                 "s",
                 color="C3",
                 ms=8,
-                label=f"paper: {paper[1]} at {paper[0]}",
+                label=f"paper: {paper[1]} at {paper[0]:g}",
             )
         hc = summary["human_consistency"][name]["mean"]
         ax.axhline(hc, color="C1", lw=1, ls=":", label=f"human consistency (sim) {hc:.3f}")
@@ -139,7 +133,11 @@ def fig_consistency(summary: dict, out: Path) -> Path:
 
 
 def fig_st_lt(
-    scores: pd.DataFrame, video_rt: pd.DataFrame | None, columns: list[str], out: Path
+    scores: pd.DataFrame,
+    video_rt: pd.DataFrame | None,
+    columns: list[str],
+    out: Path,
+    references: dict | None = None,
 ) -> Path | None:
     """Fig. 5: short-term vs long-term scores (and per-video mean RTs when given)."""
     if len(columns) < 2:
@@ -151,13 +149,13 @@ def fig_st_lt(
     fig, axes = _grid(plt, 1, ncols, figsize=(5 * ncols, 4))
     ax = axes[0][0]
     ax.plot(scores.loc[ok, a], scores.loc[ok, b], "o", ms=1.5, alpha=0.25, color="C0", mew=0)
-    from memsim.analysis.consistency import pearson, spearman
+    refs = references or {}
 
-    ax.set_title(
-        f"scores: Spearman {spearman(scores.loc[ok, a].to_numpy(), scores.loc[ok, b].to_numpy()):.3f} "
-        f"(paper 0.305)",
-        fontsize=9,
-    )
+    def paper(key: str) -> str:
+        return f" (paper {refs[key]:.3f})" if key in refs else ""
+
+    r = spearman(scores.loc[ok, a].to_numpy(), scores.loc[ok, b].to_numpy())
+    ax.set_title(f"scores: Spearman {r:.3f}{paper('score_correlation')}", fontsize=9)
     ax.set_xlabel(a)
     ax.set_ylabel(b)
     ax.grid(alpha=0.3)
@@ -166,8 +164,9 @@ def fig_st_lt(
         x, y = video_rt.iloc[:, 0].to_numpy(), video_rt.iloc[:, 1].to_numpy()
         m = np.isfinite(x) & np.isfinite(y)
         ax.plot(x[m], y[m], "o", ms=1.5, alpha=0.25, color="C1", mew=0)
+        r = pearson(x[m], y[m])
         ax.set_title(
-            f"per-video mean RT: Pearson {pearson(x[m], y[m]):.3f} (paper 0.291)", fontsize=9
+            f"per-video mean RT: Pearson {r:.3f}{paper('video_mean_rt_pearson')}", fontsize=9
         )
         ax.set_xlabel("short-term mean RT (s)")
         ax.set_ylabel("long-term mean RT (s)")
@@ -186,7 +185,6 @@ def fig_rt(
         return None
     plt = _plt()
     fig, axes = _grid(plt, 1, len(columns), figsize=(5 * len(columns), 3.8))
-    from memsim.analysis.consistency import pearson
 
     for j, (ax, col) in enumerate(zip(axes[0], columns)):
         x = scores[col].to_numpy(float)
@@ -250,12 +248,15 @@ def run_figures(
     real: pd.DataFrame | None,
     columns: list[str],
     out: str | os.PathLike[str],
+    references: dict | None = None,
 ) -> list[Path]:
+    """Every figure of a run into ``out``; ``references``: the published numbers to mark
+    (:func:`memsim.fit.compare.figure_references`), none when the study has no targets."""
     out = Path(out)
     paths = [
         fig_lag(summary, out),
-        fig_consistency(summary, out),
-        fig_st_lt(scores, video_rt, columns, out),
+        fig_consistency(summary, out, references),
+        fig_st_lt(scores, video_rt, columns, out, references),
         fig_rt(scores, video_rt, columns, out),
     ]
     if real is not None:
