@@ -47,6 +47,9 @@ from memsim.errors import UserError
 from memsim.rng import PyStream, next_below, next_uniform, stream_key_py
 
 __all__ = [
+    "SELECTION_POLICIES",
+    "SelectionPolicy",
+    "LeastTestedPick",
     "Plan",
     "LaterStep",
     "AnnotationIndex",
@@ -352,6 +355,219 @@ def first_verdict_s(protocol: Protocol, min_press_s: float = 0.0) -> float:
     return (min(k, step.length) if k > 0 else step.length) * (shortest + st.gap_s)
 
 
+# --------------------------------------------------------------------------- selection policies
+class SelectionPolicy:
+    """How a participant's step-1 stimuli are chosen at the moment she starts.
+
+    A policy is the protocol's ``selection.kind``, made a registry entry
+    (:data:`SELECTION_POLICIES`) like the score corrections and forgetting laws. The campaign
+    calls :meth:`choose` when a participant starts (``stream``: her own random stream, whose
+    draws the policy may use), :meth:`assigned` once her stimuli are recorded, :meth:`tick`
+    after every arrival, and :meth:`finish` when recruitment ends. ``index`` holds the
+    annotation counts of the assignments made so far (every policy keeps it: the campaign's
+    stop rule and :attr:`Plan.annotation_counts` read it).
+    """
+
+    def __init__(self, spec, campaign: _Campaign) -> None:
+        self.spec, self.c = spec, campaign
+
+    def choose(self, p: int, stream: PyStream, now: float) -> np.ndarray:
+        raise NotImplementedError
+
+    def assigned(self, p: int, chosen: np.ndarray, now: float) -> None:
+        """After ``chosen`` became participant ``p``'s step-1 stimuli."""
+
+    def tick(self, now: float) -> None:
+        """After an arrival."""
+
+    def finish(self) -> None:
+        """When recruitment has ended."""
+
+
+class LeastAnnotatedPolicy(SelectionPolicy):
+    """At random among the ``pool`` least-annotated (VideoMem); ``counts: kept`` withdraws
+    the assignments of a participant whom step 1's filters drop when her session ends."""
+
+    def __init__(self, spec, campaign: _Campaign) -> None:
+        super().__init__(spec, campaign)
+        self.kept_only = spec.counts == "kept"
+        if self.kept_only and campaign.judge is None:
+            raise UserError("counts: kept needs the simulator's feedback", path=campaign.name)
+        self.unjudged: list[int] = []  # assigned participants whose step 1 is not judged yet
+        self.dropped: list = []  # heap of (end_s, p, targets) of sessions of dropped people
+        self.verdict_after_s = (
+            first_verdict_s(campaign.protocol, campaign.min_press_s) if self.kept_only else 0.0
+        )
+
+    def settle(self, now: float) -> None:
+        """Withdraw the annotations of every dropped participant whose session ended by ``now``."""
+        c = self.c
+        if self.unjudged and c.arrival[self.unjudged[0]] + self.verdict_after_s <= now:
+            ps = np.array(self.unjudged, dtype=np.int64)
+            self.unjudged.clear()
+            ends, kept = c.judge(ps, c.items1[ps], c.arrival[ps])
+            for i in np.flatnonzero(~kept).tolist():
+                heapq.heappush(
+                    self.dropped, (float(ends[i]), int(ps[i]), c.items1[ps[i]][c.target_mask])
+                )
+        while self.dropped and self.dropped[0][0] <= now:
+            c.index.remove(heapq.heappop(self.dropped)[2])
+
+    def choose(self, p: int, stream: PyStream, now: float) -> np.ndarray:
+        if self.kept_only:
+            self.settle(now)
+        index = self.c.index
+        state, chosen = select_least_annotated(
+            index.order, index.start, self.spec.pool, self.c.k1, np.uint64(stream.state)
+        )
+        stream.state = int(state)
+        return chosen
+
+    def assigned(self, p: int, chosen: np.ndarray, now: float) -> None:
+        if self.kept_only:
+            self.unjudged.append(p)
+
+    def tick(self, now: float) -> None:
+        if self.kept_only:
+            self.settle(now)
+
+    def finish(self) -> None:
+        if self.kept_only:
+            self.settle(np.inf)  # the counts left are those of kept annotations
+
+
+class UniformPolicy(SelectionPolicy):
+    """Uniformly among all stimuli."""
+
+    def choose(self, p: int, stream: PyStream, now: float) -> np.ndarray:
+        state, chosen = select_uniform(
+            self.c.n_videos, self.c.k1, np.empty(0, np.int32), np.uint64(stream.state)
+        )
+        stream.state = int(state)
+        return chosen
+
+
+class AdaptivePolicy(SelectionPolicy):
+    """Uniformly among the ``pool`` stimuli whose hit rate is most uncertain given the
+    sessions that have ended (:class:`UncertaintyIndex`)."""
+
+    def __init__(self, spec, campaign: _Campaign) -> None:
+        super().__init__(spec, campaign)
+        if campaign.observe is None:
+            raise UserError(
+                "the adaptive policy needs the simulator's feedback", path=campaign.name
+            )
+        self.uncertain = UncertaintyIndex(campaign.n_videos)
+        self.results: list = []  # heap of (end_s, p, target videos, hits) not yet known
+
+    def release(self, now: float) -> None:
+        u = self.uncertain
+        while self.results and self.results[0][0] <= now:
+            _, _, videos, hits = heapq.heappop(self.results)
+            u.alpha[videos] += hits
+            u.beta[videos] += 1.0 - hits
+            u.pending[videos] -= 1.0
+
+    def choose(self, p: int, stream: PyStream, now: float) -> np.ndarray:
+        self.release(now)
+        jitter = np.random.default_rng(stream.u64()).random(self.c.n_videos)
+        pool = self.uncertain.most_uncertain(self.spec.pool, jitter)
+        state, chosen = select_from(pool, self.c.k1, np.uint64(stream.state))
+        stream.state = int(state)
+        return chosen
+
+    def assigned(self, p: int, chosen: np.ndarray, now: float) -> None:
+        end_s, videos, hits = self.c.observe(p, chosen, now)
+        self.uncertain.pending[videos] += 1.0
+        heapq.heappush(self.results, (end_s, p, videos, hits.astype(np.float64)))
+
+
+#: the protocol's ``selection.kind`` -> its policy; a new policy is one class and one entry
+SELECTION_POLICIES: dict[str, type[SelectionPolicy]] = {
+    "least_annotated": LeastAnnotatedPolicy,
+    "uniform": UniformPolicy,
+    "adaptive": AdaptivePolicy,
+}
+
+
+@dataclass
+class _Campaign:
+    """What the policies share: the protocol's sizes, the assignments so far, the feedback."""
+
+    protocol: Protocol
+    n_videos: int
+    k1: int
+    index: AnnotationIndex
+    arrival: np.ndarray  # float64[max_p]
+    items1: np.ndarray  # int32[max_p, k1]
+    target_mask: np.ndarray  # bool[k1]: step-1 items that are tested targets
+    observe: object = None
+    judge: object = None
+    min_press_s: float = 0.0
+
+    @property
+    def name(self) -> str:
+        return self.protocol.name
+
+
+# --------------------------------------------------------------------------- later-step picks
+@dataclass
+class LeastTestedPick:
+    """A later step's ``pick: least_annotated``: each returning participant's tested items are
+    those of her eligible step-1 items tested least often so far (/ their demand).
+
+    The picks are made once the campaign has run, in order of the participants' return draws
+    (not return times): a higher return probability only appends participants to that order,
+    so the picks of the others do not change (common random numbers hold in it).
+    """
+
+    eligible: np.ndarray  # int32[m]: step-1 item places the group draws from
+    count: int  # items tested per participant
+    weight: np.ndarray | None  # float64[V]: demand, or None
+    rows: list = field(default_factory=list)  # (u_return, p, tie-break keys, eligible videos)
+
+    def draw_keys(self, stream: PyStream, p: int, u_return: float, chosen: np.ndarray) -> None:
+        """At the participant's return: her tie-break keys, drawn from her own stream."""
+        state, keys = _uniforms(np.uint64(stream.state), self.eligible.size)
+        stream.state = int(state)
+        self.rows.append((u_return, p, keys, chosen[self.eligible]))
+
+    def pick(self, n_videos: int) -> dict[int, np.ndarray]:
+        """Participant -> the step-1 item places she is tested on."""
+        rows = sorted(self.rows, key=lambda t: (t[0], t[1]))
+        m = self.eligible.size
+        vids = np.array([t[3] for t in rows], dtype=np.int32).reshape(-1, m)
+        keys = np.array([t[2] for t in rows], dtype=np.float64).reshape(-1, m)
+        w = self.weight if self.weight is not None else np.ones(n_videos)
+        places = _pick_least(vids, keys, self.count, np.zeros(n_videos, np.int32), w)
+        return {t[1]: self.eligible[places[i]] for i, t in enumerate(rows)}
+
+
+def _later_picks(protocol: Protocol, seed: int) -> dict[int, LeastTestedPick]:
+    """Later steps whose tested items the campaign picks (``pick: least_annotated``); the
+    ``random`` pick is drawn by the simulator once step 1 has been played."""
+    steps, n_videos = protocol.steps, protocol.stimuli.count
+    picks = {}
+    for s, step in enumerate(steps[1:], start=1):
+        for g in step.items:
+            if not isinstance(g.source, str) and g.source.pick == "least_annotated":
+                if g.source.step != 1:
+                    raise UserError(
+                        f"steps.{s}: pick least_annotated draws from step 1 only",
+                        path=protocol.name,
+                    )
+                role_ok = [
+                    h.role in g.source.roles and isinstance(h.source, str) for h in steps[0].items
+                ]
+                eligible = np.flatnonzero(np.repeat(role_ok, [h.count for h in steps[0].items]))
+                picks[s] = LeastTestedPick(
+                    eligible.astype(np.int32),
+                    g.count,
+                    draw_demand(g.source.demand, n_videos, seed, s),
+                )
+    return picks
+
+
 def plan_campaign(
     protocol: Protocol,
     seed: int,
@@ -380,99 +596,41 @@ def plan_campaign(
     if k1 != sum(g.count for g in steps[0].items):
         raise UserError("step 1 cannot draw items from an earlier step", path=protocol.name)
     sel = protocol.selection
-    if sel.kind == "adaptive" and observe is None:
-        raise UserError("the adaptive policy needs the simulator's feedback", path=protocol.name)
-    kept_only = sel.kind == "least_annotated" and sel.counts == "kept"
-    if kept_only and judge is None:
-        raise UserError("counts: kept needs the simulator's feedback", path=protocol.name)
     stop = protocol.campaign.stop
     max_p = stop.count if stop.kind == "participants" else stop.max_participants
     min_annot = stop.count if stop.kind == "min_annotations" else 0
     rate_per_s = protocol.campaign.arrivals.rate_per_h / 3600.0
-    target_mask = _step1_target_mask(protocol)
 
-    demand = draw_demand(getattr(sel, "demand", None), n_videos, seed, 0)
-    index = AnnotationIndex(n_videos, max_p, demand)
-    arrival = np.empty(max_p, dtype=np.float64)
-    items1 = np.empty((max_p, k1), dtype=np.int32)
+    c = _Campaign(
+        protocol=protocol,
+        n_videos=n_videos,
+        k1=k1,
+        index=AnnotationIndex(
+            n_videos, max_p, draw_demand(getattr(sel, "demand", None), n_videos, seed, 0)
+        ),
+        arrival=np.empty(max_p, dtype=np.float64),
+        items1=np.empty((max_p, k1), dtype=np.int32),
+        target_mask=_step1_target_mask(protocol),
+        observe=observe,
+        judge=judge,
+        min_press_s=min_press_s,
+    )
+    policy = SELECTION_POLICIES[sel.kind](sel, c)
+    picks = _later_picks(protocol, seed)
     later_rows: list[list[int]] = [[] for _ in steps[1:]]
     later_delay: list[list[float]] = [[] for _ in steps[1:]]
     later_new: list[list[np.ndarray]] = [[] for _ in steps[1:]]
     nominal_s = [s.length * protocol.presentation_s for s in steps]
-    # later-step groups whose tested items are picked by the campaign (least tested so far)
-    picks = {}
-    for s, step in enumerate(steps[1:], start=1):
-        for g in step.items:
-            if not isinstance(g.source, str) and g.source.pick == "least_annotated":
-                if g.source.step != 1:
-                    raise UserError(
-                        f"steps.{s}: pick least_annotated draws from step 1 only",
-                        path=protocol.name,
-                    )
-                role_ok = [
-                    h.role in g.source.roles and isinstance(h.source, str) for h in steps[0].items
-                ]
-                eligible = np.flatnonzero(np.repeat(role_ok, [h.count for h in steps[0].items]))
-                weight = draw_demand(g.source.demand, n_videos, seed, s)
-                picks[s] = (
-                    eligible.astype(np.int32),
-                    g.count,
-                    np.zeros(n_videos, np.int32),
-                    weight,
-                )
-    later_tested: list[list[tuple]] = [[] for _ in steps[1:]]
     done = {"n": 0}
-    uncertain = UncertaintyIndex(n_videos) if sel.kind == "adaptive" else None
-    results: list = []  # heap of (end_s, p, target videos, hits) not yet known to the policy
-
-    def release(now: float) -> None:
-        while results and results[0][0] <= now:
-            _, _, videos, hits = heapq.heappop(results)
-            uncertain.alpha[videos] += hits
-            uncertain.beta[videos] += 1.0 - hits
-            uncertain.pending[videos] -= 1.0
-
     env = simpy.Environment()
-    unjudged: list[int] = []  # assigned participants whose step 1 has not been judged yet
-    dropped: list = []  # heap of (end_s, p, targets) of sessions whose participant the filters drop
-    verdict_after_s = first_verdict_s(protocol, min_press_s) if kept_only else 0.0
-
-    def settle(now: float) -> None:
-        """Withdraw the annotations of every dropped participant whose session ended by ``now``."""
-        if unjudged and arrival[unjudged[0]] + verdict_after_s <= now:
-            ps = np.array(unjudged, dtype=np.int64)
-            unjudged.clear()
-            ends, kept = judge(ps, items1[ps], arrival[ps])
-            for i in np.flatnonzero(~kept).tolist():
-                heapq.heappush(dropped, (float(ends[i]), int(ps[i]), items1[ps[i]][target_mask]))
-        while dropped and dropped[0][0] <= now:
-            index.remove(heapq.heappop(dropped)[2])
 
     def participant(p: int):
         # Python-side draws use PyStream, numba-side the same stream's state (same bits)
         st = PyStream(stream_key_py(seed, _rng.CAMPAIGN, p + 1))
-        if kept_only:
-            settle(env.now)
-        if sel.kind == "least_annotated":
-            state, chosen = select_least_annotated(
-                index.order, index.start, sel.pool, k1, np.uint64(st.state)
-            )
-        elif sel.kind == "adaptive":
-            release(env.now)
-            jitter = np.random.default_rng(st.u64()).random(n_videos)
-            pool = uncertain.most_uncertain(sel.pool, jitter)
-            state, chosen = select_from(pool, k1, np.uint64(st.state))
-        else:
-            state, chosen = select_uniform(n_videos, k1, np.empty(0, np.int32), np.uint64(st.state))
-        st.state = int(state)
-        items1[p] = chosen
-        index.add(chosen[target_mask])
-        if kept_only:
-            unjudged.append(p)
-        if uncertain is not None:
-            end_s, videos, hits = observe(p, chosen, env.now)
-            uncertain.pending[videos] += 1.0
-            heapq.heappush(results, (end_s, p, videos, hits.astype(np.float64)))
+        chosen = policy.choose(p, st, env.now)
+        c.items1[p] = chosen
+        c.index.add(chosen[c.target_mask])
+        policy.assigned(p, chosen, env.now)
         seen = chosen
         # Decisions come from the participant's own stream, in a fixed order, so they can be
         # drawn as soon as they are due; simpy only has to wake her when she comes back.
@@ -487,9 +645,7 @@ def plan_campaign(
             state, new = select_uniform(n_videos, steps[s].n_new, seen, np.uint64(st.state))
             st.state = int(state)
             if s in picks:  # tie-break keys now; the pick itself once everyone is known
-                state, keys = _uniforms(np.uint64(st.state), picks[s][0].size)
-                st.state = int(state)
-                later_tested[s - 1].append((u_return, p, keys, chosen[picks[s][0]]))
+                picks[s].draw_keys(st, p, u_return, chosen)
             seen = np.concatenate([seen, new])
             later_rows[s - 1].append(p)
             later_delay[s - 1].append(delay)
@@ -501,32 +657,19 @@ def plan_campaign(
         p = 0
         while p < max_p:
             yield env.timeout(-np.log1p(-st.uniform()) / rate_per_s)
-            arrival[p] = env.now
+            c.arrival[p] = env.now
             env.process(participant(p))
             p += 1
             done["n"] = p
-            if kept_only:
-                settle(env.now)
-            if min_annot and index.min_count() >= min_annot:
+            policy.tick(env.now)
+            if min_annot and c.index.min_count() >= min_annot:
                 break
 
     env.process(arrivals())
     env.run()
-    if kept_only:
-        settle(np.inf)  # the counts left are those of kept annotations
+    policy.finish()
     n = done["n"]
-    # Later-step picks, least tested (/ demand) first, made in order of the participants' return
-    # draws, not of their return times: a higher return_probability only appends participants to
-    # that order, so the picks of the others do not change (common random numbers hold in it).
-    picked: dict[int, dict[int, np.ndarray]] = {}
-    for s, (eligible, k, tested_count, weight) in picks.items():
-        rows_s = sorted(later_tested[s - 1], key=lambda t: (t[0], t[1]))
-        m = eligible.size
-        vids = np.array([t[3] for t in rows_s], dtype=np.int32).reshape(-1, m)
-        keys = np.array([t[2] for t in rows_s], dtype=np.float64).reshape(-1, m)
-        w = weight if weight is not None else np.ones(n_videos)
-        places = _pick_least(vids, keys, k, tested_count, w)
-        picked[s] = {t[1]: eligible[places[i]] for i, t in enumerate(rows_s)}
+    picked = {s: pick.pick(n_videos) for s, pick in picks.items()}
     later = []
     for s in range(1, len(steps)):
         rows = np.array(later_rows[s - 1], dtype=np.int64)
@@ -536,7 +679,7 @@ def plan_campaign(
         tested = None
         if s in picks:
             tested = np.array([picked[s][p] for p in rows[order]], dtype=np.int32).reshape(
-                -1, picks[s][1]
+                -1, picks[s].count
             )
         later.append(
             LaterStep(
@@ -548,8 +691,8 @@ def plan_campaign(
         )
     return Plan(
         n_participants=n,
-        arrival_s=arrival[:n].copy(),
-        step1_items=items1[:n].copy(),
+        arrival_s=c.arrival[:n].copy(),
+        step1_items=c.items1[:n].copy(),
         later=later,
-        annotation_counts=index.counts,
+        annotation_counts=c.index.counts,
     )
