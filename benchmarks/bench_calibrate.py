@@ -96,15 +96,18 @@ def main() -> int:
             ev.many(xs)
             pooled = (time.perf_counter() - t0) / len(xs)
         print(
-            f"candidate = {len(args.seeds)} campaign(s) at scale {args.scale}, {len(moments)} moments"
+            f"candidate = {len(args.seeds)} campaign(s) at scale {args.scale}, {len(moments)} "
+            "moments"
         )
         print(f"plain reference (one after another, this process): {serial:.2f} s per candidate")
         print(
-            f"calibration evaluator ({args.workers} worker processes): {pooled:.2f} s per candidate "
+            f"calibration evaluator ({args.workers} worker processes): {pooled:.2f} s per "
+            "candidate "
             f"-> ratio {serial / pooled:.2f}x"
         )
         print(
-            f"extrapolated calibration of {args.budget} candidates: {args.budget * pooled / 60:.1f} min "
+            f"extrapolated calibration of {args.budget} candidates: "
+            f"{args.budget * pooled / 60:.1f} min "
             f"(goal <= 30 min)"
         )
         if args.full:

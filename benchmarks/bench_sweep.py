@@ -73,16 +73,20 @@ def main() -> None:
                 f"= {rates[workers]:5.2f} runs/min"
             )
     print(
-        f"speed-up 1 -> 2 workers: {rates[2] / rates[1]:.2f}x   (results identical: {digests[1] == digests[2]})"
+        f"speed-up 1 -> 2 workers: {rates[2] / rates[1]:.2f}x   (results identical: "
+        f"{digests[1] == digests[2]})"
     )
     minutes = 1000 / rates[2]
     print(
-        f"EXTRAPOLATED from {args.runs} runs at scale {args.scale:g}: 1,000 campaigns with 2 workers "
+        f"EXTRAPOLATED from {args.runs} runs at scale {args.scale:g}: 1,000 campaigns with 2 "
+        "workers "
         f"~ {minutes:.0f} min (acceptance: <= 30 min); with 1 worker ~ {1000 / rates[1]:.0f} min"
     )
     print(
-        f"machine: {os.cpu_count()} CPUs; load average before/after: {load0:.1f} / {os.getloadavg()[0]:.1f} "
-        "(a load above the CPU count means other work shared the CPUs: the worker speed-up cannot show)"
+        f"machine: {os.cpu_count()} CPUs; load average before/after: {load0:.1f} / "
+        f"{os.getloadavg()[0]:.1f} "
+        "(a load above the CPU count means other work shared the CPUs: the worker speed-up cannot "
+        "show)"
     )
 
 

@@ -80,14 +80,16 @@ def main(argv=None) -> int:
             c = counts(mapping_for(g), params, args.seed)[col]
             rows.append((wasserstein_distance(c, rel[col]), g))
             print(
-                f"  step {step} demand share {g[0]:.2f} mean_excess {g[1]:.2f}: W1 {rows[-1][0]:.3f} "
+                f"  step {step} demand share {g[0]:.2f} mean_excess {g[1]:.2f}: W1 "
+                f"{rows[-1][0]:.3f} "
                 f"(mean {c.mean():.2f})",
                 flush=True,
             )
         return min(rows)[1]
 
     print(
-        f"released: short-term counts mean {rel[st_col].mean():.2f}, long-term {rel[lt_col].mean():.2f}"
+        f"released: short-term counts mean {rel[st_col].mean():.2f}, long-term "
+        f"{rel[lt_col].mean():.2f}"
     )
     best_st = best(1, st_col, itertools.product(SHARES, ST_EXCESS), lambda g: with_demand(g, None))
     best_lt = best(
@@ -95,7 +97,8 @@ def main(argv=None) -> int:
     )
     print(f"selection.demand: {{share: {best_st[0]}, mean_excess: {best_st[1]}}}")
     print(
-        f"steps[2] target source: pick: least_annotated, demand: {{share: {best_lt[0]}, mean_excess: {best_lt[1]}}}"
+        "steps[2] target source: pick: least_annotated, demand: "
+        f"{{share: {best_lt[0]}, mean_excess: {best_lt[1]}}}"
     )
     return 0
 

@@ -86,8 +86,8 @@ def main() -> None:
         rows.append((f.path, v, h, delta))
     head = "| parameter (value, step) | " + " | ".join(t for t, _ in STATS) + " |"
     lines = [head, "| --- |" + " ---: |" * len(STATS)]
-    fmt_base = ["%.0f" % base[0]] + [
-        ("%.2f" % (x * 1e4)) if "1e4" in t else "%.3f" % x for (t, _), x in zip(STATS[1:], base[1:])
+    fmt_base = [f"{base[0]:.0f}"] + [
+        f"{x * 1e4:.2f}" if "1e4" in t else f"{x:.3f}" for (t, _), x in zip(STATS[1:], base[1:])
     ]
     lines.append("| *value at the shipped set* | " + " | ".join(fmt_base) + " |")
     for path, v, h, delta in rows:

@@ -78,7 +78,15 @@ _LAZY = {
     "SweepReport": "memsim.study.report",
 }
 
-__all__ = ["__version__", *_LAZY]
+__all__ = [
+    "__version__",
+    "load_protocol", "load_params", "params_for", "load_targets", "load_trials",
+    "shipped_protocols", "simulate", "score", "analyse", "compare", "run", "calibrate",
+    "recover", "compat", "sweep", "report",
+    "UserError", "Progress", "Protocol", "Params", "Simulation", "ScoreResult", "Analysis",
+    "Targets", "Calibration", "Recovery", "CompatResult", "RunResult", "SweepResult",
+    "SweepReport",
+]  # fmt: skip
 
 
 def __getattr__(name: str):

@@ -422,7 +422,8 @@ RELEASED_SCORES = {"videomem": _videomem_released, "memento10k": _memento_releas
 def released_scores(
     protocol_name: str, data: str | os.PathLike[str] | None = None
 ) -> pd.DataFrame | None:
-    """The released scores of a protocol's study, in the scores format (:mod:`memsim.design.scores`).
+    """The released scores of a protocol's study, in the scores format
+    (:mod:`memsim.design.scores`).
 
     None when no release is known for the protocol, or when ``data`` is None and no data folder
     is found (``$MEMSIM_DATA``, ``../shared/data``); an explicit ``data`` that is missing is a

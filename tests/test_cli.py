@@ -21,7 +21,8 @@ ROOT = Path(__file__).resolve().parents[1]
 def _commands(
     parser: argparse.ArgumentParser, prefix: tuple[str, ...] = ()
 ) -> list[tuple[str, ...]]:
-    """Every (sub)command path of the parser, nested subcommands included, found by walking argparse."""
+    """Every (sub)command path of the parser, nested subcommands included, found by walking
+    argparse."""
     out = []
     for action in parser._actions:
         if isinstance(action, argparse._SubParsersAction):
@@ -95,7 +96,8 @@ def test_schema_is_json_schema(capsys):
 
 
 def _check(instance, schema, root, where="") -> list[str]:
-    """A small JSON Schema checker (the keywords pydantic emits), to hold the files against the schema."""
+    """A small JSON Schema checker (the keywords pydantic emits), to hold the files against the
+    schema."""
     if "$ref" in schema:
         return _check(instance, root["$defs"][schema["$ref"].split("/")[-1]], root, where)
     problems = []

@@ -282,7 +282,8 @@ def test_scoring_never_imports_the_simulator():
     import sys
 
     code = (
-        "import sys, memsim.analysis.consistency, memsim.analysis.scoring, memsim.design.trials, memsim.cli.score; "
+        "import sys, memsim.analysis.consistency, memsim.analysis.scoring, memsim.design.trials, "
+        "memsim.cli.score; "
         "bad = [m for m in ('memsim.sim.kernel', 'memsim.sim.campaign', 'memsim.sim.population', "
         "'memsim.sim.sequence', "
         "'torch', 'matplotlib') if m in sys.modules]; print(bad)"

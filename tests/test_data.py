@@ -177,5 +177,8 @@ def test_memento_generated(tmp_path):
 
 
 def test_data_imports_without_torch():
-    code = "import sys, memsim.data; assert 'torch' not in sys.modules and 'matplotlib' not in sys.modules"
+    code = (
+        "import sys, memsim.data; "
+        "assert 'torch' not in sys.modules and 'matplotlib' not in sys.modules"
+    )
     subprocess.run([sys.executable, "-c", code], check=True)

@@ -176,7 +176,8 @@ def test_summary_names_every_step_and_group():
 
 # --------------------------------------------------------------------------- broken files
 def _set(path: str, value):
-    """A mutation that sets the dotted ``path`` (list indices as numbers) of the VideoMem mapping."""
+    """A mutation that sets the dotted ``path`` (list indices as numbers) of the VideoMem
+    mapping."""
 
     def apply(d):
         *parents, last = [int(x) if x.isdigit() else x for x in path.split(".")]
@@ -768,7 +769,8 @@ def test_schema_covers_every_field():
 
 
 def test_every_variant_describes_itself():
-    """The summary asks each pluggable part to describe itself: no if-chain to update per variant."""
+    """The summary asks each pluggable part to describe itself: no if-chain to update per
+    variant."""
     from memsim.design import protocol as P
 
     for union in (P.Correction, P.Selection, P.StopRule, P.Arrivals):

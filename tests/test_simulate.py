@@ -614,7 +614,8 @@ def test_bad_scale_is_a_user_error(videomem, params):
         simulate(videomem, params, scale=0.0)
 
 
-# --------------------------------------------------------------------------- random feasible protocols
+# --------------------------------------------------------------------------- random feasible
+# protocols
 @st.composite
 def protocols(draw):
     length_targets = draw(st.integers(2, 8))

@@ -73,8 +73,10 @@ def _study(
         vary
         or """
   - zip:
-    - {path: protocol.steps.0.items.0.repeat_lag, name: lag, values: [[45, 100], [20, 60], [60, 90]]}
-    - {path: protocol.steps.0.scoring.correction.reference_lag, name: ref_lag, values: [100, 60, 90]}
+    - {path: protocol.steps.0.items.0.repeat_lag, name: lag, values: [[45, 100], [20, 60], [60,
+    90]]}
+    - {path: protocol.steps.0.scoring.correction.reference_lag, name: ref_lag, values: [100, 60,
+    90]}
   - zip:
     - {path: protocol.campaign.stop.count, name: budget, values: [1000, 2000]}
     - {path: protocol.stimuli.gap_s, values: [1, 2.5]}
@@ -261,7 +263,8 @@ def test_whole_protocol_axis_and_missing_statistics(tmp_path, capsys):
     [
         (
             "\n  - {path: protocol.steps.0.items.0.repeat_lagg, values: [[3, 5]]}",
-            "vary protocol.steps.0.items.0.repeat_lagg: unknown field path: protocol.steps.0.items.0 has no field "
+            "vary protocol.steps.0.items.0.repeat_lagg: unknown field path: "
+            "protocol.steps.0.items.0 has no field "
             "'repeat_lagg'",
         ),
         (
@@ -277,7 +280,9 @@ def test_whole_protocol_axis_and_missing_statistics(tmp_path, capsys):
             "vary protocol.steps.0.items.0.repeat_lag = [60,190]: infeasible cell: steps.0",
         ),
         (
-            "\n  - {path: protocol.selection, values: [{kind: uniform}, {kind: least_annotated, pool: 20}]}",
+            "\n  - "
+            "{path: protocol.selection, values: [{kind: uniform}, "
+            "{kind: least_annotated, pool: 20}]}",
             (
                 'vary protocol.selection = {"kind":"least_annotated","pool":20}: infeasible cell: ',
                 "selection.pool",
@@ -616,7 +621,8 @@ def test_a_cell_that_fails_at_run_time_is_named_and_the_rest_kept(tmp_path, caps
     err = capsys.readouterr().err
     assert err.count("\n") == 1
     assert (
-        "cell 3 (lag = [20,60], ref_lag = 60, budget = 2000, protocol.stimuli.gap_s = 2.5) replicate 0 failed: "
+        "cell 3 (lag = [20,60], ref_lag = 60, budget = 2000, protocol.stimuli.gap_s = 2.5) "
+        "replicate 0 failed: "
         "this cell cannot run" in err
     )
     assert (
@@ -631,7 +637,8 @@ def test_a_cell_that_fails_at_run_time_is_named_and_the_rest_kept(tmp_path, caps
     ids=lambda p: p.stem,
 )
 def test_every_shipped_study_resolves(path):
-    """Each study under experiments/ names real fields and feasible cells (checked before any run)."""
+    """Each study under experiments/ names real fields and feasible cells (checked before any
+    run)."""
     from memsim.study.sweep import load_study, resolve_study
 
     study = load_study(path)

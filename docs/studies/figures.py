@@ -101,7 +101,8 @@ def annotations(runs: Path, out: Path) -> None:
     base = a[a.annotations_target == 38].iloc[0]
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
     print(
-        "| target N | step | annotations/video | human consistency | annotation consistency | Spearman with truth |"
+        "| target N | step | annotations/video | human consistency | annotation consistency | "
+        "Spearman with truth |"
     )
     print("|---|---|---|---|---|---|")
     for ax, s in zip(axes, (1, 2)):
@@ -117,7 +118,8 @@ def annotations(runs: Path, out: Path) -> None:
         _band(
             ax, x, a[TR.format(s)], a[TR.format(s) + "_sd"], "scores vs true memorability", ls="--"
         )
-        # Spearman-Brown from the N = 38 campaign's human consistency, r0 with m0 annotations per half
+        # Spearman-Brown from the N = 38 campaign's human consistency, r0 with m0 annotations per
+        # half
         r0, m0 = base[HC.format(s)], base[HALF.format(s)]
         m = a[HALF.format(s)].to_numpy()
         ax.plot(
@@ -156,18 +158,21 @@ def annotations(runs: Path, out: Path) -> None:
         ax.legend(fontsize=7, loc="lower right")
         for _, row in a.iterrows():
             print(
-                f"| {int(row.annotations_target)} | {STEP[s]} | {row[NA.format(s)]:.1f} | {_pm(row, HC.format(s))} | "
+                f"| {int(row.annotations_target)} | {STEP[s]} | {row[NA.format(s)]:.1f} | "
+                f"{_pm(row, HC.format(s))} | "
                 f"{_pm(row, AC.format(s))} | {_pm(row, TR.format(s))} |"
             )
     fig.suptitle(
-        "Consistency vs annotations per video (simulated VideoMem campaigns, scale 0.2, 3 replicates)",
+        "Consistency vs annotations per video (simulated VideoMem campaigns, scale 0.2, 3 "
+        "replicates)",
         fontsize=10,
     )
     fig.tight_layout()
     fig.savefig(out / "annotations.png", dpi=120)
     print()
     print(
-        "| step | consistency | target | annotations needed: interpolated | Spearman-Brown extrapolation | fitted one-annotation reliability |"
+        "| step | consistency | target | annotations needed: interpolated | Spearman-Brown "
+        "extrapolation | fitted one-annotation reliability |"
     )
     print("|---|---|---|---|---|---|")
     for s in (1, 2):
@@ -213,13 +218,15 @@ def design(runs: Path, out: Path) -> None:
             )
         print(f"\n{label} ({study}):\n")
         print(
-            f"| {axis} | crowd hours (at scale 0.2) | ST ann./video | ST human | ST vs truth | LT ann./video | LT human | LT vs truth | ST human per 1,000 crowd h |"
+            f"| {axis} | crowd hours (at scale 0.2) | ST ann./video | ST human | ST vs truth | LT "
+            "ann./video | LT human | LT vs truth | ST human per 1,000 crowd h |"
         )
         print("|---|---|---|---|---|---|---|---|---|")
         for _, row in a.iterrows():
             per = row[HC.format(1)] / (row[COST] / 60) * 1000
             print(
-                f"| {_v(row[axis])} | {row[COST] / 60:,.0f} | {row[NA.format(1)]:.1f} | {_pm(row, HC.format(1))} | "
+                f"| {_v(row[axis])} | {row[COST] / 60:,.0f} | {row[NA.format(1)]:.1f} | "
+                f"{_pm(row, HC.format(1))} | "
                 f"{_pm(row, TR.format(1))} | {row[NA.format(2)]:.1f} | {_pm(row, HC.format(2))} | "
                 f"{_pm(row, TR.format(2))} | {per:.2f} |"
             )
@@ -230,7 +237,8 @@ def design(runs: Path, out: Path) -> None:
     frontier_ax.legend(fontsize=6)
     frontier_ax.set_title("consistency vs crowd time, every design cell", fontsize=9)
     fig.suptitle(
-        "Protocol design around VideoMem (scale 0.2: 2,000 videos, 2,090 participants; 3 replicates)",
+        "Protocol design around VideoMem (scale 0.2: 2,000 videos, 2,090 participants; 3 "
+        "replicates)",
         fontsize=10,
     )
     fig.tight_layout()
@@ -278,7 +286,8 @@ def filters(runs: Path, out: Path) -> None:
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
     fig.suptitle(
-        "Participant filters (step 1): kept vs consistency, same simulated crowds (common random numbers)",
+        "Participant filters (step 1): kept vs consistency, same simulated crowds (common random "
+        "numbers)",
         fontsize=10,
     )
     fig.tight_layout()
@@ -293,14 +302,17 @@ def filters(runs: Path, out: Path) -> None:
     dd = _agg(d, ["max_fa_step1", "min_vigilance"], ["d_hc", "d_tr"])
     a = a.merge(dd, on=["max_fa_step1", "min_vigilance"])
     print(
-        "| max FA rate | min vigilance hit rate | kept | ST annotations/video | ST human consistency | ST vs truth "
+        "| max FA rate | min vigilance hit rate | kept | ST annotations/video | ST human "
+        "consistency | ST vs truth "
         "| Δ human vs VideoMem filters (paired) | Δ vs truth (paired) |"
     )
     print("|---|---|---|---|---|---|---|---|")
     for _, row in a.iterrows():
         print(
-            f"| {row.max_fa_step1:g} | {row.min_vigilance:g} | {row[KEPT.format(1)]:.0f} | {row[NA.format(1)]:.1f} | "
-            f"{_pm(row, HC.format(1))} | {_pm(row, TR.format(1))} | {row.d_hc:+.3f} ± {row.d_hc_sd:.3f} "
+            f"| {row.max_fa_step1:g} | {row.min_vigilance:g} | {row[KEPT.format(1)]:.0f} | "
+            f"{row[NA.format(1)]:.1f} | "
+            f"{_pm(row, HC.format(1))} | {_pm(row, TR.format(1))} | {row.d_hc:+.3f} ± "
+            f"{row.d_hc_sd:.3f} "
             f"| {row.d_tr:+.3f} ± {row.d_tr_sd:.3f} |"
         )
 
@@ -324,7 +336,8 @@ def selection(runs: Path, out: Path) -> None:
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
     fig.suptitle(
-        "Selection policy at equal budgets: consistency (left) is not accuracy (right); 3 replicates",
+        "Selection policy at equal budgets: consistency (left) is not accuracy (right); 3 "
+        "replicates",
         fontsize=10,
     )
     fig.tight_layout()
@@ -338,14 +351,18 @@ def selection(runs: Path, out: Path) -> None:
     )
     a = a.merge(mins, on=["policy", "budget"])
     print(
-        "| policy | budget | crowd hours | ST ann./video (min) | LT min | ST human | LT human | ST vs truth | LT vs truth |"
+        "| policy | budget | crowd hours | ST ann./video (min) | LT min | ST human | LT human | "
+        "ST vs truth | LT vs truth |"
     )
     print("|---|---|---|---|---|---|---|---|---|")
     for _, row in a.iterrows():
         print(
-            f"| `{row.policy}` | {_v(row.budget)} | {row[COST] / 60:,.0f} | {row[NA.format(1)]:.1f} "
-            f"({row['annotations_per_video.step1.min']:.0f}) | {row['annotations_per_video.step2.min']:.0f} | "
-            f"{_pm(row, HC.format(1))} | {_pm(row, HC.format(2))} | {_pm(row, TR.format(1))} | {_pm(row, TR.format(2))} |"
+            f"| `{row.policy}` | {_v(row.budget)} | {row[COST] / 60:,.0f} | "
+            f"{row[NA.format(1)]:.1f} "
+            f"({row['annotations_per_video.step1.min']:.0f}) | "
+            f"{row['annotations_per_video.step2.min']:.0f} | "
+            f"{_pm(row, HC.format(1))} | {_pm(row, HC.format(2))} | {_pm(row, TR.format(1))} | "
+            f"{_pm(row, TR.format(2))} |"
         )
 
 
@@ -388,15 +405,18 @@ def protocols(runs: Path, out: Path) -> None:
     fig.tight_layout()
     fig.savefig(out / "protocols.png", dpi=120)
     print(
-        "| protocol | crowd hours | participants kept | annotations/item | human consistency | annotation consistency | vs truth | LT human | LT vs truth |"
+        "| protocol | crowd hours | participants kept | annotations/item | human consistency | "
+        "annotation consistency | vs truth | LT human | LT vs truth |"
     )
     print("|---|---|---|---|---|---|---|---|---|")
     for _, row in a.iterrows():
         lt = "—" if np.isnan(row[HC.format(2)]) else _pm(row, HC.format(2))
         ltt = "—" if np.isnan(row[TR.format(2)]) else _pm(row, TR.format(2))
         print(
-            f"| {row['name']} | {row[COST] / 60:,.0f} | {row[KEPT.format(1)]:.0f} | {row[NA.format(1)]:.1f} | "
-            f"{_pm(row, HC.format(1))} | {_pm(row, AC.format(1))} | {_pm(row, TR.format(1))} | {lt} | {ltt} |"
+            f"| {row['name']} | {row[COST] / 60:,.0f} | {row[KEPT.format(1)]:.0f} | "
+            f"{row[NA.format(1)]:.1f} | "
+            f"{_pm(row, HC.format(1))} | {_pm(row, AC.format(1))} | {_pm(row, TR.format(1))} | "
+            f"{lt} | {ltt} |"
         )
 
 
@@ -484,7 +504,8 @@ def paper(runs: Path, out: Path) -> None:
             x,
             h,
             sd,
-            f"simulated, {n} campaigns (±1 sd)\nfitted slope {slope.mean():.2e} ± {slope.std(ddof=1):.1e}",
+            f"simulated, {n} campaigns (±1 sd)\nfitted slope {slope.mean():.2e} ± "
+            f"{slope.std(ddof=1):.1e}",
         )
         ax.set_title(f"Fig. 3 ({STEP[s]}): hit rate vs retention", fontsize=9)
         ax.set_xlabel(unit)

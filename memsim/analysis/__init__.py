@@ -1,1 +1,2 @@
-"""Analysis: scoring (filters, raw scores, lag corrections) and the consistency analyses; never imports the simulator."""
+"""Analysis: scoring (filters, raw scores, lag corrections) and the consistency analyses; never
+imports the simulator."""

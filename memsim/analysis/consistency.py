@@ -481,7 +481,8 @@ def truth_correlation(scores: pd.DataFrame, truth: pd.DataFrame) -> dict:
     """
     if "video" not in truth.columns:
         raise ValueError("truth needs a 'video' column")
-    # the simulator names them true_<step> (protocol.truth_column); a column named like the score works too
+    # the simulator names them true_<step> (protocol.truth_column); a column named like the score
+    # works too
     truth = truth.rename(
         columns={
             truth_column(c): c

@@ -247,7 +247,8 @@ def correct(s: VideoSums, spec) -> tuple[np.ndarray, dict]:
 # --------------------------------------------------------------------------- scores
 @dataclass(frozen=True)
 class ScoreResult:
-    """Everything scoring produced; the input of every analysis in :mod:`memsim.analysis.consistency`.
+    """Everything scoring produced; the input of every analysis in
+    :mod:`memsim.analysis.consistency`.
 
     Attributes
     ----------
@@ -292,7 +293,8 @@ def score(trials: pd.DataFrame, protocol: Protocol, *, validate: bool = True) ->
     Parameters
     ----------
     trials : DataFrame
-        A trial table; checked by :func:`memsim.design.trials.validate_trials` unless ``validate=False``
+        A trial table; checked by :func:`memsim.design.trials.validate_trials` unless
+        ``validate=False``
         (only for a table that already passed it).
     protocol : Protocol
         Its steps give lengths, filters, score column names and corrections.

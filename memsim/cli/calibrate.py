@@ -98,8 +98,8 @@ def register(sub) -> None:
         "--bins",
         choices=("raw", "count-matched"),
         default="raw",
-        help="rank bins of the raw simulated scores (rounded as released; default) or of the scores "
-        "re-made at the released annotation counts (count-matched)",
+        help="rank bins of the raw simulated scores (rounded as released; default) or of the "
+        "scores re-made at the released annotation counts (count-matched)",
     )
     p.add_argument("--quiet", action="store_true", help="no progress display")
     p.set_defaults(func=_cmd_calibrate)
@@ -154,13 +154,18 @@ def register(sub) -> None:
         "--scale",
         type=float,
         default=0.3,
-        help="study scale of the recovery (default 0.3: smaller, one seed's extreme rank bins wander)",
+        help=(
+            "study scale of the recovery (default 0.3: smaller, one seed's extreme rank bins "
+            "wander)"
+        ),
     )
     p.add_argument(
         "--perturb",
         type=float,
         default=0.5,
-        help="start: every free parameter moved this far (alternating signs) in unconstrained units",
+        help=(
+            "start: every free parameter moved this far (alternating signs) in unconstrained units"
+        ),
     )
     p.add_argument("--budget", type=int, default=200)
     p.add_argument("--workers", type=int, default=2)

@@ -309,7 +309,9 @@ class LinearCorrection(_Frozen):
     reference_lag: Lag
     form: Literal["shift", "ratio"] = Field(
         "shift",
-        description="shift: add b (reference - mean lag); ratio: multiply by h(reference) / h(mean lag)",
+        description=(
+            "shift: add b (reference - mean lag); ratio: multiply by h(reference) / h(mean lag)"
+        ),
     )
 
     def describe(self) -> str:
@@ -855,7 +857,8 @@ class Protocol(_Frozen):
 
 
 def truth_column(score_column: str) -> str:
-    """The latent-truth column of a score column: ``short-term_memorability`` -> ``true_short_term``.
+    """The latent-truth column of a score column: ``short-term_memorability`` ->
+    ``true_short_term``.
 
     The simulator writes these in ``videos.parquet``; the analyses look them up by this name.
     """

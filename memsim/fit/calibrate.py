@@ -254,7 +254,8 @@ def moments_for(
 
 
 def fit_summary(result, real=None, seed: int = 0, n_splits: int = 10, bins: str = "raw") -> dict:
-    """The statistics a candidate is judged by, at the same paths as :func:`memsim.analysis.consistency.analyse`.
+    """The statistics a candidate is judged by, at the same paths as
+    :func:`memsim.analysis.consistency.analyse`.
 
     Skips the slow analyses no fitted target uses (annotation-consistency curves).
     """
@@ -407,7 +408,8 @@ def count_matched_scores(result, real, seed: int = 0) -> pd.DataFrame:
         t = result.tests[s - 1]
         have = np.bincount(t.video, minlength=V)
         # released counts, resampled to the scored videos and given out by rank (most annotated
-        # gets most), so capping at what a simulated video has distorts as little as possible. Only scored
+        # gets most), so capping at what a simulated video has distorts as little as possible. Only
+        # scored
         # videos take part on both sides (a count of 0 has no score to match).
         rel = np.sort(real[cc].to_numpy(np.int64))
         rel = rel[rel > 0]
@@ -486,7 +488,8 @@ def with_noise(
 
 
 def residuals(summaries: list[dict], moments: list[Moment]) -> np.ndarray:
-    """Per moment: (mean over seeds - target) / scale; a missing statistic counts as 10 scales off."""
+    """Per moment: (mean over seeds - target) / scale; a missing statistic counts as 10 scales
+    off."""
     from memsim.fit.compare import lookup
 
     r = np.empty(len(moments))
@@ -520,7 +523,8 @@ class EvalLog:
             if rows and rows[0].get("header") != header:
                 raise UserError(
                     "--resume: the log was written with other settings "
-                    "(protocol, targets, scale, seeds or free parameters); remove it or drop --resume",
+                    "(protocol, targets, scale, seeds or free parameters); remove it or drop "
+                    "--resume",
                     path=self.path,
                 )
             for row in rows[1:]:
@@ -591,7 +595,8 @@ class _Budget(Exception):
 
 @dataclass
 class Evaluator:
-    """Residuals of candidates in unconstrained coordinates, cached in an :class:`EvalLog`, run in a pool."""
+    """Residuals of candidates in unconstrained coordinates, cached in an :class:`EvalLog`, run in a
+    pool."""
 
     protocol: object
     params: Params
@@ -894,7 +899,8 @@ def fitted_note(out: dict, scale: float, seeds, targets_name: str) -> str:
     return (
         f"fitted by `memsim calibrate` on {time.strftime('%Y-%m-%d', time.gmtime())} against "
         f"{targets_name} targets and the released score distributions: least squares (TRF) over "
-        f"{len(out['free'])} free parameters, scale {scale}, seeds {list(seeds)} (common random numbers), "
+        f"{len(out['free'])} free parameters, scale {scale}, seeds {list(seeds)} (common random "
+        "numbers), "
         f"{out['evaluations']} candidates, distance {out['best']['distance']:.2f}; "
         f"check it at full scale with `memsim fit-report` (docs/calibration.md)"
     )

@@ -145,7 +145,8 @@ def compare(summary: dict | list[dict], targets: Targets, scale: float = 1.0) ->
 
     ``scale``: the study ran at this fraction of its size; head-count targets are scaled to
     match. ``status`` is ``ok``, ``off`` or ``n/a`` (a statistic the runs could not compute: an
-    optional block without its input, too few videos); ``within`` is ``status == "ok"``. A target whose path names no statistic at all
+    optional block without its input, too few videos); ``within`` is ``status == "ok"``. A target
+    whose path names no statistic at all
     is a :class:`UserError` naming it (a typo in the targets file must not read as "off").
     """
     runs = summary if isinstance(summary, list) else [summary]

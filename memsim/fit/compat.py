@@ -303,7 +303,8 @@ def sd_needed(
     seed: int = 0,
     what: str = "human",
 ) -> dict:
-    """The observed score SD at which independent annotations reach ``target`` (bisection on true SD)."""
+    """The observed score SD at which independent annotations reach ``target`` (bisection on true
+    SD)."""
     protocol = _protocol_without_correction()
     paper = paper_numbers()
     step = COLUMNS.index(col) + 1

@@ -8,7 +8,8 @@ scratch.
 
 Sentence embeddings are cached under ``$MEMSIM_CACHE`` (default
 ``~/.cache/memsim``), one entry per distinct sentence, because encoding 10,000
-titles takes one to two minutes on a 2-core CPU and every command needs them. A video's embedding is the L2-normalised mean of its texts'
+titles takes one to two minutes on a 2-core CPU and every command needs them. A video's embedding is
+the L2-normalised mean of its texts'
 embeddings.
 """
 

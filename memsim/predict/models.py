@@ -152,7 +152,8 @@ def _loss(cfg: NetConfig, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 
 
 def _spearman_cols(p: np.ndarray, y: np.ndarray) -> float:
-    """Mean over targets of the Spearman correlation (no ties correction needed for early stopping)."""
+    """Mean over targets of the Spearman correlation (no ties correction needed for early
+    stopping)."""
     from scipy.stats import rankdata
 
     vals = []

@@ -1,1 +1,2 @@
-"""Simulation: population parameters, random streams, sequences, the numba kernels, the simpy campaign."""
+"""Simulation: population parameters, random streams, sequences, the numba kernels, the simpy
+campaign."""

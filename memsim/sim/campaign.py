@@ -72,7 +72,8 @@ def _draw_demand(n, share, mean_excess, state):
 
 
 def draw_demand(demand, n: int, seed: int, index: int) -> np.ndarray | None:
-    """Each stimulus' demand (float64[n], >= 1) from stream ``(seed, DEMAND, index)``; None if none."""
+    """Each stimulus' demand (float64[n], >= 1) from stream ``(seed, DEMAND, index)``; None if
+    none."""
     if demand is None:
         return None
     state = np.uint64(stream_key_py(seed, _rng.DEMAND, index))

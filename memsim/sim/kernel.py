@@ -299,7 +299,8 @@ def play_and_tally(x: StepInput, tables: tuple[tuple, tuple], kind: np.ndarray):
     """Play a few participants on the calling thread and return ``(response, rt_s, onset_s,
     shown, tally)``: the outputs of :func:`simulate_step` but the delays, and a tally
     (int64[n, 4, 2]) of the played slots by ``kind`` (int[n, L], values 0-3,
-    :func:`memsim.analysis.scoring.slot_kinds`) and response: what a campaign judges a session by."""
+    :func:`memsim.analysis.scoring.slot_kinds`) and response: what a campaign judges a session
+    by."""
     return _play_and_tally(_input_args(x), *tables, np.ascontiguousarray(kind, dtype=np.int64))
 
 

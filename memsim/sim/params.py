@@ -59,7 +59,8 @@ class Forgetting(_Frozen):
         unknown = set(self.shape) - set(law.params)
         if unknown:
             raise ValueError(
-                f"shape: unknown parameter(s) {sorted(unknown)} for law {self.law!r}; it takes {list(law.params)}"
+                f"shape: unknown parameter(s) {sorted(unknown)} for law {self.law!r}; it takes "
+                f"{list(law.params)}"
             )
         for k, v in self.shape.items():
             if not v > 0:
@@ -100,8 +101,9 @@ class Videos(_Frozen):
     )
     short_term_sd: NonNeg = Field(
         0.0,
-        description="sd of a stimulus' short-term familiarity: a logit shift of its recognitions that "
-        "fades as exp(-t / short_term_decay_s), independent of its memorability and forgetting rate",
+        description="sd of a stimulus' short-term familiarity: a logit shift of its recognitions "
+        "that fades as exp(-t / short_term_decay_s), independent of its memorability and "
+        "forgetting rate",
     )
     short_term_decay_s: Annotated[float, Field(gt=0.0)] = Field(
         3600.0, description="time constant of the short-term familiarity's fading (s)"

@@ -322,7 +322,8 @@ class _FirstStepPlayer:
         return _inputs(sl, pid, items, np.full(items.shape, np.nan), start, self.parts)
 
     def observe(self, p: int, chosen: np.ndarray, now: float):
-        """Participant p's step 1 alone: ``(end_s, tested target videos, hits)`` (adaptive policy)."""
+        """Participant p's step 1 alone: ``(end_s, tested target videos, hits)`` (adaptive
+        policy)."""
         pid = np.array([p], np.int64)
         x = self._inputs(self._slots(pid), pid, chosen[None, :], np.array([now]))
         response, rt, onset, _, shown = simulate_step(x, self.videos, self.constants)
@@ -460,7 +461,8 @@ def simulate(
     )
 
     tables = []
-    # per step: participant ids, item->video [n, n_items], item onset (last showing) [n, n_items], end time
+    # per step: participant ids, item->video [n, n_items], item onset (last showing) [n, n_items],
+    # end time
     prev = None
     for s, step in enumerate(steps):
         tick(f"step {s + 1}")

@@ -26,7 +26,8 @@ from memsim.viz.plots import fig_consistency, fig_lag, fig_real_vs_sim
 
 __all__ = ["fit_report", "seeds_csv_path", "REASONS"]
 
-# Why a target is not met, where the reason is known (numbers: `memsim compat`, docs/calibration.md).
+# Why a target is not met, where the reason is known (numbers: `memsim compat`,
+# docs/calibration.md).
 REASONS = {
     "human consistency, short-term": (
         "incompatible with the released scores under independent annotations: true scores of "
@@ -50,43 +51,55 @@ REASONS = {
         'moves the lattice")'
     ),
     "KS distance to released LT scores": (
-        "the long-term counts' floor is softer than the released one (see the minimum annotations row)"
+        "the long-term counts' floor is softer than the released one (see the minimum annotations "
+        "row)"
     ),
     "ST-LT Spearman, top-500 LT-annotated": (
-        "with independent annotations, more LT annotations mean less noise and a higher ST-LT correlation; in the "
-        "released dev set it does not rise (0.302 on the top 500, 0.113 on the top 100; the paper: 0.333, 0.303), "
+        "with independent annotations, more LT annotations mean less noise and a higher ST-LT "
+        "correlation; in the "
+        "released dev set it does not rise (0.302 on the top 500, 0.113 on the top 100; the "
+        "paper: 0.333, 0.303), "
         "so the most LT-annotated real videos are not a random sample of videos"
     ),
     "ST-LT Spearman, top-100 LT-annotated": "as for the top 500",
     "long-term_memorability b00-05": (
-        "videos with few long-term annotations (see the minimum annotations row) have extreme k/n scores: the "
+        "videos with few long-term annotations (see the minimum annotations row) have extreme k/n "
+        "scores: the "
         "lowest 5 % reach lower than the released ones"
     ),
     "long-term_memorability b90-95": (
         "the same few-annotation videos put more simulated scores at exactly 1.0 (k/n with n small)"
     ),
     "annotations per video, long-term (min)": (
-        "step 2 can only test a video that a returning participant saw as a step-1 filler; the balancing pick "
-        "favours the least tested, but a few videos are seldom available (about 60 filler showings, a third "
+        "step 2 can only test a video that a returning participant saw as a step-1 filler; the "
+        "balancing pick "
+        "favours the least tested, but a few videos are seldom available (about 60 filler "
+        "showings, a third "
         "of them to returning participants), so the minimum stays near 3 (released 9)"
     ),
     "annotations per video, short-term (min)": (
-        "the campaign balances assigned annotations and the filters then drop ~10 % of participants at random "
+        "the campaign balances assigned annotations and the filters then drop ~10 % of "
+        "participants at random "
         "with respect to videos, so the floor spreads by +-2 around 34 (released: 32-34)"
     ),
     "KS distance of annotation counts, short-term": (
-        "the demand gives the released tail, but the floor spreads over 29-36 (released 32-34): the filters "
+        "the demand gives the released tail, but the floor spreads over 29-36 (released 32-34): "
+        "the filters "
         "drop participants after their annotations were counted for balancing"
     ),
     "KS distance of annotation counts, long-term": (
-        "the balancing pick with a demand gives the floor and the tail, but the floor is softer (a few videos "
+        "the balancing pick with a demand gives the floor and the tail, but the floor is softer "
+        "(a few videos "
         "are seldom available, and the step-2 filters drop ~5 % of participants after the picks)"
     ),
     "annotations per video, short-term (mean, paper)": (
-        "the paper's mean is over all 10,000 videos; the fitted target is the released dev set's 36.29 (the "
+        "the paper's mean is over all 10,000 videos; the fitted target is the released dev set's "
+        "36.29 (the "
         "3,000 unreleased test videos must then average 42)"
     ),
-    "annotations per video, long-term (mean, paper)": "as for the short-term mean: fitted to the dev set's 12.76",
+    "annotations per video, long-term (mean, paper)": (
+        "as for the short-term mean: fitted to the dev set's 12.76"
+    ),
 }
 
 
@@ -143,7 +156,9 @@ def fit_report(
                         "tolerance": 0.05,
                         "within": bool(v.mean() <= 0.05),
                         "kind": "report",
-                        "source": "released scores vs simulated scores re-made at the released counts",
+                        "source": (
+                            "released scores vs simulated scores re-made at the released counts"
+                        ),
                     }
                 )
     full = pd.concat([table, pd.DataFrame(qrows)], ignore_index=True) if qrows else table
@@ -190,26 +205,33 @@ def fit_report(
         f"({', '.join(map(str, seeds))}) at scale {scale}; {seconds:.1f} s per campaign "
         f"(simulate, score, every analysis). Simulated value: mean ± sd over the seeds.",
         "",
-        "Released scores: the simulated scores are corrected by the protocol's own correction, as the "
+        "Released scores: the simulated scores are corrected by the protocol's own correction, as "
+        "the "
         "released ones were. The raw rows (KS distance, score SD) set all simulated videos "
-        "(10,000, annotation counts as the simulated campaign gives them, scores rounded to the released "
-        "3 decimals) beside the 7,000 released dev-set videos, as `memsim run` does; the count-matched rows "
-        "first re-make each simulated score at an annotation count drawn from the released ones (same k/n "
+        "(10,000, annotation counts as the simulated campaign gives them, scores rounded to the "
+        "released "
+        "3 decimals) beside the 7,000 released dev-set videos, as `memsim run` does; the "
+        "count-matched rows "
+        "first re-make each simulated score at an annotation count drawn from the released ones "
+        "(same k/n "
         "lattice, same binomial noise; `calibrate.count_matched_scores`). Rank-bin rows: "
         + ("the raw scores." if bins == "raw" else "the count-matched scores."),
         "",
-        "| statistic | paper / data | simulated (mean ± sd) | tolerance | within | kind | why not |",
+        "| statistic | paper / data | simulated (mean ± sd) | tolerance | within | kind | why not "
+        "|",
         "| --- | ---: | ---: | ---: | :---: | --- | --- |",
     ]
     for r in full.itertuples():
         why = "" if r.within else REASONS.get(r.target, "")
         if not r.within and not why and re.search(r" b\d\d-\d{2,3}$", r.target):
             why = (
-                f"off by {abs(r.simulated - r.value):.3f}: bins are fitted at 0.005, half the 0.01 at which a "
+                f"off by {abs(r.simulated - r.value):.3f}: bins are fitted at 0.005, half the "
+                "0.01 at which a "
                 "bin alone moves the ECDF by 0.05"
             )
         lines.append(
-            f"| {r.target} | {fmt(r.value)} | {fmt(r.simulated)} ± {fmt(r.sd)} | ±{fmt(r.tolerance)} | "
+            f"| {r.target} | {fmt(r.value)} | {fmt(r.simulated)} ± {fmt(r.sd)} | "
+            f"±{fmt(r.tolerance)} | "
             f"{'yes' if r.within else '**no**'} | {r.kind} | {why} |"
         )
     n_fit = int((full.kind == "fit").sum())
@@ -238,10 +260,14 @@ def fit_report(
     if figures:
         lines += ["", "## Figures", ""]
         captions = {
-            "scores_real_vs_sim": "Released vs simulated scores (seed 0), as `memsim run` compares them.",
-            "scores_count_matched": "The same, the simulated scores re-made at the released annotation counts "
-            "(like with like: same k/n lattice, same binomial noise).",
-            "consistency": "Annotation consistency of the simulation (seed 0) with the paper's points.",
+            "scores_real_vs_sim": (
+                "Released vs simulated scores (seed 0), as `memsim run` compares them."
+            ),
+            "scores_count_matched": "The same, the simulated scores re-made at the released "
+            "annotation counts (like with like: same k/n lattice, same binomial noise).",
+            "consistency": (
+                "Annotation consistency of the simulation (seed 0) with the paper's points."
+            ),
             "lag": "Hit rate against lag (short-term) and delay (long-term), seed 0.",
         }
         for p in figures:
@@ -259,6 +285,7 @@ def fit_report(
 
 
 def seeds_csv_path(report: Path) -> Path:
-    """Where :func:`fit_report` writes the per-seed values: beside the report, ``<stem>-seeds.csv``."""
+    """Where :func:`fit_report` writes the per-seed values: beside the report,
+    ``<stem>-seeds.csv``."""
     report = Path(report)
     return report.with_name(f"{report.stem}-seeds.csv")

@@ -82,7 +82,8 @@ _NOT_QUALITY = {
 
 
 def _is_quality(name: str) -> bool:
-    """A statistic worth a cost frontier: a consistency, or the agreement of scores with the truth."""
+    """A statistic worth a cost frontier: a consistency, or the agreement of scores with the
+    truth."""
     last = name.rsplit(".", 1)[-1]
     if last in _NOT_QUALITY:
         return False

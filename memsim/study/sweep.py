@@ -171,7 +171,9 @@ class Study(_Frozen):
     )
     common_random_numbers: bool = Field(
         default=False,
-        description="replicate r of every cell uses the same seed (sharper differences between cells)",
+        description=(
+            "replicate r of every cell uses the same seed (sharper differences between cells)"
+        ),
     )
     cell: str = Field(default=DEFAULT_CELL, pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
     missing: Literal["error", "nan"] = Field(
@@ -274,7 +276,8 @@ def cell_seeds(
 
 
 def minutes_per_participant(protocol: dict) -> float:
-    """Nominal crowd time of one participant doing every step: sum(length x (duration + gap)) / 60."""
+    """Nominal crowd time of one participant doing every step: sum(length x (duration + gap)) /
+    60."""
     st = protocol["stimuli"]
     per = float(st["duration_s"]) + float(st["gap_s"])
     return sum(int(s["length"]) for s in protocol["steps"]) * per / 60.0
@@ -369,7 +372,8 @@ def _base_params(study: Study, base_dir: Path, protocol, study_path) -> dict | N
 
 
 def resolve_study(study: Study, study_path: str | os.PathLike[str]) -> Plan:
-    """Resolve and validate every cell of ``study``; raise one-line UserError on the first bad one."""
+    """Resolve and validate every cell of ``study``; raise one-line UserError on the first bad
+    one."""
     from memsim.design.protocol import load_protocol, protocol_from_mapping
 
     study_path = Path(study_path)
@@ -460,7 +464,8 @@ def resolve_study(study: Study, study_path: str | os.PathLike[str]) -> Plan:
         tree = apply(pairs)
         problem = check(tree)
         if problem is not None:
-            # name the one vary entry (an axis or a zip group) that breaks the protocol alone, if any
+            # name the one vary entry (an axis or a zip group) that breaks the protocol alone, if
+            # any
             for choice in choices:
                 k = _canonical([[a.path, v] for a, v in choice])
                 if k not in lone:
@@ -639,7 +644,7 @@ class _Inline:
 
     def run(self, fn, jobs: list[tuple[Any, dict]]) -> Iterator[tuple[Any, dict]]:
         for key, spec in jobs:
-            yield key, _call(lambda: fn(spec), key)
+            yield key, _call(lambda spec=spec: fn(spec), key)
 
     def close(self, wait: bool = True) -> None:
         pass
@@ -909,7 +914,8 @@ def run_sweep(
         )
         resumed = f", {skipped} already done" if skipped else ""
         log(
-            f"{study.name}: {len(plan.cells)} cells x {reps} replicates = {plan.n_runs} runs on {where}{resumed}"
+            f"{study.name}: {len(plan.cells)} cells x {reps} replicates = {plan.n_runs} runs on "
+            f"{where}{resumed}"
         )
 
     import pyarrow as pa
@@ -956,12 +962,15 @@ def run_sweep(
             ):  # the user's cell cannot run: one line, resumable
                 raise UserError(
                     f"cell {cell} ({where}) replicate {rep} failed: {failed.error} "
-                    f"(the {len(list((out / SHARD_DIR).glob('*.parquet')))} finished runs are kept)",
+                    f"(the {len(list((out / SHARD_DIR).glob('*.parquet')))} finished runs are "
+                    "kept)",
                     path=study_path,
                 ) from None
-            raise failed.error from failed  # a bug: keep its traceback, with the cell named above it
+            # a bug: keep its traceback, with the cell named above it
+            raise failed.error from failed
         finally:
-            # on an error or Ctrl-C, do not wait for running cells: their shards would be dropped anyway
+            # on an error or Ctrl-C, do not wait for running cells: their shards would be dropped
+            # anyway
             executor.close(wait=finished)
     seconds = time.perf_counter() - t0
     results = combine(out, plan)
@@ -978,7 +987,8 @@ def run_sweep(
         ]
         if empty:
             warn(
-                f"warning: no cell gave {len(empty)} of the statistics (all NaN): {', '.join(empty[:5])}"
+                f"warning: no cell gave {len(empty)} of the statistics (all NaN): "
+                f"{', '.join(empty[:5])}"
                 + (" ..." if len(empty) > 5 else "")
                 + " (check for typos: memsim sweep STUDY --list-statistics)"
             )

@@ -86,7 +86,8 @@ def fig_lag(summary: dict, out: Path) -> Path:
 
 
 def fig_consistency(summary: dict, out: Path, references: dict | None = None) -> Path:
-    """Fig. 4: annotation consistency vs annotations per video, with Spearman–Brown and the paper."""
+    """Fig. 4: annotation consistency vs annotations per video, with Spearman–Brown and the
+    paper."""
     plt = _plt()
     steps = summary["steps"]
     fig, axes = _grid(plt, 1, len(steps), figsize=(5 * len(steps), 3.8))
