@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import re
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -17,14 +16,14 @@ from memsim.errors import UserError
 from memsim.fit import calibrate as C
 from memsim.fit.compare import load_targets
 from memsim.fit.recover import recovery_table, synthetic_targets
+from memsim.resources import params_path, protocol_path, targets_path
 from memsim.sim.params import load_params
 from memsim.sim.simulate import scale_protocol
 from memsim.study.fit_report import fit_report, seeds_csv_path
 
-ROOT = Path(__file__).resolve().parent.parent
-VIDEOMEM = ROOT / "protocols" / "videomem.yaml"
-PARAMS = ROOT / "calibration" / "videomem.yaml"
-TARGETS = ROOT / "calibration" / "videomem-targets.yaml"
+VIDEOMEM = protocol_path("videomem")
+PARAMS = params_path("videomem")
+TARGETS = targets_path("videomem")
 
 
 @pytest.fixture(scope="module")
@@ -307,28 +306,22 @@ def test_noise_widens_the_scales_of_noisy_moments(params):
     assert wide[i].scale == pytest.approx(np.hypot(moments[i].scale, sds[i]))
 
 
-def test_memento_released_scores_and_decay_moments():
+def test_memento_released_scores_and_decay_moments(real_data):
     """Memento10k is fitted to its normalised scores and the spread of per-video decay slopes."""
-    from memsim.data import data_dir
-
-    try:
-        data_dir(None)
-    except UserError as exc:
-        pytest.skip(f"released data not found: {exc}")
-    real = released_scores("memento10k")
+    real = released_scores("memento10k", real_data)
     if real is None:
         pytest.skip("Memento10k scores absent")
     assert {"short-term_memorability", "nb_short-term_annotations", "decay_alpha"} <= set(
         real.columns
     )
     assert len(real) == 7000 and real["nb_short-term_annotations"].between(77, 103).all()
-    targets = load_targets(ROOT / "calibration" / "memento10k-targets.yaml")
+    targets = load_targets(targets_path("memento10k"))
     moments = C.moments_for(targets, real, ["short-term_memorability"])
     names = {m.name for m in moments}
     assert "decay slope alpha per lag (SD over videos)" in names
     assert sum(m.path[0] == "quantiles" for m in moments) == len(C.RANK_BINS) - 1
     # a small simulated Memento campaign yields the decay moments at the targets' paths
-    proto = scale_protocol(load_protocol(ROOT / "protocols" / "memento10k.yaml"), 0.05)
+    proto = scale_protocol(load_protocol(protocol_path("memento10k")), 0.05)
     summary = C.simulate_summary(proto, load_params(PARAMS), 0, 1.0, real)
     a = summary["decay_alpha"]["short-term"]
     assert np.isfinite(a["mean"]) and a["sd"] > 0
@@ -338,8 +331,8 @@ def test_memento_released_scores_and_decay_moments():
 def test_fit_report_writes_every_target_per_seed(params, tmp_path, monkeypatch):
     """`memsim fit-report`: the markdown report, and beside it each target's value on each seed
     (no released data here: the simulated side alone)."""
-    protocol = load_protocol(ROOT / "protocols" / "videomem.yaml")
-    targets = load_targets(ROOT / "calibration" / "videomem-targets.yaml")
+    protocol = load_protocol(protocol_path("videomem"))
+    targets = load_targets(targets_path("videomem"))
     out = tmp_path / "report.md"
     monkeypatch.setenv("MEMSIM_DATA", str(tmp_path / "no-data-here"))
     table = fit_report(protocol, params, targets, seeds=(0, 1), scale=0.03, out=out)

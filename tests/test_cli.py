@@ -14,8 +14,7 @@ import yaml
 
 from memsim import __version__, cli
 from memsim.design.protocol import load_protocol
-
-ROOT = Path(__file__).resolve().parents[1]
+from memsim.resources import protocol_path, shipped_dir
 
 
 def _commands(
@@ -147,7 +146,9 @@ def _check(instance, schema, root, where="") -> list[str]:
     return problems
 
 
-@pytest.mark.parametrize("path", sorted((ROOT / "protocols").glob("*.yaml")), ids=lambda p: p.stem)
+@pytest.mark.parametrize(
+    "path", sorted((shipped_dir("protocols")).glob("*.yaml")), ids=lambda p: p.stem
+)
 def test_shipped_protocols_satisfy_the_schema(path):
     schema = json.loads(cli_schema_text())
     raw = yaml.safe_load(path.read_text())
@@ -157,7 +158,7 @@ def test_shipped_protocols_satisfy_the_schema(path):
 
 def test_schema_rejects_what_the_loader_rejects():
     schema = json.loads(cli_schema_text())
-    raw = yaml.safe_load((ROOT / "protocols" / "videomem.yaml").read_text())
+    raw = yaml.safe_load((protocol_path("videomem")).read_text())
     raw["stimuli"]["colour"] = "red"
     raw["steps"][0]["items"][0]["count"] = 0
     raw["selection"]["kind"] = "nope"

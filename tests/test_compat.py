@@ -7,22 +7,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from memsim.data import data_dir
-from memsim.errors import UserError
 from memsim.fit import compat as K
-
-
-def _released():
-    try:
-        root = data_dir(None)
-    except UserError as exc:
-        pytest.skip(f"released data not found: {exc}")
-    from memsim.analysis.scoring import read_scores
-
-    path = root / "videomem" / "ground-truth_dev-set.csv"
-    if not path.exists():
-        pytest.skip(f"{path} absent")
-    return read_scores(path)
+from memsim.resources import params_path
 
 
 def test_beta_params_match_moments():
@@ -130,8 +116,8 @@ def test_noise_needed_is_one_at_the_binomial_value():
     assert higher["factor"] < 1.0 and higher["rho"] < 0
 
 
-def test_reproduces_the_spec_table_from_released_scores():
-    real = _released()
+def test_reproduces_the_spec_table_from_released_scores(released_videomem):
+    real = released_videomem
     table = K.compat_table(real, repeats=2, seed=0).set_index(["column", "construction"])
     st, lt = "short-term_memorability", "long-term_memorability"
     # SPEC: ST human 0.31, LT human 0.19 (independent); ST 0.47 / LT 0.42 as noiseless truth
@@ -151,11 +137,10 @@ def test_reproduces_the_spec_table_from_released_scores():
 def test_simulator_mechanisms_stay_at_their_npmle_prediction():
     # every mechanism of the simulator keeps annotations independent given the video, so the
     # NPMLE construction from a run's own hits predicts the run's own human consistency
-    from pathlib import Path
 
     from memsim.sim.params import load_params
 
-    params = load_params(Path(__file__).resolve().parent.parent / "calibration" / "videomem.yaml")
+    params = load_params(params_path("videomem"))
     table = K.simulator_check(params, scale=0.2, seed=0)
     assert len(table) == 10
     gap = table["npmle_predicts"] - table["human"]

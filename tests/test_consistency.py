@@ -3,27 +3,21 @@
 from __future__ import annotations
 
 import json
-import os
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import stats
 from tables import LT, MID, SMALL, ST, make_protocol, make_trials
 
 from memsim.analysis import consistency as C
-from memsim.analysis.scoring import read_scores, score
+from memsim.analysis.scoring import score
 from memsim.io import jsonable
 from memsim.rng import stream_key_py
 
-DATA = Path(
-    os.environ.get("MEMSIM_DATA", Path(__file__).resolve().parent.parent.parent / "shared" / "data")
-)
-REAL = DATA / "videomem" / "ground-truth_dev-set.csv"
-FAST = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+FAST = settings(max_examples=25)
 
 
 @pytest.fixture(scope="module")
@@ -257,10 +251,8 @@ def test_summarise_has_every_paper_statistic(mid):
 
 # --------------------------------------------------------------------------- real released scores
 @pytest.mark.realdata
-def test_score_level_analyses_on_released_scores():
-    if not REAL.exists():
-        pytest.skip(f"real data absent: {REAL}")
-    df = read_scores(REAL)
+def test_score_level_analyses_on_released_scores(released_videomem):
+    df = released_videomem
     out = C.score_summary(df)
     assert out["videos"] == 7000
     assert out["columns"][ST]["mean"] == pytest.approx(0.859, abs=0.001)
@@ -376,11 +368,9 @@ def test_analyse_and_scores_commands(mid, tmp_path, capsys):
 
 
 @pytest.mark.realdata
-def test_scores_command_on_released_file(capsys):
-    if not REAL.exists():
-        pytest.skip(f"real data absent: {REAL}")
+def test_scores_command_on_released_file(capsys, real_data):
     from memsim.cli import main
 
-    assert main(["scores", str(REAL)]) == 0
+    assert main(["scores", str(real_data / "videomem" / "ground-truth_dev-set.csv")]) == 0
     out = capsys.readouterr().out
     assert "7,000 videos" in out and "Spearman 0.305" in out

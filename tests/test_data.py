@@ -13,16 +13,11 @@ import pytest
 from memsim import data as rd
 from memsim.errors import UserError
 
-REAL = Path(__file__).resolve().parents[1].parent / "shared" / "data"
-needs_real = pytest.mark.skipif(
-    not (REAL / "videomem").is_dir(), reason="real data not present at ../shared/data"
-)
-
 
 # ----------------------------------------------------------------------------- real files
 @pytest.mark.realdata
-@needs_real
-def test_real_videomem_matches_readme_facts():
+def test_real_videomem_matches_readme_facts(real_data):
+    REAL = real_data
     s = rd.load_videomem_scores(REAL)
     assert list(s.columns) == rd.VIDEOMEM_SCORE_COLUMNS
     assert len(s) == 7000 and s["video"].is_unique
@@ -43,8 +38,8 @@ def test_real_videomem_matches_readme_facts():
 
 
 @pytest.mark.realdata
-@needs_real
-def test_real_memento_and_trecvid():
+def test_real_memento_and_trecvid(real_data):
+    REAL = real_data
     m = rd.load_memento_scores(REAL)
     assert len(m) == 7000 and m["annotations_short_term"].min() >= 1
     d = rd.load_memento_descriptions(REAL, "train")

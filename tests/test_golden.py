@@ -20,12 +20,12 @@ from memsim.design.protocol import load_protocol
 from memsim.sim.params import load_params
 from memsim.sim.simulate import simulate
 
-ROOT = Path(__file__).resolve().parent.parent
+TESTS_DATA = Path(__file__).resolve().parent / "data"
 
 
 def test_videomem_golden_numbers():
-    protocol = load_protocol(ROOT / "tests" / "data" / "protocol-golden.yaml")
-    params = load_params(ROOT / "tests" / "data" / "params-golden.yaml")
+    protocol = load_protocol(TESTS_DATA / "protocol-golden.yaml")
+    params = load_params(TESTS_DATA / "params-golden.yaml")
     tr = simulate(protocol, params, seed=2026, scale=0.05).trials
     assert len(tr) == 114120
     assert int(tr.response.sum()) == 35188

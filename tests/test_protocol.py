@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
@@ -27,14 +27,14 @@ from memsim.design.protocol import (
     summary_lines,
 )
 from memsim.errors import UserError
+from memsim.resources import protocol_path, repository_root, shipped_dir
 
-ROOT = Path(__file__).resolve().parents[1]
-PROTOCOLS = sorted((ROOT / "protocols").glob("*.yaml"))
+PROTOCOLS = sorted((shipped_dir("protocols")).glob("*.yaml"))
 SHIPPED = ["isola2011", "lamem", "memento10k", "videomem"]
 
 
 def videomem() -> dict:
-    return yaml.safe_load((ROOT / "protocols" / "videomem.yaml").read_text())
+    return yaml.safe_load((protocol_path("videomem")).read_text())
 
 
 def run_validate(capsys, path) -> tuple[int, str, str]:
@@ -88,7 +88,7 @@ def test_every_fact_is_sourced(path):
 
 
 def test_videomem_is_the_spec_protocol():
-    p = load_protocol(ROOT / "protocols" / "videomem.yaml")
+    p = load_protocol(protocol_path("videomem"))
     s1, s2 = p.steps
     assert (p.stimuli.count, p.stimuli.duration_s, p.stimuli.gap_s) == (10_000, 7.0, 1.0)
     assert p.stimuli.response_ends_presentation
@@ -117,7 +117,7 @@ def test_videomem_is_the_spec_protocol():
 
 
 def test_other_protocols_carry_the_published_facts():
-    m = load_protocol(ROOT / "protocols" / "memento10k.yaml")
+    m = load_protocol(protocol_path("memento10k"))
     (s,) = m.steps
     assert m.stimuli.duration_s == 3.0 and m.stimuli.response_ends_presentation
     lags = {g.role: g.repeat_lag for g in s.items if g.repeat_lag}
@@ -126,7 +126,7 @@ def test_other_protocols_carry_the_published_facts():
     assert s.stop_after_vigilance_misses is not None
     assert m.campaign.stop.kind == "min_annotations" and m.campaign.stop.count == 100  # ~90 kept
 
-    i = load_protocol(ROOT / "protocols" / "isola2011.yaml")
+    i = load_protocol(protocol_path("isola2011"))
     (s,) = i.steps
     assert (i.stimuli.kind, i.stimuli.count, i.stimuli.duration_s, i.stimuli.gap_s) == (
         "image",
@@ -141,7 +141,7 @@ def test_other_protocols_carry_the_published_facts():
     assert s.scoring.correction.kind == "none"
     assert i.campaign.stop.count == 81  # ~78 kept
 
-    la = load_protocol(ROOT / "protocols" / "lamem.yaml")
+    la = load_protocol(protocol_path("lamem"))
     assert la.stimuli.count == 60_000 and la.stimuli.kind == "image"
     assert la.steps[0].scoring.correction.kind != "none"
 
@@ -161,7 +161,7 @@ def test_stop_rule_can_reach_its_annotation_count(path):
 
 
 def test_summary_names_every_step_and_group():
-    p = load_protocol(ROOT / "protocols" / "videomem.yaml")
+    p = load_protocol(protocol_path("videomem"))
     text = "\n".join(summary_lines(p))
     for needle in (
         "10,000 videos",
@@ -409,7 +409,7 @@ def test_broken_file_is_one_line_exit_2(case, tmp_path, capsys):
     name, raw, needle = case
     path = tmp_path / f"{name}.yaml"
     if raw is None:  # a key given twice: YAML itself would silently keep the last one
-        text = (ROOT / "protocols" / "videomem.yaml").read_text()
+        text = (protocol_path("videomem")).read_text()
         raw = text.replace("  count: 10000", "  count: 10000\n  count: 9000", 1).encode()
     path.write_bytes(raw)
     code, out, err = run_validate(capsys, path)
@@ -427,7 +427,7 @@ def test_bad_path_is_one_line_exit_2(kind, tmp_path, capsys):
     elif kind == "unreadable":
         if os.geteuid() == 0:
             pytest.skip("root reads any file")
-        shutil.copy(ROOT / "protocols" / "videomem.yaml", path)
+        shutil.copy(protocol_path("videomem"), path)
         path.chmod(0)
     code, out, err = run_validate(capsys, path)
     assert (code, out) == (2, "")
@@ -444,7 +444,7 @@ def test_there_are_at_least_30_distinct_broken_cases():
 def test_console_script_accepts_and_rejects(tmp_path):
     exe = shutil.which("memsim") or str(Path(sys.executable).with_name("memsim"))
     good = subprocess.run(
-        [exe, "validate", str(ROOT / "protocols" / "videomem.yaml")],
+        [exe, "validate", str(protocol_path("videomem"))],
         capture_output=True,
         text=True,
         check=False,
@@ -469,7 +469,7 @@ def test_error_counts_further_problems(tmp_path):
 
 
 def test_yaml_anchors_and_merge_keys_are_not_duplicates(tmp_path):
-    text = (ROOT / "protocols" / "videomem.yaml").read_text()
+    text = (protocol_path("videomem")).read_text()
     text = text.replace(
         "  arrivals: {kind: poisson, rate_per_h: 60}",
         "  arrivals: &arr {kind: poisson, rate_per_h: 60}",
@@ -539,7 +539,7 @@ def small_layouts(draw):
     return length, groups
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=300)
 @given(small_layouts())
 def test_arrangement_check_is_exact_on_small_steps(layout):
     length, groups = layout
@@ -655,7 +655,7 @@ def feasible_protocols(draw):
     }
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=150)
 @given(feasible_protocols())
 def test_random_feasible_protocols_validate(data):
     proto = protocol_from_mapping(copy.deepcopy(data))
@@ -734,7 +734,7 @@ def _breakers():
     ]
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=150)
 @given(feasible_protocols(), st.sampled_from(_breakers()))
 def test_random_broken_protocols_are_rejected(data, breaker):
     broken = breaker(copy.deepcopy(data))
@@ -808,7 +808,7 @@ def test_docs_describe_every_field():
     """docs/protocols.md names every field of every model of the schema."""
     from memsim.design import protocol as P
 
-    doc = (ROOT / "docs" / "protocols.md").read_text()
+    doc = (repository_root() / "docs" / "protocols.md").read_text()
     models = [
         P.Protocol,
         P.Stimuli,

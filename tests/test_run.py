@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -14,9 +13,9 @@ from memsim.cli import main
 from memsim.design.trials import validate_trials
 from memsim.errors import UserError
 from memsim.fit.compare import compare, load_targets, lookup
+from memsim.resources import params_path, protocol_path, targets_path
 
-ROOT = Path(__file__).resolve().parent.parent
-VIDEOMEM = str(ROOT / "protocols" / "videomem.yaml")
+VIDEOMEM = str(protocol_path("videomem"))
 
 
 @pytest.fixture(scope="module")
@@ -133,7 +132,7 @@ def test_bad_input_is_one_line_and_writes_nothing(argv, words, tmp_path, capsys)
 
 def test_bad_params_file_names_the_field(tmp_path, capsys):
     bad = tmp_path / "p.yaml"
-    text = (ROOT / "calibration" / "videomem.yaml").read_text().replace("ability_sd:", "abilty_sd:")
+    text = (params_path("videomem")).read_text().replace("ability_sd:", "abilty_sd:")
     bad.write_text(text)
     code = main(["simulate", VIDEOMEM, "--out", str(tmp_path / "o"), "--params", str(bad)])
     err = capsys.readouterr().err
@@ -147,7 +146,7 @@ def test_simulate_output_exists_as_a_file_is_an_error(tmp_path, capsys):
 
 
 def test_targets_compare_and_lookup():
-    targets = load_targets(ROOT / "calibration" / "videomem-targets.yaml")
+    targets = load_targets(targets_path("videomem"))
     fake = {"participants_kept": {"short-term": 9402}, "mean_score": {"long-term": 0.5}}
     present = [t for t in targets.targets if not pd.isna(lookup(fake, t.path))]
     table = compare(fake, targets.model_copy(update={"targets": tuple(present)}))
@@ -159,7 +158,7 @@ def test_targets_compare_and_lookup():
 
 
 def test_a_target_path_that_names_no_statistic_is_an_error_not_an_off_row():
-    targets = load_targets(ROOT / "calibration" / "videomem-targets.yaml")
+    targets = load_targets(targets_path("videomem"))
     fake = {"participants_kept": {"short-term": 9402, "long-term": 3000}}
     typo = targets.targets[0].model_copy(update={"path": ("participants_kep", "short-term")})
     with pytest.raises(UserError, match=r"participants_kep.*did you mean 'participants_kept'"):

@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numba
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from memsim.design.protocol import load_protocol
 from memsim.errors import UserError
+from memsim.resources import protocol_path
 from memsim.sim.sequence import (
     StepLayout,
     generate_sequences,
@@ -19,12 +18,10 @@ from memsim.sim.sequence import (
     layout_for,
 )
 
-ROOT = Path(__file__).resolve().parents[1]
-
 
 @pytest.fixture(scope="module")
 def videomem():
-    return layout_for(load_protocol(ROOT / "protocols" / "videomem.yaml").steps[0])
+    return layout_for(load_protocol(protocol_path("videomem")).steps[0])
 
 
 def assert_valid(layout: StepLayout, item: np.ndarray, lag: np.ndarray) -> None:
@@ -70,7 +67,7 @@ def test_layout_for_videomem(videomem):
 
 
 def test_layout_for_step_without_repeats():
-    step2 = load_protocol(ROOT / "protocols" / "videomem.yaml").steps[1]
+    step2 = load_protocol(protocol_path("videomem")).steps[1]
     layout = layout_for(step2)
     np.testing.assert_array_equal(layout.group_count, [40, 80])
     assert not layout.repeats.any()
@@ -162,7 +159,7 @@ def any_layouts(draw):
     return StepLayout(L, counts, lo, hi)
 
 
-FAST = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+FAST = settings(max_examples=60)
 
 
 @FAST

@@ -4,17 +4,17 @@ and trial tables that obey their protocol."""
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import numba
 import numpy as np
 import pandas as pd
 import pytest
-from hypothesis import HealthCheck, given, reject, settings
+from hypothesis import given, reject, settings
 from hypothesis import strategies as st
 
 from memsim.design.protocol import load_protocol, protocol_from_mapping
 from memsim.errors import UserError
+from memsim.resources import params_path, protocol_path, shipped_dir
 from memsim.sim.campaign import AnnotationIndex, draw_demand, plan_campaign, select_least_annotated
 from memsim.sim.forgetting import LAWS
 from memsim.sim.kernel import Constants, StepInput, simulate_step, simulate_step_reference
@@ -22,9 +22,8 @@ from memsim.sim.params import load_params, params_from_mapping
 from memsim.sim.population import draw_participants, draw_videos
 from memsim.sim.simulate import TRIAL_COLUMNS, simulate, write_simulation
 
-ROOT = Path(__file__).resolve().parent.parent
-VIDEOMEM = ROOT / "protocols" / "videomem.yaml"
-PARAMS = ROOT / "calibration" / "videomem.yaml"
+VIDEOMEM = protocol_path("videomem")
+PARAMS = params_path("videomem")
 
 
 @pytest.fixture(scope="module")
@@ -598,7 +597,9 @@ def test_more_participants_keep_the_first_ones(params):
     np.testing.assert_array_equal(a.careless, b.careless[:50])
 
 
-@pytest.mark.parametrize("path", sorted((ROOT / "protocols").glob("*.yaml")), ids=lambda p: p.stem)
+@pytest.mark.parametrize(
+    "path", sorted((shipped_dir("protocols")).glob("*.yaml")), ids=lambda p: p.stem
+)
 def test_every_shipped_protocol_simulates(path, params):
     proto = load_protocol(path)
     target = 300  # stimuli, whatever the protocol's size
@@ -686,7 +687,7 @@ def protocols(draw):
         reject()
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=25)
 @given(proto=protocols(), seed=st.integers(0, 2**31))
 def test_random_protocols_give_valid_tables(proto, seed, params):
     tr = simulate(proto, params, seed=seed).trials

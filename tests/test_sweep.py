@@ -23,6 +23,7 @@ import pytest
 
 from memsim.cli import main
 from memsim.errors import UserError
+from memsim.resources import protocol_path
 from memsim.study.sweep import (
     cell_seeds,
     load_study,
@@ -31,9 +32,8 @@ from memsim.study.sweep import (
     run_sweep,
 )
 
-REPO = Path(__file__).resolve().parent.parent
 TESTS = Path(__file__).resolve().parent
-VIDEOMEM = REPO / "protocols" / "videomem.yaml"
+VIDEOMEM = protocol_path("videomem")
 
 
 # --------------------------------------------------------------------------- cell functions

@@ -14,9 +14,9 @@ from tables import SMALL, make_protocol, make_trials
 from memsim.cli import main
 from memsim.design.trials import COLUMNS, read_trials, validate_trials
 from memsim.errors import UserError
+from memsim.resources import protocol_path
 
-ROOT = Path(__file__).resolve().parent.parent
-PROTOCOL = ROOT / "protocols" / "videomem.yaml"
+PROTOCOL = protocol_path("videomem")
 
 
 @pytest.fixture(scope="module")
