@@ -18,8 +18,9 @@ from pathlib import Path
 import numpy as np
 
 from memsim.design.protocol import load_protocol
-from memsim.fit.calibrate import free_for, get_path, set_path, simulate_summary
+from memsim.fit.calibrate import free_for, simulate_summary
 from memsim.fit.compare import lookup
+from memsim.paths import get_path, set_path
 from memsim.sim.params import load_params, params_from_mapping
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -81,7 +82,7 @@ def main() -> None:
         d = copy.deepcopy(params.dump())
         v = get_path(d, f.path)
         h = step_for(f.path, v)
-        set_path(d, f.path, v + h)
+        set_path(d, f.path, v + h, create=True)
         delta = stats(params_from_mapping(d)) - base
         rows.append((f.path, v, h, delta))
     head = "| parameter (value, step) | " + " | ".join(t for t, _ in STATS) + " |"

@@ -855,6 +855,23 @@ class Protocol(_Frozen):
         """A plain mapping that :func:`protocol_from_mapping` turns back into an equal object."""
         return self.model_dump(mode="json")
 
+    def updated(self, changes: dict[str, Any]) -> Protocol:
+        """A copy with settings changed by dotted path (:mod:`memsim.paths`), validated as a
+        protocol file is: ``p.updated({"steps.0.items.0.repeat_lag": [20, 40]})``."""
+        return protocol_from_mapping(_apply(self.dump(), changes), f"{self.name} (updated)")
+
+
+def _apply(mapping: dict, changes: dict[str, Any]) -> dict:
+    """``mapping`` with each dotted path set; an unknown path is a one-line UserError."""
+    from memsim.paths import set_path
+
+    for path, value in changes.items():
+        try:
+            set_path(mapping, path, value)
+        except KeyError as exc:
+            raise UserError(f"{path}: {exc.args[0]}") from None
+    return mapping
+
 
 def truth_column(score_column: str) -> str:
     """The latent-truth column of a score column: ``short-term_memorability`` ->

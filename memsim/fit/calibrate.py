@@ -37,6 +37,7 @@ import numpy as np
 import pandas as pd
 
 from memsim.errors import UserError
+from memsim.paths import get_path, set_path
 from memsim.sim.params import Params, params_from_mapping
 
 __all__ = [
@@ -44,8 +45,6 @@ __all__ = [
     "Moment",
     "VIDEOMEM_FREE",
     "free_for",
-    "set_path",
-    "get_path",
     "to_unconstrained",
     "from_unconstrained",
     "moments_for",
@@ -157,21 +156,6 @@ def free_for(params: Params, fixed: tuple[str, ...] = ()) -> tuple[Free, ...]:
 
 
 # --------------------------------------------------------------------------- parameter vectors
-def get_path(mapping: dict, path: str) -> float:
-    node = mapping
-    for k in path.split("."):
-        node = node[k]
-    return float(node)
-
-
-def set_path(mapping: dict, path: str, value: float) -> None:
-    keys = path.split(".")
-    node = mapping
-    for k in keys[:-1]:
-        node = node.setdefault(k, {})
-    node[keys[-1]] = float(value)
-
-
 def _unit(f: Free, v: float) -> float:
     lo, hi, v = (math.log(f.lo), math.log(f.hi), math.log(v)) if f.log else (f.lo, f.hi, v)
     return (v - lo) / (hi - lo)
@@ -203,7 +187,7 @@ def from_unconstrained(free: tuple[Free, ...], x: np.ndarray) -> np.ndarray:
 def with_values(params: Params, free: tuple[Free, ...], values: np.ndarray, **meta) -> Params:
     d = params.dump()
     for f, v in zip(free, values):
-        set_path(d, f.path, float(v))
+        set_path(d, f.path, float(v), create=True)
     d.update(meta)
     return params_from_mapping(d, "<calibration candidate>")
 
@@ -213,7 +197,7 @@ def values_of(params: Params, free: tuple[Free, ...]) -> np.ndarray:
     out = []
     for f in free:
         try:
-            out.append(get_path(d, f.path))
+            out.append(float(get_path(d, f.path)))
         except KeyError:
             out.append(math.sqrt(f.lo * f.hi) if f.log else 0.5 * (f.lo + f.hi))
     return np.array(out)

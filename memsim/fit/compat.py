@@ -448,7 +448,7 @@ def simulator_check(params, *, scale: float = 0.5, seed: int = 0) -> pd.DataFram
             "participants.false_alarm.sd": 2 * params.participants.false_alarm.sd
         },
     }
-    from memsim.fit.calibrate import set_path
+    from memsim.paths import set_path
     from memsim.sim.params import params_from_mapping
 
     paper = paper_numbers()
@@ -456,7 +456,7 @@ def simulator_check(params, *, scale: float = 0.5, seed: int = 0) -> pd.DataFram
     for name, change in variants.items():
         d = params.dump()
         for path, v in change.items():
-            set_path(d, path, v)
+            set_path(d, path, float(v), create=True)
         p = params_from_mapping(d, name)
         sim = simulate(protocol, p, seed=seed, scale=scale)
         res = score(sim.trials, sim.protocol, validate=False)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -160,7 +160,15 @@ class Params(_Frozen):
     participants: Participants
 
     def dump(self) -> dict:
+        """A plain mapping that :func:`params_from_mapping` turns back into an equal object."""
         return self.model_dump(mode="json")
+
+    def updated(self, changes: dict[str, Any]) -> Params:
+        """A copy with parameters changed by dotted path, validated as a parameter file is:
+        ``params.updated({"participants.careless_share": 0.1})``."""
+        from memsim.design.protocol import _apply
+
+        return params_from_mapping(_apply(self.dump(), changes), f"{self.name} (updated)")
 
 
 def params_from_mapping(data: dict, path: str | os.PathLike[str] = "<params>") -> Params:

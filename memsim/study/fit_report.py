@@ -17,9 +17,10 @@ import numpy as np
 import pandas as pd
 
 from memsim.data import released_scores
-from memsim.fit.calibrate import free_for, get_path, moments_for, simulate_summary
+from memsim.fit.calibrate import free_for, moments_for, simulate_summary
 from memsim.fit.compare import compare, figure_references, format_value, lookup
 from memsim.io import atomic_path, write_text_atomic
+from memsim.paths import get_path
 from memsim.resources import repository_root
 from memsim.sim.params import Params
 from memsim.viz.plots import fig_consistency, fig_lag, fig_real_vs_sim
@@ -256,7 +257,7 @@ def fit_report(
     lines += ["", "## Parameters", "", "| parameter | value |", "| --- | ---: |"]
     d = params.dump()
     for f in free_for(params):
-        lines.append(f"| `{f.path}` | {get_path(d, f.path):.4g} |")
+        lines.append(f"| `{f.path}` | {float(get_path(d, f.path)):.4g} |")
     if figures:
         lines += ["", "## Figures", ""]
         captions = {

@@ -57,7 +57,9 @@ from memsim.io import (
     read_text,
     write_text_atomic,
 )
+from memsim.paths import locate
 from memsim.progress import ProgressCallback, report
+from memsim.resources import is_protocol_name, protocol_path
 
 __all__ = [
     "Study",
@@ -153,7 +155,10 @@ class Study(_Frozen):
 
     name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
     description: str = ""
-    protocol: str = Field(description="base protocol file, relative to the study file")
+    protocol: str = Field(
+        description="base protocol: a file, relative to the study file, or a shipped protocol's "
+        "name (videomem, memento10k, isola2011, lamem)"
+    )
     params: str | None = Field(
         default=None,
         description="population parameter file (default: the protocol's calibrated one)",
@@ -305,29 +310,6 @@ def _nominal_participants(protocol: dict) -> int:
     return int(stop["count"] if stop["kind"] == "participants" else stop["max_participants"])
 
 
-def _walk(root: dict, path: str) -> tuple[Any, Any]:
-    """The container holding ``path``'s last part and that part's key (a str or an index)."""
-    parts = path.split(".")
-    node: Any = root
-    for depth, part in enumerate(parts):
-        here = ".".join(parts[:depth])
-        if isinstance(node, dict):
-            if part not in node:
-                known = ", ".join(node) or "none"
-                raise KeyError(f"{here} has no field {part!r} (fields: {known})")
-            key: Any = part
-        elif isinstance(node, list):
-            if not part.isdigit() or int(part) >= len(node):
-                raise KeyError(f"{here} is a list of {len(node)}; {part!r} is not an index in it")
-            key = int(part)
-        else:
-            raise KeyError(f"{here} is {_canonical(node)}, which has no fields")
-        if depth == len(parts) - 1:
-            return node, key
-        node = node[key]
-    raise KeyError(f"{path} names no field")  # pragma: no cover  (pattern needs two parts)
-
-
 def _arrow_type(values: tuple[Any, ...]) -> str:
     """The results column type of an axis: its scalar type, else canonical JSON text."""
     if all(isinstance(v, bool) for v in values):
@@ -379,6 +361,8 @@ def resolve_study(study: Study, study_path: str | os.PathLike[str]) -> Plan:
     study_path = Path(study_path)
     base_dir = study_path.parent
     proto_path = base_dir / study.protocol
+    if is_protocol_name(study.protocol) and not proto_path.exists():
+        proto_path = protocol_path(study.protocol)  # a shipped protocol by name
     if not proto_path.is_file():
         raise UserError(f"protocol: no such file {proto_path}", path=study_path)
     base_proto = load_protocol(proto_path)
@@ -391,7 +375,7 @@ def resolve_study(study: Study, study_path: str | os.PathLike[str]) -> Plan:
         if base["params"] is None and path.startswith("params."):
             raise UserError(f"set {path}: no population parameters to change", path=study_path)
         try:
-            node, key = _walk(base, path)
+            node, key = locate(base, path)
         except KeyError as exc:
             raise UserError(
                 f"set {path}: unknown field path: {exc.args[0]}", path=study_path
@@ -431,7 +415,7 @@ def resolve_study(study: Study, study_path: str | os.PathLike[str]) -> Plan:
                     f"vary {axis.path}: no population parameters to vary", path=study_path
                 )
             try:
-                node, key = _walk(tree, axis.path)
+                node, key = locate(tree, axis.path)
             except KeyError as exc:
                 raise UserError(
                     f"vary {axis.path}: unknown field path: {exc.args[0]}", path=study_path
