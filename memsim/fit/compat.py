@@ -38,10 +38,20 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+from scipy.stats import binom
 
+from memsim.analysis.consistency import annotation_consistency, human_consistency, spearman_brown
 from memsim.analysis.distributions import sample_sd
-from memsim.design.scores import count_column
+from memsim.analysis.scoring import ScoreResult, Tests, score, video_sums
+from memsim.data import data_dir
+from memsim.design.protocol import load_protocol, protocol_from_mapping
+from memsim.design.scores import count_column, read_scores
+from memsim.errors import UserError
+from memsim.fit.compare import default_targets_path, load_targets
+from memsim.paths import set_path
 from memsim.resources import protocol_path
+from memsim.sim.params import default_params_path, load_params, params_from_mapping
+from memsim.sim.simulate import simulate
 
 __all__ = [
     "implied_variance",
@@ -65,7 +75,6 @@ COLUMNS = ("short-term_memorability", "long-term_memorability")
 def paper_numbers() -> dict:
     """The paper's consistencies per score column, from VideoMem's targets file: ``human``,
     ``annotation`` and ``at`` (the annotations per video the latter was measured at)."""
-    from memsim.fit.compare import default_targets_path, load_targets
 
     targets = load_targets(default_targets_path("videomem"))
     out = {}
@@ -127,7 +136,6 @@ def npmle(
     consistency is 0.349, 0.349, 0.350 and 0.350 after 300, 1,000, 5,000 and 20,000 steps).
     Returns ``(grid, weights)``; the weights sum to 1.
     """
-    from scipy.stats import binom
 
     k, n = np.asarray(k, np.int64), np.asarray(n, np.int64)
     ok = n > 0
@@ -161,7 +169,6 @@ def released_hits(s: np.ndarray, n: np.ndarray, *, corrected: bool) -> np.ndarra
 
 def _protocol_without_correction():
     """VideoMem with no lag correction: the synthetic annotations have no lags."""
-    from memsim.design.protocol import load_protocol, protocol_from_mapping
 
     d = load_protocol(protocol_path("videomem")).dump()
     for step in d["steps"]:
@@ -182,7 +189,6 @@ def synthetic_result(
     ``p_true`` may be float64[V] (one probability per video) or float64[total] (one per
     annotation, in video order: video 0's ``counts[0]`` annotations first).
     """
-    from memsim.analysis.scoring import ScoreResult, Tests
 
     protocol = protocol or _protocol_without_correction()
     V = len(counts)
@@ -229,7 +235,6 @@ def synthetic_result(
 
 def consistency_of(result, step: int, at: int, seed: int, n_splits: int = 25) -> dict:
     """Human consistency (participant split-halves) and annotation consistency at ``at``."""
-    from memsim.analysis.consistency import annotation_consistency, human_consistency
 
     hc = human_consistency(result, step, n_splits=n_splits, seed=seed)["mean"]
     curve = annotation_consistency(
@@ -353,7 +358,6 @@ def readings_table(table: pd.DataFrame) -> pd.DataFrame:
     ``2 r / (1 + r)`` is the reliability of the whole set of annotations predicted from a
     split-half ``r``; a paper that reports it under the split-half's name would print these.
     """
-    from memsim.analysis.consistency import spearman_brown
 
     rows = []
     for r in table.itertuples():
@@ -434,9 +438,6 @@ def simulator_check(params, *, scale: float = 0.5, seed: int = 0) -> pd.DataFram
     annotations independent given the video, so the NPMLE construction agrees with it: none
     can lift consistency above what a score distribution allows.
     """
-    from memsim.analysis.consistency import human_consistency
-    from memsim.analysis.scoring import score, video_sums
-    from memsim.sim.simulate import simulate
 
     protocol = load_videomem()
     variants = {
@@ -448,8 +449,6 @@ def simulator_check(params, *, scale: float = 0.5, seed: int = 0) -> pd.DataFram
             "participants.false_alarm.sd": 2 * params.participants.false_alarm.sd
         },
     }
-    from memsim.paths import set_path
-    from memsim.sim.params import params_from_mapping
 
     paper = paper_numbers()
     rows = []
@@ -540,7 +539,6 @@ def released_correction(real: pd.DataFrame, col: str = "short-term_memorability"
 
 
 def load_videomem():
-    from memsim.design.protocol import load_protocol
 
     return load_protocol(protocol_path("videomem"))
 
@@ -604,9 +602,6 @@ def compat(*, data=None, repeats: int = 5, seed: int = 0, mechanisms: bool = Fal
     ``data``: the real-data folder (default ``$MEMSIM_DATA``, else ``../shared/data``).
     ``mechanisms``: also simulate the shipped set's mechanisms (a few minutes).
     """
-    from memsim.data import data_dir
-    from memsim.design.scores import read_scores
-    from memsim.errors import UserError
 
     if repeats < 2:
         raise UserError(f"--repeats must be at least 2 (an SD needs two), got {repeats}")
@@ -652,8 +647,6 @@ def compat(*, data=None, repeats: int = 5, seed: int = 0, mechanisms: bool = Fal
     )
     sim, sim_name = None, ""
     if mechanisms:
-        from memsim.sim.params import default_params_path, load_params
-
         params = load_params(default_params_path(load_videomem()))
         sim, sim_name = simulator_check(params, seed=seed), params.name
     return CompatResult(
