@@ -39,29 +39,11 @@ from typing import TYPE_CHECKING
 
 __version__ = "0.1.0"
 
+from memsim import api as _api  # cheap: each of its calls loads its stage when called
+
 # public name -> the module that defines it (imported on first access)
 _LAZY = {
-    **dict.fromkeys(
-        [
-            "load_protocol",
-            "load_params",
-            "params_for",
-            "load_targets",
-            "load_trials",
-            "shipped_protocols",
-            "simulate",
-            "score",
-            "analyse",
-            "compare",
-            "run",
-            "calibrate",
-            "recover",
-            "compat",
-            "sweep",
-            "report",
-        ],
-        "memsim.api",
-    ),
+    **dict.fromkeys(_api.__all__, "memsim.api"),
     "UserError": "memsim.errors",
     "Progress": "memsim.progress",
     "Protocol": "memsim.design.protocol",

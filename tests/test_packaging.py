@@ -39,6 +39,7 @@ def test_import_memsim_loads_no_stage():
 
 
 def test_public_names_resolve():
+    assert set(memsim.__all__) == {"__version__", *memsim._LAZY}  # the listing is the loader's
     for name in memsim.__all__:
         assert getattr(memsim, name) is not None, name
     with pytest.raises(AttributeError):
