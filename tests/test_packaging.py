@@ -92,3 +92,30 @@ def test_wheel_runs_the_main_job_outside_the_checkout(tmp_path):
     assert py_run.returncode == 0, py_run.stderr
     ok, counted = map(int, py_run.stdout.split(")")[0].strip("(").split(","))
     assert counted > 0 and ok <= counted
+
+
+def test_no_import_cycles():
+    """No module imports itself through others (import-linter's layers keep the stages apart;
+    this keeps the modules inside a stage apart too)."""
+    grimp = pytest.importorskip("grimp")
+    graph = grimp.build_graph("memsim")
+    edges = {
+        m: {d for d in graph.find_modules_directly_imported_by(m) if d.startswith("memsim")}
+        for m in graph.modules
+    }
+    state: dict[str, int] = {}  # 1: on the current path, 2: done
+
+    def visit(m: str, path: list[str]) -> list[str] | None:
+        state[m] = 1
+        for d in sorted(edges.get(m, ())):
+            if state.get(d) == 1:
+                return [*path, m, d]
+            if d not in state and (cycle := visit(d, [*path, m])):
+                return cycle
+        state[m] = 2
+        return None
+
+    for m in sorted(edges):
+        if m not in state:
+            cycle = visit(m, [])
+            assert cycle is None, " -> ".join(cycle)
