@@ -4,6 +4,7 @@ and each output shown under a block is what a fresh run prints (docs/blocks.py).
 from __future__ import annotations
 
 import importlib.util
+import subprocess
 import sys
 
 import pytest
@@ -47,3 +48,12 @@ def test_blocks_parser_pairs_code_with_its_output(tmp_path):
     assert len(problems) == 1 and "+2" in problems[0]
     blocks.check(page, update=True)
     assert blocks.check(page) == [] and "```output\n2\n```" in page.read_text()
+
+
+def test_api_reference_is_current():
+    """docs/api.md is generated from the docstrings (docs/api_reference.py)."""
+    r = subprocess.run(
+        [sys.executable, str(ROOT / "docs" / "api_reference.py"), "--check"],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr

@@ -757,7 +757,11 @@ class Campaign(_Frozen):
 
 # --------------------------------------------------------------------------- protocol
 class Protocol(_Frozen):
-    """A whole memorability study: stimuli, steps, selection policy and campaign."""
+    """A whole memorability study: stimuli, steps, selection policy and campaign.
+
+    Frozen and validated at load time (:func:`load_protocol`, ``memsim.load_protocol``);
+    :meth:`dump` gives the plain mapping back, :meth:`updated` a changed copy. Every field:
+    docs/protocols.md."""
 
     name: str = Field(min_length=1, max_length=100)
     description: str = Field(default="", max_length=1000)

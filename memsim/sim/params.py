@@ -150,7 +150,11 @@ class Participants(_Frozen):
 
 
 class Params(_Frozen):
-    """A whole population parameter set."""
+    """A whole population parameter set: who plays and how stimuli are remembered.
+
+    Frozen and validated at load time (:func:`load_params`, ``memsim.load_params``);
+    :meth:`dump` gives the plain mapping back, :meth:`updated` a changed copy. Every field and
+    what it does to the statistics: docs/model.md."""
 
     name: str
     calibrated: bool = False
