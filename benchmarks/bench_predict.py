@@ -7,8 +7,8 @@ Times, in one process on the same features:
 - the plain reference: feature pipeline + ridge (GCV penalty) on all labels;
 - ``memsim predict train``'s work: the same + the network fold ensemble;
 
-and prints both, their ratio, and whether training stays within the 3-minute
-goal of issue 7. The sentence embedding (when installed) is computed once
+and prints both, their ratio, and whether training stays within the goal of 3 minutes
+for all labels. The sentence embedding (when installed) is computed once
 before timing (it is cached on disk after the first run of any command), and
 its cold cost is printed separately.
 """

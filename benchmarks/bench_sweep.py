@@ -1,7 +1,7 @@
 """Sweep throughput on full-scale VideoMem campaigns: runs per minute with 1 and 2 workers.
 
 Runs the same small study (``--runs`` replicates of the unmodified VideoMem
-protocol, each a full campaign: 10,000 videos, ~10,450 participants, simulated,
+protocol, each a full campaign: 10,000 videos, 10,150 participants, simulated,
 scored and summarised) through :func:`memsim.study.sweep.run_sweep` twice, into fresh
 folders: once with one worker (in process), once with two worker processes.
 Timings include the worker start-up, as a real sweep pays it. One worker runs in

@@ -7,8 +7,8 @@
 # DATA: the real-data folder (its videomem/ is read) and a file DATA/videos.txt of video names
 # for `predict apply` (one per line); OUT: where log.txt, pred_cuda.csv and cv_cuda/ go. Run from
 # the repository root with a python3 that has torch (CUDA), numpy, pandas, scipy, pyyaml, rich;
-# memsim itself is used from the checkout (PYTHONPATH), not installed. Session 5 ran it on the
-# device machine with the VideoMem files copied into an ignored folder of the checkout.
+# memsim itself is used from the checkout (PYTHONPATH), not installed. The run in docs/predictors.md
+# (2026-11-26, commit e4acfb8) had the VideoMem files copied into an ignored folder of the checkout.
 set -o pipefail
 D=${1:?usage: gpu_predict_check.sh DATA OUT}
 OUT=${2:?usage: gpu_predict_check.sh DATA OUT}
