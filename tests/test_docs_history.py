@@ -48,7 +48,7 @@ HISTORY = [
 ]
 _PATTERNS = [(what, re.compile(p, re.IGNORECASE)) for what, p in HISTORY]
 
-AREAS = ["docs", "calibration", "protocols", "experiments", "memsim", "benchmarks"]
+AREAS = ["README.md", "docs", "calibration", "protocols", "experiments", "memsim", "benchmarks"]
 SUFFIXES = {".md", ".yaml", ".yml", ".py", ".sh", ".txt"}
 
 
@@ -74,19 +74,7 @@ def _files(root: Path, area: str) -> list[Path]:
     )
 
 
-@pytest.mark.parametrize(
-    "area",
-    [
-        *AREAS,
-        pytest.param(
-            "README.md",
-            marks=pytest.mark.xfail(
-                strict=False,
-                reason="README.md is its owner's to rewrite; three lines still name sessions",
-            ),
-        ),
-    ],
-)
+@pytest.mark.parametrize("area", AREAS)
 def test_no_development_history(area):
     root = repository_root()
     if root is None:
