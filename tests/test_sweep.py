@@ -1,9 +1,12 @@
 """Sweep engine: grid resolution, validation before running, determinism across workers,
 resume after kill -9, a real Dask scale-out, and the report.
 
-Most tests use :func:`toy_cell`, a cheap deterministic cell function defined here
-(importable as ``test_sweep:toy_cell`` by spawned workers, the CLI subprocess and
-Dask workers alike), so the engine is tested without the cost of simulating.
+Most tests use :func:`toy_cell`, a cheap deterministic cell function defined here and
+registered as the cell ``toy_cell``: in this process by :func:`register_cell`, and in the
+CLI subprocesses through a ``memsim.cells`` entry point of a throw-away distribution
+(:func:`plugin_path`), as a third-party package would; spawned workers and Dask workers
+receive it by reference (``test_sweep.toy_cell``). So the engine is tested without the cost
+of simulating.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from memsim.study.sweep import (
     cell_seeds,
     load_study,
     minutes_per_participant,
+    register_cell,
     resolve_study,
     run_sweep,
 )
@@ -60,6 +64,25 @@ def exploding_cell(spec: dict) -> dict:  # pragma: no cover  (must never be call
     raise AssertionError("a cell ran although the study is invalid")
 
 
+TEST_CELLS = {"toy_cell": toy_cell, "exploding_cell": exploding_cell}
+for _name, _fn in TEST_CELLS.items():
+    register_cell(_name, _fn)
+
+
+def plugin_path(root: Path) -> Path:
+    """A folder holding a distribution whose ``memsim.cells`` entry points name the test cells.
+
+    On a process's path (PYTHONPATH), ``importlib.metadata`` finds it as an installed
+    package would be found: the documented way for a package to register cells.
+    """
+    dist = root / "memsim_test_cells-0.0.dist-info"
+    dist.mkdir(parents=True, exist_ok=True)
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: memsim-test-cells\nVersion: 0.0\n")
+    lines = [f"{name} = test_sweep:{name}" for name in [*TEST_CELLS, "failing_cell"]]
+    (dist / "entry_points.txt").write_text("[memsim.cells]\n" + "\n".join(lines) + "\n")
+    return root
+
+
 def _study(
     tmp: Path,
     name: str = "toy",
@@ -88,7 +111,7 @@ vary:{vary}
 replicates: {replicates}
 statistics: [consistency_st, annotations_st]
 seed: 11
-cell: test_sweep:{cell}
+cell: {cell}
 {extra}"""
     path = tmp / f"{name}.yaml"
     path.write_text(text)
@@ -96,8 +119,12 @@ cell: test_sweep:{cell}
 
 
 def _env(**extra) -> dict:
+    import tempfile
+
     env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join([str(TESTS), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+    plugins = plugin_path(Path(tempfile.gettempdir()) / f"memsim-test-cells-{os.getpid()}")
+    paths = [str(TESTS), str(plugins), env.get("PYTHONPATH", "")]
+    env["PYTHONPATH"] = os.pathsep.join(paths).rstrip(os.pathsep)
     env.update({k: str(v) for k, v in extra.items()})
     return env
 
@@ -612,6 +639,9 @@ def failing_cell(spec: dict) -> dict:
     if spec["coords"].get("budget") == 2000 and spec["coords"].get("lag") == "[20,60]":
         raise UserError("this cell cannot run")
     return toy_cell(spec)
+
+
+register_cell("failing_cell", failing_cell)
 
 
 def test_a_cell_that_fails_at_run_time_is_named_and_the_rest_kept(tmp_path, capsys):
