@@ -73,9 +73,30 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-# argparse destinations that name something a command writes; every other path-like
-# argument is something it reads
+# argparse destinations that name something a command writes (every other path-like argument
+# is something it reads), and what each command writes there: a file or a folder
 OUTPUT_ARGS = ("out", "json", "participants")
+OUTPUT_KINDS = {
+    "simulate": {"out": "dir"},
+    "run": {"out": "dir"},
+    "score": {"out": "file", "participants": "file"},
+    "analyse": {"out": "dir"},
+    "scores": {"json": "file"},
+    "calibrate": {"out": "file"},
+    "fit-report": {"out": "file"},
+    "recover": {"out": "dir"},
+    "compat": {"out": "file"},
+    "sweep": {"out": "dir"},
+    "predict cv": {"out": "dir"},
+    "predict train": {"out": "file"},
+    "predict apply": {"out": "file"},
+}
+
+
+def command_name(args: argparse.Namespace) -> str:
+    """``run``, ``predict cv``: the (sub)command ``args`` were parsed for."""
+    sub = getattr(args, "predict_command", None)
+    return f"{args.command} {sub}" if sub else args.command
 
 
 def _check_paths(args: argparse.Namespace) -> None:
@@ -86,13 +107,14 @@ def _check_paths(args: argparse.Namespace) -> None:
     """
     from memsim.io import check_input, check_output
 
+    kinds = OUTPUT_KINDS.get(command_name(args), {})
     for dest, value in vars(args).items():
         values = value if isinstance(value, list) else [value]
         for v in values:
             if not isinstance(v, (str, Path)) or not str(v) or "\0" in str(v):
                 continue
             if dest in OUTPUT_ARGS:
-                check_output(v)
+                check_output(v, kinds.get(dest))
                 continue
             try:
                 special = not (Path(v).is_file() or Path(v).is_dir()) and Path(v).exists()

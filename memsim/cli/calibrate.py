@@ -43,7 +43,8 @@ def register(sub) -> None:
         "--budget",
         type=types.positive_int,
         default=400,
-        help="most new candidate simulations (default 400)",
+        help="most candidates of the fit, those a --resume replays from the log included "
+        "(default 400)",
     )
     p.add_argument("--workers", type=types.positive_int, default=2, help="processes (default 2)")
     p.add_argument(

@@ -485,6 +485,51 @@ def residuals(summaries: list[dict], moments: list[Moment]) -> np.ndarray:
 
 
 # --------------------------------------------------------------------------- the evaluation log
+def read_log(path: Path, n_free: int | None = None) -> list[dict]:
+    """An evaluation log's rows, checked: a header, then candidates (a torn last line dropped).
+
+    Anything else (a binary file, another program's JSON, a damaged line before the last)
+    is a one-line UserError: ``not a memsim evaluation log (...)``.
+    """
+    from memsim.io import read_text
+
+    def bad(why: str) -> UserError:
+        return UserError(f"not a memsim evaluation log ({why})", path=path)
+
+    try:
+        lines = read_text(path, "evaluation log").splitlines()
+    except UserError as exc:
+        raise bad(str(exc).removeprefix(f"{path}: ")) from None
+    rows = []
+    for i, ln in enumerate(lines):
+        try:
+            row = json.loads(ln)
+        except ValueError:  # JSONDecodeError, or an integer of thousands of digits
+            row = None
+        ok = isinstance(row, dict) and (
+            ("header" in row and isinstance(row["header"], dict))
+            if i == 0
+            else (
+                isinstance(row.get("x"), list)
+                and (n_free is None or len(row["x"]) == n_free)
+                and all(isinstance(v, (int, float)) for v in row["x"])
+                and isinstance(row.get("residuals"), list)
+                and isinstance(row.get("distance"), (int, float))
+            )
+        )
+        if ok:
+            rows.append(row)
+        elif i == len(lines) - 1 and i > 0:
+            continue  # a torn last line: the process was killed while writing it
+        elif i == 0:
+            raise bad("its first line is not a memsim header")
+        else:
+            raise bad(f"line {i + 1} is not an evaluated candidate")
+    if not rows:
+        raise bad("it is empty")
+    return rows
+
+
 def check_log(path: Path, resume: bool, force: bool) -> bool:
     """Refuse to replace an evaluation log without ``resume`` or ``force``; True if it exists.
 
@@ -501,6 +546,8 @@ def check_log(path: Path, resume: bool, force: bool) -> bool:
             "--force starts over (replacing the log)",
             path=path,
         )
+    if existed and resume:
+        read_log(path)  # a file that is not such a log is refused before any work
     return existed
 
 
@@ -521,7 +568,7 @@ class EvalLog:
         self._forget = forget_output
         existed = check_log(self.path, resume, force)
         if resume and existed:
-            rows = self._read(len(header["free"]) if "free" in header else None)
+            rows = read_log(self.path, len(header["free"]) if "free" in header else None)
             if rows[0].get("header") != header:
                 raise UserError(
                     "--resume: the log was written with other settings "
@@ -539,46 +586,6 @@ class EvalLog:
             if not existed:
                 record_output(self.path)  # only a header: removed if the command fails
         self.replayed = 0
-
-    def _read(self, n_free: int | None) -> list[dict]:
-        """The log's rows, checked: a header, then candidates (a torn last line dropped)."""
-        from memsim.io import read_text
-
-        def bad(why: str) -> UserError:
-            return UserError(f"not a memsim evaluation log ({why})", path=self.path)
-
-        try:
-            lines = read_text(self.path, "evaluation log").splitlines()
-        except UserError as exc:
-            raise bad(str(exc).removeprefix(f"{self.path}: ")) from None
-        rows = []
-        for i, ln in enumerate(lines):
-            try:
-                row = json.loads(ln)
-            except ValueError:  # JSONDecodeError, or an integer of thousands of digits
-                row = None
-            ok = isinstance(row, dict) and (
-                ("header" in row and isinstance(row["header"], dict))
-                if i == 0
-                else (
-                    isinstance(row.get("x"), list)
-                    and (n_free is None or len(row["x"]) == n_free)
-                    and all(isinstance(v, (int, float)) for v in row["x"])
-                    and isinstance(row.get("residuals"), list)
-                    and isinstance(row.get("distance"), (int, float))
-                )
-            )
-            if ok:
-                rows.append(row)
-            elif i == len(lines) - 1 and i > 0:
-                continue  # a torn last line: the process was killed while writing it
-            elif i == 0:
-                raise bad("its first line is not a memsim header")
-            else:
-                raise bad(f"line {i + 1} is not an evaluated candidate")
-        if not rows:
-            raise bad("it is empty")
-        return rows
 
     @staticmethod
     def key(x) -> tuple:
@@ -655,6 +662,8 @@ class Evaluator:
     best: dict | None = None
     local_best: dict | None = None
     n_new: int = 0
+    n_charged: int = 0
+    charged: set = field(default_factory=set, repr=False)
     replay_only: bool = False
     pool: ProcessPoolExecutor | None = field(default=None, repr=False)
 
@@ -696,11 +705,20 @@ class Evaluator:
             self.pool.shutdown(cancel_futures=True)
 
     def many(self, xs: list[np.ndarray]) -> list[np.ndarray]:
-        """Residual vectors for several candidates; new ones simulated in parallel."""
+        """Residual vectors for several candidates; new ones simulated in parallel.
+
+        The budget counts every candidate the first time this fit asks for it, whether it is
+        simulated now or replayed from the log of an interrupted run: a resumed fit stops
+        where the uninterrupted one would have, with the same result.
+        """
         rows: list[dict | None] = [self.log.get(x) for x in xs]
         todo = [i for i, r in enumerate(rows) if r is None]
-        if todo and (self.replay_only or self.n_new + len(todo) > self.budget):
+        keys = [self.log.key(x) for x in xs]
+        fresh = [i for i, k in enumerate(keys) if k not in self.charged]
+        if todo and self.replay_only or fresh and self.n_charged + len(fresh) > self.budget:
             raise _Budget()
+        self.n_charged += len(fresh)
+        self.charged.update(keys[i] for i in fresh)
         if todo:
             t0 = time.perf_counter()
             keys = [tuple(float(v) for v in xs[i]) for i in todo]
@@ -768,7 +786,9 @@ def calibrate(
     ----------
     scale : the protocol is shrunk by this factor for the search (annotations per video kept).
     seeds : common random numbers: every candidate is simulated with these seeds.
-    budget : the most *new* simulations of candidates (cached ones are free).
+    budget : the most candidates of the fit, those replayed from the log of an interrupted run
+        included (repeats within the fit are free); a resumed fit ends where the uninterrupted
+        one would have.
     replay_only : with ``resume``, walk the logged path and stop at the first candidate the
         log does not hold, simulating none: the result the logged run had reached (the
         search stage of ``--polish --resume``, whose polish started from that result).
@@ -902,11 +922,11 @@ def calibrate(
                 * np.random.default_rng(np.random.SeedSequence([k, 2718])).standard_normal(len(x0))
                 for k in range(1, starts)
             ]
-        left = budget - ev.n_new
+        left = budget - ev.n_charged
         share = left // (starts + 1) if starts > 1 else left
         try:
             for k, xk in enumerate(xs0):
-                ev.budget = min(budget, ev.n_new + share) if starts > 1 else budget
+                ev.budget = min(budget, ev.n_charged + share) if starts > 1 else budget
                 try:
                     stopped = local(xk)
                 except _Budget:

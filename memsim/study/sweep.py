@@ -60,14 +60,17 @@ from pydantic import (
     AfterValidator,
     BaseModel,
     ConfigDict,
+    Discriminator,
     Field,
+    Strict,
+    Tag,
     ValidationError,
     model_validator,
 )
 
 from memsim import limits
 from memsim.analysis.consistency import flatten_statistics
-from memsim.design.protocol import Name
+from memsim.design.protocol import Name, integer, number
 from memsim.errors import UserError
 from memsim.io import (
     atomic_path,
@@ -208,11 +211,23 @@ class Figure(_Frozen):
     title: str | None = None
 
 
+# an entry of `vary` is a zip group when it has `zip`, else an axis: errors then name the
+# entry's own fields instead of both union branches'
+VaryEntry = Annotated[
+    Annotated[Axis, Tag("axis")] | Annotated[ZipGroup, Tag("zip")],
+    Discriminator(
+        lambda v: (
+            "zip" if (isinstance(v, dict) and "zip" in v) or isinstance(v, ZipGroup) else "axis"
+        )
+    ),
+]
+
+
 class Analysis(_Frozen):
     """How many random splits the default cell's analysis averages (the paper: 25 human splits)."""
 
-    n_splits: Annotated[int, Field(ge=1, le=1000)] = 25
-    repeats: Annotated[int, Field(ge=1, le=100)] = 3
+    n_splits: integer(ge=1, le=1000) = 25
+    repeats: integer(ge=1, le=100) = 3
 
 
 class Study(_Frozen):
@@ -232,14 +247,14 @@ class Study(_Frozen):
         default_factory=dict,
         description="fixed changes to the base, {dotted path: value}, applied before any axis",
     )
-    vary: tuple[Axis | ZipGroup, ...] = ()
-    replicates: Annotated[int, Field(ge=1, le=100_000)] = 1
+    vary: tuple[VaryEntry, ...] = ()
+    replicates: integer(ge=1, le=100_000) = 1
     statistics: tuple[str, ...] = Field(min_length=1)
-    seed: Annotated[int, Field(ge=0, lt=2**63)]
-    scale: Annotated[float, Field(gt=0, le=1)] = Field(
+    seed: integer(ge=0, lt=2**63)
+    scale: number(gt=0, le=1) = Field(
         default=1.0, description="simulate this share of the protocol's stimuli and participants"
     )
-    common_random_numbers: bool = Field(
+    common_random_numbers: Annotated[bool, Strict()] = Field(
         default=False,
         description=(
             "replicate r of every cell uses the same seed (sharper differences between cells)"
@@ -310,7 +325,24 @@ def load_study(path: str | os.PathLike[str]) -> Study:
     try:
         return Study.model_validate(data)
     except ValidationError as exc:
-        raise format_pydantic_error(exc, path) from None
+        raise format_pydantic_error(_Untagged(exc), path) from None
+
+
+class _Untagged:
+    """A ValidationError whose locations leave out the tags of ``vary``'s union (an error in
+    ``vary.0.axis.values`` is shown as ``vary.0.values``)."""
+
+    def __init__(self, exc: ValidationError) -> None:
+        self.exc = exc
+
+    def errors(self) -> list[dict]:
+        out = []
+        for e in self.exc.errors():
+            loc = tuple(e.get("loc", ()))
+            if len(loc) > 2 and loc[0] == "vary" and loc[2] in ("axis", "zip"):
+                loc = loc[:2] + loc[3:]
+            out.append({**e, "loc": loc})
+        return out
 
 
 # --------------------------------------------------------------------------- cells
@@ -925,7 +957,7 @@ class _Dask:
                 f"--scheduler {address}: memsim talks to a scheduler over tcp:// or tls://, "
                 f"not {scheme}://"
             )
-        tls = {k: v for k, v in (tls or {}).items() if v is not None}
+        tls = {k: str(v) for k, v in (tls or {}).items() if v is not None}
         if tls and scheme != "tls":
             raise UserError(f"--scheduler {address}: the TLS options need a tls:// address")
         try:
