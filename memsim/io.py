@@ -79,6 +79,12 @@ class Outputs:
             if not self._is_kept(path):
                 self.created.append(path)
 
+    def discard(self, path: Path) -> None:
+        """Stop tracking ``path`` (it is gone, or renamed away)."""
+        path = Path(path)
+        with self._lock:
+            self.created = [p for p in self.created if p != path]
+
     def forget(self, path: Path) -> None:
         """Keep ``path`` and everything under it, now and later, whatever happens."""
         path = Path(path)
@@ -91,7 +97,10 @@ class Outputs:
         gone = []
         with self._lock:
             paths, self.created = self.created[::-1], []
+            kept = list(self.kept)
         for p in paths:
+            if any(p in k.parents for k in kept):
+                continue  # a folder this command made around resumable state: keep it
             try:
                 if p.is_symlink() or p.is_file():
                     p.unlink()
@@ -123,6 +132,11 @@ def record_output(path: str | os.PathLike[str]) -> None:
     """Note that the running command created ``path`` (no-op outside :func:`track_outputs`)."""
     if _OUTPUTS is not None:
         _OUTPUTS.add(Path(path))
+
+
+def _discard_output(path: Path) -> None:
+    if _OUTPUTS is not None:
+        _OUTPUTS.discard(path)
 
 
 def forget_output(path: str | os.PathLike[str]) -> None:
@@ -287,7 +301,11 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     fd = os.open(tmp_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
     os.close(fd)
     try:
-        yield tmp_path
+        try:
+            yield tmp_path
+        except OSError as exc:  # a full disk, a size limit: name the file (pyarrow does not)
+            reason = exc.strerror or " ".join(str(exc).split()) or type(exc).__name__
+            raise UserError(f"cannot write: {reason}", path=path) from None
         if check_output(path, "file") and not existed:
             existed = True  # someone else created it meanwhile: still ours to replace
         os.replace(tmp_path, path)
@@ -331,6 +349,12 @@ class _Staged(contextlib.AbstractContextManager):
         return True
 
     def __enter__(self) -> Path:
+        here = Path.cwd().resolve()
+        target = self.out.resolve()
+        if target == here or target in here.parents:
+            raise UserError(
+                "is the current folder or holds it; give a folder inside it", path=self.out
+            )
         self._check()
         make_dirs(self.out.parent)
         remove_stale(self.out.parent, self.out.name)
@@ -344,13 +368,15 @@ class _Staged(contextlib.AbstractContextManager):
         assert tmp is not None
         if exc_type is not None:
             shutil.rmtree(tmp, ignore_errors=True)
-            forget_output(tmp)
+            _discard_output(tmp)
+            if isinstance(exc, UserError) and str(tmp) in str(exc):  # name the real path
+                raise UserError(str(exc).replace(str(tmp), str(self.out))) from None
             return None
         try:
             existed = self._check()
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
-            forget_output(tmp)
+            _discard_output(tmp)
             raise
         old = None
         if existed:
@@ -359,7 +385,7 @@ class _Staged(contextlib.AbstractContextManager):
             old = self.out.parent / _temp_name(self.out.name, "old")
             os.rename(self.out, old)
         os.rename(tmp, self.out)
-        forget_output(tmp)
+        _discard_output(tmp)
         if old is not None:
             shutil.rmtree(old, ignore_errors=True)
         else:

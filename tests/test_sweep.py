@@ -538,6 +538,67 @@ def test_dask_cluster_of_separate_processes_matches_local_run(reference, tmp_pat
                 p.wait()
 
 
+def test_dask_over_tls_uses_dasks_security_settings(tmp_path, capsys):
+    """A TLS scheduler (a self-signed certificate): memsim reaches it with --tls-ca-file,
+    --tls-cert and --tls-key (Dask's Security), and refuses it in one line without them or
+    over plain tcp://."""
+    pytest.importorskip("distributed")
+    import shutil
+
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        pytest.skip("no openssl to make a certificate")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        [openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key)]
+        + ["-out", str(cert), "-days", "1", "-subj", "/CN=localhost"],
+        check=True,
+        capture_output=True,
+    )
+    dask = str(Path(sys.executable).with_name("dask"))
+    exe = [dask] if os.path.exists(dask) else [sys.executable, "-m", "dask"]
+    port = _free_port()
+    tls = ["--tls-ca-file", str(cert), "--tls-cert", str(cert), "--tls-key", str(key)]
+    proc = subprocess.Popen(
+        [*exe, "scheduler", "--host", "127.0.0.1", "--port", str(port), "--no-dashboard"]
+        + ["--protocol", "tls", *tls],
+        env=_env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            with socket.socket() as s:
+                if s.connect_ex(("127.0.0.1", port)) == 0:
+                    break
+            time.sleep(0.2)
+        from memsim.study.sweep import _Dask
+
+        address = f"tls://127.0.0.1:{port}"
+        files = {"tls_ca_file": cert, "tls_client_cert": cert, "tls_client_key": key}
+        executor = _Dask(address, "tls-test", timeout=20, tls=files)
+        assert executor.client.scheduler_info()["address"] == address
+        executor.close()
+        study = _study(tmp_path, replicates=1)
+        out = tmp_path / "o"
+        argv = ["sweep", str(study), "--out", str(out), "--quiet", "--scheduler"]
+        assert main([*argv, address]) == 2
+        assert "no TLS certificates" in capsys.readouterr().err
+        plain = f"tcp://127.0.0.1:{port}"
+        assert main([*argv, plain, "--connect-timeout", "1"]) == 2
+        assert "no Dask handshake within 1 s" in capsys.readouterr().err
+        assert not out.exists()
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
 # --------------------------------------------------------------------------- report
 def test_report_tables_match_results_and_figures_are_written(reference, tmp_path, capsys):
     from memsim.study.report import frontier, summarise_results

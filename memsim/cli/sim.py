@@ -88,8 +88,8 @@ def _cmd_simulate(args) -> int:
     from memsim.study.run import run_folder
 
     protocol, params, why = _load(args)
-    print(why)
     with run_folder(args.out) as tmp:  # appears whole, replacing an earlier run whole
+        print(why)
         with progress_display(not args.quiet) as show:
             sim = simulate(protocol, params, seed=args.seed, scale=args.scale, progress=show)
         paths = [args.out / p.name for p in write_simulation(sim, tmp)]

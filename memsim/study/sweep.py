@@ -41,6 +41,7 @@ fails on its first cell leaves nothing.
 from __future__ import annotations
 
 import copy
+import difflib
 import hashlib
 import importlib
 import importlib.metadata
@@ -136,8 +137,14 @@ def _non_finite(value: Any) -> bool:
 def _yaml_file(value: str, what: str) -> str:
     """A file a study names: a YAML file (``.yaml`` / ``.yml``), relative to the study file."""
     if not value.endswith((".yaml", ".yml")) or "\0" in value:
-        raise ValueError(f"{what} must name a YAML file (.yaml or .yml), got {value[:60]!r}")
+        subject = "" if what == "must" else f"{what} "
+        raise ValueError(f"{subject}must name a YAML file (.yaml or .yml), got {value[:60]!r}")
     return value
+
+
+def _protocol_ref(value: str) -> str:
+    """A study's base protocol: a shipped protocol's name, or a YAML file."""
+    return value if is_protocol_name(value) else _yaml_file(value, "must")
 
 
 def _cell_name(value: str) -> str:
@@ -235,11 +242,11 @@ class Study(_Frozen):
 
     name: Name
     description: str = Field(default="", max_length=10_000)
-    protocol: str = Field(
-        description="base protocol: a file, relative to the study file, or a shipped protocol's "
-        "name (videomem, memento10k, isola2011, lamem)"
+    protocol: Annotated[str, AfterValidator(_protocol_ref)] = Field(
+        description="base protocol: a YAML file, relative to the study file, or a shipped "
+        "protocol's name (videomem, memento10k, isola2011, lamem)"
     )
-    params: str | None = Field(
+    params: Annotated[str, AfterValidator(lambda v: _yaml_file(v, "must"))] | None = Field(
         default=None,
         description="population parameter file (default: the protocol's calibrated one)",
     )
@@ -277,10 +284,6 @@ class Study(_Frozen):
 
     @model_validator(mode="after")
     def _check(self) -> Study:
-        if not is_protocol_name(self.protocol):  # a shipped protocol by name, else a file
-            _yaml_file(self.protocol, "protocol")
-        if self.params is not None:
-            _yaml_file(self.params, "params")
         if _non_finite(self.set):
             raise ValueError("set: a value is NaN or infinite")
         cols = [a.column for a in self.axes]
@@ -1004,8 +1007,25 @@ class _Dask:
                 fn, spec, key=f"memsim-{self.tag}-{key[0]}-{key[1]}", pure=False
             )
             futures[fut.key] = (fut, key)
+        name = f"{getattr(fn, '__module__', '?')}.{getattr(fn, '__qualname__', '?')}"
+
+        def result(fut):
+            try:
+                return fut.result()
+            except (RuntimeError, ImportError) as exc:
+                # the scheduler or a worker cannot unpickle the cell function: their
+                # environment lacks memsim or the cell's package, not a bug of the cell
+                text = " ".join(str(exc).split())
+                if isinstance(exc, ImportError) or "deserializ" in text:
+                    raise UserError(
+                        f"the Dask cluster cannot load the cell function {name} "
+                        f"({text[:160]}); install memsim, and the package of the cell, where "
+                        "the scheduler and the workers run"
+                    ) from None
+                raise
+
         for fut in as_completed([f for f, _ in futures.values()], loop=self.client.loop):
-            yield futures[fut.key][1], _call(fut.result, futures[fut.key][1])
+            yield futures[fut.key][1], _call(lambda fut=fut: result(fut), futures[fut.key][1])
 
     def close(self, wait: bool = True) -> None:
         self.client.close()
@@ -1068,9 +1088,11 @@ def _row(plan: Plan, cell: int, replicate: int, result: Any, study_path) -> dict
     if missing and plan.study.get("missing") == "nan":
         result = {**result, **{s: math.nan for s in missing}}
     elif missing:
-        have = ", ".join(sorted(result)) or "none"
+        close = difflib.get_close_matches(missing[0], list(result), n=3, cutoff=0.5)
+        have = f"closest: {', '.join(close)}; " if close else ""
         raise UserError(
-            f"statistics: the cell function gives no {missing[0]!r} (it gives: {have})",
+            f"statistics: the cell function gives no {missing[0]!r} ({have}it gives "
+            f"{len(result)} statistics: memsim sweep STUDY --list-statistics)",
             path=study_path,
         )
     nominal = max(1, round(_nominal_participants(c["protocol"]) * float(plan.study["scale"])))
