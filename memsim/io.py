@@ -314,7 +314,13 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
-    remove_stale(path.parent, path.name)
+    folder = path.parent.resolve()
+    if folder not in _CLEANED:  # once per folder and process: a sweep writes thousands here
+        _CLEANED.add(folder)
+        remove_stale(folder)
+
+
+_CLEANED: set[Path] = set()  # folders whose stale temporary files this process removed
 
 
 def staged_dir(

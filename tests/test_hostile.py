@@ -1226,3 +1226,13 @@ def test_resumable_state_is_kept_when_a_later_cell_fails(work, capsys):
     code, _, err = run(["sweep", study, "--out", out, "--quiet"], capsys)
     assert code == 2 and len(err.strip().splitlines()) == 1 and "3 finished runs are kept" in err
     assert len(list((out / "shards").glob("*.parquet"))) == 3
+
+
+def test_a_report_folder_that_is_a_link_is_refused(work, capsys):
+    """`memsim report DIR` writes DIR/report/: a link there would send it elsewhere."""
+    study = _study()(work)
+    assert run(["sweep", study, "--out", "o", "--quiet"], capsys)[0] == 0
+    (work / "elsewhere").mkdir()
+    (work / "o" / "report").symlink_to(work / "elsewhere")
+    assert_refused(["report", "o"], work, capsys, "symbolic link")
+    assert not any((work / "elsewhere").iterdir())

@@ -599,6 +599,46 @@ def test_dask_over_tls_uses_dasks_security_settings(tmp_path, capsys):
             proc.wait()
 
 
+@pytest.mark.parametrize("legacy", ["memsim.study.sweep:run_cell", "memsim.sweep:run_cell"])
+@pytest.mark.parametrize("named", [False, True], ids=["default-cell", "cell-named"])
+def test_a_sweep_folder_from_before_the_cell_registry_resumes(
+    legacy, named, tmp_path, monkeypatch, capsys
+):
+    """Before cells were chosen by name, plans stored the default cell as an import path and
+    fingerprinted it so (sha256 of the canonical study, columns, cells and seeds). Such a
+    folder resumes under the study file it was made from, with or without its `cell:` line."""
+    import hashlib
+    import json
+
+    from memsim.study import sweep
+
+    monkeypatch.setitem(sweep.CELLS, "campaign", toy_cell)  # the default cell, answering at once
+    study = _study(tmp_path, "legacy", replicates=1)
+    text = study.read_text().replace("cell: toy_cell\n", f"cell: {legacy}\n" if named else "")
+    study.write_text(text)
+    out = tmp_path / "out"
+    assert run_sweep(study, out).ran == 6
+    ref = (out / "results.parquet").read_bytes()
+    # the folder as the code before the registry wrote it
+    plan = json.loads((out / "plan.json").read_text())
+    plan["study"]["cell"] = legacy
+    body = {k: plan[k] for k in ("study", "columns", "cells", "seeds")}
+    body["study"] = {k: v for k, v in plan["study"].items() if k != "description"}
+    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    plan["fingerprint"] = hashlib.sha256(canonical.encode()).hexdigest()
+    (out / "plan.json").write_text(json.dumps(plan, indent=1, sort_keys=True) + "\n")
+    for shard in sorted((out / "shards").glob("*.parquet"))[-2:]:
+        shard.unlink()
+    (out / "results.parquet").unlink()
+    summary = run_sweep(study, out)
+    assert (summary.ran, summary.skipped) == (2, 4)
+    assert (out / "results.parquet").read_bytes() == ref
+    other = tmp_path / "other.yaml"
+    other.write_text(text.replace("seed: 11", "seed: 12"))
+    with pytest.raises(UserError, match="holds a sweep of a different study"):
+        run_sweep(other, out)
+
+
 # --------------------------------------------------------------------------- report
 def test_report_tables_match_results_and_figures_are_written(reference, tmp_path, capsys):
     from memsim.study.report import frontier, summarise_results

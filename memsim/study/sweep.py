@@ -219,7 +219,7 @@ class Figure(_Frozen):
 
 
 # an entry of `vary` is a zip group when it has `zip`, else an axis: errors then name the
-# entry's own fields instead of both union branches'
+# entry's own fields instead of both union branches
 VaryEntry = Annotated[
     Annotated[Axis, Tag("axis")] | Annotated[ZipGroup, Tag("zip")],
     Discriminator(
