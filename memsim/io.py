@@ -1,8 +1,22 @@
 """File helpers shared by every stage: atomic writes, strict JSON, forgiving-but-strict reads.
 
-Everything memsim writes goes to a temporary name in the target folder and is
-renamed into place, so an interrupted or failed command never leaves a
-half-written file behind.
+Writing. Everything memsim writes goes to a temporary name beside its target
+(``.NAME.<pid>-<token>.tmp``) and is renamed into place, so an interrupted or failed
+command never leaves a half-written file behind; a folder that must appear whole (a run)
+is built as a temporary sibling and renamed into place (:func:`staged_dir`). Temporary
+names carry the writer's process id: a later write removes those whose process is gone
+(a ``kill -9`` leaves them). Files honour the umask. A target that exists and is a
+symbolic link, a device, a FIFO or a socket is refused: memsim replaces only regular
+files and folders.
+
+While a command runs under :func:`track_outputs` (the CLI does), every file and folder
+that memsim creates is recorded, and :meth:`Outputs.remove` takes them away again when the
+command fails: nothing is left half-written.
+
+Reading. :func:`read_text` reads only regular files (a FIFO or ``/dev/zero`` is refused
+before it is opened) and :func:`load_yaml` enforces the YAML limits of
+:mod:`memsim.limits`: file size, nesting depth, nodes after alias expansion, 64-bit
+integers, and no key given twice.
 """
 
 from __future__ import annotations
@@ -12,29 +26,377 @@ import difflib
 import json
 import math
 import os
-import tempfile
-from collections.abc import Iterator
+import re
+import secrets
+import shutil
+import stat
+import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import yaml
 
+from memsim import limits
 from memsim.errors import UserError
+
+__all__ = [
+    "Outputs",
+    "track_outputs",
+    "record_output",
+    "forget_output",
+    "check_output",
+    "check_input",
+    "make_dirs",
+    "atomic_path",
+    "staged_dir",
+    "remove_stale",
+    "is_temp_name",
+    "write_text_atomic",
+    "read_text",
+    "load_yaml",
+    "load_yaml_mapping",
+    "format_pydantic_error",
+    "jsonable",
+    "dumps_json",
+]
+
+
+# --------------------------------------------------------------------------- what a command made
+class Outputs:
+    """The files and folders one command created, in order (see :func:`track_outputs`)."""
+
+    def __init__(self) -> None:
+        self.created: list[Path] = []
+        self.kept: list[Path] = []
+        self._lock = threading.Lock()  # run_study writes Parquet on a second thread
+
+    def _is_kept(self, path: Path) -> bool:
+        return any(k == path or k in path.parents for k in self.kept)
+
+    def add(self, path: Path) -> None:
+        path = Path(path)
+        with self._lock:
+            if not self._is_kept(path):
+                self.created.append(path)
+
+    def discard(self, path: Path) -> None:
+        """Stop tracking ``path`` (it is gone, or renamed away)."""
+        path = Path(path)
+        with self._lock:
+            self.created = [p for p in self.created if p != path]
+
+    def forget(self, path: Path) -> None:
+        """Keep ``path`` and everything under it, now and later, whatever happens."""
+        path = Path(path)
+        with self._lock:
+            self.kept.append(path)
+            self.created = [p for p in self.created if not self._is_kept(p)]
+
+    def remove(self) -> list[Path]:
+        """Remove everything recorded, newest first; the paths removed."""
+        gone = []
+        with self._lock:
+            paths, self.created = self.created[::-1], []
+            kept = list(self.kept)
+        for p in paths:
+            if any(p in k.parents for k in kept):
+                continue  # a folder this command made around resumable state: keep it
+            try:
+                if p.is_symlink() or p.is_file():
+                    p.unlink()
+                elif p.is_dir():
+                    shutil.rmtree(p)
+                else:
+                    continue
+            except OSError:
+                continue  # best effort: the command is failing already
+            gone.append(p)
+        return gone
+
+
+_OUTPUTS: Outputs | None = None
+
+
+@contextlib.contextmanager
+def track_outputs() -> Iterator[Outputs]:
+    """Record every file and folder memsim creates inside the block (process-wide)."""
+    global _OUTPUTS
+    previous, _OUTPUTS = _OUTPUTS, Outputs()
+    try:
+        yield _OUTPUTS
+    finally:
+        _OUTPUTS = previous
+
+
+def record_output(path: str | os.PathLike[str]) -> None:
+    """Note that the running command created ``path`` (no-op outside :func:`track_outputs`)."""
+    if _OUTPUTS is not None:
+        _OUTPUTS.add(Path(path))
+
+
+def _discard_output(path: Path) -> None:
+    if _OUTPUTS is not None:
+        _OUTPUTS.discard(path)
+
+
+def forget_output(path: str | os.PathLike[str]) -> None:
+    """Keep ``path`` even if the command fails (resumable state: a sweep, a calibration log)."""
+    if _OUTPUTS is not None:
+        _OUTPUTS.forget(Path(path))
+
+
+# --------------------------------------------------------------------------- paths
+_KINDS = (
+    (stat.S_ISFIFO, "a FIFO"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+    (stat.S_ISSOCK, "a socket"),
+)
+
+
+def _special(mode: int) -> str | None:
+    for test, name in _KINDS:
+        if test(mode):
+            return name
+    return None
+
+
+def check_output(path: str | os.PathLike[str], kind: str | None = None) -> bool:
+    """Refuse an output path memsim must not replace; True when it exists.
+
+    ``kind``: ``"file"`` or ``"dir"`` (what will be written there), or None (either).
+    A symbolic link, a device, a FIFO or a socket is refused whatever ``kind``.
+    """
+    p = Path(path)
+    try:
+        st = os.lstat(p)
+    except FileNotFoundError:
+        return False
+    except NotADirectoryError:
+        raise UserError("a parent of this path is a file, not a folder", path=p) from None
+    except OSError as exc:
+        raise UserError(f"cannot inspect: {exc.strerror}", path=p) from None
+    if stat.S_ISLNK(st.st_mode):
+        raise UserError(
+            "is a symbolic link; memsim writes only to regular files and folders "
+            "(give the path it points to, or another path)",
+            path=p,
+        )
+    special = _special(st.st_mode)
+    if special:
+        raise UserError(f"is {special}; memsim writes only regular files and folders", path=p)
+    if kind == "file" and stat.S_ISDIR(st.st_mode):
+        raise UserError("is a folder, expected a file", path=p)
+    if kind == "dir" and not stat.S_ISDIR(st.st_mode):
+        raise UserError("is a file, expected a folder", path=p)
+    return True
+
+
+def check_input(path: str | os.PathLike[str], what: str = "file") -> os.stat_result:
+    """Stat an input file without opening it: it must exist and be a regular file.
+
+    A FIFO or a device would block or never end when read: refused here, before ``open``.
+    """
+    p = Path(path)
+    try:
+        st = p.stat()
+    except (FileNotFoundError, NotADirectoryError):
+        raise UserError(f"no such {what}", path=p) from None
+    except OSError as exc:
+        raise UserError(f"cannot read {what}: {exc.strerror}", path=p) from None
+    if stat.S_ISDIR(st.st_mode):
+        raise UserError(f"is a directory, expected a {what}", path=p)
+    special = _special(st.st_mode)
+    if special:
+        raise UserError(f"is {special}, expected a {what} (a regular file)", path=p)
+    return st
+
+
+def make_dirs(path: str | os.PathLike[str]) -> Path:
+    """``mkdir -p``, recording the topmost folder it creates (see :func:`track_outputs`)."""
+    p = Path(path)
+    missing = []
+    q = p
+    while not q.exists() and not q.is_symlink() and q != q.parent:
+        missing.append(q)
+        q = q.parent
+    if q.exists() and not q.is_dir():
+        raise UserError("is a file, so nothing can be created under it", path=q)
+    p.mkdir(parents=True, exist_ok=True)
+    if missing:
+        record_output(missing[-1])
+    return p
+
+
+_TOKEN = re.compile(r"^\.(?P<name>.+)\.(?P<pid>\d+)-[0-9a-f]{8}\.(?P<ext>tmp|new|old)$")
+_LEGACY_TMP = re.compile(r"^\.(?P<name>.+)\.[A-Za-z0-9_]{8}\.tmp$")  # tempfile.mkstemp's names
+
+
+def is_temp_name(name: str) -> bool:
+    """True for the name of one of memsim's temporary files or folders (this or an earlier
+    version)."""
+    return bool(_TOKEN.match(name) or _LEGACY_TMP.match(name))
+
+
+def _temp_name(name: str, ext: str) -> str:
+    # keep the whole name within NAME_MAX (255 bytes) whatever the target's length
+    return f".{name[:200]}.{os.getpid()}-{secrets.token_hex(4)}.{ext}"
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError, OSError):
+        return True  # another user's process, or cannot tell: keep its files
+    return True
+
+
+def remove_stale(folder: str | os.PathLike[str], name: str | None = None) -> list[Path]:
+    """Remove the temporary files and folders that killed writers left in ``folder``.
+
+    Only memsim's own temporary names (``.NAME.<pid>-<token>.tmp|new|old``) whose process
+    is gone, and the ``.NAME.XXXXXXXX.tmp`` names of earlier versions; ``name``: only
+    those of that target.
+    """
+    folder = Path(folder)
+    gone: list[Path] = []
+    try:
+        entries = list(folder.iterdir())
+    except OSError:
+        return gone
+    for p in entries:
+        m = _TOKEN.match(p.name)
+        stale = m is not None and not _alive(int(m["pid"]))
+        if m is None:
+            m = _LEGACY_TMP.match(p.name)
+            stale = m is not None
+        if not stale or (name is not None and m["name"][:200] != name[:200]):
+            continue
+        try:
+            if p.is_dir() and not p.is_symlink():
+                shutil.rmtree(p)
+            else:
+                p.unlink()
+            gone.append(p)
+        except OSError:
+            pass
+    return gone
 
 
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; rename it onto ``path`` on success."""
+    """Yield a temporary path beside ``path``; rename it onto ``path`` on success.
+
+    The temporary file is created with mode 0666 less the umask, as ``open`` would, so the
+    renamed file has the permissions any other program would give it.
+    """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    existed = check_output(path, "file")
+    make_dirs(path.parent)
+    tmp_path = path.parent / _temp_name(path.name, "tmp")
+    fd = os.open(tmp_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
     os.close(fd)
-    tmp_path = Path(tmp)
     try:
-        yield tmp_path
+        try:
+            yield tmp_path
+        except OSError as exc:  # a full disk, a size limit: name the file (pyarrow does not)
+            reason = exc.strerror or " ".join(str(exc).split()) or type(exc).__name__
+            raise UserError(f"cannot write: {reason}", path=path) from None
+        if check_output(path, "file") and not existed:
+            existed = True  # someone else created it meanwhile: still ours to replace
         os.replace(tmp_path, path)
+        if not existed:
+            record_output(path)
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
+    folder = path.parent.resolve()
+    if folder not in _CLEANED:  # once per folder and process: a sweep writes thousands here
+        _CLEANED.add(folder)
+        remove_stale(folder)
+
+
+_CLEANED: set[Path] = set()  # folders whose stale temporary files this process removed
+
+
+def staged_dir(
+    out: str | os.PathLike[str], replaceable: Callable[[Path], str | None] | None = None
+) -> contextlib.AbstractContextManager[Path]:
+    """A folder that appears whole or not at all.
+
+    Yields an empty temporary sibling of ``out`` (``.NAME.<pid>-<token>.new``); when the
+    block succeeds it is renamed to ``out``, replacing an earlier folder there whole. A
+    failure (or a kill) never touches ``out``. ``replaceable(out)`` says why an existing
+    ``out`` must not be replaced (None: it may), checked before the block and again
+    before the swap; without it only an empty folder is replaced.
+    """
+    return _Staged(Path(out), replaceable or _only_empty)
+
+
+def _only_empty(out: Path) -> str | None:
+    return None if not any(out.iterdir()) else "is a folder that is not empty"
+
+
+class _Staged(contextlib.AbstractContextManager):
+    def __init__(self, out: Path, replaceable: Callable[[Path], str | None]) -> None:
+        self.out, self.replaceable = out, replaceable
+        self.tmp: Path | None = None
+
+    def _check(self) -> bool:
+        if not check_output(self.out, "dir"):
+            return False
+        why = self.replaceable(self.out)
+        if why:
+            raise UserError(f"{why}; use another output folder or remove it", path=self.out)
+        return True
+
+    def __enter__(self) -> Path:
+        here = Path.cwd().resolve()
+        target = self.out.resolve()
+        if target == here or target in here.parents:
+            raise UserError(
+                "is the current folder or holds it; give a folder inside it", path=self.out
+            )
+        self._check()
+        make_dirs(self.out.parent)
+        remove_stale(self.out.parent, self.out.name)
+        self.tmp = self.out.parent / _temp_name(self.out.name, "new")
+        os.mkdir(self.tmp, 0o777)
+        record_output(self.tmp)
+        return self.tmp
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        tmp = self.tmp
+        assert tmp is not None
+        if exc_type is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
+            _discard_output(tmp)
+            if isinstance(exc, UserError) and str(tmp) in str(exc):  # name the real path
+                raise UserError(str(exc).replace(str(tmp), str(self.out))) from None
+            return None
+        try:
+            existed = self._check()
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            _discard_output(tmp)
+            raise
+        old = None
+        if existed:
+            # a rename cannot replace a folder that holds files: move the old one aside first;
+            # a kill between the two renames leaves no `out` (and two hidden, stale siblings)
+            old = self.out.parent / _temp_name(self.out.name, "old")
+            os.rename(self.out, old)
+        os.rename(tmp, self.out)
+        _discard_output(tmp)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            record_output(self.out)
+        return None
 
 
 def write_text_atomic(path: str | os.PathLike[str], text: str) -> None:
@@ -42,35 +404,184 @@ def write_text_atomic(path: str | os.PathLike[str], text: str) -> None:
         tmp.write_text(text, encoding="utf-8")
 
 
-def read_text(path: str | os.PathLike[str], what: str = "file") -> str:
-    """Read a UTF-8 text file (BOM allowed), turning OS errors into one-line UserErrors."""
+# --------------------------------------------------------------------------- reading
+def read_text(
+    path: str | os.PathLike[str], what: str = "file", max_bytes: int | None = None
+) -> str:
+    """Read a UTF-8 text file (BOM allowed), turning OS errors into one-line UserErrors.
+
+    Only a regular file is opened; ``max_bytes`` refuses a larger one before reading it.
+    """
     p = Path(path)
-    if not p.exists():
-        raise UserError(f"no such {what}", path=p)
-    if p.is_dir():
-        raise UserError(f"is a directory, expected a {what}", path=p)
+    st = check_input(p, what)
+    if max_bytes is not None and st.st_size > max_bytes:
+        raise UserError(
+            f"{what} of {st.st_size:,} bytes is larger than the limit of {max_bytes:,}", path=p
+        )
     try:
-        raw = p.read_bytes()
+        with open(p, "rb") as fh:
+            raw = fh.read() if max_bytes is None else fh.read(max_bytes + 1)
     except OSError as exc:
         raise UserError(f"cannot read {what}: {exc.strerror}", path=p) from None
+    if max_bytes is not None and len(raw) > max_bytes:  # grew while we looked
+        raise UserError(f"{what} is larger than the limit of {max_bytes:,} bytes", path=p)
     try:
         return raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         raise UserError(f"not UTF-8 text (byte {exc.start})", path=p) from None
 
 
-def load_yaml_mapping(path: str | os.PathLike[str], what: str = "YAML file") -> dict:
-    """Load a YAML file that must hold a mapping at its top level."""
-    text = read_text(path, what)
-    if not text.strip():
-        raise UserError(f"empty {what}", path=path)
+# libyaml's parser when PyYAML was built with it (ten times faster); the limits hold either way
+_SAFE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+class _LimitedLoader(_SAFE_LOADER):
+    """PyYAML's safe loader with 64-bit integers and no key given twice."""
+
+    def construct_yaml_int(self, node):  # type: ignore[override]
+        text = str(node.value).replace("_", "")
+        if len(text) > 80:  # far beyond 64 bits in any base; int() of it is slow or refused
+            raise yaml.constructor.ConstructorError(
+                None,
+                None,
+                f"an integer of {len(text):,} digits; integers must fit in 64 bits",
+                node.start_mark,
+            )
+        value = super().construct_yaml_int(node)
+        if not limits.INT_MIN <= value <= limits.INT_MAX:
+            raise yaml.constructor.ConstructorError(
+                None, None, "an integer larger than 64 bits", node.start_mark
+            )
+        return value
+
+    def construct_mapping(self, node, deep=False):  # type: ignore[override]
+        if isinstance(node, yaml.MappingNode):
+            seen = set()
+            for key_node, _ in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge":  # `<<: *a`: may be overridden
+                    continue
+                key = self.construct_object(key_node, deep=True)
+                try:
+                    dup = key in seen
+                except TypeError:  # an unhashable key: the normal constructor reports it
+                    break
+                if dup:
+                    raise _Duplicate(key_node.start_mark.line + 1, key)
+                seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
+_LimitedLoader.add_constructor("tag:yaml.org,2002:int", _LimitedLoader.construct_yaml_int)
+
+
+class _Duplicate(Exception):
+    def __init__(self, line: int, key) -> None:
+        super().__init__(f"line {line}: key '{key}' is given twice")
+
+
+def _check_events(text: str) -> None:
+    """Nesting depth and size, from the event stream (flat: no recursion, no construction)."""
+    depth = events = 0
+    for ev in yaml.parse(text, Loader=_SAFE_LOADER):
+        events += 1
+        if isinstance(ev, yaml.CollectionStartEvent):
+            depth += 1
+            if depth > limits.YAML_MAX_DEPTH:
+                raise UserError(
+                    f"nested more than {limits.YAML_MAX_DEPTH} levels deep "
+                    f"(line {ev.start_mark.line + 1})"
+                )
+        elif isinstance(ev, yaml.CollectionEndEvent):
+            depth -= 1
+        if events > limits.YAML_MAX_NODES:
+            raise UserError(f"more than {limits.YAML_MAX_NODES:,} YAML nodes")
+
+
+def _check_expansion(root) -> None:
+    """Nodes and depth once every alias is expanded (an alias is a second path to a node)."""
+    size: dict[int, int] = {}
+    height: dict[int, int] = {}
+    active: set[int] = set()
+    stack = [(root, False)]
+    while stack:  # post-order, iterative: alias chains can be far deeper than the stack
+        node, done = stack.pop()
+        key = id(node)
+        if done:
+            active.discard(key)
+            kids = _children(node)
+            size[key] = 1 + sum(size[id(k)] for k in kids)
+            height[key] = 1 + max((height[id(k)] for k in kids), default=0)
+            if size[key] > limits.YAML_MAX_NODES:
+                raise UserError(
+                    f"aliases expand to more than {limits.YAML_MAX_NODES:,} YAML nodes "
+                    f"(line {node.start_mark.line + 1})"
+                )
+            if height[key] > limits.YAML_MAX_DEPTH + 1:
+                raise UserError(
+                    f"aliases nest more than {limits.YAML_MAX_DEPTH} levels deep "
+                    f"(line {node.start_mark.line + 1})"
+                )
+            continue
+        if key in size:
+            continue
+        if key in active:
+            raise UserError(f"a recursive alias (line {node.start_mark.line + 1})")
+        active.add(key)
+        stack.append((node, True))
+        for k in _children(node):
+            if id(k) in active:
+                raise UserError(f"a recursive alias (line {k.start_mark.line + 1})")
+            if id(k) not in size:
+                stack.append((k, False))
+
+
+def _children(node) -> list:
+    if isinstance(node, yaml.SequenceNode):
+        return list(node.value)
+    if isinstance(node, yaml.MappingNode):
+        return [n for pair in node.value for n in pair]
+    return []
+
+
+def load_yaml(text: str, path: str | os.PathLike[str] | None = None):
+    """Parse YAML text within memsim's limits (:mod:`memsim.limits`); any problem is one line.
+
+    Limits: nesting depth, nodes after alias expansion (an alias bomb is refused before it
+    is expanded), recursive aliases, integers beyond 64 bits, a key given twice.
+    """
     try:
-        data = yaml.safe_load(text)
+        _check_events(text)
+        loader = _LimitedLoader(text)
+        try:
+            node = loader.get_single_node()
+            if node is None:
+                return None
+            _check_expansion(node)
+            return loader.construct_document(node)
+        finally:
+            loader.dispose()
+    except UserError as exc:
+        raise UserError(str(exc), path=path) from None
+    except _Duplicate as exc:
+        raise UserError(str(exc), path=path) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = getattr(exc, "problem", None) or "invalid YAML"
+        if "nesting depth" in problem:  # libyaml's own bound (1000) met before ours
+            line = f" (line {mark.line + 1})" if mark else ""
+            raise UserError(
+                f"nested more than {limits.YAML_MAX_DEPTH} levels deep{line}", path=path
+            ) from None
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         raise UserError(f"not valid YAML{where}: {problem}", path=path) from None
+
+
+def load_yaml_mapping(path: str | os.PathLike[str], what: str = "YAML file") -> dict:
+    """Load a YAML file that must hold a mapping at its top level (within the YAML limits)."""
+    text = read_text(path, what, max_bytes=limits.YAML_MAX_BYTES)
+    if not text.strip():
+        raise UserError(f"empty {what}", path=path)
+    data = load_yaml(text, path)
     if not isinstance(data, dict):
         raise UserError(f"top level must be a mapping, got {type(data).__name__}", path=path)
     return data

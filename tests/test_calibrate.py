@@ -173,11 +173,11 @@ def test_calibrate_command_runs_and_resumes(tmp_path, capsys):
     n1 = len(log.read_text().splitlines()) - 1
     assert n1 == 4
     capsys.readouterr()
-    assert main(args + ["--budget", "3", "--resume"]) == 0
+    assert main(args + ["--budget", "7", "--resume"]) == 0
     err = capsys.readouterr()
     rows = [json.loads(ln) for ln in log.read_text().splitlines()]
     # the 4 logged candidates were replayed, not simulated again; new ones were added up to the
-    # budget of 3 (fewer when the search stops first)
+    # budget of 7 candidates in all (fewer when the search stops first)
     import re
 
     found = re.search(r"(\d+) candidates \((\d+) simulated now\)", err.err + err.out)
@@ -187,7 +187,7 @@ def test_calibrate_command_runs_and_resumes(tmp_path, capsys):
     assert len(rows) - 1 == total
     assert len({tuple(r["x"]) for r in rows[1:]}) == total
     # resuming with other settings is refused, one line, exit 2
-    assert main(args[: -len(fix) - 1] + ["--budget", "3", "--resume"]) == 2
+    assert main(args[: -len(fix) - 1] + ["--budget", "7", "--resume"]) == 2
 
 
 def test_calibrate_polish_refines_at_full_scale(tmp_path, capsys):

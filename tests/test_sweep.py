@@ -1,9 +1,12 @@
 """Sweep engine: grid resolution, validation before running, determinism across workers,
 resume after kill -9, a real Dask scale-out, and the report.
 
-Most tests use :func:`toy_cell`, a cheap deterministic cell function defined here
-(importable as ``test_sweep:toy_cell`` by spawned workers, the CLI subprocess and
-Dask workers alike), so the engine is tested without the cost of simulating.
+Most tests use :func:`toy_cell`, a cheap deterministic cell function defined here and
+registered as the cell ``toy_cell``: in this process by :func:`register_cell`, and in the
+CLI subprocesses through a ``memsim.cells`` entry point of a throw-away distribution
+(:func:`plugin_path`), as a third-party package would; spawned workers and Dask workers
+receive it by reference (``test_sweep.toy_cell``). So the engine is tested without the cost
+of simulating.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from memsim.study.sweep import (
     cell_seeds,
     load_study,
     minutes_per_participant,
+    register_cell,
     resolve_study,
     run_sweep,
 )
@@ -60,6 +64,25 @@ def exploding_cell(spec: dict) -> dict:  # pragma: no cover  (must never be call
     raise AssertionError("a cell ran although the study is invalid")
 
 
+TEST_CELLS = {"toy_cell": toy_cell, "exploding_cell": exploding_cell}
+for _name, _fn in TEST_CELLS.items():
+    register_cell(_name, _fn)
+
+
+def plugin_path(root: Path) -> Path:
+    """A folder holding a distribution whose ``memsim.cells`` entry points name the test cells.
+
+    On a process's path (PYTHONPATH), ``importlib.metadata`` finds it as an installed
+    package would be found: the documented way for a package to register cells.
+    """
+    dist = root / "memsim_test_cells-0.0.dist-info"
+    dist.mkdir(parents=True, exist_ok=True)
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: memsim-test-cells\nVersion: 0.0\n")
+    lines = [f"{name} = test_sweep:{name}" for name in [*TEST_CELLS, "failing_cell"]]
+    (dist / "entry_points.txt").write_text("[memsim.cells]\n" + "\n".join(lines) + "\n")
+    return root
+
+
 def _study(
     tmp: Path,
     name: str = "toy",
@@ -88,7 +111,7 @@ vary:{vary}
 replicates: {replicates}
 statistics: [consistency_st, annotations_st]
 seed: 11
-cell: test_sweep:{cell}
+cell: {cell}
 {extra}"""
     path = tmp / f"{name}.yaml"
     path.write_text(text)
@@ -96,8 +119,12 @@ cell: test_sweep:{cell}
 
 
 def _env(**extra) -> dict:
+    import tempfile
+
     env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join([str(TESTS), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+    plugins = plugin_path(Path(tempfile.gettempdir()) / f"memsim-test-cells-{os.getpid()}")
+    paths = [str(TESTS), str(plugins), env.get("PYTHONPATH", "")]
+    env["PYTHONPATH"] = os.pathsep.join(paths).rstrip(os.pathsep)
     env.update({k: str(v) for k, v in extra.items()})
     return env
 
@@ -511,6 +538,107 @@ def test_dask_cluster_of_separate_processes_matches_local_run(reference, tmp_pat
                 p.wait()
 
 
+def test_dask_over_tls_uses_dasks_security_settings(tmp_path, capsys):
+    """A TLS scheduler (a self-signed certificate): memsim reaches it with --tls-ca-file,
+    --tls-cert and --tls-key (Dask's Security), and refuses it in one line without them or
+    over plain tcp://."""
+    pytest.importorskip("distributed")
+    import shutil
+
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        pytest.skip("no openssl to make a certificate")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        [openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key)]
+        + ["-out", str(cert), "-days", "1", "-subj", "/CN=localhost"],
+        check=True,
+        capture_output=True,
+    )
+    dask = str(Path(sys.executable).with_name("dask"))
+    exe = [dask] if os.path.exists(dask) else [sys.executable, "-m", "dask"]
+    port = _free_port()
+    tls = ["--tls-ca-file", str(cert), "--tls-cert", str(cert), "--tls-key", str(key)]
+    proc = subprocess.Popen(
+        [*exe, "scheduler", "--host", "127.0.0.1", "--port", str(port), "--no-dashboard"]
+        + ["--protocol", "tls", *tls],
+        env=_env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            with socket.socket() as s:
+                if s.connect_ex(("127.0.0.1", port)) == 0:
+                    break
+            time.sleep(0.2)
+        from memsim.study.sweep import _Dask
+
+        address = f"tls://127.0.0.1:{port}"
+        files = {"tls_ca_file": cert, "tls_client_cert": cert, "tls_client_key": key}
+        executor = _Dask(address, "tls-test", timeout=20, tls=files)
+        assert executor.client.scheduler_info()["address"] == address
+        executor.close()
+        study = _study(tmp_path, replicates=1)
+        out = tmp_path / "o"
+        argv = ["sweep", str(study), "--out", str(out), "--quiet", "--scheduler"]
+        assert main([*argv, address]) == 2
+        assert "no TLS certificates" in capsys.readouterr().err
+        plain = f"tcp://127.0.0.1:{port}"
+        assert main([*argv, plain, "--connect-timeout", "1"]) == 2
+        assert "no Dask handshake within 1 s" in capsys.readouterr().err
+        assert not out.exists()
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+@pytest.mark.parametrize("legacy", ["memsim.study.sweep:run_cell", "memsim.sweep:run_cell"])
+@pytest.mark.parametrize("named", [False, True], ids=["default-cell", "cell-named"])
+def test_a_sweep_folder_from_before_the_cell_registry_resumes(
+    legacy, named, tmp_path, monkeypatch, capsys
+):
+    """Before cells were chosen by name, plans stored the default cell as an import path and
+    fingerprinted it so (sha256 of the canonical study, columns, cells and seeds). Such a
+    folder resumes under the study file it was made from, with or without its `cell:` line."""
+    import hashlib
+    import json
+
+    from memsim.study import sweep
+
+    monkeypatch.setitem(sweep.CELLS, "campaign", toy_cell)  # the default cell, answering at once
+    study = _study(tmp_path, "legacy", replicates=1)
+    text = study.read_text().replace("cell: toy_cell\n", f"cell: {legacy}\n" if named else "")
+    study.write_text(text)
+    out = tmp_path / "out"
+    assert run_sweep(study, out).ran == 6
+    ref = (out / "results.parquet").read_bytes()
+    # the folder as the code before the registry wrote it
+    plan = json.loads((out / "plan.json").read_text())
+    plan["study"]["cell"] = legacy
+    body = {k: plan[k] for k in ("study", "columns", "cells", "seeds")}
+    body["study"] = {k: v for k, v in plan["study"].items() if k != "description"}
+    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    plan["fingerprint"] = hashlib.sha256(canonical.encode()).hexdigest()
+    (out / "plan.json").write_text(json.dumps(plan, indent=1, sort_keys=True) + "\n")
+    for shard in sorted((out / "shards").glob("*.parquet"))[-2:]:
+        shard.unlink()
+    (out / "results.parquet").unlink()
+    summary = run_sweep(study, out)
+    assert (summary.ran, summary.skipped) == (2, 4)
+    assert (out / "results.parquet").read_bytes() == ref
+    other = tmp_path / "other.yaml"
+    other.write_text(text.replace("seed: 11", "seed: 12"))
+    with pytest.raises(UserError, match="holds a sweep of a different study"):
+        run_sweep(other, out)
+
+
 # --------------------------------------------------------------------------- report
 def test_report_tables_match_results_and_figures_are_written(reference, tmp_path, capsys):
     from memsim.study.report import frontier, summarise_results
@@ -612,6 +740,9 @@ def failing_cell(spec: dict) -> dict:
     if spec["coords"].get("budget") == 2000 and spec["coords"].get("lag") == "[20,60]":
         raise UserError("this cell cannot run")
     return toy_cell(spec)
+
+
+register_cell("failing_cell", failing_cell)
 
 
 def test_a_cell_that_fails_at_run_time_is_named_and_the_rest_kept(tmp_path, capsys):

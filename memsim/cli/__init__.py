@@ -73,25 +73,120 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# argparse destinations that name something a command writes (every other path-like argument
+# is something it reads), and what each command writes there: a file or a folder
+OUTPUT_ARGS = ("out", "json", "participants")
+OUTPUT_KINDS = {
+    "simulate": {"out": "dir"},
+    "run": {"out": "dir"},
+    "score": {"out": "file", "participants": "file"},
+    "analyse": {"out": "dir"},
+    "scores": {"json": "file"},
+    "calibrate": {"out": "file"},
+    "fit-report": {"out": "file"},
+    "recover": {"out": "dir"},
+    "compat": {"out": "file"},
+    "sweep": {"out": "dir"},
+    "predict cv": {"out": "dir"},
+    "predict train": {"out": "file"},
+    "predict apply": {"out": "file"},
+}
+
+
+def command_name(args: argparse.Namespace) -> str:
+    """``run``, ``predict cv``: the (sub)command ``args`` were parsed for."""
+    sub = getattr(args, "predict_command", None)
+    return f"{args.command} {sub}" if sub else args.command
+
+
+def _check_paths(args: argparse.Namespace) -> None:
+    """Refuse, before a command starts, paths it must not touch.
+
+    An output that exists and is a symbolic link, a device, a FIFO or a socket; an input
+    that is a device, a FIFO or a socket (reading ``/dev/zero`` or a FIFO never ends).
+    """
+    from memsim.io import check_input, check_output
+
+    kinds = OUTPUT_KINDS.get(command_name(args), {})
+    for dest, value in vars(args).items():
+        values = value if isinstance(value, list) else [value]
+        for v in values:
+            if not isinstance(v, (str, Path)) or not str(v) or "\0" in str(v):
+                continue
+            if dest in OUTPUT_ARGS:
+                check_output(v, kinds.get(dest))
+                continue
+            try:
+                special = not (Path(v).is_file() or Path(v).is_dir()) and Path(v).exists()
+            except (OSError, ValueError):
+                continue
+            if special:
+                check_input(v, "file")
+
+
+def _os_error_line(exc: OSError) -> str:
+    """One line for an OS error: the path(s) and the system's reason."""
+    reason = exc.strerror or " ".join(str(exc).split()) or type(exc).__name__
+    if exc.filename is not None and exc.filename2 is not None:
+        return f"{exc.filename} -> {exc.filename2}: {reason}"
+    if exc.filename is not None:
+        return f"{exc.filename}: {reason}"
+    return reason
+
+
+def _error_line(exc: BaseException) -> str | None:
+    """The one line for an error that is the input's or the machine's, not a bug; else None."""
+    if isinstance(exc, UserError):
+        return str(exc)
+    if isinstance(exc, OSError):
+        return _os_error_line(exc)
+    if isinstance(exc, MemoryError):
+        detail = " ".join(str(exc).split())
+        return "out of memory" + (f" ({detail})" if detail else "") + "; the input is too large"
+    if isinstance(exc, RecursionError):
+        return "the input is nested too deeply to process"
+    if isinstance(exc, ValueError) and "integer string conversion" in str(exc):
+        return "the input holds an integer with thousands of digits"
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Run the command line; returns the exit status (0 ok, 2 a user's mistake)."""
+    """Run the command line; returns the exit status (0 ok, 2 a user's mistake).
+
+    The one boundary between the library and the user: a mistake in the input
+    (:class:`~memsim.errors.UserError`), an OS error on a path (a full disk, a folder that
+    cannot be written), running out of memory or input nested too deeply becomes one line on
+    stderr and exit status 2, and every file and folder the command created is removed
+    (:func:`memsim.io.track_outputs`). Anything else is a bug and keeps its traceback.
+    """
+    from memsim.io import track_outputs
+
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # --help, --version, a usage mistake: argparse has printed its line
         return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 2)
-    try:
-        return int(args.func(args) or 0)
-    except UserError as exc:
-        print(f"memsim {args.command}: error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("memsim: interrupted", file=sys.stderr)
-        return 130
-    except BrokenPipeError:  # `memsim schema | head`: the reader left, nothing is wrong
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-        return 141
+    with track_outputs() as outputs:
+        try:
+            _check_paths(args)
+            return int(args.func(args) or 0)
+        except BrokenPipeError:  # `memsim schema | head`: the reader left, nothing is wrong
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            return 141
+        except SystemExit:
+            raise
+        except KeyboardInterrupt:
+            outputs.remove()
+            print("memsim: interrupted", file=sys.stderr)
+            return 130
+        except BaseException as exc:
+            outputs.remove()
+            line = _error_line(exc)
+            if line is None:
+                raise
+            print(f"memsim {args.command}: error: {' '.join(line.split())}", file=sys.stderr)
+            return 2
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from memsim.cli import args as types
 from memsim.cli.progress import progress_display
 
 
@@ -27,21 +28,25 @@ def register(sub) -> None:
     )
     p.add_argument(
         "--scale",
-        type=float,
+        type=types.scale,
         default=0.3,
         help="shrink the study by this factor during the search (default 0.3)",
     )
     p.add_argument(
         "--seeds",
-        type=int,
+        type=types.seed,
         nargs="+",
         default=[1],
         help="seeds every candidate is simulated with (common random numbers; default 1)",
     )
     p.add_argument(
-        "--budget", type=int, default=400, help="most new candidate simulations (default 400)"
+        "--budget",
+        type=types.positive_int,
+        default=400,
+        help="most candidates of the fit, those a --resume replays from the log included "
+        "(default 400)",
     )
-    p.add_argument("--workers", type=int, default=2, help="processes (default 2)")
+    p.add_argument("--workers", type=types.positive_int, default=2, help="processes (default 2)")
     p.add_argument(
         "--fix",
         nargs="*",
@@ -51,13 +56,13 @@ def register(sub) -> None:
     )
     p.add_argument(
         "--starts",
-        type=int,
+        type=types.positive_int,
         default=1,
         help="multi-start: the start and N-1 points drawn around it (default 1)",
     )
     p.add_argument(
         "--screen",
-        type=int,
+        type=types.non_negative_int,
         default=0,
         metavar="N",
         help="first evaluate N points spread over the parameter box (Sobol); the other starts "
@@ -65,7 +70,7 @@ def register(sub) -> None:
     )
     p.add_argument(
         "--polish",
-        type=int,
+        type=types.non_negative_int,
         default=0,
         metavar="BUDGET",
         help="then refine the result at full scale for up to BUDGET more candidates, "
@@ -74,7 +79,7 @@ def register(sub) -> None:
     )
     p.add_argument(
         "--polish-seeds",
-        type=int,
+        type=types.seed,
         nargs="+",
         default=None,
         metavar="SEED",
@@ -84,6 +89,11 @@ def register(sub) -> None:
         "--resume",
         action="store_true",
         help="reuse the candidates logged in <out>.evals.jsonl (and <out>.polish.evals.jsonl)",
+    )
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="start over: replace the evaluation logs of an earlier fit into the same --out",
     )
     p.add_argument(
         "--data",
@@ -116,8 +126,10 @@ def register(sub) -> None:
         help="parameter set (default calibration/<protocol>.yaml)",
     )
     p.add_argument("--targets", type=Path, default=None)
-    p.add_argument("--seeds", type=int, default=5, help="number of seeds, 0..N-1 (default 5)")
-    p.add_argument("--scale", type=float, default=1.0)
+    p.add_argument(
+        "--seeds", type=types.positive_int, default=5, help="number of seeds, 0..N-1 (default 5)"
+    )
+    p.add_argument("--scale", type=types.scale, default=1.0)
     p.add_argument(
         "--out",
         type=Path,
@@ -152,7 +164,7 @@ def register(sub) -> None:
     )
     p.add_argument(
         "--scale",
-        type=float,
+        type=types.scale,
         default=0.3,
         help=(
             "study scale of the recovery (default 0.3: smaller, one seed's extreme rank bins "
@@ -161,14 +173,14 @@ def register(sub) -> None:
     )
     p.add_argument(
         "--perturb",
-        type=float,
+        type=types.finite_float,
         default=0.5,
         help=(
             "start: every free parameter moved this far (alternating signs) in unconstrained units"
         ),
     )
-    p.add_argument("--budget", type=int, default=200)
-    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--budget", type=types.positive_int, default=200)
+    p.add_argument("--workers", type=types.positive_int, default=2)
     p.add_argument("--fix", nargs="*", default=[], metavar="PATH")
     p.add_argument(
         "--out", type=Path, required=True, help="folder for recovery.csv and the evaluation log"
@@ -185,9 +197,12 @@ def register(sub) -> None:
         help="real data folder (default $MEMSIM_DATA or ../shared/data)",
     )
     p.add_argument(
-        "--repeats", type=int, default=5, help="repeats of each random construction (default 5)"
+        "--repeats",
+        type=types.positive_int,
+        default=5,
+        help="repeats of each random construction (default 5)",
     )
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=types.seed, default=0)
     p.add_argument(
         "--mechanisms",
         action="store_true",
@@ -234,6 +249,7 @@ def _cmd_calibrate(args) -> int:
             polish=args.polish,
             polish_seeds=args.polish_seeds,
             resume=args.resume,
+            force=args.force,
             name=args.name,
             bins=args.bins,
             on_eval=_candidate_progress(show),
@@ -331,7 +347,7 @@ def _cmd_recover(args) -> int:
     from memsim.design.protocol import load_protocol
     from memsim.errors import UserError
     from memsim.fit.recover import recover
-    from memsim.io import atomic_path
+    from memsim.io import atomic_path, make_dirs
     from memsim.sim.params import default_params_path, load_params
 
     if not (0.0 < args.scale <= 1.0):
@@ -339,7 +355,7 @@ def _cmd_recover(args) -> int:
     protocol = load_protocol(args.protocol)
     targets = _targets(args, protocol)
     truth = load_params(args.truth or default_params_path(protocol))
-    args.out.mkdir(parents=True, exist_ok=True)
+    make_dirs(args.out)
     rec = recover(
         protocol,
         truth,

@@ -10,6 +10,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from memsim.cli import args as types
 from memsim.cli.progress import progress_display
 
 
@@ -45,15 +46,19 @@ def register(sub) -> None:
     q = psub.add_parser("cv", help="K-fold cross-validation on the released labels")
     common(q)
     q.add_argument("--dataset", choices=["videomem", "memento10k"], default="videomem")
-    q.add_argument("--folds", type=int, default=5)
-    q.add_argument("--members", type=int, default=5, help="fold-ensemble members per network")
-    q.add_argument("--seed", type=int, default=0)
+    q.add_argument("--folds", type=types.positive_int, default=5)
+    q.add_argument(
+        "--members", type=types.positive_int, default=5, help="fold-ensemble members per network"
+    )
+    q.add_argument("--seed", type=types.seed, default=0)
     q.add_argument(
         "--models",
         default="mlp,text",
         help="networks to evaluate beside the ridge baselines (mlp,text)",
     )
-    q.add_argument("--epochs", type=int, default=None, help="max epochs per member (default 40)")
+    q.add_argument(
+        "--epochs", type=types.positive_int, default=None, help="max epochs per member (default 40)"
+    )
     q.add_argument(
         "--truth",
         type=Path,
@@ -72,9 +77,9 @@ def register(sub) -> None:
     common(q)
     q.add_argument("--dataset", choices=["videomem", "memento10k"], default="videomem")
     q.add_argument("--out", type=Path, required=True, help="model file to write")
-    q.add_argument("--members", type=int, default=5)
-    q.add_argument("--seed", type=int, default=0)
-    q.add_argument("--epochs", type=int, default=None)
+    q.add_argument("--members", type=types.positive_int, default=5)
+    q.add_argument("--seed", type=types.seed, default=0)
+    q.add_argument("--epochs", type=types.positive_int, default=None)
     q.set_defaults(func=_cmd_train)
 
     q = psub.add_parser("apply", help="predict scores for a list of videos")

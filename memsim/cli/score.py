@@ -9,6 +9,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from memsim.cli import args as types
+
 
 def register(sub) -> None:
     p = sub.add_parser("score", help="score a trial table (Parquet or CSV) under a protocol")
@@ -29,9 +31,19 @@ def register(sub) -> None:
     p.add_argument("trials", type=Path, help="trial table (Parquet or CSV)")
     p.add_argument("--protocol", type=Path, required=True, help="protocol YAML file")
     p.add_argument("--out", type=Path, default=None, help="folder for summary.json and scores.csv")
-    p.add_argument("--seed", type=int, default=0, help="seed of the random splits (default 0)")
     p.add_argument(
-        "--splits", type=int, default=25, help="random participant half-splits (default 25)"
+        "--seed", type=types.seed, default=0, help="seed of the random splits (default 0)"
+    )
+    p.add_argument(
+        "--splits",
+        type=types.positive_int,
+        default=25,
+        help="random participant half-splits (default 25; at most 1,000 without --allow-large)",
+    )
+    p.add_argument(
+        "--allow-large",
+        action="store_true",
+        help="lift the limit on --splits (docs/limits.md)",
     )
     p.add_argument(
         "--truth",
@@ -132,15 +144,22 @@ def _cmd_analyse(args: argparse.Namespace) -> int:
     from memsim.analysis.consistency import analyse
     from memsim.analysis.scoring import score, write_scores
     from memsim.errors import UserError
-    from memsim.io import dumps_json, write_text_atomic
+    from memsim.io import dumps_json, make_dirs, write_text_atomic
+    from memsim.limits import check_splits
 
+    if args.out is not None and args.out.exists() and not args.out.is_dir():
+        raise UserError("--out must be a folder, but a file is there", path=args.out)
+    if args.splits < 2:
+        raise UserError(f"--splits must be at least 2, got {args.splits}")
+    check_splits(args.splits, args.allow_large)
     protocol, trials = _load(args)
     truth = None
     if args.truth is not None:
         import pandas as pd
 
-        if not args.truth.is_file():
-            raise UserError("no such truth file", path=args.truth)
+        from memsim.io import check_input
+
+        check_input(args.truth, "truth file")
         try:
             truth = (
                 pd.read_parquet(args.truth)
@@ -153,10 +172,6 @@ def _cmd_analyse(args: argparse.Namespace) -> int:
             ) from None
         if "video" not in truth.columns:
             raise UserError("truth table lacks column 'video'", path=args.truth)
-    if args.out is not None and args.out.exists() and not args.out.is_dir():
-        raise UserError("--out must be a folder, but a file is there", path=args.out)
-    if args.splits < 2:
-        raise UserError(f"--splits must be at least 2, got {args.splits}")
     res = score(trials, protocol)
     out = analyse(res, truth=truth, seed=args.seed, n_splits=args.splits)
     for line in _summary_lines(res):
@@ -201,7 +216,7 @@ def _cmd_analyse(args: argparse.Namespace) -> int:
     for col, v in out.get("truth", {}).items():
         print(f"{col} vs truth: Spearman {_fmt(v['spearman'])}, Pearson {_fmt(v['pearson'])}")
     if args.out is not None:
-        args.out.mkdir(parents=True, exist_ok=True)
+        make_dirs(args.out)
         write_scores(res.scores, args.out / "scores.csv")
         write_text_atomic(args.out / "summary.json", dumps_json(out, newline=True))
         print(f"wrote {args.out / 'summary.json'} and {args.out / 'scores.csv'}")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from memsim.cli import args as types
 from memsim.cli.progress import progress_display
 
 
@@ -14,7 +15,7 @@ def _common(p: argparse.ArgumentParser) -> None:
         help="a shipped protocol by name (videomem, memento10k, isola2011, lamem) "
         "or a protocol YAML file",
     )
-    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--seed", type=types.seed, default=0, help="random seed (default 0)")
     p.add_argument(
         "--params",
         default=None,
@@ -23,7 +24,7 @@ def _common(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--scale",
-        type=float,
+        type=types.scale,
         default=1.0,
         help="shrink stimuli and participants by this factor for a quick look (0 < F <= 1)",
     )
@@ -84,12 +85,14 @@ def _load(args):
 
 def _cmd_simulate(args) -> int:
     from memsim.sim.simulate import simulate, write_simulation
+    from memsim.study.run import run_folder
 
     protocol, params, why = _load(args)
-    print(why)
-    with progress_display(not args.quiet) as show:
-        sim = simulate(protocol, params, seed=args.seed, scale=args.scale, progress=show)
-    paths = write_simulation(sim, args.out)
+    with run_folder(args.out) as tmp:  # appears whole, replacing an earlier run whole
+        print(why)
+        with progress_display(not args.quiet) as show:
+            sim = simulate(protocol, params, seed=args.seed, scale=args.scale, progress=show)
+        paths = [args.out / p.name for p in write_simulation(sim, tmp)]
     tr = sim.trials
     print(
         f"{sim.protocol.name}: {tr.participant.nunique():,} participants, {len(tr):,} trials, "

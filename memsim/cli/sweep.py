@@ -6,6 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from memsim.cli import args as types
 from memsim.cli.progress import progress_display
 
 
@@ -28,6 +29,13 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
             args.out,
             workers=args.workers,
             scheduler=args.scheduler,
+            allow_large=args.allow_large,
+            connect_timeout=args.connect_timeout,
+            tls={
+                "tls_ca_file": args.tls_ca_file,
+                "tls_client_cert": args.tls_cert,
+                "tls_client_key": args.tls_key,
+            },
             progress=show,
             log=print,
             warn=lambda line: print(line, file=sys.stderr),
@@ -108,12 +116,31 @@ def register(sub) -> None:
     )
     p.add_argument("study", type=Path, help="study file (experiments/*.yaml)")
     p.add_argument("--out", type=Path, help="output folder (created; reused to resume)")
-    p.add_argument("--workers", type=int, default=1, help="local worker processes (default 1)")
+    p.add_argument(
+        "--workers", type=types.positive_int, default=1, help="local worker processes (default 1)"
+    )
     p.add_argument(
         "--scheduler",
         metavar="ADDRESS",
         default=None,
-        help="run on an existing Dask cluster (tcp://host:port)",
+        help="run on an existing Dask cluster (tcp://host:port or tls://host:port); the "
+        "scheduler runs memsim's code and sends back pickles: use only one you trust "
+        "(docs/sweeps.md)",
+    )
+    p.add_argument(
+        "--connect-timeout",
+        type=types.finite_float,
+        default=10.0,
+        metavar="SECONDS",
+        help="seconds to reach the scheduler and get its handshake (default 10)",
+    )
+    p.add_argument("--tls-ca-file", type=Path, default=None, help="CA certificate (tls://)")
+    p.add_argument("--tls-cert", type=Path, default=None, help="client certificate (tls://)")
+    p.add_argument("--tls-key", type=Path, default=None, help="client private key (tls://)")
+    p.add_argument(
+        "--allow-large",
+        action="store_true",
+        help="lift the limit of 10,000 runs per study (docs/limits.md)",
     )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument(

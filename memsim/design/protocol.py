@@ -28,8 +28,8 @@ import random
 import re
 from typing import Annotated, Any, Literal
 
-import yaml
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -43,10 +43,12 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from memsim.errors import UserError
-from memsim.io import load_yaml_mapping, read_text, unknown_field_message
+from memsim.io import load_yaml_mapping, unknown_field_message
 
 __all__ = [
     "MAX_LENGTH",
+    "NAME_PATTERN",
+    "Name",
     "ROLES",
     "Campaign",
     "Filters",
@@ -57,6 +59,8 @@ __all__ = [
     "Step",
     "Stimuli",
     "find_arrangement",
+    "integer",
+    "number",
     "load_protocol",
     "protocol_from_mapping",
     "protocol_json_schema",
@@ -96,15 +100,36 @@ def _no_text_or_bool(kind: str):
     return BeforeValidator(check)
 
 
-def _int(**limits: Any) -> Any:
+def integer(**limits: Any) -> Any:
+    """An int field that refuses text (``"40"``) and booleans; ``limits``: ``Field``'s ge/le."""
     # the limits come before the validator: only then does the JSON Schema get minimum/maximum
     return Annotated[int, Field(**limits), _no_text_or_bool("integer")]
 
 
-def _float(**limits: Any) -> Any:
-    return Annotated[float, Field(**limits), _no_text_or_bool("number")]
+def number(**limits: Any) -> Any:
+    """A finite float field that refuses text (``"0.5"``), booleans, NaN and infinities."""
+    return Annotated[float, Field(allow_inf_nan=False, **limits), _no_text_or_bool("number")]
 
 
+_int, _float = integer, number
+
+
+NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
+
+
+def _slug(v: str) -> str:
+    if not NAME_PATTERN.fullmatch(v):
+        shown = repr(v) if len(v) <= 40 else repr(v[:40]) + "..."
+        raise ValueError(
+            "must be a name of at most 64 letters, digits, '-' and '_', starting with a letter "
+            f"or digit (it names files and folders), got {shown}"
+        )
+    return v
+
+
+# A name that becomes part of file and folder names (runs/<name>/, calibration/<name>.yaml):
+# a slug, so that no name can climb out of its folder or name an absolute path.
+Name = Annotated[str, Strict(), AfterValidator(_slug)]
 Bool = Annotated[bool, Strict()]
 Count = _int(ge=1, le=_MAX_COUNT)
 Lag = _int(ge=1, le=MAX_LENGTH - 1)
@@ -763,7 +788,7 @@ class Protocol(_Frozen):
     :meth:`dump` gives the plain mapping back, :meth:`updated` a changed copy. Every field:
     docs/protocols.md."""
 
-    name: str = Field(min_length=1, max_length=100)
+    name: Name
     description: str = Field(default="", max_length=1000)
     stimuli: Stimuli
     steps: tuple[Step, ...] = Field(min_length=1, max_length=255)
@@ -957,43 +982,13 @@ def protocol_from_mapping(data: dict, path: str | os.PathLike[str] = "<protocol>
         raise _user_error(exc, path, data) from None
 
 
-class _UniqueKeyLoader(yaml.SafeLoader):
-    """A safe loader that refuses a key given twice in a mapping (YAML silently keeps the last)."""
-
-
-def _unique_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode, deep: bool = False):
-    seen = set()
-    for key_node, _ in node.value:
-        if (
-            key_node.tag == "tag:yaml.org,2002:merge"
-        ):  # `<<: *anchor`: merged keys may be overridden
-            continue
-        key = loader.construct_object(key_node, deep=True)
-        try:
-            dup = key in seen
-        except TypeError:  # an unhashable key: let the normal constructor report it
-            break
-        if dup:
-            raise UserError(f"line {key_node.start_mark.line + 1}: key '{key}' is given twice")
-        seen.add(key)
-    return loader.construct_mapping(node, deep=deep)
-
-
-_UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _unique_mapping)
-
-
 def load_protocol(path: str | os.PathLike[str]) -> Protocol:
-    """Load and validate a protocol YAML file; any problem is one-line :class:`UserError`."""
-    data = load_yaml_mapping(path, "protocol file")
-    try:  # a second, stricter parse: only to refuse keys given twice
-        yaml.load(read_text(path, "protocol file"), Loader=_UniqueKeyLoader)
-    except UserError as exc:
-        raise UserError(str(exc), path=path) from None
-    except yaml.YAMLError as exc:  # the first parse accepted it: should not happen
-        raise UserError(
-            f"not valid YAML: {getattr(exc, 'problem', None) or exc}", path=path
-        ) from None
-    return protocol_from_mapping(data, path)
+    """Load and validate a protocol YAML file; any problem is one-line :class:`UserError`.
+
+    The YAML limits of :mod:`memsim.limits` hold (size, depth, aliases, 64-bit integers) and
+    a key given twice is refused (YAML itself would silently keep the last one).
+    """
+    return protocol_from_mapping(load_yaml_mapping(path, "protocol file"), path)
 
 
 def protocol_json_schema() -> str:

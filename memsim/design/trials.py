@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from memsim.errors import UserError
+from memsim.io import check_input
 
 __all__ = ["COLUMNS", "ROLES", "validate_trials", "read_trials"]
 
@@ -265,6 +266,7 @@ def read_trials(path: str | os.PathLike[str]) -> pd.DataFrame:
         raise UserError("no such trial table", path=p)
     if p.is_dir():
         raise UserError("is a directory, expected a trial table (Parquet or CSV)", path=p)
+    check_input(p, "trial table (Parquet or CSV)")  # a FIFO or a device: refused, not opened
     try:
         with open(p, "rb") as fh:
             head = fh.read(4)

@@ -485,26 +485,91 @@ def residuals(summaries: list[dict], moments: list[Moment]) -> np.ndarray:
 
 
 # --------------------------------------------------------------------------- the evaluation log
+def read_log(path: Path, n_free: int | None = None) -> list[dict]:
+    """An evaluation log's rows, checked: a header, then candidates (a torn last line dropped).
+
+    Anything else (a binary file, another program's JSON, a damaged line before the last)
+    is a one-line UserError: ``not a memsim evaluation log (...)``.
+    """
+    from memsim.io import read_text
+
+    def bad(why: str) -> UserError:
+        return UserError(f"not a memsim evaluation log ({why})", path=path)
+
+    try:
+        lines = read_text(path, "evaluation log").splitlines()
+    except UserError as exc:
+        raise bad(str(exc).removeprefix(f"{path}: ")) from None
+    rows = []
+    for i, ln in enumerate(lines):
+        try:
+            row = json.loads(ln)
+        except ValueError:  # JSONDecodeError, or an integer of thousands of digits
+            row = None
+        ok = isinstance(row, dict) and (
+            ("header" in row and isinstance(row["header"], dict))
+            if i == 0
+            else (
+                isinstance(row.get("x"), list)
+                and (n_free is None or len(row["x"]) == n_free)
+                and all(isinstance(v, (int, float)) for v in row["x"])
+                and isinstance(row.get("residuals"), list)
+                and isinstance(row.get("distance"), (int, float))
+            )
+        )
+        if ok:
+            rows.append(row)
+        elif i == len(lines) - 1 and i > 0:
+            continue  # a torn last line: the process was killed while writing it
+        elif i == 0:
+            raise bad("its first line is not a memsim header")
+        else:
+            raise bad(f"line {i + 1} is not an evaluated candidate")
+    if not rows:
+        raise bad("it is empty")
+    return rows
+
+
+def check_log(path: Path, resume: bool, force: bool) -> bool:
+    """Refuse to replace an evaluation log without ``resume`` or ``force``; True if it exists.
+
+    Checked before any work, so that a fit never silently throws away an earlier one.
+    """
+    from memsim.io import check_output
+
+    if resume and force:
+        raise UserError("--resume continues a fit and --force starts over: give one of them")
+    existed = check_output(path, "file")
+    if existed and not resume and not force:
+        raise UserError(
+            "an evaluation log of an earlier fit is there: --resume continues that fit, "
+            "--force starts over (replacing the log)",
+            path=path,
+        )
+    if existed and resume:
+        read_log(path)  # a file that is not such a log is refused before any work
+    return existed
+
+
 class EvalLog:
     """Append-only JSON-lines log of evaluated candidates, keyed by unconstrained coordinates.
 
     Each line is written whole and flushed to disk before the next candidate starts; a
     torn last line (a killed process) is ignored on reading. The first line states the
-    settings; resuming with other settings is refused.
+    settings; resuming with other settings is refused, and so is a file that is not such a
+    log. An existing log is replaced only with ``force`` (without ``resume``).
     """
 
-    def __init__(self, path: Path, header: dict, resume: bool) -> None:
+    def __init__(self, path: Path, header: dict, resume: bool, force: bool = False) -> None:
+        from memsim.io import forget_output, make_dirs, record_output
+
         self.path = Path(path)
         self.cache: dict[tuple, dict] = {}
-        if resume and self.path.exists():
-            lines = self.path.read_text().splitlines()
-            rows = []
-            for ln in lines:
-                try:
-                    rows.append(json.loads(ln))
-                except json.JSONDecodeError:
-                    continue  # torn line
-            if rows and rows[0].get("header") != header:
+        self._forget = forget_output
+        existed = check_log(self.path, resume, force)
+        if resume and existed:
+            rows = read_log(self.path, len(header["free"]) if "free" in header else None)
+            if rows[0].get("header") != header:
                 raise UserError(
                     "--resume: the log was written with other settings "
                     "(protocol, targets, scale, seeds or free parameters); remove it or drop "
@@ -513,14 +578,13 @@ class EvalLog:
                 )
             for row in rows[1:]:
                 self.cache[self.key(row["x"])] = row
-            if not rows:
-                self._write({"header": header}, mode="w")
-            else:
-                # rewrite without a torn tail so later appends start on a fresh line
-                self._rewrite([{"header": header}] + [r for r in rows[1:]])
+            # rewrite without a torn tail so later appends start on a fresh line
+            self._rewrite([{"header": header}] + rows[1:])
         else:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            make_dirs(self.path.parent)
             self._write({"header": header}, mode="w")
+            if not existed:
+                record_output(self.path)  # only a header: removed if the command fails
         self.replayed = 0
 
     @staticmethod
@@ -544,6 +608,7 @@ class EvalLog:
     def add(self, row: dict) -> None:
         self.cache[self.key(row["x"])] = row
         self._write(row)
+        self._forget(self.path)  # holds a candidate: resumable, kept whatever happens next
 
 
 # --------------------------------------------------------------------------- parallel evaluation
@@ -597,6 +662,8 @@ class Evaluator:
     best: dict | None = None
     local_best: dict | None = None
     n_new: int = 0
+    n_charged: int = 0
+    charged: set = field(default_factory=set, repr=False)
     replay_only: bool = False
     pool: ProcessPoolExecutor | None = field(default=None, repr=False)
 
@@ -638,11 +705,20 @@ class Evaluator:
             self.pool.shutdown(cancel_futures=True)
 
     def many(self, xs: list[np.ndarray]) -> list[np.ndarray]:
-        """Residual vectors for several candidates; new ones simulated in parallel."""
+        """Residual vectors for several candidates; new ones simulated in parallel.
+
+        The budget counts every candidate the first time this fit asks for it, whether it is
+        simulated now or replayed from the log of an interrupted run: a resumed fit stops
+        where the uninterrupted one would have, with the same result.
+        """
         rows: list[dict | None] = [self.log.get(x) for x in xs]
         todo = [i for i, r in enumerate(rows) if r is None]
-        if todo and (self.replay_only or self.n_new + len(todo) > self.budget):
+        keys = [self.log.key(x) for x in xs]
+        fresh = [i for i, k in enumerate(keys) if k not in self.charged]
+        if todo and self.replay_only or fresh and self.n_charged + len(fresh) > self.budget:
             raise _Budget()
+        self.n_charged += len(fresh)
+        self.charged.update(keys[i] for i in fresh)
         if todo:
             t0 = time.perf_counter()
             keys = [tuple(float(v) for v in xs[i]) for i in todo]
@@ -692,6 +768,7 @@ def calibrate(
     workers: int = 2,
     log_path: Path,
     resume: bool = False,
+    force: bool = False,
     fixed: tuple[str, ...] = (),
     step: float = 0.05,
     restarts: int = 3,
@@ -709,7 +786,9 @@ def calibrate(
     ----------
     scale : the protocol is shrunk by this factor for the search (annotations per video kept).
     seeds : common random numbers: every candidate is simulated with these seeds.
-    budget : the most *new* simulations of candidates (cached ones are free).
+    budget : the most candidates of the fit, those replayed from the log of an interrupted run
+        included (repeats within the fit are free); a resumed fit ends where the uninterrupted
+        one would have.
     replay_only : with ``resume``, walk the logged path and stop at the first candidate the
         log does not hold, simulating none: the result the logged run had reached (the
         search stage of ``--polish --resume``, whose polish started from that result).
@@ -730,6 +809,8 @@ def calibrate(
 
     if replay_only and not resume:  # before the log is opened: without resume it is rewritten
         raise ValueError("replay_only needs resume")
+    check_log(Path(log_path), resume, force)  # before the work
+    check_seeds(seeds)
     free = free_for(start, fixed)
     columns = [s.scoring.column for s in protocol.steps]
     moments = moments_for(targets, real, columns, scale)
@@ -756,7 +837,7 @@ def calibrate(
         header.update(starts=starts, start_spread=start_spread)
     if screen:
         header.update(screen=screen)
-    log = EvalLog(log_path, header, resume)
+    log = EvalLog(log_path, header, resume, force)
     x0 = to_unconstrained(free, values_of(start, free))
     ev = Evaluator(
         scaled,
@@ -841,11 +922,11 @@ def calibrate(
                 * np.random.default_rng(np.random.SeedSequence([k, 2718])).standard_normal(len(x0))
                 for k in range(1, starts)
             ]
-        left = budget - ev.n_new
+        left = budget - ev.n_charged
         share = left // (starts + 1) if starts > 1 else left
         try:
             for k, xk in enumerate(xs0):
-                ev.budget = min(budget, ev.n_new + share) if starts > 1 else budget
+                ev.budget = min(budget, ev.n_charged + share) if starts > 1 else budget
                 try:
                     stopped = local(xk)
                 except _Budget:
@@ -978,6 +1059,24 @@ def regenerate_command(
     return " ".join(parts)
 
 
+def check_seeds(seeds) -> None:
+    """Every seed in ``[0, 2**63)`` (one-line UserError otherwise)."""
+    from memsim.limits import check_seed
+
+    for s in seeds:
+        check_seed(s, "--seeds: a seed")
+
+
+def _all_failed(res: dict, log_path: Path) -> None:
+    """Refuse to write a fit whose best candidate failed: then every candidate did."""
+    err = res["best"].get("error")
+    if err:
+        raise UserError(
+            f"every candidate failed to simulate (first error: {err}); no parameter file "
+            f"written (the candidates are in {log_path})"
+        )
+
+
 def calibrate_to_file(
     protocol,
     start: Params,
@@ -995,6 +1094,7 @@ def calibrate_to_file(
     polish: int = 0,
     polish_seeds=None,
     resume: bool = False,
+    force: bool = False,
     name: str | None = None,
     bins: str = "raw",
     on_eval: Callable[[str, int, dict], None] | None = None,
@@ -1009,8 +1109,12 @@ def calibrate_to_file(
     every candidate (``stage``: "calibrate" or "polish at full scale"). ``regenerate``: the
     command written in the file's header (default: :func:`regenerate_command` of these
     arguments).
+
+    Logs of an earlier fit into the same ``out`` are replaced only with ``force``; a fit
+    whose every candidate failed writes nothing (a one-line UserError with the first
+    candidate's error).
     """
-    from memsim.io import write_text_atomic
+    from memsim.io import check_output, write_text_atomic
 
     if not (0.0 < scale <= 1.0):
         raise UserError(f"--scale must be in (0, 1], got {scale}")
@@ -1022,6 +1126,11 @@ def calibrate_to_file(
         raise UserError("--polish-seeds needs --polish BUDGET")
     out_path = Path(out)
     log_path = out_path.with_name(out_path.name + ".evals.jsonl")
+    check_seeds(seeds)
+    check_seeds(polish_seeds or ())
+    check_output(out_path, "file")
+    for path in (log_path, polish_log_path(out_path)) if polish else (log_path,):
+        check_log(path, resume, force)  # before any work
     if not regenerate:
         regenerate = regenerate_command(
             protocol.name,
@@ -1041,7 +1150,9 @@ def calibrate_to_file(
     def stage_callback(stage: str, stage_budget: int):
         return None if on_eval is None else (lambda row: on_eval(stage, stage_budget, row))
 
-    common = dict(real=real, workers=workers, resume=resume, fixed=tuple(fixed), bins=bins)
+    common = dict(
+        real=real, workers=workers, resume=resume, force=force, fixed=tuple(fixed), bins=bins
+    )
     # resuming a run whose polish had begun: the search is replayed from its log, not carried
     # on, so that the polish resumes from the point it started from
     replay = bool(polish and resume and polish_log_path(out_path).exists() and log_path.exists())
@@ -1059,6 +1170,7 @@ def calibrate_to_file(
         replay_only=replay,
         **common,
     )
+    _all_failed(res, log_path)
     stages = [res]
     logs = [log_path]
     if polish:
@@ -1073,6 +1185,7 @@ def calibrate_to_file(
             on_eval=stage_callback("polish at full scale", polish),
             **common,
         )
+        _all_failed(res, polish_log_path(out_path))
         stages.append(res)
         logs.append(polish_log_path(out_path))
     if polish:

@@ -162,6 +162,7 @@ def recover(
         budget=budget,
         workers=workers,
         log_path=log_path,
+        force=True,  # a recovery starts from scratch each time: its log is a by-product
         fixed=tuple(fixed),
         on_eval=on_eval,
     )

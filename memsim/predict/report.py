@@ -127,10 +127,10 @@ def table(corpus, summ: pd.DataFrame, ceil: pd.DataFrame, *, folds: int, seed: i
 def write_outputs(
     out: Path, cv: pd.DataFrame, summ: pd.DataFrame, ceil: pd.DataFrame, corpus
 ) -> None:
-    from memsim.io import atomic_path
+    from memsim.io import atomic_path, make_dirs
 
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    make_dirs(out)  # recorded: removed again if the command fails
     for name, df in (("cv_folds.csv", cv), ("cv_summary.csv", summ), ("ceiling.csv", ceil)):
         with atomic_path(out / name) as tmp:
             df.to_csv(tmp, index=False, float_format="%.6g")

@@ -16,40 +16,50 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, Strict, ValidationError, model_validator
 
+from memsim.design.protocol import number
 from memsim.errors import UserError
 from memsim.io import format_pydantic_error, load_yaml_mapping
 from memsim.sim.forgetting import LAWS
 
 __all__ = ["Params", "load_params", "params_from_mapping", "default_params_path"]
 
-Prob = Annotated[float, Field(ge=0.0, le=1.0)]
-NonNeg = Annotated[float, Field(ge=0.0)]
+# Parameter files are read as strictly as protocols: numbers are finite, never quoted text
+# ("0.5") nor booleans, and each lies in a range beyond which the model means nothing (logits
+# and log-seconds within +-50, spreads within 20, times within 10^9 s). A problem names the
+# parameter: `participants.rt.log_sd: Input should be a finite number`.
+Prob = number(ge=0.0, le=1.0)
+Logit = number(ge=-50.0, le=50.0)  # a logit or a log of seconds
+Spread = number(ge=0.0, le=20.0)  # an sd on a logit or log scale
+Seconds = number(gt=0.0, le=1e9)
+Positive = number(gt=0.0, le=1e9)
+Correlation = number(ge=-1.0, le=1.0)
+NonNeg = Spread
 
 
 class _Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
 
 class Normal(_Frozen):
     """A normal distribution (on the scale the field names)."""
 
-    mean: float
-    sd: NonNeg
+    mean: Logit
+    sd: Spread
 
 
 class Forgetting(_Frozen):
     """Which forgetting law, its shape, and the spread of per-video rates."""
 
     law: Literal[tuple(LAWS)] = "exponential"  # the names of forgetting.LAWS, one registry
-    shape: dict[str, float] = Field(
+    shape: dict[str, Positive] = Field(
         default_factory=dict, description="the law's shape parameters by name"
     )
     rate: Normal = Field(
         description="per-video forgetting rate, on the normal scale of the law's rate domain"
     )
-    rate_memorability_corr: Annotated[float, Field(ge=-1.0, le=1.0)] = Field(
+    rate_memorability_corr: Correlation = Field(
         default=0.0, description="correlation of a video's rate draw with its memorability draw"
     )
 
@@ -80,7 +90,7 @@ class SkewedNormal(Normal):
     sinh-arcsinh transform of Jones & Pewsey 2009, tail weight 1): ``skew`` 0 is the normal;
     above 0 the upper tail is longer and the lower one shorter, below 0 the reverse."""
 
-    skew: Annotated[float, Field(ge=-3.0, le=3.0)] = 0.0
+    skew: number(ge=-3.0, le=3.0) = 0.0
 
     def transform(self, z: np.ndarray) -> np.ndarray:
         """``x`` for standard normal draws ``z`` (``z`` itself for the normal)."""
@@ -105,7 +115,7 @@ class Videos(_Frozen):
         "that fades as exp(-t / short_term_decay_s), independent of its memorability and "
         "forgetting rate",
     )
-    short_term_decay_s: Annotated[float, Field(gt=0.0)] = Field(
+    short_term_decay_s: Seconds = Field(
         3600.0, description="time constant of the short-term familiarity's fading (s)"
     )
 
@@ -113,19 +123,19 @@ class Videos(_Frozen):
 class ResponseTime(_Frozen):
     """Log-normal response times, truncated to the presentation's duration."""
 
-    hit_log_mean: float = Field(
+    hit_log_mean: Logit = Field(
         description="log seconds of a recognition whose logit probability is 0"
     )
     hit_strength_slope: NonNeg = Field(
         0.0, description="decrease of log RT per unit of the recognition's logit probability"
     )
-    false_alarm_log_mean: float = Field(description="log seconds of a false alarm")
-    later_step_log_shift: float = Field(
+    false_alarm_log_mean: Logit = Field(description="log seconds of a false alarm")
+    later_step_log_shift: Logit = Field(
         0.0, description="added to log RT of recognitions in steps after the first"
     )
-    later_step_false_alarm_log_shift: float = Field(0.0, description="the same for false alarms")
+    later_step_false_alarm_log_shift: Logit = Field(0.0, description="the same for false alarms")
     log_sd: NonNeg = Field(description="sd of log RT around its mean")
-    min_s: NonNeg = Field(0.2, description="fastest possible press")
+    min_s: number(ge=0.0, le=3600.0) = Field(0.2, description="fastest possible press")
 
 
 class Participants(_Frozen):
@@ -138,7 +148,7 @@ class Participants(_Frozen):
     lapse_mean: Prob = Field(
         description="mean share of presentations a participant does not attend to"
     )
-    lapse_concentration: Annotated[float, Field(gt=0)] = Field(
+    lapse_concentration: number(gt=0.0, le=1e6) = Field(
         20.0, description="beta concentration of lapse rates across participants"
     )
     careless_share: Prob = Field(0.0, description="share of participants who press at random")
@@ -156,9 +166,9 @@ class Params(_Frozen):
     :meth:`dump` gives the plain mapping back, :meth:`updated` a changed copy. Every field and
     what it does to the statistics: docs/model.md."""
 
-    name: str
-    calibrated: bool = False
-    note: str = ""
+    name: str = Field(min_length=1, max_length=200)
+    calibrated: Annotated[bool, Strict()] = False
+    note: str = Field(default="", max_length=10_000)
     forgetting: Forgetting
     videos: Videos
     participants: Participants

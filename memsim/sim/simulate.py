@@ -119,6 +119,23 @@ def scale_protocol(protocol: Protocol, scale: float) -> Protocol:
     return protocol_from_mapping(d, f"{protocol.name} at scale {scale}")
 
 
+def check_memory(protocol: Protocol) -> None:
+    """Refuse, before any work, a campaign whose trial table cannot fit in memory.
+
+    The estimate is the participant budget times the presentations of every step
+    (:data:`memsim.limits.BYTES_PER_TRIAL` each); a one-line UserError gives it and the limit.
+    """
+    from memsim import limits
+
+    stop = protocol.campaign.stop
+    most = stop.count if stop.kind == "participants" else stop.max_participants
+    limits.check_memory(
+        most * sum(s.length for s in protocol.steps),
+        f"{protocol.name}: {most:,} participants",
+        how="lower --scale or the campaign's participant budget",
+    )
+
+
 def _reference_delay_s(protocol: Protocol, s: int) -> float:
     """The delay at which a step's scores estimate memorability (see docs/model.md)."""
     step = protocol.steps[s]
@@ -444,6 +461,7 @@ def simulate(
         report(progress, "simulate", stage, stages.index(stage), len(stages), unit="stages")
 
     protocol = scale_protocol(protocol, scale)
+    check_memory(protocol)
     steps = protocol.steps
     tick("campaign")
     stop = protocol.campaign.stop

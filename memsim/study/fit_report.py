@@ -19,7 +19,7 @@ import pandas as pd
 from memsim.data import released_scores
 from memsim.fit.calibrate import free_for, moments_for, simulate_summary
 from memsim.fit.compare import compare, figure_references, format_value, lookup
-from memsim.io import atomic_path, write_text_atomic
+from memsim.io import atomic_path, check_output, make_dirs, write_text_atomic
 from memsim.paths import get_path
 from memsim.resources import repository_root
 from memsim.sim.params import Params
@@ -167,7 +167,8 @@ def fit_report(
     figdir = out.parent / "figures"
     figures = []
     if real is not None:
-        figdir.mkdir(parents=True, exist_ok=True)
+        check_output(figdir, "dir")  # not a link that would send the figures elsewhere
+        make_dirs(figdir)  # recorded: removed again if the command fails
         s0 = summaries[0]
         p = fig_real_vs_sim(s0["_scores"], real, columns, figdir)
         if p is not None:

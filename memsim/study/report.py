@@ -29,7 +29,7 @@ import numpy as np
 import pandas as pd
 
 from memsim.errors import UserError
-from memsim.io import atomic_path
+from memsim.io import atomic_path, check_output, make_dirs
 from memsim.study.sweep import COST_COLUMN, RESULTS_FILE, load_plan
 
 __all__ = ["report", "summarise_results", "frontier"]
@@ -250,7 +250,8 @@ def report(out: str | os.PathLike[str], *, figures: bool = True) -> SweepReport:
     results = pd.read_parquet(res_path)
     summary = summarise_results(results, plan)
     rdir = out / "report"
-    rdir.mkdir(exist_ok=True)
+    check_output(rdir, "dir")  # not a link that would send the report elsewhere
+    make_dirs(rdir)  # recorded: removed again if the command fails
     written = []
     _write_csv(summary, rdir / "summary.csv")
     written.append(rdir / "summary.csv")

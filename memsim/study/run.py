@@ -4,13 +4,18 @@ In: a protocol, a parameter set, a seed, a scale and, where the study released s
 data folder. Out: a :class:`RunResult` holding the simulation (trial table and latent truth),
 the scores, every analysis, and the comparison with the study's targets file; its
 :meth:`~RunResult.save` writes ``trials.parquet``, ``videos.parquet``,
-``participants.parquet``, ``scores.csv``, ``summary.json`` and the figures, each file whole
-or not at all. ``memsim run`` is :func:`run_study` plus a printed table.
+``participants.parquet``, ``scores.csv``, ``summary.json`` and the figures. A run folder
+cannot lie: it is written as a hidden sibling (``.NAME.<pid>-<token>.new``) and renamed
+into place once every file is in, replacing an earlier run there whole, so a killed or
+failed run leaves either the earlier folder, untouched, or none; never a mixture
+(:func:`memsim.io.staged_dir`). ``memsim run`` is :func:`run_study` plus a printed table.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
+import re
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -24,15 +29,51 @@ from memsim.analysis.scoring import ScoreResult, score
 from memsim.data import RELEASED_SCORES, released_scores
 from memsim.design.protocol import Protocol
 from memsim.design.scores import write_scores
-from memsim.errors import UserError
 from memsim.fit.compare import Targets, compare, default_targets_path, figure_references
 from memsim.fit.compare import load_targets as _load_targets
-from memsim.io import dumps_json, write_text_atomic
+from memsim.io import dumps_json, is_temp_name, staged_dir, write_text_atomic
+from memsim.limits import check_seed
 from memsim.progress import ProgressCallback
 from memsim.sim.params import Params
 from memsim.sim.simulate import Simulation, simulate, write_simulation
 
-__all__ = ["RunResult", "run_study"]
+__all__ = ["RunResult", "run_study", "RUN_FILES", "run_folder_problem", "run_folder"]
+
+# what a run folder holds (figures: the paper's fig3-fig6 and the real-vs-simulated scores)
+RUN_FILES = frozenset(
+    {"trials.parquet", "videos.parquet", "participants.parquet", "scores.csv", "summary.json"}
+)
+_FIGURE = re.compile(r"(fig\d+_[a-z_]+|scores_real_vs_sim)\.png")
+
+
+def run_folder_problem(out: Path) -> str | None:
+    """Why the existing folder ``out`` must not be replaced by a run (None: it may).
+
+    A run replaces a folder whole, so only one that holds nothing but what memsim's runs
+    and simulations write (and their temporary files) is replaced; any other file in it
+    (``--out .`` by mistake, say) makes it someone else's.
+    """
+    foreign = sorted(
+        p.name
+        for p in out.iterdir()
+        if not (
+            p.is_file()
+            and (p.name in RUN_FILES or _FIGURE.fullmatch(p.name) or is_temp_name(p.name))
+        )
+    )
+    if foreign:
+        shown = ", ".join(foreign[:3]) + (", ..." if len(foreign) > 3 else "")
+        return f"holds files that no memsim run writes ({shown})"
+    return None
+
+
+def run_folder(out: str | os.PathLike[str]) -> contextlib.AbstractContextManager[Path]:
+    """Write a run folder whole: yields a temporary sibling, renamed to ``out`` on success.
+
+    Refuses (one-line UserError, before the block runs) an ``out`` that is a file, a link or
+    a device, or a folder holding files no run writes (:func:`run_folder_problem`).
+    """
+    return staged_dir(out, run_folder_problem)
 
 
 @dataclass
@@ -134,26 +175,23 @@ class RunResult:
         )
 
     def save(self, out: str | os.PathLike[str], *, figures: bool = True) -> list[Path]:
-        """Write every output of the run into ``out``; the paths written."""
-        out = _out_dir(out)
-        paths = write_simulation(self.simulation, out)
-        paths += self._write_scores_and_summary(out)
-        if figures:
-            paths += self.figures(out)
-        self.written = paths
-        return paths
+        """Write every output of the run into ``out``, whole; the paths written.
+
+        An earlier run in ``out`` is replaced whole (:func:`run_folder`).
+        """
+        out = Path(out)
+        with run_folder(out) as tmp:
+            paths = write_simulation(self.simulation, tmp)
+            paths += self._write_scores_and_summary(tmp)
+            if figures:
+                paths += self.figures(tmp)
+        self.written = [out / p.name for p in paths]
+        return self.written
 
     def _write_scores_and_summary(self, out: Path) -> list[Path]:
         write_scores(self.scores, out / "scores.csv")
         write_text_atomic(out / "summary.json", dumps_json(self.analysis))
         return [out / "scores.csv", out / "summary.json"]
-
-
-def _out_dir(out: str | os.PathLike[str]) -> Path:
-    out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise UserError("output exists and is not a directory", path=out)
-    return out
 
 
 def run_study(
@@ -183,13 +221,24 @@ def run_study(
         Default: the protocol's own targets file, when it has one.
     out : path, optional
         Write every output there while the analyses run (the trial table is written on a
-        second thread); without it nothing is written (call :meth:`RunResult.save`).
+        second thread), whole (:func:`run_folder`: an earlier run there is replaced whole, a
+        folder holding other files is refused before the work starts); without it nothing
+        is written (call :meth:`RunResult.save`).
     figures : bool
         With ``out``: draw the figures too.
     progress : callable, optional
         Receives :class:`memsim.progress.Progress` events of the simulation.
     """
-    out_dir = _out_dir(out) if out is not None else None
+    check_seed(seed)
+    stage = run_folder(out) if out is not None else contextlib.nullcontext(None)
+    with stage as out_dir:  # refuses a bad `out` before the work; renamed into place at the end
+        result = _run(protocol, params, seed, scale, data, targets, out_dir, figures, progress)
+    if out is not None:
+        result.written = [Path(out) / p.name for p in result.written]
+    return result
+
+
+def _run(protocol, params, seed, scale, data, targets, out_dir, figures, progress) -> RunResult:
     real = released_scores(protocol.name, data)
     if targets is None:
         tpath = default_targets_path(protocol.name)

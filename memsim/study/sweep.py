@@ -24,37 +24,64 @@ Three properties hold whatever runs the cells:
   killed at any moment (``kill -9`` included) resumes and ends with the same
   bytes as an uninterrupted run.
 
-The cell function is one picklable callable, ``cell(spec) -> {name: float}``
-(default :func:`run_cell`: simulate, then summarise), sent unchanged to a local
-process pool or to a Dask cluster (``scheduler=``). The workers only compute;
-this process writes every file, so workers need no shared file system.
+The cell function is one picklable callable, ``cell(spec) -> {name: float}``, chosen by
+name from a registry (:data:`CELLS`; default ``campaign``, :func:`run_cell`: simulate,
+then summarise), never imported from a path the study names: a study file is a
+declaration, not code. Third-party cells register through the ``memsim.cells`` entry
+point group (docs/sweeps.md). The function is sent unchanged to a local process pool or
+to a Dask cluster (``scheduler=``). The workers only compute; this process writes every
+file, so workers need no shared file system.
+
+Nothing is created before everything the study needs is checked (every cell, the cell
+function, the limits, the scheduler), and the folder itself appears whole: it is built as
+a hidden sibling and renamed into place with its first finished run, so a sweep that
+fails on its first cell leaves nothing.
 """
 
 from __future__ import annotations
 
 import copy
+import difflib
 import hashlib
 import importlib
+import importlib.metadata
 import json
 import math
+import numbers
 import os
 import re
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Strict,
+    Tag,
+    ValidationError,
+    model_validator,
+)
 
+from memsim import limits
 from memsim.analysis.consistency import flatten_statistics
+from memsim.design.protocol import Name, integer, number
 from memsim.errors import UserError
 from memsim.io import (
     atomic_path,
+    check_output,
+    forget_output,
     format_pydantic_error,
     load_yaml_mapping,
     read_text,
+    remove_stale,
+    staged_dir,
     write_text_atomic,
 )
 from memsim.paths import locate
@@ -71,11 +98,19 @@ __all__ = [
     "run_sweep",
     "SweepResult",
     "run_cell",
+    "CELLS",
+    "CELL_GROUP",
+    "register_cell",
+    "get_cell",
+    "cell_names",
     "cell_seeds",
     "minutes_per_participant",
 ]
 
-DEFAULT_CELL = "memsim.study.sweep:run_cell"
+DEFAULT_CELL = "campaign"
+CELL_GROUP = "memsim.cells"  # the entry point group of third-party cell functions
+# what studies and plans written before the registry named the default cell (resumable)
+LEGACY_CELLS = {"memsim.study.sweep:run_cell": "campaign", "memsim.sweep:run_cell": "campaign"}
 PLAN_FILE = "plan.json"
 STUDY_FILE = "study.yaml"
 RESULTS_FILE = "results.parquet"
@@ -86,6 +121,41 @@ _RESERVED = {"cell", "replicate", "seed", "participants", COST_COLUMN}
 
 class _Frozen(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+def _non_finite(value: Any) -> bool:
+    """True when ``value`` holds a NaN or an infinity anywhere (JSON, and seeds, have none)."""
+    if isinstance(value, float):
+        return not math.isfinite(value)
+    if isinstance(value, dict):
+        return any(_non_finite(v) for v in value.values())
+    if isinstance(value, (list, tuple)):
+        return any(_non_finite(v) for v in value)
+    return False
+
+
+def _yaml_file(value: str, what: str) -> str:
+    """A file a study names: a YAML file (``.yaml`` / ``.yml``), relative to the study file."""
+    if not value.endswith((".yaml", ".yml")) or "\0" in value:
+        subject = "" if what == "must" else f"{what} "
+        raise ValueError(f"{subject}must name a YAML file (.yaml or .yml), got {value[:60]!r}")
+    return value
+
+
+def _protocol_ref(value: str) -> str:
+    """A study's base protocol: a shipped protocol's name, or a YAML file."""
+    return value if is_protocol_name(value) else _yaml_file(value, "must")
+
+
+def _cell_name(value: str) -> str:
+    if value in LEGACY_CELLS:
+        return LEGACY_CELLS[value]
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}", value):
+        raise ValueError(
+            f"{value[:60]!r} is not a cell name: cells are memsim's registered cell functions, "
+            "chosen by name (default 'campaign'; docs/sweeps.md), never an import path"
+        )
+    return value
 
 
 # --------------------------------------------------------------------------- schema
@@ -109,10 +179,15 @@ class Axis(_Frozen):
 
     @model_validator(mode="after")
     def _files(self) -> Axis:
-        if "." not in self.path and not all(isinstance(v, str) for v in self.values):
-            raise ValueError(
-                f"vary {self.path}: values must be file names (a whole {self.path} per value)"
-            )
+        if "." not in self.path:
+            if not all(isinstance(v, str) for v in self.values):
+                raise ValueError(
+                    f"vary {self.path}: values must be file names (a whole {self.path} per value)"
+                )
+            for v in self.values:
+                _yaml_file(v, f"vary {self.path}: a value")
+        if _non_finite(self.values):
+            raise ValueError(f"vary {self.path}: a value is NaN or infinite")
         return self
 
     @property
@@ -143,23 +218,35 @@ class Figure(_Frozen):
     title: str | None = None
 
 
+# an entry of `vary` is a zip group when it has `zip`, else an axis: errors then name the
+# entry's own fields instead of both union branches
+VaryEntry = Annotated[
+    Annotated[Axis, Tag("axis")] | Annotated[ZipGroup, Tag("zip")],
+    Discriminator(
+        lambda v: (
+            "zip" if (isinstance(v, dict) and "zip" in v) or isinstance(v, ZipGroup) else "axis"
+        )
+    ),
+]
+
+
 class Analysis(_Frozen):
     """How many random splits the default cell's analysis averages (the paper: 25 human splits)."""
 
-    n_splits: Annotated[int, Field(ge=1, le=1000)] = 25
-    repeats: Annotated[int, Field(ge=1, le=100)] = 3
+    n_splits: integer(ge=1, le=1000) = 25
+    repeats: integer(ge=1, le=100) = 3
 
 
 class Study(_Frozen):
     """A what-if study: a base protocol, the grid to vary, replicates, statistics, seed."""
 
-    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
-    description: str = ""
-    protocol: str = Field(
-        description="base protocol: a file, relative to the study file, or a shipped protocol's "
-        "name (videomem, memento10k, isola2011, lamem)"
+    name: Name
+    description: str = Field(default="", max_length=10_000)
+    protocol: Annotated[str, AfterValidator(_protocol_ref)] = Field(
+        description="base protocol: a YAML file, relative to the study file, or a shipped "
+        "protocol's name (videomem, memento10k, isola2011, lamem)"
     )
-    params: str | None = Field(
+    params: Annotated[str, AfterValidator(lambda v: _yaml_file(v, "must"))] | None = Field(
         default=None,
         description="population parameter file (default: the protocol's calibrated one)",
     )
@@ -167,20 +254,24 @@ class Study(_Frozen):
         default_factory=dict,
         description="fixed changes to the base, {dotted path: value}, applied before any axis",
     )
-    vary: tuple[Axis | ZipGroup, ...] = ()
-    replicates: Annotated[int, Field(ge=1, le=100_000)] = 1
+    vary: tuple[VaryEntry, ...] = ()
+    replicates: integer(ge=1, le=100_000) = 1
     statistics: tuple[str, ...] = Field(min_length=1)
-    seed: Annotated[int, Field(ge=0, lt=2**63)]
-    scale: Annotated[float, Field(gt=0, le=1)] = Field(
+    seed: integer(ge=0, lt=2**63)
+    scale: number(gt=0, le=1) = Field(
         default=1.0, description="simulate this share of the protocol's stimuli and participants"
     )
-    common_random_numbers: bool = Field(
+    common_random_numbers: Annotated[bool, Strict()] = Field(
         default=False,
         description=(
             "replicate r of every cell uses the same seed (sharper differences between cells)"
         ),
     )
-    cell: str = Field(default=DEFAULT_CELL, pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
+    cell: Annotated[str, AfterValidator(_cell_name)] = Field(
+        default=DEFAULT_CELL,
+        description="the cell function by its registered name (CELLS, or a memsim.cells entry "
+        "point)",
+    )
     missing: Literal["error", "nan"] = Field(
         default="error",
         description="a statistic a cell does not give: stop with an error, or record NaN "
@@ -193,6 +284,8 @@ class Study(_Frozen):
 
     @model_validator(mode="after")
     def _check(self) -> Study:
+        if _non_finite(self.set):
+            raise ValueError("set: a value is NaN or infinite")
         cols = [a.column for a in self.axes]
         dup = {c for c in cols if cols.count(c) > 1}
         if dup:
@@ -235,7 +328,24 @@ def load_study(path: str | os.PathLike[str]) -> Study:
     try:
         return Study.model_validate(data)
     except ValidationError as exc:
-        raise format_pydantic_error(exc, path) from None
+        raise format_pydantic_error(_Untagged(exc), path) from None
+
+
+class _Untagged:
+    """A ValidationError whose locations leave out the tags of ``vary``'s union (an error in
+    ``vary.0.axis.values`` is shown as ``vary.0.values``)."""
+
+    def __init__(self, exc: ValidationError) -> None:
+        self.exc = exc
+
+    def errors(self) -> list[dict]:
+        out = []
+        for e in self.exc.errors():
+            loc = tuple(e.get("loc", ()))
+            if len(loc) > 2 and loc[0] == "vary" and loc[2] in ("axis", "zip"):
+                loc = loc[:2] + loc[3:]
+            out.append({**e, "loc": loc})
+        return out
 
 
 # --------------------------------------------------------------------------- cells
@@ -353,17 +463,37 @@ def _base_params(study: Study, base_dir: Path, protocol, study_path) -> dict | N
     return api.load_params(ppath).dump()
 
 
-def resolve_study(study: Study, study_path: str | os.PathLike[str]) -> Plan:
+def grid_runs(study: Study) -> int:
+    """Runs of ``study`` (cells x replicates), counted without resolving a cell."""
+    cells = math.prod(
+        len(e.zip[0].values) if isinstance(e, ZipGroup) else len(e.values) for e in study.vary
+    )
+    return cells * study.replicates
+
+
+def resolve_study(
+    study: Study, study_path: str | os.PathLike[str], *, allow_large: bool = False
+) -> Plan:
     """Resolve and validate every cell of ``study``; raise one-line UserError on the first bad
-    one."""
+    one.
+
+    A study of more than :data:`memsim.limits.MAX_RUNS` runs is refused before any cell is
+    resolved, unless ``allow_large``. Files the study names (``protocol``, ``params``, whole
+    protocol or parameter axes) are YAML files, relative to the study file, and must load
+    as their kind.
+    """
     from memsim.design.protocol import load_protocol, protocol_from_mapping
 
     study_path = Path(study_path)
+    try:
+        limits.check_runs(grid_runs(study), allow_large, what="the study")
+    except UserError as exc:
+        raise UserError(str(exc), path=study_path) from None
     base_dir = study_path.parent
     proto_path = base_dir / study.protocol
     if is_protocol_name(study.protocol) and not proto_path.exists():
         proto_path = protocol_path(study.protocol)  # a shipped protocol by name
-    if not proto_path.is_file():
+    if not proto_path.exists():
         raise UserError(f"protocol: no such file {proto_path}", path=study_path)
     base_proto = load_protocol(proto_path)
     base = {
@@ -479,22 +609,37 @@ def resolve_study(study: Study, study_path: str | os.PathLike[str]) -> Plan:
         ]
         for c in cells
     ]
-    body = {
-        "study": study.model_dump(mode="json"),
-        "columns": columns,
-        "cells": cells,
-        "seeds": seeds,
-    }
-    body["study"].pop("description")  # wording changes do not change results
-    fingerprint = hashlib.sha256(_canonical(body).encode()).hexdigest()
+    dumped = study.model_dump(mode="json")
     return Plan(
-        study=study.model_dump(mode="json"),
+        study=dumped,
         columns=columns,
         cells=cells,
         seeds=seeds,
-        fingerprint=fingerprint,
+        fingerprint=_fingerprint(dumped, columns, cells, seeds),
         code=code_hash(),
     )
+
+
+def _fingerprint(study: dict, columns: dict, cells: list, seeds: list) -> str:
+    body = {"study": dict(study), "columns": columns, "cells": cells, "seeds": seeds}
+    body["study"].pop("description", None)  # wording changes do not change results
+    return hashlib.sha256(_canonical(body).encode()).hexdigest()
+
+
+def plan_fingerprints(plan: Plan) -> set[str]:
+    """The plan's fingerprint, and the ones it had when its cell was named the old way.
+
+    Sweep folders started before the cell registry saved plans whose study named the
+    default cell ``memsim.study.sweep:run_cell`` (or ``memsim.sweep:run_cell``); they
+    resume.
+    """
+    out = {plan.fingerprint}
+    cell = plan.study.get("cell")
+    for old, new in LEGACY_CELLS.items():
+        if new == cell:
+            study = {**plan.study, "cell": old}
+            out.add(_fingerprint(study, plan.columns, plan.cells, plan.seeds))
+    return out
 
 
 def code_hash() -> str:
@@ -587,13 +732,70 @@ _FEASIBLE: set = set()  # step layouts already placed by _preflight in this proc
 run_cell.preflight = _preflight  # type: ignore[attr-defined]
 
 
-def import_cell(ref: str, study_path=None) -> Callable[[dict], dict]:
-    """The callable named ``module:function``."""
-    module, _, name = ref.partition(":")
+# --------------------------------------------------------------------------- the cell registry
+CELLS: dict[str, Callable[[dict], dict]] = {"campaign": run_cell}
+
+
+def register_cell(name: str, fn: Callable[[dict], dict] | None = None):
+    """Register a cell function under ``name`` (usable as a decorator).
+
+    The function must be importable by reference (a module-level function) so that worker
+    processes and Dask workers can receive it. A package registers its cells for every
+    process, the CLI's included, through the ``memsim.cells`` entry point group instead::
+
+        [project.entry-points."memsim.cells"]
+        my-cell = "mypackage.cells:my_cell"
+    """
+    _cell_name(name)
+    if name in LEGACY_CELLS:
+        raise ValueError(f"{name!r} is a reserved cell name")
+
+    def add(f: Callable[[dict], dict]) -> Callable[[dict], dict]:
+        if not callable(f):
+            raise TypeError(f"cell {name!r}: {f!r} is not callable")
+        CELLS[name] = f
+        return f
+
+    return add if fn is None else add(fn)
+
+
+def _entry_points() -> dict:
+    return {ep.name: ep for ep in importlib.metadata.entry_points(group=CELL_GROUP)}
+
+
+def cell_names() -> list[str]:
+    """Every cell name a study may use: the registry's and the entry points'."""
+    return sorted(set(CELLS) | set(_entry_points()))
+
+
+def get_cell(name: str, study_path=None) -> Callable[[dict], dict]:
+    """The cell function registered as ``name`` (or by a ``memsim.cells`` entry point).
+
+    Only registered names resolve: a study file cannot make memsim import or call anything
+    else. Loading an entry point imports the package that declared it (installed code).
+    """
+    name = LEGACY_CELLS.get(name, name)
+    if name in CELLS:
+        return CELLS[name]
+    ep = _entry_points().get(name)
+    if ep is None:
+        known = ", ".join(cell_names())
+        raise UserError(
+            f"cell: no cell function named {name!r} (registered: {known}; docs/sweeps.md)",
+            path=study_path,
+        )
     try:
-        fn = getattr(importlib.import_module(module), name)
-    except (ImportError, AttributeError) as exc:
-        raise UserError(f"cell: cannot import {ref} ({exc})", path=study_path) from None
+        fn = ep.load()
+    except Exception as exc:  # noqa: BLE001 - a broken plugin is reported, not a memsim bug
+        raise UserError(
+            f"cell: the entry point {name} = {ep.value} cannot be loaded "
+            f"({type(exc).__name__}: {' '.join(str(exc).split())[:200]})",
+            path=study_path,
+        ) from None
+    if not callable(fn):
+        raise UserError(
+            f"cell: the entry point {name} = {ep.value} is not callable", path=study_path
+        )
     return fn
 
 
@@ -660,20 +862,140 @@ class _ProcessPool:
         self.pool.shutdown(wait=wait, cancel_futures=True)
 
 
-class _Dask:
-    """An existing Dask cluster: the same cell function, shipped by reference."""
+def _probe_scheduler(address: str, timeout: float, ssl_context=None) -> None:
+    """Check, with a plain socket, that a Dask scheduler answers at ``address``.
 
-    def __init__(self, address: str, tag: str) -> None:
+    A Dask peer sends its handshake as soon as a connection opens: an 8-byte length, then a
+    small msgpack mapping naming its ``pickle-protocol``. Anything else (silence, an SSH or
+    HTTP server, random bytes) is refused here, before Dask's client would wait for minutes
+    or try to allocate a buffer of the length it read.
+    """
+    import socket
+    import struct
+
+    from distributed.comm.addressing import parse_address, parse_host_port
+
+    scheme, loc = parse_address(address)
+    host, port = parse_host_port(loc)
+    try:
+        sock = socket.create_connection((host, port), timeout=timeout)
+    except OSError as exc:
+        raise UserError(f"--scheduler {address}: cannot connect ({exc.strerror or exc})") from None
+    try:
+        if ssl_context is not None:
+            sock = ssl_context.wrap_socket(
+                sock, server_hostname=host if ssl_context.check_hostname else None
+            )
+
+        def read(n: int) -> bytes:
+            data = b""
+            while len(data) < n:
+                chunk = sock.recv(n - len(data))
+                if not chunk:
+                    raise UserError(
+                        f"--scheduler {address}: the peer closed the connection without a Dask "
+                        "handshake (is it a Dask scheduler?)"
+                    )
+                data += chunk
+            return data
+
+        total = struct.unpack("<Q", read(8))[0]
+        if not 16 <= total <= 65536:
+            raise UserError(
+                f"--scheduler {address}: the peer is not a Dask scheduler (its first message "
+                f"announces {total:,} bytes, not a handshake)"
+            )
+        body = read(total)
+        n = struct.unpack("<Q", body[:8])[0]
+        lengths = struct.unpack(f"<{n}Q", body[8 : 8 + 8 * n]) if 0 < n <= 8 else ()
+        import msgpack
+
+        first = body[8 + 8 * n : 8 + 8 * n + lengths[0]] if lengths else b""
+        try:
+            hello = msgpack.loads(first) if first else None
+        except Exception:  # noqa: BLE001 - any undecodable handshake is "not Dask"
+            hello = None
+        if not isinstance(hello, dict) or "pickle-protocol" not in hello:
+            raise UserError(
+                f"--scheduler {address}: the peer is not a Dask scheduler (no Dask handshake)"
+            )
+    except TimeoutError:
+        raise UserError(
+            f"--scheduler {address}: no Dask handshake within {timeout:g} s "
+            "(is it a Dask scheduler? for tls:// give the TLS options)"
+        ) from None
+    except OSError as exc:  # TLS failures are OSErrors too
+        raise UserError(
+            f"--scheduler {address}: {type(exc).__name__}: {' '.join(str(exc).split())[:200]}"
+        ) from None
+    finally:
+        sock.close()
+
+
+class _Dask:
+    """An existing Dask cluster: the same cell function, shipped by reference.
+
+    ``address``: ``tcp://host:port`` or ``tls://host:port`` (a bare ``host:port`` is tcp).
+    TLS uses Dask's own security settings: ``tls`` gives the CA, certificate and key files
+    (:class:`distributed.security.Security`); without them, Dask's configuration
+    (``distributed.comm.tls.*``) applies. The scheduler is probed before Dask's client
+    connects (:func:`_probe_scheduler`), all within ``timeout`` seconds.
+    """
+
+    def __init__(
+        self, address: str, tag: str, timeout: float = 10.0, tls: dict | None = None
+    ) -> None:
         try:
             from distributed import Client
+            from distributed.security import Security
         except ImportError:
             raise UserError(
                 "--scheduler needs dask.distributed: pip install 'memsim[dask]'"
             ) from None
+        if "://" not in address:
+            address = f"tcp://{address}"
+        scheme = address.split("://", 1)[0]
+        if scheme not in ("tcp", "tls"):
+            raise UserError(
+                f"--scheduler {address}: memsim talks to a scheduler over tcp:// or tls://, "
+                f"not {scheme}://"
+            )
+        tls = {k: str(v) for k, v in (tls or {}).items() if v is not None}
+        if tls and scheme != "tls":
+            raise UserError(f"--scheduler {address}: the TLS options need a tls:// address")
         try:
-            self.client = Client(address, timeout="20s", set_as_default=False)
-        except (OSError, TimeoutError) as exc:
-            raise UserError(f"--scheduler {address}: cannot connect ({exc})") from None
+            from distributed.comm.addressing import parse_address, parse_host_port
+
+            parse_host_port(parse_address(address)[1])
+        except (ValueError, TypeError) as exc:
+            raise UserError(f"--scheduler {address}: not an address ({exc})") from None
+        for key, path in tls.items():
+            from memsim.io import check_input
+
+            check_input(path, f"TLS file ({key})")
+        try:
+            security = Security(require_encryption=True, **tls) if scheme == "tls" else Security()
+            ssl_context = (
+                security.get_connection_args("client")["ssl_context"] if scheme == "tls" else None
+            )
+        except (OSError, ValueError) as exc:
+            raise UserError(
+                f"--scheduler {address}: the TLS settings do not load "
+                f"({' '.join(str(exc).split())[:200]})"
+            ) from None
+        if scheme == "tls" and ssl_context is None:
+            raise UserError(
+                f"--scheduler {address}: no TLS certificates: give --tls-ca-file, --tls-cert "
+                "and --tls-key, or set distributed.comm.tls in Dask's configuration"
+            )
+        _probe_scheduler(address, timeout, ssl_context)
+        try:
+            self.client = Client(
+                address, timeout=f"{timeout}s", security=security, set_as_default=False
+            )
+        except (OSError, TimeoutError, ValueError, MemoryError) as exc:
+            detail = " ".join(str(exc).split())[:200]
+            raise UserError(f"--scheduler {address}: cannot connect ({detail})") from None
         self.tag = tag
 
     def run(self, fn, jobs):
@@ -685,8 +1007,25 @@ class _Dask:
                 fn, spec, key=f"memsim-{self.tag}-{key[0]}-{key[1]}", pure=False
             )
             futures[fut.key] = (fut, key)
+        name = f"{getattr(fn, '__module__', '?')}.{getattr(fn, '__qualname__', '?')}"
+
+        def result(fut):
+            try:
+                return fut.result()
+            except (RuntimeError, ImportError) as exc:
+                # the scheduler or a worker cannot unpickle the cell function: their
+                # environment lacks memsim or the cell's package, not a bug of the cell
+                text = " ".join(str(exc).split())
+                if isinstance(exc, ImportError) or "deserializ" in text:
+                    raise UserError(
+                        f"the Dask cluster cannot load the cell function {name} "
+                        f"({text[:160]}); install memsim, and the package of the cell, where "
+                        "the scheduler and the workers run"
+                    ) from None
+                raise
+
         for fut in as_completed([f for f, _ in futures.values()], loop=self.client.loop):
-            yield futures[fut.key][1], _call(fut.result, futures[fut.key][1])
+            yield futures[fut.key][1], _call(lambda fut=fut: result(fut), futures[fut.key][1])
 
     def close(self, wait: bool = True) -> None:
         self.client.close()
@@ -718,15 +1057,42 @@ def _schema(plan: Plan):
     return pa.schema(fields)
 
 
-def _row(plan: Plan, cell: int, replicate: int, result: dict, study_path) -> dict:
+def _checked_result(result: Any, study_path) -> dict:
+    """A cell function's result as ``{name: float}``, or one line saying what is wrong."""
+    if not isinstance(result, Mapping):
+        raise UserError(
+            f"cell: the cell function returned {type(result).__name__}, not a mapping of "
+            "statistic names to numbers",
+            path=study_path,
+        )
+    out = {}
+    for k, v in result.items():
+        if not isinstance(k, str):
+            raise UserError(
+                f"cell: the cell function returned a key {k!r} that is not a statistic name",
+                path=study_path,
+            )
+        if not isinstance(v, numbers.Real):
+            raise UserError(
+                f"cell: the cell function returned {type(v).__name__} for {k!r}, not a number",
+                path=study_path,
+            )
+        out[k] = float(v)
+    return out
+
+
+def _row(plan: Plan, cell: int, replicate: int, result: Any, study_path) -> dict:
     c = plan.cells[cell]
+    result = _checked_result(result, study_path)
     missing = [s for s in plan.study["statistics"] if s not in result]
     if missing and plan.study.get("missing") == "nan":
         result = {**result, **{s: math.nan for s in missing}}
     elif missing:
-        have = ", ".join(sorted(result)) or "none"
+        close = difflib.get_close_matches(missing[0], list(result), n=3, cutoff=0.5)
+        have = f"closest: {', '.join(close)}; " if close else ""
         raise UserError(
-            f"statistics: the cell function gives no {missing[0]!r} (it gives: {have})",
+            f"statistics: the cell function gives no {missing[0]!r} ({have}it gives "
+            f"{len(result)} statistics: memsim sweep STUDY --list-statistics)",
             path=study_path,
         )
     nominal = max(1, round(_nominal_participants(c["protocol"]) * float(plan.study["scale"])))
@@ -746,41 +1112,69 @@ def _write_parquet(table, path: Path) -> None:
         pq.write_table(table, tmp, compression="zstd", write_statistics=False)
 
 
-def _prepare(out: Path, study_text: str, plan: Plan) -> bool:
-    """Create ``out`` for ``plan``, or check that it already belongs to it.
+def _unstarted(out: Path) -> str | None:
+    """Why ``out`` is not a sweep that never got going (None: it is one, or empty).
 
-    Returns True when ``out`` was started by a different version of memsim's code.
+    Before the folder appeared atomically, a sweep killed between ``study.yaml`` and
+    ``plan.json`` left ``study.yaml`` (and perhaps an empty ``shards/``) alone: such a folder
+    holds no result and is started afresh.
     """
+    for p in out.iterdir():
+        if p.name.startswith("."):
+            continue
+        if p.name == STUDY_FILE and p.is_file():
+            continue
+        if p.name == SHARD_DIR and p.is_dir() and not any(p.glob("*.parquet")):
+            continue
+        return "exists and is not a sweep folder"
+    return None
+
+
+def _existing(out: Path, plan: Plan) -> bool | None:
+    """Check that ``out`` may take ``plan`` without creating anything.
+
+    None: ``out`` is to be created (absent, empty, or a sweep that never got going);
+    otherwise ``out`` holds this plan's sweep, and the value says whether memsim's code
+    changed since it started. A folder of another study is refused.
+    """
+    if not check_output(out, "dir"):
+        return None
     plan_file = out / PLAN_FILE
-    if plan_file.exists():
-        try:
-            saved = json.loads(plan_file.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            saved = {}
-        old = saved.get("fingerprint")
-        if old != plan.fingerprint:
-            raise UserError(
-                "holds a sweep of a different study (or of a changed protocol or parameters); "
-                "use another --out or delete it",
-                path=out,
-            )
-        return saved.get("code") != plan.code
-    if out.exists() and (
-        not out.is_dir() or any(not p.name.startswith(".") for p in out.iterdir())
-    ):
-        raise UserError("exists and is not a sweep folder; use another --out", path=out)
-    out.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(out / STUDY_FILE, study_text)
-    write_text_atomic(plan_file, json.dumps(plan.model_dump(), indent=1, sort_keys=True) + "\n")
-    return False
+    if not plan_file.exists():
+        why = _unstarted(out)
+        if why:
+            raise UserError(f"{why}; use another --out", path=out)
+        return None
+    try:
+        saved = json.loads(read_text(plan_file, "sweep plan", max_bytes=1 << 30))
+    except (UserError, ValueError):
+        saved = {}
+    if not isinstance(saved, dict) or saved.get("fingerprint") not in plan_fingerprints(plan):
+        raise UserError(
+            "holds a sweep of a different study (or of a changed protocol or parameters); "
+            "use another --out or delete it",
+            path=out,
+        )
+    return saved.get("code") != plan.code
+
+
+def _create(out: Path, study_text: str, plan: Plan, first: tuple[Path, Any]) -> None:
+    """Make the sweep folder appear whole: study, plan and the first finished run together."""
+    with staged_dir(out, _unstarted) as tmp:
+        write_text_atomic(tmp / STUDY_FILE, study_text)
+        write_text_atomic(
+            tmp / PLAN_FILE, json.dumps(plan.model_dump(), indent=1, sort_keys=True) + "\n"
+        )
+        shard, table = first
+        _write_parquet(table, tmp / shard.relative_to(out))
+    forget_output(out)  # from now on the folder is resumable state: kept even if a cell fails
 
 
 def _clean_temps(out: Path) -> None:
     """Remove temp files a killed run left (atomic writes that never got renamed)."""
     for folder in (out, out / SHARD_DIR):
         if folder.is_dir():
-            for p in folder.glob(".*.tmp"):
-                p.unlink(missing_ok=True)
+            remove_stale(folder)
 
 
 def combine(out: Path, plan: Plan) -> Path:
@@ -821,6 +1215,40 @@ def _check_cells(plan: Plan, fn, study_path) -> None:
             raise UserError(f"vary {where}: infeasible cell: {exc}", path=study_path) from None
 
 
+def _check_memory(plan: Plan, study_path) -> None:
+    """The campaign cell's memory estimate (:func:`memsim.limits.check_memory`), per cell."""
+    seen = set()
+    for c in plan.cells:
+        p = c["protocol"]
+        most = max(1, round(_nominal_participants(p) * float(plan.study["scale"])))
+        rows = most * sum(int(s["length"]) for s in p["steps"])
+        if rows in seen:
+            continue
+        seen.add(rows)
+        where = ", ".join(f"{k} = {v}" for k, v in c["coords"].items()) or "the base protocol"
+        try:
+            limits.check_memory(
+                rows, f"{most:,} participants", how="lower the study's scale or budgets"
+            )
+        except UserError as exc:
+            raise UserError(f"vary {where}: {exc}", path=study_path) from None
+
+
+def _spec(study: Study, plan: Plan, cell: dict, replicate: int, scale: float) -> dict:
+    s_seed, a_seed = plan.seeds[cell["cell"]][replicate]
+    return {
+        "protocol": cell["protocol"],
+        "params": cell["params"],
+        "seed": s_seed,
+        "analysis_seed": a_seed,
+        "scale": scale,
+        "analysis": study.analysis.model_dump(),
+        "cell": cell["cell"],
+        "replicate": replicate,
+        "coords": cell["coords"],
+    }
+
+
 def run_sweep(
     study_path: str | os.PathLike[str],
     out: str | os.PathLike[str],
@@ -828,20 +1256,35 @@ def run_sweep(
     workers: int = 1,
     scheduler: str | None = None,
     cell_fn: Callable[[dict], dict] | None = None,
+    allow_large: bool = False,
+    connect_timeout: float = 10.0,
+    tls: dict | None = None,
     progress: ProgressCallback | None = None,
     log: Callable[[str], None] | None = None,
     warn: Callable[[str], None] | None = None,
 ) -> SweepResult:
     """Run (or resume) the sweep of ``study_path`` into folder ``out``.
 
+    Everything is checked before anything is created: the study, every cell, the cell
+    function, the limits (:data:`memsim.limits.MAX_RUNS` runs; the memory of one run) and
+    the scheduler. The folder then appears whole with its first finished run, so a sweep
+    whose first cell fails leaves nothing; once it exists, it is kept (resumable).
+
     Parameters
     ----------
     workers : int
         Local worker processes (1 runs in this process). Ignored with ``scheduler``.
     scheduler : str, optional
-        Address of a running Dask scheduler (``tcp://host:port``).
+        Address of a running Dask scheduler (``tcp://host:port`` or ``tls://host:port``).
     cell_fn : callable, optional
         Overrides the study's ``cell`` (tests); must be picklable by reference.
+    allow_large : bool
+        Lift the limit on the number of runs.
+    connect_timeout : float
+        Seconds to reach the scheduler and get its handshake.
+    tls : dict, optional
+        ``tls_ca_file``, ``tls_client_cert``, ``tls_client_key`` (paths) for a ``tls://``
+        scheduler; without them Dask's own configuration (``distributed.comm.tls``) applies.
     progress : callable, optional
         Receives a :class:`memsim.progress.Progress` per finished run (``detail``: the time
         left at the rate so far).
@@ -855,41 +1298,48 @@ def run_sweep(
     """
     if workers < 1:
         raise UserError(f"--workers must be at least 1, got {workers}")
+    if not (math.isfinite(connect_timeout) and connect_timeout > 0):
+        raise UserError(f"--connect-timeout must be a positive number, got {connect_timeout}")
     study_path = Path(study_path)
     out = Path(out)
+    check_output(out, "dir")
     study = load_study(study_path)
-    plan = resolve_study(study, study_path)  # everything validated before anything runs
-    fn = cell_fn or import_cell(study.cell, study_path)
+    fn = cell_fn or get_cell(study.cell, study_path)
+    plan = resolve_study(study, study_path, allow_large=allow_large)  # every cell validated
+    if fn is run_cell:
+        _check_memory(plan, study_path)
     _check_cells(plan, fn, study_path)
-    code_changed = _prepare(out, read_text(study_path, "study file"), plan)
-    _clean_temps(out)
-    (out / SHARD_DIR).mkdir(exist_ok=True)
+    study_text = read_text(study_path, "study file", max_bytes=limits.YAML_MAX_BYTES)
+    code_changed = _existing(out, plan)
+    exists = code_changed is not None
+    if exists:
+        forget_output(out)  # a sweep folder is resumable state: what it gains is kept
+        _clean_temps(out)
 
     reps = study.replicates
-    jobs = []
-    for c in plan.cells:
-        for r in range(reps):
-            if _shard_path(out, c["cell"], r).exists():
-                continue
-            s_seed, a_seed = plan.seeds[c["cell"]][r]
-            spec = {
-                "protocol": c["protocol"],
-                "params": c["params"],
-                "seed": s_seed,
-                "analysis_seed": a_seed,
-                "scale": study.scale,
-                "analysis": study.analysis.model_dump(),
-                "cell": c["cell"],
-                "replicate": r,
-                "coords": c["coords"],
-            }
-            jobs.append(((c["cell"], r), spec))
+    jobs = [
+        ((c["cell"], r), _spec(study, plan, c, r, study.scale))
+        for c in plan.cells
+        for r in range(reps)
+        if not (exists and _shard_path(out, c["cell"], r).exists())
+    ]
     skipped = plan.n_runs - len(jobs)
     if code_changed and jobs and skipped and warn:
         warn(
             f"warning: {out}: memsim's code changed since this sweep started; "
             "new shards may not match the old ones (delete the folder for a clean run)"
         )
+    import pyarrow as pa
+
+    schema = _schema(plan)
+    executor: Any = None
+    if jobs:  # reach the scheduler before anything is created
+        if scheduler:
+            executor = _Dask(scheduler, plan.fingerprint[:12], connect_timeout, tls)
+        elif workers == 1 or len(jobs) == 1:
+            executor = _Inline()
+        else:
+            executor = _ProcessPool(min(workers, len(jobs)))
     if log:
         where = (
             f"Dask scheduler {scheduler}"
@@ -902,26 +1352,21 @@ def run_sweep(
             f"{where}{resumed}"
         )
 
-    import pyarrow as pa
-
-    schema = _schema(plan)
     t0 = time.perf_counter()
     if jobs:
-        if scheduler:
-            executor: Any = _Dask(scheduler, plan.fingerprint[:12])
-        elif workers == 1 or len(jobs) == 1:
-            executor = _Inline()
-        else:
-            executor = _ProcessPool(min(workers, len(jobs)))
         finished = False
         done = skipped
         report(progress, "sweep", study.name, done, plan.n_runs, unit="runs")
         try:
             for (cell, rep), result in executor.run(fn, jobs):
                 row = _row(plan, cell, rep, result, study_path)
-                _write_parquet(
-                    pa.Table.from_pylist([row], schema=schema), _shard_path(out, cell, rep)
-                )
+                table = pa.Table.from_pylist([row], schema=schema)
+                shard = _shard_path(out, cell, rep)
+                if exists:
+                    _write_parquet(table, shard)
+                else:
+                    _create(out, study_text, plan, (shard, table))
+                    exists = True
                 done += 1
                 spent = time.perf_counter() - t0
                 left = spent / (done - skipped) * (plan.n_runs - done)
@@ -944,10 +1389,10 @@ def run_sweep(
             if isinstance(
                 failed.error, UserError
             ):  # the user's cell cannot run: one line, resumable
+                kept = len(list((out / SHARD_DIR).glob("*.parquet"))) if exists else 0
                 raise UserError(
                     f"cell {cell} ({where}) replicate {rep} failed: {failed.error} "
-                    f"(the {len(list((out / SHARD_DIR).glob('*.parquet')))} finished runs are "
-                    "kept)",
+                    + (f"(the {kept} finished runs are kept)" if exists else "(nothing written)"),
                     path=study_path,
                 ) from None
             # a bug: keep its traceback, with the cell named above it
@@ -991,22 +1436,11 @@ def list_statistics(study_path: str | os.PathLike[str], scale: float = 0.02) -> 
     """What the study's cell function gives for its first cell, run once at a small ``scale``."""
     study_path = Path(study_path)
     study = load_study(study_path)
-    plan = resolve_study(study, study_path)
-    fn = import_cell(study.cell, study_path)
-    c = plan.cells[0]
-    s_seed, a_seed = plan.seeds[0][0]
-    spec = {
-        "protocol": c["protocol"],
-        "params": c["params"],
-        "seed": s_seed,
-        "analysis_seed": a_seed,
-        "scale": min(scale, study.scale),
-        "analysis": study.analysis.model_dump(),
-        "cell": 0,
-        "replicate": 0,
-        "coords": c["coords"],
-    }
-    return fn(spec)
+    fn = get_cell(study.cell, study_path)
+    plan = resolve_study(study, study_path, allow_large=True)  # only the first cell runs
+    return _checked_result(
+        fn(_spec(study, plan, plan.cells[0], 0, min(scale, study.scale))), study_path
+    )
 
 
 def load_plan(out: str | os.PathLike[str]) -> Plan:
