@@ -19,7 +19,8 @@ def _common(p: argparse.ArgumentParser) -> None:
         "--params",
         default=None,
         help="population parameter set: a YAML file or a shipped set's name (default: the "
-        "protocol's own calibrated set, calibration/<protocol name>.yaml)",
+        "protocol's own set, calibration/<protocol name>.yaml; a protocol without one borrows "
+        "VideoMem's, calibration/videomem.yaml; the run's first line says which it uses)",
     )
     p.add_argument(
         "--scale",
@@ -60,13 +61,20 @@ def register(sub) -> None:
         "(default $MEMSIM_DATA or ../shared/data)",
     )
     p.add_argument("--no-figures", action="store_true", help="skip the figures")
+    p.add_argument(
+        "--figure-formats",
+        metavar="FMT[,FMT]",
+        default=None,
+        help="also write each figure as svg and/or pdf beside its PNG (200 dpi), e.g. svg,pdf",
+    )
     p.set_defaults(func=_cmd_run)
 
     p = sub.add_parser(
         "bench",
         help="benchmark the simulator (speed ratios against plain references)",
-        description="Time the trial kernel, the sequence generator and a full campaign, each "
-        "against a plain-Python reference run in the same process.",
+        description="Time the trial kernel, the sequence generator and a full VideoMem "
+        "campaign, each against a plain-Python reference run in the same process, and mark "
+        "each measure with a goal as met or missed. Takes about a minute (--quick: seconds).",
     )
     p.add_argument(
         "--quick", action="store_true", help="smaller sizes (a smoke test of the benchmark)"
@@ -86,7 +94,7 @@ def _cmd_simulate(args) -> int:
     from memsim.sim.simulate import simulate, write_simulation
 
     protocol, params, why = _load(args)
-    print(why)
+    print(why, flush=True)
     with progress_display(not args.quiet) as show:
         sim = simulate(protocol, params, seed=args.seed, scale=args.scale, progress=show)
     paths = write_simulation(sim, args.out)
@@ -103,9 +111,12 @@ def _cmd_simulate(args) -> int:
 def _cmd_run(args) -> int:
     from memsim.cli.format import print_run
     from memsim.study.run import run_study
+    from memsim.viz.style import parse_formats
 
     protocol, params, why = _load(args)
     out = args.out or Path("runs") / protocol.name
+    formats = parse_formats(args.figure_formats)  # a typo fails before the work
+    print(why, flush=True)  # before the progress lines: which parameters, and why
     with progress_display(not args.quiet) as show:
         result = run_study(
             protocol,
@@ -115,9 +126,10 @@ def _cmd_run(args) -> int:
             data=args.data,
             out=out,
             figures=not args.no_figures,
+            figure_formats=formats,
             progress=show,
         )
-    print_run(result, out, why)
+    print_run(result, out)
     return 0
 
 

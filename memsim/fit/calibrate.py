@@ -598,6 +598,7 @@ class Evaluator:
     local_best: dict | None = None
     n_new: int = 0
     replay_only: bool = False
+    phase: tuple[str, int] = ("", 0)  # the start being run and its share of the budget
     pool: ProcessPoolExecutor | None = field(default=None, repr=False)
 
     def __enter__(self):
@@ -637,21 +638,32 @@ class Evaluator:
         if self.pool is not None:
             self.pool.shutdown(cancel_futures=True)
 
-    def many(self, xs: list[np.ndarray]) -> list[np.ndarray]:
-        """Residual vectors for several candidates; new ones simulated in parallel."""
+    def _report(self, row: dict) -> None:
+        if self.on_eval:
+            name, share = self.phase
+            self.on_eval({**row, "phase": name, "phase_budget": share} if name else row)
+
+    def many(self, xs: list[np.ndarray], partial: bool = True) -> list[np.ndarray]:
+        """Residual vectors for several candidates; new ones simulated in parallel.
+
+        Past the budget, the candidates that still fit in it are simulated (``partial``), then
+        :class:`_Budget` is raised: a budget of N candidates simulates N, whatever the batch.
+        Each new candidate is reported as soon as it is done.
+        """
         rows: list[dict | None] = [self.log.get(x) for x in xs]
         todo = [i for i, r in enumerate(rows) if r is None]
-        if todo and (self.replay_only or self.n_new + len(todo) > self.budget):
-            raise _Budget()
+        over = bool(todo) and (self.replay_only or self.n_new + len(todo) > self.budget)
+        if over:
+            room = 0 if self.replay_only or not partial else max(self.budget - self.n_new, 0)
+            todo = todo[:room]
         if todo:
             t0 = time.perf_counter()
             keys = [tuple(float(v) for v in xs[i]) for i in todo]
             if self.pool is not None:
-                results = list(self.pool.map(_worker_eval, keys))
+                results = self.pool.map(_worker_eval, keys)  # in order, as each is done
             else:
-                results = [_worker_eval(k) for k in keys]
-            dt = (time.perf_counter() - t0) / len(todo)
-            for i, summaries in zip(todo, results):
+                results = (_worker_eval(k) for k in keys)
+            for n, (i, summaries) in enumerate(zip(todo, results), start=1):
                 r = residuals(summaries, self.moments)
                 vals = from_unconstrained(self.free, xs[i])
                 row = {
@@ -660,24 +672,30 @@ class Evaluator:
                     "residuals": [float(v) for v in r],
                     "distance": float(np.sum(r * r)),
                     **({"error": summaries[0]["error"]} if "error" in summaries[0] else {}),
-                    "seconds": dt,
+                    "seconds": (time.perf_counter() - t0) / n,
                     "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                 }
                 self.log.add(row)
                 self.n_new += 1
                 rows[i] = row
-        else:
+                self._track(row)
+                self._report(row)
+        if over:
+            raise _Budget()
+        if not todo:
             self.log.replayed += len(xs)
-        out = []
-        for row in rows:
-            if self.best is None or row["distance"] < self.best["distance"]:
-                self.best = row
-            if self.local_best is None or row["distance"] < self.local_best["distance"]:
-                self.local_best = row
-            if self.on_eval:
-                self.on_eval(row)
-            out.append(np.array(row["residuals"]))
-        return out
+        new = set(todo)
+        for i, row in enumerate(rows):
+            if i not in new:  # cached: report it now (new ones were reported as done)
+                self._track(row)
+                self._report(row)
+        return [np.array(row["residuals"]) for row in rows]
+
+    def _track(self, row: dict) -> None:
+        if self.best is None or row["distance"] < self.best["distance"]:
+            self.best = row
+        if self.local_best is None or row["distance"] < self.local_best["distance"]:
+            self.local_best = row
 
 
 def calibrate(
@@ -827,7 +845,7 @@ def calibrate(
             pts = list(np.log(u / (1 - u)))
             ev.budget = budget
             try:
-                dist = [float(np.sum(r * r)) for r in ev.many(pts)]
+                dist = [float(np.sum(r * r)) for r in ev.many(pts, partial=False)]
             except _Budget:
                 raise UserError(
                     f"--screen {screen} needs more than the budget of {budget} evaluations"
@@ -841,20 +859,42 @@ def calibrate(
                 * np.random.default_rng(np.random.SeedSequence([k, 2718])).standard_normal(len(x0))
                 for k in range(1, starts)
             ]
+        # each start's share of the budget, in candidates; the best start is polished with
+        # what is left
         left = budget - ev.n_new
         share = left // (starts + 1) if starts > 1 else left
-        try:
+        phases: list[dict] = []
+
+        def phase(name: str, x, cap: int) -> str:
+            first = ev.n_new
+            ev.budget, ev.phase = cap, (name, cap - first)
+            try:
+                msg = local(x)
+            except _Budget:
+                msg = (
+                    "its share of the budget spent"
+                    if cap < budget
+                    else f"budget of {budget} evaluations spent"
+                )
+            best = ev.local_best["distance"] if ev.local_best else float("nan")
+            phases.append(
+                {
+                    "phase": name or "search",
+                    "share": cap - first,
+                    "used": ev.n_new - first,
+                    "distance": best,
+                    "stopped": msg,
+                }
+            )
+            return msg
+
+        if starts == 1:
+            stopped = phase("", xs0[0], budget)
+        else:
             for k, xk in enumerate(xs0):
-                ev.budget = min(budget, ev.n_new + share) if starts > 1 else budget
-                try:
-                    stopped = local(xk)
-                except _Budget:
-                    stopped = f"start {k + 1}: its share of the budget spent"
-            if starts > 1:
-                ev.budget = budget
-                stopped = "best start polished: " + local(np.array(ev.best["x"]))
-        except _Budget:
-            stopped = f"budget of {budget} evaluations spent"
+                phase(f"start {k + 1} of {starts}", xk, min(budget, ev.n_new + share))
+            best_x = np.array(ev.best["x"]) if ev.best is not None else xs0[0]
+            stopped = "best start polished: " + phase("best start polished", best_x, budget)
     if replay_only:
         if ev.best is None:
             raise UserError(
@@ -875,6 +915,7 @@ def calibrate(
         "stopped": stopped,
         "evaluations": len(log.cache),
         "new_evaluations": ev.n_new,
+        "phases": phases,
         "seconds": time.perf_counter() - t0,
     }
 
@@ -1006,7 +1047,8 @@ def calibrate_to_file(
     ``<out>.polish.evals.jsonl``; with ``resume`` both are replayed, and once the polish has
     begun the search is replayed from its log without simulating anything, so the polish
     resumes from the point it started from. ``on_eval(stage, budget, row)`` is called after
-    every candidate (``stage``: "calibrate" or "polish at full scale"). ``regenerate``: the
+    every candidate (``stage``: "calibrate" or "polish at full scale"; with several starts,
+    "calibrate, start 2 of 3" and so on, ``budget`` then that start's share). ``regenerate``: the
     command written in the file's header (default: :func:`regenerate_command` of these
     arguments).
     """
@@ -1039,7 +1081,16 @@ def calibrate_to_file(
     polish_seeds = tuple(polish_seeds or seeds)
 
     def stage_callback(stage: str, stage_budget: int):
-        return None if on_eval is None else (lambda row: on_eval(stage, stage_budget, row))
+        if on_eval is None:
+            return None
+
+        def report(row: dict) -> None:  # a multi-start search reports each start's share
+            if "phase" in row:
+                on_eval(f"{stage}, {row['phase']}", row["phase_budget"], row)
+            else:
+                on_eval(stage, stage_budget, row)
+
+        return report
 
     common = dict(real=real, workers=workers, resume=resume, fixed=tuple(fixed), bins=bins)
     # resuming a run whose polish had begun: the search is replayed from its log, not carried

@@ -28,7 +28,7 @@ from memsim.errors import UserError
 from memsim.fit.compare import Targets, compare, default_targets_path, figure_references
 from memsim.fit.compare import load_targets as _load_targets
 from memsim.io import dumps_json, write_text_atomic
-from memsim.progress import ProgressCallback
+from memsim.progress import ProgressCallback, report
 from memsim.sim.params import Params
 from memsim.sim.simulate import Simulation, simulate, write_simulation
 
@@ -117,9 +117,10 @@ class RunResult:
         V = self.protocol.stimuli.count
         return pd.DataFrame({c: video_mean_rt(t, V) for c, t in zip(columns, self.scored.tests)})
 
-    def figures(self, out: str | os.PathLike[str]) -> list[Path]:
+    def figures(self, out: str | os.PathLike[str], *, formats=None) -> list[Path]:
         """Draw the paper's Figs. 3-6 from this run (and the real-vs-simulated score
-        distributions when the released scores were found) into ``out``; the paths."""
+        distributions when the released scores were found) into ``out``; the PNG paths.
+        ``formats``: also ``"svg"`` and/or ``"pdf"`` beside each PNG."""
         from memsim.viz.plots import run_figures
 
         columns = [s.scoring.column for s in self.protocol.steps]
@@ -131,15 +132,19 @@ class RunResult:
             columns,
             out,
             figure_references(self.targets),
+            formats=formats,
         )
 
-    def save(self, out: str | os.PathLike[str], *, figures: bool = True) -> list[Path]:
-        """Write every output of the run into ``out``; the paths written."""
+    def save(
+        self, out: str | os.PathLike[str], *, figures: bool = True, formats=None
+    ) -> list[Path]:
+        """Write every output of the run into ``out``; the paths written (``formats``: figure
+        formats besides PNG, ``"svg"`` and/or ``"pdf"``)."""
         out = _out_dir(out)
         paths = write_simulation(self.simulation, out)
         paths += self._write_scores_and_summary(out)
         if figures:
-            paths += self.figures(out)
+            paths += self.figures(out, formats=formats)
         self.written = paths
         return paths
 
@@ -166,6 +171,7 @@ def run_study(
     targets: Targets | str | os.PathLike[str] | None = None,
     out: str | os.PathLike[str] | None = None,
     figures: bool = True,
+    figure_formats=None,
     progress: ProgressCallback | None = None,
 ) -> RunResult:
     """Simulate, score, analyse and compare one study (the main job).
@@ -186,8 +192,11 @@ def run_study(
         second thread); without it nothing is written (call :meth:`RunResult.save`).
     figures : bool
         With ``out``: draw the figures too.
+    figure_formats : str or sequence of str, optional
+        Figure formats besides PNG: ``"svg"``, ``"pdf"`` (:func:`memsim.viz.style.save`).
     progress : callable, optional
-        Receives :class:`memsim.progress.Progress` events of the simulation.
+        Receives :class:`memsim.progress.Progress` events of the simulation (task
+        ``"simulate"``), then of scoring, analysis, writing and figures (task ``"analyse"``).
     """
     out_dir = _out_dir(out) if out is not None else None
     real = released_scores(protocol.name, data)
@@ -203,8 +212,17 @@ def run_study(
     if out_dir is not None:  # Parquet writing releases the GIL: it runs beside the analyses
         pool = ThreadPoolExecutor(max_workers=1)
         writing = pool.submit(write_simulation, sim, out_dir)
+    stages = ["score", "analyse"]
+    if out_dir is not None:
+        stages += ["write", "figures"] if figures else ["write"]
+
+    def tick(stage: str) -> None:
+        report(progress, "analyse", stage, stages.index(stage), len(stages), unit="stages")
+
     try:
+        tick("score")
         scored = score(sim.trials, sim.protocol, validate=False)
+        tick("analyse")
         summary = analyse(scored, truth=sim.videos, seed=seed)
         summary["params"] = params.name
         summary["calibrated"] = params.calibrated
@@ -225,11 +243,14 @@ def run_study(
             seconds={"simulate": t_sim, "analyse": t_analyse},
         )
         if out_dir is not None:
+            tick("write")
             written = writing.result()
             written += result._write_scores_and_summary(out_dir)
             if figures:
-                written += result.figures(out_dir)
+                tick("figures")
+                written += result.figures(out_dir, formats=figure_formats)
             result.written = written
+        report(progress, "analyse", "done", len(stages), len(stages), unit="stages")
     finally:
         if pool is not None:
             pool.shutdown()
