@@ -259,6 +259,7 @@ def _cmd_calibrate(args) -> int:
     from memsim.api import load_protocol
     from memsim.data import released_scores
     from memsim.fit.calibrate import calibrate_to_file
+    from memsim.progress import report
     from memsim.sim.params import default_params_path, load_params
 
     protocol = load_protocol(args.protocol)
@@ -266,6 +267,16 @@ def _cmd_calibrate(args) -> int:
     start = load_params(args.start or default_params_path(protocol))
     real = released_scores(protocol.name, args.data)
     with progress_display(not args.quiet) as show:
+        # before the first candidate: worker processes start, the noise of each moment is
+        # measured (a campaign per noise seed), kernels may compile; say so
+        report(
+            show,
+            "calibrate",
+            "starting (workers, noise of the moments)",
+            0,
+            args.budget,
+            unit="candidates",
+        )
         result = calibrate_to_file(
             protocol,
             start,
@@ -316,13 +327,14 @@ def _candidate_progress(show):
     best: dict[str, float] = {}
 
     def on_eval(stage: str, budget: int, row: dict) -> None:
+        shown = "search" if stage == "calibrate" else stage.removeprefix("calibrate, ")
         done = seen.setdefault(stage, set())
         done.add(tuple(row["x"]))
         best[stage] = min(best.get(stage, float("inf")), row["distance"])
         report(
             show,
             "calibrate",
-            stage,
+            shown,
             min(len(done), budget),
             budget,
             unit="candidates",

@@ -173,7 +173,13 @@ def fig_st_lt(
     ):
         ax = axes[0][0]
         ax.plot(
-            scores.loc[ok, a], scores.loc[ok, b], "o", ms=1.5, alpha=0.3, color=ROLE["simulated"]
+            scores.loc[ok, a],
+            scores.loc[ok, b],
+            "o",
+            ms=1.5,
+            alpha=0.3,
+            rasterized=True,
+            color=ROLE["simulated"],
         )
         r = spearman(scores.loc[ok, a].to_numpy(), scores.loc[ok, b].to_numpy())
         style.title(ax, f"scores: Spearman {r:.3f}{paper('score_correlation')}")
@@ -183,7 +189,7 @@ def fig_st_lt(
             ax = axes[0][1]
             x, y = video_rt.iloc[:, 0].to_numpy(), video_rt.iloc[:, 1].to_numpy()
             m = np.isfinite(x) & np.isfinite(y)
-            ax.plot(x[m], y[m], "o", ms=1.5, alpha=0.3, color=ROLE["secondary"])
+            ax.plot(x[m], y[m], "o", ms=1.5, alpha=0.3, rasterized=True, color=ROLE["secondary"])
             r = pearson(x[m], y[m])
             style.title(ax, f"per-video mean RT: Pearson {r:.3f}{paper('video_mean_rt_pearson')}")
             ax.set_xlabel(f"{label(a).removesuffix(' memorability')}: mean RT (s)")
@@ -210,7 +216,9 @@ def fig_rt(
             x = scores[col].to_numpy(float)
             y = video_rt.iloc[:, j].to_numpy(float)
             m = np.isfinite(x) & np.isfinite(y)
-            ax.plot(x[m], y[m], "o", ms=1.5, alpha=0.3, color=style.PALETTE[j % 2 * 2])
+            ax.plot(
+                x[m], y[m], "o", ms=1.5, alpha=0.3, rasterized=True, color=style.PALETTE[j % 2 * 2]
+            )
             if m.sum() > 2:
                 k, c0 = np.polyfit(x[m], y[m], 1)
                 xs = np.linspace(x[m].min(), x[m].max(), 20)
