@@ -13,6 +13,7 @@ from __future__ import annotations
 import importlib.util
 import itertools
 import json
+import re
 import sys
 
 import numpy as np
@@ -407,3 +408,25 @@ def test_save_writes_vector_formats_on_request_and_the_same_bytes_twice(tmp_path
     assert "two saves" in (tmp_path / "a.svg").read_text()  # text stays text
     with pytest.raises(Exception, match="unknown figure format 'jpeg'"):
         style.parse_formats("svg,jpeg")
+
+
+def test_the_gallery_shows_every_kind_of_figure():
+    """docs/figures.md (python docs/figures.py) shows each figure the project draws."""
+    page = (repository_root() / "docs" / "figures.md").read_text(encoding="utf-8")
+    drawn = [
+        "fig3_lag.png",
+        "fig4_consistency.png",
+        "fig5_st_vs_lt.png",
+        "fig6_rt.png",
+        "scores_real_vs_sim.png",
+        "scores_count_matched.png",
+        "sweep-axis-",
+        "sweep-frontier-",
+        "sweep-figure-",
+        "predict-cv.png",
+        *(f"studies/{s}.png" for s in _studies_module().STUDIES),
+    ]
+    missing = [name for name in drawn if name not in page]
+    assert not missing, missing
+    for ref in re.findall(r"\]\((figures/[^)]+|studies/[^)]+\.png)\)", page):
+        assert (repository_root() / "docs" / ref).exists(), ref
