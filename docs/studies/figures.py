@@ -589,6 +589,7 @@ def main() -> None:
     )
     args = ap.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
+    style.DPI = 120  # pages of the repository: lighter than the 200 dpi memsim writes
     buf = io.StringIO()
     with contextlib.redirect_stdout(buf), style.styled():
         STUDIES[args.study](args.runs, args.out)
