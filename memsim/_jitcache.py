@@ -75,3 +75,31 @@ def refresh(root: Path = _HERE) -> bool:
 
 
 refresh()
+
+
+def cold(module: str = "sim/kernel") -> bool | None:
+    """True when none of ``module``'s kernels has compiled code in numba's cache (the first
+    run after installing memsim or changing its kernels: the next call compiles them, which
+    takes seconds); None when that cannot be told (caching off, another numba).
+
+    Asked before a long call, so that progress can say why it is slow.
+    """
+    if os.environ.get("NUMBA_DISABLE_JIT"):
+        return False
+    import importlib
+
+    mod = importlib.import_module("memsim." + module.replace("/", "."))
+    indexes = []
+    for f in vars(mod).values():
+        cache = getattr(f, "_cache", None)
+        if getattr(f, "__module__", None) != mod.__name__ or cache is None:
+            continue
+        if f.targetoptions.get("inline") == "always":  # compiled into its callers only
+            continue
+        try:  # numba's own cache locator: where this function's index file lives
+            indexes.append(cache._cache_file._index_path)
+        except AttributeError:  # caching disabled, or a numba without this layout
+            return None
+    if not indexes:
+        return None
+    return not any(os.path.exists(p) for p in indexes)

@@ -587,26 +587,109 @@ def load_yaml_mapping(path: str | os.PathLike[str], what: str = "YAML file") -> 
     return data
 
 
-def unknown_field_message(errors: list[dict], loc: tuple) -> str:
-    """An unknown key, with the closest missing sibling as a suggestion (a typo shows up twice)."""
+def _tags(tp) -> set:
+    """The names a union member answers to in an error location: its ``kind`` literal(s)
+    and any pydantic ``Tag``."""
+    import typing
+
+    names = set()
+    if typing.get_origin(tp) is typing.Annotated:
+        inner, *meta = typing.get_args(tp)
+        names |= {getattr(m, "tag", None) for m in meta} - {None}
+        tp = inner
+    fields = getattr(tp, "model_fields", None)
+    if fields and "kind" in fields:
+        names |= {a for a in typing.get_args(fields["kind"].annotation) if isinstance(a, str)}
+    return names
+
+
+def _unwrap(tp):
+    import typing
+
+    while typing.get_origin(tp) is typing.Annotated:
+        tp = typing.get_args(tp)[0]
+    return tp
+
+
+def _child(tp, part):
+    """The type found at ``part`` (a field name, a list index, a union tag) inside ``tp``."""
+    import types
+    import typing
+
+    tp = _unwrap(tp)
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        members = [m for m in typing.get_args(tp) if m is not type(None)]
+        for m in members:  # a discriminated union names the member it tried
+            if part in _tags(m):
+                return _unwrap(m)
+        for m in members:
+            found = _child(m, part)
+            if found is not None:
+                return found
+        return None
+    if isinstance(part, int) and origin in (list, tuple):
+        args = typing.get_args(tp)
+        if origin is tuple and args and args[-1] is not Ellipsis:
+            return args[part] if part < len(args) else None
+        return args[0] if args else None
+    if origin is dict:
+        return typing.get_args(tp)[1]
+    fields = getattr(tp, "model_fields", None)
+    if fields is not None and part in fields:
+        return fields[part].annotation
+    return None
+
+
+def field_names_at(model, loc: tuple) -> list[str]:
+    """The field names allowed in the mapping that holds ``loc[-1]``, inside ``model`` (a
+    pydantic model class), following pydantic's error location (list indices, union tags);
+    [] when the location leads nowhere known."""
+    tp = model
+    for part in loc[:-1]:
+        tp = _child(tp, part)
+        if tp is None:
+            return []
+    tp = _unwrap(tp)
+    import types
+    import typing
+
+    if typing.get_origin(tp) in (typing.Union, types.UnionType):  # a union: any member's
+        names: list[str] = []
+        for m in typing.get_args(tp):
+            names += [n for n in getattr(_unwrap(m), "model_fields", {}) if n not in names]
+        return names
+    return list(getattr(tp, "model_fields", {}))
+
+
+def unknown_field_message(errors: list[dict], loc: tuple, model=None) -> str:
+    """An unknown key, with the closest valid names at its place as suggestions.
+
+    With ``model`` (the pydantic model class validated), the valid names are the fields of
+    the mapping that holds the key; without it, the required siblings reported missing (a
+    typo of a required field shows up twice: unknown and missing).
+    """
     missing = [
         str(e["loc"][-1])
         for e in errors
         if e.get("type") == "missing" and tuple(e["loc"][:-1]) == tuple(loc[:-1])
     ]
-    close = difflib.get_close_matches(str(loc[-1]), missing, n=1)
-    return (
-        f"unknown field (did you mean '{close[0]}'?)"
-        if close
-        else "unknown field (check for a typo)"
-    )
+    valid = field_names_at(model, loc) if model is not None else []
+    names = list(dict.fromkeys(missing + valid))
+    close = difflib.get_close_matches(str(loc[-1]), names, n=2, cutoff=0.6)
+    if close:
+        return f"unknown field (did you mean {' or '.join(repr(c) for c in close)}?)"
+    if valid and len(valid) <= 10:
+        return f"unknown field (valid here: {', '.join(valid)})"
+    return "unknown field (check for a typo)"
 
 
-def format_pydantic_error(exc, path: str | os.PathLike[str]) -> UserError:
+def format_pydantic_error(exc, path: str | os.PathLike[str], model=None) -> UserError:
     """Turn a pydantic ValidationError into one line naming the first bad field path.
 
-    A typo shows up twice, as an unknown key and as a missing one: the unknown key
-    is reported, with the closest missing name as a suggestion.
+    An unknown key is reported first (a typo shows up twice, as an unknown key and as a
+    missing one), with the closest valid names at that place as suggestions (``model``: the
+    model class validated, whose fields are the valid names).
     """
     errors = exc.errors()
     unknown = [e for e in errors if e.get("type") == "extra_forbidden"]
@@ -614,7 +697,7 @@ def format_pydantic_error(exc, path: str | os.PathLike[str]) -> UserError:
     loc = tuple(first.get("loc", ()))
     msg = first.get("msg", "invalid").removeprefix("Value error, ")
     if first.get("type") == "extra_forbidden":
-        msg = unknown_field_message(errors, loc)
+        msg = unknown_field_message(errors, loc, model)
     elif first.get("type") == "missing":
         msg = "required field missing"
     where = ".".join(str(x) for x in loc) or "(top level)"

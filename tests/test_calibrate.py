@@ -347,3 +347,34 @@ def test_fit_report_writes_every_target_per_seed(params, tmp_path, monkeypatch):
     row = table.loc[table.target == kept].iloc[0]
     assert seeds[kept].mean() == pytest.approx(row.simulated)
     assert seeds[kept].min() > 0
+
+
+def test_budget_counts_candidates_and_each_start_reports_its_share(tmp_path, params):
+    """A budget of N candidates simulates N, even when the optimiser asks for a batch (a
+    Jacobian) that does not fit whole; with several starts each gets its share, reported as
+    each candidate is done."""
+    proto = scale_protocol(load_protocol(VIDEOMEM), 0.05)
+    targets = load_targets(TARGETS)
+    keep = ("videos.memorability.mean", "participants.rt.hit_log_mean")
+    fixed = tuple(f.path for f in C.VIDEOMEM_FREE if f.path not in keep)
+    common = dict(real=None, scale=1.0, seeds=(1,), workers=1, fixed=fixed, noise_seeds=())
+    # 2 free parameters: 1 + 2 (Jacobian) + 1 + 2 ...: a budget of 5 ends inside a batch
+    res = C.calibrate(proto, params, targets, budget=5, log_path=tmp_path / "a.jsonl", **common)
+    assert res["new_evaluations"] == 5 and "budget of 5" in res["stopped"]
+    seen = []
+    res = C.calibrate(
+        proto,
+        params,
+        targets,
+        budget=9,
+        starts=2,
+        log_path=tmp_path / "b.jsonl",
+        on_eval=seen.append,
+        **common,
+    )
+    phases = res["phases"]
+    assert [p["phase"] for p in phases] == ["start 1 of 2", "start 2 of 2", "best start polished"]
+    assert [p["share"] for p in phases] == [3, 3, 3]
+    assert [p["used"] for p in phases] == [3, 3, 3] and res["new_evaluations"] == 9
+    assert [r["phase"] for r in seen][:3] == ["start 1 of 2"] * 3
+    assert {r["phase_budget"] for r in seen} == {3}

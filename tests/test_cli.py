@@ -178,7 +178,6 @@ USAGE_MISTAKES = [
     ["frobnicate"],
     ["--frobnicate"],
     ["validate"],
-    ["validate", "a.yaml", "b.yaml"],
     ["validate", "--strictly", "a.yaml"],
     ["schema", "extra"],
 ]

@@ -18,12 +18,10 @@ import io
 import sys
 from pathlib import Path
 
-import matplotlib
+import numpy as np
+import pandas as pd
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
+from memsim.viz import style
 
 HC = "human_consistency.step{}.mean"
 AC = "annotation_consistency.step{}.at_mean_annotations"
@@ -87,7 +85,7 @@ def _needed(n_half: np.ndarray, r: np.ndarray, target: float) -> tuple[float, fl
         i = above[0]
         interp = 2 * float(np.interp(target, [r[i - 1], r[i]], [n_half[i - 1], n_half[i]]))
     grid = np.linspace(1e-4, 0.5, 50_000)
-    sse = [((spearman_brown(g, n_half) - r) ** 2).sum() for g in grid]
+    sse = ((spearman_brown(grid[:, None], n_half[None, :]) - r) ** 2).sum(axis=1)
     rho = float(grid[int(np.argmin(sse))])
     sb = 2 * target * (1 - rho) / (rho * (1 - target))
     return interp, float(sb), rho
@@ -99,7 +97,7 @@ def annotations(runs: Path, out: Path) -> None:
     cols = [c.format(s) for s in (1, 2) for c in (HC, AC, TR, NA, HALF)]
     a = _agg(df, ["annotations_target"], cols).sort_values("annotations_target")
     base = a[a.annotations_target == 38].iloc[0]
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+    fig, axes = style.subplots(1, 2, panel=(5.5, 4.2), squeeze=True)
     print(
         "| target N | step | annotations/video | human consistency | annotation consistency | "
         "Spearman with truth |"
@@ -162,13 +160,13 @@ def annotations(runs: Path, out: Path) -> None:
                 f"{_pm(row, HC.format(s))} | "
                 f"{_pm(row, AC.format(s))} | {_pm(row, TR.format(s))} |"
             )
-    fig.suptitle(
+    style.suptitle(
+        fig,
         "Consistency vs annotations per video (simulated VideoMem campaigns, scale 0.2, 3 "
         "replicates)",
-        fontsize=10,
     )
-    fig.tight_layout()
-    fig.savefig(out / "annotations.png", dpi=120)
+    style.save(fig, out / "annotations.png")
+    style.pyplot().close(fig)
     print()
     print(
         "| step | consistency | target | annotations needed: interpolated | Spearman-Brown "
@@ -195,9 +193,10 @@ DESIGN = [
 
 
 def design(runs: Path, out: Path) -> None:
-    fig, axes = plt.subplots(2, 3, figsize=(13, 7.5))
+    fig, axes = style.subplots(2, 3, panel=(4.4, 3.7), squeeze=True)
     cols = [c.format(s) for s in (1, 2) for c in (HC, AC, TR, NA, KEPT)] + [COST]
     frontier_ax = axes.flat[5]
+    notes = []  # the value of each design cell beside its point (those that fit)
     for ax, (study, axis, label) in zip(axes.flat, DESIGN):
         a = _agg(_load(runs, study), [axis], cols)
         x = np.arange(len(a))
@@ -205,7 +204,7 @@ def design(runs: Path, out: Path) -> None:
             _band(ax, x, a[HC.format(s)], a[HC.format(s) + "_sd"], f"human consistency, {STEP[s]}")
             _band(ax, x, a[TR.format(s)], a[TR.format(s) + "_sd"], f"vs truth, {STEP[s]}", ls="--")
         ax.set_xticks(x)
-        ax.set_xticklabels([str(v) for v in a[axis]], fontsize=8)
+        ax.set_xticklabels([style.value_label(v) for v in a[axis]], fontsize=8)
         ax.set_xlabel(label)
         ax.set_ylabel("Spearman")
         ax.grid(alpha=0.3)
@@ -213,8 +212,14 @@ def design(runs: Path, out: Path) -> None:
         hours = a[COST] / 60
         frontier_ax.scatter(hours, a[HC.format(1)], s=14, label=label)
         for h, y, v in zip(hours, a[HC.format(1)], a[axis]):
-            frontier_ax.annotate(
-                str(v), (h, y), fontsize=6, xytext=(2, 2), textcoords="offset points"
+            notes.append(
+                frontier_ax.annotate(
+                    style.value_label(v),
+                    (h, y),
+                    fontsize=6,
+                    xytext=(3, 2),
+                    textcoords="offset points",
+                )
             )
         print(f"\n{label} ({study}):\n")
         print(
@@ -230,26 +235,27 @@ def design(runs: Path, out: Path) -> None:
                 f"{_pm(row, TR.format(1))} | {row[NA.format(2)]:.1f} | {_pm(row, HC.format(2))} | "
                 f"{_pm(row, TR.format(2))} | {per:.2f} |"
             )
-    axes.flat[0].legend(fontsize=6)
+    style.legend_below(fig, [axes.flat[0]])
     frontier_ax.set_xlabel("crowd time (participant-hours, nominal)")
     frontier_ax.set_ylabel("short-term human consistency")
-    frontier_ax.grid(alpha=0.3)
-    frontier_ax.legend(fontsize=6)
+    frontier_ax.legend(fontsize=6, loc="upper left", bbox_to_anchor=(1.02, 1), title="varied")
     frontier_ax.set_title("consistency vs crowd time, every design cell", fontsize=9)
-    fig.suptitle(
+    style.suptitle(
+        fig,
         "Protocol design around VideoMem (scale 0.2: 2,000 videos, 2,090 participants; 3 "
         "replicates)",
-        fontsize=10,
     )
-    fig.tight_layout()
-    fig.savefig(out / "design.png", dpi=120)
+    style.declutter(fig, notes, hide=True)
+    style.save(fig, out / "design.png")
+    style.pyplot().close(fig)
 
 
 def filters(runs: Path, out: Path) -> None:
     df = _load(runs, "filters")
     cols = [HC.format(1), AC.format(1), TR.format(1), KEPT.format(1), NA.format(1)]
     a = _agg(df, ["max_fa_step1", "min_vigilance"], cols)
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+    fig, axes = style.subplots(1, 2, panel=(5.5, 4.2), squeeze=True)
+    notes = []  # each point's false-alarm threshold (those that fit)
     for v, g in a.groupby("min_vigilance"):
         g = g.sort_values(KEPT.format(1))
         axes[0].errorbar(
@@ -271,27 +277,29 @@ def filters(runs: Path, out: Path) -> None:
             label=f"vigilance >= {v}",
         )
         for _, row in g.iterrows():
-            axes[0].annotate(
-                f"FA<={row.max_fa_step1:g}",
-                (row[KEPT.format(1)], row[HC.format(1)]),
-                fontsize=6,
-                xytext=(2, -8),
-                textcoords="offset points",
+            notes.append(
+                axes[0].annotate(
+                    f"FA ≤ {row.max_fa_step1:g}",
+                    (row[KEPT.format(1)], row[HC.format(1)]),
+                    fontsize=6,
+                    xytext=(2, -8),
+                    textcoords="offset points",
+                )
             )
     for ax, what in zip(
         axes, ("short-term human consistency", "short-term scores vs true memorability")
     ):
         ax.set_xlabel("participants kept after step-1 filters")
         ax.set_ylabel(what)
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
-    fig.suptitle(
+    style.legend_below(fig, [axes[0]])
+    style.suptitle(
+        fig,
         "Participant filters (step 1): kept vs consistency, same simulated crowds (common random "
         "numbers)",
-        fontsize=10,
     )
-    fig.tight_layout()
-    fig.savefig(out / "filters.png", dpi=120)
+    style.declutter(fig, notes, hide=True)
+    style.save(fig, out / "filters.png")
+    style.pyplot().close(fig)
     # common random numbers: replicate r of every cell scores the same simulated crowd, so the
     # difference to VideoMem's own filters (FA <= 0.3, vigilance >= 0.7) is paired per replicate
     ref = df[(df.max_fa_step1 == 0.3) & (df.min_vigilance == 0.7)].set_index("replicate")
@@ -321,7 +329,7 @@ def selection(runs: Path, out: Path) -> None:
     df = _load(runs, "selection")
     cols = [HC.format(1), HC.format(2), TR.format(1), TR.format(2), NA.format(1), COST]
     a = _agg(df, ["policy", "budget"], cols)
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+    fig, axes = style.subplots(1, 2, panel=(5.5, 4.2), squeeze=True)
     panels = (
         (HC.format(1), "short-term human consistency (split halves)"),
         (TR.format(1), "short-term scores vs true memorability"),
@@ -329,19 +337,19 @@ def selection(runs: Path, out: Path) -> None:
     for pol, g in a.groupby("policy", sort=False):
         g = g.sort_values("budget")
         for ax, (col, _) in zip(axes, panels):
-            _band(ax, g["budget"], g[col], g[col + "_sd"], pol)
+            _band(ax, g["budget"], g[col], g[col + "_sd"], style.value_label(pol))
     for ax, (_, label) in zip(axes, panels):
         ax.set_xlabel("participants recruited (full-scale budget; simulated at scale 0.2)")
         ax.set_ylabel(label)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
-    fig.suptitle(
+    style.suptitle(
+        fig,
         "Selection policy at equal budgets: consistency (left) is not accuracy (right); 3 "
         "replicates",
-        fontsize=10,
     )
-    fig.tight_layout()
-    fig.savefig(out / "selection.png", dpi=120)
+    style.save(fig, out / "selection.png")
+    style.pyplot().close(fig)
     mins = (
         df.groupby(["policy", "budget"], sort=False)[
             ["annotations_per_video.step1.min", "annotations_per_video.step2.min"]
@@ -380,7 +388,7 @@ def protocols(runs: Path, out: Path) -> None:
     ]
     a = _agg(df, ["design"], cols)
     a["name"] = [Path(d).stem for d in a.design]
-    fig, ax = plt.subplots(figsize=(8, 4.2))
+    fig, ax = style.subplots(panel=(8, 4.4), squeeze=True)
     x = np.arange(len(a))
     for i, (col, label) in enumerate(
         [
@@ -402,8 +410,8 @@ def protocols(runs: Path, out: Path) -> None:
         "Published protocols on one simulated population (VideoMem parameters; scale 0.05)",
         fontsize=9,
     )
-    fig.tight_layout()
-    fig.savefig(out / "protocols.png", dpi=120)
+    style.save(fig, out / "protocols.png")
+    style.pyplot().close(fig)
     print(
         "| protocol | crowd hours | participants kept | annotations/item | human consistency | "
         "annotation consistency | vs truth | LT human | LT vs truth |"
@@ -485,7 +493,7 @@ def paper(runs: Path, out: Path) -> None:
             else f"{v.mean():.3f} ± {v.std(ddof=1):.3f}"
         )
         print(f"| {label} | {value:,} | {sim} |")
-    fig, axes = plt.subplots(2, 2, figsize=(11, 8))
+    fig, axes = style.subplots(2, 2, panel=(5.5, 4.3), squeeze=True)
     # Fig. 3: hit rate vs retention, binned, per step
     for ax, s, unit in ((axes[0, 0], 1, "lag (positions)"), (axes[0, 1], 2, "delay (hours)")):
         xs = np.array(
@@ -552,12 +560,12 @@ def paper(runs: Path, out: Path) -> None:
     ax.set_title("Figs. 5-6 and Sec. 4: correlations, paper vs simulated", fontsize=9)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
-    fig.suptitle(
+    style.suptitle(
+        fig,
         f"VideoMem paper vs {n} simulated full-scale campaigns (calibration/videomem.yaml)",
-        fontsize=10,
     )
-    fig.tight_layout()
-    fig.savefig(out / "paper.png", dpi=120)
+    style.save(fig, out / "paper.png")
+    style.pyplot().close(fig)
 
 
 STUDIES = {f.__name__: f for f in (paper, annotations, design, filters, selection, protocols)}
@@ -581,8 +589,9 @@ def main() -> None:
     )
     args = ap.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
+    style.DPI = 120  # pages of the repository: lighter than the 200 dpi memsim writes
     buf = io.StringIO()
-    with contextlib.redirect_stdout(buf):
+    with contextlib.redirect_stdout(buf), style.styled():
         STUDIES[args.study](args.runs, args.out)
     text = buf.getvalue().strip("\n")
     print(text)

@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from pathlib import Path
 
 from memsim import __version__
 from memsim.errors import UserError
@@ -24,13 +23,26 @@ class _Parser(argparse.ArgumentParser):
 
 # --------------------------------------------------------------------------- commands
 def _cmd_validate(args: argparse.Namespace) -> int:
-    from memsim.design.protocol import load_protocol, summary_lines
+    from memsim.api import load_protocol
+    from memsim.design.protocol import summary_lines
 
-    proto = load_protocol(args.protocol)
-    for line in summary_lines(proto):
-        print(line)
-    print(f"{args.protocol}: OK")
-    return 0
+    failed = 0
+    for i, path in enumerate(args.protocol):
+        try:
+            proto = load_protocol(path)
+        except UserError as exc:  # one line per bad file; the others are still checked
+            print(f"memsim validate: error: {exc}", file=sys.stderr)
+            failed += 1
+            continue
+        if i:
+            print()
+        for line in summary_lines(proto):
+            print(line)
+        print(f"{path}: OK")
+    if len(args.protocol) > 1:
+        ok = len(args.protocol) - failed
+        print(f"{ok} of {len(args.protocol)} protocols valid", file=sys.stderr if failed else None)
+    return 2 if failed else 0
 
 
 def _cmd_schema(args: argparse.Namespace) -> int:
@@ -51,11 +63,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser(
         "validate",
-        help="check a protocol file and summarise it",
-        description="Check a protocol file (schema and feasibility) and print a one-screen "
-        "summary. A problem is one line naming the file and the field, exit status 2.",
+        help="check protocol files and summarise them",
+        description="Check protocol files (schema and feasibility) and print a one-screen "
+        "summary of each. A problem is one line naming the file and the field; every file is "
+        "checked, and the exit status is 2 when any failed.",
     )
-    p.add_argument("protocol", type=Path, help="protocol YAML file (see docs/protocols.md)")
+    p.add_argument(
+        "protocol",
+        nargs="+",
+        help="protocol YAML files (see docs/protocols.md), or shipped protocols by name",
+    )
     p.set_defaults(func=_cmd_validate)
 
     p = sub.add_parser(

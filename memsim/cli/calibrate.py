@@ -7,12 +7,22 @@ from pathlib import Path
 from memsim.cli import args as types
 from memsim.cli.progress import progress_display
 
+_PROTOCOL = (
+    "a shipped protocol's name (videomem, memento10k, isola2011, lamem) or a protocol YAML file"
+)
+
 
 def register(sub) -> None:
     p = sub.add_parser(
-        "calibrate", help="fit a parameter set to a study's targets (simulated moments)"
+        "calibrate",
+        help="fit a parameter set to a study's targets (simulated moments)",
+        description="Fit the population parameters to the study's targets and released "
+        "scores by simulated moments: a search at --scale (every candidate simulated with "
+        "--seeds and logged, so --resume replays it), optionally polished at full scale. "
+        "--budget counts simulated candidates; with --starts N each start gets an equal share "
+        "and the best is polished with the rest (docs/calibration.md).",
     )
-    p.add_argument("protocol", type=Path, help="protocol YAML file")
+    p.add_argument("protocol", type=Path, help=_PROTOCOL)
     p.add_argument(
         "--targets",
         type=Path,
@@ -117,19 +127,32 @@ def register(sub) -> None:
     p = sub.add_parser(
         "fit-report",
         help="a parameter set against its targets over several seeds (markdown + figures)",
+        description="Simulate a parameter set with seeds 0..N-1, compare every target with "
+        "the mean over seeds (and each seed alone), and write a markdown report, the "
+        "per-seed values as CSV, and figures.",
     )
-    p.add_argument("protocol", type=Path)
+    p.add_argument("protocol", type=Path, help=_PROTOCOL)
     p.add_argument(
         "--params",
         type=Path,
         default=None,
         help="parameter set (default calibration/<protocol>.yaml)",
     )
-    p.add_argument("--targets", type=Path, default=None)
+    p.add_argument(
+        "--targets",
+        type=Path,
+        default=None,
+        help="targets file (default calibration/<protocol name>-targets.yaml)",
+    )
     p.add_argument(
         "--seeds", type=types.positive_int, default=5, help="number of seeds, 0..N-1 (default 5)"
     )
-    p.add_argument("--scale", type=types.scale, default=1.0)
+    p.add_argument(
+        "--scale",
+        type=types.scale,
+        default=1.0,
+        help="shrink the study by this factor (default 1: full scale, as the targets are)",
+    )
     p.add_argument(
         "--out",
         type=Path,
@@ -137,7 +160,13 @@ def register(sub) -> None:
         help="report file (markdown); figures beside it in figures/, "
         "every target's value per seed in <stem>-seeds.csv",
     )
-    p.add_argument("--data", type=Path, default=None)
+    p.add_argument(
+        "--data",
+        type=Path,
+        default=None,
+        help="real data folder for the released-score rows (default $MEMSIM_DATA or "
+        "../shared/data; without it those rows are n/a and not counted)",
+    )
     p.add_argument(
         "--bins",
         choices=("raw", "count-matched"),
@@ -147,9 +176,13 @@ def register(sub) -> None:
     p.set_defaults(func=_cmd_fit_report)
 
     p = sub.add_parser(
-        "recover", help="parameter recovery: simulate known parameters, calibrate blind, compare"
+        "recover",
+        help="parameter recovery: simulate known parameters, calibrate blind, compare",
+        description="Parameter recovery: simulate a known parameter set, move every free "
+        "parameter off it (--perturb), calibrate blind to the simulated targets, and write "
+        "how far each parameter came back (recovery.csv).",
     )
-    p.add_argument("protocol", type=Path)
+    p.add_argument("protocol", type=Path, help=_PROTOCOL)
     p.add_argument(
         "--truth",
         type=Path,
@@ -179,16 +212,32 @@ def register(sub) -> None:
             "start: every free parameter moved this far (alternating signs) in unconstrained units"
         ),
     )
-    p.add_argument("--budget", type=types.positive_int, default=200)
-    p.add_argument("--workers", type=types.positive_int, default=2)
-    p.add_argument("--fix", nargs="*", default=[], metavar="PATH")
+    p.add_argument(
+        "--budget",
+        type=types.positive_int,
+        default=200,
+        help="most candidate simulations (default 200)",
+    )
+    p.add_argument("--workers", type=types.positive_int, default=2, help="processes (default 2)")
+    p.add_argument(
+        "--fix",
+        nargs="*",
+        default=[],
+        metavar="PATH",
+        help="free parameters to hold at their true value (dotted paths)",
+    )
     p.add_argument(
         "--out", type=Path, required=True, help="folder for recovery.csv and the evaluation log"
     )
     p.set_defaults(func=_cmd_recover)
 
     p = sub.add_parser(
-        "compat", help="which paper statistics the released scores allow (compatibility analysis)"
+        "compat",
+        help="which paper statistics the released scores allow (compatibility analysis)",
+        description="Which of the paper's consistency numbers the released VideoMem scores "
+        "allow: constructions of true scores from the released ones (beta, nonparametric, "
+        "noiseless upper bound), the within-video noise each number needs, and optionally "
+        "the simulator's candidate mechanisms (docs/calibration.md).",
     )
     p.add_argument(
         "--data",
@@ -202,7 +251,9 @@ def register(sub) -> None:
         default=5,
         help="repeats of each random construction (default 5)",
     )
-    p.add_argument("--seed", type=types.seed, default=0)
+    p.add_argument(
+        "--seed", type=types.seed, default=0, help="seed of the random constructions (default 0)"
+    )
     p.add_argument(
         "--mechanisms",
         action="store_true",
@@ -223,9 +274,10 @@ def _targets(args, protocol):
 
 
 def _cmd_calibrate(args) -> int:
+    from memsim.api import load_protocol
     from memsim.data import released_scores
-    from memsim.design.protocol import load_protocol
     from memsim.fit.calibrate import calibrate_to_file
+    from memsim.progress import report
     from memsim.sim.params import default_params_path, load_params
 
     protocol = load_protocol(args.protocol)
@@ -233,6 +285,16 @@ def _cmd_calibrate(args) -> int:
     start = load_params(args.start or default_params_path(protocol))
     real = released_scores(protocol.name, args.data)
     with progress_display(not args.quiet) as show:
+        # before the first candidate: worker processes start, the noise of each moment is
+        # measured (a campaign per noise seed), kernels may compile; say so
+        report(
+            show,
+            "calibrate",
+            "starting (workers, noise of the moments)",
+            0,
+            args.budget,
+            unit="candidates",
+        )
         result = calibrate_to_file(
             protocol,
             start,
@@ -262,6 +324,12 @@ def _cmd_calibrate(args) -> int:
             f"({r['new_evaluations']} simulated now) in {r['seconds']:.0f} s; distance "
             f"{r['best']['distance']:.2f} over {len(r['moments'])} moments"
         )
+        phases = r.get("phases") or []
+        for ph in phases if len(phases) > 1 else ():
+            print(
+                f"  {ph['phase']}: {ph['used']} of its {ph['share']} candidates, best distance "
+                f"{ph['distance']:.2f} ({ph['stopped']})"
+            )
     worst = "; ".join(f"{m} {r:+.2f}" for m, r in result.largest_residuals())
     print("largest residuals (in tolerances): " + worst)
     print(f"wrote {result.path} and {' and '.join(map(str, result.logs))}")
@@ -278,13 +346,14 @@ def _candidate_progress(show):
     best: dict[str, float] = {}
 
     def on_eval(stage: str, budget: int, row: dict) -> None:
+        shown = "search" if stage == "calibrate" else stage.removeprefix("calibrate, ")
         done = seen.setdefault(stage, set())
         done.add(tuple(row["x"]))
         best[stage] = min(best.get(stage, float("inf")), row["distance"])
         report(
             show,
             "calibrate",
-            stage,
+            shown,
             min(len(done), budget),
             budget,
             unit="candidates",
@@ -316,10 +385,10 @@ def regenerate_command(args) -> str:
 
 
 def _cmd_fit_report(args) -> int:
-    from memsim.design.protocol import load_protocol
+    from memsim.api import load_protocol
     from memsim.errors import UserError
     from memsim.sim.params import default_params_path, load_params
-    from memsim.study.fit_report import fit_report
+    from memsim.study.fit_report import fit_report, fitted_counts
 
     if args.seeds < 1:
         raise UserError("--seeds must be at least 1")
@@ -337,14 +406,14 @@ def _cmd_fit_report(args) -> int:
         params_path=args.params or default_params_path(protocol),
         bins=args.bins,
     )
-    n_fit = int((table.kind == "fit").sum())
-    n_ok = int((table.within & (table.kind == "fit")).sum())
-    print(f"fitted targets within tolerance: {n_ok}/{n_fit}; wrote {args.out}")
+    n_ok, n_fit, n_na = fitted_counts(table)
+    na = f" ({n_na} n/a: no data to compare with)" if n_na else ""
+    print(f"fitted targets within tolerance: {n_ok}/{n_fit}{na}; wrote {args.out}")
     return 0
 
 
 def _cmd_recover(args) -> int:
-    from memsim.design.protocol import load_protocol
+    from memsim.api import load_protocol
     from memsim.errors import UserError
     from memsim.fit.recover import recover
     from memsim.io import atomic_path, make_dirs

@@ -9,7 +9,7 @@ from rich.table import Table
 
 from memsim.fit.compare import format_value
 
-__all__ = ["print_run", "print_bench"]
+__all__ = ["print_run", "print_bench", "bench_rows"]
 
 
 _MARKS = {"ok": "[green]ok[/]", "n/a": "[dim]n/a[/]"}
@@ -89,42 +89,87 @@ def print_run(result, out: Path, why: str = "") -> None:
     )
 
 
-def print_bench(r: dict) -> None:
-    """``memsim bench``'s table (:func:`memsim.sim.bench.measure`'s numbers)."""
+def bench_rows(r: dict) -> list[tuple[str, str, str, bool | None]]:
+    """``memsim bench``'s rows: measure, value, goal, and whether the goal is met (None: no
+    goal)."""
     c, k, s = r["campaign"], r["kernel"], r["sequences"]
+    full = c["scale"] == 1
+    mt = k["trials_per_s_1_thread"] / 1e6
+    return [
+        (
+            f"campaign: {c['participants']:,} participants, {c['trials']:,} trials, simulate",
+            f"{c['simulate_s']:.2f} s",
+            "",
+            None,
+        ),
+        (
+            "campaign: simulate + write Parquet",
+            f"{c['simulate_and_write_s']:.2f} s",
+            "<= 3 s" if full else "",
+            c["simulate_and_write_s"] <= 3 if full else None,
+        ),
+        (
+            "peak memory (process)",
+            f"{c['peak_rss_mb']:.0f} MB",
+            "<= 1,000 MB",
+            c["peak_rss_mb"] <= 1000,
+        ),
+        ("kernel, 1 thread", f"{mt:.1f} M trials/s", ">= 50 M", mt >= 50),
+        (
+            f"kernel, {r['threads']} threads",
+            f"{k['trials_per_s_all_threads'] / 1e6:.1f} M trials/s",
+            "",
+            None,
+        ),
+        (
+            f"kernel speed-up on {r['threads']} threads",
+            f"{k['speedup_all_threads']:.2f}x",
+            ">= 1.7x",
+            k["speedup_all_threads"] >= 1.7,
+        ),
+        (
+            "agent-per-participant Python loop",
+            f"{k['reference_trials_per_s'] / 1e3:.1f} k trials/s",
+            "",
+            None,
+        ),
+        (
+            "kernel (1 thread) / Python loop",
+            f"{k['kernel_vs_reference']:.0f}x",
+            ">= 100x",
+            k["kernel_vs_reference"] >= 100,
+        ),
+        (
+            "sequences, 1 thread",
+            f"{s['per_s_1_thread']:,.0f} /s",
+            ">= 100,000",
+            s["per_s_1_thread"] >= 100_000,
+        ),
+        ("sequences / Python reference", f"{s['ratio']:.0f}x", "", None),
+    ]
+
+
+def print_bench(r: dict, console: Console | None = None) -> None:
+    """``memsim bench``'s table (:func:`memsim.sim.bench.measure`'s numbers), each goal marked
+    met or missed."""
+    rows = bench_rows(r)
     t = Table(
         title=f"memsim bench (VideoMem, {r['threads']} numba threads, {r['cpus']} CPUs)",
         title_justify="left",
     )
-    t.add_column("measure")
-    t.add_column("value", justify="right")
-    t.add_column("goal", justify="right")
-    t.add_row(
-        f"campaign: {c['participants']:,} participants, {c['trials']:,} trials, simulate",
-        f"{c['simulate_s']:.2f} s",
-        "",
+    t.add_column("measure", overflow="fold")
+    t.add_column("value", justify="right", no_wrap=True)
+    t.add_column("goal", justify="right", no_wrap=True)
+    t.add_column("", no_wrap=True)
+    marks = {True: "[green]met[/]", False: "[red]missed[/]", None: ""}
+    for measure, value, goal, met in rows:
+        t.add_row(measure, value, goal, marks[met])
+    console = console or Console(width=min(110, max(80, Console().width)))
+    console.print(t)
+    judged = [met for *_, met in rows if met is not None]
+    missed = [m for m, _, _, met in rows if met is False]
+    console.print(
+        f"goals met: {sum(judged)} of {len(judged)}"
+        + (f"; missed: {'; '.join(missed)}" if missed else "")
+        + ("" if r["campaign"]["scale"] == 1 else " (--quick: the campaign goal needs full scale)")
     )
-    t.add_row(
-        "campaign: simulate + write Parquet",
-        f"{c['simulate_and_write_s']:.2f} s",
-        "<= 3 s" if c["scale"] == 1 else "",
-    )
-    t.add_row("peak memory (process)", f"{c['peak_rss_mb']:.0f} MB", "<= 1,000 MB")
-    t.add_row("kernel, 1 thread", f"{k['trials_per_s_1_thread'] / 1e6:.1f} M trials/s", ">= 50 M")
-    t.add_row(
-        f"kernel, {r['threads']} threads",
-        f"{k['trials_per_s_all_threads'] / 1e6:.1f} M trials/s",
-        "",
-    )
-    t.add_row(
-        f"kernel speed-up on {r['threads']} threads", f"{k['speedup_all_threads']:.2f}x", ">= 1.7x"
-    )
-    t.add_row(
-        "agent-per-participant Python loop",
-        f"{k['reference_trials_per_s'] / 1e3:.1f} k trials/s",
-        "",
-    )
-    t.add_row("kernel (1 thread) / Python loop", f"{k['kernel_vs_reference']:.0f}x", ">= 100x")
-    t.add_row("sequences, 1 thread", f"{s['per_s_1_thread']:,.0f} /s", ">= 100,000")
-    t.add_row("sequences / Python reference", f"{s['ratio']:.0f}x", "")
-    Console(width=110).print(t)

@@ -43,14 +43,29 @@ def register(sub) -> None:
         )
         q.add_argument("--quiet", action="store_true", help="no progress bar")
 
-    q = psub.add_parser("cv", help="K-fold cross-validation on the released labels")
+    q = psub.add_parser(
+        "cv",
+        help="K-fold cross-validation on the released labels",
+        description="K-fold cross-validation of the ridge baselines and the networks on the "
+        "released labels, set beside the published predictors, human consistency and the "
+        "noise ceilings; with --out, the tables and cv.png.",
+    )
     common(q)
-    q.add_argument("--dataset", choices=["videomem", "memento10k"], default="videomem")
-    q.add_argument("--folds", type=types.positive_int, default=5)
+    q.add_argument(
+        "--dataset",
+        choices=["videomem", "memento10k"],
+        default="videomem",
+        help="released labels to use (default videomem)",
+    )
+    q.add_argument(
+        "--folds", type=types.positive_int, default=5, help="cross-validation folds (default 5)"
+    )
     q.add_argument(
         "--members", type=types.positive_int, default=5, help="fold-ensemble members per network"
     )
-    q.add_argument("--seed", type=types.seed, default=0)
+    q.add_argument(
+        "--seed", type=types.seed, default=0, help="seed of folds and training (default 0)"
+    )
     q.add_argument(
         "--models",
         default="mlp,text",
@@ -73,16 +88,35 @@ def register(sub) -> None:
     )
     q.set_defaults(func=_cmd_cv)
 
-    q = psub.add_parser("train", help="train the predictor on all released labels")
+    q = psub.add_parser(
+        "train",
+        help="train the predictor on all released labels",
+        description="Train the predictor (an ensemble of networks on the released features) "
+        "on every released label and save it for `memsim predict apply`.",
+    )
     common(q)
-    q.add_argument("--dataset", choices=["videomem", "memento10k"], default="videomem")
+    q.add_argument(
+        "--dataset",
+        choices=["videomem", "memento10k"],
+        default="videomem",
+        help="released labels to train on (default videomem)",
+    )
     q.add_argument("--out", type=Path, required=True, help="model file to write")
-    q.add_argument("--members", type=types.positive_int, default=5)
-    q.add_argument("--seed", type=types.seed, default=0)
-    q.add_argument("--epochs", type=types.positive_int, default=None)
+    q.add_argument(
+        "--members", type=types.positive_int, default=5, help="ensemble members (default 5)"
+    )
+    q.add_argument("--seed", type=types.seed, default=0, help="seed of training (default 0)")
+    q.add_argument(
+        "--epochs", type=types.positive_int, default=None, help="max epochs per member (default 40)"
+    )
     q.set_defaults(func=_cmd_train)
 
-    q = psub.add_parser("apply", help="predict scores for a list of videos")
+    q = psub.add_parser(
+        "apply",
+        help="predict scores for a list of videos",
+        description="Predict short- and long-term memorability for the listed videos with a "
+        "model from `memsim predict train`, from their released features.",
+    )
     common(q)
     q.add_argument("--model", type=Path, required=True, help="model file from `predict train`")
     q.add_argument(

@@ -11,11 +11,28 @@ from pathlib import Path
 
 from memsim.cli import args as types
 
+_PROTOCOL_HELP = (
+    "the protocol the table was collected under: a shipped protocol's name (videomem, "
+    "memento10k, isola2011, lamem) or a protocol YAML file"
+)
+_NO_CHECK_HELP = (
+    "score even a table the protocol could not have produced (other steps, roles, positions "
+    "or lags than the protocol's); by default such a table is refused with one line saying "
+    "what disagrees"
+)
+
 
 def register(sub) -> None:
-    p = sub.add_parser("score", help="score a trial table (Parquet or CSV) under a protocol")
-    p.add_argument("trials", type=Path, help="trial table (Parquet or CSV)")
-    p.add_argument("--protocol", type=Path, required=True, help="protocol YAML file")
+    p = sub.add_parser(
+        "score",
+        help="score a trial table (Parquet or CSV) under a protocol",
+        description="Score a real or simulated trial table with the pipeline of the protocol: "
+        "participant filters, raw scores, lag correction. Writes the scores in VideoMem's "
+        "ground-truth format and prints one line per step. The table is first checked against "
+        "the protocol (steps, positions, roles, lags); --no-check skips that.",
+    )
+    p.add_argument("trials", type=Path, help="trial table (Parquet or CSV; docs/scoring.md)")
+    p.add_argument("--protocol", required=True, help=_PROTOCOL_HELP)
     p.add_argument("--out", type=Path, required=True, help="scores CSV to write (VideoMem format)")
     p.add_argument(
         "--participants",
@@ -23,13 +40,18 @@ def register(sub) -> None:
         default=None,
         help="also write the per-participant statistics and filter decisions (CSV)",
     )
+    p.add_argument("--no-check", action="store_true", help=_NO_CHECK_HELP)
     p.set_defaults(func=_cmd_score)
 
     p = sub.add_parser(
-        "analyse", help="consistency, lag, response-time and score analyses of a trial table"
+        "analyse",
+        help="consistency, lag, response-time and score analyses of a trial table",
+        description="Score a trial table, then run the paper's analyses on it: human and "
+        "annotation consistency, Spearman-Brown, hit rate vs lag, response times, "
+        "short-term vs long-term scores.",
     )
-    p.add_argument("trials", type=Path, help="trial table (Parquet or CSV)")
-    p.add_argument("--protocol", type=Path, required=True, help="protocol YAML file")
+    p.add_argument("trials", type=Path, help="trial table (Parquet or CSV; docs/scoring.md)")
+    p.add_argument("--protocol", required=True, help=_PROTOCOL_HELP)
     p.add_argument("--out", type=Path, default=None, help="folder for summary.json and scores.csv")
     p.add_argument(
         "--seed", type=types.seed, default=0, help="seed of the random splits (default 0)"
@@ -51,10 +73,16 @@ def register(sub) -> None:
         default=None,
         help="CSV/Parquet with 'video' and true values under the score column names",
     )
+    p.add_argument("--no-check", action="store_true", help=_NO_CHECK_HELP)
     p.set_defaults(func=_cmd_analyse)
 
     p = sub.add_parser(
-        "scores", help="describe a scores file (real or simulated): distributions, counts, ST-LT"
+        "scores",
+        help="describe a scores file (real or simulated): distributions, counts, ST-LT",
+        description="Describe a scores file in VideoMem's format: each column's distribution "
+        "and annotation counts, and the short-term vs long-term correlations over all videos "
+        "and over the 500 and 100 most long-term-annotated (docs/scoring.md says why the "
+        "top-100 value of the released dev set differs from the paper's).",
     )
     p.add_argument(
         "scores",
@@ -74,11 +102,17 @@ def register(sub) -> None:
 
 
 def _load(args):
-    from memsim.design.protocol import load_protocol
-    from memsim.design.trials import read_trials
+    from memsim.api import load_protocol
+    from memsim.design.trials import check_against_protocol, read_trials
+    from memsim.errors import UserError
 
     protocol = load_protocol(args.protocol)
     trials = read_trials(args.trials)
+    if not args.no_check:
+        try:
+            check_against_protocol(trials, protocol, source=args.trials)
+        except UserError as exc:
+            raise UserError(f"{exc} (--no-check scores it anyway)") from None
     return protocol, trials
 
 

@@ -20,7 +20,8 @@ def _common(p: argparse.ArgumentParser) -> None:
         "--params",
         default=None,
         help="population parameter set: a YAML file or a shipped set's name (default: the "
-        "protocol's own calibrated set, calibration/<protocol name>.yaml)",
+        "protocol's own set, calibration/<protocol name>.yaml; a protocol without one borrows "
+        "VideoMem's, calibration/videomem.yaml; the run's first line says which it uses)",
     )
     p.add_argument(
         "--scale",
@@ -61,13 +62,20 @@ def register(sub) -> None:
         "(default $MEMSIM_DATA or ../shared/data)",
     )
     p.add_argument("--no-figures", action="store_true", help="skip the figures")
+    p.add_argument(
+        "--figure-formats",
+        metavar="FMT[,FMT]",
+        default=None,
+        help="also write each figure as svg and/or pdf beside its PNG (200 dpi), e.g. svg,pdf",
+    )
     p.set_defaults(func=_cmd_run)
 
     p = sub.add_parser(
         "bench",
         help="benchmark the simulator (speed ratios against plain references)",
-        description="Time the trial kernel, the sequence generator and a full campaign, each "
-        "against a plain-Python reference run in the same process.",
+        description="Time the trial kernel, the sequence generator and a full VideoMem "
+        "campaign, each against a plain-Python reference run in the same process, and mark "
+        "each measure with a goal as met or missed. Takes about a minute (--quick: seconds).",
     )
     p.add_argument(
         "--quick", action="store_true", help="smaller sizes (a smoke test of the benchmark)"
@@ -89,7 +97,7 @@ def _cmd_simulate(args) -> int:
 
     protocol, params, why = _load(args)
     with run_folder(args.out) as tmp:  # appears whole, replacing an earlier run whole
-        print(why)
+        print(why, flush=True)
         with progress_display(not args.quiet) as show:
             sim = simulate(protocol, params, seed=args.seed, scale=args.scale, progress=show)
         paths = [args.out / p.name for p in write_simulation(sim, tmp)]
@@ -106,9 +114,12 @@ def _cmd_simulate(args) -> int:
 def _cmd_run(args) -> int:
     from memsim.cli.format import print_run
     from memsim.study.run import run_study
+    from memsim.viz.style import parse_formats
 
     protocol, params, why = _load(args)
     out = args.out or Path("runs") / protocol.name
+    formats = parse_formats(args.figure_formats)  # a typo fails before the work
+    print(why, flush=True)  # before the progress lines: which parameters, and why
     with progress_display(not args.quiet) as show:
         result = run_study(
             protocol,
@@ -118,9 +129,10 @@ def _cmd_run(args) -> int:
             data=args.data,
             out=out,
             figures=not args.no_figures,
+            figure_formats=formats,
             progress=show,
         )
-    print_run(result, out, why)
+    print_run(result, out)
     return 0
 
 

@@ -54,58 +54,88 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
 def _cmd_report(args: argparse.Namespace) -> int:
     from memsim.study.report import report
 
-    rep = report(args.dir, figures=not args.no_figures)
+    rep = report(args.dir, figures=not args.no_figures, formats=args.figure_formats)
     print_report(rep)
     for path in rep.written:
         print(f"wrote {path}")
     return 0
 
 
-def print_report(rep) -> None:
-    """A sweep report's table. Few cells: a column per cell, a row per statistic. Many: a row
-    per cell, the first statistics."""
+def print_report(rep, console=None) -> None:
+    """A sweep report's table, fitted to the terminal's width.
+
+    Few cells that fit side by side: a row per statistic (its human name), a column per
+    cell. Otherwise: a row per cell (the first 40), its swept values, then as many
+    statistics as fit, headed by numbers that a legend under the table names.
+    """
     from rich.console import Console
     from rich.table import Table
 
-    console = Console()
+    from memsim.viz.style import label, value_label
+
+    console = console or Console()
+    width = console.width
     summary, axes, cols = rep.summary, rep.axes, rep.statistics
     title = f"{rep.study['name']}: mean ± sd over {rep.study['replicates']} replicate(s)"
-    table = Table(title=title)
-    if len(summary) <= 8:
-        table.add_column("cell", style="bold")
-        for _, row in summary.iterrows():
-            label = "\n".join(f"{a}={row[a]}" for a in axes) or "base"
-            table.add_column(f"{int(row['cell'])}\n{label}", justify="right")
+    cells = [row for _, row in summary.iterrows()]
+    shown = {c: _column(summary, c) for c in cols}
+    val_w = max((len(v) for vs in shown.values() for v in vs), default=8)
+    heads = [
+        [f"cell {int(r['cell'])}", *(f"{label(a)} {value_label(r[a])}" for a in axes)]
+        for r in cells
+    ]
+    head_w = max(val_w, min(18, max((len(h) for hs in heads for h in hs), default=0)))
+    name_w = min(34, max(len(label(c)) for c in cols))
+    if len(cells) <= 8 and name_w + 4 + len(cells) * (head_w + 3) <= width:
+        table = Table(title=title, title_justify="left")
+        table.add_column("statistic", overflow="fold", max_width=name_w)
+        for hs in heads:
+            table.add_column("\n".join(hs), justify="right", overflow="fold", min_width=val_w)
         for c in cols:
-            table.add_row(
-                c, *(_fmt(row[f"{c}_mean"], row[f"{c}_sd"]) for _, row in summary.iterrows())
-            )
+            table.add_row(label(c), *shown[c])
         console.print(table)
         return
-    shown_cols = cols[:4]
-    for a in ["cell", *axes]:
-        table.add_column(a)
-    for c in shown_cols:
-        table.add_column(c, justify="right")
-    shown = summary.head(40)
-    for _, row in shown.iterrows():
+    table = Table(title=title, title_justify="left")
+    table.add_column("cell", justify="right", no_wrap=True)
+    used = 4 + len(str(len(cells)))
+    natural = [max(len(label(a)), *(len(value_label(r[a])) for r in cells)) for a in axes]
+    # swept values keep their full width when every statistic still fits, else wrap at 24
+    room = width - used - len(cols) * (val_w + 3)
+    for a, w in zip(axes, natural):
+        w = w if sum(natural) + 3 * len(axes) <= room else min(24, w)
+        table.add_column(label(a), overflow="fold", max_width=w)
+        used += w + 3
+    n = max(1, min(len(cols), (width - used) // (val_w + 3)))
+    for i in range(n):
+        table.add_column(f"[{i + 1}]", justify="right", no_wrap=True, min_width=val_w)
+    rows = cells[:40]
+    for k, r in enumerate(rows):
         table.add_row(
-            str(int(row["cell"])),
-            *(str(row[a]) for a in axes),
-            *(_fmt(row[f"{c}_mean"], row[f"{c}_sd"]) for c in shown_cols),
+            str(int(r["cell"])),
+            *(value_label(r[a]) for a in axes),
+            *(shown[c][k] for c in cols[:n]),
         )
     console.print(table)
+    for i, c in enumerate(cols[:n]):
+        console.print(f"[{i + 1}] {label(c)} ({c})", highlight=False, markup=False)
     more = []
-    if len(summary) > len(shown):
-        more.append(f"{len(summary) - len(shown)} more cells")
-    if len(cols) > len(shown_cols):
-        more.append(f"{len(cols) - len(shown_cols)} more statistics")
+    if len(cells) > len(rows):
+        more.append(f"{len(cells) - len(rows)} more cells")
+    if len(cols) > n:
+        more.append(f"{len(cols) - n} more statistics")
     if more:
         console.print(f"... {' and '.join(more)} in report/summary.csv")
 
 
-def _fmt(mean: float, sd: float) -> str:
-    return f"{mean:.4g} ± {sd:.2g}" if abs(mean) < 1e4 else f"{mean:,.0f} ± {sd:,.0f}"
+def _column(summary, c: str) -> list[str]:
+    """``mean ± sd`` of statistic ``c`` in every cell, with one number of decimals for the
+    whole column (so it lines up and stays narrow)."""
+    import numpy as np
+
+    means, sds = summary[f"{c}_mean"].to_numpy(float), summary[f"{c}_sd"].to_numpy(float)
+    big = np.nanmax(np.abs(means)) if np.isfinite(means).any() else 0.0
+    spec = ",.0f" if big >= 1000 else ".1f" if big >= 10 else ".3f" if big >= 0.01 else ".2e"
+    return [f"{m:{spec}} ± {s:{spec}}" for m, s in zip(means, sds)]
 
 
 def register(sub) -> None:
@@ -114,8 +144,10 @@ def register(sub) -> None:
         help="run (or resume) a what-if study over a grid of protocol and population settings",
         description="Run every cell of a study file; rerunning into the same --out resumes.",
     )
-    p.add_argument("study", type=Path, help="study file (experiments/*.yaml)")
-    p.add_argument("--out", type=Path, help="output folder (created; reused to resume)")
+    p.add_argument("study", type=Path, help="study file (experiments/*.yaml; docs/sweeps.md)")
+    p.add_argument(
+        "--out", type=Path, help="output folder (created; rerun into it to resume; required)"
+    )
     p.add_argument(
         "--workers", type=types.positive_int, default=1, help="local worker processes (default 1)"
     )
@@ -142,7 +174,7 @@ def register(sub) -> None:
         action="store_true",
         help="lift the limit of 10,000 runs per study (docs/limits.md)",
     )
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--quiet", action="store_true", help="no progress display")
     p.add_argument(
         "--list-statistics",
         action="store_true",
@@ -157,4 +189,10 @@ def register(sub) -> None:
     )
     p.add_argument("dir", type=Path, help="a folder written by `memsim sweep`")
     p.add_argument("--no-figures", action="store_true", help="tables only")
+    p.add_argument(
+        "--figure-formats",
+        metavar="FMT[,FMT]",
+        default=None,
+        help="also write each figure as svg and/or pdf beside its PNG (200 dpi), e.g. svg,pdf",
+    )
     p.set_defaults(func=_cmd_report)

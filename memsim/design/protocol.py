@@ -954,7 +954,7 @@ def _user_error(exc: ValidationError, path: str | os.PathLike[str], data: Any = 
     if isinstance(err, _At):
         loc, msg = loc + err.where, str(err)
     elif kind == "extra_forbidden":
-        msg = unknown_field_message(errors, loc)
+        msg = unknown_field_message(errors, loc, Protocol)
     elif kind == "missing":
         msg = "required field missing"
     elif kind == "union_tag_invalid":

@@ -21,7 +21,7 @@ import pandas as pd
 from memsim.errors import UserError
 from memsim.io import check_input
 
-__all__ = ["COLUMNS", "ROLES", "validate_trials", "read_trials"]
+__all__ = ["COLUMNS", "ROLES", "check_against_protocol", "validate_trials", "read_trials"]
 
 ROLES = ("target", "filler", "vigilance")
 
@@ -289,3 +289,96 @@ def read_trials(path: str | os.PathLike[str]) -> pd.DataFrame:
             raise UserError(f"corrupt Parquet file: {str(exc).splitlines()[0]}", path=p) from None
         raise
     return validate_trials(df, source=p)
+
+
+def _ranges(ranges: list[tuple[int, int]]) -> str:
+    return " or ".join(f"{lo}-{hi}" for lo, hi in sorted(set(ranges)))
+
+
+def check_against_protocol(
+    trials: pd.DataFrame, protocol, source: str | os.PathLike[str] | None = None
+) -> None:
+    """Refuse a trial table that the protocol could not have produced.
+
+    Scoring a table under another study's protocol runs without error and gives numbers that
+    mean nothing (a lag correction fitted on lags outside the protocol's ranges, a step with
+    no participants). This checks, for a table that passed :func:`validate_trials`: the
+    table has rows for every step of the protocol and for no other; positions fit each
+    step's sequence; each step's roles are the protocol's; the lag of every within-step
+    repeat lies in the protocol's range for its role.
+
+    Raises
+    ------
+    UserError
+        One line naming the step and what disagrees.
+    """
+    steps = protocol.steps
+    step = trials["step"].to_numpy()
+    present = np.unique(step).tolist()
+    extra = [s for s in present if s > len(steps)]
+    if extra:
+        raise UserError(
+            f"the table has rows for step {extra[0]}, but protocol '{protocol.name}' has "
+            f"{len(steps)} step{'s' * (len(steps) > 1)}",
+            path=source,
+        )
+    missing = [i for i in range(1, len(steps) + 1) if i not in present]
+    if missing:
+        i = missing[0]
+        have = ", ".join(map(str, present))
+        raise UserError(
+            f"protocol '{protocol.name}' has step {i} ({steps[i - 1].name}), but the table has "
+            f"no row for it (its steps: {have})",
+            path=source,
+        )
+    roles = trials["role"]
+    if isinstance(roles.dtype, pd.CategoricalDtype):
+        codes, names = roles.cat.codes.to_numpy(), [str(c) for c in roles.cat.categories]
+    else:
+        codes, uniques = pd.factorize(roles)
+        names = [str(u) for u in uniques]
+    pos = trials["position"].to_numpy()
+    lag = trials["lag"].to_numpy()
+    rep = trials["repeat"].to_numpy()
+    for i, spec in enumerate(steps, start=1):
+        rows = step == i
+        where = f"step {i} ({spec.name})"
+        top = int(pos[rows].max())
+        if top >= spec.length:
+            raise UserError(
+                f"{where}: positions go up to {top}, but the protocol's sequence has "
+                f"{spec.length} presentations (0-{spec.length - 1})",
+                path=source,
+            )
+        allowed = {g.role for g in spec.items}
+        used = {names[c] for c in np.unique(codes[rows]) if c >= 0}
+        if used - allowed:
+            raise UserError(
+                f"{where}: the table has role '{sorted(used - allowed)[0]}', but the protocol's "
+                f"step has only {', '.join(sorted(allowed))}",
+                path=source,
+            )
+        for role in sorted(allowed):
+            ranges = [g.repeat_lag for g in spec.items if g.role == role and g.repeat_lag]
+            code = names.index(role) if role in names else -2
+            m = rows & rep & (codes == code) & (lag >= 0)
+            if not m.any():
+                continue
+            seen = lag[m]
+            if not ranges:
+                raise UserError(
+                    f"{where}: {int(m.sum()):,} {role} repeats within the step (lags "
+                    f"{seen.min()}-{seen.max()}), but the protocol's {role}s are not repeated "
+                    "within this step",
+                    path=source,
+                )
+            inside = np.zeros(len(seen), bool)
+            for lo, hi in ranges:
+                inside |= (seen >= lo) & (seen <= hi)
+            if not inside.all():
+                raise UserError(
+                    f"{where}: {int((~inside).sum()):,} of {len(seen):,} {role} repeats have lags "
+                    f"outside the protocol's {_ranges(ranges)} (the table's: "
+                    f"{seen.min()}-{seen.max()})",
+                    path=source,
+                )

@@ -665,6 +665,7 @@ class Evaluator:
     n_charged: int = 0
     charged: set = field(default_factory=set, repr=False)
     replay_only: bool = False
+    phase: tuple[str, int] = ("", 0)  # the start being run and its share of the budget
     pool: ProcessPoolExecutor | None = field(default=None, repr=False)
 
     def __enter__(self):
@@ -704,30 +705,48 @@ class Evaluator:
         if self.pool is not None:
             self.pool.shutdown(cancel_futures=True)
 
-    def many(self, xs: list[np.ndarray]) -> list[np.ndarray]:
+    def _report(self, row: dict) -> None:
+        if self.on_eval:
+            name, share = self.phase
+            self.on_eval({**row, "phase": name, "phase_budget": share} if name else row)
+
+    def many(self, xs: list[np.ndarray], partial: bool = True) -> list[np.ndarray]:
         """Residual vectors for several candidates; new ones simulated in parallel.
 
         The budget counts every candidate the first time this fit asks for it, whether it is
         simulated now or replayed from the log of an interrupted run: a resumed fit stops
-        where the uninterrupted one would have, with the same result.
+        where the uninterrupted one would have, with the same result. Past the budget, the
+        candidates that still fit in it are simulated (``partial``), then :class:`_Budget` is
+        raised: a budget of N candidates charges N, whatever the batch. Each new candidate is
+        reported as soon as it is done.
         """
         rows: list[dict | None] = [self.log.get(x) for x in xs]
         todo = [i for i, r in enumerate(rows) if r is None]
         keys = [self.log.key(x) for x in xs]
-        fresh = [i for i, k in enumerate(keys) if k not in self.charged]
-        if todo and self.replay_only or fresh and self.n_charged + len(fresh) > self.budget:
-            raise _Budget()
+        fresh: list[int] = []  # first time this fit asks for the candidate (once per key)
+        seen: set = set()
+        for i, k in enumerate(keys):
+            if k not in self.charged and k not in seen:
+                fresh.append(i)
+                seen.add(k)
+        over = (bool(todo) and self.replay_only) or (
+            bool(fresh) and self.n_charged + len(fresh) > self.budget
+        )
+        if over:
+            room = 0 if self.replay_only or not partial else max(self.budget - self.n_charged, 0)
+            fresh = fresh[:room]
+            allowed = {keys[i] for i in fresh} | self.charged
+            todo = [i for i in todo if keys[i] in allowed]
         self.n_charged += len(fresh)
         self.charged.update(keys[i] for i in fresh)
         if todo:
             t0 = time.perf_counter()
             keys = [tuple(float(v) for v in xs[i]) for i in todo]
             if self.pool is not None:
-                results = list(self.pool.map(_worker_eval, keys))
+                results = self.pool.map(_worker_eval, keys)  # in order, as each is done
             else:
-                results = [_worker_eval(k) for k in keys]
-            dt = (time.perf_counter() - t0) / len(todo)
-            for i, summaries in zip(todo, results):
+                results = (_worker_eval(k) for k in keys)
+            for n, (i, summaries) in enumerate(zip(todo, results), start=1):
                 r = residuals(summaries, self.moments)
                 vals = from_unconstrained(self.free, xs[i])
                 row = {
@@ -736,24 +755,30 @@ class Evaluator:
                     "residuals": [float(v) for v in r],
                     "distance": float(np.sum(r * r)),
                     **({"error": summaries[0]["error"]} if "error" in summaries[0] else {}),
-                    "seconds": dt,
+                    "seconds": (time.perf_counter() - t0) / n,
                     "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                 }
                 self.log.add(row)
                 self.n_new += 1
                 rows[i] = row
-        else:
+                self._track(row)
+                self._report(row)
+        if over:
+            raise _Budget()
+        if not todo:
             self.log.replayed += len(xs)
-        out = []
-        for row in rows:
-            if self.best is None or row["distance"] < self.best["distance"]:
-                self.best = row
-            if self.local_best is None or row["distance"] < self.local_best["distance"]:
-                self.local_best = row
-            if self.on_eval:
-                self.on_eval(row)
-            out.append(np.array(row["residuals"]))
-        return out
+        new = set(todo)
+        for i, row in enumerate(rows):
+            if i not in new:  # cached: report it now (new ones were reported as done)
+                self._track(row)
+                self._report(row)
+        return [np.array(row["residuals"]) for row in rows]
+
+    def _track(self, row: dict) -> None:
+        if self.best is None or row["distance"] < self.best["distance"]:
+            self.best = row
+        if self.local_best is None or row["distance"] < self.local_best["distance"]:
+            self.local_best = row
 
 
 def calibrate(
@@ -908,7 +933,7 @@ def calibrate(
             pts = list(np.log(u / (1 - u)))
             ev.budget = budget
             try:
-                dist = [float(np.sum(r * r)) for r in ev.many(pts)]
+                dist = [float(np.sum(r * r)) for r in ev.many(pts, partial=False)]
             except _Budget:
                 raise UserError(
                     f"--screen {screen} needs more than the budget of {budget} evaluations"
@@ -922,20 +947,42 @@ def calibrate(
                 * np.random.default_rng(np.random.SeedSequence([k, 2718])).standard_normal(len(x0))
                 for k in range(1, starts)
             ]
+        # each start's share of the budget, in candidates; the best start is polished with
+        # what is left
         left = budget - ev.n_charged
         share = left // (starts + 1) if starts > 1 else left
-        try:
+        phases: list[dict] = []
+
+        def phase(name: str, x, cap: int) -> str:
+            first = ev.n_charged
+            ev.budget, ev.phase = cap, (name, cap - first)
+            try:
+                msg = local(x)
+            except _Budget:
+                msg = (
+                    "its share of the budget spent"
+                    if cap < budget
+                    else f"budget of {budget} evaluations spent"
+                )
+            best = ev.local_best["distance"] if ev.local_best else float("nan")
+            phases.append(
+                {
+                    "phase": name or "search",
+                    "share": cap - first,
+                    "used": ev.n_charged - first,
+                    "distance": best,
+                    "stopped": msg,
+                }
+            )
+            return msg
+
+        if starts == 1:
+            stopped = phase("", xs0[0], budget)
+        else:
             for k, xk in enumerate(xs0):
-                ev.budget = min(budget, ev.n_charged + share) if starts > 1 else budget
-                try:
-                    stopped = local(xk)
-                except _Budget:
-                    stopped = f"start {k + 1}: its share of the budget spent"
-            if starts > 1:
-                ev.budget = budget
-                stopped = "best start polished: " + local(np.array(ev.best["x"]))
-        except _Budget:
-            stopped = f"budget of {budget} evaluations spent"
+                phase(f"start {k + 1} of {starts}", xk, min(budget, ev.n_charged + share))
+            best_x = np.array(ev.best["x"]) if ev.best is not None else xs0[0]
+            stopped = "best start polished: " + phase("best start polished", best_x, budget)
     if replay_only:
         if ev.best is None:
             raise UserError(
@@ -956,6 +1003,7 @@ def calibrate(
         "stopped": stopped,
         "evaluations": len(log.cache),
         "new_evaluations": ev.n_new,
+        "phases": phases,
         "seconds": time.perf_counter() - t0,
     }
 
@@ -1106,7 +1154,8 @@ def calibrate_to_file(
     ``<out>.polish.evals.jsonl``; with ``resume`` both are replayed, and once the polish has
     begun the search is replayed from its log without simulating anything, so the polish
     resumes from the point it started from. ``on_eval(stage, budget, row)`` is called after
-    every candidate (``stage``: "calibrate" or "polish at full scale"). ``regenerate``: the
+    every candidate (``stage``: "calibrate" or "polish at full scale"; with several starts,
+    "calibrate, start 2 of 3" and so on, ``budget`` then that start's share). ``regenerate``: the
     command written in the file's header (default: :func:`regenerate_command` of these
     arguments).
 
@@ -1148,7 +1197,16 @@ def calibrate_to_file(
     polish_seeds = tuple(polish_seeds or seeds)
 
     def stage_callback(stage: str, stage_budget: int):
-        return None if on_eval is None else (lambda row: on_eval(stage, stage_budget, row))
+        if on_eval is None:
+            return None
+
+        def report(row: dict) -> None:  # a multi-start search reports each start's share
+            if "phase" in row:
+                on_eval(f"{stage}, {row['phase']}", row["phase_budget"], row)
+            else:
+                on_eval(stage, stage_budget, row)
+
+        return report
 
     common = dict(
         real=real, workers=workers, resume=resume, force=force, fixed=tuple(fixed), bins=bins

@@ -108,7 +108,7 @@ def load_targets(path: str | os.PathLike[str]) -> Targets:
     try:
         return Targets.model_validate(load_yaml_mapping(path, "targets file"))
     except ValidationError as exc:
-        raise format_pydantic_error(exc, path) from None
+        raise format_pydantic_error(exc, path, Targets) from None
 
 
 def default_targets_path(protocol_name: str) -> Path | None:

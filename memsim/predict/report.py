@@ -3,7 +3,7 @@
 In: the CV summary (:func:`memsim.predict.pipeline.summarise`), the corpus (for
 its released scores and annotation counts) and optionally a simulator truth
 table. Out: printable text, ``cv_folds.csv``, ``cv_summary.csv``,
-``ceiling.csv`` and ``cv.png`` (matplotlib imported only here, lazily).
+``ceiling.csv`` and ``cv.png`` (drawn by :mod:`memsim.viz.predict`).
 """
 
 from __future__ import annotations
@@ -125,8 +125,9 @@ def table(corpus, summ: pd.DataFrame, ceil: pd.DataFrame, *, folds: int, seed: i
 
 
 def write_outputs(
-    out: Path, cv: pd.DataFrame, summ: pd.DataFrame, ceil: pd.DataFrame, corpus
+    out: Path, cv: pd.DataFrame, summ: pd.DataFrame, ceil: pd.DataFrame, corpus, *, formats=None
 ) -> None:
+    """Write the CV tables and ``cv.png`` (:func:`memsim.viz.predict.cv_figure`) into ``out``."""
     from memsim.io import atomic_path, make_dirs
 
     out = Path(out)
@@ -134,45 +135,16 @@ def write_outputs(
     for name, df in (("cv_folds.csv", cv), ("cv_summary.csv", summ), ("ceiling.csv", ceil)):
         with atomic_path(out / name) as tmp:
             df.to_csv(tmp, index=False, float_format="%.6g")
-    with atomic_path(out / "cv.png") as tmp:
-        figure(summ, ceil, corpus).savefig(tmp, dpi=120, format="png")
-
-
-def figure(summ: pd.DataFrame, ceil: pd.DataFrame, corpus):
-    """Bars: CV Spearman per model (± sd); lines: ceilings, human consistency, best paper model."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from memsim.viz.predict import cv_figure
 
     paper_table, human = paper_references(corpus.dataset)
-    targets = list(corpus.targets)
-    models = list(dict.fromkeys(summ["model"].astype(str)))
-    fig, axes = plt.subplots(1, len(targets), figsize=(5.5 * len(targets), 4.2), squeeze=False)
-    styles = ["-", "--", ":"]
-    for ax, t in zip(axes[0], targets):
-        mu = [_cell(summ, m, t) for m in models]
-        sd = [_cell(summ, m, t, "std") for m in models]
-        ax.bar(range(len(models)), mu, yerr=sd, color="#4c72b0", capsize=3)
-        ax.set_xticks(range(len(models)), models, rotation=30, ha="right")
-        for i, method in enumerate(dict.fromkeys(ceil["method"])):
-            r = ceil[(ceil["method"] == method) & (ceil["target"] == t)]
-            if not r.empty and np.isfinite(r["mean"].iloc[0]):
-                ax.axhline(
-                    r["mean"].iloc[0], color="#c44e52", ls=styles[i % 3], label=f"ceiling: {method}"
-                )
-        if paper_table:
-            k = targets.index(t)
-            ax.axhline(human[k], color="#55a868", ls="-.", label="human consistency (paper)")
-            ax.axhline(
-                paper_table[-1][1 + k],
-                color="#8172b2",
-                ls="--",
-                label=f"{paper_table[-1][0]}, paper test",
-            )
-        ax.set_title(f"{corpus.dataset} {t.replace('_', '-')}")
-        ax.set_ylabel("Spearman (CV mean ± sd)")
-        ax.set_ylim(0, 1)
-    axes[0][-1].legend(fontsize=7, loc="upper right")
-    fig.tight_layout()
-    return fig
+    cv_figure(
+        out / "cv.png",
+        summ,
+        ceil,
+        corpus.dataset,
+        list(corpus.targets),
+        paper_table=paper_table,
+        human=human,
+        formats=formats,
+    )

@@ -189,7 +189,7 @@ def params_from_mapping(data: dict, path: str | os.PathLike[str] = "<params>") -
     try:
         return Params.model_validate(data)
     except ValidationError as exc:
-        raise format_pydantic_error(exc, path) from None
+        raise format_pydantic_error(exc, path, Params) from None
 
 
 def load_params(path: str | os.PathLike[str]) -> Params:

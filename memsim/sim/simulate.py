@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 from numba import njit
 
-from memsim import _jitcache  # noqa: F401  (drops numba caches older than the sources)
+from memsim import _jitcache  # drops numba caches older than the sources (at import)
 from memsim.analysis.filters import passes, slot_kinds, stats_from_tally
 from memsim.design.protocol import Protocol, protocol_from_mapping, truth_column
 from memsim.errors import UserError
@@ -456,9 +456,15 @@ def simulate(
     Simulation
     """
     stages = ["campaign"] + [f"step {i + 1}" for i in range(len(protocol.steps))] + ["tables"]
+    # numba compiles a kernel at its first call (seconds): say so before, not after
+    compiling = progress is not None and _jitcache.cold("sim/kernel")
+    note = "compiling kernels (first run only)" if compiling else ""
+    if compiling:
+        report(progress, "simulate", note, 0, len(stages), unit="stages")
 
     def tick(stage: str) -> None:
-        report(progress, "simulate", stage, stages.index(stage), len(stages), unit="stages")
+        done = stages.index(stage)
+        report(progress, "simulate", stage, done, len(stages), unit="stages", detail=note)
 
     protocol = scale_protocol(protocol, scale)
     check_memory(protocol)

@@ -8,7 +8,6 @@ in ``figures/`` beside it. ``memsim fit-report`` is this function.
 
 from __future__ import annotations
 
-import os
 import re
 import time
 from pathlib import Path
@@ -170,24 +169,18 @@ def fit_report(
         check_output(figdir, "dir")  # not a link that would send the figures elsewhere
         make_dirs(figdir)  # recorded: removed again if the command fails
         s0 = summaries[0]
-        p = fig_real_vs_sim(s0["_scores"], real, columns, figdir)
-        if p is not None:
-            target = figdir / f"{protocol.name}_scores_real_vs_sim.png"
-            os.replace(p, target)
-            figures.append(target)
-        p = fig_real_vs_sim(s0["_matched"], real, columns, figdir)
-        if p is not None:
-            target = figdir / f"{protocol.name}_scores_count_matched.png"
-            os.replace(p, target)
-            figures.append(target)
-        refs = figure_references(targets)
-        for nm, p in (
-            ("consistency", fig_consistency(s0, figdir, refs)),
-            ("lag", fig_lag(s0, figdir)),
+        for scores, stem, what in (
+            (s0["_scores"], "scores_real_vs_sim", "simulated"),
+            (s0["_matched"], "scores_count_matched", "count-matched"),
         ):
-            target = figdir / f"{protocol.name}_{nm}.png"
-            os.replace(p, target)
-            figures.append(target)
+            p = fig_real_vs_sim(
+                scores, real, columns, figdir, name=f"{protocol.name}_{stem}", what=what
+            )
+            if p is not None:
+                figures.append(p)
+        refs = figure_references(targets)
+        figures.append(fig_consistency(s0, figdir, refs, name=f"{protocol.name}_consistency"))
+        figures.append(fig_lag(s0, figdir, name=f"{protocol.name}_lag"))
 
     def fmt(x):
         return format_value(float(x)) if x is not None and np.isfinite(x) else "-"
@@ -223,8 +216,9 @@ def fit_report(
         "|",
         "| --- | ---: | ---: | ---: | :---: | --- | --- |",
     ]
-    for r in full.itertuples():
-        why = "" if r.within else REASONS.get(r.target, "")
+    na = full["status"].eq("n/a") if "status" in full else pd.Series(False, index=full.index)
+    for r, missing in zip(full.itertuples(), na):
+        why = "" if r.within or missing else REASONS.get(r.target, "")
         if not r.within and not why and re.search(r" b\d\d-\d{2,3}$", r.target):
             why = (
                 f"off by {abs(r.simulated - r.value):.3f}: bins are fitted at 0.005, half the "
@@ -234,11 +228,15 @@ def fit_report(
         lines.append(
             f"| {r.target} | {fmt(r.value)} | {fmt(r.simulated)} ± {fmt(r.sd)} | "
             f"±{fmt(r.tolerance)} | "
-            f"{'yes' if r.within else '**no**'} | {r.kind} | {why} |"
+            f"{'n/a' if missing else 'yes' if r.within else '**no**'} | {r.kind} | {why} |"
         )
-    n_fit = int((full.kind == "fit").sum())
-    n_ok = int((full.within & (full.kind == "fit")).sum())
-    lines += ["", f"Fitted targets within tolerance (mean over seeds): **{n_ok}/{n_fit}**.", ""]
+    n_ok, n_fit, n_na = fitted_counts(full)
+    na_note = f" ({n_na} n/a: no data to compare with, not counted)" if n_na else ""
+    lines += [
+        "",
+        f"Fitted targets within tolerance (mean over seeds): **{n_ok}/{n_fit}**{na_note}.",
+        "",
+    ]
     # per seed, the acceptance rows: the worst seed matters ("any seed")
     acc = [t for t in targets.targets if t.kind == "fit"]
     worst = []
@@ -284,6 +282,15 @@ def fit_report(
         per_seed.to_csv(tmp, index=False)
     write_text_atomic(out, "\n".join(lines) + "\n")
     return full
+
+
+def fitted_counts(table: pd.DataFrame) -> tuple[int, int, int]:
+    """``(within tolerance, counted, n/a)`` over the ``fit`` rows of a report's table: a row
+    without data to compare with (status ``n/a``) is not counted."""
+    fit = table["kind"] == "fit"
+    na = table["status"].eq("n/a") if "status" in table else pd.Series(False, index=table.index)
+    counted = fit & ~na
+    return int((table["within"] & counted).sum()), int(counted.sum()), int((fit & na).sum())
 
 
 def seeds_csv_path(report: Path) -> Path:

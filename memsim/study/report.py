@@ -11,11 +11,11 @@ In: a folder written by :func:`memsim.study.sweep.run_sweep` (``plan.json``,
 - ``axis-<column>.png``: every statistic against one swept axis, one line per
   combination of the other axes, mean with a ±1 sd band over replicates;
 - ``frontier-<statistic>.png``: cost (participant-hours) against the statistic,
-  every cell with ±1 sd bars, the frontier joined;
+  every cell with ±1 sd bars, the frontier joined and its cells named by their values;
 - ``figure-<n>.png``: the study's own ``figures`` (any column on x, including
   a measured statistic such as annotations per video).
 
-matplotlib is imported only here, with the Agg backend.
+The figures are drawn by :mod:`memsim.viz.sweep` (matplotlib imported only then).
 """
 
 from __future__ import annotations
@@ -31,10 +31,10 @@ import pandas as pd
 from memsim.errors import UserError
 from memsim.io import atomic_path, check_output, make_dirs
 from memsim.study.sweep import COST_COLUMN, RESULTS_FILE, load_plan
+from memsim.viz.style import label
 
 __all__ = ["report", "summarise_results", "frontier"]
 
-_MAX_LINES = 8  # more lines than this in one panel are unreadable
 _QUANTILES = (0.05, 0.95)
 
 
@@ -99,114 +99,6 @@ def _write_csv(df: pd.DataFrame, path: Path) -> None:
         df.to_csv(tmp, index=False, float_format="%.6g")
 
 
-# --------------------------------------------------------------------------- figures
-def _numeric(plan, column: str) -> bool:
-    return plan.columns.get(column, "float64") in ("int64", "float64")
-
-
-def _x_values(summary: pd.DataFrame, plan, x: str) -> tuple[np.ndarray, list[str] | None]:
-    """Positions on x and, for a categorical axis, its tick labels (in grid order)."""
-    if x in plan.columns:
-        if _numeric(plan, x):
-            return summary[x].to_numpy(dtype=float), None
-        cats = list(dict.fromkeys(summary[x].astype(str)))
-        return np.array([cats.index(v) for v in summary[x].astype(str)], dtype=float), cats
-    return summary[f"{x}_mean"].to_numpy(dtype=float), None
-
-
-def _panel(ax, summary: pd.DataFrame, plan, x: str, y: str, by: list[str]) -> None:
-    xs, cats = _x_values(summary, plan, x)
-    data = summary.assign(_x=xs)
-    groups = [("", data)] if not by else list(data.groupby(by, sort=False))
-    for key, g in groups[:_MAX_LINES]:
-        g = g.sort_values("_x")
-        mean = g[f"{y}_mean"].to_numpy()
-        sd = g[f"{y}_sd"].to_numpy()
-        label = (
-            ", ".join(f"{b}={k}" for b, k in zip(by, key if isinstance(key, tuple) else (key,)))
-            or None
-        )
-        if cats is None:
-            (line,) = ax.plot(g["_x"], mean, marker="o", ms=3, label=label)
-            ax.fill_between(g["_x"], mean - sd, mean + sd, color=line.get_color(), alpha=0.2, lw=0)
-        else:
-            ax.errorbar(g["_x"], mean, yerr=sd, marker="o", ms=3, capsize=3, label=label)
-    if cats is not None:
-        ax.set_xticks(range(len(cats)))
-        ax.set_xticklabels(cats, rotation=30, ha="right", fontsize=7)
-    ax.set_xlabel(x if x in plan.columns else f"{x} (mean)", fontsize=8)
-    ax.set_title(y, fontsize=8)  # statistic names are long: a title wraps less than a y label
-    ax.grid(alpha=0.3)
-    if len(groups) > 1:
-        ax.legend(
-            fontsize=6,
-            title=None if len(groups) <= _MAX_LINES else f"first {_MAX_LINES} of {len(groups)}",
-        )
-
-
-def _figure(path: Path, summary, plan, x: str, ys: list[str], by: list[str], title: str) -> Path:
-    import matplotlib.pyplot as plt
-
-    n = len(ys)
-    ncols = min(n, 3)
-    nrows = -(-n // ncols)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(4.2 * ncols, 3.3 * nrows), squeeze=False)
-    for ax, y in zip(axes.flat, ys):
-        _panel(ax, summary, plan, x, y, by)
-    for ax in list(axes.flat)[n:]:
-        ax.set_visible(False)
-    fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=120, format="png")
-    plt.close(fig)
-    return path
-
-
-def _frontier_figure(path: Path, summary, front, stat: str, title: str) -> Path:
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(5.5, 4))
-    hours = summary[f"{COST_COLUMN}_mean"] / 60.0
-    ax.errorbar(
-        hours,
-        summary[f"{stat}_mean"],
-        yerr=summary[f"{stat}_sd"],
-        fmt="o",
-        ms=3,
-        alpha=0.6,
-        capsize=2,
-        color="0.5",
-        label="cells (±1 sd)",
-    )
-    ax.plot(
-        front[f"{COST_COLUMN}_mean"] / 60.0,
-        front[f"{stat}_mean"],
-        "-o",
-        ms=4,
-        color="C3",
-        label="frontier",
-    )
-    for _, row in front.iterrows():
-        ax.annotate(
-            str(int(row["cell"])),
-            (row[f"{COST_COLUMN}_mean"] / 60.0, row[f"{stat}_mean"]),
-            fontsize=6,
-            xytext=(3, 3),
-            textcoords="offset points",
-        )
-    ax.set_xlabel("crowd time (participant-hours, nominal)")
-    ax.set_ylabel(stat)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
-    ax.set_title(title, fontsize=9)
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=120, format="png")
-    plt.close(fig)
-    return path
-
-
 @dataclass(frozen=True)
 class SweepReport:
     """The report of a finished sweep (:func:`report`).
@@ -237,8 +129,11 @@ class SweepReport:
     written: list
 
 
-def report(out: str | os.PathLike[str], *, figures: bool = True) -> SweepReport:
-    """Write the tables (and figures) of the sweep in ``out`` into ``out/report/``."""
+def report(out: str | os.PathLike[str], *, figures: bool = True, formats=None) -> SweepReport:
+    """Write the tables (and figures) of the sweep in ``out`` into ``out/report/``.
+
+    ``formats``: figure formats besides PNG (``"svg"``, ``"pdf"``, or both).
+    """
     out = Path(out)
     plan = load_plan(out)
     res_path = out / RESULTS_FILE
@@ -275,28 +170,36 @@ def report(out: str | os.PathLike[str], *, figures: bool = True) -> SweepReport:
     if not figures:
         return result
 
-    import matplotlib
+    from memsim.viz.sweep import axis_figure, frontier_figure
 
-    matplotlib.use("Agg")
     axes = list(plan.columns)
+    columns = dict(plan.columns)
     name = plan.study["name"]
     for a in axes:
         others = [b for b in axes if b != a]
         written.append(
-            _figure(
+            axis_figure(
                 rdir / f"axis-{_slug(a)}.png",
                 summary,
-                plan,
+                columns,
                 a,
                 stats,
                 others,
-                f"{name}: statistics vs {a}",
+                f"{name}: statistics vs {label(a)}",
+                formats=formats,
             )
         )
     for s in consistency:
         written.append(
-            _frontier_figure(
-                rdir / f"frontier-{_slug(s)}.png", summary, fronts[s], s, f"{name}: cost vs {s}"
+            frontier_figure(
+                rdir / f"frontier-{_slug(s)}.png",
+                summary,
+                fronts[s],
+                s,
+                axes,
+                columns,
+                f"{name}: crowd time vs {label(s)}",
+                formats=formats,
             )
         )
     known = set(axes) | set(_value_columns(plan)) | {"participants"}
@@ -308,8 +211,17 @@ def report(out: str | os.PathLike[str], *, figures: bool = True) -> SweepReport:
                     path=out / "study.yaml",
                 )
         by = [f["by"]] if f.get("by") else []
-        title = f.get("title") or f"{name}: {', '.join(f['y'])} vs {f['x']}"
+        title = f.get("title") or f"{name}: {', '.join(map(label, f['y']))} vs {label(f['x'])}"
         written.append(
-            _figure(rdir / f"figure-{i}.png", summary, plan, f["x"], list(f["y"]), by, title)
+            axis_figure(
+                rdir / f"figure-{i}.png",
+                summary,
+                columns,
+                f["x"],
+                list(f["y"]),
+                by,
+                title,
+                formats=formats,
+            )
         )
     return result

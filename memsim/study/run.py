@@ -33,7 +33,7 @@ from memsim.fit.compare import Targets, compare, default_targets_path, figure_re
 from memsim.fit.compare import load_targets as _load_targets
 from memsim.io import dumps_json, is_temp_name, staged_dir, write_text_atomic
 from memsim.limits import check_seed
-from memsim.progress import ProgressCallback
+from memsim.progress import ProgressCallback, report
 from memsim.sim.params import Params
 from memsim.sim.simulate import Simulation, simulate, write_simulation
 
@@ -158,9 +158,10 @@ class RunResult:
         V = self.protocol.stimuli.count
         return pd.DataFrame({c: video_mean_rt(t, V) for c, t in zip(columns, self.scored.tests)})
 
-    def figures(self, out: str | os.PathLike[str]) -> list[Path]:
+    def figures(self, out: str | os.PathLike[str], *, formats=None) -> list[Path]:
         """Draw the paper's Figs. 3-6 from this run (and the real-vs-simulated score
-        distributions when the released scores were found) into ``out``; the paths."""
+        distributions when the released scores were found) into ``out``; the PNG paths.
+        ``formats``: also ``"svg"`` and/or ``"pdf"`` beside each PNG."""
         from memsim.viz.plots import run_figures
 
         columns = [s.scoring.column for s in self.protocol.steps]
@@ -172,10 +173,14 @@ class RunResult:
             columns,
             out,
             figure_references(self.targets),
+            formats=formats,
         )
 
-    def save(self, out: str | os.PathLike[str], *, figures: bool = True) -> list[Path]:
-        """Write every output of the run into ``out``, whole; the paths written.
+    def save(
+        self, out: str | os.PathLike[str], *, figures: bool = True, formats=None
+    ) -> list[Path]:
+        """Write every output of the run into ``out``, whole; the paths written (``formats``:
+        figure formats besides PNG, ``"svg"`` and/or ``"pdf"``).
 
         An earlier run in ``out`` is replaced whole (:func:`run_folder`).
         """
@@ -184,7 +189,7 @@ class RunResult:
             paths = write_simulation(self.simulation, tmp)
             paths += self._write_scores_and_summary(tmp)
             if figures:
-                paths += self.figures(tmp)
+                paths += self.figures(tmp, formats=formats)
         self.written = [out / p.name for p in paths]
         return self.written
 
@@ -204,6 +209,7 @@ def run_study(
     targets: Targets | str | os.PathLike[str] | None = None,
     out: str | os.PathLike[str] | None = None,
     figures: bool = True,
+    figure_formats=None,
     progress: ProgressCallback | None = None,
 ) -> RunResult:
     """Simulate, score, analyse and compare one study (the main job).
@@ -226,19 +232,26 @@ def run_study(
         is written (call :meth:`RunResult.save`).
     figures : bool
         With ``out``: draw the figures too.
+    figure_formats : str or sequence of str, optional
+        Figure formats besides PNG: ``"svg"``, ``"pdf"`` (:func:`memsim.viz.style.save`).
     progress : callable, optional
-        Receives :class:`memsim.progress.Progress` events of the simulation.
+        Receives :class:`memsim.progress.Progress` events of the simulation (task
+        ``"simulate"``), then of scoring, analysis, writing and figures (task ``"analyse"``).
     """
     check_seed(seed)
     stage = run_folder(out) if out is not None else contextlib.nullcontext(None)
     with stage as out_dir:  # refuses a bad `out` before the work; renamed into place at the end
-        result = _run(protocol, params, seed, scale, data, targets, out_dir, figures, progress)
+        result = _run(
+            protocol, params, seed, scale, data, targets, out_dir, figures, figure_formats, progress
+        )
     if out is not None:
         result.written = [Path(out) / p.name for p in result.written]
     return result
 
 
-def _run(protocol, params, seed, scale, data, targets, out_dir, figures, progress) -> RunResult:
+def _run(
+    protocol, params, seed, scale, data, targets, out_dir, figures, figure_formats, progress
+) -> RunResult:
     real = released_scores(protocol.name, data)
     if targets is None:
         tpath = default_targets_path(protocol.name)
@@ -252,8 +265,17 @@ def _run(protocol, params, seed, scale, data, targets, out_dir, figures, progres
     if out_dir is not None:  # Parquet writing releases the GIL: it runs beside the analyses
         pool = ThreadPoolExecutor(max_workers=1)
         writing = pool.submit(write_simulation, sim, out_dir)
+    stages = ["score", "analyse"]
+    if out_dir is not None:
+        stages += ["write", "figures"] if figures else ["write"]
+
+    def tick(stage: str) -> None:
+        report(progress, "analyse", stage, stages.index(stage), len(stages), unit="stages")
+
     try:
+        tick("score")
         scored = score(sim.trials, sim.protocol, validate=False)
+        tick("analyse")
         summary = analyse(scored, truth=sim.videos, seed=seed)
         summary["params"] = params.name
         summary["calibrated"] = params.calibrated
@@ -274,11 +296,14 @@ def _run(protocol, params, seed, scale, data, targets, out_dir, figures, progres
             seconds={"simulate": t_sim, "analyse": t_analyse},
         )
         if out_dir is not None:
+            tick("write")
             written = writing.result()
             written += result._write_scores_and_summary(out_dir)
             if figures:
-                written += result.figures(out_dir)
+                tick("figures")
+                written += result.figures(out_dir, formats=figure_formats)
             result.written = written
+        report(progress, "analyse", "done", len(stages), len(stages), unit="stages")
     finally:
         if pool is not None:
             pool.shutdown()

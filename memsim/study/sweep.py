@@ -69,7 +69,7 @@ from pydantic import (
     model_validator,
 )
 
-from memsim import limits
+from memsim import _jitcache, limits
 from memsim.analysis.consistency import flatten_statistics
 from memsim.design.protocol import Name, integer, number
 from memsim.errors import UserError
@@ -85,7 +85,7 @@ from memsim.io import (
     write_text_atomic,
 )
 from memsim.paths import locate
-from memsim.progress import ProgressCallback, report
+from memsim.progress import ProgressCallback, TimeLeft, clock, report
 from memsim.resources import is_protocol_name, protocol_path
 
 __all__ = [
@@ -328,7 +328,7 @@ def load_study(path: str | os.PathLike[str]) -> Study:
     try:
         return Study.model_validate(data)
     except ValidationError as exc:
-        raise format_pydantic_error(_Untagged(exc), path) from None
+        raise format_pydantic_error(_Untagged(exc), path, Study) from None
 
 
 class _Untagged:
@@ -1249,6 +1249,21 @@ def _spec(study: Study, plan: Plan, cell: dict, replicate: int, scale: float) ->
     }
 
 
+def _cell_features(plan: Plan) -> dict[int, list[float]]:
+    """Each cell's numeric swept values (a non-numeric axis: the position of its value)."""
+    out = {}
+    for c in plan.cells:
+        feats = []
+        for name, value in c["coords"].items():
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                feats.append(float(value))
+            else:
+                values = list(dict.fromkeys(str(d["coords"][name]) for d in plan.cells))
+                feats.append(float(values.index(str(value))))
+        out[c["cell"]] = feats
+    return out
+
+
 def run_sweep(
     study_path: str | os.PathLike[str],
     out: str | os.PathLike[str],
@@ -1287,7 +1302,7 @@ def run_sweep(
         scheduler; without them Dask's own configuration (``distributed.comm.tls``) applies.
     progress : callable, optional
         Receives a :class:`memsim.progress.Progress` per finished run (``detail``: the time
-        left at the rate so far).
+        left, from what each cell cost so far: :class:`memsim.progress.TimeLeft`).
     log, warn : callable, optional
         Receive the one-line plan of the sweep and any warning (a changed code base on
         resume, statistics no cell gave).
@@ -1356,7 +1371,16 @@ def run_sweep(
     if jobs:
         finished = False
         done = skipped
-        report(progress, "sweep", study.name, done, plan.n_runs, unit="runs")
+        # the workers compile numba's kernels on a first run (seconds each): say so
+        cold = progress is not None and not scheduler and _jitcache.cold("sim/kernel")
+        note = "compiling kernels (first run only)" if cold else ""
+        report(progress, "sweep", study.name, done, plan.n_runs, unit="runs", detail=note)
+        # time left from what the runs cost so far, per participant-minute simulated (cells
+        # differ: more participants, longer sequences); a cell not yet run is predicted from
+        # its swept values
+        warmup = 1 if scheduler else min(workers, len(jobs))  # their start-up fits nothing
+        eta = TimeLeft([key[0] for key, _ in jobs], _cell_features(plan), warmup=warmup)
+        last = t0
         try:
             for (cell, rep), result in executor.run(fn, jobs):
                 row = _row(plan, cell, rep, result, study_path)
@@ -1368,8 +1392,10 @@ def run_sweep(
                     _create(out, study_text, plan, (shard, table))
                     exists = True
                 done += 1
-                spent = time.perf_counter() - t0
-                left = spent / (done - skipped) * (plan.n_runs - done)
+                now = time.perf_counter()
+                eta.finished(cell, now - last, work=row[COST_COLUMN])
+                last = now
+                left = eta.left()
                 report(
                     progress,
                     "sweep",
@@ -1377,7 +1403,7 @@ def run_sweep(
                     done,
                     plan.n_runs,
                     unit="runs",
-                    detail=f"~{left:.0f} s left" if done < plan.n_runs else "",
+                    detail=f"~{clock(left)} left" if done < plan.n_runs and left else "",
                 )
             finished = True
         except CellFailed as failed:
