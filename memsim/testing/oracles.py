@@ -41,6 +41,7 @@ __all__ = [
     "Scorer",
     "Case",
     "FORMS",
+    "RATIO_TOLERANCE",
     "Reference",
     "reference",
     "reference_scorer",
@@ -59,6 +60,8 @@ Scorer = Callable[[pd.DataFrame, Protocol], pd.DataFrame]
 #: the correction forms the reference computes for every step whose tests have lags
 FORMS = ("none", "linear_shift", "linear_ratio", "log_linear", "memento_decay")
 _SHOWN = 5  # differences listed per failed check
+#: |fitted line at a video's mean lag| at or below which the linear ratio form is undefined
+RATIO_TOLERANCE = 1e-9
 
 
 # --------------------------------------------------------------------------- the reference
@@ -83,10 +86,9 @@ class Reference:
         ``score`` (the protocol's correction), and one column per :data:`FORMS` entry: the
         score under that correction, referred to the step's reference lag (the protocol's,
         else the longest target lag; NaN where the step's tests have no lag). Computed on
-        first use. A NaN score of an annotated video means memsim's correction is undefined
-        for it (the linear ratio form divides by the fitted line at the video's mean lag;
-        where that line is 0 and the video has no hit, 0/0): :func:`check_reference`
-        accepts any answer there.
+        first use. The linear ratio form divides by the fitted line at the video's mean lag;
+        where that line is 0, the score is undefined (memsim gives NaN for 0/0) and
+        :func:`check_reference` accepts any answer (:data:`RATIO_TOLERANCE`).
     """
 
     protocol: Protocol
@@ -248,16 +250,22 @@ def _diff(a: pd.Series, b: pd.Series, atol: float) -> tuple[list, list, list]:
     return only_a, only_b, [(v, xv, yv) for v, xv, yv in zip(both[bad], x[bad], y[bad])]
 
 
-def _same(first: _Out, second: _Out, protocol: Protocol, atol: float, a: str, b: str) -> list:
-    """Lines naming where two outputs of the scorer differ (a, b: what each was scored on)."""
+def _same(
+    first: _Out, second: _Out, protocol: Protocol, atol: float, a: str, b: str, skip=None
+) -> list:
+    """Lines naming where two outputs of the scorer differ (a, b: what each was scored on;
+    ``skip(step)``: video ids whose score is undefined, left out)."""
     lines = []
     for s, step in enumerate(protocol.steps, start=1):
         col = step.scoring.column
-        only_a, only_b, diff = _diff(first.scores[col], second.scores[col], atol)
+        out = skip(s) if skip is not None else []
+        x = first.scores[col].drop(out, errors="ignore")
+        y = second.scores[col].drop(out, errors="ignore")
+        only_a, only_b, diff = _diff(x, y, atol)
         for v in only_a[:_SHOWN]:
-            lines.append(f"step {s} video {v}: scored {_fmt(first.scores[col][v])} {a}, not {b}")
+            lines.append(f"step {s} video {v}: scored {_fmt(x[v])} {a}, not {b}")
         for v in only_b[:_SHOWN]:
-            lines.append(f"step {s} video {v}: scored {_fmt(second.scores[col][v])} {b}, not {a}")
+            lines.append(f"step {s} video {v}: scored {_fmt(y[v])} {b}, not {a}")
         for v, x, y in diff[:_SHOWN]:
             lines.append(f"step {s} video {v}: {_fmt(x)} {a}, {_fmt(y)} {b}")
         ca, cb = first.counts.get(col), second.counts.get(col)
@@ -302,6 +310,12 @@ class Case:
             self._ref = reference(self.study)
         return self._ref
 
+    def undefined(self, step: int) -> list:
+        """Videos of the study's log whose score in ``step`` is undefined (see
+        :func:`_ratio_undefined`); the laws leave them out."""
+        want = self.reference.step_scores(step)
+        return list(want.index[want.isna() | _ratio_undefined(self.reference, step, want.index)])
+
 
 # --------------------------------------------------------------------------- reference check
 def _filter_lines(ref: Reference) -> list[str]:
@@ -320,6 +334,20 @@ def _filter_lines(ref: Reference) -> list[str]:
     return out
 
 
+def _ratio_undefined(ref: Reference, s: int, videos: pd.Index) -> np.ndarray:
+    """Where the linear ratio form divides by the fitted line at a video's mean lag and that
+    line is 0 (within :data:`RATIO_TOLERANCE`): 0/0 or x/0, whose value is rounding's choice
+    (memsim gives NaN, -0 or a clipped 1 there; a correct scorer may give any of them)."""
+    step = ref.protocol.steps[s - 1]
+    c = step.scoring.correction
+    if c.kind != "linear" or getattr(c, "form", "shift") != "ratio":
+        return np.zeros(len(videos), bool)
+    fit = ref.corrections[step.name]
+    rows = ref.result.videos[ref.result.videos["step"] == s].set_index("video")
+    line = fit["intercept"] + fit["slope"] * rows["mean_lag"].reindex(videos).to_numpy()
+    return np.abs(line) <= RATIO_TOLERANCE
+
+
 def check_reference(scorer: Scorer, study: Study, *, atol: float = 1e-9) -> Check:
     """The scorer's scores (and counts, when given) equal memsim's, video by video."""
     return _check_reference(Case(scorer, study, atol=atol))
@@ -336,9 +364,7 @@ def _check_reference(case: Case) -> Check:
     for s, step in enumerate(study.protocol.steps, start=1):
         col = step.scoring.column
         want = ref.step_scores(s)
-        # memsim's own score is undefined there (NaN: 0/0 in the linear ratio form, when the
-        # fitted line is 0 at the video's mean lag): any answer of the scorer is accepted
-        undefined = want.index[want.isna()]
+        undefined = want.index[want.isna() | _ratio_undefined(ref, s, want.index)]
         want = want.drop(undefined)
         mine = got.scores[col].drop(undefined, errors="ignore")
         only_ref, only_got, diff = _diff(want, mine, atol)
@@ -401,7 +427,9 @@ def _law_row_order(case: Case) -> Check:
     a = case.base
     b = case.run(t.iloc[perm].reset_index(drop=True))
     lines = [a.problem or b.problem] if a.problem or b.problem else []
-    lines += _same(a, b, study.protocol, atol, "in log order", "with the rows shuffled")
+    lines += _same(
+        a, b, study.protocol, atol, "in log order", "with the rows shuffled", case.undefined
+    )
     if lines:
         return _fail("row_order", "shuffling the rows of the log changes the scores:", lines)
     return Check("row_order", True)
@@ -432,7 +460,13 @@ def _law_relabel(case: Case) -> Check:
         },
     )
     lines = _same(
-        a, b, study.protocol, atol, "as labelled", "with participants and videos relabelled"
+        a,
+        b,
+        study.protocol,
+        atol,
+        "as labelled",
+        "with participants and videos relabelled",
+        case.undefined,
     )
     if lines:
         return _fail("relabel", "relabelling participants and videos changes the scores:", lines)
@@ -457,7 +491,7 @@ def _law_drop_filtered(case: Case) -> Check:
         return _fail(
             "drop_filtered", "the scorer's output cannot be read:", [a.problem or b.problem]
         )
-    lines = _same(a, b, study.protocol, atol, "with them", "without them")
+    lines = _same(a, b, study.protocol, atol, "with them", "without them", case.undefined)
     if lines:
         who = ", ".join(
             f"participant {int(q)} step {int(s)} ({r})"
