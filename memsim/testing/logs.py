@@ -59,6 +59,7 @@ VIGILANCE_HIT_PROBABILITY = 0.95
 CARELESS_PRESS_PROBABILITY = 0.5
 _SEARCH_NODES = 20_000  # placements tried before a sequence's choices count as a dead end
 _START_SPACING_S = 600.0  # participant i starts step 1 at i x 10 min
+_ROLE_DTYPE = pd.CategoricalDtype(list(ROLES))  # built once: pandas' string categories are slow
 
 
 # --------------------------------------------------------------------------- layout
@@ -251,6 +252,9 @@ def _arrange(length: int, lags: Sequence, choices: Sequence) -> tuple[np.ndarray
 def _select(blob: bytes, pool: list, count: int, width: int) -> list:
     """``count`` distinct entries of ``pool``, one ``width``-byte choice each (zeros: in order)."""
     pool = list(pool)
+    if width == 1:  # the common case, inlined: it runs once per video a participant sees
+        n = len(pool)
+        return [pool.pop(b * (n - i) >> 8) for i, b in enumerate(blob[:count])]
     return [pool.pop(_pick(blob, len(pool), width, width * i)) for i in range(count)]
 
 
@@ -265,7 +269,7 @@ class Study:
         The protocol the log follows (score it under this one).
     trials : DataFrame
         The log in the trial-table contract (:data:`memsim.design.trials.COLUMNS`, canonical
-        dtypes), ordered by participant, step, position.
+        dtypes); a drawn one is ordered by participant, step, position.
     truth : DataFrame or None
         Per video: ``video`` (int32) and, per step, its truth column
         (:func:`memsim.design.protocol.truth_column` of the step's score column, float64):
@@ -302,20 +306,9 @@ class Study:
     def n_videos(self) -> int:
         return int(self.trials["video"].nunique())
 
-    def with_trials(self, trials: pd.DataFrame, protocol: Protocol | None = None) -> Study:
-        """The same study (truth, columns) with another log and, optionally, protocol."""
-        return Study(
-            protocol=self.protocol if protocol is None else protocol,
-            trials=trials,
-            truth=self.truth,
-            participants=self.participants,
-            lag_slopes=self.lag_slopes,
-            columns=self.columns,
-            origin=self.origin,
-        )
-
-    def describe(self, max_rows: int = 200) -> str:
-        """The study as text: the protocol in one line per step, the truth, the log itself."""
+    def describe(self, max_rows: int = 200, max_truth: int = 20) -> str:
+        """The study as text: the protocol in one line per step, the truth (of the first
+        ``max_truth`` videos), the log itself (its first ``max_rows`` rows)."""
         lines = [
             f"Study ({self.origin}): {self.n_participants} participant"
             f"{'s' if self.n_participants != 1 else ''}, {self.n_videos} video"
@@ -327,9 +320,11 @@ class Study:
             shown = self.truth[self.truth["video"].isin(self.trials["video"].unique())]
             for c in cols:
                 vals = ", ".join(
-                    f"{int(v)}: {x:g}" for v, x in zip(shown["video"], shown[c].to_numpy())
+                    f"{int(v)}: {x:g}"
+                    for v, x in zip(shown["video"][:max_truth], shown[c].to_numpy()[:max_truth])
                 )
-                lines.append(f"  {c} by video: {vals}")
+                more = f", ... ({len(shown) - max_truth} more)" if len(shown) > max_truth else ""
+                lines.append(f"  {c} by video: {vals}{more}")
         if any(self.lag_slopes):
             lines.append("  lag slope by step: " + ", ".join(f"{s:g}" for s in self.lag_slopes))
         if self.participants is not None and self.participants["careless"].any():
@@ -565,7 +560,7 @@ def build_study(
             cols["rt_s"].append(rt[:n])
             cols["onset_s"].append(onset[:n])
     data = {c: np.concatenate(v) if v else np.empty(0, COLUMNS[c]) for c, v in cols.items()}
-    data["role"] = pd.Categorical.from_codes(data["role"].astype(np.int8), categories=list(ROLES))
+    data["role"] = pd.Categorical.from_codes(data["role"].astype(np.int8), dtype=_ROLE_DTYPE)
     for c, dt in COLUMNS.items():
         if c != "role":
             data[c] = data[c].astype(dt, copy=False)

@@ -338,16 +338,20 @@ def protocols(
 @st.composite
 def _person_draw(draw, lays, n_new: int, width: int, careless: bool, incomplete: bool) -> Person:
     videos = draw(st.binary(min_size=n_new * width, max_size=n_new * width))
-    is_careless = draw(st.booleans()) if careless else False
-    fa = draw(st.integers(0, len(FALSE_ALARM_LEVELS) - 1))
+    # one draw per decision pair (each draw costs more than its bytes): the false-alarm level,
+    # with one more value for a careless player; coming back, with the delay if so
+    levels = len(FALSE_ALARM_LEVELS)
+    fa = draw(st.integers(0, levels if careless else levels - 1))
+    is_careless, fa = fa == levels, fa % levels
     sessions: list = []
     for s, lay in enumerate(lays):
-        if s > 0 and not draw(st.booleans()):  # shrinks toward not coming back
+        back = draw(st.integers(0, 256)) if s > 0 else 1  # 0 (the shrink): not coming back
+        if not back:
             break
         groups = tuple(draw(st.binary(min_size=n, max_size=n)) for n in lay.group_sizes)
         n_single = len(lay.single_items)
         order = draw(st.binary(min_size=n_single, max_size=n_single))
-        delay = draw(st.integers(0, 255)) if s > 0 else 0
+        delay = back - 1 if s > 0 else 0
         played = lay.length
         if incomplete and draw(st.booleans()):
             played = draw(st.integers(1, lay.length))
