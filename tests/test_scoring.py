@@ -20,6 +20,7 @@ from tables import LT, MID, SMALL, ST, make_protocol, make_trials
 
 from memsim.analysis.scoring import (
     CORRECTIONS,
+    RATIO_FLOOR,
     correct,
     correction_x,
     count_column,
@@ -115,10 +116,13 @@ def brute_force(trials: pd.DataFrame, protocol) -> dict:
                 ml = sum(f(x) for _, x in a) / len(a)
                 if ratio:  # the fitted line h(x) = mh + slope (x - mx), at the reference over at ml
                     line = mh + slope * (ml - mx)
-                    if abs(line) <= RATIO_TOLERANCE:  # 0/0 or x/0: undefined, not compared
+                    if abs(line) <= RATIO_TOLERANCE:  # rounding decides ratio or shift
                         res[v] = (None, len(a))
                         continue
-                    val = raw * (mh + slope * (f(corr.reference_lag) - mx)) / line
+                    if line < 0:  # no ratio: the shift
+                        val = raw + slope * (f(corr.reference_lag) - ml)
+                    else:
+                        val = raw * (mh + slope * (f(corr.reference_lag) - mx)) / line
                 else:
                     val = raw + slope * (f(corr.reference_lag) - ml)
                 res[v] = (min(1.0, max(0.0, val)), len(a))
@@ -304,8 +308,36 @@ def test_linear_ratio_correction_scales_by_the_line(ann, ref):
     out, q = CORRECTIONS["linear"].fit(s, spec)
     assert q["slope"] == p["slope"] and q["form"] == "ratio" and p["form"] == "shift"
     h = lambda x: p["intercept"] + p["slope"] * x  # noqa: E731
-    if np.all(np.abs(h(s.mean_lag)) > 1e-9):
-        np.testing.assert_allclose(out, s.raw * h(ref) / h(s.mean_lag), rtol=1e-9, atol=1e-12)
+    seen = s.n > 0
+    line = h(s.mean_lag)
+    has_ratio = seen & (line > RATIO_FLOOR)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        want = s.raw * h(ref) / line
+    np.testing.assert_allclose(out[has_ratio], want[has_ratio], rtol=1e-9, atol=1e-12)
+    # no ratio where the line is at or below 0 at the video's mean lag: the shift instead
+    np.testing.assert_array_equal(out[seen & ~has_ratio], shift[seen & ~has_ratio])
+    assert np.isfinite(out[seen]).all()
+    assert q["shifted"] == int((seen & ~has_ratio).sum())
+
+
+def test_linear_ratio_without_a_ratio_shifts_the_video():
+    """A line that crosses 0 within the lags: the video whose mean lag is past the crossing
+    has no ratio and is shifted (a finite score, counted), the others scaled."""
+    # hits at lag 10 (video 0), misses at 100 (video 1) and 300 (video 2): the line is
+    # below 0 at lag 300
+    video = np.array([0, 0, 1, 1, 2])
+    hit = np.array([1.0, 1.0, 0.0, 0.0, 0.0])
+    lag = np.array([10.0, 10.0, 100.0, 100.0, 300.0])
+    s = video_sums(video, hit, lag, 3)
+    spec = type("S", (), {"kind": "linear", "reference_lag": 100, "form": "ratio"})()
+    out, q = CORRECTIONS["linear"].fit(s, spec)
+    shift, _ = CORRECTIONS["linear"].fit(
+        s, type("S", (), {"kind": "linear", "reference_lag": 100})()
+    )
+    a, b = q["intercept"], q["slope"]
+    assert a + b * 300 < 0 and q["shifted"] == 1
+    assert out[2] == shift[2] and np.isfinite(out).all()
+    assert out[0] == pytest.approx(1.0 * (a + b * 100) / (a + b * 10))
 
 
 def test_released_correction_tells_a_ratio_from_a_shift():

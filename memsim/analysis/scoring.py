@@ -145,23 +145,37 @@ def _global_slope(s: VideoSums, ref_x: float) -> tuple[np.ndarray, dict]:
     }
 
 
+#: the fitted line's value at a video's mean lag at or below which the ratio form has no
+#: ratio to apply and the video is shifted instead (:func:`_linear`)
+RATIO_FLOOR = 1e-9
+
+
 def _linear(s: VideoSums, spec) -> tuple[np.ndarray, dict]:
     """VideoMem: one line h(lag) = a + b lag of hit on lag over all annotations; videos moved to
     the reference lag by a shift (raw + b (ref - mean lag)) or a ratio (raw h(ref) / h(mean lag)).
 
     The released VideoMem scores show the ratio: raw - corrected is proportional to raw
-    (docs/scoring.md, "Lag correction").
+    (docs/scoring.md, "Lag correction"). Where the line is at or below :data:`RATIO_FLOOR` at
+    a video's mean lag, no ratio exists and that video is shifted (``shifted`` counts them).
     """
     ref = float(spec.reference_lag)
     out, p = _global_slope(s, ref)
     form = getattr(spec, "form", "shift")  # duck-typed specs (tests) have no form: a shift
+    shifted = 0
     if form == "ratio":
         a, b = p["intercept"], p["slope"]
+        at_mean = a + b * s.mean_lag
+        ok = at_mean > RATIO_FLOOR
         with np.errstate(invalid="ignore", divide="ignore"):
-            out = s.raw * (a + b * ref) / (a + b * s.mean_lag)
+            ratio = s.raw * (a + b * ref) / np.where(ok, at_mean, 1.0)
+        # the line at or below 0 at the video's mean lag: no ratio exists; such a video
+        # (only a log whose fitted line crosses 0 within its lags has one) is shifted instead
+        shifted = int(np.count_nonzero(~ok & (s.n > 0)))
+        out = np.where(ok, ratio, out)
     return out, {
         "kind": "linear",
         "form": form,
+        **({"shifted": shifted} if form == "ratio" else {}),
         "reference_lag": spec.reference_lag,
         "slope": p["slope"],
         "intercept": p["intercept"],

@@ -87,8 +87,9 @@ class Reference:
         score under that correction, referred to the step's reference lag (the protocol's,
         else the longest target lag; NaN where the step's tests have no lag). Computed on
         first use. The linear ratio form divides by the fitted line at the video's mean lag;
-        where that line is 0, the score is undefined (memsim gives NaN for 0/0) and
-        :func:`check_reference` accepts any answer (:data:`RATIO_TOLERANCE`).
+        where that line is at or below 0 there is no ratio and memsim shifts the video
+        instead; within :data:`RATIO_TOLERANCE` of 0, rounding decides between the two, and
+        :func:`check_reference` accepts any answer.
     """
 
     protocol: Protocol
