@@ -66,6 +66,59 @@ def test_shuffle_kernel_matches_reference_bit_for_bit(seed, counts):
         assert sorted(a[s : s + c]) == list(range(s, s + c))
 
 
+@FAST
+@given(
+    st.lists(
+        st.one_of(
+            st.integers(-3, 40).map(float),
+            st.floats(-1e6, 1e6, allow_nan=False, allow_infinity=False),
+            st.sampled_from([0.0, -0.0, 0.5, 1.0]),
+        ),
+        max_size=300,
+    )
+)
+def test_radix_ranks_are_the_argsort_ranks_bit_for_bit(values):
+    x = np.array(values, np.float64)
+    out = np.empty(len(x))
+    C._ranks_into(x, out)
+    assert out.tobytes() == C._rank_reference(x).tobytes()
+
+
+@FAST
+@given(seed=st.integers(0, 2**31), n=st.integers(0, 300), k=st.integers(1, 20))
+def test_prefix_and_half_sums_match_numpy_bit_for_bit(seed, n, k):
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(n)
+    hit = (rng.random(n) < 0.7).astype(float)
+    lag = np.log(rng.integers(1, 100, n).astype(float)) - 2.0  # negative x: -0.0 products
+    c = C._prefix_sums(order, hit, lag)
+    assert c.tobytes() == C._prefix_sums_ref(order, hit, lag).tobytes()
+    starts = (
+        np.arange(0, max(n - 2 * k, 0) + 1, 3, dtype=np.int64)
+        if n >= 2 * k
+        else np.zeros(0, np.int64)
+    )
+    kk = np.full(len(starts), k, np.int64)
+    got = C._half_sums(c, starts, kk)
+    for h, (lo, hi) in enumerate(((starts, starts + kk), (starts + kk, starts + 2 * kk))):
+        assert got[h, 0].tobytes() == kk.astype(np.float64).tobytes()
+        for j in range(4):
+            assert got[h, j + 1].tobytes() == (c[j][hi] - c[j][lo]).tobytes()
+
+
+def test_spearman_many_is_pearson_on_argsort_ranks_bit_for_bit():
+    rng = np.random.default_rng(3)
+    pairs = [(rng.random(n), rng.integers(0, 5, n).astype(float)) for n in (0, 2, 5, 50, 400)]
+    pairs.append((np.array([1.0, np.nan, 3.0, 4.0, 2.0]), np.array([2.0, 1.0, np.inf, 0.5, 3.0])))
+    got = C.spearman_many(pairs)
+    for g, (a, b) in zip(got, pairs):
+        ok = np.isfinite(a) & np.isfinite(b)
+        if ok.sum() < 3:
+            assert np.isnan(g)
+        else:
+            assert g == C.pearson(C._rank_reference(a[ok]), C._rank_reference(b[ok]))
+
+
 @pytest.mark.filterwarnings("ignore::scipy.stats.ConstantInputWarning")
 @FAST
 @given(

@@ -28,6 +28,7 @@ __all__ = [
     "apply_filters",
     "dense_codes",
     "role_codes",
+    "column",
 ]
 
 _TARGET, _FILLER, _VIGILANCE = (ROLES.index(r) for r in ("target", "filler", "vigilance"))
@@ -120,8 +121,17 @@ def stats_from_tally(tally: np.ndarray, length) -> dict[str, np.ndarray]:
     return _with_rates(_count_columns(tally), np.float64(length))
 
 
-def role_codes(col: pd.Series) -> np.ndarray:
-    """Role codes in :data:`ROLES` order, whatever the categorical's own order (-1: unknown)."""
+def column(trials, name: str) -> np.ndarray:
+    """A trial-table column as a numpy array, from a DataFrame or a mapping of arrays."""
+    col = trials[name]
+    return col if isinstance(col, np.ndarray) else col.to_numpy()
+
+
+def role_codes(col) -> np.ndarray:
+    """Role codes in :data:`ROLES` order, whatever the categorical's own order (-1: unknown);
+    an integer array is taken to hold such codes already (the simulator's arrays)."""
+    if isinstance(col, np.ndarray) and col.dtype.kind in "iu":
+        return col
     if isinstance(col.dtype, pd.CategoricalDtype):
         lut = np.array(
             [ROLES.index(c) if c in ROLES else -1 for c in col.cat.categories] + [-1], np.int8
@@ -131,7 +141,16 @@ def role_codes(col: pd.Series) -> np.ndarray:
 
 
 def dense_codes(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Dense codes ordered by value (relabelling-invariant results); hashing, not a full sort."""
+    """Dense codes ordered by value (relabelling-invariant results); hashing, not a full sort.
+
+    Integer values already in order (a table sorted by participant, as the simulator writes
+    it) are coded by one pass over their changes instead (the same codes)."""
+    if values.dtype.kind in "iu" and len(values) > 1 and (values[1:] >= values[:-1]).all():
+        new = np.empty(len(values), bool)
+        new[0] = True
+        np.not_equal(values[1:], values[:-1], out=new[1:])
+        codes = np.cumsum(new, dtype=np.int64) - 1
+        return codes, values[new]
     codes, uniq = pd.factorize(values)
     order = np.argsort(uniq, kind="stable")
     rank = np.empty(len(uniq), np.int64)
@@ -149,14 +168,14 @@ def participant_stats(
     false_alarms, false_alarm_rate. Rates are NaN when their denominator is 0.
     """
     pcode, pids = (
-        _codes_cache if _codes_cache is not None else dense_codes(trials["participant"].to_numpy())
+        _codes_cache if _codes_cache is not None else dense_codes(column(trials, "participant"))
     )
     S = len(protocol.steps)
-    step = trials["step"].to_numpy().astype(np.int64)
+    step = column(trials, "step").astype(np.int64)
     g = pcode * S + (step - 1)
     role = role_codes(trials["role"])
-    rep = trials["repeat"].to_numpy()
-    resp = trials["response"].to_numpy()
+    rep = column(trials, "repeat")
+    resp = column(trials, "response")
     m = len(pids) * S
     # one bincount over (participant-step, kind, response) instead of one per statistic
     tab = np.bincount(g * 8 + slot_kinds(role, rep) * 2 + resp, minlength=m * 8).reshape(m, 4, 2)

@@ -24,6 +24,7 @@ import pandas as pd
 from memsim.analysis.filters import (
     FILTERS,
     apply_filters,
+    column,
     dense_codes,
     first_failed,
     participant_stats,
@@ -245,6 +246,15 @@ def correct(s: VideoSums, spec) -> tuple[np.ndarray, dict]:
 
 
 # --------------------------------------------------------------------------- scores
+def _frame(trials) -> pd.DataFrame:
+    """A mapping of trial-table arrays as a DataFrame (role codes as the roles' names)."""
+    cols = dict(trials)
+    role = cols.get("role")
+    if isinstance(role, np.ndarray) and role.dtype.kind in "iu":
+        cols["role"] = pd.Categorical.from_codes(role, categories=list(ROLES))
+    return pd.DataFrame(cols)
+
+
 @dataclass(frozen=True)
 class ScoreResult:
     """Everything scoring produced; the input of every analysis in
@@ -287,15 +297,25 @@ class ScoreResult:
         )
 
 
-def score(trials: pd.DataFrame, protocol: Protocol, *, validate: bool = True) -> ScoreResult:
+def _in_order(major: np.ndarray, minor: np.ndarray) -> bool:
+    """The pairs (major, minor) never decrease: a stable lexsort would leave them as they are."""
+    if len(major) < 2:
+        return True
+    d = np.diff(major)
+    return bool(((d > 0) | ((d == 0) & (minor[1:] >= minor[:-1]))).all())
+
+
+def score(trials, protocol: Protocol, *, validate: bool = True) -> ScoreResult:
     """Score a trial table under a protocol: filters, raw scores, corrections.
 
     Parameters
     ----------
-    trials : DataFrame
+    trials : DataFrame or mapping of str to ndarray
         A trial table; checked by :func:`memsim.design.trials.validate_trials` unless
-        ``validate=False``
-        (only for a table that already passed it).
+        ``validate=False`` (only for a table that already passed it). A mapping of column
+        arrays (``role`` as int8 codes in :data:`memsim.design.trials.ROLES` order: the
+        simulator's :attr:`memsim.sim.simulate.SimulatedArrays.trials`) is scored without a
+        DataFrame when ``validate=False``.
     protocol : Protocol
         Its steps give lengths, filters, score column names and corrections.
 
@@ -304,9 +324,11 @@ def score(trials: pd.DataFrame, protocol: Protocol, *, validate: bool = True) ->
     ScoreResult
     """
     if validate:
+        if not isinstance(trials, pd.DataFrame):
+            trials = _frame(trials)
         trials = validate_trials(trials)
     S = len(protocol.steps)
-    step = trials["step"].to_numpy()
+    step = column(trials, "step")
     if step.max() > S:
         bad = step > S
         raise UserError(
@@ -314,7 +336,7 @@ def score(trials: pd.DataFrame, protocol: Protocol, *, validate: bool = True) ->
             f"'{protocol.name}' has {S} step{'s' if S > 1 else ''} "
             f"({int(bad.sum())} row{'s' if bad.sum() != 1 else ''})"
         )
-    pcode, pids = dense_codes(trials["participant"].to_numpy())
+    pcode, pids = dense_codes(column(trials, "participant"))
     stats = apply_filters(participant_stats(trials, protocol, _codes_cache=(pcode, pids)), protocol)
     kept_g = np.zeros(len(pids) * S, bool)
     kg = stats["participant"].to_numpy()
@@ -325,26 +347,30 @@ def score(trials: pd.DataFrame, protocol: Protocol, *, validate: bool = True) ->
     row_kept = kept_g[g]
 
     role = role_codes(trials["role"])
-    rep = trials["repeat"].to_numpy()
-    resp = trials["response"].to_numpy()
+    rep = column(trials, "repeat")
+    resp = column(trials, "response")
     is_test = row_kept & rep & (role == _TARGET)
-    vcode_all, vids = dense_codes(trials["video"].to_numpy()[is_test])
+    vcode_all, vids = dense_codes(column(trials, "video")[is_test])
     V = len(vids)
 
-    lag_all = trials["lag"].to_numpy()
-    pos_all = trials["position"].to_numpy()
+    lag_all = column(trials, "lag")
+    pos_all = column(trials, "position")
     idx = np.flatnonzero(is_test)
-    rt_all = trials["rt_s"].to_numpy()
-    delay_all = trials["delay_s"].to_numpy()
+    rt_all = column(trials, "rt_s")
+    delay_all = column(trials, "delay_s")
     tests, long_rows, corrections, rts = [], [], {}, {}
     score_cols: dict[str, np.ndarray] = {}
     for s, spec in enumerate(protocol.steps, start=1):
         sel = step[idx] == s
         ii = idx[sel]
         # canonical order (participant, position): row order of the input never matters
-        order = np.lexsort((pos_all[ii], pcode[ii]))
-        ii = ii[order]
-        vv = vcode_all[sel][order]
+        pp, qq = pcode[ii], pos_all[ii]
+        if _in_order(pp, qq):  # already (a table sorted by participant and position)
+            vv = vcode_all[sel]
+        else:
+            order = np.lexsort((qq, pp))
+            ii = ii[order]
+            vv = vcode_all[sel][order]
         lag = lag_all[ii].astype(np.float64)
         lag[lag < 0] = np.nan
         t = Tests(
