@@ -103,7 +103,14 @@ def test_prefix_and_half_sums_match_numpy_bit_for_bit(seed, n, k):
     for h, (lo, hi) in enumerate(((starts, starts + kk), (starts + kk, starts + 2 * kk))):
         assert got[h, 0].tobytes() == kk.astype(np.float64).tobytes()
         for j in range(4):
-            assert got[h, j + 1].tobytes() == (c[j][hi] - c[j][lo]).tobytes()
+            assert got[h, j + 1].tobytes() == (c[hi, j] - c[lo, j]).tobytes()
+
+
+@FAST
+@given(seed=st.integers(0, 2**31), n=st.integers(0, 500), V=st.integers(1, 40))
+def test_counting_order_is_the_stable_argsort(seed, n, V):
+    keys = np.random.default_rng(seed).integers(0, V, n)
+    assert np.array_equal(C._stable_order(keys, V), np.argsort(keys, kind="stable"))
 
 
 def test_spearman_many_is_pearson_on_argsort_ranks_bit_for_bit():

@@ -133,7 +133,7 @@ def test_scratch_selection_is_the_plain_selection(n, pool, annotations, seed):
     idx.add(rng.integers(0, n, annotations).astype(np.int32))
     places, mark = np.arange(pool), np.zeros(n, np.int64)
     for p in range(5):
-        state = stream_key(np.uint64(seed), 5, p)
+        state = np.uint64(stream_key(np.uint64(seed), 5, p))  # uint64: the kernels' state type
         s1, a = select_least_annotated(idx.order, idx.start, pool, 120, state)
         s2, b = _select_least_scratch(idx.order, idx.start, pool, 120, state, places, mark, p + 1)
         assert s1 == s2 and np.array_equal(a, b)
@@ -151,3 +151,23 @@ def test_sorted_pick_is_the_plain_pick(rows, m, seed):
     a = _pick_least(videos, keys, k, np.zeros(40, np.int32), weight)
     b = _pick_least_sorted(videos, keys, k, np.zeros(40, np.int32), weight)
     assert np.array_equal(a, b)
+
+
+def test_simulate_many_is_one_simulate_per_run(params):
+    from memsim.sim.batch import simulate_many
+    from memsim.sim.params import params_from_mapping
+    from memsim.sim.simulate import simulate
+
+    proto = load_protocol(ROOT / "protocols" / "videomem.yaml")
+    d = params.dump()
+    d["participants"]["return_probability"] = 0.5
+    other = params_from_mapping(d, "other")
+    runs = [(params, 3), (other, 3), (params, 4)]
+    got = simulate_many(
+        proto, runs, lambda a: {c: v.copy() for c, v in a.trials.items()}, scale=0.03
+    )
+    for (p, seed), cols in zip(runs, got):
+        want = simulate(proto, p, seed=seed, scale=0.03).trials
+        for c, v in cols.items():
+            w = want[c].cat.codes.to_numpy() if c == "role" else want[c].to_numpy()
+            assert v.tobytes() == w.tobytes(), c

@@ -301,23 +301,25 @@ def _shuffle_within_ref(order, starts, counts, state):
 @njit(cache=True)
 def _prefix_sums(order, hit, lag):
     """Running sums of hit, lag, lag^2 and lag*hit over the annotations in ``order``, each with
-    a leading 0 (float64[4, n + 1]): ``numpy.cumsum`` of each, one addition after the other."""
+    a leading 0 (float64[n + 1, 4], the four side by side): ``numpy.cumsum`` of each, one
+    addition after the other."""
     n = order.shape[0]
-    c = np.zeros((4, n + 1))
+    c = np.zeros((n + 1, 4))
     for i in range(n):
         o = order[i]
         h = hit[o]
         x = lag[o]
         w = (h, x, x * x, x * h)
         for j in range(4):
-            c[j, i + 1] = w[j] if i == 0 else c[j, i] + w[j]
+            c[i + 1, j] = w[j] if i == 0 else c[i, j] + w[j]
     return c
 
 
 def _prefix_sums_ref(order, hit, lag):
     """Plain numpy twin of :func:`_prefix_sums`."""
     return np.stack(
-        [np.concatenate([[0.0], np.cumsum(w[order])]) for w in (hit, lag, lag * lag, lag * hit)]
+        [np.concatenate([[0.0], np.cumsum(w[order])]) for w in (hit, lag, lag * lag, lag * hit)],
+        axis=1,
     )
 
 
@@ -335,8 +337,24 @@ def _half_sums(c, starts, k):
         out[0, 0, i] = k[i]
         out[1, 0, i] = k[i]
         for j in range(4):
-            out[0, j + 1, i] = c[j, a1] - c[j, a0]
-            out[1, j + 1, i] = c[j, a2] - c[j, a1]
+            out[0, j + 1, i] = c[a1, j] - c[a0, j]
+            out[1, j + 1, i] = c[a2, j] - c[a1, j]
+    return out
+
+
+@njit(cache=True)
+def _stable_order(keys, n_keys):
+    """``numpy.argsort(keys, kind="stable")`` of small non-negative integer keys, by counting."""
+    start = np.zeros(n_keys + 1, np.int64)
+    for i in range(keys.shape[0]):
+        start[keys[i] + 1] += 1
+    for v in range(n_keys):
+        start[v + 1] += start[v]
+    out = np.empty(keys.shape[0], np.int64)
+    for i in range(keys.shape[0]):
+        v = keys[i]
+        out[start[v]] = i
+        start[v] += 1
     return out
 
 
@@ -444,7 +462,7 @@ def annotation_consistency(
     )
     lag = np.nan_to_num(correction_x(spec, t.lag))
     starts = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64)
-    base = np.argsort(t.video, kind="stable")  # annotations grouped by video
+    base = _stable_order(t.video, V)  # annotations grouped by video, in order within each
     res = np.full((repeats, len(n_values)), np.nan)
     for r in range(repeats):
         key = np.uint64(stream_key(int(seed), _ANNOT, int(step) * 1_000_003 + r))

@@ -14,7 +14,9 @@ from collections.abc import Callable, Mapping
 
 import numpy as np
 import pandas as pd
+from numba import njit
 
+from memsim import _jitcache  # noqa: F401  (drops numba caches older than the sources)
 from memsim.design.protocol import Protocol
 from memsim.design.trials import ROLES, _as_role
 
@@ -143,19 +145,48 @@ def role_codes(col) -> np.ndarray:
 def dense_codes(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Dense codes ordered by value (relabelling-invariant results); hashing, not a full sort.
 
-    Integer values already in order (a table sorted by participant, as the simulator writes
-    it) are coded by one pass over their changes instead (the same codes)."""
-    if values.dtype.kind in "iu" and len(values) > 1 and (values[1:] >= values[:-1]).all():
-        new = np.empty(len(values), bool)
-        new[0] = True
-        np.not_equal(values[1:], values[:-1], out=new[1:])
-        codes = np.cumsum(new, dtype=np.int64) - 1
-        return codes, values[new]
+    Integers take shortcuts that give the same codes: values already in order (a table sorted
+    by participant, as the simulator writes it) are coded by one pass over their changes, and
+    small non-negative ids (stimulus ids) through a table of the ids present."""
+    if values.dtype.kind in "iu" and len(values) > 1:
+        if (values[1:] >= values[:-1]).all():
+            new = np.empty(len(values), bool)
+            new[0] = True
+            np.not_equal(values[1:], values[:-1], out=new[1:])
+            codes = np.cumsum(new, dtype=np.int64) - 1
+            return codes, values[new]
+        lo, hi = int(values.min()), int(values.max())
+        if lo >= 0 and hi < 4 * len(values) + 4096:
+            present = np.zeros(hi + 1, bool)
+            present[values] = True
+            rank = np.cumsum(present, dtype=np.int64) - 1
+            return rank[values], np.flatnonzero(present).astype(values.dtype)
     codes, uniq = pd.factorize(values)
     order = np.argsort(uniq, kind="stable")
     rank = np.empty(len(uniq), np.int64)
     rank[order] = np.arange(len(uniq))
     return rank[codes], np.asarray(uniq)[order]
+
+
+@njit(cache=True)
+def _tally_rows(pcode, step, role, repeat, response, S, m):
+    """Counts by [participant-step ``pcode * S + step - 1``, slot kind (:func:`slot_kinds`),
+    response] (int64[m, 4, 2]), in one pass over the rows."""
+    tab = np.zeros((m, 4, 2), dtype=np.int64)
+    for i in range(pcode.shape[0]):
+        k = 0
+        if repeat[i]:
+            r = role[i]
+            k = 1 if r == _VIGILANCE else (2 if r == _TARGET else 3)
+        tab[pcode[i] * S + step[i] - 1, k, 1 if response[i] else 0] += 1
+    return tab
+
+
+def _tally_reference(pcode, step, role, repeat, response, S, m):
+    """Plain numpy twin of :func:`_tally_rows` (one bincount)."""
+    g = pcode * S + (step.astype(np.int64) - 1)
+    key = g * 8 + slot_kinds(role, repeat) * 2 + response
+    return np.bincount(key, minlength=m * 8).reshape(m, 4, 2)
 
 
 def participant_stats(
@@ -171,14 +202,13 @@ def participant_stats(
         _codes_cache if _codes_cache is not None else dense_codes(column(trials, "participant"))
     )
     S = len(protocol.steps)
-    step = column(trials, "step").astype(np.int64)
-    g = pcode * S + (step - 1)
+    step = column(trials, "step")
     role = role_codes(trials["role"])
     rep = column(trials, "repeat")
     resp = column(trials, "response")
     m = len(pids) * S
-    # one bincount over (participant-step, kind, response) instead of one per statistic
-    tab = np.bincount(g * 8 + slot_kinds(role, rep) * 2 + resp, minlength=m * 8).reshape(m, 4, 2)
+    # one pass over the rows: (participant-step, kind, response) counts, every statistic's source
+    tab = _tally_rows(pcode, step, role, rep, resp, S, m)
     cols = _count_columns(tab)
     present = np.flatnonzero(cols["presentations"] > 0)
     st = pd.DataFrame(

@@ -20,7 +20,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
+from numba import njit
 
+from memsim import _jitcache  # noqa: F401  (drops numba caches older than the sources)
 from memsim.analysis.filters import (
     FILTERS,
     apply_filters,
@@ -297,6 +299,32 @@ class ScoreResult:
         )
 
 
+@njit(cache=True)
+def _test_rows(pcode, step, role, repeat, kept_g, S):
+    """Rows that are kept recognition tests: repeat, role target, of a kept participant-step."""
+    n = pcode.shape[0]
+    out = np.empty(n, dtype=np.int64)
+    m = 0
+    for i in range(n):
+        if repeat[i] and role[i] == _TARGET and kept_g[pcode[i] * S + step[i] - 1]:
+            out[m] = i
+            m += 1
+    return out[:m].copy()
+
+
+@njit(cache=True)
+def _false_alarm_rows(pcode, step, repeat, response, kept_g, S):
+    """Rows that are false alarms (a press at a first showing) of a kept participant-step."""
+    n = pcode.shape[0]
+    out = np.empty(n, dtype=np.int64)
+    m = 0
+    for i in range(n):
+        if response[i] and not repeat[i] and kept_g[pcode[i] * S + step[i] - 1]:
+            out[m] = i
+            m += 1
+    return out[:m].copy()
+
+
 def _in_order(major: np.ndarray, minor: np.ndarray) -> bool:
     """The pairs (major, minor) never decrease: a stable lexsort would leave them as they are."""
     if len(major) < 2:
@@ -329,6 +357,8 @@ def score(trials, protocol: Protocol, *, validate: bool = True) -> ScoreResult:
         trials = validate_trials(trials)
     S = len(protocol.steps)
     step = column(trials, "step")
+    if len(step) and step.min() < 1:
+        raise UserError(f"trial table has step {int(step.min())}: steps are numbered from 1")
     if step.max() > S:
         bad = step > S
         raise UserError(
@@ -343,26 +373,25 @@ def score(trials, protocol: Protocol, *, validate: bool = True) -> ScoreResult:
     kept_g[np.searchsorted(pids, kg) * S + stats["step"].to_numpy().astype(np.int64) - 1] = stats[
         "kept"
     ].to_numpy()
-    g = pcode * S + (step.astype(np.int64) - 1)
-    row_kept = kept_g[g]
 
     role = role_codes(trials["role"])
     rep = column(trials, "repeat")
     resp = column(trials, "response")
-    is_test = row_kept & rep & (role == _TARGET)
-    vcode_all, vids = dense_codes(column(trials, "video")[is_test])
+    # the kept recognition tests: rows of kept participant-steps with role target and repeat
+    idx = _test_rows(pcode, step, role, rep, kept_g, S)
+    vcode_all, vids = dense_codes(column(trials, "video")[idx])
     V = len(vids)
 
     lag_all = column(trials, "lag")
     pos_all = column(trials, "position")
-    idx = np.flatnonzero(is_test)
     rt_all = column(trials, "rt_s")
     delay_all = column(trials, "delay_s")
     tests, long_rows, corrections, rts = [], [], {}, {}
     score_cols: dict[str, np.ndarray] = {}
+    fa_rows = _false_alarm_rows(pcode, step, rep, resp, kept_g, S)
     for s, spec in enumerate(protocol.steps, start=1):
         sel = step[idx] == s
-        ii = idx[sel]
+        ii = rows_s = idx[sel]
         # canonical order (participant, position): row order of the input never matters
         pp, qq = pcode[ii], pos_all[ii]
         if _in_order(pp, qq):  # already (a table sorted by participant and position)
@@ -416,10 +445,11 @@ def score(trials, protocol: Protocol, *, validate: bool = True) -> ScoreResult:
             lr["alpha"] = alpha[has]
         long_rows.append(lr)
         # response times of kept participants in this step: recognitions and false alarms
-        in_step = row_kept & (step == s) & resp
+        # (rows in table order, as the means are taken over them)
+        hit_rows = rows_s[resp[rows_s]]
         rts[s] = (
-            rt_all[in_step & rep & (role == _TARGET)].astype(np.float64),
-            rt_all[in_step & ~rep].astype(np.float64),
+            rt_all[hit_rows].astype(np.float64),
+            rt_all[fa_rows[step[fa_rows] == s]].astype(np.float64),
         )
 
     scores = pd.DataFrame({"video": vids, **score_cols})

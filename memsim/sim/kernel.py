@@ -45,6 +45,7 @@ __all__ = [
     "StepInput",
     "Constants",
     "play_row",
+    "outputs",
     "simulate_step",
     "simulate_step_reference",
     "step_tables",
@@ -259,22 +260,30 @@ def _outputs(n, L):
     )
 
 
+def outputs(n: int, L: int) -> tuple:
+    """Output arrays for :func:`simulate_step` (``out=``): ``(response, rt_s, onset_s, delay_s,
+    shown)``, allocated by numpy (whose large blocks get huge pages, so fewer page faults)."""
+    return (
+        np.empty((n, L), dtype=np.bool_),
+        np.empty((n, L), dtype=np.float32),
+        np.empty((n, L)),
+        np.empty((n, L)),
+        np.empty(n, dtype=np.int32),
+    )
+
+
 @njit(cache=True, parallel=True)
-def _simulate_step(xs, vs, cs):
-    n = xs[1].shape[0]
-    outs = _outputs(n, xs[1].shape[1])
-    for i in prange(n):
+def _simulate_step(xs, vs, cs, outs):
+    for i in prange(xs[1].shape[0]):
         _one_participant(i, xs, vs, cs, outs)
     return outs
 
 
 @njit(cache=True)
-def _simulate_step_serial(xs, vs, cs):
+def _simulate_step_serial(xs, vs, cs, outs):
     # _simulate_step on the calling thread: for a handful of participants (the
     # adaptive campaign plays them one by one) waking the thread pool costs more.
-    n = xs[1].shape[0]
-    outs = _outputs(n, xs[1].shape[1])
-    for i in range(n):
+    for i in range(xs[1].shape[0]):
         _one_participant(i, xs, vs, cs, outs)
     return outs
 
@@ -349,10 +358,11 @@ def play_and_tally(x: StepInput, tables: tuple[tuple, tuple], kind: np.ndarray):
     return _play_and_tally(_input_args(x), *tables, np.ascontiguousarray(kind, dtype=np.int64))
 
 
-def simulate_step(x: StepInput, videos, c: Constants):
+def simulate_step(x: StepInput, videos, c: Constants, out: tuple | None = None):
     """Play one step for every participant of ``x`` (numba, parallel over participants).
 
-    Returns ``(response, rt_s, onset_s, delay_s, shown)`` as described in the module docstring.
+    Returns ``(response, rt_s, onset_s, delay_s, shown)`` as described in the module docstring,
+    written into ``out`` when given (:func:`outputs`: arrays reused from call to call).
     """
     if x.video.shape[0] == 0:
         L = x.video.shape[1]
@@ -363,8 +373,17 @@ def simulate_step(x: StepInput, videos, c: Constants):
             np.zeros((0, L)),
             np.zeros(0, np.int32),
         )
-    kernel = _simulate_step_serial if x.video.shape[0] < _SERIAL_BELOW else _simulate_step
-    return kernel(*_step_args(x, videos, c))
+    n, L = x.video.shape
+    if out is None:
+        out = outputs(n, L)
+    elif (
+        len(out) != 5
+        or [(a.dtype, a.shape) for a in out] != [(a.dtype, a.shape) for a in outputs(n, L)]
+        or not all(a.flags.c_contiguous for a in out)
+    ):
+        raise ValueError(f"out must be like outputs({n}, {L})")
+    kernel = _simulate_step_serial if n < _SERIAL_BELOW else _simulate_step
+    return kernel(*_step_args(x, videos, c), out)
 
 
 # --------------------------------------------------------------------------- reference

@@ -482,6 +482,14 @@ class SimulatedArrays:
     n_participants: int
     truth: dict
 
+    def videos_frame(self) -> pd.DataFrame:
+        """The latent truth of every stimulus (:attr:`Simulation.videos`)."""
+        return videos_table(self.videos, self.truth)
+
+    def participants_frame(self) -> pd.DataFrame:
+        """Each participant who started: her latent parameters (``Simulation.participants``)."""
+        return participants_table(self.participants, self.n_participants)
+
     def to_simulation(self) -> Simulation:
         """The same study as DataFrames (no copy of the trial columns)."""
         cols = dict(self.trials)
@@ -494,8 +502,8 @@ class SimulatedArrays:
             seed=self.seed,
             # copy=False keeps each column its own block: no 2-million-row copy to consolidate
             trials=pd.DataFrame(cols, copy=False),
-            videos=videos_table(self.videos, self.truth),
-            participants=participants_table(self.participants, self.n_participants),
+            videos=self.videos_frame(),
+            participants=self.participants_frame(),
         )
 
 
@@ -652,6 +660,18 @@ _COLUMN_DTYPES = (
 )
 
 
+def _columns(capacity: int, workspace: dict | None) -> tuple:
+    """The trial table's columns, ``capacity`` rows: fresh, or views into ``workspace``."""
+    if workspace is None:
+        return tuple(np.empty(capacity, dtype=d) for d in _COLUMN_DTYPES)
+    have = workspace.get("columns")
+    if have is None or have[0].shape[0] < capacity:
+        # a little room to spare: the next run of the batch may play a few more slots
+        have = tuple(np.empty(int(capacity * 1.05) + 1024, dtype=d) for d in _COLUMN_DTYPES)
+        workspace["columns"] = have
+    return tuple(c[:capacity] for c in have)
+
+
 def _sequence_args(layout, step_index: int, max_restarts: int = 1000) -> tuple:
     plan = _sequence_plan(layout)
     perm_size = max([1, plan[5].size] + [int(c) for c in layout.group_count])
@@ -748,6 +768,7 @@ def simulate_arrays(
     params: Params,
     seed: int = 0,
     progress: ProgressCallback | None = None,
+    workspace: dict | None = None,
 ) -> SimulatedArrays:
     """Simulate the whole study into arrays (see :func:`simulate`, which wraps this).
 
@@ -765,6 +786,11 @@ def simulate_arrays(
     seed : int
     progress : callable, optional
         Receives a :class:`memsim.progress.Progress` at each stage.
+    workspace : dict, optional
+        Memory to reuse from one call to the next (an empty dict at first): the trial
+        columns are then views into it, overwritten by the next call with the same
+        workspace. Fresh memory costs more than the writing itself (each new page is
+        faulted in and zeroed), so a batch of runs keeps one (:mod:`memsim.sim.batch`).
 
     Returns
     -------
@@ -785,7 +811,7 @@ def simulate_arrays(
     flat = reserved.ravel()
     reserved_base = (np.cumsum(flat) - flat).reshape(reserved.shape)
     capacity = int(flat.sum())
-    cols = tuple(np.empty(capacity, dtype=d) for d in _COLUMN_DTYPES)
+    cols = _columns(capacity, workspace)
     played = np.zeros((P, S), dtype=np.int64)
     prev = None
     for s in range(S):
