@@ -229,6 +229,17 @@ def spearman_brown(r: float | np.ndarray, k: float | np.ndarray) -> float | np.n
     return float(out) if np.ndim(out) == 0 else out
 
 
+def _unique(x: np.ndarray) -> np.ndarray:
+    """``numpy.unique`` of integers, by one pass when they are sorted already (the tests are,
+    by participant)."""
+    if len(x) > 1 and (x[1:] >= x[:-1]).all():
+        keep = np.empty(len(x), bool)
+        keep[0] = True
+        np.not_equal(x[1:], x[:-1], out=keep[1:])
+        return x[keep]
+    return np.unique(x)
+
+
 def _rng(seed: int, purpose: int, step: int) -> np.random.Generator:
     return np.random.default_rng(np.random.SeedSequence([int(seed), purpose, int(step)]))
 
@@ -259,6 +270,15 @@ def _group_sums_kernel(video, group, hit, lag, n_groups, n_videos):
             for j in range(5):
                 out[g, j, v] = acc[g, v, j]
     return out
+
+
+@njit(cache=True, parallel=True)
+def _split_sums(video, pslot, grps, hit, lag, out):
+    """:func:`_group_sums_kernel` of each split ``grps[i]`` (participant slot -> half) into
+    ``out[i]`` (float64[n_splits, 2, 5, V]), the splits in parallel."""
+    V = out.shape[3]
+    for i in prange(grps.shape[0]):
+        out[i] = _group_sums_kernel(video, grps[i][pslot], hit, lag, 2, V)
 
 
 def _group_sums_ref(video, group, hit, lag, n_groups, n_videos):
@@ -376,7 +396,7 @@ def human_consistency(result: ScoreResult, step: int, *, n_splits: int = 25, see
     t = result.tests[step - 1]
     spec = result.protocol.steps[step - 1].scoring.correction
     V = len(result.video_ids)
-    people = np.unique(t.participant)
+    people = _unique(t.participant)
     K = len(people)
     if K < 2:
         return {"mean": float("nan"), "sd": float("nan"), "values": [], "participants_per_half": 0}
@@ -385,15 +405,18 @@ def human_consistency(result: ScoreResult, step: int, *, n_splits: int = 25, see
     slot[people] = np.arange(K)
     pslot = slot[t.participant]
     rng = _rng(seed, _HUMAN, step)
-    pairs, nvid, nann = [], [], []
-    for _ in range(n_splits):
+    half = K // 2
+    grps = np.full((n_splits, K), -1, np.int64)  # 0: half A, 1: half B, -1: the odd one out
+    for i in range(n_splits):
         perm = rng.permutation(K)
-        half = K // 2
-        grp = np.full(K, -1, np.int64)  # 0: half A, 1: half B, -1: the odd one out (equal halves)
-        grp[perm[:half]] = 0
-        grp[perm[half : 2 * half]] = 1
-        both_sums = _group_sums_kernel(t.video, grp[pslot], t.hit, lag, 2, V)
-        a, b = _as_sums(both_sums[0]), _as_sums(both_sums[1])
+        grps[i, perm[:half]] = 0
+        grps[i, perm[half : 2 * half]] = 1
+    # every split's per-video sums in one call, the splits in parallel
+    split_sums = np.empty((n_splits, 2, 5, V))
+    _split_sums(t.video, pslot, grps, t.hit, lag, split_sums)
+    pairs, nvid, nann = [], [], []
+    for i in range(n_splits):
+        a, b = _as_sums(split_sums[i, 0]), _as_sums(split_sums[i, 1])
         sa, _ = correct(a, spec)
         sb, _ = correct(b, spec)
         both = (a.n > 0) & (b.n > 0)

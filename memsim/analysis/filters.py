@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping
 
 import numpy as np
 import pandas as pd
-from numba import njit
+from numba import get_num_threads, njit, prange
 
 from memsim import _jitcache  # noqa: F401  (drops numba caches older than the sources)
 from memsim.design.protocol import Protocol
@@ -142,6 +142,26 @@ def role_codes(col) -> np.ndarray:
     return np.asarray(_as_role(col, None).codes)
 
 
+@njit(cache=True)
+def _sorted_codes(values):
+    """Dense codes of integers in non-decreasing order, in one pass: ``(codes, uniques,
+    n_unique)``; ``n_unique`` is -1 (the rest unfinished) as soon as a value decreases."""
+    n = values.shape[0]
+    codes = np.empty(n, dtype=np.int64)
+    uniques = np.empty_like(values)
+    c = 0
+    codes[0] = 0
+    uniques[0] = values[0]
+    for i in range(1, n):
+        if values[i] < values[i - 1]:
+            return codes, uniques[:0], -1
+        if values[i] != values[i - 1]:
+            c += 1
+            uniques[c] = values[i]
+        codes[i] = c
+    return codes, uniques[: c + 1].copy(), c + 1
+
+
 def dense_codes(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Dense codes ordered by value (relabelling-invariant results); hashing, not a full sort.
 
@@ -149,12 +169,9 @@ def dense_codes(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     by participant, as the simulator writes it) are coded by one pass over their changes, and
     small non-negative ids (stimulus ids) through a table of the ids present."""
     if values.dtype.kind in "iu" and len(values) > 1:
-        if (values[1:] >= values[:-1]).all():
-            new = np.empty(len(values), bool)
-            new[0] = True
-            np.not_equal(values[1:], values[:-1], out=new[1:])
-            codes = np.cumsum(new, dtype=np.int64) - 1
-            return codes, values[new]
+        codes, uniques, n_unique = _sorted_codes(values)
+        if n_unique >= 0:
+            return codes, uniques
         lo, hi = int(values.min()), int(values.max())
         if lo >= 0 and hi < 4 * len(values) + 4096:
             present = np.zeros(hi + 1, bool)
@@ -168,18 +185,26 @@ def dense_codes(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return rank[codes], np.asarray(uniq)[order]
 
 
-@njit(cache=True)
-def _tally_rows(pcode, step, role, repeat, response, S, m):
+@njit(cache=True, parallel=True)
+def _tally_rows(pcode, step, role, repeat, response, S, m, threads=1):
     """Counts by [participant-step ``pcode * S + step - 1``, slot kind (:func:`slot_kinds`),
-    response] (int64[m, 4, 2]), in one pass over the rows."""
-    tab = np.zeros((m, 4, 2), dtype=np.int64)
-    for i in range(pcode.shape[0]):
-        k = 0
-        if repeat[i]:
-            r = role[i]
-            k = 1 if r == _VIGILANCE else (2 if r == _TARGET else 3)
-        tab[pcode[i] * S + step[i] - 1, k, 1 if response[i] else 0] += 1
-    return tab
+    response] (int64[m, 4, 2]): one pass over the rows, in a few chunks counted in parallel and
+    added up (integer counts: the same whatever the chunks)."""
+    n = pcode.shape[0]
+    chunks = max(1, min(threads, n // 65536))  # a table per thread, no more
+    parts = np.zeros((chunks, m, 4, 2), dtype=np.int64)
+    for c in prange(chunks):
+        tab = parts[c]
+        for i in range(c * n // chunks, (c + 1) * n // chunks):
+            k = 0
+            if repeat[i]:
+                r = role[i]
+                k = 1 if r == _VIGILANCE else (2 if r == _TARGET else 3)
+            tab[pcode[i] * S + step[i] - 1, k, 1 if response[i] else 0] += 1
+    out = parts[0].copy()
+    for c in range(1, chunks):
+        out += parts[c]
+    return out
 
 
 def _tally_reference(pcode, step, role, repeat, response, S, m):
@@ -190,7 +215,7 @@ def _tally_reference(pcode, step, role, repeat, response, S, m):
 
 
 def participant_stats(
-    trials: pd.DataFrame, protocol: Protocol, *, _codes_cache=None
+    trials: pd.DataFrame, protocol: Protocol, *, _codes_cache=None, _roles=None
 ) -> pd.DataFrame:
     """Per participant and step: counts and rates the filters judge (tidy, one row per pair).
 
@@ -203,12 +228,12 @@ def participant_stats(
     )
     S = len(protocol.steps)
     step = column(trials, "step")
-    role = role_codes(trials["role"])
+    role = role_codes(trials["role"]) if _roles is None else _roles
     rep = column(trials, "repeat")
     resp = column(trials, "response")
     m = len(pids) * S
     # one pass over the rows: (participant-step, kind, response) counts, every statistic's source
-    tab = _tally_rows(pcode, step, role, rep, resp, S, m)
+    tab = _tally_rows(pcode, step, role, rep, resp, S, m, get_num_threads())
     cols = _count_columns(tab)
     present = np.flatnonzero(cols["presentations"] > 0)
     st = pd.DataFrame(

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
-from numba import njit
+from numba import get_num_threads, njit, prange
 
 from memsim import _jitcache  # noqa: F401  (drops numba caches older than the sources)
 from memsim.analysis.filters import (
@@ -299,30 +299,70 @@ class ScoreResult:
         )
 
 
-@njit(cache=True)
-def _test_rows(pcode, step, role, repeat, kept_g, S):
-    """Rows that are kept recognition tests: repeat, role target, of a kept participant-step."""
+@njit(cache=True, parallel=True)
+def _kept_rows(pcode, step, role, repeat, response, kept_g, S, threads=1):
+    """Rows of kept participant-steps that scoring reads: the recognition tests (repeat, role
+    target) and the false alarms (a press at a first showing), each in table order (chunks of
+    rows in parallel: counted, then filled at their offsets)."""
     n = pcode.shape[0]
-    out = np.empty(n, dtype=np.int64)
-    m = 0
-    for i in range(n):
-        if repeat[i] and role[i] == _TARGET and kept_g[pcode[i] * S + step[i] - 1]:
-            out[m] = i
-            m += 1
-    return out[:m].copy()
+    chunks = max(1, min(threads, n // 65536))
+    counts = np.zeros((chunks + 1, 2), dtype=np.int64)
+    for c in prange(chunks):
+        m = 0
+        f = 0
+        for i in range(c * n // chunks, (c + 1) * n // chunks):
+            if kept_g[pcode[i] * S + step[i] - 1]:
+                if repeat[i]:
+                    if role[i] == _TARGET:
+                        m += 1
+                elif response[i]:
+                    f += 1
+        counts[c + 1, 0] = m
+        counts[c + 1, 1] = f
+    for c in range(chunks):
+        counts[c + 1] += counts[c]
+    tests = np.empty(counts[chunks, 0], dtype=np.int64)
+    alarms = np.empty(counts[chunks, 1], dtype=np.int64)
+    for c in prange(chunks):
+        m = counts[c, 0]
+        f = counts[c, 1]
+        for i in range(c * n // chunks, (c + 1) * n // chunks):
+            if kept_g[pcode[i] * S + step[i] - 1]:
+                if repeat[i]:
+                    if role[i] == _TARGET:
+                        tests[m] = i
+                        m += 1
+                elif response[i]:
+                    alarms[f] = i
+                    f += 1
+    return tests, alarms
 
 
 @njit(cache=True)
-def _false_alarm_rows(pcode, step, repeat, response, kept_g, S):
-    """Rows that are false alarms (a press at a first showing) of a kept participant-step."""
-    n = pcode.shape[0]
-    out = np.empty(n, dtype=np.int64)
-    m = 0
-    for i in range(n):
-        if response[i] and not repeat[i] and kept_g[pcode[i] * S + step[i] - 1]:
-            out[m] = i
-            m += 1
-    return out[:m].copy()
+def _gather_tests(rows, pcode, response, lag, delay, rt):
+    """The columns of :class:`Tests` at ``rows``, in one pass: participant code, hit (0/1),
+    lag (NaN where -1), delay and response time as float64."""
+    n = rows.shape[0]
+    part = np.empty(n, dtype=np.int64)
+    hit = np.empty(n)
+    lg = np.empty(n)
+    dl = np.empty(n)
+    r = np.empty(n)
+    for j in range(n):
+        i = rows[j]
+        part[j] = pcode[i]
+        hit[j] = 1.0 if response[i] else 0.0
+        lg[j] = lag[i] if lag[i] >= 0 else np.nan
+        dl[j] = delay[i]
+        r[j] = rt[i]
+    return part, hit, lg, dl, r
+
+
+def _kept_rows_reference(pcode, step, role, repeat, response, kept_g, S):
+    """Plain numpy twin of :func:`_kept_rows`."""
+    kept = kept_g[pcode * S + step.astype(np.int64) - 1]
+    tests = np.flatnonzero(kept & repeat & (role == _TARGET))
+    return tests, np.flatnonzero(kept & ~repeat & response)
 
 
 def _in_order(major: np.ndarray, minor: np.ndarray) -> bool:
@@ -367,18 +407,20 @@ def score(trials, protocol: Protocol, *, validate: bool = True) -> ScoreResult:
             f"({int(bad.sum())} row{'s' if bad.sum() != 1 else ''})"
         )
     pcode, pids = dense_codes(column(trials, "participant"))
-    stats = apply_filters(participant_stats(trials, protocol, _codes_cache=(pcode, pids)), protocol)
+    role = role_codes(trials["role"])
+    stats = apply_filters(
+        participant_stats(trials, protocol, _codes_cache=(pcode, pids), _roles=role), protocol
+    )
     kept_g = np.zeros(len(pids) * S, bool)
     kg = stats["participant"].to_numpy()
     kept_g[np.searchsorted(pids, kg) * S + stats["step"].to_numpy().astype(np.int64) - 1] = stats[
         "kept"
     ].to_numpy()
 
-    role = role_codes(trials["role"])
     rep = column(trials, "repeat")
     resp = column(trials, "response")
     # the kept recognition tests: rows of kept participant-steps with role target and repeat
-    idx = _test_rows(pcode, step, role, rep, kept_g, S)
+    idx, fa_rows = _kept_rows(pcode, step, role, rep, resp, kept_g, S, get_num_threads())
     vcode_all, vids = dense_codes(column(trials, "video")[idx])
     V = len(vids)
 
@@ -388,7 +430,6 @@ def score(trials, protocol: Protocol, *, validate: bool = True) -> ScoreResult:
     delay_all = column(trials, "delay_s")
     tests, long_rows, corrections, rts = [], [], {}, {}
     score_cols: dict[str, np.ndarray] = {}
-    fa_rows = _false_alarm_rows(pcode, step, rep, resp, kept_g, S)
     for s, spec in enumerate(protocol.steps, start=1):
         sel = step[idx] == s
         ii = rows_s = idx[sel]
@@ -400,17 +441,8 @@ def score(trials, protocol: Protocol, *, validate: bool = True) -> ScoreResult:
             order = np.lexsort((qq, pp))
             ii = ii[order]
             vv = vcode_all[sel][order]
-        lag = lag_all[ii].astype(np.float64)
-        lag[lag < 0] = np.nan
-        t = Tests(
-            step=s,
-            participant=pcode[ii],
-            video=vv,
-            hit=resp[ii].astype(np.float64),
-            lag=lag,
-            delay_s=delay_all[ii],
-            rt_s=rt_all[ii].astype(np.float64),
-        )
+        part, hit, lag, delay, rt = _gather_tests(ii, pcode, resp, lag_all, delay_all, rt_all)
+        t = Tests(step=s, participant=part, video=vv, hit=hit, lag=lag, delay_s=delay, rt_s=rt)
         tests.append(t)
         corr = spec.scoring.correction
         if method(corr).needs_lag and len(t) and np.isnan(lag).any():
