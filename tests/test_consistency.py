@@ -444,3 +444,19 @@ def test_scores_command_on_released_file(capsys):
     assert main(["scores", str(REAL)]) == 0
     out = capsys.readouterr().out
     assert "7,000 videos" in out and "Spearman 0.305" in out
+
+
+def test_analyse_only_what_is_read_gives_the_same_numbers(mid):
+    """A study that reads a few statistics skips the costly analyses it does not read; what is
+    computed is the same number as in the full analysis (each analysis has its own stream)."""
+    trials, truth, proto, res = mid
+    full = C.analyse(res, truth=truth, seed=5).statistics()
+    for only in ({"human_consistency", "mean_score"}, {"spearman_brown"}, {"lag_curve"}, set()):
+        part = C.analyse(res, truth=truth, seed=5, only=only)
+        got = part.statistics()
+        assert got and all(
+            full[k] == v or (np.isnan(full[k]) and np.isnan(v)) for k, v in got.items()
+        )
+        for costly in ("human_consistency", "annotation_consistency", "lag_curve"):
+            wanted = costly in only or ("spearman_brown" in only and costly != "lag_curve")
+            assert (costly in part) == wanted

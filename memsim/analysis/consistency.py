@@ -814,6 +814,15 @@ def flatten_statistics(stats: dict, prefix: str = "") -> dict[str, float]:
     return out
 
 
+#: the analyses that cost more than a pass over the scores, and what each needs computed
+_COSTLY = {
+    "human_consistency": ("human_consistency",),
+    "annotation_consistency": ("annotation_consistency",),
+    "spearman_brown": ("human_consistency", "annotation_consistency", "spearman_brown"),
+    "lag_curve": ("lag_curve",),
+}
+
+
 def analyse(
     result: ScoreResult,
     *,
@@ -821,6 +830,7 @@ def analyse(
     seed: int = 0,
     n_splits: int = 25,
     repeats: int = 3,
+    only: set[str] | frozenset[str] | None = None,
 ) -> Analysis:
     """Every paper statistic computable from a scored trial table (:class:`Analysis`).
 
@@ -829,7 +839,15 @@ def analyse(
     human_consistency, annotation_consistency (curve, at_mean_annotations, max),
     spearman_brown, score_correlation, lag_curve, response_times, truth (when given),
     scores (score_summary of the scores table).
+
+    ``only``: the top-level keys a caller will read (a study's statistics); the costly
+    analyses none of them needs (human and annotation consistency, Spearman-Brown, lag
+    curves) are then left out. Whatever is computed is the same number as in the full
+    analysis: each analysis draws from its own random stream.
     """
+    need = set()
+    for key in _COSTLY if only is None else only:
+        need.update(_COSTLY.get(key, ()))
     p = result.protocol
     parts = result.participants
     out = Analysis(protocol=p.name, seed=int(seed), steps=[s.name for s in p.steps])
@@ -847,7 +865,8 @@ def analyse(
         "lag_curve",
     )
     for k in keys:
-        out[k] = {}
+        if k not in _COSTLY or k in need:
+            out[k] = {}
     for s, spec in enumerate(p.steps, start=1):
         name = spec.name
         ps = parts[parts["step"] == s]
@@ -871,8 +890,13 @@ def analyse(
         out["mean_score_raw"][name] = float(vrows["raw"].mean()) if len(n) else float("nan")
         out["mean_score"][name] = float(vrows["score"].mean()) if len(n) else float("nan")
         out["correction"][name] = {**result.corrections[name], **correction_change(vrows)}
-        hc = human_consistency(result, s, n_splits=n_splits, seed=seed)
-        out["human_consistency"][name] = hc
+        if "lag_curve" in need:
+            out["lag_curve"][name] = lag_curve(result, s)
+        if "human_consistency" in need:
+            hc = human_consistency(result, s, n_splits=n_splits, seed=seed)
+            out["human_consistency"][name] = hc
+        if "annotation_consistency" not in need:
+            continue
         curve = annotation_consistency(result, s, repeats=repeats, seed=seed)
         mean_n = float(n.mean()) if len(n) else float("nan")
         out["annotation_consistency"][name] = {
@@ -892,6 +916,8 @@ def analyse(
                 float(allc["spearman"].max()) if allc["spearman"].notna().any() else float("nan")
             ),
         }
+        if "spearman_brown" not in need:
+            continue
         # Spearman-Brown: from the human split-half r with m annotations per half, the
         # reliability of the full set (k = 2) and the prediction at N/2-vs-N/2 halves.
         m = hc.get("mean_annotations_per_half", float("nan"))
@@ -906,7 +932,6 @@ def analyse(
                 ],
             },
         }
-        out["lag_curve"][name] = lag_curve(result, s)
     out["response_times"] = rt_analyses(result)
     out["scores"] = score_summary(result.scores)
     out["decay_alpha"] = decay_alpha_summary(result)
