@@ -14,6 +14,8 @@ run (numba's caches loaded, first-touch costs paid).
 With ``--reference DIR`` (a checkout of another commit, e.g. ``git archive main | tar -x -C
 DIR``), the same script runs on that code base too, the two processes in turn, and the table
 sets them side by side with their ratio: the "before" and "after" of docs/performance.md.
+Both read the released scores from ``$MEMSIM_DATA``, else from ``../shared/data`` beside this
+checkout (the reference's own default would look beside the reference).
 Timings are wall seconds on whatever machine this is; quote the ratios.
 """
 
@@ -138,6 +140,9 @@ def _child(repeats: int, threads: int) -> None:
 
 def _run(root: Path, repeats: int, threads: int) -> dict[str, list[float]]:
     env = {**os.environ, "PYTHONPATH": str(root)}
+    data = HERE.parent / "shared" / "data"  # this checkout's data, for the reference's run too
+    if "MEMSIM_DATA" not in env and data.is_dir():
+        env["MEMSIM_DATA"] = str(data)
     out = subprocess.run(
         [sys.executable, str(Path(__file__).resolve()), "--child", str(repeats), str(threads)],
         cwd=root,

@@ -460,3 +460,14 @@ def test_analyse_only_what_is_read_gives_the_same_numbers(mid):
         for costly in ("human_consistency", "annotation_consistency", "lag_curve"):
             wanted = costly in only or ("spearman_brown" in only and costly != "lag_curve")
             assert (costly in part) == wanted
+
+
+@FAST
+@given(seed=st.integers(0, 2**31), n=st.integers(1, 400), bins=st.integers(1, 10))
+def test_bin_sums_are_the_bincounts_bit_for_bit(seed, n, bins):
+    rng = np.random.default_rng(seed)
+    x = np.round(rng.random(n) * 10, int(rng.integers(0, 3)))  # values on and off the edges
+    h = (rng.random(n) < 0.6).astype(float)
+    edges = np.linspace(x.min(), x.max(), bins + 1)
+    for a, b in zip(C._bin_sums(edges, x, h), C._bin_sums_ref(edges, x, h)):
+        assert a.tobytes() == b.astype(a.dtype).tobytes()

@@ -600,6 +600,39 @@ def score_summary(scores: pd.DataFrame) -> dict:
 
 
 # --------------------------------------------------------------------------- lag, RT, truth
+@njit(cache=True)
+def _bin_sums(edges, x, h):
+    """Per bin of ``edges`` (the last one closed): count, sum of ``h``, sum of ``x``, each sum in
+    the order of ``x`` (``numpy.bincount`` of ``searchsorted(edges, x, "right") - 1``, clipped
+    to the bins, in one pass)."""
+    bins = edges.shape[0] - 1
+    n = np.zeros(bins, dtype=np.int64)
+    hs = np.zeros(bins)
+    xs = np.zeros(bins)
+    for i in range(x.shape[0]):
+        v = x[i]
+        b = 0
+        while b < bins and edges[b + 1] <= v:  # edges at or below v, less one
+            b += 1
+        if b > bins - 1:
+            b = bins - 1
+        n[b] += 1
+        hs[b] += h[i]
+        xs[b] += v
+    return n, hs, xs
+
+
+def _bin_sums_ref(edges, x, h):
+    """Plain numpy twin of :func:`_bin_sums`."""
+    bins = edges.shape[0] - 1
+    b = np.clip(np.searchsorted(edges, x, side="right") - 1, 0, bins - 1)
+    return (
+        np.bincount(b, minlength=bins),
+        np.bincount(b, weights=h, minlength=bins),
+        np.bincount(b, weights=x, minlength=bins),
+    )
+
+
 def lag_curve(result: ScoreResult, step: int, *, bins: int = 8) -> dict:
     """Hit rate against retention (the paper's Fig. 3): binned means and a least-squares line.
 
@@ -617,11 +650,10 @@ def lag_curve(result: ScoreResult, step: int, *, bins: int = 8) -> dict:
     xm, hm = x.mean(), h.mean()
     slope = float(((x - xm) * (h - hm)).sum() / ((x - xm) ** 2).sum())
     edges = np.linspace(x.min(), x.max(), bins + 1)
-    b = np.clip(np.searchsorted(edges, x, side="right") - 1, 0, bins - 1)
-    n = np.bincount(b, minlength=bins)
+    n, hits, xsum = _bin_sums(edges, x, h)
     with np.errstate(invalid="ignore", divide="ignore"):
-        rate = np.bincount(b, weights=h, minlength=bins) / n
-        xmean = np.bincount(b, weights=x, minlength=bins) / n
+        rate = hits / n
+        xmean = xsum / n
     rows = [
         {
             "lo": float(edges[i]),

@@ -236,13 +236,11 @@ def participant_stats(
     tab = _tally_rows(pcode, step, role, rep, resp, S, m, get_num_threads())
     cols = _count_columns(tab)
     present = np.flatnonzero(cols["presentations"] > 0)
-    st = pd.DataFrame(
-        {"participant": pids[present // S], "step": (present % S + 1).astype(np.int8)}
-    )
+    step_of = (present % S + 1).astype(np.int8)
     counts = {k: v[present].astype(np.int64) for k, v in cols.items()}
     lengths = np.array([s.length for s in protocol.steps], np.float64)
-    for k, v in _with_rates(counts, lengths[st["step"].to_numpy() - 1]).items():
-        st[k] = v
+    out = {"participant": pids[present // S], "step": step_of}
+    out.update(_with_rates(counts, lengths[step_of - 1]))
     order = [
         "participant",
         "step",
@@ -258,7 +256,7 @@ def participant_stats(
         "false_alarms",
         "false_alarm_rate",
     ]
-    return st[order]
+    return pd.DataFrame({k: out[k] for k in order})
 
 
 def apply_filters(stats: pd.DataFrame, protocol: Protocol) -> pd.DataFrame:
@@ -269,13 +267,13 @@ def apply_filters(stats: pd.DataFrame, protocol: Protocol) -> pd.DataFrame:
     """
     out = stats.copy()
     step = out["step"].to_numpy()
+    columns = {c: out[c].to_numpy() for c in out.columns}
     reason = np.full(len(out), "", dtype=object)
     for s, spec in enumerate(protocol.steps, start=1):
         rows = np.flatnonzero(step == s)
         if not len(rows):
             continue
-        sub = out.iloc[rows]
-        reason[rows] = first_failed({c: sub[c].to_numpy() for c in sub.columns}, spec.filters)
+        reason[rows] = first_failed({c: v[rows] for c, v in columns.items()}, spec.filters)
     out["kept"] = reason == ""
     out["reason"] = reason
     return out
