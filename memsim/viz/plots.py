@@ -19,15 +19,18 @@ from memsim.io import atomic_path
 __all__ = ["run_figures"]
 
 
-def _grid(nrows: int, ncols: int, figsize: tuple[float, float]):
-    """A figure with fixed margins: a layout engine costs a tenth of a second per figure.
+def _plt():
+    import matplotlib
 
-    A bare :class:`matplotlib.figure.Figure` (PNG through Agg when saved): pyplot's figure
-    manager and backend machinery are never imported, and nothing is left open to close."""
-    from matplotlib.figure import Figure
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
 
-    fig = Figure(figsize=figsize)
-    axes = fig.subplots(nrows, ncols, squeeze=False)
+    return plt
+
+
+def _grid(plt, nrows: int, ncols: int, figsize: tuple[float, float]):
+    """A figure with fixed margins: a layout engine costs a tenth of a second per figure."""
+    fig, axes = plt.subplots(nrows, ncols, figsize=figsize, squeeze=False)
     w, h = figsize
     fig.subplots_adjust(
         left=0.6 / w, right=1 - 0.2 / w, bottom=0.55 / h, top=1 - 0.65 / h, wspace=0.28, hspace=0.45
@@ -37,15 +40,15 @@ def _grid(nrows: int, ncols: int, figsize: tuple[float, float]):
 
 def _save(fig, path: Path) -> Path:
     with atomic_path(path) as tmp:
-        # the same pixels; zlib's fastest level encodes several times faster than the default
-        fig.savefig(tmp, dpi=100, format="png", pil_kwargs={"compress_level": 1})
+        fig.savefig(tmp, dpi=100, format="png")
     return path
 
 
 def fig_lag(summary: dict, out: Path) -> Path:
     """Fig. 3: hit rate vs retention, per step, with the fitted line."""
+    plt = _plt()
     steps = summary["steps"]
-    fig, axes = _grid(1, len(steps), figsize=(5 * len(steps), 3.8))
+    fig, axes = _grid(plt, 1, len(steps), figsize=(5 * len(steps), 3.8))
     for ax, name in zip(axes[0], steps):
         lc = summary["lag_curve"][name]
         bins = lc.get("bins", [])
@@ -78,14 +81,16 @@ def fig_lag(summary: dict, out: Path) -> Path:
         ax.grid(alpha=0.3)
     fig.suptitle("Fig. 3 (simulated): hit rate against the retention interval")
     path = _save(fig, out / "fig3_lag.png")
+    plt.close(fig)
     return path
 
 
 def fig_consistency(summary: dict, out: Path, references: dict | None = None) -> Path:
     """Fig. 4: annotation consistency vs annotations per video, with Spearman–Brown and the
     paper."""
+    plt = _plt()
     steps = summary["steps"]
-    fig, axes = _grid(1, len(steps), figsize=(5 * len(steps), 3.8))
+    fig, axes = _grid(plt, 1, len(steps), figsize=(5 * len(steps), 3.8))
     for ax, name in zip(axes[0], steps):
         ac = summary["annotation_consistency"][name]
         curve = pd.DataFrame(ac["curve"])
@@ -124,6 +129,7 @@ def fig_consistency(summary: dict, out: Path, references: dict | None = None) ->
         ax.grid(alpha=0.3)
     fig.suptitle("Fig. 4 (simulated): annotation consistency vs annotations per video")
     path = _save(fig, out / "fig4_consistency.png")
+    plt.close(fig)
     return path
 
 
@@ -137,10 +143,11 @@ def fig_st_lt(
     """Fig. 5: short-term vs long-term scores (and per-video mean RTs when given)."""
     if len(columns) < 2:
         return None
+    plt = _plt()
     a, b = columns[:2]
     ok = scores[a].notna() & scores[b].notna()
     ncols = 2 if video_rt is not None else 1
-    fig, axes = _grid(1, ncols, figsize=(5 * ncols, 4))
+    fig, axes = _grid(plt, 1, ncols, figsize=(5 * ncols, 4))
     ax = axes[0][0]
     ax.plot(scores.loc[ok, a], scores.loc[ok, b], "o", ms=1.5, alpha=0.25, color="C0", mew=0)
     refs = references or {}
@@ -167,6 +174,7 @@ def fig_st_lt(
         ax.grid(alpha=0.3)
     fig.suptitle("Fig. 5 (simulated): short-term vs long-term")
     path = _save(fig, out / "fig5_st_vs_lt.png")
+    plt.close(fig)
     return path
 
 
@@ -176,7 +184,8 @@ def fig_rt(
     """Fig. 6: per-video mean RT of correct recognitions against the score."""
     if video_rt is None:
         return None
-    fig, axes = _grid(1, len(columns), figsize=(5 * len(columns), 3.8))
+    plt = _plt()
+    fig, axes = _grid(plt, 1, len(columns), figsize=(5 * len(columns), 3.8))
 
     for j, (ax, col) in enumerate(zip(axes[0], columns)):
         x = scores[col].to_numpy(float)
@@ -193,6 +202,7 @@ def fig_rt(
         ax.grid(alpha=0.3)
     fig.suptitle("Fig. 6 (simulated): response time vs memorability")
     path = _save(fig, out / "fig6_rt.png")
+    plt.close(fig)
     return path
 
 
@@ -203,9 +213,10 @@ def fig_real_vs_sim(
     cols = [c for c in columns if c in real.columns]
     if not cols:
         return None
+    plt = _plt()
     from memsim.analysis.distributions import at_released_precision, ks_distance
 
-    fig, axes = _grid(2, len(cols), figsize=(5 * len(cols), 6.4))
+    fig, axes = _grid(plt, 2, len(cols), figsize=(5 * len(cols), 6.4))
     for j, col in enumerate(cols):
         s = np.sort(scores[col].dropna().to_numpy())
         r = np.sort(real[col].dropna().to_numpy())
@@ -227,6 +238,7 @@ def fig_real_vs_sim(
         ax.grid(alpha=0.3)
     fig.suptitle("Score distributions: simulated vs released")
     path = _save(fig, out / "scores_real_vs_sim.png")
+    plt.close(fig)
     return path
 
 
