@@ -171,3 +171,21 @@ def test_simulate_many_is_one_simulate_per_run(params):
         for c, v in cols.items():
             w = want[c].cat.codes.to_numpy() if c == "role" else want[c].to_numpy()
             assert v.tobytes() == w.tobytes(), c
+
+
+def test_write_simulation_writes_what_is_asked(params, tmp_path):
+    import pandas as pd
+
+    from memsim.errors import UserError
+    from memsim.sim.simulate import simulate, write_simulation
+
+    sim = simulate(load_protocol(ROOT / "protocols" / "videomem.yaml"), params, seed=1, scale=0.02)
+    paths = write_simulation(sim, tmp_path / "a", tables=("trials",), compression="lz4")
+    assert [p.name for p in paths] == ["trials.parquet"]
+    assert sorted(p.name for p in (tmp_path / "a").iterdir()) == ["trials.parquet"]
+    back = pd.read_parquet(paths[0])
+    pd.testing.assert_frame_equal(back, sim.trials)
+    with pytest.raises(UserError, match="codec"):
+        write_simulation(sim, tmp_path / "b", compression="brotli")
+    with pytest.raises(UserError, match="table"):
+        write_simulation(sim, tmp_path / "c", tables=("trial",))

@@ -968,35 +968,60 @@ def simulate(
     return simulate_arrays(prepare(protocol, scale), params, seed, progress).to_simulation()
 
 
-def write_table(df: pd.DataFrame, path: str | os.PathLike[str]) -> None:
+PARQUET_CODECS = ("snappy", "lz4", "zstd", "gzip", "none")
+
+
+def write_table(
+    df: pd.DataFrame, path: str | os.PathLike[str], compression: str = "snappy"
+) -> None:
+    """Write ``df`` as Parquet at ``path``, atomically.
+
+    ``compression``: snappy (the default: ``memsim run``'s files keep their bytes), or lz4, the
+    fastest codec measured on the main job's trial table and a little smaller, zstd (a third
+    smaller, slower), gzip or none (``benchmarks/bench_parquet.py``, docs/performance.md).
+    """
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     from memsim.io import atomic_path
 
+    if compression not in PARQUET_CODECS:
+        known = ", ".join(PARQUET_CODECS)
+        raise UserError(f"unknown Parquet codec {compression!r} (known: {known})")
     with atomic_path(path) as tmp:
         # dictionary-encode only the categorical column: a third faster to write
         dict_cols = [c for c in df.columns if isinstance(df[c].dtype, pd.CategoricalDtype)]
         pq.write_table(
             pa.Table.from_pandas(df, preserve_index=False),
             tmp,
+            compression=compression,
             use_dictionary=dict_cols or False,
             write_statistics=False,
         )
 
 
-def write_simulation(sim: Simulation, out: str | os.PathLike[str]) -> list[Path]:
-    """Write trials/videos/participants Parquet files into ``out`` (each atomically)."""
+SIMULATION_TABLES = ("trials", "videos", "participants")
+
+
+def write_simulation(
+    sim: Simulation,
+    out: str | os.PathLike[str],
+    tables: tuple[str, ...] = SIMULATION_TABLES,
+    compression: str = "snappy",
+) -> list[Path]:
+    """Write the ``tables`` asked for (default all: trials, videos, participants) as Parquet into
+    ``out``, each atomically; the paths written."""
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise UserError("output exists and is not a directory", path=out)
+    unknown = [t for t in tables if t not in SIMULATION_TABLES]
+    if unknown:
+        raise UserError(
+            f"unknown table {unknown[0]!r} (known: {', '.join(SIMULATION_TABLES)})", path=out
+        )
     paths = []
-    for name, df in (
-        ("trials", sim.trials),
-        ("videos", sim.videos),
-        ("participants", sim.participants),
-    ):
+    for name in tables:
         p = out / f"{name}.parquet"
-        write_table(df, p)
+        write_table(getattr(sim, name), p, compression)
         paths.append(p)
     return paths
