@@ -135,6 +135,8 @@ def role_codes(col) -> np.ndarray:
     if isinstance(col, np.ndarray) and col.dtype.kind in "iu":
         return col
     if isinstance(col.dtype, pd.CategoricalDtype):
+        if tuple(col.cat.categories) == ROLES:  # already in ROLES order: the codes are the roles
+            return col.cat.codes.to_numpy()
         lut = np.array(
             [ROLES.index(c) if c in ROLES else -1 for c in col.cat.categories] + [-1], np.int8
         )
@@ -143,11 +145,11 @@ def role_codes(col) -> np.ndarray:
 
 
 @njit(cache=True)
-def _sorted_codes(values):
-    """Dense codes of integers in non-decreasing order, in one pass: ``(codes, uniques,
-    n_unique)``; ``n_unique`` is -1 (the rest unfinished) as soon as a value decreases."""
+def _sorted_codes(values, codes):
+    """Dense codes of integers in non-decreasing order into ``codes``, in one pass: ``(codes,
+    uniques, n_unique)``; ``n_unique`` is -1 (the rest unfinished) as soon as a value
+    decreases."""
     n = values.shape[0]
-    codes = np.empty(n, dtype=np.int64)
     uniques = np.empty_like(values)
     c = 0
     codes[0] = 0
@@ -169,7 +171,8 @@ def dense_codes(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     by participant, as the simulator writes it) are coded by one pass over their changes, and
     small non-negative ids (stimulus ids) through a table of the ids present."""
     if values.dtype.kind in "iu" and len(values) > 1:
-        codes, uniques, n_unique = _sorted_codes(values)
+        # the output made by numpy, whose large blocks get huge pages: fewer page faults
+        codes, uniques, n_unique = _sorted_codes(values, np.empty(len(values), np.int64))
         if n_unique >= 0:
             return codes, uniques
         lo, hi = int(values.min()), int(values.max())

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
-from numba import get_num_threads, njit, prange
+from numba import njit
 
 from memsim import _jitcache  # noqa: F401  (drops numba caches older than the sources)
 from memsim.analysis.filters import (
@@ -299,55 +299,32 @@ class ScoreResult:
         )
 
 
-@njit(cache=True, parallel=True)
-def _kept_rows(pcode, step, role, repeat, response, kept_g, S, threads=1):
+@njit(cache=True)
+def _kept_rows(pcode, step, role, repeat, response, kept_g, S, n_tests, n_alarms):
     """Rows of kept participant-steps that scoring reads: the recognition tests (repeat, role
-    target) and the false alarms (a press at a first showing), each in table order (chunks of
-    rows in parallel: counted, then filled at their offsets)."""
-    n = pcode.shape[0]
-    chunks = max(1, min(threads, n // 65536))
-    counts = np.zeros((chunks + 1, 2), dtype=np.int64)
-    for c in prange(chunks):
-        m = 0
-        f = 0
-        for i in range(c * n // chunks, (c + 1) * n // chunks):
-            if kept_g[pcode[i] * S + step[i] - 1]:
-                if repeat[i]:
-                    if role[i] == _TARGET:
-                        m += 1
-                elif response[i]:
-                    f += 1
-        counts[c + 1, 0] = m
-        counts[c + 1, 1] = f
-    for c in range(chunks):
-        counts[c + 1] += counts[c]
-    tests = np.empty(counts[chunks, 0], dtype=np.int64)
-    alarms = np.empty(counts[chunks, 1], dtype=np.int64)
-    for c in prange(chunks):
-        m = counts[c, 0]
-        f = counts[c, 1]
-        for i in range(c * n // chunks, (c + 1) * n // chunks):
-            if kept_g[pcode[i] * S + step[i] - 1]:
-                if repeat[i]:
-                    if role[i] == _TARGET:
-                        tests[m] = i
-                        m += 1
-                elif response[i]:
-                    alarms[f] = i
-                    f += 1
+    target) and the false alarms (a press at a first showing), each in table order, in one
+    pass (``n_tests`` and ``n_alarms``, known from the tally, size the outputs)."""
+    tests = np.empty(n_tests, dtype=np.int64)
+    alarms = np.empty(n_alarms, dtype=np.int64)
+    m = 0
+    f = 0
+    for i in range(pcode.shape[0]):
+        if kept_g[pcode[i] * S + step[i] - 1]:
+            if repeat[i]:
+                if role[i] == _TARGET:
+                    tests[m] = i
+                    m += 1
+            elif response[i]:
+                alarms[f] = i
+                f += 1
     return tests, alarms
 
 
 @njit(cache=True)
-def _gather_tests(rows, pcode, response, lag, delay, rt):
-    """The columns of :class:`Tests` at ``rows``, in one pass: participant code, hit (0/1),
-    lag (NaN where -1), delay and response time as float64."""
+def _gather_tests(rows, pcode, response, lag, delay, rt, part, hit, lg, dl, r):
+    """The columns of :class:`Tests` at ``rows`` into ``part`` .. ``r``, in one pass:
+    participant code, hit (0/1), lag (NaN where -1), delay and response time as float64."""
     n = rows.shape[0]
-    part = np.empty(n, dtype=np.int64)
-    hit = np.empty(n)
-    lg = np.empty(n)
-    dl = np.empty(n)
-    r = np.empty(n)
     for j in range(n):
         i = rows[j]
         part[j] = pcode[i]
@@ -420,7 +397,18 @@ def score(trials, protocol: Protocol, *, validate: bool = True) -> ScoreResult:
     rep = column(trials, "repeat")
     resp = column(trials, "response")
     # the kept recognition tests: rows of kept participant-steps with role target and repeat
-    idx, fa_rows = _kept_rows(pcode, step, role, rep, resp, kept_g, S, get_num_threads())
+    kept_stats = stats[stats["kept"].to_numpy()]
+    idx, fa_rows = _kept_rows(
+        pcode,
+        step,
+        role,
+        rep,
+        resp,
+        kept_g,
+        S,
+        int(kept_stats["target_tests"].sum()),
+        int(kept_stats["false_alarms"].sum()),
+    )
     vcode_all, vids = dense_codes(column(trials, "video")[idx])
     V = len(vids)
 
@@ -441,7 +429,10 @@ def score(trials, protocol: Protocol, *, validate: bool = True) -> ScoreResult:
             order = np.lexsort((qq, pp))
             ii = ii[order]
             vv = vcode_all[sel][order]
-        part, hit, lag, delay, rt = _gather_tests(ii, pcode, resp, lag_all, delay_all, rt_all)
+        # outputs made by numpy, whose large blocks get huge pages: fewer page faults
+        part = np.empty(len(ii), np.int64)
+        hit, lag, delay, rt = (np.empty(len(ii)) for _ in range(4))
+        _gather_tests(ii, pcode, resp, lag_all, delay_all, rt_all, part, hit, lag, delay, rt)
         t = Tests(step=s, participant=part, video=vv, hit=hit, lag=lag, delay_s=delay, rt_s=rt)
         tests.append(t)
         corr = spec.scoring.correction
