@@ -502,3 +502,20 @@ def test_row_tally_is_the_bincount(seed):
     a = _tally_rows(pcode, step, role, repeat, response, S, P * S)
     b = _tally_reference(pcode, step, role, repeat, response, S, P * S)
     assert np.array_equal(a, b)
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.integers(0, 2**31))
+def test_kept_rows_are_the_masks(seed):
+    from memsim.analysis.scoring import _kept_rows, _kept_rows_reference
+
+    rng = np.random.default_rng(seed)
+    n, P, S = int(rng.integers(0, 300)), int(rng.integers(1, 20)), int(rng.integers(1, 4))
+    pcode = rng.integers(0, P, n)
+    step = rng.integers(1, S + 1, n).astype(np.int8)
+    role = rng.integers(0, 3, n).astype(np.int8)
+    repeat, response = rng.random(n) < 0.4, rng.random(n) < 0.5
+    kept_g = rng.random(P * S) < 0.7
+    want = _kept_rows_reference(pcode, step, role, repeat, response, kept_g, S)
+    got = _kept_rows(pcode, step, role, repeat, response, kept_g, S, len(want[0]), len(want[1]))
+    assert all(np.array_equal(a, b) for a, b in zip(got, want))
