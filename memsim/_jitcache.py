@@ -23,6 +23,8 @@ from pathlib import Path
 JIT_MODULES = (
     "rng",
     "analysis/consistency",
+    "analysis/filters",
+    "analysis/scoring",
     "sim/campaign",
     "sim/forgetting",
     "sim/kernel",

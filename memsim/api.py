@@ -232,6 +232,7 @@ def run(
     data: PathLike | None = None,
     out: PathLike | None = None,
     figures: bool = True,
+    figure_formats: str | Sequence[str] | None = None,
     progress: ProgressCallback | None = None,
 ) -> RunResult:
     """The main job: simulate, score like a real log, analyse, compare with the paper.
@@ -239,14 +240,23 @@ def run(
     Returns a :class:`memsim.study.run.RunResult`: ``.table`` (the comparison, a DataFrame),
     ``.scores``, ``.analysis``, ``.trials``, ``.simulation``; ``.save(folder)`` writes every
     output and ``.figures(folder)`` draws the paper's figures. With ``out`` the outputs are
-    written while the analyses run (as ``memsim run`` does).
+    written while the analyses run (as ``memsim run`` does), and the folder appears whole;
+    ``figure_formats`` (``"svg"``, ``"pdf"``) are drawn beside each PNG.
     """
     from memsim.study.run import run_study
 
     proto = load_protocol(protocol)
     p = params_for(proto, params)[0]
     return run_study(
-        proto, p, seed=seed, scale=scale, data=data, out=out, figures=figures, progress=progress
+        proto,
+        p,
+        seed=seed,
+        scale=scale,
+        data=data,
+        out=out,
+        figures=figures,
+        figure_formats=figure_formats,
+        progress=progress,
     )
 
 
@@ -268,13 +278,18 @@ def calibrate(
     polish: int = 0,
     polish_seeds: Sequence[int] | None = None,
     resume: bool = False,
+    force: bool = False,
     name: str | None = None,
     bins: str = "raw",
     progress: ProgressCallback | None = None,
 ) -> Calibration:
     """Fit a parameter set to the study's targets and released scores (simulated moments),
     writing it to ``out`` (:class:`memsim.fit.calibrate.Calibration`). See
-    ``docs/calibration.md`` for the method and ``memsim calibrate --help`` for each option."""
+    ``docs/calibration.md`` for the method and ``memsim calibrate --help`` for each option.
+
+    ``budget`` counts candidates, those replayed from the log of an interrupted fit included;
+    ``resume`` continues that fit from its evaluation log, ``force`` starts over and replaces
+    it (without either, an existing log is a :class:`memsim.errors.UserError`)."""
     from memsim.data import released_scores
     from memsim.errors import UserError
     from memsim.fit.calibrate import calibrate_to_file
@@ -317,6 +332,7 @@ def calibrate(
         polish=polish,
         polish_seeds=polish_seeds,
         resume=resume,
+        force=force,
         name=name,
         bins=bins,
         on_eval=on_eval if progress is not None else None,
@@ -340,13 +356,14 @@ def recover(
     log goes to ``out/recovery.evals.jsonl``."""
     from memsim.errors import UserError
     from memsim.fit.recover import recover as run_recovery
+    from memsim.io import make_dirs
 
     proto = load_protocol(protocol)
     t = load_targets(targets, protocol=proto)
     if t is None:
         raise UserError(f"no targets file for protocol {proto.name!r}; pass targets=")
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    make_dirs(out)
     return run_recovery(
         proto,
         params_for(proto, truth)[0],
@@ -377,13 +394,30 @@ def sweep(
     *,
     workers: int = 1,
     scheduler: str | None = None,
+    allow_large: bool = False,
+    connect_timeout: float = 10.0,
+    tls: dict | None = None,
     progress: ProgressCallback | None = None,
 ) -> SweepResult:
     """Run (or resume) a what-if study file into ``out`` (:class:`memsim.study.sweep.SweepResult`;
-    ``.results`` is the tidy results table, one row per cell and replicate)."""
+    ``.results`` is the tidy results table, one row per cell and replicate).
+
+    ``scheduler``: a Dask scheduler's address (``tcp://`` or ``tls://``; ``tls`` then holds
+    ``tls_ca_file``, ``tls_client_cert``, ``tls_client_key``), given up on after
+    ``connect_timeout`` seconds. More than :data:`memsim.limits.MAX_RUNS` runs need
+    ``allow_large`` (docs/limits.md)."""
     from memsim.study.sweep import run_sweep
 
-    return run_sweep(study, out, workers=workers, scheduler=scheduler, progress=progress)
+    return run_sweep(
+        study,
+        out,
+        workers=workers,
+        scheduler=scheduler,
+        allow_large=allow_large,
+        connect_timeout=connect_timeout,
+        tls=tls,
+        progress=progress,
+    )
 
 
 def report(sweep_dir: PathLike, *, figures: bool = True) -> SweepReport:

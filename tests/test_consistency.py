@@ -60,6 +60,66 @@ def test_shuffle_kernel_matches_reference_bit_for_bit(seed, counts):
         assert sorted(a[s : s + c]) == list(range(s, s + c))
 
 
+@FAST
+@given(
+    st.lists(
+        st.one_of(
+            st.integers(-3, 40).map(float),
+            st.floats(-1e6, 1e6, allow_nan=False, allow_infinity=False),
+            st.sampled_from([0.0, -0.0, 0.5, 1.0]),
+        ),
+        max_size=300,
+    )
+)
+def test_radix_ranks_are_the_argsort_ranks_bit_for_bit(values):
+    x = np.array(values, np.float64)
+    out = np.empty(len(x))
+    C._ranks_into(x, out)
+    assert out.tobytes() == C._rank_reference(x).tobytes()
+
+
+@FAST
+@given(seed=st.integers(0, 2**31), n=st.integers(0, 300), k=st.integers(1, 20))
+def test_prefix_and_half_sums_match_numpy_bit_for_bit(seed, n, k):
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(n)
+    hit = (rng.random(n) < 0.7).astype(float)
+    lag = np.log(rng.integers(1, 100, n).astype(float)) - 2.0  # negative x: -0.0 products
+    c = C._prefix_sums(order, hit, lag)
+    assert c.tobytes() == C._prefix_sums_ref(order, hit, lag).tobytes()
+    starts = (
+        np.arange(0, max(n - 2 * k, 0) + 1, 3, dtype=np.int64)
+        if n >= 2 * k
+        else np.zeros(0, np.int64)
+    )
+    kk = np.full(len(starts), k, np.int64)
+    got = C._half_sums(c, starts, kk)
+    for h, (lo, hi) in enumerate(((starts, starts + kk), (starts + kk, starts + 2 * kk))):
+        assert got[h, 0].tobytes() == kk.astype(np.float64).tobytes()
+        for j in range(4):
+            assert got[h, j + 1].tobytes() == (c[hi, j] - c[lo, j]).tobytes()
+
+
+@FAST
+@given(seed=st.integers(0, 2**31), n=st.integers(0, 500), V=st.integers(1, 40))
+def test_counting_order_is_the_stable_argsort(seed, n, V):
+    keys = np.random.default_rng(seed).integers(0, V, n)
+    assert np.array_equal(C._stable_order(keys, V), np.argsort(keys, kind="stable"))
+
+
+def test_spearman_many_is_pearson_on_argsort_ranks_bit_for_bit():
+    rng = np.random.default_rng(3)
+    pairs = [(rng.random(n), rng.integers(0, 5, n).astype(float)) for n in (0, 2, 5, 50, 400)]
+    pairs.append((np.array([1.0, np.nan, 3.0, 4.0, 2.0]), np.array([2.0, 1.0, np.inf, 0.5, 3.0])))
+    got = C.spearman_many(pairs)
+    for g, (a, b) in zip(got, pairs):
+        ok = np.isfinite(a) & np.isfinite(b)
+        if ok.sum() < 3:
+            assert np.isnan(g)
+        else:
+            assert g == C.pearson(C._rank_reference(a[ok]), C._rank_reference(b[ok]))
+
+
 @pytest.mark.filterwarnings("ignore::scipy.stats.ConstantInputWarning")
 @FAST
 @given(
@@ -374,3 +434,30 @@ def test_scores_command_on_released_file(capsys, real_data):
     assert main(["scores", str(real_data / "videomem" / "ground-truth_dev-set.csv")]) == 0
     out = capsys.readouterr().out
     assert "7,000 videos" in out and "Spearman 0.305" in out
+
+
+def test_analyse_only_what_is_read_gives_the_same_numbers(mid):
+    """A study that reads a few statistics skips the costly analyses it does not read; what is
+    computed is the same number as in the full analysis (each analysis has its own stream)."""
+    trials, truth, proto, res = mid
+    full = C.analyse(res, truth=truth, seed=5).statistics()
+    for only in ({"human_consistency", "mean_score"}, {"spearman_brown"}, {"lag_curve"}, set()):
+        part = C.analyse(res, truth=truth, seed=5, only=only)
+        got = part.statistics()
+        assert got and all(
+            full[k] == v or (np.isnan(full[k]) and np.isnan(v)) for k, v in got.items()
+        )
+        for costly in ("human_consistency", "annotation_consistency", "lag_curve"):
+            wanted = costly in only or ("spearman_brown" in only and costly != "lag_curve")
+            assert (costly in part) == wanted
+
+
+@FAST
+@given(seed=st.integers(0, 2**31), n=st.integers(1, 400), bins=st.integers(1, 10))
+def test_bin_sums_are_the_bincounts_bit_for_bit(seed, n, bins):
+    rng = np.random.default_rng(seed)
+    x = np.round(rng.random(n) * 10, int(rng.integers(0, 3)))  # values on and off the edges
+    h = (rng.random(n) < 0.6).astype(float)
+    edges = np.linspace(x.min(), x.max(), bins + 1)
+    for a, b in zip(C._bin_sums(edges, x, h), C._bin_sums_ref(edges, x, h)):
+        assert a.tobytes() == b.astype(a.dtype).tobytes()

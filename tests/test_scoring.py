@@ -521,3 +521,54 @@ def test_validate_false_accepts_any_role_encoding():
     ):
         got = score(trials.assign(role=roles), proto, validate=False).scores
         pd.testing.assert_frame_equal(got, want)
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.integers(-5, 60), max_size=200), st.booleans())
+def test_dense_code_shortcuts_give_the_factorize_codes(values, sort):
+    """Sorted ids and small non-negative ids take shortcuts; the codes are factorize's."""
+    from memsim.analysis.filters import dense_codes
+
+    for dtype in (np.int64, np.int32):
+        v = np.array(sorted(values) if sort else values, dtype=dtype)
+        codes, uniq = dense_codes(v)
+        c, u = pd.factorize(v)
+        order = np.argsort(u, kind="stable")
+        rank = np.empty(len(u), np.int64)
+        rank[order] = np.arange(len(u))
+        want_codes, want_uniq = rank[c], np.asarray(u)[order]
+        assert codes.dtype == want_codes.dtype and np.array_equal(codes, want_codes)
+        assert uniq.dtype == want_uniq.dtype and np.array_equal(uniq, want_uniq)
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.integers(0, 2**31))
+def test_row_tally_is_the_bincount(seed):
+    from memsim.analysis.filters import _tally_reference, _tally_rows
+
+    rng = np.random.default_rng(seed)
+    n, P, S = int(rng.integers(0, 300)), int(rng.integers(1, 20)), int(rng.integers(1, 4))
+    pcode = rng.integers(0, P, n)
+    step = rng.integers(1, S + 1, n).astype(np.int8)
+    role = rng.integers(0, 3, n).astype(np.int8)
+    repeat, response = rng.random(n) < 0.4, rng.random(n) < 0.5
+    a = _tally_rows(pcode, step, role, repeat, response, S, P * S)
+    b = _tally_reference(pcode, step, role, repeat, response, S, P * S)
+    assert np.array_equal(a, b)
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.integers(0, 2**31))
+def test_kept_rows_are_the_masks(seed):
+    from memsim.analysis.scoring import _kept_rows, _kept_rows_reference
+
+    rng = np.random.default_rng(seed)
+    n, P, S = int(rng.integers(0, 300)), int(rng.integers(1, 20)), int(rng.integers(1, 4))
+    pcode = rng.integers(0, P, n)
+    step = rng.integers(1, S + 1, n).astype(np.int8)
+    role = rng.integers(0, 3, n).astype(np.int8)
+    repeat, response = rng.random(n) < 0.4, rng.random(n) < 0.5
+    kept_g = rng.random(P * S) < 0.7
+    want = _kept_rows_reference(pcode, step, role, repeat, response, kept_g, S)
+    got = _kept_rows(pcode, step, role, repeat, response, kept_g, S, len(want[0]), len(want[1]))
+    assert all(np.array_equal(a, b) for a, b in zip(got, want))

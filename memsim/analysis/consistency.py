@@ -15,11 +15,12 @@ simulator. Definitions: ``docs/consistency.md``.
 
 from __future__ import annotations
 
+import math
 import warnings
 
 import numpy as np
 import pandas as pd
-from numba import njit
+from numba import njit, prange
 
 from memsim import _jitcache  # noqa: F401  (drops numba caches older than the sources)
 from memsim.analysis.scoring import (
@@ -36,6 +37,7 @@ from memsim.rng import PyStream, next_below, stream_key
 
 __all__ = [
     "spearman",
+    "spearman_many",
     "pearson",
     "spearman_brown",
     "human_consistency",
@@ -59,13 +61,16 @@ _HUMAN, _ANNOT = 1, 2  # SeedSequence purposes
 
 # --------------------------------------------------------------------------- correlations
 def _rank(x: np.ndarray) -> np.ndarray:
-    """Average ranks (ties share the mean rank), as Spearman's rho needs."""
-    if len(x) and x.min() >= 0 and x.max() <= 4 * len(x) and (x == np.floor(x)).all():
-        # small non-negative integers (hit counts): counting sort, no comparison sort
-        c = np.bincount(x.astype(np.int64))
-        before = np.cumsum(c) - c
-        return (before + (c + 1) / 2.0)[x.astype(np.int64)] - 1.0
-    order = np.argsort(x)  # ties are averaged below, so an unstable sort is fine (and 4x faster)
+    """Average ranks (ties share the mean rank), as Spearman's rho needs (finite values)."""
+    x = np.ascontiguousarray(x, dtype=np.float64)
+    out = np.empty(len(x))
+    _ranks_into(x, out)
+    return out
+
+
+def _rank_reference(x: np.ndarray) -> np.ndarray:
+    """Plain numpy twin of :func:`_ranks_into` (an argsort; ties averaged)."""
+    order = np.argsort(x, kind="stable")
     xs = x[order]
     new = np.empty(len(x), bool)
     new[:1] = True
@@ -77,6 +82,124 @@ def _rank(x: np.ndarray) -> np.ndarray:
     r = np.empty(len(x), np.float64)
     r[order] = avg[grp]
     return r
+
+
+_SIGN = np.uint64(1 << 63)
+_DIGIT = np.uint64(2047)  # 11-bit digits: six passes cover 64 bits
+
+
+@njit(cache=True)
+def _ranks_into(x, out):
+    """Average ranks of ``x`` (finite float64) into ``out``.
+
+    Small non-negative integers (hit counts) by a counting sort; anything else by an LSD radix
+    sort of the IEEE-754 bit patterns turned into unsigned keys that order as the values do
+    (a pass is skipped when every key has the same digit there). Ranks are exact half-integers,
+    so they are the same, bit for bit, as an argsort's (:func:`_rank_reference`).
+    """
+    n = x.shape[0]
+    if n == 0:
+        return
+    small = True
+    top = 0.0
+    for i in range(n):
+        v = x[i]
+        if not (v >= 0.0 and v == math.floor(v)):
+            small = False
+            break
+        if v > top:
+            top = v
+    if small and top <= 4.0 * n:
+        c = np.zeros(int(top) + 1, np.int64)
+        for i in range(n):
+            c[int(x[i])] += 1
+        before = 0
+        avg = np.empty(c.shape[0])
+        for v in range(c.shape[0]):
+            avg[v] = before + (c[v] - 1) / 2.0
+            before += c[v]
+        for i in range(n):
+            out[i] = avg[int(x[i])]
+        return
+    bits = x.view(np.uint64)
+    keys = np.empty(n, np.uint64)
+    for i in range(n):
+        u = bits[i]
+        if u == _SIGN:  # -0.0 ties with 0.0
+            u = np.uint64(0)
+        keys[i] = ~u if u & _SIGN else u | _SIGN
+    idx = np.arange(n)
+    keys2 = np.empty(n, np.uint64)
+    idx2 = np.empty(n, np.int64)
+    cnt = np.empty(2049, np.int64)
+    for p in range(6):
+        shift = np.uint64(11 * p)
+        cnt[:] = 0
+        for i in range(n):
+            cnt[((keys[i] >> shift) & _DIGIT) + np.uint64(1)] += 1
+        if cnt.max() == n:  # every key has the same digit here: nothing to reorder
+            continue
+        for b in range(2048):
+            cnt[b + 1] += cnt[b]
+        for i in range(n):
+            d = (keys[i] >> shift) & _DIGIT
+            j = cnt[d]
+            cnt[d] = j + 1
+            keys2[j] = keys[i]
+            idx2[j] = idx[i]
+        keys, keys2 = keys2, keys
+        idx, idx2 = idx2, idx
+    i = 0
+    while i < n:
+        j = i
+        while j + 1 < n and keys[j + 1] == keys[i]:
+            j += 1
+        a = (i + j) / 2.0
+        for q in range(i, j + 1):
+            out[idx[q]] = a
+        i = j + 1
+
+
+@njit(cache=True, parallel=True)
+def _ranks_flat(x, bounds, out):
+    """:func:`_ranks_into` of each segment ``x[bounds[i]:bounds[i + 1]]``, segments in
+    parallel."""
+    for i in prange(bounds.shape[0] - 1):
+        _ranks_into(x[bounds[i] : bounds[i + 1]], out[bounds[i] : bounds[i + 1]])
+
+
+def _centred_pearson(a: np.ndarray, b: np.ndarray) -> float:
+    """:func:`pearson` of two all-finite vectors of one length (the same arithmetic)."""
+    a, b = a - a.mean(), b - b.mean()
+    den = np.sqrt((a * a).sum() * (b * b).sum())
+    return float((a * b).sum() / den) if den > 0 else float("nan")
+
+
+def spearman_many(pairs: list[tuple[np.ndarray, np.ndarray]]) -> np.ndarray:
+    """:func:`spearman` of each pair ``(a, b)``, the ranking of every vector done in one parallel
+    call: the same numbers as one :func:`spearman` per pair."""
+    out = np.full(len(pairs), np.nan)
+    segs, which = [], []
+    for i, (a, b) in enumerate(pairs):
+        a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+        ok = np.isfinite(a) & np.isfinite(b)
+        if ok.sum() < 3:
+            continue
+        if ok.all():
+            segs += [a, b]
+        else:
+            segs += [a[ok], b[ok]]
+        which.append(i)
+    if not segs:
+        return out
+    bounds = np.zeros(len(segs) + 1, np.int64)
+    np.cumsum([len(v) for v in segs], out=bounds[1:])
+    ranks = np.empty(int(bounds[-1]))
+    _ranks_flat(np.concatenate(segs), bounds, ranks)
+    for j, i in enumerate(which):
+        lo, mid, hi = bounds[2 * j], bounds[2 * j + 1], bounds[2 * j + 2]
+        out[i] = _centred_pearson(ranks[lo:mid], ranks[mid:hi])
+    return out
 
 
 def pearson(a: np.ndarray, b: np.ndarray) -> float:
@@ -96,7 +219,7 @@ def spearman(a: np.ndarray, b: np.ndarray) -> float:
     ok = np.isfinite(a) & np.isfinite(b)
     if ok.sum() < 3:
         return float("nan")
-    return pearson(_rank(a[ok]), _rank(b[ok]))
+    return float(spearman_many([(a[ok], b[ok])])[0])
 
 
 def spearman_brown(r: float | np.ndarray, k: float | np.ndarray) -> float | np.ndarray:
@@ -106,6 +229,17 @@ def spearman_brown(r: float | np.ndarray, k: float | np.ndarray) -> float | np.n
     return float(out) if np.ndim(out) == 0 else out
 
 
+def _unique(x: np.ndarray) -> np.ndarray:
+    """``numpy.unique`` of integers, by one pass when they are sorted already (the tests are,
+    by participant)."""
+    if len(x) > 1 and (x[1:] >= x[:-1]).all():
+        keep = np.empty(len(x), bool)
+        keep[0] = True
+        np.not_equal(x[1:], x[:-1], out=keep[1:])
+        return x[keep]
+    return np.unique(x)
+
+
 def _rng(seed: int, purpose: int, step: int) -> np.random.Generator:
     return np.random.default_rng(np.random.SeedSequence([int(seed), purpose, int(step)]))
 
@@ -113,8 +247,11 @@ def _rng(seed: int, purpose: int, step: int) -> np.random.Generator:
 # --------------------------------------------------------------------------- kernels
 @njit(cache=True)
 def _group_sums_kernel(video, group, hit, lag, n_groups, n_videos):
-    """Per group and video: count, sum hit, sum lag, sum lag^2, sum lag*hit; group < 0 skipped."""
-    out = np.zeros((n_groups, 5, n_videos))
+    """Per group and video: count, sum hit, sum lag, sum lag^2, sum lag*hit; group < 0 skipped.
+
+    Returns float64[n_groups, 5, n_videos]. The sums are kept per (group, video) side by side
+    while they are made (one cache line per annotation), each in annotation order."""
+    acc = np.zeros((n_groups, n_videos, 5))
     for i in range(len(video)):
         g = group[i]
         if g < 0:
@@ -122,12 +259,26 @@ def _group_sums_kernel(video, group, hit, lag, n_groups, n_videos):
         v = video[i]
         h = hit[i]
         x = lag[i]
-        out[g, 0, v] += 1.0
-        out[g, 1, v] += h
-        out[g, 2, v] += x
-        out[g, 3, v] += x * x
-        out[g, 4, v] += x * h
+        acc[g, v, 0] += 1.0
+        acc[g, v, 1] += h
+        acc[g, v, 2] += x
+        acc[g, v, 3] += x * x
+        acc[g, v, 4] += x * h
+    out = np.empty((n_groups, 5, n_videos))
+    for g in range(n_groups):
+        for v in range(n_videos):
+            for j in range(5):
+                out[g, j, v] = acc[g, v, j]
     return out
+
+
+@njit(cache=True, parallel=True)
+def _split_sums(video, pslot, grps, hit, lag, out):
+    """:func:`_group_sums_kernel` of each split ``grps[i]`` (participant slot -> half) into
+    ``out[i]`` (float64[n_splits, 2, 5, V]), the splits in parallel."""
+    V = out.shape[3]
+    for i in prange(grps.shape[0]):
+        out[i] = _group_sums_kernel(video, grps[i][pslot], hit, lag, 2, V)
 
 
 def _group_sums_ref(video, group, hit, lag, n_groups, n_videos):
@@ -167,6 +318,66 @@ def _shuffle_within_ref(order, starts, counts, state):
     return order
 
 
+@njit(cache=True)
+def _prefix_sums(order, hit, lag):
+    """Running sums of hit, lag, lag^2 and lag*hit over the annotations in ``order``, each with
+    a leading 0 (float64[n + 1, 4], the four side by side): ``numpy.cumsum`` of each, one
+    addition after the other."""
+    n = order.shape[0]
+    c = np.zeros((n + 1, 4))
+    for i in range(n):
+        o = order[i]
+        h = hit[o]
+        x = lag[o]
+        w = (h, x, x * x, x * h)
+        for j in range(4):
+            c[i + 1, j] = w[j] if i == 0 else c[i, j] + w[j]
+    return c
+
+
+def _prefix_sums_ref(order, hit, lag):
+    """Plain numpy twin of :func:`_prefix_sums`."""
+    return np.stack(
+        [np.concatenate([[0.0], np.cumsum(w[order])]) for w in (hit, lag, lag * lag, lag * hit)],
+        axis=1,
+    )
+
+
+@njit(cache=True)
+def _half_sums(c, starts, k):
+    """The sums of two halves of each video's annotations, from running sums ``c``
+    (:func:`_prefix_sums`): the first ``k`` from ``starts`` and the ``k`` after them.
+    float64[2, 5, m]: count, hit, lag, lag^2, lag*hit."""
+    m = starts.shape[0]
+    out = np.empty((2, 5, m))
+    for i in range(m):
+        a0 = starts[i]
+        a1 = a0 + k[i]
+        a2 = a1 + k[i]
+        out[0, 0, i] = k[i]
+        out[1, 0, i] = k[i]
+        for j in range(4):
+            out[0, j + 1, i] = c[a1, j] - c[a0, j]
+            out[1, j + 1, i] = c[a2, j] - c[a1, j]
+    return out
+
+
+@njit(cache=True)
+def _stable_order(keys, n_keys):
+    """``numpy.argsort(keys, kind="stable")`` of small non-negative integer keys, by counting."""
+    start = np.zeros(n_keys + 1, np.int64)
+    for i in range(keys.shape[0]):
+        start[keys[i] + 1] += 1
+    for v in range(n_keys):
+        start[v + 1] += start[v]
+    out = np.empty(keys.shape[0], np.int64)
+    for i in range(keys.shape[0]):
+        v = keys[i]
+        out[start[v]] = i
+        start[v] += 1
+    return out
+
+
 def _as_sums(a: np.ndarray) -> VideoSums:
     return VideoSums(a[0], a[1], a[2], a[3], a[4])
 
@@ -185,7 +396,7 @@ def human_consistency(result: ScoreResult, step: int, *, n_splits: int = 25, see
     t = result.tests[step - 1]
     spec = result.protocol.steps[step - 1].scoring.correction
     V = len(result.video_ids)
-    people = np.unique(t.participant)
+    people = _unique(t.participant)
     K = len(people)
     if K < 2:
         return {"mean": float("nan"), "sd": float("nan"), "values": [], "participants_per_half": 0}
@@ -194,24 +405,27 @@ def human_consistency(result: ScoreResult, step: int, *, n_splits: int = 25, see
     slot[people] = np.arange(K)
     pslot = slot[t.participant]
     rng = _rng(seed, _HUMAN, step)
-    vals, nvid, nann = [], [], []
-    for _ in range(n_splits):
+    half = K // 2
+    grps = np.full((n_splits, K), -1, np.int64)  # 0: half A, 1: half B, -1: the odd one out
+    for i in range(n_splits):
         perm = rng.permutation(K)
-        half = K // 2
-        grp = np.full(K, -1, np.int64)  # 0: half A, 1: half B, -1: the odd one out (equal halves)
-        grp[perm[:half]] = 0
-        grp[perm[half : 2 * half]] = 1
-        both_sums = _group_sums_kernel(t.video, grp[pslot], t.hit, lag, 2, V)
-        a, b = _as_sums(both_sums[0]), _as_sums(both_sums[1])
+        grps[i, perm[:half]] = 0
+        grps[i, perm[half : 2 * half]] = 1
+    # every split's per-video sums in one call, the splits in parallel
+    split_sums = np.empty((n_splits, 2, 5, V))
+    _split_sums(t.video, pslot, grps, t.hit, lag, split_sums)
+    pairs, nvid, nann = [], [], []
+    for i in range(n_splits):
+        a, b = _as_sums(split_sums[i, 0]), _as_sums(split_sums[i, 1])
         sa, _ = correct(a, spec)
         sb, _ = correct(b, spec)
         both = (a.n > 0) & (b.n > 0)
-        vals.append(spearman(sa[both], sb[both]))
+        pairs.append((sa[both], sb[both]))
         nvid.append(int(both.sum()))
         nann.append(
             float((a.n[both].mean() + b.n[both].mean()) / 2) if both.any() else float("nan")
         )
-    v = np.array(vals)
+    v = spearman_many(pairs)  # every split's ranks in one parallel call
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # every split undefined: NaN, not a warning
         mean, sd = float(np.nanmean(v)), float(np.nanstd(v, ddof=1)) if len(v) > 1 else 0.0
@@ -271,33 +485,30 @@ def annotation_consistency(
     )
     lag = np.nan_to_num(correction_x(spec, t.lag))
     starts = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64)
-    base = np.argsort(t.video, kind="stable")  # annotations grouped by video
+    base = _stable_order(t.video, V)  # annotations grouped by video, in order within each
     res = np.full((repeats, len(n_values)), np.nan)
     for r in range(repeats):
         key = np.uint64(stream_key(int(seed), _ANNOT, int(step) * 1_000_003 + r))
         order = _shuffle_within_kernel(base.copy(), starts, counts.astype(np.int64), key)
-        cs = [
-            np.concatenate([[0.0], np.cumsum(w[order])])
-            for w in (t.hit, lag, lag * lag, lag * t.hit)
-        ]
+        cs = _prefix_sums(order, t.hit, lag)
+        pairs, where = [], []
         for j, N in enumerate(n_values):
             vids = np.flatnonzero(counts >= N)
             if len(vids) < 3:
                 continue
             k = np.full(len(vids), N // 2) if reading == "exact" else counts[vids] // 2
-            a0, a1, a2 = starts[vids], starts[vids] + k, starts[vids] + 2 * k
-            half = [
-                VideoSums(k.astype(np.float64), *(c[hi] - c[lo] for c in cs))
-                for lo, hi in ((a0, a1), (a1, a2))
-            ]
+            sums = _half_sums(cs, starts[vids], k.astype(np.int64))
+            half = [VideoSums(*sums[0]), VideoSums(*sums[1])]
             if (
                 spec.kind == "none" and reading == "exact"
             ):  # equal halves: hit counts rank as scores do
-                res[r, j] = spearman(half[0].h.round(), half[1].h.round())
+                pairs.append((half[0].h.round(), half[1].h.round()))
             else:
                 sa, _ = correct(half[0], spec)
                 sb, _ = correct(half[1], spec)
-                res[r, j] = spearman(sa, sb)
+                pairs.append((sa, sb))
+            where.append(j)
+        res[r, where] = spearman_many(pairs)  # the whole curve's ranks in one parallel call
     nv = np.array([(counts >= N).sum() for N in n_values])
     mean_ann = np.array(
         [counts[counts >= N].mean() if (counts >= N).any() else np.nan for N in n_values]
@@ -389,6 +600,39 @@ def score_summary(scores: pd.DataFrame) -> dict:
 
 
 # --------------------------------------------------------------------------- lag, RT, truth
+@njit(cache=True)
+def _bin_sums(edges, x, h):
+    """Per bin of ``edges`` (the last one closed): count, sum of ``h``, sum of ``x``, each sum in
+    the order of ``x`` (``numpy.bincount`` of ``searchsorted(edges, x, "right") - 1``, clipped
+    to the bins, in one pass)."""
+    bins = edges.shape[0] - 1
+    n = np.zeros(bins, dtype=np.int64)
+    hs = np.zeros(bins)
+    xs = np.zeros(bins)
+    for i in range(x.shape[0]):
+        v = x[i]
+        b = 0
+        while b < bins and edges[b + 1] <= v:  # edges at or below v, less one
+            b += 1
+        if b > bins - 1:
+            b = bins - 1
+        n[b] += 1
+        hs[b] += h[i]
+        xs[b] += v
+    return n, hs, xs
+
+
+def _bin_sums_ref(edges, x, h):
+    """Plain numpy twin of :func:`_bin_sums`."""
+    bins = edges.shape[0] - 1
+    b = np.clip(np.searchsorted(edges, x, side="right") - 1, 0, bins - 1)
+    return (
+        np.bincount(b, minlength=bins),
+        np.bincount(b, weights=h, minlength=bins),
+        np.bincount(b, weights=x, minlength=bins),
+    )
+
+
 def lag_curve(result: ScoreResult, step: int, *, bins: int = 8) -> dict:
     """Hit rate against retention (the paper's Fig. 3): binned means and a least-squares line.
 
@@ -406,11 +650,10 @@ def lag_curve(result: ScoreResult, step: int, *, bins: int = 8) -> dict:
     xm, hm = x.mean(), h.mean()
     slope = float(((x - xm) * (h - hm)).sum() / ((x - xm) ** 2).sum())
     edges = np.linspace(x.min(), x.max(), bins + 1)
-    b = np.clip(np.searchsorted(edges, x, side="right") - 1, 0, bins - 1)
-    n = np.bincount(b, minlength=bins)
+    n, hits, xsum = _bin_sums(edges, x, h)
     with np.errstate(invalid="ignore", divide="ignore"):
-        rate = np.bincount(b, weights=h, minlength=bins) / n
-        xmean = np.bincount(b, weights=x, minlength=bins) / n
+        rate = hits / n
+        xmean = xsum / n
     rows = [
         {
             "lo": float(edges[i]),
@@ -603,6 +846,15 @@ def flatten_statistics(stats: dict, prefix: str = "") -> dict[str, float]:
     return out
 
 
+#: the analyses that cost more than a pass over the scores, and what each needs computed
+_COSTLY = {
+    "human_consistency": ("human_consistency",),
+    "annotation_consistency": ("annotation_consistency",),
+    "spearman_brown": ("human_consistency", "annotation_consistency", "spearman_brown"),
+    "lag_curve": ("lag_curve",),
+}
+
+
 def analyse(
     result: ScoreResult,
     *,
@@ -610,6 +862,7 @@ def analyse(
     seed: int = 0,
     n_splits: int = 25,
     repeats: int = 3,
+    only: set[str] | frozenset[str] | None = None,
 ) -> Analysis:
     """Every paper statistic computable from a scored trial table (:class:`Analysis`).
 
@@ -618,7 +871,15 @@ def analyse(
     human_consistency, annotation_consistency (curve, at_mean_annotations, max),
     spearman_brown, score_correlation, lag_curve, response_times, truth (when given),
     scores (score_summary of the scores table).
+
+    ``only``: the top-level keys a caller will read (a study's statistics); the costly
+    analyses none of them needs (human and annotation consistency, Spearman-Brown, lag
+    curves) are then left out. Whatever is computed is the same number as in the full
+    analysis: each analysis draws from its own random stream.
     """
+    need = set()
+    for key in _COSTLY if only is None else only:
+        need.update(_COSTLY.get(key, ()))
     p = result.protocol
     parts = result.participants
     out = Analysis(protocol=p.name, seed=int(seed), steps=[s.name for s in p.steps])
@@ -636,7 +897,8 @@ def analyse(
         "lag_curve",
     )
     for k in keys:
-        out[k] = {}
+        if k not in _COSTLY or k in need:
+            out[k] = {}
     for s, spec in enumerate(p.steps, start=1):
         name = spec.name
         ps = parts[parts["step"] == s]
@@ -660,8 +922,13 @@ def analyse(
         out["mean_score_raw"][name] = float(vrows["raw"].mean()) if len(n) else float("nan")
         out["mean_score"][name] = float(vrows["score"].mean()) if len(n) else float("nan")
         out["correction"][name] = {**result.corrections[name], **correction_change(vrows)}
-        hc = human_consistency(result, s, n_splits=n_splits, seed=seed)
-        out["human_consistency"][name] = hc
+        if "lag_curve" in need:
+            out["lag_curve"][name] = lag_curve(result, s)
+        if "human_consistency" in need:
+            hc = human_consistency(result, s, n_splits=n_splits, seed=seed)
+            out["human_consistency"][name] = hc
+        if "annotation_consistency" not in need:
+            continue
         curve = annotation_consistency(result, s, repeats=repeats, seed=seed)
         mean_n = float(n.mean()) if len(n) else float("nan")
         out["annotation_consistency"][name] = {
@@ -681,6 +948,8 @@ def analyse(
                 float(allc["spearman"].max()) if allc["spearman"].notna().any() else float("nan")
             ),
         }
+        if "spearman_brown" not in need:
+            continue
         # Spearman-Brown: from the human split-half r with m annotations per half, the
         # reliability of the full set (k = 2) and the prediction at N/2-vs-N/2 halves.
         m = hc.get("mean_annotations_per_half", float("nan"))
@@ -695,7 +964,6 @@ def analyse(
                 ],
             },
         }
-        out["lag_curve"][name] = lag_curve(result, s)
     out["response_times"] = rt_analyses(result)
     out["scores"] = score_summary(result.scores)
     out["decay_alpha"] = decay_alpha_summary(result)

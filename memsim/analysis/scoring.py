@@ -20,10 +20,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
+from numba import njit
 
+from memsim import _jitcache  # noqa: F401  (drops numba caches older than the sources)
 from memsim.analysis.filters import (
     FILTERS,
     apply_filters,
+    column,
     dense_codes,
     first_failed,
     participant_stats,
@@ -259,6 +262,15 @@ def correct(s: VideoSums, spec) -> tuple[np.ndarray, dict]:
 
 
 # --------------------------------------------------------------------------- scores
+def _frame(trials) -> pd.DataFrame:
+    """A mapping of trial-table arrays as a DataFrame (role codes as the roles' names)."""
+    cols = dict(trials)
+    role = cols.get("role")
+    if isinstance(role, np.ndarray) and role.dtype.kind in "iu":
+        cols["role"] = pd.Categorical.from_codes(role, categories=list(ROLES))
+    return pd.DataFrame(cols)
+
+
 @dataclass(frozen=True)
 class ScoreResult:
     """Everything scoring produced; the input of every analysis in
@@ -301,15 +313,68 @@ class ScoreResult:
         )
 
 
-def score(trials: pd.DataFrame, protocol: Protocol, *, validate: bool = True) -> ScoreResult:
+@njit(cache=True)
+def _kept_rows(pcode, step, role, repeat, response, kept_g, S, n_tests, n_alarms):
+    """Rows of kept participant-steps that scoring reads: the recognition tests (repeat, role
+    target) and the false alarms (a press at a first showing), each in table order, in one
+    pass (``n_tests`` and ``n_alarms``, known from the tally, size the outputs)."""
+    tests = np.empty(n_tests, dtype=np.int64)
+    alarms = np.empty(n_alarms, dtype=np.int64)
+    m = 0
+    f = 0
+    for i in range(pcode.shape[0]):
+        if kept_g[pcode[i] * S + step[i] - 1]:
+            if repeat[i]:
+                if role[i] == _TARGET:
+                    tests[m] = i
+                    m += 1
+            elif response[i]:
+                alarms[f] = i
+                f += 1
+    return tests, alarms
+
+
+@njit(cache=True)
+def _gather_tests(rows, pcode, response, lag, delay, rt, part, hit, lg, dl, r):
+    """The columns of :class:`Tests` at ``rows`` into ``part`` .. ``r``, in one pass:
+    participant code, hit (0/1), lag (NaN where -1), delay and response time as float64."""
+    n = rows.shape[0]
+    for j in range(n):
+        i = rows[j]
+        part[j] = pcode[i]
+        hit[j] = 1.0 if response[i] else 0.0
+        lg[j] = lag[i] if lag[i] >= 0 else np.nan
+        dl[j] = delay[i]
+        r[j] = rt[i]
+    return part, hit, lg, dl, r
+
+
+def _kept_rows_reference(pcode, step, role, repeat, response, kept_g, S):
+    """Plain numpy twin of :func:`_kept_rows`."""
+    kept = kept_g[pcode * S + step.astype(np.int64) - 1]
+    tests = np.flatnonzero(kept & repeat & (role == _TARGET))
+    return tests, np.flatnonzero(kept & ~repeat & response)
+
+
+def _in_order(major: np.ndarray, minor: np.ndarray) -> bool:
+    """The pairs (major, minor) never decrease: a stable lexsort would leave them as they are."""
+    if len(major) < 2:
+        return True
+    d = np.diff(major)
+    return bool(((d > 0) | ((d == 0) & (minor[1:] >= minor[:-1]))).all())
+
+
+def score(trials, protocol: Protocol, *, validate: bool = True) -> ScoreResult:
     """Score a trial table under a protocol: filters, raw scores, corrections.
 
     Parameters
     ----------
-    trials : DataFrame
+    trials : DataFrame or mapping of str to ndarray
         A trial table; checked by :func:`memsim.design.trials.validate_trials` unless
-        ``validate=False``
-        (only for a table that already passed it).
+        ``validate=False`` (only for a table that already passed it). A mapping of column
+        arrays (``role`` as int8 codes in :data:`memsim.design.trials.ROLES` order: the
+        simulator's :attr:`memsim.sim.simulate.SimulatedArrays.trials`) is scored without a
+        DataFrame when ``validate=False``.
     protocol : Protocol
         Its steps give lengths, filters, score column names and corrections.
 
@@ -318,9 +383,13 @@ def score(trials: pd.DataFrame, protocol: Protocol, *, validate: bool = True) ->
     ScoreResult
     """
     if validate:
+        if not isinstance(trials, pd.DataFrame):
+            trials = _frame(trials)
         trials = validate_trials(trials)
     S = len(protocol.steps)
-    step = trials["step"].to_numpy()
+    step = column(trials, "step")
+    if len(step) and step.min() < 1:
+        raise UserError(f"trial table has step {int(step.min())}: steps are numbered from 1")
     if step.max() > S:
         bad = step > S
         raise UserError(
@@ -328,48 +397,57 @@ def score(trials: pd.DataFrame, protocol: Protocol, *, validate: bool = True) ->
             f"'{protocol.name}' has {S} step{'s' if S > 1 else ''} "
             f"({int(bad.sum())} row{'s' if bad.sum() != 1 else ''})"
         )
-    pcode, pids = dense_codes(trials["participant"].to_numpy())
-    stats = apply_filters(participant_stats(trials, protocol, _codes_cache=(pcode, pids)), protocol)
+    pcode, pids = dense_codes(column(trials, "participant"))
+    role = role_codes(trials["role"])
+    stats = apply_filters(
+        participant_stats(trials, protocol, _codes_cache=(pcode, pids), _roles=role), protocol
+    )
     kept_g = np.zeros(len(pids) * S, bool)
     kg = stats["participant"].to_numpy()
     kept_g[np.searchsorted(pids, kg) * S + stats["step"].to_numpy().astype(np.int64) - 1] = stats[
         "kept"
     ].to_numpy()
-    g = pcode * S + (step.astype(np.int64) - 1)
-    row_kept = kept_g[g]
 
-    role = role_codes(trials["role"])
-    rep = trials["repeat"].to_numpy()
-    resp = trials["response"].to_numpy()
-    is_test = row_kept & rep & (role == _TARGET)
-    vcode_all, vids = dense_codes(trials["video"].to_numpy()[is_test])
+    rep = column(trials, "repeat")
+    resp = column(trials, "response")
+    # the kept recognition tests: rows of kept participant-steps with role target and repeat
+    kept_stats = stats[stats["kept"].to_numpy()]
+    idx, fa_rows = _kept_rows(
+        pcode,
+        step,
+        role,
+        rep,
+        resp,
+        kept_g,
+        S,
+        int(kept_stats["target_tests"].sum()),
+        int(kept_stats["false_alarms"].sum()),
+    )
+    vcode_all, vids = dense_codes(column(trials, "video")[idx])
     V = len(vids)
 
-    lag_all = trials["lag"].to_numpy()
-    pos_all = trials["position"].to_numpy()
-    idx = np.flatnonzero(is_test)
-    rt_all = trials["rt_s"].to_numpy()
-    delay_all = trials["delay_s"].to_numpy()
+    lag_all = column(trials, "lag")
+    pos_all = column(trials, "position")
+    rt_all = column(trials, "rt_s")
+    delay_all = column(trials, "delay_s")
     tests, long_rows, corrections, rts = [], [], {}, {}
     score_cols: dict[str, np.ndarray] = {}
     for s, spec in enumerate(protocol.steps, start=1):
         sel = step[idx] == s
-        ii = idx[sel]
+        ii = rows_s = idx[sel]
         # canonical order (participant, position): row order of the input never matters
-        order = np.lexsort((pos_all[ii], pcode[ii]))
-        ii = ii[order]
-        vv = vcode_all[sel][order]
-        lag = lag_all[ii].astype(np.float64)
-        lag[lag < 0] = np.nan
-        t = Tests(
-            step=s,
-            participant=pcode[ii],
-            video=vv,
-            hit=resp[ii].astype(np.float64),
-            lag=lag,
-            delay_s=delay_all[ii],
-            rt_s=rt_all[ii].astype(np.float64),
-        )
+        pp, qq = pcode[ii], pos_all[ii]
+        if _in_order(pp, qq):  # already (a table sorted by participant and position)
+            vv = vcode_all[sel]
+        else:
+            order = np.lexsort((qq, pp))
+            ii = ii[order]
+            vv = vcode_all[sel][order]
+        # outputs made by numpy, whose large blocks get huge pages: fewer page faults
+        part = np.empty(len(ii), np.int64)
+        hit, lag, delay, rt = (np.empty(len(ii)) for _ in range(4))
+        _gather_tests(ii, pcode, resp, lag_all, delay_all, rt_all, part, hit, lag, delay, rt)
+        t = Tests(step=s, participant=part, video=vv, hit=hit, lag=lag, delay_s=delay, rt_s=rt)
         tests.append(t)
         corr = spec.scoring.correction
         if method(corr).needs_lag and len(t) and np.isnan(lag).any():
@@ -404,10 +482,11 @@ def score(trials: pd.DataFrame, protocol: Protocol, *, validate: bool = True) ->
             lr["alpha"] = alpha[has]
         long_rows.append(lr)
         # response times of kept participants in this step: recognitions and false alarms
-        in_step = row_kept & (step == s) & resp
+        # (rows in table order, as the means are taken over them)
+        hit_rows = rows_s[resp[rows_s]]
         rts[s] = (
-            rt_all[in_step & rep & (role == _TARGET)].astype(np.float64),
-            rt_all[in_step & ~rep].astype(np.float64),
+            rt_all[hit_rows].astype(np.float64),
+            rt_all[fa_rows[step[fa_rows] == s]].astype(np.float64),
         )
 
     scores = pd.DataFrame({"video": vids, **score_cols})

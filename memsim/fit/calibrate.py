@@ -24,6 +24,7 @@ carries on where it stopped.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
@@ -339,17 +340,29 @@ def simulate_summary(
     full: bool = False,
     bins: str = "raw",
 ) -> dict:
-    """Simulate, score and summarise one campaign (``full``: every analysis of ``memsim run``)."""
+    """Simulate, score and summarise one campaign (``full``: every analysis of ``memsim run``).
+
+    ``protocol`` may be a :class:`memsim.sim.simulate.PreparedProtocol` (``scale`` is then
+    ignored). No DataFrame of the trials is built (:func:`summarise_arrays`)."""
+    from memsim.sim.simulate import PreparedProtocol, prepare, simulate_arrays
+
+    prepared = protocol if isinstance(protocol, PreparedProtocol) else prepare(protocol, scale)
+    return summarise_arrays(simulate_arrays(prepared, params, seed), real, full=full, bins=bins)
+
+
+def summarise_arrays(arrays, real=None, full: bool = False, bins: str = "raw") -> dict:
+    """A simulated campaign's statistics (:func:`fit_summary`, or with ``full`` every analysis
+    of ``memsim run``), scored from its arrays (:class:`memsim.sim.simulate.SimulatedArrays`):
+    what :func:`memsim.sim.batch.simulate_many` reduces each run to in a calibration."""
     from memsim.analysis.consistency import analyse
     from memsim.analysis.distributions import real_score_comparison
     from memsim.analysis.scoring import score
-    from memsim.sim.simulate import simulate
 
-    sim = simulate(protocol, params, seed=seed, scale=scale)
-    result = score(sim.trials, sim.protocol, validate=False)
+    seed = arrays.seed
+    result = score(arrays.trials, arrays.protocol, validate=False)
     if not full:
         return fit_summary(result, real, seed=seed, bins=bins)
-    summary = analyse(result, truth=sim.videos, seed=seed)
+    summary = analyse(result, truth=arrays.videos_frame(), seed=seed)
     if real is not None:
         summary["real"] = real_score_comparison(result.scores, real)
     summary["quantiles"] = score_quantiles(result, real, seed, bins)
@@ -618,20 +631,33 @@ _W: dict = {}
 def _worker_init(protocol, params, free, seeds, scale, real, bins="raw", threads=1) -> None:
     import numba
 
+    from memsim.sim.simulate import prepare
+
     numba.set_num_threads(threads)  # one process per core; no oversubscription
     _W.update(
-        protocol=protocol, params=params, free=free, seeds=seeds, scale=scale, real=real, bins=bins
+        prepared=prepare(protocol, scale),  # once per worker, for every candidate
+        params=params,
+        free=free,
+        seeds=seeds,
+        real=real,
+        bins=bins,
+        workspace={},
     )
 
 
 def _worker_eval(x: tuple) -> list[dict]:
+    from memsim.sim.batch import simulate_many
+
     vals = from_unconstrained(_W["free"], np.array(x))
     p = with_values(_W["params"], _W["free"], vals)
     try:
-        return [
-            simulate_summary(_W["protocol"], p, seed, _W["scale"], _W["real"], bins=_W["bins"])
-            for seed in _W["seeds"]
-        ]
+        # the candidate's common-random-number seeds in one batch: statistics only, no tables
+        return simulate_many(
+            _W["prepared"],
+            [(p, seed) for seed in _W["seeds"]],
+            functools.partial(summarise_arrays, real=_W["real"], bins=_W["bins"]),
+            workspace=_W["workspace"],
+        )
     except (ValueError, ZeroDivisionError, IndexError, UserError) as exc:
         # a corner of the parameter box where the study degenerates (e.g. nobody kept):
         # the candidate gets the missing-statistic penalty, and the log says why

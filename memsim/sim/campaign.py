@@ -29,6 +29,16 @@ that raising the return probability leaves every earlier pick as it was.
 Randomness: arrivals from stream ``(seed, CAMPAIGN, 0)``, participant ``p``'s
 selection and return from stream ``(seed, CAMPAIGN, p + 1)``; the selection's
 demands from ``(seed, DEMAND, 0)``, step ``s``'s pick demands from ``(seed, DEMAND, s)``.
+
+Two engines give the same plan, byte for byte (``tests/test_campaign.py``). simpy runs the
+campaign as events (an arrival, a return per participant and step) and is the engine of every
+policy whose choices depend on when sessions end (``adaptive``, ``counts: kept``). For the
+others (``least_annotated`` counting assignments, ``uniform``) nothing a participant is given
+depends on anyone's timing but the arrival order: each participant's draws come from her own
+stream in a fixed order, and selection sees the assignments of those who arrived before her. So
+the whole campaign is one numba loop over participants in arrival order
+(:func:`_plan_in_order`), which :func:`plan_campaign` uses for them unless told
+``engine="simpy"``.
 """
 
 from __future__ import annotations
@@ -37,14 +47,13 @@ import heapq
 from dataclasses import dataclass, field
 
 import numpy as np
-import simpy
 from numba import njit
 
 from memsim import _jitcache  # noqa: F401  (drops numba caches older than the sources)
 from memsim import rng as _rng
 from memsim.design.protocol import Protocol
 from memsim.errors import UserError
-from memsim.rng import PyStream, next_below, next_uniform, stream_key_py
+from memsim.rng import PyStream, next_below, next_uniform, stream_key, stream_key_py
 
 __all__ = [
     "SELECTION_POLICIES",
@@ -233,6 +242,49 @@ def select_least_annotated(order, start, pool, k, state):
 
 
 @njit(cache=True)
+def _select_least_scratch(order, start, pool, k, state, places, mark, stamp):
+    """:func:`select_least_annotated` with reusable scratch: the same draws, the same result.
+
+    ``places`` (int64[>= pool]) must hold the identity and is restored before returning (only
+    the places the shuffle touched are reset, not the whole pool); ``mark`` (int64[>= n])
+    replaces the quadratic check of distinct tie members: ``mark[r] == stamp`` means drawn.
+    """
+    c = 0
+    while start[c + 1] < pool:
+        c += 1
+    m = start[c]
+    size = start[c + 1] - m
+    touched = np.empty(2 * k, dtype=np.int64)
+    for j in range(k):  # partial Fisher-Yates, as shuffle_front
+        state, r = next_below(state, pool - j)
+        r += j
+        tmp = places[j]
+        places[j] = places[r]
+        places[r] = tmp
+        touched[2 * j] = j
+        touched[2 * j + 1] = r
+    out = np.empty(k, dtype=np.int32)
+    n_tie = 0
+    tie_idx = np.empty(k, dtype=np.int64)
+    for j in range(k):
+        if places[j] < m:
+            out[j] = order[places[j]]
+        else:
+            tie_idx[n_tie] = j
+            n_tie += 1
+    for t in range(n_tie):
+        while True:
+            state, r = next_below(state, size)
+            if mark[r] != stamp:
+                mark[r] = stamp
+                out[tie_idx[t]] = order[m + r]
+                break
+    for q in range(2 * k):
+        places[touched[q]] = touched[q]
+    return state, out
+
+
+@njit(cache=True)
 def select_uniform(n, k, exclude, state):
     """``k`` distinct stimuli uniform over ``0..n-1`` minus ``exclude`` (rejection)."""
     out = np.empty(k, dtype=np.int32)
@@ -279,6 +331,36 @@ def _pick_least(videos, keys, k, tested_count, weight):
         by_rank = np.argsort(rank, kind="mergesort")  # stable: equal ranks keep key order
         for j in range(k):
             place = by_key[by_rank[j]]
+            out[i, j] = place
+            tested_count[videos[i, place]] += 1
+    return out
+
+
+@njit(cache=True)
+def _pick_least_sorted(videos, keys, k, tested_count, weight):
+    """:func:`_pick_least` by one insertion sort per row on (tests / weight, key, place): the
+    order of a stable sort by rank of the places stably sorted by key, so the same picks."""
+    n, m = videos.shape
+    out = np.empty((n, k), dtype=np.int32)
+    rank = np.empty(m, dtype=np.float64)
+    idx = np.empty(m, dtype=np.int64)
+    for i in range(n):
+        for j in range(m):
+            v = videos[i, j]
+            r = tested_count[v] / weight[v]
+            key = keys[i, j]
+            q = j
+            while q > 0:  # insert place j after every place that sorts before it
+                pj = idx[q - 1]
+                rp = rank[pj]
+                if rp < r or (rp == r and (keys[i, pj] < key or (keys[i, pj] == key and pj < j))):
+                    break
+                idx[q] = pj
+                q -= 1
+            idx[q] = j
+            rank[j] = r
+        for j in range(k):
+            place = idx[j]
             out[i, j] = place
             tested_count[videos[i, place]] += 1
     return out
@@ -569,6 +651,15 @@ def _later_picks(protocol: Protocol, seed: int) -> dict[int, LeastTestedPick]:
     return picks
 
 
+def in_order(protocol: Protocol) -> bool:
+    """The protocol's campaign needs no event engine: its selection never waits for a session
+    to end (``least_annotated`` counting assignments, ``uniform``)."""
+    sel = protocol.selection
+    return sel.kind == "uniform" or (
+        sel.kind == "least_annotated" and getattr(sel, "counts", "assigned") != "kept"
+    )
+
+
 def plan_campaign(
     protocol: Protocol,
     seed: int,
@@ -576,8 +667,14 @@ def plan_campaign(
     observe=None,
     judge=None,
     min_press_s: float = 0.0,
+    engine: str = "auto",
 ) -> Plan:
-    """Run the simpy campaign and return its plan.
+    """Run the campaign and return its plan.
+
+    ``engine``: ``"auto"`` runs the campaign in arrival order in numba where the policy allows
+    (:func:`in_order`) and as simpy events otherwise; ``"simpy"`` always as simpy events (the
+    reference the in-order engine is tested equal to, byte for byte); ``"in_order"`` refuses a
+    policy that needs events.
 
     ``observe(p, items)`` (needed by the ``adaptive`` policy) plays participant
     ``p``'s step 1 with those items and returns ``(end_s, target_videos, hits)``:
@@ -591,6 +688,19 @@ def plan_campaign(
     lasts at least :func:`first_verdict_s`), and withdrawals take effect before the next
     selection after the session's end.
     """
+    if engine not in ("auto", "simpy", "in_order"):
+        raise ValueError(f"engine must be auto, simpy or in_order, got {engine!r}")
+    if engine == "in_order" and not in_order(protocol):
+        raise ValueError(f"the {protocol.selection.kind} policy needs the simpy engine")
+    if engine != "simpy" and in_order(protocol):
+        return _plan_in_order(protocol, seed, return_probability)
+    return _plan_simpy(protocol, seed, return_probability, observe, judge, min_press_s)
+
+
+def _plan_simpy(protocol, seed, return_probability, observe, judge, min_press_s) -> Plan:
+    """The campaign as simpy events (see :func:`plan_campaign`)."""
+    import simpy  # only the policies that wait for sessions to end need the event engine
+
     n_videos = protocol.stimuli.count
     steps = protocol.steps
     k1 = steps[0].n_new
@@ -696,4 +806,206 @@ def plan_campaign(
         step1_items=c.items1[:n].copy(),
         later=later,
         annotation_counts=c.index.counts,
+    )
+
+
+# --------------------------------------------------------------------------- in arrival order
+@njit(cache=True)
+def _arrival_uniforms(seed, n):
+    return _uniforms(stream_key(seed, _rng.CAMPAIGN, 0), n)[1]
+
+
+@njit(cache=True)
+def _select_uniform_marked(n, k, mark, stamp, state):
+    """:func:`select_uniform` with the excluded stimuli marked ``mark[v] == stamp`` instead of
+    listed (the same draws and the same result, without scanning the exclusions)."""
+    out = np.empty(k, dtype=np.int32)
+    got = 0
+    while got < k:
+        state, v = next_below(state, n)
+        if mark[v] != stamp:
+            mark[v] = stamp
+            out[got] = v
+            got += 1
+    return state, out
+
+
+@njit(cache=True)
+def _campaign_in_order(
+    seed,
+    max_p,
+    min_annot,
+    n_videos,
+    uniform_policy,
+    pool,
+    k1,
+    target_places,
+    counts,
+    keys,
+    demand,
+    order,
+    where,
+    start,
+    return_probability,
+    n_new,
+    delay_lo_h,
+    delay_hi_h,
+    pick_eligible,
+    pick_m,
+    items1,
+    returns,
+    ret_delay,
+    ret_new,
+    ret_u,
+    ret_keys,
+):
+    """Every participant in arrival order: selection, the index's counts, her returns.
+
+    The same draws, from the same streams and in the same order, as the simpy campaign's
+    ``participant`` process; the stop rule is checked at each arrival on the counts of those
+    who arrived before (as there: the newcomer's process runs after the check)."""
+    S = n_new.shape[0]
+    mark = np.zeros(n_videos, dtype=np.int64)
+    tie_mark = np.zeros(n_videos, dtype=np.int64)
+    places = np.arange(max(pool, 1))
+    has_demand = demand.shape[0] > 0
+    n = 0
+    for p in range(max_p):
+        stop = False
+        if min_annot > 0:
+            if has_demand:
+                stop = counts.min() >= min_annot
+            else:
+                stop = counts[order[0]] >= min_annot
+        state = stream_key(seed, _rng.CAMPAIGN, p + 1)
+        stamp = p + 1
+        if uniform_policy:
+            state, chosen = _select_uniform_marked(n_videos, k1, mark, stamp, state)
+        else:
+            state, chosen = _select_least_scratch(
+                order, start, pool, k1, state, places, tie_mark, stamp
+            )
+        items1[p] = chosen
+        targets = chosen[target_places]
+        if has_demand:
+            _add_demanded(counts, keys, demand, order, where, start, targets)
+        else:
+            _add_annotations(counts, order, where, start, targets)
+        for j in range(k1):
+            mark[chosen[j]] = stamp
+        for s in range(1, S):
+            state, u_return = next_uniform(state)
+            if u_return >= return_probability:
+                break
+            state, u = next_uniform(state)
+            lo = delay_lo_h[s]
+            ret_delay[p, s] = (lo + u * (delay_hi_h[s] - lo)) * 3600.0
+            state, new = _select_uniform_marked(n_videos, n_new[s], mark, stamp, state)
+            ret_new[p, s, : n_new[s]] = new
+            if pick_m[s] > 0:
+                ret_u[p, s] = u_return
+                for j in range(pick_m[s]):
+                    state, ret_keys[p, s, j] = next_uniform(state)
+            returns[p, s] = True
+        n = p + 1
+        if stop:
+            break
+    return n
+
+
+def _plan_in_order(protocol: Protocol, seed: int, return_probability: float) -> Plan:
+    """The campaign in arrival order (see :func:`plan_campaign`): the same plan as simpy's."""
+    n_videos = protocol.stimuli.count
+    steps = protocol.steps
+    S = len(steps)
+    k1 = steps[0].n_new
+    if k1 != sum(g.count for g in steps[0].items):
+        raise UserError("step 1 cannot draw items from an earlier step", path=protocol.name)
+    sel = protocol.selection
+    stop = protocol.campaign.stop
+    max_p = stop.count if stop.kind == "participants" else stop.max_participants
+    min_annot = stop.count if stop.kind == "min_annotations" else 0
+    rate_per_s = protocol.campaign.arrivals.rate_per_h / 3600.0
+    index = AnnotationIndex(
+        n_videos, max_p, draw_demand(getattr(sel, "demand", None), n_videos, seed, 0)
+    )
+    picks = _later_picks(protocol, seed)
+    n_new = np.array([0] + [st.n_new for st in steps[1:]], dtype=np.int64)
+    lo = np.array([0.0] + [float(st.delay_h[0]) for st in steps[1:]])
+    hi = np.array([0.0] + [float(st.delay_h[1]) for st in steps[1:]])
+    pick_m = np.zeros(S, dtype=np.int64)
+    width = max([1] + [p.eligible.size for p in picks.values()])
+    eligible = np.zeros((S, width), dtype=np.int64)
+    for s, pick in picks.items():
+        pick_m[s] = pick.eligible.size
+        eligible[s, : pick.eligible.size] = pick.eligible
+    later_new = max(1, int(n_new.max()))
+    # only read where `returns` holds: left uninitialised (no page is touched in vain)
+    items1 = np.empty((max_p, k1), dtype=np.int32)
+    returns = np.zeros((max_p, S), dtype=np.bool_)
+    ret_delay = np.empty((max_p, S))
+    ret_new = np.empty((max_p, S, later_new), dtype=np.int32)
+    ret_u = np.empty((max_p, S))
+    ret_keys = np.empty((max_p, S, width if picks else 0))
+    n = _campaign_in_order(
+        np.uint64(seed),
+        max_p,
+        min_annot,
+        n_videos,
+        sel.kind == "uniform",
+        int(getattr(sel, "pool", 0)),
+        k1,
+        np.flatnonzero(_step1_target_mask(protocol)).astype(np.int64),
+        index.counts,
+        index.keys,
+        index.demand if index.demand is not None else np.zeros(0),
+        index.order,
+        index.where,
+        index.start,
+        float(return_probability),
+        n_new,
+        lo,
+        hi,
+        eligible,
+        pick_m,
+        items1,
+        returns,
+        ret_delay,
+        ret_new,
+        ret_u,
+        ret_keys,
+    )
+    # arrival times as simpy accumulates them: now + gap, one arrival after the other
+    gaps = -np.log1p(-_arrival_uniforms(np.uint64(seed), n)) / rate_per_s
+    later = []
+    for s in range(1, S):
+        rows = np.flatnonzero(returns[:n, s]).astype(np.int64)
+        tested = None
+        if s in picks:
+            pick = picks[s]
+            by_draw = rows[np.lexsort((rows, ret_u[rows, s]))]  # (u_return, p), as simpy's pick
+            w = pick.weight if pick.weight is not None else np.ones(n_videos)
+            places = _pick_least_sorted(
+                items1[by_draw][:, pick.eligible],
+                ret_keys[by_draw, s, : pick_m[s]],
+                pick.count,
+                np.zeros(n_videos, np.int32),
+                w,
+            )
+            tested = np.empty((rows.size, pick.count), dtype=np.int32)
+            tested[np.searchsorted(rows, by_draw)] = pick.eligible[places]
+        later.append(
+            LaterStep(
+                rows=rows,
+                delay_s=ret_delay[rows, s].copy(),
+                new_items=ret_new[rows, s, : n_new[s]].copy(),
+                tested=tested,
+            )
+        )
+    return Plan(
+        n_participants=n,
+        arrival_s=np.cumsum(gaps),
+        step1_items=items1[:n].copy(),
+        later=later,
+        annotation_counts=index.counts,
     )

@@ -41,7 +41,16 @@ from memsim import rng as _rng
 from memsim.rng import PyStream, next_normal, next_uniform, stream_key, stream_key_py
 from memsim.sim.forgetting import retention
 
-__all__ = ["StepInput", "Constants", "simulate_step", "simulate_step_reference", "ROLE_CODES"]
+__all__ = [
+    "StepInput",
+    "Constants",
+    "play_row",
+    "outputs",
+    "simulate_step",
+    "simulate_step_reference",
+    "step_tables",
+    "ROLE_CODES",
+]
 
 ROLE_CODES = {"target": 0, "filler": 1, "vigilance": 2}
 _RT_TRIES = 8
@@ -100,20 +109,32 @@ def _truncated_lognormal(state, mu, sd, lo, hi):
 
 
 @njit(cache=True)
-def _one_participant(i, xs, vs, cs, outs):
-    (
-        participant,
-        video,
-        role,
-        repeat,
-        first_pos,
-        prior_onset,
-        start_s,
-        ability,
-        fa,
-        lapse,
-        careless,
-    ) = xs
+def play_row(
+    participant,
+    video,
+    role,
+    repeat,
+    first_pos,
+    prior_onset,
+    start_s,
+    ability,
+    fa,
+    lapse,
+    careless,
+    vs,
+    cs,
+    response,
+    rt_out,
+    onset,
+    delay,
+):
+    """One participant's session of one step: the model, for every kernel that plays one.
+
+    ``video`` .. ``prior_onset`` are the participant's slots (1-D, length ``L``, as the rows
+    of :class:`StepInput`); ``vs``, ``cs`` from :func:`step_tables`; ``response``, ``rt_out``,
+    ``onset``, ``delay`` (1-D, length ``L``) are written in full (NaN / False past the last
+    played slot). Returns the number of slots played.
+    """
     v_m, v_rate, v_fa, v_rt, v_fam = vs
     (
         seed,
@@ -133,35 +154,34 @@ def _one_participant(i, xs, vs, cs, outs):
         rt_fa_mu,
         fam_decay,
     ) = cs
-    response, rt_out, onset, delay, shown = outs
     # Hot loop: one uniform decides a press. Attending (1 - lapse) and recognising
     # (p) are independent, so press iff u < (1 - lapse) p has the same law as two
     # draws. expit(logit R + ability) = R e^a / (1 + R (e^a - 1)) needs no log/exp;
     # the false-alarm odds are a product of the participant's and the stimulus'.
-    state = stream_key(seed, _rng.RESPONSE, participant[i] * 256 + step_index)
-    L = video.shape[1]
+    state = stream_key(seed, _rng.RESPONSE, participant * 256 + step_index)
+    L = video.shape[0]
     hi = duration * (1.0 - 1e-6)
-    t_now = start_s[i]
+    t_now = start_s
     misses = 0
     n_shown = L
-    attend = 1.0 - lapse[i]
-    ea = math.exp(ability[i])
-    fa_odds = math.exp(fa[i])
-    is_careless = careless[i]
+    attend = 1.0 - lapse
+    ea = math.exp(ability)
+    fa_odds = math.exp(fa)
     for k in range(L):
-        onset[i, k] = t_now
-        v = video[i, k]
-        rep = repeat[i, k]
+        onset[k] = t_now
+        v = video[k]
+        rep = repeat[k]
+        t = 0.0
         if rep:
-            fp = first_pos[i, k]
-            t = t_now - (onset[i, fp] if fp >= 0 else prior_onset[i, k])
-            delay[i, k] = t
+            fp = first_pos[k]
+            t = t_now - (onset[fp] if fp >= 0 else prior_onset[k])
+            delay[k] = t
         else:
-            delay[i, k] = np.nan
+            delay[k] = np.nan
         press = False
         rt = np.nan
         state, u = next_uniform(state)
-        if is_careless:
+        if careless:
             if u < careless_rate:
                 press = True
                 state, u2 = next_uniform(state)
@@ -177,7 +197,7 @@ def _one_participant(i, xs, vs, cs, outs):
                 g = ea * math.exp(v_fam[v] * math.exp(-t / fam_decay))
             if u < attend * (r * g / (1.0 + r * (g - 1.0))):
                 press = True
-                lp = math.log(r / (1.0 - r)) + ability[i]
+                lp = math.log(r / (1.0 - r)) + ability
                 state, rt = _truncated_lognormal(
                     state, rt_hit_mu - rt_hit_slope * lp + v_rt[v], rt_sd, rt_min, hi
                 )
@@ -186,20 +206,46 @@ def _one_participant(i, xs, vs, cs, outs):
             if u < attend * (o / (1.0 + o)):
                 press = True
                 state, rt = _truncated_lognormal(state, rt_fa_mu, rt_sd, rt_min, hi)
-        response[i, k] = press
-        rt_out[i, k] = rt
+        response[k] = press
+        rt_out[k] = rt
         t_now += (rt if (press and ends_on_press) else duration) + gap
-        if stop_after > 0 and not press and rep and role[i, k] == 2:
+        if stop_after > 0 and not press and rep and role[k] == 2:
             misses += 1
             if misses >= stop_after:
                 n_shown = k + 1
                 break
     for k in range(n_shown, L):  # slots never played
-        response[i, k] = False
-        rt_out[i, k] = np.nan
-        onset[i, k] = np.nan
-        delay[i, k] = np.nan
-    shown[i] = n_shown
+        response[k] = False
+        rt_out[k] = np.nan
+        onset[k] = np.nan
+        delay[k] = np.nan
+    return n_shown
+
+
+@njit(cache=True)
+def _one_participant(i, xs, vs, cs, outs):
+    participant, video, role, repeat, first_pos, prior_onset, start_s = xs[:7]
+    ability, fa, lapse, careless = xs[7:]
+    response, rt_out, onset, delay, shown = outs
+    shown[i] = play_row(
+        participant[i],
+        video[i],
+        role[i],
+        repeat[i],
+        first_pos[i],
+        prior_onset[i],
+        start_s[i],
+        ability[i],
+        fa[i],
+        lapse[i],
+        careless[i],
+        vs,
+        cs,
+        response[i],
+        rt_out[i],
+        onset[i],
+        delay[i],
+    )
 
 
 @njit(cache=True)
@@ -214,22 +260,30 @@ def _outputs(n, L):
     )
 
 
+def outputs(n: int, L: int) -> tuple:
+    """Output arrays for :func:`simulate_step` (``out=``): ``(response, rt_s, onset_s, delay_s,
+    shown)``, allocated by numpy (whose large blocks get huge pages, so fewer page faults)."""
+    return (
+        np.empty((n, L), dtype=np.bool_),
+        np.empty((n, L), dtype=np.float32),
+        np.empty((n, L)),
+        np.empty((n, L)),
+        np.empty(n, dtype=np.int32),
+    )
+
+
 @njit(cache=True, parallel=True)
-def _simulate_step(xs, vs, cs):
-    n = xs[1].shape[0]
-    outs = _outputs(n, xs[1].shape[1])
-    for i in prange(n):
+def _simulate_step(xs, vs, cs, outs):
+    for i in prange(xs[1].shape[0]):
         _one_participant(i, xs, vs, cs, outs)
     return outs
 
 
 @njit(cache=True)
-def _simulate_step_serial(xs, vs, cs):
+def _simulate_step_serial(xs, vs, cs, outs):
     # _simulate_step on the calling thread: for a handful of participants (the
     # adaptive campaign plays them one by one) waking the thread pool costs more.
-    n = xs[1].shape[0]
-    outs = _outputs(n, xs[1].shape[1])
-    for i in range(n):
+    for i in range(xs[1].shape[0]):
         _one_participant(i, xs, vs, cs, outs)
     return outs
 
@@ -304,10 +358,11 @@ def play_and_tally(x: StepInput, tables: tuple[tuple, tuple], kind: np.ndarray):
     return _play_and_tally(_input_args(x), *tables, np.ascontiguousarray(kind, dtype=np.int64))
 
 
-def simulate_step(x: StepInput, videos, c: Constants):
+def simulate_step(x: StepInput, videos, c: Constants, out: tuple | None = None):
     """Play one step for every participant of ``x`` (numba, parallel over participants).
 
-    Returns ``(response, rt_s, onset_s, delay_s, shown)`` as described in the module docstring.
+    Returns ``(response, rt_s, onset_s, delay_s, shown)`` as described in the module docstring,
+    written into ``out`` when given (:func:`outputs`: arrays reused from call to call).
     """
     if x.video.shape[0] == 0:
         L = x.video.shape[1]
@@ -318,8 +373,17 @@ def simulate_step(x: StepInput, videos, c: Constants):
             np.zeros((0, L)),
             np.zeros(0, np.int32),
         )
-    kernel = _simulate_step_serial if x.video.shape[0] < _SERIAL_BELOW else _simulate_step
-    return kernel(*_step_args(x, videos, c))
+    n, L = x.video.shape
+    if out is None:
+        out = outputs(n, L)
+    elif (
+        len(out) != 5
+        or [(a.dtype, a.shape) for a in out] != [(a.dtype, a.shape) for a in outputs(n, L)]
+        or not all(a.flags.c_contiguous for a in out)
+    ):
+        raise ValueError(f"out must be like outputs({n}, {L})")
+    kernel = _simulate_step_serial if n < _SERIAL_BELOW else _simulate_step
+    return kernel(*_step_args(x, videos, c), out)
 
 
 # --------------------------------------------------------------------------- reference

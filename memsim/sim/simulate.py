@@ -19,21 +19,22 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from numba import njit
+from numba import literal_unroll, njit, prange
 
 from memsim import _jitcache  # drops numba caches older than the sources (at import)
 from memsim.analysis.filters import passes, slot_kinds, stats_from_tally
 from memsim.design.protocol import Protocol, protocol_from_mapping, truth_column
 from memsim.errors import UserError
 from memsim.progress import ProgressCallback, report
-from memsim.rng import CAMPAIGN, stream_key
-from memsim.sim.campaign import plan_campaign, shuffle_front
+from memsim.rng import CAMPAIGN, SEQUENCE, stream_key
+from memsim.sim.campaign import in_order, plan_campaign, shuffle_front
 from memsim.sim.forgetting import LAWS, retention
 from memsim.sim.kernel import (
     ROLE_CODES,
     Constants,
     StepInput,
     play_and_tally,
+    play_row,
     simulate_step,
     step_tables,
 )
@@ -44,9 +45,23 @@ from memsim.sim.population import (
     participants_table,
     videos_table,
 )
-from memsim.sim.sequence import generate_sequences, layout_for
+from memsim.sim.sequence import _failure as _sequence_failure
+from memsim.sim.sequence import _fill_one, generate_sequences, layout_for
+from memsim.sim.sequence import _plan as _sequence_plan
+from memsim.sim.sequence import _run as _sequence_run
 
-__all__ = ["Simulation", "simulate", "scale_protocol", "write_simulation", "truth_column"]
+__all__ = [
+    "PreparedProtocol",
+    "SimulatedArrays",
+    "Simulation",
+    "prepare",
+    "simulate",
+    "simulate_arrays",
+    "simulate_stepwise",
+    "scale_protocol",
+    "write_simulation",
+    "truth_column",
+]
 
 ROLE_NAMES = np.array(["target", "filler", "vigilance"])
 TRIAL_COLUMNS = [
@@ -163,13 +178,22 @@ def expected_scores(protocol: Protocol, params: Params, videos) -> dict[str, np.
     out = {}
     for s, step in enumerate(protocol.steps):
         t = _reference_delay_s(protocol, s)
-        r = np.array([retention(law.code, t, m, rr, a, b) for m, rr in zip(videos.m, videos.rate)])
+        r = _retention_many(law.code, float(t), videos.m, videos.rate, float(a), float(b))
         r = np.clip(r, 1e-9, 1 - 1e-9)
         fam = videos.familiarity * np.exp(-t / params.videos.short_term_decay_s)
         lp = (np.log(r / (1 - r)) + fam)[:, None] + p.ability_sd * nodes[None, :]
         out[truth_column(step.scoring.column)] = (1 - p.lapse_mean) * (
             (1.0 / (1.0 + np.exp(-lp))) @ weights
         )
+    return out
+
+
+@njit(cache=True)
+def _retention_many(code, t, m, rate, a, b):
+    """:func:`memsim.sim.forgetting.retention` of every stimulus at one delay."""
+    out = np.empty(m.shape[0])
+    for v in range(m.shape[0]):
+        out[v] = retention(code, t, m[v], rate[v], a, b)
     return out
 
 
@@ -265,35 +289,6 @@ def _inputs(sl: dict, pid, items_video, item_prior_onset, start, parts) -> StepI
         lapse=parts.lapse[pid],
         careless=parts.careless[pid],
     )
-
-
-def _play(
-    protocol, params, seed, s, layout, pid, items_video, item_prior_onset, start, parts, videos
-) -> dict:
-    """Sequences and responses of step ``s`` for participants ``pid`` given their items."""
-    step = protocol.steps[s]
-    item, lag = generate_sequences(layout, seed, pid, s)
-    sl = _slots(step, layout, item, lag)
-    x = _inputs(sl, pid, items_video, item_prior_onset, start, parts)
-    response, rt, onset, delay, shown = simulate_step(
-        x, videos, _constants(protocol, params, seed, s)
-    )
-    pos = np.arange(step.length, dtype=np.int32)[None, :]
-    return {
-        "item": item,
-        "lag": lag,
-        "video": x.video,
-        "role": sl["role"],
-        "within": sl["within"],
-        "repeat": sl["repeat"],
-        "response": response,
-        "rt": rt,
-        "onset": onset,
-        "delay": delay,
-        "shown": shown,
-        "shown_mask": pos < shown[:, None],
-        "end": _session_end(protocol, response, rt, onset, shown),
-    }
 
 
 class _FirstStepPlayer:
@@ -430,6 +425,546 @@ def _later_step_items(protocol: Protocol, s: int, layout, later, prev: dict, see
     return pid, start, items_video, item_prior_onset
 
 
+@dataclass(frozen=True, eq=False)
+class PreparedProtocol:
+    """A protocol made ready to be simulated many times (:func:`prepare`).
+
+    Attributes
+    ----------
+    protocol : Protocol
+        The protocol as simulated (scaled).
+    layouts : tuple of StepLayout
+        Each step's sequence layout.
+    group_role : tuple of int8[G]
+        Each step's item groups' role codes (:data:`ROLE_CODES`).
+    from_earlier : tuple of bool[G]
+        Each step's item groups that come from an earlier step.
+    max_participants : int
+        The campaign's participant budget.
+    """
+
+    protocol: Protocol
+    layouts: tuple
+    group_role: tuple
+    from_earlier: tuple
+    max_participants: int
+
+
+def prepare(protocol: Protocol, scale: float = 1.0) -> PreparedProtocol:
+    """Scale a protocol and make its step layouts once, for one or many simulations."""
+    protocol = scale_protocol(protocol, scale)
+    check_memory(protocol)
+    stop = protocol.campaign.stop
+    return PreparedProtocol(
+        protocol=protocol,
+        layouts=tuple(layout_for(step) for step in protocol.steps),
+        group_role=tuple(
+            np.array([ROLE_CODES[g.role] for g in step.items], dtype=np.int8)
+            for step in protocol.steps
+        ),
+        from_earlier=tuple(
+            np.array([not isinstance(g.source, str) for g in step.items], dtype=np.bool_)
+            for step in protocol.steps
+        ),
+        max_participants=stop.count if stop.kind == "participants" else stop.max_participants,
+    )
+
+
+@dataclass
+class SimulatedArrays:
+    """A simulated study as arrays: what :class:`Simulation` holds, before any DataFrame.
+
+    Attributes
+    ----------
+    protocol, params, seed
+        As simulated (``protocol`` scaled).
+    trials : dict of str to ndarray
+        The trial table's columns (:data:`TRIAL_COLUMNS`, the SPEC's dtypes) in participant,
+        step, position order, ``role`` as int8 codes in :data:`memsim.design.trials.ROLES`
+        order: what :func:`memsim.analysis.scoring.score` accepts in place of a DataFrame.
+    videos : Videos
+        Every stimulus' latent parameters.
+    participants : Participants
+        Every drawn participant's latent parameters (``n_participants`` of them started).
+    n_participants : int
+    truth : dict of str to float64[V]
+        Each stimulus' expected score per scored step (:func:`expected_scores`).
+    """
+
+    protocol: Protocol
+    params: Params
+    seed: int
+    trials: dict
+    videos: object
+    participants: object
+    n_participants: int
+    truth: dict
+
+    def videos_frame(self) -> pd.DataFrame:
+        """The latent truth of every stimulus (:attr:`Simulation.videos`)."""
+        return videos_table(self.videos, self.truth)
+
+    def participants_frame(self) -> pd.DataFrame:
+        """Each participant who started: her latent parameters (``Simulation.participants``)."""
+        return participants_table(self.participants, self.n_participants)
+
+    def to_simulation(self) -> Simulation:
+        """The same study as DataFrames (no copy of the trial columns)."""
+        cols = dict(self.trials)
+        cols["role"] = pd.Categorical.from_codes(
+            cols["role"], categories=list(ROLE_NAMES), validate=False
+        )
+        return Simulation(
+            protocol=self.protocol,
+            params=self.params,
+            seed=self.seed,
+            # copy=False keeps each column its own block: no 2-million-row copy to consolidate
+            trials=pd.DataFrame(cols, copy=False),
+            videos=self.videos_frame(),
+            participants=self.participants_frame(),
+        )
+
+
+# --------------------------------------------------------------------------- the fused step
+@njit(cache=True, parallel=True)
+def _play_step(
+    seed,
+    step_index,
+    pid,
+    base,
+    start,
+    ability,
+    fa,
+    lapse,
+    careless,
+    items_video,
+    item_prior_onset,
+    seq,
+    group_of_item,
+    group_role,
+    from_earlier,
+    vs,
+    cs,
+    cols,
+    item_onset,
+    shown,
+    failed,
+    end,
+):
+    """One step for every participant who plays it, straight into the trial table.
+
+    Per participant: her sequence (:func:`memsim.sim.sequence._fill_one`, her own stream), what
+    each slot shows (as :func:`_slots` and :func:`_inputs`), her session
+    (:func:`memsim.sim.kernel.play_row`), each written into the table's columns ``cols`` at her
+    rows ``base[i] .. base[i] + L``; and for the steps after, the onset of each item's last
+    played showing, the slots played and when the session ended. No per-slot array is made
+    between the stages: the sequence's lags, the stimuli, roles and repeats are written where
+    the table keeps them and read back from there.
+    """
+    length, g_start, g_count, g_lo, g_hi, order, singles, max_restarts, perm_size = seq
+    participant, step, position, c_video, c_role, c_repeat, c_lag, c_delay = cols[:8]
+    c_response, c_rt, c_onset = cols[8:]
+    duration, gap, ends_on_press = cs[5], cs[6], cs[7]
+    L = length
+    n = pid.shape[0]
+    chunk = 64
+    for c in prange((n + chunk - 1) // chunk):
+        perm = np.empty(perm_size, np.int32)
+        item = np.empty(L, np.int32)
+        first_pos = np.empty(L, np.int32)
+        prior = np.empty(L)
+        for i in range(c * chunk, min(n, (c + 1) * chunk)):
+            b = base[i]
+            p = pid[i]
+            lag = c_lag[b : b + L]
+            state = stream_key(seed, SEQUENCE, p * 256 + step_index)
+            _, f, _ = _fill_one(
+                state,
+                L,
+                g_start,
+                g_count,
+                g_lo,
+                g_hi,
+                order,
+                singles,
+                max_restarts,
+                item,
+                lag,
+                perm,
+            )
+            failed[i] = f
+            if f >= 0:
+                shown[i] = 0
+                continue
+            video = c_video[b : b + L]
+            role = c_role[b : b + L]
+            repeat = c_repeat[b : b + L]
+            for k in range(L):
+                it = item[k]
+                g = group_of_item[it]
+                within = lag[k] >= 0
+                earlier = from_earlier[g]
+                video[k] = items_video[i, it]
+                role[k] = group_role[g]
+                repeat[k] = within or earlier
+                first_pos[k] = k - lag[k] if within else -1
+                prior[k] = item_prior_onset[i, it] if earlier else np.nan
+            onset = c_onset[b : b + L]
+            response = c_response[b : b + L]
+            rt = c_rt[b : b + L]
+            m = play_row(
+                p,
+                video,
+                role,
+                repeat,
+                first_pos,
+                prior,
+                start[i],
+                ability[i],
+                fa[i],
+                lapse[i],
+                careless[i],
+                vs,
+                cs,
+                response,
+                rt,
+                onset,
+                c_delay[b : b + L],
+            )
+            shown[i] = m
+            for k in range(L):
+                participant[b + k] = p
+                step[b + k] = step_index + 1
+                position[b + k] = k
+            for j in range(item_onset.shape[1]):
+                item_onset[i, j] = np.nan
+            for k in range(m):
+                item_onset[i, item[k]] = onset[k]
+            last = m - 1
+            shown_for = duration
+            if response[last] and ends_on_press:
+                shown_for = np.float64(rt[last])
+            end[i] = onset[last] + shown_for + gap
+
+
+@njit(cache=True)
+def _compact(cols, reserved_base, reserved, played, total):
+    """Close the gaps that sessions shorter than reserved left: move each (participant, step)
+    block of rows down to its final place, in table order (a block only ever moves down)."""
+    dest = 0
+    for q in range(reserved_base.shape[0]):
+        src = reserved_base[q]
+        m = played[q]
+        if src != dest:
+            for col in literal_unroll(cols):
+                for k in range(m):
+                    col[dest + k] = col[src + k]
+        dest += m
+    return dest
+
+
+_COLUMN_DTYPES = (
+    np.int64,
+    np.int8,
+    np.int16,
+    np.int32,
+    np.int8,
+    np.bool_,
+    np.int16,
+    np.float64,
+    np.bool_,
+    np.float32,
+    np.float64,
+)
+
+
+def _columns(capacity: int, workspace: dict | None) -> tuple:
+    """The trial table's columns, ``capacity`` rows: fresh, or views into ``workspace``."""
+    if workspace is None:
+        return tuple(np.empty(capacity, dtype=d) for d in _COLUMN_DTYPES)
+    have = workspace.get("columns")
+    if have is None or have[0].shape[0] < capacity:
+        # a little room to spare: the next run of the batch may play a few more slots
+        have = tuple(np.empty(int(capacity * 1.05) + 1024, dtype=d) for d in _COLUMN_DTYPES)
+        workspace["columns"] = have
+    return tuple(c[:capacity] for c in have)
+
+
+def _sequence_args(layout, step_index: int, max_restarts: int = 1000) -> tuple:
+    plan = _sequence_plan(layout)
+    perm_size = max([1, plan[5].size] + [int(c) for c in layout.group_count])
+    return (layout.length, *plan, max_restarts, perm_size)
+
+
+def _play_fused(
+    prepared, params, seed, s, pid, start, items_video, item_prior_onset, base, parts, videos, cols
+):
+    """Step ``s`` for participants ``pid`` into ``cols`` (:func:`_play_step`); what the next
+    step needs of it."""
+    protocol = prepared.protocol
+    layout = prepared.layouts[s]
+    n = pid.shape[0]
+    item_onset = np.empty((n, layout.n_items))
+    shown = np.zeros(n, dtype=np.int32)
+    end = np.zeros(n)
+    if n:
+        # one participant first: an infeasible layout fails once, not once per participant
+        _, _, f, _ = _sequence_run(layout, seed, pid[:1], s, 1000)
+        if f[0] >= 0:
+            raise _sequence_failure(layout, s, int(pid[0]), int(f[0]), 1000)
+        failed = np.empty(n, dtype=np.int32)
+        _play_step(
+            np.uint64(seed),
+            s,
+            pid,
+            base,
+            np.ascontiguousarray(start, dtype=np.float64),
+            parts.ability[pid],
+            parts.fa[pid],
+            parts.lapse[pid],
+            parts.careless[pid],
+            np.ascontiguousarray(items_video, dtype=np.int32),
+            np.ascontiguousarray(item_prior_onset, dtype=np.float64),
+            _sequence_args(layout, s),
+            layout.group_of_item,
+            prepared.group_role[s],
+            prepared.from_earlier[s],
+            *step_tables(videos, _constants(protocol, params, seed, s)),
+            cols,
+            item_onset,
+            shown,
+            failed,
+            end,
+        )
+        bad = np.flatnonzero(failed >= 0)
+        if bad.size:
+            i = int(bad[0])
+            raise _sequence_failure(layout, s, int(pid[i]), int(failed[i]), 1000)
+    return {
+        "pid": pid,
+        "items_video": items_video,
+        "item_onset": item_onset,
+        "shown_item": ~np.isnan(item_onset),
+        "group_of_item": layout.group_of_item,
+        "complete": shown == protocol.steps[s].length,
+        "end": end,
+        "shown": shown,
+    }
+
+
+def _campaign(prepared, params, seed, progress):
+    protocol = prepared.protocol
+    videos = draw_videos(params, protocol.stimuli.count, seed)
+    # prefix-stable: the first n are the same
+    parts = draw_participants(params, prepared.max_participants, seed)
+    player = None if in_order(protocol) else _FirstStepPlayer(protocol, params, seed, parts, videos)
+    plan = plan_campaign(
+        protocol,
+        seed,
+        params.participants.return_probability,
+        observe=player.observe if player is not None else None,
+        judge=player.judge if player is not None else None,
+        min_press_s=params.participants.rt.min_s,
+    )
+    return videos, parts, plan
+
+
+def _ticker(steps, progress):
+    stages = ["campaign"] + [f"step {i + 1}" for i in range(len(steps))] + ["tables"]
+    if progress is None:
+        return lambda stage: None
+    # numba compiles the step's kernels at their first call (seconds): say so before, not after
+    note = "compiling kernels (first run only)" if _jitcache.cold("sim/simulate") else ""
+    if note:
+        report(progress, "simulate", note, 0, len(stages), unit="stages")
+
+    def tick(stage: str) -> None:
+        if stage == "done":
+            report(progress, "simulate", "done", len(stages), len(stages), unit="stages")
+        else:
+            done = stages.index(stage)
+            report(progress, "simulate", stage, done, len(stages), unit="stages", detail=note)
+
+    return tick
+
+
+def simulate_arrays(
+    prepared: PreparedProtocol,
+    params: Params,
+    seed: int = 0,
+    progress: ProgressCallback | None = None,
+    workspace: dict | None = None,
+) -> SimulatedArrays:
+    """Simulate the whole study into arrays (see :func:`simulate`, which wraps this).
+
+    Every step is played by one numba call per step that writes straight into the trial
+    table (:func:`_play_step`); rows are reserved for full sessions of everyone who may play
+    a step, and the gaps that shorter sessions leave are closed at the end. The result is the
+    same, byte for byte, as playing the stages one after the other
+    (:func:`simulate_stepwise`, the reference).
+
+    Parameters
+    ----------
+    prepared : PreparedProtocol
+        From :func:`prepare` (scaled already).
+    params : Params
+    seed : int
+    progress : callable, optional
+        Receives a :class:`memsim.progress.Progress` at each stage.
+    workspace : dict, optional
+        Memory to reuse from one call to the next (an empty dict at first): the trial
+        columns are then views into it, overwritten by the next call with the same
+        workspace. Fresh memory costs more than the writing itself (each new page is
+        faulted in and zeroed), so a batch of runs keeps one (:mod:`memsim.sim.batch`).
+
+    Returns
+    -------
+    SimulatedArrays
+    """
+    protocol = prepared.protocol
+    steps = protocol.steps
+    S = len(steps)
+    tick = _ticker(steps, progress)
+    tick("campaign")
+    videos, parts, plan = _campaign(prepared, params, seed, progress)
+    P = plan.n_participants
+    # rows reserved: a full session of step 1 for everyone, of a later step for whoever returns
+    reserved = np.zeros((P, S), dtype=np.int64)
+    reserved[:, 0] = steps[0].length
+    for s in range(1, S):
+        reserved[plan.later[s - 1].rows, s] = steps[s].length
+    flat = reserved.ravel()
+    reserved_base = (np.cumsum(flat) - flat).reshape(reserved.shape)
+    capacity = int(flat.sum())
+    cols = _columns(capacity, workspace)
+    played = np.zeros((P, S), dtype=np.int64)
+    prev = None
+    for s in range(S):
+        tick(f"step {s + 1}")
+        if s == 0:
+            pid = np.arange(P, dtype=np.int64)
+            start, items_video = plan.arrival_s, plan.step1_items
+            item_prior_onset = np.empty((0, 0))
+        else:
+            pid, start, items_video, item_prior_onset = _later_step_items(
+                protocol, s, prepared.layouts[s], plan.later[s - 1], prev, seed
+            )
+        prev = _play_fused(
+            prepared,
+            params,
+            seed,
+            s,
+            pid,
+            start,
+            items_video,
+            item_prior_onset,
+            reserved_base[pid, s],
+            parts,
+            videos,
+            cols,
+        )
+        played[pid, s] = prev["shown"]
+    tick("tables")
+    total = int(played.sum())
+    if total != capacity:
+        _compact(cols, reserved_base.ravel(), reserved.ravel(), played.ravel(), total)
+        cols = tuple(c[:total] for c in cols)
+    truth = expected_scores(protocol, params, videos)
+    tick("done")
+    return SimulatedArrays(
+        protocol=protocol,
+        params=params,
+        seed=seed,
+        trials=dict(zip(TRIAL_COLUMNS, cols)),
+        videos=videos,
+        participants=parts,
+        n_participants=P,
+        truth=truth,
+    )
+
+
+def simulate_stepwise(prepared: PreparedProtocol, params: Params, seed: int = 0) -> SimulatedArrays:
+    """The reference of :func:`simulate_arrays`: each stage of each step played for every
+    participant before the next (sequences, slots, kernel, table), in numpy around the
+    tested kernels (:func:`~memsim.sim.sequence.generate_sequences`,
+    :func:`~memsim.sim.kernel.simulate_step`)."""
+    protocol = prepared.protocol
+    steps = protocol.steps
+    videos, parts, plan = _campaign(prepared, params, seed, None)
+    tables = []
+    prev = None
+    for s, step in enumerate(steps):
+        layout = prepared.layouts[s]
+        if s == 0:
+            pid = np.arange(plan.n_participants, dtype=np.int64)
+            items_video, start = plan.step1_items, plan.arrival_s
+            item_prior_onset = np.full(items_video.shape, np.nan)
+        else:
+            pid, start, items_video, item_prior_onset = _later_step_items(
+                protocol, s, layout, plan.later[s - 1], prev, seed
+            )
+        n = pid.shape[0]
+        item, lag = generate_sequences(layout, seed, pid, s)
+        sl = _slots(step, layout, item, lag)
+        x = _inputs(sl, pid, items_video, item_prior_onset, start, parts)
+        response, rt, onset, delay, shown = simulate_step(
+            x, videos, _constants(protocol, params, seed, s)
+        )
+        pos = np.arange(step.length, dtype=np.int32)[None, :]
+        shown_mask = pos < shown[:, None]
+        item_onset = np.full((n, layout.n_items), np.nan)
+        rows = np.broadcast_to(np.arange(n)[:, None], item.shape)
+        for sel in (shown_mask & ~sl["within"], shown_mask & sl["within"]):
+            item_onset[rows[sel], item[sel]] = onset[sel]
+        prev = {
+            "pid": pid,
+            "items_video": items_video,
+            "item_onset": item_onset,
+            "shown_item": ~np.isnan(item_onset),
+            "group_of_item": layout.group_of_item,
+            "complete": shown == step.length,
+            "end": _session_end(protocol, response, rt, onset, shown),
+        }
+        flat = shown_mask.ravel()
+        tables.append(
+            {
+                "_pid": pid,
+                "_shown": shown,
+                "participant": np.repeat(pid, step.length)[flat],
+                "step": np.full(int(flat.sum()), s + 1, dtype=np.int8),
+                "position": np.broadcast_to(pos, item.shape).ravel()[flat].astype(np.int16),
+                "video": x.video.ravel()[flat].astype(np.int32),
+                "role": sl["role"].ravel()[flat].astype(np.int8),
+                "repeat": x.repeat.ravel()[flat],
+                "lag": lag.ravel()[flat].astype(np.int16),
+                "delay_s": delay.ravel()[flat],
+                "response": response.ravel()[flat],
+                "rt_s": rt.ravel()[flat],
+                "onset_s": onset.ravel()[flat],
+            }
+        )
+    per = np.zeros((plan.n_participants, len(steps)), dtype=np.int64)
+    for s, t in enumerate(tables):
+        per[t["_pid"], s] = t["_shown"]
+    base = (np.cumsum(per.ravel()) - per.ravel()).reshape(per.shape)
+    total = int(per.sum())
+    cols = {c: np.empty(total, dtype=tables[0][c].dtype) for c in TRIAL_COLUMNS}
+    for s, t in enumerate(tables):
+        dest = np.repeat(base[t["_pid"], s], t["_shown"]) + t["position"]
+        for c in TRIAL_COLUMNS:
+            cols[c][dest] = t[c]
+    return SimulatedArrays(
+        protocol=protocol,
+        params=params,
+        seed=seed,
+        trials=cols,
+        videos=videos,
+        participants=parts,
+        n_participants=plan.n_participants,
+        truth=expected_scores(protocol, params, videos),
+    )
+
+
 def simulate(
     protocol: Protocol,
     params: Params,
@@ -455,158 +990,63 @@ def simulate(
     -------
     Simulation
     """
-    stages = ["campaign"] + [f"step {i + 1}" for i in range(len(protocol.steps))] + ["tables"]
-    # numba compiles a kernel at its first call (seconds): say so before, not after
-    compiling = progress is not None and _jitcache.cold("sim/kernel")
-    note = "compiling kernels (first run only)" if compiling else ""
-    if compiling:
-        report(progress, "simulate", note, 0, len(stages), unit="stages")
-
-    def tick(stage: str) -> None:
-        done = stages.index(stage)
-        report(progress, "simulate", stage, done, len(stages), unit="stages", detail=note)
-
-    protocol = scale_protocol(protocol, scale)
-    check_memory(protocol)
-    steps = protocol.steps
-    tick("campaign")
-    stop = protocol.campaign.stop
-    max_p = stop.count if stop.kind == "participants" else stop.max_participants
-    videos = draw_videos(params, protocol.stimuli.count, seed)
-    parts = draw_participants(params, max_p, seed)  # prefix-stable: the first n are the same
-    player = _FirstStepPlayer(protocol, params, seed, parts, videos)
-    plan = plan_campaign(
-        protocol,
-        seed,
-        params.participants.return_probability,
-        observe=player.observe,
-        judge=player.judge,
-        min_press_s=params.participants.rt.min_s,
-    )
-
-    tables = []
-    # per step: participant ids, item->video [n, n_items], item onset (last showing) [n, n_items],
-    # end time
-    prev = None
-    for s, step in enumerate(steps):
-        tick(f"step {s + 1}")
-        layout = layout_for(step)
-        if s == 0:
-            pid = np.arange(plan.n_participants, dtype=np.int64)
-            items_video = plan.step1_items
-            start = plan.arrival_s
-            item_prior_onset = np.full(items_video.shape, np.nan)
-        else:
-            pid, start, items_video, item_prior_onset = _later_step_items(
-                protocol, s, layout, plan.later[s - 1], prev, seed
-            )
-        n = pid.shape[0]
-        o = _play(
-            protocol,
-            params,
-            seed,
-            s,
-            layout,
-            pid,
-            items_video,
-            item_prior_onset,
-            start,
-            parts,
-            videos,
-        )
-        item, lag, video, role, repeat = o["item"], o["lag"], o["video"], o["role"], o["repeat"]
-        within, shown_mask, shown = o["within"], o["shown_mask"], o["shown"]
-        response, rt, onset, delay = o["response"], o["rt"], o["onset"], o["delay"]
-        pos = np.arange(step.length, dtype=np.int32)[None, :]
-        # per item: onset of its last showing (first showings, then repeats overwrite)
-        item_onset = np.full((n, layout.n_items), np.nan)
-        rows = np.broadcast_to(np.arange(n)[:, None], item.shape)
-        for sel in (shown_mask & ~within, shown_mask & within):
-            item_onset[rows[sel], item[sel]] = onset[sel]
-        prev = {
-            "pid": pid,
-            "items_video": items_video,
-            "item_onset": item_onset,
-            "shown_item": ~np.isnan(item_onset),
-            "group_of_item": layout.group_of_item,
-            "complete": shown == step.length,
-            "end": o["end"],
-        }
-        flat = shown_mask.ravel()
-        tables.append(
-            {
-                "_pid": pid,
-                "_shown": shown,
-                "participant": np.repeat(pid, step.length)[flat],
-                "step": np.full(int(flat.sum()), s + 1, dtype=np.int8),
-                "position": np.broadcast_to(pos, item.shape).ravel()[flat].astype(np.int16),
-                "video": video.ravel()[flat].astype(np.int32),
-                "role": role.ravel()[flat],
-                "repeat": repeat.ravel()[flat],
-                "lag": lag.ravel()[flat].astype(np.int16),
-                "delay_s": delay.ravel()[flat],
-                "response": response.ravel()[flat],
-                "rt_s": rt.ravel()[flat],
-                "onset_s": onset.ravel()[flat],
-            }
-        )
-    tick("tables")
-    # one table ordered by participant, step, position: scatter each step's rows into place
-    per = np.zeros((plan.n_participants, len(steps)), dtype=np.int64)
-    for s, t in enumerate(tables):
-        per[t["_pid"], s] = t["_shown"]
-    base = (np.cumsum(per.ravel()) - per.ravel()).reshape(per.shape)
-    total = int(per.sum())
-    cols = {c: np.empty(total, dtype=tables[0][c].dtype) for c in TRIAL_COLUMNS}
-    for s, t in enumerate(tables):
-        dest = np.repeat(base[t["_pid"], s], t["_shown"]) + t["position"]
-        for c in TRIAL_COLUMNS:
-            cols[c][dest] = t[c]
-    cols["role"] = pd.Categorical.from_codes(
-        cols["role"].astype(np.int8), categories=list(ROLE_NAMES)
-    )
-    trials = pd.DataFrame(cols)
-    truth = expected_scores(protocol, params, videos)
-    report(progress, "simulate", "done", len(stages), len(stages), unit="stages")
-    return Simulation(
-        protocol=protocol,
-        params=params,
-        seed=seed,
-        trials=trials,
-        videos=videos_table(videos, truth),
-        participants=participants_table(parts, plan.n_participants),
-    )
+    return simulate_arrays(prepare(protocol, scale), params, seed, progress).to_simulation()
 
 
-def write_table(df: pd.DataFrame, path: str | os.PathLike[str]) -> None:
+PARQUET_CODECS = ("snappy", "lz4", "zstd", "gzip", "none")
+
+
+def write_table(
+    df: pd.DataFrame, path: str | os.PathLike[str], compression: str = "snappy"
+) -> None:
+    """Write ``df`` as Parquet at ``path``, atomically.
+
+    ``compression``: snappy (the default: ``memsim run``'s files keep their bytes), or lz4, the
+    fastest codec measured on the main job's trial table and a little smaller, zstd (a third
+    smaller, slower), gzip or none (``benchmarks/bench_parquet.py``, docs/performance.md).
+    """
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     from memsim.io import atomic_path
 
+    if compression not in PARQUET_CODECS:
+        known = ", ".join(PARQUET_CODECS)
+        raise UserError(f"unknown Parquet codec {compression!r} (known: {known})")
     with atomic_path(path) as tmp:
         # dictionary-encode only the categorical column: a third faster to write
         dict_cols = [c for c in df.columns if isinstance(df[c].dtype, pd.CategoricalDtype)]
         pq.write_table(
             pa.Table.from_pandas(df, preserve_index=False),
             tmp,
+            compression=compression,
             use_dictionary=dict_cols or False,
             write_statistics=False,
         )
 
 
-def write_simulation(sim: Simulation, out: str | os.PathLike[str]) -> list[Path]:
-    """Write trials/videos/participants Parquet files into ``out`` (each atomically)."""
+SIMULATION_TABLES = ("trials", "videos", "participants")
+
+
+def write_simulation(
+    sim: Simulation,
+    out: str | os.PathLike[str],
+    tables: tuple[str, ...] = SIMULATION_TABLES,
+    compression: str = "snappy",
+) -> list[Path]:
+    """Write the ``tables`` asked for (default all: trials, videos, participants) as Parquet into
+    ``out``, each atomically; the paths written."""
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise UserError("output exists and is not a directory", path=out)
+    unknown = [t for t in tables if t not in SIMULATION_TABLES]
+    if unknown:
+        raise UserError(
+            f"unknown table {unknown[0]!r} (known: {', '.join(SIMULATION_TABLES)})", path=out
+        )
     paths = []
-    for name, df in (
-        ("trials", sim.trials),
-        ("videos", sim.videos),
-        ("participants", sim.participants),
-    ):
+    for name in tables:
         p = out / f"{name}.parquet"
-        write_table(df, p)
+        write_table(getattr(sim, name), p, compression)
         paths.append(p)
     return paths

@@ -50,6 +50,7 @@ import math
 import numbers
 import os
 import re
+import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
@@ -661,35 +662,39 @@ def run_cell(spec: dict) -> dict[str, float]:
     spec : dict
         ``protocol`` and ``params`` (dumped mappings), ``seed`` and
         ``analysis_seed`` (ints), ``scale`` (float), ``analysis`` (``n_splits``,
-        ``repeats``; default 25 and 3).
+        ``repeats``; default 25 and 3), optionally ``statistics`` (the study's: the costly
+        analyses none of them reads are skipped).
 
     Returns
     -------
     dict
         Every scalar statistic of :func:`memsim.analysis.consistency.analyse` (flattened by
-        :func:`flatten_statistics`, with step-index aliases), plus
-        ``participants`` (participants who started step 1).
+        :func:`flatten_statistics`, with step-index aliases; without the costly analyses that
+        ``statistics`` does not name), plus ``participants`` (participants who started step 1).
     """
     from memsim.analysis.consistency import analyse
     from memsim.analysis.scoring import score
-    from memsim.design.protocol import protocol_from_mapping
     from memsim.sim.params import default_params_path, load_params, params_from_mapping
-    from memsim.sim.simulate import simulate
+    from memsim.sim.simulate import simulate_arrays
 
-    protocol = protocol_from_mapping(spec["protocol"], "<cell>")
+    prepared = _prepared(spec["protocol"], float(spec.get("scale", 1.0)))
+    protocol = prepared.protocol
     if spec.get("params") is None:
         params = load_params(default_params_path(protocol))
     else:
         params = params_from_mapping(spec["params"], "<cell>")
-    sim = simulate(protocol, params, seed=int(spec["seed"]), scale=float(spec.get("scale", 1.0)))
+    # a cell needs statistics only: the campaign stays arrays, no trial DataFrame, no Parquet
+    sim = simulate_arrays(prepared, params, seed=int(spec["seed"]), workspace=_workspace())
     split = spec.get("analysis") or {}
+    wanted = spec.get("statistics")  # the study's: the costly analyses nobody reads are skipped
     # the simulator's tables meet the trial-table contract by construction (tests/test_run.py)
     stats = analyse(
         score(sim.trials, sim.protocol, validate=False),
-        truth=sim.videos,
+        truth=sim.videos_frame(),
         seed=int(spec["analysis_seed"]),
         n_splits=int(split.get("n_splits", 25)),
         repeats=int(split.get("repeats", 3)),
+        only=None if wanted is None else {w.split(".")[0] for w in wanted},
     )
     stats.pop("seed", None)
     out = flatten_statistics(stats)
@@ -702,8 +707,33 @@ def run_cell(spec: dict) -> dict[str, float]:
         alias = ".".join(names.get(p, p) for p in parts)
         if alias != key:
             out.setdefault(alias, out[key])
-    out["participants"] = float(len(sim.participants))
+    out["participants"] = float(sim.n_participants)
     return out
+
+
+_PREPARED: dict = {}  # (protocol, scale) -> PreparedProtocol, for the cells of one worker
+_LOCAL = threading.local()  # a Dask worker may run cells on several threads of one process
+
+
+def _workspace() -> dict:
+    """This thread's table memory, reused from cell to cell (a cell keeps only statistics)."""
+    if not hasattr(_LOCAL, "workspace"):
+        _LOCAL.workspace = {}
+    return _LOCAL.workspace
+
+
+def _prepared(protocol: dict, scale: float):
+    """The cell's protocol, validated, scaled and laid out once per worker process (the cells
+    of a study mostly share one)."""
+    from memsim.design.protocol import protocol_from_mapping
+    from memsim.sim.simulate import prepare
+
+    key = (_canonical(protocol), scale)
+    if key not in _PREPARED:
+        if len(_PREPARED) > 16:
+            _PREPARED.clear()
+        _PREPARED[key] = prepare(protocol_from_mapping(protocol, "<cell>"), scale)
+    return _PREPARED[key]
 
 
 def _preflight(spec: dict) -> None:
@@ -1243,6 +1273,7 @@ def _spec(study: Study, plan: Plan, cell: dict, replicate: int, scale: float) ->
         "analysis_seed": a_seed,
         "scale": scale,
         "analysis": study.analysis.model_dump(),
+        "statistics": list(study.statistics),
         "cell": cell["cell"],
         "replicate": replicate,
         "coords": cell["coords"],

@@ -472,7 +472,7 @@ def build_study(
                     if prev["shown"][i] and i not in taken
                 ]
                 items = list(lay.group_items[gi])
-                if len(pool) < len(items):  # only when the earlier session was cut short
+                if len(pool) < len(items):  # only when her step before this one was cut short
                     raise DeadEnd
                 picked = _select(sess.groups[gi][0::2], pool, len(items), 1)
                 taken.update(picked)
