@@ -94,7 +94,7 @@ def _reference(scale: float, out: Path, seed: int = 0) -> int:
         def __init__(self, model, pid, step, slots, start):
             super().__init__(model)
             self.pid, self.step_no, self.slots, self.t, self.k = pid, step, slots, start, 0
-            self.onsets: dict[int, float] = {}  # video -> onset of its showing in this session
+            self.onsets: dict[int, float] = {}  # video -> onset of its showing in her session
 
         def step(self) -> None:
             m, rnd = self.model, self.model.random
