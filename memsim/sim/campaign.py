@@ -449,7 +449,20 @@ class SelectionPolicy:
     after every arrival, and :meth:`finish` when recruitment ends. ``index`` holds the
     annotation counts of the assignments made so far (every policy keeps it: the campaign's
     stop rule and :attr:`Plan.annotation_counts` read it).
+
+    A policy whose choices never wait for a session to end says so (:meth:`in_order`): its
+    campaign is then planned in arrival order by one numba loop (:func:`_plan_in_order`,
+    which plays it as ``least_annotated``, or as ``uniform`` where :attr:`uniform`), tested
+    equal to the simpy engine byte for byte; the others run on simpy.
     """
+
+    #: the arrival-order loop draws at random among all stimuli instead of the least annotated
+    uniform = False
+
+    @classmethod
+    def in_order(cls, spec) -> bool:
+        """True when no choice waits for a session to end (no feedback from the sessions)."""
+        return False
 
     def __init__(self, spec, campaign: _Campaign) -> None:
         self.spec, self.c = spec, campaign
@@ -470,6 +483,10 @@ class SelectionPolicy:
 class LeastAnnotatedPolicy(SelectionPolicy):
     """At random among the ``pool`` least-annotated (VideoMem); ``counts: kept`` withdraws
     the assignments of a participant whom step 1's filters drop when her session ends."""
+
+    @classmethod
+    def in_order(cls, spec) -> bool:
+        return getattr(spec, "counts", "assigned") != "kept"  # kept counts wait for verdicts
 
     def __init__(self, spec, campaign: _Campaign) -> None:
         super().__init__(spec, campaign)
@@ -521,6 +538,12 @@ class LeastAnnotatedPolicy(SelectionPolicy):
 
 class UniformPolicy(SelectionPolicy):
     """Uniformly among all stimuli."""
+
+    uniform = True
+
+    @classmethod
+    def in_order(cls, spec) -> bool:
+        return True
 
     def choose(self, p: int, stream: PyStream, now: float) -> np.ndarray:
         state, chosen = select_uniform(
@@ -652,12 +675,11 @@ def _later_picks(protocol: Protocol, seed: int) -> dict[int, LeastTestedPick]:
 
 
 def in_order(protocol: Protocol) -> bool:
-    """The protocol's campaign needs no event engine: its selection never waits for a session
-    to end (``least_annotated`` counting assignments, ``uniform``)."""
+    """The protocol's campaign needs no event engine: its selection policy never waits for a
+    session to end (:meth:`SelectionPolicy.in_order`: ``least_annotated`` counting
+    assignments, ``uniform``)."""
     sel = protocol.selection
-    return sel.kind == "uniform" or (
-        sel.kind == "least_annotated" and getattr(sel, "counts", "assigned") != "kept"
-    )
+    return SELECTION_POLICIES[sel.kind].in_order(sel)
 
 
 def plan_campaign(
@@ -952,7 +974,7 @@ def _plan_in_order(protocol: Protocol, seed: int, return_probability: float) -> 
         max_p,
         min_annot,
         n_videos,
-        sel.kind == "uniform",
+        SELECTION_POLICIES[sel.kind].uniform,
         int(getattr(sel, "pool", 0)),
         k1,
         np.flatnonzero(_step1_target_mask(protocol)).astype(np.int64),
