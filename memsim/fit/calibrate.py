@@ -27,6 +27,7 @@ from __future__ import annotations
 import functools
 import json
 import math
+import multiprocessing as mp
 import os
 import time
 from collections.abc import Callable
@@ -34,12 +35,39 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+import numba
 import numpy as np
 import pandas as pd
+import yaml
+from scipy.special import expit
 
+from memsim.analysis.consistency import (
+    analyse,
+    correction_change,
+    decay_alpha_summary,
+    human_consistency,
+    lag_curve,
+    rt_analyses,
+    score_correlation,
+)
+from memsim.analysis.distributions import at_released_precision, ks_distance, real_score_comparison
+from memsim.analysis.scoring import correct, correction_x, count_column, score, video_sums
 from memsim.errors import UserError
+from memsim.fit.compare import lookup
+from memsim.io import (
+    check_output,
+    forget_output,
+    make_dirs,
+    read_text,
+    record_output,
+    write_text_atomic,
+)
+from memsim.limits import check_seed
 from memsim.paths import get_path, set_path
+from memsim.sim.batch import simulate_many
+from memsim.sim.forgetting import LAWS
 from memsim.sim.params import Params, params_from_mapping
+from memsim.sim.simulate import PreparedProtocol, prepare, scale_protocol, simulate_arrays
 
 __all__ = [
     "Free",
@@ -128,7 +156,6 @@ def free_for(params: Params, fixed: tuple[str, ...] = ()) -> tuple[Free, ...]:
     """The free parameters for a parameter set's law, less those held ``fixed``."""
     if params.forgetting.law != "exponential_asymptote":
         # other laws: the same fields, the law's first shape parameter on a log scale
-        from memsim.sim.forgetting import LAWS
 
         shape = LAWS[params.forgetting.law].params[0]
         rate = {"positive": (-6.0, 3.0), "real": (-0.02, 0.05), "unit": (-6.0, 3.0)}[
@@ -172,8 +199,6 @@ def to_unconstrained(free: tuple[Free, ...], values: np.ndarray) -> np.ndarray:
 
 
 def from_unconstrained(free: tuple[Free, ...], x: np.ndarray) -> np.ndarray:
-    from scipy.special import expit
-
     u = expit(np.asarray(x, float))
     out = []
     for f, ui in zip(free, u):
@@ -244,15 +269,6 @@ def fit_summary(result, real=None, seed: int = 0, n_splits: int = 10, bins: str 
 
     Skips the slow analyses no fitted target uses (annotation-consistency curves).
     """
-    from memsim.analysis.consistency import (
-        correction_change,
-        decay_alpha_summary,
-        human_consistency,
-        lag_curve,
-        rt_analyses,
-        score_correlation,
-    )
-    from memsim.analysis.distributions import real_score_comparison
 
     p = result.protocol
     parts = result.participants
@@ -309,7 +325,6 @@ def score_quantiles(result, real=None, seed: int = 0, bins: str = "raw") -> dict
     ``count-matched`` (:func:`count_matched_scores`: re-made at the released annotation
     counts, for a campaign whose counts differ from the released ones).
     """
-    from memsim.analysis.distributions import at_released_precision
 
     if bins not in BINS:
         raise UserError(f"bins must be one of {', '.join(BINS)}, got {bins!r}")
@@ -344,7 +359,6 @@ def simulate_summary(
 
     ``protocol`` may be a :class:`memsim.sim.simulate.PreparedProtocol` (``scale`` is then
     ignored). No DataFrame of the trials is built (:func:`summarise_arrays`)."""
-    from memsim.sim.simulate import PreparedProtocol, prepare, simulate_arrays
 
     prepared = protocol if isinstance(protocol, PreparedProtocol) else prepare(protocol, scale)
     return summarise_arrays(simulate_arrays(prepared, params, seed), real, full=full, bins=bins)
@@ -354,9 +368,6 @@ def summarise_arrays(arrays, real=None, full: bool = False, bins: str = "raw") -
     """A simulated campaign's statistics (:func:`fit_summary`, or with ``full`` every analysis
     of ``memsim run``), scored from its arrays (:class:`memsim.sim.simulate.SimulatedArrays`):
     what :func:`memsim.sim.batch.simulate_many` reduces each run to in a calibration."""
-    from memsim.analysis.consistency import analyse
-    from memsim.analysis.distributions import real_score_comparison
-    from memsim.analysis.scoring import score
 
     seed = arrays.seed
     result = score(arrays.trials, arrays.protocol, validate=False)
@@ -368,7 +379,6 @@ def summarise_arrays(arrays, real=None, full: bool = False, bins: str = "raw") -
     summary["quantiles"] = score_quantiles(result, real, seed, bins)
     if real is not None:
         matched = count_matched_scores(result, real, seed)
-        from memsim.analysis.distributions import ks_distance
 
         summary["count_matched"] = {
             c: {"ks": ks_distance(matched[c].to_numpy(float), real[c].to_numpy(float))}
@@ -390,9 +400,6 @@ def count_matched_scores(result, real, seed: int = 0) -> pd.DataFrame:
     that many of its annotations at random, and is scored again by the step's own
     correction (refitted), then rounded to the released 3 decimals.
     """
-    import pandas as pd
-
-    from memsim.analysis.scoring import correct, count_column, video_sums
 
     rng = np.random.default_rng(np.random.SeedSequence([int(seed), 4242]))
     out = {}
@@ -423,7 +430,6 @@ def count_matched_scores(result, real, seed: int = 0) -> pd.DataFrame:
         rank = np.empty(len(order), np.int64)
         rank[order] = np.arange(len(order)) - np.repeat(starts, have)
         keep = rank < want[t.video]
-        from memsim.analysis.scoring import correction_x
 
         sums = video_sums(
             t.video, t.hit, correction_x(spec.scoring.correction, t.lag), V, mask=keep
@@ -438,7 +444,6 @@ NOISE_SEEDS = (10_001, 10_002, 10_003, 10_004)
 
 def _noise_eval(job: tuple) -> dict:
     protocol, params, seed, real, bins = job
-    import numba
 
     numba.set_num_threads(1)
     return simulate_summary(protocol, params, seed, 1.0, real, bins=bins)
@@ -461,12 +466,9 @@ def with_noise(
     than its tolerance (the extreme rank bins of 450 videos) must not outweigh the rest: the
     optimiser would chase that candidate's noise. Returns the moments and the sds.
     """
-    from memsim.fit.compare import lookup
 
     jobs = [(protocol, params, int(sd), real, bins) for sd in seeds]
     if workers > 1 and len(jobs) > 1:
-        import multiprocessing as mp
-
         with ProcessPoolExecutor(
             min(workers, len(jobs)), mp_context=mp.get_context("spawn")
         ) as pool:
@@ -487,7 +489,6 @@ def with_noise(
 def residuals(summaries: list[dict], moments: list[Moment]) -> np.ndarray:
     """Per moment: (mean over seeds - target) / scale; a missing statistic counts as 10 scales
     off."""
-    from memsim.fit.compare import lookup
 
     r = np.empty(len(moments))
     for i, m in enumerate(moments):
@@ -504,7 +505,6 @@ def read_log(path: Path, n_free: int | None = None) -> list[dict]:
     Anything else (a binary file, another program's JSON, a damaged line before the last)
     is a one-line UserError: ``not a memsim evaluation log (...)``.
     """
-    from memsim.io import read_text
 
     def bad(why: str) -> UserError:
         return UserError(f"not a memsim evaluation log ({why})", path=path)
@@ -548,7 +548,6 @@ def check_log(path: Path, resume: bool, force: bool) -> bool:
 
     Checked before any work, so that a fit never silently throws away an earlier one.
     """
-    from memsim.io import check_output
 
     if resume and force:
         raise UserError("--resume continues a fit and --force starts over: give one of them")
@@ -574,8 +573,6 @@ class EvalLog:
     """
 
     def __init__(self, path: Path, header: dict, resume: bool, force: bool = False) -> None:
-        from memsim.io import forget_output, make_dirs, record_output
-
         self.path = Path(path)
         self.cache: dict[tuple, dict] = {}
         self._forget = forget_output
@@ -611,8 +608,6 @@ class EvalLog:
             os.fsync(fh.fileno())
 
     def _rewrite(self, rows: list[dict]) -> None:
-        from memsim.io import write_text_atomic
-
         write_text_atomic(self.path, "".join(json.dumps(r, allow_nan=True) + "\n" for r in rows))
 
     def get(self, x) -> dict | None:
@@ -629,10 +624,6 @@ _W: dict = {}
 
 
 def _worker_init(protocol, params, free, seeds, scale, real, bins="raw", threads=1) -> None:
-    import numba
-
-    from memsim.sim.simulate import prepare
-
     numba.set_num_threads(threads)  # one process per core; no oversubscription
     _W.update(
         prepared=prepare(protocol, scale),  # once per worker, for every candidate
@@ -646,8 +637,6 @@ def _worker_init(protocol, params, free, seeds, scale, real, bins="raw", threads
 
 
 def _worker_eval(x: tuple) -> list[dict]:
-    from memsim.sim.batch import simulate_many
-
     vals = from_unconstrained(_W["free"], np.array(x))
     p = with_values(_W["params"], _W["free"], vals)
     try:
@@ -696,8 +685,6 @@ class Evaluator:
 
     def __enter__(self):
         if self.workers > 1:
-            import multiprocessing as mp
-
             self.pool = ProcessPoolExecutor(
                 self.workers,
                 mp_context=mp.get_context("spawn"),
@@ -713,8 +700,6 @@ class Evaluator:
                 ),
             )
         else:
-            import numba
-
             _worker_init(
                 self.protocol,
                 self.params,
@@ -854,9 +839,10 @@ def calibrate(
         empty: scales are the tolerances alone.
     bins : which simulated scores the rank bins are taken from (:func:`score_quantiles`).
     """
+    # the optimiser and Sobol points only here: a worker process (which imports this module
+    # for its candidates) needs neither
     from scipy.optimize import least_squares
-
-    from memsim.sim.simulate import scale_protocol
+    from scipy.stats import qmc
 
     if replay_only and not resume:  # before the log is opened: without resume it is rewritten
         raise ValueError("replay_only needs resume")
@@ -953,8 +939,6 @@ def calibrate(
         # seed per start, so a resumed fit draws the same ones), each with an equal share of
         # the budget; the best of all is polished with what is left.
         if screen:
-            from scipy.stats import qmc
-
             u = np.clip(qmc.Sobol(len(x0), scramble=True, seed=2718).random(screen), 1e-4, 1 - 1e-4)
             pts = list(np.log(u / (1 - u)))
             ev.budget = budget
@@ -1046,8 +1030,6 @@ def fitted_note(out: dict, scale: float, seeds, targets_name: str) -> str:
 
 
 def dump_params_yaml(params: Params, header: str = "") -> str:
-    import yaml
-
     text = yaml.safe_dump(params.dump(), sort_keys=False, default_flow_style=None, width=100)
     lines = "".join(f"# {ln}\n" for ln in header.splitlines())
     return lines + text
@@ -1135,7 +1117,6 @@ def regenerate_command(
 
 def check_seeds(seeds) -> None:
     """Every seed in ``[0, 2**63)`` (one-line UserError otherwise)."""
-    from memsim.limits import check_seed
 
     for s in seeds:
         check_seed(s, "--seeds: a seed")
@@ -1189,7 +1170,6 @@ def calibrate_to_file(
     whose every candidate failed writes nothing (a one-line UserError with the first
     candidate's error).
     """
-    from memsim.io import check_output, write_text_atomic
 
     if not (0.0 < scale <= 1.0):
         raise UserError(f"--scale must be in (0, 1], got {scale}")
