@@ -336,6 +336,14 @@ def calibrate(
         name=name,
         bins=bins,
         on_eval=on_eval if progress is not None else None,
+        on_start=lambda: report(
+            progress,
+            "calibrate",
+            "starting (workers, noise of the moments)",
+            0,
+            budget,
+            unit="candidates",
+        ),
     )
 
 

@@ -285,16 +285,20 @@ def _cmd_calibrate(args) -> int:
     start = load_params(args.start or default_params_path(protocol))
     real = released_scores(protocol.name, args.data)
     with progress_display(not args.quiet) as show:
-        # before the first candidate: worker processes start, the noise of each moment is
-        # measured (a campaign per noise seed), kernels may compile; say so
-        report(
-            show,
-            "calibrate",
-            "starting (workers, noise of the moments)",
-            0,
-            args.budget,
-            unit="candidates",
-        )
+
+        def starting() -> None:
+            # before the first candidate: worker processes start, the noise of each moment is
+            # measured (a campaign per noise seed), kernels may compile; say so (once the
+            # arguments are known good: a refused log is one line, with no progress before it)
+            report(
+                show,
+                "calibrate",
+                "starting (workers, noise of the moments)",
+                0,
+                args.budget,
+                unit="candidates",
+            )
+
         result = calibrate_to_file(
             protocol,
             start,
@@ -315,6 +319,7 @@ def _cmd_calibrate(args) -> int:
             name=args.name,
             bins=args.bins,
             on_eval=_candidate_progress(show),
+            on_start=starting,
             regenerate=regenerate_command(args),
         )
     labels = ("search", "full-scale polish") if args.polish else ("",)

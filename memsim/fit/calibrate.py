@@ -1153,6 +1153,7 @@ def calibrate_to_file(
     name: str | None = None,
     bins: str = "raw",
     on_eval: Callable[[str, int, dict], None] | None = None,
+    on_start: Callable[[], None] | None = None,
     regenerate: str = "",
 ) -> Calibration:
     """Search at ``scale``, optionally polish at full scale, and write the fitted set to ``out``.
@@ -1162,7 +1163,9 @@ def calibrate_to_file(
     begun the search is replayed from its log without simulating anything, so the polish
     resumes from the point it started from. ``on_eval(stage, budget, row)`` is called after
     every candidate (``stage``: "calibrate" or "polish at full scale"; with several starts,
-    "calibrate, start 2 of 3" and so on, ``budget`` then that start's share). ``regenerate``: the
+    "calibrate, start 2 of 3" and so on, ``budget`` then that start's share); ``on_start()``
+    once the arguments and the output paths are checked, before the work (worker processes,
+    the noise of the moments, compilation) begins. ``regenerate``: the
     command written in the file's header (default: :func:`regenerate_command` of these
     arguments).
 
@@ -1186,6 +1189,8 @@ def calibrate_to_file(
     check_output(out_path, "file")
     for path in (log_path, polish_log_path(out_path)) if polish else (log_path,):
         check_log(path, resume, force)  # before any work
+    if on_start is not None:
+        on_start()
     if not regenerate:
         regenerate = regenerate_command(
             protocol.name,
