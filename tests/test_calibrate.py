@@ -344,9 +344,13 @@ def test_fit_report_writes_every_target_per_seed(params, tmp_path, monkeypatch):
     assert list(seeds.columns[1:]) == [t.name for t in targets.targets]
     # the report's mean is the mean of the per-seed values, row by row
     kept = "participants kept, short-term"
-    row = table.loc[table.target == kept].iloc[0]
+    row = table.loc[table.target == f"{kept} (x0.03)"].iloc[0]
     assert seeds[kept].mean() == pytest.approx(row.simulated)
     assert seeds[kept].min() > 0
+    # head counts are compared at the study's scale, in the table and per seed, as `memsim run`
+    published = next(t for t in targets.targets if t.name == kept)
+    assert row.value == pytest.approx(published.value * 0.03) and row.within
+    assert f"| {kept} (x0.03) |" in out.read_text()
 
 
 def test_budget_counts_candidates_and_each_start_reports_its_share(tmp_path, params):

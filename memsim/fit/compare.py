@@ -140,6 +140,16 @@ def check_path(summary: dict, path: tuple[str, ...], where: str) -> None:
 SIZE_PATHS = ("participants_kept", "participants_total")
 
 
+def at_scale(target, scale: float):
+    """``target`` as it reads for a study run at ``scale`` of its size: head counts
+    (:data:`SIZE_PATHS`) shrink with it (and their relative tolerances), the rest is as is."""
+    if scale == 1.0 or target.path[0] not in SIZE_PATHS:
+        return target
+    return target.model_copy(
+        update={"value": target.value * scale, "name": f"{target.name} (x{scale:g})"}
+    )
+
+
 def compare(summary: dict | list[dict], targets: Targets, scale: float = 1.0) -> pd.DataFrame:
     """One row per target: value, simulated mean (and sd over several summaries), status.
 
@@ -153,8 +163,7 @@ def compare(summary: dict | list[dict], targets: Targets, scale: float = 1.0) ->
     rows = []
     for t in targets.targets:
         check_path(runs[0], t.path, f"targets {targets.name!r}, target {t.name!r}")
-        if scale != 1.0 and t.path[0] in SIZE_PATHS:
-            t = t.model_copy(update={"value": t.value * scale, "name": f"{t.name} (x{scale:g})"})
+        t = at_scale(t, scale)
         vals = np.array([lookup(s, t.path) for s in runs], dtype=float)
         ok_vals = vals[np.isfinite(vals)]
         mean = float(ok_vals.mean()) if ok_vals.size else float("nan")

@@ -17,7 +17,7 @@ import pandas as pd
 
 from memsim.data import released_scores
 from memsim.fit.calibrate import free_for, moments_for, simulate_summary
-from memsim.fit.compare import compare, figure_references, format_value, lookup
+from memsim.fit.compare import at_scale, compare, figure_references, format_value, lookup
 from memsim.io import atomic_path, check_output, make_dirs, write_text_atomic
 from memsim.paths import get_path
 from memsim.resources import repository_root
@@ -124,7 +124,7 @@ def fit_report(
         for seed in seeds
     ]
     seconds = (time.perf_counter() - t0) / len(seeds)
-    table = compare(summaries, targets)
+    table = compare(summaries, targets, scale=scale)  # head counts shrink with the study
     columns = [s.scoring.column for s in protocol.steps]
     qrows = []
     if real is not None:
@@ -238,7 +238,7 @@ def fit_report(
         "",
     ]
     # per seed, the acceptance rows: the worst seed matters ("any seed")
-    acc = [t for t in targets.targets if t.kind == "fit"]
+    acc = [at_scale(t, scale) for t in targets.targets if t.kind == "fit"]
     worst = []
     for t in acc:
         vals = np.array([lookup(s, t.path) for s in summaries])
