@@ -47,6 +47,7 @@ def _reference(scale: float, out: Path, seed: int = 0) -> int:
     import pandas as pd
 
     from memsim.design.protocol import load_protocol
+    from memsim.design.trials import COLUMNS
     from memsim.sim.params import load_params
     from memsim.sim.population import draw_participants, draw_videos
 
@@ -203,19 +204,7 @@ def _reference(scale: float, out: Path, seed: int = 0) -> int:
 
     model = Campaign()
     model.run()
-    cols = [
-        "participant",
-        "step",
-        "position",
-        "video",
-        "role",
-        "repeat",
-        "lag",
-        "delay_s",
-        "response",
-        "rt_s",
-        "onset_s",
-    ]
+    cols = list(COLUMNS)
     df = pd.DataFrame.from_records(model.rows, columns=cols)
     df = df.sort_values(["participant", "step", "position"], kind="stable")
     out.mkdir(parents=True, exist_ok=True)

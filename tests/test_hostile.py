@@ -29,6 +29,7 @@ from hypothesis import strategies as st
 
 from memsim import cli
 from memsim.design.protocol import load_protocol
+from memsim.design.trials import COLUMNS
 from memsim.errors import UserError
 from memsim.sim.params import load_params
 from memsim.study.sweep import register_cell
@@ -1164,21 +1165,7 @@ TABLE_EDITS = st.sampled_from(
 
 @MUTATION
 @given(
-    column=st.sampled_from(
-        [
-            "participant",
-            "step",
-            "position",
-            "video",
-            "role",
-            "repeat",
-            "lag",
-            "delay_s",
-            "response",
-            "rt_s",
-            "onset_s",
-        ]
-    ),
+    column=st.sampled_from(list(COLUMNS)),
     edit=TABLE_EDITS,
     row=st.integers(0, 500),
     fmt=st.sampled_from([".csv", ".parquet"]),

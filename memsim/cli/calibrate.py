@@ -19,7 +19,8 @@ def register(sub) -> None:
         description="Fit the population parameters to the study's targets and released "
         "scores by simulated moments: a search at --scale (every candidate simulated with "
         "--seeds and logged, so --resume replays it), optionally polished at full scale. "
-        "--budget counts simulated candidates; with --starts N each start gets an equal share "
+        "--budget counts the fit's candidates (those a --resume replays included); with "
+        "--starts N each start gets an equal share "
         "and the best is polished with the rest (docs/calibration.md).",
     )
     p.add_argument("protocol", type=Path, help=_PROTOCOL)

@@ -24,6 +24,7 @@ from numba import literal_unroll, njit, prange
 from memsim import _jitcache  # drops numba caches older than the sources (at import)
 from memsim.analysis.filters import passes, slot_kinds, stats_from_tally
 from memsim.design.protocol import Protocol, protocol_from_mapping, truth_column
+from memsim.design.trials import COLUMNS, ROLES
 from memsim.errors import UserError
 from memsim.progress import ProgressCallback, report
 from memsim.rng import CAMPAIGN, SEQUENCE, stream_key
@@ -63,20 +64,8 @@ __all__ = [
     "truth_column",
 ]
 
-ROLE_NAMES = np.array(["target", "filler", "vigilance"])
-TRIAL_COLUMNS = [
-    "participant",
-    "step",
-    "position",
-    "video",
-    "role",
-    "repeat",
-    "lag",
-    "delay_s",
-    "response",
-    "rt_s",
-    "onset_s",
-]
+ROLE_NAMES = np.array(ROLES)
+TRIAL_COLUMNS = list(COLUMNS)  # the trial table's columns in contract order
 
 
 @dataclass
