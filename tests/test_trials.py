@@ -93,6 +93,11 @@ BAD = [
         lambda d: _set(d, "rt_s", _first(d, lambda x: x["response"]), -0.5),
         ["rt_s", "negative"],
     ),
+    (
+        "rt beyond float32",
+        lambda d: _set(d, "rt_s", _first(d, lambda x: x["response"]), 1e300),
+        ["rt_s", "beyond the range of float32"],
+    ),
     ("negative onset", lambda d: _set(d, "onset_s", 9, -1.0), ["onset_s", "negative"]),
     ("infinite onset", lambda d: _set(d, "onset_s", 9, np.inf), ["onset_s", "infinite"]),
     (

@@ -112,6 +112,11 @@ def _as_float(col: pd.Series, name: str, dtype: str, source) -> np.ndarray:
         raise UserError(
             f"column '{name}': missing values (NaN) in {_rows(np.isnan(v))}", path=source
         )
+    big = np.abs(v) > np.finfo(dtype).max  # would become infinite in the contract's dtype
+    if big.any():
+        raise UserError(
+            f"column '{name}': values beyond the range of {dtype} in {_rows(big)}", path=source
+        )
     return v.astype(dtype)
 
 
