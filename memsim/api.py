@@ -92,8 +92,9 @@ def params_for(
     """The parameter set a run of ``protocol`` uses, and one line saying which and why.
 
     ``params``: a Params, a YAML file, a shipped set's name (``"videomem-from-scratch"``), or
-    None for the protocol's own calibrated set (``calibration/<protocol name>.yaml``; a
-    protocol without one of its own borrows VideoMem's, and the line says so).
+    None for the protocol's own calibrated set (``calibration/<protocol name>.yaml``). A
+    protocol without a set of its own has no default: :class:`memsim.errors.UserError` says
+    to pass one (``params="videomem"`` runs it with VideoMem's crowd, and the line says so).
     """
     from memsim.resources import params_path, shipped_dir
     from memsim.sim.params import Params, default_params_path
@@ -105,14 +106,13 @@ def params_for(
         named = params_path(str(params)) if not Path(params).exists() else None
         path = named or Path(params)
         p = load(path)
-        return p, f"parameters: {p.name} ({path})"
-    path = default_params_path(protocol)
+        theirs = protocol is not None and path.stem != protocol.name and named is not None
+        why = f"; {protocol.name} runs with another study's crowd" if theirs else ""
+        return p, f"parameters: {p.name} ({path}{why})"
+    path = default_params_path(protocol)  # a protocol without its own set: UserError
     p = load(path)
     shown = path.relative_to(shipped_dir("calibration").parent) if path.is_absolute() else path
-    if path.stem == protocol.name:
-        why = f"the protocol's own {'calibrated ' if p.calibrated else ''}set"
-    else:
-        why = f"{protocol.name} has no parameter set of its own: VideoMem's set is borrowed"
+    why = f"the protocol's own {'calibrated ' if p.calibrated else ''}set"
     return p, f"parameters: {p.name} ({shown}: {why})"
 
 

@@ -13,11 +13,11 @@ import pandas as pd
 import pytest
 import yaml
 
-from memsim import cli
+from memsim import api, cli
 from memsim.design.protocol import load_protocol, protocol_from_mapping
 from memsim.design.trials import check_against_protocol
 from memsim.errors import UserError
-from memsim.resources import params_path, protocol_path, shipped_protocols
+from memsim.resources import params_path, protocol_path, shipped_protocols, targets_path
 
 
 def _mapping(name: str) -> dict:
@@ -89,7 +89,8 @@ def tables():
     out = {}
     for name in shipped_protocols():
         proto = load_protocol(protocol_path(name))
-        out[name] = (proto, simulate(proto, load_params(protocol=proto), seed=1, scale=0.02))
+        crowd = name if params_path(name) else "videomem"  # test data: any crowd will do
+        out[name] = (proto, simulate(proto, load_params(crowd), seed=1, scale=0.02))
     return out
 
 
@@ -153,19 +154,53 @@ def test_fit_report_does_not_count_rows_without_data():
     assert fitted_counts(table) == (1, 2, 1)
 
 
+def _crowdless_protocol(tmp_path):
+    """isola2011 renamed: a protocol without a parameter set of its own."""
+    data = yaml.safe_load(protocol_path("isola2011").read_text())
+    data["name"] = "crowdless"
+    path = tmp_path / "crowdless.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def test_a_protocol_without_a_parameter_set_refuses_to_run(tmp_path, capsys):
+    out = tmp_path / "run"
+    args = ["run", str(_crowdless_protocol(tmp_path)), "--scale", "0.02", "--out", str(out)]
+    assert cli.main([*args, "--no-figures", "--quiet"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "Traceback" not in err
+    assert "'crowdless' has no parameter set of its own" in err
+    assert "--params videomem" in err and not out.exists()
+    with pytest.raises(UserError, match="no parameter set of its own"):
+        api.params_for(load_protocol(tmp_path / "crowdless.yaml"))
+
+
+def test_calibrate_names_its_own_option_when_the_protocol_has_no_set(tmp_path, capsys):
+    args = ["calibrate", str(_crowdless_protocol(tmp_path)), "--out", str(tmp_path / "p.yaml")]
+    args += ["--targets", str(targets_path("videomem"))]
+    assert cli.main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "pass --start FILE" in err
+
+
 def test_run_names_the_parameter_set_and_why(tmp_path, capsys):
     out = tmp_path / "run"
-    args = ["run", "lamem", "--scale", "0.02", "--out", str(out), "--no-figures", "--quiet"]
-    assert cli.main(args) == 0
+    proto = _crowdless_protocol(tmp_path)
+    args = ["run", str(proto), "--params", "videomem", "--scale", "0.02", "--out", str(out)]
+    assert cli.main([*args, "--no-figures", "--quiet"]) == 0
     first = capsys.readouterr().out.splitlines()[0]
-    assert first.startswith("parameters: videomem (calibration/videomem.yaml: lamem has no ")
-    assert "VideoMem's set is borrowed" in first
+    assert first.startswith("parameters: videomem (")
+    assert first.endswith("crowdless runs with another study's crowd)")
+    args = ["run", "videomem", "--scale", "0.01", "--out", str(tmp_path / "v")]
+    assert cli.main([*args, "--no-figures", "--quiet"]) == 0
+    first = capsys.readouterr().out.splitlines()[0]
+    assert "calibration/videomem.yaml: the protocol's own calibrated set)" in first
 
 
 def test_params_help_says_what_the_default_really_is(capsys):
     assert cli.main(["run", "--help"]) == 0
     text = " ".join(capsys.readouterr().out.split())
-    assert "a protocol without one borrows VideoMem's" in text
+    assert "a protocol without one needs --params" in text
 
 
 # --------------------------------------------------------------------------- tables

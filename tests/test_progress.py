@@ -56,7 +56,7 @@ def test_a_cold_cache_announces_compiling_before_the_first_stage(monkeypatch):
     from memsim.api import load_params, load_protocol, simulate
 
     proto = load_protocol("isola2011")
-    params = load_params(protocol=proto)
+    params = load_params("videomem")
     seen: list[Progress] = []
     monkeypatch.setattr(_jitcache, "cold", lambda module="sim/kernel": True)
     simulate(proto, params, seed=0, scale=0.02, progress=seen.append)

@@ -35,7 +35,8 @@ def register(sub) -> None:
         "--start",
         type=Path,
         default=None,
-        help="starting parameter set (default calibration/<protocol name>.yaml)",
+        help="starting parameter set: a YAML file or a shipped set's name (default "
+        "calibration/<protocol name>.yaml; a protocol without one needs --start)",
     )
     p.add_argument(
         "--scale",
@@ -137,7 +138,8 @@ def register(sub) -> None:
         "--params",
         type=Path,
         default=None,
-        help="parameter set (default calibration/<protocol>.yaml)",
+        help="parameter set: a YAML file or a shipped set's name (default "
+        "calibration/<protocol>.yaml; a protocol without one needs --params)",
     )
     p.add_argument(
         "--targets",
@@ -188,7 +190,8 @@ def register(sub) -> None:
         "--truth",
         type=Path,
         default=None,
-        help="true parameter set (default calibration/<protocol>.yaml)",
+        help="true parameter set: a YAML file or a shipped set's name (default "
+        "calibration/<protocol>.yaml; a protocol without one needs --truth)",
     )
     p.add_argument(
         "--targets",
@@ -274,16 +277,28 @@ def _targets(args, protocol):
     return load_targets(path)
 
 
+def _params_file(value, protocol, flag: str) -> Path:
+    """A parameter file given as a path or a shipped set's name (``videomem``); without one,
+    the protocol's own set (a protocol without one: a UserError naming ``flag``)."""
+    from memsim.resources import params_path
+    from memsim.sim.params import default_params_path
+
+    if value is None:
+        return default_params_path(protocol, flag)
+    shipped = params_path(str(value)) if not Path(value).exists() else None
+    return shipped or Path(value)
+
+
 def _cmd_calibrate(args) -> int:
     from memsim.api import load_protocol
     from memsim.data import released_scores
     from memsim.fit.calibrate import calibrate_to_file
     from memsim.progress import report
-    from memsim.sim.params import default_params_path, load_params
+    from memsim.sim.params import load_params
 
     protocol = load_protocol(args.protocol)
     targets = _targets(args, protocol)
-    start = load_params(args.start or default_params_path(protocol))
+    start = load_params(_params_file(args.start, protocol, "--start"))
     real = released_scores(protocol.name, args.data)
     with progress_display(not args.quiet) as show:
 
@@ -393,14 +408,15 @@ def regenerate_command(args) -> str:
 def _cmd_fit_report(args) -> int:
     from memsim.api import load_protocol
     from memsim.errors import UserError
-    from memsim.sim.params import default_params_path, load_params
+    from memsim.sim.params import load_params
     from memsim.study.fit_report import fit_report, fitted_counts
 
     if args.seeds < 1:
         raise UserError("--seeds must be at least 1")
     protocol = load_protocol(args.protocol)
     targets = _targets(args, protocol)
-    params = load_params(args.params or default_params_path(protocol))
+    params_path = _params_file(args.params, protocol, "--params")
+    params = load_params(params_path)
     table = fit_report(
         protocol,
         params,
@@ -409,7 +425,7 @@ def _cmd_fit_report(args) -> int:
         scale=args.scale,
         out=args.out,
         data=args.data,
-        params_path=args.params or default_params_path(protocol),
+        params_path=params_path,
         bins=args.bins,
     )
     n_ok, n_fit, n_na = fitted_counts(table)
@@ -423,13 +439,13 @@ def _cmd_recover(args) -> int:
     from memsim.errors import UserError
     from memsim.fit.recover import recover
     from memsim.io import atomic_path, make_dirs
-    from memsim.sim.params import default_params_path, load_params
+    from memsim.sim.params import load_params
 
     if not (0.0 < args.scale <= 1.0):
         raise UserError(f"--scale must be in (0, 1], got {args.scale}")
     protocol = load_protocol(args.protocol)
     targets = _targets(args, protocol)
-    truth = load_params(args.truth or default_params_path(protocol))
+    truth = load_params(_params_file(args.truth, protocol, "--truth"))
     make_dirs(args.out)
     rec = recover(
         protocol,

@@ -20,8 +20,9 @@ def _common(p: argparse.ArgumentParser) -> None:
         "--params",
         default=None,
         help="population parameter set: a YAML file or a shipped set's name (default: the "
-        "protocol's own set, calibration/<protocol name>.yaml; a protocol without one borrows "
-        "VideoMem's, calibration/videomem.yaml; the run's first line says which it uses)",
+        "protocol's own set, calibration/<protocol name>.yaml; a protocol without one needs "
+        "--params, e.g. --params videomem for VideoMem's crowd; the run's first line says "
+        "which set it uses)",
     )
     p.add_argument(
         "--scale",

@@ -23,7 +23,13 @@ from memsim.errors import UserError
 from memsim.io import format_pydantic_error, load_yaml_mapping
 from memsim.sim.forgetting import LAWS
 
-__all__ = ["Params", "load_params", "params_from_mapping", "default_params_path"]
+__all__ = [
+    "Params",
+    "load_params",
+    "params_from_mapping",
+    "default_params_path",
+    "own_params_path",
+]
 
 # Parameter files are read as strictly as protocols: numbers are finite, never quoted text
 # ("0.5") nor booleans, and each lies in a range beyond which the model means nothing (logits
@@ -197,14 +203,26 @@ def load_params(path: str | os.PathLike[str]) -> Params:
     return params_from_mapping(load_yaml_mapping(path, "parameter file"), path)
 
 
-def default_params_path(protocol) -> Path:
-    """The shipped ``calibration/<protocol name>.yaml`` when it exists, else the VideoMem set."""
+def own_params_path(protocol) -> Path | None:
+    """The shipped ``calibration/<protocol name>.yaml``, or None when the protocol has none."""
     from memsim import resources
 
-    own = resources.params_path(protocol.name)
-    if own is not None:
-        return own
-    fallback = resources.params_path("videomem")
-    if fallback is None:
-        raise UserError("no parameter file found; pass --params FILE", path=protocol.name)
-    return fallback
+    return resources.params_path(protocol.name)
+
+
+def default_params_path(protocol, flag: str = "--params") -> Path:
+    """The protocol's own shipped parameter set, ``calibration/<protocol name>.yaml``.
+
+    A protocol without one has no default: running it on another study's crowd is a choice
+    the user makes (``--params videomem``), never a silent fallback. Raises
+    :class:`memsim.errors.UserError` (one line naming the fix, with ``flag``: the option of
+    the command that asks) then.
+    """
+    own = own_params_path(protocol)
+    if own is None:
+        raise UserError(
+            f"protocol {protocol.name!r} has no parameter set of its own "
+            f"(no calibration/{protocol.name}.yaml): pass {flag} FILE or a shipped set's "
+            f"name ({flag} videomem runs it with VideoMem's calibrated crowd)"
+        )
+    return own

@@ -506,10 +506,14 @@ def simulated_studies(
     cm = as_columns(columns)
 
     def simulate_one(seed: int) -> Study:
-        from memsim.sim.params import default_params_path, load_params
+        from memsim.resources import params_path
+        from memsim.sim.params import load_params, own_params_path
         from memsim.sim.simulate import simulate
 
-        prm = params if params is not None else load_params(default_params_path(proto))
+        # test data, not a study's result: a protocol without a crowd of its own borrows
+        # VideoMem's here, as the docstring says (memsim run refuses to)
+        own = own_params_path(proto)
+        prm = params if params is not None else load_params(own or params_path("videomem"))
         sim = simulate(proto, prm, seed=seed, scale=scale)
         cols = [truth_column(s.scoring.column) for s in sim.protocol.steps]
         return Study(
