@@ -295,6 +295,17 @@ BROKEN_MAPPINGS = [
         _set("steps.1.items.0.source.pick", "random"),
         "steps.1.items.0.source.demand",
     ),
+    ("checks-zero", _set("selection.counts_every_h", 0), "selection.counts_every_h"),
+    ("checks-without-verdicts", _set("selection.counts", "assigned"), "selection.counts_every_h"),
+    ("pick-floor-zero", _set("steps.1.items.0.source.floor", 0), "steps.1.items.0.source.floor"),
+    (
+        "floor-with-random-pick",
+        _chain(
+            _set("steps.1.items.0.source.pick", "random"),
+            _set("steps.1.items.0.source.demand", None),
+        ),
+        "steps.1.items.0.source.floor",
+    ),
     (
         "unknown-correction-kind",
         _set("steps.0.scoring.correction.kind", "quadratic"),

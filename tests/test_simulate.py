@@ -275,7 +275,7 @@ def test_index_withdrawals_undo_annotations(with_demand):
 
 def _kept_counting(videomem, scale):
     d = videomem.dump()
-    d["selection"]["counts"] = "kept"
+    d["selection"].update(counts="kept", counts_every_h=None)
     from memsim.sim.simulate import scale_protocol
 
     return scale_protocol(protocol_from_mapping(d), scale)
@@ -290,7 +290,7 @@ def test_kept_counting_balances_the_annotations_scoring_keeps(videomem, params):
     out = {}
     for mode in ("assigned", "kept"):
         d = videomem.dump()
-        d["selection"]["counts"] = mode
+        d["selection"].update(counts=mode, counts_every_h=None)
         d["selection"].pop("demand", None)
         sim = simulate(protocol_from_mapping(d), params, seed=5, scale=0.1)
         res = score(sim.trials, sim.protocol)
@@ -308,6 +308,50 @@ def test_kept_counting_balances_the_annotations_scoring_keeps(videomem, params):
             assert np.array_equal(plan.annotation_counts, out[mode])
     assert out["kept"].std() < 0.6 * out["assigned"].std()
     assert out["kept"].max() - out["kept"].min() <= 3
+
+
+@pytest.mark.parametrize(
+    "selection",
+    [{"counts": "received"}, {"counts": "kept", "counts_every_h": 2.0}],
+    ids=["received", "kept, checks every 2 h"],
+)
+def test_counted_verdicts_end_as_the_scored_counts(videomem, params, selection):
+    """``counts: received`` counts a kept participant's annotations at her session's end, and
+    ``counts_every_h`` applies verdicts at the next check: either way, once the campaign has
+    ended the counts are exactly the scored annotation counts."""
+    from memsim.analysis.scoring import score
+    from memsim.sim.simulate import scale_protocol
+
+    d = videomem.dump()
+    d["selection"].update(counts="assigned", counts_every_h=None)
+    d["selection"].update(selection)
+    proto = scale_protocol(protocol_from_mapping(d), 0.1)
+    sim = simulate(proto, params, seed=3)
+    counts = score(sim.trials, sim.protocol).scores["nb_short-term_annotations"].to_numpy()
+    plan = plan_campaign(
+        proto,
+        seed=3,
+        return_probability=params.participants.return_probability,
+        judge=_judge_for(sim, params),
+        min_press_s=params.participants.rt.min_s,
+    )
+    assert np.array_equal(plan.annotation_counts, counts)
+
+
+def test_checked_verdicts_leave_the_last_drops_uncompensated(videomem, params):
+    """With verdicts counted at checks, the drops of the sessions after the last check are never
+    made up: the kept counts spread below the level that balancing reached."""
+    from memsim.analysis.scoring import score
+
+    spread = {}
+    for every in (None, 6.0):
+        d = videomem.dump()
+        d["selection"].update(counts="kept", counts_every_h=every)
+        d["selection"].pop("demand", None)
+        sim = simulate(protocol_from_mapping(d), params, seed=5, scale=0.1)
+        n = score(sim.trials, sim.protocol).scores["nb_short-term_annotations"].to_numpy()
+        spread[every] = np.median(n) - n.min()
+    assert spread[6.0] > spread[None]
 
 
 def _judge_for(sim, params):
@@ -367,6 +411,7 @@ def test_demand_gives_annotations_in_proportion(videomem):
     """A balanced campaign with demands: annotations / demand is level, so a stimulus of
     demand d gets about d times the annotations of the rest (a floor with a tail)."""
     d = videomem.dump()
+    d["selection"].update(counts="assigned", counts_every_h=None)  # the campaign alone
     d["selection"]["demand"] = {"share": 0.3, "mean_excess": 0.8}
     p = protocol_from_mapping(d)
     from memsim.sim.simulate import scale_protocol
@@ -430,6 +475,7 @@ def test_later_picks_do_not_reshuffle_when_more_participants_return(videomem):
     from memsim.sim.simulate import scale_protocol
 
     d = videomem.dump()
+    d["selection"].update(counts="assigned", counts_every_h=None)  # the campaign alone
     d["steps"][1]["items"][0]["source"].update(
         pick="least_annotated", demand={"share": 0.5, "mean_excess": 0.6}
     )
@@ -732,6 +778,7 @@ def test_least_annotated_pick_balances_later_step_annotations(videomem, params):
     for pick in ("random", "least_annotated"):
         d["steps"][1]["items"][0]["source"]["pick"] = pick
         d["steps"][1]["items"][0]["source"].pop("demand", None)
+        d["steps"][1]["items"][0]["source"].pop("floor", None)
         sim = simulate(protocol_from_mapping(d), params, seed=4, scale=0.1)
         tr = sim.trials
         s1, s2 = tr[tr.step == 1], tr[tr.step == 2]

@@ -787,7 +787,8 @@ class Analysis(dict):
 
     Keys (per step name where it applies): ``protocol``, ``seed``, ``steps``,
     ``participants_kept``, ``participants_total``, ``filter_reasons``,
-    ``annotations_per_video`` (mean, min, max, videos), ``mean_score_raw``, ``mean_score``,
+    ``annotations_per_video`` (mean, min, p95: the 95th percentile, max, videos),
+    ``mean_score_raw``, ``mean_score``,
     ``correction``, ``human_consistency`` (mean, sd, values, ...), ``annotation_consistency``
     (curve, at_mean_annotations, max, all_annotations_reading), ``spearman_brown``,
     ``lag_curve``, ``response_times``, ``scores``, ``decay_alpha``, ``score_correlation``
@@ -913,11 +914,12 @@ def analyse(
             {
                 "mean": float(n.mean()),
                 "min": int(n.min()),
+                "p95": float(np.percentile(n, 95)),
                 "max": int(n.max()),
                 "videos": int(len(n)),
             }
             if len(n)
-            else {"mean": float("nan"), "min": 0, "max": 0, "videos": 0}
+            else {"mean": float("nan"), "min": 0, "p95": float("nan"), "max": 0, "videos": 0}
         )
         out["mean_score_raw"][name] = float(vrows["raw"].mean()) if len(n) else float("nan")
         out["mean_score"][name] = float(vrows["score"].mean()) if len(n) else float("nan")

@@ -211,6 +211,11 @@ class FromStep(_Frozen):
         default=None,
         description="with pick least_annotated: rank by tests / demand instead of tests",
     )
+    floor: _int(ge=1, le=1_000_000) | None = Field(
+        default=None,
+        description="with pick least_annotated: balance only up to this many tests (/ demand); "
+        "items at or above it are all equal, picked at random (a floor, then availability)",
+    )
 
     @model_validator(mode="after")
     def _check(self) -> FromStep:
@@ -218,6 +223,8 @@ class FromStep(_Frozen):
             raise _At(("roles",), f"a role is listed twice in {list(self.roles)}")
         if self.demand is not None and self.pick != "least_annotated":
             raise _At(("demand",), "demand needs pick: least_annotated (a random pick ignores it)")
+        if self.floor is not None and self.pick != "least_annotated":
+            raise _At(("floor",), "floor needs pick: least_annotated (a random pick ignores it)")
         return self
 
 
@@ -678,19 +685,45 @@ class LeastAnnotated(_Frozen):
     demand: Demand | None = Field(
         default=None, description="rank stimuli by annotations / demand (a floor with a tail)"
     )
-    counts: Literal["assigned", "kept"] = Field(
+    counts: Literal["assigned", "kept", "received"] = Field(
         default="assigned",
         description="which annotations the ranking counts: every step-1 target assignment "
         "(assigned), or only those of participants who pass step 1's filters: counted when "
-        "assigned and withdrawn when a session ends and its participant fails them (kept)",
+        "assigned and withdrawn when a session ends and its participant fails them (kept), "
+        "or counted only once the session has ended and its participant passed them (received)",
     )
+
+    counts_every_h: float | None = Field(
+        default=None,
+        gt=0,
+        le=24 * 365,
+        description="with counts kept or received: the verdicts of ended sessions reach the "
+        "counts at checks made every this many hours from the campaign's start (none: at each "
+        "session's end)",
+    )
+
+    @model_validator(mode="after")
+    def _checks_need_verdicts(self) -> LeastAnnotated:
+        if self.counts_every_h is not None and self.counts == "assigned":
+            raise _At(
+                ("counts_every_h",),
+                "counts_every_h needs counts: kept or received (verdicts to apply at checks)",
+            )
+        return self
 
     def describe(self) -> str:
         out = f"random among the {self.pool:,} least-annotated"
+        how = []
         if self.counts == "kept":
-            out += " (annotations by kept participants)"
+            how.append("annotations by kept participants")
+        elif self.counts == "received":
+            how.append("annotations received: by kept participants, once their session ended")
+        if self.counts_every_h is not None:
+            how.append(f"verdicts counted at checks every {self.counts_every_h:g} h")
         if self.demand is not None:
-            out += f" (annotations / demand; {self.demand.describe()})"
+            how.append(f"annotations / demand; {self.demand.describe()}")
+        if how:
+            out += f" ({'; '.join(how)})"
         return out
 
 
@@ -1032,6 +1065,8 @@ def summary_lines(p: Protocol) -> list[str]:
                     how += ", least tested first"
                     if g.source.demand is not None:
                         how += f" (tests / demand; {g.source.demand.describe()})"
+                    if g.source.floor is not None:
+                        how += f", up to {g.source.floor} tests, then at random"
             out.append(f"            {g.count:>5} {g.role:<9} {how}")
         f = step.filters
         rules = []

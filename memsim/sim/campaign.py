@@ -317,9 +317,10 @@ def _uniforms(state, n):
 
 
 @njit(cache=True)
-def _pick_least(videos, keys, k, tested_count, weight):
+def _pick_least(videos, keys, k, tested_count, weight, cap=np.inf):
     """Row by row, the ``k`` places of ``videos`` with the fewest tests / weight so far (ties
-    by ``keys``), counting each pick before the next row: the balancing pick of later steps."""
+    by ``keys``), counting each pick before the next row: the balancing pick of later steps.
+    Ranks above ``cap`` count as ``cap`` (a ``floor``: beyond it, ties, so at random)."""
     n, m = videos.shape
     out = np.empty((n, k), dtype=np.int32)
     rank = np.empty(m, dtype=np.float64)
@@ -327,7 +328,7 @@ def _pick_least(videos, keys, k, tested_count, weight):
         by_key = np.argsort(keys[i], kind="mergesort")
         for j in range(m):
             v = videos[i, by_key[j]]
-            rank[j] = tested_count[v] / weight[v]
+            rank[j] = min(tested_count[v] / weight[v], cap)
         by_rank = np.argsort(rank, kind="mergesort")  # stable: equal ranks keep key order
         for j in range(k):
             place = by_key[by_rank[j]]
@@ -337,7 +338,7 @@ def _pick_least(videos, keys, k, tested_count, weight):
 
 
 @njit(cache=True)
-def _pick_least_sorted(videos, keys, k, tested_count, weight):
+def _pick_least_sorted(videos, keys, k, tested_count, weight, cap=np.inf):
     """:func:`_pick_least` by one insertion sort per row on (tests / weight, key, place): the
     order of a stable sort by rank of the places stably sorted by key, so the same picks."""
     n, m = videos.shape
@@ -347,7 +348,7 @@ def _pick_least_sorted(videos, keys, k, tested_count, weight):
     for i in range(n):
         for j in range(m):
             v = videos[i, j]
-            r = tested_count[v] / weight[v]
+            r = min(tested_count[v] / weight[v], cap)
             key = keys[i, j]
             q = j
             while q > 0:  # insert place j after every place that sorts before it
@@ -482,36 +483,50 @@ class SelectionPolicy:
 
 class LeastAnnotatedPolicy(SelectionPolicy):
     """At random among the ``pool`` least-annotated (VideoMem); ``counts: kept`` withdraws
-    the assignments of a participant whom step 1's filters drop when her session ends."""
+    the assignments of a participant whom step 1's filters drop when her session ends;
+    ``counts: received`` counts a participant's annotations only when her session ends, and
+    only if the filters keep her."""
 
     @classmethod
     def in_order(cls, spec) -> bool:
-        return getattr(spec, "counts", "assigned") != "kept"  # kept counts wait for verdicts
+        # kept and received counts wait for verdicts
+        return getattr(spec, "counts", "assigned") == "assigned"
 
     def __init__(self, spec, campaign: _Campaign) -> None:
         super().__init__(spec, campaign)
-        self.kept_only = spec.counts == "kept"
+        self.received = spec.counts == "received"
+        self.kept_only = spec.counts == "kept" or self.received
         if self.kept_only and campaign.judge is None:
-            raise UserError("counts: kept needs the simulator's feedback", path=campaign.name)
+            raise UserError(
+                f"counts: {spec.counts} needs the simulator's feedback", path=campaign.name
+            )
         self.unjudged: list[int] = []  # assigned participants whose step 1 is not judged yet
-        self.dropped: list = []  # heap of (end_s, p, targets) of sessions of dropped people
+        # heap of (end_s, p, targets): at the session's end, the withdrawal of a dropped
+        # participant's annotations (kept), or the count of a kept one's (received)
+        self.due: list = []
+        self.every_s = (spec.counts_every_h or 0.0) * 3600.0
         self.verdict_after_s = (
             first_verdict_s(campaign.protocol, campaign.min_press_s) if self.kept_only else 0.0
         )
 
     def settle(self, now: float) -> None:
-        """Withdraw the annotations of every dropped participant whose session ended by ``now``."""
+        """Apply the verdicts of every session that ended by ``now``."""
         c = self.c
         if self.unjudged and c.arrival[self.unjudged[0]] + self.verdict_after_s <= now:
             ps = np.array(self.unjudged, dtype=np.int64)
             self.unjudged.clear()
             ends, kept = c.judge(ps, c.items1[ps], c.arrival[ps])
-            for i in np.flatnonzero(~kept).tolist():
-                heapq.heappush(
-                    self.dropped, (float(ends[i]), int(ps[i]), c.items1[ps[i]][c.target_mask])
-                )
-        while self.dropped and self.dropped[0][0] <= now:
-            c.index.remove(heapq.heappop(self.dropped)[2])
+            for i in np.flatnonzero(kept if self.received else ~kept).tolist():
+                due = float(ends[i])
+                if self.every_s > 0.0:  # at the first check after the session's end
+                    due = float(np.ceil(due / self.every_s) * self.every_s)
+                heapq.heappush(self.due, (due, int(ps[i]), c.items1[ps[i]][c.target_mask]))
+        while self.due and self.due[0][0] <= now:
+            targets = heapq.heappop(self.due)[2]
+            if self.received:
+                c.index.add(targets)
+            else:
+                c.index.remove(targets)
 
     def choose(self, p: int, stream: PyStream, now: float) -> np.ndarray:
         if self.kept_only:
@@ -524,6 +539,8 @@ class LeastAnnotatedPolicy(SelectionPolicy):
         return chosen
 
     def assigned(self, p: int, chosen: np.ndarray, now: float) -> None:
+        if self.received:  # the campaign counted the assignment; it counts once received
+            self.c.index.remove(chosen[self.c.target_mask])
         if self.kept_only:
             self.unjudged.append(p)
 
@@ -631,6 +648,7 @@ class LeastTestedPick:
     count: int  # items tested per participant
     weight: np.ndarray | None  # float64[V]: demand, or None
     rows: list = field(default_factory=list)  # (u_return, p, tie-break keys, eligible videos)
+    cap: float = np.inf  # the source's floor: ranks above it are ties
 
     def draw_keys(self, stream: PyStream, p: int, u_return: float, chosen: np.ndarray) -> None:
         """At the participant's return: her tie-break keys, drawn from her own stream."""
@@ -645,7 +663,7 @@ class LeastTestedPick:
         vids = np.array([t[3] for t in rows], dtype=np.int32).reshape(-1, m)
         keys = np.array([t[2] for t in rows], dtype=np.float64).reshape(-1, m)
         w = self.weight if self.weight is not None else np.ones(n_videos)
-        places = _pick_least(vids, keys, self.count, np.zeros(n_videos, np.int32), w)
+        places = _pick_least(vids, keys, self.count, np.zeros(n_videos, np.int32), w, self.cap)
         return {t[1]: self.eligible[places[i]] for i, t in enumerate(rows)}
 
 
@@ -670,6 +688,7 @@ def _later_picks(protocol: Protocol, seed: int) -> dict[int, LeastTestedPick]:
                     eligible.astype(np.int32),
                     g.count,
                     draw_demand(g.source.demand, n_videos, seed, s),
+                    cap=np.inf if g.source.floor is None else float(g.source.floor),
                 )
     return picks
 
@@ -1013,6 +1032,7 @@ def _plan_in_order(protocol: Protocol, seed: int, return_probability: float) -> 
                 pick.count,
                 np.zeros(n_videos, np.int32),
                 w,
+                pick.cap,
             )
             tested = np.empty((rows.size, pick.count), dtype=np.int32)
             tested[np.searchsorted(rows, by_draw)] = pick.eligible[places]
