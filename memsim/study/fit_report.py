@@ -46,9 +46,10 @@ REASONS = {
     ),
     "KS distance to released ST scores": (
         "each study fits its own lag slope, which moves the k/n lattice of the scores after "
-        "rounding: a model with the released true scores at these counts crosses 0.05 in 1.3 % "
-        'of studies, the shipped set on 2 of 100 seeds (docs/calibration.md, "The correction '
-        'moves the lattice")'
+        "rounding; with counts on the released lattice (33 +- 1) the whole lattice moves at once, "
+        "so the distance follows the seed's correction ratio (Pearson -0.95 over 20 seeds: "
+        '-0.0175 as released gives 0.015-0.025, -0.020 gives 0.05-0.07; docs/calibration.md, "The '
+        'correction moves the lattice")'
     ),
     "KS distance to released LT scores": (
         "the long-term counts' floor is softer than the released one (see the minimum annotations "
@@ -71,26 +72,26 @@ REASONS = {
         "the same few-annotation videos put more simulated scores at exactly 1.0 (k/n with n small)"
     ),
     "annotations per video, long-term (min)": (
-        "step 2 can only test a video that a returning participant saw as a step-1 filler; the "
-        "balancing pick "
-        "favours the least tested, but a few videos are seldom available (about 60 filler "
-        "showings, a third "
-        "of them to returning participants), so the minimum stays near 3 (released 9)"
+        "step 2 can only test a video that a participant kept in step 2 saw as a step-1 filler: "
+        "about 2 % of the videos were such a filler for fewer than 9 of them "
+        "(calibration/counts.py "
+        "--simulate), and the picks, made before the step-2 filters, leave as many more below 9; "
+        "the released minimum 9 needs a step-1 mechanism no step-2 pick has (docs/protocols.md, "
+        '"Annotation counts")'
     ),
     "annotations per video, short-term (min)": (
-        "the campaign balances assigned annotations and the filters then drop ~10 % of "
-        "participants at random "
-        "with respect to videos, so the floor spreads by +-2 around 34 (released: 32-34)"
+        "the drops of the sessions after the campaign's last check are never made up; a seed whose "
+        'last check falls early leaves more of them (docs/protocols.md, "Annotation counts")'
     ),
     "KS distance of annotation counts, short-term": (
-        "the demand gives the released tail, but the floor spreads over 29-36 (released 32-34): "
-        "the filters "
-        "drop participants after their annotations were counted for balancing"
+        "the core's split between 33 and 34 follows the number of kept annotations and where the "
+        "last check falls, which vary from seed to seed (released: 33.8 % and 26.6 %); "
+        '"Annotation counts" in docs/protocols.md'
     ),
     "KS distance of annotation counts, long-term": (
-        "the balancing pick with a demand gives the floor and the tail, but the floor is softer "
-        "(a few videos "
-        "are seldom available, and the step-2 filters drop ~5 % of participants after the picks)"
+        "the pick's floor gives the released mode but 4-5 % of videos stay at 8 or fewer "
+        "(released: none): some videos are seldom available to a step-2 pick, and the step-2 "
+        "filters drop participants after the picks (the minimum annotations row)"
     ),
     "annotations per video, short-term (mean, paper)": (
         "the paper's mean is over all 10,000 videos; the fitted target is the released dev set's "
