@@ -124,8 +124,9 @@ def _run_figures(g: Gallery, tmp: Path) -> None:
     one = memsim.run("lamem", scale=0.05, seed=0)
     paths = one.figures(tmp / "lamem")
     g.section(
-        "A one-step protocol without published values: `memsim run lamem`",
-        "LaMem has one step and no targets file: one panel per figure, no reference marks.",
+        "A one-step protocol with one published value: `memsim run lamem`",
+        "LaMem has one step, and its targets file one published value (human consistency "
+        "0.68, the consistency figure's mark): one panel per figure.",
         [(p, f"{p.stem.split('_', 1)[0].replace('fig', 'Fig. ')}, LaMem.") for p in paths],
         "lamem-",
     )
