@@ -934,7 +934,9 @@ def test_nothing_is_written_outside_out(tmp_path, monkeypatch, capsys):
     p = _mutated(name="Mixed_Case-1")(work)
     before = snapshot(tmp_path)
     code, out, err = run(
-        ["run", p, "--quiet", "--scale", "0.02", "--no-figures", "--seed", "5"], capsys
+        ["run", p, "--params", "videomem", "--quiet", "--scale", "0.02", "--no-figures"]
+        + ["--seed", "5"],
+        capsys,
     )
     assert code == 0, err
     new = set(snapshot(tmp_path)) - set(before)

@@ -338,6 +338,16 @@ def test_counted_verdicts_end_as_the_scored_counts(videomem, params, selection):
     assert np.array_equal(plan.annotation_counts, counts)
 
 
+def test_scaling_keeps_the_number_of_count_checks(videomem):
+    """A campaign scaled by f lasts f times as long at the same arrival rate: its count checks
+    come f times as often, so it has as many of them."""
+    from memsim.sim.simulate import scale_protocol
+
+    assert videomem.selection.counts_every_h is not None
+    small = scale_protocol(videomem, 0.1)
+    assert small.selection.counts_every_h == pytest.approx(0.1 * videomem.selection.counts_every_h)
+
+
 def test_checked_verdicts_leave_the_last_drops_uncompensated(videomem, params):
     """With verdicts counted at checks, the drops of the sessions after the last check are never
     made up: the kept counts spread below the level that balancing reached."""

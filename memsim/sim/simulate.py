@@ -100,7 +100,9 @@ class Simulation:
 
 
 def scale_protocol(protocol: Protocol, scale: float) -> Protocol:
-    """The protocol with stimuli, selection pool and participant budget times ``scale``."""
+    """The protocol with stimuli, selection pool and participant budget times ``scale``; the
+    interval of the selection's count checks too (``counts_every_h``: at the same arrival
+    rate a scaled campaign lasts ``scale`` times as long, and keeps its number of checks)."""
     if scale == 1.0:
         return protocol
     if not (0.0 < scale <= 1.0):
@@ -115,6 +117,8 @@ def scale_protocol(protocol: Protocol, scale: float) -> Protocol:
             d["stimuli"]["count"],
             max(protocol.steps[0].n_new, int(round(d["selection"]["pool"] * ratio))),
         )
+    if d["selection"].get("counts_every_h") is not None:
+        d["selection"]["counts_every_h"] = d["selection"]["counts_every_h"] * scale
     stop = d["campaign"]["stop"]
     if stop["kind"] == "participants":
         stop["count"] = max(1, int(round(stop["count"] * scale)))
