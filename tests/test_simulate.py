@@ -350,18 +350,19 @@ def test_scaling_keeps_the_number_of_count_checks(videomem):
 
 def test_checked_verdicts_leave_the_last_drops_uncompensated(videomem, params):
     """With verdicts counted at checks, the drops of the sessions after the last check are never
-    made up: the kept counts spread below the level that balancing reached."""
+    made up: more videos end below the level that balancing reached (seed 5, scale 0.1: 39 %
+    below the median against 12 % with verdicts counted at each session's end)."""
     from memsim.analysis.scoring import score
 
-    spread = {}
-    for every in (None, 6.0):
+    below = {}
+    for every in (None, 36.0):  # 36 h at full scale: 3.6 h in this tenth of the campaign
         d = videomem.dump()
         d["selection"].update(counts="kept", counts_every_h=every)
         d["selection"].pop("demand", None)
         sim = simulate(protocol_from_mapping(d), params, seed=5, scale=0.1)
         n = score(sim.trials, sim.protocol).scores["nb_short-term_annotations"].to_numpy()
-        spread[every] = np.median(n) - n.min()
-    assert spread[6.0] > spread[None]
+        below[every] = (n < np.median(n)).mean()
+    assert below[36.0] > 2 * below[None]
 
 
 def _judge_for(sim, params):
