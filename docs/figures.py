@@ -126,7 +126,7 @@ def _run_figures(g: Gallery, tmp: Path) -> None:
     g.section(
         "A one-step protocol with one published value: `memsim run lamem`",
         "LaMem has one step, and its targets file one published value (human consistency "
-        "0.68, the consistency figure's mark): one panel per figure.",
+        "0.68, a row of `memsim run lamem`'s table): one panel per figure.",
         [(p, f"{p.stem.split('_', 1)[0].replace('fig', 'Fig. ')}, LaMem.") for p in paths],
         "lamem-",
     )
