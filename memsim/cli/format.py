@@ -55,10 +55,17 @@ def print_run(result, out: Path, why: str = "") -> None:
         n_ok, n_fit = result.fitted
         n_na = int(((table.kind == "fit") & (table.status == "n/a")).sum())
         na = f" ({n_na} n/a: no data to compare with)" if n_na else ""
-        console.print(
-            f"fitted targets within tolerance: {n_ok}/{n_fit}{na}; why a row is off, and why the "
-            f"'report' rows cannot all hold with the released scores: docs/calibration.md"
+        off = bool((table.status == "off").any())
+        reports = bool((table.kind == "report").any())
+        why = (
+            "; why a row is off, and why the 'report' rows cannot all hold with the released "
+            "scores: docs/calibration.md"
+            if reports
+            else "; why a row is off: docs/calibration.md"
+            if off
+            else ""
         )
+        console.print(f"fitted targets within tolerance: {n_ok}/{n_fit}{na}{why}")
     else:
         console.print(title)
         for name in summary["steps"]:
