@@ -1022,10 +1022,13 @@ def calibrate(
     }
 
 
-def fitted_note(out: dict, scale: float, seeds, targets_name: str) -> str:
+def fitted_note(out: dict, scale: float, seeds, targets_name: str, released: bool = True) -> str:
+    against = f"{targets_name} targets" + (
+        " and the released score distributions" if released else ""
+    )
     return (
         f"fitted by `memsim calibrate` on {time.strftime('%Y-%m-%d', time.gmtime())} against "
-        f"{targets_name} targets and the released score distributions: least squares (TRF) over "
+        f"{against}: least squares (TRF) over "
         f"{len(out['free'])} free parameters, scale {scale}, seeds {list(seeds)} (common random "
         "numbers), "
         f"{out['evaluations']} candidates, distance {out['best']['distance']:.2f}; "
@@ -1263,12 +1266,12 @@ def calibrate_to_file(
         logs.append(polish_log_path(out_path))
     if polish:
         first = stages[0]
-        note = fitted_note(res, 1.0, polish_seeds, targets.name) + (
+        note = fitted_note(res, 1.0, polish_seeds, targets.name, real is not None) + (
             f"; refined from a search at scale {scale}, seeds {list(seeds)}: "
             f"{first['evaluations']} candidates, distance {first['best']['distance']:.2f}"
         )
     else:
-        note = fitted_note(res, scale, seeds, targets.name)
+        note = fitted_note(res, scale, seeds, targets.name, real is not None)
     fitted = res["params"].model_copy(
         update={"name": name or out_path.stem, "calibrated": True, "note": note}
     )

@@ -22,6 +22,7 @@ from memsim.io import atomic_path, check_output, make_dirs, write_text_atomic
 from memsim.paths import get_path
 from memsim.resources import repository_root
 from memsim.sim.params import Params
+from memsim.sim.simulate import scale_protocol
 from memsim.viz.plots import fig_consistency, fig_lag, fig_real_vs_sim
 
 __all__ = ["fit_report", "seeds_csv_path", "REASONS"]
@@ -201,18 +202,23 @@ def fit_report(
         f"({', '.join(map(str, seeds))}) at scale {scale}; {seconds:.1f} s per campaign "
         f"(simulate, score, every analysis). Simulated value: mean ± sd over the seeds.",
         "",
-        "Released scores: the simulated scores are corrected by the protocol's own correction, as "
-        "the "
-        "released ones were. The raw rows (KS distance, score SD) set all simulated videos "
-        "(10,000, annotation counts as the simulated campaign gives them, scores rounded to the "
-        "released "
-        "3 decimals) beside the 7,000 released dev-set videos, as `memsim run` does; the "
-        "count-matched rows "
-        "first re-make each simulated score at an annotation count drawn from the released ones "
-        "(same k/n "
-        "lattice, same binomial noise; `calibrate.count_matched_scores`). Rank-bin rows: "
-        + ("the raw scores." if bins == "raw" else "the count-matched scores."),
-        "",
+        *(
+            [
+                "Released scores: the simulated scores are corrected by the protocol's own "
+                "correction, as the released ones were. The raw rows (KS distance, score SD) set "
+                f"all {scale_protocol(protocol, scale).stimuli.count:,} simulated videos "
+                "(annotation counts as the "
+                "simulated campaign gives them, scores rounded to the released 3 decimals) "
+                f"beside the {len(real):,} released videos, as `memsim run` does; the "
+                "count-matched rows first re-make each simulated score at an annotation count "
+                "drawn from the released ones (same k/n lattice, same binomial noise; "
+                "`calibrate.count_matched_scores`). Rank-bin rows: "
+                + ("the raw scores." if bins == "raw" else "the count-matched scores."),
+                "",
+            ]
+            if real is not None
+            else []
+        ),
         "| statistic | paper / data | simulated (mean ± sd) | tolerance | within | kind | why not "
         "|",
         "| --- | ---: | ---: | ---: | :---: | --- | --- |",
