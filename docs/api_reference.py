@@ -28,10 +28,10 @@ SECTIONS = [
     ("Loading", ["load_protocol", "load_params", "params_for", "load_targets", "load_trials",
                  "shipped_protocols"]),
     ("The pipeline", ["simulate", "score", "analyse", "compare", "run"]),
-    ("Fitting", ["calibrate", "recover", "compat"]),
+    ("Fitting", ["calibrate", "recover", "compat", "infer"]),
     ("Studies", ["sweep", "report"]),
     ("Results", ["Simulation", "ScoreResult", "Analysis", "RunResult", "Calibration", "Recovery",
-                 "CompatResult", "SweepResult", "SweepReport"]),
+                 "CompatResult", "Inference", "SweepResult", "SweepReport"]),
     ("Inputs and errors", ["Protocol", "Params", "Targets", "Progress", "UserError"]),
 ]  # fmt: skip
 

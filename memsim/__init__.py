@@ -19,7 +19,8 @@ The pipeline
     :func:`run` (all of them) -> :class:`RunResult`
 Fitting
     :func:`calibrate` -> :class:`Calibration`; :func:`recover` -> :class:`Recovery`;
-    :func:`compat` -> :class:`CompatResult`
+    :func:`compat` -> :class:`CompatResult`; :func:`infer` (Bayesian, ``sbi``) ->
+    :class:`Inference`
 Studies
     :func:`sweep` -> :class:`SweepResult`; :func:`report` -> :class:`SweepReport`
 Errors
@@ -55,6 +56,7 @@ _LAZY = {
     "Calibration": "memsim.fit.calibrate",
     "Recovery": "memsim.fit.recover",
     "CompatResult": "memsim.fit.compat",
+    "Inference": "memsim.study.infer",
     "RunResult": "memsim.study.run",
     "SweepResult": "memsim.study.sweep",
     "SweepReport": "memsim.study.report",
@@ -64,10 +66,10 @@ __all__ = [
     "__version__",
     "load_protocol", "load_params", "params_for", "load_targets", "load_trials",
     "shipped_protocols", "simulate", "score", "analyse", "compare", "run", "calibrate",
-    "recover", "compat", "sweep", "report",
+    "recover", "compat", "infer", "sweep", "report",
     "UserError", "Progress", "Protocol", "Params", "Simulation", "ScoreResult", "Analysis",
-    "Targets", "Calibration", "Recovery", "CompatResult", "RunResult", "SweepResult",
-    "SweepReport",
+    "Targets", "Calibration", "Recovery", "CompatResult", "Inference", "RunResult",
+    "SweepResult", "SweepReport",
 ]  # fmt: skip
 
 
@@ -92,6 +94,7 @@ if TYPE_CHECKING:  # pragma: no cover - for editors and type checkers
         calibrate,
         compare,
         compat,
+        infer,
         load_params,
         load_protocol,
         load_targets,
@@ -114,6 +117,7 @@ if TYPE_CHECKING:  # pragma: no cover - for editors and type checkers
     from memsim.progress import Progress
     from memsim.sim.params import Params
     from memsim.sim.simulate import Simulation
+    from memsim.study.infer import Inference
     from memsim.study.report import SweepReport
     from memsim.study.run import RunResult
     from memsim.study.sweep import SweepResult

@@ -37,6 +37,7 @@ if TYPE_CHECKING:  # for the signatures only: importing them here would load eve
     from memsim.progress import ProgressCallback
     from memsim.sim.params import Params
     from memsim.sim.simulate import Simulation
+    from memsim.study.infer import Inference
     from memsim.study.report import SweepReport
     from memsim.study.run import RunResult
     from memsim.study.sweep import SweepResult
@@ -56,6 +57,7 @@ __all__ = [
     "calibrate",
     "recover",
     "compat",
+    "infer",
     "sweep",
     "report",
 ]
@@ -393,6 +395,73 @@ def compat(
     from memsim.fit.compat import compat as run_compat
 
     return run_compat(data=data, repeats=repeats, seed=seed, mechanisms=mechanisms)
+
+
+def infer(
+    protocol: Protocol | PathLike = "videomem",
+    *,
+    out: PathLike,
+    simulations: int = 6000,
+    scale: float = 1.0,
+    workers: int = 1,
+    device: str = "auto",
+    seed: int = 0,
+    prior: PathLike | None = None,
+    targets: Targets | PathLike | None = None,
+    data: PathLike | None = None,
+    heldout: int = 200,
+    predictive: int = 100,
+    figures: bool = True,
+    force: bool = False,
+    progress: ProgressCallback | None = None,
+) -> Inference:
+    """Bayesian calibration (:class:`memsim.study.infer.Inference`): simulations from the prior
+    (``calibration/<protocol>-prior.yaml`` unless ``prior``), neural posterior estimation with
+    ``sbi``, the posterior given the released data, and its checks (SBC and recovery on
+    ``heldout`` held-out simulations, the posterior predictive over ``predictive`` draws),
+    written into ``out`` (``docs/inference.md``). Needs the ``infer`` extra (torch, sbi).
+
+    The simulations in ``out/simulations`` are reused when the settings match: an interrupted
+    run resumes, a larger ``simulations`` adds to a smaller one; ``force`` starts over."""
+    from memsim.data import released_scores
+    from memsim.errors import UserError
+    from memsim.study.infer import run_inference
+
+    proto = load_protocol(protocol)
+    t = load_targets(targets, protocol=proto)
+    if t is None:
+        raise UserError(f"no targets file for protocol {proto.name!r}; pass targets=")
+    _need_sbi()
+    return run_inference(
+        proto,
+        out=out,
+        simulations=simulations,
+        scale=scale,
+        workers=workers,
+        device=device,
+        seed=seed,
+        prior=prior,
+        targets=t,
+        real=released_scores(proto.name, data),
+        heldout=heldout,
+        predictive=predictive,
+        figures=figures,
+        force=force,
+        progress=progress,
+    )
+
+
+def _need_sbi() -> None:
+    import importlib.util
+
+    from memsim.errors import UserError
+
+    for mod in ("torch", "sbi"):
+        if importlib.util.find_spec(mod) is None:
+            raise UserError(
+                f"memsim infer needs {mod}: pip install torch==2.13.0 (the CPU wheel) and then "
+                "pip install 'memsim[infer]'"
+            )
 
 
 # --------------------------------------------------------------------------- studies

@@ -13,6 +13,7 @@ MODULES = [
     "memsim.cli.sim",  # simulate, run, bench
     "memsim.cli.score",  # score, analyse
     "memsim.cli.calibrate",  # calibrate, compat
+    "memsim.cli.infer",  # infer
     "memsim.cli.sweep",  # sweep, report
     "memsim.cli.predict",  # predict cv / train / apply
 ]

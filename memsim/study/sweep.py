@@ -85,7 +85,7 @@ from memsim.io import (
     staged_dir,
     write_text_atomic,
 )
-from memsim.paths import locate
+from memsim.paths import locate, set_path
 from memsim.progress import ProgressCallback, TimeLeft, clock, report
 from memsim.resources import is_protocol_name, protocol_path
 
@@ -141,6 +141,27 @@ def _yaml_file(value: str, what: str) -> str:
         subject = "" if what == "must" else f"{what} "
         raise ValueError(f"{subject}must name a YAML file (.yaml or .yml), got {value[:60]!r}")
     return value
+
+
+POSTERIOR_PREFIX = "posterior "
+
+
+def _params_ref(value: str) -> str:
+    """A study's population: a YAML parameter file, or ``posterior DIR`` (a folder written by
+    ``memsim infer``: one posterior draw per replicate)."""
+    if value.startswith(POSTERIOR_PREFIX):
+        folder = value[len(POSTERIOR_PREFIX) :].strip()
+        if not folder or "\0" in folder:
+            raise ValueError("posterior: name the folder `memsim infer` wrote (posterior DIR)")
+        return POSTERIOR_PREFIX + folder
+    return _yaml_file(value, "must")
+
+
+def posterior_folder(study: Study, base_dir: Path) -> Path | None:
+    """The posterior folder of a study whose ``params`` is ``posterior DIR`` (None otherwise)."""
+    if study.params is None or not study.params.startswith(POSTERIOR_PREFIX):
+        return None
+    return base_dir / study.params[len(POSTERIOR_PREFIX) :]
 
 
 def _protocol_ref(value: str) -> str:
@@ -247,9 +268,10 @@ class Study(_Frozen):
         description="base protocol: a YAML file, relative to the study file, or a shipped "
         "protocol's name (videomem, memento10k, isola2011, lamem)"
     )
-    params: Annotated[str, AfterValidator(lambda v: _yaml_file(v, "must"))] | None = Field(
+    params: Annotated[str, AfterValidator(_params_ref)] | None = Field(
         default=None,
-        description="population parameter file (default: the protocol's calibrated one)",
+        description="population parameter file (default: the protocol's calibrated one), or "
+        "'posterior DIR': a folder written by `memsim infer`, one posterior draw per replicate",
     )
     set: dict[str, Any] = Field(
         default_factory=dict,
@@ -361,6 +383,8 @@ class Plan(BaseModel):
     seeds: list[list[list[int]]]  # [cell][replicate] -> [simulation seed, analysis seed]
     fingerprint: str
     code: str = ""  # hash of memsim's source when the sweep started (not part of the fingerprint)
+    # with `params: posterior DIR`: replicate r's posterior draw, {parameter path: value}
+    posterior: list[dict[str, float]] | None = None
 
     @property
     def n_runs(self) -> int:
@@ -460,6 +484,16 @@ def _base_params(study: Study, base_dir: Path, protocol, study_path) -> dict | N
                 path=study_path,
             )
         return None  # no parameter model: the cell function gets params=None
+    folder = posterior_folder(study, base_dir)
+    if folder is not None:  # the set the posterior's fixed parameters come from
+        path = folder / "base-params.yaml"
+        if not path.is_file():
+            raise UserError(
+                f"params: posterior {folder}: no base-params.yaml there: not a folder written "
+                "by `memsim infer`",
+                path=study_path,
+            )
+        return api.load_params(path).dump()
     ppath = base_dir / study.params if study.params else api.default_params_path(protocol)
     return api.load_params(ppath).dump()
 
@@ -611,18 +645,49 @@ def resolve_study(
         for c in cells
     ]
     dumped = study.model_dump(mode="json")
+    draws = _posterior_draws(study, base_dir, study_path)
     return Plan(
         study=dumped,
         columns=columns,
         cells=cells,
         seeds=seeds,
-        fingerprint=_fingerprint(dumped, columns, cells, seeds),
+        fingerprint=_fingerprint(dumped, columns, cells, seeds, draws),
         code=code_hash(),
+        posterior=draws,
     )
 
 
-def _fingerprint(study: dict, columns: dict, cells: list, seeds: list) -> str:
+def _posterior_draws(study: Study, base_dir: Path, study_path) -> list[dict] | None:
+    """Replicate r's posterior draw (the r-th draw of the folder), for ``params: posterior DIR``.
+
+    The draws set the posterior's parameters of every cell; an axis or ``set`` on one of them
+    would be overwritten, so it is refused.
+    """
+    folder = posterior_folder(study, base_dir)
+    if folder is None:
+        return None
+    from memsim.study.infer import posterior_draws
+
+    try:
+        draws = posterior_draws(folder, study.replicates)
+    except UserError as exc:
+        raise UserError(f"params: posterior: {exc}", path=study_path) from None
+    paths = {f"params.{p}" for p in draws[0]}
+    clash = sorted(paths & ({a.path for a in study.axes} | set(study.set)))
+    if clash:
+        raise UserError(
+            f"{clash[0]}: set by each replicate's posterior draw; vary or set another parameter",
+            path=study_path,
+        )
+    return draws
+
+
+def _fingerprint(
+    study: dict, columns: dict, cells: list, seeds: list, posterior: list | None = None
+) -> str:
     body = {"study": dict(study), "columns": columns, "cells": cells, "seeds": seeds}
+    if posterior is not None:  # the draws, not the folder's name, are what the runs depend on
+        body["posterior"] = posterior
     body["study"].pop("description", None)  # wording changes do not change results
     return hashlib.sha256(_canonical(body).encode()).hexdigest()
 
@@ -1266,9 +1331,14 @@ def _check_memory(plan: Plan, study_path) -> None:
 
 def _spec(study: Study, plan: Plan, cell: dict, replicate: int, scale: float) -> dict:
     s_seed, a_seed = plan.seeds[cell["cell"]][replicate]
+    params = cell["params"]
+    if plan.posterior is not None:  # one posterior draw per replicate, the same in every cell
+        params = copy.deepcopy(params)
+        for path, value in plan.posterior[replicate].items():
+            set_path(params, path, value, create=True)
     return {
         "protocol": cell["protocol"],
-        "params": cell["params"],
+        "params": params,
         "seed": s_seed,
         "analysis_seed": a_seed,
         "scale": scale,

@@ -1,0 +1,139 @@
+"""``memsim infer``: Bayesian calibration with neural posterior estimation; parse, call, print."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from memsim.cli import args as types
+from memsim.cli.progress import progress_display
+
+
+def register(sub) -> None:
+    p = sub.add_parser(
+        "infer",
+        help="a posterior over the population parameters (simulation-based inference, sbi)",
+        description="Simulate prior draws of the free population parameters through the batched "
+        "path, train a neural posterior estimator (sbi) on their statistics (the calibration's "
+        "moments), condition it on the released data, and check it: simulation-based "
+        "calibration and recovery on held-out simulations, the posterior predictive of every "
+        "target. The simulations in OUT/simulations are reused when the settings match "
+        "(an interrupted run resumes; a larger --simulations adds to a smaller one). "
+        "Needs the infer extra (docs/inference.md).",
+    )
+    p.add_argument(
+        "protocol",
+        type=Path,
+        help="a shipped protocol's name (videomem) or a protocol YAML file",
+    )
+    p.add_argument(
+        "--simulations",
+        type=types.positive_int,
+        default=6000,
+        help="prior simulations to train on (default 6000)",
+    )
+    p.add_argument("--out", type=Path, required=True, help="output folder")
+    p.add_argument(
+        "--scale",
+        type=types.scale,
+        default=1.0,
+        help="shrink the study by this factor (default 1: the study's own size)",
+    )
+    p.add_argument("--workers", type=types.positive_int, default=1, help="processes (default 1)")
+    p.add_argument(
+        "--device",
+        choices=("auto", "cpu", "cuda"),
+        default="auto",
+        help="where the estimator trains (default auto: CUDA when present)",
+    )
+    p.add_argument("--seed", type=types.seed, default=0, help="seed of everything (default 0)")
+    p.add_argument(
+        "--prior",
+        type=Path,
+        default=None,
+        help="prior file (default calibration/<protocol name>-prior.yaml)",
+    )
+    p.add_argument(
+        "--targets",
+        type=Path,
+        default=None,
+        help="targets file (default calibration/<protocol name>-targets.yaml)",
+    )
+    p.add_argument(
+        "--data",
+        type=Path,
+        default=None,
+        help="real data folder (default $MEMSIM_DATA or ../shared/data)",
+    )
+    p.add_argument(
+        "--heldout",
+        type=types.non_negative_int,
+        default=200,
+        help="held-out simulations for SBC and recovery (default 200; 0: no checks)",
+    )
+    p.add_argument(
+        "--predictive",
+        type=types.non_negative_int,
+        default=100,
+        help="posterior draws simulated for the predictive check (default 100; 0: none)",
+    )
+    p.add_argument("--no-figures", action="store_true", help="write no figures")
+    p.add_argument(
+        "--force", action="store_true", help="start the simulations in OUT over (replace them)"
+    )
+    p.add_argument("--quiet", action="store_true", help="no progress display")
+    p.set_defaults(func=_cmd_infer)
+
+
+def _cmd_infer(args) -> int:
+    from memsim.api import infer
+    from memsim.fit.compare import format_value
+
+    with progress_display(not args.quiet) as show:
+        r = infer(
+            args.protocol,
+            out=args.out,
+            simulations=args.simulations,
+            scale=args.scale,
+            workers=args.workers,
+            device=args.device,
+            seed=args.seed,
+            prior=args.prior,
+            targets=args.targets,
+            data=args.data,
+            heldout=args.heldout,
+            predictive=args.predictive,
+            figures=not args.no_figures,
+            force=args.force,
+            progress=show,
+        )
+    info = r.info
+    t = info["train"]
+    print(
+        f"{info['simulations']} simulations ({info['simulations_new']} new, "
+        f"{t['dropped']} without every statistic), trained {t['epochs']} epochs on {t['device']}"
+    )
+    print("posterior given the released data (median [5 %, 95 %]):")
+    for row in r.table.itertuples(index=False):
+        print(
+            f"  {row.parameter}: {format_value(row.median)} "
+            f"[{format_value(row.q05)}, {format_value(row.q95)}]"
+        )
+    if r.sbc is not None:
+        print(
+            f"SBC on {info['heldout']} held-out simulations: "
+            f"{info['sbc_parameters_uniform_at_1pct']} of {len(r.sbc)} parameters uniform at "
+            f"the 1 % level (lowest p {info['sbc_min_p']:.3f}); coverage of the 50 % / 90 % "
+            f"intervals {info['coverage_50']:.1%} / {info['coverage_90']:.1%}"
+        )
+    if r.predictive is not None:
+        print(
+            f"posterior predictive ({info['predictive_draws']} draws): "
+            f"{info['fit_rows_inside']} of {info['fit_rows']} fitted targets hold"
+            + (f"; not: {', '.join(info['fit_rows_outside'])}" if info["fit_rows_outside"] else "")
+        )
+    secs = info["seconds"]
+    print(
+        f"{secs['total']:.0f} s in all, simulations {secs.get('simulations', 0):.0f} s; "
+        f"written to {r.out}"
+    )
+    return 0

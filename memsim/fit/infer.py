@@ -1,0 +1,986 @@
+"""Bayesian calibration: a posterior over the population parameters by neural posterior estimation.
+
+In: a protocol, a base parameter set, a **prior** (``calibration/<protocol>-prior.yaml``: for
+each free parameter a range and a shape), the study's targets and released scores. Out: a
+posterior over the free parameters given the released data, and the checks that say whether
+it can be trusted.
+
+Method (``docs/inference.md``):
+
+1. **Simulations.** ``n`` parameter sets are drawn from the prior (draw ``i`` from its own
+   stream, ``SeedSequence([seed, stream, i])``, so a run of ``n`` draws is the start of a run
+   of ``2n``), each simulated once with its own seed through the batched path
+   (:func:`memsim.sim.batch.simulate_many`), scored like a real log and reduced to the
+   calibration's moments (:func:`memsim.fit.calibrate.moments_for`: every ``fit`` target and
+   the rank-bin means of the released score distributions). They are kept in chunks
+   (:class:`SimulationStore`), each written whole, so an interrupted run resumes where it
+   stopped and a larger ``n`` adds to a smaller one.
+2. **Statistics.** Each moment is standardised as the calibration's residual is,
+   ``(value - target) / tolerance``; the released data are then the zero vector.
+3. **Neural posterior estimation** (``sbi``): a conditional normalising flow ``q(u | x)``
+   is trained on the pairs ``(u, x)``, ``u`` the parameters' positions in their prior ranges
+   (``[0, 1]``; a log-uniform parameter on the log scale), so the prior is uniform on the unit
+   box. Conditioning on the released data (``x = 0``) gives the posterior; conditioning on any
+   other summary needs no new simulation (:meth:`Estimator.sample`).
+4. **Checks**: simulation-based calibration on held-out simulations (:func:`sbc`: rank of the
+   truth among posterior draws, chi-square test of uniformity per parameter; coverage of the
+   central 50 % and 90 % intervals) and a recovery table (:func:`recovery_table`).
+
+torch and sbi are imported only inside the functions that train or sample (the ``infer``
+extra); the simulations need neither.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import math
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from memsim.errors import UserError
+from memsim.fit.calibrate import Free, Moment, with_values
+from memsim.progress import ProgressCallback, report
+from memsim.sim.params import Params
+
+__all__ = [
+    "PriorParam",
+    "Prior",
+    "load_prior",
+    "prior_path",
+    "standardise",
+    "SimulationStore",
+    "simulate_prior",
+    "Estimator",
+    "train",
+    "sbc",
+    "recovery_table",
+    "summarise_samples",
+    "TRAIN",
+    "HELDOUT",
+]
+
+#: Streams of prior draws: the training simulations and the held-out ones (SBC, recovery).
+TRAIN, HELDOUT = 0, 1
+#: Simulations per chunk file (part of a store's identity: chunk files are named by their start).
+CHUNK = 25
+SHAPES = ("uniform", "log-uniform")
+
+
+# --------------------------------------------------------------------------- the prior
+@dataclass(frozen=True)
+class PriorParam:
+    """One free parameter: its dotted path in the parameter set, its range and its shape."""
+
+    path: str
+    lo: float
+    hi: float
+    shape: str = "uniform"  # or "log-uniform": uniform in log(value)
+
+    @property
+    def log(self) -> bool:
+        return self.shape == "log-uniform"
+
+
+@dataclass(frozen=True)
+class Prior:
+    """A prior over free parameters: independent, each uniform (or log-uniform) on its range.
+
+    ``params`` names the base parameter set (a shipped set's name or a file next to the prior
+    file) that holds every parameter the prior leaves fixed.
+    """
+
+    name: str
+    params: str
+    parameters: tuple[PriorParam, ...]
+    note: str = ""
+
+    @property
+    def paths(self) -> list[str]:
+        return [p.path for p in self.parameters]
+
+    @property
+    def dim(self) -> int:
+        return len(self.parameters)
+
+    def free(self) -> tuple[Free, ...]:
+        return tuple(Free(p.path, p.lo, p.hi, p.log) for p in self.parameters)
+
+    def to_values(self, u: np.ndarray) -> np.ndarray:
+        """Unit-box positions ``(n, d)`` -> parameter values ``(n, d)``."""
+        u = np.asarray(u, float)
+        lo = np.array([math.log(p.lo) if p.log else p.lo for p in self.parameters])
+        hi = np.array([math.log(p.hi) if p.log else p.hi for p in self.parameters])
+        v = lo + u * (hi - lo)
+        logs = np.array([p.log for p in self.parameters])
+        # rounding (exp of a log bound) must not step outside the range
+        return np.clip(
+            np.where(logs, np.exp(v), v),
+            [p.lo for p in self.parameters],
+            [p.hi for p in self.parameters],
+        )
+
+    def to_unit(self, values: np.ndarray) -> np.ndarray:
+        """Parameter values ``(n, d)`` -> unit-box positions (outside [0, 1] when out of range)."""
+        values = np.asarray(values, float)
+        logs = np.array([p.log for p in self.parameters])
+        lo = np.array([math.log(p.lo) if p.log else p.lo for p in self.parameters])
+        hi = np.array([math.log(p.hi) if p.log else p.hi for p in self.parameters])
+        with np.errstate(divide="ignore", invalid="ignore"):
+            v = np.where(logs, np.log(np.where(logs, values, 1.0)), values)
+        return (v - lo) / (hi - lo)
+
+    def draw_unit(self, seed: int, stream: int, start: int, n: int) -> np.ndarray:
+        """Draws ``start .. start+n-1`` of a stream, each from its own generator: ``(n, d)``."""
+        return np.array(
+            [
+                np.random.default_rng(np.random.SeedSequence([int(seed), stream, i])).random(
+                    self.dim
+                )
+                for i in range(start, start + n)
+            ]
+        ).reshape(n, self.dim)
+
+    def params_at(self, base: Params, values: np.ndarray, **meta) -> Params:
+        """``base`` with the prior's parameters set to ``values``."""
+        return with_values(base, self.free(), np.asarray(values, float), **meta)
+
+    def dump(self) -> dict:
+        return {
+            "name": self.name,
+            "params": self.params,
+            "note": self.note,
+            "parameters": [
+                {"path": p.path, "lo": p.lo, "hi": p.hi, "shape": p.shape} for p in self.parameters
+            ],
+        }
+
+
+def run_seed(seed: int, stream: int, i: int) -> int:
+    """The simulation seed of draw ``i`` of ``stream`` (in [0, 2**63))."""
+    state = np.random.SeedSequence([int(seed), stream, i, 7]).generate_state(2, np.uint32)
+    return int((int(state[0]) << 31) ^ int(state[1])) & (2**63 - 1)
+
+
+def prior_path(protocol_name: str) -> Path | None:
+    """The shipped prior of a protocol (``calibration/<name>-prior.yaml``), or None."""
+    from memsim.resources import shipped_dir
+
+    path = shipped_dir("calibration") / f"{protocol_name}-prior.yaml"
+    return path if path.is_file() else None
+
+
+def load_prior(path: str | os.PathLike[str]) -> Prior:
+    """Read and check a prior file; one-line :class:`UserError` naming the field otherwise.
+
+    The file: ``name``, ``params`` (the base set), optional ``note``, and ``parameters``: a
+    list of ``{path, lo, hi, shape}`` (``shape`` ``uniform`` or ``log-uniform``, the latter
+    with ``lo > 0``).
+    """
+    from memsim.io import load_yaml_mapping
+
+    path = Path(path)
+    d = load_yaml_mapping(path, "prior file")
+
+    def bad(why: str) -> UserError:
+        return UserError(why, path=path)
+
+    extra = set(d) - {"name", "params", "note", "parameters"}
+    if extra:
+        raise bad(f"unknown field {sorted(extra)[0]!r} (fields: name, params, note, parameters)")
+    for key in ("name", "params", "parameters"):
+        if key not in d:
+            raise bad(f"{key}: missing")
+    if not isinstance(d["parameters"], list) or not d["parameters"]:
+        raise bad("parameters: must be a non-empty list")
+    out = []
+    for k, item in enumerate(d["parameters"]):
+        where = f"parameters.{k}"
+        if not isinstance(item, dict):
+            raise bad(f"{where}: must be a mapping {{path, lo, hi, shape}}")
+        unknown = set(item) - {"path", "lo", "hi", "shape"}
+        if unknown:
+            raise bad(f"{where}: unknown field {sorted(unknown)[0]!r}")
+        try:
+            p = PriorParam(
+                str(item["path"]),
+                float(item["lo"]),
+                float(item["hi"]),
+                item.get("shape", "uniform"),
+            )
+        except KeyError as exc:
+            raise bad(f"{where}.{exc.args[0]}: missing") from None
+        except (TypeError, ValueError):
+            raise bad(f"{where}: lo and hi must be numbers") from None
+        if p.shape not in SHAPES:
+            raise bad(f"{where}.shape: must be one of {', '.join(SHAPES)}, got {p.shape!r}")
+        if not (math.isfinite(p.lo) and math.isfinite(p.hi) and p.lo < p.hi):
+            raise bad(f"{where}: needs finite lo < hi, got {p.lo}, {p.hi}")
+        if p.log and p.lo <= 0:
+            raise bad(f"{where}: a log-uniform range needs lo > 0, got {p.lo}")
+        out.append(p)
+    paths = [p.path for p in out]
+    dup = {x for x in paths if paths.count(x) > 1}
+    if dup:
+        raise bad(f"parameters: {sorted(dup)[0]!r} is given twice")
+    return Prior(str(d["name"]), str(d["params"]), tuple(out), str(d.get("note", "")))
+
+
+def check_prior(prior: Prior, base: Params, where: str | os.PathLike[str]) -> None:
+    """Every path of the prior names a number of ``base``, and every draw makes a valid set."""
+    from memsim.paths import get_path
+
+    d = base.dump()
+    for k, p in enumerate(prior.parameters):
+        try:
+            v = get_path(d, p.path)
+        except KeyError:
+            raise UserError(
+                f"parameters.{k}.path: {p.path!r} names no field of the parameter set {base.name}",
+                path=where,
+            ) from None
+        if isinstance(v, bool) or not isinstance(v, (int, float)):
+            raise UserError(f"parameters.{k}.path: {p.path!r} is not a number", path=where)
+    for corner in (np.zeros(prior.dim), np.ones(prior.dim), np.full(prior.dim, 0.5)):
+        prior.params_at(base, prior.to_values(corner[None])[0])  # UserError names the field
+
+
+# --------------------------------------------------------------------------- statistics
+def standardise(values: np.ndarray, moments: list[Moment]) -> np.ndarray:
+    """Raw moment values ``(n, m)`` -> the calibration's residuals ``(value - target) / tolerance``.
+
+    The released data are the zero vector in these units.
+    """
+    target = np.array([m.value for m in moments])
+    scale = np.array([m.scale for m in moments])
+    return (np.asarray(values, float) - target) / scale
+
+
+def moment_values(summary: dict, moments: list[Moment]) -> np.ndarray:
+    """The moments' raw values in one summary (NaN where the statistic is missing)."""
+    from memsim.fit.compare import lookup
+
+    return np.array([lookup(summary, m.path) for m in moments], float)
+
+
+# --------------------------------------------------------------------------- simulations
+_W: dict = {}
+
+
+def _init(protocol, base, prior, moments, scale, real, threads=1) -> None:
+    import numba
+
+    from memsim.sim.simulate import prepare
+
+    numba.set_num_threads(threads)  # one process per core; no oversubscription
+    _W.update(
+        prepared=prepare(protocol, scale),
+        base=base,
+        prior=prior,
+        moments=moments,
+        real=real,
+        workspace={},
+    )
+
+
+def _one(arrays, real, moments) -> np.ndarray:
+    from memsim.fit.calibrate import summarise_arrays
+
+    return moment_values(summarise_arrays(arrays, real), moments)
+
+
+def _chunk(job: tuple) -> dict:
+    """Simulate draws ``start .. start+n-1`` of a stream: their unit positions and moments."""
+    from memsim.sim.batch import simulate_many
+
+    seed, stream, start, n = job
+    prior: Prior = _W["prior"]
+    u = prior.draw_unit(seed, stream, start, n)
+    values = prior.to_values(u)
+    x = np.full((n, len(_W["moments"])), np.nan)
+    errors = [""] * n
+    seeds = np.array([run_seed(seed, stream, i) for i in range(start, start + n)], np.int64)
+    summarise = functools.partial(_one, real=_W["real"], moments=_W["moments"])
+    for k in range(n):
+        try:
+            # one run per call: a draw where the study degenerates fails alone
+            (x[k],) = simulate_many(
+                _W["prepared"],
+                [(prior.params_at(_W["base"], values[k]), int(seeds[k]))],
+                summarise,
+                workspace=_W["workspace"],
+            )
+        except (ValueError, ZeroDivisionError, IndexError, FloatingPointError, UserError) as exc:
+            errors[k] = f"{type(exc).__name__}: {exc}"[:200]
+    return {"start": start, "u": u, "x": x, "seeds": seeds, "errors": errors}
+
+
+class SimulationStore:
+    """Simulations kept in ``folder`` as chunks, each written whole: resumable and extendable.
+
+    ``settings.json`` holds what the simulations depend on (protocol, base set, prior, moments,
+    scale, seed); a store made with other settings is refused. Chunk files are
+    ``<stream>-<start>.npz`` with ``u`` (unit positions), ``x`` (raw moments), ``seeds`` and
+    ``errors`` (empty where the run worked).
+    """
+
+    def __init__(self, folder: str | os.PathLike[str], settings: dict, force: bool = False):
+        from memsim.io import make_dirs, write_text_atomic
+
+        self.folder = Path(folder)
+        self.settings = settings
+        path = self.folder / "settings.json"
+        text = json.dumps(settings, sort_keys=True, indent=1)
+        if path.exists() and not force:
+            try:
+                old = json.loads(path.read_text())
+            except (OSError, ValueError):
+                old = None
+            if old != json.loads(text):
+                raise UserError(
+                    "the simulations there were made with other settings (protocol, parameters, "
+                    "prior, targets, scale or seed): use another --out, or --force to start over",
+                    path=self.folder,
+                )
+            return
+        make_dirs(self.folder)
+        if force:
+            for f in self.folder.glob("*.npz"):
+                f.unlink()
+        write_text_atomic(path, text + "\n")
+
+    def _name(self, stream: int, start: int) -> Path:
+        return self.folder / f"{stream}-{start:08d}.npz"
+
+    def have(self, stream: int, start: int, count: int) -> bool:
+        """Whether the chunk at ``start`` holds at least ``count`` simulations (a shorter one,
+        the last chunk of a smaller run, is simulated again whole)."""
+        path = self._name(stream, start)
+        if not path.is_file():
+            return False
+        try:
+            with np.load(path) as z:
+                return len(z["seeds"]) >= count
+        except (OSError, ValueError, KeyError):  # unreadable: simulate it again
+            return False
+
+    def write(self, stream: int, chunk: dict) -> None:
+        from memsim.io import atomic_path
+
+        with atomic_path(self._name(stream, chunk["start"])) as tmp, open(tmp, "wb") as fh:
+            np.savez(
+                fh,
+                u=chunk["u"],
+                x=chunk["x"],
+                seeds=chunk["seeds"],
+                errors=np.array(chunk["errors"], dtype=str),
+            )
+
+    def load(self, stream: int, n: int) -> dict:
+        """The first ``n`` simulations of ``stream`` (every chunk must be there)."""
+        parts = []
+        for f in sorted(self.folder.glob(f"{stream}-*.npz")):
+            start = int(f.stem.split("-")[1])
+            if start >= n:
+                continue
+            with np.load(f) as z:
+                parts.append((start, {k: z[k] for k in ("u", "x", "seeds", "errors")}))
+        parts.sort(key=lambda t: t[0])
+        got, at = 0, 0
+        for start, p in parts:
+            if start != at:  # a gap: a chunk is missing
+                break
+            got = at = start + len(p["u"])
+        if got < n:
+            raise UserError(f"only {got} of {n} simulations of stream {stream}", path=self.folder)
+        cat = {k: np.concatenate([p[k] for _, p in parts])[:n] for k in ("u", "x", "seeds")}
+        cat["errors"] = np.concatenate([p["errors"] for _, p in parts])[:n]
+        return cat
+
+
+def simulate_prior(
+    protocol,
+    base: Params,
+    prior: Prior,
+    moments: list[Moment],
+    store: SimulationStore,
+    *,
+    n: int,
+    stream: int = TRAIN,
+    seed: int = 0,
+    scale: float = 1.0,
+    real=None,
+    workers: int = 1,
+    chunk: int = CHUNK,
+    progress: ProgressCallback | None = None,
+) -> dict:
+    """Simulate the first ``n`` prior draws of ``stream`` not yet in ``store``; return all ``n``.
+
+    Returns a dict: ``u`` ``(n, d)`` unit positions, ``x`` ``(n, m)`` raw moments (NaN where a
+    statistic is missing), ``seeds``, ``errors``, and ``seconds`` (simulating now) and
+    ``new`` (runs simulated now).
+    """
+    jobs = [
+        (int(seed), stream, s, min(chunk, n - s))
+        for s in range(0, n, chunk)
+        if not store.have(stream, s, min(chunk, n - s))
+    ]
+    what = "held-out simulations" if stream == HELDOUT else "simulations"
+    done = n - sum(j[3] for j in jobs)
+    t0 = time.perf_counter()
+    report(progress, "infer", what, done, n, unit="runs")
+    if jobs:
+        if workers > 1:
+            import multiprocessing as mp
+            from concurrent.futures import ProcessPoolExecutor
+
+            with ProcessPoolExecutor(
+                workers,
+                mp_context=mp.get_context("spawn"),
+                initializer=_init,
+                initargs=(protocol, base, prior, moments, scale, real),
+            ) as pool:
+                for res in pool.map(_chunk, jobs):
+                    store.write(stream, res)
+                    done += len(res["u"])
+                    report(progress, "infer", what, done, n, unit="runs")
+        else:
+            import numba
+
+            _init(protocol, base, prior, moments, scale, real, numba.config.NUMBA_NUM_THREADS)
+            for job in jobs:
+                res = _chunk(job)
+                store.write(stream, res)
+                done += len(res["u"])
+                report(progress, "infer", what, done, n, unit="runs")
+    out = store.load(stream, n)
+    out["seconds"] = time.perf_counter() - t0
+    out["new"] = sum(j[3] for j in jobs)
+    return out
+
+
+# --------------------------------------------------------------------------- the estimator
+def _device(device: str) -> str:
+    import torch
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda" and not torch.cuda.is_available():
+        raise UserError("--device cuda: no CUDA device here (torch.cuda.is_available() is False)")
+    if device not in ("cpu", "cuda"):
+        raise UserError(f"--device must be auto, cpu or cuda, got {device!r}")
+    return device
+
+
+@dataclass
+class Estimator:
+    """A trained neural posterior estimator over a prior's unit box.
+
+    The flow is trained on the logits of the unit positions, where the uniform prior is a
+    logistic one on the whole real line: no draw falls outside the prior (a flow over the box
+    itself leaks mass past its edges, which sbi then rejects, slowly, draw by draw).
+
+    Attributes
+    ----------
+    posterior : sbi DirectPosterior
+        ``q(logit u | x)``, ``x`` the standardised moments.
+    prior : Prior
+    moments : list of Moment
+        The statistics, in order, and their standardisation.
+    info : dict
+        Training facts: simulations used and dropped, epochs, seconds, device, seed.
+    """
+
+    posterior: object
+    prior: Prior
+    moments: list
+    info: dict
+
+    def sample(self, n: int, x: np.ndarray | None = None, seed: int = 0) -> np.ndarray:
+        """``n`` posterior draws (unit positions ``(n, d)``) given standardised moments ``x``
+        (default: the released data, the zero vector). Same seed, same draws."""
+        import torch
+
+        x = np.zeros(len(self.moments)) if x is None else np.asarray(x, float)
+        torch.manual_seed(int(seed))
+        dev = self.info.get("device", "cpu")
+        xt = torch.as_tensor(x, dtype=torch.float32, device=dev)[None]
+        s = self.posterior.sample((int(n),), x=xt, show_progress_bars=False)
+        return from_logit(s.detach().cpu().numpy().astype(float))
+
+    def sample_batched(self, n: int, xs: np.ndarray, seed: int = 0) -> np.ndarray:
+        """``n`` draws for each row of ``xs``: ``(n, len(xs), d)``."""
+        import torch
+
+        torch.manual_seed(int(seed))
+        dev = self.info.get("device", "cpu")
+        xt = torch.as_tensor(np.asarray(xs, float), dtype=torch.float32, device=dev)
+        s = self.posterior.sample_batched((int(n),), x=xt, show_progress_bars=False)
+        return from_logit(s.detach().cpu().numpy().astype(float))
+
+    def log_prob(self, u: np.ndarray, x: np.ndarray | None = None) -> np.ndarray:
+        """Posterior log density of unit positions ``u`` ``(n, d)`` given ``x``."""
+        import torch
+
+        x = np.zeros(len(self.moments)) if x is None else np.asarray(x, float)
+        dev = self.info.get("device", "cpu")
+        u = np.asarray(u, float)
+        ut = torch.as_tensor(to_logit(u), dtype=torch.float32, device=dev)
+        xt = torch.as_tensor(x, dtype=torch.float32, device=dev)[None]
+        with torch.no_grad():
+            lp = self.posterior.log_prob(ut, x=xt).cpu().numpy().astype(float)
+        # density of u = density of logit(u) x |d logit(u) / du|
+        uc = np.clip(u, EDGE, 1 - EDGE)
+        return lp - np.log(uc * (1 - uc)).sum(axis=1)
+
+    def save(self, path: str | os.PathLike[str]) -> None:
+        """Write the estimator (torch pickle) atomically: :meth:`load` reads it back."""
+        import torch
+
+        from memsim.io import atomic_path
+
+        with atomic_path(path) as tmp:
+            torch.save(
+                {
+                    "posterior": self.posterior,
+                    "prior": self.prior.dump(),
+                    "moments": [
+                        {"name": m.name, "path": list(m.path), "value": m.value, "scale": m.scale}
+                        for m in self.moments
+                    ],
+                    "info": self.info,
+                },
+                tmp,
+            )
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str], device: str = "cpu") -> Estimator:
+        """Read an estimator written by :meth:`save` (a trusted file: it is a pickle)."""
+        import torch
+
+        from memsim.io import check_input
+
+        check_input(path, "estimator file")
+        d = torch.load(path, weights_only=False, map_location=_device(device))
+        prior = Prior(
+            d["prior"]["name"],
+            d["prior"]["params"],
+            tuple(PriorParam(**p) for p in d["prior"]["parameters"]),
+            d["prior"].get("note", ""),
+        )
+        moments = [
+            Moment(m["name"], tuple(m["path"]), m["value"], m["scale"]) for m in d["moments"]
+        ]
+        info = dict(d["info"], device=_device(device))
+        post = d["posterior"]
+        if info["device"] != "cpu":  # map_location moved the tensors; the posterior object too
+            post.to(info["device"])
+        return cls(post, prior, moments, info)
+
+
+#: Unit positions are kept this far inside (0, 1) before taking logits.
+EDGE = 1e-6
+
+
+def to_logit(u: np.ndarray) -> np.ndarray:
+    u = np.clip(np.asarray(u, float), EDGE, 1 - EDGE)
+    return np.log(u / (1 - u))
+
+
+def from_logit(t: np.ndarray) -> np.ndarray:
+    from scipy.special import expit
+
+    return expit(np.asarray(t, float))
+
+
+def _logistic_prior(dim: int, dev: str):
+    """The uniform prior on the unit box, seen on the logit scale (a standard logistic)."""
+    import torch
+    from torch.distributions import Independent, TransformedDistribution, Uniform
+    from torch.distributions.transforms import SigmoidTransform
+
+    base = Independent(Uniform(torch.zeros(dim, device=dev), torch.ones(dim, device=dev)), 1)
+    return TransformedDistribution(base, [SigmoidTransform().inv])
+
+
+class _NoTracker:
+    """sbi's training tracker that records nothing: by default sbi writes TensorBoard logs into
+    ``./sbi-logs`` of whatever folder the user is in."""
+
+    log_dir = None
+
+    def log_metric(self, name, value, step=None) -> None:
+        pass
+
+    def log_metrics(self, metrics, step=None) -> None:
+        pass
+
+    def log_params(self, params) -> None:
+        pass
+
+    def add_figure(self, name, figure, step=None) -> None:
+        pass
+
+    def flush(self) -> None:
+        pass
+
+
+def usable(x: np.ndarray, errors: np.ndarray) -> np.ndarray:
+    """Rows that trained on: the run worked and every moment is finite."""
+    return (np.char.str_len(errors.astype(str)) == 0) & np.isfinite(x).all(axis=1)
+
+
+def train(
+    u: np.ndarray,
+    x_std: np.ndarray,
+    errors: np.ndarray,
+    prior: Prior,
+    moments: list[Moment],
+    *,
+    seed: int = 0,
+    device: str = "auto",
+    estimator: str = "nsf",
+    max_epochs: int = 1000,
+    batch_size: int = 200,
+    progress: ProgressCallback | None = None,
+) -> Estimator:
+    """Train NPE on ``(u, x_std)``: a conditional flow (``estimator``: sbi's ``nsf`` or ``maf``).
+
+    Runs that failed or miss a moment are dropped (counted in ``info["dropped"]``): the
+    posterior is then conditional on the study not degenerating, which the released study
+    did not. Same seed, same device and thread count: the same estimator.
+    """
+    import torch
+    from sbi.inference import NPE
+
+    dev = _device(device)
+    ok = usable(x_std, errors)
+    if ok.sum() < 20:
+        raise UserError(
+            f"only {int(ok.sum())} of {len(ok)} simulations gave every statistic: too few to "
+            "train on (widen --simulations, or narrow the prior)"
+        )
+    torch.manual_seed(int(seed))
+    np_state = np.random.get_state()
+    np.random.seed(int(seed) % 2**32)  # sbi shuffles its validation split with numpy
+    try:
+        box = _logistic_prior(prior.dim, dev)
+        npe = NPE(
+            prior=box,
+            density_estimator=estimator,
+            device=dev,
+            show_progress_bars=False,
+            tracker=_NoTracker(),
+        )
+        theta = torch.as_tensor(to_logit(u[ok]), dtype=torch.float32)
+        x = torch.as_tensor(x_std[ok], dtype=torch.float32)
+        npe.append_simulations(theta, x)
+        report(progress, "infer", "train", 0, None, unit="epochs", detail=f"{int(ok.sum())} runs")
+        t0 = time.perf_counter()
+        net = npe.train(max_num_epochs=max_epochs, training_batch_size=batch_size)
+        seconds = time.perf_counter() - t0
+        summary = npe._summary  # epochs and validation loss (sbi's training record)
+        epochs = int(summary.get("epochs_trained", [0])[-1])
+        best = float(summary.get("best_validation_loss", [math.nan])[-1])
+        report(progress, "infer", "train", epochs, epochs, unit="epochs", detail=f"loss {best:.2f}")
+        posterior = npe.build_posterior(net)
+    finally:
+        np.random.set_state(np_state)
+    info = {
+        "simulations": len(ok),
+        "used": int(ok.sum()),
+        "dropped": int((~ok).sum()),
+        "epochs": epochs,
+        "best_validation_loss": best,
+        "seconds": seconds,
+        "device": dev,
+        "estimator": estimator,
+        "seed": int(seed),
+        "torch_threads": torch.get_num_threads(),
+    }
+    return Estimator(posterior, prior, list(moments), info)
+
+
+# --------------------------------------------------------------------------- checks
+def sbc(
+    est: Estimator,
+    u: np.ndarray,
+    x_std: np.ndarray,
+    *,
+    draws: int = 200,
+    bins: int = 10,
+    seed=0,
+    samples: np.ndarray | None = None,
+) -> dict:
+    """Simulation-based calibration on held-out ``(u, x_std)`` pairs.
+
+    For each held-out simulation, ``draws`` posterior draws given its statistics; the rank of
+    the true value among them per parameter (uniform on ``0..draws`` when the posterior is
+    calibrated). The stated test: Pearson's chi-square of each parameter's ranks in ``bins``
+    equal bins against uniform, p-value per parameter (departure at the 1 % level when
+    p < 0.01). Coverage: the share of truths inside the central 50 % and 90 % intervals of
+    the draws.
+
+    ``samples``: the draws ``(draws, n, d)`` when already made (:meth:`Estimator.sample_batched`).
+
+    Returns a dict with ``ranks`` ``(n, d)``, ``table`` (a DataFrame: parameter, chi2, p,
+    coverage_50, coverage_90), ``n``, ``draws``, ``bins``.
+    """
+    import pandas as pd
+    from scipy.stats import chisquare
+
+    s = est.sample_batched(draws, x_std, seed=seed) if samples is None else samples
+    draws = s.shape[0]
+    ranks = (s < u[None]).sum(axis=0)  # (n, d) in 0..draws
+    lo50, hi50 = np.quantile(s, [0.25, 0.75], axis=0)
+    lo90, hi90 = np.quantile(s, [0.05, 0.95], axis=0)
+    in50 = (u >= lo50) & (u <= hi50)
+    in90 = (u >= lo90) & (u <= hi90)
+    rows = []
+    for j, p in enumerate(est.prior.parameters):
+        counts = np.histogram(ranks[:, j], bins=bins, range=(0, draws + 1))[0]
+        chi = chisquare(counts)
+        rows.append(
+            {
+                "parameter": p.path,
+                "chi2": float(chi.statistic),
+                "p": float(chi.pvalue),
+                "uniform_at_1pct": bool(chi.pvalue >= 0.01),
+                "coverage_50": float(in50[:, j].mean()),
+                "coverage_90": float(in90[:, j].mean()),
+            }
+        )
+    return {
+        "ranks": ranks,
+        "table": pd.DataFrame(rows),
+        "n": len(u),
+        "draws": draws,
+        "bins": bins,
+        "coverage_50": float(in50.mean()),
+        "coverage_90": float(in90.mean()),
+    }
+
+
+def recovery_table(
+    est: Estimator, u: np.ndarray, x_std: np.ndarray, *, draws=200, seed=0, samples=None
+):
+    """Known parameters back from their simulated statistics, per parameter.
+
+    Columns: ``parameter``; ``corr`` (Pearson of posterior median with the truth, over the
+    held-out runs); ``rmse_over_prior_sd`` (root mean square error of the posterior median, in
+    prior sds: 1 is no better than guessing the prior's middle ... about 1.0, 0 is exact);
+    ``posterior_sd_over_prior_sd`` (mean posterior sd over the prior's sd: how far the data pin
+    the parameter down); ``coverage_90``. ``samples`` as in :func:`sbc`.
+    """
+    import pandas as pd
+
+    s = est.sample_batched(draws, x_std, seed=seed) if samples is None else samples
+    med = np.median(s, axis=0)
+    sd = s.std(axis=0)
+    prior_sd = 1 / math.sqrt(12)
+    lo90, hi90 = np.quantile(s, [0.05, 0.95], axis=0)
+    rows = []
+    for j, p in enumerate(est.prior.parameters):
+        err = med[:, j] - u[:, j]
+        rows.append(
+            {
+                "parameter": p.path,
+                "corr": float(np.corrcoef(med[:, j], u[:, j])[0, 1]),
+                "rmse_over_prior_sd": float(np.sqrt(np.mean(err**2)) / prior_sd),
+                "posterior_sd_over_prior_sd": float(sd[:, j].mean() / prior_sd),
+                "coverage_90": float(((u[:, j] >= lo90[:, j]) & (u[:, j] <= hi90[:, j])).mean()),
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def summarise_samples(prior: Prior, u: np.ndarray, points: dict[str, np.ndarray] | None = None):
+    """Posterior medians and 90 % intervals per parameter, beside named point fits.
+
+    ``points``: name -> parameter values ``(d,)`` (the shipped sets); each gets its value and
+    its percentile in the posterior marginal. ``contraction`` is ``1 - posterior var / prior
+    var`` (0: the data say nothing; 1: pinned down).
+    """
+    import pandas as pd
+
+    v = prior.to_values(u)
+    rows = []
+    for j, p in enumerate(prior.parameters):
+        q = np.quantile(v[:, j], [0.05, 0.5, 0.95])
+        row = {
+            "parameter": p.path,
+            "prior": f"{p.shape} [{p.lo:g}, {p.hi:g}]",
+            "median": float(q[1]),
+            "q05": float(q[0]),
+            "q95": float(q[2]),
+            "contraction": float(1 - u[:, j].var() / (1 / 12)),
+        }
+        for name, vals in (points or {}).items():
+            row[name] = float(vals[j])
+            row[f"{name} percentile"] = float((v[:, j] < vals[j]).mean() * 100)
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def fingerprint(obj) -> str:
+    """A short hash of a JSON-able settings object (what a simulation store depends on)."""
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def store_settings(
+    protocol, base: Params, prior: Prior, moments: list[Moment], scale, seed
+) -> dict:
+    """What a :class:`SimulationStore`'s simulations depend on (compared on resume)."""
+    return {
+        "protocol": protocol.name,
+        "protocol_hash": fingerprint(protocol.dump()),
+        "params": base.name,
+        "params_hash": fingerprint(base.dump()),
+        "prior": prior.dump(),
+        "moments": [[m.name, list(m.path), m.value, m.scale] for m in moments],
+        "scale": float(scale),
+        "seed": int(seed),
+        "chunk": CHUNK,
+    }
+
+
+# --------------------------------------------------------------------------- posterior predictive
+_P: dict = {}
+
+
+def _pred_init(protocol, base, prior, targets, real, scale, threads=1) -> None:
+    import numba
+
+    from memsim.sim.simulate import prepare
+
+    numba.set_num_threads(threads)
+    _P.update(
+        prepared=prepare(protocol, scale),
+        base=base,
+        prior=prior,
+        targets=targets,
+        real=real,
+        scale=scale,
+        workspace={},
+    )
+
+
+def _pred_one(job: tuple) -> list[float]:
+    """One posterior draw simulated at the study's scale: every target's simulated value."""
+    from memsim.fit.calibrate import summarise_arrays
+    from memsim.fit.compare import compare
+    from memsim.sim.batch import simulate_many
+
+    values, seed = job
+    p = _P["prior"].params_at(_P["base"], np.asarray(values, float))
+    try:
+        (summary,) = simulate_many(
+            _P["prepared"],
+            [(p, int(seed))],
+            functools.partial(summarise_arrays, real=_P["real"], full=True),
+            workspace=_P["workspace"],
+        )
+    except (ValueError, ZeroDivisionError, IndexError, FloatingPointError, UserError):
+        return [math.nan] * len(_P["targets"].targets)
+    table = compare(summary, _P["targets"], scale=_P["scale"])
+    return [float(v) for v in table["simulated"]]
+
+
+def predictive(
+    protocol,
+    base: Params,
+    prior: Prior,
+    targets,
+    values: np.ndarray,
+    seeds,
+    *,
+    real=None,
+    scale: float = 1.0,
+    workers: int = 1,
+    progress: ProgressCallback | None = None,
+    what: str = "posterior predictive",
+) -> np.ndarray:
+    """Simulate each parameter vector of ``values`` ``(k, d)`` with its seed, with every analysis
+    of ``memsim run``: ``(k, targets)``, each target's simulated value (NaN where not computed)."""
+    jobs = [(np.asarray(v, float), int(s)) for v, s in zip(values, seeds)]
+    out = []
+    report(progress, "infer", what, 0, len(jobs), unit="runs")
+    if workers > 1 and len(jobs) > 1:
+        import multiprocessing as mp
+        from concurrent.futures import ProcessPoolExecutor
+
+        with ProcessPoolExecutor(
+            min(workers, len(jobs)),
+            mp_context=mp.get_context("spawn"),
+            initializer=_pred_init,
+            initargs=(protocol, base, prior, targets, real, scale),
+        ) as pool:
+            for row in pool.map(_pred_one, jobs):
+                out.append(row)
+                report(progress, "infer", what, len(out), len(jobs), unit="runs")
+    else:
+        import numba
+
+        _pred_init(protocol, base, prior, targets, real, scale, numba.config.NUMBA_NUM_THREADS)
+        for job in jobs:
+            out.append(_pred_one(job))
+            report(progress, "infer", what, len(out), len(jobs), unit="runs")
+    return np.array(out, float).reshape(len(jobs), len(targets.targets))
+
+
+#: Targets that are distances to the released data (value 0): checked one-sided.
+DISTANCES = ("ks", "counts_ks")
+
+
+def predictive_table(sim: np.ndarray, targets, scale: float = 1.0):
+    """Each target's predictive median and 90 % interval over the draws ``sim`` ``(k, targets)``
+    beside its paper or released value.
+
+    ``inside``: the value is within the 90 % interval (for a distance to the released data,
+    :data:`DISTANCES`: the predictive median is within the tolerance; ``check`` says which);
+    ``off_by``: how far outside it is (0 inside), ``off_by_tolerances`` the same in the
+    target's tolerances.
+    """
+    import pandas as pd
+
+    rows = []
+    for j, t in enumerate(targets.targets):
+        v = sim[:, j]
+        v = v[np.isfinite(v)]
+        value = t.value * (scale if t.path[0] in ("participants_kept", "participants_total") else 1)
+        if v.size:
+            q05, med, q95 = np.quantile(v, [0.05, 0.5, 0.95])
+        else:
+            q05 = med = q95 = math.nan
+        if t.path[-1] in DISTANCES:
+            # a distance (value 0) is never inside an interval of positive distances: it holds
+            # when the predictive median is within the tolerance
+            check = "median within tolerance"
+            inside = bool(v.size and med <= value + t.tolerance)
+            off = 0.0 if inside else med - value - t.tolerance
+        else:
+            check = "value inside 90 % interval"
+            inside = bool(v.size and q05 <= value <= q95)
+            off = 0.0 if inside else (q05 - value if value < q05 else value - q95)
+        rows.append(
+            {
+                "target": t.name,
+                "kind": t.kind,
+                "value": value,
+                "median": float(med),
+                "q05": float(q05),
+                "q95": float(q95),
+                "check": check,
+                "inside": inside,
+                "off_by": float(off) if v.size else math.nan,
+                "off_by_tolerances": float(off / t.tolerance) if v.size else math.nan,
+                "tolerance": t.tolerance,
+                "draws": int(v.size),
+            }
+        )
+    return pd.DataFrame(rows)

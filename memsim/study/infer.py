@@ -1,0 +1,557 @@
+"""``memsim infer``: the whole Bayesian calibration of a protocol, from prior to checked posterior.
+
+In: a protocol, its prior (``calibration/<protocol>-prior.yaml``), targets and released scores.
+Out: a folder (``docs/inference.md`` lists every file)::
+
+    simulations/          the prior simulations, in chunks (resumable; kept on failure)
+    estimator.pt          the trained estimator: re-condition without simulating
+    posterior.parquet     posterior draws given the released data, one column per parameter
+    posterior.csv         medians and 90 % intervals beside the shipped point fits
+    sbc.csv, recovery.csv simulation-based calibration and recovery on held-out simulations
+    predictive.csv        every target's posterior predictive median and 90 % interval
+    pairs.csv             the most correlated parameter pairs of the posterior
+    inference.json        settings, timings and the headline numbers
+    figures/              marginals, pairs, SBC ranks, predictive intervals
+
+The steps are :mod:`memsim.fit.infer`'s; this module runs them in order, times them, and
+writes the results (each file whole: :func:`memsim.io.atomic_path`).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from memsim.errors import UserError
+from memsim.fit import infer as nfi
+from memsim.progress import ProgressCallback, report
+
+__all__ = [
+    "Inference",
+    "run_inference",
+    "load_posterior",
+    "posterior_draws",
+    "annotations_needed",
+    "credible",
+]
+
+#: Posterior draws written to posterior.parquet.
+N_SAMPLES = 10_000
+#: Most simulations of one inference (each keeps its statistics in memory while training).
+MAX_SIMULATIONS = 1_000_000
+#: Parameters shown in the pairwise figure: where today's two point fits differ most.
+PAIR_PARAMS = (
+    "videos.short_term_sd",
+    "participants.ability_sd",
+    "participants.lapse_mean",
+    "videos.memorability.sd",
+    "forgetting.rate_memorability_corr",
+    "participants.rt.log_sd",
+)
+
+
+@dataclass
+class Inference:
+    """A finished Bayesian calibration (:func:`run_inference`'s result).
+
+    Attributes
+    ----------
+    out : Path
+        The folder written.
+    samples : DataFrame
+        Posterior draws given the released data, one column per free parameter (values).
+    table : DataFrame
+        Per parameter: prior, posterior median, 5 % and 95 % quantiles, contraction, the shipped
+        point fits and their percentiles in the posterior.
+    sbc : DataFrame or None
+        Per parameter: chi-square statistic and p of the SBC ranks, coverage of the 50 % and
+        90 % intervals (held-out simulations).
+    recovery : DataFrame or None
+        Per parameter: how well held-out simulations' known parameters come back.
+    predictive : DataFrame or None
+        Per target: value, predictive median, 5 % and 95 % quantiles, inside, how far off.
+    pairs : DataFrame
+        The posterior's parameter pairs, most correlated first.
+    info : dict
+        Settings, timings (seconds per stage), training facts and headline numbers (what
+        ``inference.json`` holds).
+    """
+
+    out: Path
+    samples: pd.DataFrame
+    table: pd.DataFrame
+    sbc: pd.DataFrame | None
+    recovery: pd.DataFrame | None
+    predictive: pd.DataFrame | None
+    pairs: pd.DataFrame
+    info: dict = field(default_factory=dict)
+
+
+def _prior_base(prior: nfi.Prior, prior_file: Path):
+    """The prior's base parameter set: a file beside the prior file, or a shipped set's name."""
+    from memsim.resources import params_path
+    from memsim.sim.params import load_params
+
+    beside = prior_file.parent / prior.params
+    if beside.is_file():
+        return load_params(beside)
+    named = params_path(prior.params)
+    if named is None:
+        raise UserError(
+            f"params: {prior.params!r} is neither a file beside the prior nor a shipped set",
+            path=prior_file,
+        )
+    return load_params(named)
+
+
+def _point_fits(prior: nfi.Prior, protocol_name: str) -> dict[str, np.ndarray]:
+    """The shipped point fits of the protocol (values of the prior's parameters)."""
+    from memsim.fit.calibrate import values_of
+    from memsim.resources import shipped_dir
+    from memsim.sim.params import load_params
+
+    out = {}
+    for name in (protocol_name, f"{protocol_name}-from-scratch"):
+        path = shipped_dir("calibration") / f"{name}.yaml"
+        if path.is_file():
+            out[name] = values_of(load_params(path), prior.free())
+    return out
+
+
+def _pairs(prior: nfi.Prior, u: np.ndarray) -> pd.DataFrame:
+    c = np.corrcoef(u.T)
+    rows = [
+        {"a": prior.paths[i], "b": prior.paths[j], "corr": float(c[i, j])}
+        for i in range(prior.dim)
+        for j in range(i + 1, prior.dim)
+    ]
+    df = pd.DataFrame(rows)
+    return df.reindex(df["corr"].abs().sort_values(ascending=False).index).reset_index(drop=True)
+
+
+def _write_csv(df: pd.DataFrame, path: Path) -> None:
+    from memsim.io import atomic_path
+
+    with atomic_path(path) as tmp:
+        df.to_csv(tmp, index=False)
+
+
+def run_inference(
+    protocol,
+    *,
+    out: str | os.PathLike[str],
+    simulations: int = 6000,
+    scale: float = 1.0,
+    workers: int = 1,
+    device: str = "auto",
+    seed: int = 0,
+    prior: str | os.PathLike[str] | None = None,
+    targets=None,
+    real=None,
+    heldout: int = 200,
+    predictive: int = 100,
+    samples: int = N_SAMPLES,
+    sbc_draws: int = 200,
+    estimator: str = "nsf",
+    max_epochs: int = 1000,
+    figures: bool = True,
+    force: bool = False,
+    progress: ProgressCallback | None = None,
+) -> Inference:
+    """Simulate from the prior, train the posterior, condition it on the released data, check it.
+
+    Parameters
+    ----------
+    protocol : Protocol
+    out : path
+        Output folder; its ``simulations/`` is reused when the settings match (resume, or a
+        larger ``simulations``); ``force`` starts them over.
+    simulations : int
+        Prior simulations to train on.
+    scale : float
+        Shrink the study (head-count targets follow; annotations per video do not change).
+    workers : int
+        Simulation processes (numba at one thread each).
+    device : ``auto``, ``cpu`` or ``cuda``
+        Where the estimator trains.
+    seed : int
+        Fixes the prior draws, the simulations, the training and the posterior draws.
+    prior : path, optional
+        Prior file (default ``calibration/<protocol>-prior.yaml``).
+    targets : Targets
+        The study's targets (the statistics and the paper's values).
+    real : DataFrame, optional
+        Released scores (their rank-bin means are statistics too).
+    heldout : int
+        Held-out simulations for SBC and recovery (0: no checks).
+    predictive : int
+        Posterior draws simulated with every analysis for the predictive check (0: none).
+    samples : int
+        Posterior draws written to ``posterior.parquet``.
+    sbc_draws : int
+        Posterior draws per held-out simulation (SBC ranks run 0..sbc_draws).
+    estimator, max_epochs : sbi's density estimator (``nsf`` or ``maf``) and its epoch cap.
+    figures : bool
+        Draw the figures into ``out/figures``.
+    """
+    from memsim.fit.calibrate import moments_for
+    from memsim.io import make_dirs, write_text_atomic
+    from memsim.limits import check_seed
+
+    check_seed(seed, "--seed")
+    if simulations < 20:
+        raise UserError(f"--simulations must be at least 20, got {simulations}")
+    if max(simulations, heldout, predictive) > MAX_SIMULATIONS:
+        raise UserError(
+            f"--simulations, --heldout and --predictive are at most {MAX_SIMULATIONS:,} "
+            "(the simulations' statistics are held in memory)"
+        )
+    if heldout < 0 or predictive < 0:
+        raise UserError("--heldout and --predictive must be 0 or more")
+    if targets is None:
+        raise UserError(f"no targets file for protocol {protocol.name!r}")
+    prior_file = Path(prior) if prior is not None else nfi.prior_path(protocol.name)
+    if prior_file is None:
+        raise UserError(
+            f"no prior for protocol {protocol.name!r} (calibration/{protocol.name}-prior.yaml); "
+            "give one with --prior"
+        )
+    pr = nfi.load_prior(prior_file)
+    base = _prior_base(pr, prior_file)
+    nfi.check_prior(pr, base, prior_file)
+    nfi._device(device)  # a missing CUDA is refused before any simulation
+    columns = [s.scoring.column for s in protocol.steps]
+    moments = moments_for(targets, real, columns, scale)
+    out = Path(out)
+    make_dirs(out)
+    store = nfi.SimulationStore(
+        out / "simulations", nfi.store_settings(protocol, base, pr, moments, scale, seed), force
+    )
+    timings: dict[str, float] = {}
+    t_all = time.perf_counter()
+
+    sims = nfi.simulate_prior(
+        protocol, base, pr, moments, store, n=simulations, seed=seed, scale=scale, real=real,
+        workers=workers, progress=progress,
+    )  # fmt: skip
+    timings["simulations"] = sims["seconds"]
+    held = None
+    if heldout:
+        held = nfi.simulate_prior(
+            protocol, base, pr, moments, store, n=heldout, stream=nfi.HELDOUT, seed=seed,
+            scale=scale, real=real, workers=workers, progress=progress,
+        )  # fmt: skip
+        timings["heldout_simulations"] = held["seconds"]
+
+    t0 = time.perf_counter()
+    est = nfi.train(
+        sims["u"], nfi.standardise(sims["x"], moments), sims["errors"], pr, moments, seed=seed,
+        device=device, estimator=estimator, max_epochs=max_epochs, progress=progress,
+    )  # fmt: skip
+    timings["train"] = time.perf_counter() - t0
+    est.save(out / "estimator.pt")
+    from memsim.fit.calibrate import dump_params_yaml
+
+    # the set the posterior's fixed parameters come from: `params: posterior DIR` in a sweep
+    write_text_atomic(
+        out / "base-params.yaml",
+        dump_params_yaml(base, f"Base of the posterior in this folder (prior {prior_file}).\n"),
+    )
+
+    t0 = time.perf_counter()
+    report(progress, "infer", "posterior", 0, 1, unit="stage")
+    u = est.sample(samples, seed=seed)
+    values = pr.to_values(u)
+    samples = pd.DataFrame(values, columns=pr.paths)
+    from memsim.io import atomic_path
+
+    with atomic_path(out / "posterior.parquet") as tmp:
+        samples.to_parquet(tmp, index=False)
+    points = _point_fits(pr, protocol.name)
+    table = nfi.summarise_samples(pr, u, points)
+    _write_csv(table, out / "posterior.csv")
+    pairs = _pairs(pr, u)
+    _write_csv(pairs, out / "pairs.csv")
+    # where the point fits sit in the posterior's density: the share of posterior draws less
+    # probable than each (0: outside everything the posterior draws)
+    lp_draws = est.log_prob(u[:2000])
+    density = {
+        name: float((lp_draws < est.log_prob(pr.to_unit(v[None]))[0]).mean())
+        if np.all((pr.to_unit(v[None]) >= 0) & (pr.to_unit(v[None]) <= 1))
+        else 0.0
+        for name, v in points.items()
+    }
+    timings["posterior"] = time.perf_counter() - t0
+    report(progress, "infer", "posterior", 1, 1, unit="stage")
+
+    sbc_res = recovery = None
+    held_info: dict = {}
+    if held is not None:
+        t0 = time.perf_counter()
+        ok = nfi.usable(held["x"], held["errors"])
+        xh = nfi.standardise(held["x"][ok], moments)
+        uh = held["u"][ok]
+        report(progress, "infer", "checks", 0, 2, unit="checks")
+        draws = est.sample_batched(sbc_draws, xh, seed=seed)  # (draws, held-out, d): both checks
+        sbc_res = nfi.sbc(est, uh, xh, samples=draws)
+        _write_csv(sbc_res["table"], out / "sbc.csv")
+        report(progress, "infer", "checks", 1, 2, unit="checks")
+        recovery = nfi.recovery_table(est, uh, xh, samples=draws)
+        _write_csv(recovery, out / "recovery.csv")
+        report(progress, "infer", "checks", 2, 2, unit="checks")
+        held_info = {
+            "heldout": int(ok.sum()),
+            "heldout_dropped": int((~ok).sum()),
+            "sbc_draws": sbc_res["draws"],
+            "sbc_bins": sbc_res["bins"],
+            "sbc_parameters_uniform_at_1pct": int(sbc_res["table"]["uniform_at_1pct"].sum()),
+            "sbc_min_p": float(sbc_res["table"]["p"].min()),
+            "coverage_50": sbc_res["coverage_50"],
+            "coverage_90": sbc_res["coverage_90"],
+        }
+        timings["checks"] = time.perf_counter() - t0
+
+    pred = None
+    pred_info: dict = {}
+    if predictive:
+        t0 = time.perf_counter()
+        k = min(predictive, len(values))
+        seeds = [nfi.run_seed(seed, 2, i) for i in range(k)]
+        sim = nfi.predictive(
+            protocol, base, pr, targets, values[:k], seeds, real=real, scale=scale,
+            workers=workers, progress=progress,
+        )  # fmt: skip
+        pred = nfi.predictive_table(sim, targets, scale)
+        _write_csv(pred, out / "predictive.csv")
+        # the posterior median (of each marginal) as one parameter set, over 5 seeds
+        med = np.median(values, axis=0)
+        at_median = nfi.predictive(
+            protocol, base, pr, targets, np.repeat(med[None], 5, axis=0),
+            [nfi.run_seed(seed, 3, i) for i in range(5)], real=real, scale=scale,
+            workers=workers, progress=progress, what="at the posterior median",
+        )  # fmt: skip
+        names = [t.name for t in targets.targets]
+        ks = {
+            n: [float(v) for v in at_median[:, j]]
+            for j, n in enumerate(names)
+            if n.startswith("KS distance to released")
+        }
+        fitted = pred[pred["kind"] == "fit"]
+        pred_info = {
+            "predictive_draws": k,
+            "fit_rows_inside": int(fitted["inside"].sum()),
+            "fit_rows": len(fitted),
+            "fit_rows_outside": fitted.loc[~fitted["inside"], "target"].tolist(),
+            "ks_at_posterior_median": ks,
+        }
+        timings["predictive"] = time.perf_counter() - t0
+
+    info = {
+        "protocol": protocol.name,
+        "prior": str(prior_file),
+        "params": base.name,
+        "simulations": simulations,
+        "scale": scale,
+        "seed": seed,
+        "workers": workers,
+        "moments": [m.name for m in moments],
+        "simulations_new": int(sims["new"]),
+        "simulations_failed": int((np.char.str_len(sims["errors"].astype(str)) > 0).sum()),
+        "train": est.info,
+        "point_fit_density_percentile": density,
+        **held_info,
+        **pred_info,
+        "seconds": timings,
+    }
+    result = Inference(out, samples, table, None, recovery, pred, pairs, info)
+    result.sbc = sbc_res["table"] if sbc_res is not None else None
+    if figures:
+        from memsim.viz.infer import draw_figures
+
+        t0 = time.perf_counter()
+        draw_figures(
+            result,
+            pr,
+            u,
+            points,
+            ranks=None if sbc_res is None else sbc_res["ranks"],
+            draws=None if sbc_res is None else sbc_res["draws"],
+        )
+        timings["figures"] = time.perf_counter() - t0
+    # simulations made by an earlier, interrupted run are not in this total (see simulations_new)
+    timings["total"] = time.perf_counter() - t_all
+    write_text_atomic(out / "inference.json", json.dumps(info, indent=1, default=str) + "\n")
+    write_text_atomic(out / "report.md", markdown(result))
+    return result
+
+
+def load_posterior(folder: str | os.PathLike[str]) -> pd.DataFrame:
+    """The posterior draws ``memsim infer`` wrote into ``folder`` (``posterior.parquet``)."""
+    from memsim.io import check_input
+
+    path = Path(folder) / "posterior.parquet"
+    try:
+        check_input(path, "posterior draws")
+    except UserError:
+        raise UserError(
+            "no posterior.parquet: not an output folder of `memsim infer`", path=folder
+        ) from None
+    df = pd.read_parquet(path)
+    if df.empty or not all(df[c].dtype.kind == "f" for c in df.columns):
+        raise UserError("posterior.parquet: expected numeric columns of draws", path=folder)
+    return df
+
+
+def posterior_draws(folder: str | os.PathLike[str], n: int) -> list[dict[str, float]]:
+    """The first ``n`` posterior draws of ``folder`` as ``{parameter path: value}`` mappings.
+
+    Draws are independent, so the first ``n`` are a random sample of the posterior; the same
+    folder gives the same draws.
+    """
+    df = load_posterior(folder)
+    if n > len(df):
+        raise UserError(
+            f"{n} posterior draws wanted, the folder holds {len(df)}", path=Path(folder)
+        )
+    return [
+        {c: float(v) for c, v in zip(df.columns, row) if math.isfinite(v)}
+        for row in df.iloc[:n].itertuples(index=False)
+    ]
+
+
+def annotations_needed(
+    results: pd.DataFrame,
+    level: float,
+    *,
+    x: str = "annotations_per_video.step1.mean",
+    y: str = "human_consistency.step1.mean",
+) -> pd.DataFrame:
+    """Per replicate of a sweep (one posterior draw each): annotations per video for ``y`` to
+    reach ``level``.
+
+    Within each replicate the cells are ordered by ``x`` and ``y`` is interpolated linearly
+    between the two cells that bracket ``level`` (the first crossing); a replicate whose cells
+    never reach it gets NaN and ``reached`` False. Columns: ``replicate``, ``needed``,
+    ``reached``.
+    """
+    rows = []
+    for rep, g in results.groupby("replicate", sort=True):
+        g = g.sort_values(x)
+        xs, ys = g[x].to_numpy(float), g[y].to_numpy(float)
+        needed = math.nan
+        for i in range(1, len(xs)):
+            if ys[i - 1] < level <= ys[i]:
+                needed = xs[i - 1] + (level - ys[i - 1]) * (xs[i] - xs[i - 1]) / (ys[i] - ys[i - 1])
+                break
+        if len(ys) and ys[0] >= level:
+            needed = xs[0]  # already reached at the fewest annotations measured: an upper bound
+        rows.append({"replicate": int(rep), "needed": needed, "reached": bool(np.isfinite(needed))})
+    return pd.DataFrame(rows)
+
+
+def credible(values, level: float = 0.9) -> dict:
+    """Median and central ``level`` interval of ``values`` (NaN ignored), and how many."""
+    v = np.asarray(values, float)
+    v = v[np.isfinite(v)]
+    lo, hi = (1 - level) / 2, (1 + level) / 2
+    if not v.size:
+        return {"median": math.nan, "lo": math.nan, "hi": math.nan, "n": 0}
+    q = np.quantile(v, [lo, 0.5, hi])
+    return {"median": float(q[1]), "lo": float(q[0]), "hi": float(q[2]), "n": int(v.size)}
+
+
+def _fmt(x) -> str:
+    from memsim.fit.compare import format_value
+
+    return format_value(float(x)) if x is not None else "-"
+
+
+def markdown(result: Inference) -> str:
+    """The inference's tables as markdown (``report.md`` in the output folder)."""
+    info = result.info
+    t = info["train"]
+    out = [
+        f"# Posterior of {info['protocol']}\n",
+        f"{info['simulations']} prior simulations at scale {info['scale']:g} (seed "
+        f"{info['seed']}; {t['dropped']} without every statistic), {t['estimator']} trained "
+        f"{t['epochs']} epochs on {t['device']} ({t['seconds']:.0f} s).\n",
+        "## Posterior given the released data\n",
+    ]
+    points = [c for c in result.table.columns if c.endswith(" percentile")]
+    head = "| parameter | prior | median | 90 % interval | contraction |"
+    head += "".join(f" {c.removesuffix(' percentile')} (percentile) |" for c in points)
+    out += [head, "|---" * (5 + len(points)) + "|"]
+    for _, r in result.table.iterrows():
+        row = (
+            f"| {r['parameter']} | {r['prior']} | {_fmt(r['median'])} | "
+            f"[{_fmt(r['q05'])}, {_fmt(r['q95'])}] | {r['contraction']:.2f} |"
+        )
+        for c in points:
+            row += f" {_fmt(r[c.removesuffix(' percentile')])} ({r[c]:.0f}) |"
+        out.append(row)
+    dens = info.get("point_fit_density_percentile", {})
+    if dens:
+        out.append(
+            "\nShare of posterior draws less probable than each point fit (0: outside what the "
+            "posterior draws): " + ", ".join(f"{k} {v:.2f}" for k, v in dens.items()) + ".\n"
+        )
+    out += ["\n## Most correlated parameter pairs\n", "| a | b | correlation |", "|---|---|---|"]
+    for _, r in result.pairs.head(8).iterrows():
+        out.append(f"| {r['a']} | {r['b']} | {r['corr']:.2f} |")
+    if result.sbc is not None:
+        out += [
+            f"\n## Simulation-based calibration ({info['heldout']} held-out simulations, "
+            f"{info['sbc_draws']} draws each)\n",
+            f"Chi-square of the ranks in {info['sbc_bins']} bins per parameter; coverage of "
+            f"the 50 % / 90 % intervals over all parameters {info['coverage_50']:.3f} / "
+            f"{info['coverage_90']:.3f}.\n",
+            "| parameter | chi2 | p | uniform at 1 % | coverage 50 % | coverage 90 % |",
+            "|---|---|---|---|---|---|",
+        ]
+        for _, r in result.sbc.iterrows():
+            out.append(
+                f"| {r['parameter']} | {r['chi2']:.1f} | {r['p']:.3f} | "
+                f"{'yes' if r['uniform_at_1pct'] else '**no**'} | {r['coverage_50']:.2f} | "
+                f"{r['coverage_90']:.2f} |"
+            )
+    if result.recovery is not None:
+        out += [
+            "\n## Recovery of known parameters (held-out simulations)\n",
+            "| parameter | corr(median, truth) | RMSE / prior sd | posterior sd / prior sd | "
+            "coverage 90 % |",
+            "|---|---|---|---|---|",
+        ]
+        for _, r in result.recovery.iterrows():
+            out.append(
+                f"| {r['parameter']} | {r['corr']:.2f} | {r['rmse_over_prior_sd']:.2f} | "
+                f"{r['posterior_sd_over_prior_sd']:.2f} | {r['coverage_90']:.2f} |"
+            )
+    if result.predictive is not None:
+        out += [
+            f"\n## Posterior predictive ({info['predictive_draws']} draws)\n",
+            "| target | kind | value | median | 90 % interval | holds | off by (tolerances) |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        for _, r in result.predictive.iterrows():
+            holds = "yes" if r["inside"] else "**no**"
+            off = "" if r["inside"] else f"{r['off_by_tolerances']:.2f}"
+            out.append(
+                f"| {r['target']} | {r['kind']} | {_fmt(r['value'])} | {_fmt(r['median'])} | "
+                f"[{_fmt(r['q05'])}, {_fmt(r['q95'])}] | {holds} | {off} |"
+            )
+        ks = info.get("ks_at_posterior_median", {})
+        for name, vals in ks.items():
+            out.append(
+                f"\n{name} at the posterior median (5 seeds): "
+                + ", ".join(f"{v:.3f}" for v in vals)
+            )
+    secs = info["seconds"]
+    out.append("\n## Time\n\n" + ", ".join(f"{k} {v:.0f} s" for k, v in secs.items()) + "\n")
+    return "\n".join(out) + "\n"

@@ -1,0 +1,262 @@
+"""Bayesian calibration (memsim infer): the prior file, the simulation store, a scaled-down run.
+
+The scaled-down run is the whole pipeline at a size that says nothing about VideoMem (a study
+of 200 videos, 40 simulations, a few epochs): it checks the plumbing, the files and their
+determinism, not the posterior's quality, which docs/inference.md measures at full size.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from memsim import cli
+from memsim.errors import UserError
+from memsim.fit import infer as nfi
+from memsim.fit.calibrate import moments_for
+from memsim.resources import protocol_path
+
+SCALE = 0.02  # 200 videos: a campaign in a few hundredths of a second
+
+
+@pytest.fixture(scope="module")
+def setup(real_data):
+    import memsim
+    from memsim.data import released_scores
+
+    proto = memsim.load_protocol("videomem")
+    targets = memsim.load_targets(protocol=proto)
+    real = released_scores("videomem", real_data)
+    prior = nfi.load_prior(nfi.prior_path("videomem"))
+    base = memsim.load_params(prior.params)
+    moments = moments_for(targets, real, [s.scoring.column for s in proto.steps], SCALE)
+    return proto, targets, real, prior, base, moments
+
+
+def test_shipped_prior_holds_both_point_fits():
+    import memsim
+    from memsim.fit.calibrate import VIDEOMEM_FREE, values_of
+
+    prior = nfi.load_prior(nfi.prior_path("videomem"))
+    assert prior.paths == [f.path for f in VIDEOMEM_FREE]
+    nfi.check_prior(prior, memsim.load_params(prior.params), "prior")
+    for name in ("videomem", "videomem-from-scratch", "tests/data/params-golden.yaml"):
+        u = prior.to_unit(values_of(memsim.load_params(name), prior.free())[None])[0]
+        assert np.all((u >= 0) & (u <= 1)), name  # the hand-set has no familiarity: on the edge
+
+
+def test_unit_box_round_trip():
+    prior = nfi.load_prior(nfi.prior_path("videomem"))
+    u = prior.draw_unit(3, nfi.TRAIN, 0, 50)
+    assert u.shape == (50, prior.dim) and np.all((u >= 0) & (u < 1))
+    np.testing.assert_allclose(prior.to_unit(prior.to_values(u)), u, atol=1e-12)
+    # draw i is the same whatever the batch it is drawn in
+    np.testing.assert_array_equal(prior.draw_unit(3, nfi.TRAIN, 10, 5), u[10:15])
+
+
+@pytest.mark.parametrize(
+    "body, message",
+    [
+        ("name: x\nparams: videomem\n", "parameters: missing"),
+        (
+            "name: x\nparams: videomem\nparameters:\n  - {path: videos.rt_sd, lo: 1, hi: 0}\n",
+            "needs finite lo < hi",
+        ),
+        (
+            "name: x\nparams: videomem\nparameters:\n"
+            "  - {path: videos.rt_sd, lo: 0, hi: 1, shape: log-uniform}\n",
+            "log-uniform range needs lo > 0",
+        ),
+        (
+            "name: x\nparams: videomem\nparameters:\n  - {path: videos.rt_sd, lo: 0, hi: 1, "
+            "shape: normal}\n",
+            "shape: must be one of",
+        ),
+        ("name: x\nparams: videomem\nwhat: 1\nparameters: []\n", "unknown field 'what'"),
+    ],
+)
+def test_bad_prior_files_are_one_line_errors(tmp_path, body, message):
+    path = tmp_path / "prior.yaml"
+    path.write_text(body)
+    with pytest.raises(UserError, match=message) as exc:
+        nfi.load_prior(path)
+    assert "\n" not in str(exc.value) and str(path) in str(exc.value)
+
+
+def test_prior_path_that_names_no_parameter(tmp_path):
+    import memsim
+
+    path = tmp_path / "prior.yaml"
+    path.write_text(
+        "name: x\nparams: videomem\nparameters:\n  - {path: videos.nope, lo: 0, hi: 1}\n"
+    )
+    with pytest.raises(UserError, match="names no field"):
+        nfi.check_prior(nfi.load_prior(path), memsim.load_params("videomem"), path)
+
+
+def test_simulations_are_deterministic_and_extend(tmp_path, setup):
+    proto, targets, real, prior, base, moments = setup
+    settings = nfi.store_settings(proto, base, prior, moments, SCALE, 5)
+    a = nfi.SimulationStore(tmp_path / "a", settings)
+    kw = dict(n=3, seed=5, scale=SCALE, real=real)
+    first = nfi.simulate_prior(proto, base, prior, moments, a, **kw)
+    assert first["new"] == 3 and np.isfinite(first["x"]).all()
+    more = nfi.simulate_prior(proto, base, prior, moments, a, **{**kw, "n": 5})
+    assert more["new"] == 5  # the short chunk is simulated again whole
+    again = nfi.simulate_prior(proto, base, prior, moments, a, **{**kw, "n": 5})
+    assert again["new"] == 0
+    fresh = nfi.simulate_prior(
+        proto, base, prior, moments, nfi.SimulationStore(tmp_path / "b", settings), **kw
+    )
+    for k in ("u", "x", "seeds"):
+        np.testing.assert_array_equal(more[k][:3], first[k])
+        np.testing.assert_array_equal(fresh[k], first[k])
+    # other settings in the same folder are refused, not mixed in
+    other = nfi.store_settings(proto, base, prior, moments, SCALE, 6)
+    with pytest.raises(UserError, match="other settings"):
+        nfi.SimulationStore(tmp_path / "a", other)
+
+
+def test_scaled_down_inference(tmp_path, setup, monkeypatch):
+    """The whole pipeline, small: files written, posterior inside the prior, reload re-conditions
+    to the same draws."""
+    pytest.importorskip("sbi")
+    monkeypatch.chdir(tmp_path)  # sbi would leave TensorBoard logs in ./sbi-logs
+    from memsim.study.infer import load_posterior, posterior_draws, run_inference
+
+    proto, targets, real, prior, base, moments = setup
+    out = tmp_path / "inf"
+    r = run_inference(
+        proto,
+        out=out,
+        simulations=40,
+        scale=SCALE,
+        device="cpu",
+        targets=targets,
+        real=real,
+        heldout=10,
+        predictive=2,
+        samples=300,
+        sbc_draws=20,
+        estimator="maf",
+        max_epochs=3,
+        figures=False,
+    )
+    for name in ("estimator.pt", "posterior.parquet", "posterior.csv", "sbc.csv", "recovery.csv"):
+        assert (out / name).is_file(), name
+    assert (out / "predictive.csv").is_file() and (out / "inference.json").is_file()
+    assert len(r.table) == prior.dim and len(r.samples) == 300
+    lo = np.array([p.lo for p in prior.parameters])
+    hi = np.array([p.hi for p in prior.parameters])
+    assert np.all((r.samples.to_numpy() >= lo) & (r.samples.to_numpy() <= hi))
+    assert ((r.sbc["p"] >= 0) & (r.sbc["p"] <= 1)).all() and len(r.sbc) == prior.dim
+    assert len(r.predictive) == len(targets.targets) and (r.predictive["draws"] <= 2).all()
+    assert (r.predictive["draws"] == 2).sum() > 30  # a few statistics need more than 200 videos
+    assert r.info["simulations_new"] == 40 and r.info["heldout"] + r.info["heldout_dropped"] == 10
+    # the saved estimator re-conditions without simulating: same seed, same draws
+    est = nfi.Estimator.load(out / "estimator.pt")
+    u = est.sample(300, seed=0)
+    np.testing.assert_allclose(prior.to_values(u), load_posterior(out).to_numpy(), rtol=1e-6)
+    draws = posterior_draws(out, 2)
+    assert list(draws[0]) == prior.paths
+    pd.testing.assert_frame_equal(load_posterior(out), r.samples)
+    # the simulations stay for the next run (resumed or extended: tested on the store above)
+    assert len(list((out / "simulations").glob("*.npz"))) == 3
+    assert not (tmp_path / "sbi-logs").exists()
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--simulations", "5"], "--simulations must be at least 20"),
+        (["--prior", "nowhere.yaml"], "nowhere.yaml"),
+    ],
+)
+def test_cli_usage_errors(tmp_path, capsys, extra, message):
+    pytest.importorskip("sbi")
+    code = cli.main(["infer", str(protocol_path("videomem")), "--out", str(tmp_path / "o"), *extra])
+    out, err = capsys.readouterr()
+    assert code == 2 and message in err and len(err.strip().splitlines()) == 1
+
+
+def test_no_cuda_is_a_one_line_error(tmp_path, capsys):
+    torch = pytest.importorskip("torch")
+    pytest.importorskip("sbi")
+    if torch.cuda.is_available():
+        pytest.skip("a CUDA device is present")
+    code = cli.main(["infer", "videomem", "--out", str(tmp_path / "o"), "--device", "cuda"])
+    assert code == 2 and "no CUDA device" in capsys.readouterr().err
+    assert not Path(tmp_path / "o").exists()
+
+
+def _posterior_folder(folder: Path, draws: dict) -> Path:
+    """A folder as `memsim infer` leaves it, as far as a sweep reads it."""
+    import memsim
+    from memsim.fit.calibrate import dump_params_yaml
+
+    folder.mkdir(parents=True)
+    (folder / "base-params.yaml").write_text(dump_params_yaml(memsim.load_params("videomem")))
+    pd.DataFrame(draws).to_parquet(folder / "posterior.parquet", index=False)
+    return folder
+
+
+def test_sweep_takes_one_posterior_draw_per_replicate(tmp_path):
+    from memsim.study.sweep import _spec, load_study, resolve_study, run_sweep
+
+    _posterior_folder(
+        tmp_path / "post",
+        {"participants.careless_share": [0.01, 0.05, 0.09], "videos.rt_sd": [0.1, 0.2, 0.3]},
+    )
+    study = tmp_path / "s.yaml"
+    study.write_text(
+        f"name: s\nprotocol: {protocol_path('videomem')}\nparams: posterior post\n"
+        "vary:\n  - {path: params.participants.lapse_mean, values: [0.01, 0.02]}\n"
+        "replicates: 2\nscale: 0.02\nseed: 1\nstatistics: [mean_score.step1]\n"
+        "analysis: {n_splits: 1, repeats: 1}\n"
+    )
+    s = load_study(study)
+    plan = resolve_study(s, study)
+    for cell in plan.cells:
+        for r in range(2):
+            p = _spec(s, plan, cell, r, s.scale)["params"]
+            assert p["participants"]["careless_share"] == [0.01, 0.05][r]
+            assert p["videos"]["rt_sd"] == [0.1, 0.2][r]
+    res = run_sweep(study, tmp_path / "out")
+    t = res.table()
+    assert len(t) == 4 and t["mean_score.step1"].notna().all()
+    # another posterior in the same folder: other draws, another plan; refused, not mixed in
+    (tmp_path / "post" / "posterior.parquet").unlink()
+    pd.DataFrame({"participants.careless_share": [0.02, 0.03]}).to_parquet(
+        tmp_path / "post" / "posterior.parquet"
+    )
+    with pytest.raises(UserError):
+        run_sweep(study, tmp_path / "out")
+
+
+@pytest.mark.parametrize(
+    "params, extra, message",
+    [
+        ("posterior nowhere", "", "not an output folder of `memsim infer`|no base-params.yaml"),
+        ("posterior post", "replicates: 5\n", "5 posterior draws wanted, the folder holds 3"),
+        (
+            "posterior post",
+            "set:\n  params.videos.rt_sd: 0.1\n",
+            "params.videos.rt_sd: set by each replicate's posterior draw",
+        ),
+    ],
+)
+def test_bad_posterior_studies_are_one_line_errors(tmp_path, params, extra, message):
+    from memsim.study.sweep import load_study, resolve_study
+
+    _posterior_folder(tmp_path / "post", {"videos.rt_sd": [0.1, 0.2, 0.3]})
+    study = tmp_path / "s.yaml"
+    study.write_text(
+        f"name: s\nprotocol: {protocol_path('videomem')}\nparams: {params}\nseed: 1\n"
+        f"statistics: [mean_score.step1]\n{extra}"
+    )
+    with pytest.raises(UserError, match=message) as exc:
+        resolve_study(load_study(study), study)
+    assert "\n" not in str(exc.value)
