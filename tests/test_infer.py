@@ -260,3 +260,20 @@ def test_bad_posterior_studies_are_one_line_errors(tmp_path, params, extra, mess
     with pytest.raises(UserError, match=message) as exc:
         resolve_study(load_study(study), study)
     assert "\n" not in str(exc.value)
+
+
+def test_annotations_needed_interpolates_per_replicate():
+    from memsim.study.infer import annotations_needed, credible
+
+    t = pd.DataFrame(
+        {
+            "replicate": [0, 0, 0, 1, 1, 1],
+            "annotations_per_video.step1.mean": [100.0, 150.0, 200.0, 100.0, 150.0, 200.0],
+            "human_consistency.step1.mean": [0.6, 0.68, 0.76, 0.5, 0.6, 0.65],
+        }
+    )
+    n = annotations_needed(t, 0.7)
+    assert n["needed"].iloc[0] == pytest.approx(162.5) and n["reached"].tolist() == [True, False]
+    assert n["needed"].iloc[1] == np.inf
+    c = credible(n["needed"])
+    assert c["n"] == 2 and c["hi"] == np.inf  # "more than measured" is kept, not dropped

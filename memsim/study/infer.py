@@ -438,8 +438,9 @@ def annotations_needed(
 
     Within each replicate the cells are ordered by ``x`` and ``y`` is interpolated linearly
     between the two cells that bracket ``level`` (the first crossing); a replicate whose cells
-    never reach it gets NaN and ``reached`` False. Columns: ``replicate``, ``needed``,
-    ``reached``.
+    never reach it needs more than the largest cell: ``needed`` is +inf and ``reached`` False
+    (so that quantiles over replicates stay honest: :func:`credible` keeps it). Columns:
+    ``replicate``, ``needed``, ``reached``.
     """
     rows = []
     for rep, g in results.groupby("replicate", sort=True):
@@ -452,14 +453,18 @@ def annotations_needed(
                 break
         if len(ys) and ys[0] >= level:
             needed = xs[0]  # already reached at the fewest annotations measured: an upper bound
-        rows.append({"replicate": int(rep), "needed": needed, "reached": bool(np.isfinite(needed))})
+        reached = bool(np.isfinite(needed))
+        rows.append(
+            {"replicate": int(rep), "needed": needed if reached else math.inf, "reached": reached}
+        )
     return pd.DataFrame(rows)
 
 
 def credible(values, level: float = 0.9) -> dict:
-    """Median and central ``level`` interval of ``values`` (NaN ignored), and how many."""
+    """Median and central ``level`` interval of ``values`` (NaN ignored; +inf, "more than
+    measured", kept), and how many."""
     v = np.asarray(values, float)
-    v = v[np.isfinite(v)]
+    v = v[~np.isnan(v)]
     lo, hi = (1 - level) / 2, (1 + level) / 2
     if not v.size:
         return {"median": math.nan, "lo": math.nan, "hi": math.nan, "n": 0}
