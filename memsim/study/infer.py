@@ -468,7 +468,9 @@ def credible(values, level: float = 0.9) -> dict:
     lo, hi = (1 - level) / 2, (1 + level) / 2
     if not v.size:
         return {"median": math.nan, "lo": math.nan, "hi": math.nan, "n": 0}
-    q = np.quantile(v, [lo, 0.5, hi])
+    # +inf through a huge stand-in: interpolating towards inf itself gives NaN
+    q = np.quantile(np.where(np.isinf(v), 1e300, v), [lo, 0.5, hi])
+    q = np.where(q >= 1e299, math.inf, q)
     return {"median": float(q[1]), "lo": float(q[0]), "hi": float(q[2]), "n": int(v.size)}
 
 
