@@ -196,7 +196,7 @@ def run_inference(
     samples : int
         Posterior draws written to ``posterior.parquet``.
     sbc_draws : int
-        Posterior draws per held-out simulation (SBC ranks run 0..sbc_draws).
+        Posterior draws per held-out simulation (SBC ranks go from 0 to sbc_draws).
     estimator, max_epochs : sbi's density estimator (``nsf`` or ``maf``) and its epoch cap.
     figures : bool
         Draw the figures into ``out/figures``.
