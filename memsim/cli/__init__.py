@@ -104,6 +104,7 @@ OUTPUT_KINDS = {
     "fit-report": {"out": "file"},
     "recover": {"out": "dir"},
     "compat": {"out": "file"},
+    "infer": {"out": "dir"},
     "sweep": {"out": "dir"},
     "predict cv": {"out": "dir"},
     "predict train": {"out": "file"},
