@@ -32,6 +32,7 @@ import pandas as pd
 from memsim.errors import UserError
 from memsim.fit import infer as nfi
 from memsim.progress import ProgressCallback, report
+from memsim.resources import repository_root
 
 __all__ = [
     "Inference",
@@ -262,7 +263,9 @@ def run_inference(
     # the set the posterior's fixed parameters come from: `params: posterior DIR` in a sweep
     write_text_atomic(
         out / "base-params.yaml",
-        dump_params_yaml(base, f"Base of the posterior in this folder (prior {prior_file}).\n"),
+        dump_params_yaml(
+            base, f"Base of the posterior in this folder (prior {_shown(prior_file)}).\n"
+        ),
     )
 
     t0 = time.perf_counter()
@@ -355,7 +358,7 @@ def run_inference(
 
     info = {
         "protocol": protocol.name,
-        "prior": str(prior_file),
+        "prior": _shown(prior_file),
         "params": base.name,
         "simulations": simulations,
         "scale": scale,
@@ -562,3 +565,11 @@ def markdown(result: Inference) -> str:
     secs = info["seconds"]
     out.append("\n## Time\n\n" + ", ".join(f"{k} {v:.0f} s" for k, v in secs.items()) + "\n")
     return "\n".join(out) + "\n"
+
+
+def _shown(path) -> str:
+    """``path`` relative to the checkout when it lies in it (outputs name no machine's folders)."""
+    try:
+        return Path(path).resolve().relative_to(repository_root()).as_posix()
+    except (ValueError, TypeError):
+        return str(path)
