@@ -53,7 +53,7 @@ from memsim.analysis.consistency import (
 from memsim.analysis.distributions import at_released_precision, ks_distance, real_score_comparison
 from memsim.analysis.scoring import correct, correction_x, count_column, score, video_sums
 from memsim.errors import UserError
-from memsim.fit.compare import lookup
+from memsim.fit.compare import at_scale, lookup
 from memsim.io import (
     check_output,
     forget_output,
@@ -114,7 +114,6 @@ def rank_bin_means(x: np.ndarray) -> dict:
 # order statistics the campaign's mechanism sets (fitted by calibration/fit_demand.py), not
 # the population: checked as fitted rows, never chased by the population's fit.
 _NOT_IN_DISTANCE = ("ks", "counts_ks", "min", "p95")
-_HEAD_COUNTS = ("participants_kept", "participants_total")
 
 
 @dataclass(frozen=True)
@@ -255,8 +254,8 @@ def moments_for(
     for t in targets.targets:
         if t.kind != "fit" or t.path[-1] in _NOT_IN_DISTANCE:
             continue
-        k = scale if t.path[0] in _HEAD_COUNTS else 1.0
-        out.append(Moment(t.name, tuple(t.path), t.value * k, t.tolerance * k))
+        ts = at_scale(t, scale)  # head counts and their tolerances shrink with the study
+        out.append(Moment(t.name, tuple(t.path), ts.value, ts.tolerance))
     if real is not None:
         for c in columns or []:
             if c not in real.columns:

@@ -142,12 +142,13 @@ SIZE_PATHS = ("participants_kept", "participants_total")
 
 def at_scale(target, scale: float):
     """``target`` as it reads for a study run at ``scale`` of its size: head counts
-    (:data:`SIZE_PATHS`) shrink with it (and their relative tolerances), the rest is as is."""
+    (:data:`SIZE_PATHS`) and their tolerances shrink with it, the rest is as is."""
     if scale == 1.0 or target.path[0] not in SIZE_PATHS:
         return target
-    return target.model_copy(
-        update={"value": target.value * scale, "name": f"{target.name} (x{scale:g})"}
-    )
+    update = {"value": target.value * scale, "name": f"{target.name} (x{scale:g})"}
+    if target.abs is not None:  # a relative tolerance follows the value by itself
+        update["abs"] = target.abs * scale
+    return target.model_copy(update=update)
 
 
 def compare(summary: dict | list[dict], targets: Targets, scale: float = 1.0) -> pd.DataFrame:
