@@ -8,10 +8,19 @@ from __future__ import annotations
 
 import argparse
 import math
+from pathlib import Path
 
 from memsim import limits
 
-__all__ = ["seed", "positive_int", "non_negative_int", "scale", "finite_float"]
+__all__ = [
+    "seed",
+    "positive_int",
+    "non_negative_int",
+    "scale",
+    "finite_float",
+    "data_option",
+    "targets_option",
+]
 
 
 def _int(text: str) -> int:
@@ -65,3 +74,18 @@ def scale(text: str) -> float:
     if not 0.0 < value <= 1.0:
         raise argparse.ArgumentTypeError(f"{value:g} is not in (0, 1]")
     return value
+
+
+# --------------------------------------------------------------------------- shared options
+def data_option(
+    parser, help: str = "real data folder (default $MEMSIM_DATA or ../shared/data)"
+) -> None:
+    """``--data DIR``: the released data, found by :func:`memsim.data.data_dir` when absent."""
+    parser.add_argument("--data", type=Path, default=None, help=help)
+
+
+def targets_option(
+    parser, help: str = "targets file (default calibration/<protocol name>-targets.yaml)"
+) -> None:
+    """``--targets FILE``: a targets file; absent, the protocol's own."""
+    parser.add_argument("--targets", type=Path, default=None, help=help)

@@ -24,12 +24,7 @@ def register(sub) -> None:
         "and the best is polished with the rest (docs/calibration.md).",
     )
     p.add_argument("protocol", type=Path, help=_PROTOCOL)
-    p.add_argument(
-        "--targets",
-        type=Path,
-        default=None,
-        help="targets file (default calibration/<protocol name>-targets.yaml)",
-    )
+    types.targets_option(p)
     p.add_argument("--out", type=Path, required=True, help="fitted parameter file to write (YAML)")
     p.add_argument(
         "--start",
@@ -107,12 +102,7 @@ def register(sub) -> None:
         action="store_true",
         help="start over: replace the evaluation logs of an earlier fit into the same --out",
     )
-    p.add_argument(
-        "--data",
-        type=Path,
-        default=None,
-        help="real data folder (default $MEMSIM_DATA or ../shared/data)",
-    )
+    types.data_option(p)
     p.add_argument(
         "--name", default=None, help="name of the fitted set (default: the output file's stem)"
     )
@@ -141,12 +131,7 @@ def register(sub) -> None:
         help="parameter set: a YAML file or a shipped set's name (default "
         "calibration/<protocol>.yaml; a protocol without one needs --params)",
     )
-    p.add_argument(
-        "--targets",
-        type=Path,
-        default=None,
-        help="targets file (default calibration/<protocol name>-targets.yaml)",
-    )
+    types.targets_option(p)
     p.add_argument(
         "--seeds", type=types.positive_int, default=5, help="number of seeds, 0..N-1 (default 5)"
     )
@@ -163,11 +148,9 @@ def register(sub) -> None:
         help="report file (markdown); figures beside it in figures/, "
         "every target's value per seed in <stem>-seeds.csv",
     )
-    p.add_argument(
-        "--data",
-        type=Path,
-        default=None,
-        help="real data folder for the released-score rows (default $MEMSIM_DATA or "
+    types.data_option(
+        p,
+        "real data folder for the released-score rows (default $MEMSIM_DATA or "
         "../shared/data; without it those rows are n/a and not counted)",
     )
     p.add_argument(
@@ -193,11 +176,9 @@ def register(sub) -> None:
         help="true parameter set: a YAML file or a shipped set's name (default "
         "calibration/<protocol>.yaml; a protocol without one needs --truth)",
     )
-    p.add_argument(
-        "--targets",
-        type=Path,
-        default=None,
-        help="which targets to measure (default the protocol's)",
+    types.targets_option(
+        p,
+        "which targets to measure (default the protocol's)",
     )
     p.add_argument(
         "--scale",
@@ -243,12 +224,7 @@ def register(sub) -> None:
         "noiseless upper bound), the within-video noise each number needs, and optionally "
         "the simulator's candidate mechanisms (docs/calibration.md).",
     )
-    p.add_argument(
-        "--data",
-        type=Path,
-        default=None,
-        help="real data folder (default $MEMSIM_DATA or ../shared/data)",
-    )
+    types.data_option(p)
     p.add_argument(
         "--repeats",
         type=types.positive_int,

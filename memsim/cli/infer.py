@@ -52,18 +52,8 @@ def register(sub) -> None:
         default=None,
         help="prior file (default calibration/<protocol name>-prior.yaml)",
     )
-    p.add_argument(
-        "--targets",
-        type=Path,
-        default=None,
-        help="targets file (default calibration/<protocol name>-targets.yaml)",
-    )
-    p.add_argument(
-        "--data",
-        type=Path,
-        default=None,
-        help="real data folder (default $MEMSIM_DATA or ../shared/data)",
-    )
+    types.targets_option(p)
+    types.data_option(p)
     p.add_argument(
         "--heldout",
         type=types.non_negative_int,

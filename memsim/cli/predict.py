@@ -25,11 +25,9 @@ def register(sub) -> None:
 
     def common(q, data=True):
         if data:
-            q.add_argument(
-                "--data",
-                type=Path,
-                default=None,
-                help="real-data folder (default: $MEMSIM_DATA, else ../shared/data)",
+            types.data_option(
+                q,
+                "real-data folder (default: $MEMSIM_DATA, else ../shared/data)",
             )
         q.add_argument(
             "--device",

@@ -91,11 +91,9 @@ def register(sub) -> None:
         default=None,
         help="scores CSV (default: the released VideoMem dev-set ground truth under --data)",
     )
-    p.add_argument(
-        "--data",
-        type=Path,
-        default=None,
-        help="real-data folder (default: $MEMSIM_DATA, else <repo>/../shared/data)",
+    types.data_option(
+        p,
+        "real-data folder (default: $MEMSIM_DATA, else <repo>/../shared/data)",
     )
     p.add_argument("--json", type=Path, default=None, help="also write the numbers as JSON")
     p.set_defaults(func=_cmd_scores)

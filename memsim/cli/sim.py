@@ -55,12 +55,9 @@ def register(sub) -> None:
     p.add_argument(
         "--out", type=Path, default=None, help="output folder (default runs/<protocol name>)"
     )
-    p.add_argument(
-        "--data",
-        type=Path,
-        default=None,
-        help="real data folder for the real-vs-simulated rows "
-        "(default $MEMSIM_DATA or ../shared/data)",
+    types.data_option(
+        p,
+        "real data folder for the real-vs-simulated rows (default $MEMSIM_DATA or ../shared/data)",
     )
     p.add_argument("--no-figures", action="store_true", help="skip the figures")
     p.add_argument(
