@@ -1,6 +1,7 @@
 """What memsim ships beside its code: protocols, calibrated parameter sets, target files.
 
-A wheel carries ``protocols/*.yaml`` and ``calibration/*.yaml`` as package data under
+A wheel carries ``protocols/*.yaml``, ``calibration/*.yaml`` and the posteriors of
+``calibration/<name>-posterior/`` (written by ``memsim infer``) as package data under
 ``memsim/_shipped/`` (a build-time mapping in ``pyproject.toml``; git holds one copy, at the
 top of the repository, where users read and copy them). A checkout or an editable install
 reads the repository's own folders. Either way the same names resolve, from any folder:
@@ -24,6 +25,7 @@ __all__ = [
     "protocol_path",
     "params_path",
     "targets_path",
+    "posterior_path",
     "repository_root",
     "is_protocol_name",
 ]
@@ -92,3 +94,32 @@ def targets_path(protocol_name: str) -> Path | None:
         return None
     p = shipped_dir("calibration") / f"{protocol_name}-targets.yaml"
     return p if p.is_file() else None
+
+
+def shipped_posteriors() -> list[str]:
+    """Names of the shipped posteriors (``params: posterior NAME`` in a study file)."""
+    d = shipped_dir("calibration")
+    return sorted(
+        p.name[: -len("-posterior")]
+        for p in d.glob("*-posterior")
+        if (p / "posterior.parquet").is_file()
+    )
+
+
+def posterior_path(name_or_path: str | os.PathLike[str], base: Path | None = None) -> Path:
+    """A posterior folder: a shipped one by protocol name (``"videomem"`` is
+    ``calibration/videomem-posterior/``), else the folder as given, relative to ``base``.
+
+    A folder of that name under ``base`` wins over the shipped posterior of the same name.
+    """
+    given = Path(base or ".") / name_or_path
+    if is_protocol_name(name_or_path) and not given.exists():
+        p = shipped_dir("calibration") / f"{name_or_path}-posterior"
+        if not (p / "posterior.parquet").is_file():
+            known = ", ".join(shipped_posteriors()) or "none"
+            raise UserError(
+                f"no shipped posterior named {str(name_or_path)!r} (shipped: {known}); "
+                "or give the folder `memsim infer` wrote"
+            )
+        return p
+    return given

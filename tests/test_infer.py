@@ -236,10 +236,37 @@ def test_sweep_takes_one_posterior_draw_per_replicate(tmp_path):
         run_sweep(study, tmp_path / "out")
 
 
+def test_a_study_names_the_shipped_posterior(tmp_path):
+    from memsim.resources import posterior_path
+    from memsim.study.sweep import _spec, load_study, resolve_study
+
+    study = tmp_path / "s.yaml"
+    study.write_text(
+        f"name: s\nprotocol: {protocol_path('videomem')}\nparams: posterior videomem\n"
+        "replicates: 2\nscale: 0.02\nseed: 1\nstatistics: [mean_score.step1]\n"
+    )
+    s = load_study(study)
+    plan = resolve_study(s, study)
+    shipped = pd.read_parquet(posterior_path("videomem") / "posterior.parquet")
+    for r in range(2):
+        p = _spec(s, plan, plan.cells[0], r, s.scale)["params"]
+        for path, value in shipped.iloc[r].items():
+            section, *rest = path.split(".")
+            got = p[section]
+            for key in rest:
+                got = got[key]
+            assert got == pytest.approx(value)
+    # a folder of that name beside the study file wins over the shipped posterior
+    _posterior_folder(tmp_path / "videomem", {"videos.rt_sd": [0.1, 0.2, 0.3]})
+    plan = resolve_study(load_study(study), study)
+    assert _spec(s, plan, plan.cells[0], 1, s.scale)["params"]["videos"]["rt_sd"] == 0.2
+
+
 @pytest.mark.parametrize(
     "params, extra, message",
     [
-        ("posterior nowhere", "", "not an output folder of `memsim infer`|no base-params.yaml"),
+        ("posterior nowhere", "", "no shipped posterior named 'nowhere' \\(shipped: videomem\\)"),
+        ("posterior ./nowhere", "", "not an output folder of `memsim infer`|no base-params.yaml"),
         ("posterior post", "replicates: 5\n", "5 posterior draws wanted, the folder holds 3"),
         (
             "posterior post",

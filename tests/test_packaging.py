@@ -92,6 +92,18 @@ def test_wheel_runs_the_main_job_outside_the_checkout(tmp_path):
     assert py_run.returncode == 0, py_run.stderr
     ok, counted = map(int, py_run.stdout.split(")")[0].strip("(").split(","))
     assert counted > 0 and ok <= counted
+    # the shipped posterior travels too: a study names it, and its estimator loads
+    code = (
+        "from memsim import resources\n"
+        "from memsim.study.infer import posterior_draws\n"
+        "d = resources.posterior_path('videomem')\n"
+        "assert '/venv/' in str(d), d\n"
+        "print(sorted(p.name for p in d.iterdir()), len(posterior_draws(d, 3)))\n"
+    )
+    post = subprocess.run([str(py), "-c", code], cwd=work, env=env, capture_output=True, text=True)
+    assert post.returncode == 0, post.stderr
+    assert "'estimator.pt'" in post.stdout and "'base-params.yaml'" in post.stdout
+    assert "'figures'" not in post.stdout and post.stdout.rstrip().endswith(" 3")
 
 
 def test_no_import_cycles():

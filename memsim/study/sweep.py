@@ -87,7 +87,7 @@ from memsim.io import (
 )
 from memsim.paths import locate, set_path
 from memsim.progress import ProgressCallback, TimeLeft, clock, report
-from memsim.resources import is_protocol_name, protocol_path
+from memsim.resources import is_protocol_name, posterior_path, protocol_path
 
 __all__ = [
     "Study",
@@ -158,10 +158,11 @@ def _params_ref(value: str) -> str:
 
 
 def posterior_folder(study: Study, base_dir: Path) -> Path | None:
-    """The posterior folder of a study whose ``params`` is ``posterior DIR`` (None otherwise)."""
+    """The posterior folder of a study whose ``params`` is ``posterior DIR`` (None otherwise):
+    ``DIR`` relative to the study file's folder, or a shipped posterior's name (``videomem``)."""
     if study.params is None or not study.params.startswith(POSTERIOR_PREFIX):
         return None
-    return base_dir / study.params[len(POSTERIOR_PREFIX) :]
+    return posterior_path(study.params[len(POSTERIOR_PREFIX) :], base_dir)
 
 
 def _protocol_ref(value: str) -> str:
