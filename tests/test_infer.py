@@ -156,6 +156,13 @@ def test_scaled_down_inference(tmp_path, setup, monkeypatch):
     assert len(r.predictive) == len(targets.targets) and (r.predictive["draws"] <= 2).all()
     assert (r.predictive["draws"] == 2).sum() > 30  # a few statistics need more than 200 videos
     assert r.info["simulations_new"] == 40 and r.info["heldout"] + r.info["heldout_dropped"] == 10
+    # the posterior mode is one of the draws, the most probable under the estimator
+    mode = np.array([r.info["posterior_mode"][p] for p in prior.paths])
+    assert (np.abs(r.samples.to_numpy() - mode).max(axis=1) == 0).any()
+    for what in ("median", "mode"):
+        ks = r.info[f"ks_at_posterior_{what}"]
+        assert ks and all(len(v) == 5 and all(0 <= x <= 1 for x in v) for v in ks.values())
+        assert f"at the posterior {what} (5 seeds)" in (out / "report.md").read_text()
     # the saved estimator re-conditions without simulating: same seed, same draws
     est = nfi.Estimator.load(out / "estimator.pt")
     u = est.sample(300, seed=0)

@@ -333,26 +333,34 @@ def run_inference(
         )  # fmt: skip
         pred = nfi.predictive_table(sim, targets, scale)
         _write_csv(pred, out / "predictive.csv")
-        # the posterior median (of each marginal) as one parameter set, over 5 seeds
-        med = np.median(values, axis=0)
-        at_median = nfi.predictive(
-            protocol, base, pr, targets, np.repeat(med[None], 5, axis=0),
-            [nfi.run_seed(seed, 3, i) for i in range(5)], real=real, scale=scale,
-            workers=workers, progress=progress, what="at the posterior median",
-        )  # fmt: skip
+        # two points as one parameter set each, over 5 seeds: the posterior median (of each
+        # marginal; on a ridge it can fall where the posterior has little mass) and the mode
+        # (the most probable of the draws whose density was computed above)
         names = [t.name for t in targets.targets]
-        ks = {
-            n: [float(v) for v in at_median[:, j]]
-            for j, n in enumerate(names)
-            if n.startswith("KS distance to released")
-        }
+        ks_at = {}
+        for what, point, stream in (
+            ("median", np.median(values, axis=0), 3),
+            ("mode", values[int(np.argmax(lp_draws))], 4),
+        ):
+            at = nfi.predictive(
+                protocol, base, pr, targets, np.repeat(point[None], 5, axis=0),
+                [nfi.run_seed(seed, stream, i) for i in range(5)], real=real, scale=scale,
+                workers=workers, progress=progress, what=f"at the posterior {what}",
+            )  # fmt: skip
+            ks_at[what] = {
+                n: [float(v) for v in at[:, j]]
+                for j, n in enumerate(names)
+                if n.startswith("KS distance to released")
+            }
         fitted = pred[pred["kind"] == "fit"]
         pred_info = {
             "predictive_draws": k,
             "fit_rows_inside": int(fitted["inside"].sum()),
             "fit_rows": len(fitted),
             "fit_rows_outside": fitted.loc[~fitted["inside"], "target"].tolist(),
-            "ks_at_posterior_median": ks,
+            "ks_at_posterior_median": ks_at["median"],
+            "ks_at_posterior_mode": ks_at["mode"],
+            "posterior_mode": dict(zip(pr.paths, map(float, values[int(np.argmax(lp_draws))]))),
         }
         timings["predictive"] = time.perf_counter() - t0
 
@@ -556,12 +564,12 @@ def markdown(result: Inference) -> str:
                 f"| {r['target']} | {r['kind']} | {_fmt(r['value'])} | {_fmt(r['median'])} | "
                 f"[{_fmt(r['q05'])}, {_fmt(r['q95'])}] | {holds} | {off} |"
             )
-        ks = info.get("ks_at_posterior_median", {})
-        for name, vals in ks.items():
-            out.append(
-                f"\n{name} at the posterior median (5 seeds): "
-                + ", ".join(f"{v:.3f}" for v in vals)
-            )
+        for what in ("median", "mode"):
+            for name, vals in info.get(f"ks_at_posterior_{what}", {}).items():
+                out.append(
+                    f"\n{name} at the posterior {what} (5 seeds): "
+                    + ", ".join(f"{v:.3f}" for v in vals)
+                )
     secs = info["seconds"]
     out.append("\n## Time\n\n" + ", ".join(f"{k} {v:.0f} s" for k, v in secs.items()) + "\n")
     return "\n".join(out) + "\n"
