@@ -523,8 +523,11 @@ class Estimator:
         s = self.posterior.sample_batched((int(n),), x=xt, show_progress_bars=False)
         return from_logit(s.detach().cpu().numpy().astype(float))
 
-    def log_prob(self, u: np.ndarray, x: np.ndarray | None = None) -> np.ndarray:
-        """Posterior log density of unit positions ``u`` ``(n, d)`` given ``x``."""
+    def log_prob(
+        self, u: np.ndarray, x: np.ndarray | None = None, *, logit: bool = False
+    ) -> np.ndarray:
+        """Posterior log density of unit positions ``u`` ``(n, d)`` given ``x``; with ``logit``,
+        the density of ``logit(u)``, the flow's own coordinates (where the prior is logistic)."""
         import torch
 
         x = np.zeros(len(self.moments)) if x is None else np.asarray(x, float)
@@ -534,6 +537,8 @@ class Estimator:
         xt = torch.as_tensor(x, dtype=torch.float32, device=dev)[None]
         with torch.no_grad():
             lp = self.posterior.log_prob(ut, x=xt).cpu().numpy().astype(float)
+        if logit:
+            return lp
         # density of u = density of logit(u) x |d logit(u) / du|
         uc = np.clip(u, EDGE, 1 - EDGE)
         return lp - np.log(uc * (1 - uc)).sum(axis=1)
