@@ -121,6 +121,9 @@ def _cmd_infer(args) -> int:
             f"{info['fit_rows_inside']} of {info['fit_rows']} fitted targets hold"
             + (f"; not: {', '.join(info['fit_rows_outside'])}" if info["fit_rows_outside"] else "")
         )
+        for what in ("median", "mode"):
+            for name, vals in info.get(f"ks_at_posterior_{what}", {}).items():
+                print(f"{name} at the posterior {what}: {' '.join(f'{v:.3f}' for v in vals)}")
     secs = info["seconds"]
     print(
         f"{secs['total']:.0f} s in all, simulations {secs.get('simulations', 0):.0f} s; "
