@@ -30,15 +30,19 @@ Randomness: arrivals from stream ``(seed, CAMPAIGN, 0)``, participant ``p``'s
 selection and return from stream ``(seed, CAMPAIGN, p + 1)``; the selection's
 demands from ``(seed, DEMAND, 0)``, step ``s``'s pick demands from ``(seed, DEMAND, s)``.
 
-Two engines give the same plan, byte for byte (``tests/test_campaign.py``). simpy runs the
-campaign as events (an arrival, a return per participant and step) and is the engine of every
-policy whose choices depend on when sessions end (``adaptive``, ``counts: kept``). For the
-others (``least_annotated`` counting assignments, ``uniform``) nothing a participant is given
-depends on anyone's timing but the arrival order: each participant's draws come from her own
-stream in a fixed order, and selection sees the assignments of those who arrived before her. So
-the whole campaign is one numba loop over participants in arrival order
-(:func:`_plan_in_order`), which :func:`plan_campaign` uses for them unless told
-``engine="simpy"``.
+Two engines give the same plan, byte for byte (``tests/test_fast_paths.py``). simpy runs the
+campaign as events (an arrival, a return per participant and step) and is the reference, and
+the engine of the one policy whose choices depend on the results of the sessions that have
+ended (``adaptive``). For the others nothing a participant is given depends on anyone's timing
+but the arrival order and, with ``counts: kept`` or ``received``, the sessions' verdicts: each
+participant's draws come from her own stream in a fixed order, and selection sees the
+assignments of those who arrived before her, less (or plus) the verdicts due by her arrival.
+The arrival times come from their own stream, so they are all known up front; a session lasts
+at least :func:`first_verdict_s`, so the arrivals can be cut into windows inside which no
+verdict falls (with ``counts_every_h``, none before the next check). The campaign is then one
+numba loop over participants in arrival order (:func:`_plan_in_order`), run window by window,
+each window's step-1 sessions judged by one ``judge`` call after it is planned;
+:func:`plan_campaign` uses it for these policies unless told ``engine="simpy"``.
 """
 
 from __future__ import annotations
@@ -451,10 +455,11 @@ class SelectionPolicy:
     annotation counts of the assignments made so far (every policy keeps it: the campaign's
     stop rule and :attr:`Plan.annotation_counts` read it).
 
-    A policy whose choices never wait for a session to end says so (:meth:`in_order`): its
-    campaign is then planned in arrival order by one numba loop (:func:`_plan_in_order`,
-    which plays it as ``least_annotated``, or as ``uniform`` where :attr:`uniform`), tested
-    equal to the simpy engine byte for byte; the others run on simpy.
+    A policy whose choices depend on nothing but the arrival order and the sessions' verdicts
+    says so (:meth:`in_order`): its campaign is then planned in arrival order by one numba
+    loop (:func:`_plan_in_order`, which plays it as ``least_annotated`` counting what
+    :meth:`counting` says, or as ``uniform`` where :attr:`uniform`), tested equal to the simpy
+    engine byte for byte; the others run on simpy.
     """
 
     #: the arrival-order loop draws at random among all stimuli instead of the least annotated
