@@ -753,7 +753,9 @@ def plan_campaign(
     ``engine``: ``"auto"`` runs the campaign in arrival order in numba where the policy allows
     (:func:`in_order`) and as simpy events otherwise; ``"simpy"`` always as simpy events (the
     reference the in-order engine is tested equal to, byte for byte); ``"in_order"`` refuses a
-    policy that needs events.
+    policy that needs events. The in-order engine relies on no step-1 session ending sooner
+    than :func:`first_verdict_s`; should the judge report one that does (a rounding of a
+    session's sum), ``"auto"`` plans the campaign on simpy and ``"in_order"`` refuses.
 
     ``observe(p, items)`` (needed by the ``adaptive`` policy) plays participant
     ``p``'s step 1 with those items and returns ``(end_s, target_videos, hits)``:
@@ -1127,7 +1129,7 @@ def _plan_in_order(
     verdict_s = first_verdict_s(protocol, min_press_s) if counting != "assigned" else np.inf
     every_s = (getattr(sel, "counts_every_h", None) or 0.0) * 3600.0
 
-    def window(p0: int, p1: int):
+    def window(p0: int, p1: int, due_t: np.ndarray, due_p: np.ndarray):
         return _campaign_in_order(
             np.uint64(seed),
             p0,
@@ -1171,7 +1173,7 @@ def _plan_in_order(
             end = np.ceil(end / every_s) * every_s
         p1 = min(max(int(np.searchsorted(arrival, end, side="left")), n + 1), max_p)
         p0 = n
-        n, ptr, stopped = window(p0, p1)
+        n, ptr, stopped = window(p0, p1, due_t, due_p)
         if counting == "assigned":
             continue
         ps = np.arange(p0, n, dtype=np.int64)
@@ -1179,7 +1181,8 @@ def _plan_in_order(
         ends = np.asarray(ends, dtype=np.float64)
         if np.any(ends < arrival[ps] + verdict_s):
             raise _VerdictTooSoon
-        mine = np.flatnonzero(kept if counting == "received" else ~np.asarray(kept, bool))
+        kept = np.asarray(kept, dtype=bool)
+        mine = np.flatnonzero(kept if counting == "received" else ~kept)
         due = ends[mine]
         if every_s > 0.0:  # at the first check after the session's end
             due = np.ceil(due / every_s) * every_s
