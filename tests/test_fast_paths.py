@@ -19,6 +19,7 @@ from memsim.sim.campaign import (
     _pick_least,
     _pick_least_sorted,
     _select_least_scratch,
+    feedback,
     in_order,
     plan_campaign,
     select_least_annotated,
@@ -101,14 +102,132 @@ def _same_arrays(a, b) -> None:
         assert a.truth[k].tobytes() == b.truth[k].tobytes(), k
 
 
+def _judge(proto, params, seed):
+    """The simulator's step-1 verdicts for ``proto``'s campaign (as :func:`simulate` builds
+    them)."""
+    from memsim.sim.population import draw_participants, draw_videos
+    from memsim.sim.simulate import _FirstStepPlayer
+
+    stop = proto.campaign.stop
+    n = stop.count if stop.kind == "participants" else stop.max_participants
+    return _FirstStepPlayer(
+        proto,
+        params,
+        seed,
+        draw_participants(params, n, seed),
+        draw_videos(params, proto.stimuli.count, seed),
+    ).judge
+
+
+def _plans(proto, params, seed, engines=("simpy", "in_order"), judge=None):
+    """The campaign's plan by each engine, each with a fresh judge (the player caches blocks)."""
+    out = []
+    for engine in engines:
+        j = judge or (_judge(proto, params, seed) if feedback(proto) == "judge" else None)
+        out.append(
+            plan_campaign(
+                proto, seed, 0.4, judge=j, min_press_s=params.participants.rt.min_s, engine=engine
+            )
+        )
+    return out
+
+
 @pytest.mark.parametrize("name, proto", VARIANTS, ids=[v[0] for v in VARIANTS])
-def test_in_order_campaign_is_the_simpy_campaign(name, proto):
+def test_in_order_campaign_is_the_simpy_campaign(name, proto, params):
     small = _small(proto)
     for seed in (0, 11):
-        _same_plan(
-            plan_campaign(small, seed, 0.4, engine="simpy"),
-            plan_campaign(small, seed, 0.4, engine="in_order"),
-        )
+        _same_plan(*_plans(small, params, seed))
+
+
+def _counting(counts, every_h=None, demand=True, stop=None):
+    d = load_protocol(ROOT / "protocols" / "videomem.yaml").dump()
+    d["selection"].update(counts=counts, counts_every_h=every_h)
+    if not demand:
+        d["selection"].pop("demand")
+    if stop is not None:
+        d["campaign"]["stop"] = stop
+    return _small(protocol_from_mapping(d), 500)
+
+
+# 500 stimuli: a campaign of 496 participants over ~8.3 h (60 an hour)
+MIN_20 = {"kind": "min_annotations", "count": 20, "max_participants": 20000}
+COUNTING = {
+    # the shipped protocol scaled: checks every 1.8 h, 4 windows of arrivals
+    "kept, shipped": _counting("kept", 36.0),
+    # a window per first_verdict_s (a session's shortest length): ~90 windows
+    "kept, at each session's end": _counting("kept"),
+    "kept, no demand": _counting("kept", demand=False),
+    # checks every 0.9 s at this scale, shorter than a session: the window is the verdict time
+    "kept, checks shorter than a session": _counting("kept", 0.5),
+    "received": _counting("received"),
+    "received, checks every 0.2 h": _counting("received", 4.0),
+    "received, no demand": _counting("received", 4.0, demand=False),
+    "kept, min annotations": _counting("kept", 36.0, stop=MIN_20),
+    "kept, min annotations, no demand": _counting("kept", demand=False, stop=MIN_20),
+    "received, min annotations": _counting("received", 4.0, stop=MIN_20),
+}
+
+
+@pytest.mark.parametrize("name", list(COUNTING))
+def test_counted_verdicts_in_arrival_order_are_the_simpy_campaign(name, params):
+    """kept and received counts on the arrival-order engine: the same plan as simpy's, byte for
+    byte, counts included (verdicts applied before each arrival, at the end those still due).
+    The verdicts change the campaign (the selections differ from counting assignments), and a
+    min_annotations stop triggers before the participant budget."""
+    proto = COUNTING[name]
+    assert in_order(proto) and feedback(proto) == "judge"
+    d = proto.dump()
+    d["selection"].update(counts="assigned", counts_every_h=None)
+    assigned = protocol_from_mapping(d)
+    for seed in (0, 11):
+        simpy, fast = _plans(proto, params, seed)
+        _same_plan(simpy, fast)
+        (other,) = _plans(assigned, params, seed, engines=("in_order",))
+        assert not np.array_equal(fast.annotation_counts, other.annotation_counts)
+        if proto.campaign.stop.kind == "min_annotations":  # the stop ended the campaign
+            assert fast.n_participants < proto.campaign.stop.max_participants
+
+
+def test_counted_verdicts_need_a_judge():
+    from memsim.errors import UserError
+
+    with pytest.raises(UserError, match="counts: kept needs the simulator's feedback"):
+        plan_campaign(COUNTING["kept, shipped"], 0, 0.4)
+
+
+def test_a_session_shorter_than_the_bound_falls_back_to_simpy(params):
+    """The windows rely on no session ending before first_verdict_s; a judge that says one did
+    makes the in-order engine refuse, and the automatic choice runs simpy instead."""
+    proto = COUNTING["kept, shipped"]
+    real = _judge(proto, params, 0)
+
+    def too_soon(ps, items, starts):
+        ends, kept = real(ps, items, starts)
+        return np.where(ps % 7 == 3, starts, ends), kept
+
+    with pytest.raises(ValueError, match="first_verdict_s"):
+        _plans(proto, params, 0, engines=("in_order",), judge=too_soon)
+    _same_plan(*_plans(proto, params, 0, engines=("simpy", "auto"), judge=too_soon))
+
+
+def test_shipped_videomem_simulation_is_the_simpy_one(params, monkeypatch):
+    """A whole simulation of the shipped VideoMem protocol (kept counts, checks every 36 h)
+    gives the same trial table with the campaign on simpy as on the arrival-order engine."""
+    from memsim.sim import simulate as sim_module
+
+    proto = load_protocol(ROOT / "protocols" / "videomem.yaml")
+    assert in_order(proto)
+    out = {}
+    for engine in ("simpy", "auto"):
+        monkeypatch.setattr(sim_module, "_CAMPAIGN_ENGINE", engine)
+        out[engine] = sim_module.simulate(proto, params, seed=4, scale=0.04)
+    a, b = out["simpy"].trials, out["auto"].trials
+    assert list(a) == list(b) and len(a) == len(b) > 0
+    for c in a:
+        x, y = a[c], b[c]
+        if c == "role":
+            x, y = x.cat.codes, y.cat.codes
+        assert x.dtype == y.dtype and x.to_numpy().tobytes() == y.to_numpy().tobytes(), c
 
 
 @pytest.mark.parametrize("name, proto", VARIANTS, ids=[v[0] for v in VARIANTS])

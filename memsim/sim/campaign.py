@@ -30,15 +30,19 @@ Randomness: arrivals from stream ``(seed, CAMPAIGN, 0)``, participant ``p``'s
 selection and return from stream ``(seed, CAMPAIGN, p + 1)``; the selection's
 demands from ``(seed, DEMAND, 0)``, step ``s``'s pick demands from ``(seed, DEMAND, s)``.
 
-Two engines give the same plan, byte for byte (``tests/test_campaign.py``). simpy runs the
-campaign as events (an arrival, a return per participant and step) and is the engine of every
-policy whose choices depend on when sessions end (``adaptive``, ``counts: kept``). For the
-others (``least_annotated`` counting assignments, ``uniform``) nothing a participant is given
-depends on anyone's timing but the arrival order: each participant's draws come from her own
-stream in a fixed order, and selection sees the assignments of those who arrived before her. So
-the whole campaign is one numba loop over participants in arrival order
-(:func:`_plan_in_order`), which :func:`plan_campaign` uses for them unless told
-``engine="simpy"``.
+Two engines give the same plan, byte for byte (``tests/test_fast_paths.py``). simpy runs the
+campaign as events (an arrival, a return per participant and step) and is the reference, and
+the engine of the one policy whose choices depend on the results of the sessions that have
+ended (``adaptive``). For the others nothing a participant is given depends on anyone's timing
+but the arrival order and, with ``counts: kept`` or ``received``, the sessions' verdicts: each
+participant's draws come from her own stream in a fixed order, and selection sees the
+assignments of those who arrived before her, less (or plus) the verdicts due by her arrival.
+The arrival times come from their own stream, so they are all known up front; a session lasts
+at least :func:`first_verdict_s`, so the arrivals can be cut into windows inside which no
+verdict falls (with ``counts_every_h``, none before the next check). The campaign is then one
+numba loop over participants in arrival order (:func:`_plan_in_order`), run window by window,
+each window's step-1 sessions judged by one ``judge`` call after it is planned;
+:func:`plan_campaign` uses it for these policies unless told ``engine="simpy"``.
 """
 
 from __future__ import annotations
@@ -451,10 +455,11 @@ class SelectionPolicy:
     annotation counts of the assignments made so far (every policy keeps it: the campaign's
     stop rule and :attr:`Plan.annotation_counts` read it).
 
-    A policy whose choices never wait for a session to end says so (:meth:`in_order`): its
-    campaign is then planned in arrival order by one numba loop (:func:`_plan_in_order`,
-    which plays it as ``least_annotated``, or as ``uniform`` where :attr:`uniform`), tested
-    equal to the simpy engine byte for byte; the others run on simpy.
+    A policy whose choices depend on nothing but the arrival order and the sessions' verdicts
+    says so (:meth:`in_order`): its campaign is then planned in arrival order by one numba
+    loop (:func:`_plan_in_order`, which plays it as ``least_annotated`` counting what
+    :meth:`counting` says, or as ``uniform`` where :attr:`uniform`), tested equal to the simpy
+    engine byte for byte; the others run on simpy.
     """
 
     #: the arrival-order loop draws at random among all stimuli instead of the least annotated
@@ -462,8 +467,22 @@ class SelectionPolicy:
 
     @classmethod
     def in_order(cls, spec) -> bool:
-        """True when no choice waits for a session to end (no feedback from the sessions)."""
+        """True when the arrival-order engine can plan the campaign: no choice depends on a
+        session's results beyond its verdict (see :meth:`counting`)."""
         return False
+
+    @classmethod
+    def counting(cls, spec) -> str:
+        """What the annotation counts count in the arrival-order engine: ``"assigned"`` (each
+        assignment when made), ``"kept"`` (a dropped participant's withdrawn at her verdict)
+        or ``"received"`` (a kept participant's added at her verdict)."""
+        return "assigned"
+
+    @classmethod
+    def feedback(cls, spec) -> str | None:
+        """The simulator's feedback the policy needs: ``"judge"`` (each step-1 session's end
+        and verdict), ``"observe"`` (its results) or None."""
+        return None
 
     def __init__(self, spec, campaign: _Campaign) -> None:
         self.spec, self.c = spec, campaign
@@ -489,8 +508,16 @@ class LeastAnnotatedPolicy(SelectionPolicy):
 
     @classmethod
     def in_order(cls, spec) -> bool:
-        # kept and received counts wait for verdicts
-        return getattr(spec, "counts", "assigned") == "assigned"
+        # kept and received counts wait for verdicts, which the in-order engine applies too
+        return True
+
+    @classmethod
+    def counting(cls, spec) -> str:
+        return getattr(spec, "counts", "assigned")
+
+    @classmethod
+    def feedback(cls, spec) -> str | None:
+        return None if cls.counting(spec) == "assigned" else "judge"
 
     def __init__(self, spec, campaign: _Campaign) -> None:
         super().__init__(spec, campaign)
@@ -573,6 +600,10 @@ class UniformPolicy(SelectionPolicy):
 class AdaptivePolicy(SelectionPolicy):
     """Uniformly among the ``pool`` stimuli whose hit rate is most uncertain given the
     sessions that have ended (:class:`UncertaintyIndex`)."""
+
+    @classmethod
+    def feedback(cls, spec) -> str | None:
+        return "observe"
 
     def __init__(self, spec, campaign: _Campaign) -> None:
         super().__init__(spec, campaign)
@@ -694,11 +725,18 @@ def _later_picks(protocol: Protocol, seed: int) -> dict[int, LeastTestedPick]:
 
 
 def in_order(protocol: Protocol) -> bool:
-    """The protocol's campaign needs no event engine: its selection policy never waits for a
-    session to end (:meth:`SelectionPolicy.in_order`: ``least_annotated`` counting
-    assignments, ``uniform``)."""
+    """The protocol's campaign needs no event engine: its selection policy's choices depend on
+    nothing but the arrival order and the sessions' verdicts (:meth:`SelectionPolicy.in_order`:
+    ``least_annotated``, whatever it counts, and ``uniform``)."""
     sel = protocol.selection
     return SELECTION_POLICIES[sel.kind].in_order(sel)
+
+
+def feedback(protocol: Protocol) -> str | None:
+    """The simulator's feedback the protocol's campaign needs (:meth:`SelectionPolicy.feedback`):
+    ``"judge"``, ``"observe"`` or None."""
+    sel = protocol.selection
+    return SELECTION_POLICIES[sel.kind].feedback(sel)
 
 
 def plan_campaign(
@@ -715,26 +753,36 @@ def plan_campaign(
     ``engine``: ``"auto"`` runs the campaign in arrival order in numba where the policy allows
     (:func:`in_order`) and as simpy events otherwise; ``"simpy"`` always as simpy events (the
     reference the in-order engine is tested equal to, byte for byte); ``"in_order"`` refuses a
-    policy that needs events.
+    policy that needs events. The in-order engine relies on no step-1 session ending sooner
+    than :func:`first_verdict_s`; should the judge report one that does (a rounding of a
+    session's sum), ``"auto"`` plans the campaign on simpy and ``"in_order"`` refuses.
 
     ``observe(p, items)`` (needed by the ``adaptive`` policy) plays participant
     ``p``'s step 1 with those items and returns ``(end_s, target_videos, hits)``:
     the results become known to the policy once the session has ended.
-    ``judge(ps, items, starts)`` (needed by ``least_annotated`` with ``counts: kept``) plays
-    the step 1 of participants ``ps`` and returns their ``(end_s, kept)``: a participant's
-    step-1 target annotations are withdrawn from the count when her session ends, if step
-    1's filters drop her. Each participant's results come from her own random streams, so
-    which of them are judged together changes nothing: the sessions of all participants
-    assigned so far are judged at once when the oldest of them could have ended (a session
-    lasts at least :func:`first_verdict_s`), and withdrawals take effect before the next
-    selection after the session's end.
+    ``judge(ps, items, starts)`` (needed by ``least_annotated`` with ``counts: kept`` or
+    ``received``) plays the step 1 of participants ``ps`` and returns their ``(end_s, kept)``:
+    a participant's step-1 target annotations are withdrawn from the count when her session
+    ends, if step 1's filters drop her (``kept``; ``received``: counted then, if they keep
+    her). Each participant's results come from her own random streams, so which of them are
+    judged together changes nothing: simpy judges the sessions of all participants assigned
+    so far at once when the oldest of them could have ended (a session lasts at least
+    :func:`first_verdict_s`), the in-order engine those of a window of arrivals at a time, and
+    a verdict takes effect before the next selection after the session's end (with
+    ``counts_every_h``: after the first check at or after it).
     """
     if engine not in ("auto", "simpy", "in_order"):
         raise ValueError(f"engine must be auto, simpy or in_order, got {engine!r}")
     if engine == "in_order" and not in_order(protocol):
         raise ValueError(f"the {protocol.selection.kind} policy needs the simpy engine")
     if engine != "simpy" and in_order(protocol):
-        return _plan_in_order(protocol, seed, return_probability)
+        try:
+            return _plan_in_order(protocol, seed, return_probability, judge, min_press_s)
+        except _VerdictTooSoon:
+            # a session shorter than first_verdict_s by a rounding: the windows relied on the
+            # bound, so the events decide (simpy handles any order of verdicts)
+            if engine == "in_order":
+                raise ValueError("a session ended before first_verdict_s: use simpy") from None
     return _plan_simpy(protocol, seed, return_probability, observe, judge, min_press_s)
 
 
@@ -872,12 +920,40 @@ def _select_uniform_marked(n, k, mark, stamp, state):
 
 
 @njit(cache=True)
+def _apply_verdicts(
+    upto, due_t, due_p, ptr, add, items1, target_places, counts, keys, demand, order, where, start
+):
+    """The verdicts due at or before ``upto`` from ``ptr`` on (``due_t``/``due_p`` sorted by
+    ``(due, participant)``, as simpy's heap pops them): each participant's step-1 targets
+    added to the counts (``add``: received) or withdrawn (kept). Returns the next ``ptr``."""
+    has_demand = demand.shape[0] > 0
+    while ptr < due_t.shape[0] and due_t[ptr] <= upto:
+        targets = items1[due_p[ptr]][target_places]
+        if add:
+            if has_demand:
+                _add_demanded(counts, keys, demand, order, where, start, targets)
+            else:
+                _add_annotations(counts, order, where, start, targets)
+        elif has_demand:
+            _remove_demanded(counts, keys, demand, order, where, start, targets)
+        else:
+            _remove_annotations(counts, order, where, start, targets)
+        ptr += 1
+    return ptr
+
+
+@njit(cache=True)
 def _campaign_in_order(
     seed,
-    max_p,
+    p0,
+    p1,
+    arrival,
     min_annot,
     n_videos,
     uniform_policy,
+    counting,
+    due_t,
+    due_p,
     pool,
     k1,
     target_places,
@@ -887,6 +963,9 @@ def _campaign_in_order(
     order,
     where,
     start,
+    mark,
+    tie_mark,
+    places,
     return_probability,
     n_new,
     delay_lo_h,
@@ -900,18 +979,37 @@ def _campaign_in_order(
     ret_u,
     ret_keys,
 ):
-    """Every participant in arrival order: selection, the index's counts, her returns.
+    """Participants ``p0`` to ``p1 - 1`` in arrival order: selection, the index's counts, her
+    returns. Returns ``(n, ptr, stopped)``: participants planned so far, verdicts applied
+    (of ``due_t``), whether the stop rule ended the campaign.
 
     The same draws, from the same streams and in the same order, as the simpy campaign's
-    ``participant`` process; the stop rule is checked at each arrival on the counts of those
-    who arrived before (as there: the newcomer's process runs after the check)."""
+    ``participant`` process. ``counting``: 0 assigned, 1 kept, 2 received. Before each
+    arrival the verdicts due by then are applied (simpy's ``tick``), then the stop rule is
+    checked on those counts (the newcomer's process runs after the check: she is still
+    planned); ``received`` counts an assignment and withdraws it at once, as simpy does (the
+    order of the index's swaps decides its ties, so the draws). ``mark``, ``tie_mark`` (int64[V],
+    stamps ``p + 1``) and ``places`` (the identity, restored) carry over from call to call."""
     S = n_new.shape[0]
-    mark = np.zeros(n_videos, dtype=np.int64)
-    tie_mark = np.zeros(n_videos, dtype=np.int64)
-    places = np.arange(max(pool, 1))
     has_demand = demand.shape[0] > 0
-    n = 0
-    for p in range(max_p):
+    ptr = 0
+    for p in range(p0, p1):
+        if counting != 0:
+            ptr = _apply_verdicts(
+                arrival[p],
+                due_t,
+                due_p,
+                ptr,
+                counting == 2,
+                items1,
+                target_places,
+                counts,
+                keys,
+                demand,
+                order,
+                where,
+                start,
+            )
         stop = False
         if min_annot > 0:
             if has_demand:
@@ -930,8 +1028,12 @@ def _campaign_in_order(
         targets = chosen[target_places]
         if has_demand:
             _add_demanded(counts, keys, demand, order, where, start, targets)
+            if counting == 2:
+                _remove_demanded(counts, keys, demand, order, where, start, targets)
         else:
             _add_annotations(counts, order, where, start, targets)
+            if counting == 2:
+                _remove_annotations(counts, order, where, start, targets)
         for j in range(k1):
             mark[chosen[j]] = stamp
         for s in range(1, S):
@@ -948,14 +1050,35 @@ def _campaign_in_order(
                 for j in range(pick_m[s]):
                     state, ret_keys[p, s, j] = next_uniform(state)
             returns[p, s] = True
-        n = p + 1
         if stop:
-            break
-    return n
+            return p + 1, ptr, True
+    return p1, ptr, False
 
 
-def _plan_in_order(protocol: Protocol, seed: int, return_probability: float) -> Plan:
-    """The campaign in arrival order (see :func:`plan_campaign`): the same plan as simpy's."""
+class _VerdictTooSoon(Exception):
+    """A session ended before :func:`first_verdict_s` (a rounding of its sum): the arrival
+    windows of :func:`_plan_in_order` assumed it could not."""
+
+
+_COUNTING = {"assigned": 0, "kept": 1, "received": 2}
+
+
+def _plan_in_order(
+    protocol: Protocol,
+    seed: int,
+    return_probability: float,
+    judge=None,
+    min_press_s: float = 0.0,
+) -> Plan:
+    """The campaign in arrival order (see :func:`plan_campaign`): the same plan as simpy's.
+
+    With verdicts to count (``counts: kept`` or ``received``), the arrivals, drawn up front
+    from their own stream, are cut into windows no verdict falls inside: a window opened by
+    the arrival at ``t`` ends before ``t + first_verdict_s`` (the earliest any of its sessions
+    can end), or before the first count check at or after that with ``counts_every_h``. One
+    numba call plans a window's participants, applying the verdicts due before each arrival;
+    one ``judge`` call then plays their step 1, and their verdicts join the sorted list.
+    """
     n_videos = protocol.stimuli.count
     steps = protocol.steps
     S = len(steps)
@@ -963,6 +1086,10 @@ def _plan_in_order(protocol: Protocol, seed: int, return_probability: float) -> 
     if k1 != sum(g.count for g in steps[0].items):
         raise UserError("step 1 cannot draw items from an earlier step", path=protocol.name)
     sel = protocol.selection
+    policy = SELECTION_POLICIES[sel.kind]
+    counting = policy.counting(sel)
+    if counting != "assigned" and judge is None:
+        raise UserError(f"counts: {counting} needs the simulator's feedback", path=protocol.name)
     stop = protocol.campaign.stop
     max_p = stop.count if stop.kind == "participants" else stop.max_participants
     min_annot = stop.count if stop.kind == "min_annotations" else 0
@@ -988,36 +1115,97 @@ def _plan_in_order(protocol: Protocol, seed: int, return_probability: float) -> 
     ret_new = np.empty((max_p, S, later_new), dtype=np.int32)
     ret_u = np.empty((max_p, S))
     ret_keys = np.empty((max_p, S, width if picks else 0))
-    n = _campaign_in_order(
-        np.uint64(seed),
-        max_p,
-        min_annot,
-        n_videos,
-        SELECTION_POLICIES[sel.kind].uniform,
-        int(getattr(sel, "pool", 0)),
-        k1,
-        np.flatnonzero(_step1_target_mask(protocol)).astype(np.int64),
-        index.counts,
-        index.keys,
-        index.demand if index.demand is not None else np.zeros(0),
-        index.order,
-        index.where,
-        index.start,
-        float(return_probability),
-        n_new,
-        lo,
-        hi,
-        eligible,
-        pick_m,
-        items1,
-        returns,
-        ret_delay,
-        ret_new,
-        ret_u,
-        ret_keys,
-    )
     # arrival times as simpy accumulates them: now + gap, one arrival after the other
-    gaps = -np.log1p(-_arrival_uniforms(np.uint64(seed), n)) / rate_per_s
+    gaps = -np.log1p(-_arrival_uniforms(np.uint64(seed), max_p)) / rate_per_s
+    arrival = np.cumsum(gaps)
+    target_places = np.flatnonzero(_step1_target_mask(protocol)).astype(np.int64)
+    demand = index.demand if index.demand is not None else np.zeros(0)
+    scratch = (
+        np.zeros(n_videos, dtype=np.int64),  # mark
+        np.zeros(n_videos, dtype=np.int64),  # tie_mark
+        np.arange(max(int(getattr(sel, "pool", 0)), 1)),  # places
+    )
+    due_t, due_p = np.empty(0), np.empty(0, dtype=np.int64)
+    verdict_s = first_verdict_s(protocol, min_press_s) if counting != "assigned" else np.inf
+    every_s = (getattr(sel, "counts_every_h", None) or 0.0) * 3600.0
+
+    def window(p0: int, p1: int, due_t: np.ndarray, due_p: np.ndarray):
+        return _campaign_in_order(
+            np.uint64(seed),
+            p0,
+            p1,
+            arrival,
+            min_annot,
+            n_videos,
+            policy.uniform,
+            _COUNTING[counting],
+            due_t,
+            due_p,
+            int(getattr(sel, "pool", 0)),
+            k1,
+            target_places,
+            index.counts,
+            index.keys,
+            demand,
+            index.order,
+            index.where,
+            index.start,
+            *scratch,
+            float(return_probability),
+            n_new,
+            lo,
+            hi,
+            eligible,
+            pick_m,
+            items1,
+            returns,
+            ret_delay,
+            ret_new,
+            ret_u,
+            ret_keys,
+        )
+
+    n, stopped = 0, False
+    while n < max_p and not stopped:
+        # no verdict of a participant arriving in [arrival[n], end) is due before `end`
+        end = arrival[n] + verdict_s
+        if every_s > 0.0:
+            end = np.ceil(end / every_s) * every_s
+        p1 = min(max(int(np.searchsorted(arrival, end, side="left")), n + 1), max_p)
+        p0 = n
+        n, ptr, stopped = window(p0, p1, due_t, due_p)
+        if counting == "assigned":
+            continue
+        ps = np.arange(p0, n, dtype=np.int64)
+        ends, kept = judge(ps, items1[ps], arrival[ps])
+        ends = np.asarray(ends, dtype=np.float64)
+        if np.any(ends < arrival[ps] + verdict_s):
+            raise _VerdictTooSoon
+        kept = np.asarray(kept, dtype=bool)
+        mine = np.flatnonzero(kept if counting == "received" else ~kept)
+        due = ends[mine]
+        if every_s > 0.0:  # at the first check after the session's end
+            due = np.ceil(due / every_s) * every_s
+        due_t = np.concatenate([due_t[ptr:], due])
+        due_p = np.concatenate([due_p[ptr:], ps[mine]])
+        by = np.lexsort((due_p, due_t))  # (due, participant): simpy's heap order
+        due_t, due_p = due_t[by], due_p[by]
+    if counting != "assigned":  # the verdicts still due once recruitment ended (simpy's finish)
+        _apply_verdicts(
+            np.inf,
+            due_t,
+            due_p,
+            0,
+            counting == "received",
+            items1,
+            target_places,
+            index.counts,
+            index.keys,
+            demand,
+            index.order,
+            index.where,
+            index.start,
+        )
     later = []
     for s in range(1, S):
         rows = np.flatnonzero(returns[:n, s]).astype(np.int64)
@@ -1046,7 +1234,7 @@ def _plan_in_order(protocol: Protocol, seed: int, return_probability: float) -> 
         )
     return Plan(
         n_participants=n,
-        arrival_s=np.cumsum(gaps),
+        arrival_s=arrival[:n].copy(),
         step1_items=items1[:n].copy(),
         later=later,
         annotation_counts=index.counts,

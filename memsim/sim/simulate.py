@@ -28,7 +28,7 @@ from memsim.design.trials import COLUMNS, ROLES
 from memsim.errors import UserError
 from memsim.progress import ProgressCallback, report
 from memsim.rng import CAMPAIGN, SEQUENCE, stream_key
-from memsim.sim.campaign import in_order, plan_campaign, shuffle_front
+from memsim.sim.campaign import feedback, plan_campaign, shuffle_front
 from memsim.sim.forgetting import LAWS, retention
 from memsim.sim.kernel import (
     ROLE_CODES,
@@ -745,12 +745,19 @@ def _play_fused(
     }
 
 
+#: the campaign engine :func:`_campaign` asks :func:`plan_campaign` for; tests set it to
+#: ``"simpy"`` to check a whole simulation against the reference engine
+_CAMPAIGN_ENGINE = "auto"
+
+
 def _campaign(prepared, params, seed, progress):
     protocol = prepared.protocol
     videos = draw_videos(params, protocol.stimuli.count, seed)
     # prefix-stable: the first n are the same
     parts = draw_participants(params, prepared.max_participants, seed)
-    player = None if in_order(protocol) else _FirstStepPlayer(protocol, params, seed, parts, videos)
+    player = None
+    if feedback(protocol) is not None:  # the policy learns from step-1 sessions as they end
+        player = _FirstStepPlayer(protocol, params, seed, parts, videos)
     plan = plan_campaign(
         protocol,
         seed,
@@ -758,6 +765,7 @@ def _campaign(prepared, params, seed, progress):
         observe=player.observe if player is not None else None,
         judge=player.judge if player is not None else None,
         min_press_s=params.participants.rt.min_s,
+        engine=_CAMPAIGN_ENGINE,
     )
     return videos, parts, plan
 

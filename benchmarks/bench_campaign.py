@@ -1,0 +1,162 @@
+"""The shipped VideoMem campaign (kept counts, checks every 36 h): simpy against arrival order.
+
+Run ``NUMBA_NUM_THREADS=1 python benchmarks/bench_campaign.py``. In one warm process, the two
+engines in turn (simpy, then in order, ``--repeats`` rounds), times
+
+* the plan alone: ``plan_campaign`` with the simulator's judge (a fresh step-1 player each
+  time, as :func:`memsim.simulate` makes one), and of that, the time inside ``judge``;
+* a whole ``simulate`` (the campaign forced to one engine through the module's
+  ``_CAMPAIGN_ENGINE``), and of that, the campaign stage and the time inside ``judge``;
+
+and prints the medians and the ratio simpy / in order of each; as a reference, a whole
+``simulate`` of the same protocol counting assignments (``counts: assigned``, no checks: no
+verdicts to wait for). Before timing, it checks that both engines give the same plan, byte for
+byte, and the same trial table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import numpy as np
+
+from memsim.design.protocol import load_protocol, protocol_from_mapping
+from memsim.sim import simulate as sim_module
+from memsim.sim.campaign import plan_campaign
+from memsim.sim.params import load_params
+from memsim.sim.population import draw_participants, draw_videos
+
+ROOT = Path(__file__).resolve().parents[1]
+ENGINES = ("simpy", "in_order")
+
+
+def plan(protocol, params, seed: int, engine: str):
+    """``(plan, seconds in judge, judge calls)`` of the campaign on ``engine``."""
+    stop = protocol.campaign.stop
+    n = stop.count if stop.kind == "participants" else stop.max_participants
+    player = sim_module._FirstStepPlayer(
+        protocol,
+        params,
+        seed,
+        draw_participants(params, n, seed),
+        draw_videos(params, protocol.stimuli.count, seed),
+    )
+    spent = [0.0, 0]
+
+    def judge(ps, items, starts):
+        t = time.perf_counter()
+        out = player.judge(ps, items, starts)
+        spent[0] += time.perf_counter() - t
+        spent[1] += 1
+        return out
+
+    got = plan_campaign(
+        protocol,
+        seed,
+        params.participants.return_probability,
+        judge=judge,
+        min_press_s=params.participants.rt.min_s,
+        engine=engine,
+    )
+    return got, spent[0], spent[1]
+
+
+def simulate(protocol, params, seed: int, engine: str):
+    """``(trial table, seconds in the campaign stage, seconds in judge)`` of a whole simulation
+    on ``engine``."""
+    sim_module._CAMPAIGN_ENGINE = "simpy" if engine == "simpy" else "auto"
+    stage, judge = sim_module._campaign, sim_module._FirstStepPlayer.judge
+    spent = [0.0, 0.0]
+
+    def timed(*a, _f=stage, _i=0):
+        t = time.perf_counter()
+        out = _f(*a)
+        spent[_i] += time.perf_counter() - t
+        return out
+
+    sim_module._campaign = timed
+    sim_module._FirstStepPlayer.judge = lambda *a: timed(*a, _f=judge, _i=1)
+    try:
+        return sim_module.simulate(protocol, params, seed=seed).trials, *spent
+    finally:
+        sim_module._campaign, sim_module._FirstStepPlayer.judge = stage, judge
+        sim_module._CAMPAIGN_ENGINE = "auto"
+
+
+def same_plan(a, b) -> bool:
+    arrays = [(a.arrival_s, b.arrival_s), (a.step1_items, b.step1_items)]
+    arrays.append((a.annotation_counts, b.annotation_counts))
+    for la, lb in zip(a.later, b.later, strict=True):
+        arrays += [(getattr(la, f), getattr(lb, f)) for f in ("rows", "delay_s", "new_items")]
+        arrays.append((la.tested, lb.tested))
+    return a.n_participants == b.n_participants and all(
+        x.dtype == y.dtype and x.tobytes() == y.tobytes() for x, y in arrays
+    )
+
+
+def same_table(a, b) -> bool:
+    def raw(s):
+        return (s.cat.codes if s.dtype.name == "category" else s).to_numpy().tobytes()
+
+    return list(a) == list(b) and all(raw(a[c]) == raw(b[c]) for c in a)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--repeats", type=int, default=5, help="timed rounds of each engine")
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args()
+    protocol = load_protocol(ROOT / "protocols" / "videomem.yaml")
+    params = load_params(ROOT / "calibration" / "videomem.yaml")
+    print(
+        f"{protocol.name}: counts {protocol.selection.counts}, checks every "
+        f"{protocol.selection.counts_every_h} h, {protocol.campaign.stop.count} participants"
+    )
+    # warm up (compile or load the caches) and check that the engines agree
+    warm = {e: plan(protocol, params, args.seed, e) for e in ENGINES}
+    plans = {e: w[0] for e, w in warm.items()}
+    print("judge calls: " + ", ".join(f"{e} {w[2]:,}" for e, w in warm.items()))
+    tables = {e: simulate(protocol, params, args.seed, e)[0] for e in ENGINES}
+    print(
+        f"same plan: {same_plan(*plans.values())}; "
+        f"same trial table: {same_table(*tables.values())} ({len(tables['simpy']):,} rows)"
+    )
+    rows = {
+        k: {e: [] for e in ENGINES}
+        for k in ("plan", "plan: judge", "simulate", "simulate: campaign", "simulate: judge")
+    }
+    d = protocol.dump()
+    d["selection"].update(counts="assigned", counts_every_h=None)
+    assigned = protocol_from_mapping(d)
+    simulate(assigned, params, args.seed, "in_order")
+    reference = []
+    for r in range(args.repeats):
+        t = time.perf_counter()
+        simulate(assigned, params, args.seed + 1 + r, "in_order")
+        reference.append(time.perf_counter() - t)
+        for e in ENGINES:
+            t = time.perf_counter()
+            _, judged, _ = plan(protocol, params, args.seed + 1 + r, e)
+            rows["plan"][e].append(time.perf_counter() - t)
+            rows["plan: judge"][e].append(judged)
+            t = time.perf_counter()
+            _, campaign, judged = simulate(protocol, params, args.seed + 1 + r, e)
+            rows["simulate"][e].append(time.perf_counter() - t)
+            rows["simulate: campaign"][e].append(campaign)
+            rows["simulate: judge"][e].append(judged)
+    print(f"medians of {args.repeats} warm runs, seeds {args.seed + 1}-{args.seed + args.repeats}")
+    print(f"{'':24} {'simpy (s)':>10} {'in order (s)':>13} {'simpy / in order':>17}")
+    for k, by in rows.items():
+        a, b = np.median(by["simpy"]), np.median(by["in_order"])
+        print(f"{k:24} {a:10.3f} {b:13.3f} {a / b:17.2f}")
+    ref = np.median(reference)
+    print(
+        f"simulate, counts: assigned (in order): {ref:.3f} s; kept in order / assigned: "
+        f"{np.median(rows['simulate']['in_order']) / ref:.2f}"
+    )
+
+
+if __name__ == "__main__":
+    main()
