@@ -272,7 +272,7 @@ def test_a_study_names_the_shipped_posterior(tmp_path):
 @pytest.mark.parametrize(
     "params, extra, message",
     [
-        ("posterior nowhere", "", "no shipped posterior named 'nowhere' \\(shipped: videomem\\)"),
+        ("posterior nowhere", "", r"no shipped posterior named 'nowhere' \(shipped: memento10k, "),
         ("posterior ./nowhere", "", "not an output folder of `memsim infer`|no base-params.yaml"),
         ("posterior post", "replicates: 5\n", "5 posterior draws wanted, the folder holds 3"),
         (

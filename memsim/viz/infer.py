@@ -11,6 +11,7 @@ import math
 from pathlib import Path
 
 import numpy as np
+from matplotlib.ticker import LogLocator, NullFormatter
 
 from memsim.viz import style
 
@@ -36,6 +37,11 @@ def fig_marginals(prior, u: np.ndarray, points: dict, path: Path) -> Path:
             if p.log:
                 edges = np.exp(np.log(p.lo) + edges * (math.log(p.hi) - math.log(p.lo)))
                 ax.set_xscale("log")
+                # labels at decades (and threes over a range under two decades), none at the
+                # minor ticks: matplotlib labels every minor tick of a short range, overlapping
+                short = math.log10(p.hi / p.lo) < 2
+                ax.xaxis.set_major_locator(LogLocator(subs=(1.0, 3.0) if short else (1.0,)))
+                ax.xaxis.set_minor_formatter(NullFormatter())
             else:
                 edges = p.lo + edges * (p.hi - p.lo)
             ax.hist(values[:, j], bins=edges, color=style.ROLE["simulated"], alpha=0.75)
