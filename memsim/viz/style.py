@@ -135,8 +135,9 @@ def _rc() -> dict:
 @contextlib.contextmanager
 def styled() -> Iterator[None]:
     """Apply the project style to figures made inside the block (and only to them)."""
-    plt = pyplot()
-    with plt.rc_context(_rc()):
+    import matplotlib
+
+    with matplotlib.rc_context(_rc()):
         yield
 
 
@@ -150,16 +151,17 @@ def subplots(
     **kw,
 ):
     """A figure of ``nrows x ncols`` panels with constrained layout: call inside
-    :func:`styled` and close it yourself (:func:`figure` does both)."""
-    plt = pyplot()
-    fig, axes = plt.subplots(
-        nrows,
-        ncols,
-        figsize=(panel[0] * ncols, panel[1] * nrows),
-        squeeze=squeeze,
-        layout="constrained",
-        **kw,
-    )
+    :func:`styled` (:func:`figure` does).
+
+    A :class:`matplotlib.figure.Figure` of its own, outside pyplot's registry of open figures
+    (no global state, nothing left open when a caller forgets to close it, never a window):
+    it draws on an Agg canvas (files only) and is saved through the canvas of each format."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(panel[0] * ncols, panel[1] * nrows), layout="constrained")
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(nrows, ncols, squeeze=squeeze, **kw)
     if title:
         suptitle(fig, title)
     return fig, axes
@@ -179,13 +181,12 @@ def figure(
     Yields ``(fig, axes)`` with ``axes`` a 2-D array; draw and :func:`save` inside the
     block.
     """
-    plt = pyplot()
     with styled():
         fig, axes = subplots(nrows, ncols, panel=panel, title=title, **kw)
         try:
             yield fig, axes
         finally:
-            plt.close(fig)
+            fig.clear()  # free the artists now rather than at the next garbage collection
 
 
 def parse_formats(formats: str | Iterable[str] | None) -> tuple[str, ...]:
