@@ -46,8 +46,9 @@ def _variants():
     out = [(p.name, p) for p in shipped if in_order(p)]
     base = load_protocol(ROOT / "protocols" / "videomem.yaml").dump()
     # VideoMem's selection counts kept annotations, which waits for sessions (simpy only); the
-    # rest of its campaign (demand, the step-2 pick with its floor) is tested in order here
-    base["selection"].update(counts="assigned", counts_every_h=None)
+    # rest of its campaign (demand, the step-2 pick with its floor) is tested in order here;
+    # so does later_pool (simpy only)
+    base["selection"].update(counts="assigned", counts_every_h=None, later_pool=None)
     pick = ("steps", 1, "items", 0, "source")
     for name, change in (
         ("counting assignments", lambda d: None),
