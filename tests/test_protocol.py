@@ -301,15 +301,6 @@ BROKEN_MAPPINGS = [
     ("later-pool-below-step-1", _set("selection.later_pool", 119), "selection.later_pool"),
     ("later-pool-above-stimuli", _set("selection.later_pool", 10001), "selection.later_pool"),
     (
-        "later-pool-without-a-later-pick",
-        _chain(
-            _set("steps.1.items.0.source.pick", "random"),
-            _set("steps.1.items.0.source.demand", None),
-            _set("steps.1.items.0.source.floor", None),
-        ),
-        "selection.later_pool",
-    ),
-    (
         "floor-with-random-pick",
         _chain(
             _set("steps.1.items.0.source.pick", "random"),

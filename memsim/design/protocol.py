@@ -705,10 +705,10 @@ class LeastAnnotated(_Frozen):
 
     later_pool: Count | None = Field(
         default=None,
-        description="the step-1 places that a later step's pick: least_annotated draws from "
+        description="the step-1 places that a later step draws its tested items from "
         "(VideoMem's non-vigilance fillers) are drawn at random among the later_pool stimuli "
         "shown least often in those places so far (/ demand), apart from the step's other "
-        "items; none: all of step 1's items from the one pool",
+        "items; none (or no such places): all of step 1's items from the one pool",
     )
 
     @model_validator(mode="after")
@@ -890,22 +890,17 @@ class Protocol(_Frozen):
         return self
 
     def _check_later_pool(self, later_pool: int) -> None:
-        """``selection.later_pool`` needs places that a later step picks from, and a pool that can
-        feed them beside the rest of step 1's items."""
+        """``selection.later_pool`` must be able to feed the places a later step draws from
+        beside the rest of step 1's items (with no such places it changes nothing)."""
         where = ("selection", "later_pool")
         places = len(later_pick_places(self))
-        if places == 0:
-            raise _At(
-                where,
-                "needs a later step whose items come from step 1 with pick: least_annotated",
-            )
         if later_pool > self.stimuli.count:
             raise _At(where, f"{later_pool} is larger than the {self.stimuli.count} stimuli")
         n_new = self.steps[0].n_new
         if later_pool < n_new:  # the other items may all be in it
             raise _At(
                 where,
-                f"{later_pool} cannot feed the {places} places a later step picks from apart "
+                f"{later_pool} cannot feed the {places} places a later step draws from apart "
                 f"from step 1's other {n_new - places} items (at least {n_new})",
             )
 
@@ -960,15 +955,14 @@ class Protocol(_Frozen):
 
 
 def later_pick_places(protocol: Protocol) -> list[int]:
-    """Places of step 1's items (in item-group order) that a later step's ``pick:
-    least_annotated`` draws from: new items of the source's roles (VideoMem: the 60
-    non-vigilance fillers)."""
+    """Places of step 1's items (in item-group order) that a later step draws tested items
+    from: new items of the roles its sources name (VideoMem: the 60 non-vigilance fillers);
+    none in a protocol whose later steps take nothing from step 1."""
     roles: set[str] = set()
     for step in protocol.steps[1:]:
         for g in step.items:
-            if not isinstance(g.source, str) and g.source.pick == "least_annotated":
-                if g.source.step == 1:
-                    roles.update(g.source.roles)
+            if not isinstance(g.source, str) and g.source.step == 1:
+                roles.update(g.source.roles)
     places, at = [], 0
     for h in protocol.steps[0].items:
         if h.role in roles and isinstance(h.source, str):

@@ -554,8 +554,9 @@ class LeastAnnotatedPolicy(SelectionPolicy):
         # later_pool: the places a later step picks from, balanced on how often each stimulus
         # was shown in them (with the selection's demand), the rest from the annotation pool
         self.later: np.ndarray | None = None
-        if getattr(spec, "later_pool", None) is not None:
-            self.later = np.array(later_pick_places(campaign.protocol), dtype=np.int64)
+        places = later_pick_places(campaign.protocol)
+        if getattr(spec, "later_pool", None) is not None and places:
+            self.later = np.array(places, dtype=np.int64)
             rest = np.ones(campaign.k1, dtype=bool)
             rest[self.later] = False
             self.rest = np.flatnonzero(rest)
