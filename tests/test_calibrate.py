@@ -104,9 +104,15 @@ def test_recovers_well_identified_parameters(tmp_path, params):
     targets of one seed can sit 3 sds from another seed's, and the fit follows them.
     On the protocol counting assigned annotations: counting kept ones makes every verdict
     reshuffle later assignments, which breaks common random numbers (docs/protocols.md,
-    "Counting kept annotations"; a refit runs on such a copy)."""
+    "Counting kept annotations"; a refit runs on such a copy). Without ``later_pool`` too, so
+    that the campaign runs in arrival order (the in-order engine has no later pool); with it
+    the same fit recovered the false-alarm RT log-mean 0.032 of its range off (seed 11)."""
     proto = load_protocol(VIDEOMEM).updated(
-        {"selection.counts": "assigned", "selection.counts_every_h": None}
+        {
+            "selection.counts": "assigned",
+            "selection.counts_every_h": None,
+            "selection.later_pool": None,
+        }
     )
     proto = scale_protocol(proto, 0.3)
     targets = load_targets(TARGETS)

@@ -46,8 +46,9 @@ def _variants():
     out = [(p.name, p) for p in shipped if in_order(p)]
     base = load_protocol(ROOT / "protocols" / "videomem.yaml").dump()
     # VideoMem's selection counts kept annotations, which waits for sessions (simpy only); the
-    # rest of its campaign (demand, the step-2 pick with its floor) is tested in order here
-    base["selection"].update(counts="assigned", counts_every_h=None)
+    # rest of its campaign (demand, the step-2 pick with its floor) is tested in order here;
+    # so does later_pool (simpy only)
+    base["selection"].update(counts="assigned", counts_every_h=None, later_pool=None)
     pick = ("steps", 1, "items", 0, "source")
     for name, change in (
         ("counting assignments", lambda d: None),
@@ -141,7 +142,8 @@ def test_in_order_campaign_is_the_simpy_campaign(name, proto, params):
 
 def _counting(counts, every_h=None, demand=True, stop=None):
     d = load_protocol(ROOT / "protocols" / "videomem.yaml").dump()
-    d["selection"].update(counts=counts, counts_every_h=every_h)
+    # without the later pool, which only simpy runs (tested there: tests/test_simulate.py)
+    d["selection"].update(counts=counts, counts_every_h=every_h, later_pool=None)
     if not demand:
         d["selection"].pop("demand")
     if stop is not None:
@@ -211,11 +213,14 @@ def test_a_session_shorter_than_the_bound_falls_back_to_simpy(params):
 
 
 def test_shipped_videomem_simulation_is_the_simpy_one(params, monkeypatch):
-    """A whole simulation of the shipped VideoMem protocol (kept counts, checks every 36 h)
-    gives the same trial table with the campaign on simpy as on the arrival-order engine."""
+    """A whole simulation of the shipped VideoMem protocol (kept counts, checks every 36 h;
+    without its later pool, which only simpy runs) gives the same trial table with the campaign
+    on simpy as on the arrival-order engine."""
     from memsim.sim import simulate as sim_module
 
-    proto = load_protocol(ROOT / "protocols" / "videomem.yaml")
+    shipped = load_protocol(ROOT / "protocols" / "videomem.yaml")
+    assert not in_order(shipped)  # the later pool: simpy
+    proto = shipped.updated({"selection.later_pool": None})
     assert in_order(proto)
     out = {}
     for engine in ("simpy", "auto"):

@@ -298,6 +298,8 @@ BROKEN_MAPPINGS = [
     ("checks-zero", _set("selection.counts_every_h", 0), "selection.counts_every_h"),
     ("checks-without-verdicts", _set("selection.counts", "assigned"), "selection.counts_every_h"),
     ("pick-floor-zero", _set("steps.1.items.0.source.floor", 0), "steps.1.items.0.source.floor"),
+    ("later-pool-below-step-1", _set("selection.later_pool", 119), "selection.later_pool"),
+    ("later-pool-above-stimuli", _set("selection.later_pool", 10001), "selection.later_pool"),
     (
         "floor-with-random-pick",
         _chain(

@@ -357,7 +357,9 @@ def test_checked_verdicts_leave_the_last_drops_uncompensated(videomem, params):
     below = {}
     for every in (None, 36.0):  # 36 h at full scale: 3.6 h in this tenth of the campaign
         d = videomem.dump()
-        d["selection"].update(counts="kept", counts_every_h=every)
+        # one pool for all of step 1's items: at scale 0.1 both pools are clamped to step 1's
+        # 120 items, and with later_pool the checks left fewer below the median (35 % vs 42 %)
+        d["selection"].update(counts="kept", counts_every_h=every, later_pool=None)
         d["selection"].pop("demand", None)
         sim = simulate(protocol_from_mapping(d), params, seed=5, scale=0.1)
         n = score(sim.trials, sim.protocol).scores["nb_short-term_annotations"].to_numpy()
@@ -845,3 +847,33 @@ def test_short_term_familiarity_fades_before_the_next_day(videomem, params):
     st_shift = e_on["true_short_term"] - e_off["true_short_term"]
     assert np.corrcoef(st_shift, v_on.familiarity)[0, 1] > 0.9
     np.testing.assert_allclose(e_on["true_long_term"], e_off["true_long_term"], atol=1e-8)
+
+
+def test_later_pool_fills_the_picked_places_apart(videomem, params):
+    """``selection.later_pool`` draws the places step 2 tests from (VideoMem's 60 non-vigilance
+    fillers) among the stimuli least shown in them: how often each stimulus was shown there is
+    balanced (tighter than with one pool for all 120 items), no participant sees a stimulus
+    twice, and the same seed gives the same plan."""
+    from memsim.design.protocol import later_pick_places
+    from memsim.sim.simulate import scale_protocol
+
+    places = np.array(later_pick_places(videomem))
+    assert places.tolist() == list(range(60, 120))  # after 40 targets and 20 vigilance fillers
+    shown = {}
+    for later_pool in (None, 1000):
+        d = videomem.dump()
+        d["selection"].update(counts="assigned", counts_every_h=None, later_pool=later_pool)
+        d["selection"].pop("demand", None)
+        proto = scale_protocol(protocol_from_mapping(d), 0.1)
+        plan = plan_campaign(proto, 4, params.participants.return_probability, engine="simpy")
+        items = plan.step1_items
+        assert all(np.unique(row).size == row.size for row in items)
+        shown[later_pool] = np.bincount(items[:, places].ravel(), minlength=proto.stimuli.count)
+        if later_pool is not None:
+            assert proto.selection.later_pool == 120  # scaled (100), at least step 1's items
+            again = plan_campaign(proto, 4, params.participants.return_probability, engine="simpy")
+            assert np.array_equal(again.step1_items, items)
+            with pytest.raises(ValueError, match="simpy"):
+                plan_campaign(proto, 4, 0.3, engine="in_order")
+    assert shown[1000].max() - shown[1000].min() <= 2
+    assert shown[1000].std() < 0.3 * shown[None].std()

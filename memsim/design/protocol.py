@@ -60,6 +60,7 @@ __all__ = [
     "Stimuli",
     "find_arrangement",
     "integer",
+    "later_pick_places",
     "number",
     "load_protocol",
     "protocol_from_mapping",
@@ -702,6 +703,14 @@ class LeastAnnotated(_Frozen):
         "session's end)",
     )
 
+    later_pool: Count | None = Field(
+        default=None,
+        description="the step-1 places that a later step draws its tested items from "
+        "(VideoMem's non-vigilance fillers) are drawn at random among the later_pool stimuli "
+        "shown least often in those places so far (/ demand), apart from the step's other "
+        "items; none (or no such places): all of step 1's items from the one pool",
+    )
+
     @model_validator(mode="after")
     def _checks_need_verdicts(self) -> LeastAnnotated:
         if self.counts_every_h is not None and self.counts == "assigned":
@@ -720,6 +729,10 @@ class LeastAnnotated(_Frozen):
             how.append("annotations received: by kept participants, once their session ended")
         if self.counts_every_h is not None:
             how.append(f"verdicts counted at checks every {self.counts_every_h:g} h")
+        if self.later_pool is not None:
+            how.append(
+                f"the items a later step tests: among the {self.later_pool:,} least shown there"
+            )
         if self.demand is not None:
             how.append(f"annotations / demand; {self.demand.describe()}")
         if how:
@@ -869,9 +882,27 @@ class Protocol(_Frozen):
                     ("selection", "pool"),
                     f"{pool} cannot feed the {first.n_new} new items of step 1",
                 )
+        later_pool = getattr(self.selection, "later_pool", None)
+        if later_pool is not None:
+            self._check_later_pool(later_pool)
         per = sum(g.count for g in first.items if g.role == "target" and g.tested)
         self.campaign.stop.check(self.stimuli.count, per)
         return self
+
+    def _check_later_pool(self, later_pool: int) -> None:
+        """``selection.later_pool`` must be able to feed the places a later step draws from
+        beside the rest of step 1's items (with no such places it changes nothing)."""
+        where = ("selection", "later_pool")
+        places = len(later_pick_places(self))
+        if later_pool > self.stimuli.count:
+            raise _At(where, f"{later_pool} is larger than the {self.stimuli.count} stimuli")
+        n_new = self.steps[0].n_new
+        if later_pool < n_new:  # the other items may all be in it
+            raise _At(
+                where,
+                f"{later_pool} cannot feed the {places} places a later step draws from apart "
+                f"from step 1's other {n_new - places} items (at least {n_new})",
+            )
 
     def _check_sources(self, s: int, step: Step) -> None:
         """Items a later step takes from an earlier one must exist (Hall's condition on demands)."""
@@ -921,6 +952,23 @@ class Protocol(_Frozen):
         """A copy with settings changed by dotted path (:mod:`memsim.paths`), validated as a
         protocol file is: ``p.updated({"steps.0.items.0.repeat_lag": [20, 40]})``."""
         return protocol_from_mapping(_apply(self.dump(), changes), f"{self.name} (updated)")
+
+
+def later_pick_places(protocol: Protocol) -> list[int]:
+    """Places of step 1's items (in item-group order) that a later step draws tested items
+    from: new items of the roles its sources name (VideoMem: the 60 non-vigilance fillers);
+    none in a protocol whose later steps take nothing from step 1."""
+    roles: set[str] = set()
+    for step in protocol.steps[1:]:
+        for g in step.items:
+            if not isinstance(g.source, str) and g.source.step == 1:
+                roles.update(g.source.roles)
+    places, at = [], 0
+    for h in protocol.steps[0].items:
+        if h.role in roles and isinstance(h.source, str):
+            places += range(at, at + h.count)
+        at += h.count
+    return places
 
 
 def _apply(mapping: dict, changes: dict[str, Any]) -> dict:

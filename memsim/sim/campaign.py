@@ -11,7 +11,10 @@ counts of the assignments made so far (``least_annotated``: uniformly among the
 ``pool`` stimuli with the fewest step-1 target assignments, ties broken at
 random; with ``counts: kept``, the assignments of a participant whom step 1's
 filters drop are withdrawn when her session ends, so the counts balanced are
-those of kept annotations; ``uniform``: uniformly among all; ``adaptive``: uniformly among the
+those of kept annotations; with ``later_pool``, the places a later step picks its tests from
+are drawn apart, among the ``later_pool`` stimuli shown least often in those places, so that
+every stimulus is available to the later step about equally often;
+``uniform``: uniformly among all; ``adaptive``: uniformly among the
 ``pool`` stimuli whose hit rate is most uncertain given the results of the
 sessions that have ended by then — a Beta posterior, pending assignments
 counted at its mean). New items of later steps are drawn
@@ -55,7 +58,7 @@ from numba import njit
 
 from memsim import _jitcache  # noqa: F401  (drops numba caches older than the sources)
 from memsim import rng as _rng
-from memsim.design.protocol import Protocol
+from memsim.design.protocol import Protocol, later_pick_places
 from memsim.errors import UserError
 from memsim.rng import PyStream, next_below, next_uniform, stream_key, stream_key_py
 
@@ -289,6 +292,32 @@ def _select_least_scratch(order, start, pool, k, state, places, mark, stamp):
 
 
 @njit(cache=True)
+def _select_least_unmarked(order, start, pool, k, mark, stamp, state):
+    """``k`` distinct stimuli at random among the ``pool`` least-annotated, none with
+    ``mark[v] == stamp`` (marks the ones drawn). A pool place is drawn uniformly (one among
+    the boundary bucket's ties, uniformly, for a place beyond the stimuli below it) and drawn
+    again when its stimulus is marked: with few marked, about uniform among the pool's rest."""
+    c = 0
+    while start[c + 1] < pool:
+        c += 1
+    m = start[c]
+    size = start[c + 1] - m
+    out = np.empty(k, dtype=np.int32)
+    got = 0
+    while got < k:
+        state, r = next_below(state, pool)
+        if r >= m:
+            state, t = next_below(state, size)
+            r = m + t
+        v = order[r]
+        if mark[v] != stamp:
+            mark[v] = stamp
+            out[got] = v
+            got += 1
+    return state, out
+
+
+@njit(cache=True)
 def select_uniform(n, k, exclude, state):
     """``k`` distinct stimuli uniform over ``0..n-1`` minus ``exclude`` (rejection)."""
     out = np.empty(k, dtype=np.int32)
@@ -508,8 +537,9 @@ class LeastAnnotatedPolicy(SelectionPolicy):
 
     @classmethod
     def in_order(cls, spec) -> bool:
-        # kept and received counts wait for verdicts, which the in-order engine applies too
-        return True
+        # kept and received counts wait for verdicts, which the in-order engine applies too;
+        # a later pool (simpy only) it does not have
+        return not getattr(spec, "later_pool", None)
 
     @classmethod
     def counting(cls, spec) -> str:
@@ -521,6 +551,19 @@ class LeastAnnotatedPolicy(SelectionPolicy):
 
     def __init__(self, spec, campaign: _Campaign) -> None:
         super().__init__(spec, campaign)
+        # later_pool: the places a later step picks from, balanced on how often each stimulus
+        # was shown in them (with the selection's demand), the rest from the annotation pool
+        self.later: np.ndarray | None = None
+        places = later_pick_places(campaign.protocol)
+        if getattr(spec, "later_pool", None) is not None and places:
+            self.later = np.array(places, dtype=np.int64)
+            rest = np.ones(campaign.k1, dtype=bool)
+            rest[self.later] = False
+            self.rest = np.flatnonzero(rest)
+            self.shown = AnnotationIndex(
+                campaign.n_videos, campaign.items1.shape[0], campaign.index.demand
+            )
+            self.mark = np.zeros(campaign.n_videos, dtype=np.int64)
         self.received = spec.counts == "received"
         self.kept_only = spec.counts == "kept" or self.received
         if self.kept_only and campaign.judge is None:
@@ -559,13 +602,40 @@ class LeastAnnotatedPolicy(SelectionPolicy):
         if self.kept_only:
             self.settle(now)
         index = self.c.index
+        if self.later is not None:
+            return self._choose_apart(p, stream)
         state, chosen = select_least_annotated(
             index.order, index.start, self.spec.pool, self.c.k1, np.uint64(stream.state)
         )
         stream.state = int(state)
         return chosen
 
+    def _choose_apart(self, p: int, stream: PyStream) -> np.ndarray:
+        """``later_pool``: the other places from the annotation pool, then the places a later
+        step picks from among the least shown in them, none twice."""
+        index, shown = self.c.index, self.shown
+        chosen = np.empty(self.c.k1, dtype=np.int32)
+        state, rest = select_least_annotated(
+            index.order, index.start, self.spec.pool, self.rest.size, np.uint64(stream.state)
+        )
+        self.mark[rest] = p + 1
+        state, later = _select_least_unmarked(
+            shown.order,
+            shown.start,
+            self.spec.later_pool,
+            self.later.size,
+            self.mark,
+            p + 1,
+            np.uint64(state),  # numba hands the state back as a Python int
+        )
+        stream.state = int(state)
+        chosen[self.rest] = rest
+        chosen[self.later] = later
+        return chosen
+
     def assigned(self, p: int, chosen: np.ndarray, now: float) -> None:
+        if self.later is not None:
+            self.shown.add(chosen[self.later])
         if self.received:  # the campaign counted the assignment; it counts once received
             self.c.index.remove(chosen[self.c.target_mask])
         if self.kept_only:

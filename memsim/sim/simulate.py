@@ -100,7 +100,7 @@ class Simulation:
 
 
 def scale_protocol(protocol: Protocol, scale: float) -> Protocol:
-    """The protocol with stimuli, selection pool and participant budget times ``scale``; the
+    """The protocol with stimuli, selection pools and participant budget times ``scale``; the
     interval of the selection's count checks too (``counts_every_h``: at the same arrival
     rate a scaled campaign lasts ``scale`` times as long, and keeps its number of checks)."""
     if scale == 1.0:
@@ -112,11 +112,12 @@ def scale_protocol(protocol: Protocol, scale: float) -> Protocol:
     old_count = d["stimuli"]["count"]
     d["stimuli"]["count"] = max(need + 1, int(round(old_count * scale)))
     ratio = d["stimuli"]["count"] / old_count  # the stimuli's own factor (a floor may hold them up)
-    if "pool" in d["selection"]:
-        d["selection"]["pool"] = min(
-            d["stimuli"]["count"],
-            max(protocol.steps[0].n_new, int(round(d["selection"]["pool"] * ratio))),
-        )
+    for pool in ("pool", "later_pool"):
+        if d["selection"].get(pool) is not None:
+            d["selection"][pool] = min(
+                d["stimuli"]["count"],
+                max(protocol.steps[0].n_new, int(round(d["selection"][pool] * ratio))),
+            )
     if d["selection"].get("counts_every_h") is not None:
         d["selection"]["counts_every_h"] = d["selection"]["counts_every_h"] * scale
     stop = d["campaign"]["stop"]

@@ -73,12 +73,11 @@ REASONS = {
         "the same few-annotation videos put more simulated scores at exactly 1.0 (k/n with n small)"
     ),
     "annotations per video, long-term (min)": (
-        "step 2 can only test a video that a participant kept in step 2 saw as a step-1 filler: "
-        "about 2 % of the videos were such a filler for fewer than 9 of them "
-        "(calibration/counts.py "
-        "--simulate), and the picks, made before the step-2 filters, leave as many more below 9; "
-        "the released minimum 9 needs a step-1 mechanism no step-2 pick has (docs/protocols.md, "
-        '"Annotation counts")'
+        "step 2 can only test a video that a participant kept in step 2 saw as a step-1 filler "
+        "(with selection.later_pool 0.17 % of the videos were such a filler for fewer than 9 of "
+        "them, seed 0, calibration/counts.py --simulate), and the picks, made before the step-2 "
+        "filters, leave 1.9 % at 8 or fewer (0.5 % without step-2 filters): the released "
+        'minimum 9 needs a pick that counts kept tests (docs/protocols.md, "Annotation counts")'
     ),
     "annotations per video, short-term (min)": (
         "the drops of the sessions after the campaign's last check are never made up; a seed whose "
@@ -90,9 +89,9 @@ REASONS = {
         '"Annotation counts" in docs/protocols.md'
     ),
     "KS distance of annotation counts, long-term": (
-        "the pick's floor gives the released mode but 4-5 % of videos stay at 8 or fewer "
-        "(released: none): some videos are seldom available to a step-2 pick, and the step-2 "
-        "filters drop participants after the picks (the minimum annotations row)"
+        "the floor's level follows the seed's long-term annotations (the seeds outside have the "
+        "lowest mean, 12.36, and three of the four highest, 12.78-12.89), and about 2 % of videos "
+        "stay at 8 or fewer (released: none; the minimum annotations row)"
     ),
     "annotations per video, short-term (mean, paper)": (
         "the paper's mean is over all 10,000 videos; the fitted target is the released dev set's "

@@ -221,8 +221,9 @@ def _scaled(draw, base: Protocol, max_count: int | None):
             step["stop_after_vigilance_misses"] = min(step["stop_after_vigilance_misses"], n_vig)
     new = sum(g["count"] for step in d["steps"] for g in step["items"] if g["source"] == "new")
     d["stimuli"]["count"] = new + _EXTRA_STIMULI
-    if "pool" in d["selection"]:
-        d["selection"]["pool"] = d["stimuli"]["count"]
+    for pool in ("pool", "later_pool"):
+        if d["selection"].get(pool) is not None:
+            d["selection"][pool] = d["stimuli"]["count"]
     d["campaign"]["stop"] = {"kind": "participants", "count": 10}
     return _validated(d, f"{base.name} (small copy)")
 
