@@ -1,7 +1,5 @@
-"""The shipped VideoMem campaign (kept counts, checks every 36 h): simpy against arrival order.
-
-(Without ``selection.later_pool``, which only simpy runs; the shipped protocol with it is timed
-too, against the arrival-order engine without it.)
+"""The shipped VideoMem campaign (kept counts, checks every 36 h, the later pool): simpy against
+arrival order.
 
 Run ``NUMBA_NUM_THREADS=1 python benchmarks/bench_campaign.py``. In one warm process, the two
 engines in turn (simpy, then in order, ``--repeats`` rounds), times
@@ -111,10 +109,7 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=5, help="timed rounds of each engine")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
-    shipped = load_protocol(ROOT / "protocols" / "videomem.yaml")
-    # the arrival-order engine has no later pool (simpy only): the engines are compared on the
-    # shipped protocol without it, and the shipped one is timed apart (simpy)
-    protocol = shipped.updated({"selection.later_pool": None})
+    protocol = load_protocol(ROOT / "protocols" / "videomem.yaml")
     params = load_params(ROOT / "calibration" / "videomem.yaml")
     print(
         f"{protocol.name}: counts {protocol.selection.counts}, checks every "
@@ -137,15 +132,11 @@ def main() -> None:
     d["selection"].update(counts="assigned", counts_every_h=None)
     assigned = protocol_from_mapping(d)
     simulate(assigned, params, args.seed, "in_order")
-    simulate(shipped, params, args.seed, "simpy")
-    reference, with_pool = [], []
+    reference = []
     for r in range(args.repeats):
         t = time.perf_counter()
         simulate(assigned, params, args.seed + 1 + r, "in_order")
         reference.append(time.perf_counter() - t)
-        t = time.perf_counter()
-        simulate(shipped, params, args.seed + 1 + r, "simpy")
-        with_pool.append(time.perf_counter() - t)
         for e in ENGINES:
             t = time.perf_counter()
             _, judged, _ = plan(protocol, params, args.seed + 1 + r, e)
@@ -165,10 +156,6 @@ def main() -> None:
     print(
         f"simulate, counts: assigned (in order): {ref:.3f} s; kept in order / assigned: "
         f"{np.median(rows['simulate']['in_order']) / ref:.2f}"
-    )
-    print(
-        f"simulate, shipped (later_pool, simpy): {np.median(with_pool):.3f} s; / kept in order "
-        f"without it: {np.median(with_pool) / np.median(rows['simulate']['in_order']):.2f}"
     )
 
 

@@ -45,13 +45,14 @@ def _variants():
     shipped = [load_protocol(p) for p in SHIPPED]
     out = [(p.name, p) for p in shipped if in_order(p)]
     base = load_protocol(ROOT / "protocols" / "videomem.yaml").dump()
-    # VideoMem's selection counts kept annotations, which waits for sessions (simpy only); the
-    # rest of its campaign (demand, the step-2 pick with its floor) is tested in order here;
-    # so does later_pool (simpy only)
-    base["selection"].update(counts="assigned", counts_every_h=None, later_pool=None)
+    # VideoMem's selection counts kept annotations (tested below, with a judge); here the rest
+    # of its campaign (demand, the later pool, the step-2 pick with its floor) counting
+    # assignments, and without the later pool
+    base["selection"].update(counts="assigned", counts_every_h=None)
     pick = ("steps", 1, "items", 0, "source")
     for name, change in (
         ("counting assignments", lambda d: None),
+        ("one pool", lambda d: d["selection"].update(later_pool=None)),
         ("pick floor", lambda d: _at(d, pick).update(floor=3)),
         ("uniform", lambda d: d.update(selection={"kind": "uniform"})),
         ("no demand", lambda d: d["selection"].pop("demand")),
@@ -142,8 +143,7 @@ def test_in_order_campaign_is_the_simpy_campaign(name, proto, params):
 
 def _counting(counts, every_h=None, demand=True, stop=None):
     d = load_protocol(ROOT / "protocols" / "videomem.yaml").dump()
-    # without the later pool, which only simpy runs (tested there: tests/test_simulate.py)
-    d["selection"].update(counts=counts, counts_every_h=every_h, later_pool=None)
+    d["selection"].update(counts=counts, counts_every_h=every_h)
     if not demand:
         d["selection"].pop("demand")
     if stop is not None:
@@ -213,15 +213,13 @@ def test_a_session_shorter_than_the_bound_falls_back_to_simpy(params):
 
 
 def test_shipped_videomem_simulation_is_the_simpy_one(params, monkeypatch):
-    """A whole simulation of the shipped VideoMem protocol (kept counts, checks every 36 h;
-    without its later pool, which only simpy runs) gives the same trial table with the campaign
-    on simpy as on the arrival-order engine."""
+    """A whole simulation of the shipped VideoMem protocol (kept counts, checks every 36 h, the
+    later pool) gives the same trial table with the campaign on simpy as on the arrival-order
+    engine."""
     from memsim.sim import simulate as sim_module
 
-    shipped = load_protocol(ROOT / "protocols" / "videomem.yaml")
-    assert not in_order(shipped)  # the later pool: simpy
-    proto = shipped.updated({"selection.later_pool": None})
-    assert in_order(proto)
+    proto = load_protocol(ROOT / "protocols" / "videomem.yaml")
+    assert proto.selection.later_pool and in_order(proto)
     out = {}
     for engine in ("simpy", "auto"):
         monkeypatch.setattr(sim_module, "_CAMPAIGN_ENGINE", engine)

@@ -537,9 +537,9 @@ class LeastAnnotatedPolicy(SelectionPolicy):
 
     @classmethod
     def in_order(cls, spec) -> bool:
-        # kept and received counts wait for verdicts, which the in-order engine applies too;
-        # a later pool (simpy only) it does not have
-        return not getattr(spec, "later_pool", None)
+        # kept and received counts wait for verdicts, which the in-order engine applies too,
+        # and draws a later pool's places apart as this policy does
+        return True
 
     @classmethod
     def counting(cls, spec) -> str:
@@ -1036,6 +1036,14 @@ def _campaign_in_order(
     mark,
     tie_mark,
     places,
+    later_pool,
+    later_places,
+    rest_places,
+    s_counts,
+    s_keys,
+    s_order,
+    s_where,
+    s_start,
     return_probability,
     n_new,
     delay_lo_h,
@@ -1059,7 +1067,10 @@ def _campaign_in_order(
     checked on those counts (the newcomer's process runs after the check: she is still
     planned); ``received`` counts an assignment and withdraws it at once, as simpy does (the
     order of the index's swaps decides its ties, so the draws). ``mark``, ``tie_mark`` (int64[V],
-    stamps ``p + 1``) and ``places`` (the identity, restored) carry over from call to call."""
+    stamps ``p + 1``) and ``places`` (the identity, restored) carry over from call to call.
+    ``later_pool`` > 0: step 1's ``later_places`` are drawn apart, among the ``later_pool``
+    stimuli least shown in them (the index ``s_*``), after the ``rest_places`` from the
+    annotation pool, as :meth:`LeastAnnotatedPolicy._choose_apart` does."""
     S = n_new.shape[0]
     has_demand = demand.shape[0] > 0
     ptr = 0
@@ -1090,11 +1101,29 @@ def _campaign_in_order(
         stamp = p + 1
         if uniform_policy:
             state, chosen = _select_uniform_marked(n_videos, k1, mark, stamp, state)
+        elif later_pool > 0:
+            state, rest = _select_least_scratch(
+                order, start, pool, rest_places.shape[0], state, places, tie_mark, stamp
+            )
+            for j in range(rest.shape[0]):
+                mark[rest[j]] = stamp
+            state, lat = _select_least_unmarked(
+                s_order, s_start, later_pool, later_places.shape[0], mark, stamp, state
+            )
+            chosen = np.empty(k1, dtype=np.int32)
+            chosen[rest_places] = rest
+            chosen[later_places] = lat
         else:
             state, chosen = _select_least_scratch(
                 order, start, pool, k1, state, places, tie_mark, stamp
             )
         items1[p] = chosen
+        if later_pool > 0:
+            lat = chosen[later_places]
+            if has_demand:
+                _add_demanded(s_counts, s_keys, demand, s_order, s_where, s_start, lat)
+            else:
+                _add_annotations(s_counts, s_order, s_where, s_start, lat)
         targets = chosen[target_places]
         if has_demand:
             _add_demanded(counts, keys, demand, order, where, start, targets)
@@ -1195,6 +1224,23 @@ def _plan_in_order(
         np.zeros(n_videos, dtype=np.int64),  # tie_mark
         np.arange(max(int(getattr(sel, "pool", 0)), 1)),  # places
     )
+    # selection.later_pool: the places a later step picks from, balanced on how often each
+    # stimulus was shown in them (LeastAnnotatedPolicy._choose_apart)
+    later_places = np.array(later_pick_places(protocol), dtype=np.int64)
+    later_pool = int(getattr(sel, "later_pool", None) or 0) if later_places.size else 0
+    rest = np.ones(k1, dtype=bool)
+    rest[later_places] = False
+    shown = AnnotationIndex(n_videos, max_p if later_pool else 0, index.demand)
+    apart = (
+        later_pool,
+        later_places,
+        np.flatnonzero(rest).astype(np.int64),
+        shown.counts,
+        shown.keys,
+        shown.order,
+        shown.where,
+        shown.start,
+    )
     due_t, due_p = np.empty(0), np.empty(0, dtype=np.int64)
     verdict_s = first_verdict_s(protocol, min_press_s) if counting != "assigned" else np.inf
     every_s = (getattr(sel, "counts_every_h", None) or 0.0) * 3600.0
@@ -1221,6 +1267,7 @@ def _plan_in_order(
             index.where,
             index.start,
             *scratch,
+            *apart,
             float(return_probability),
             n_new,
             lo,
