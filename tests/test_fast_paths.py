@@ -233,6 +233,83 @@ def test_shipped_videomem_simulation_is_the_simpy_one(params, monkeypatch):
         assert x.dtype == y.dtype and x.to_numpy().tobytes() == y.to_numpy().tobytes(), c
 
 
+def _shipped_with(**selection):
+    d = load_protocol(ROOT / "protocols" / "videomem.yaml").dump()
+    d["selection"].update(selection)
+    return protocol_from_mapping(d)
+
+
+KEPT_FIRST_STEP = {
+    "shipped (kept, checks every 36 h)": _shipped_with(),
+    "received, checks every 4 h": _shipped_with(counts="received", counts_every_h=4.0),
+    "kept, at each session's end": _shipped_with(counts_every_h=None),
+}
+
+
+@pytest.mark.parametrize("name", list(KEPT_FIRST_STEP))
+def test_step_one_played_once_is_step_one_played_again(name, params, monkeypatch):
+    """With verdicts to count, the sessions the campaign plays for them are the trial table's
+    step 1: keeping them gives the same trial arrays, byte for byte, as playing step 1 again,
+    on both campaign engines; and with them kept, step 1 is not played again."""
+    from memsim.sim import simulate as sim_module
+
+    prepared = prepare(KEPT_FIRST_STEP[name], 0.04)
+    steps_played = []
+    fused = sim_module._play_fused
+
+    def counted(prepared, params, seed, s, *rest):
+        steps_played.append(s)
+        return fused(prepared, params, seed, s, *rest)
+
+    monkeypatch.setattr(sim_module, "_play_fused", counted)
+    for engine in ("auto", "simpy"):
+        monkeypatch.setattr(sim_module, "_CAMPAIGN_ENGINE", engine)
+        for seed in (4, 7):
+            out = {}
+            for keep in (True, False):
+                monkeypatch.setattr(sim_module, "_KEEP_FIRST_STEP", keep)
+                steps_played.clear()
+                out[keep] = simulate_arrays(prepared, params, seed)
+                assert steps_played == ([1] if keep else [0, 1])
+            _same_arrays(out[True], out[False])
+            assert out[True].n_participants > 0
+
+
+def test_kept_verdicts_are_the_players_verdicts(params):
+    """The judge that keeps step 1's rows gives each participant the end and verdict of the
+    step-1 player (:func:`memsim.sim.kernel.play_and_tally`), whatever batch she is judged
+    in, and a participant judged again gets the same rows."""
+    from memsim.sim.population import draw_participants, draw_videos
+    from memsim.sim.simulate import _FirstStepKept, _FirstStepPlayer
+
+    prepared = prepare(_shipped_with(), 0.05)
+    proto, seed = prepared.protocol, 3
+    n = prepared.max_participants
+    parts, videos = (
+        draw_participants(params, n, seed),
+        draw_videos(params, proto.stimuli.count, seed),
+    )
+    player = _FirstStepPlayer(proto, params, seed, parts, videos)
+    kept = _FirstStepKept(prepared, params, seed, parts, videos)
+    rng = np.random.default_rng(0)
+    items = np.stack([rng.permutation(proto.stimuli.count)[:120] for _ in range(n)]).astype(
+        np.int32
+    )
+    start = np.cumsum(rng.exponential(60.0, n))
+    pid = np.arange(n, dtype=np.int64)
+    want_end, want_kept = player.judge(pid, items, start)
+    assert 0 < (~want_kept).sum() < want_kept.sum()
+    for batch in (pid[:7], pid[7:300], pid[300:]):
+        end, ok = kept.judge(batch, items[batch], start[batch])
+        assert end.tobytes() == want_end[batch].tobytes()
+        assert np.array_equal(ok, want_kept[batch])
+    rows = [c.copy() for c in kept.kept["cols"]]
+    again = pid[rng.permutation(n)[:50]]  # out of order: the general path
+    end, ok = kept.judge(again, items[again], start[again])
+    assert end.tobytes() == want_end[again].tobytes() and np.array_equal(ok, want_kept[again])
+    assert all(a.tobytes() == b.tobytes() for a, b in zip(rows, kept.kept["cols"]))
+
+
 @pytest.mark.parametrize("name, proto", VARIANTS, ids=[v[0] for v in VARIANTS])
 def test_fused_steps_are_the_stepwise_simulation(name, proto, params):
     prepared = prepare(proto, min(1.0, max(400 / proto.stimuli.count, 1e-4)))
@@ -283,7 +360,10 @@ def test_sorted_pick_is_the_plain_pick(rows, m, seed):
     assert np.array_equal(a, b)
 
 
-def test_simulate_many_is_one_simulate_per_run(params):
+def test_simulate_many_is_one_simulate_per_run(params, monkeypatch):
+    """One workspace for every run (step 1's kept sessions in it too, from a larger campaign
+    first), each run the same bytes as a simulation of its own that plays step 1 again."""
+    from memsim.sim import simulate as sim_module
     from memsim.sim.batch import simulate_many
     from memsim.sim.params import params_from_mapping
     from memsim.sim.simulate import simulate
@@ -293,9 +373,17 @@ def test_simulate_many_is_one_simulate_per_run(params):
     d["participants"]["return_probability"] = 0.5
     other = params_from_mapping(d, "other")
     runs = [(params, 3), (other, 3), (params, 4)]
+    workspace: dict = {}
+    simulate_many(proto, [(params, 9)], lambda a: None, scale=0.04, workspace=workspace)
+    assert workspace["first_step"]["judged"].sum() > 0
     got = simulate_many(
-        proto, runs, lambda a: {c: v.copy() for c, v in a.trials.items()}, scale=0.03
+        proto,
+        runs,
+        lambda a: {c: v.copy() for c, v in a.trials.items()},
+        scale=0.03,
+        workspace=workspace,
     )
+    monkeypatch.setattr(sim_module, "_KEEP_FIRST_STEP", False)
     for (p, seed), cols in zip(runs, got):
         want = simulate(proto, p, seed=seed, scale=0.03).trials
         for c, v in cols.items():

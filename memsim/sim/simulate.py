@@ -746,29 +746,205 @@ def _play_fused(
     }
 
 
+@njit(cache=True)
+def _copy_blocks(src, dst, dst_base, length):
+    """Participant ``p``'s ``length`` rows of ``src`` (rows ``p * length ..``) into ``dst`` at
+    rows ``dst_base[p] ..``, for each ``p < dst_base.shape[0]``."""
+    for p in range(dst_base.shape[0]):
+        b = dst_base[p]
+        a = p * length
+        for k in range(length):
+            dst[b + k] = src[a + k]
+
+
+_TARGET, _VIGILANCE = ROLE_CODES["target"], ROLE_CODES["vigilance"]
+
+
+@njit(cache=True)
+def _tally_rows(role, repeat, response, row0, shown, length):
+    """Participant ``i``'s played rows ``row0[i] .. row0[i] + shown[i]`` tallied by slot kind
+    and response (int64[n, 4, 2]): :func:`memsim.sim.kernel.play_and_tally`'s tally, read from
+    trial rows (kinds as :func:`memsim.analysis.filters.slot_kinds`: role codes in
+    :data:`ROLE_CODES` order)."""
+    n = row0.shape[0]
+    tally = np.zeros((n, 4, 2), dtype=np.int64)
+    for i in range(n):
+        b = row0[i]
+        for k in range(b, b + shown[i]):
+            kind = 0
+            if repeat[k]:
+                kind = 1 if role[k] == _VIGILANCE else (2 if role[k] == _TARGET else 3)
+            tally[i, kind, 1 if response[k] else 0] += 1
+    return tally
+
+
+class _FirstStepKept:
+    """Step 1 played once when the campaign needs its verdicts (``counts: kept`` or
+    ``received``).
+
+    :meth:`judge` plays a batch of participants' step-1 sessions the way the fused step plays
+    them (:func:`_play_step`: her sequence and session from her own streams) into trial rows
+    of its own, participant ``p`` at rows ``p * L .. p * L + L``, keeps those rows, when each
+    session ended and each item's onset, and returns the verdicts of step 1's filters.
+    :meth:`place` then writes the kept rows into the trial table's step-1 rows instead of
+    playing step 1 again. A participant judged twice (the in-order campaign handing over to
+    simpy) is played again into the same rows: the same draws, the same rows.
+
+    With a ``workspace`` (:func:`simulate_arrays`) the rows are kept in its memory from one
+    simulation to the next, as the trial columns are.
+    """
+
+    def __init__(self, prepared, params, seed, parts, videos, workspace=None):
+        protocol = prepared.protocol
+        self.protocol, self.seed, self.parts = protocol, seed, parts
+        self.step = protocol.steps[0]
+        self.layout = layout = prepared.layouts[0]
+        self.L = L = self.step.length
+        self.args = (
+            _sequence_args(layout, 0),
+            layout.group_of_item,
+            prepared.group_role[0],
+            prepared.from_earlier[0],
+            *step_tables(videos, _constants(protocol, params, seed, 0)),
+        )
+        n, k1 = prepared.max_participants, self.step.n_new
+        key = (L, layout.n_items, k1)
+        have = workspace.get("first_step") if workspace is not None else None
+        if have is None or have["key"] != key or have["n"] < n:
+            have = {
+                "key": key,
+                "n": n,
+                # untouched pages cost nothing: a budget far above the participants who come
+                # takes no memory until they are played
+                "cols": tuple(np.empty(n * L, dtype=d) for d in _COLUMN_DTYPES),
+                "item_onset": np.empty((n, layout.n_items)),
+                "shown": np.empty(n, dtype=np.int32),
+                "end": np.empty(n),
+                "items": np.empty((n, k1), dtype=np.int32),
+                "start": np.empty(n),
+                "judged": np.empty(n, dtype=np.bool_),
+            }
+            if workspace is not None:
+                workspace["first_step"] = have
+        self.kept = have
+        have["judged"][:] = False
+        self.checked = False
+
+    def judge(self, pid: np.ndarray, items: np.ndarray, start: np.ndarray):
+        """``(end_s, kept)`` of these participants' step 1 under its filters, their rows kept."""
+        k = self.kept
+        n = pid.shape[0]
+        if n == 0:
+            return np.zeros(0), np.zeros(0, dtype=bool)
+        pid = np.ascontiguousarray(pid, dtype=np.int64)
+        if not self.checked:  # an infeasible layout fails once, not once per participant
+            _, _, f, _ = _sequence_run(self.layout, self.seed, pid[:1], 0, 1000)
+            if f[0] >= 0:
+                raise _sequence_failure(self.layout, 0, int(pid[0]), int(f[0]), 1000)
+            self.checked = True
+        item_onset = np.empty((n, self.layout.n_items))
+        shown = np.zeros(n, dtype=np.int32)
+        end = np.zeros(n)
+        failed = np.empty(n, dtype=np.int32)
+        start = np.ascontiguousarray(start, dtype=np.float64)
+        items = np.ascontiguousarray(items, dtype=np.int32)
+        parts = self.parts
+        _play_step(
+            np.uint64(self.seed),
+            0,
+            pid,
+            pid * self.L,
+            start,
+            parts.ability[pid],
+            parts.fa[pid],
+            parts.lapse[pid],
+            parts.careless[pid],
+            items,
+            np.empty((0, 0)),
+            *self.args,
+            k["cols"],
+            item_onset,
+            shown,
+            failed,
+            end,
+        )
+        bad = np.flatnonzero(failed >= 0)
+        if bad.size:
+            i = int(bad[0])
+            raise _sequence_failure(self.layout, 0, int(pid[i]), int(failed[i]), 1000)
+        k["item_onset"][pid] = item_onset
+        k["shown"][pid] = shown
+        k["end"][pid] = end
+        k["items"][pid] = items
+        k["start"][pid] = start
+        k["judged"][pid] = True
+        cols = k["cols"]
+        tally = _tally_rows(cols[4], cols[5], cols[8], pid * self.L, shown, self.L)
+        return end, passes(stats_from_tally(tally, self.L), self.step.filters)
+
+    def place(self, plan, cols: tuple, base: np.ndarray) -> dict | None:
+        """Write the kept step-1 rows of the plan's participants into ``cols`` at rows
+        ``base[p] ..`` (int64[P]); what the next step needs of step 1 (as :func:`_play_fused`
+        returns it), or None (nothing written) unless every participant was judged with the
+        plan's items and start."""
+        k = self.kept
+        P = plan.n_participants
+        if not (
+            k["judged"][:P].all()
+            and np.array_equal(k["items"][:P], plan.step1_items)
+            and np.array_equal(k["start"][:P], plan.arrival_s)
+        ):
+            return None
+        base = np.ascontiguousarray(base, dtype=np.int64)
+        for src, dst in zip(k["cols"], cols):
+            _copy_blocks(src, dst, base, self.L)
+        item_onset = k["item_onset"][:P]
+        shown = k["shown"][:P]
+        return {
+            "pid": np.arange(P, dtype=np.int64),
+            "items_video": plan.step1_items,
+            "item_onset": item_onset,
+            "shown_item": ~np.isnan(item_onset),
+            "group_of_item": self.layout.group_of_item,
+            "complete": shown == self.L,
+            "end": k["end"][:P],
+            "shown": shown,
+        }
+
+
 #: the campaign engine :func:`_campaign` asks :func:`plan_campaign` for; tests set it to
 #: ``"simpy"`` to check a whole simulation against the reference engine
 _CAMPAIGN_ENGINE = "auto"
 
+#: whether a campaign that needs step 1's verdicts keeps the sessions it plays for them and
+#: the trial table takes them from it (:class:`_FirstStepKept`) instead of playing step 1 again;
+#: tests set it to False to check the two give the same bytes
+_KEEP_FIRST_STEP = True
 
-def _campaign(prepared, params, seed, progress):
+
+def _campaign(prepared, params, seed, keep: bool = False, workspace: dict | None = None):
+    """``(videos, participants, plan, kept)``: ``kept`` the :class:`_FirstStepKept` that judged
+    step 1 when ``keep`` and the policy needs verdicts, else None."""
     protocol = prepared.protocol
     videos = draw_videos(params, protocol.stimuli.count, seed)
     # prefix-stable: the first n are the same
     parts = draw_participants(params, prepared.max_participants, seed)
-    player = None
-    if feedback(protocol) is not None:  # the policy learns from step-1 sessions as they end
+    player = kept = None
+    needs = feedback(protocol)  # the policy learns from step-1 sessions as they end
+    if needs == "judge" and keep:
+        kept = _FirstStepKept(prepared, params, seed, parts, videos, workspace)
+    elif needs is not None:
         player = _FirstStepPlayer(protocol, params, seed, parts, videos)
     plan = plan_campaign(
         protocol,
         seed,
         params.participants.return_probability,
         observe=player.observe if player is not None else None,
-        judge=player.judge if player is not None else None,
+        judge=kept.judge if kept is not None else player.judge if player is not None else None,
         min_press_s=params.participants.rt.min_s,
         engine=_CAMPAIGN_ENGINE,
     )
-    return videos, parts, plan
+    return videos, parts, plan, kept
 
 
 def _ticker(steps, progress):
@@ -801,8 +977,10 @@ def simulate_arrays(
 
     Every step is played by one numba call per step that writes straight into the trial
     table (:func:`_play_step`); rows are reserved for full sessions of everyone who may play
-    a step, and the gaps that shorter sessions leave are closed at the end. The result is the
-    same, byte for byte, as playing the stages one after the other
+    a step, and the gaps that shorter sessions leave are closed at the end. When the campaign
+    needs step 1's verdicts (``counts: kept`` or ``received``), the sessions it played for them
+    are kept and copied into the table (:class:`_FirstStepKept`): step 1 is played once. The
+    result is the same, byte for byte, as playing the stages one after the other
     (:func:`simulate_stepwise`, the reference).
 
     Parameters
@@ -815,9 +993,10 @@ def simulate_arrays(
         Receives a :class:`memsim.progress.Progress` at each stage.
     workspace : dict, optional
         Memory to reuse from one call to the next (an empty dict at first): the trial
-        columns are then views into it, overwritten by the next call with the same
-        workspace. Fresh memory costs more than the writing itself (each new page is
-        faulted in and zeroed), so a batch of runs keeps one (:mod:`memsim.sim.batch`).
+        columns (and step 1's kept sessions) are then views into it, overwritten by the next
+        call with the same workspace. Fresh memory costs more than the writing itself (each
+        new page is faulted in and zeroed), so a batch of runs keeps one
+        (:mod:`memsim.sim.batch`).
 
     Returns
     -------
@@ -828,7 +1007,7 @@ def simulate_arrays(
     S = len(steps)
     tick = _ticker(steps, progress)
     tick("campaign")
-    videos, parts, plan = _campaign(prepared, params, seed, progress)
+    videos, parts, plan, kept = _campaign(prepared, params, seed, _KEEP_FIRST_STEP, workspace)
     P = plan.n_participants
     # rows reserved: a full session of step 1 for everyone, of a later step for whoever returns
     reserved = np.zeros((P, S), dtype=np.int64)
@@ -843,6 +1022,11 @@ def simulate_arrays(
     prev = None
     for s in range(S):
         tick(f"step {s + 1}")
+        if s == 0 and kept is not None:  # played already, for the campaign's verdicts
+            prev = kept.place(plan, cols, reserved_base[:, 0])
+            if prev is not None:
+                played[:, 0] = prev["shown"]
+                continue
         if s == 0:
             pid = np.arange(P, dtype=np.int64)
             start, items_video = plan.arrival_s, plan.step1_items
@@ -892,7 +1076,7 @@ def simulate_stepwise(prepared: PreparedProtocol, params: Params, seed: int = 0)
     :func:`~memsim.sim.kernel.simulate_step`)."""
     protocol = prepared.protocol
     steps = protocol.steps
-    videos, parts, plan = _campaign(prepared, params, seed, None)
+    videos, parts, plan, _ = _campaign(prepared, params, seed)
     tables = []
     prev = None
     for s, step in enumerate(steps):
