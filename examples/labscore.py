@@ -133,8 +133,13 @@ def clip_scores(tests: pd.DataFrame, line: pd.DataFrame, cfg: dict) -> pd.DataFr
     elif kind == "linear-shift":
         out = per["raw"] + per["b"] * (ref - per["lag"])
     elif kind == "linear-ratio":
+        at_lag = per["a"] + per["b"] * per["lag"]
         with np.errstate(invalid="ignore", divide="ignore"):
-            out = per["raw"] * (per["a"] + per["b"] * ref) / (per["a"] + per["b"] * per["lag"])
+            out = per["raw"] * (per["a"] + per["b"] * ref) / at_lag
+        # where the line is at or below (about) 0 at the clip's mean lag there is no ratio:
+        # such a clip is shifted instead, as VideoMem's reference scorer does
+        shift = per["raw"] + per["b"] * (ref - per["lag"])
+        out = out.where(at_lag > 1e-9, shift)
     else:
         raise ValueError(f"this scorer does not implement the {kind!r} correction")
     return pd.DataFrame({"score": out.clip(0.0, 1.0), "n": g.size()})

@@ -534,3 +534,16 @@ def test_assert_scorer_lists_every_failed_check():
     assert "drop_filtered: removing the sessions" in str(err.value)
     assert all(c.message == "" for c in checks if c.ok)
     assert_scorer(lab(labscore.score), study)  # the correct scorer: nothing to report
+
+
+def test_example_scorer_shifts_where_the_line_has_no_ratio():
+    """The example scorer follows memsim's linear ratio rule: a clip whose fitted line is at or
+    below 0 at its mean lag is shifted (a log hypothesis once drew: raw 0 scored -0 against the
+    reference's 0.17)."""
+    tests = pd.DataFrame(
+        {"clip": [0, 0, 1, 1], "key_pressed": [False, False, True, False], "lag": [4, 4, 1, 1]}
+    )
+    line = pd.DataFrame({"a": 0.2, "b": -0.1}, index=tests.index)
+    got = labscore.clip_scores(tests, line, {"correction": "linear-ratio", "reference_lag": 1})
+    # clip 0: the line is -0.2 at lag 4: shifted, 0 + (-0.1)(1 - 4); clip 1: at lag 1, ratio 1
+    assert got["score"].tolist() == pytest.approx([0.3, 0.5])
