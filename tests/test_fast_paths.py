@@ -12,6 +12,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from memsim.analysis.scoring import count_column, score
 from memsim.design.protocol import load_protocol, protocol_from_mapping
 from memsim.rng import stream_key
 from memsim.sim.campaign import (
@@ -54,6 +55,8 @@ def _variants():
         ("counting assignments", lambda d: None),
         ("one pool", lambda d: d["selection"].update(later_pool=None)),
         ("pick floor", lambda d: _at(d, pick).update(floor=3)),
+        # the step-2 pick counting kept tests: picked, played and judged 7 returns at a time
+        ("pick kept", lambda d: _at(d, pick).update(floor=3, counts="kept", counts_every=7)),
         ("uniform", lambda d: d.update(selection={"kind": "uniform"})),
         ("no demand", lambda d: d["selection"].pop("demand")),
         ("random pick", lambda d: _at(d, pick).update(pick="random", demand=None, floor=None)),
@@ -77,6 +80,7 @@ def _at(d, path):
 
 
 VARIANTS = _variants()
+LT = "long-term_memorability"
 
 
 def _same_plan(a, b) -> None:
@@ -92,6 +96,16 @@ def _same_plan(a, b) -> None:
                 assert x is None and y is None, f
                 continue
             assert x.dtype == y.dtype and x.shape == y.shape and x.tobytes() == y.tobytes(), f
+        assert (la.pick is None) == (lb.pick is None)
+        if la.pick is not None:
+            for f in ("order", "videos", "keys", "eligible", "weight"):
+                x, y = getattr(la.pick, f), getattr(lb.pick, f)
+                assert x.dtype == y.dtype and x.tobytes() == y.tobytes(), f
+            assert (la.pick.count, la.pick.cap, la.pick.every) == (
+                lb.pick.count,
+                lb.pick.cap,
+                lb.pick.every,
+            )
 
 
 def _same_arrays(a, b) -> None:
@@ -308,6 +322,37 @@ def test_kept_verdicts_are_the_players_verdicts(params):
     end, ok = kept.judge(again, items[again], start[again])
     assert end.tobytes() == want_end[again].tobytes() and np.array_equal(ok, want_kept[again])
     assert all(a.tobytes() == b.tobytes() for a, b in zip(rows, kept.kept["cols"]))
+
+
+def _kept_pick(every: int | None, scale: float = 0.05):
+    """VideoMem (its campaign counting assignments) with the step-2 pick counting kept tests,
+    judged ``every`` returns at a time (None: the pick counting assignments)."""
+    d = load_protocol(ROOT / "protocols" / "videomem.yaml").dump()
+    d["selection"].update(counts="assigned", counts_every_h=None)
+    if every is not None:
+        _at(d, ("steps", 1, "items", 0, "source")).update(counts="kept", counts_every=every)
+    return prepare(protocol_from_mapping(d), scale)
+
+
+def test_a_kept_pick_in_one_round_is_the_assigned_pick(params):
+    """Judged all at once (one round), no verdict reaches a pick: the same bytes as the pick
+    counting assignments."""
+    for seed in (1, 4):
+        _same_arrays(
+            simulate_arrays(_kept_pick(10**6), params, seed),
+            simulate_arrays(_kept_pick(None), params, seed),
+        )
+
+
+def test_a_kept_pick_makes_up_dropped_tests(params):
+    """Counting kept tests, the step-2 picks make up what the filters drop: fewer videos end
+    below the floor (10) in the scored long-term counts than when the pick counts picks."""
+    below = {}
+    for every in (None, 5):
+        sim = simulate_arrays(_kept_pick(every, 0.2), params, 3).to_simulation()
+        n = score(sim.trials, sim.protocol, validate=False).scores[count_column(LT)].to_numpy()
+        below[every] = int((n < 10).sum())
+    assert below[5] < below[None], below
 
 
 @pytest.mark.parametrize("name, proto", VARIANTS, ids=[v[0] for v in VARIANTS])

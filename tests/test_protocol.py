@@ -298,6 +298,35 @@ BROKEN_MAPPINGS = [
     ("checks-zero", _set("selection.counts_every_h", 0), "selection.counts_every_h"),
     ("checks-without-verdicts", _set("selection.counts", "assigned"), "selection.counts_every_h"),
     ("pick-floor-zero", _set("steps.1.items.0.source.floor", 0), "steps.1.items.0.source.floor"),
+    (
+        "pick-kept-without-rounds",
+        _set("steps.1.items.0.source.counts", "kept"),
+        "steps.1.items.0.source.counts_every",
+    ),
+    (
+        "pick-rounds-without-kept",
+        _set("steps.1.items.0.source.counts_every", 50),
+        "steps.1.items.0.source.counts_every",
+    ),
+    (
+        "pick-rounds-zero",
+        _chain(
+            _set("steps.1.items.0.source.counts", "kept"),
+            _set("steps.1.items.0.source.counts_every", 0),
+        ),
+        "steps.1.items.0.source.counts_every",
+    ),
+    (
+        "pick-kept-with-random-pick",
+        _chain(
+            _set("steps.1.items.0.source.pick", "random"),
+            _set("steps.1.items.0.source.demand", None),
+            _set("steps.1.items.0.source.floor", None),
+            _set("steps.1.items.0.source.counts", "kept"),
+            _set("steps.1.items.0.source.counts_every", 5),
+        ),
+        "steps.1.items.0.source.counts",
+    ),
     ("later-pool-below-step-1", _set("selection.later_pool", 119), "selection.later_pool"),
     ("later-pool-above-stimuli", _set("selection.later_pool", 10001), "selection.later_pool"),
     (

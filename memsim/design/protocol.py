@@ -217,6 +217,18 @@ class FromStep(_Frozen):
         description="with pick least_annotated: balance only up to this many tests (/ demand); "
         "items at or above it are all equal, picked at random (a floor, then availability)",
     )
+    counts: Literal["assigned", "kept"] = Field(
+        default="assigned",
+        description="with pick least_annotated: which tests the pick counts: every pick "
+        "(assigned), or only those of participants this step's filters keep (kept): the "
+        "picks are made for counts_every returning participants at a time, whose sessions "
+        "are judged before the next ones are picked, the tests of those dropped withdrawn",
+    )
+    counts_every: _int(ge=1, le=1_000_000) | None = Field(
+        default=None,
+        description="with counts kept (and needed by it): returning participants picked for, "
+        "and judged, at a time (in the pick's order, that of their return draws)",
+    )
 
     @model_validator(mode="after")
     def _check(self) -> FromStep:
@@ -226,6 +238,14 @@ class FromStep(_Frozen):
             raise _At(("demand",), "demand needs pick: least_annotated (a random pick ignores it)")
         if self.floor is not None and self.pick != "least_annotated":
             raise _At(("floor",), "floor needs pick: least_annotated (a random pick ignores it)")
+        if self.counts != "assigned" and self.pick != "least_annotated":
+            raise _At(("counts",), "counts needs pick: least_annotated (a random pick counts none)")
+        if self.counts_every is not None and self.counts == "assigned":
+            raise _At(("counts_every",), "counts_every needs counts: kept (verdicts to wait for)")
+        if self.counts == "kept" and self.counts_every is None:
+            raise _At(
+                ("counts_every",), "counts kept needs counts_every (participants judged at a time)"
+            )
         return self
 
 
@@ -1115,6 +1135,8 @@ def summary_lines(p: Protocol) -> list[str]:
                         how += f" (tests / demand; {g.source.demand.describe()})"
                     if g.source.floor is not None:
                         how += f", up to {g.source.floor} tests, then at random"
+                    if g.source.counts == "kept":
+                        how += f"; kept tests, judged every {g.source.counts_every} returns"
             out.append(f"            {g.count:>5} {g.role:<9} {how}")
         f = step.filters
         rules = []

@@ -67,6 +67,7 @@ __all__ = [
     "SelectionPolicy",
     "LeastTestedPick",
     "Plan",
+    "LaterPick",
     "LaterStep",
     "AnnotationIndex",
     "draw_demand",
@@ -444,6 +445,24 @@ class LaterStep:
     tested: np.ndarray | None = (
         None  # int32[n, k]: step-1 items picked for testing (pick least_annotated)
     )
+    pick: LaterPick | None = None  # the pick left to the simulator (counts: kept)
+
+
+@dataclass(frozen=True, eq=False)
+class LaterPick:
+    """A later step's ``pick: least_annotated`` with ``counts: kept``, left to the simulator:
+    it picks for ``every`` participants at a time in this order (:func:`pick_least`, the
+    counts carried over), plays and judges their sessions, and withdraws the tests of those
+    the step's filters drop before it picks for the next ones."""
+
+    order: np.ndarray  # int64[n]: the returning participants in the pick's order
+    videos: np.ndarray  # int32[n, m]: their eligible step-1 videos, in that order
+    keys: np.ndarray  # float64[n, m]: their tie-break keys
+    eligible: np.ndarray  # int32[m]: the step-1 item places those videos fill
+    count: int  # items tested per participant
+    weight: np.ndarray  # float64[V]: demand (ones without)
+    cap: float  # the floor: ranks above it are ties
+    every: int  # participants picked for, and judged, at a time
 
 
 @dataclass
@@ -750,6 +769,7 @@ class LeastTestedPick:
     weight: np.ndarray | None  # float64[V]: demand, or None
     rows: list = field(default_factory=list)  # (u_return, p, tie-break keys, eligible videos)
     cap: float = np.inf  # the source's floor: ranks above it are ties
+    every: int = 0  # counts kept: participants judged at a time (0: counts assigned)
 
     def draw_keys(self, stream: PyStream, p: int, u_return: float, chosen: np.ndarray) -> None:
         """At the participant's return: her tie-break keys, drawn from her own stream."""
@@ -757,12 +777,29 @@ class LeastTestedPick:
         stream.state = int(state)
         self.rows.append((u_return, p, keys, chosen[self.eligible]))
 
-    def pick(self, n_videos: int) -> dict[int, np.ndarray]:
-        """Participant -> the step-1 item places she is tested on."""
+    def later(self, order, videos, keys, n_videos: int) -> LaterPick:
+        """The pick's inputs (participants in the pick's order, their eligible videos and
+        keys), left to the simulator."""
+        return LaterPick(
+            order=np.asarray(order, dtype=np.int64),
+            videos=np.ascontiguousarray(videos, dtype=np.int32),
+            keys=np.ascontiguousarray(keys, dtype=np.float64),
+            eligible=self.eligible,
+            count=self.count,
+            weight=self.weight if self.weight is not None else np.ones(n_videos),
+            cap=self.cap,
+            every=self.every,
+        )
+
+    def pick(self, n_videos: int) -> dict[int, np.ndarray] | LaterPick:
+        """Participant -> the step-1 item places she is tested on; with counts kept, the
+        :class:`LaterPick` the simulator makes."""
         rows = sorted(self.rows, key=lambda t: (t[0], t[1]))
         m = self.eligible.size
         vids = np.array([t[3] for t in rows], dtype=np.int32).reshape(-1, m)
         keys = np.array([t[2] for t in rows], dtype=np.float64).reshape(-1, m)
+        if self.every:
+            return self.later([t[1] for t in rows], vids, keys, n_videos)
         w = self.weight if self.weight is not None else np.ones(n_videos)
         places = _pick_least(vids, keys, self.count, np.zeros(n_videos, np.int32), w, self.cap)
         return {t[1]: self.eligible[places[i]] for i, t in enumerate(rows)}
@@ -790,6 +827,7 @@ def _later_picks(protocol: Protocol, seed: int) -> dict[int, LeastTestedPick]:
                     g.count,
                     draw_demand(g.source.demand, n_videos, seed, s),
                     cap=np.inf if g.source.floor is None else float(g.source.floor),
+                    every=g.source.counts_every if g.source.counts == "kept" else 0,
                 )
     return picks
 
@@ -946,8 +984,10 @@ def _plan_simpy(protocol, seed, return_probability, observe, judge, min_press_s)
         order = np.argsort(rows, kind="stable")  # participant order, not return order
         k = steps[s].n_new
         new = np.array(later_new[s - 1], dtype=np.int32).reshape(-1, k)
-        tested = None
-        if s in picks:
+        tested = lpick = None
+        if s in picks and isinstance(picked[s], LaterPick):
+            lpick = picked[s]
+        elif s in picks:
             tested = np.array([picked[s][p] for p in rows[order]], dtype=np.int32).reshape(
                 -1, picks[s].count
             )
@@ -957,6 +997,7 @@ def _plan_simpy(protocol, seed, return_probability, observe, judge, min_press_s)
                 delay_s=np.array(later_delay[s - 1], dtype=np.float64)[order],
                 new_items=new[order],
                 tested=tested,
+                pick=lpick,
             )
         )
     return Plan(
@@ -1326,8 +1367,17 @@ def _plan_in_order(
     later = []
     for s in range(1, S):
         rows = np.flatnonzero(returns[:n, s]).astype(np.int64)
-        tested = None
-        if s in picks:
+        tested = lpick = None
+        if s in picks and picks[s].every:
+            pick = picks[s]
+            by_draw = rows[np.lexsort((rows, ret_u[rows, s]))]
+            lpick = pick.later(
+                by_draw,
+                items1[by_draw][:, pick.eligible],
+                ret_keys[by_draw, s, : pick_m[s]],
+                n_videos,
+            )
+        elif s in picks:
             pick = picks[s]
             by_draw = rows[np.lexsort((rows, ret_u[rows, s]))]  # (u_return, p), as simpy's pick
             w = pick.weight if pick.weight is not None else np.ones(n_videos)
@@ -1347,6 +1397,7 @@ def _plan_in_order(
                 delay_s=ret_delay[rows, s].copy(),
                 new_items=ret_new[rows, s, : n_new[s]].copy(),
                 tested=tested,
+                pick=lpick,
             )
         )
     return Plan(

@@ -28,7 +28,13 @@ from memsim.design.trials import COLUMNS, ROLES
 from memsim.errors import UserError
 from memsim.progress import ProgressCallback, report
 from memsim.rng import CAMPAIGN, SEQUENCE, stream_key
-from memsim.sim.campaign import feedback, plan_campaign, shuffle_front
+from memsim.sim.campaign import (
+    LaterStep,
+    _pick_least_sorted,
+    feedback,
+    plan_campaign,
+    shuffle_front,
+)
 from memsim.sim.forgetting import LAWS, retention
 from memsim.sim.kernel import (
     ROLE_CODES,
@@ -417,6 +423,52 @@ def _later_step_items(protocol: Protocol, s: int, layout, later, prev: dict, see
             item_prior_onset[:, idx] = np.take_along_axis(prev["item_onset"][prev_row], sel, axis=1)
             c0 += c
     return pid, start, items_video, item_prior_onset
+
+
+def _later_step_in_rounds(protocol: Protocol, s: int, layout, later, prev: dict, seed: int, play):
+    """Later step ``s`` whose pick counts kept tests (``counts: kept``; ``later.pick``, a
+    :class:`~memsim.sim.campaign.LaterPick`): for ``every`` returning participants at a time,
+    in the pick's order, their tested items are picked by their tests so far (ties and
+    floor as :func:`~memsim.sim.campaign._pick_least`), their sessions played and judged by
+    ``play(pid, start, items_video, item_prior_onset) -> (what the next step needs, kept)``,
+    and the tests of everyone in the round the step's filters did not keep (or who did not
+    come back) withdrawn before the next round is picked.
+
+    Returns what the next step needs of this one, for all who played it (participant order).
+    """
+    pk = later.pick
+    n = pk.order.shape[0]
+    tests = np.zeros(protocol.stimuli.count, dtype=np.int32)
+    at = np.searchsorted(later.rows, pk.order)  # the pick's order -> later.rows
+    parts = []
+    for a in range(0, n, pk.every):
+        b = min(a + pk.every, n)
+        places = _pick_least_sorted(
+            pk.videos[a:b], pk.keys[a:b], pk.count, tests, pk.weight, pk.cap
+        )
+        rows = np.sort(at[a:b])  # this round, in participant order
+        tested = np.empty((b - a, pk.count), dtype=np.int32)
+        tested[np.searchsorted(rows, at[a:b])] = pk.eligible[places]
+        sub = LaterStep(
+            rows=later.rows[rows],
+            delay_s=later.delay_s[rows],
+            new_items=later.new_items[rows],
+            tested=tested,
+        )
+        items = _later_step_items(protocol, s, layout, sub, prev, seed)
+        out, kept = play(*items)
+        dropped = ~np.isin(pk.order[a:b], out["pid"][kept])
+        picked = np.take_along_axis(pk.videos[a:b], places, axis=1)
+        np.subtract.at(tests, picked[dropped].ravel(), 1)
+        parts.append(out)
+    if not parts:
+        return None
+    by = np.argsort(np.concatenate([o["pid"] for o in parts]), kind="stable")
+    merged = {
+        k: np.concatenate([o[k] for o in parts])[by] for k in parts[0] if k != "group_of_item"
+    }
+    merged["group_of_item"] = layout.group_of_item
+    return merged
 
 
 @dataclass(frozen=True, eq=False)
@@ -1027,6 +1079,23 @@ def simulate_arrays(
             if prev is not None:
                 played[:, 0] = prev["shown"]
                 continue
+        if s > 0 and plan.later[s - 1].pick is not None:  # picked, played and judged in rounds
+
+            def play(pid, start, items_video, item_prior_onset, s=s):
+                base = reserved_base[pid, s]
+                out = _play_fused(
+                    prepared, params, seed, s, pid, start, items_video, item_prior_onset,
+                    base, parts, videos, cols,
+                )  # fmt: skip
+                played[pid, s] = out["shown"]
+                L = steps[s].length
+                tally = _tally_rows(cols[4], cols[5], cols[8], base, out["shown"], L)
+                return out, passes(stats_from_tally(tally, L), steps[s].filters)
+
+            prev = _later_step_in_rounds(
+                protocol, s, prepared.layouts[s], plan.later[s - 1], prev, seed, play
+            )
+            continue
         if s == 0:
             pid = np.arange(P, dtype=np.int64)
             start, items_video = plan.arrival_s, plan.step1_items
@@ -1078,17 +1147,9 @@ def simulate_stepwise(prepared: PreparedProtocol, params: Params, seed: int = 0)
     steps = protocol.steps
     videos, parts, plan, _ = _campaign(prepared, params, seed)
     tables = []
-    prev = None
-    for s, step in enumerate(steps):
-        layout = prepared.layouts[s]
-        if s == 0:
-            pid = np.arange(plan.n_participants, dtype=np.int64)
-            items_video, start = plan.step1_items, plan.arrival_s
-            item_prior_onset = np.full(items_video.shape, np.nan)
-        else:
-            pid, start, items_video, item_prior_onset = _later_step_items(
-                protocol, s, layout, plan.later[s - 1], prev, seed
-            )
+
+    def play(s, pid, start, items_video, item_prior_onset):
+        step, layout = steps[s], prepared.layouts[s]
         n = pid.shape[0]
         item, lag = generate_sequences(layout, seed, pid, s)
         sl = _slots(step, layout, item, lag)
@@ -1102,7 +1163,7 @@ def simulate_stepwise(prepared: PreparedProtocol, params: Params, seed: int = 0)
         rows = np.broadcast_to(np.arange(n)[:, None], item.shape)
         for sel in (shown_mask & ~sl["within"], shown_mask & sl["within"]):
             item_onset[rows[sel], item[sel]] = onset[sel]
-        prev = {
+        out = {
             "pid": pid,
             "items_video": items_video,
             "item_onset": item_onset,
@@ -1114,6 +1175,7 @@ def simulate_stepwise(prepared: PreparedProtocol, params: Params, seed: int = 0)
         flat = shown_mask.ravel()
         tables.append(
             {
+                "_s": s,
                 "_pid": pid,
                 "_shown": shown,
                 "participant": np.repeat(pid, step.length)[flat],
@@ -1129,14 +1191,37 @@ def simulate_stepwise(prepared: PreparedProtocol, params: Params, seed: int = 0)
                 "onset_s": onset.ravel()[flat],
             }
         )
+        # the step's verdicts, tallied here in numpy (the fused path tallies trial rows)
+        kind = slot_kinds(sl["role"], x.repeat)
+        tally = np.zeros((n, 4, 2), dtype=np.int64)
+        np.add.at(tally, (rows[shown_mask], kind[shown_mask], response[shown_mask].astype(int)), 1)
+        return out, passes(stats_from_tally(tally, step.length), step.filters)
+
+    prev = None
+    for s in range(len(steps)):
+        if s == 0:
+            pid = np.arange(plan.n_participants, dtype=np.int64)
+            prev, _ = play(
+                0, pid, plan.arrival_s, plan.step1_items, np.full(plan.step1_items.shape, np.nan)
+            )
+        elif plan.later[s - 1].pick is not None:
+            prev = _later_step_in_rounds(
+                protocol, s, prepared.layouts[s], plan.later[s - 1], prev, seed,
+                lambda *a, s=s: play(s, *a),
+            )  # fmt: skip
+        else:
+            prev, _ = play(
+                s,
+                *_later_step_items(protocol, s, prepared.layouts[s], plan.later[s - 1], prev, seed),
+            )
     per = np.zeros((plan.n_participants, len(steps)), dtype=np.int64)
-    for s, t in enumerate(tables):
-        per[t["_pid"], s] = t["_shown"]
+    for t in tables:
+        per[t["_pid"], t["_s"]] = t["_shown"]
     base = (np.cumsum(per.ravel()) - per.ravel()).reshape(per.shape)
     total = int(per.sum())
     cols = {c: np.empty(total, dtype=tables[0][c].dtype) for c in TRIAL_COLUMNS}
-    for s, t in enumerate(tables):
-        dest = np.repeat(base[t["_pid"], s], t["_shown"]) + t["position"]
+    for t in tables:
+        dest = np.repeat(base[t["_pid"], t["_s"]], t["_shown"]) + t["position"]
         for c in TRIAL_COLUMNS:
             cols[c][dest] = t[c]
     return SimulatedArrays(
