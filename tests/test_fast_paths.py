@@ -271,9 +271,9 @@ def test_step_one_played_once_is_step_one_played_again(name, params, monkeypatch
     steps_played = []
     fused = sim_module._play_fused
 
-    def counted(prepared, params, seed, s, *rest):
+    def counted(prepared, seed, s, *rest):
         steps_played.append(s)
-        return fused(prepared, params, seed, s, *rest)
+        return fused(prepared, seed, s, *rest)
 
     monkeypatch.setattr(sim_module, "_play_fused", counted)
     for engine in ("auto", "simpy"):

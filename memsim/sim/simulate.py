@@ -742,57 +742,79 @@ def _sequence_args(layout, step_index: int, max_restarts: int = 1000) -> tuple:
     return (layout.length, *plan, max_restarts, perm_size)
 
 
-def _play_fused(
-    prepared, params, seed, s, pid, start, items_video, item_prior_onset, base, parts, videos, cols
-):
-    """Step ``s`` for participants ``pid`` into ``cols`` (:func:`_play_step`); what the next
-    step needs of it."""
-    protocol = prepared.protocol
+def _step_args(prepared, params, seed, s, videos) -> tuple:
+    """What :func:`_play_step` takes of step ``s`` besides the participants (its sequence
+    layout, item groups and the stimuli's tables), made once per step."""
     layout = prepared.layouts[s]
+    return (
+        _sequence_args(layout, s),
+        layout.group_of_item,
+        prepared.group_role[s],
+        prepared.from_earlier[s],
+        *step_tables(videos, _constants(prepared.protocol, params, seed, s)),
+    )
+
+
+def _play_rows(
+    seed, s, layout, args, pid, base, start, items, prior_onset, parts, cols, check=True
+):
+    """Participants ``pid``'s sessions of step ``s`` into ``cols`` at rows ``base[i] ..``
+    (:func:`_play_step`; ``args`` from :func:`_step_args`): ``(item_onset, shown, end)``.
+    With ``check``, one participant's sequence first: an infeasible layout fails once, not
+    once per participant."""
     n = pid.shape[0]
     item_onset = np.empty((n, layout.n_items))
     shown = np.zeros(n, dtype=np.int32)
     end = np.zeros(n)
-    if n:
-        # one participant first: an infeasible layout fails once, not once per participant
+    if n == 0:
+        return item_onset, shown, end
+    if check:
         _, _, f, _ = _sequence_run(layout, seed, pid[:1], s, 1000)
         if f[0] >= 0:
             raise _sequence_failure(layout, s, int(pid[0]), int(f[0]), 1000)
-        failed = np.empty(n, dtype=np.int32)
-        _play_step(
-            np.uint64(seed),
-            s,
-            pid,
-            base,
-            np.ascontiguousarray(start, dtype=np.float64),
-            parts.ability[pid],
-            parts.fa[pid],
-            parts.lapse[pid],
-            parts.careless[pid],
-            np.ascontiguousarray(items_video, dtype=np.int32),
-            np.ascontiguousarray(item_prior_onset, dtype=np.float64),
-            _sequence_args(layout, s),
-            layout.group_of_item,
-            prepared.group_role[s],
-            prepared.from_earlier[s],
-            *step_tables(videos, _constants(protocol, params, seed, s)),
-            cols,
-            item_onset,
-            shown,
-            failed,
-            end,
-        )
-        bad = np.flatnonzero(failed >= 0)
-        if bad.size:
-            i = int(bad[0])
-            raise _sequence_failure(layout, s, int(pid[i]), int(failed[i]), 1000)
+    failed = np.empty(n, dtype=np.int32)
+    _play_step(
+        np.uint64(seed),
+        s,
+        pid,
+        np.ascontiguousarray(base, dtype=np.int64),
+        np.ascontiguousarray(start, dtype=np.float64),
+        parts.ability[pid],
+        parts.fa[pid],
+        parts.lapse[pid],
+        parts.careless[pid],
+        np.ascontiguousarray(items, dtype=np.int32),
+        np.ascontiguousarray(prior_onset, dtype=np.float64),
+        *args,
+        cols,
+        item_onset,
+        shown,
+        failed,
+        end,
+    )
+    bad = np.flatnonzero(failed >= 0)
+    if bad.size:
+        i = int(bad[0])
+        raise _sequence_failure(layout, s, int(pid[i]), int(failed[i]), 1000)
+    return item_onset, shown, end
+
+
+def _play_fused(
+    prepared, seed, s, args, pid, start, items_video, item_prior_onset, base, parts, cols
+):
+    """Step ``s`` for participants ``pid`` into ``cols`` (:func:`_play_rows`); what the next
+    step needs of it."""
+    layout = prepared.layouts[s]
+    item_onset, shown, end = _play_rows(
+        seed, s, layout, args, pid, base, start, items_video, item_prior_onset, parts, cols
+    )
     return {
         "pid": pid,
         "items_video": items_video,
         "item_onset": item_onset,
         "shown_item": ~np.isnan(item_onset),
         "group_of_item": layout.group_of_item,
-        "complete": shown == protocol.steps[s].length,
+        "complete": shown == prepared.protocol.steps[s].length,
         "end": end,
         "shown": shown,
     }
@@ -852,13 +874,7 @@ class _FirstStepKept:
         self.step = protocol.steps[0]
         self.layout = layout = prepared.layouts[0]
         self.L = L = self.step.length
-        self.args = (
-            _sequence_args(layout, 0),
-            layout.group_of_item,
-            prepared.group_role[0],
-            prepared.from_earlier[0],
-            *step_tables(videos, _constants(protocol, params, seed, 0)),
-        )
+        self.args = _step_args(prepared, params, seed, 0, videos)
         n, k1 = prepared.max_participants, self.step.n_new
         key = (L, layout.n_items, k1)
         have = workspace.get("first_step") if workspace is not None else None
@@ -885,45 +901,16 @@ class _FirstStepKept:
     def judge(self, pid: np.ndarray, items: np.ndarray, start: np.ndarray):
         """``(end_s, kept)`` of these participants' step 1 under its filters, their rows kept."""
         k = self.kept
-        n = pid.shape[0]
-        if n == 0:
+        if pid.shape[0] == 0:
             return np.zeros(0), np.zeros(0, dtype=bool)
         pid = np.ascontiguousarray(pid, dtype=np.int64)
-        if not self.checked:  # an infeasible layout fails once, not once per participant
-            _, _, f, _ = _sequence_run(self.layout, self.seed, pid[:1], 0, 1000)
-            if f[0] >= 0:
-                raise _sequence_failure(self.layout, 0, int(pid[0]), int(f[0]), 1000)
-            self.checked = True
-        item_onset = np.empty((n, self.layout.n_items))
-        shown = np.zeros(n, dtype=np.int32)
-        end = np.zeros(n)
-        failed = np.empty(n, dtype=np.int32)
-        start = np.ascontiguousarray(start, dtype=np.float64)
         items = np.ascontiguousarray(items, dtype=np.int32)
-        parts = self.parts
-        _play_step(
-            np.uint64(self.seed),
-            0,
-            pid,
-            pid * self.L,
-            start,
-            parts.ability[pid],
-            parts.fa[pid],
-            parts.lapse[pid],
-            parts.careless[pid],
-            items,
-            np.empty((0, 0)),
-            *self.args,
-            k["cols"],
-            item_onset,
-            shown,
-            failed,
-            end,
-        )
-        bad = np.flatnonzero(failed >= 0)
-        if bad.size:
-            i = int(bad[0])
-            raise _sequence_failure(self.layout, 0, int(pid[i]), int(failed[i]), 1000)
+        start = np.ascontiguousarray(start, dtype=np.float64)
+        item_onset, shown, end = _play_rows(
+            self.seed, 0, self.layout, self.args, pid, pid * self.L, start, items,
+            np.empty((0, 0)), self.parts, k["cols"], check=not self.checked,
+        )  # fmt: skip
+        self.checked = True
         k["item_onset"][pid] = item_onset
         k["shown"][pid] = shown
         k["end"][pid] = end
@@ -1079,13 +1066,14 @@ def simulate_arrays(
             if prev is not None:
                 played[:, 0] = prev["shown"]
                 continue
+        args = _step_args(prepared, params, seed, s, videos)
         if s > 0 and plan.later[s - 1].pick is not None:  # picked, played and judged in rounds
 
-            def play(pid, start, items_video, item_prior_onset, s=s):
+            def play(pid, start, items_video, item_prior_onset, s=s, args=args):
                 base = reserved_base[pid, s]
                 out = _play_fused(
-                    prepared, params, seed, s, pid, start, items_video, item_prior_onset,
-                    base, parts, videos, cols,
+                    prepared, seed, s, args, pid, start, items_video, item_prior_onset, base,
+                    parts, cols,
                 )  # fmt: skip
                 played[pid, s] = out["shown"]
                 L = steps[s].length
@@ -1106,16 +1094,15 @@ def simulate_arrays(
             )
         prev = _play_fused(
             prepared,
-            params,
             seed,
             s,
+            args,
             pid,
             start,
             items_video,
             item_prior_onset,
             reserved_base[pid, s],
             parts,
-            videos,
             cols,
         )
         played[pid, s] = prev["shown"]
