@@ -344,6 +344,15 @@ def test_a_kept_pick_in_one_round_is_the_assigned_pick(params):
         )
 
 
+def test_a_kept_pick_with_nobody_back(params):
+    """Nobody returns: step 2 is one empty round, and both simulations agree."""
+    nobody = params.updated({"participants.return_probability": 0.0})
+    prepared = _kept_pick(5, 0.02)
+    a = simulate_arrays(prepared, nobody, 0)
+    assert a.n_participants > 0 and not (a.trials["step"] == 2).any()
+    _same_arrays(a, simulate_stepwise(prepared, nobody, 0))
+
+
 def test_a_kept_pick_makes_up_dropped_tests(params):
     """Counting kept tests, the step-2 picks make up what the filters drop: fewer videos end
     below the floor (10) in the scored long-term counts than when the pick counts picks."""

@@ -441,7 +441,7 @@ def _later_step_in_rounds(protocol: Protocol, s: int, layout, later, prev: dict,
     tests = np.zeros(protocol.stimuli.count, dtype=np.int32)
     at = np.searchsorted(later.rows, pk.order)  # the pick's order -> later.rows
     parts = []
-    for a in range(0, n, pk.every):
+    for a in range(0, max(n, 1), pk.every):  # one (empty) round when nobody came back
         b = min(a + pk.every, n)
         places = _pick_least_sorted(
             pk.videos[a:b], pk.keys[a:b], pk.count, tests, pk.weight, pk.cap
@@ -461,8 +461,6 @@ def _later_step_in_rounds(protocol: Protocol, s: int, layout, later, prev: dict,
         picked = np.take_along_axis(pk.videos[a:b], places, axis=1)
         np.subtract.at(tests, picked[dropped].ravel(), 1)
         parts.append(out)
-    if not parts:
-        return None
     by = np.argsort(np.concatenate([o["pid"] for o in parts]), kind="stable")
     merged = {
         k: np.concatenate([o[k] for o in parts])[by] for k in parts[0] if k != "group_of_item"
