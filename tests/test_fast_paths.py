@@ -344,6 +344,30 @@ def test_a_kept_pick_in_one_round_is_the_assigned_pick(params):
         )
 
 
+def test_a_later_pool_counting_returning_viewers(params):
+    """``later_counts: returning`` takes the showings of participants who do not come back off
+    the later pool's count when their window closes: fewer videos end with fewer than 9
+    viewers kept in step 2 than with every showing counted. It needs simpy's events."""
+    from memsim.sim.campaign import in_order
+
+    d = load_protocol(ROOT / "protocols" / "videomem.yaml").dump()
+    # a 2-3 h window to come back, so that windows close within this short campaign (~50 h)
+    d["steps"][1]["delay_h"] = [2, 3]
+    short = {}
+    for how in ("shown", "returning"):
+        d["selection"]["later_counts"] = how
+        proto = protocol_from_mapping(d)
+        assert in_order(proto) == (how == "shown")
+        sim = simulate_arrays(prepare(proto, 0.3), params, 5).to_simulation()
+        res = score(sim.trials, sim.protocol, validate=False)
+        ps, t = res.participants, sim.trials
+        kept2 = ps.loc[(ps["step"] == 2) & ps["kept"], "participant"]
+        f = t[(t["step"] == 1) & (t["role"] == "filler") & t["participant"].isin(kept2)]
+        seen = np.bincount(f["video"].to_numpy(), minlength=sim.protocol.stimuli.count)
+        short[how] = int((seen < 9).sum())
+    assert short["returning"] < short["shown"], short
+
+
 def test_a_kept_pick_with_nobody_back(params):
     """Nobody returns: step 2 is one empty round, and both simulations agree."""
     nobody = params.updated({"participants.return_probability": 0.0})

@@ -328,6 +328,16 @@ BROKEN_MAPPINGS = [
         "steps.1.items.0.source.counts",
     ),
     ("later-pool-below-step-1", _set("selection.later_pool", 119), "selection.later_pool"),
+    (
+        "later-counts-without-pool",
+        _chain(_set("selection.later_pool", None), _set("selection.later_counts", "returning")),
+        "selection.later_counts",
+    ),
+    (
+        "later-counts-unknown",
+        _set("selection.later_counts", "returned"),
+        "selection.later_counts",
+    ),
     ("later-pool-above-stimuli", _set("selection.later_pool", 10001), "selection.later_pool"),
     (
         "floor-with-random-pick",

@@ -730,6 +730,14 @@ class LeastAnnotated(_Frozen):
         "shown least often in those places so far (/ demand), apart from the step's other "
         "items; none (or no such places): all of step 1's items from the one pool",
     )
+    later_counts: Literal["shown", "returning"] = Field(
+        default="shown",
+        description="with later_pool: what its count of a stimulus's showings keeps: every "
+        "showing (shown), or those to participants who may still come back or came back "
+        "(returning): a participant's showings leave the count when her window for the next "
+        "step closes without her (her session's end + the step's longest delay; needs counts "
+        "kept or received, which learn when sessions end)",
+    )
 
     @model_validator(mode="after")
     def _checks_need_verdicts(self) -> LeastAnnotated:
@@ -737,6 +745,13 @@ class LeastAnnotated(_Frozen):
             raise _At(
                 ("counts_every_h",),
                 "counts_every_h needs counts: kept or received (verdicts to apply at checks)",
+            )
+        if self.later_counts != "shown" and self.later_pool is None:
+            raise _At(("later_counts",), "later_counts needs later_pool (the count it keeps)")
+        if self.later_counts != "shown" and self.counts == "assigned":
+            raise _At(
+                ("later_counts",),
+                "later_counts: returning needs counts: kept or received (sessions' ends)",
             )
         return self
 
@@ -752,6 +767,7 @@ class LeastAnnotated(_Frozen):
         if self.later_pool is not None:
             how.append(
                 f"the items a later step tests: among the {self.later_pool:,} least shown there"
+                + (", to participants who may come back" if self.later_counts == "returning" else "")
             )
         if self.demand is not None:
             how.append(f"annotations / demand; {self.demand.describe()}")

@@ -557,8 +557,9 @@ class LeastAnnotatedPolicy(SelectionPolicy):
     @classmethod
     def in_order(cls, spec) -> bool:
         # kept and received counts wait for verdicts, which the in-order engine applies too,
-        # and draws a later pool's places apart as this policy does
-        return True
+        # and draws a later pool's places apart as this policy does; a later pool counting
+        # only returning participants' showings needs the events (simpy)
+        return getattr(spec, "later_counts", "shown") == "shown"
 
     @classmethod
     def counting(cls, spec) -> str:
@@ -585,6 +586,12 @@ class LeastAnnotatedPolicy(SelectionPolicy):
             self.mark = np.zeros(campaign.n_videos, dtype=np.int64)
         self.received = spec.counts == "received"
         self.kept_only = spec.counts == "kept" or self.received
+        # later_counts returning: (window closes, p, shown videos) of participants who will
+        # not come back, taken off the later pool's count then
+        self.returning = self.later is not None and spec.later_counts == "returning"
+        self.closes: list = []
+        steps = campaign.protocol.steps
+        self.window_s = float(steps[1].delay_h[1]) * 3600.0 if len(steps) > 1 else 0.0
         if self.kept_only and campaign.judge is None:
             raise UserError(
                 f"counts: {spec.counts} needs the simulator's feedback", path=campaign.name
@@ -605,6 +612,10 @@ class LeastAnnotatedPolicy(SelectionPolicy):
             ps = np.array(self.unjudged, dtype=np.int64)
             self.unjudged.clear()
             ends, kept = c.judge(ps, c.items1[ps], c.arrival[ps])
+            if self.returning:
+                for i in np.flatnonzero(~c.comes_back[ps]).tolist():
+                    due = float(ends[i]) + self.window_s
+                    heapq.heappush(self.closes, (due, int(ps[i]), c.items1[ps[i]][self.later]))
             for i in np.flatnonzero(kept if self.received else ~kept).tolist():
                 due = float(ends[i])
                 if self.every_s > 0.0:  # at the first check after the session's end
@@ -616,6 +627,8 @@ class LeastAnnotatedPolicy(SelectionPolicy):
                 c.index.add(targets)
             else:
                 c.index.remove(targets)
+        while self.closes and self.closes[0][0] <= now:
+            self.shown.remove(heapq.heappop(self.closes)[2])
 
     def choose(self, p: int, stream: PyStream, now: float) -> np.ndarray:
         if self.kept_only:
@@ -747,6 +760,7 @@ class _Campaign:
     observe: object = None
     judge: object = None
     min_press_s: float = 0.0
+    comes_back: np.ndarray | None = None  # bool[max_p]: returns for step 2 (drawn at arrival)
 
     @property
     def name(self) -> str:
@@ -922,6 +936,7 @@ def _plan_simpy(protocol, seed, return_probability, observe, judge, min_press_s)
         observe=observe,
         judge=judge,
         min_press_s=min_press_s,
+        comes_back=np.zeros(max_p, dtype=np.bool_),
     )
     policy = SELECTION_POLICIES[sel.kind](sel, c)
     picks = _later_picks(protocol, seed)
@@ -947,6 +962,8 @@ def _plan_simpy(protocol, seed, return_probability, observe, judge, min_press_s)
             u_return = st.uniform()
             if u_return >= return_probability:
                 return
+            if s == 1:
+                c.comes_back[p] = True
             lo, hi = steps[s].delay_h
             delay = (lo + st.uniform() * (hi - lo)) * 3600.0
             yield env.timeout(wait + delay)
