@@ -557,9 +557,9 @@ class LeastAnnotatedPolicy(SelectionPolicy):
     @classmethod
     def in_order(cls, spec) -> bool:
         # kept and received counts wait for verdicts, which the in-order engine applies too,
-        # and draws a later pool's places apart as this policy does; a later pool counting
-        # only returning participants' showings needs the events (simpy)
-        return getattr(spec, "later_counts", "shown") == "shown"
+        # draws a later pool's places apart as this policy does, and takes a non-returner's
+        # showings off its count when her window closes (later_counts: returning)
+        return True
 
     @classmethod
     def counting(cls, spec) -> str:
@@ -1102,6 +1102,8 @@ def _campaign_in_order(
     s_order,
     s_where,
     s_start,
+    close_t,
+    close_p,
     return_probability,
     n_new,
     delay_lo_h,
@@ -1116,8 +1118,9 @@ def _campaign_in_order(
     ret_keys,
 ):
     """Participants ``p0`` to ``p1 - 1`` in arrival order: selection, the index's counts, her
-    returns. Returns ``(n, ptr, stopped)``: participants planned so far, verdicts applied
-    (of ``due_t``), whether the stop rule ended the campaign.
+    returns. Returns ``(n, ptr, cptr, stopped)``: participants planned so far, verdicts
+    applied (of ``due_t``), window closes applied (of ``close_t``), whether the stop rule
+    ended the campaign.
 
     The same draws, from the same streams and in the same order, as the simpy campaign's
     ``participant`` process. ``counting``: 0 assigned, 1 kept, 2 received. Before each
@@ -1128,10 +1131,14 @@ def _campaign_in_order(
     stamps ``p + 1``) and ``places`` (the identity, restored) carry over from call to call.
     ``later_pool`` > 0: step 1's ``later_places`` are drawn apart, among the ``later_pool``
     stimuli least shown in them (the index ``s_*``), after the ``rest_places`` from the
-    annotation pool, as :meth:`LeastAnnotatedPolicy._choose_apart` does."""
+    annotation pool, as :meth:`LeastAnnotatedPolicy._choose_apart` does. ``close_t``/``close_p``
+    (sorted by ``(time, participant)``; ``later_counts: returning``): when a participant who
+    does not come back has her step-1 showings in those places taken off the index ``s_*``,
+    applied before each arrival after the verdicts, as simpy's ``settle`` does."""
     S = n_new.shape[0]
     has_demand = demand.shape[0] > 0
     ptr = 0
+    cptr = 0
     for p in range(p0, p1):
         if counting != 0:
             ptr = _apply_verdicts(
@@ -1149,6 +1156,13 @@ def _campaign_in_order(
                 where,
                 start,
             )
+        while cptr < close_t.shape[0] and close_t[cptr] <= arrival[p]:
+            lat = items1[close_p[cptr]][later_places]
+            if has_demand:
+                _remove_demanded(s_counts, s_keys, demand, s_order, s_where, s_start, lat)
+            else:
+                _remove_annotations(s_counts, s_order, s_where, s_start, lat)
+            cptr += 1
         stop = False
         if min_annot > 0:
             if has_demand:
@@ -1208,8 +1222,8 @@ def _campaign_in_order(
                     state, ret_keys[p, s, j] = next_uniform(state)
             returns[p, s] = True
         if stop:
-            return p + 1, ptr, True
-    return p1, ptr, False
+            return p + 1, ptr, cptr, True
+    return p1, ptr, cptr, False
 
 
 class _VerdictTooSoon(Exception):
@@ -1300,10 +1314,14 @@ def _plan_in_order(
         shown.start,
     )
     due_t, due_p = np.empty(0), np.empty(0, dtype=np.int64)
+    # later_counts returning: when non-returners' showings leave the later pool's count
+    close_t, close_p = np.empty(0), np.empty(0, dtype=np.int64)
+    returning = later_pool > 0 and getattr(sel, "later_counts", "shown") == "returning"
+    window_s = float(steps[1].delay_h[1]) * 3600.0 if S > 1 else 0.0
     verdict_s = first_verdict_s(protocol, min_press_s) if counting != "assigned" else np.inf
     every_s = (getattr(sel, "counts_every_h", None) or 0.0) * 3600.0
 
-    def window(p0: int, p1: int, due_t: np.ndarray, due_p: np.ndarray):
+    def window(p0: int, p1: int, due_t, due_p, close_t, close_p):
         return _campaign_in_order(
             np.uint64(seed),
             p0,
@@ -1326,6 +1344,8 @@ def _plan_in_order(
             index.start,
             *scratch,
             *apart,
+            close_t,
+            close_p,
             float(return_probability),
             n_new,
             lo,
@@ -1348,7 +1368,7 @@ def _plan_in_order(
             end = np.ceil(end / every_s) * every_s
         p1 = min(max(int(np.searchsorted(arrival, end, side="left")), n + 1), max_p)
         p0 = n
-        n, ptr, stopped = window(p0, p1, due_t, due_p)
+        n, ptr, cptr, stopped = window(p0, p1, due_t, due_p, close_t, close_p)
         if counting == "assigned":
             continue
         ps = np.arange(p0, n, dtype=np.int64)
@@ -1357,6 +1377,12 @@ def _plan_in_order(
         if np.any(ends < arrival[ps] + verdict_s):
             raise _VerdictTooSoon
         kept = np.asarray(kept, dtype=bool)
+        if returning:  # her window closes without her: session's end + the longest delay
+            gone = np.flatnonzero(~returns[ps, 1])
+            close_t = np.concatenate([close_t[cptr:], ends[gone] + window_s])
+            close_p = np.concatenate([close_p[cptr:], ps[gone]])
+            by = np.lexsort((close_p, close_t))  # (time, participant): simpy's heap order
+            close_t, close_p = close_t[by], close_p[by]
         mine = np.flatnonzero(kept if counting == "received" else ~kept)
         due = ends[mine]
         if every_s > 0.0:  # at the first check after the session's end
