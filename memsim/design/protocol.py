@@ -828,26 +828,40 @@ class StopAfterParticipants(_Frozen):
 
 
 class StopAtMinAnnotations(_Frozen):
-    """Stop once every stimulus has ``count`` assigned step-1 target tests, or at the cap."""
+    """Stop once every stimulus (or a ``share`` of them) has ``count`` step-1 target tests as
+    the selection counts them, or at the cap."""
 
     kind: Literal["min_annotations"] = "min_annotations"
     count: Annotations
     max_participants: Count
+    share: _float(gt=0, le=1) = Field(
+        default=1.0,
+        description="the fraction of stimuli that must have count annotations (1: every one); "
+        "the campaign stops once at most the rest, rounded down, have fewer",
+    )
 
     def describe(self) -> str:
+        who = "every stimulus has" if self.share == 1.0 else f"{self.share:.1%} of stimuli have"
         return (
-            f"when every stimulus has {self.count} assigned step-1 target tests "
+            f"when {who} {self.count} step-1 target tests "
             f"(at most {self.max_participants:,} participants)"
         )
 
+    def stimuli_needed(self, n_stimuli: int) -> int:
+        """How many stimuli must reach ``count``: ``share`` of them, rounded up."""
+        # the rounding guard: 0.6 * 10_000 is 6000.000000000001 in floating point
+        return min(n_stimuli, max(1, math.ceil(self.share * n_stimuli - 1e-9)))
+
     def check(self, n_stimuli: int, targets_per_participant: int) -> None:
         """The cap must allow the annotations, else the cap, not the count, ends every campaign."""
-        need = self.count * n_stimuli
+        stimuli = self.stimuli_needed(n_stimuli)
+        need = self.count * stimuli
+        whom = "per stimulus" if stimuli == n_stimuli else f"for {stimuli} stimuli"
         if self.max_participants * targets_per_participant < need:
             raise _At(
                 ("campaign", "stop", "max_participants"),
                 f"{self.max_participants} participants x {targets_per_participant} step-1 targets "
-                f"give fewer than the {need} target tests that {self.count} per stimulus needs "
+                f"give fewer than the {need} target tests that {self.count} {whom} needs "
                 f"(at least {math.ceil(need / targets_per_participant)} participants)",
             )
 

@@ -152,6 +152,21 @@ class AnnotationIndex:
             return int(self.counts.min())
         return int(self.counts[self.order[0]])
 
+    def below(self, c: int) -> int:
+        """How many stimuli have fewer than ``c`` annotations."""
+        return int(_n_below(self.counts, self.start, self.demand is not None, c))
+
+
+@njit(cache=True)
+def _n_below(counts, start, has_demand, c):
+    """Stimuli with fewer than ``c`` annotations: without demands the keys are the counts and
+    bucket ``c`` starts after them (O(1)); with demands, counted."""
+    if has_demand:
+        return np.count_nonzero(counts < c)
+    if c < start.shape[0]:
+        return start[c]
+    return counts.shape[0]
+
 
 @njit(cache=True)
 def _add_demanded(counts, keys, demand, order, where, start, videos):
@@ -920,7 +935,7 @@ def _plan_simpy(protocol, seed, return_probability, observe, judge, min_press_s)
     sel = protocol.selection
     stop = protocol.campaign.stop
     max_p = stop.count if stop.kind == "participants" else stop.max_participants
-    min_annot = stop.count if stop.kind == "min_annotations" else 0
+    min_annot, below_ok = _stop_rule(stop, n_videos)
     rate_per_s = protocol.campaign.arrivals.rate_per_h / 3600.0
 
     c = _Campaign(
@@ -987,7 +1002,7 @@ def _plan_simpy(protocol, seed, return_probability, observe, judge, min_press_s)
             p += 1
             done["n"] = p
             policy.tick(env.now)
-            if min_annot and c.index.min_count() >= min_annot:
+            if min_annot and c.index.below(min_annot) <= below_ok:
                 break
 
     env.process(arrivals())
@@ -1077,6 +1092,7 @@ def _campaign_in_order(
     p1,
     arrival,
     min_annot,
+    below_ok,
     n_videos,
     uniform_policy,
     counting,
@@ -1165,10 +1181,7 @@ def _campaign_in_order(
             cptr += 1
         stop = False
         if min_annot > 0:
-            if has_demand:
-                stop = counts.min() >= min_annot
-            else:
-                stop = counts[order[0]] >= min_annot
+            stop = _n_below(counts, start, has_demand, min_annot) <= below_ok
         state = stream_key(seed, _rng.CAMPAIGN, p + 1)
         stamp = p + 1
         if uniform_policy:
@@ -1226,6 +1239,14 @@ def _campaign_in_order(
     return p1, ptr, cptr, False
 
 
+def _stop_rule(stop, n_videos: int) -> tuple[int, int]:
+    """A ``min_annotations`` stop as ``(count, stimuli allowed below it)``; ``(0, 0)`` for
+    a participant budget."""
+    if stop.kind != "min_annotations":
+        return 0, 0
+    return stop.count, n_videos - stop.stimuli_needed(n_videos)
+
+
 class _VerdictTooSoon(Exception):
     """A session ended before :func:`first_verdict_s` (a rounding of its sum): the arrival
     windows of :func:`_plan_in_order` assumed it could not."""
@@ -1263,7 +1284,7 @@ def _plan_in_order(
         raise UserError(f"counts: {counting} needs the simulator's feedback", path=protocol.name)
     stop = protocol.campaign.stop
     max_p = stop.count if stop.kind == "participants" else stop.max_participants
-    min_annot = stop.count if stop.kind == "min_annotations" else 0
+    min_annot, below_ok = _stop_rule(stop, n_videos)
     rate_per_s = protocol.campaign.arrivals.rate_per_h / 3600.0
     index = AnnotationIndex(
         n_videos, max_p, draw_demand(getattr(sel, "demand", None), n_videos, seed, 0)
@@ -1328,6 +1349,7 @@ def _plan_in_order(
             p1,
             arrival,
             min_annot,
+            below_ok,
             n_videos,
             policy.uniform,
             _COUNTING[counting],
