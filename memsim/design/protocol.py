@@ -723,6 +723,13 @@ class LeastAnnotated(_Frozen):
         "session's end)",
     )
 
+    counts_every_participants: Count | None = Field(
+        default=None,
+        description="with counts kept or received: the verdicts of ended sessions reach the "
+        "counts at checks made each time this many more participants have started (batches "
+        "of participants instead of hours: counts_every_h or this, not both)",
+    )
+
     later_pool: Count | None = Field(
         default=None,
         description="the step-1 places that a later step draws its tested items from "
@@ -741,10 +748,17 @@ class LeastAnnotated(_Frozen):
 
     @model_validator(mode="after")
     def _checks_need_verdicts(self) -> LeastAnnotated:
-        if self.counts_every_h is not None and self.counts == "assigned":
+        for name in ("counts_every_h", "counts_every_participants"):
+            if getattr(self, name) is not None and self.counts == "assigned":
+                raise _At(
+                    (name,),
+                    f"{name} needs counts: kept or received (verdicts to apply at checks)",
+                )
+        if self.counts_every_h is not None and self.counts_every_participants is not None:
             raise _At(
-                ("counts_every_h",),
-                "counts_every_h needs counts: kept or received (verdicts to apply at checks)",
+                ("counts_every_participants",),
+                "checks every so many hours or every so many participants, not both: "
+                "drop counts_every_h or counts_every_participants",
             )
         if self.later_counts != "shown" and self.later_pool is None:
             raise _At(("later_counts",), "later_counts needs later_pool (the count it keeps)")
@@ -764,6 +778,10 @@ class LeastAnnotated(_Frozen):
             how.append("annotations received: by kept participants, once their session ended")
         if self.counts_every_h is not None:
             how.append(f"verdicts counted at checks every {self.counts_every_h:g} h")
+        if self.counts_every_participants is not None:
+            how.append(
+                f"verdicts counted at checks every {self.counts_every_participants:,} participants"
+            )
         if self.later_pool is not None:
             how.append(
                 f"the items a later step tests: among the {self.later_pool:,} least shown there"
