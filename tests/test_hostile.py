@@ -335,7 +335,7 @@ def test_hostile_protocol_value(case, command, work, trials_file, capsys):
 def test_a_campaign_too_large_for_memory_is_refused_with_the_estimate(command, out, work, capsys):
     """Refused before any work, and the folders made for the output (runs/, new/deeper/)
     are taken away again."""
-    big = _mutated(**{"campaign.stop.count": 10_000_000})(work)
+    big = _mutated(**{"campaign.stop": {"kind": "participants", "count": 10_000_000}})(work)
     argv = [command, big, "--quiet", *(["--out", out] if out else [])]
     line = assert_refused(argv, work, capsys, "GiB")
     assert "10,000,000 participants" in line and "available" in line

@@ -785,7 +785,11 @@ class LeastAnnotated(_Frozen):
         if self.later_pool is not None:
             how.append(
                 f"the items a later step tests: among the {self.later_pool:,} least shown there"
-                + (", to participants who may come back" if self.later_counts == "returning" else "")
+                + (
+                    ", to participants who may come back"
+                    if self.later_counts == "returning"
+                    else ""
+                )
             )
         if self.demand is not None:
             how.append(f"annotations / demand; {self.demand.describe()}")
