@@ -863,7 +863,9 @@ class StopAtMinAnnotations(_Frozen):
     )
 
     def describe(self) -> str:
-        who = "every stimulus has" if self.share == 1.0 else f"{self.share:.1%} of stimuli have"
+        who = (
+            "every stimulus has" if self.share == 1.0 else f"{100 * self.share:g}% of stimuli have"
+        )
         return (
             f"when {who} {self.count} step-1 target tests "
             f"(at most {self.max_participants:,} participants)"
