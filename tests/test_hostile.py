@@ -417,6 +417,7 @@ def test_hostile_parameter_file(case, command, work, capsys):
 STUDY = {
     "name": "hostile",
     "protocol": str(VIDEOMEM),
+    "set": {"protocol.campaign.stop": {"kind": "participants", "count": 1000}},  # a budget
     "vary": [{"path": "protocol.campaign.stop.count", "values": [1000, 2000]}],
     "replicates": 1,
     "statistics": ["a"],
@@ -1143,7 +1144,7 @@ def test_mutated_parameter_files(data, work, quick_campaign, capsys):
 @given(data=st.data())
 def test_mutated_study_files(data, work, quick_campaign, capsys):
     d = _fresh(work)
-    base = {**STUDY, "set": {"protocol.stimuli.gap_s": 1.0}, "figures": []}
+    base = {**STUDY, "set": {**STUDY["set"], "protocol.stimuli.gap_s": 1.0}, "figures": []}
     tree = data.draw(mutants(base))
     path = d / "s.yaml"
     path.write_text(yaml.safe_dump(tree, sort_keys=False))
