@@ -152,20 +152,32 @@ class AnnotationIndex:
             return int(self.counts.min())
         return int(self.counts[self.order[0]])
 
-    def below(self, c: int) -> int:
-        """How many stimuli have fewer than ``c`` annotations."""
-        return int(_n_below(self.counts, self.start, self.demand is not None, c))
+    def few_below(self, c: int, most: int) -> bool:
+        """Whether at most ``most`` stimuli have fewer than ``c`` annotations."""
+        n_high = 0 if self.demand is None else int(np.count_nonzero(self.demand > 1.0))
+        return bool(_few_below(self.counts, self.order, self.start, n_high, c, most))
 
 
 @njit(cache=True)
-def _n_below(counts, start, has_demand, c):
-    """Stimuli with fewer than ``c`` annotations: without demands the keys are the counts and
-    bucket ``c`` starts after them (O(1)); with demands, counted."""
-    if has_demand:
-        return np.count_nonzero(counts < c)
-    if c < start.shape[0]:
-        return start[c]
-    return counts.shape[0]
+def _few_below(counts, order, start, n_high, c, most):
+    """Whether at most ``most`` stimuli have fewer than ``c`` annotations. A key never exceeds
+    its count (demands are >= 1), so only the stimuli of key below ``c``, ``order[:start[c]]``,
+    can have fewer, and all of them but the ``n_high`` of demand above 1 do: with none (no
+    demands) that is the answer in O(1); with some, no scan while the others alone are too
+    many, else those below counted, up to the ``most + 1``-th."""
+    if c >= start.shape[0]:  # above any key: every stimulus is below
+        return counts.shape[0] <= most
+    if n_high == 0:
+        return start[c] <= most
+    if start[c] - n_high > most:
+        return False
+    n = 0
+    for i in range(start[c]):
+        if counts[order[i]] < c:
+            n += 1
+            if n > most:
+                return False
+    return True
 
 
 @njit(cache=True)
@@ -1020,7 +1032,7 @@ def _plan_simpy(protocol, seed, return_probability, observe, judge, min_press_s)
             p += 1
             done["n"] = p
             policy.tick(env.now)
-            if min_annot and c.index.below(min_annot) <= below_ok:
+            if min_annot and c.index.few_below(min_annot, below_ok):
                 break
 
     env.process(arrivals())
@@ -1111,6 +1123,7 @@ def _campaign_in_order(
     arrival,
     min_annot,
     below_ok,
+    n_high,
     n_videos,
     uniform_policy,
     counting,
@@ -1199,7 +1212,7 @@ def _campaign_in_order(
             cptr += 1
         stop = False
         if min_annot > 0:
-            stop = _n_below(counts, start, has_demand, min_annot) <= below_ok
+            stop = _few_below(counts, order, start, n_high, min_annot, below_ok)
         state = stream_key(seed, _rng.CAMPAIGN, p + 1)
         stamp = p + 1
         if uniform_policy:
@@ -1379,6 +1392,7 @@ def _plan_in_order(
             arrival,
             min_annot,
             below_ok,
+            int(np.count_nonzero(demand > 1.0)),
             n_videos,
             policy.uniform,
             _COUNTING[counting],
