@@ -1,5 +1,6 @@
-"""The shipped VideoMem campaign (kept counts, checks every 36 h, the later pool): simpy against
-arrival order, and step 1 played once (the judged sessions kept) against played again.
+"""The shipped VideoMem campaign (kept counts checked every 2,160 participants, a stop on the
+counts, the later pool): simpy against arrival order, and step 1 played once (the judged sessions
+kept) against played again.
 
 Run ``NUMBA_NUM_THREADS=1 python benchmarks/bench_campaign.py``. In one warm process, in turn
 (``--repeats`` rounds), it times
@@ -136,8 +137,8 @@ def main() -> None:
     protocol = load_protocol(ROOT / "protocols" / "videomem.yaml")
     params = load_params(ROOT / "calibration" / "videomem.yaml")
     print(
-        f"{protocol.name}: counts {protocol.selection.counts}, checks every "
-        f"{protocol.selection.counts_every_h} h, {protocol.campaign.stop.count} participants"
+        f"{protocol.name}: {protocol.selection.describe()}; stop "
+        f"{protocol.campaign.stop.describe()}"
     )
     # warm up (compile or load the caches) and check that the engines agree
     warm = {e: plan(protocol, params, args.seed, e) for e in ENGINES}
@@ -156,7 +157,7 @@ def main() -> None:
         for k in ("plan", "plan: judge", "simulate", "simulate: campaign", "simulate: judge")
     }
     d = protocol.dump()
-    d["selection"].update(counts="assigned", counts_every_h=None)
+    d["selection"].update(counts="assigned", counts_every_h=None, counts_every_participants=None)
     assigned = protocol_from_mapping(d)
     simulate(assigned, params, args.seed, "in_order")
     reference = []

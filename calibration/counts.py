@@ -2,6 +2,7 @@
 
     python calibration/counts.py                     # the released dev set's counts
     python calibration/counts.py --simulate [--seed N] [PATH=VALUE ...]
+    python calibration/counts.py --seeds A-B [PATH=VALUE ...]
 
 The first prints the evidence docs/protocols.md ("Annotation counts") cites: the short- and
 long-term count histograms, the tail, how long-term counts follow short-term ones. The second
@@ -9,7 +10,12 @@ simulates the shipped VideoMem protocol at full scale (with its calibrated param
 changed by dotted ``PATH=VALUE`` (YAML values, e.g. ``selection.counts=assigned``), scores it
 and prints the same statistics beside the released ones, with the KS distance, and how many
 videos no step-2 pick could have tested 9 times (seen as a step-1 filler by fewer than 9
-participants kept in step 2). It writes nothing.
+participants kept in step 2). The third simulates seeds A to B and prints, per seed, what
+decides the short-term core (the stop, the last count check before it, the kept annotations,
+the demands, the annotations withdrawn after that check, the share of the demand-1 videos at
+33 or fewer before those withdrawals) beside the short-term count KS, the simulated-minus-
+released gaps of the count CDF at 31, 32 and 33, and the minimum; then the mean and spread
+over the seeds. It writes nothing.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ import argparse
 import sys
 
 import numpy as np
+import pandas as pd
 import yaml
 
 from memsim.analysis.distributions import ks_distance
@@ -96,10 +103,118 @@ def simulated(real, seed: int, changes: dict) -> None:
     )
 
 
+def _last_check_s(protocol, arrival: np.ndarray) -> float:
+    """When the campaign last brought verdicts into the counts before it stopped (the drops of
+    sessions ending after it were never made up); -inf without checks."""
+    sel = protocol.selection
+    every_h = getattr(sel, "counts_every_h", None)
+    every_p = getattr(sel, "counts_every_participants", None)
+    if every_h:
+        every_s = every_h * 3600.0
+        return float(np.floor(arrival[-1] / every_s) * every_s)
+    if every_p and arrival.size > every_p:
+        return float(arrival[((arrival.size - 1) // every_p) * every_p])
+    return -np.inf
+
+
+def seeds(real, first: int, last: int, changes: dict) -> None:
+    """Per seed, what decides the short-term core; then mean and spread over the seeds."""
+    from memsim.sim.campaign import draw_demand
+    from memsim.sim.simulate import simulate
+
+    protocol = load_protocol("videomem")
+    if changes:
+        protocol = protocol.updated(changes)
+    params = load_params("videomem")
+    r = real[count_column(ST)].to_numpy()
+    st = protocol.stimuli
+    print(
+        f"changes {changes or 'none'}; released CDF at 31/32/33: "
+        + " ".join(f"{(r <= k).mean():.3f}" for k in (31, 32, 33))
+    )
+    print(
+        "seed starts stop_h check_h kept_ann demand_x late_drops late_ann core<=33 "
+        "   KS  gap31  gap32  gap33 min  mean p95"
+    )
+    rows = []
+    for seed in range(first, last + 1):
+        sim = simulate(protocol, params, seed=seed)
+        res = score(sim.trials, sim.protocol, validate=False)
+        n = res.scores[count_column(ST)].to_numpy()
+        t = sim.trials
+        s1 = t[t["step"] == 1]
+        last_row = s1.loc[s1.groupby("participant")["onset_s"].idxmax()]
+        shown = np.where(last_row["response"], last_row["rt_s"], st.duration_s)
+        end = pd.Series(last_row["onset_s"].to_numpy() + shown, index=last_row["participant"])
+        start = s1.groupby("participant")["onset_s"].min().sort_values().to_numpy()
+        check = _last_check_s(protocol, start)
+        ps = res.participants
+        kept = ps[ps["step"] == 1].set_index("participant")["kept"]
+        late = kept.index[~kept.to_numpy() & (end.reindex(kept.index).to_numpy() > check)]
+        tg = s1[(s1["role"] == "target") & s1["repeat"] & s1["participant"].isin(late)]
+        withdrawn = np.bincount(tg["video"].to_numpy(), minlength=n.size)
+        demand = draw_demand(getattr(protocol.selection, "demand", None), n.size, seed, 0)
+        core = demand == 1.0 if demand is not None else np.ones(n.size, bool)
+        before = n + withdrawn  # the counts at the stop, before the late withdrawals
+        gaps = [(n <= k).mean() - (r <= k).mean() for k in (31, 32, 33)]
+        row = dict(
+            starts=start.size,
+            stop_h=start[-1] / 3600,
+            check_h=check / 3600,
+            kept_ann=int(n.sum()),
+            demand_x=float(demand.sum() - demand.size) if demand is not None else 0.0,
+            late_drops=late.size,
+            late_ann=int(withdrawn.sum()),
+            core33=100 * (before[core] <= 33).mean(),
+            ks=ks_distance(n, r),
+            g31=gaps[0],
+            g32=gaps[1],
+            g33=gaps[2],
+            min=int(n.min()),
+            mean=n.mean(),
+            p95=np.percentile(n, 95),
+            # annotations at the stop per unit of demand: where balancing had brought the core
+            level=(n.sum() + withdrawn.sum()) / (demand.sum() if demand is not None else n.size),
+        )
+        rows.append(row)
+        print(
+            f"{seed:4d} {row['starts']:6,d} {row['stop_h']:6.1f} {row['check_h']:7.1f} "
+            f"{row['kept_ann']:8,d} {row['demand_x']:8.1f} {row['late_drops']:10d} "
+            f"{row['late_ann']:8,d} {row['core33']:7.1f} {row['ks']:6.3f} {row['g31']:+.3f} "
+            f"{row['g32']:+.3f} {row['g33']:+.3f} {row['min']:3d} {row['mean']:5.2f} "
+            f"{row['p95']:3.0f}",
+            flush=True,
+        )
+    df = pd.DataFrame(rows)
+    ks, m = df["ks"], df["min"]
+    print(
+        f"seeds {first}-{last}: KS {ks.mean():.3f} +- {ks.std():.3f} "
+        f"({ks.min():.3f}-{ks.max():.3f}), "
+        f"<= 0.05 on {(ks <= 0.05).sum()}/{len(df)}; min {m.min()}-{m.max()}, 29-31 on "
+        f"{m.between(29, 31).sum()}/{len(df)}; gaps at 31/32/33 {df['g31'].mean():+.3f} "
+        f"{df['g32'].mean():+.3f} +- {df['g32'].std():.3f} {df['g33'].mean():+.3f} +- "
+        f"{df['g33'].std():.3f}; starts {df['starts'].min():,}-{df['starts'].max():,}; "
+        f"mean {df['mean'].mean():.2f}; 95th {df['p95'].min():.0f}-{df['p95'].max():.0f}"
+    )
+    if len(df) > 2:
+        print(
+            f"core <= 33 before the late withdrawals: {df['core33'].mean():.1f} +- "
+            f"{df['core33'].std():.1f} %; Pearson with the level (annotations at the stop / "
+            f"demand units) {np.corrcoef(df['core33'], df['level'])[0, 1]:+.4f}, with the kept "
+            f"annotations {np.corrcoef(df['core33'], df['kept_ann'])[0, 1]:+.2f}, with the late "
+            f"withdrawals {np.corrcoef(df['core33'], df['late_ann'])[0, 1]:+.2f}; gap at 33 with "
+            f"the core share {np.corrcoef(df['g33'], df['core33'])[0, 1]:+.2f}; SD of kept "
+            f"annotations {df['kept_ann'].std():.0f}, of late withdrawals "
+            f"{df['late_ann'].std():.0f}, of demand excess {df['demand_x'].std():.1f}, of the stop "
+            f"{df['stop_h'].std():.2f} h"
+        )
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--simulate", action="store_true")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--seeds", default=None, help="A-B: simulate seeds A to B, one line each")
     ap.add_argument("--data", default=None)
     ap.add_argument("changes", nargs="*", help="dotted PATH=VALUE changes of the protocol")
     args = ap.parse_args(argv)
@@ -107,14 +222,17 @@ def main(argv=None) -> int:
     if real is None:
         print("no released VideoMem scores (--data or $MEMSIM_DATA)", file=sys.stderr)
         return 2
-    if not args.simulate:
-        released(real)
-        return 0
     changes = {}
     for c in args.changes:
         path, _, value = c.partition("=")
         changes[path] = yaml.safe_load(value)
-    simulated(real, args.seed, changes)
+    if args.seeds:
+        first, _, last = args.seeds.partition("-")
+        seeds(real, int(first), int(last or first), changes)
+    elif args.simulate:
+        simulated(real, args.seed, changes)
+    else:
+        released(real)
     return 0
 
 

@@ -111,7 +111,11 @@ def test_recovers_well_identified_parameters(tmp_path, params):
         {
             "selection.counts": "assigned",
             "selection.counts_every_h": None,
+            "selection.counts_every_participants": None,
             "selection.later_pool": None,
+            # the participant budget it was measured with (a stop on counts of assignments
+            # would end the campaign with fewer kept annotations)
+            "campaign.stop": {"kind": "participants", "count": 9930},
         }
     )
     proto = scale_protocol(proto, 0.3)

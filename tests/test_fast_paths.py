@@ -49,7 +49,7 @@ def _variants():
     # VideoMem's selection counts kept annotations (tested below, with a judge); here the rest
     # of its campaign (demand, the later pool, the step-2 pick with its floor) counting
     # assignments, and without the later pool
-    base["selection"].update(counts="assigned", counts_every_h=None)
+    base["selection"].update(counts="assigned", counts_every_h=None, counts_every_participants=None)
     pick = ("steps", 1, "items", 0, "source")
     for name, change in (
         ("counting assignments", lambda d: None),
@@ -155,24 +155,31 @@ def test_in_order_campaign_is_the_simpy_campaign(name, proto, params):
         _same_plan(*_plans(small, params, seed))
 
 
-def _counting(counts, every_h=None, demand=True, stop=None, returning=False):
+def _counting(counts, every_h=None, demand=True, stop=None, returning=False, every_p=None):
     d = load_protocol(ROOT / "protocols" / "videomem.yaml").dump()
-    d["selection"].update(counts=counts, counts_every_h=every_h)
+    d["selection"].update(counts=counts, counts_every_h=every_h, counts_every_participants=every_p)
     if returning:  # with a 1-2 h window to come back, so that windows close in the campaign
         d["selection"]["later_counts"] = "returning"
         d["steps"][1]["delay_h"] = [1, 2]
     if not demand:
         d["selection"].pop("demand")
-    if stop is not None:
-        d["campaign"]["stop"] = stop
+    d["campaign"]["stop"] = stop or BUDGET
     return _small(protocol_from_mapping(d), 500)
 
 
 # 500 stimuli: a campaign of 496 participants over ~8.3 h (60 an hour)
+BUDGET = {"kind": "participants", "count": 9930}
 MIN_20 = {"kind": "min_annotations", "count": 20, "max_participants": 20000}
+SHARE_20 = {**MIN_20, "share": 0.6}
 COUNTING = {
-    # the shipped protocol scaled: checks every 1.8 h, 4 windows of arrivals
-    "kept, shipped": _counting("kept", 36.0),
+    # the shipped protocol scaled: checks every 108 participants, a stop on the counts
+    "kept, shipped": _small(load_protocol(ROOT / "protocols" / "videomem.yaml"), 500),
+    # checks every 1.8 h (36 h scaled), 4 windows of arrivals
+    "kept, checks every 36 h": _counting("kept", 36.0),
+    # checks every 108 participants (2,160 scaled), 4 windows
+    "kept, checks every 2,160 participants": _counting("kept", every_p=2160),
+    "received, checks every 2,160 participants": _counting("received", every_p=2160),
+    "kept, checks every 50 participants, no demand": _counting("kept", demand=False, every_p=1000),
     # a window per first_verdict_s (a session's shortest length): ~90 windows
     "kept, at each session's end": _counting("kept"),
     "kept, no demand": _counting("kept", demand=False),
@@ -187,6 +194,15 @@ COUNTING = {
     "kept, later pool of returning viewers": _counting("kept", 36.0, returning=True),
     "kept, returning viewers, no demand": _counting("kept", demand=False, returning=True),
     "received, returning viewers": _counting("received", 4.0, returning=True),
+    "kept, returning viewers, checks every 2,160 participants": _counting(
+        "kept", every_p=2160, returning=True
+    ),
+    # a stop once a share of the stimuli has the count (the shipped rule at its scaled count)
+    "kept, share at min annotations": _counting("kept", every_p=2160, stop=SHARE_20),
+    "kept, share at min annotations, no demand": _counting(
+        "kept", demand=False, every_p=2160, stop=SHARE_20
+    ),
+    "received, share at min annotations": _counting("received", 4.0, stop=SHARE_20),
 }
 
 
@@ -199,7 +215,9 @@ def test_counted_verdicts_in_arrival_order_are_the_simpy_campaign(name, params):
     proto = COUNTING[name]
     assert in_order(proto) and feedback(proto) == "judge"
     d = proto.dump()
-    d["selection"].update(counts="assigned", counts_every_h=None, later_counts="shown")
+    d["selection"].update(
+        counts="assigned", counts_every_h=None, counts_every_participants=None, later_counts="shown"
+    )
     assigned = protocol_from_mapping(d)
     for seed in (0, 11):
         simpy, fast = _plans(proto, params, seed)
@@ -233,9 +251,9 @@ def test_a_session_shorter_than_the_bound_falls_back_to_simpy(params):
 
 
 def test_shipped_videomem_simulation_is_the_simpy_one(params, monkeypatch):
-    """A whole simulation of the shipped VideoMem protocol (kept counts, checks every 36 h, the
-    later pool) gives the same trial table with the campaign on simpy as on the arrival-order
-    engine."""
+    """A whole simulation of the shipped VideoMem protocol (kept counts, checks every 2,160
+    participants, a stop on the counts, the later pool) gives the same trial table with the
+    campaign on simpy as on the arrival-order engine."""
     from memsim.sim import simulate as sim_module
 
     proto = load_protocol(ROOT / "protocols" / "videomem.yaml")
@@ -260,9 +278,13 @@ def _shipped_with(**selection):
 
 
 KEPT_FIRST_STEP = {
-    "shipped (kept, checks every 36 h)": _shipped_with(),
-    "received, checks every 4 h": _shipped_with(counts="received", counts_every_h=4.0),
-    "kept, at each session's end": _shipped_with(counts_every_h=None),
+    "shipped (kept, checks every 2,160 participants)": _shipped_with(),
+    "received, checks every 4 h": _shipped_with(
+        counts="received", counts_every_h=4.0, counts_every_participants=None
+    ),
+    "kept, at each session's end": _shipped_with(
+        counts_every_h=None, counts_every_participants=None
+    ),
 }
 
 
@@ -334,7 +356,7 @@ def _kept_pick(every: int | None, scale: float = 0.05):
     """VideoMem (its campaign counting assignments) with the step-2 pick counting kept tests,
     judged ``every`` returns at a time (None: the pick counting assignments)."""
     d = load_protocol(ROOT / "protocols" / "videomem.yaml").dump()
-    d["selection"].update(counts="assigned", counts_every_h=None)
+    d["selection"].update(counts="assigned", counts_every_h=None, counts_every_participants=None)
     if every is not None:
         _at(d, ("steps", 1, "items", 0, "source")).update(counts="kept", counts_every=every)
     return prepare(protocol_from_mapping(d), scale)

@@ -335,7 +335,7 @@ def test_hostile_protocol_value(case, command, work, trials_file, capsys):
 def test_a_campaign_too_large_for_memory_is_refused_with_the_estimate(command, out, work, capsys):
     """Refused before any work, and the folders made for the output (runs/, new/deeper/)
     are taken away again."""
-    big = _mutated(**{"campaign.stop.count": 10_000_000})(work)
+    big = _mutated(**{"campaign.stop": {"kind": "participants", "count": 10_000_000}})(work)
     argv = [command, big, "--quiet", *(["--out", out] if out else [])]
     line = assert_refused(argv, work, capsys, "GiB")
     assert "10,000,000 participants" in line and "available" in line
@@ -417,6 +417,7 @@ def test_hostile_parameter_file(case, command, work, capsys):
 STUDY = {
     "name": "hostile",
     "protocol": str(VIDEOMEM),
+    "set": {"protocol.campaign.stop": {"kind": "participants", "count": 1000}},  # a budget
     "vary": [{"path": "protocol.campaign.stop.count", "values": [1000, 2000]}],
     "replicates": 1,
     "statistics": ["a"],
@@ -1143,7 +1144,7 @@ def test_mutated_parameter_files(data, work, quick_campaign, capsys):
 @given(data=st.data())
 def test_mutated_study_files(data, work, quick_campaign, capsys):
     d = _fresh(work)
-    base = {**STUDY, "set": {"protocol.stimuli.gap_s": 1.0}, "figures": []}
+    base = {**STUDY, "set": {**STUDY["set"], "protocol.stimuli.gap_s": 1.0}, "figures": []}
     tree = data.draw(mutants(base))
     path = d / "s.yaml"
     path.write_text(yaml.safe_dump(tree, sort_keys=False))

@@ -159,6 +159,8 @@ def _study(tmp: Path) -> Path:
     path.write_text(
         f"""name: kill
 protocol: {VIDEOMEM}
+set:
+  protocol.campaign.stop: {{kind: participants, count: 1000}}
 vary:
   - {{path: protocol.campaign.stop.count, values: [1000, 2000, 3000]}}
 replicates: 2

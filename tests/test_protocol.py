@@ -296,7 +296,30 @@ BROKEN_MAPPINGS = [
         "steps.1.items.0.source.demand",
     ),
     ("checks-zero", _set("selection.counts_every_h", 0), "selection.counts_every_h"),
-    ("checks-without-verdicts", _set("selection.counts", "assigned"), "selection.counts_every_h"),
+    (
+        "checks-without-verdicts",
+        _set("selection.counts", "assigned"),
+        "selection.counts_every_participants",
+    ),
+    (
+        "participant-checks-zero",
+        _set("selection.counts_every_participants", 0),
+        "selection.counts_every_participants",
+    ),
+    (
+        "checks-in-hours-and-participants",
+        _set("selection.counts_every_h", 36),
+        "selection.counts_every_participants",
+    ),
+    ("stop-share-zero", _set("campaign.stop.share", 0), "campaign.stop.share"),
+    ("stop-share-above-one", _set("campaign.stop.share", 1.2), "campaign.stop.share"),
+    ("stop-share-text", _set("campaign.stop.share", "0.65"), "campaign.stop.share"),
+    (
+        # 8,000 x 40 target tests cannot give 6,500 videos 50 each
+        "stop-share-beyond-the-cap",
+        _chain(_set("campaign.stop.count", 50), _set("campaign.stop.max_participants", 8000)),
+        "campaign.stop.max_participants",
+    ),
     ("pick-floor-zero", _set("steps.1.items.0.source.floor", 0), "steps.1.items.0.source.floor"),
     (
         "pick-kept-without-rounds",

@@ -275,7 +275,7 @@ def test_index_withdrawals_undo_annotations(with_demand):
 
 def _kept_counting(videomem, scale):
     d = videomem.dump()
-    d["selection"].update(counts="kept", counts_every_h=None)
+    d["selection"].update(counts="kept", counts_every_h=None, counts_every_participants=None)
     from memsim.sim.simulate import scale_protocol
 
     return scale_protocol(protocol_from_mapping(d), scale)
@@ -290,7 +290,7 @@ def test_kept_counting_balances_the_annotations_scoring_keeps(videomem, params):
     out = {}
     for mode in ("assigned", "kept"):
         d = videomem.dump()
-        d["selection"].update(counts=mode, counts_every_h=None)
+        d["selection"].update(counts=mode, counts_every_h=None, counts_every_participants=None)
         d["selection"].pop("demand", None)
         sim = simulate(protocol_from_mapping(d), params, seed=5, scale=0.1)
         res = score(sim.trials, sim.protocol)
@@ -323,7 +323,7 @@ def test_counted_verdicts_end_as_the_scored_counts(videomem, params, selection):
     from memsim.sim.simulate import scale_protocol
 
     d = videomem.dump()
-    d["selection"].update(counts="assigned", counts_every_h=None)
+    d["selection"].update(counts="assigned", counts_every_h=None, counts_every_participants=None)
     d["selection"].update(selection)
     proto = scale_protocol(protocol_from_mapping(d), 0.1)
     sim = simulate(proto, params, seed=3)
@@ -339,13 +339,21 @@ def test_counted_verdicts_end_as_the_scored_counts(videomem, params, selection):
 
 
 def test_scaling_keeps_the_number_of_count_checks(videomem):
-    """A campaign scaled by f lasts f times as long at the same arrival rate: its count checks
-    come f times as often, so it has as many of them."""
+    """A campaign scaled by f lasts f times as long at the same arrival rate, with f times the
+    participants: its count checks come f times as often (in hours or in participants), so it
+    has as many of them."""
     from memsim.sim.simulate import scale_protocol
 
-    assert videomem.selection.counts_every_h is not None
+    every_p = videomem.selection.counts_every_participants
+    assert every_p is not None and videomem.campaign.stop.kind == "min_annotations"
     small = scale_protocol(videomem, 0.1)
-    assert small.selection.counts_every_h == pytest.approx(0.1 * videomem.selection.counts_every_h)
+    assert small.selection.counts_every_participants == round(0.1 * every_p)
+    budget = videomem.updated({"campaign.stop": {"kind": "participants", "count": 9930}})
+    assert scale_protocol(budget, 0.1).selection.counts_every_participants == round(0.1 * every_p)
+    hours = videomem.updated(
+        {"selection.counts_every_participants": None, "selection.counts_every_h": 36.0}
+    )
+    assert scale_protocol(hours, 0.1).selection.counts_every_h == pytest.approx(3.6)
 
 
 def test_checked_verdicts_leave_the_last_drops_uncompensated(videomem, params):
@@ -359,8 +367,12 @@ def test_checked_verdicts_leave_the_last_drops_uncompensated(videomem, params):
         d = videomem.dump()
         # one pool for all of step 1's items: at scale 0.1 both pools are clamped to step 1's
         # 120 items, and with later_pool the checks left fewer below the median (35 % vs 42 %)
-        d["selection"].update(counts="kept", counts_every_h=every, later_pool=None)
+        d["selection"].update(
+            counts="kept", counts_every_h=every, counts_every_participants=None, later_pool=None
+        )
         d["selection"].pop("demand", None)
+        # a participant budget: a stop on the counts would set the level the median splits
+        d["campaign"]["stop"] = {"kind": "participants", "count": 9930}
         sim = simulate(protocol_from_mapping(d), params, seed=5, scale=0.1)
         n = score(sim.trials, sim.protocol).scores["nb_short-term_annotations"].to_numpy()
         below[every] = (n < np.median(n)).mean()
@@ -424,7 +436,9 @@ def test_demand_gives_annotations_in_proportion(videomem):
     """A balanced campaign with demands: annotations / demand is level, so a stimulus of
     demand d gets about d times the annotations of the rest (a floor with a tail)."""
     d = videomem.dump()
-    d["selection"].update(counts="assigned", counts_every_h=None)  # the campaign alone
+    d["selection"].update(
+        counts="assigned", counts_every_h=None, counts_every_participants=None
+    )  # the campaign alone
     d["selection"]["demand"] = {"share": 0.3, "mean_excess": 0.8}
     p = protocol_from_mapping(d)
     from memsim.sim.simulate import scale_protocol
@@ -488,7 +502,9 @@ def test_later_picks_do_not_reshuffle_when_more_participants_return(videomem):
     from memsim.sim.simulate import scale_protocol
 
     d = videomem.dump()
-    d["selection"].update(counts="assigned", counts_every_h=None)  # the campaign alone
+    d["selection"].update(
+        counts="assigned", counts_every_h=None, counts_every_participants=None
+    )  # the campaign alone
     d["steps"][1]["items"][0]["source"].update(
         pick="least_annotated", demand={"share": 0.5, "mean_excess": 0.6}
     )
@@ -862,7 +878,12 @@ def test_later_pool_fills_the_picked_places_apart(videomem, params):
     shown = {}
     for later_pool in (None, 1000):
         d = videomem.dump()
-        d["selection"].update(counts="assigned", counts_every_h=None, later_pool=later_pool)
+        d["selection"].update(
+            counts="assigned",
+            counts_every_h=None,
+            counts_every_participants=None,
+            later_pool=later_pool,
+        )
         d["selection"].pop("demand", None)
         proto = scale_protocol(protocol_from_mapping(d), 0.1)
         plan = plan_campaign(proto, 4, params.participants.return_probability, engine="simpy")

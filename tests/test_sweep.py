@@ -105,6 +105,8 @@ def _study(
     - {path: protocol.stimuli.gap_s, values: [1, 2.5]}
 """
     )
+    if "set:" not in extra:  # `budget` axes set a participant budget, not the shipped stop
+        extra += "set:\n  protocol.campaign.stop: {kind: participants, count: 9930}\n"
     text = f"""name: {name}
 protocol: {VIDEOMEM}
 vary:{vary}
@@ -220,7 +222,8 @@ def test_set_changes_the_base_before_the_axes(tmp_path, capsys):
     )
     plan = resolve_study(load_study(path), path)
     assert [c["protocol"]["campaign"]["stop"] for c in plan.cells] == [
-        {"kind": "min_annotations", "count": n, "max_participants": 9000} for n in (5, 20)
+        {"kind": "min_annotations", "count": n, "max_participants": 9000, "share": 1.0}
+        for n in (5, 20)
     ]
     bad = _study(
         tmp_path, "setbad", extra="set:\n  protocol.stimuli.colour: 3\n", cell="exploding_cell"

@@ -723,6 +723,13 @@ class LeastAnnotated(_Frozen):
         "session's end)",
     )
 
+    counts_every_participants: Count | None = Field(
+        default=None,
+        description="with counts kept or received: the verdicts of ended sessions reach the "
+        "counts at checks made each time this many more participants have started (batches "
+        "of participants instead of hours: counts_every_h or this, not both)",
+    )
+
     later_pool: Count | None = Field(
         default=None,
         description="the step-1 places that a later step draws its tested items from "
@@ -741,10 +748,17 @@ class LeastAnnotated(_Frozen):
 
     @model_validator(mode="after")
     def _checks_need_verdicts(self) -> LeastAnnotated:
-        if self.counts_every_h is not None and self.counts == "assigned":
+        for name in ("counts_every_h", "counts_every_participants"):
+            if getattr(self, name) is not None and self.counts == "assigned":
+                raise _At(
+                    (name,),
+                    f"{name} needs counts: kept or received (verdicts to apply at checks)",
+                )
+        if self.counts_every_h is not None and self.counts_every_participants is not None:
             raise _At(
-                ("counts_every_h",),
-                "counts_every_h needs counts: kept or received (verdicts to apply at checks)",
+                ("counts_every_participants",),
+                "checks every so many hours or every so many participants, not both: "
+                "drop counts_every_h or counts_every_participants",
             )
         if self.later_counts != "shown" and self.later_pool is None:
             raise _At(("later_counts",), "later_counts needs later_pool (the count it keeps)")
@@ -764,10 +778,18 @@ class LeastAnnotated(_Frozen):
             how.append("annotations received: by kept participants, once their session ended")
         if self.counts_every_h is not None:
             how.append(f"verdicts counted at checks every {self.counts_every_h:g} h")
+        if self.counts_every_participants is not None:
+            how.append(
+                f"verdicts counted at checks every {self.counts_every_participants:,} participants"
+            )
         if self.later_pool is not None:
             how.append(
                 f"the items a later step tests: among the {self.later_pool:,} least shown there"
-                + (", to participants who may come back" if self.later_counts == "returning" else "")
+                + (
+                    ", to participants who may come back"
+                    if self.later_counts == "returning"
+                    else ""
+                )
             )
         if self.demand is not None:
             how.append(f"annotations / demand; {self.demand.describe()}")
@@ -828,26 +850,42 @@ class StopAfterParticipants(_Frozen):
 
 
 class StopAtMinAnnotations(_Frozen):
-    """Stop once every stimulus has ``count`` assigned step-1 target tests, or at the cap."""
+    """Stop once every stimulus (or a ``share`` of them) has ``count`` step-1 target tests as
+    the selection counts them, or at the cap."""
 
     kind: Literal["min_annotations"] = "min_annotations"
     count: Annotations
     max_participants: Count
+    share: _float(gt=0, le=1) = Field(
+        default=1.0,
+        description="the fraction of stimuli that must have count annotations (1: every one); "
+        "the campaign stops once at most the rest, rounded down, have fewer",
+    )
 
     def describe(self) -> str:
+        who = (
+            "every stimulus has" if self.share == 1.0 else f"{100 * self.share:g}% of stimuli have"
+        )
         return (
-            f"when every stimulus has {self.count} assigned step-1 target tests "
+            f"when {who} {self.count} step-1 target tests "
             f"(at most {self.max_participants:,} participants)"
         )
 
+    def stimuli_needed(self, n_stimuli: int) -> int:
+        """How many stimuli must reach ``count``: ``share`` of them, rounded up."""
+        # the rounding guard: 0.6 * 10_000 is 6000.000000000001 in floating point
+        return min(n_stimuli, max(1, math.ceil(self.share * n_stimuli - 1e-9)))
+
     def check(self, n_stimuli: int, targets_per_participant: int) -> None:
         """The cap must allow the annotations, else the cap, not the count, ends every campaign."""
-        need = self.count * n_stimuli
+        stimuli = self.stimuli_needed(n_stimuli)
+        need = self.count * stimuli
+        whom = "per stimulus" if stimuli == n_stimuli else f"for {stimuli} stimuli"
         if self.max_participants * targets_per_participant < need:
             raise _At(
                 ("campaign", "stop", "max_participants"),
                 f"{self.max_participants} participants x {targets_per_participant} step-1 targets "
-                f"give fewer than the {need} target tests that {self.count} per stimulus needs "
+                f"give fewer than the {need} target tests that {self.count} {whom} needs "
                 f"(at least {math.ceil(need / targets_per_participant)} participants)",
             )
 

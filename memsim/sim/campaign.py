@@ -152,6 +152,33 @@ class AnnotationIndex:
             return int(self.counts.min())
         return int(self.counts[self.order[0]])
 
+    def few_below(self, c: int, most: int) -> bool:
+        """Whether at most ``most`` stimuli have fewer than ``c`` annotations."""
+        n_high = 0 if self.demand is None else int(np.count_nonzero(self.demand > 1.0))
+        return bool(_few_below(self.counts, self.order, self.start, n_high, c, most))
+
+
+@njit(cache=True)
+def _few_below(counts, order, start, n_high, c, most):
+    """Whether at most ``most`` stimuli have fewer than ``c`` annotations. A key never exceeds
+    its count (demands are >= 1), so only the stimuli of key below ``c``, ``order[:start[c]]``,
+    can have fewer, and all of them but the ``n_high`` of demand above 1 do: with none (no
+    demands) that is the answer in O(1); with some, no scan while the others alone are too
+    many, else those below counted, up to the ``most + 1``-th."""
+    if c >= start.shape[0]:  # above any key: every stimulus is below
+        return counts.shape[0] <= most
+    if n_high == 0:
+        return start[c] <= most
+    if start[c] - n_high > most:
+        return False
+    n = 0
+    for i in range(start[c]):
+        if counts[order[i]] < c:
+            n += 1
+            if n > most:
+                return False
+    return True
+
 
 @njit(cache=True)
 def _add_demanded(counts, keys, demand, order, where, start, videos):
@@ -601,12 +628,18 @@ class LeastAnnotatedPolicy(SelectionPolicy):
         # participant's annotations (kept), or the count of a kept one's (received)
         self.due: list = []
         self.every_s = (spec.counts_every_h or 0.0) * 3600.0
+        # counts_every_participants: a check at the arrival of participants K, 2K, ...; the
+        # verdicts of the sessions ended by then wait in `waiting` (end_s, p, targets)
+        self.every_p = getattr(spec, "counts_every_participants", None) or 0
+        self.waiting: list = []
+        self.arrived = 0
         self.verdict_after_s = (
             first_verdict_s(campaign.protocol, campaign.min_press_s) if self.kept_only else 0.0
         )
 
-    def settle(self, now: float) -> None:
-        """Apply the verdicts of every session that ended by ``now``."""
+    def settle(self, now: float, check: bool = False) -> None:
+        """Apply the verdicts of every session that ended by ``now`` (with
+        ``counts_every_participants``: only at a ``check``, and all of them at ``now`` = inf)."""
         c = self.c
         if self.unjudged and c.arrival[self.unjudged[0]] + self.verdict_after_s <= now:
             ps = np.array(self.unjudged, dtype=np.int64)
@@ -618,9 +651,19 @@ class LeastAnnotatedPolicy(SelectionPolicy):
                     heapq.heappush(self.closes, (due, int(ps[i]), c.items1[ps[i]][self.later]))
             for i in np.flatnonzero(kept if self.received else ~kept).tolist():
                 due = float(ends[i])
+                targets = c.items1[ps[i]][c.target_mask]
+                if self.every_p:  # at the next check, whenever that participant arrives
+                    self.waiting.append((due, int(ps[i]), targets))
+                    continue
                 if self.every_s > 0.0:  # at the first check after the session's end
                     due = float(np.ceil(due / self.every_s) * self.every_s)
-                heapq.heappush(self.due, (due, int(ps[i]), c.items1[ps[i]][c.target_mask]))
+                heapq.heappush(self.due, (due, int(ps[i]), targets))
+        if self.waiting and (check or now == np.inf):
+            # the verdicts due at this check, in participant order (as the heap pops ties)
+            ready = sorted((w for w in self.waiting if w[0] <= now), key=lambda w: w[1])
+            self.waiting = [w for w in self.waiting if w[0] > now]
+            for _, p, targets in ready:
+                heapq.heappush(self.due, (now, p, targets))
         while self.due and self.due[0][0] <= now:
             targets = heapq.heappop(self.due)[2]
             if self.received:
@@ -675,7 +718,9 @@ class LeastAnnotatedPolicy(SelectionPolicy):
 
     def tick(self, now: float) -> None:
         if self.kept_only:
-            self.settle(now)
+            p = self.arrived  # the participant who has just arrived (before her selection)
+            self.arrived += 1
+            self.settle(now, check=self.every_p > 0 and p > 0 and p % self.every_p == 0)
 
     def finish(self) -> None:
         if self.kept_only:
@@ -920,7 +965,7 @@ def _plan_simpy(protocol, seed, return_probability, observe, judge, min_press_s)
     sel = protocol.selection
     stop = protocol.campaign.stop
     max_p = stop.count if stop.kind == "participants" else stop.max_participants
-    min_annot = stop.count if stop.kind == "min_annotations" else 0
+    min_annot, below_ok = _stop_rule(stop, n_videos)
     rate_per_s = protocol.campaign.arrivals.rate_per_h / 3600.0
 
     c = _Campaign(
@@ -987,7 +1032,7 @@ def _plan_simpy(protocol, seed, return_probability, observe, judge, min_press_s)
             p += 1
             done["n"] = p
             policy.tick(env.now)
-            if min_annot and c.index.min_count() >= min_annot:
+            if min_annot and c.index.few_below(min_annot, below_ok):
                 break
 
     env.process(arrivals())
@@ -1077,6 +1122,8 @@ def _campaign_in_order(
     p1,
     arrival,
     min_annot,
+    below_ok,
+    n_high,
     n_videos,
     uniform_policy,
     counting,
@@ -1165,10 +1212,7 @@ def _campaign_in_order(
             cptr += 1
         stop = False
         if min_annot > 0:
-            if has_demand:
-                stop = counts.min() >= min_annot
-            else:
-                stop = counts[order[0]] >= min_annot
+            stop = _few_below(counts, order, start, n_high, min_annot, below_ok)
         state = stream_key(seed, _rng.CAMPAIGN, p + 1)
         stamp = p + 1
         if uniform_policy:
@@ -1226,6 +1270,14 @@ def _campaign_in_order(
     return p1, ptr, cptr, False
 
 
+def _stop_rule(stop, n_videos: int) -> tuple[int, int]:
+    """A ``min_annotations`` stop as ``(count, stimuli allowed below it)``; ``(0, 0)`` for
+    a participant budget."""
+    if stop.kind != "min_annotations":
+        return 0, 0
+    return stop.count, n_videos - stop.stimuli_needed(n_videos)
+
+
 class _VerdictTooSoon(Exception):
     """A session ended before :func:`first_verdict_s` (a rounding of its sum): the arrival
     windows of :func:`_plan_in_order` assumed it could not."""
@@ -1263,7 +1315,7 @@ def _plan_in_order(
         raise UserError(f"counts: {counting} needs the simulator's feedback", path=protocol.name)
     stop = protocol.campaign.stop
     max_p = stop.count if stop.kind == "participants" else stop.max_participants
-    min_annot = stop.count if stop.kind == "min_annotations" else 0
+    min_annot, below_ok = _stop_rule(stop, n_videos)
     rate_per_s = protocol.campaign.arrivals.rate_per_h / 3600.0
     index = AnnotationIndex(
         n_videos, max_p, draw_demand(getattr(sel, "demand", None), n_videos, seed, 0)
@@ -1320,6 +1372,17 @@ def _plan_in_order(
     window_s = float(steps[1].delay_h[1]) * 3600.0 if S > 1 else 0.0
     verdict_s = first_verdict_s(protocol, min_press_s) if counting != "assigned" else np.inf
     every_s = (getattr(sel, "counts_every_h", None) or 0.0) * 3600.0
+    # counts_every_participants: checks at the arrivals of participants K, 2K, ... (known up
+    # front); a verdict is due at the first of them at or after its session's end
+    every_p = getattr(sel, "counts_every_participants", None) or 0
+    checks = np.append(arrival[every_p::every_p], np.inf) if every_p else None
+
+    def next_check(t):
+        if every_s > 0.0:
+            return np.ceil(t / every_s) * every_s
+        if every_p:
+            return checks[np.searchsorted(checks, t, side="left")]
+        return t
 
     def window(p0: int, p1: int, due_t, due_p, close_t, close_p):
         return _campaign_in_order(
@@ -1328,6 +1391,8 @@ def _plan_in_order(
             p1,
             arrival,
             min_annot,
+            below_ok,
+            int(np.count_nonzero(demand > 1.0)),
             n_videos,
             policy.uniform,
             _COUNTING[counting],
@@ -1363,9 +1428,7 @@ def _plan_in_order(
     n, stopped = 0, False
     while n < max_p and not stopped:
         # no verdict of a participant arriving in [arrival[n], end) is due before `end`
-        end = arrival[n] + verdict_s
-        if every_s > 0.0:
-            end = np.ceil(end / every_s) * every_s
+        end = next_check(arrival[n] + verdict_s)
         p1 = min(max(int(np.searchsorted(arrival, end, side="left")), n + 1), max_p)
         p0 = n
         n, ptr, cptr, stopped = window(p0, p1, due_t, due_p, close_t, close_p)
@@ -1384,9 +1447,7 @@ def _plan_in_order(
             by = np.lexsort((close_p, close_t))  # (time, participant): simpy's heap order
             close_t, close_p = close_t[by], close_p[by]
         mine = np.flatnonzero(kept if counting == "received" else ~kept)
-        due = ends[mine]
-        if every_s > 0.0:  # at the first check after the session's end
-            due = np.ceil(due / every_s) * every_s
+        due = next_check(ends[mine])  # at the first check after the session's end
         due_t = np.concatenate([due_t[ptr:], due])
         due_p = np.concatenate([due_p[ptr:], ps[mine]])
         by = np.lexsort((due_p, due_t))  # (due, participant): simpy's heap order
