@@ -32,8 +32,10 @@ extra); the simulations need neither.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
+import io
 import json
 import math
 import os
@@ -687,7 +689,9 @@ def train(
         npe.append_simulations(theta, x)
         report(progress, "infer", "train", 0, None, unit="epochs", detail=f"{int(ok.sum())} runs")
         t0 = time.perf_counter()
-        net = npe.train(max_num_epochs=max_epochs, training_batch_size=batch_size)
+        # sbi prints its convergence line to stdout; the library prints nothing
+        with contextlib.redirect_stdout(io.StringIO()):
+            net = npe.train(max_num_epochs=max_epochs, training_batch_size=batch_size)
         seconds = time.perf_counter() - t0
         summary = npe._summary  # epochs and validation loss (sbi's training record)
         epochs = int(summary.get("epochs_trained", [0])[-1])
