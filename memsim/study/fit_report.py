@@ -75,18 +75,19 @@ REASONS = {
     "annotations per video, long-term (min)": (
         "step 2 can only test a video that a participant kept in step 2 saw as a step-1 filler "
         "(with selection.later_pool 0.17 % of the videos were such a filler for fewer than 9 of "
-        "them, seed 0, calibration/counts.py --simulate), and the picks, made before the step-2 "
-        "filters, leave 1.9 % at 8 or fewer (0.5 % without step-2 filters): the released "
-        'minimum 9 needs a pick that counts kept tests (docs/protocols.md, "Annotation counts")'
+        "them, seed 0, calibration/counts.py --simulate); a step-2 pick counting kept tests and "
+        "fillers chosen by who may still come back (counts: kept, later_counts: returning) "
+        "raise it to 5-7, not 9, and cost the long-term count KS, so they are not shipped "
+        '(docs/protocols.md, "Annotation counts")'
     ),
     "annotations per video, short-term (min)": (
         "the drops of the sessions after the campaign's last check are never made up; a seed whose "
         'last check falls early leaves more of them (docs/protocols.md, "Annotation counts")'
     ),
     "KS distance of annotation counts, short-term": (
-        "the core's split between 33 and 34 follows the number of kept annotations and where the "
-        "last check falls, which vary from seed to seed (released: 33.8 % and 26.6 %); "
-        '"Annotation counts" in docs/protocols.md'
+        "the core's split between 33 and 34 follows how far balancing had got when recruiting "
+        "stopped (released: 33.8 % and 26.6 %); the stop on the counts pins it on most seeds "
+        '("The short-term core" in docs/protocols.md)'
     ),
     "KS distance of annotation counts, long-term": (
         "the floor's level follows the seed's long-term annotations (the seeds outside have the "
