@@ -120,15 +120,17 @@ def test_simulations_are_deterministic_and_extend(tmp_path, setup):
         nfi.SimulationStore(tmp_path / "a", other)
 
 
-def test_scaled_down_inference(tmp_path, setup, monkeypatch):
+def test_scaled_down_inference(tmp_path, setup, monkeypatch, capsys):
     """The whole pipeline, small: files written, posterior inside the prior, reload re-conditions
-    to the same draws."""
+    to the same draws; training reports each epoch, and nothing reaches stdout (sbi prints
+    its convergence line there)."""
     pytest.importorskip("sbi")
     monkeypatch.chdir(tmp_path)  # sbi would leave TensorBoard logs in ./sbi-logs
     from memsim.study.infer import load_posterior, posterior_draws, run_inference
 
     proto, targets, real, prior, base, moments = setup
     out = tmp_path / "inf"
+    events = []
     r = run_inference(
         proto,
         out=out,
@@ -144,7 +146,11 @@ def test_scaled_down_inference(tmp_path, setup, monkeypatch):
         estimator="maf",
         max_epochs=3,
         figures=False,
+        progress=events.append,
     )
+    assert capsys.readouterr().out == ""
+    epochs = [e.done for e in events if e.stage == "train"]
+    assert epochs[0] == 0 and epochs[1:4] == [1, 2, 3], epochs
     for name in ("estimator.pt", "posterior.parquet", "posterior.csv", "sbc.csv", "recovery.csv"):
         assert (out / name).is_file(), name
     assert (out / "predictive.csv").is_file() and (out / "inference.json").is_file()

@@ -675,9 +675,21 @@ def train(
     torch.manual_seed(int(seed))
     np_state = np.random.get_state()
     np.random.seed(int(seed) % 2**32)  # sbi shuffles its validation split with numpy
+    n_ok = int(ok.sum())
+
+    class _ReportingNPE(NPE):
+        """sbi's NPE reporting each epoch (sbi calls this hook once an epoch; a later sbi
+        without it only loses the per-epoch progress)."""
+
+        def _maybe_show_progress(self, show, epoch):
+            super()._maybe_show_progress(show, epoch)
+            loss = getattr(self, "_val_loss", math.nan)
+            detail = f"{n_ok} runs, validation loss {loss:.2f}"
+            report(progress, "infer", "train", epoch, None, unit="epochs", detail=detail)
+
     try:
         box = _logistic_prior(prior.dim, dev)
-        npe = NPE(
+        npe = _ReportingNPE(
             prior=box,
             density_estimator=estimator,
             device=dev,
@@ -687,7 +699,7 @@ def train(
         theta = torch.as_tensor(to_logit(u[ok]), dtype=torch.float32)
         x = torch.as_tensor(x_std[ok], dtype=torch.float32)
         npe.append_simulations(theta, x)
-        report(progress, "infer", "train", 0, None, unit="epochs", detail=f"{int(ok.sum())} runs")
+        report(progress, "infer", "train", 0, None, unit="epochs", detail=f"{n_ok} runs")
         t0 = time.perf_counter()
         # sbi prints its convergence line to stdout; the library prints nothing
         with contextlib.redirect_stdout(io.StringIO()):
