@@ -478,7 +478,7 @@ class LaterStep:
 @dataclass(frozen=True, eq=False)
 class LaterPick:
     """A later step's ``pick: least_annotated`` with ``counts: kept``, left to the simulator:
-    it picks for ``every`` participants at a time in this order (:func:`pick_least`, the
+    it picks for ``every`` participants at a time in this order (:func:`_pick_least`, the
     counts carried over), plays and judges their sessions, and withdraws the tests of those
     the step's filters drop before it picks for the next ones."""
 
