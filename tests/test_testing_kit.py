@@ -185,9 +185,14 @@ def test_varied_fields_and_lengths_that_follow_them():
         protocols(corrections=["linearr"])
 
 
+# derandomized: where hypothesis's shrinking ends depends on its search, which a fresh run
+# draws at random (a CI run stopped at 3 videos on about one run in eight)
+SHRINK = settings(derandomize=True, database=None)
+
+
 def test_failures_shrink_to_small_logs():
     # any log with two participants shrinks to the smallest game: one target shown twice
-    s = find(studies(), lambda s: s.n_participants >= 2)
+    s = find(studies(), lambda s: s.n_participants >= 2, settings=SHRINK)
     assert s.n_participants == 2 and s.n_videos == 1 and len(s.trials) == 4
     assert len(s.protocol.steps) == 1 and s.protocol.steps[0].length == 2
     # a careless participant who pressed on a first showing, in a two-step game
@@ -196,6 +201,7 @@ def test_failures_shrink_to_small_logs():
         lambda s: (
             s.participants["careless"].any() and (s.trials["response"] & ~s.trials["repeat"]).any()
         ),
+        settings=SHRINK,
     )
     assert s.n_participants == 1 and s.n_videos <= 2 and len(s.trials) <= 4
 
