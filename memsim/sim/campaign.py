@@ -1472,29 +1472,20 @@ def _plan_in_order(
     for s in range(1, S):
         rows = np.flatnonzero(returns[:n, s]).astype(np.int64)
         tested = lpick = None
-        if s in picks and picks[s].every:
-            pick = picks[s]
-            by_draw = rows[np.lexsort((rows, ret_u[rows, s]))]
-            lpick = pick.later(
-                by_draw,
-                items1[by_draw][:, pick.eligible],
-                ret_keys[by_draw, s, : pick_m[s]],
-                n_videos,
-            )
-        elif s in picks:
+        if s in picks:
             pick = picks[s]
             by_draw = rows[np.lexsort((rows, ret_u[rows, s]))]  # (u_return, p), as simpy's pick
-            w = pick.weight if pick.weight is not None else np.ones(n_videos)
-            places = _pick_least_sorted(
-                items1[by_draw][:, pick.eligible],
-                ret_keys[by_draw, s, : pick_m[s]],
-                pick.count,
-                np.zeros(n_videos, np.int32),
-                w,
-                pick.cap,
-            )
-            tested = np.empty((rows.size, pick.count), dtype=np.int32)
-            tested[np.searchsorted(rows, by_draw)] = pick.eligible[places]
+            videos = items1[by_draw][:, pick.eligible]
+            keys = ret_keys[by_draw, s, : pick_m[s]]
+            if pick.every:  # counts kept: the simulator picks as it plays
+                lpick = pick.later(by_draw, videos, keys, n_videos)
+            else:
+                w = pick.weight if pick.weight is not None else np.ones(n_videos)
+                places = _pick_least_sorted(
+                    videos, keys, pick.count, np.zeros(n_videos, np.int32), w, pick.cap
+                )
+                tested = np.empty((rows.size, pick.count), dtype=np.int32)
+                tested[np.searchsorted(rows, by_draw)] = pick.eligible[places]
         later.append(
             LaterStep(
                 rows=rows,

@@ -855,6 +855,14 @@ def _tally_rows(role, repeat, response, row0, shown, length):
     return tally
 
 
+def _row_verdicts(cols: tuple, base: np.ndarray, shown: np.ndarray, step) -> np.ndarray:
+    """Whether ``step``'s filters keep each participant whose played rows are
+    ``base[i] .. base[i] + shown[i]`` of the trial columns ``cols`` (what the campaign and
+    the step-2 rounds judge a session by when it ends)."""
+    tally = _tally_rows(cols[4], cols[5], cols[8], base, shown, step.length)
+    return passes(stats_from_tally(tally, step.length), step.filters)
+
+
 class _FirstStepKept:
     """Step 1 played once when the campaign needs its verdicts (``counts: kept`` or
     ``received``).
@@ -920,9 +928,7 @@ class _FirstStepKept:
         k["items"][pid] = items
         k["start"][pid] = start
         k["judged"][pid] = True
-        cols = k["cols"]
-        tally = _tally_rows(cols[4], cols[5], cols[8], pid * self.L, shown, self.L)
-        return end, passes(stats_from_tally(tally, self.L), self.step.filters)
+        return end, _row_verdicts(k["cols"], pid * self.L, shown, self.step)
 
     def place(self, plan, cols: tuple, base: np.ndarray) -> dict | None:
         """Write the kept step-1 rows of the plan's participants into ``cols`` at rows
@@ -1079,9 +1085,7 @@ def simulate_arrays(
                     parts, cols,
                 )  # fmt: skip
                 played[pid, s] = out["shown"]
-                L = steps[s].length
-                tally = _tally_rows(cols[4], cols[5], cols[8], base, out["shown"], L)
-                return out, passes(stats_from_tally(tally, L), steps[s].filters)
+                return out, _row_verdicts(cols, base, out["shown"], steps[s])
 
             prev = _later_step_in_rounds(
                 protocol, s, prepared.layouts[s], plan.later[s - 1], prev, seed, play
