@@ -3,6 +3,7 @@
     python calibration/counts.py                     # the released dev set's counts
     python calibration/counts.py --simulate [--seed N] [PATH=VALUE ...]
     python calibration/counts.py --seeds A-B [PATH=VALUE ...]
+    python calibration/counts.py --crn [--seed N] [PATH=VALUE ...]
 
 The first prints the evidence docs/protocols.md ("Annotation counts") cites: the short- and
 long-term count histograms, the tail, how long-term counts follow short-term ones. The second
@@ -14,8 +15,11 @@ participants kept in step 2). The third simulates seeds A to B and prints, per s
 decides the short-term core (the stop, the last count check before it, the kept annotations,
 the demands, the annotations withdrawn after that check, the share of the demand-1 videos at
 33 or fewer before those withdrawals) beside the short-term count KS, the simulated-minus-
-released gaps of the count CDF at 31, 32 and 33, and the minimum; then the mean and spread
-over the seeds. It writes nothing.
+released gaps of the count CDF at 31, 32 and 33, and the minimum, and the long-term count KS,
+minimum and share of videos at 8 or fewer; then the mean and spread over the seeds. The fourth
+simulates a seed at the calibrated return probability and 0.01 above it and prints how many of
+the first run's returners are tested on other videos (the step-2 pick's common random
+numbers). It writes nothing.
 """
 
 from __future__ import annotations
@@ -101,6 +105,51 @@ def simulated(real, seed: int, changes: dict) -> None:
         f"videos seen as a step-1 filler by fewer than 9 participants kept in step 2: "
         f"{100 * (seen < 9).mean():.2f} % (min {seen.min()})"
     )
+    # what keeps the videos at 8 or fewer short: the pick, step 2's filters or availability
+    back = t.loc[t["step"] == 2, "participant"].unique()
+    viewers = np.bincount(
+        t.loc[(t["step"] == 1) & (t["role"] == "filler") & t["participant"].isin(back), "video"],
+        minlength=protocol.stimuli.count,
+    )
+    tests = t[(t["step"] == 2) & (t["role"] == "target")]
+    picked = np.bincount(tests["video"], minlength=protocol.stimuli.count)
+    kept_n = np.bincount(
+        tests.loc[tests["participant"].isin(kept2), "video"], minlength=protocol.stimuli.count
+    )
+    short = kept_n <= 8
+    print(
+        f"videos at 8 or fewer long-term annotations: {short.sum()}; of them picked fewer than 9 "
+        f"times {(short & (picked < 9)).sum()} (all videos: {(picked < 9).sum()}), tested by "
+        f"every returning participant who had them as fillers {(short & (picked == viewers)).sum()}"
+        f", fillers of fewer than 9 participants kept in step 2 {(short & (seen < 9)).sum()}"
+    )
+
+
+def common_numbers(seed: int, changes: dict, step: float = 0.01) -> None:
+    """How much of the step-2 pick a higher return probability leaves as it was: the returners
+    of a simulation, and the share of them whose tested videos change when the return
+    probability is ``step`` higher (the pick's common random numbers)."""
+    from memsim.sim.simulate import simulate
+
+    protocol = load_protocol("videomem")
+    if changes:
+        protocol = protocol.updated(changes)
+    params = load_params("videomem")
+    r = params.participants.return_probability
+    sets = []
+    for p in (r, r + step):
+        t = simulate(protocol, params.updated({"participants.return_probability": p}), seed).trials
+        tg = t[(t["step"] == 2) & (t["role"] == "target")]
+        sets.append({k: frozenset(g) for k, g in tg.groupby("participant")["video"]})
+    a, b = sets
+    assert set(a) <= set(b), "a higher return probability only adds returners"
+    changed = np.mean([a[k] != b[k] for k in a])
+    tests = np.mean([len(a[k] - b[k]) for k in a]) / np.mean([len(v) for v in a.values()])
+    print(
+        f"seed {seed}, changes {changes or 'none'}: return probability {r:.3f} -> {r + step:.3f}, "
+        f"returners {len(a):,} -> {len(b):,}; tested videos changed for {100 * changed:.1f} % "
+        f"of the first run's returners ({100 * tests:.1f} % of their tests)"
+    )
 
 
 def _last_check_s(protocol, arrival: np.ndarray) -> float:
@@ -134,13 +183,15 @@ def seeds(real, first: int, last: int, changes: dict) -> None:
     )
     print(
         "seed starts stop_h check_h kept_ann demand_x late_drops late_ann core<=33 "
-        "   KS  gap31  gap32  gap33 min  mean p95"
+        "   KS  gap31  gap32  gap33 min  mean p95 | LT: KS min <=8%"
     )
+    rl = real[count_column(LT)].to_numpy()
     rows = []
     for seed in range(first, last + 1):
         sim = simulate(protocol, params, seed=seed)
         res = score(sim.trials, sim.protocol, validate=False)
         n = res.scores[count_column(ST)].to_numpy()
+        lt = res.scores[count_column(LT)].to_numpy()
         t = sim.trials
         s1 = t[t["step"] == 1]
         last_row = s1.loc[s1.groupby("participant")["onset_s"].idxmax()]
@@ -175,6 +226,9 @@ def seeds(real, first: int, last: int, changes: dict) -> None:
             p95=np.percentile(n, 95),
             # annotations at the stop per unit of demand: where balancing had brought the core
             level=(n.sum() + withdrawn.sum()) / (demand.sum() if demand is not None else n.size),
+            lt_ks=ks_distance(lt, rl),
+            lt_min=int(lt.min()),
+            lt_short=100 * (lt <= 8).mean(),
         )
         rows.append(row)
         print(
@@ -182,7 +236,7 @@ def seeds(real, first: int, last: int, changes: dict) -> None:
             f"{row['kept_ann']:8,d} {row['demand_x']:8.1f} {row['late_drops']:10d} "
             f"{row['late_ann']:8,d} {row['core33']:7.1f} {row['ks']:6.3f} {row['g31']:+.3f} "
             f"{row['g32']:+.3f} {row['g33']:+.3f} {row['min']:3d} {row['mean']:5.2f} "
-            f"{row['p95']:3.0f}",
+            f"{row['p95']:3.0f} | {row['lt_ks']:.3f} {row['lt_min']:3d} {row['lt_short']:5.2f}",
             flush=True,
         )
     df = pd.DataFrame(rows)
@@ -195,6 +249,12 @@ def seeds(real, first: int, last: int, changes: dict) -> None:
         f"{df['g32'].mean():+.3f} +- {df['g32'].std():.3f} {df['g33'].mean():+.3f} +- "
         f"{df['g33'].std():.3f}; starts {df['starts'].min():,}-{df['starts'].max():,}; "
         f"mean {df['mean'].mean():.2f}; 95th {df['p95'].min():.0f}-{df['p95'].max():.0f}"
+    )
+    lk, lm = df["lt_ks"], df["lt_min"]
+    print(
+        f"long-term: KS {lk.mean():.3f} +- {lk.std():.3f}, <= 0.05 on {(lk <= 0.05).sum()}/"
+        f"{len(df)}; min {lm.mean():.2f} ({lm.min()}-{lm.max()}), 8-10 on "
+        f"{lm.between(8, 10).sum()}/{len(df)}; at 8 or fewer {df['lt_short'].mean():.2f} %"
     )
     if len(df) > 2:
         print(
@@ -215,6 +275,10 @@ def main(argv=None) -> int:
     ap.add_argument("--simulate", action="store_true")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--seeds", default=None, help="A-B: simulate seeds A to B, one line each")
+    ap.add_argument(
+        "--crn", action="store_true", help="how much of the step-2 pick a higher return "
+        "probability (+0.01) changes (--seed)",
+    )  # fmt: skip
     ap.add_argument("--data", default=None)
     ap.add_argument("changes", nargs="*", help="dotted PATH=VALUE changes of the protocol")
     args = ap.parse_args(argv)
@@ -229,6 +293,8 @@ def main(argv=None) -> int:
     if args.seeds:
         first, _, last = args.seeds.partition("-")
         seeds(real, int(first), int(last or first), changes)
+    elif args.crn:
+        common_numbers(args.seed, changes)
     elif args.simulate:
         simulated(real, args.seed, changes)
     else:

@@ -16,7 +16,10 @@ from memsim.analysis.scoring import count_column, score
 from memsim.design.protocol import load_protocol, protocol_from_mapping
 from memsim.rng import stream_key
 from memsim.sim.campaign import (
+    AHEAD,
     AnnotationIndex,
+    _pick_ahead,
+    _pick_ahead_plain,
     _pick_least,
     _pick_least_sorted,
     _select_least_scratch,
@@ -57,6 +60,16 @@ def _variants():
         ("pick floor", lambda d: _at(d, pick).update(floor=3)),
         # the step-2 pick counting kept tests: picked, played and judged 7 returns at a time
         ("pick kept", lambda d: _at(d, pick).update(floor=3, counts="kept", counts_every=7)),
+        # the step-2 pick looking ahead (counting picks, then kept tests in rounds of 7)
+        ("pick looking ahead", lambda d: _at(d, pick).update(lookahead="projected")),
+        (
+            "pick looking ahead, expected viewers",
+            lambda d: _at(d, pick).update(lookahead="deficit", lookahead_viewers="expected"),
+        ),
+        (
+            "pick looking ahead, kept",
+            lambda d: _at(d, pick).update(floor=3, counts="kept", counts_every=7, lookahead="ties"),
+        ),
         ("uniform", lambda d: d.update(selection={"kind": "uniform"})),
         ("no demand", lambda d: d["selection"].pop("demand")),
         ("random pick", lambda d: _at(d, pick).update(pick="random", demand=None, floor=None)),
@@ -101,11 +114,16 @@ def _same_plan(a, b) -> None:
             for f in ("order", "videos", "keys", "eligible", "weight"):
                 x, y = getattr(la.pick, f), getattr(lb.pick, f)
                 assert x.dtype == y.dtype and x.tobytes() == y.tobytes(), f
-            assert (la.pick.count, la.pick.cap, la.pick.every) == (
+            assert (la.pick.count, la.pick.cap, la.pick.every, la.pick.ahead) == (
                 lb.pick.count,
                 lb.pick.cap,
                 lb.pick.every,
+                lb.pick.ahead,
             )
+            if la.pick.ahead:
+                for f in ("to_come", "scale"):
+                    x, y = getattr(la.pick, f), getattr(lb.pick, f)
+                    assert x.dtype == y.dtype and x.tobytes() == y.tobytes(), f
 
 
 def _same_arrays(a, b) -> None:
@@ -464,6 +482,60 @@ def test_sorted_pick_is_the_plain_pick(rows, m, seed):
     a = _pick_least(videos, keys, k, np.zeros(40, np.int32), weight, cap)
     b = _pick_least_sorted(videos, keys, k, np.zeros(40, np.int32), weight, cap)
     assert np.array_equal(a, b)
+
+
+@settings(max_examples=60, deadline=None)
+@given(rows=st.integers(1, 30), m=st.integers(1, 12), seed=st.integers(0, 2**32))
+def test_look_ahead_pick_is_the_plain_pick(rows, m, seed):
+    """The look-ahead kernel against its plain reference (a Python sort per row), each rank,
+    with ties in the keys, demands, floors and row weights; the viewers to come are updated
+    alike."""
+    rng = np.random.default_rng(seed)
+    k = int(rng.integers(1, m + 1))
+    videos = np.stack([rng.choice(40, m, replace=False) for _ in range(rows)]).astype(np.int32)
+    keys = rng.integers(0, 3, (rows, m)).astype(np.float64)
+    weight = rng.choice([1.0, 1.5, 2.0], 40)
+    cap = [np.inf, 0.5, 1.0, 2.0][seed % 4]
+    # viewers to come: the rows' own videos, plus some who never come (the expected count)
+    to_come = np.bincount(videos.ravel(), minlength=40) + rng.integers(0, 3, 40).astype(float)
+    scale = rng.choice([1.0, 0.5, 0.25], rows)
+    for mode in AHEAD.values():
+        a_left, b_left = to_come.copy(), to_come.copy()
+        a_tests, b_tests = np.zeros(40, np.int32), np.zeros(40, np.int32)
+        a = _pick_ahead(videos, keys, k, a_tests, weight, cap, a_left, scale, k / m, mode)
+        b = _pick_ahead_plain(videos, keys, k, b_tests, weight, cap, b_left, scale, k / m, mode)
+        assert np.array_equal(a, b), mode
+        assert np.array_equal(a_tests, b_tests) and np.array_equal(a_left, b_left)
+
+
+def test_a_pick_looking_ahead_serves_the_items_about_to_run_out():
+    """Rows of 12 eligible items (of 300, unequally popular), 8 tested each, floor 4: the plain
+    pick leaves items that had 4 or more viewers below the floor (early rows spend their tests
+    at random among items with no test yet); looking ahead at the rows still to come, the
+    projected and deficit ranks leave none, and the ties rank fewer."""
+    for seed in range(3):
+        rng = np.random.default_rng(seed)
+        n, m, k, floor = 150, 12, 8, 4.0
+        pop = rng.gamma(2.0, 1.0, 300)
+        videos = np.stack(
+            [rng.choice(300, m, replace=False, p=pop / pop.sum()) for _ in range(n)]
+        ).astype(np.int32)
+        keys, weight = rng.random((n, m)), np.ones(300)
+        viewers = np.bincount(videos.ravel(), minlength=300)
+        short = {}
+        for name in ("none", *AHEAD):
+            tests = np.zeros(300, np.int32)
+            if name == "none":
+                _pick_least_sorted(videos, keys, k, tests, weight, floor)
+            else:
+                share = 1.0 if name == "deficit" else k / m
+                to_come = viewers.astype(np.float64)
+                _pick_ahead(
+                    videos, keys, k, tests, weight, floor, to_come, np.ones(n), share, AHEAD[name]
+                )
+                assert not to_come.any()  # every row taken off the viewers to come
+            short[name] = int(((tests < floor) & (viewers >= floor)).sum())
+        assert short["none"] > short["ties"] > short["projected"] == short["deficit"] == 0, short
 
 
 def test_simulate_many_is_one_simulate_per_run(params, monkeypatch):

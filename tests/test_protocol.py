@@ -350,6 +350,39 @@ BROKEN_MAPPINGS = [
         ),
         "steps.1.items.0.source.counts",
     ),
+    (
+        "lookahead-unknown",
+        _set("steps.1.items.0.source.lookahead", "oracle"),
+        "steps.1.items.0.source.lookahead",
+    ),
+    (
+        "lookahead-with-random-pick",
+        _chain(
+            _set("steps.1.items.0.source.pick", "random"),
+            _set("steps.1.items.0.source.demand", None),
+            _set("steps.1.items.0.source.floor", None),
+            _set("steps.1.items.0.source.lookahead", "deficit"),
+        ),
+        "steps.1.items.0.source.lookahead",
+    ),
+    (
+        "lookahead-viewers-without-lookahead",
+        _set("steps.1.items.0.source.lookahead_viewers", "expected"),
+        "steps.1.items.0.source.lookahead_viewers",
+    ),
+    (
+        "lookahead-share-without-lookahead",
+        _set("steps.1.items.0.source.lookahead_share", 0.5),
+        "steps.1.items.0.source.lookahead_share",
+    ),
+    (
+        "lookahead-share-above-one",
+        _chain(
+            _set("steps.1.items.0.source.lookahead", "deficit"),
+            _set("steps.1.items.0.source.lookahead_share", 1.5),
+        ),
+        "steps.1.items.0.source.lookahead_share",
+    ),
     ("later-pool-below-step-1", _set("selection.later_pool", 119), "selection.later_pool"),
     (
         "later-counts-without-pool",

@@ -230,6 +230,28 @@ class FromStep(_Frozen):
         "and judged, at a time (in the pick's order, that of their return draws)",
     )
 
+    lookahead: Literal["none", "projected", "ties", "deficit"] = Field(
+        default="none",
+        description="with pick least_annotated: rank items by their viewers still to come in the "
+        "pick's order as well: by the tests they are projected to end with (projected), by tests "
+        "with ties below the floor to the fewest viewers to come (ties), or the items projected "
+        "below the floor first (deficit)",
+    )
+    lookahead_viewers: Literal["returning", "expected"] = Field(
+        default="returning",
+        description="with a lookahead: the viewers to come are the returning participants still "
+        "to be picked for (returning: who will come back, which no experimenter knows), or every "
+        "step-1 viewer not yet picked for times the share of them expected to return (expected)",
+    )
+    lookahead_share: float | None = Field(
+        default=None,
+        gt=0.0,
+        le=1.0,
+        description="with a lookahead: the share of a viewer's eligible items she is expected to "
+        "be tested on (default: count / eligible items, VideoMem's 40 / 60); 1 counts every "
+        "viewer to come as a test (deficit: only items that need every one of them come first)",
+    )
+
     @model_validator(mode="after")
     def _check(self) -> FromStep:
         if len(set(self.roles)) != len(self.roles):
@@ -240,6 +262,14 @@ class FromStep(_Frozen):
             raise _At(("floor",), "floor needs pick: least_annotated (a random pick ignores it)")
         if self.counts != "assigned" and self.pick != "least_annotated":
             raise _At(("counts",), "counts needs pick: least_annotated (a random pick counts none)")
+        if self.lookahead != "none" and self.pick != "least_annotated":
+            raise _At(
+                ("lookahead",), "lookahead needs pick: least_annotated (a random pick ranks none)"
+            )
+        if self.lookahead_viewers != "returning" and self.lookahead == "none":
+            raise _At(("lookahead_viewers",), "lookahead_viewers needs a lookahead")
+        if self.lookahead_share is not None and self.lookahead == "none":
+            raise _At(("lookahead_share",), "lookahead_share needs a lookahead")
         if self.counts_every is not None and self.counts == "assigned":
             raise _At(("counts_every",), "counts_every needs counts: kept (verdicts to wait for)")
         if self.counts == "kept" and self.counts_every is None:
@@ -1189,6 +1219,14 @@ def summary_lines(p: Protocol) -> list[str]:
                         how += f" (tests / demand; {g.source.demand.describe()})"
                     if g.source.floor is not None:
                         how += f", up to {g.source.floor} tests, then at random"
+                    if g.source.lookahead != "none":
+                        share = g.source.lookahead_share
+                        how += (
+                            f"; looking ahead ({g.source.lookahead}, "
+                            f"{g.source.lookahead_viewers} viewers to come"
+                            + ("" if share is None else f", share {share:g}")
+                            + ")"
+                        )
                     if g.source.counts == "kept":
                         how += f"; kept tests, judged every {g.source.counts_every} returns"
             out.append(f"            {g.count:>5} {g.role:<9} {how}")

@@ -27,7 +27,9 @@ stimuli by ``floor(annotations / demand)`` instead of annotations, and a later
 step's ``pick: least_annotated`` by tests / demand: stimuli of demand 2 end with
 about twice the annotations of the rest. Those later-step picks are made once the
 campaign has run, in order of the participants' return draws (not return times), so
-that raising the return probability leaves every earlier pick as it was.
+that raising the return probability leaves every earlier pick as it was — unless the pick
+looks ahead (``lookahead``: :func:`_pick_ahead` ranks by the viewers still to come in that
+order as well, and a participant appended to it changes those of everyone before her).
 
 Randomness: arrivals from stream ``(seed, CAMPAIGN, 0)``, participant ``p``'s
 selection and return from stream ``(seed, CAMPAIGN, p + 1)``; the selection's
@@ -428,6 +430,95 @@ def _pick_least_sorted(videos, keys, k, tested_count, weight, cap=np.inf):
     return out
 
 
+# how a look-ahead pick ranks an eligible item (FromStep.lookahead): codes of the kernel
+AHEAD = {"projected": 1, "ties": 2, "deficit": 3}
+
+
+@njit(cache=True)
+def _pick_ahead(videos, keys, k, tested_count, weight, cap, to_come, scale, share, mode):
+    """:func:`_pick_least_sorted` looking ahead: row ``i`` first takes her videos off
+    ``to_come`` (float64[V], the viewers still to come in the pick's order, updated in place),
+    then ranks each place by its video's tests ``t``, viewers to come ``f = scale[i] *
+    to_come[v]`` and the expected final tests ``t + share * f``: ``mode`` 1 (projected) by
+    ``min((t + share * f) / weight, cap)``; 2 (ties) by ``min(t / weight, cap)``, ties below the
+    cap by fewest ``f``; 3 (deficit) the places projected below the cap first, by projection,
+    then the rest by ``min(t / weight, cap)``. Remaining ties by key, then place."""
+    n, m = videos.shape
+    out = np.empty((n, k), dtype=np.int32)
+    rank = np.empty(m, dtype=np.float64)
+    second = np.empty(m, dtype=np.float64)
+    idx = np.empty(m, dtype=np.int64)
+    for i in range(n):
+        for j in range(m):
+            to_come[videos[i, j]] -= 1.0
+        for j in range(m):
+            v = videos[i, j]
+            f = scale[i] * to_come[v]
+            t = tested_count[v] / weight[v]
+            proj = (tested_count[v] + share * f) / weight[v]
+            s2 = 0.0
+            if mode == 1:
+                r = min(proj, cap)
+            elif mode == 2:
+                r = min(t, cap)
+                if r < cap:
+                    s2 = f
+            elif t < cap and proj <= cap:  # short of the floor, the rest can at most fill it
+                r = -1.0
+                s2 = proj
+            else:
+                r = min(t, cap)
+            key = keys[i, j]
+            q = j
+            while q > 0:  # insert place j after every place that sorts before it
+                pj = idx[q - 1]
+                rp = rank[pj]
+                sp = second[pj]
+                if rp < r or (
+                    rp == r
+                    and (
+                        sp < s2
+                        or (sp == s2 and (keys[i, pj] < key or (keys[i, pj] == key and pj < j)))
+                    )
+                ):
+                    break
+                idx[q] = pj
+                q -= 1
+            idx[q] = j
+            rank[j] = r
+            second[j] = s2
+        for j in range(k):
+            place = idx[j]
+            out[i, j] = place
+            tested_count[videos[i, place]] += 1
+    return out
+
+
+def _pick_ahead_plain(videos, keys, k, tested_count, weight, cap, to_come, scale, share, mode):
+    """The plain reference of :func:`_pick_ahead`: a Python sort of each row's places."""
+    n, m = videos.shape
+    out = np.empty((n, k), dtype=np.int32)
+    for i in range(n):
+        to_come[videos[i]] -= 1.0
+        order = []
+        for j in range(m):
+            v = videos[i, j]
+            f = scale[i] * to_come[v]
+            t = min(tested_count[v] / weight[v], cap)
+            proj = (tested_count[v] + share * f) / weight[v]
+            if mode == 1:
+                sort_key = (min(proj, cap), 0.0)
+            elif mode == 2:
+                sort_key = (t, f if t < cap else 0.0)
+            else:
+                sort_key = (-1.0, proj) if t < cap and proj <= cap else (t, 0.0)
+            order.append((*sort_key, keys[i, j], j))
+        for j, (*_, place) in enumerate(sorted(order)[:k]):
+            out[i, j] = place
+            tested_count[videos[i, place]] += 1
+    return out
+
+
 @njit(cache=True)
 def select_from(candidates, k, state):
     """``k`` distinct members of ``candidates``, uniformly (partial Fisher–Yates on a copy)."""
@@ -490,6 +581,10 @@ class LaterPick:
     weight: np.ndarray  # float64[V]: demand (ones without)
     cap: float  # the floor: ranks above it are ties
     every: int  # participants picked for, and judged, at a time
+    ahead: int = 0  # the look-ahead rank (AHEAD), 0: none
+    to_come: np.ndarray | None = None  # float64[V]: viewers to come before the first pick
+    scale: np.ndarray | None = None  # float64[n]: each row's weight of the viewers to come
+    share: float = 0.0  # expected share of a viewer's eligible items she is tested on
 
 
 @dataclass
@@ -820,7 +915,9 @@ class LeastTestedPick:
 
     The picks are made once the campaign has run, in order of the participants' return draws
     (not return times): a higher return probability only appends participants to that order,
-    so the picks of the others do not change (common random numbers hold in it).
+    so the picks of the others do not change (common random numbers hold in it). A look-ahead
+    (``ahead``, :func:`_pick_ahead`) ranks by the viewers still to come in that order as well,
+    which the appended participants change: it gives that up.
     """
 
     eligible: np.ndarray  # int32[m]: step-1 item places the group draws from
@@ -829,6 +926,36 @@ class LeastTestedPick:
     rows: list = field(default_factory=list)  # (u_return, p, tie-break keys, eligible videos)
     cap: float = np.inf  # the source's floor: ranks above it are ties
     every: int = 0  # counts kept: participants judged at a time (0: counts assigned)
+    ahead: int = 0  # the source's lookahead (AHEAD code), 0: none
+    viewers: str = "returning"  # whom the look-ahead counts as viewers to come
+    share: float = 0.0  # the look-ahead's expected share of a viewer's items tested
+
+    def look_ahead(self, videos, u, items1, return_probability, n_videos):
+        """The look-ahead's viewers to come (float64[V]) and each row's weight of them
+        (float64[n]), for rows ``videos`` in the pick's order with return draws ``u``:
+        ``returning`` counts the rows themselves (who will come back), weight 1; ``expected``
+        every step-1 participant who had the video among her eligible items (``items1``),
+        weighted by the share of those not yet picked for expected to return,
+        ``(return_probability - u) / (1 - u)``."""
+        if self.viewers == "returning":
+            return (
+                np.bincount(videos.ravel(), minlength=n_videos).astype(np.float64),
+                np.ones(videos.shape[0]),
+            )
+        seen = np.asarray(items1)[:, self.eligible].ravel()
+        u = np.asarray(u, dtype=np.float64)
+        scale = np.maximum(return_probability - u, 0.0) / np.maximum(1.0 - u, 1e-12)
+        return np.bincount(seen, minlength=n_videos).astype(np.float64), scale
+
+    def place(self, videos, keys, n_videos, to_come=None, scale=None):
+        """Each row's tested places, counting tests from zero (the kernel of the pick)."""
+        w = self.weight if self.weight is not None else np.ones(n_videos)
+        tests = np.zeros(n_videos, np.int32)
+        if not self.ahead:
+            return _pick_least_sorted(videos, keys, self.count, tests, w, self.cap)
+        return _pick_ahead(
+            videos, keys, self.count, tests, w, self.cap, to_come, scale, self.share, self.ahead
+        )
 
     def draw_keys(self, stream: PyStream, p: int, u_return: float, chosen: np.ndarray) -> None:
         """At the participant's return: her tie-break keys, drawn from her own stream."""
@@ -836,10 +963,14 @@ class LeastTestedPick:
         stream.state = int(state)
         self.rows.append((u_return, p, keys, chosen[self.eligible]))
 
-    def later(self, order, videos, keys, n_videos: int) -> LaterPick:
+    def later(self, order, videos, keys, n_videos: int, to_come=None, scale=None) -> LaterPick:
         """The pick's inputs (participants in the pick's order, their eligible videos and
         keys), left to the simulator."""
         return LaterPick(
+            ahead=self.ahead,
+            to_come=to_come,
+            scale=scale,
+            share=self.share,
             order=np.asarray(order, dtype=np.int64),
             videos=np.ascontiguousarray(videos, dtype=np.int32),
             keys=np.ascontiguousarray(keys, dtype=np.float64),
@@ -850,17 +981,27 @@ class LeastTestedPick:
             every=self.every,
         )
 
-    def pick(self, n_videos: int) -> dict[int, np.ndarray] | LaterPick:
+    def pick(
+        self, n_videos: int, items1=None, return_probability: float = 0.0
+    ) -> dict[int, np.ndarray] | LaterPick:
         """Participant -> the step-1 item places she is tested on; with counts kept, the
-        :class:`LaterPick` the simulator makes."""
+        :class:`LaterPick` the simulator makes. ``items1`` (every participant's step-1 items)
+        and ``return_probability`` serve the ``expected`` look-ahead."""
         rows = sorted(self.rows, key=lambda t: (t[0], t[1]))
         m = self.eligible.size
         vids = np.array([t[3] for t in rows], dtype=np.int32).reshape(-1, m)
         keys = np.array([t[2] for t in rows], dtype=np.float64).reshape(-1, m)
+        to_come = scale = None
+        if self.ahead:
+            u = np.array([t[0] for t in rows], dtype=np.float64)
+            to_come, scale = self.look_ahead(vids, u, items1, return_probability, n_videos)
         if self.every:
-            return self.later([t[1] for t in rows], vids, keys, n_videos)
-        w = self.weight if self.weight is not None else np.ones(n_videos)
-        places = _pick_least(vids, keys, self.count, np.zeros(n_videos, np.int32), w, self.cap)
+            return self.later([t[1] for t in rows], vids, keys, n_videos, to_come, scale)
+        if self.ahead:
+            places = self.place(vids, keys, n_videos, to_come, scale)
+        else:
+            w = self.weight if self.weight is not None else np.ones(n_videos)
+            places = _pick_least(vids, keys, self.count, np.zeros(n_videos, np.int32), w, self.cap)
         return {t[1]: self.eligible[places[i]] for i, t in enumerate(rows)}
 
 
@@ -887,6 +1028,13 @@ def _later_picks(protocol: Protocol, seed: int) -> dict[int, LeastTestedPick]:
                     draw_demand(g.source.demand, n_videos, seed, s),
                     cap=np.inf if g.source.floor is None else float(g.source.floor),
                     every=g.source.counts_every if g.source.counts == "kept" else 0,
+                    ahead=AHEAD.get(g.source.lookahead, 0),
+                    viewers=g.source.lookahead_viewers,
+                    share=(
+                        g.count / eligible.size
+                        if g.source.lookahead_share is None
+                        else g.source.lookahead_share
+                    ),
                 )
     return picks
 
@@ -1039,7 +1187,7 @@ def _plan_simpy(protocol, seed, return_probability, observe, judge, min_press_s)
     env.run()
     policy.finish()
     n = done["n"]
-    picked = {s: pick.pick(n_videos) for s, pick in picks.items()}
+    picked = {s: pick.pick(n_videos, c.items1[:n], return_probability) for s, pick in picks.items()}
     later = []
     for s in range(1, len(steps)):
         rows = np.array(later_rows[s - 1], dtype=np.int64)
@@ -1477,13 +1625,15 @@ def _plan_in_order(
             by_draw = rows[np.lexsort((rows, ret_u[rows, s]))]  # (u_return, p), as simpy's pick
             videos = items1[by_draw][:, pick.eligible]
             keys = ret_keys[by_draw, s, : pick_m[s]]
-            if pick.every:  # counts kept: the simulator picks as it plays
-                lpick = pick.later(by_draw, videos, keys, n_videos)
-            else:
-                w = pick.weight if pick.weight is not None else np.ones(n_videos)
-                places = _pick_least_sorted(
-                    videos, keys, pick.count, np.zeros(n_videos, np.int32), w, pick.cap
+            to_come = scale = None
+            if pick.ahead:
+                to_come, scale = pick.look_ahead(
+                    videos, ret_u[by_draw, s], items1[:n], return_probability, n_videos
                 )
+            if pick.every:  # counts kept: the simulator picks as it plays
+                lpick = pick.later(by_draw, videos, keys, n_videos, to_come, scale)
+            else:
+                places = pick.place(videos, keys, n_videos, to_come, scale)
                 tested = np.empty((rows.size, pick.count), dtype=np.int32)
                 tested[np.searchsorted(rows, by_draw)] = pick.eligible[places]
         later.append(

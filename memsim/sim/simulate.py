@@ -30,6 +30,7 @@ from memsim.progress import ProgressCallback, report
 from memsim.rng import CAMPAIGN, SEQUENCE, stream_key
 from memsim.sim.campaign import (
     LaterStep,
+    _pick_ahead,
     _pick_least_sorted,
     feedback,
     plan_campaign,
@@ -434,7 +435,9 @@ def _later_step_in_rounds(protocol: Protocol, s: int, layout, later, prev: dict,
     """Later step ``s`` whose pick counts kept tests (``counts: kept``; ``later.pick``, a
     :class:`~memsim.sim.campaign.LaterPick`): for ``every`` returning participants at a time,
     in the pick's order, their tested items are picked by their tests so far (ties and
-    floor as :func:`~memsim.sim.campaign._pick_least`), their sessions played and judged by
+    floor as :func:`~memsim.sim.campaign._pick_least`; with a look-ahead, by
+    :func:`~memsim.sim.campaign._pick_ahead`, the viewers to come carried over the rounds),
+    their sessions played and judged by
     ``play(pid, start, items_video, item_prior_onset) -> (what the next step needs, kept)``,
     and the tests of everyone in the round the step's filters did not keep (or who did not
     come back) withdrawn before the next round is picked.
@@ -445,12 +448,19 @@ def _later_step_in_rounds(protocol: Protocol, s: int, layout, later, prev: dict,
     n = pk.order.shape[0]
     tests = np.zeros(protocol.stimuli.count, dtype=np.int32)
     at = np.searchsorted(later.rows, pk.order)  # the pick's order -> later.rows
+    to_come = pk.to_come.copy() if pk.ahead else None  # carried over the rounds
     parts = []
     for a in range(0, max(n, 1), pk.every):  # one (empty) round when nobody came back
         b = min(a + pk.every, n)
-        places = _pick_least_sorted(
-            pk.videos[a:b], pk.keys[a:b], pk.count, tests, pk.weight, pk.cap
-        )
+        if pk.ahead:
+            places = _pick_ahead(
+                pk.videos[a:b], pk.keys[a:b], pk.count, tests, pk.weight, pk.cap,
+                to_come, pk.scale[a:b], pk.share, pk.ahead,
+            )  # fmt: skip
+        else:
+            places = _pick_least_sorted(
+                pk.videos[a:b], pk.keys[a:b], pk.count, tests, pk.weight, pk.cap
+            )
         rows = np.sort(at[a:b])  # this round, in participant order
         tested = np.empty((b - a, pk.count), dtype=np.int32)
         tested[np.searchsorted(rows, at[a:b])] = pk.eligible[places]
