@@ -74,7 +74,7 @@ REASONS = {
     ),
     "annotations per video, long-term (min)": (
         "step 2 can only test a video that a participant kept in step 2 saw as a step-1 filler "
-        "(with selection.later_pool 0.17 % of the videos were such a filler for fewer than 9 of "
+        "(with selection.later_pool 0.21 % of the videos were such a filler for fewer than 9 of "
         "them, seed 0, calibration/counts.py --simulate); a step-2 pick counting kept tests and "
         "fillers chosen by who may still come back (counts: kept, later_counts: returning) "
         "raise it to 5-7, not 9, and cost the long-term count KS; a pick looking ahead at the "
