@@ -401,28 +401,41 @@ def _pick_least(videos, keys, k, tested_count, weight, cap=np.inf):
 
 
 @njit(cache=True)
+def _insert_place(idx, rank, second, keys_row, j, r, s2):
+    """One step of the picks' insertion sort: place ``j`` (rank ``r``, second key ``s2``) goes
+    after every earlier place of ``idx[:j]`` that sorts before it by (rank, second key, tie-break
+    key, place)."""
+    key = keys_row[j]
+    q = j
+    while q > 0:
+        pj = idx[q - 1]
+        rp = rank[pj]
+        sp = second[pj]
+        if rp < r or (
+            rp == r
+            and (sp < s2 or (sp == s2 and (keys_row[pj] < key or (keys_row[pj] == key and pj < j))))
+        ):
+            break
+        idx[q] = pj
+        q -= 1
+    idx[q] = j
+    rank[j] = r
+    second[j] = s2
+
+
+@njit(cache=True)
 def _pick_least_sorted(videos, keys, k, tested_count, weight, cap=np.inf):
     """:func:`_pick_least` by one insertion sort per row on (tests / weight, key, place): the
     order of a stable sort by rank of the places stably sorted by key, so the same picks."""
     n, m = videos.shape
     out = np.empty((n, k), dtype=np.int32)
     rank = np.empty(m, dtype=np.float64)
+    second = np.zeros(m, dtype=np.float64)
     idx = np.empty(m, dtype=np.int64)
     for i in range(n):
         for j in range(m):
             v = videos[i, j]
-            r = min(tested_count[v] / weight[v], cap)
-            key = keys[i, j]
-            q = j
-            while q > 0:  # insert place j after every place that sorts before it
-                pj = idx[q - 1]
-                rp = rank[pj]
-                if rp < r or (rp == r and (keys[i, pj] < key or (keys[i, pj] == key and pj < j))):
-                    break
-                idx[q] = pj
-                q -= 1
-            idx[q] = j
-            rank[j] = r
+            _insert_place(idx, rank, second, keys[i], j, min(tested_count[v] / weight[v], cap), 0.0)
         for j in range(k):
             place = idx[j]
             out[i, j] = place
@@ -468,25 +481,7 @@ def _pick_ahead(videos, keys, k, tested_count, weight, cap, to_come, scale, shar
                 s2 = proj
             else:
                 r = min(t, cap)
-            key = keys[i, j]
-            q = j
-            while q > 0:  # insert place j after every place that sorts before it
-                pj = idx[q - 1]
-                rp = rank[pj]
-                sp = second[pj]
-                if rp < r or (
-                    rp == r
-                    and (
-                        sp < s2
-                        or (sp == s2 and (keys[i, pj] < key or (keys[i, pj] == key and pj < j)))
-                    )
-                ):
-                    break
-                idx[q] = pj
-                q -= 1
-            idx[q] = j
-            rank[j] = r
-            second[j] = s2
+            _insert_place(idx, rank, second, keys[i], j, r, s2)
         for j in range(k):
             place = idx[j]
             out[i, j] = place
