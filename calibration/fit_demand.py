@@ -12,6 +12,18 @@ counts depend on who saw what in step 1).
 
     python calibration/fit_demand.py protocols/videomem.yaml --data ../shared/data
 
+With ``--step 2`` only step 2's pick is fitted (step 1's demand as in the protocol), over
+``--seeds A-B``, its ``floor`` gridded as well (``--floors 9,10``), on the protocol changed
+by dotted ``PATH=VALUE`` (YAML values) to fix the pick's mechanism, e.g.
+
+    python calibration/fit_demand.py protocols/videomem.yaml --step 2 --seeds 0-4 \
+        --floors 9,10 steps.1.items.0.source.counts=kept selection.later_counts=returning
+
+Per candidate it prints the mean W1 over the seeds, the long-term count KS (mean +- SD,
+seeds within 0.05), the minimum (mean, range, seeds within 8-10) and the shares at 8 or
+fewer, 9 and 10; then the candidates again, those with the most seeds within both
+tolerances first (then by mean KS).
+
 It prints the protocol lines to paste; it writes nothing.
 """
 
@@ -23,8 +35,10 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import yaml
 from scipy.stats import wasserstein_distance
 
+from memsim.analysis.distributions import ks_distance
 from memsim.analysis.scoring import count_column, score
 from memsim.data import released_scores
 from memsim.design.protocol import load_protocol, protocol_from_mapping
@@ -44,19 +58,97 @@ def counts(mapping: dict, params, seed: int) -> dict[str, np.ndarray]:
     return {s.scoring.column: sc[count_column(s.scoring.column)].to_numpy() for s in p.steps}
 
 
+def _floats(text: str | None, default) -> tuple:
+    return default if text is None else tuple(float(x) for x in text.split(","))
+
+
+def fit_step2(args, protocol, params, rel: np.ndarray) -> int:
+    """Grid step 2's demand and floor over seeds (the mechanism fixed by ``args.changes``)."""
+    first, _, last = args.seeds.partition("-")
+    seeds = range(int(first), int(last or first) + 1)
+    base = protocol.dump()
+    group = next(
+        i for i, g in enumerate(base["steps"][1]["items"]) if isinstance(g.get("source"), dict)
+    )
+    path = f"steps.1.items.{group}.source"
+    floors = [int(f) for f in _floats(args.floors, (base["steps"][1]["items"][group]["source"]
+                                                    .get("floor") or 10,))]  # fmt: skip
+    col = protocol.steps[1].scoring.column
+    print(
+        f"released long-term counts: mean {rel.mean():.2f}, at 9 {100 * (rel == 9).mean():.1f} %,"
+        f" at 10 {100 * (rel == 10).mean():.1f} %; seeds {seeds.start}-{seeds.stop - 1}; "
+        f"changes {args.changes or 'none'}",
+        flush=True,
+    )
+    rows = []
+    grid = itertools.product(
+        floors, _floats(args.shares, LT_SHARES), _floats(args.excess, LT_EXCESS)
+    )
+    for floor, share, excess in grid:
+        changes = dict(args.changes)
+        changes[f"{path}.floor"] = floor
+        changes[f"{path}.demand"] = {"share": share, "mean_excess": excess}
+        mapping = protocol.updated(changes).dump()
+        w1, ks, low, s8, s9, s10 = [], [], [], [], [], []
+        for seed in seeds:
+            c = counts(mapping, params, seed)[col]
+            w1.append(wasserstein_distance(c, rel))
+            ks.append(ks_distance(c, rel))
+            low.append(int(c.min()))
+            s8.append(100 * (c <= 8).mean())
+            s9.append(100 * (c == 9).mean())
+            s10.append(100 * (c == 10).mean())
+        ks_a, low_a = np.array(ks), np.array(low)
+        row = dict(
+            floor=floor, share=share, excess=excess, w1=np.mean(w1), ks=ks_a.mean(),
+            ks_sd=ks_a.std(ddof=1) if ks_a.size > 1 else 0.0, ks_in=int((ks_a <= 0.05).sum()),
+            min=low_a.mean(), min_lo=low_a.min(), min_hi=low_a.max(),
+            min_in=int(((low_a >= 8) & (low_a <= 10)).sum()), s8=np.mean(s8), s9=np.mean(s9),
+            s10=np.mean(s10), n=len(ks),
+        )  # fmt: skip
+        rows.append(row)
+        print(_line(row), flush=True)
+    print("best first (seeds within both, then mean KS):")
+    for row in sorted(rows, key=lambda r: (-min(r["ks_in"], r["min_in"]), r["ks"])):
+        print(_line(row))
+    return 0
+
+
+def _line(r: dict) -> str:
+    return (
+        f"  floor {r['floor']} share {r['share']:.2f} mean_excess {r['excess']:.2f}: W1 "
+        f"{r['w1']:.3f}, KS {r['ks']:.3f} +- {r['ks_sd']:.3f} ({r['ks_in']}/{r['n']}), min "
+        f"{r['min']:.2f} ({r['min_lo']}-{r['min_hi']}, {r['min_in']}/{r['n']}), <=8 "
+        f"{r['s8']:.2f} %, 9 {r['s9']:.1f} %, 10 {r['s10']:.1f} %"
+    )
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("protocol")
     ap.add_argument("--params", help="population (default calibration/<protocol name>.yaml)")
     ap.add_argument("--data", default=None)
     ap.add_argument("--seed", type=int, default=0)
-    args = ap.parse_args(argv)
+    ap.add_argument("--step", choices=("both", "2"), default="both")
+    ap.add_argument("--seeds", default=None, help="A-B (with --step 2; default --seed)")
+    ap.add_argument("--floors", default=None, help="step 2 floors, e.g. 9,10 (--step 2)")
+    ap.add_argument("--shares", default=None, help="step 2 demand shares, e.g. 0.5,0.7")
+    ap.add_argument("--excess", default=None, help="step 2 mean_excess values, e.g. 0.3,0.5")
+    ap.add_argument("changes", nargs="*", help="dotted PATH=VALUE changes of the protocol")
+    args = ap.parse_intermixed_args(argv)
+    args.changes = {c.partition("=")[0]: yaml.safe_load(c.partition("=")[2]) for c in args.changes}
     protocol = load_protocol(args.protocol)
     params = load_params(args.params or Path("calibration") / f"{protocol.name}.yaml")
     real = released_scores(protocol.name, args.data)
     if real is None:
         print("no released scores for this protocol", file=sys.stderr)
         return 2
+    if args.step == "2":
+        args.seeds = args.seeds or str(args.seed)
+        col = protocol.steps[1].scoring.column
+        return fit_step2(args, protocol, params, real[count_column(col)].to_numpy())
+    if args.changes:
+        protocol = protocol.updated(args.changes)
     base = protocol.dump()
     st_col, lt_col = (s.scoring.column for s in protocol.steps[:2])
     rel = {c: real[count_column(c)].to_numpy() for c in (st_col, lt_col)}
