@@ -1,0 +1,163 @@
+"""A run's figures drawn beside the run: in forked worker processes, or in this process.
+
+In: figure calls (:func:`memsim.viz.plots.score_figures`,
+:func:`~memsim.viz.plots.analysis_figures`), handed over as soon as their inputs exist. Out: the
+PNG paths, in the order the calls were given, once every figure is drawn; or the first figure's
+error, raised as the figure raised it.
+
+The figures of ``memsim run`` need matplotlib (a few tenths of a second to import) and about a
+second of drawing; the simulation, scoring and analyses need neither. So
+:func:`memsim.study.run.run_study` starts a :class:`FigureDrawer` before the simulation: on
+Linux its workers are forked then, import matplotlib while the campaign is simulated, and draw
+each figure while the main process goes on (the score figures while the analyses run); the run
+waits for them (:meth:`FigureDrawer.paths`) before its folder is renamed into place, and
+:meth:`FigureDrawer.close` stops them on any error, so nothing is drawn into a folder that is
+being removed. Elsewhere, or once numba's worker threads are running in this process (GNU
+OpenMP does not survive a fork, and Fig. 5's Spearman runs a parallel kernel), the same calls
+are drawn here, in turn, when :meth:`~FigureDrawer.paths` is called: the reference path, and
+the same bytes (``tests/test_drawing.py``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import sys
+from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from pathlib import Path
+
+__all__ = ["FigureDrawer", "fork_problem", "DEFAULT_WORKERS"]
+
+#: Worker processes by default: two draw the five figures of a run in about the time of the
+#: slowest pair, and a 2-CPU machine runs the main process beside them.
+DEFAULT_WORKERS = 2
+
+
+def fork_problem() -> str | None:
+    """Why figures cannot be drawn in forked workers here (None: they can)."""
+    if not sys.platform.startswith("linux"):
+        return "worker processes are forked on Linux only"
+    import multiprocessing
+
+    if "fork" not in multiprocessing.get_all_start_methods():  # pragma: no cover
+        return "this Python cannot fork"
+    parallel = sys.modules.get("numba.np.ufunc.parallel")
+    if parallel is not None and getattr(parallel, "_is_initialized", False):
+        return "numba's worker threads are running in this process (a fork would not keep them)"
+    return None
+
+
+def _load_numba_registries() -> None:
+    """Set up numba's CPU target in this process now (its first kernel call would): the
+    workers forked after it inherit it, and Fig. 5's Spearman then loads one cached kernel
+    instead of importing numba's whole lowering registry, scipy.linalg's BLAS check included
+    (0.29 s measured). It starts no thread, so forking stays safe."""
+    if "numba" not in sys.modules:  # pragma: no cover - the run imports numba first
+        return
+    with contextlib.suppress(Exception):  # an internal of numba's: if it moves, skip this
+        from numba.core.registry import cpu_target
+
+        cpu_target.target_context.refresh()
+
+
+def _start_worker(parent: int) -> None:
+    """A worker's first work: die with its parent, then import what drawing needs."""
+    with contextlib.suppress(Exception):  # Linux: SIGKILL when the parent dies (kill -9)
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    if os.getppid() != parent:  # the parent died before the line above took effect
+        os._exit(1)
+    # the parent's Ctrl-C reaches the whole process group: the parent stops the workers
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    import matplotlib.backends.backend_agg  # noqa: F401
+    import matplotlib.figure  # noqa: F401
+
+    import memsim.viz.plots  # noqa: F401
+
+
+def _draw(fn, args, kwargs):
+    return fn(*args, **kwargs)
+
+
+class FigureDrawer:
+    """Draws figure calls in ``workers`` forked processes, or here when ``workers`` is 0 or
+    forking is not safe (:func:`fork_problem`).
+
+    Use as a context manager (or call :meth:`close`): leaving it stops the workers, waiting
+    for none of the figures still queued.
+
+    Parameters
+    ----------
+    workers : int
+        Worker processes; 0 draws every figure in this process, when :meth:`paths` is called.
+    """
+
+    def __init__(self, workers: int = DEFAULT_WORKERS) -> None:
+        if workers < 0:
+            raise ValueError(f"workers must be >= 0, not {workers}")
+        self.why_here = "asked for" if workers == 0 else fork_problem()
+        self._pool: ProcessPoolExecutor | None = None
+        self._calls: list[tuple] = []
+        self._futures: list[Future] = []
+        if self.why_here is None:
+            import multiprocessing
+
+            _load_numba_registries()
+            self._pool = ProcessPoolExecutor(
+                workers,
+                mp_context=multiprocessing.get_context("fork"),
+                initializer=_start_worker,
+                initargs=(os.getpid(),),
+            )
+            # a fork context starts every worker at the first submit, before the pool's own
+            # threads exist: fork them now, while this process has no other thread
+            self._futures.append(self._pool.submit(int))
+
+    @property
+    def forked(self) -> bool:
+        """Whether the figures are drawn in worker processes."""
+        return self._pool is not None
+
+    def draw(self, calls) -> None:
+        """Queue ``(function, args, kwargs)`` calls; a worker starts on each at once."""
+        for call in calls:
+            self._calls.append(call)
+            if self._pool is not None:
+                self._futures.append(self._pool.submit(_draw, *call))
+
+    def paths(self) -> list[Path | None]:
+        """Wait for every figure queued; what each call returned (a path, or None for a figure
+        that does not apply), in the order queued.
+
+        An error of a figure is raised as the figure raised it (the first one queued);
+        a worker that died is a RuntimeError.
+        """
+        if self._pool is None:
+            out = [fn(*args, **kw) for fn, args, kw in self._calls]
+        else:
+            try:
+                out = [f.result() for f in self._futures[1:]]
+                self._futures[0].result()
+            except BrokenProcessPool as e:
+                raise RuntimeError(
+                    "a figure worker process ended before drawing its figure (killed, or out "
+                    "of memory)"
+                ) from e
+        self._calls, self._futures = [], self._futures[:1]
+        return out
+
+    def close(self) -> None:
+        """Stop the workers (a figure being drawn is finished, queued ones are dropped) and
+        wait for them to exit. Idempotent."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
+
+    def __enter__(self) -> FigureDrawer:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
