@@ -62,7 +62,7 @@ def test_forked_figures_are_the_same_files_as_drawn_in_process(tmp_path, real_da
     got = _fresh(
         tmp_path,
         """
-        a = run("forked", None)
+        a = run("forked", 2)
         b = run("here", 0)
         fa, fb = files(tmp_path / "forked"), files(tmp_path / "here")
         print(json.dumps({
@@ -111,7 +111,7 @@ def test_a_failing_worker_fails_the_run_whole_and_leaves_no_process(
         fig_rt.__module__, fig_rt.__qualname__ = "memsim.viz.plots", "fig_rt"
         plots.fig_rt = fig_rt  # the workers, forked later, draw with it too
         results = {{}}
-        for name, workers in (("forked", None), ("here", 0)):
+        for name, workers in (("forked", 2), ("here", 0)):
             if name == "here" and "{expected}" == "RuntimeError":
                 continue  # in-process, the kill would end this script
             try:
@@ -149,8 +149,9 @@ def test_no_fork_once_numba_threads_run(monkeypatch):
     with drawing.FigureDrawer(2) as d:
         assert not d.forked and d.why_here
     with drawing.FigureDrawer(0) as d:
-        assert not d.forked and d.why_here == "asked for"
+        assert not d.forked and d.why_here == "no worker asked for"
         d.draw([(max, (1, 2), {}), (min, (3, 4), {})])
         assert d.paths() == [2, 3]  # drawn here, in order, when asked for
     with pytest.raises(ValueError, match="workers"):
         drawing.FigureDrawer(-1)
+    assert 0 <= drawing.default_workers() <= drawing.MAX_WORKERS

@@ -21,6 +21,7 @@ the same bytes (``tests/test_drawing.py``).
 from __future__ import annotations
 
 import contextlib
+import gc
 import os
 import signal
 import sys
@@ -28,11 +29,28 @@ from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
-__all__ = ["FigureDrawer", "fork_problem", "DEFAULT_WORKERS"]
+__all__ = ["FigureDrawer", "default_workers", "fork_problem", "MAX_WORKERS"]
 
-#: Worker processes by default: two draw the five figures of a run in about the time of the
-#: slowest pair, and a 2-CPU machine runs the main process beside them.
-DEFAULT_WORKERS = 2
+#: The most worker processes :func:`default_workers` gives: two draw the five figures of a run
+#: in about the time of the slowest pair.
+MAX_WORKERS = 2
+
+
+def default_workers() -> int:
+    """Worker processes for a run's figures: one per CPU that the last minute left idle (the
+    1-minute load average), at most :data:`MAX_WORKERS`; 0 (draw in this process) when none
+    was idle.
+
+    A worker only helps while a CPU is free to run it: on a machine whose CPUs are all busy
+    it adds its own start-up (importing matplotlib, copying the pages both processes write)
+    to the work. Measured on the 2-CPU machine with other people's jobs on both CPUs (load
+    average 3-4): 1.06x and 1.19x the CPU time of drawing in-process (docs/performance.md).
+    """
+    try:
+        idle = (os.cpu_count() or 1) - os.getloadavg()[0]
+    except OSError:  # pragma: no cover - no load average here
+        return 0
+    return max(0, min(MAX_WORKERS, int(idle)))
 
 
 def fork_problem() -> str | None:
@@ -78,6 +96,12 @@ def _start_worker(parent: int) -> None:
     import memsim.viz.plots  # noqa: F401
 
 
+def _died() -> RuntimeError:
+    return RuntimeError(
+        "a figure worker process ended before drawing its figure (killed, or out of memory)"
+    )
+
+
 def _draw(fn, args, kwargs):
     return fn(*args, **kwargs)
 
@@ -91,14 +115,18 @@ class FigureDrawer:
 
     Parameters
     ----------
-    workers : int
-        Worker processes; 0 draws every figure in this process, when :meth:`paths` is called.
+    workers : int, optional
+        Worker processes (default :func:`default_workers`); 0 draws every figure in this
+        process, when :meth:`paths` is called.
     """
 
-    def __init__(self, workers: int = DEFAULT_WORKERS) -> None:
+    def __init__(self, workers: int | None = None) -> None:
+        if workers is None:
+            workers = default_workers()
         if workers < 0:
             raise ValueError(f"workers must be >= 0, not {workers}")
-        self.why_here = "asked for" if workers == 0 else fork_problem()
+        self.workers = workers
+        self.why_here = "no worker asked for" if workers == 0 else fork_problem()
         self._pool: ProcessPoolExecutor | None = None
         self._calls: list[tuple] = []
         self._futures: list[Future] = []
@@ -112,9 +140,15 @@ class FigureDrawer:
                 initializer=_start_worker,
                 initargs=(os.getpid(),),
             )
-            # a fork context starts every worker at the first submit, before the pool's own
-            # threads exist: fork them now, while this process has no other thread
-            self._futures.append(self._pool.submit(int))
+            # A fork context starts every worker at the first submit, before the pool's own
+            # threads exist: fork them now, while this process has no other thread. Frozen
+            # across the fork, this process's objects are left out of the workers' garbage
+            # collections, which would otherwise write into (and so copy) every page of them.
+            gc.freeze()
+            try:
+                self._futures.append(self._pool.submit(int))
+            finally:
+                gc.unfreeze()
 
     @property
     def forked(self) -> bool:
@@ -126,7 +160,10 @@ class FigureDrawer:
         for call in calls:
             self._calls.append(call)
             if self._pool is not None:
-                self._futures.append(self._pool.submit(_draw, *call))
+                try:
+                    self._futures.append(self._pool.submit(_draw, *call))
+                except BrokenProcessPool as e:  # a worker died drawing an earlier figure
+                    raise _died() from e
 
     def paths(self) -> list[Path | None]:
         """Wait for every figure queued; what each call returned (a path, or None for a figure
@@ -142,10 +179,7 @@ class FigureDrawer:
                 out = [f.result() for f in self._futures[1:]]
                 self._futures[0].result()
             except BrokenProcessPool as e:
-                raise RuntimeError(
-                    "a figure worker process ended before drawing its figure (killed, or out "
-                    "of memory)"
-                ) from e
+                raise _died() from e
         self._calls, self._futures = [], self._futures[:1]
         return out
 

@@ -37,7 +37,7 @@ from memsim.limits import check_seed
 from memsim.progress import ProgressCallback, report
 from memsim.sim.params import Params
 from memsim.sim.simulate import Simulation, simulate, write_simulation
-from memsim.study.drawing import DEFAULT_WORKERS, FigureDrawer
+from memsim.study.drawing import FigureDrawer
 
 __all__ = ["RunResult", "run_study", "RUN_FILES", "run_folder_problem", "run_folder"]
 
@@ -237,9 +237,10 @@ def run_study(
         Figure formats besides PNG: ``"svg"``, ``"pdf"`` (:func:`memsim.viz.style.save`).
     figure_workers : int, optional
         With ``out`` and ``figures``: worker processes that draw the figures while the run goes
-        on (:class:`memsim.study.drawing.FigureDrawer`; default 2, forked before the
-        simulation, on Linux while numba's threads are not yet running in this process);
-        0 draws them in this process after the analyses. The files are the same bytes.
+        on (:class:`memsim.study.drawing.FigureDrawer`), forked before the simulation, on Linux
+        while numba's threads are not yet running in this process; default: one per CPU the
+        last minute left idle, at most 2 (:func:`memsim.study.drawing.default_workers`). 0
+        draws them in this process after the analyses. The files are the same bytes.
     progress : callable, optional
         Receives :class:`memsim.progress.Progress` events of the simulation (task
         ``"simulate"``), then of scoring, analysis, writing and figures (task ``"analyse"``).
@@ -259,7 +260,7 @@ def run_study(
             out_dir,
             figures,
             figure_formats,
-            DEFAULT_WORKERS if figure_workers is None else figure_workers,
+            figure_workers,
             progress,
         )
     if out is not None:
@@ -293,6 +294,7 @@ def _run(
     elif not isinstance(targets, Targets):
         targets = _load_targets(targets)  # fail before the work
     drawer = FigureDrawer(figure_workers if out_dir is not None and figures else 0)
+    # (forked here, before the simulation: the workers import matplotlib while it runs)
     try:
         return _run_drawing(
             protocol,
