@@ -25,8 +25,6 @@ import gc
 import os
 import signal
 import sys
-from concurrent.futures import Future, ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
 __all__ = ["FigureDrawer", "default_workers", "fork_problem", "MAX_WORKERS"]
@@ -127,11 +125,12 @@ class FigureDrawer:
             raise ValueError(f"workers must be >= 0, not {workers}")
         self.workers = workers
         self.why_here = "no worker asked for" if workers == 0 else fork_problem()
-        self._pool: ProcessPoolExecutor | None = None
+        self._pool = None  # a ProcessPoolExecutor while the workers run
         self._calls: list[tuple] = []
-        self._futures: list[Future] = []
+        self._futures: list = []
         if self.why_here is None:
-            import multiprocessing
+            import multiprocessing  # here, not at import: a run without workers needs neither
+            from concurrent.futures import ProcessPoolExecutor
 
             _load_numba_registries()
             self._pool = ProcessPoolExecutor(
@@ -157,6 +156,8 @@ class FigureDrawer:
 
     def draw(self, calls) -> None:
         """Queue ``(function, args, kwargs)`` calls; a worker starts on each at once."""
+        from concurrent.futures.process import BrokenProcessPool
+
         for call in calls:
             self._calls.append(call)
             if self._pool is not None:
@@ -172,6 +173,8 @@ class FigureDrawer:
         An error of a figure is raised as the figure raised it (the first one queued);
         a worker that died is a RuntimeError.
         """
+        from concurrent.futures.process import BrokenProcessPool
+
         if self._pool is None:
             out = [fn(*args, **kw) for fn, args, kw in self._calls]
         else:
