@@ -35,20 +35,23 @@ MAX_WORKERS = 2
 
 
 def default_workers() -> int:
-    """Worker processes for a run's figures: one per CPU that the last minute left idle (the
-    1-minute load average), at most :data:`MAX_WORKERS`; 0 (draw in this process) when none
-    was idle.
+    """Worker processes for a run's figures: :data:`MAX_WORKERS` (at most one per CPU) while
+    the 1-minute load average is below the number of CPUs; 0 (draw in this process) when the
+    CPUs were all busy.
 
     A worker only helps while a CPU is free to run it: on a machine whose CPUs are all busy
     it adds its own start-up (importing matplotlib, copying the pages both processes write)
-    to the work. Measured on the 2-CPU machine with other people's jobs on both CPUs (load
-    average 3-4): 1.06x and 1.19x the CPU time of drawing in-process (docs/performance.md).
+    to the work. Measured on the 2-CPU machine, two workers against drawing in-process, the
+    whole process, 7 runs each in turn: 0.79x the wall time at load average 1.8-2.1 (the
+    runs' own load included); 1.11x with other people's jobs on both CPUs, at load 3-4
+    (docs/performance.md).
     """
+    cpus = os.cpu_count() or 1
     try:
-        idle = (os.cpu_count() or 1) - os.getloadavg()[0]
+        busy = os.getloadavg()[0] >= cpus
     except OSError:  # pragma: no cover - no load average here
         return 0
-    return max(0, min(MAX_WORKERS, int(idle)))
+    return 0 if busy else min(MAX_WORKERS, cpus)
 
 
 def fork_problem() -> str | None:
