@@ -29,6 +29,7 @@ from memsim.analysis.scoring import ScoreResult, score
 from memsim.data import RELEASED_SCORES, released_scores
 from memsim.design.protocol import Protocol
 from memsim.design.scores import write_scores
+from memsim.errors import UserError
 from memsim.fit.compare import Targets, compare, default_targets_path, figure_references
 from memsim.fit.compare import load_targets as _load_targets
 from memsim.io import dumps_json, is_temp_name, staged_dir, write_text_atomic
@@ -36,6 +37,7 @@ from memsim.limits import check_seed
 from memsim.progress import ProgressCallback, report
 from memsim.sim.params import Params
 from memsim.sim.simulate import Simulation, simulate, write_simulation
+from memsim.study.drawing import FigureDrawer
 
 __all__ = ["RunResult", "run_study", "RUN_FILES", "run_folder_problem", "run_folder"]
 
@@ -154,9 +156,7 @@ class RunResult:
 
     def video_rt(self) -> pd.DataFrame:
         """Per-video mean RT of correct recognitions, one column per scored step."""
-        columns = [s.scoring.column for s in self.protocol.steps]
-        V = self.protocol.stimuli.count
-        return pd.DataFrame({c: video_mean_rt(t, V) for c, t in zip(columns, self.scored.tests)})
+        return _video_rt(self.protocol, self.scored)
 
     def figures(self, out: str | os.PathLike[str], *, formats=None) -> list[Path]:
         """Draw the paper's Figs. 3-6 from this run (and the real-vs-simulated score
@@ -210,6 +210,7 @@ def run_study(
     out: str | os.PathLike[str] | None = None,
     figures: bool = True,
     figure_formats=None,
+    figure_workers: int | None = None,
     progress: ProgressCallback | None = None,
 ) -> RunResult:
     """Simulate, score, analyse and compare one study (the main job).
@@ -234,23 +235,57 @@ def run_study(
         With ``out``: draw the figures too.
     figure_formats : str or sequence of str, optional
         Figure formats besides PNG: ``"svg"``, ``"pdf"`` (:func:`memsim.viz.style.save`).
+    figure_workers : int, optional
+        With ``out`` and ``figures``: worker processes that draw the figures while the run goes
+        on (:class:`memsim.study.drawing.FigureDrawer`), forked before the simulation, on Linux
+        while numba's threads are not yet running in this process; default: one per CPU the
+        last minute left idle, at most 2 (:func:`memsim.study.drawing.default_workers`). 0
+        draws them in this process after the analyses. The files are the same bytes.
     progress : callable, optional
         Receives :class:`memsim.progress.Progress` events of the simulation (task
         ``"simulate"``), then of scoring, analysis, writing and figures (task ``"analyse"``).
     """
     check_seed(seed)
+    if figure_workers is not None and figure_workers < 0:
+        raise UserError(f"figure_workers must be 0 or more, not {figure_workers}")
     stage = run_folder(out) if out is not None else contextlib.nullcontext(None)
     with stage as out_dir:  # refuses a bad `out` before the work; renamed into place at the end
         result = _run(
-            protocol, params, seed, scale, data, targets, out_dir, figures, figure_formats, progress
+            protocol,
+            params,
+            seed,
+            scale,
+            data,
+            targets,
+            out_dir,
+            figures,
+            figure_formats,
+            figure_workers,
+            progress,
         )
     if out is not None:
         result.written = [Path(out) / p.name for p in result.written]
     return result
 
 
+def _video_rt(protocol: Protocol, scored: ScoreResult) -> pd.DataFrame:
+    columns = [s.scoring.column for s in protocol.steps]
+    V = protocol.stimuli.count
+    return pd.DataFrame({c: video_mean_rt(t, V) for c, t in zip(columns, scored.tests)})
+
+
 def _run(
-    protocol, params, seed, scale, data, targets, out_dir, figures, figure_formats, progress
+    protocol,
+    params,
+    seed,
+    scale,
+    data,
+    targets,
+    out_dir,
+    figures,
+    figure_formats,
+    figure_workers,
+    progress,
 ) -> RunResult:
     real = released_scores(protocol.name, data)
     if targets is None:
@@ -258,6 +293,29 @@ def _run(
         targets = _load_targets(tpath) if tpath is not None else None
     elif not isinstance(targets, Targets):
         targets = _load_targets(targets)  # fail before the work
+    drawer = FigureDrawer(figure_workers if out_dir is not None and figures else 0)
+    # (forked here, before the simulation: the workers import matplotlib while it runs)
+    try:
+        return _run_drawing(
+            protocol,
+            params,
+            seed,
+            scale,
+            real,
+            targets,
+            out_dir,
+            figures,
+            figure_formats,
+            drawer,
+            progress,
+        )
+    finally:
+        drawer.close()  # on an error: no worker draws into a folder being removed
+
+
+def _run_drawing(
+    protocol, params, seed, scale, real, targets, out_dir, figures, formats, drawer, progress
+) -> RunResult:
     t0 = time.perf_counter()
     sim = simulate(protocol, params, seed=seed, scale=scale, progress=progress)
     t_sim = time.perf_counter() - t0
@@ -268,6 +326,11 @@ def _run(
     stages = ["score", "analyse"]
     if out_dir is not None:
         stages += ["write", "figures"] if figures else ["write"]
+    draw = out_dir is not None and figures
+    references = figure_references(targets) if draw else None
+    n_score = 0
+    if draw:
+        from memsim.viz.plots import analysis_figures, score_figures
 
     def tick(stage: str) -> None:
         report(progress, "analyse", stage, stages.index(stage), len(stages), unit="stages")
@@ -275,8 +338,23 @@ def _run(
     try:
         tick("score")
         scored = score(sim.trials, sim.protocol, validate=False)
+        if draw:  # Figs. 5-6 and the score distributions need nothing more
+            columns = [s.scoring.column for s in sim.protocol.steps]
+            calls = score_figures(
+                scored.scores,
+                _video_rt(sim.protocol, scored),
+                real,
+                columns,
+                out_dir,
+                references,
+                formats=formats,
+            )
+            n_score = len(calls)
+            drawer.draw(calls)
         tick("analyse")
         summary = analyse(scored, truth=sim.videos, seed=seed)
+        if draw:
+            drawer.draw(analysis_figures(summary, out_dir, references, formats=formats))
         summary["params"] = params.name
         summary["calibrated"] = params.calibrated
         summary["scale"] = scale
@@ -301,7 +379,9 @@ def _run(
             written += result._write_scores_and_summary(out_dir)
             if figures:
                 tick("figures")
-                written += result.figures(out_dir, formats=figure_formats)
+                drawn = drawer.paths()
+                # in run_figures' order: Figs. 3-4, queued after the analyses, come first
+                written += [p for p in drawn[n_score:] + drawn[:n_score] if p is not None]
             result.written = written
         report(progress, "analyse", "done", len(stages), len(stages), unit="stages")
     finally:

@@ -21,7 +21,16 @@ from memsim.analysis.consistency import pearson, spearman
 from memsim.viz import style
 from memsim.viz.style import ROLE, label
 
-__all__ = ["run_figures", "fig_lag", "fig_consistency", "fig_st_lt", "fig_rt", "fig_real_vs_sim"]
+__all__ = [
+    "run_figures",
+    "analysis_figures",
+    "score_figures",
+    "fig_lag",
+    "fig_consistency",
+    "fig_st_lt",
+    "fig_rt",
+    "fig_real_vs_sim",
+]
 
 Formats = str | Iterable[str] | None
 
@@ -288,6 +297,39 @@ def fig_real_vs_sim(
         return style.save(fig, out / name, formats)
 
 
+def analysis_figures(
+    summary: dict, out: Path, references: dict | None = None, *, formats: Formats = None
+) -> list[tuple]:
+    """The calls drawing the figures that need the analyses (Figs. 3 and 4), in
+    :func:`run_figures`' order: ``(function, args, kwargs)``, each function returning its PNG's
+    path (or None when the figure does not apply)."""
+    return [
+        (fig_lag, (summary, out), {"formats": formats}),
+        (fig_consistency, (summary, out, references), {"formats": formats}),
+    ]
+
+
+def score_figures(
+    scores: pd.DataFrame,
+    video_rt: pd.DataFrame | None,
+    real: pd.DataFrame | None,
+    columns: list[str],
+    out: Path,
+    references: dict | None = None,
+    *,
+    formats: Formats = None,
+) -> list[tuple]:
+    """The calls drawing the figures that need only the scores (Figs. 5 and 6, and the
+    released-vs-simulated distributions when ``real`` is given), in :func:`run_figures`' order."""
+    calls = [
+        (fig_st_lt, (scores, video_rt, columns, out, references), {"formats": formats}),
+        (fig_rt, (scores, video_rt, columns, out), {"formats": formats}),
+    ]
+    if real is not None:
+        calls.append((fig_real_vs_sim, (scores, real, columns, out), {"formats": formats}))
+    return calls
+
+
 def run_figures(
     summary: dict,
     scores: pd.DataFrame,
@@ -303,14 +345,11 @@ def run_figures(
 
     ``references``: the published numbers to mark (:func:`memsim.fit.compare.figure_references`
     of the protocol's own targets file); none are drawn without them. Returns the PNG paths.
+    The calls are :func:`analysis_figures` then :func:`score_figures`, drawn here in turn
+    (:mod:`memsim.study.drawing` hands them to worker processes as their inputs appear).
     """
     out = Path(out)
-    paths = [
-        fig_lag(summary, out, formats=formats),
-        fig_consistency(summary, out, references, formats=formats),
-        fig_st_lt(scores, video_rt, columns, out, references, formats=formats),
-        fig_rt(scores, video_rt, columns, out, formats=formats),
-    ]
-    if real is not None:
-        paths.append(fig_real_vs_sim(scores, real, columns, out, formats=formats))
+    calls = analysis_figures(summary, out, references, formats=formats)
+    calls += score_figures(scores, video_rt, real, columns, out, references, formats=formats)
+    paths = [fn(*args, **kw) for fn, args, kw in calls]
     return [p for p in paths if p is not None]
