@@ -78,8 +78,9 @@ REASONS = {
         "them, seed 0, calibration/counts.py --simulate); a step-2 pick counting kept tests and "
         "fillers chosen by who may still come back (counts: kept, later_counts: returning) "
         "raise it to 5-7, not 9, and cost the long-term count KS; a pick looking ahead at the "
-        "viewers still to come (lookahead) to 5.35-5.60 on average, 5-8 with both; none is "
-        'shipped (docs/protocols.md, "Annotation counts")'
+        "viewers still to come (lookahead) to 5.35-5.60 on average, 5-8 with both, 6-8 (8-10 "
+        "on 3/20 seeds) with step 2's demand and floor refitted for them, at the cost of three "
+        'fitted rows; none is shipped (docs/protocols.md, "Annotation counts")'
     ),
     "annotations per video, short-term (min)": (
         "the drops of the sessions after the campaign's last check are never made up; a seed whose "
