@@ -235,6 +235,7 @@ def run(
     out: PathLike | None = None,
     figures: bool = True,
     figure_formats: str | Sequence[str] | None = None,
+    figure_workers: int | None = None,
     progress: ProgressCallback | None = None,
 ) -> RunResult:
     """The main job: simulate, score like a real log, analyse, compare with the paper.
@@ -243,7 +244,9 @@ def run(
     ``.scores``, ``.analysis``, ``.trials``, ``.simulation``; ``.save(folder)`` writes every
     output and ``.figures(folder)`` draws the paper's figures. With ``out`` the outputs are
     written while the analyses run (as ``memsim run`` does), and the folder appears whole;
-    ``figure_formats`` (``"svg"``, ``"pdf"``) are drawn beside each PNG.
+    ``figure_formats`` (``"svg"``, ``"pdf"``) are drawn beside each PNG; ``figure_workers``
+    processes draw the figures while the run goes on (default: 2 on Linux while the CPUs are
+    not all busy; 0 draws them in this process; the same bytes either way).
     """
     from memsim.study.run import run_study
 
@@ -258,6 +261,7 @@ def run(
         out=out,
         figures=figures,
         figure_formats=figure_formats,
+        figure_workers=figure_workers,
         progress=progress,
     )
 

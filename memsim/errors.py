@@ -16,3 +16,13 @@ class UserError(Exception):
         self.path = None if path is None else str(path)
         text = " ".join(str(message).split())  # always one line
         super().__init__(f"{self.path}: {text}" if self.path else text)
+
+    def __reduce__(self):
+        # a worker process's error reaches the parent pickled: keep the path with the message
+        return (_restore, (str(self), self.path))
+
+
+def _restore(text: str, path: str | None) -> UserError:
+    err = UserError(text)
+    err.path = path
+    return err

@@ -155,3 +155,24 @@ def test_no_fork_once_numba_threads_run(monkeypatch):
     with pytest.raises(ValueError, match="workers"):
         drawing.FigureDrawer(-1)
     assert 0 <= drawing.default_workers() <= drawing.MAX_WORKERS
+
+
+def test_user_error_crosses_processes_with_its_path():
+    """A worker's UserError reaches the parent pickled: the same line and the same ``path``."""
+    import pickle
+
+    from memsim.errors import UserError
+
+    err = pickle.loads(pickle.dumps(UserError("no room for  the figure", path="out/fig3.png")))
+    assert type(err) is UserError
+    assert str(err) == "out/fig3.png: no room for the figure"
+    assert err.path == "out/fig3.png"
+
+
+def test_cli_refuses_negative_figure_workers(tmp_path, capsys):
+    from memsim.cli import main
+
+    rc = main(["run", "videomem", "--figure-workers", "-1", "--out", str(tmp_path / "r")])
+    assert rc == 2
+    assert "--figure-workers: -1 must be 0 or more" in capsys.readouterr().err
+    assert not (tmp_path / "r").exists()

@@ -66,6 +66,14 @@ def register(sub) -> None:
         default=None,
         help="also write each figure as svg and/or pdf beside its PNG (200 dpi), e.g. svg,pdf",
     )
+    p.add_argument(
+        "--figure-workers",
+        type=types.non_negative_int,
+        metavar="N",
+        default=None,
+        help="processes that draw the figures while the run goes on (Linux; default 2 while "
+        "the CPUs are not all busy, else 0); 0 draws them in this process after the analyses",
+    )
     p.set_defaults(func=_cmd_run)
 
     p = sub.add_parser(
@@ -128,6 +136,7 @@ def _cmd_run(args) -> int:
             out=out,
             figures=not args.no_figures,
             figure_formats=formats,
+            figure_workers=args.figure_workers,
             progress=show,
         )
     print_run(result, out)
