@@ -34,10 +34,9 @@ and annotations the top-up touched, and the union's kept participant totals besi
 paper's (9,402 kept in step 1, 3,246 in step 2); then the means over the seeds.
 ``--validate`` checks the last seed's union with :func:`memsim.design.trials.validate_trials`.
 
-No public call plays chosen stimuli for new participants, so the top-up sessions are played
-with the simulator's step player pieces (``memsim.sim.simulate``'s ``_slots``, ``_inputs``,
-``_constants``, ``_session_end`` around the tested kernels ``generate_sequences`` and
-``simulate_step``, exactly as :func:`memsim.sim.simulate.simulate_stepwise` plays a step).
+The top-up sessions are played on chosen stimuli by :func:`memsim.sim.simulate.play_step`,
+the step player of :func:`memsim.sim.simulate.simulate_stepwise` (the tested kernels
+``generate_sequences`` and ``simulate_step``).
 Top-up participants are drawn by :func:`memsim.sim.population.draw_participants` after the
 campaign's (ids from the campaign's budget on: the draw is prefix-stable), so their
 sequences and responses have their own counter-based streams; the top-up's own choices
@@ -60,18 +59,8 @@ from memsim.api import load_params, load_protocol
 from memsim.data import released_scores
 from memsim.design.trials import validate_trials
 from memsim.sim.campaign import draw_demand
-from memsim.sim.kernel import simulate_step
 from memsim.sim.population import draw_participants
-from memsim.sim.sequence import generate_sequences
-from memsim.sim.simulate import (
-    TRIAL_COLUMNS,
-    _constants,
-    _inputs,
-    _session_end,
-    _slots,
-    prepare,
-    simulate_arrays,
-)
+from memsim.sim.simulate import TRIAL_COLUMNS, play_step, prepare, simulate_arrays
 
 ST, LT = "short-term_memorability", "long-term_memorability"
 FLOOR = 9  # the paper: every video tested "at least 9 times" in step 2
@@ -80,52 +69,15 @@ TOPUP_TAG = 0x70B  # the top-up generator's stream tag, beside the seed and roun
 
 
 def play(prepared, params, seed, s, parts, videos, pid, start, items_video, prior):
-    """Play step ``s`` for ``pid`` with the chosen items (as ``simulate_stepwise`` does).
+    """Play step ``s`` for ``pid`` with the chosen items (:func:`memsim.sim.simulate.play_step`,
+    the sessions of ``simulate_stepwise``).
 
     Returns ``(out, kept, rows)``: what the next step needs, the step's verdicts and the
     trial rows (SPEC columns, ``role`` as int8 codes)."""
-    from memsim.analysis.filters import passes, slot_kinds, stats_from_tally
-
-    protocol = prepared.protocol
-    step, layout = protocol.steps[s], prepared.layouts[s]
-    n = pid.shape[0]
-    item, lag = generate_sequences(layout, seed, pid, s)
-    sl = _slots(step, layout, item, lag)
-    x = _inputs(sl, pid, items_video, prior, start, parts)
-    response, rt, onset, delay, shown = simulate_step(
-        x, videos, _constants(protocol, params, seed, s)
+    out, kept, rows, _ = play_step(
+        prepared, params, seed, videos, parts, s, pid, start, items_video, prior
     )
-    pos = np.arange(step.length, dtype=np.int32)[None, :]
-    shown_mask = pos < shown[:, None]
-    item_onset = np.full((n, layout.n_items), np.nan)
-    r = np.broadcast_to(np.arange(n)[:, None], item.shape)
-    for sel in (shown_mask & ~sl["within"], shown_mask & sl["within"]):
-        item_onset[r[sel], item[sel]] = onset[sel]
-    out = {
-        "pid": pid,
-        "items_video": items_video,
-        "item_onset": item_onset,
-        "complete": shown == step.length,
-        "end": _session_end(protocol, response, rt, onset, shown),
-    }
-    flat = shown_mask.ravel()
-    rows = {
-        "participant": np.repeat(pid, step.length)[flat],
-        "step": np.full(int(flat.sum()), s + 1, dtype=np.int8),
-        "position": np.broadcast_to(pos, item.shape).ravel()[flat].astype(np.int16),
-        "video": x.video.ravel()[flat].astype(np.int32),
-        "role": sl["role"].ravel()[flat].astype(np.int8),
-        "repeat": x.repeat.ravel()[flat],
-        "lag": lag.ravel()[flat].astype(np.int16),
-        "delay_s": delay.ravel()[flat],
-        "response": response.ravel()[flat],
-        "rt_s": rt.ravel()[flat],
-        "onset_s": onset.ravel()[flat],
-    }
-    kind = slot_kinds(sl["role"], x.repeat)
-    tally = np.zeros((n, 4, 2), dtype=np.int64)
-    np.add.at(tally, (r[shown_mask], kind[shown_mask], response[shown_mask].astype(int)), 1)
-    return out, passes(stats_from_tally(tally, step.length), step.filters), rows
+    return out, kept, rows
 
 
 def counts_of(res, n_videos: int) -> tuple[np.ndarray, np.ndarray]:

@@ -1142,6 +1142,74 @@ def simulate_arrays(
     )
 
 
+def play_step(
+    prepared: PreparedProtocol,
+    params: Params,
+    seed: int,
+    videos,
+    parts,
+    s: int,
+    pid: np.ndarray,
+    start: np.ndarray,
+    items_video: np.ndarray,
+    item_prior_onset: np.ndarray,
+) -> tuple[dict, np.ndarray, dict, np.ndarray]:
+    """Play step ``s`` for participants ``pid`` on the chosen stimuli, in numpy around the
+    tested kernels: the sessions of :func:`simulate_stepwise`, and of scripts that play
+    sessions of their own (``calibration/topup.py``).
+
+    ``videos`` and ``parts`` are the campaign's stimuli and participants, ``start`` each
+    session's start (s), ``items_video`` the stimulus of each item place and
+    ``item_prior_onset`` its onset in an earlier step (NaN: none). Returns ``(out, kept,
+    rows, shown)``: what a later step needs (ids, stimuli, item onsets, completion, session
+    end), the step's verdicts (its filters passed), the trial rows (the SPEC's columns,
+    ``role`` as int8 codes) and the presentations each session showed.
+    """
+    protocol = prepared.protocol
+    step, layout = protocol.steps[s], prepared.layouts[s]
+    n = pid.shape[0]
+    item, lag = generate_sequences(layout, seed, pid, s)
+    sl = _slots(step, layout, item, lag)
+    x = _inputs(sl, pid, items_video, item_prior_onset, start, parts)
+    response, rt, onset, delay, shown = simulate_step(
+        x, videos, _constants(protocol, params, seed, s)
+    )
+    pos = np.arange(step.length, dtype=np.int32)[None, :]
+    shown_mask = pos < shown[:, None]
+    item_onset = np.full((n, layout.n_items), np.nan)
+    at = np.broadcast_to(np.arange(n)[:, None], item.shape)
+    for sel in (shown_mask & ~sl["within"], shown_mask & sl["within"]):
+        item_onset[at[sel], item[sel]] = onset[sel]
+    out = {
+        "pid": pid,
+        "items_video": items_video,
+        "item_onset": item_onset,
+        "shown_item": ~np.isnan(item_onset),
+        "group_of_item": layout.group_of_item,
+        "complete": shown == step.length,
+        "end": _session_end(protocol, response, rt, onset, shown),
+    }
+    flat = shown_mask.ravel()
+    rows = {
+        "participant": np.repeat(pid, step.length)[flat],
+        "step": np.full(int(flat.sum()), s + 1, dtype=np.int8),
+        "position": np.broadcast_to(pos, item.shape).ravel()[flat].astype(np.int16),
+        "video": x.video.ravel()[flat].astype(np.int32),
+        "role": sl["role"].ravel()[flat].astype(np.int8),
+        "repeat": x.repeat.ravel()[flat],
+        "lag": lag.ravel()[flat].astype(np.int16),
+        "delay_s": delay.ravel()[flat],
+        "response": response.ravel()[flat],
+        "rt_s": rt.ravel()[flat],
+        "onset_s": onset.ravel()[flat],
+    }
+    # the step's verdicts, tallied here in numpy (the fused path tallies trial rows)
+    kind = slot_kinds(sl["role"], x.repeat)
+    tally = np.zeros((n, 4, 2), dtype=np.int64)
+    np.add.at(tally, (at[shown_mask], kind[shown_mask], response[shown_mask].astype(int)), 1)
+    return out, passes(stats_from_tally(tally, step.length), step.filters), rows, shown
+
+
 def simulate_stepwise(prepared: PreparedProtocol, params: Params, seed: int = 0) -> SimulatedArrays:
     """The reference of :func:`simulate_arrays`: each stage of each step played for every
     participant before the next (sequences, slots, kernel, table), in numpy around the
@@ -1153,53 +1221,11 @@ def simulate_stepwise(prepared: PreparedProtocol, params: Params, seed: int = 0)
     tables = []
 
     def play(s, pid, start, items_video, item_prior_onset):
-        step, layout = steps[s], prepared.layouts[s]
-        n = pid.shape[0]
-        item, lag = generate_sequences(layout, seed, pid, s)
-        sl = _slots(step, layout, item, lag)
-        x = _inputs(sl, pid, items_video, item_prior_onset, start, parts)
-        response, rt, onset, delay, shown = simulate_step(
-            x, videos, _constants(protocol, params, seed, s)
+        out, kept, rows, shown = play_step(
+            prepared, params, seed, videos, parts, s, pid, start, items_video, item_prior_onset
         )
-        pos = np.arange(step.length, dtype=np.int32)[None, :]
-        shown_mask = pos < shown[:, None]
-        item_onset = np.full((n, layout.n_items), np.nan)
-        rows = np.broadcast_to(np.arange(n)[:, None], item.shape)
-        for sel in (shown_mask & ~sl["within"], shown_mask & sl["within"]):
-            item_onset[rows[sel], item[sel]] = onset[sel]
-        out = {
-            "pid": pid,
-            "items_video": items_video,
-            "item_onset": item_onset,
-            "shown_item": ~np.isnan(item_onset),
-            "group_of_item": layout.group_of_item,
-            "complete": shown == step.length,
-            "end": _session_end(protocol, response, rt, onset, shown),
-        }
-        flat = shown_mask.ravel()
-        tables.append(
-            {
-                "_s": s,
-                "_pid": pid,
-                "_shown": shown,
-                "participant": np.repeat(pid, step.length)[flat],
-                "step": np.full(int(flat.sum()), s + 1, dtype=np.int8),
-                "position": np.broadcast_to(pos, item.shape).ravel()[flat].astype(np.int16),
-                "video": x.video.ravel()[flat].astype(np.int32),
-                "role": sl["role"].ravel()[flat].astype(np.int8),
-                "repeat": x.repeat.ravel()[flat],
-                "lag": lag.ravel()[flat].astype(np.int16),
-                "delay_s": delay.ravel()[flat],
-                "response": response.ravel()[flat],
-                "rt_s": rt.ravel()[flat],
-                "onset_s": onset.ravel()[flat],
-            }
-        )
-        # the step's verdicts, tallied here in numpy (the fused path tallies trial rows)
-        kind = slot_kinds(sl["role"], x.repeat)
-        tally = np.zeros((n, 4, 2), dtype=np.int64)
-        np.add.at(tally, (rows[shown_mask], kind[shown_mask], response[shown_mask].astype(int)), 1)
-        return out, passes(stats_from_tally(tally, step.length), step.filters)
+        tables.append({"_s": s, "_pid": pid, "_shown": shown, **rows})
+        return out, kept
 
     prev = None
     for s in range(len(steps)):
