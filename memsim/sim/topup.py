@@ -95,6 +95,11 @@ class TopUpResult:
 
     def describe(self) -> str:
         """One line: rounds, participants, the minimum before and after."""
+        if not self.rounds:
+            return (
+                f"top-up: no rounds ({self.short_before:,} stimuli short of {self.floor}; "
+                f"minimum {self.min_before})"
+            )
         return (
             f"top-up: {self.rounds} round{'s' * (self.rounds != 1)}, {self.participants:,} "
             f"participants ({sum(self.kept):,} kept in step 2); {self.short_before:,} stimuli "
