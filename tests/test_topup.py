@@ -39,6 +39,8 @@ def _same(a, b) -> None:
     for c in a.trials:
         x, y = a.trials[c], b.trials[c]
         assert x.dtype == y.dtype and x.shape == y.shape and x.tobytes() == y.tobytes(), c
+    for k in a.truth:
+        assert a.truth[k].tobytes() == b.truth[k].tobytes(), k
     pa, pb = a.participants_frame(), b.participants_frame()
     assert pa.equals(pb)
 
