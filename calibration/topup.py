@@ -1,5 +1,12 @@
 """Top-up sessions after the VideoMem campaign: would they give the long-term minimum of 9?
 
+The engines now do this: ``campaign.top_up`` (memsim/sim/topup.py; docs/protocols.md,
+"campaign.top_up"), shipped on in protocols/videomem.yaml. This script is the prototype that
+measured the idea first, kept runnable as a record of those measurements: it runs the shipped
+protocol with the engine's top-up switched off (``campaign.top_up=null``) and then its own
+rounds, whose draws differ from the engine's (a NumPy generator per round here; per-participant
+counter-based streams there).
+
     python calibration/topup.py --seeds A-B [--targets least|uniform] [--min-batch N]
                                 [--cap-rounds R] [--validate] [PATH=VALUE ...]
 
@@ -304,7 +311,7 @@ def main(argv=None) -> int:
         print("no released VideoMem scores (--data or $MEMSIM_DATA)", file=sys.stderr)
         return 2
     protocol = load_protocol("videomem")
-    changes = {}
+    changes = {"campaign.top_up": None}  # the engine's own top-up off: this script runs its own
     for c in args.changes:
         path, _, value = c.partition("=")
         changes[path] = yaml.safe_load(value)

@@ -41,6 +41,7 @@ POPULATION_VIDEO = 3
 POPULATION_PARTICIPANT = 4
 CAMPAIGN = 5
 DEMAND = 6
+TOP_UP = 7  # top-up rounds after the campaign (memsim.sim.topup), keyed by participant id
 
 
 @njit(cache=True, inline="always")

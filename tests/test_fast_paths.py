@@ -317,9 +317,9 @@ def test_step_one_played_once_is_step_one_played_again(name, params, monkeypatch
     steps_played = []
     fused = sim_module._play_fused
 
-    def counted(prepared, seed, s, *rest):
-        steps_played.append(s)
-        return fused(prepared, seed, s, *rest)
+    def counted(prepared, seed, s, args, pid, *rest):
+        steps_played.append((s, int(pid.min(initial=2**62))))
+        return fused(prepared, seed, s, args, pid, *rest)
 
     monkeypatch.setattr(sim_module, "_play_fused", counted)
     for engine in ("auto", "simpy"):
@@ -330,7 +330,10 @@ def test_step_one_played_once_is_step_one_played_again(name, params, monkeypatch
                 monkeypatch.setattr(sim_module, "_KEEP_FIRST_STEP", keep)
                 steps_played.clear()
                 out[keep] = simulate_arrays(prepared, params, seed)
-                assert steps_played == ([1] if keep else [0, 1])
+                top = out[keep].top_up  # the top-up's rounds play both steps for new ids
+                first = top.first_participant if top is not None else out[keep].n_participants
+                campaign = [s for s, p in steps_played if p < first]
+                assert campaign == ([1] if keep else [0, 1])
             _same_arrays(out[True], out[False])
             assert out[True].n_participants > 0
 
@@ -375,6 +378,7 @@ def _kept_pick(every: int | None, scale: float = 0.05):
     judged ``every`` returns at a time (None: the pick counting assignments)."""
     d = load_protocol(ROOT / "protocols" / "videomem.yaml").dump()
     d["selection"].update(counts="assigned", counts_every_h=None, counts_every_participants=None)
+    d["campaign"]["top_up"] = None  # the pick's own counts, not the top-up's
     if every is not None:
         _at(d, ("steps", 1, "items", 0, "source")).update(counts="kept", counts_every=every)
     return prepare(protocol_from_mapping(d), scale)
@@ -397,6 +401,7 @@ def test_a_later_pool_counting_returning_viewers(params):
     from memsim.sim.campaign import in_order
 
     d = load_protocol(ROOT / "protocols" / "videomem.yaml").dump()
+    d["campaign"]["top_up"] = None  # the campaign's own counts, not the top-up's
     # a 2-3 h window to come back, so that windows close within this short campaign (~50 h)
     d["steps"][1]["delay_h"] = [2, 3]
     short = {}

@@ -926,6 +926,7 @@ def test_docs_describe_every_field():
         P.Filters,
         P.Scoring,
         P.Campaign,
+        P.TopUp,
         P.LeastAnnotated,
         P.UniformSelection,
         P.AdaptiveSelection,

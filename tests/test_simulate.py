@@ -275,6 +275,7 @@ def test_index_withdrawals_undo_annotations(with_demand):
 
 def _kept_counting(videomem, scale):
     d = videomem.dump()
+    d["campaign"]["top_up"] = None  # the campaign's counts alone
     d["selection"].update(counts="kept", counts_every_h=None, counts_every_participants=None)
     from memsim.sim.simulate import scale_protocol
 
@@ -290,6 +291,7 @@ def test_kept_counting_balances_the_annotations_scoring_keeps(videomem, params):
     out = {}
     for mode in ("assigned", "kept"):
         d = videomem.dump()
+        d["campaign"]["top_up"] = None  # the campaign's counts alone
         d["selection"].update(counts=mode, counts_every_h=None, counts_every_participants=None)
         d["selection"].pop("demand", None)
         sim = simulate(protocol_from_mapping(d), params, seed=5, scale=0.1)
@@ -323,6 +325,7 @@ def test_counted_verdicts_end_as_the_scored_counts(videomem, params, selection):
     from memsim.sim.simulate import scale_protocol
 
     d = videomem.dump()
+    d["campaign"]["top_up"] = None  # the campaign's counts alone
     d["selection"].update(counts="assigned", counts_every_h=None, counts_every_participants=None)
     d["selection"].update(selection)
     proto = scale_protocol(protocol_from_mapping(d), 0.1)

@@ -923,11 +923,42 @@ class StopAtMinAnnotations(_Frozen):
 StopRule = Annotated[StopAfterParticipants | StopAtMinAnnotations, Field(discriminator="kind")]
 
 
+class TopUp(_Frozen):
+    """Top-up rounds after the campaign: new participants who play step 1 and the later step
+    that tests step 1's items, until every stimulus has ``floor`` kept tests in that step.
+
+    A round recruits enough participants for the stimuli still short of the floor (at least
+    ``min_batch``), shows the short stimuli first in the step-1 places the later step tests
+    from, tests them first there, and judges the sessions by the steps' filters; rounds go on
+    until none is short or ``max_rounds`` rounds were run (docs/protocols.md, "Top-up")."""
+
+    floor: Annotations = Field(
+        description="kept tests in the later step that every stimulus should reach"
+    )
+    targets: Literal["uniform", "least"] = Field(
+        default="uniform",
+        description="where a top-up step 1's other items come from: uniform over all stimuli, "
+        "or among the selection's pool of stimuli with the fewest kept step-1 tests (/ demand)",
+    )
+    min_batch: _int(ge=1, le=_MAX_COUNT) = Field(
+        default=1, description="participants at least per round"
+    )
+    max_rounds: _int(ge=1, le=1000) = Field(default=10, description="rounds at most")
+
+    def describe(self) -> str:
+        return (
+            f"top-up rounds until every stimulus has {self.floor} kept tests in the later step "
+            f"(step 1's other items {self.targets}; at least {self.min_batch} participants a "
+            f"round, at most {self.max_rounds} rounds)"
+        )
+
+
 class Campaign(_Frozen):
-    """Recruitment: when participants arrive, and when recruiting stops."""
+    """Recruitment: when participants arrive, when recruiting stops, and an optional top-up."""
 
     arrivals: Arrivals
     stop: StopRule
+    top_up: TopUp | None = None
 
 
 # --------------------------------------------------------------------------- protocol
@@ -991,7 +1022,30 @@ class Protocol(_Frozen):
             self._check_later_pool(later_pool)
         per = sum(g.count for g in first.items if g.role == "target" and g.tested)
         self.campaign.stop.check(self.stimuli.count, per)
+        if self.campaign.top_up is not None:
+            self._check_top_up()
         return self
+
+    def _check_top_up(self) -> None:
+        """A top-up needs a second step whose tests come from step 1's fillers (the places it
+        fills with the stimuli short of the floor), and only that step's tests count."""
+        where = ("campaign", "top_up")
+        if len(self.steps) != 2:
+            raise _At(where, f"needs a two-step protocol, this one has {len(self.steps)} steps")
+        second = self.steps[1]
+        sources = [g for g in second.items if not isinstance(g.source, str)]
+        if not any(g.source.step == 1 and "filler" in g.source.roles for g in sources):
+            raise _At(
+                where,
+                "needs a later step whose tests come from step 1's fillers "
+                "(steps.1.items[].source: {step: 1, roles: [filler]})",
+            )
+        if any(g.role == "target" and g.repeat_lag is not None for g in second.items):
+            raise _At(
+                where,
+                "step 2's tested items must all come from step 1 (its own repeated targets would "
+                "be tests the top-up does not count)",
+            )
 
     def _check_later_pool(self, later_pool: int) -> None:
         """``selection.later_pool`` must be able to feed the places a later step draws from
@@ -1199,6 +1253,8 @@ def summary_lines(p: Protocol) -> list[str]:
     ]
     out.append(f"selection {p.selection.describe()}")
     out.append(f"campaign  {p.campaign.arrivals.describe()}; stop {p.campaign.stop.describe()}")
+    if p.campaign.top_up is not None:
+        out.append(f"          then {p.campaign.top_up.describe()}")
     for s, step in enumerate(p.steps, start=1):
         when = (
             ""

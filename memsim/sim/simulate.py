@@ -57,6 +57,7 @@ from memsim.sim.sequence import _failure as _sequence_failure
 from memsim.sim.sequence import _fill_one, generate_sequences, layout_for
 from memsim.sim.sequence import _plan as _sequence_plan
 from memsim.sim.sequence import _run as _sequence_run
+from memsim.sim.topup import TopUpResult, run_top_up
 
 __all__ = [
     "PreparedProtocol",
@@ -92,6 +93,8 @@ class Simulation:
         Per stimulus: its latent parameters and expected score per step (``true_<step>``).
     participants : DataFrame
         Per participant: ability, false-alarm and lapse rates, careless or not.
+    top_up : TopUpResult or None
+        What the top-up rounds after the campaign did (``campaign.top_up``; None without).
     """
 
     protocol: Protocol
@@ -100,6 +103,7 @@ class Simulation:
     trials: pd.DataFrame
     videos: pd.DataFrame
     participants: pd.DataFrame
+    top_up: TopUpResult | None = None
 
     def save(self, out: str | os.PathLike[str]) -> list[Path]:
         """Write ``trials``, ``videos`` and ``participants`` as Parquet into ``out``."""
@@ -546,8 +550,11 @@ class SimulatedArrays:
     participants : Participants
         Every drawn participant's latent parameters (``n_participants`` of them started).
     n_participants : int
+        Participants who started, the top-up's included.
     truth : dict of str to float64[V]
         Each stimulus' expected score per scored step (:func:`expected_scores`).
+    top_up : TopUpResult or None
+        What the top-up rounds did (``campaign.top_up``; None without).
     """
 
     protocol: Protocol
@@ -558,6 +565,7 @@ class SimulatedArrays:
     participants: object
     n_participants: int
     truth: dict
+    top_up: TopUpResult | None = None
 
     def videos_frame(self) -> pd.DataFrame:
         """The latent truth of every stimulus (:attr:`Simulation.videos`)."""
@@ -581,6 +589,7 @@ class SimulatedArrays:
             trials=pd.DataFrame(cols, copy=False),
             videos=self.videos_frame(),
             participants=self.participants_frame(),
+            top_up=self.top_up,
         )
 
 
@@ -1078,7 +1087,10 @@ def simulate_arrays(
     cols = _columns(capacity, workspace)
     played = np.zeros((P, S), dtype=np.int64)
     prev = None
+    outs: list[dict] = []  # what each step returned (participant order)
     for s in range(S):
+        if s > 0:
+            outs.append(prev)
         tick(f"step {s + 1}")
         if s == 0 and kept is not None:  # played already, for the campaign's verdicts
             prev = kept.place(plan, cols, reserved_base[:, 0])
@@ -1123,11 +1135,22 @@ def simulate_arrays(
             cols,
         )
         played[pid, s] = prev["shown"]
+    outs.append(prev)
+    top = None
+    if protocol.campaign.top_up is not None:
+        top, parts, extra = _top_up_fused(
+            prepared, params, seed, videos, parts, outs, cols, reserved_base, played
+        )
     tick("tables")
     total = int(played.sum())
     if total != capacity:
         _compact(cols, reserved_base.ravel(), reserved.ravel(), played.ravel(), total)
         cols = tuple(c[:total] for c in cols)
+    n_started = P
+    if top is not None and top.rounds:
+        # the top-up's participants come after the campaign's: their rows follow
+        cols = tuple(np.concatenate([c, extra[name]]) for c, name in zip(cols, TRIAL_COLUMNS))
+        n_started += top.participants
     truth = expected_scores(protocol, params, videos)
     tick("done")
     return SimulatedArrays(
@@ -1137,9 +1160,59 @@ def simulate_arrays(
         trials=dict(zip(TRIAL_COLUMNS, cols)),
         videos=videos,
         participants=parts,
-        n_participants=P,
+        n_participants=n_started,
         truth=truth,
+        top_up=top,
     )
+
+
+def _top_up_fused(prepared, params, seed, videos, parts, outs, cols, reserved_base, played):
+    """The top-up rounds (:func:`memsim.sim.topup.run_top_up`) played by the fused step, each
+    batch into rows of its own; ``(TopUpResult, participants, the top-up's trial columns)``."""
+    steps = prepared.protocol.steps
+    kept = [
+        _row_verdicts(cols, reserved_base[o["pid"], s], played[o["pid"], s], steps[s])
+        for s, o in enumerate(outs)
+    ]
+    args = [_step_args(prepared, params, seed, s, videos) for s in range(len(steps))]
+    tables: list[dict] = []
+
+    def play(s, pid, start, items_video, item_prior_onset, parts_now):
+        L = steps[s].length
+        tcols = _columns(pid.shape[0] * L, None)
+        base = np.arange(pid.shape[0], dtype=np.int64) * L
+        out = _play_fused(
+            prepared, seed, s, args[s], pid, start, items_video, item_prior_onset, base,
+            parts_now, tcols,
+        )  # fmt: skip
+        verdicts = _row_verdicts(tcols, base, out["shown"], steps[s])
+        flat = (np.arange(L)[None, :] < out["shown"][:, None]).ravel()
+        rows = {c: col[flat] for c, col in zip(TRIAL_COLUMNS, tcols)}
+        tables.append({"_s": s, "_pid": pid, "_shown": out["shown"], **rows})
+        return out, verdicts
+
+    P = played.shape[0]
+    top, parts = run_top_up(
+        prepared, params, seed, parts, outs[0], kept[0], outs[1], kept[1], P, play
+    )
+    extra = _assemble(tables, top.participants, len(steps), P) if tables else None
+    return top, parts, extra
+
+
+def _assemble(tables: list[dict], n: int, S: int, pid0: int = 0) -> dict:
+    """Trial columns from per-(step, batch) row tables (``_s``, ``_pid``, ``_shown`` and the
+    rows), in participant, step, position order; participants ``pid0 .. pid0 + n``."""
+    per = np.zeros((n, S), dtype=np.int64)
+    for t in tables:
+        per[t["_pid"] - pid0, t["_s"]] = t["_shown"]
+    base = (np.cumsum(per.ravel()) - per.ravel()).reshape(per.shape)
+    total = int(per.sum())
+    cols = {c: np.empty(total, dtype=tables[0][c].dtype) for c in TRIAL_COLUMNS}
+    for t in tables:
+        dest = np.repeat(base[t["_pid"] - pid0, t["_s"]], t["_shown"]) + t["position"]
+        for c in TRIAL_COLUMNS:
+            cols[c][dest] = t[c]
+    return cols
 
 
 def play_step(
@@ -1219,16 +1292,24 @@ def simulate_stepwise(prepared: PreparedProtocol, params: Params, seed: int = 0)
     steps = protocol.steps
     videos, parts, plan, _ = _campaign(prepared, params, seed)
     tables = []
+    P = plan.n_participants
+    verdicts = np.zeros((P, len(steps)), dtype=bool)
 
-    def play(s, pid, start, items_video, item_prior_onset):
+    def play(s, pid, start, items_video, item_prior_onset, parts_now=None):
         out, kept, rows, shown = play_step(
-            prepared, params, seed, videos, parts, s, pid, start, items_video, item_prior_onset
-        )
+            prepared, params, seed, videos, parts if parts_now is None else parts_now, s, pid,
+            start, items_video, item_prior_onset,
+        )  # fmt: skip
         tables.append({"_s": s, "_pid": pid, "_shown": shown, **rows})
+        if parts_now is None:  # the campaign's
+            verdicts[pid, s] = kept
         return out, kept
 
     prev = None
+    outs: list[dict] = []
     for s in range(len(steps)):
+        if s > 0:
+            outs.append(prev)
         if s == 0:
             pid = np.arange(plan.n_participants, dtype=np.int64)
             prev, _ = play(
@@ -1244,25 +1325,24 @@ def simulate_stepwise(prepared: PreparedProtocol, params: Params, seed: int = 0)
                 s,
                 *_later_step_items(protocol, s, prepared.layouts[s], plan.later[s - 1], prev, seed),
             )
-    per = np.zeros((plan.n_participants, len(steps)), dtype=np.int64)
-    for t in tables:
-        per[t["_pid"], t["_s"]] = t["_shown"]
-    base = (np.cumsum(per.ravel()) - per.ravel()).reshape(per.shape)
-    total = int(per.sum())
-    cols = {c: np.empty(total, dtype=tables[0][c].dtype) for c in TRIAL_COLUMNS}
-    for t in tables:
-        dest = np.repeat(base[t["_pid"], t["_s"]], t["_shown"]) + t["position"]
-        for c in TRIAL_COLUMNS:
-            cols[c][dest] = t[c]
+    outs.append(prev)
+    top, n = None, P
+    if protocol.campaign.top_up is not None:
+        kept = [verdicts[o["pid"], s] for s, o in enumerate(outs)]
+        top, parts = run_top_up(
+            prepared, params, seed, parts, outs[0], kept[0], outs[1], kept[1], P, play
+        )
+        n += top.participants
     return SimulatedArrays(
         protocol=protocol,
         params=params,
         seed=seed,
-        trials=cols,
+        trials=_assemble(tables, n, len(steps)),
         videos=videos,
         participants=parts,
-        n_participants=plan.n_participants,
+        n_participants=n,
         truth=expected_scores(protocol, params, videos),
+        top_up=top,
     )
 
 
