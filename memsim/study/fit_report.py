@@ -73,14 +73,12 @@ REASONS = {
         "the same few-annotation videos put more simulated scores at exactly 1.0 (k/n with n small)"
     ),
     "annotations per video, long-term (min)": (
-        "step 2 can only test a video that a participant kept in step 2 saw as a step-1 filler "
-        "(with selection.later_pool 0.21 % of the videos were such a filler for fewer than 9 of "
-        "them, seed 0, calibration/counts.py --simulate); a step-2 pick counting kept tests and "
-        "fillers chosen by who may still come back (counts: kept, later_counts: returning) "
-        "raise it to 5-7, not 9, and cost the long-term count KS; a pick looking ahead at the "
-        "viewers still to come (lookahead) to 5.35-5.60 on average, 5-8 with both, 6-8 (8-10 "
-        "on 3/20 seeds) with step 2's demand and floor refitted for them, at the cost of three "
-        'fitted rows; none is shipped (docs/protocols.md, "Annotation counts")'
+        "the shipped protocol's top-up sessions (campaign.top_up, floor 9) give 9 on every "
+        "seed 0-19; without them (or with a lower floor or too few rounds) step 2 can only test "
+        "a video that a participant kept in step 2 saw as a step-1 filler (0.21 % of the videos "
+        "were such a filler for fewer than 9 of them, seed 0, calibration/counts.py --simulate) "
+        "and the campaign alone gives 3-6; step-2 picks that count kept tests or look ahead "
+        'give 5-8 at the cost of other fitted rows (docs/protocols.md, "Annotation counts")'
     ),
     "annotations per video, short-term (min)": (
         "the drops of the sessions after the campaign's last check are never made up; a seed whose "
