@@ -8,11 +8,12 @@ import copy
 from pathlib import Path
 
 import numba
+import numpy as np
 import pytest
 
 from memsim.analysis.scoring import count_column, score
 from memsim.design.protocol import load_protocol, protocol_from_mapping
-from memsim.design.trials import validate_trials
+from memsim.design.trials import ROLES, validate_trials
 from memsim.errors import UserError
 from memsim.sim.params import load_params
 from memsim.sim.simulate import prepare, simulate_arrays, simulate_stepwise
@@ -54,7 +55,31 @@ SMALL = {
         (1, 6),
     ),
     "shipped": (load_protocol(ROOT / "protocols" / "videomem.yaml").dump(), 0.05, (2, 9)),
+    # `most`: step 1's other items among the stimuli with the most kept step-1 tests
+    "small, most": (
+        _videomem(floor=12, targets="most", min_batch=3, max_rounds=4),
+        0.03,
+        (1,),
+    ),
 }
+
+
+def test_most_targets_go_to_the_tail_of_the_step_one_counts(params):
+    """With `most`, the top-up's step-1 targets are stimuli with the most step-1 tests: their
+    tests land in the upper part of the campaign's count distribution."""
+    prepared = prepare(protocol_from_mapping(SMALL["small, most"][0]), 0.03)
+    a = simulate_arrays(prepared, params, 1)
+    assert a.top_up.rounds > 0
+    t = a.trials
+    first = a.top_up.first_participant
+    tests1 = (t["step"] == 1) & (t["role"] == ROLES.index("target")) & t["repeat"]
+    camp = np.bincount(
+        t["video"][tests1 & (t["participant"] < first)], minlength=prepared.protocol.stimuli.count
+    )
+    top = t["video"][tests1 & (t["participant"] >= first)]
+    assert top.size > 0
+    # the campaign's step-1 tests of the top-up's targets sit above the campaign's median
+    assert np.median(camp[top]) > np.median(camp)
 
 
 @pytest.mark.parametrize("name", list(SMALL))
@@ -137,7 +162,7 @@ def test_top_up_is_off_unless_asked():
             "tests come from step 1's fillers",
         ),
         (lambda d: d["campaign"]["top_up"].update(floor=0), "floor"),
-        (lambda d: d["campaign"]["top_up"].update(targets="most"), "targets"),
+        (lambda d: d["campaign"]["top_up"].update(targets="fewest"), "targets"),
         (lambda d: d["campaign"]["top_up"].update(min_batch=0), "min_batch"),
         (lambda d: d["campaign"]["top_up"].update(rounds=3), "rounds"),
     ],

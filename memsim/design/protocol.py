@@ -935,10 +935,11 @@ class TopUp(_Frozen):
     floor: Annotations = Field(
         description="kept tests in the later step that every stimulus should reach"
     )
-    targets: Literal["uniform", "least"] = Field(
+    targets: Literal["uniform", "least", "most"] = Field(
         default="uniform",
         description="where a top-up step 1's other items come from: uniform over all stimuli, "
-        "or among the selection's pool of stimuli with the fewest kept step-1 tests (/ demand)",
+        "or among the selection's pool of stimuli with the fewest (least) or the most (most) "
+        "kept step-1 tests (/ demand)",
     )
     min_batch: _int(ge=1, le=_MAX_COUNT) = Field(
         default=1, description="participants at least per round"

@@ -22,8 +22,9 @@ A round (:func:`run_top_up`):
   stimuli needing most viewers first, the rest at random among the filler pool
   (``selection.later_pool``, else ``selection.pool``) of stimuli with the fewest kept
   later-step tests; step 1's other places at random among all stimuli (``targets:
-  uniform``) or among the selection's pool with the fewest kept step-1 tests / demand
-  (``least``).
+  uniform``), or among the selection's pool of stimuli with the fewest kept step-1 tests /
+  demand (``least``), or with the most kept step-1 tests (``most``: the tail of the counts,
+  where one more test moves their distribution least).
 * **play both steps**: step 1 at arrivals after the previous round's (or the campaign's) last
   session, at the campaign's arrival rate; who completes it returns with the return
   probability, within the later step's delay window; her tests are her step-1 fillers, the
@@ -221,7 +222,10 @@ def run_top_up(
     pool = getattr(sel, "pool", None) or V
     fill_pool = getattr(sel, "later_pool", None) or pool
     demand = draw_demand(getattr(sel, "demand", None), V, seed, 0)
-    st_key = st / demand if demand is not None else st.astype(np.float64)
+    # least: kept step-1 tests per unit of demand (what the campaign's pick balances); most:
+    # the raw counts, whose tail is where one more test moves their distribution least
+    per_demand = demand is not None and spec.targets == "least"
+    st_key = st / demand if per_demand else st.astype(np.float64)
     q = int(kept2.sum()) / max(n_started, 1)  # kept later-step participants per start
     t = float(max(first["end"].max(initial=0.0), later["end"].max(initial=0.0)))
     min_before, short_before = int(lt.min()), int((lt < spec.floor).sum())
@@ -261,10 +265,10 @@ def run_top_up(
             lt = lt + kept_tests(out2["items_video"], out2["shown_item"], k2, tested, V)
             end = max(end, float(out2["end"].max()))
             k2_n = int(k2.sum())
-        if spec.targets == "least":
+        if spec.targets != "uniform":
             done = k1 & out1["complete"]
             add = kept_tests(out1["items_video"], out1["shown_item"], done, places.targets1, V)
-            st_key = st_key + (add / demand if demand is not None else add)
+            st_key = st_key + (add / demand if per_demand else add)
         started.append(n)
         kept_n.append(k2_n)
         t, pid0 = end, pid0 + n
@@ -307,8 +311,8 @@ def _plan_first(places, seed, pid, short, need, lt, st_key, targets, pool, fill_
         state = shuffle_front(fill, nf, np.uint64(state))
         if targets == "uniform":
             cand = everyone[~np.isin(everyone, fill)]
-        else:
-            state, rank = _rank(st_key, state, V)
+        else:  # least: the fewest kept step-1 tests first; most: the most
+            state, rank = _rank(st_key if targets == "least" else -st_key, state, V)
             cand = rank[~np.isin(rank, fill)][: max(pool, no)].astype(np.int32)
         state = shuffle_front(cand, no, np.uint64(state))
         items[i, places.forced] = fill
