@@ -303,6 +303,12 @@ def test_participant_rates_match_the_trial_table(mid):
         n_all = (parts["step"] == s).sum()
         assert got["excluded_share"] == pytest.approx(1 - (kept["step"] == s).sum() / n_all)
         assert 0 < got["false_alarm_rate"]["mean"] < got["hit_rate"]["mean"] < 1
+        vig = ts[ts["repeat"] & (ts["role"] == "vigilance")]
+        if len(vig):
+            per = vig.groupby("participant")["response"].mean()
+            assert got["vigilance_hit_rate"] == pytest.approx(per.mean(), rel=1e-12)
+        else:  # no vigilance tests in the step: no rate, rather than a NaN
+            assert "vigilance_hit_rate" not in got
     # analyse carries the block under its documented path
     a = C.analyse(res, seed=1, only={"participant_rates"})
     assert a.value("participant_rates.short-term.false_alarm_rate.mean") == pytest.approx(

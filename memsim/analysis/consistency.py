@@ -772,7 +772,8 @@ def participant_rates(result: ScoreResult) -> dict:
     filters compute them (:func:`memsim.analysis.filters.participant_stats`). Per step:
     ``hit_rate`` and ``false_alarm_rate`` (each mean and SD over the kept participants with
     a denominator, ``pooled``: all their events over all their tests, and ``participants``),
-    ``vigilance_hit_rate`` (mean over kept participants with vigilance tests) and
+    ``vigilance_hit_rate`` (mean over kept participants with vigilance tests; absent in a
+    step without them) and
     ``excluded_share`` (the share of the step's participants the filters dropped).
     """
     parts = result.participants
@@ -796,7 +797,8 @@ def participant_rates(result: ScoreResult) -> dict:
             }
         v = kept["vigilance_hit_rate"].to_numpy(float)
         v = v[np.isfinite(v)]
-        block["vigilance_hit_rate"] = float(v.mean()) if len(v) else float("nan")
+        if len(v):  # a step without vigilance tests (VideoMem's second) has no such rate
+            block["vigilance_hit_rate"] = float(v.mean())
         block["excluded_share"] = float(1.0 - len(kept) / len(ps)) if len(ps) else float("nan")
         out[spec.name] = block
     return out
