@@ -279,6 +279,43 @@ def test_rt_analyses_match_pandas(mid):
     assert "short-term ~ long-term" in out
 
 
+def test_participant_rates_match_the_trial_table(mid):
+    """Kept participants' hit and false-alarm rates, counted again from the rows with pandas."""
+    trials, _, proto, res = mid
+    out = C.participant_rates(res)
+    parts = res.participants
+    kept = parts.loc[parts["kept"], ["participant", "step"]]
+    t = trials.merge(kept, on=["participant", "step"])
+    for s, name in ((1, "short-term"), (2, "long-term")):
+        ts = t[t["step"] == s]
+        tests = ts[ts["repeat"] & (ts["role"] == "target")]
+        first = ts[~ts["repeat"]]
+        hr = tests.groupby("participant")["response"].mean()
+        fa = first.groupby("participant")["response"].mean()
+        got = out[name]
+        assert got["hit_rate"]["mean"] == pytest.approx(hr.mean(), rel=1e-12)
+        assert got["hit_rate"]["sd"] == pytest.approx(hr.std(ddof=1), rel=1e-12)
+        assert got["hit_rate"]["pooled"] == pytest.approx(tests["response"].mean(), rel=1e-12)
+        assert got["hit_rate"]["participants"] == len(hr)
+        assert got["false_alarm_rate"]["mean"] == pytest.approx(fa.mean(), rel=1e-12)
+        assert got["false_alarm_rate"]["sd"] == pytest.approx(fa.std(ddof=1), rel=1e-12)
+        assert got["false_alarm_rate"]["pooled"] == pytest.approx(first["response"].mean())
+        n_all = (parts["step"] == s).sum()
+        assert got["excluded_share"] == pytest.approx(1 - (kept["step"] == s).sum() / n_all)
+        assert 0 < got["false_alarm_rate"]["mean"] < got["hit_rate"]["mean"] < 1
+        vig = ts[ts["repeat"] & (ts["role"] == "vigilance")]
+        if len(vig):
+            per = vig.groupby("participant")["response"].mean()
+            assert got["vigilance_hit_rate"] == pytest.approx(per.mean(), rel=1e-12)
+        else:  # no vigilance tests in the step: no rate, rather than a NaN
+            assert "vigilance_hit_rate" not in got
+    # analyse carries the block under its documented path
+    a = C.analyse(res, seed=1, only={"participant_rates"})
+    assert a.value("participant_rates.short-term.false_alarm_rate.mean") == pytest.approx(
+        out["short-term"]["false_alarm_rate"]["mean"]
+    )
+
+
 def test_summarise_has_every_paper_statistic(mid):
     trials, truth, proto, _ = mid
     out = C.summarise(trials, proto, truth=truth, seed=1)
@@ -297,6 +334,7 @@ def test_summarise_has_every_paper_statistic(mid):
         "scores",
         "correction",
         "filter_reasons",
+        "participant_rates",
     ):
         assert key in out, key
     for name in ("short-term", "long-term"):

@@ -46,6 +46,7 @@ __all__ = [
     "lag_curve",
     "correction_change",
     "rt_analyses",
+    "participant_rates",
     "video_mean_rt",
     "truth_correlation",
     "score_summary",
@@ -763,6 +764,46 @@ def decay_alpha_summary(result: ScoreResult) -> dict:
     return out
 
 
+def participant_rates(result: ScoreResult) -> dict:
+    """Hit and false-alarm rates of the kept participants, per step.
+
+    Image studies report these beside the scores (Isola et al. 2011, LaMem): a participant's
+    hit rate is over her target tests, her false-alarm rate over her first showings, as the
+    filters compute them (:func:`memsim.analysis.filters.participant_stats`). Per step:
+    ``hit_rate`` and ``false_alarm_rate`` (each mean and SD over the kept participants with
+    a denominator, ``pooled``: all their events over all their tests, and ``participants``),
+    ``vigilance_hit_rate`` (mean over kept participants with vigilance tests; absent in a
+    step without them) and
+    ``excluded_share`` (the share of the step's participants the filters dropped).
+    """
+    parts = result.participants
+    out = {}
+    for s, spec in enumerate(result.protocol.steps, start=1):
+        ps = parts[parts["step"] == s]
+        kept = ps[ps["kept"].to_numpy()]
+        block = {}
+        for rate, num, den in (
+            ("hit_rate", "hits", "target_tests"),
+            ("false_alarm_rate", "false_alarms", "first_showings"),
+        ):
+            r = kept[rate].to_numpy(float)
+            r = r[np.isfinite(r)]
+            tests = int(kept[den].sum())
+            block[rate] = {
+                "mean": float(r.mean()) if len(r) else float("nan"),
+                "sd": float(r.std(ddof=1)) if len(r) > 1 else float("nan"),
+                "pooled": float(kept[num].sum() / tests) if tests else float("nan"),
+                "participants": int(len(r)),
+            }
+        v = kept["vigilance_hit_rate"].to_numpy(float)
+        v = v[np.isfinite(v)]
+        if len(v):  # a step without vigilance tests (VideoMem's second) has no such rate
+            block["vigilance_hit_rate"] = float(v.mean())
+        block["excluded_share"] = float(1.0 - len(kept) / len(ps)) if len(ps) else float("nan")
+        out[spec.name] = block
+    return out
+
+
 # --------------------------------------------------------------------------- everything
 def correction_change(videos: pd.DataFrame) -> dict:
     """How far a step's correction moved its scores: the mean and the median of score / raw - 1
@@ -791,7 +832,8 @@ class Analysis(dict):
     ``mean_score_raw``, ``mean_score``,
     ``correction``, ``human_consistency`` (mean, sd, values, ...), ``annotation_consistency``
     (curve, at_mean_annotations, max, all_annotations_reading), ``spearman_brown``,
-    ``lag_curve``, ``response_times``, ``scores``, ``decay_alpha``, ``score_correlation``
+    ``lag_curve``, ``response_times``, ``scores``, ``decay_alpha``, ``participant_rates``
+    (hit_rate, false_alarm_rate, vigilance_hit_rate, excluded_share), ``score_correlation``
     (``"<a> ~ <b>"``: all, top500, top100), ``truth`` (when the truth was given). ``memsim run``
     adds ``real`` (against the released scores), ``params``, ``calibrated`` and ``scale``.
 
@@ -870,8 +912,9 @@ def analyse(
     Keys (per step name where it applies): participants_kept, participants_total,
     filter_reasons, annotations_per_video, mean_score_raw, mean_score, correction,
     human_consistency, annotation_consistency (curve, at_mean_annotations, max),
-    spearman_brown, score_correlation, lag_curve, response_times, truth (when given),
-    scores (score_summary of the scores table).
+    spearman_brown, score_correlation, lag_curve, response_times, decay_alpha,
+    participant_rates (:func:`participant_rates`), truth (when given), scores (score_summary
+    of the scores table).
 
     ``only``: the top-level keys a caller will read (a study's statistics); the costly
     analyses none of them needs (human and annotation consistency, Spearman-Brown, lag
@@ -969,6 +1012,7 @@ def analyse(
     out["response_times"] = rt_analyses(result)
     out["scores"] = score_summary(result.scores)
     out["decay_alpha"] = decay_alpha_summary(result)
+    out["participant_rates"] = participant_rates(result)
     cols = [s.scoring.column for s in p.steps]
     out["score_correlation"] = {
         f"{a} ~ {b}": score_correlation(result.scores, a, b) for a, b in zip(cols, cols[1:])
