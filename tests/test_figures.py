@@ -360,6 +360,7 @@ def _study_results(study: str, rng) -> pd.DataFrame:
             row[f"{sc}.all.pearson"] = 0.33 * scale
             row["response_times.short-term ~ long-term.video_mean_rt_pearson"] = 0.29
             row["participant_minutes"] = 60_000 * scale
+            row["participants"] = round(2000 * scale)  # every sweep's results have it (reserved)
             rows.append(row)
     return pd.DataFrame(rows)
 

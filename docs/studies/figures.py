@@ -240,10 +240,12 @@ def design(runs: Path, out: Path) -> None:
     frontier_ax.set_ylabel("short-term human consistency")
     frontier_ax.legend(fontsize=6, loc="upper left", bbox_to_anchor=(1.02, 1), title="varied")
     frontier_ax.set_title("consistency vs crowd time, every design cell", fontsize=9)
+    # starts per run, the top-up's included (the budget is 1,986; the top-up adds its rounds)
+    starts = pd.concat([_load(runs, study)["participants"] for study, _, _ in DESIGN])
     style.suptitle(
         fig,
-        "Protocol design around VideoMem (scale 0.2: 2,000 videos, 2,090 participants; 3 "
-        "replicates)",
+        f"Protocol design around VideoMem (scale 0.2: 2,000 videos, {starts.min():,.0f}–"
+        f"{starts.max():,.0f} participants; 3 replicates)",
     )
     style.declutter(fig, notes, hide=True)
     style.save(fig, out / "design.png")
