@@ -68,6 +68,11 @@ def test_run_outputs_agree_with_each_other(run_dir):
     )
     # the noise ceiling: observed scores track the latent truth
     assert summary["truth"]["short-term_memorability"]["spearman"] > 0.3
+    # the top-up's record: its participants are the table's ids from the first one on
+    top = summary["top_up"]
+    ids = trials[trials.step == 1].participant.unique()
+    assert top["participants"] == (ids >= top["first_participant"]).sum()
+    assert top["min_after"] == scores["nb_long-term_annotations"].min() >= top["floor"]
 
 
 def test_run_prints_the_comparison_table(tmp_path, capsys):

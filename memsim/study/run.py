@@ -358,6 +358,19 @@ def _run_drawing(
         summary["params"] = params.name
         summary["calibrated"] = params.calibrated
         summary["scale"] = scale
+        if sim.top_up is not None:  # what the campaign's top-up rounds did (campaign.top_up)
+            t = sim.top_up
+            summary["top_up"] = {
+                "floor": t.floor,
+                "rounds": t.rounds,
+                "participants": t.participants,
+                "kept_later_step": sum(t.kept),
+                "first_participant": t.first_participant,
+                "short_before": t.short_before,
+                "short_after": t.short_after,
+                "min_before": t.min_before,
+                "min_after": t.min_after,
+            }
         if real is not None:
             summary["real"] = real_score_comparison(scored.scores, real)
         t_analyse = time.perf_counter() - t0 - t_sim
