@@ -1143,13 +1143,21 @@ def simulate_arrays(
         )
     tick("tables")
     total = int(played.sum())
+    buffers = workspace["columns"] if workspace is not None else cols  # room past `total`
     if total != capacity:
         _compact(cols, reserved_base.ravel(), reserved.ravel(), played.ravel(), total)
         cols = tuple(c[:total] for c in cols)
     n_started = P
     if top is not None and top.rounds:
-        # the top-up's participants come after the campaign's: their rows follow
-        cols = tuple(np.concatenate([c, extra[name]]) for c, name in zip(cols, TRIAL_COLUMNS))
+        # the top-up's participants come after the campaign's: their rows follow, written into
+        # the room the compaction left (no fresh table of 2 M rows), else appended
+        n_x = extra["participant"].shape[0]
+        if buffers[0].shape[0] - total >= n_x:
+            for b, name in zip(buffers, TRIAL_COLUMNS):
+                b[total : total + n_x] = extra[name]
+            cols = tuple(b[: total + n_x] for b in buffers)
+        else:
+            cols = tuple(np.concatenate([c, extra[name]]) for c, name in zip(cols, TRIAL_COLUMNS))
         n_started += top.participants
     truth = expected_scores(protocol, params, videos)
     tick("done")
