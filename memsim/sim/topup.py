@@ -165,13 +165,19 @@ def _campaign_counts(places: _Places, first, kept1, later, kept2, V):
     return st, lt
 
 
-def _rank(counts, state, n):
-    """Stimuli by ``counts``, ties at random (``n`` uniforms from ``state``).
+def _rank(counts, state, n, first=None):
+    """Stimuli by ``counts``, ties at random (``n`` uniforms from ``state``); with ``first``,
+    only the head of that order, at least its ``first`` entries (those up to the ``first``-th
+    smallest count, its ties included: the same entries in the same order as the full rank's).
 
     Every state handed to a kernel is a ``np.uint64``: numba returns it as a Python int, which
     it would type as int64 on the way back in (and int64 + uint64 is a float)."""
     state, u = _uniforms(np.uint64(state), n)
-    return state, np.lexsort((u, counts))
+    if first is None or first >= n:
+        return state, np.lexsort((u, counts))
+    cut = np.partition(counts, first - 1)[first - 1]
+    head = np.flatnonzero(counts <= cut)
+    return state, head[np.lexsort((u[head], counts[head]))]
 
 
 def run_top_up(
@@ -304,16 +310,19 @@ def _plan_first(places, seed, pid, short, need, lt, st_key, targets, pool, fill_
         take = order[left[order] > 0][: places.carry]
         left[take] -= 1
         fill = short[take].astype(np.int32)
-        state, rank = _rank(lt, state, V)
-        rest = rank[~np.isin(rank, fill)][: max(fill_pool, nf - fill.size)].astype(np.int32)
+        k = max(fill_pool, nf - fill.size)
+        state, rank = _rank(lt, state, V, first=k + fill.size)  # fill may take k's places
+        rest = rank[~np.isin(rank, fill)][:k].astype(np.int32)
         state = shuffle_front(rest, nf - fill.size, np.uint64(state))
         fill = np.concatenate([fill, rest[: nf - fill.size]])
         state = shuffle_front(fill, nf, np.uint64(state))
         if targets == "uniform":
             cand = everyone[~np.isin(everyone, fill)]
         else:  # least: the fewest kept step-1 tests first; most: the most
-            state, rank = _rank(st_key if targets == "least" else -st_key, state, V)
-            cand = rank[~np.isin(rank, fill)][: max(pool, no)].astype(np.int32)
+            k = max(pool, no)
+            key = st_key if targets == "least" else -st_key
+            state, rank = _rank(key, state, V, first=k + fill.size)
+            cand = rank[~np.isin(rank, fill)][:k].astype(np.int32)
         state = shuffle_front(cand, no, np.uint64(state))
         items[i, places.forced] = fill
         items[i, places.other] = cand[:no]
