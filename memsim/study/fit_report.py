@@ -248,14 +248,14 @@ def fit_report(
     ]
     # per seed, the acceptance rows: the worst seed matters ("any seed")
     acc = [at_scale(t, scale) for t in targets.targets if t.kind == "fit"]
-    worst = []
-    for t in acc:
-        vals = np.array([lookup(s, t.path) for s in summaries])
-        dev = np.abs(vals - t.value)
-        worst.append((t.name, vals.min(), vals.max(), int(np.sum(dev <= t.tolerance + 1e-12))))
-    for name, vals, value, tol in bin_seeds:
-        k = int(np.sum(np.abs(vals - value) <= tol + 1e-12))
-        worst.append((name, vals.min(), vals.max(), k))
+    rows = [
+        (t.name, np.array([lookup(s, t.path) for s in summaries]), t.value, t.tolerance)
+        for t in acc
+    ]
+    worst = [
+        (name, vals.min(), vals.max(), int(np.sum(np.abs(vals - value) <= tol + 1e-12)))
+        for name, vals, value, tol in rows + bin_seeds
+    ]
     lines += [
         f"Per seed (acceptance holds for *any* seed only if every seed is within; each seed's "
         f"values: `{seeds_csv_path(out).name}`):",
