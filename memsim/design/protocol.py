@@ -930,7 +930,7 @@ class TopUp(_Frozen):
     A round recruits enough participants for the stimuli still short of the floor (at least
     ``min_batch``), shows the short stimuli first in the step-1 places the later step tests
     from, tests them first there, and judges the sessions by the steps' filters; rounds go on
-    until none is short or ``max_rounds`` rounds were run (docs/protocols.md, "Top-up")."""
+    until none is short or ``max_rounds`` rounds were run (docs/protocols.md, "campaign.top_up")."""
 
     floor: Annotations = Field(
         description="kept tests in the later step that every stimulus should reach"
