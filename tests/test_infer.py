@@ -76,6 +76,11 @@ def test_unit_box_round_trip():
             "shape: must be one of",
         ),
         ("name: x\nparams: videomem\nwhat: 1\nparameters: []\n", "unknown field 'what'"),
+        (
+            "name: x\nparams: videomem\ncount_bins: 1\nparameters:\n"
+            "  - {path: videos.rt_sd, lo: 0, hi: 1}\n",
+            "count_bins: must be true or false",
+        ),
     ],
 )
 def test_bad_prior_files_are_one_line_errors(tmp_path, body, message):
@@ -84,6 +89,45 @@ def test_bad_prior_files_are_one_line_errors(tmp_path, body, message):
     with pytest.raises(UserError, match=message) as exc:
         nfi.load_prior(path)
     assert "\n" not in str(exc.value) and str(path) in str(exc.value)
+
+
+def test_count_bins_condition_on_the_released_counts_shape(tmp_path):
+    """``count_bins: true`` in a prior adds the rank-bin means of the released annotation
+    counts of each scored column to the statistics; the calibration's moments stay without."""
+    import memsim
+
+    path = tmp_path / "prior.yaml"
+    path.write_text(
+        "name: x\nparams: videomem\ncount_bins: true\nparameters:\n"
+        "  - {path: videos.rt_sd, lo: 0, hi: 1}\n"
+    )
+    prior = nfi.load_prior(path)
+    assert prior.count_bins and prior.dump()["count_bins"] is True
+    assert "count_bins" not in nfi.load_prior(nfi.prior_path("memento10k")).dump()
+    targets = memsim.load_targets(protocol=memsim.load_protocol("videomem"))
+    n = np.r_[np.full(50, 30), np.full(900, 34), np.arange(50) + 40].astype(float)
+    real = pd.DataFrame(
+        {"short-term_memorability": np.linspace(0.5, 1, n.size), "nb_short-term_annotations": n}
+    )
+    cols = ["short-term_memorability"]
+    plain = moments_for(targets, real, cols)
+    with_counts = moments_for(targets, real, cols, count_bins=True)
+    extra = [m for m in with_counts if m.path[0] == "count_quantiles"]
+    assert len(with_counts) == len(plain) + 8 and len(extra) == 8
+    bins = {m.path[2]: m.value for m in extra}
+    assert bins["b00-05"] == 30.0 and bins["b25-50"] == 34.0
+    assert bins["b95-100"] == pytest.approx(np.mean(np.arange(50) + 40))
+    assert all(m.scale == 1.0 and m.path[1] == cols[0] for m in extra)
+
+
+def test_near_constant_statistics_are_held_at_zero():
+    """A statistic with (almost) no spread over the simulations is held at 0 for training and
+    for every conditioning: z-scored by its sd, a rare deviation would be a huge outlier."""
+    x = np.c_[np.linspace(-1, 1, 100), np.zeros(100), np.r_[np.zeros(99), 1e-3]]
+    assert nfi.constant_statistics(x) == [1, 2]
+    held = nfi._held(np.array([[0.5, 2.0, -3.0]]), {"constant_statistics": [1, 2]})
+    assert held.tolist() == [[0.5, 0.0, 0.0]]
+    assert nfi._held(np.ones(3), {}).tolist() == [1.0, 1.0, 1.0]
 
 
 def test_prior_path_that_names_no_parameter(tmp_path):
@@ -129,11 +173,17 @@ def test_scaled_down_inference(tmp_path, setup, monkeypatch, capsys):
     from memsim.study.infer import load_posterior, posterior_draws, run_inference
 
     proto, targets, real, prior, base, moments = setup
+    # the shipped prior, conditioned on the released annotation counts' rank bins too
+    prior_file = tmp_path / "videomem-prior.yaml"
+    prior_file.write_text(
+        nfi.prior_path("videomem").read_text().replace("\nparams:", "\ncount_bins: true\nparams:")
+    )
     out = tmp_path / "inf"
     events = []
     r = run_inference(
         proto,
         out=out,
+        prior=prior_file,
         simulations=40,
         scale=SCALE,
         device="cpu",
@@ -149,6 +199,10 @@ def test_scaled_down_inference(tmp_path, setup, monkeypatch, capsys):
         progress=events.append,
     )
     assert capsys.readouterr().out == ""
+    import json
+
+    settings = json.loads((out / "simulations" / "settings.json").read_text())
+    assert sum(m[1][0] == "count_quantiles" for m in settings["moments"]) == 16
     epochs = [e.done for e in events if e.stage == "train"]
     assert epochs[0] == 0 and epochs[1:4] == [1, 2, 3], epochs
     for name in ("estimator.pt", "posterior.parquet", "posterior.csv", "sbc.csv", "recovery.csv"):

@@ -96,6 +96,8 @@ RANK_BINS = (0.0,) + QUANTILES + (1.0,)
 # released short-term scores' density peaks near 5 per unit): the acceptance KS distance
 # (<= 0.05) needs the bins well inside that, hence 0.005.
 QUANTILE_SCALE = 0.005
+# A count rank-bin mean (annotations per video) is standardised by one annotation.
+COUNT_SCALE = 1.0
 
 
 def rank_bin_means(x: np.ndarray) -> dict:
@@ -243,12 +245,20 @@ class Moment:
 
 
 def moments_for(
-    targets, real=None, columns: list[str] | None = None, scale: float = 1.0
+    targets,
+    real=None,
+    columns: list[str] | None = None,
+    scale: float = 1.0,
+    count_bins: bool = False,
 ) -> list[Moment]:
     """The fitted targets (less the non-smooth KS) and the released scores' rank-bin means.
 
     On a study shrunk by ``scale``, head counts (``participants_kept``) are targeted at
     ``scale`` times their value; annotations per stimulus are unchanged by scaling.
+    ``count_bins`` adds the rank-bin means of the released annotation counts of each scored
+    column (``count_quantiles``, scale :data:`COUNT_SCALE`): the counts' shape, which the
+    calibration's distance leaves to the campaign's mechanism; a posterior
+    (:mod:`memsim.fit.infer`) may be conditioned on it.
     """
     out = []
     for t in targets.targets:
@@ -262,6 +272,13 @@ def moments_for(
                 continue
             for k, v in rank_bin_means(real[c].to_numpy(float)).items():
                 out.append(Moment(f"{c} {k}", ("quantiles", c, k), v, QUANTILE_SCALE))
+            cc = count_column(c)
+            if count_bins and cc in real.columns:
+                n = real[cc].to_numpy(float)
+                for k, v in rank_bin_means(n[n > 0]).items():
+                    out.append(
+                        Moment(f"{c} annotations {k}", ("count_quantiles", c, k), v, COUNT_SCALE)
+                    )
     return out
 
 
@@ -306,6 +323,7 @@ def fit_summary(result, real=None, seed: int = 0, n_splits: int = 10, bins: str 
         out["lag_curve"][name] = {"slope": lag_curve(result, s)["slope"]}
 
     out["quantiles"] = score_quantiles(result, real, seed, bins)
+    out["count_quantiles"] = count_quantiles(result)
     out["decay_alpha"] = decay_alpha_summary(result)
     cols = [s.scoring.column for s in p.steps]
     out["score_correlation"] = {
@@ -318,6 +336,19 @@ def fit_summary(result, real=None, seed: int = 0, n_splits: int = 10, bins: str 
 
 
 BINS = ("raw", "count-matched")
+
+
+def count_quantiles(result) -> dict:
+    """Rank-bin means of each scored column's annotation counts (the videos it scored)."""
+    out = {}
+    for spec in result.protocol.steps:
+        cc = count_column(spec.scoring.column)
+        if cc in result.scores.columns:
+            n = result.scores[cc].to_numpy(float)
+            n = n[n > 0]
+            if n.size:
+                out[spec.scoring.column] = rank_bin_means(n)
+    return out
 
 
 def score_quantiles(result, real=None, seed: int = 0, bins: str = "raw") -> dict:

@@ -101,6 +101,8 @@ class Prior:
     params: str
     parameters: tuple[PriorParam, ...]
     note: str = ""
+    # condition on the released annotation counts' rank bins too (calibrate.moments_for)
+    count_bins: bool = False
 
     @property
     def paths(self) -> list[str]:
@@ -153,7 +155,7 @@ class Prior:
         return with_values(base, self.free(), np.asarray(values, float), **meta)
 
     def dump(self) -> dict:
-        return {
+        out = {
             "name": self.name,
             "params": self.params,
             "note": self.note,
@@ -161,6 +163,9 @@ class Prior:
                 {"path": p.path, "lo": p.lo, "hi": p.hi, "shape": p.shape} for p in self.parameters
             ],
         }
+        if self.count_bins:  # absent when off: the dumps of priors without it stay as they were
+            out["count_bins"] = True
+        return out
 
 
 def run_seed(seed: int, stream: int, i: int) -> int:
@@ -180,9 +185,10 @@ def prior_path(protocol_name: str) -> Path | None:
 def load_prior(path: str | os.PathLike[str]) -> Prior:
     """Read and check a prior file; one-line :class:`UserError` naming the field otherwise.
 
-    The file: ``name``, ``params`` (the base set), optional ``note``, and ``parameters``: a
-    list of ``{path, lo, hi, shape}`` (``shape`` ``uniform`` or ``log-uniform``, the latter
-    with ``lo > 0``).
+    The file: ``name``, ``params`` (the base set), optional ``note``, optional
+    ``count_bins`` (true: the statistics include the released annotation counts' rank bins),
+    and ``parameters``: a list of ``{path, lo, hi, shape}`` (``shape`` ``uniform`` or
+    ``log-uniform``, the latter with ``lo > 0``).
     """
     from memsim.io import load_yaml_mapping
 
@@ -192,9 +198,14 @@ def load_prior(path: str | os.PathLike[str]) -> Prior:
     def bad(why: str) -> UserError:
         return UserError(why, path=path)
 
-    extra = set(d) - {"name", "params", "note", "parameters"}
+    extra = set(d) - {"name", "params", "note", "count_bins", "parameters"}
     if extra:
-        raise bad(f"unknown field {sorted(extra)[0]!r} (fields: name, params, note, parameters)")
+        raise bad(
+            f"unknown field {sorted(extra)[0]!r} (fields: name, params, note, count_bins, "
+            "parameters)"
+        )
+    if not isinstance(d.get("count_bins", False), bool):
+        raise bad(f"count_bins: must be true or false, got {d['count_bins']!r}")
     for key in ("name", "params", "parameters"):
         if key not in d:
             raise bad(f"{key}: missing")
@@ -230,7 +241,13 @@ def load_prior(path: str | os.PathLike[str]) -> Prior:
     dup = {x for x in paths if paths.count(x) > 1}
     if dup:
         raise bad(f"parameters: {sorted(dup)[0]!r} is given twice")
-    return Prior(str(d["name"]), str(d["params"]), tuple(out), str(d.get("note", "")))
+    return Prior(
+        str(d["name"]),
+        str(d["params"]),
+        tuple(out),
+        str(d.get("note", "")),
+        bool(d.get("count_bins", False)),
+    )
 
 
 def check_prior(prior: Prior, base: Params, where: str | os.PathLike[str]) -> None:
@@ -479,6 +496,27 @@ def _device(device: str) -> str:
     return device
 
 
+# A statistic whose sd over the training simulations is below this (in its standardised units)
+# is held at 0: sbi z-scores each statistic by its sd, and a near-constant one (a count bin the
+# protocol's floor fixes, say) would blow a rare deviation up to an outlier of thousands of sds.
+CONSTANT_SD = 1e-3
+
+
+def constant_statistics(x_std: np.ndarray) -> list[int]:
+    """Columns of ``x_std`` (simulations x statistics) whose sd is below :data:`CONSTANT_SD`."""
+    sd = np.nanstd(np.asarray(x_std, float), axis=0)
+    return [int(i) for i in np.flatnonzero(sd < CONSTANT_SD)]
+
+
+def _held(x: np.ndarray, info: dict) -> np.ndarray:
+    """``x`` with the statistics training held constant set to 0, as training saw them."""
+    cols = info.get("constant_statistics", [])
+    if cols:
+        x = np.array(x, float)
+        x[..., cols] = 0.0
+    return x
+
+
 @dataclass
 class Estimator:
     """A trained neural posterior estimator over a prior's unit box.
@@ -508,7 +546,7 @@ class Estimator:
         (default: the released data, the zero vector). Same seed, same draws."""
         import torch
 
-        x = np.zeros(len(self.moments)) if x is None else np.asarray(x, float)
+        x = np.zeros(len(self.moments)) if x is None else _held(x, self.info)
         torch.manual_seed(int(seed))
         dev = self.info.get("device", "cpu")
         xt = torch.as_tensor(x, dtype=torch.float32, device=dev)[None]
@@ -521,7 +559,7 @@ class Estimator:
 
         torch.manual_seed(int(seed))
         dev = self.info.get("device", "cpu")
-        xt = torch.as_tensor(np.asarray(xs, float), dtype=torch.float32, device=dev)
+        xt = torch.as_tensor(_held(xs, self.info), dtype=torch.float32, device=dev)
         s = self.posterior.sample_batched((int(n),), x=xt, show_progress_bars=False)
         return from_logit(s.detach().cpu().numpy().astype(float))
 
@@ -532,7 +570,7 @@ class Estimator:
         the density of ``logit(u)``, the flow's own coordinates (where the prior is logistic)."""
         import torch
 
-        x = np.zeros(len(self.moments)) if x is None else np.asarray(x, float)
+        x = np.zeros(len(self.moments)) if x is None else _held(x, self.info)
         dev = self.info.get("device", "cpu")
         u = np.asarray(u, float)
         ut = torch.as_tensor(to_logit(u), dtype=torch.float32, device=dev)
@@ -579,6 +617,7 @@ class Estimator:
             d["prior"]["params"],
             tuple(PriorParam(**p) for p in d["prior"]["parameters"]),
             d["prior"].get("note", ""),
+            bool(d["prior"].get("count_bins", False)),
         )
         moments = [
             Moment(m["name"], tuple(m["path"]), m["value"], m["scale"]) for m in d["moments"]
@@ -672,6 +711,7 @@ def train(
             f"only {int(ok.sum())} of {len(ok)} simulations gave every statistic: too few to "
             "train on (widen --simulations, or narrow the prior)"
         )
+    held = constant_statistics(x_std[ok])
     torch.manual_seed(int(seed))
     np_state = np.random.get_state()
     np.random.seed(int(seed) % 2**32)  # sbi shuffles its validation split with numpy
@@ -697,7 +737,7 @@ def train(
             tracker=_NoTracker(),
         )
         theta = torch.as_tensor(to_logit(u[ok]), dtype=torch.float32)
-        x = torch.as_tensor(x_std[ok], dtype=torch.float32)
+        x = torch.as_tensor(_held(x_std[ok], {"constant_statistics": held}), dtype=torch.float32)
         npe.append_simulations(theta, x)
         report(progress, "infer", "train", 0, None, unit="epochs", detail=f"{n_ok} runs")
         t0 = time.perf_counter()
@@ -724,6 +764,8 @@ def train(
         "seed": int(seed),
         "torch_threads": torch.get_num_threads(),
     }
+    if held:  # absent when none: the info of estimators without any stays as it was
+        info["constant_statistics"] = held
     return Estimator(posterior, prior, list(moments), info)
 
 

@@ -229,7 +229,7 @@ def run_inference(
     nfi.check_prior(pr, base, prior_file)
     nfi._device(device)  # a missing CUDA is refused before any simulation
     columns = [s.scoring.column for s in protocol.steps]
-    moments = moments_for(targets, real, columns, scale)
+    moments = moments_for(targets, real, columns, scale, count_bins=pr.count_bins)
     out = Path(out)
     make_dirs(out)
     store = nfi.SimulationStore(
