@@ -51,6 +51,8 @@ __all__ = [
     "staged_dir",
     "remove_stale",
     "is_temp_name",
+    "die_with_parent",
+    "in_worker",
     "write_text_atomic",
     "read_text",
     "load_yaml",
@@ -241,6 +243,30 @@ def is_temp_name(name: str) -> bool:
 def _temp_name(name: str, ext: str) -> str:
     # keep the whole name within NAME_MAX (255 bytes) whatever the target's length
     return f".{name[:200]}.{os.getpid()}-{secrets.token_hex(4)}.{ext}"
+
+
+def die_with_parent(parent: int) -> None:
+    """In a worker process: be killed when ``parent`` dies (Linux ``PR_SET_PDEATHSIG``).
+
+    A pool's workers wait on their parent's queue; a parent killed outright (``kill``, an
+    out-of-memory kill) would leave them waiting, holding their memory, for ever. Elsewhere
+    (no ``prctl``) this does nothing. A parent that died before the call is seen here too.
+    """
+    import signal
+
+    with contextlib.suppress(Exception):
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    if os.getppid() != parent:  # the parent died before the line above took effect
+        os._exit(1)
+
+
+def in_worker(parent: int, init=None, *args) -> None:
+    """A process pool's initializer: :func:`die_with_parent`, then ``init(*args)`` if given."""
+    die_with_parent(parent)
+    if init is not None:
+        init(*args)
 
 
 def _alive(pid: int) -> bool:

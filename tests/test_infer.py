@@ -371,3 +371,37 @@ def test_annotations_needed_interpolates_per_replicate():
     assert n["needed"].iloc[1] == np.inf
     c = credible(n["needed"])
     assert c["n"] == 2 and c["hi"] == np.inf  # "more than measured" is kept, not dropped
+
+
+def test_pool_workers_die_with_their_parent(tmp_path):
+    """A worker pool's processes (memsim infer's, the calibration's) are killed when their
+    parent is: a parent killed outright leaves no worker waiting for ever."""
+    import os
+    import subprocess
+    import sys
+    import time
+
+    script = tmp_path / "parent.py"
+    script.write_text(
+        "import multiprocessing as mp, os, sys\n"
+        "from concurrent.futures import ProcessPoolExecutor\n"
+        "from memsim.io import in_worker\n"
+        "if __name__ == '__main__':\n"
+        "    pool = ProcessPoolExecutor(1, mp_context=mp.get_context('spawn'),\n"
+        "                               initializer=in_worker, initargs=(os.getpid(),))\n"
+        "    print(pool.submit(os.getpid).result(), flush=True)\n"
+        "    os.kill(os.getpid(), 9)\n"
+    )
+    out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120)
+    worker = int(out.stdout.split()[0])
+    for _ in range(100):  # the kernel delivers the parent-death signal at once; reaping may lag
+        try:
+            os.kill(worker, 0)
+        except ProcessLookupError:
+            break
+        if open(f"/proc/{worker}/stat").read().split()[2] == "Z":
+            break
+        time.sleep(0.1)
+    else:
+        os.kill(worker, 9)
+        raise AssertionError("the worker outlived its parent")

@@ -57,6 +57,7 @@ from memsim.fit.compare import at_scale, lookup
 from memsim.io import (
     check_output,
     forget_output,
+    in_worker,
     make_dirs,
     read_text,
     record_output,
@@ -504,7 +505,10 @@ def with_noise(
     jobs = [(protocol, params, int(sd), real, bins) for sd in seeds]
     if workers > 1 and len(jobs) > 1:
         with ProcessPoolExecutor(
-            min(workers, len(jobs)), mp_context=mp.get_context("spawn")
+            min(workers, len(jobs)),
+            mp_context=mp.get_context("spawn"),
+            initializer=in_worker,
+            initargs=(os.getpid(),),
         ) as pool:
             summaries = list(pool.map(_noise_eval, jobs))
     else:
@@ -722,8 +726,10 @@ class Evaluator:
             self.pool = ProcessPoolExecutor(
                 self.workers,
                 mp_context=mp.get_context("spawn"),
-                initializer=_worker_init,
+                initializer=in_worker,
                 initargs=(
+                    os.getpid(),
+                    _worker_init,
                     self.protocol,
                     self.params,
                     self.free,

@@ -458,11 +458,13 @@ def simulate_prior(
             import multiprocessing as mp
             from concurrent.futures import ProcessPoolExecutor
 
+            from memsim.io import in_worker
+
             with ProcessPoolExecutor(
                 workers,
                 mp_context=mp.get_context("spawn"),
-                initializer=_init,
-                initargs=(protocol, base, prior, moments, scale, real),
+                initializer=in_worker,
+                initargs=(os.getpid(), _init, protocol, base, prior, moments, scale, real),
             ) as pool:
                 for res in pool.map(_chunk, jobs):
                     store.write(stream, res)
@@ -977,11 +979,13 @@ def predictive(
         import multiprocessing as mp
         from concurrent.futures import ProcessPoolExecutor
 
+        from memsim.io import in_worker
+
         with ProcessPoolExecutor(
             min(workers, len(jobs)),
             mp_context=mp.get_context("spawn"),
-            initializer=_pred_init,
-            initargs=(protocol, base, prior, targets, real, scale),
+            initializer=in_worker,
+            initargs=(os.getpid(), _pred_init, protocol, base, prior, targets, real, scale),
         ) as pool:
             for row in pool.map(_pred_one, jobs):
                 out.append(row)

@@ -83,12 +83,9 @@ def _load_numba_registries() -> None:
 
 def _start_worker(parent: int) -> None:
     """A worker's first work: die with its parent, then import what drawing needs."""
-    with contextlib.suppress(Exception):  # Linux: SIGKILL when the parent dies (kill -9)
-        import ctypes
+    from memsim.io import die_with_parent
 
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    if os.getppid() != parent:  # the parent died before the line above took effect
-        os._exit(1)
+    die_with_parent(parent)  # Linux: SIGKILL when the parent dies (kill -9)
     # the parent's Ctrl-C reaches the whole process group: the parent stops the workers
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     import matplotlib.backends.backend_agg  # noqa: F401
