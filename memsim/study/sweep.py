@@ -939,12 +939,14 @@ class _ProcessPool:
         import multiprocessing as mp
         from concurrent.futures import ProcessPoolExecutor
 
+        from memsim.io import in_worker
+
         threads = max(1, (os.cpu_count() or 1) // workers)
         self.pool = ProcessPoolExecutor(
             workers,
             mp_context=mp.get_context("spawn"),
-            initializer=_worker_init,
-            initargs=(threads,),
+            initializer=in_worker,  # the workers die with this process (a kill leaves none)
+            initargs=(os.getpid(), _worker_init, threads),
         )
 
     def run(self, fn, jobs):
