@@ -103,6 +103,7 @@ def test_count_bins_condition_on_the_released_counts_shape(tmp_path):
     )
     prior = nfi.load_prior(path)
     assert prior.count_bins and prior.dump()["count_bins"] is True
+    assert nfi.Prior.from_dump(prior.dump()) == prior
     assert "count_bins" not in nfi.load_prior(nfi.prior_path("memento10k")).dump()
     targets = memsim.load_targets(protocol=memsim.load_protocol("videomem"))
     n = np.r_[np.full(50, 30), np.full(900, 34), np.arange(50) + 40].astype(float)
@@ -125,9 +126,9 @@ def test_near_constant_statistics_are_held_at_zero():
     for every conditioning: z-scored by its sd, a rare deviation would be a huge outlier."""
     x = np.c_[np.linspace(-1, 1, 100), np.zeros(100), np.r_[np.zeros(99), 1e-3]]
     assert nfi.constant_statistics(x) == [1, 2]
-    held = nfi._held(np.array([[0.5, 2.0, -3.0]]), {"constant_statistics": [1, 2]})
+    held = nfi._held(np.array([[0.5, 2.0, -3.0]]), [1, 2])
     assert held.tolist() == [[0.5, 0.0, 0.0]]
-    assert nfi._held(np.ones(3), {}).tolist() == [1.0, 1.0, 1.0]
+    assert nfi._held(np.ones(3), []).tolist() == [1.0, 1.0, 1.0]
 
 
 def test_prior_path_that_names_no_parameter(tmp_path):

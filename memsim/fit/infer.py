@@ -154,6 +154,17 @@ class Prior:
         """``base`` with the prior's parameters set to ``values``."""
         return with_values(base, self.free(), np.asarray(values, float), **meta)
 
+    @classmethod
+    def from_dump(cls, d: dict) -> Prior:
+        """The prior :meth:`dump` wrote (an estimator file's copy)."""
+        return cls(
+            d["name"],
+            d["params"],
+            tuple(PriorParam(**p) for p in d["parameters"]),
+            d.get("note", ""),
+            bool(d.get("count_bins", False)),
+        )
+
     def dump(self) -> dict:
         out = {
             "name": self.name,
@@ -510,9 +521,8 @@ def constant_statistics(x_std: np.ndarray) -> list[int]:
     return [int(i) for i in np.flatnonzero(sd < CONSTANT_SD)]
 
 
-def _held(x: np.ndarray, info: dict) -> np.ndarray:
-    """``x`` with the statistics training held constant set to 0, as training saw them."""
-    cols = info.get("constant_statistics", [])
+def _held(x: np.ndarray, cols: list[int]) -> np.ndarray:
+    """``x`` with the statistics ``cols`` (those training held constant) set to 0."""
     if cols:
         x = np.array(x, float)
         x[..., cols] = 0.0
@@ -543,12 +553,17 @@ class Estimator:
     moments: list
     info: dict
 
+    @property
+    def held(self) -> list[int]:
+        """The statistics training held at 0 (:func:`constant_statistics`)."""
+        return self.info.get("constant_statistics", [])
+
     def sample(self, n: int, x: np.ndarray | None = None, seed: int = 0) -> np.ndarray:
         """``n`` posterior draws (unit positions ``(n, d)``) given standardised moments ``x``
         (default: the released data, the zero vector). Same seed, same draws."""
         import torch
 
-        x = np.zeros(len(self.moments)) if x is None else _held(x, self.info)
+        x = np.zeros(len(self.moments)) if x is None else _held(x, self.held)
         torch.manual_seed(int(seed))
         dev = self.info.get("device", "cpu")
         xt = torch.as_tensor(x, dtype=torch.float32, device=dev)[None]
@@ -561,7 +576,7 @@ class Estimator:
 
         torch.manual_seed(int(seed))
         dev = self.info.get("device", "cpu")
-        xt = torch.as_tensor(_held(xs, self.info), dtype=torch.float32, device=dev)
+        xt = torch.as_tensor(_held(xs, self.held), dtype=torch.float32, device=dev)
         s = self.posterior.sample_batched((int(n),), x=xt, show_progress_bars=False)
         return from_logit(s.detach().cpu().numpy().astype(float))
 
@@ -572,7 +587,7 @@ class Estimator:
         the density of ``logit(u)``, the flow's own coordinates (where the prior is logistic)."""
         import torch
 
-        x = np.zeros(len(self.moments)) if x is None else _held(x, self.info)
+        x = np.zeros(len(self.moments)) if x is None else _held(x, self.held)
         dev = self.info.get("device", "cpu")
         u = np.asarray(u, float)
         ut = torch.as_tensor(to_logit(u), dtype=torch.float32, device=dev)
@@ -614,13 +629,7 @@ class Estimator:
 
         check_input(path, "estimator file")
         d = torch.load(path, weights_only=False, map_location=_device(device))
-        prior = Prior(
-            d["prior"]["name"],
-            d["prior"]["params"],
-            tuple(PriorParam(**p) for p in d["prior"]["parameters"]),
-            d["prior"].get("note", ""),
-            bool(d["prior"].get("count_bins", False)),
-        )
+        prior = Prior.from_dump(d["prior"])
         moments = [
             Moment(m["name"], tuple(m["path"]), m["value"], m["scale"]) for m in d["moments"]
         ]
@@ -739,7 +748,7 @@ def train(
             tracker=_NoTracker(),
         )
         theta = torch.as_tensor(to_logit(u[ok]), dtype=torch.float32)
-        x = torch.as_tensor(_held(x_std[ok], {"constant_statistics": held}), dtype=torch.float32)
+        x = torch.as_tensor(_held(x_std[ok], held), dtype=torch.float32)
         npe.append_simulations(theta, x)
         report(progress, "infer", "train", 0, None, unit="epochs", detail=f"{n_ok} runs")
         t0 = time.perf_counter()
