@@ -947,9 +947,14 @@ class TopUp(_Frozen):
     max_rounds: _int(ge=1, le=1000) = Field(default=10, description="rounds at most")
 
     def describe(self) -> str:
+        where = {
+            "uniform": "uniform over all stimuli",
+            "least": "among the least-tested stimuli",
+            "most": "among the most-tested stimuli",
+        }[self.targets]
         return (
             f"top-up rounds until every stimulus has {self.floor} kept tests in the later step "
-            f"(step 1's other items {self.targets}; at least {self.min_batch} participants a "
+            f"(step 1's other items {where}; at least {self.min_batch} participants a "
             f"round, at most {self.max_rounds} rounds)"
         )
 
