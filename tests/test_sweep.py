@@ -780,3 +780,35 @@ def test_every_shipped_study_resolves(path):
     plan = resolve_study(study, path)
     assert plan.n_runs == len(plan.cells) * study.replicates > 0
     assert all(c["protocol"]["steps"] for c in plan.cells)  # each cell carries a whole protocol
+
+
+@pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="numba's default is one thread here")
+def test_worker_threads_survive_a_compilation_after_the_threads_started():
+    """A spawned worker imports numba while unpickling its initializer, before that runs: its
+    thread count must be set at run time. Through NUMBA_NUM_THREADS it was read too late, and
+    the first compilation after a parallel kernel had started numba's threads raised (a
+    selection study's adaptive cells hit it when a kernel was not in the cache)."""
+    code = (
+        "import os, numba, numpy as np\n"
+        "from memsim.study.sweep import _worker_init\n"
+        "_worker_init(1)\n"
+        "@numba.njit(parallel=True)\n"
+        "def f(n):\n"
+        "    s = 0.0\n"
+        "    for i in numba.prange(n):\n"
+        "        s += i\n"
+        "    return s\n"
+        "f(10)\n"  # numba's threads start here
+        "@numba.njit\n"
+        "def g(x):\n"
+        "    return x + 1\n"
+        "g(1)\n"  # a compilation re-reads numba's environment
+        "print(numba.get_num_threads())\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "NUMBA_NUM_THREADS"}
+    env["NUMBA_CACHE_DIR"] = "/nonexistent-memsim-test-cache"  # nothing cached: g compiles
+    r = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300
+    )
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert r.stdout.strip() == "1"

@@ -899,8 +899,14 @@ def get_cell(name: str, study_path=None) -> Callable[[dict], dict]:
 def _worker_init(numba_threads: int) -> None:
     import signal
 
-    # set before the cell function first imports numba in this fresh (spawned) process
-    os.environ.setdefault("NUMBA_NUM_THREADS", str(numba_threads))
+    import numba
+
+    # numba is imported already: unpickling this initializer imported this module. So its
+    # thread count is set at run time, not through NUMBA_NUM_THREADS: numba read that
+    # variable at its import, and an environment changed after its threads started makes
+    # the next compilation in this process raise ("Cannot set NUMBA_NUM_THREADS to a
+    # different value once the threads have been launched").
+    numba.set_num_threads(max(1, min(numba_threads, numba.config.NUMBA_NUM_THREADS)))
     # Ctrl-C is the driver's to handle: workers finish their cell quietly, then exit
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
