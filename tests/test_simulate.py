@@ -361,11 +361,14 @@ def test_scaling_keeps_the_number_of_count_checks(videomem):
 
 def test_checked_verdicts_leave_the_last_drops_uncompensated(videomem, params):
     """With verdicts counted at checks, the drops of the sessions after the last check are never
-    made up: more videos end below the level that balancing reached (seed 5, scale 0.1: 39 %
-    below the median against 12 % with verdicts counted at each session's end)."""
+    made up: more videos end below the level that balancing reached, and the counts spread
+    (seed 5, scale 0.1, the shipped set: 5.4 % of the videos two or more below the highest count
+    of the campaign that counts verdicts at each session's end, against 0.7 % there; SD 0.76
+    against 0.48). A share below the median is no measure of it: the counts sit on a few
+    integers, and where the median falls among them moves it by tens of percent."""
     from memsim.analysis.scoring import score
 
-    below = {}
+    counts = {}
     for every in (None, 36.0):  # 36 h at full scale: 3.6 h in this tenth of the campaign
         d = videomem.dump()
         # one pool for all of step 1's items: at scale 0.1 both pools are clamped to step 1's
@@ -376,10 +379,13 @@ def test_checked_verdicts_leave_the_last_drops_uncompensated(videomem, params):
         d["selection"].pop("demand", None)
         # a participant budget: a stop on the counts would set the level the median splits
         d["campaign"]["stop"] = {"kind": "participants", "count": 9930}
+        d["campaign"]["top_up"] = None  # the campaign's counts alone, not the top-up's targets
         sim = simulate(protocol_from_mapping(d), params, seed=5, scale=0.1)
-        n = score(sim.trials, sim.protocol).scores["nb_short-term_annotations"].to_numpy()
-        below[every] = (n < np.median(n)).mean()
-    assert below[36.0] > 2 * below[None]
+        counts[every] = score(sim.trials, sim.protocol).scores["nb_short-term_annotations"]
+    level = counts[None].max()
+    short = {k: float((n <= level - 2).mean()) for k, n in counts.items()}
+    assert short[36.0] > 3 * short[None]
+    assert counts[36.0].std() > 1.3 * counts[None].std()
 
 
 def _judge_for(sim, params):
