@@ -406,3 +406,25 @@ def test_pool_workers_die_with_their_parent(tmp_path):
     else:
         os.kill(worker, 9)
         raise AssertionError("the worker outlived its parent")
+
+
+def test_inference_silences_only_third_party_notices():
+    """`memsim infer` keeps its output to what a user can act on: nflows' deprecated torch call
+    and sbi's batch cap are silenced while it runs; other warnings (sbi's outlier notice) pass."""
+    import warnings
+
+    from memsim.study.infer import _quiet_third_party
+
+    @_quiet_third_party
+    def run():
+        for message in (
+            "torch.triangular_solve is deprecated in favor of ...",
+            "Capping max_sampling_batch_size from 10000 to 500 ...",
+            "Data has extreme outliers in dimension(s) [0]",
+        ):
+            warnings.warn(message, UserWarning, stacklevel=2)
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        run()
+    assert [str(w.message) for w in caught] == ["Data has extreme outliers in dimension(s) [0]"]

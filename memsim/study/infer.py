@@ -19,10 +19,12 @@ writes the results (each file whole: :func:`memsim.io.atomic_path`).
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -144,6 +146,23 @@ def _write_csv(df: pd.DataFrame, path: Path) -> None:
         df.to_csv(tmp, index=False)
 
 
+# Notices of third-party code a user cannot act on, silenced while an inference runs: nflows
+# calls a torch function torch has deprecated, and sbi caps its own sampling batch.
+_QUIET = (r"torch\.triangular_solve is deprecated", r"Capping max_sampling_batch_size")
+
+
+def _quiet_third_party(fn):
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        with warnings.catch_warnings():
+            for message in _QUIET:
+                warnings.filterwarnings("ignore", message=message, category=UserWarning)
+            return fn(*args, **kwargs)
+
+    return wrapper
+
+
+@_quiet_third_party
 def run_inference(
     protocol,
     *,
