@@ -27,7 +27,6 @@ import yaml
 from memsim.analysis.scoring import score
 from memsim.api import load_params, load_protocol
 from memsim.data import data_dir, load_memento_scores
-from memsim.design.protocol import Protocol
 from memsim.sim.simulate import simulate
 
 EDGES = (0.0, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99, 1.0001)
@@ -79,14 +78,10 @@ def main() -> int:
         "released",
     )
 
-    d = load_protocol("memento10k").model_dump(mode="json", exclude_none=True)
-    for change in args.changes:
-        path, value = change.split("=", 1)
-        node, keys = d, path.split(".")
-        for key in keys[:-1]:
-            node = node[int(key)] if isinstance(node, list) else node[key]
-        node[keys[-1]] = yaml.safe_load(value)
-    protocol = Protocol.model_validate(d)
+    changes = dict(c.split("=", 1) for c in args.changes)
+    protocol = load_protocol("memento10k").updated(
+        {path: yaml.safe_load(value) for path, value in changes.items()}
+    )
     params = load_params(args.params)
     sim = simulate(protocol, params, seed=args.seed, scale=args.scale)
     v = score(sim.trials, sim.protocol, validate=False).videos
