@@ -121,6 +121,42 @@ def test_count_bins_condition_on_the_released_counts_shape(tmp_path):
     assert all(m.scale == 1.0 and m.path[1] == cols[0] for m in extra)
 
 
+def test_count_cdf_reads_the_released_counts_where_the_ks_distance_does(tmp_path):
+    """``count_cdf: true`` adds each scored column's share of videos at or below the released
+    counts' values at fixed levels (each count once), on a 0.05 scale; a simulated campaign's
+    summary carries the same shares read at the same counts."""
+    import memsim
+    from memsim.fit.calibrate import COUNT_CDF_SCALE, count_cdf_points, count_ecdf
+
+    path = tmp_path / "prior.yaml"
+    path.write_text(
+        "name: x\nparams: videomem\ncount_cdf: true\nparameters:\n"
+        "  - {path: videos.rt_sd, lo: 0, hi: 1}\n"
+    )
+    prior = nfi.load_prior(path)
+    assert prior.count_cdf and not prior.count_bins and prior.dump()["count_cdf"] is True
+    assert nfi.Prior.from_dump(prior.dump()) == prior
+    path.write_text(path.read_text().replace("count_cdf: true", "count_cdf: yes please"))
+    with pytest.raises(UserError, match="count_cdf: must be true or false"):
+        nfi.load_prior(path)
+
+    n = np.r_[np.full(50, 30), np.full(900, 34), np.arange(50) + 40].astype(float)
+    # levels 0.01 and 0.05 fall on 30, 0.1-0.95 on 34, 0.99 on the 990th count, 79
+    assert count_cdf_points(np.r_[n, 0.0]).tolist() == [30, 34, 79]
+    assert count_ecdf(n, [29, 30, 34, 89]) == {"le29": 0.0, "le30": 0.05, "le34": 0.95, "le89": 1.0}
+    assert count_ecdf(np.zeros(3), [1]) == {}
+    targets = memsim.load_targets(protocol=memsim.load_protocol("videomem"))
+    real = pd.DataFrame(
+        {"short-term_memorability": np.linspace(0.5, 1, n.size), "nb_short-term_annotations": n}
+    )
+    cols = ["short-term_memorability"]
+    plain = moments_for(targets, real, cols)
+    extra = [m for m in moments_for(targets, real, cols, count_cdf=True) if m not in plain]
+    assert [m.path for m in extra] == [("count_cdf", cols[0], f"le{c}") for c in (30, 34, 79)]
+    assert [m.value for m in extra] == [0.05, 0.95, 0.99]
+    assert all(m.scale == COUNT_CDF_SCALE for m in extra)
+
+
 def test_near_constant_statistics_are_held_at_zero():
     """A statistic with (almost) no spread over the simulations is held at 0 for training and
     for every conditioning: z-scored by its sd, a rare deviation would be a huge outlier."""
@@ -174,10 +210,13 @@ def test_scaled_down_inference(tmp_path, setup, monkeypatch, capsys):
     from memsim.study.infer import load_posterior, posterior_draws, run_inference
 
     proto, targets, real, prior, base, moments = setup
-    # the shipped prior, conditioned on the released annotation counts' rank bins too
+    # the shipped prior, conditioned on the released annotation counts' rank bins and ECDF too
     prior_file = tmp_path / "videomem-prior.yaml"
     prior_file.write_text(
-        nfi.prior_path("videomem").read_text().replace("\nparams:", "\ncount_bins: true\nparams:")
+        nfi.prior_path("videomem")
+        .read_text()
+        .replace("\ncount_cdf: true", "")
+        .replace("\nparams:", "\ncount_bins: true\ncount_cdf: true\nparams:")
     )
     out = tmp_path / "inf"
     events = []

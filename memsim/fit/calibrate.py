@@ -99,6 +99,11 @@ RANK_BINS = (0.0,) + QUANTILES + (1.0,)
 QUANTILE_SCALE = 0.005
 # A count rank-bin mean (annotations per video) is standardised by one annotation.
 COUNT_SCALE = 1.0
+# The released counts' ECDF is read at their values at these levels (distinct counts only):
+# the core of a lattice distribution and its tail. A share of videos off by the acceptance KS
+# distance (0.05) is one unit.
+COUNT_CDF_LEVELS = (0.01, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99)
+COUNT_CDF_SCALE = 0.05
 
 
 def rank_bin_means(x: np.ndarray) -> dict:
@@ -110,6 +115,26 @@ def rank_bin_means(x: np.ndarray) -> dict:
         for lo, hi, a, b in zip(RANK_BINS[:-1], RANK_BINS[1:], edges[:-1], edges[1:])
         if b > a
     }
+
+
+def count_cdf_points(released: np.ndarray) -> np.ndarray:
+    """The annotation counts at which :func:`count_cdf` reads a count distribution: the
+    released (positive) counts' values at :data:`COUNT_CDF_LEVELS`, each once, ascending."""
+    n = np.asarray(released, float)
+    n = n[np.isfinite(n) & (n > 0)]
+    if not n.size:
+        return np.zeros(0, np.int64)
+    return np.unique(np.quantile(n, COUNT_CDF_LEVELS, method="inverted_cdf").astype(np.int64))
+
+
+def count_ecdf(counts: np.ndarray, points: np.ndarray) -> dict:
+    """Share of the (positive) ``counts`` at or below each of ``points``, keyed ``le33`` etc."""
+    n = np.sort(np.asarray(counts, float))
+    n = n[n > 0]
+    if not n.size:
+        return {}
+    at = np.searchsorted(n, np.asarray(points, float), side="right") / n.size
+    return {f"le{int(c)}": float(v) for c, v in zip(points, at)}
 
 
 # Targets that are statistics of others, non-smooth, or too slow to compute per candidate.
@@ -251,6 +276,7 @@ def moments_for(
     columns: list[str] | None = None,
     scale: float = 1.0,
     count_bins: bool = False,
+    count_cdf: bool = False,
 ) -> list[Moment]:
     """The fitted targets (less the non-smooth KS) and the released scores' rank-bin means.
 
@@ -280,6 +306,11 @@ def moments_for(
                     out.append(
                         Moment(f"{c} annotations {k}", ("count_quantiles", c, k), v, COUNT_SCALE)
                     )
+            if count_cdf and cc in real.columns:
+                n = real[cc].to_numpy(float)
+                for k, v in count_ecdf(n, count_cdf_points(n)).items():
+                    name = f"{c} share at ≤ {k[2:]} annotations"
+                    out.append(Moment(name, ("count_cdf", c, k), v, COUNT_CDF_SCALE))
     return out
 
 
@@ -325,6 +356,8 @@ def fit_summary(result, real=None, seed: int = 0, n_splits: int = 10, bins: str 
 
     out["quantiles"] = score_quantiles(result, real, seed, bins)
     out["count_quantiles"] = count_quantiles(result)
+    if real is not None:
+        out["count_cdf"] = count_cdf(result, real)
     out["decay_alpha"] = decay_alpha_summary(result)
     cols = [s.scoring.column for s in p.steps]
     out["score_correlation"] = {
@@ -349,6 +382,21 @@ def count_quantiles(result) -> dict:
             n = n[n > 0]
             if n.size:
                 out[spec.scoring.column] = rank_bin_means(n)
+    return out
+
+
+def count_cdf(result, real) -> dict:
+    """Each scored column's count ECDF (:func:`count_ecdf`) at the released counts'
+    :func:`count_cdf_points`."""
+    out = {}
+    for spec in result.protocol.steps:
+        c = spec.scoring.column
+        cc = count_column(c)
+        if cc in result.scores.columns and cc in real.columns:
+            points = count_cdf_points(real[cc].to_numpy(float))
+            ecdf = count_ecdf(result.scores[cc].to_numpy(float), points)
+            if ecdf:
+                out[c] = ecdf
     return out
 
 

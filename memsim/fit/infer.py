@@ -103,6 +103,8 @@ class Prior:
     note: str = ""
     # condition on the released annotation counts' rank bins too (calibrate.moments_for)
     count_bins: bool = False
+    # condition on the released annotation counts' ECDF at their core counts (moments_for)
+    count_cdf: bool = False
 
     @property
     def paths(self) -> list[str]:
@@ -163,6 +165,7 @@ class Prior:
             tuple(PriorParam(**p) for p in d["parameters"]),
             d.get("note", ""),
             bool(d.get("count_bins", False)),
+            bool(d.get("count_cdf", False)),
         )
 
     def dump(self) -> dict:
@@ -176,6 +179,8 @@ class Prior:
         }
         if self.count_bins:  # absent when off: the dumps of priors without it stay as they were
             out["count_bins"] = True
+        if self.count_cdf:
+            out["count_cdf"] = True
         return out
 
 
@@ -198,6 +203,8 @@ def load_prior(path: str | os.PathLike[str]) -> Prior:
 
     The file: ``name``, ``params`` (the base set), optional ``note``, optional
     ``count_bins`` (true: the statistics include the released annotation counts' rank bins),
+    optional ``count_cdf`` (true: they include the share of videos at or below each core count
+    of the released counts, :func:`memsim.fit.calibrate.count_cdf_points`),
     and ``parameters``: a list of ``{path, lo, hi, shape}`` (``shape`` ``uniform`` or
     ``log-uniform``, the latter with ``lo > 0``).
     """
@@ -209,14 +216,15 @@ def load_prior(path: str | os.PathLike[str]) -> Prior:
     def bad(why: str) -> UserError:
         return UserError(why, path=path)
 
-    extra = set(d) - {"name", "params", "note", "count_bins", "parameters"}
+    extra = set(d) - {"name", "params", "note", "count_bins", "count_cdf", "parameters"}
     if extra:
         raise bad(
             f"unknown field {sorted(extra)[0]!r} (fields: name, params, note, count_bins, "
-            "parameters)"
+            "count_cdf, parameters)"
         )
-    if not isinstance(d.get("count_bins", False), bool):
-        raise bad(f"count_bins: must be true or false, got {d['count_bins']!r}")
+    for flag in ("count_bins", "count_cdf"):
+        if not isinstance(d.get(flag, False), bool):
+            raise bad(f"{flag}: must be true or false, got {d[flag]!r}")
     for key in ("name", "params", "parameters"):
         if key not in d:
             raise bad(f"{key}: missing")
@@ -258,6 +266,7 @@ def load_prior(path: str | os.PathLike[str]) -> Prior:
         tuple(out),
         str(d.get("note", "")),
         bool(d.get("count_bins", False)),
+        bool(d.get("count_cdf", False)),
     )
 
 

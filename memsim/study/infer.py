@@ -248,7 +248,9 @@ def run_inference(
     nfi.check_prior(pr, base, prior_file)
     nfi._device(device)  # a missing CUDA is refused before any simulation
     columns = [s.scoring.column for s in protocol.steps]
-    moments = moments_for(targets, real, columns, scale, count_bins=pr.count_bins)
+    moments = moments_for(
+        targets, real, columns, scale, count_bins=pr.count_bins, count_cdf=pr.count_cdf
+    )
     out = Path(out)
     make_dirs(out)
     store = nfi.SimulationStore(
