@@ -66,15 +66,6 @@ def register(sub) -> None:
         default=100,
         help="posterior draws simulated for the predictive check (default 100; 0: none)",
     )
-    p.add_argument(
-        "--truncated",
-        type=types.non_negative_int,
-        default=0,
-        metavar="N",
-        help="a second round of N simulations inside the first posterior's 99.9 %% region "
-        "(TSNPE), trained on with the first; the held-out checks then come from that region "
-        "(default 0: one round)",
-    )
     p.add_argument("--no-figures", action="store_true", help="write no figures")
     p.add_argument(
         "--force", action="store_true", help="start the simulations in OUT over (replace them)"
@@ -101,7 +92,6 @@ def _cmd_infer(args) -> int:
             data=args.data,
             heldout=args.heldout,
             predictive=args.predictive,
-            truncated=args.truncated,
             figures=not args.no_figures,
             force=args.force,
             progress=show,
@@ -112,12 +102,6 @@ def _cmd_infer(args) -> int:
         f"{info['simulations']} simulations ({info['simulations_new']} new, "
         f"{t['dropped']} without every statistic), trained {t['epochs']} epochs on {t['device']}"
     )
-    if info.get("truncated_simulations"):
-        print(
-            f"second round: {info['truncated_simulations']} simulations inside the first "
-            f"posterior's region ({info['truncation_acceptance']:.1%} of prior draws fell "
-            f"inside; {info['truncated_new']} new), trained on with the first"
-        )
     print("posterior given the released data (median [5 %, 95 %]):")
     for row in r.table.itertuples(index=False):
         print(
@@ -126,9 +110,7 @@ def _cmd_infer(args) -> int:
         )
     if r.sbc is not None:
         print(
-            f"SBC on {info['heldout']} held-out simulations"
-            + (" from that region" if info.get("truncated_simulations") else "")
-            + ": "
+            f"SBC on {info['heldout']} held-out simulations: "
             f"{info['sbc_parameters_uniform_at_1pct']} of {len(r.sbc)} parameters uniform at "
             f"the 1 % level (lowest p {info['sbc_min_p']:.3f}); coverage of the 50 % / 90 % "
             f"intervals {info['coverage_50']:.1%} / {info['coverage_90']:.1%}"

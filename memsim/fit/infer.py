@@ -65,17 +65,10 @@ __all__ = [
     "summarise_samples",
     "TRAIN",
     "HELDOUT",
-    "truncated_draws",
 ]
 
-#: Streams of prior draws: the training simulations and the held-out ones (SBC, recovery);
-#: with a truncated second round, its candidates for training and for held-out checks.
-#: (Streams 2-4 seed the predictive runs, :func:`run_seed`.)
+#: Streams of prior draws: the training simulations and the held-out ones (SBC, recovery).
 TRAIN, HELDOUT = 0, 1
-TRUNCATED, TRUNCATED_HELDOUT = 5, 6
-#: The truncated round keeps the prior's draws inside the round-1 posterior's region of highest
-#: density that holds all but this share of its mass (TSNPE; Deistler et al. 2022 use 1e-4).
-TRUNCATION_QUANTILE = 1e-3
 #: Simulations per chunk file (part of a store's identity: chunk files are named by their start).
 CHUNK = 25
 SHAPES = ("uniform", "log-uniform")
@@ -341,13 +334,12 @@ def _one(arrays, real, moments) -> np.ndarray:
 
 
 def _chunk(job: tuple) -> dict:
-    """Simulate draws ``start .. start+n-1`` of a stream: their unit positions and moments
-    (the positions drawn from the stream, or given as the job's fifth element)."""
+    """Simulate draws ``start .. start+n-1`` of a stream: their unit positions and moments."""
     from memsim.sim.batch import simulate_many
 
-    seed, stream, start, n, *given = job
+    seed, stream, start, n = job
     prior: Prior = _W["prior"]
-    u = given[0] if given and given[0] is not None else prior.draw_unit(seed, stream, start, n)
+    u = prior.draw_unit(seed, stream, start, n)
     values = prior.to_values(u)
     x = np.full((n, len(_W["moments"])), np.nan)
     errors = [""] * n
@@ -404,18 +396,15 @@ class SimulationStore:
     def _name(self, stream: int, start: int) -> Path:
         return self.folder / f"{stream}-{start:08d}.npz"
 
-    def have(self, stream: int, start: int, count: int, u: np.ndarray | None = None) -> bool:
+    def have(self, stream: int, start: int, count: int) -> bool:
         """Whether the chunk at ``start`` holds at least ``count`` simulations (a shorter one,
-        the last chunk of a smaller run, is simulated again whole), at the unit positions ``u``
-        when given (a truncated round's draws depend on the estimator before it)."""
+        the last chunk of a smaller run, is simulated again whole)."""
         path = self._name(stream, start)
         if not path.is_file():
             return False
         try:
             with np.load(path) as z:
-                if len(z["seeds"]) < count:
-                    return False
-                return u is None or np.array_equal(z["u"][:count], u)
+                return len(z["seeds"]) >= count
         except (OSError, ValueError, KeyError):  # unreadable: simulate it again
             return False
 
@@ -468,28 +457,19 @@ def simulate_prior(
     workers: int = 1,
     chunk: int = CHUNK,
     progress: ProgressCallback | None = None,
-    u: np.ndarray | None = None,
 ) -> dict:
     """Simulate the first ``n`` prior draws of ``stream`` not yet in ``store``; return all ``n``.
 
-    ``u`` ``(n, d)``: simulate these unit positions instead of the stream's own draws (a
-    truncated round's, :func:`truncated_draws`); run seeds still come from the stream.
     Returns a dict: ``u`` ``(n, d)`` unit positions, ``x`` ``(n, m)`` raw moments (NaN where a
     statistic is missing), ``seeds``, ``errors``, and ``seconds`` (simulating now) and
     ``new`` (runs simulated now).
     """
-    if u is not None and len(u) != n:
-        raise ValueError(f"{len(u)} unit positions for {n} simulations")
-
-    def part(s: int):
-        return None if u is None else np.asarray(u[s : s + min(chunk, n - s)], float)
-
     jobs = [
-        (int(seed), stream, s, min(chunk, n - s), part(s))
+        (int(seed), stream, s, min(chunk, n - s))
         for s in range(0, n, chunk)
-        if not store.have(stream, s, min(chunk, n - s), part(s))
+        if not store.have(stream, s, min(chunk, n - s))
     ]
-    what = "held-out simulations" if stream in (HELDOUT, TRUNCATED_HELDOUT) else "simulations"
+    what = "held-out simulations" if stream == HELDOUT else "simulations"
     done = n - sum(j[3] for j in jobs)
     t0 = time.perf_counter()
     report(progress, "infer", what, done, n, unit="runs")
@@ -523,44 +503,6 @@ def simulate_prior(
     out["seconds"] = time.perf_counter() - t0
     out["new"] = sum(j[3] for j in jobs)
     return out
-
-
-def truncated_draws(
-    est: Estimator,
-    prior: Prior,
-    n: int,
-    *,
-    seed: int = 0,
-    stream: int = TRUNCATED,
-    quantile: float = TRUNCATION_QUANTILE,
-    batch: int = 4096,
-    max_candidates: int = 2_000_000,
-) -> dict:
-    """``n`` prior draws inside the posterior's highest-density region given the released data
-    (TSNPE's truncated proposal): the prior's draws of ``stream``, in order, kept where the
-    estimator's density (in its logit coordinates) is at least the ``quantile`` of its density
-    at its own draws. Same seed, same estimator: the same draws.
-
-    Returns ``u`` ``(n, d)``, ``acceptance`` (kept / candidates) and ``threshold``.
-    """
-    lp = est.log_prob(est.sample(10_000, seed=seed), logit=True)
-    threshold = float(np.quantile(lp, quantile))
-    kept: list[np.ndarray] = []
-    got = tried = 0
-    while got < n:
-        if tried >= max_candidates:
-            raise UserError(
-                f"only {got} of {n} prior draws fell inside the posterior's region in "
-                f"{tried:,} tries: the round-1 posterior is too narrow to truncate to"
-            )
-        u = prior.draw_unit(seed, stream, tried, batch)
-        tried += batch
-        inside = u[est.log_prob(u, logit=True) >= threshold]
-        kept.append(inside)
-        got += len(inside)
-    u = np.concatenate(kept)[:n]
-    # kept / examined (the last batch counted whole)
-    return {"u": u, "acceptance": got / tried, "threshold": threshold}
 
 
 # --------------------------------------------------------------------------- the estimator

@@ -181,7 +181,6 @@ def run_inference(
     sbc_draws: int = 200,
     estimator: str = "nsf",
     max_epochs: int = 1000,
-    truncated: int = 0,
     figures: bool = True,
     force: bool = False,
     progress: ProgressCallback | None = None,
@@ -219,12 +218,6 @@ def run_inference(
     sbc_draws : int
         Posterior draws per held-out simulation (SBC ranks go from 0 to sbc_draws).
     estimator, max_epochs : sbi's density estimator (``nsf`` or ``maf``) and its epoch cap.
-    truncated : int
-        A second round of this many simulations (0: none), drawn from the prior restricted to
-        the first posterior's highest-density region given the released data
-        (:func:`memsim.fit.infer.truncated_draws`; TSNPE, Deistler et al. 2022); the estimator
-        is then trained again on both rounds, and the held-out checks are of draws from the
-        same restricted prior.
     figures : bool
         Draw the figures into ``out/figures``.
     """
@@ -272,7 +265,7 @@ def run_inference(
     )  # fmt: skip
     timings["simulations"] = sims["seconds"]
     held = None
-    if heldout and not truncated:
+    if heldout:
         held = nfi.simulate_prior(
             protocol, base, pr, moments, store, n=heldout, stream=nfi.HELDOUT, seed=seed,
             scale=scale, real=real, workers=workers, progress=progress,
@@ -285,42 +278,6 @@ def run_inference(
         device=device, estimator=estimator, max_epochs=max_epochs, progress=progress,
     )  # fmt: skip
     timings["train"] = time.perf_counter() - t0
-    truncation: dict = {}
-    if truncated:
-        # round 2: the prior inside the round-1 posterior's region, then both rounds trained on
-        # as if drawn from the prior (inside the region the proposal is the prior's shape)
-        region = nfi.truncated_draws(est, pr, truncated, seed=seed, stream=nfi.TRUNCATED)
-        more = nfi.simulate_prior(
-            protocol, base, pr, moments, store, n=truncated, stream=nfi.TRUNCATED, seed=seed,
-            scale=scale, real=real, workers=workers, progress=progress, u=region["u"],
-        )  # fmt: skip
-        timings["truncated_simulations"] = more["seconds"]
-        if heldout:
-            region_h = nfi.truncated_draws(
-                est, pr, heldout, seed=seed, stream=nfi.TRUNCATED_HELDOUT
-            )
-            held = nfi.simulate_prior(
-                protocol, base, pr, moments, store, n=heldout, stream=nfi.TRUNCATED_HELDOUT,
-                seed=seed, scale=scale, real=real, workers=workers, progress=progress,
-                u=region_h["u"],
-            )  # fmt: skip
-            timings["heldout_simulations"] = held["seconds"]
-        truncation = {
-            "truncated_simulations": truncated,
-            "truncated_new": int(more["new"]),
-            "truncation_quantile": nfi.TRUNCATION_QUANTILE,
-            "truncation_acceptance": region["acceptance"],
-            "round1_train": est.info,
-        }
-        t0 = time.perf_counter()
-        est = nfi.train(
-            np.concatenate([sims["u"], more["u"]]),
-            nfi.standardise(np.concatenate([sims["x"], more["x"]]), moments),
-            np.concatenate([sims["errors"], more["errors"]]),
-            pr, moments, seed=seed, device=device, estimator=estimator, max_epochs=max_epochs,
-            progress=progress,
-        )  # fmt: skip
-        timings["train"] += time.perf_counter() - t0
     est.save(out / "estimator.pt")
     from memsim.fit.calibrate import dump_params_yaml
 
@@ -443,7 +400,6 @@ def run_inference(
         "simulations_new": int(sims["new"]),
         "simulations_failed": int((np.char.str_len(sims["errors"].astype(str)) > 0).sum()),
         "train": est.info,
-        **truncation,
         "point_fit_density_percentile": density,
         **held_info,
         **pred_info,
@@ -568,16 +524,8 @@ def markdown(result: Inference) -> str:
         f"{info['simulations']} prior simulations at scale {info['scale']:g} (seed "
         f"{info['seed']}; {t['dropped']} without every statistic), {t['estimator']} trained "
         f"{t['epochs']} epochs on {t['device']} ({t['seconds']:.0f} s).\n",
+        "## Posterior given the released data\n",
     ]
-    if info.get("truncated_simulations"):
-        out.append(
-            f"Then a second round of {info['truncated_simulations']} simulations drawn from the "
-            f"prior inside the first posterior's highest-density region (all but "
-            f"{info['truncation_quantile']:g} of its mass; {info['truncation_acceptance']:.1%} "
-            "of prior draws fell inside), trained on with the first; the held-out checks are of "
-            "draws from that region.\n"
-        )
-    out += ["## Posterior given the released data\n"]
     points = [c for c in result.table.columns if c.endswith(" percentile")]
     head = "| parameter | prior | median | 90 % interval | contraction |"
     head += "".join(f" {c.removesuffix(' percentile')} (percentile) |" for c in points)
