@@ -449,7 +449,8 @@ def test_pool_workers_die_with_their_parent(tmp_path):
 
 def test_inference_silences_only_third_party_notices():
     """`memsim infer` keeps its output to what a user can act on: nflows' deprecated torch call
-    and sbi's batch cap are silenced while it runs; other warnings (sbi's outlier notice) pass."""
+    sbi's batch cap and its "discrete prior" notice (the prior is a continuous logistic) are
+    silenced while it runs; other warnings (sbi's outlier notice) pass."""
     import warnings
 
     from memsim.study.infer import _quiet_third_party
@@ -459,6 +460,7 @@ def test_inference_silences_only_third_party_notices():
         for message in (
             "torch.triangular_solve is deprecated in favor of ...",
             "Capping max_sampling_batch_size from 10000 to 500 ...",
+            "The passed discrete prior has no mean or stddev attribute, estimating them ...",
             "Data has extreme outliers in dimension(s) [0]",
         ):
             warnings.warn(message, UserWarning, stacklevel=2)

@@ -147,8 +147,14 @@ def _write_csv(df: pd.DataFrame, path: Path) -> None:
 
 
 # Notices of third-party code a user cannot act on, silenced while an inference runs: nflows
-# calls a torch function torch has deprecated, and sbi caps its own sampling batch.
-_QUIET = (r"torch\.triangular_solve is deprecated", r"Capping max_sampling_batch_size")
+# calls a torch function torch has deprecated, sbi caps its own sampling batch, and sbi calls
+# the estimator's prior (a continuous standard logistic per parameter, `fit.infer`) "discrete"
+# because the torch distribution carries no mean or stddev, then estimates them from samples.
+_QUIET = (
+    r"torch\.triangular_solve is deprecated",
+    r"Capping max_sampling_batch_size",
+    r"The passed discrete prior has no mean or stddev attribute",
+)
 
 
 def _quiet_third_party(fn):
