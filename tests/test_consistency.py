@@ -479,7 +479,15 @@ def test_analyse_only_what_is_read_gives_the_same_numbers(mid):
     computed is the same number as in the full analysis (each analysis has its own stream)."""
     trials, truth, proto, res = mid
     full = C.analyse(res, truth=truth, seed=5).statistics()
-    for only in ({"human_consistency", "mean_score"}, {"spearman_brown"}, {"lag_curve"}, set()):
+    onlys = (
+        {"human_consistency", "mean_score"},
+        {"spearman_brown"},
+        {"lag_curve", "truth"},
+        {"response_times", "score_correlation"},
+        {"decay_alpha", "participant_rates", "scores"},
+        set(),
+    )
+    for only in onlys:
         part = C.analyse(res, truth=truth, seed=5, only=only)
         got = part.statistics()
         assert got and all(
@@ -488,6 +496,12 @@ def test_analyse_only_what_is_read_gives_the_same_numbers(mid):
         for costly in ("human_consistency", "annotation_consistency", "lag_curve"):
             wanted = costly in only or ("spearman_brown" in only and costly != "lag_curve")
             assert (costly in part) == wanted
+        for optional in C._OPTIONAL:  # the others: only where named
+            assert (optional in part) == (optional in only)
+            if optional in only:  # all of it, the same numbers (checked above)
+                mine = {k for k in got if k.split(".")[0] == optional}
+                assert mine == {k for k in full if k.split(".")[0] == optional}
+        assert "mean_score" in part and "annotations_per_video" in part  # always
 
 
 @FAST

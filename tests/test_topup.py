@@ -10,6 +10,8 @@ from pathlib import Path
 import numba
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from test_fast_paths import _same_arrays
 
 from memsim.analysis.scoring import count_column, score
@@ -18,6 +20,7 @@ from memsim.design.trials import ROLES, validate_trials
 from memsim.errors import UserError
 from memsim.sim.params import load_params
 from memsim.sim.simulate import prepare, simulate_arrays, simulate_stepwise
+from memsim.sim.topup import _Places, _plan_first, _plan_first_reference
 
 ROOT = Path(__file__).resolve().parent.parent
 LT = "long-term_memorability"
@@ -75,6 +78,46 @@ def test_most_targets_go_to_the_tail_of_the_step_one_counts(params):
     assert top.size > 0
     # the campaign's step-1 tests of the top-up's targets sit above the campaign's median
     assert np.median(camp[top]) > np.median(camp)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    seed=st.integers(0, 2**40),
+    targets=st.sampled_from(["uniform", "least", "most"]),
+    V=st.integers(40, 400),
+    nf=st.integers(1, 12),
+    no=st.integers(1, 12),
+    carry=st.integers(1, 12),
+    pools=st.tuples(st.integers(1, 500), st.integers(1, 500)),
+    n=st.integers(1, 30),
+    spread=st.integers(1, 6),
+)
+def test_round_plan_kernel_is_the_numpy_reference(
+    seed, targets, V, nf, no, carry, pools, n, spread
+):
+    """The numba planner of a round's step-1 items gives the numpy reference's items, stream
+    states and uniforms, bit for bit: counts with many ties, pools below and above the number
+    of stimuli, per-demand (fractional) and raw step-1 keys, more short stimuli than places."""
+    rng = np.random.default_rng(seed)
+    forced = np.sort(rng.choice(nf + no, nf, replace=False))
+    places = _Places(
+        forced=forced,
+        other=np.setdiff1d(np.arange(nf + no), forced),
+        targets1=np.zeros(0, dtype=np.int64),
+        role1=np.empty(nf + no, dtype=object),
+        tested=(),
+        new2=np.zeros(0, dtype=np.int64),
+        carry=min(carry, nf),
+    )
+    lt = rng.integers(0, spread, V).astype(np.int64)
+    short = np.flatnonzero(lt < spread - 1)
+    need = rng.integers(1, 4, short.size).astype(np.int64)
+    st_key = rng.integers(0, spread, V) / (1.0 + rng.integers(0, 2, V))  # ties, and fractions
+    pid = np.arange(1000, 1000 + n, dtype=np.int64)
+    args = (places, seed % 2**31, pid, short, need, lt, st_key, targets, *pools, V)
+    got, want = _plan_first(*args), _plan_first_reference(*args)
+    for a, b in zip(got, want):
+        assert a.dtype == b.dtype and np.array_equal(a, b)
 
 
 @pytest.mark.parametrize("name", list(SMALL))

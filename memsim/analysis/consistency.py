@@ -897,6 +897,17 @@ _COSTLY = {
     "lag_curve": ("lag_curve",),
 }
 
+#: the analyses that are not per-step counts and means: computed for every caller that reads
+#: everything, and for an ``only`` that names them (a sweep's cell reads a few statistics)
+_OPTIONAL = (
+    "response_times",
+    "scores",
+    "decay_alpha",
+    "participant_rates",
+    "score_correlation",
+    "truth",
+)
+
 
 def analyse(
     result: ScoreResult,
@@ -916,10 +927,12 @@ def analyse(
     participant_rates (:func:`participant_rates`), truth (when given), scores (score_summary
     of the scores table).
 
-    ``only``: the top-level keys a caller will read (a study's statistics); the costly
-    analyses none of them needs (human and annotation consistency, Spearman-Brown, lag
-    curves) are then left out. Whatever is computed is the same number as in the full
-    analysis: each analysis draws from its own random stream.
+    ``only``: the top-level keys a caller will read (a study's statistics); the analyses none
+    of them needs are then left out: the costly ones (human and annotation consistency,
+    Spearman-Brown, lag curves) and the others beyond the per-step counts and means
+    (response_times, scores, decay_alpha, participant_rates, score_correlation, truth).
+    Whatever is computed is the same number as in the full analysis: each analysis draws
+    from its own random stream.
     """
     need = set()
     for key in _COSTLY if only is None else only:
@@ -1009,15 +1022,21 @@ def analyse(
                 ],
             },
         }
-    out["response_times"] = rt_analyses(result)
-    out["scores"] = score_summary(result.scores)
-    out["decay_alpha"] = decay_alpha_summary(result)
-    out["participant_rates"] = participant_rates(result)
-    cols = [s.scoring.column for s in p.steps]
-    out["score_correlation"] = {
-        f"{a} ~ {b}": score_correlation(result.scores, a, b) for a, b in zip(cols, cols[1:])
-    }
-    if truth is not None:
+    wanted = set(_OPTIONAL) if only is None else set(only)
+    if "response_times" in wanted:
+        out["response_times"] = rt_analyses(result)
+    if "scores" in wanted:
+        out["scores"] = score_summary(result.scores)
+    if "decay_alpha" in wanted:
+        out["decay_alpha"] = decay_alpha_summary(result)
+    if "participant_rates" in wanted:
+        out["participant_rates"] = participant_rates(result)
+    if "score_correlation" in wanted:
+        cols = [s.scoring.column for s in p.steps]
+        out["score_correlation"] = {
+            f"{a} ~ {b}": score_correlation(result.scores, a, b) for a, b in zip(cols, cols[1:])
+        }
+    if truth is not None and "truth" in wanted:
         out["truth"] = truth_correlation(result.scores, truth)
     return out
 

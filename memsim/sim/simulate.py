@@ -476,6 +476,7 @@ def _later_step_in_rounds(protocol: Protocol, s: int, layout, later, prev: dict,
         )
         items = _later_step_items(protocol, s, layout, sub, prev, seed)
         out, kept = play(*items)
+        out["kept"] = kept  # the step's verdicts travel with its sessions (the top-up reads them)
         dropped = ~np.isin(pk.order[a:b], out["pid"][kept])
         picked = np.take_along_axis(pk.videos[a:b], places, axis=1)
         np.subtract.at(tests, picked[dropped].ravel(), 1)
@@ -921,6 +922,7 @@ class _FirstStepKept:
                 "items": np.empty((n, k1), dtype=np.int32),
                 "start": np.empty(n),
                 "judged": np.empty(n, dtype=np.bool_),
+                "kept": np.empty(n, dtype=np.bool_),
             }
             if workspace is not None:
                 workspace["first_step"] = have
@@ -947,7 +949,9 @@ class _FirstStepKept:
         k["items"][pid] = items
         k["start"][pid] = start
         k["judged"][pid] = True
-        return end, _row_verdicts(k["cols"], pid * self.L, shown, self.step)
+        kept = _row_verdicts(k["cols"], pid * self.L, shown, self.step)
+        k["kept"][pid] = kept
+        return end, kept
 
     def place(self, plan, cols: tuple, base: np.ndarray) -> dict | None:
         """Write the kept step-1 rows of the plan's participants into ``cols`` at rows
@@ -976,6 +980,7 @@ class _FirstStepKept:
             "complete": shown == self.L,
             "end": k["end"][:P],
             "shown": shown,
+            "kept": k["kept"][:P],
         }
 
 
@@ -1178,8 +1183,10 @@ def _top_up_fused(prepared, params, seed, videos, parts, outs, cols, reserved_ba
     """The top-up rounds (:func:`memsim.sim.topup.run_top_up`) played by the fused step, each
     batch into rows of its own; ``(TopUpResult, participants, the top-up's trial columns)``."""
     steps = prepared.protocol.steps
-    kept = [
-        _row_verdicts(cols, reserved_base[o["pid"], s], played[o["pid"], s], steps[s])
+    kept = [  # the campaign's verdicts where it judged the sessions already, else judged here
+        o["kept"]
+        if "kept" in o
+        else _row_verdicts(cols, reserved_base[o["pid"], s], played[o["pid"], s], steps[s])
         for s, o in enumerate(outs)
     ]
     args = [_step_args(prepared, params, seed, s, videos) for s in range(len(steps))]

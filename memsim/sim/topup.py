@@ -46,7 +46,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
+from numba import njit
 
+from memsim import _jitcache  # noqa: F401  (drops numba caches older than the sources)
 from memsim.design.protocol import Protocol
 from memsim.rng import TOP_UP, stream_key
 from memsim.sim.campaign import _uniforms, draw_demand, shuffle_front
@@ -293,7 +295,113 @@ def run_top_up(
 
 def _plan_first(places, seed, pid, short, need, lt, st_key, targets, pool, fill_pool, V):
     """Step-1 items of a round (int32[n, items]), each participant's stream state after her
-    draws (uint64[n]) and her arrival-gap, return and delay uniforms (float64[n, 3])."""
+    draws (uint64[n]) and her arrival-gap, return and delay uniforms (float64[n, 3]): one
+    numba call (:func:`_plan_first_kernel`), the same draws and items as
+    :func:`_plan_first_reference` (``tests/test_topup.py``)."""
+    uniform = targets == "uniform"
+    key = np.asarray(st_key if targets == "least" else -st_key, dtype=np.float64)
+    lt = np.ascontiguousarray(lt, dtype=np.int64)
+    return _plan_first_kernel(
+        np.uint64(seed), np.uint64(TOP_UP), np.ascontiguousarray(pid, dtype=np.int64),
+        np.ascontiguousarray(short, dtype=np.int64), np.ascontiguousarray(need, dtype=np.int64),
+        lt, np.sort(lt), key, np.sort(key), uniform, int(pool), int(fill_pool), int(V),
+        np.ascontiguousarray(places.forced, dtype=np.int64),
+        np.ascontiguousarray(places.other, dtype=np.int64), int(places.carry),
+    )  # fmt: skip
+
+
+@njit(cache=True)
+def _head_ranked(counts, sorted_counts, u, first):
+    """:func:`_rank`'s order from its uniforms ``u``: stimuli by ``counts``, ties by ``u``
+    (then by index, as ``np.lexsort``), only the head up to the ``first``-th smallest count
+    (``sorted_counts``: ``counts`` sorted, read for that count) with its ties."""
+    n = counts.shape[0]
+    if first >= n:
+        head = np.arange(n)
+    else:
+        head = np.flatnonzero(counts <= sorted_counts[first - 1])
+    by_u = head[np.argsort(u[head], kind="mergesort")]
+    return by_u[np.argsort(counts[by_u], kind="mergesort")]
+
+
+@njit(cache=True)
+def _unmarked(order, mark, k):
+    """The first ``k`` entries of ``order`` whose ``mark`` is not set (int32)."""
+    out = np.empty(min(k, order.shape[0]), dtype=np.int32)
+    got = 0
+    for v in order:
+        if got == out.shape[0]:
+            break
+        if not mark[v]:
+            out[got] = v
+            got += 1
+    return out[:got]
+
+
+@njit(cache=True)
+def _plan_first_kernel(
+    seed, purpose, pid, short, need, lt, lt_sorted, key, key_sorted, uniform, pool, fill_pool,
+    V, forced, other, carry,
+):  # fmt: skip
+    """:func:`_plan_first_reference`'s loop over a round's participants, in numba (``key``:
+    the step-1 order's counts, ``st_key`` for ``least``, its negative for ``most``)."""
+    n = pid.shape[0]
+    nf, no = forced.shape[0], other.shape[0]
+    items = np.empty((n, nf + no), dtype=np.int32)
+    states = np.empty(n, dtype=np.uint64)
+    u0 = np.empty((n, 3))
+    left = need.copy()
+    mark = np.zeros(V, dtype=np.bool_)
+    for i in range(n):
+        state = stream_key(seed, purpose, pid[i])
+        state, u = _uniforms(state, 3)
+        u0[i, :] = u
+        # the short stimuli needing most viewers first, ties at random
+        state, u = _uniforms(state, short.shape[0])
+        by_u = np.argsort(u, kind="mergesort")
+        order = by_u[np.argsort(-left[by_u], kind="mergesort")]
+        take = np.empty(min(carry, order.shape[0]), dtype=np.int64)
+        nt = 0
+        for j in order:
+            if nt == take.shape[0]:
+                break
+            if left[j] > 0:
+                take[nt] = j
+                nt += 1
+        fill = np.empty(nf, dtype=np.int32)
+        for t in range(nt):
+            left[take[t]] -= 1
+            fill[t] = short[take[t]]
+            mark[fill[t]] = True
+        k = max(fill_pool, nf - nt)
+        state, u = _uniforms(state, V)
+        rest = _unmarked(_head_ranked(lt, lt_sorted, u, k + nt), mark, k)
+        state = shuffle_front(rest, nf - nt, state)
+        fill[nt:] = rest[: nf - nt]
+        state = shuffle_front(fill, nf, state)
+        for t in range(nt):
+            mark[fill[t]] = False
+        for t in range(nf):
+            mark[fill[t]] = True
+        if uniform:
+            cand = _unmarked(np.arange(V), mark, V)
+        else:  # least: the fewest kept step-1 tests first; most: the most
+            k = max(pool, no)
+            state, u = _uniforms(state, V)
+            cand = _unmarked(_head_ranked(key, key_sorted, u, k + nf), mark, k)
+        state = shuffle_front(cand, no, state)
+        for t in range(nf):
+            items[i, forced[t]] = fill[t]
+            mark[fill[t]] = False
+        for t in range(no):
+            items[i, other[t]] = cand[t]
+        states[i] = state
+    return items, states, u0
+
+
+def _plan_first_reference(places, seed, pid, short, need, lt, st_key, targets, pool, fill_pool, V):
+    """:func:`_plan_first` in numpy, participant by participant: the reference it is tested
+    equal to."""
     n = pid.shape[0]
     items = np.empty((n, places.role1.size), dtype=np.int32)
     states = np.empty(n, dtype=np.uint64)
