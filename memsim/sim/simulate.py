@@ -844,14 +844,27 @@ def _play_fused(
 
 
 @njit(cache=True)
-def _copy_blocks(src, dst, dst_base, length):
-    """Participant ``p``'s ``length`` rows of ``src`` (rows ``p * length ..``) into ``dst`` at
-    rows ``dst_base[p] ..``, for each ``p < dst_base.shape[0]``."""
-    for p in range(dst_base.shape[0]):
-        b = dst_base[p]
-        a = p * length
-        for k in range(length):
-            dst[b + k] = src[a + k]
+def _compact_from_first(col, first, length, n_steps, reserved_base, played):
+    """:func:`_compact` of one column whose step-1 blocks are still where
+    :class:`_FirstStepKept` played them (participant ``p``'s at rows ``p * length ..`` of
+    ``first``): each (participant, step) block to its final place, in table order, step 1's
+    read from ``first``, the later steps' moved down within ``col``. A block is never
+    written over before it is read: every block's final place starts at or before its
+    reserved one, and a step-1 block is at most its reservation long."""
+    dest = 0
+    for q in range(reserved_base.shape[0]):
+        m = played[q]
+        if q % n_steps == 0:
+            a = (q // n_steps) * length
+            for k in range(m):
+                col[dest + k] = first[a + k]
+        else:
+            src = reserved_base[q]
+            if src != dest:
+                for k in range(m):
+                    col[dest + k] = col[src + k]
+        dest += m
+    return dest
 
 
 _TARGET, _VIGILANCE = ROLE_CODES["target"], ROLE_CODES["vigilance"]
@@ -891,9 +904,11 @@ class _FirstStepKept:
     them (:func:`_play_step`: her sequence and session from her own streams) into trial rows
     of its own, participant ``p`` at rows ``p * L .. p * L + L``, keeps those rows, when each
     session ended and each item's onset, and returns the verdicts of step 1's filters.
-    :meth:`place` then writes the kept rows into the trial table's step-1 rows instead of
-    playing step 1 again. A participant judged twice (the in-order campaign handing over to
-    simpy) is played again into the same rows: the same draws, the same rows.
+    :meth:`place` then hands over what the later steps need of step 1 instead of playing it
+    again, and the kept rows go straight to their final place in the trial table when it is
+    compacted (:func:`_compact_from_first`): one copy of step 1's rows. A participant judged
+    twice (the in-order campaign handing over to simpy) is played again into the same rows:
+    the same draws, the same rows.
 
     With a ``workspace`` (:func:`simulate_arrays`) the rows are kept in its memory from one
     simulation to the next, as the trial columns are.
@@ -927,6 +942,7 @@ class _FirstStepKept:
             if workspace is not None:
                 workspace["first_step"] = have
         self.kept = have
+        self.rows = have["cols"]  # the trial columns of the sessions played
         have["judged"][:] = False
         self.checked = False
 
@@ -953,11 +969,11 @@ class _FirstStepKept:
         k["kept"][pid] = kept
         return end, kept
 
-    def place(self, plan, cols: tuple, base: np.ndarray) -> dict | None:
-        """Write the kept step-1 rows of the plan's participants into ``cols`` at rows
-        ``base[p] ..`` (int64[P]); what the next step needs of step 1 (as :func:`_play_fused`
-        returns it), or None (nothing written) unless every participant was judged with the
-        plan's items and start."""
+    def place(self, plan) -> dict | None:
+        """What the next step needs of the plan's participants' step 1 (as :func:`_play_fused`
+        returns it, with the verdicts as ``kept``), their rows left in :attr:`rows`
+        (participant ``p``'s at ``p * L ..``); None unless every participant was judged with
+        the plan's items and start."""
         k = self.kept
         P = plan.n_participants
         if not (
@@ -966,9 +982,6 @@ class _FirstStepKept:
             and np.array_equal(k["start"][:P], plan.arrival_s)
         ):
             return None
-        base = np.ascontiguousarray(base, dtype=np.int64)
-        for src, dst in zip(k["cols"], cols):
-            _copy_blocks(src, dst, base, self.L)
         item_onset = k["item_onset"][:P]
         shown = k["shown"][:P]
         return {
@@ -1051,7 +1064,8 @@ def simulate_arrays(
     table (:func:`_play_step`); rows are reserved for full sessions of everyone who may play
     a step, and the gaps that shorter sessions leave are closed at the end. When the campaign
     needs step 1's verdicts (``counts: kept`` or ``received``), the sessions it played for them
-    are kept and copied into the table (:class:`_FirstStepKept`): step 1 is played once. The
+    are kept and copied into the table as it is compacted (:class:`_FirstStepKept`): step 1 is
+    played once. The
     result is the same, byte for byte, as playing the stages one after the other
     (:func:`simulate_stepwise`, the reference).
 
@@ -1091,16 +1105,17 @@ def simulate_arrays(
     capacity = int(flat.sum())
     cols = _columns(capacity, workspace)
     played = np.zeros((P, S), dtype=np.int64)
-    prev = None
+    prev = first_rows = None
     outs: list[dict] = []  # what each step returned (participant order)
     for s in range(S):
         if s > 0:
             outs.append(prev)
         tick(f"step {s + 1}")
         if s == 0 and kept is not None:  # played already, for the campaign's verdicts
-            prev = kept.place(plan, cols, reserved_base[:, 0])
-            if prev is not None:
+            prev = kept.place(plan)
+            if prev is not None:  # its rows stay where they were played until the compaction
                 played[:, 0] = prev["shown"]
+                first_rows = kept.rows
                 continue
         args = _step_args(prepared, params, seed, s, videos)
         if s > 0 and plan.later[s - 1].pick is not None:  # picked, played and judged in rounds
@@ -1149,7 +1164,13 @@ def simulate_arrays(
     tick("tables")
     total = int(played.sum())
     buffers = workspace["columns"] if workspace is not None else cols  # room past `total`
-    if total != capacity:
+    if first_rows is not None:  # step 1's kept rows go to their places as the gaps close
+        for col, first in zip(cols, first_rows):
+            _compact_from_first(
+                col, first, steps[0].length, S, reserved_base.ravel(), played.ravel()
+            )
+        cols = tuple(c[:total] for c in cols)
+    elif total != capacity:
         _compact(cols, reserved_base.ravel(), reserved.ravel(), played.ravel(), total)
         cols = tuple(c[:total] for c in cols)
     n_started = P
