@@ -30,6 +30,7 @@ JIT_MODULES = (
     "sim/kernel",
     "sim/sequence",
     "sim/simulate",
+    "sim/topup",
 )
 
 _HERE = Path(__file__).resolve().parent

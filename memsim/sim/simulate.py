@@ -1062,9 +1062,8 @@ def simulate_arrays(
     a step, and the gaps that shorter sessions leave are closed at the end. When the campaign
     needs step 1's verdicts (``counts: kept`` or ``received``), the sessions it played for them
     are kept and copied into the table as it is compacted (:class:`_FirstStepKept`): step 1 is
-    played once. The
-    result is the same, byte for byte, as playing the stages one after the other
-    (:func:`simulate_stepwise`, the reference).
+    played once. The result is the same, byte for byte, as playing the stages one after the
+    other (:func:`simulate_stepwise`, the reference).
 
     Parameters
     ----------
