@@ -379,9 +379,7 @@ def _plan_first_kernel(
         state = shuffle_front(rest, nf - nt, state)
         fill[nt:] = rest[: nf - nt]
         state = shuffle_front(fill, nf, state)
-        for t in range(nt):
-            mark[fill[t]] = False
-        for t in range(nf):
+        for t in range(nf):  # the short ones are marked already; now the whole fill
             mark[fill[t]] = True
         if uniform:
             cand = _unmarked(np.arange(V), mark, V)
