@@ -410,3 +410,84 @@ def test_budget_counts_candidates_and_each_start_reports_its_share(tmp_path, par
     assert [p["used"] for p in phases] == [3, 3, 3] and res["new_evaluations"] == 9
     assert [r["phase"] for r in seen][:3] == ["start 1 of 2"] * 3
     assert {r["phase_budget"] for r in seen} == {3}
+
+
+def test_dfols_fits_deterministically_and_resumes(tmp_path, params):
+    """--method dfols: after its first n + 1 candidates every candidate is a step; from a start
+    off in both free parameters it comes back to the set the targets were met with, the same arguments give the same
+    candidates (DFO-LS's draws come from a seeded generator, numpy's global one left as it
+    was), and a resumed fit replays its log to the same end."""
+    proto = scale_protocol(load_protocol(VIDEOMEM), 0.05)
+    targets = load_targets(TARGETS)
+    keep = ("videos.memorability.mean", "participants.rt.hit_log_mean")
+    fixed = tuple(f.path for f in C.VIDEOMEM_FREE if f.path not in keep)
+    free = C.free_for(params, fixed)
+    start = C.with_values(params, free, C.values_of(params, free) + np.array([0.6, 0.3]))
+    common = dict(
+        real=None, scale=1.0, seeds=(1,), workers=1, fixed=fixed, noise_seeds=(), budget=12
+    )
+    np.random.seed(5)
+    before = np.random.get_state()[1].copy()
+    a = C.calibrate(proto, start, targets, log_path=tmp_path / "a.jsonl", method="dfols", **common)
+    assert (np.random.get_state()[1] == before).all()
+    rows = [json.loads(ln) for ln in (tmp_path / "a.jsonl").read_text().splitlines()]
+    assert rows[0]["header"]["method"] == "dfols" and len(rows) == 13
+    # both come back from 0.6 and 0.3 off to within a quarter of that (the floor of the
+    # distance is the small study's noise)
+    got = np.array([a["best"]["values"][k] for k in keep])
+    off = np.abs(got - C.values_of(params, free))
+    assert (off < 0.25 * np.array([0.6, 0.3])).all(), got
+    assert a["best"]["distance"] < rows[1]["distance"]
+    C.calibrate(proto, start, targets, log_path=tmp_path / "b.jsonl", method="dfols", **common)
+    strip = [{k: r[k] for k in ("x", "distance")} for r in rows[1:]]
+    rows_b = [json.loads(ln) for ln in (tmp_path / "b.jsonl").read_text().splitlines()]
+    assert [{k: r[k] for k in ("x", "distance")} for r in rows_b[1:]] == strip
+    c = C.calibrate(
+        proto, start, targets, log_path=tmp_path / "a.jsonl", method="dfols", resume=True, **common
+    )
+    assert c["new_evaluations"] == 0 and c["best"]["x"] == a["best"]["x"]
+    with pytest.raises(UserError, match="method"):
+        C.calibrate(proto, start, targets, log_path=tmp_path / "d.jsonl", method="nm", **common)
+
+
+def test_a_candidates_seeds_are_shared_out_among_idle_workers(tmp_path, params):
+    """One candidate with two seeds on two workers: each worker simulates one seed, and the
+    residuals are those of the candidate simulated in one process."""
+    proto = scale_protocol(load_protocol(VIDEOMEM), 0.05)
+    targets = load_targets(TARGETS)
+    keep = ("videos.memorability.mean",)
+    fixed = tuple(f.path for f in C.VIDEOMEM_FREE if f.path not in keep)
+    free = C.free_for(params, fixed)
+    moments = C.moments_for(targets, None, None, 1.0)
+    x = C.to_unconstrained(free, C.values_of(params, free))
+    got = {}
+    for workers in (1, 2):
+        log = C.EvalLog(tmp_path / f"{workers}.jsonl", {"w": 1}, False, False)
+        ev = C.Evaluator(proto, params, free, moments, (1, 2), 1.0, None, log, 10, workers)
+        with ev:
+            got[workers] = ev.many([x])[0]
+    np.testing.assert_array_equal(got[1], got[2])
+
+
+def test_calibrate_dfols_with_counts_says_so(tmp_path, capsys, real_data):
+    """--method dfols --counts: the distance reads the released counts' shape (share-at-or-below
+    moments in the log's header), and the fitted file's note and Regenerate line name both."""
+    out = tmp_path / "fit.yaml"
+    keep = ("videos.memorability.mean", "participants.careless_share")
+    fix = [f.path for f in C.VIDEOMEM_FREE if f.path not in keep]
+    args = ["calibrate", str(VIDEOMEM), "--out", str(out), "--scale", "0.05", "--workers", "1"]
+    args += ["--quiet", "--budget", "4", "--method", "dfols", "--counts", "--data", str(real_data)]
+    assert main(args + ["--fix", *fix]) == 0
+    fitted = load_params(out)
+    assert "and annotation counts: least squares (DFO-LS)" in fitted.note
+    regen = next(ln for ln in out.read_text().splitlines() if ln.startswith("# Regenerate: "))
+    assert regen.endswith("--bins raw --method dfols --counts")
+    header = json.loads(out.with_name(out.name + ".evals.jsonl").read_text().splitlines()[0])
+    assert header["header"]["method"] == "dfols" and header["header"]["counts"] is True
+    shares = [m for m in header["header"]["moments"] if "share at ≤" in m]
+    assert {m.split(" share")[0] for m in shares} == {
+        "short-term_memorability",
+        "long-term_memorability",
+    }
+    assert main(args + ["--method", "nm"]) == 2
+    assert "invalid choice" in capsys.readouterr().err

@@ -113,6 +113,20 @@ def register(sub) -> None:
         help="rank bins of the raw simulated scores (rounded as released; default) or of the "
         "scores re-made at the released annotation counts (count-matched)",
     )
+    p.add_argument(
+        "--method",
+        choices=("trf", "dfols"),
+        default="trf",
+        help="local optimiser: trust-region least squares on a finite-difference Jacobian "
+        "(trf; default), or DFO-LS, derivative-free Gauss-Newton that spends one candidate a "
+        "step (dfols; docs/calibration.md)",
+    )
+    p.add_argument(
+        "--counts",
+        action="store_true",
+        help="also fit the shape of the released annotation-count distributions (the share of "
+        "videos at or below each of the released counts' quantiles), which who is kept sets",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress display")
     p.set_defaults(func=_cmd_calibrate)
 
@@ -310,6 +324,8 @@ def _cmd_calibrate(args) -> int:
             force=args.force,
             name=args.name,
             bins=args.bins,
+            method=args.method,
+            counts=args.counts,
             on_eval=_candidate_progress(show),
             on_start=starting,
             regenerate=regenerate_command(args),
@@ -378,6 +394,8 @@ def regenerate_command(args) -> str:
         polish_seeds=args.polish_seeds,
         fixed=args.fix,
         bins=args.bins,
+        method=args.method,
+        counts=args.counts,
     )
 
 

@@ -722,14 +722,15 @@ def _worker_init(protocol, params, free, seeds, scale, real, bins="raw", threads
     )
 
 
-def _worker_eval(x: tuple) -> list[dict]:
+def _worker_eval(x: tuple, seeds: tuple[int, ...] | None = None) -> list[dict]:
+    """The summaries of candidate ``x`` at ``seeds`` (default: the fit's), or its error."""
     vals = from_unconstrained(_W["free"], np.array(x))
     p = with_values(_W["params"], _W["free"], vals)
     try:
         # the candidate's common-random-number seeds in one batch: statistics only, no tables
         return simulate_many(
             _W["prepared"],
-            [(p, seed) for seed in _W["seeds"]],
+            [(p, seed) for seed in (_W["seeds"] if seeds is None else seeds)],
             functools.partial(summarise_arrays, real=_W["real"], bins=_W["bins"]),
             workspace=_W["workspace"],
         )
@@ -741,6 +742,46 @@ def _worker_eval(x: tuple) -> list[dict]:
 
 class _Budget(Exception):
     pass
+
+
+METHODS = ("trf", "dfols")
+# DFO-LS works in the unit box of the free parameters (each one's [lo, hi], on the log scale
+# for log parameters): its first trust region is a tenth of every range, its last a
+# thousandth (the budget or the moments' noise ends a fit before that).
+DFOLS_RHOBEG = 0.1
+DFOLS_RHOEND = 1e-3
+DFOLS_SEED = 2718  # DFO-LS draws its restarts' directions from numpy's global generator
+
+
+def _dfols_local(ev: Evaluator, x0: np.ndarray, budget: int) -> str:
+    """One DFO-LS run from ``x0`` (unconstrained coordinates) over the unit box; every
+    candidate goes through ``ev`` (logged, charged to the budget, reported). The run is
+    deterministic: numpy's global generator, which DFO-LS draws from, is seeded for the run
+    and restored after it."""
+    import dfols
+
+    lo, hi = 1e-4, 1 - 1e-4  # the unconstrained coordinates' own clip (to_unconstrained)
+
+    def fun(u):
+        u = np.clip(np.asarray(u, float), lo, hi)
+        return ev.many([np.log(u / (1 - u))])[0]
+
+    state = np.random.get_state()
+    np.random.seed(DFOLS_SEED)
+    try:
+        soln = dfols.solve(
+            fun,
+            np.clip(expit(np.asarray(x0, float)), lo, hi),
+            bounds=(np.full(len(x0), lo), np.full(len(x0), hi)),
+            rhobeg=DFOLS_RHOBEG,
+            rhoend=DFOLS_RHOEND,
+            maxfun=10 * budget,
+            objfun_has_noise=True,
+            do_logging=False,
+        )
+    finally:
+        np.random.set_state(state)
+    return f"DFO-LS: {soln.msg.rstrip('.')}"
 
 
 @dataclass
@@ -842,7 +883,7 @@ class Evaluator:
             t0 = time.perf_counter()
             keys = [tuple(float(v) for v in xs[i]) for i in todo]
             if self.pool is not None:
-                results = self.pool.map(_worker_eval, keys)  # in order, as each is done
+                results = self._in_pool(keys)  # in order, as each is done
             else:
                 results = (_worker_eval(k) for k in keys)
             for n, (i, summaries) in enumerate(zip(todo, results), start=1):
@@ -872,6 +913,23 @@ class Evaluator:
                 self._track(row)
                 self._report(row)
         return [np.array(row["residuals"]) for row in rows]
+
+    def _in_pool(self, keys: list[tuple]):
+        """Each candidate's summaries, in order. Fewer candidates than workers (a line
+        search's single step, every candidate of a sequential optimiser): each candidate's
+        seeds are shared out among the workers, so none idles; the summaries are the same
+        (each seed's campaign is simulated on its own), in the same order."""
+        if len(keys) >= self.workers or len(self.seeds) < 2:
+            yield from self.pool.map(_worker_eval, keys)
+            return
+        parts = max(1, min(self.workers // len(keys), len(self.seeds)))
+        chunks = [tuple(int(s) for s in c) for c in np.array_split(self.seeds, parts)]
+        futures = [[self.pool.submit(_worker_eval, k, c) for c in chunks] for k in keys]
+        for fs in futures:
+            out = [f.result() for f in fs]
+            failed = [o for o in out if "error" in o[0]]
+            # a failed seed fails the candidate, as in one batch
+            yield failed[0] if failed else [s for o in out for s in o]
 
     def _track(self, row: dict) -> None:
         if self.best is None or row["distance"] < self.best["distance"]:
@@ -903,6 +961,8 @@ def calibrate(
     bins: str = "raw",
     on_eval=None,
     replay_only: bool = False,
+    method: str = "trf",
+    counts: bool = False,
 ) -> dict:
     """Fit ``start``'s free parameters to ``targets``; returns a dict with the fitted ``params``.
 
@@ -926,7 +986,21 @@ def calibrate(
     noise_seeds : seeds that measure each moment's sampling noise at the start (:func:`with_noise`);
         empty: scales are the tolerances alone.
     bins : which simulated scores the rank bins are taken from (:func:`score_quantiles`).
+    method : the local optimiser. ``"trf"``: scipy's trust-region reflective least squares on a
+        forward-difference Jacobian (one candidate per free parameter at every step), restarted
+        from the best candidate while that gains. ``"dfols"``: DFO-LS (Cartis, Fiala, Marteau
+        and Roberts 2019), a derivative-free Gauss-Newton method that keeps a linear model of
+        the residuals through the last ``n + 1`` candidates and replaces one of them a step, so
+        that after the first ``n + 1`` every candidate is a step; its noisy-objective settings
+        (slow trust-region shrinking, soft restarts) are on.
+    counts : the distance also reads the shape of the released annotation counts: each scored
+        step's share of videos at or below the released counts' values at 13 levels
+        (:func:`count_cdf_points`; a share off by 0.05, the count KS tolerance, is one unit).
+        Who is kept (the careless share, the filters' pass rate) sets the counts, which the
+        scores alone leave loose.
     """
+    if method not in METHODS:
+        raise UserError(f"unknown method {method!r}; one of {', '.join(METHODS)}")
     # the optimiser and Sobol points only here: a worker process (which imports this module
     # for its candidates) needs neither
     from scipy.optimize import least_squares
@@ -938,7 +1012,7 @@ def calibrate(
     check_seeds(seeds)
     free = free_for(start, fixed)
     columns = [s.scoring.column for s in protocol.steps]
-    moments = moments_for(targets, real, columns, scale)
+    moments = moments_for(targets, real, columns, scale, count_cdf=counts)
     if not moments:
         raise UserError("no 'fit' targets to calibrate against", path=targets.name)
     scaled = scale_protocol(protocol, scale)
@@ -962,6 +1036,10 @@ def calibrate(
         header.update(starts=starts, start_spread=start_spread)
     if screen:
         header.update(screen=screen)
+    if method != "trf":  # logs of TRF fits keep the header they always had
+        header.update(method=method)
+    if counts:
+        header.update(counts=True)
     log = EvalLog(log_path, header, resume, force)
     x0 = to_unconstrained(free, values_of(start, free))
     ev = Evaluator(
@@ -998,6 +1076,8 @@ def calibrate(
             return np.stack([(c - f0) / step for c in cols], axis=1)
 
         def local(x) -> str:
+            if method == "dfols":
+                return _dfols_local(ev, x, budget)
             # TRF stops once noise makes its trust region collapse; restarting from the best
             # candidate of this start (a fresh region) often goes on. Stop when a restart
             # gains < 1 %.
@@ -1103,6 +1183,8 @@ def calibrate(
         "new_evaluations": ev.n_new,
         "phases": phases,
         "seconds": time.perf_counter() - t0,
+        "method": method,
+        "counts": counts,
     }
 
 
@@ -1112,7 +1194,8 @@ def fitted_note(out: dict, scale: float, seeds, targets_name: str, released: boo
     )
     return (
         f"fitted by `memsim calibrate` on {time.strftime('%Y-%m-%d', time.gmtime())} against "
-        f"{against}: least squares (TRF) over "
+        f"{against}{' and annotation counts' if out.get('counts') else ''}: least squares "
+        f"({'DFO-LS' if out.get('method') == 'dfols' else 'TRF'}) over "
         f"{len(out['free'])} free parameters, scale {scale}, seeds {list(seeds)} (common random "
         "numbers), "
         f"{out['evaluations']} candidates, distance {out['best']['distance']:.2f}; "
@@ -1182,6 +1265,8 @@ def regenerate_command(
     polish_seeds=None,
     fixed=(),
     bins="raw",
+    method="trf",
+    counts=False,
 ) -> str:
     """The ``memsim calibrate`` command that gives the same fit: every option that changes the
     result (the start, targets, starts, screen, held parameters), none that only changes the
@@ -1203,6 +1288,10 @@ def regenerate_command(
     if fixed:
         parts += ["--fix", *fixed]
     parts += ["--bins", bins]
+    if method != "trf":
+        parts += ["--method", method]
+    if counts:
+        parts += ["--counts"]
     return " ".join(parts)
 
 
@@ -1246,6 +1335,8 @@ def calibrate_to_file(
     on_eval: Callable[[str, int, dict], None] | None = None,
     on_start: Callable[[], None] | None = None,
     regenerate: str = "",
+    method: str = "trf",
+    counts: bool = False,
 ) -> Calibration:
     """Search at ``scale``, optionally polish at full scale, and write the fitted set to ``out``.
 
@@ -1271,6 +1362,8 @@ def calibrate_to_file(
         raise UserError("--budget, --workers and --starts must be at least 1")
     if screen < 0 or polish < 0:
         raise UserError("--screen and --polish must be 0 or more")
+    if method not in METHODS:
+        raise UserError(f"--method must be one of {', '.join(METHODS)}, got {method!r}")
     if polish_seeds is not None and not polish:
         raise UserError("--polish-seeds needs --polish BUDGET")
     out_path = Path(out)
@@ -1295,6 +1388,8 @@ def calibrate_to_file(
             polish_seeds=polish_seeds,
             fixed=fixed,
             bins=bins,
+            method=method,
+            counts=counts,
         )
     polish_seeds = tuple(polish_seeds or seeds)
 
@@ -1311,7 +1406,14 @@ def calibrate_to_file(
         return report
 
     common = dict(
-        real=real, workers=workers, resume=resume, force=force, fixed=tuple(fixed), bins=bins
+        real=real,
+        workers=workers,
+        resume=resume,
+        force=force,
+        fixed=tuple(fixed),
+        bins=bins,
+        method=method,
+        counts=counts,
     )
     # resuming a run whose polish had begun: the search is replayed from its log, not carried
     # on, so that the polish resumes from the point it started from
