@@ -287,11 +287,19 @@ def calibrate(
     force: bool = False,
     name: str | None = None,
     bins: str = "raw",
+    method: str = "trf",
+    counts: bool = False,
     progress: ProgressCallback | None = None,
 ) -> Calibration:
     """Fit a parameter set to the study's targets and released scores (simulated moments),
     writing it to ``out`` (:class:`memsim.fit.calibrate.Calibration`). See
     ``docs/calibration.md`` for the method and ``memsim calibrate --help`` for each option.
+
+    ``method`` is the optimiser, ``"trf"`` or ``"dfols"``; ``counts`` adds the shape of the
+    released annotation counts to the distance. A fit from scratch:
+    ``memsim.calibrate("videomem", out=..., start="tests/data/params-golden.yaml",
+    method="dfols", counts=True, budget=150, seeds=(1, 2), polish=150,
+    polish_seeds=(1, 2, 3, 4))``.
 
     ``budget`` counts candidates, those replayed from the log of an interrupted fit included;
     ``resume`` continues that fit from its evaluation log, ``force`` starts over and replaces
@@ -341,6 +349,8 @@ def calibrate(
         force=force,
         name=name,
         bins=bins,
+        method=method,
+        counts=counts,
         on_eval=on_eval if progress is not None else None,
         on_start=lambda: report(
             progress,
