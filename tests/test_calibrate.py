@@ -414,9 +414,9 @@ def test_budget_counts_candidates_and_each_start_reports_its_share(tmp_path, par
 
 def test_dfols_fits_deterministically_and_resumes(tmp_path, params):
     """--method dfols: after its first n + 1 candidates every candidate is a step; from a start
-    off in both free parameters it comes back to the set the targets were met with, the same arguments give the same
-    candidates (DFO-LS's draws come from a seeded generator, numpy's global one left as it
-    was), and a resumed fit replays its log to the same end."""
+    off in both free parameters it comes back to the set the targets were met with, the same
+    arguments give the same candidates (DFO-LS's draws come from a seeded generator, numpy's
+    global one left as it was), and a resumed fit replays its log to the same end."""
     proto = scale_protocol(load_protocol(VIDEOMEM), 0.05)
     targets = load_targets(TARGETS)
     keep = ("videos.memorability.mean", "participants.rt.hit_log_mean")
