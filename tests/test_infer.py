@@ -413,6 +413,31 @@ def test_annotations_needed_interpolates_per_replicate():
     assert c["n"] == 2 and c["hi"] == np.inf  # "more than measured" is kept, not dropped
 
 
+def test_paired_differences_pair_each_cell_with_the_baseline_of_its_replicate():
+    """Under common random numbers replicate r of every cell is one crowd: a cell's difference
+    to the baseline is taken within each replicate, then summarised over replicates."""
+    from memsim.study.infer import paired_differences
+
+    rng = np.random.default_rng(3)
+    crowd = rng.normal(0.35, 0.05, 40)  # each replicate's own level, shared by its cells
+    rows = []
+    for rep, level in enumerate(crowd):
+        for cap, shift in ((0.3, 0.0), (0.5, 0.01 * (rep % 4 != 0)), (0.9, -0.06)):
+            rows.append({"cap": cap, "replicate": rep, "hc": level + shift})
+    t = pd.DataFrame(rows).sample(frac=1.0, random_state=0)  # the order of rows is no matter
+    d = paired_differences(t, {"cap": 0.3}, ["hc"]).set_index("cap")
+    assert d.loc[0.3, ["hc_median", "hc_lo", "hc_hi", "hc_above"]].tolist() == [0, 0, 0, 0]
+    # the crowds' spread (sd 0.05) cancels: only the cells' own effects remain
+    assert d.loc[0.5, "hc_median"] == pytest.approx(0.01)
+    assert d.loc[0.5, "hc_lo"] == pytest.approx(0.0) and d.loc[0.5, "hc_above"] == 0.75
+    assert d.loc[0.9, "hc_hi"] == pytest.approx(-0.06) and d.loc[0.9, "hc_above"] == 0
+    assert d["replicates"].tolist() == [40, 40, 40]
+    with pytest.raises(UserError, match="no cell has"):
+        paired_differences(t, {"cap": 0.4}, ["hc"])
+    with pytest.raises(UserError, match="no column 'truth'"):
+        paired_differences(t, {"cap": 0.3}, ["truth"])
+
+
 def test_pool_workers_die_with_their_parent(tmp_path):
     """A worker pool's processes (memsim infer's, the calibration's) are killed when their
     parent is: a parent killed outright leaves no worker waiting for ever."""
