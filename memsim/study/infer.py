@@ -556,11 +556,8 @@ def paired_differences(
         for stat in statistics:
             d = g[stat].to_numpy(float) - ref.loc[g.replicate, stat].to_numpy(float)
             c = credible(d, level)
-            row[f"{stat}_median"], row[f"{stat}_lo"], row[f"{stat}_hi"] = (
-                c["median"],
-                c["lo"],
-                c["hi"],
-            )
+            for k in ("median", "lo", "hi"):
+                row[f"{stat}_{k}"] = c[k]
             row[f"{stat}_above"] = float(np.mean(d > 0)) if d.size else math.nan
         rows.append(row)
     return pd.DataFrame(rows)
