@@ -627,7 +627,9 @@ def test_a_sweep_folder_from_before_the_cell_registry_resumes(
     plan = json.loads((out / "plan.json").read_text())
     plan["study"]["cell"] = legacy
     body = {k: plan[k] for k in ("study", "columns", "cells", "seeds")}
-    body["study"] = {k: v for k, v in plan["study"].items() if k != "description"}
+    # (nor had studies a `baseline` then)
+    legacy_study = {k: v for k, v in plan["study"].items() if k not in ("description", "baseline")}
+    body["study"] = legacy_study
     canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
     plan["fingerprint"] = hashlib.sha256(canonical.encode()).hexdigest()
     (out / "plan.json").write_text(json.dumps(plan, indent=1, sort_keys=True) + "\n")
@@ -670,6 +672,63 @@ def test_report_tables_match_results_and_figures_are_written(reference, tmp_path
     assert (np.diff(front.consistency_st_mean) > 0).all()
     assert (np.diff(front.participant_minutes_mean) >= 0).all()
     assert front.participant_minutes_mean.iloc[0] == summary.participant_minutes_mean.min()
+
+
+BASELINE = "baseline: {lag: [45, 100], ref_lag: 100, budget: 1000, protocol.stimuli.gap_s: 1}\n"
+
+
+def test_report_pairs_each_cell_with_the_baseline_cell_of_its_replicate(tmp_path, capsys):
+    """A study's ``baseline`` cell: the report gives each cell's difference to it within each
+    replicate. With common random numbers the toy cell's noise is the same in every cell of a
+    replicate, so the differences are the cells' own effects exactly; without, they spread."""
+    crn = _study(tmp_path, "crn", replicates=5, extra=BASELINE + "common_random_numbers: true\n")
+    run_sweep(crn, tmp_path / "crn-out", workers=1)
+    assert main(["report", str(tmp_path / "crn-out"), "--no-figures"]) == 0
+    printed = " ".join(capsys.readouterr().out.split())  # the title wraps at the terminal's width
+    assert "difference to the baseline cell (budget 1000, lag 45-100," in printed
+    paired = pd.read_csv(tmp_path / "crn-out" / "report" / "paired.csv")
+    assert len(paired) == 6 and (paired.replicates == 5).all()
+    # toy cell: 0.6 - 0.001 (hi - lo) + 1e-5 budget + noise(seed); lags [20, 60] and budget
+    # 2000 against the baseline's [45, 100] and 1000: +0.015 + 0.010
+    row = paired[(paired.lag == "[20,60]") & (paired.budget == 2000)].iloc[0]
+    for k in ("median", "lo", "hi"):
+        assert row[f"consistency_st_{k}"] == pytest.approx(0.025, abs=1e-9)
+    assert row.consistency_st_above == 1.0
+    base = paired[(paired.lag == "[45,100]") & (paired.budget == 1000)].iloc[0]
+    assert base.consistency_st_median == 0 and base.consistency_st_above == 0
+    # the same study without common random numbers: independent runs, the same cell effect
+    # on average but a spread
+    ind = _study(tmp_path, "ind", replicates=5, extra=BASELINE)
+    run_sweep(ind, tmp_path / "ind-out", workers=1)
+    assert main(["report", str(tmp_path / "ind-out"), "--no-figures"]) == 0
+    spread = pd.read_csv(tmp_path / "ind-out" / "report" / "paired.csv")
+    assert (spread.consistency_st_hi - spread.consistency_st_lo).max() > 0.01
+
+
+def test_a_baseline_names_one_value_of_every_axis(tmp_path):
+    for baseline, why in (
+        ("{lag: [45, 100], ref_lag: 100, budget: 1000}", "'protocol.stimuli.gap_s' has none"),
+        (BASELINE.strip()[len("baseline: ") :].replace("budget", "budgets"), "no axis named"),
+        (BASELINE.strip()[len("baseline: ") :].replace("1000", "1500"), "1500 is not among"),
+    ):
+        study = _study(tmp_path, extra=f"baseline: {baseline}\n")
+        with pytest.raises(UserError, match=why):
+            load_study(study)
+
+
+def test_a_resumed_sweep_takes_a_new_baseline_without_running_again(tmp_path):
+    """The baseline is the report's: changing it keeps the sweep's runs (same fingerprint) and
+    the next report uses it."""
+    from memsim.study.report import report
+
+    study = _study(tmp_path, replicates=1, extra="common_random_numbers: true\n")
+    run_sweep(study, tmp_path / "out", workers=1)
+    assert report(tmp_path / "out", figures=False).paired is None
+    study.write_text(study.read_text() + BASELINE)
+    again = run_sweep(study, tmp_path / "out", workers=1)
+    assert again.ran == 0
+    assert report(tmp_path / "out", figures=False).paired is not None
+    assert "baseline:" in (tmp_path / "out" / "study.yaml").read_text()
 
 
 def test_frontier_keeps_only_undominated_cells():

@@ -56,6 +56,8 @@ def _cmd_report(args: argparse.Namespace) -> int:
 
     rep = report(args.dir, figures=not args.no_figures, formats=args.figure_formats)
     print_report(rep)
+    if rep.paired is not None:
+        print_paired(rep)
     for path in rep.written:
         print(f"wrote {path}")
     return 0
@@ -125,6 +127,72 @@ def print_report(rep, console=None) -> None:
         more.append(f"{len(cols) - n} more statistics")
     if more:
         console.print(f"... {' and '.join(more)} in report/summary.csv")
+
+
+def print_paired(rep, console=None) -> None:
+    """The paired differences to the study's baseline cell: a row per cell (the first 40), its
+    swept values, then per statistic (as many as fit) ``median [5 %, 95 %]`` and the share of
+    replicates above 0; a legend names the statistics."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from memsim.viz.style import label, value_label
+
+    console = console or Console()
+    paired, axes, cols = rep.paired, rep.axes, rep.statistics
+    named = rep.study["baseline"]
+    base = ", ".join(f"{label(a)} {value_label(named[a])}" for a in axes)
+    table = Table(
+        title=f"difference to the baseline cell ({base}) within each replicate: "
+        "median [90 % interval] (share above 0)",
+        title_justify="left",
+    )
+    for a in axes:
+        table.add_column(label(a), overflow="fold", max_width=24)
+    shown = {c: _paired_column(paired, c) for c in cols}
+    val_w = max((len(v) for vs in shown.values() for v in vs), default=8)
+    used = sum(min(24, max(len(label(a)), 4)) + 3 for a in axes)
+    n = max(1, min(len(cols), (console.width - used) // (val_w + 3)))
+    for i in range(n):
+        table.add_column(f"[{i + 1}]", justify="right", no_wrap=True, min_width=val_w)
+    rows = list(paired.iterrows())[:40]
+    for k, (_, r) in enumerate(rows):
+        table.add_row(*(value_label(r[a]) for a in axes), *(shown[c][k] for c in cols[:n]))
+    console.print(table)
+    for i, c in enumerate(cols[:n]):
+        console.print(f"[{i + 1}] {label(c)} ({c})", highlight=False, markup=False)
+    more = []
+    if len(paired) > len(rows):
+        more.append(f"{len(paired) - len(rows)} more cells")
+    if len(cols) > n:
+        more.append(f"{len(cols) - n} more statistics")
+    if more:
+        console.print(f"... {' and '.join(more)} in report/paired.csv")
+
+
+def _paired_column(paired, c: str) -> list[str]:
+    """``median [lo, hi] (share above 0)`` of statistic ``c`` in every cell, in the number
+    format :func:`_column` would give the column."""
+    import numpy as np
+
+    med, lo, hi = (paired[f"{c}_{k}"].to_numpy(float) for k in ("median", "lo", "hi"))
+    above = paired[f"{c}_above"].to_numpy(float)
+    both = np.abs(np.concatenate([med, lo, hi]))
+    big = np.nanmax(both[np.isfinite(both)]) if np.isfinite(both).any() else 0.0
+    spec = (
+        "+,.0f"
+        if big >= 1000
+        else "+.1f"
+        if big >= 10
+        else "+.3f"
+        if big >= 0.01
+        else "+.4f"
+        if big >= 1e-4
+        else "+.2e"
+    )
+    return [
+        f"{m:{spec}} [{a:{spec}}, {b:{spec}}] ({s:.0%})" for m, a, b, s in zip(med, lo, hi, above)
+    ]
 
 
 def _column(summary, c: str) -> list[str]:

@@ -5,6 +5,9 @@ In: a folder written by :func:`memsim.study.sweep.run_sweep` (``plan.json``,
 
 - ``summary.csv``: one row per cell, its coordinates and, for each statistic
   and the cost, mean, sd, 5% and 95% quantiles over replicates and n;
+- ``paired.csv`` (a study with a ``baseline`` cell): per cell, each statistic's and the
+  cost's difference to the baseline cell within each replicate, as a median, 90 % interval
+  and the share of replicates above 0 (:func:`paired_differences`);
 - ``frontier-<statistic>.csv``: for each consistency statistic and each
   agreement with the truth, the cells no cheaper cell beats (Pareto frontier of
   participant-minutes against that statistic);
@@ -20,6 +23,7 @@ The figures are drawn by :mod:`memsim.viz.sweep` (matplotlib imported only then)
 
 from __future__ import annotations
 
+import math
 import os
 import re
 from dataclasses import dataclass
@@ -30,10 +34,10 @@ import pandas as pd
 
 from memsim.errors import UserError
 from memsim.io import atomic_path, check_output, make_dirs
-from memsim.study.sweep import COST_COLUMN, RESULTS_FILE, load_plan
+from memsim.study.sweep import COST_COLUMN, RESULTS_FILE, _column_value, load_plan
 from memsim.viz.style import label
 
-__all__ = ["report", "summarise_results", "frontier"]
+__all__ = ["report", "summarise_results", "frontier", "credible", "paired_differences"]
 
 _QUANTILES = (0.05, 0.95)
 
@@ -53,6 +57,70 @@ def summarise_results(results: pd.DataFrame, plan) -> pd.DataFrame:
             row[f"{col}_mean"] = float(np.mean(v))
             row[f"{col}_sd"] = float(np.std(v, ddof=1)) if len(v) > 1 else 0.0
             row[f"{col}_q05"], row[f"{col}_q95"] = (float(q) for q in np.quantile(v, _QUANTILES))
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def credible(values, level: float = 0.9) -> dict:
+    """Median and central ``level`` interval of ``values`` (NaN ignored; +inf, "more than
+    measured", kept), and how many."""
+    v = np.asarray(values, float)
+    v = v[~np.isnan(v)]
+    lo, hi = (1 - level) / 2, (1 + level) / 2
+    if not v.size:
+        return {"median": math.nan, "lo": math.nan, "hi": math.nan, "n": 0}
+    # +inf through a huge stand-in: interpolating towards inf itself gives NaN
+    q = np.quantile(np.where(np.isinf(v), 1e300, v), [lo, 0.5, hi])
+    q = np.where(q >= 1e299, math.inf, q)
+    return {"median": float(q[1]), "lo": float(q[0]), "hi": float(q[2]), "n": int(v.size)}
+
+
+def paired_differences(
+    results: pd.DataFrame,
+    baseline: dict[str, object],
+    statistics: list[str] | tuple[str, ...],
+    *,
+    level: float = 0.9,
+) -> pd.DataFrame:
+    """Per cell of a sweep, each statistic's difference to the ``baseline`` cell of the same
+    replicate, summarised over replicates.
+
+    With ``common_random_numbers`` replicate *r* of every cell runs with the same seed, and with
+    ``params: posterior DIR`` with posterior draw *r*, so the difference is paired: what the
+    cell's setting changes for one campaign (one crowd), and its spread over replicates is the
+    posterior's plus what the setting does to one campaign's sampling noise. Without either,
+    the pairs are independent runs, and the interval holds both runs' noise.
+
+    ``baseline`` names the baseline cell by its axis values, e.g. ``{"max_fa_step1": 0.3,
+    "min_vigilance": 0.7}``; the cells are the distinct values of its keys. One row per cell:
+    the axis values, ``replicates`` (how many pairs), then per statistic ``<stat>_median``,
+    ``_lo``, ``_hi`` (the central ``level`` interval) and ``_above`` (the share of replicates
+    with a difference above 0).
+    """
+    axes = list(baseline)
+    missing = [c for c in [*axes, "replicate", *statistics] if c not in results.columns]
+    if missing:
+        raise UserError(f"paired_differences: no column {', '.join(map(repr, missing))}")
+    at = np.ones(len(results), bool)
+    for axis, value in baseline.items():
+        at &= results[axis].to_numpy() == value
+    ref = results[at].set_index("replicate")
+    if ref.empty:
+        raise UserError(f"paired_differences: no cell has {baseline}")
+    if ref.index.has_duplicates:
+        raise UserError(f"paired_differences: more than one cell has {baseline}")
+    rows = []
+    for key, g in results.groupby(axes, sort=True):
+        key = key if isinstance(key, tuple) else (key,)
+        g = g[g.replicate.isin(ref.index)]
+        row: dict[str, object] = dict(zip(axes, key))
+        row["replicates"] = len(g)
+        for stat in statistics:
+            d = g[stat].to_numpy(float) - ref.loc[g.replicate, stat].to_numpy(float)
+            c = credible(d, level)
+            for k in ("median", "lo", "hi"):
+                row[f"{stat}_{k}"] = c[k]
+            row[f"{stat}_above"] = float(np.mean(d > 0)) if d.size else math.nan
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -113,6 +181,9 @@ class SweepReport:
         the cost frontier (cheapest for their quality; also ``report/frontier-*.csv``).
     study : dict
         The study as planned (name, replicates, statistics, ...).
+    paired : DataFrame or None
+        With a ``baseline`` in the study: :func:`paired_differences` of every statistic and the
+        cost against it (also ``report/paired.csv``); else None.
     axes : list of str
         The columns varied.
     statistics : list of str
@@ -127,6 +198,7 @@ class SweepReport:
     axes: list
     statistics: list
     written: list
+    paired: pd.DataFrame | None = None
 
 
 def report(out: str | os.PathLike[str], *, figures: bool = True, formats=None) -> SweepReport:
@@ -159,6 +231,13 @@ def report(out: str | os.PathLike[str], *, figures: bool = True, formats=None) -
         p = rdir / f"frontier-{_slug(s)}.csv"
         _write_csv(fronts[s], p)
         written.append(p)
+    paired = None
+    if plan.study.get("baseline") is not None:
+        named = plan.study["baseline"]
+        base = {c: _column_value(named[c], kind) for c, kind in plan.columns.items()}
+        paired = paired_differences(results, base, _value_columns(plan))
+        _write_csv(paired, rdir / "paired.csv")
+        written.append(rdir / "paired.csv")
     result = SweepReport(
         summary=summary,
         frontiers=fronts,
@@ -166,6 +245,7 @@ def report(out: str | os.PathLike[str], *, figures: bool = True, formats=None) -
         axes=list(plan.columns),
         statistics=_value_columns(plan),
         written=written,
+        paired=paired,
     )
     if not figures:
         return result

@@ -302,6 +302,12 @@ class Study(_Frozen):
         "(for grids mixing protocols whose steps differ)",
     )
     figures: tuple[Figure, ...] = ()
+    baseline: dict[str, Any] | None = Field(
+        default=None,
+        description="a cell named by its value on every axis, {axis name: value}: `memsim "
+        "report` adds each cell's difference to it within each replicate (paired: the same "
+        "seed with common_random_numbers, the same posterior draw with 'posterior DIR')",
+    )
     analysis: Analysis = Field(
         default_factory=lambda: Analysis(), description="split counts of the analysis"
     )
@@ -329,6 +335,21 @@ class Study(_Frozen):
                 raise ValueError(
                     f"set: {path!r} is not a dotted path starting with protocol. or params."
                 )
+        if self.baseline is not None:
+            named = set(self.baseline)
+            if named - set(cols):
+                raise ValueError(f"baseline: no axis named {sorted(named - set(cols))[0]!r}")
+            if set(cols) - named:
+                raise ValueError(
+                    f"baseline: name a value for every axis ({sorted(set(cols) - named)[0]!r} "
+                    "has none)"
+                )
+            for a in self.axes:
+                if self.baseline[a.column] not in a.values:
+                    raise ValueError(
+                        f"baseline: {self.baseline[a.column]!r} is not among the values of "
+                        f"{a.column!r}"
+                    )
         known = set(cols) | set(self.statistics) | {COST_COLUMN, "participants"}
         for i, f in enumerate(self.figures):
             for col in (f.x, *f.y, *((f.by,) if f.by else ())):
@@ -690,6 +711,7 @@ def _fingerprint(
     if posterior is not None:  # the draws, not the folder's name, are what the runs depend on
         body["posterior"] = posterior
     body["study"].pop("description", None)  # wording changes do not change results
+    body["study"].pop("baseline", None)  # nor does the cell the report compares with
     return hashlib.sha256(_canonical(body).encode()).hexdigest()
 
 
@@ -1263,6 +1285,19 @@ def _existing(out: Path, plan: Plan) -> bool | None:
     return saved.get("code") != plan.code
 
 
+def _take_report_fields(out: Path, study_text: str, plan: Plan) -> None:
+    """A resumed sweep takes the study's description and baseline as the file has them now:
+    no run depends on them (they are not in the fingerprint), the report does."""
+    saved = json.loads(read_text(out / PLAN_FILE, "sweep plan", max_bytes=1 << 30))
+    now = json.loads(json.dumps(plan.model_dump()))["study"]
+    if saved.get("study") == now:
+        return
+    write_text_atomic(out / STUDY_FILE, study_text)
+    write_text_atomic(
+        out / PLAN_FILE, json.dumps({**saved, "study": now}, indent=1, sort_keys=True) + "\n"
+    )
+
+
 def _create(out: Path, study_text: str, plan: Plan, first: tuple[Path, Any]) -> None:
     """Make the sweep folder appear whole: study, plan and the first finished run together."""
     with staged_dir(out, _unstarted) as tmp:
@@ -1441,6 +1476,7 @@ def run_sweep(
     if exists:
         forget_output(out)  # a sweep folder is resumable state: what it gains is kept
         _clean_temps(out)
+        _take_report_fields(out, study_text, plan)
 
     reps = study.replicates
     jobs = [
