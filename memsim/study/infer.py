@@ -35,7 +35,7 @@ from memsim.errors import UserError
 from memsim.fit import infer as nfi
 from memsim.progress import ProgressCallback, report
 from memsim.resources import repository_root
-from memsim.study.report import credible, paired_differences
+from memsim.study.intervals import credible, paired_differences
 
 __all__ = [
     "Inference",
