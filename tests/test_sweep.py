@@ -710,6 +710,7 @@ def test_a_baseline_names_one_value_of_every_axis(tmp_path):
         ("{lag: [45, 100], ref_lag: 100, budget: 1000}", "'protocol.stimuli.gap_s' has none"),
         (BASELINE.strip()[len("baseline: ") :].replace("budget", "budgets"), "no axis named"),
         (BASELINE.strip()[len("baseline: ") :].replace("1000", "1500"), "1500 is not among"),
+        (BASELINE.strip()[len("baseline: ") :].replace("1000", "2000"), "never take the values"),
     ):
         study = _study(tmp_path, extra=f"baseline: {baseline}\n")
         with pytest.raises(UserError, match=why):

@@ -350,6 +350,15 @@ class Study(_Frozen):
                         f"baseline: {self.baseline[a.column]!r} is not among the values of "
                         f"{a.column!r}"
                     )
+            for entry in self.vary:  # zipped axes: their values at one position together
+                if isinstance(entry, ZipGroup):
+                    at = [self.baseline[z.column] for z in entry.zip]
+                    if not any(list(vs) == at for vs in zip(*(z.values for z in entry.zip))):
+                        raise ValueError(
+                            "baseline: the zipped axes "
+                            f"{', '.join(repr(z.column) for z in entry.zip)} never take the "
+                            f"values {at} together"
+                        )
         known = set(cols) | set(self.statistics) | {COST_COLUMN, "participants"}
         for i, f in enumerate(self.figures):
             for col in (f.x, *f.y, *((f.by,) if f.by else ())):
