@@ -118,15 +118,23 @@ def print_report(rep, console=None) -> None:
             *(shown[c][k] for c in cols[:n]),
         )
     console.print(table)
+    _legend(console, cols, n, len(cells) - len(rows), "report/summary.csv")
+
+
+def _legend(console, cols: list, n: int, cells_left: int, where: str) -> None:
+    """Under a table of numbered statistic columns: what each of the first ``n`` is, and what
+    the table left out (cells, statistics) and where it is."""
+    from memsim.viz.style import label
+
     for i, c in enumerate(cols[:n]):
         console.print(f"[{i + 1}] {label(c)} ({c})", highlight=False, markup=False)
     more = []
-    if len(cells) > len(rows):
-        more.append(f"{len(cells) - len(rows)} more cells")
+    if cells_left > 0:
+        more.append(f"{cells_left} more cells")
     if len(cols) > n:
         more.append(f"{len(cols) - n} more statistics")
     if more:
-        console.print(f"... {' and '.join(more)} in report/summary.csv")
+        console.print(f"... {' and '.join(more)} in {where}")
 
 
 def print_paired(rep, console=None) -> None:
@@ -159,15 +167,7 @@ def print_paired(rep, console=None) -> None:
     for k, (_, r) in enumerate(rows):
         table.add_row(*(value_label(r[a]) for a in axes), *(shown[c][k] for c in cols[:n]))
     console.print(table)
-    for i, c in enumerate(cols[:n]):
-        console.print(f"[{i + 1}] {label(c)} ({c})", highlight=False, markup=False)
-    more = []
-    if len(paired) > len(rows):
-        more.append(f"{len(paired) - len(rows)} more cells")
-    if len(cols) > n:
-        more.append(f"{len(cols) - n} more statistics")
-    if more:
-        console.print(f"... {' and '.join(more)} in report/paired.csv")
+    _legend(console, cols, n, len(paired) - len(rows), "report/paired.csv")
 
 
 def _paired_column(paired, c: str) -> list[str]:
