@@ -705,6 +705,21 @@ def test_report_pairs_each_cell_with_the_baseline_cell_of_its_replicate(tmp_path
     assert (spread.consistency_st_hi - spread.consistency_st_lo).max() > 0.01
 
 
+def test_the_report_of_a_posterior_sweep_says_each_replicate_is_a_draw(reference):
+    import dataclasses
+
+    from rich.console import Console
+
+    from memsim.cli.sweep import print_report
+    from memsim.study.report import report
+
+    rep = report(reference[2], figures=False)
+    for params, said in ((None, False), ("posterior videomem", True)):
+        console = Console(record=True, width=200)
+        print_report(dataclasses.replace(rep, study={**rep.study, "params": params}), console)
+        assert ("over 2 replicate(s), one posterior draw each" in console.export_text()) is said
+
+
 def test_a_baseline_names_one_value_of_every_axis(tmp_path):
     for baseline, why in (
         ("{lag: [45, 100], ref_lag: 100, budget: 1000}", "'protocol.stimuli.gap_s' has none"),

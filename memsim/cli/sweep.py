@@ -79,6 +79,8 @@ def print_report(rep, console=None) -> None:
     width = console.width
     summary, axes, cols = rep.summary, rep.axes, rep.statistics
     title = f"{rep.study['name']}: mean ± sd over {rep.study['replicates']} replicate(s)"
+    if str(rep.study.get("params") or "").startswith("posterior "):
+        title += ", one posterior draw each"
     cells = [row for _, row in summary.iterrows()]
     shown = {c: _column(summary, c) for c in cols}
     val_w = max((len(v) for vs in shown.values() for v in vs), default=8)
