@@ -720,6 +720,18 @@ def test_the_report_of_a_posterior_sweep_says_each_replicate_is_a_draw(reference
         assert ("over 2 replicate(s), one posterior draw each" in console.export_text()) is said
 
 
+def test_paired_columns_print_no_negative_zero():
+    from memsim.cli.sweep import _paired_column
+
+    paired = pd.DataFrame(
+        {"x_median": [-1e-6, 0.02], "x_lo": [-0.01, 0.01], "x_hi": [0.0, 0.03], "x_above": [0, 1]}
+    )
+    assert _paired_column(paired, "x") == [
+        "+0.000 [-0.010, +0.000] (0%)",
+        "+0.020 [+0.010, +0.030] (100%)",
+    ]
+
+
 def test_a_baseline_names_one_value_of_every_axis(tmp_path):
     for baseline, why in (
         ("{lag: [45, 100], ref_lag: 100, budget: 1000}", "'protocol.stimuli.gap_s' has none"),

@@ -192,9 +192,12 @@ def _paired_column(paired, c: str) -> list[str]:
         if big >= 1e-4
         else "+.2e"
     )
-    return [
-        f"{m:{spec}} [{a:{spec}}, {b:{spec}}] ({s:.0%})" for m, a, b, s in zip(med, lo, hi, above)
-    ]
+
+    def num(v: float) -> str:
+        text = f"{v:{spec}}"
+        return f"{0.0:{spec}}" if float(text.replace(",", "")) == 0 else text  # no "-0.000"
+
+    return [f"{num(m)} [{num(a)}, {num(b)}] ({s:.0%})" for m, a, b, s in zip(med, lo, hi, above)]
 
 
 def _column(summary, c: str) -> list[str]:
