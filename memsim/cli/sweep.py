@@ -181,17 +181,7 @@ def _paired_column(paired, c: str) -> list[str]:
     above = paired[f"{c}_above"].to_numpy(float)
     both = np.abs(np.concatenate([med, lo, hi]))
     big = np.nanmax(both[np.isfinite(both)]) if np.isfinite(both).any() else 0.0
-    spec = (
-        "+,.0f"
-        if big >= 1000
-        else "+.1f"
-        if big >= 10
-        else "+.3f"
-        if big >= 0.01
-        else "+.4f"
-        if big >= 1e-4
-        else "+.2e"
-    )
+    spec = _spec(big, sign="+", small=True)
 
     def num(v: float) -> str:
         text = f"{v:{spec}}"
@@ -207,8 +197,21 @@ def _column(summary, c: str) -> list[str]:
 
     means, sds = summary[f"{c}_mean"].to_numpy(float), summary[f"{c}_sd"].to_numpy(float)
     big = np.nanmax(np.abs(means)) if np.isfinite(means).any() else 0.0
-    spec = ",.0f" if big >= 1000 else ".1f" if big >= 10 else ".3f" if big >= 0.01 else ".2e"
+    spec = _spec(big)
     return [f"{m:{spec}} ± {s:{spec}}" for m, s in zip(means, sds)]
+
+
+def _spec(big: float, *, sign: str = "", small: bool = False) -> str:
+    """The number format of a table column whose largest magnitude is ``big``: grouped
+    integers from 1,000, one decimal from 10, three from 0.01, then (``small``: differences
+    near zero) four from 0.0001, else exponents."""
+    if big >= 1000:
+        return sign + ",.0f"
+    if big >= 10:
+        return sign + ".1f"
+    if big >= 0.01:
+        return sign + ".3f"
+    return sign + (".4f" if small and big >= 1e-4 else ".2e")
 
 
 def register(sub) -> None:

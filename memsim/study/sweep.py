@@ -1266,12 +1266,13 @@ def _unstarted(out: Path) -> str | None:
     return None
 
 
-def _existing(out: Path, plan: Plan) -> bool | None:
+def _existing(out: Path, plan: Plan) -> dict | None:
     """Check that ``out`` may take ``plan`` without creating anything.
 
     None: ``out`` is to be created (absent, empty, or a sweep that never got going);
-    otherwise ``out`` holds this plan's sweep, and the value says whether memsim's code
-    changed since it started. A folder of another study is refused.
+    otherwise ``out`` holds this plan's sweep, and the value is its saved plan (whose
+    ``code`` says whether memsim's code changed since it started). A folder of another
+    study is refused.
     """
     if not check_output(out, "dir"):
         return None
@@ -1291,13 +1292,13 @@ def _existing(out: Path, plan: Plan) -> bool | None:
             "use another --out or delete it",
             path=out,
         )
-    return saved.get("code") != plan.code
+    return saved
 
 
-def _take_report_fields(out: Path, study_text: str, plan: Plan) -> None:
+def _take_report_fields(out: Path, study_text: str, plan: Plan, saved: dict) -> None:
     """A resumed sweep takes the study's description and baseline as the file has them now:
-    no run depends on them (they are not in the fingerprint), the report does."""
-    saved = json.loads(read_text(out / PLAN_FILE, "sweep plan", max_bytes=1 << 30))
+    no run depends on them (they are not in the fingerprint), the report does. ``saved``:
+    the folder's plan as :func:`_existing` read it."""
     now = json.loads(json.dumps(plan.model_dump()))["study"]
     if saved.get("study") == now:
         return
@@ -1480,12 +1481,13 @@ def run_sweep(
         _check_memory(plan, study_path)
     _check_cells(plan, fn, study_path)
     study_text = read_text(study_path, "study file", max_bytes=limits.YAML_MAX_BYTES)
-    code_changed = _existing(out, plan)
-    exists = code_changed is not None
+    saved = _existing(out, plan)
+    exists = saved is not None
+    code_changed = exists and saved.get("code") != plan.code
     if exists:
         forget_output(out)  # a sweep folder is resumable state: what it gains is kept
         _clean_temps(out)
-        _take_report_fields(out, study_text, plan)
+        _take_report_fields(out, study_text, plan, saved)
 
     reps = study.replicates
     jobs = [
