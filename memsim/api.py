@@ -425,6 +425,7 @@ def infer(
     data: PathLike | None = None,
     heldout: int = 200,
     predictive: int = 100,
+    truncated: int = 0,
     figures: bool = True,
     force: bool = False,
     progress: ProgressCallback | None = None,
@@ -433,7 +434,9 @@ def infer(
     (``calibration/<protocol>-prior.yaml`` unless ``prior``), neural posterior estimation with
     ``sbi``, the posterior given the released data, and its checks (SBC and recovery on
     ``heldout`` held-out simulations, the posterior predictive over ``predictive`` draws),
-    written into ``out`` (``docs/inference.md``). Needs the ``infer`` extra (torch, sbi).
+    written into ``out`` (``docs/inference.md``). ``truncated``: a second round of that many
+    simulations inside the first posterior's region (TSNPE), trained on with the first.
+    Needs the ``infer`` extra (torch, sbi).
 
     The simulations in ``out/simulations`` are reused when the settings match: an interrupted
     run resumes, a larger ``simulations`` adds to a smaller one; ``force`` starts over."""
@@ -459,6 +462,7 @@ def infer(
         real=released_scores(proto.name, data),
         heldout=heldout,
         predictive=predictive,
+        truncated=truncated,
         figures=figures,
         force=force,
         progress=progress,

@@ -7,6 +7,7 @@ determinism, not the posterior's quality, which docs/inference.md measures at fu
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -273,6 +274,57 @@ def test_scaled_down_inference(tmp_path, setup, monkeypatch, capsys):
     # the simulations stay for the next run (resumed or extended: tested on the store above)
     assert len(list((out / "simulations").glob("*.npz"))) == 3
     assert not (tmp_path / "sbi-logs").exists()
+
+
+def test_truncated_second_round(tmp_path, setup, monkeypatch):
+    """``truncated``: a second round drawn from the prior inside the first posterior's region
+    (each draw at least the region's density under the round-1 estimator), stored under its own
+    stream, trained on with the first; the held-out checks run on the prior's held-out draws and
+    on held-out draws from the region; a rerun simulates nothing again."""
+    pytest.importorskip("sbi")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(nfi, "TRUNCATION_PILOT", 4096)  # the shipped 100,000: seconds, not ms
+    monkeypatch.setattr(nfi, "TRUNCATION_PRIOR_SHARE", 0.05)
+    from memsim.study.infer import run_inference
+
+    proto, targets, real, prior, base, moments = setup
+    kw = dict(
+        out=tmp_path / "inf", simulations=40, scale=SCALE, device="cpu", targets=targets,
+        real=real, heldout=6, predictive=0, samples=200, sbc_draws=10, estimator="maf",
+        max_epochs=2, figures=False, truncated=20,
+    )  # fmt: skip
+    r = run_inference(proto, **kw)
+    info = r.info
+    assert info["truncated_simulations"] == 20 and info["truncated_new"] == 20
+    assert 0 < info["truncation_acceptance"] <= 1 and info["round1_train"]["used"] == 40
+    assert info["truncation_posterior_mass"] >= 1 - nfi.TRUNCATION_QUANTILE - 1e-9
+    assert info["train"]["used"] == 60 and info["heldout"] + info["heldout_dropped"] == 6
+    assert 0 < info["region_heldout"] <= 6 and (tmp_path / "inf" / "sbc-region.csv").is_file()
+    store = tmp_path / "inf" / "simulations"
+    assert len(list(store.glob(f"{nfi.TRUNCATED}-*.npz"))) == 1
+    assert len(list(store.glob(f"{nfi.TRUNCATED_HELDOUT}-*.npz"))) == 1
+    assert len(list(store.glob(f"{nfi.HELDOUT}-*.npz"))) == 1  # the prior's own held-out
+    assert "second round of 20 simulations" in (tmp_path / "inf" / "report.md").read_text()
+    # the round's draws: the prior's candidates, in order, kept inside the region
+    est1 = nfi.train(
+        *(lambda s: (s["u"], nfi.standardise(s["x"], moments), s["errors"]))(
+            nfi.SimulationStore(store, json.loads((store / "settings.json").read_text())).load(
+                nfi.TRAIN, 40
+            )
+        ),
+        prior, moments, device="cpu", estimator="maf", max_epochs=2,
+    )  # fmt: skip
+    region = nfi.truncation_region(est1, prior)
+    assert region.threshold == info["truncation_threshold"]
+    # at least the posterior's 99.9 % region, and at least the stated share of the prior
+    assert region.posterior_mass >= 1 - nfi.TRUNCATION_QUANTILE - 1e-9
+    assert region.prior_share >= nfi.TRUNCATION_PRIOR_SHARE
+    drawn = nfi.truncated_draws(est1, prior, 20, region)
+    with np.load(store / f"{nfi.TRUNCATED}-00000000.npz") as z:
+        np.testing.assert_array_equal(z["u"], drawn["u"])
+    assert (est1.log_prob(drawn["u"], logit=True) >= region.threshold).all()
+    again = run_inference(proto, **kw)
+    assert again.info["truncated_new"] == 0 and again.info["simulations_new"] == 0
 
 
 @pytest.mark.parametrize(

@@ -65,10 +65,23 @@ __all__ = [
     "summarise_samples",
     "TRAIN",
     "HELDOUT",
+    "Region",
+    "truncation_region",
+    "truncated_draws",
 ]
 
-#: Streams of prior draws: the training simulations and the held-out ones (SBC, recovery).
+#: Streams of prior draws: the training simulations and the held-out ones (SBC, recovery);
+#: with a truncated second round, its candidates for training and for held-out checks.
+#: (Streams 2-4 seed the predictive runs, :func:`run_seed`.)
 TRAIN, HELDOUT = 0, 1
+TRUNCATED, TRUNCATED_HELDOUT = 5, 6
+#: The truncated round keeps the prior's draws inside the round-1 posterior's region of highest
+#: density that holds all but this share of its mass (TSNPE; Deistler et al. 2022 use 1e-4) ...
+TRUNCATION_QUANTILE = 1e-3
+#: ... widened, where that region holds less of the prior, to hold this share of the prior's
+#: draws (measured on a pilot of that many): :func:`truncation_region`.
+TRUNCATION_PRIOR_SHARE = 0.005
+TRUNCATION_PILOT = 100_000
 #: Simulations per chunk file (part of a store's identity: chunk files are named by their start).
 CHUNK = 25
 SHAPES = ("uniform", "log-uniform")
@@ -334,12 +347,13 @@ def _one(arrays, real, moments) -> np.ndarray:
 
 
 def _chunk(job: tuple) -> dict:
-    """Simulate draws ``start .. start+n-1`` of a stream: their unit positions and moments."""
+    """Simulate draws ``start .. start+n-1`` of a stream: their unit positions and moments
+    (the positions drawn from the stream, or given as the job's fifth element)."""
     from memsim.sim.batch import simulate_many
 
-    seed, stream, start, n = job
+    seed, stream, start, n, *given = job
     prior: Prior = _W["prior"]
-    u = prior.draw_unit(seed, stream, start, n)
+    u = given[0] if given and given[0] is not None else prior.draw_unit(seed, stream, start, n)
     values = prior.to_values(u)
     x = np.full((n, len(_W["moments"])), np.nan)
     errors = [""] * n
@@ -396,15 +410,18 @@ class SimulationStore:
     def _name(self, stream: int, start: int) -> Path:
         return self.folder / f"{stream}-{start:08d}.npz"
 
-    def have(self, stream: int, start: int, count: int) -> bool:
+    def have(self, stream: int, start: int, count: int, u: np.ndarray | None = None) -> bool:
         """Whether the chunk at ``start`` holds at least ``count`` simulations (a shorter one,
-        the last chunk of a smaller run, is simulated again whole)."""
+        the last chunk of a smaller run, is simulated again whole), at the unit positions ``u``
+        when given (a truncated round's draws depend on the estimator before it)."""
         path = self._name(stream, start)
         if not path.is_file():
             return False
         try:
             with np.load(path) as z:
-                return len(z["seeds"]) >= count
+                if len(z["seeds"]) < count:
+                    return False
+                return u is None or np.array_equal(z["u"][:count], u)
         except (OSError, ValueError, KeyError):  # unreadable: simulate it again
             return False
 
@@ -457,19 +474,28 @@ def simulate_prior(
     workers: int = 1,
     chunk: int = CHUNK,
     progress: ProgressCallback | None = None,
+    u: np.ndarray | None = None,
 ) -> dict:
     """Simulate the first ``n`` prior draws of ``stream`` not yet in ``store``; return all ``n``.
 
+    ``u`` ``(n, d)``: simulate these unit positions instead of the stream's own draws (a
+    truncated round's, :func:`truncated_draws`); run seeds still come from the stream.
     Returns a dict: ``u`` ``(n, d)`` unit positions, ``x`` ``(n, m)`` raw moments (NaN where a
     statistic is missing), ``seeds``, ``errors``, and ``seconds`` (simulating now) and
     ``new`` (runs simulated now).
     """
+    if u is not None and len(u) != n:
+        raise ValueError(f"{len(u)} unit positions for {n} simulations")
+
+    def part(s: int):
+        return None if u is None else np.asarray(u[s : s + min(chunk, n - s)], float)
+
     jobs = [
-        (int(seed), stream, s, min(chunk, n - s))
+        (int(seed), stream, s, min(chunk, n - s), part(s))
         for s in range(0, n, chunk)
-        if not store.have(stream, s, min(chunk, n - s))
+        if not store.have(stream, s, min(chunk, n - s), part(s))
     ]
-    what = "held-out simulations" if stream == HELDOUT else "simulations"
+    what = "held-out simulations" if stream in (HELDOUT, TRUNCATED_HELDOUT) else "simulations"
     done = n - sum(j[3] for j in jobs)
     t0 = time.perf_counter()
     report(progress, "infer", what, done, n, unit="runs")
@@ -503,6 +529,100 @@ def simulate_prior(
     out["seconds"] = time.perf_counter() - t0
     out["new"] = sum(j[3] for j in jobs)
     return out
+
+
+@dataclass(frozen=True)
+class Region:
+    """Where a truncated round draws: unit positions whose round-1 posterior density given the
+    released data (in the estimator's logit coordinates) is at least ``threshold``.
+
+    ``prior_share``: the share of the prior's draws inside (of the pilot's candidates);
+    ``posterior_mass``: the share of the round-1 posterior's own draws inside.
+    """
+
+    threshold: float
+    prior_share: float
+    posterior_mass: float
+
+
+def truncation_region(
+    est: Estimator,
+    prior: Prior,
+    *,
+    seed: int = 0,
+    quantile: float | None = None,
+    prior_share: float | None = None,
+    pilot: int | None = None,
+    batch: int = 4096,
+) -> Region:
+    """The region a truncated round draws from (TSNPE's truncated prior, Deistler et al. 2022).
+
+    The round-1 posterior's highest-density region that holds all but ``quantile`` of its
+    mass, widened, where that holds less of the prior, to the region of the same shape that
+    holds ``prior_share`` of it (the ``1 - prior_share`` quantile of the density at the first
+    ``pilot`` prior draws of the :data:`TRUNCATED` stream). In 21 dimensions the posterior's
+    own 99.9 % region holds too little of the prior to be drawn from by rejection
+    (docs/inference.md); the wider region still holds the whole posterior, and the round's
+    draws are the prior's own, so inside it the round's proposal has the prior's shape.
+    Same seed, same estimator: the same region. ``None``: :data:`TRUNCATION_QUANTILE`,
+    :data:`TRUNCATION_PRIOR_SHARE`, :data:`TRUNCATION_PILOT`.
+    """
+    quantile = TRUNCATION_QUANTILE if quantile is None else quantile
+    prior_share = TRUNCATION_PRIOR_SHARE if prior_share is None else prior_share
+    pilot = TRUNCATION_PILOT if pilot is None else pilot
+    lp_post = est.log_prob(est.sample(10_000, seed=seed), logit=True)
+    lp_pilot = _candidate_log_prob(est, prior, seed, TRUNCATED, 0, pilot, batch)
+    threshold = min(
+        float(np.quantile(lp_post, quantile)), float(np.quantile(lp_pilot, 1 - prior_share))
+    )
+    return Region(
+        threshold,
+        float((lp_pilot >= threshold).mean()),
+        float((lp_post >= threshold).mean()),
+    )
+
+
+def _candidate_log_prob(est, prior, seed, stream, start, n, batch) -> np.ndarray:
+    """Round-1 log density (logit coordinates) of prior draws ``start .. start+n-1`` of a
+    stream, evaluated in fixed batches (the same batches, the same floating-point result)."""
+    out = []
+    for s in range(start, start + n, batch):
+        k = min(batch, start + n - s)
+        out.append(est.log_prob(prior.draw_unit(seed, stream, s, k), logit=True))
+    return np.concatenate(out) if out else np.zeros(0)
+
+
+def truncated_draws(
+    est: Estimator,
+    prior: Prior,
+    n: int,
+    region: Region,
+    *,
+    seed: int = 0,
+    stream: int = TRUNCATED,
+    batch: int = 4096,
+    max_candidates: int = 5_000_000,
+) -> dict:
+    """``n`` prior draws inside ``region``: the prior's draws of ``stream``, in order, kept where
+    the round-1 density is at least the region's threshold. Same seed, same estimator: the
+    same draws.
+
+    Returns ``u`` ``(n, d)`` and ``acceptance`` (kept / candidates examined).
+    """
+    kept: list[np.ndarray] = []
+    got = tried = 0
+    while got < n:
+        if tried >= max_candidates:
+            raise UserError(
+                f"only {got} of {n} prior draws fell inside the posterior's region in "
+                f"{tried:,} tries: the round-1 posterior is too narrow to truncate to"
+            )
+        u = prior.draw_unit(seed, stream, tried, batch)
+        tried += batch
+        inside = u[est.log_prob(u, logit=True) >= region.threshold]
+        kept.append(inside)
+        got += len(inside)
+    return {"u": np.concatenate(kept)[:n], "acceptance": got / tried}
 
 
 # --------------------------------------------------------------------------- the estimator

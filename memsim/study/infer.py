@@ -189,6 +189,7 @@ def run_inference(
     sbc_draws: int = 200,
     estimator: str = "nsf",
     max_epochs: int = 1000,
+    truncated: int = 0,
     figures: bool = True,
     force: bool = False,
     progress: ProgressCallback | None = None,
@@ -226,6 +227,12 @@ def run_inference(
     sbc_draws : int
         Posterior draws per held-out simulation (SBC ranks go from 0 to sbc_draws).
     estimator, max_epochs : sbi's density estimator (``nsf`` or ``maf``) and its epoch cap.
+    truncated : int
+        A second round of this many simulations (0: none), drawn from the prior restricted to
+        the first posterior's highest-density region given the released data
+        (:func:`memsim.fit.infer.truncation_region`; TSNPE, Deistler et al. 2022); the
+        estimator is then trained again on both rounds. The held-out checks run on the
+        prior's held-out draws, and again on ``heldout`` draws from the same region.
     figures : bool
         Draw the figures into ``out/figures``.
     """
@@ -286,6 +293,52 @@ def run_inference(
         device=device, estimator=estimator, max_epochs=max_epochs, progress=progress,
     )  # fmt: skip
     timings["train"] = time.perf_counter() - t0
+    truncation: dict = {}
+    held_region = None
+    if truncated:
+        # round 2: the prior inside the round-1 posterior's region, then both rounds trained on
+        # as if drawn from the prior (inside the region the proposal is the prior's shape)
+        t0 = time.perf_counter()
+        report(progress, "infer", "second round's region", 0, 1, unit="stage")
+        region = nfi.truncation_region(est, pr, seed=seed)
+        drawn = nfi.truncated_draws(est, pr, truncated, region, seed=seed, stream=nfi.TRUNCATED)
+        report(progress, "infer", "second round's region", 1, 1, unit="stage")
+        timings["truncation"] = time.perf_counter() - t0
+        more = nfi.simulate_prior(
+            protocol, base, pr, moments, store, n=truncated, stream=nfi.TRUNCATED, seed=seed,
+            scale=scale, real=real, workers=workers, progress=progress, u=drawn["u"],
+        )  # fmt: skip
+        timings["truncated_simulations"] = more["seconds"]
+        if heldout:
+            # held-out draws from the same region: the checks for data like the released data
+            drawn_h = nfi.truncated_draws(
+                est, pr, heldout, region, seed=seed, stream=nfi.TRUNCATED_HELDOUT
+            )
+            held_region = nfi.simulate_prior(
+                protocol, base, pr, moments, store, n=heldout, stream=nfi.TRUNCATED_HELDOUT,
+                seed=seed, scale=scale, real=real, workers=workers, progress=progress,
+                u=drawn_h["u"],
+            )  # fmt: skip
+            timings["heldout_simulations"] += held_region["seconds"]
+        truncation = {
+            "truncated_simulations": truncated,
+            "truncated_new": int(more["new"]),
+            "truncation_quantile": nfi.TRUNCATION_QUANTILE,
+            "truncation_prior_share": nfi.TRUNCATION_PRIOR_SHARE,
+            "truncation_threshold": region.threshold,
+            "truncation_acceptance": drawn["acceptance"],
+            "truncation_posterior_mass": region.posterior_mass,
+            "round1_train": est.info,
+        }
+        t0 = time.perf_counter()
+        est = nfi.train(
+            np.concatenate([sims["u"], more["u"]]),
+            nfi.standardise(np.concatenate([sims["x"], more["x"]]), moments),
+            np.concatenate([sims["errors"], more["errors"]]),
+            pr, moments, seed=seed, device=device, estimator=estimator, max_epochs=max_epochs,
+            progress=progress,
+        )  # fmt: skip
+        timings["train"] += time.perf_counter() - t0
     est.save(out / "estimator.pt")
     from memsim.fit.calibrate import dump_params_yaml
 
@@ -349,6 +402,22 @@ def run_inference(
             "coverage_90": sbc_res["coverage_90"],
         }
         timings["checks"] = time.perf_counter() - t0
+    if held_region is not None:
+        # the same checks on held-out draws from the second round's region: for data like the
+        # released data, where the round concentrated its simulations
+        t0 = time.perf_counter()
+        ok = nfi.usable(held_region["x"], held_region["errors"])
+        xh = nfi.standardise(held_region["x"][ok], moments)
+        region_sbc = nfi.sbc(est, held_region["u"][ok], xh, draws=sbc_draws, seed=seed)
+        _write_csv(region_sbc["table"], out / "sbc-region.csv")
+        held_info.update(
+            region_heldout=int(ok.sum()),
+            region_sbc_parameters_uniform_at_1pct=int(region_sbc["table"]["uniform_at_1pct"].sum()),
+            region_sbc_min_p=float(region_sbc["table"]["p"].min()),
+            region_coverage_50=region_sbc["coverage_50"],
+            region_coverage_90=region_sbc["coverage_90"],
+        )
+        timings["checks"] = timings.get("checks", 0.0) + time.perf_counter() - t0
 
     pred = None
     pred_info: dict = {}
@@ -408,6 +477,7 @@ def run_inference(
         "simulations_new": int(sims["new"]),
         "simulations_failed": int((np.char.str_len(sims["errors"].astype(str)) > 0).sum()),
         "train": est.info,
+        **truncation,
         "point_fit_density_percentile": density,
         **held_info,
         **pred_info,
@@ -518,8 +588,15 @@ def markdown(result: Inference) -> str:
         f"{info['simulations']} prior simulations at scale {info['scale']:g} (seed "
         f"{info['seed']}; {t['dropped']} without every statistic), {t['estimator']} trained "
         f"{t['epochs']} epochs on {t['device']} ({t['seconds']:.0f} s).\n",
-        "## Posterior given the released data\n",
     ]
+    if info.get("truncated_simulations"):
+        out.append(
+            f"Then a second round of {info['truncated_simulations']} simulations drawn from the "
+            "prior inside the first posterior's highest-density region given the released data "
+            f"(holding {info['truncation_posterior_mass']:.2%} of that posterior's draws and "
+            f"{info['truncation_acceptance']:.2%} of the prior's), trained on with the first.\n"
+        )
+    out += ["## Posterior given the released data\n"]
     points = [c for c in result.table.columns if c.endswith(" percentile")]
     head = "| parameter | prior | median | 90 % interval | contraction |"
     head += "".join(f" {c.removesuffix(' percentile')} (percentile) |" for c in points)
@@ -557,6 +634,14 @@ def markdown(result: Inference) -> str:
                 f"{'yes' if r['uniform_at_1pct'] else '**no**'} | {r['coverage_50']:.2f} | "
                 f"{r['coverage_90']:.2f} |"
             )
+    if info.get("region_heldout"):
+        out.append(
+            f"\nThe same on {info['region_heldout']} held-out draws from the second round's "
+            f"region (`sbc-region.csv`): {info['region_sbc_parameters_uniform_at_1pct']} of "
+            f"{len(result.sbc)} parameters uniform at the 1 % level (lowest p "
+            f"{info['region_sbc_min_p']:.3f}); coverage {info['region_coverage_50']:.3f} / "
+            f"{info['region_coverage_90']:.3f}.\n"
+        )
     if result.recovery is not None:
         out += [
             "\n## Recovery of known parameters (held-out simulations)\n",
