@@ -332,6 +332,8 @@ def test_truncated_second_round(tmp_path, setup, monkeypatch):
     [
         (["--simulations", "5"], "--simulations must be at least 20"),
         (["--prior", "nowhere.yaml"], "nowhere.yaml"),
+        (["--truncated", "-3"], "--truncated"),
+        (["--truncated", "2000000"], "--truncated are at most"),
     ],
 )
 def test_cli_usage_errors(tmp_path, capsys, extra, message):

@@ -243,13 +243,13 @@ def run_inference(
     check_seed(seed, "--seed")
     if simulations < 20:
         raise UserError(f"--simulations must be at least 20, got {simulations}")
-    if max(simulations, heldout, predictive) > MAX_SIMULATIONS:
+    if max(simulations, heldout, predictive, truncated) > MAX_SIMULATIONS:
         raise UserError(
-            f"--simulations, --heldout and --predictive are at most {MAX_SIMULATIONS:,} "
-            "(the simulations' statistics are held in memory)"
+            f"--simulations, --heldout, --predictive and --truncated are at most "
+            f"{MAX_SIMULATIONS:,} (the simulations' statistics are held in memory)"
         )
-    if heldout < 0 or predictive < 0:
-        raise UserError("--heldout and --predictive must be 0 or more")
+    if heldout < 0 or predictive < 0 or truncated < 0:
+        raise UserError("--heldout, --predictive and --truncated must be 0 or more")
     if targets is None:
         raise UserError(f"no targets file for protocol {protocol.name!r}")
     prior_file = Path(prior) if prior is not None else nfi.prior_path(protocol.name)
