@@ -571,7 +571,9 @@ def truncation_region(
     prior_share = TRUNCATION_PRIOR_SHARE if prior_share is None else prior_share
     pilot = TRUNCATION_PILOT if pilot is None else pilot
     lp_post = est.log_prob(est.sample(10_000, seed=seed), logit=True)
-    lp_pilot = _candidate_log_prob(est, prior, seed, TRUNCATED, 0, pilot, batch)
+    lp_pilot = np.concatenate(
+        [lp for _, lp in _candidates(est, prior, seed, TRUNCATED, 0, pilot, batch)]
+    )
     threshold = min(
         float(np.quantile(lp_post, quantile)), float(np.quantile(lp_pilot, 1 - prior_share))
     )
@@ -582,14 +584,13 @@ def truncation_region(
     )
 
 
-def _candidate_log_prob(est, prior, seed, stream, start, n, batch) -> np.ndarray:
-    """Round-1 log density (logit coordinates) of prior draws ``start .. start+n-1`` of a
-    stream, evaluated in fixed batches (the same batches, the same floating-point result)."""
-    out = []
+def _candidates(est, prior, seed, stream, start, n, batch):
+    """Prior draws ``start .. start+n-1`` of a stream with their round-1 log density (logit
+    coordinates), in fixed batches of ``batch`` (the same batches, the same floating-point
+    result): yields ``(u, log_prob)`` per batch."""
     for s in range(start, start + n, batch):
-        k = min(batch, start + n - s)
-        out.append(est.log_prob(prior.draw_unit(seed, stream, s, k), logit=True))
-    return np.concatenate(out) if out else np.zeros(0)
+        u = prior.draw_unit(seed, stream, s, min(batch, start + n - s))
+        yield u, est.log_prob(u, logit=True)
 
 
 def truncated_draws(
@@ -611,17 +612,17 @@ def truncated_draws(
     """
     kept: list[np.ndarray] = []
     got = tried = 0
-    while got < n:
-        if tried >= max_candidates:
-            raise UserError(
-                f"only {got} of {n} prior draws fell inside the posterior's region in "
-                f"{tried:,} tries: the round-1 posterior is too narrow to truncate to"
-            )
-        u = prior.draw_unit(seed, stream, tried, batch)
-        tried += batch
-        inside = u[est.log_prob(u, logit=True) >= region.threshold]
-        kept.append(inside)
-        got += len(inside)
+    for u, lp in _candidates(est, prior, seed, stream, 0, max_candidates, batch):
+        tried += len(u)
+        kept.append(u[lp >= region.threshold])
+        got += len(kept[-1])
+        if got >= n:
+            break
+    if got < n:
+        raise UserError(
+            f"only {got} of {n} prior draws fell inside the posterior's region in "
+            f"{tried:,} tries: the round-1 posterior is too narrow to truncate to"
+        )
     return {"u": np.concatenate(kept)[:n], "acceptance": got / tried}
 
 
