@@ -323,8 +323,11 @@ def test_truncated_second_round(tmp_path, setup, monkeypatch):
     with np.load(store / f"{nfi.TRUNCATED}-00000000.npz") as z:
         np.testing.assert_array_equal(z["u"], drawn["u"])
     assert (est1.log_prob(drawn["u"], logit=True) >= region.threshold).all()
-    again = run_inference(proto, **kw)
+    again = run_inference(proto, **{**kw, "figures": True})
     assert again.info["truncated_new"] == 0 and again.info["simulations_new"] == 0
+    # both SBC checks drawn: the prior's held-out draws and the region's
+    figs = tmp_path / "inf" / "figures"
+    assert (figs / "sbc.png").stat().st_size > 0 and (figs / "sbc-region.png").stat().st_size > 0
 
 
 @pytest.mark.parametrize(

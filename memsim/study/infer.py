@@ -376,7 +376,7 @@ def run_inference(
     timings["posterior"] = time.perf_counter() - t0
     report(progress, "infer", "posterior", 1, 1, unit="stage")
 
-    sbc_res = recovery = None
+    sbc_res = recovery = region_sbc = None
     held_info: dict = {}
     if held is not None:
         t0 = time.perf_counter()
@@ -496,6 +496,7 @@ def run_inference(
             points,
             ranks=None if sbc_res is None else sbc_res["ranks"],
             draws=None if sbc_res is None else sbc_res["draws"],
+            region=region_sbc,
         )
         timings["figures"] = time.perf_counter() - t0
     # simulations made by an earlier, interrupted run are not in this total (see simulations_new)

@@ -93,7 +93,15 @@ def fig_pairs(prior, u: np.ndarray, points: dict, names, path: Path) -> Path:
         return style.save(fig, path)
 
 
-def fig_sbc(prior, ranks: np.ndarray, draws: int, table, path: Path, bins: int = 10) -> Path:
+def fig_sbc(
+    prior,
+    ranks: np.ndarray,
+    draws: int,
+    table,
+    path: Path,
+    bins: int = 10,
+    title: str = "SBC rank histograms",
+) -> Path:
     """SBC rank histograms per parameter, with the uniform expectation's 99 % band."""
     from scipy.stats import binom
 
@@ -102,7 +110,7 @@ def fig_sbc(prior, ranks: np.ndarray, draws: int, table, path: Path, bins: int =
     nrows = math.ceil(d / ncols)
     n = len(ranks)
     lo, hi = binom.ppf([0.005, 0.995], n, 1 / bins)
-    with style.figure(nrows, ncols, panel=(2.6, 1.9), title="SBC rank histograms") as (fig, axes):
+    with style.figure(nrows, ncols, panel=(2.6, 1.9), title=title) as (fig, axes):
         for j, p in enumerate(prior.parameters):
             ax = axes.flat[j]
             ax.axhspan(lo, hi, color=style.ROLE["neutral"], alpha=0.25, lw=0)
@@ -138,8 +146,13 @@ def fig_predictive(pred, path: Path) -> Path:
         return style.save(fig, path)
 
 
-def draw_figures(result, prior, u, points, ranks=None, draws=None) -> list[Path]:
-    """Every figure of an inference into ``result.out / "figures"``; returns their paths."""
+def draw_figures(result, prior, u, points, ranks=None, draws=None, region=None) -> list[Path]:
+    """Every figure of an inference into ``result.out / "figures"``; returns their paths.
+
+    ``ranks`` and ``draws``: the SBC ranks on the prior's held-out draws (``sbc.png``);
+    ``region``: the result of :func:`memsim.fit.infer.sbc` on the held-out draws from the
+    second round's region, drawn the same way (``sbc-region.png``).
+    """
     from memsim.io import make_dirs
 
     folder = make_dirs(Path(result.out) / "figures")
@@ -156,7 +169,21 @@ def draw_figures(result, prior, u, points, ranks=None, draws=None) -> list[Path]
         fig_pairs(prior, u, points, names, folder / "pairs.png"),
     ]
     if ranks is not None and result.sbc is not None:
-        out.append(fig_sbc(prior, ranks, draws, result.sbc, folder / "sbc.png"))
+        out.append(
+            fig_sbc(
+                prior, ranks, draws, result.sbc, folder / "sbc.png",
+                title=f"SBC rank histograms, {len(ranks)} held-out prior draws",
+            )
+        )  # fmt: skip
+    if region is not None:
+        out.append(
+            fig_sbc(
+                prior, region["ranks"], region["draws"], region["table"],
+                folder / "sbc-region.png",
+                title=f"SBC rank histograms, {len(region['ranks'])} held-out draws from the "
+                "second round's region",
+            )
+        )  # fmt: skip
     if result.predictive is not None:
         out.append(fig_predictive(result.predictive, folder / "predictive.png"))
     return out
