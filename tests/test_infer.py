@@ -257,6 +257,9 @@ def test_scaled_down_inference(tmp_path, setup, monkeypatch, capsys):
     assert len(r.predictive) == len(targets.targets) and (r.predictive["draws"] <= 2).all()
     assert (r.predictive["draws"] == 2).sum() > 30  # a few statistics need more than 200 videos
     assert r.info["simulations_new"] == 40 and r.info["heldout"] + r.info["heldout_dropped"] == 10
+    # where it ran: the same seed gives the same bytes on the same kind of CPU and software
+    machine = json.loads((out / "inference.json").read_text())["machine"]
+    assert machine["cpu"] and machine["torch"] and machine["sbi"] and machine["python"]
     # the posterior mode is one of the draws, the most probable under the estimator
     mode = np.array([r.info["posterior_mode"][p] for p in prior.paths])
     assert (np.abs(r.samples.to_numpy() - mode).max(axis=1) == 0).any()

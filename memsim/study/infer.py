@@ -482,6 +482,7 @@ def run_inference(
         **held_info,
         **pred_info,
         "seconds": timings,
+        "machine": _machine(),
     }
     result = Inference(out, samples, table, None, recovery, pred, pairs, info)
     result.sbc = sbc_res["table"] if sbc_res is not None else None
@@ -677,6 +678,31 @@ def markdown(result: Inference) -> str:
     secs = info["seconds"]
     out.append("\n## Time\n\n" + ", ".join(f"{k} {v:.0f} s" for k, v in secs.items()) + "\n")
     return "\n".join(out) + "\n"
+
+
+def _machine() -> dict:
+    """What a rerun needs to know to expect the same bytes: training and sampling round by the
+    CPU's kernels, so the same seed gives the same estimator on the same kind of CPU and
+    software only (docs/inference.md, "On another machine")."""
+    import platform
+    from importlib.metadata import PackageNotFoundError, version
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            cpu = next(
+                (line.split(":", 1)[1].strip() for line in f if line.startswith("model name")),
+                cpu,
+            )
+    except OSError:
+        pass
+    out = {"cpu": cpu, "python": platform.python_version()}
+    for pkg in ("torch", "sbi", "numpy", "numba"):
+        try:
+            out[pkg] = version(pkg)
+        except PackageNotFoundError:
+            out[pkg] = None
+    return out
 
 
 def _shown(path) -> str:
