@@ -490,15 +490,7 @@ def run_inference(
         from memsim.viz.infer import draw_figures
 
         t0 = time.perf_counter()
-        draw_figures(
-            result,
-            pr,
-            u,
-            points,
-            ranks=None if sbc_res is None else sbc_res["ranks"],
-            draws=None if sbc_res is None else sbc_res["draws"],
-            region=region_sbc,
-        )
+        draw_figures(result, pr, u, points, sbc=sbc_res, region=region_sbc)
         timings["figures"] = time.perf_counter() - t0
     # simulations made by an earlier, interrupted run are not in this total (see simulations_new)
     timings["total"] = time.perf_counter() - t_all

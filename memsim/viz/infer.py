@@ -146,12 +146,11 @@ def fig_predictive(pred, path: Path) -> Path:
         return style.save(fig, path)
 
 
-def draw_figures(result, prior, u, points, ranks=None, draws=None, region=None) -> list[Path]:
+def draw_figures(result, prior, u, points, sbc=None, region=None) -> list[Path]:
     """Every figure of an inference into ``result.out / "figures"``; returns their paths.
 
-    ``ranks`` and ``draws``: the SBC ranks on the prior's held-out draws (``sbc.png``);
-    ``region``: the result of :func:`memsim.fit.infer.sbc` on the held-out draws from the
-    second round's region, drawn the same way (``sbc-region.png``).
+    ``sbc`` and ``region``: results of :func:`memsim.fit.infer.sbc` on the prior's held-out
+    draws (``sbc.png``) and on those from the second round's region (``sbc-region.png``).
     """
     from memsim.io import make_dirs
 
@@ -168,22 +167,15 @@ def draw_figures(result, prior, u, points, ranks=None, draws=None, region=None) 
         fig_marginals(prior, u, points, folder / "marginals.png"),
         fig_pairs(prior, u, points, names, folder / "pairs.png"),
     ]
-    if ranks is not None and result.sbc is not None:
-        out.append(
-            fig_sbc(
-                prior, ranks, draws, result.sbc, folder / "sbc.png",
-                title=f"SBC rank histograms, {len(ranks)} held-out prior draws",
+    for res, name, what in (
+        (sbc, "sbc.png", "held-out prior draws"),
+        (region, "sbc-region.png", "held-out draws from the second round's region"),
+    ):
+        if res is not None:
+            title = f"SBC rank histograms, {len(res['ranks'])} {what}"
+            out.append(
+                fig_sbc(prior, res["ranks"], res["draws"], res["table"], folder / name, title=title)
             )
-        )  # fmt: skip
-    if region is not None:
-        out.append(
-            fig_sbc(
-                prior, region["ranks"], region["draws"], region["table"],
-                folder / "sbc-region.png",
-                title=f"SBC rank histograms, {len(region['ranks'])} held-out draws from the "
-                "second round's region",
-            )
-        )  # fmt: skip
     if result.predictive is not None:
         out.append(fig_predictive(result.predictive, folder / "predictive.png"))
     return out
