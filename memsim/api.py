@@ -418,7 +418,7 @@ def infer(
     simulations: int = 6000,
     scale: float = 1.0,
     workers: int = 1,
-    device: str = "auto",
+    device: str = "cpu",
     seed: int = 0,
     prior: PathLike | None = None,
     targets: Targets | PathLike | None = None,

@@ -158,6 +158,19 @@ def test_count_cdf_reads_the_released_counts_where_the_ks_distance_does(tmp_path
     assert all(m.scale == COUNT_CDF_SCALE for m in extra)
 
 
+def test_logistic_box_is_the_uniform_box_on_the_logit_scale_and_moves_in_place():
+    torch = pytest.importorskip("torch")
+    from memsim.fit.logistic_box import LogisticBox
+
+    box = LogisticBox(3)
+    t = torch.tensor([[0.0, 1.5, -4.0]])
+    # density of logit(u), u uniform: the standard logistic's, log(s (1 - s)) per coordinate
+    s = torch.sigmoid(t)
+    expected = torch.log(s * (1 - s)).sum(-1)
+    torch.testing.assert_close(box.log_prob(t), expected)
+    assert box.to("cpu") is box and box.dim == 3 and box.sample((5,)).shape == (5, 3)
+
+
 def test_near_constant_statistics_are_held_at_zero():
     """A statistic with (almost) no spread over the simulations is held at 0 for training and
     for every conditioning: z-scored by its sd, a rare deviation would be a huge outlier."""
@@ -202,11 +215,25 @@ def test_simulations_are_deterministic_and_extend(tmp_path, setup):
         nfi.SimulationStore(tmp_path / "a", other)
 
 
-def test_scaled_down_inference(tmp_path, setup, monkeypatch, capsys):
+def _device_or_skip(device: str) -> str:
+    """``cuda`` runs only where torch sees a CUDA device (the GPU check of docs/inference.md)."""
+    if device == "cuda":
+        torch = pytest.importorskip("torch")
+        if not torch.cuda.is_available():
+            pytest.skip("no CUDA device")
+    return device
+
+
+DEVICES = pytest.mark.parametrize("device", ["cpu", "cuda"])
+
+
+@DEVICES
+def test_scaled_down_inference(tmp_path, setup, monkeypatch, capsys, device):
     """The whole pipeline, small: files written, posterior inside the prior, reload re-conditions
     to the same draws; training reports each epoch, and nothing reaches stdout (sbi prints
     its convergence line there)."""
     pytest.importorskip("sbi")
+    _device_or_skip(device)
     monkeypatch.chdir(tmp_path)  # sbi would leave TensorBoard logs in ./sbi-logs
     from memsim.study.infer import load_posterior, posterior_draws, run_inference
 
@@ -227,7 +254,7 @@ def test_scaled_down_inference(tmp_path, setup, monkeypatch, capsys):
         prior=prior_file,
         simulations=40,
         scale=SCALE,
-        device="cpu",
+        device=device,
         targets=targets,
         real=real,
         heldout=10,
@@ -260,6 +287,7 @@ def test_scaled_down_inference(tmp_path, setup, monkeypatch, capsys):
     # where it ran: the same seed gives the same bytes on the same kind of CPU and software
     machine = json.loads((out / "inference.json").read_text())["machine"]
     assert machine["cpu"] and machine["torch"] and machine["sbi"] and machine["python"]
+    assert ("gpu" in machine) == (device == "cuda") and r.info["train"]["device"] == device
     # the posterior mode is one of the draws, the most probable under the estimator
     mode = np.array([r.info["posterior_mode"][p] for p in prior.paths])
     assert (np.abs(r.samples.to_numpy() - mode).max(axis=1) == 0).any()
@@ -268,7 +296,7 @@ def test_scaled_down_inference(tmp_path, setup, monkeypatch, capsys):
         assert ks and all(len(v) == 5 and all(0 <= x <= 1 for x in v) for v in ks.values())
         assert f"at the posterior {what} (5 seeds)" in (out / "report.md").read_text()
     # the saved estimator re-conditions without simulating: same seed, same draws
-    est = nfi.Estimator.load(out / "estimator.pt")
+    est = nfi.Estimator.load(out / "estimator.pt", device=device)
     u = est.sample(300, seed=0)
     np.testing.assert_allclose(prior.to_values(u), load_posterior(out).to_numpy(), rtol=1e-6)
     draws = posterior_draws(out, 2)
@@ -279,12 +307,14 @@ def test_scaled_down_inference(tmp_path, setup, monkeypatch, capsys):
     assert not (tmp_path / "sbi-logs").exists()
 
 
-def test_truncated_second_round(tmp_path, setup, monkeypatch):
+@DEVICES
+def test_truncated_second_round(tmp_path, setup, monkeypatch, device):
     """``truncated``: a second round drawn from the prior inside the first posterior's region
     (each draw at least the region's density under the round-1 estimator), stored under its own
     stream, trained on with the first; the held-out checks run on the prior's held-out draws and
     on held-out draws from the region; a rerun simulates nothing again."""
     pytest.importorskip("sbi")
+    _device_or_skip(device)
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(nfi, "TRUNCATION_PILOT", 4096)  # the shipped 100,000: seconds, not ms
     monkeypatch.setattr(nfi, "TRUNCATION_PRIOR_SHARE", 0.05)
@@ -292,7 +322,7 @@ def test_truncated_second_round(tmp_path, setup, monkeypatch):
 
     proto, targets, real, prior, base, moments = setup
     kw = dict(
-        out=tmp_path / "inf", simulations=40, scale=SCALE, device="cpu", targets=targets,
+        out=tmp_path / "inf", simulations=40, scale=SCALE, device=device, targets=targets,
         real=real, heldout=6, predictive=0, samples=200, sbc_draws=10, estimator="maf",
         max_epochs=2, figures=False, truncated=20,
     )  # fmt: skip
@@ -315,7 +345,7 @@ def test_truncated_second_round(tmp_path, setup, monkeypatch):
                 nfi.TRAIN, 40
             )
         ),
-        prior, moments, device="cpu", estimator="maf", max_epochs=2,
+        prior, moments, device=device, estimator="maf", max_epochs=2,
     )  # fmt: skip
     region = nfi.truncation_region(est1, prior)
     assert region.threshold == info["truncation_threshold"]
@@ -554,3 +584,37 @@ def test_inference_silences_only_third_party_notices():
         warnings.simplefilter("always")
         run()
     assert [str(w.message) for w in caught] == ["Data has extreme outliers in dimension(s) [0]"]
+
+
+def test_compare_posteriors_measures_shifts_in_posterior_sds(tmp_path, capsys):
+    from memsim.study.infer import compare_posteriors
+
+    rng = np.random.default_rng(0)
+    a = pd.DataFrame({"x": rng.normal(0, 2, 4000), "y": rng.normal(5, 1, 4000)})
+    b = pd.DataFrame({"x": rng.normal(1, 2, 4000), "y": rng.normal(5, 1, 4000)})
+    r = compare_posteriors(a, b, draws=3000)
+    t = r.table.set_index("parameter")
+    assert r.n_a == r.n_b == 3000 and r.c2st is None
+    assert abs(t.loc["x", "shift_sd"] - 0.5) < 0.1 and t.loc["x", "ks_p"] < 1e-6
+    assert abs(t.loc["y", "shift_sd"]) < 0.1 and t.loc["y", "ks"] < 0.05
+    with pytest.raises(UserError, match="different parameters"):
+        compare_posteriors(a, b[["y", "x"]])
+    # the script: folders in, a table out; a folder without draws is one line and exit 2
+    pytest.importorskip("sbi")
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[1] / "calibration" / "compare_posteriors.py"
+    if not path.is_file():
+        pytest.skip("calibration/compare_posteriors.py is in the repository, not in a wheel")
+    spec = importlib.util.spec_from_file_location("compare_posteriors", path)
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+
+    for name, df in (("a", a), ("b", b)):
+        (tmp_path / name).mkdir()
+        df.to_parquet(tmp_path / name / "posterior.parquet", index=False)
+    assert script.main([str(tmp_path / "a"), str(tmp_path / "b"), "--c2st", "500"]) == 0
+    out = capsys.readouterr().out
+    assert "largest shift +0.5" in out and "classifier two-sample test accuracy: 0." in out
+    assert script.main([str(tmp_path / "a"), str(tmp_path / "nowhere"), "--c2st", "0"]) == 2
+    assert "no posterior.parquet" in capsys.readouterr().err

@@ -40,6 +40,7 @@ import json
 import math
 import os
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -766,7 +767,12 @@ class Estimator:
         info = dict(d["info"], device=_device(device))
         post = d["posterior"]
         if info["device"] != "cpu":  # map_location moved the tensors; the posterior object too
-            post.to(info["device"])
+            if not hasattr(post.prior, "to"):  # a plain torch prior cannot move itself
+                post.prior = _logistic_prior(prior.dim, "cpu")
+            with warnings.catch_warnings():
+                # sbi rebuilds its potential and notes the prior has no mean (it needs none here)
+                warnings.filterwarnings("ignore", "The passed discrete prior has no mean")
+                post.to(info["device"])
         return cls(post, prior, moments, info)
 
 
@@ -787,12 +793,9 @@ def from_logit(t: np.ndarray) -> np.ndarray:
 
 def _logistic_prior(dim: int, dev: str):
     """The uniform prior on the unit box, seen on the logit scale (a standard logistic)."""
-    import torch
-    from torch.distributions import Independent, TransformedDistribution, Uniform
-    from torch.distributions.transforms import SigmoidTransform
+    from memsim.fit.logistic_box import LogisticBox
 
-    base = Independent(Uniform(torch.zeros(dim, device=dev), torch.ones(dim, device=dev)), 1)
-    return TransformedDistribution(base, [SigmoidTransform().inv])
+    return LogisticBox(dim, dev)
 
 
 class _NoTracker:
@@ -830,7 +833,7 @@ def train(
     moments: list[Moment],
     *,
     seed: int = 0,
-    device: str = "auto",
+    device: str = "cpu",
     estimator: str = "nsf",
     max_epochs: int = 1000,
     batch_size: int = 200,
@@ -877,8 +880,8 @@ def train(
             show_progress_bars=False,
             tracker=_NoTracker(),
         )
-        theta = torch.as_tensor(to_logit(u[ok]), dtype=torch.float32)
-        x = torch.as_tensor(_held(x_std[ok], held), dtype=torch.float32)
+        theta = torch.as_tensor(to_logit(u[ok]), dtype=torch.float32, device=dev)
+        x = torch.as_tensor(_held(x_std[ok], held), dtype=torch.float32, device=dev)
         npe.append_simulations(theta, x)
         report(progress, "infer", "train", 0, None, unit="epochs", detail=f"{n_ok} runs")
         t0 = time.perf_counter()

@@ -178,7 +178,7 @@ def run_inference(
     simulations: int = 6000,
     scale: float = 1.0,
     workers: int = 1,
-    device: str = "auto",
+    device: str = "cpu",
     seed: int = 0,
     prior: str | os.PathLike[str] | None = None,
     targets=None,
@@ -208,8 +208,10 @@ def run_inference(
         Shrink the study (head-count targets follow; annotations per video do not change).
     workers : int
         Simulation processes (numba at one thread each).
-    device : ``auto``, ``cpu`` or ``cuda``
-        Where the estimator trains.
+    device : ``cpu``, ``cuda`` or ``auto`` (CUDA when present)
+        Where the estimator trains. CPU by default: sbi's training of these small flows
+        (batches of 200) is bound by kernel launches on a GPU, and ran 1.2-1.3x slower per
+        epoch on an H200 than on two CPU threads (docs/inference.md, "On a GPU").
     seed : int
         Fixes the prior draws, the simulations, the training and the posterior draws.
     prior : path, optional
@@ -482,7 +484,7 @@ def run_inference(
         **held_info,
         **pred_info,
         "seconds": timings,
-        "machine": _machine(),
+        "machine": _machine(est.info["device"]),
     }
     result = Inference(out, samples, table, None, recovery, pred, pairs, info)
     result.sbc = sbc_res["table"] if sbc_res is not None else None
@@ -531,6 +533,82 @@ def posterior_draws(folder: str | os.PathLike[str], n: int) -> list[dict[str, fl
         {c: float(v) for c, v in zip(df.columns, row) if math.isfinite(v)}
         for row in df.iloc[:n].itertuples(index=False)
     ]
+
+
+@dataclass
+class PosteriorComparison:
+    """Two posteriors' draws set side by side (:func:`compare_posteriors`'s result).
+
+    Attributes
+    ----------
+    table : DataFrame
+        Per parameter: ``median_a``, ``median_b``; ``shift_sd`` (the medians' difference in
+        ``a``'s posterior sds, signed); ``ks`` and ``ks_p`` (two-sample KS distance between
+        the marginals and its p-value).
+    c2st : float or None
+        Classifier two-sample test on the joint draws (sbi's ``c2st``: 5-fold accuracy of a
+        random forest telling ``a``'s draws from ``b``'s; 0.5 when indistinguishable, 1 when
+        disjoint); None when not asked for.
+    n_a, n_b : int
+        Draws compared.
+    """
+
+    table: pd.DataFrame
+    c2st: float | None
+    n_a: int
+    n_b: int
+
+
+def compare_posteriors(
+    a: pd.DataFrame | str | os.PathLike[str],
+    b: pd.DataFrame | str | os.PathLike[str],
+    *,
+    draws: int | None = None,
+    c2st: int = 0,
+    seed: int = 0,
+) -> PosteriorComparison:
+    """How far apart two posteriors over the same parameters are, per parameter and jointly.
+
+    ``a``, ``b``: output folders of ``memsim infer`` (their ``posterior.parquet``) or frames of
+    draws with the same columns. ``draws``: compare the first ``draws`` of each (all by
+    default). ``c2st``: run the classifier test on the first ``c2st`` draws of each (needs sbi;
+    0 skips it). Two runs of the same inference on other hardware differ by more than the
+    draws' own Monte Carlo error (docs/inference.md, "On another machine"): read a comparison
+    against such a pair, or against two halves of one posterior's draws.
+    """
+    from scipy.stats import ks_2samp
+
+    da = a if isinstance(a, pd.DataFrame) else load_posterior(a)
+    db = b if isinstance(b, pd.DataFrame) else load_posterior(b)
+    if list(da.columns) != list(db.columns):
+        raise UserError("the two posteriors are over different parameters")
+    if draws is not None:
+        da, db = da.iloc[:draws], db.iloc[:draws]
+    rows = []
+    for c in da.columns:
+        x, y = da[c].to_numpy(float), db[c].to_numpy(float)
+        ks = ks_2samp(x, y)
+        sd = x.std()
+        rows.append(
+            {
+                "parameter": c,
+                "median_a": float(np.median(x)),
+                "median_b": float(np.median(y)),
+                "shift_sd": float((np.median(y) - np.median(x)) / sd) if sd > 0 else math.nan,
+                "ks": float(ks.statistic),
+                "ks_p": float(ks.pvalue),
+            }
+        )
+    acc = None
+    if c2st:
+        import torch
+        from sbi.utils.metrics import c2st as classifier_test
+
+        torch.manual_seed(int(seed))
+        xa = torch.tensor(da.to_numpy(float)[:c2st], dtype=torch.float32)
+        xb = torch.tensor(db.to_numpy(float)[:c2st], dtype=torch.float32)
+        acc = float(classifier_test(xa, xb, seed=int(seed)))
+    return PosteriorComparison(pd.DataFrame(rows), acc, len(da), len(db))
 
 
 def annotations_needed(
@@ -672,10 +750,10 @@ def markdown(result: Inference) -> str:
     return "\n".join(out) + "\n"
 
 
-def _machine() -> dict:
+def _machine(device: str = "cpu") -> dict:
     """What a rerun needs to know to expect the same bytes: training and sampling round by the
-    CPU's kernels, so the same seed gives the same estimator on the same kind of CPU and
-    software only (docs/inference.md, "On another machine")."""
+    CPU's kernels (the GPU's, on ``cuda``), so the same seed gives the same estimator on the
+    same kind of CPU or GPU and software only (docs/inference.md, "On another machine")."""
     import platform
     from importlib.metadata import PackageNotFoundError, version
 
@@ -694,6 +772,11 @@ def _machine() -> dict:
             out[pkg] = version(pkg)
         except PackageNotFoundError:
             out[pkg] = None
+    if device == "cuda":
+        import torch
+
+        out["gpu"] = torch.cuda.get_device_name()
+        out["cuda"] = torch.version.cuda
     return out
 
 
