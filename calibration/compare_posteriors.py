@@ -2,7 +2,9 @@
 
     python calibration/compare_posteriors.py A B [--draws N] [--c2st N] [--seed S]
 
-``A``, ``B``: output folders of ``memsim infer`` (their ``posterior.parquet``). Prints, per
+``A``, ``B``: output folders of ``memsim infer`` (their ``posterior.parquet``): the first
+``--draws`` of A against the last of B (default: half the smaller set each; two runs with the
+same seed pair their draws by index, see :func:`memsim.study.infer.compare_posteriors`). Prints, per
 parameter, both medians, the shift of B's median in A's posterior sds, and the two-sample KS
 distance between the marginals with its p-value; with ``--c2st N`` (default 5000; 0 skips
 it), the classifier two-sample test's accuracy on the first N draws of each (0.5: the joint
@@ -26,8 +28,8 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("a", help="output folder of memsim infer (the reference)")
     ap.add_argument("b", help="output folder of memsim infer (compared with A)")
-    ap.add_argument("--draws", type=int, default=None, help="first N draws of each (default all)")
-    ap.add_argument("--c2st", type=int, default=5000, help="draws in the classifier test (0: none)")
+    ap.add_argument("--draws", type=int, default=None, help="draws of each (default: half)")
+    ap.add_argument("--c2st", type=int, default=1000, help="draws in the classifier test (0: none)")
     ap.add_argument("--seed", type=int, default=0, help="seed of the classifier test")
     args = ap.parse_args(argv)
     from memsim.study.infer import compare_posteriors

@@ -169,6 +169,19 @@ def test_logistic_box_is_the_uniform_box_on_the_logit_scale_and_moves_in_place()
     expected = torch.log(s * (1 - s)).sum(-1)
     torch.testing.assert_close(box.log_prob(t), expected)
     assert box.to("cpu") is box and box.dim == 3 and box.sample((5,)).shape == (5, 3)
+    # draws come from the CPU's generator on any device (sbi draws from the prior before it
+    # splits the simulations): the same numbers and the same generator state as a CPU twin's
+    from memsim.fit.logistic_box import _box
+
+    torch.manual_seed(3)
+    twin, after = _box(3, "cpu").sample((50,)), torch.get_rng_state()
+    torch.manual_seed(3)
+    assert torch.equal(box.sample((50,)), twin) and torch.equal(torch.get_rng_state(), after)
+    if torch.cuda.is_available():
+        torch.manual_seed(3)
+        on_gpu = LogisticBox(3, "cuda").sample((50,))
+        assert on_gpu.is_cuda and torch.equal(on_gpu.cpu(), twin)
+        assert torch.equal(torch.get_rng_state(), after)
 
 
 def test_near_constant_statistics_are_held_at_zero():
@@ -592,15 +605,21 @@ def test_compare_posteriors_measures_shifts_in_posterior_sds(tmp_path, capsys):
     rng = np.random.default_rng(0)
     a = pd.DataFrame({"x": rng.normal(0, 2, 4000), "y": rng.normal(5, 1, 4000)})
     b = pd.DataFrame({"x": rng.normal(1, 2, 4000), "y": rng.normal(5, 1, 4000)})
-    r = compare_posteriors(a, b, draws=3000)
+    r = compare_posteriors(a, b, draws=2000)
     t = r.table.set_index("parameter")
-    assert r.n_a == r.n_b == 3000 and r.c2st is None
+    assert r.n_a == r.n_b == 2000 and r.c2st is None
     assert abs(t.loc["x", "shift_sd"] - 0.5) < 0.1 and t.loc["x", "ks_p"] < 1e-6
     assert abs(t.loc["y", "shift_sd"]) < 0.1 and t.loc["y", "ks"] < 0.05
     with pytest.raises(UserError, match="different parameters"):
         compare_posteriors(a, b[["y", "x"]])
-    # the script: folders in, a table out; a folder without draws is one line and exit 2
+    with pytest.raises(UserError, match="draws must be 1 to 2000"):
+        compare_posteriors(a, b, draws=3000)
+    # draws paired by their index (the same base noise through two near-equal flows) are
+    # never compared with each other: the classifier sees two samples of one distribution
     pytest.importorskip("sbi")
+    twin = a + rng.normal(0, 1e-3, a.shape)
+    assert 0.4 < compare_posteriors(a, twin, draws=500, c2st=500).c2st < 0.6
+    # the script: folders in, a table out; a folder without draws is one line and exit 2
     import importlib.util
 
     path = Path(__file__).resolve().parents[1] / "calibration" / "compare_posteriors.py"

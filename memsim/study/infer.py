@@ -570,9 +570,12 @@ def compare_posteriors(
     """How far apart two posteriors over the same parameters are, per parameter and jointly.
 
     ``a``, ``b``: output folders of ``memsim infer`` (their ``posterior.parquet``) or frames of
-    draws with the same columns. ``draws``: compare the first ``draws`` of each (all by
-    default). ``c2st``: run the classifier test on the first ``c2st`` draws of each (needs sbi;
-    0 skips it). Two runs of the same inference on other hardware differ by more than the
+    draws with the same columns. ``draws``: compare the first ``draws`` of ``a`` with the last
+    ``draws`` of ``b`` (default: half the smaller set). Never draw ``i`` of both: two runs with
+    the same seed push the same base noise through their flows, so their ``i``-th draws are
+    paired, and paired draws hide differences (the classifier test then scores far below
+    0.5). ``c2st``: run the classifier test on ``c2st`` of those draws of each (needs sbi; 0
+    skips it). Two runs of the same inference on other hardware differ by more than the
     draws' own Monte Carlo error (docs/inference.md, "On another machine"): read a comparison
     against such a pair, or against two halves of one posterior's draws.
     """
@@ -582,8 +585,13 @@ def compare_posteriors(
     db = b if isinstance(b, pd.DataFrame) else load_posterior(b)
     if list(da.columns) != list(db.columns):
         raise UserError("the two posteriors are over different parameters")
-    if draws is not None:
-        da, db = da.iloc[:draws], db.iloc[:draws]
+    half = min(len(da), len(db)) // 2
+    n = half if draws is None else int(draws)
+    if not 0 < n <= half:
+        raise UserError(
+            f"draws must be 1 to {half} (half the smaller posterior's {2 * half}), got {n}"
+        )
+    da, db = da.iloc[:n], db.iloc[len(db) - n :]
     rows = []
     for c in da.columns:
         x, y = da[c].to_numpy(float), db[c].to_numpy(float)
