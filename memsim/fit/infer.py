@@ -858,7 +858,7 @@ def train(
     held = constant_statistics(x_std[ok])
     torch.manual_seed(int(seed))
     np_state = np.random.get_state()
-    np.random.seed(int(seed) % 2**32)  # sbi shuffles its validation split with numpy
+    np.random.seed(int(seed) % 2**32)  # for any numpy draw in sbi (it splits with torch.randperm)
     n_ok = int(ok.sum())
 
     class _ReportingNPE(NPE):
