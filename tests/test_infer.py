@@ -184,6 +184,29 @@ def test_logistic_box_is_the_uniform_box_on_the_logit_scale_and_moves_in_place()
         assert torch.equal(torch.get_rng_state(), after)
 
 
+def test_an_estimator_trained_on_a_gpu_loads_onto_a_cpu(tmp_path):
+    """The posterior object remembers the device it was built on: loading onto the CPU moves
+    it back (here a CPU-trained file marked as trained on CUDA, as one from a GPU reads)."""
+    torch = pytest.importorskip("torch")
+    pytest.importorskip("sbi")
+    prior = nfi.load_prior(nfi.prior_path("videomem"))
+    rng = np.random.default_rng(0)
+    u = rng.random((60, prior.dim))
+    x = np.c_[u[:, :2] + rng.normal(0, 0.1, (60, 2)), rng.normal(0, 1, (60, 1))]
+    moments = [nfi.Moment(f"m{i}", ("m", str(i)), 0.0, 1.0) for i in range(3)]
+    est = nfi.train(u, x, np.array([""] * 60), prior, moments, estimator="maf", max_epochs=2)
+    est.save(tmp_path / "est.pt")
+    d = torch.load(tmp_path / "est.pt", weights_only=False)
+    d["info"]["device"] = "cuda"
+    post = d["posterior"]  # what a posterior built on a GPU remembers of it
+    post._device = post.device = post.potential_fn.device = "cuda:0"
+    torch.save(d, tmp_path / "gpu.pt")
+    back = nfi.Estimator.load(tmp_path / "gpu.pt")
+    assert back.info["device"] == "cpu"
+    np.testing.assert_array_equal(back.sample(50, seed=1), est.sample(50, seed=1))
+    np.testing.assert_array_equal(back.log_prob(u[:5]), est.log_prob(u[:5]))
+
+
 def test_near_constant_statistics_are_held_at_zero():
     """A statistic with (almost) no spread over the simulations is held at 0 for training and
     for every conditioning: z-scored by its sd, a rare deviation would be a huge outlier."""

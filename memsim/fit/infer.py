@@ -766,7 +766,9 @@ class Estimator:
         ]
         info = dict(d["info"], device=_device(device))
         post = d["posterior"]
-        if info["device"] != "cpu":  # map_location moved the tensors; the posterior object too
+        # map_location moved the tensors; the posterior object (which remembers the device it
+        # was built on) moves too, onto a GPU or back from one
+        if info["device"] != "cpu" or d["info"].get("device", "cpu") != "cpu":
             if not hasattr(post.prior, "to"):  # a plain torch prior cannot move itself
                 post.prior = _logistic_prior(prior.dim, "cpu")
             with warnings.catch_warnings():

@@ -210,7 +210,7 @@ def run_inference(
         Simulation processes (numba at one thread each).
     device : ``cpu``, ``cuda`` or ``auto`` (CUDA when present)
         Where the estimator trains. CPU by default: sbi's training of these small flows
-        (batches of 200) is bound by kernel launches on a GPU, and ran 1.2-1.3x slower per
+        (batches of 200) is bound by kernel launches on a GPU, and ran 1.2-2x slower per
         epoch on an H200 than on two CPU threads (docs/inference.md, "On a GPU").
     seed : int
         Fixes the prior draws, the simulations, the training and the posterior draws.
