@@ -19,12 +19,14 @@
 #   python calibration/compare_posteriors.py CPU OUT      # the GPU against the CPU
 #   python calibration/compare_posteriors.py CPU CPU1     # the yardstick: rounding alone
 #
-# DEVICE=cpu runs the same steps on a CPU (the script's own smoke test, and a CPU reference).
+# DEVICE=cpu runs the same steps on a CPU (the script's own smoke test, and a CPU reference);
+# LIMIT: seconds the inference may take (default 480, within a 10-minute call with the tests).
 set -o pipefail
 D=${1:?usage: gpu_infer_check.sh DATA SIMS OUT}
 SIMS=${2:?usage: gpu_infer_check.sh DATA SIMS OUT}
 OUT=${3:?usage: gpu_infer_check.sh DATA SIMS OUT}
 DEVICE=${DEVICE:-cuda}
+LIMIT=${LIMIT:-480}
 mkdir -p "$OUT"
 export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1 MEMSIM_DATA=$D
 L=$OUT/log.txt
@@ -44,7 +46,7 @@ run timeout 240 python3 -m pytest -q -p no:warnings tests/test_infer.py -k "cuda
 # 2. the one-round inference on $DEVICE from the carried simulations
 W=$(mktemp -d)
 mkdir -p "$W/simulations" && cp "$SIMS"/settings.json "$SIMS"/0-*.npz "$SIMS"/1-*.npz "$W/simulations/"
-run timeout 480 python3 -m memsim infer protocols/videomem.yaml --simulations 4000 \
+run timeout "$LIMIT" python3 -m memsim infer protocols/videomem.yaml --simulations 4000 \
   --workers "$(nproc)" --device "$DEVICE" --no-figures --out "$W"
 cp "$W"/posterior.parquet "$W"/inference.json "$W"/posterior.csv "$W"/sbc.csv \
   "$W"/predictive.csv "$W"/report.md "$OUT"/ 2>&1 | tee -a "$L"
