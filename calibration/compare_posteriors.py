@@ -6,9 +6,9 @@
 ``--draws`` of A against the last of B (default: half the smaller set each; two runs with the
 same seed pair their draws by index, see :func:`memsim.study.infer.compare_posteriors`). Prints, per
 parameter, both medians, the shift of B's median in A's posterior sds, and the two-sample KS
-distance between the marginals with its p-value; with ``--c2st N`` (default 5000; 0 skips
-it), the classifier two-sample test's accuracy on the first N draws of each (0.5: the joint
-draws cannot be told apart). :func:`memsim.study.infer.compare_posteriors` does the work.
+distance between the marginals with its p-value; with ``--c2st N`` (default 1000; 0 skips
+it), the classifier two-sample test's accuracy on N of the compared draws of each (0.5: the
+joint draws cannot be told apart). :func:`memsim.study.infer.compare_posteriors` does the work.
 
 This is how docs/inference.md reads one inference rerun on another CPU or trained on a GPU
 against the shipped one ("On another machine", "On a GPU"): a pair of runs that differ only
