@@ -228,6 +228,104 @@ def test_prior_path_that_names_no_parameter(tmp_path):
         nfi.check_prior(nfi.load_prior(path), memsim.load_params("videomem"), path)
 
 
+MECHANISM_PRIOR = """name: x
+params: videomem
+parameters:
+  - {path: participants.careless_share, lo: 0.01, hi: 0.08}
+  - {path: protocol.selection.counts_every_participants, lo: 1000, hi: 7000}
+"""
+
+
+def test_a_protocol_setting_in_the_prior_is_set_on_the_protocol_not_the_crowd(tmp_path):
+    """``protocol.<path>``: a nuisance of the campaign, checked against the protocol, rounded
+    where the protocol has an integer, left out of the crowd's parameters."""
+    import memsim
+
+    path = tmp_path / "prior.yaml"
+    path.write_text(MECHANISM_PRIOR)
+    prior = nfi.load_prior(path)
+    proto, base = memsim.load_protocol("videomem"), memsim.load_params("videomem")
+    assert prior.on_protocol.tolist() == [False, True]
+    assert [f.path for f in prior.free()] == ["participants.careless_share"]
+    nfi.check_prior(prior, base, path, proto)
+    with pytest.raises(UserError, match="protocol setting, and no protocol was given"):
+        nfi.check_prior(prior, base, path)
+    p = prior.params_at(base, np.array([0.05, 3240.4]))
+    assert (
+        p.participants.careless_share == 0.05
+        and p.dump()
+        == base.model_copy(
+            update={"participants": base.participants.model_copy(update={"careless_share": 0.05})}
+        ).dump()
+    )
+    changed = prior.protocol_at(proto, np.array([0.05, 3240.4]))
+    assert changed.selection.counts_every_participants == 3240
+    assert changed.dump() == proto.updated({"selection.counts_every_participants": 3240}).dump()
+    assert prior.protocol_values(proto).tolist() == [2160.0]
+    path.write_text(MECHANISM_PRIOR.replace("counts_every_participants", "counts_every_nope"))
+    with pytest.raises(UserError, match="names no field of the protocol videomem"):
+        nfi.check_prior(nfi.load_prior(path), base, path, proto)
+
+
+def test_simulations_run_the_protocol_each_draw_sets(tmp_path, setup):
+    """A draw's simulation is the protocol with the draw's setting, run directly: the same
+    moments, and other settings give other counts."""
+    import functools
+
+    import memsim
+    from memsim.sim.batch import simulate_many
+    from memsim.sim.simulate import prepare
+
+    proto, targets, real, _, base, moments = setup
+    path = tmp_path / "prior.yaml"
+    path.write_text(MECHANISM_PRIOR)
+    prior = nfi.load_prior(path)
+    settings = nfi.store_settings(proto, base, prior, moments, SCALE, 5)
+    store = nfi.SimulationStore(tmp_path / "s", settings)
+    got = nfi.simulate_prior(
+        proto, base, prior, moments, store, n=3, seed=5, scale=SCALE, real=real
+    )
+    values = prior.to_values(got["u"])
+    every = [int(round(v)) for v in values[:, 1]]
+    assert len(set(every)) == 3
+    for k in range(3):
+        changed = proto.updated({"selection.counts_every_participants": every[k]})
+        (x,) = simulate_many(
+            prepare(changed, SCALE),
+            [(prior.params_at(base, values[k]), int(got["seeds"][k]))],
+            functools.partial(nfi._one, real=real, moments=moments),
+        )
+        np.testing.assert_array_equal(x, got["x"][k])
+    # the protocol's own setting, by contrast, moves this draw's moments
+    (fixed,) = simulate_many(
+        prepare(proto, SCALE),
+        [(prior.params_at(base, values[0]), int(got["seeds"][0]))],
+        functools.partial(nfi._one, real=real, moments=moments),
+    )
+    assert memsim.load_protocol("videomem").selection.counts_every_participants == 2160
+    assert not np.array_equal(np.nan_to_num(fixed), np.nan_to_num(got["x"][0]))
+
+
+def test_posterior_draws_leave_the_campaigns_settings_out(tmp_path):
+    """A study that takes a posterior as its crowd runs its own protocol's campaign."""
+    from memsim.study.infer import posterior_draws
+
+    cols = {"participants.careless_share": [0.02, 0.03]}
+    cols["protocol.selection.counts_every_participants"] = [2000.0, 5000.0]
+    pd.DataFrame(cols).to_parquet(tmp_path / "posterior.parquet", index=False)
+    assert posterior_draws(tmp_path, 2) == [
+        {"participants.careless_share": 0.02},
+        {"participants.careless_share": 0.03},
+    ]
+    both = posterior_draws(tmp_path, 1, protocol_settings=True)
+    assert both == [
+        {
+            "participants.careless_share": 0.02,
+            "protocol.selection.counts_every_participants": 2000.0,
+        }
+    ]
+
+
 def test_simulations_are_deterministic_and_extend(tmp_path, setup):
     proto, targets, real, prior, base, moments = setup
     settings = nfi.store_settings(proto, base, prior, moments, SCALE, 5)

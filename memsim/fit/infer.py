@@ -86,6 +86,11 @@ TRUNCATION_PILOT = 100_000
 #: Simulations per chunk file (part of a store's identity: chunk files are named by their start).
 CHUNK = 25
 SHAPES = ("uniform", "log-uniform")
+#: A prior parameter whose path starts so is a setting of the study's protocol (a nuisance of
+#: the campaign that made the data, such as ``protocol.selection.counts_every_participants``),
+#: not of the crowd: simulations run the protocol with it set, and studies that take a posterior
+#: as their population leave it out (their own protocol says how their campaign runs).
+PROTOCOL_PREFIX = "protocol."
 
 
 # --------------------------------------------------------------------------- the prior
@@ -101,6 +106,11 @@ class PriorParam:
     @property
     def log(self) -> bool:
         return self.shape == "log-uniform"
+
+    @property
+    def on_protocol(self) -> bool:
+        """A setting of the study's protocol (``protocol.<dotted path>``), not of the crowd."""
+        return self.path.startswith(PROTOCOL_PREFIX)
 
 
 @dataclass(frozen=True)
@@ -129,7 +139,13 @@ class Prior:
         return len(self.parameters)
 
     def free(self) -> tuple[Free, ...]:
-        return tuple(Free(p.path, p.lo, p.hi, p.log) for p in self.parameters)
+        """The population parameters (the protocol's settings left out)."""
+        return tuple(Free(p.path, p.lo, p.hi, p.log) for p in self.parameters if not p.on_protocol)
+
+    @property
+    def on_protocol(self) -> np.ndarray:
+        """bool[d]: which parameters are settings of the protocol (``protocol.<path>``)."""
+        return np.array([p.on_protocol for p in self.parameters], bool)
 
     def to_values(self, u: np.ndarray) -> np.ndarray:
         """Unit-box positions ``(n, d)`` -> parameter values ``(n, d)``."""
@@ -140,7 +156,7 @@ class Prior:
         logs = np.array([p.log for p in self.parameters])
         # rounding (exp of a log bound) must not step outside the range
         return np.clip(
-            np.where(logs, np.exp(v), v),
+            np.where(logs, np.exp(np.where(logs, v, 0.0)), v),
             [p.lo for p in self.parameters],
             [p.hi for p in self.parameters],
         )
@@ -167,8 +183,37 @@ class Prior:
         ).reshape(n, self.dim)
 
     def params_at(self, base: Params, values: np.ndarray, **meta) -> Params:
-        """``base`` with the prior's parameters set to ``values``."""
-        return with_values(base, self.free(), np.asarray(values, float), **meta)
+        """``base`` with the prior's population parameters set to ``values`` (all ``d`` of
+        them, in the prior's order; the protocol's settings among them are skipped)."""
+        values = np.asarray(values, float)
+        return with_values(base, self.free(), values[~self.on_protocol], **meta)
+
+    def protocol_at(self, protocol, values: np.ndarray):
+        """``protocol`` with the prior's protocol settings set to ``values`` (all ``d``, in
+        the prior's order); ``protocol`` itself when the prior has none. A setting that is an
+        integer in the protocol (a count of participants, say) is rounded to one."""
+        from memsim.paths import get_path
+
+        if not self.on_protocol.any():
+            return protocol
+        d = protocol.dump()
+        changes = {}
+        for p, v in zip(self.parameters, np.asarray(values, float)):
+            if p.on_protocol:
+                key = p.path[len(PROTOCOL_PREFIX) :]
+                old = get_path(d, key)
+                changes[key] = int(round(v)) if isinstance(old, int) else float(v)
+        return protocol.updated(changes)
+
+    def protocol_values(self, protocol) -> np.ndarray:
+        """The protocol's own values of the prior's protocol settings, in their order."""
+        from memsim.paths import get_path
+
+        d = protocol.dump()
+        return np.array(
+            [get_path(d, p.path[len(PROTOCOL_PREFIX) :]) for p in self.parameters if p.on_protocol],
+            float,
+        )
 
     @classmethod
     def from_dump(cls, d: dict) -> Prior:
@@ -220,7 +265,9 @@ def load_prior(path: str | os.PathLike[str]) -> Prior:
     optional ``count_cdf`` (true: they include the share of videos at or below each core count
     of the released counts, :func:`memsim.fit.calibrate.count_cdf_points`),
     and ``parameters``: a list of ``{path, lo, hi, shape}`` (``shape`` ``uniform`` or
-    ``log-uniform``, the latter with ``lo > 0``).
+    ``log-uniform``, the latter with ``lo > 0``). A ``path`` names a number of the base set,
+    or, as ``protocol.<dotted path>``, a setting of the protocol (a nuisance of the campaign
+    that made the data: :data:`PROTOCOL_PREFIX`).
     """
     from memsim.io import load_yaml_mapping
 
@@ -284,23 +331,40 @@ def load_prior(path: str | os.PathLike[str]) -> Prior:
     )
 
 
-def check_prior(prior: Prior, base: Params, where: str | os.PathLike[str]) -> None:
-    """Every path of the prior names a number of ``base``, and every draw makes a valid set."""
+def check_prior(prior: Prior, base: Params, where: str | os.PathLike[str], protocol=None) -> None:
+    """Every path of the prior names a number of ``base`` (or, ``protocol.<path>``, of
+    ``protocol``), and every draw makes a valid set and protocol."""
     from memsim.paths import get_path
 
     d = base.dump()
+    pd_ = protocol.dump() if protocol is not None else None
     for k, p in enumerate(prior.parameters):
+        if p.on_protocol and pd_ is None:
+            raise UserError(
+                f"parameters.{k}.path: {p.path!r} is a protocol setting, and no protocol was given",
+                path=where,
+            )
+        src, key, what = (
+            (pd_, p.path[len(PROTOCOL_PREFIX) :], f"the protocol {protocol.name}")
+            if p.on_protocol
+            else (d, p.path, f"the parameter set {base.name}")
+        )
         try:
-            v = get_path(d, p.path)
+            v = get_path(src, key)
         except KeyError:
             raise UserError(
-                f"parameters.{k}.path: {p.path!r} names no field of the parameter set {base.name}",
-                path=where,
+                f"parameters.{k}.path: {p.path!r} names no field of {what}", path=where
             ) from None
         if isinstance(v, bool) or not isinstance(v, (int, float)):
             raise UserError(f"parameters.{k}.path: {p.path!r} is not a number", path=where)
     for corner in (np.zeros(prior.dim), np.ones(prior.dim), np.full(prior.dim, 0.5)):
-        prior.params_at(base, prior.to_values(corner[None])[0])  # UserError names the field
+        values = prior.to_values(corner[None])[0]
+        prior.params_at(base, values)  # UserError names the field
+        if protocol is not None:
+            try:
+                prior.protocol_at(protocol, values)
+            except UserError as exc:
+                raise UserError(f"a draw of the prior: {exc}", path=where) from None
 
 
 # --------------------------------------------------------------------------- statistics
@@ -332,6 +396,8 @@ def _init(protocol, base, prior, moments, scale, real, threads=1) -> None:
 
     numba.set_num_threads(threads)  # one process per core; no oversubscription
     _W.update(
+        protocol=protocol,
+        scale=scale,
         prepared=prepare(protocol, scale),
         base=base,
         prior=prior,
@@ -339,6 +405,20 @@ def _init(protocol, base, prior, moments, scale, real, threads=1) -> None:
         real=real,
         workspace={},
     )
+
+
+def _prepared_at(w: dict, prior: Prior, values: np.ndarray):
+    """The worker's prepared protocol, with the prior's protocol settings (if any) at
+    ``values``: prepared once per distinct setting (the last one is kept)."""
+    from memsim.sim.simulate import prepare
+
+    if not prior.on_protocol.any():
+        return w["prepared"]
+    key = tuple(np.asarray(values, float)[prior.on_protocol])
+    if w.get("prepared_key") != key:
+        w["prepared_at"] = prepare(prior.protocol_at(w["protocol"], values), w["scale"])
+        w["prepared_key"] = key
+    return w["prepared_at"]
 
 
 def _one(arrays, real, moments) -> np.ndarray:
@@ -364,7 +444,7 @@ def _chunk(job: tuple) -> dict:
         try:
             # one run per call: a draw where the study degenerates fails alone
             (x[k],) = simulate_many(
-                _W["prepared"],
+                _prepared_at(_W, prior, values[k]),
                 [(prior.params_at(_W["base"], values[k]), int(seeds[k]))],
                 summarise,
                 workspace=_W["workspace"],
@@ -1073,6 +1153,7 @@ def _pred_init(protocol, base, prior, targets, real, scale, threads=1) -> None:
 
     numba.set_num_threads(threads)
     _P.update(
+        protocol=protocol,
         prepared=prepare(protocol, scale),
         base=base,
         prior=prior,
@@ -1093,7 +1174,7 @@ def _pred_one(job: tuple) -> list[float]:
     p = _P["prior"].params_at(_P["base"], np.asarray(values, float))
     try:
         (summary,) = simulate_many(
-            _P["prepared"],
+            _prepared_at(_P, _P["prior"], values),
             [(p, int(seed))],
             functools.partial(summarise_arrays, real=_P["real"], full=True),
             workspace=_P["workspace"],

@@ -116,17 +116,21 @@ def _prior_base(prior: nfi.Prior, prior_file: Path):
     return load_params(named)
 
 
-def _point_fits(prior: nfi.Prior, protocol_name: str) -> dict[str, np.ndarray]:
-    """The shipped point fits of the protocol (values of the prior's parameters)."""
+def _point_fits(prior: nfi.Prior, protocol) -> dict[str, np.ndarray]:
+    """The shipped point fits of the protocol (values of the prior's parameters; its
+    protocol settings, if any, as the protocol has them)."""
     from memsim.fit.calibrate import values_of
     from memsim.resources import shipped_dir
     from memsim.sim.params import load_params
 
     out = {}
-    for name in (protocol_name, f"{protocol_name}-from-scratch"):
+    for name in (protocol.name, f"{protocol.name}-from-scratch"):
         path = shipped_dir("calibration") / f"{name}.yaml"
         if path.is_file():
-            out[name] = values_of(load_params(path), prior.free())
+            v = np.empty(prior.dim)
+            v[~prior.on_protocol] = values_of(load_params(path), prior.free())
+            v[prior.on_protocol] = prior.protocol_values(protocol)
+            out[name] = v
     return out
 
 
@@ -242,7 +246,9 @@ def run_inference(
     from memsim.io import make_dirs, write_text_atomic
     from memsim.limits import check_seed
 
-    check_seed(seed, "--seed")
+    seed = check_seed(seed, "--seed")
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise UserError(f"--workers must be at least 1, got {workers}")
     if simulations < 20:
         raise UserError(f"--simulations must be at least 20, got {simulations}")
     if max(simulations, heldout, predictive, truncated) > MAX_SIMULATIONS:
@@ -262,7 +268,7 @@ def run_inference(
         )
     pr = nfi.load_prior(prior_file)
     base = _prior_base(pr, prior_file)
-    nfi.check_prior(pr, base, prior_file)
+    nfi.check_prior(pr, base, prior_file, protocol)
     nfi._device(device)  # a missing CUDA is refused before any simulation
     columns = [s.scoring.column for s in protocol.steps]
     moments = moments_for(
@@ -361,7 +367,7 @@ def run_inference(
 
     with atomic_path(out / "posterior.parquet") as tmp:
         samples.to_parquet(tmp, index=False)
-    points = _point_fits(pr, protocol.name)
+    points = _point_fits(pr, protocol)
     table = nfi.summarise_samples(pr, u, points)
     _write_csv(table, out / "posterior.csv")
     pairs = _pairs(pr, u)
@@ -518,19 +524,24 @@ def load_posterior(folder: str | os.PathLike[str]) -> pd.DataFrame:
     return df
 
 
-def posterior_draws(folder: str | os.PathLike[str], n: int) -> list[dict[str, float]]:
+def posterior_draws(
+    folder: str | os.PathLike[str], n: int, *, protocol_settings: bool = False
+) -> list[dict[str, float]]:
     """The first ``n`` posterior draws of ``folder`` as ``{parameter path: value}`` mappings.
 
     Draws are independent, so the first ``n`` are a random sample of the posterior; the same
-    folder gives the same draws.
+    folder gives the same draws. A prior may hold settings of the campaign that made the data
+    (``protocol.<path>``, nuisance parameters): they are left out unless
+    ``protocol_settings``, since a study's own protocol says how its campaign runs.
     """
     df = load_posterior(folder)
     if n > len(df):
         raise UserError(
             f"{n} posterior draws wanted, the folder holds {len(df)}", path=Path(folder)
         )
+    keep = [protocol_settings or not c.startswith(nfi.PROTOCOL_PREFIX) for c in df.columns]
     return [
-        {c: float(v) for c, v in zip(df.columns, row) if math.isfinite(v)}
+        {c: float(v) for c, v, k in zip(df.columns, row, keep) if k and math.isfinite(v)}
         for row in df.iloc[:n].itertuples(index=False)
     ]
 
