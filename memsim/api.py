@@ -85,26 +85,46 @@ def load_protocol(protocol: Protocol | PathLike) -> Protocol:
 
     if isinstance(protocol, Protocol):
         return protocol
+    _check_name_or_path(protocol, "protocol", "a Protocol")
     return load(protocol_path(protocol))
 
 
+def _check_name_or_path(value, what: str, instead: str) -> None:
+    """A name or a path (str or os.PathLike, not empty), else a one-line UserError."""
+    from memsim.errors import UserError
+
+    if not isinstance(value, (str, os.PathLike)):
+        raise UserError(
+            f"{what} must be a shipped name, a file path or {instead}, got {type(value).__name__}"
+        )
+    if not str(value).strip():
+        raise UserError(f"{what}: the name is empty")
+
+
 def params_for(
-    protocol: Protocol | None, params: Params | PathLike | None = None
+    protocol: Protocol | PathLike | None, params: Params | PathLike | None = None
 ) -> tuple[Params, str]:
     """The parameter set a run of ``protocol`` uses, and one line saying which and why.
 
+    ``protocol``: as :func:`load_protocol` takes it, or None when ``params`` is given.
     ``params``: a Params, a YAML file, a shipped set's name (``"videomem-from-scratch"``), or
     None for the protocol's own calibrated set (``calibration/<protocol name>.yaml``). A
     protocol without a set of its own has no default: :class:`memsim.errors.UserError` says
     to pass one (``params="videomem"`` runs it with VideoMem's crowd, and the line says so).
     """
+    from memsim.errors import UserError
     from memsim.resources import params_path, shipped_dir
     from memsim.sim.params import Params, default_params_path
     from memsim.sim.params import load_params as load
 
+    if protocol is not None:
+        protocol = load_protocol(protocol)
+    elif params is None:
+        raise UserError("params_for needs a protocol, or params")
     if isinstance(params, Params):
         return params, f"parameters: {params.name} (given)"
     if params is not None:
+        _check_name_or_path(params, "params", "a Params")
         named = params_path(str(params)) if not Path(params).exists() else None
         path = named or Path(params)
         p = load(path)
@@ -161,8 +181,10 @@ def simulate(
 
     Same seed, same bytes, whatever the number of threads.
     """
+    from memsim.limits import check_seed
     from memsim.sim.simulate import simulate as sim
 
+    seed = check_seed(seed)
     proto = load_protocol(protocol)
     p = params_for(proto, params)[0]
     return sim(proto, p, seed=seed, scale=scale, progress=progress)
@@ -194,7 +216,20 @@ def analyse(
     per video, ST-LT correlations, lag curves, response times, and the agreement with
     ``truth`` (a table with ``video`` and ``true_<step>`` columns) when given."""
     from memsim.analysis.consistency import analyse as run_analyses
+    from memsim.analysis.scoring import ScoreResult
+    from memsim.errors import UserError
+    from memsim.limits import check_int, check_seed
 
+    if not isinstance(scored, ScoreResult):
+        raise UserError(
+            f"analyse takes a scored study (memsim.score's ScoreResult), got "
+            f"{type(scored).__name__}"
+        )
+    if truth is not None and not hasattr(truth, "columns"):
+        raise UserError(f"truth must be a DataFrame, got {type(truth).__name__}")
+    seed = check_seed(seed)
+    n_splits = check_int(n_splits, "n_splits", 1)
+    repeats = check_int(repeats, "repeats", 1)
     return run_analyses(scored, truth=truth, seed=seed, n_splits=n_splits, repeats=repeats)
 
 
@@ -210,17 +245,28 @@ def compare(
     (ok / off / n/a), ``kind`` (fit / report), ``source``.
 
     ``targets`` default to the protocol's own (``protocol`` default: the analysis'
-    protocol); ``scale`` (default: the analysis' own) scales the head-count targets.
+    protocol); ``scale`` scales the head-count targets: default the analysis' own ``scale``
+    entry, which :func:`run` records, else 1, so pass it for a scaled-down study analysed
+    with :func:`analyse`.
     """
+    import math
+
     from memsim.errors import UserError
     from memsim.fit.compare import compare as run_compare
 
-    first = analysis if isinstance(analysis, dict) else analysis[0]
+    runs = [analysis] if isinstance(analysis, dict) else analysis
+    if not isinstance(runs, Sequence) or not runs or not all(isinstance(a, dict) for a in runs):
+        raise UserError(
+            "compare takes an analysis (memsim.analyse's result) or a non-empty list of them"
+        )
+    first = runs[0]
     t = load_targets(targets, protocol=protocol or first.get("protocol"))
     if t is None:
         raise UserError(f"no targets file for protocol {first.get('protocol')!r}; pass targets=")
     if scale is None:
         scale = float(first.get("scale", 1.0))
+    if not (isinstance(scale, (int, float)) and math.isfinite(scale) and 0 < scale <= 1):
+        raise UserError(f"scale must be in (0, 1], got {scale}")
     runs = analysis if isinstance(analysis, dict) else list(analysis)
     return run_compare(runs, t, scale=scale)
 
@@ -306,7 +352,7 @@ def calibrate(
     it (without either, an existing log is a :class:`memsim.errors.UserError`)."""
     from memsim.data import released_scores
     from memsim.errors import UserError
-    from memsim.fit.calibrate import calibrate_to_file
+    from memsim.fit.calibrate import calibrate_to_file, check_seeds
     from memsim.progress import report
 
     proto = load_protocol(protocol)
@@ -314,6 +360,9 @@ def calibrate(
     if t is None:
         raise UserError(f"no targets file for protocol {proto.name!r}; pass targets=")
     start_params = params_for(proto, start)[0]
+    check_seeds(seeds, empty_ok=False)
+    if isinstance(fixed, str):  # one parameter's path, not its characters
+        fixed = (fixed,)
 
     seen: dict[str, set] = {}
 
@@ -378,6 +427,8 @@ def recover(
     """Parameter recovery (:class:`memsim.fit.recover.Recovery`): simulate ``truth`` (default
     the protocol's set), calibrate blind from a perturbed start, and compare; the evaluation
     log goes to ``out/recovery.evals.jsonl``."""
+    import math
+
     from memsim.errors import UserError
     from memsim.fit.recover import recover as run_recovery
     from memsim.io import make_dirs
@@ -386,19 +437,30 @@ def recover(
     t = load_targets(targets, protocol=proto)
     if t is None:
         raise UserError(f"no targets file for protocol {proto.name!r}; pass targets=")
+    if not (isinstance(perturb, (int, float)) and math.isfinite(perturb) and perturb >= 0):
+        raise UserError(f"perturb must be a number, 0 or more, got {perturb}")
+    if isinstance(fixed, str):  # one parameter's path, not its characters
+        fixed = (fixed,)
+    truth_params = params_for(proto, truth)[0]
     out = Path(out)
+    created = not out.exists()
     make_dirs(out)
-    return run_recovery(
-        proto,
-        params_for(proto, truth)[0],
-        t,
-        scale=scale,
-        perturb=perturb,
-        budget=budget,
-        workers=workers,
-        fixed=tuple(fixed),
-        log_path=out / "recovery.evals.jsonl",
-    )
+    try:
+        return run_recovery(
+            proto,
+            truth_params,
+            t,
+            scale=scale,
+            perturb=perturb,
+            budget=budget,
+            workers=workers,
+            fixed=tuple(fixed),
+            log_path=out / "recovery.evals.jsonl",
+        )
+    except UserError:
+        if created and out.is_dir() and not any(out.iterdir()):
+            out.rmdir()  # a refused recovery leaves no folder behind
+        raise
 
 
 def compat(
@@ -407,7 +469,10 @@ def compat(
     """Which of the paper's statistics the released VideoMem scores allow under independent
     annotations (:class:`memsim.fit.compat.CompatResult`; ``docs/calibration.md``)."""
     from memsim.fit.compat import compat as run_compat
+    from memsim.limits import check_int, check_seed
 
+    seed = check_seed(seed)
+    repeats = check_int(repeats, "repeats")
     return run_compat(data=data, repeats=repeats, seed=seed, mechanisms=mechanisms)
 
 

@@ -12,6 +12,7 @@ This module sits at memsim's core: it imports nothing from memsim but ``errors``
 from __future__ import annotations
 
 import math
+import numbers
 import os
 from pathlib import Path
 
@@ -49,9 +50,14 @@ BYTES_PER_TRIAL = 100
 
 
 def check_int(value: object, what: str, lo: int = INT_MIN, hi: int = INT_MAX) -> int:
-    """``value`` as an int in ``[lo, hi]``, else a one-line UserError naming ``what``."""
-    if isinstance(value, bool) or not isinstance(value, int):
+    """``value`` as an int in ``[lo, hi]``, else a one-line UserError naming ``what``.
+
+    Any integer type (a NumPy ``int64`` from an array, say) is taken as the int it is; a bool
+    is not an integer here.
+    """
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise UserError(f"{what} must be an integer, got {type(value).__name__}")
+    value = int(value)
     if not lo <= value <= hi:
         shown = str(value) if abs(value) < 10**30 else f"a {len(str(abs(value)))}-digit number"
         raise UserError(f"{what} must be in [{lo}, {hi}], got {shown}")

@@ -836,6 +836,17 @@ def test_a_run_never_replaces_a_folder_holding_other_files(command, work, capsys
     assert "no memsim run writes" in line
 
 
+def test_a_run_folder_with_its_own_svg_and_pdf_figures_may_be_replaced(tmp_path):
+    """``--figure-formats svg,pdf`` writes them: a second run into the folder replaces it."""
+    from memsim.study.run import run_folder_problem
+
+    for name in ("scores.csv", "fig3_lag.png", "fig3_lag.svg", "scores_real_vs_sim.pdf"):
+        (tmp_path / name).write_text("x")
+    assert run_folder_problem(tmp_path) is None
+    (tmp_path / "fig3_lag.eps").write_text("x")
+    assert "fig3_lag.eps" in run_folder_problem(tmp_path)
+
+
 # --------------------------------------------------------------------------- calibration logs
 LOGS = {
     "exists-without-resume": (b'{"header": {}}\n', [], "--resume continues that fit"),

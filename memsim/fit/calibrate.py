@@ -1295,9 +1295,14 @@ def regenerate_command(
     return " ".join(parts)
 
 
-def check_seeds(seeds) -> None:
-    """Every seed in ``[0, 2**63)`` (one-line UserError otherwise)."""
-
+def check_seeds(seeds, *, empty_ok: bool = True) -> None:
+    """Every seed in ``[0, 2**63)`` (one-line UserError otherwise); ``empty_ok=False``: at
+    least one."""
+    if isinstance(seeds, (str, bytes)) or not hasattr(seeds, "__iter__"):
+        raise UserError(f"--seeds: expected a list of seeds, got {type(seeds).__name__}")
+    seeds = list(seeds)
+    if not seeds and not empty_ok:
+        raise UserError("--seeds: give at least one seed")
     for s in seeds:
         check_seed(s, "--seeds: a seed")
 
@@ -1368,7 +1373,7 @@ def calibrate_to_file(
         raise UserError("--polish-seeds needs --polish BUDGET")
     out_path = Path(out)
     log_path = out_path.with_name(out_path.name + ".evals.jsonl")
-    check_seeds(seeds)
+    check_seeds(seeds, empty_ok=False)
     check_seeds(polish_seeds or ())
     check_output(out_path, "file")
     for path in (log_path, polish_log_path(out_path)) if polish else (log_path,):

@@ -45,7 +45,8 @@ __all__ = ["RunResult", "run_study", "RUN_FILES", "run_folder_problem", "run_fol
 RUN_FILES = frozenset(
     {"trials.parquet", "videos.parquet", "participants.parquet", "scores.csv", "summary.json"}
 )
-_FIGURE = re.compile(r"(fig\d+_[a-z_]+|scores_real_vs_sim)\.png")
+# in each of memsim.viz.style.FORMATS (not imported here: it would import matplotlib)
+_FIGURE = re.compile(r"(fig\d+_[a-z_]+|scores_real_vs_sim)\.(png|svg|pdf)")
 
 
 def run_folder_problem(out: Path) -> str | None:
@@ -245,7 +246,7 @@ def run_study(
         Receives :class:`memsim.progress.Progress` events of the simulation (task
         ``"simulate"``), then of scoring, analysis, writing and figures (task ``"analyse"``).
     """
-    check_seed(seed)
+    seed = check_seed(seed)
     if figure_workers is not None and figure_workers < 0:
         raise UserError(f"figure_workers must be 0 or more, not {figure_workers}")
     stage = run_folder(out) if out is not None else contextlib.nullcontext(None)

@@ -1,0 +1,91 @@
+"""The Python API meets a caller's mistakes as the command line does: one-line UserErrors,
+raised before anything is written, and NumPy integers taken as the integers they are."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import memsim
+from memsim.errors import UserError
+
+
+@pytest.fixture(scope="module")
+def small():
+    sim = memsim.simulate("videomem", seed=1, scale=0.05)
+    return sim, memsim.score(sim.trials, sim.protocol)
+
+
+def test_a_numpy_integer_seed_is_that_seed(small):
+    sim, _ = small
+    again = memsim.simulate("videomem", seed=np.int64(1), scale=0.05)
+    assert type(again.seed) is int
+    assert again.trials.equals(sim.trials)
+
+
+@pytest.mark.parametrize(
+    "seed, message",
+    [
+        (-1, "seed must be in"),
+        (1.0, "seed must be an integer, got float"),
+        (None, "seed must be an integer, got NoneType"),
+        (True, "seed must be an integer, got bool"),
+        (2**64, "seed must be in"),
+    ],
+)
+def test_bad_seeds_are_refused(seed, message):
+    with pytest.raises(UserError, match=message):
+        memsim.simulate("videomem", seed=seed, scale=0.05)
+    with pytest.raises(UserError, match=message):
+        memsim.compat(seed=seed)
+
+
+@pytest.mark.parametrize(
+    "call, message",
+    [
+        (lambda sc, sim: memsim.analyse(sim.trials), "takes a scored study"),
+        (lambda sc, sim: memsim.analyse(sc, truth={"video": [0]}), "truth must be a DataFrame"),
+        (lambda sc, sim: memsim.analyse(sc, n_splits=0), "n_splits must be in"),
+        (lambda sc, sim: memsim.analyse(sc, seed=1.5), "seed must be an integer"),
+        (lambda sc, sim: memsim.compare([]), "non-empty list"),
+        (lambda sc, sim: memsim.compare(sc), "compare takes an analysis"),
+        (lambda sc, sim: memsim.compare({"protocol": "videomem"}, scale=-1), r"scale must be"),
+        (lambda sc, sim: memsim.compare({"protocol": "videomem"}, scale=float("nan")), "scale"),
+    ],
+)
+def test_the_pipelines_calls_name_what_they_take(small, call, message):
+    sim, sc = small
+    with pytest.raises(UserError, match=message):
+        call(sc, sim)
+
+
+@pytest.mark.parametrize(
+    "call, message",
+    [
+        (lambda: memsim.load_protocol(None), "protocol must be a shipped name, a file path"),
+        (lambda: memsim.load_protocol(""), "the name is empty"),
+        (lambda: memsim.load_params(3), "params must be a shipped name, a file path"),
+        (lambda: memsim.params_for(None), "needs a protocol, or params"),
+    ],
+)
+def test_loading_names_what_it_takes(call, message):
+    with pytest.raises(UserError, match=message):
+        call()
+
+
+def test_params_for_takes_a_protocols_name():
+    p, why = memsim.params_for("videomem")
+    assert p.name == "videomem" and "the protocol's own calibrated set" in why
+
+
+def test_refused_fits_and_recoveries_write_nothing(tmp_path):
+    out = tmp_path / "fit.yaml"
+    with pytest.raises(UserError, match="at least one seed"):
+        memsim.calibrate("videomem", out=out, scale=0.05, budget=3, workers=1, seeds=())
+    with pytest.raises(UserError, match="a list of seeds, got int"):
+        memsim.calibrate("videomem", out=out, seeds=1)
+    assert list(tmp_path.iterdir()) == []
+    for kw, message in ((dict(scale=0), "scale"), (dict(perturb=-1), "perturb must be")):
+        with pytest.raises(UserError, match=message):
+            memsim.recover("videomem", out=tmp_path / "rec", **kw)
+        assert not (tmp_path / "rec").exists()
