@@ -89,3 +89,23 @@ def test_refused_fits_and_recoveries_write_nothing(tmp_path):
         with pytest.raises(UserError, match=message):
             memsim.recover("videomem", out=tmp_path / "rec", **kw)
         assert not (tmp_path / "rec").exists()
+
+
+def test_results_print_as_one_line_in_a_notebook(small):
+    sim, sc = small
+    run = memsim.run("videomem", seed=1, scale=0.05, figures=False)
+    shown = [
+        repr(sim),
+        repr(sc),
+        repr(memsim.analyse(sc, n_splits=2, repeats=1)),
+        repr(memsim.load_targets(protocol="videomem")),
+        repr(run),
+    ]
+    for line in shown:
+        assert "\n" not in line and len(line) < 300, line
+    assert shown[0].startswith("Simulation(protocol='videomem', params='videomem', seed=1,")
+    assert f"trials={len(sim.trials):,}" in shown[0]
+    assert shown[1].startswith("ScoreResult(protocol='videomem'")
+    assert shown[2].startswith("Analysis(protocol='videomem', seed=0, steps=")
+    within, counted = run.fitted
+    assert f"fitted targets within tolerance {within}/{counted}" in shown[4]

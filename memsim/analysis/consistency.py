@@ -842,6 +842,13 @@ class Analysis(dict):
     dotted names are what :meth:`statistics` lists and what study files collect.
     """
 
+    def __repr__(self) -> str:  # a line, not every number (a notebook prints it)
+        return (
+            f"Analysis(protocol={self.get('protocol')!r}, seed={self.get('seed')!r}, "
+            f"steps={self.get('steps')!r}, statistics={len(self.statistics()):,}; "
+            f".statistics() lists them by name)"
+        )
+
     def value(self, path: str | tuple[str, ...] | list[str]) -> float:
         """The number at ``path`` (a key sequence, or a dotted name); NaN when absent."""
         return lookup(self, tuple(path.split(".")) if isinstance(path, str) else tuple(path))

@@ -304,6 +304,14 @@ class ScoreResult:
         default_factory=dict
     )  # step -> (hit RTs, false-alarm RTs) of kept people
 
+    def __repr__(self) -> str:  # a line, not the tables (a notebook prints it)
+        kept = self.participants["kept"]
+        return (
+            f"ScoreResult(protocol={self.protocol.name!r}, stimuli={len(self.scores):,}, "
+            f"participants kept {int(kept.sum()):,} of {len(kept):,}, "
+            f"steps={[s.name for s in self.protocol.steps]})"
+        )
+
     def step_scores(self, s: int) -> tuple[np.ndarray, np.ndarray]:
         """Dense per-video arrays (score, annotations) of 1-based step ``s``, over ``video_ids``."""
         col = self.protocol.steps[s - 1].scoring.column

@@ -1232,6 +1232,15 @@ class Calibration:
     path: Path
     logs: tuple
 
+    def __repr__(self) -> str:  # a line, not the stages (a notebook prints it)
+        best = self.result.get("best", {})
+        dist = best.get("distance")
+        shown = f"{dist:.3f}" if isinstance(dist, (int, float)) else "n/a"
+        return (
+            f"Calibration(path={str(self.path)!r}, params={self.params.name!r}, "
+            f"stages={len(self.stages)}, distance={shown})"
+        )
+
     @property
     def result(self) -> dict:
         """The last stage's result."""

@@ -95,6 +95,13 @@ class Targets(BaseModel):
     targets: tuple[Target, ...]
     predictors: tuple[PredictorReference, ...] = ()
 
+    def __repr__(self) -> str:  # a line, not every target (a notebook prints it)
+        fit = sum(t.kind == "fit" for t in self.targets)
+        return (
+            f"Targets(name={self.name!r}, targets={len(self.targets)} ({fit} fit), "
+            f"predictors={len(self.predictors)})"
+        )
+
     def find(self, path: tuple[str, ...] | list[str], kind: str | None = None) -> Target | None:
         """The first target at ``path`` (of ``kind`` when given), or None."""
         path = tuple(path)

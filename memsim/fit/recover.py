@@ -113,6 +113,13 @@ class Recovery:
     fitted: Params
     calibration: dict
 
+    def __repr__(self) -> str:  # a line, not the tables (a notebook prints it)
+        err = self.table["error_share_of_range"].abs()
+        return (
+            f"Recovery(parameters={len(self.table)}, error as a share of the range: median "
+            f"{err.median():.3f}, largest {err.max():.3f}, fitted={self.fitted.name!r})"
+        )
+
 
 def recover(
     protocol,

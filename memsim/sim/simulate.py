@@ -105,6 +105,13 @@ class Simulation:
     participants: pd.DataFrame
     top_up: TopUpResult | None = None
 
+    def __repr__(self) -> str:  # a line, not the tables (a notebook prints it)
+        return (
+            f"Simulation(protocol={self.protocol.name!r}, params={self.params.name!r}, "
+            f"seed={self.seed}, participants={len(self.participants):,}, "
+            f"trials={len(self.trials):,}, stimuli={len(self.videos):,})"
+        )
+
     def save(self, out: str | os.PathLike[str]) -> list[Path]:
         """Write ``trials``, ``videos`` and ``participants`` as Parquet into ``out``."""
         return write_simulation(self, out)

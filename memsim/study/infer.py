@@ -98,6 +98,17 @@ class Inference:
     pairs: pd.DataFrame
     info: dict = field(default_factory=dict)
 
+    def __repr__(self) -> str:  # a line, not the tables (a notebook prints it)
+        parts = [f"out={str(self.out)!r}", f"draws={len(self.samples):,}"]
+        parts.append(f"parameters={self.samples.shape[1]}")
+        if self.sbc is not None:
+            ok = int(self.sbc["uniform_at_1pct"].sum())
+            parts.append(f"SBC uniform at 1 % {ok}/{len(self.sbc)}")
+        if "fit_rows" in self.info:
+            inside, rows = self.info["fit_rows_inside"], self.info["fit_rows"]
+            parts.append(f"fitted rows inside {inside}/{rows}")
+        return f"Inference({', '.join(parts)})"
+
 
 def _prior_base(prior: nfi.Prior, prior_file: Path):
     """The prior's base parameter set: a file beside the prior file, or a shipped set's name."""

@@ -142,6 +142,15 @@ class RunResult:
         """The comparison with the paper and the released data (``comparison``)."""
         return self.comparison
 
+    def __repr__(self) -> str:  # a line, not the tables (a notebook prints it)
+        within, counted = self.fitted
+        fit = f", fitted targets within tolerance {within}/{counted}" if counted else ""
+        return (
+            f"RunResult(protocol={self.protocol.name!r}, params={self.params.name!r}, "
+            f"seed={self.seed}, scale={self.scale}, trials={len(self.trials):,}{fit}, "
+            f"files written={len(self.written)})"
+        )
+
     @property
     def fitted(self) -> tuple[int, int]:
         """``(within tolerance, counted)`` over the ``fit`` rows that could be computed."""
