@@ -363,6 +363,14 @@ def staged_dir(
     return _Staged(Path(out), replaceable or _only_empty)
 
 
+def check_staged_dir(
+    out: str | os.PathLike[str], replaceable: Callable[[Path], str | None] | None = None
+) -> None:
+    """Refuse now (one-line UserError) an ``out`` that :func:`staged_dir` would refuse, so that
+    a command can say so before it prints or computes anything; creates nothing."""
+    _Staged(Path(out), replaceable or _only_empty).check()
+
+
 def _only_empty(out: Path) -> str | None:
     return None if not any(out.iterdir()) else "is a folder that is not empty"
 
@@ -380,7 +388,7 @@ class _Staged(contextlib.AbstractContextManager):
             raise UserError(f"{why}; use another output folder or remove it", path=self.out)
         return True
 
-    def __enter__(self) -> Path:
+    def check(self) -> None:
         here = Path.cwd().resolve()
         target = self.out.resolve()
         if target == here or target in here.parents:
@@ -388,6 +396,9 @@ class _Staged(contextlib.AbstractContextManager):
                 "is the current folder or holds it; give a folder inside it", path=self.out
             )
         self._check()
+
+    def __enter__(self) -> Path:
+        self.check()
         make_dirs(self.out.parent)
         remove_stale(self.out.parent, self.out.name)
         self.tmp = self.out.parent / _temp_name(self.out.name, "new")

@@ -77,7 +77,15 @@ def protocol_path(name_or_path: str | os.PathLike[str]) -> Path:
                 f"or give a path to a protocol file"
             )
         return p
-    return Path(name_or_path)
+    p = Path(name_or_path)
+    if not p.exists() and p.suffix in (".yaml", ".yml") and p.stem in shipped_protocols():
+        # protocols/videomem.yaml outside a checkout: the installed package ships it by name
+        raise UserError(
+            f"no such protocol file; memsim ships a protocol named {p.stem!r}: give its name "
+            f"to use that one",
+            path=p,
+        )
+    return p
 
 
 def params_path(protocol_name: str) -> Path | None:

@@ -109,3 +109,11 @@ def test_results_print_as_one_line_in_a_notebook(small):
     assert shown[2].startswith("Analysis(protocol='videomem', seed=0, steps=")
     within, counted = run.fitted
     assert f"fitted targets within tolerance {within}/{counted}" in shown[4]
+
+
+def test_a_missing_copy_of_a_shipped_protocol_points_to_its_name(tmp_path):
+    """``protocols/videomem.yaml`` outside a checkout (an installed wheel): the name works."""
+    with pytest.raises(UserError, match="memsim ships a protocol named 'videomem': give its name"):
+        memsim.load_protocol(tmp_path / "protocols" / "videomem.yaml")
+    with pytest.raises(UserError, match="no such protocol file$"):
+        memsim.load_protocol(tmp_path / "mine.yaml")

@@ -387,3 +387,17 @@ def test_ceiling_report_with_simulator_truth(tmp_path):
     (tmp_path / "bad.parquet").write_bytes(b"not parquet")
     with pytest.raises(UserError, match="cannot read truth file"):
         read_truth(tmp_path / "bad.parquet")
+
+
+def test_the_help_gives_the_networks_real_epoch_default(capsys):
+    pytest.importorskip("torch")
+    from memsim.predict.models import NetConfig
+
+    for sub in ("cv", "train"):
+        try:
+            assert main(["predict", sub, "--help"]) == 0
+        except SystemExit as exc:  # argparse's own exit, where main lets it through
+            assert exc.code == 0
+        text = " ".join(capsys.readouterr().out.split())
+        assert f"max epochs per member (default {NetConfig().max_epochs})" in text
+        assert "(default 5, at least 2)" in text

@@ -152,7 +152,8 @@ def _cmd_infer(args) -> int:
         )
         for what in ("median", "mode"):
             for name, vals in info.get(f"ks_at_posterior_{what}", {}).items():
-                print(f"{name} at the posterior {what}: {' '.join(f'{v:.3f}' for v in vals)}")
+                shown = " ".join(f"{v:.3f}" for v in vals)
+                print(f"{name} at the posterior {what} ({len(vals)} seeds): {shown}")
     secs = info["seconds"]
     simulating = sum(secs.get(k, 0.0) for k in SIMULATING)
     print(f"{secs['total']:.0f} s in all, simulations {simulating:.0f} s; written to {r.out}")

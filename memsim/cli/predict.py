@@ -59,7 +59,10 @@ def register(sub) -> None:
         "--folds", type=types.positive_int, default=5, help="cross-validation folds (default 5)"
     )
     q.add_argument(
-        "--members", type=types.positive_int, default=5, help="fold-ensemble members per network"
+        "--members",
+        type=types.positive_int,
+        default=5,
+        help="fold-ensemble members per network (default 5, at least 2)",
     )
     q.add_argument(
         "--seed", type=types.seed, default=0, help="seed of folds and training (default 0)"
@@ -70,7 +73,7 @@ def register(sub) -> None:
         help="networks to evaluate beside the ridge baselines (mlp,text)",
     )
     q.add_argument(
-        "--epochs", type=types.positive_int, default=None, help="max epochs per member (default 40)"
+        "--epochs", type=types.positive_int, default=None, help="max epochs per member (default 25)"
     )
     q.add_argument(
         "--truth",
@@ -101,11 +104,14 @@ def register(sub) -> None:
     )
     q.add_argument("--out", type=Path, required=True, help="model file to write")
     q.add_argument(
-        "--members", type=types.positive_int, default=5, help="ensemble members (default 5)"
+        "--members",
+        type=types.positive_int,
+        default=5,
+        help="ensemble members (default 5, at least 2)",
     )
     q.add_argument("--seed", type=types.seed, default=0, help="seed of training (default 0)")
     q.add_argument(
-        "--epochs", type=types.positive_int, default=None, help="max epochs per member (default 40)"
+        "--epochs", type=types.positive_int, default=None, help="max epochs per member (default 25)"
     )
     q.set_defaults(func=_cmd_train)
 

@@ -91,9 +91,13 @@ def register(sub) -> None:
 
 def _load(args):
     from memsim import api
+    from memsim.sim.simulate import check_memory, scale_protocol
 
     protocol = api.load_protocol(args.protocol)
     params, why = api.params_for(protocol, args.params)
+    # a campaign too large for memory: one line before anything is printed (the run checks
+    # again when it prepares the protocol)
+    check_memory(scale_protocol(protocol, args.scale))
     return protocol, params, why
 
 
@@ -121,12 +125,13 @@ def _cmd_simulate(args) -> int:
 
 def _cmd_run(args) -> int:
     from memsim.cli.format import print_run
-    from memsim.study.run import run_study
+    from memsim.study.run import check_run_folder, run_study
     from memsim.viz.style import parse_formats
 
     protocol, params, why = _load(args)
     out = args.out or Path("runs") / protocol.name
     formats = parse_formats(args.figure_formats)  # a typo fails before the work
+    check_run_folder(out)  # a folder it must not replace: one line, before anything is printed
     print(why, flush=True)  # before the progress lines: which parameters, and why
     with progress_display(not args.quiet) as show:
         result = run_study(

@@ -228,11 +228,11 @@ class _Epochs:
 
     def __init__(self, progress: ProgressCallback | None, task: str, total: int) -> None:
         self.progress, self.task, self.total, self.done = progress, task, total, 0
-        report(progress, task, task, 0, total, unit="epochs")
+        report(progress, task, "epochs trained", 0, total, unit="epochs")
 
     def tick(self) -> None:
         self.done += 1
-        report(self.progress, self.task, self.task, self.done, self.total, unit="epochs")
+        report(self.progress, self.task, "epochs trained", self.done, self.total, unit="epochs")
 
     @property
     def callback(self):

@@ -32,14 +32,21 @@ from memsim.design.scores import write_scores
 from memsim.errors import UserError
 from memsim.fit.compare import Targets, compare, default_targets_path, figure_references
 from memsim.fit.compare import load_targets as _load_targets
-from memsim.io import dumps_json, is_temp_name, staged_dir, write_text_atomic
+from memsim.io import check_staged_dir, dumps_json, is_temp_name, staged_dir, write_text_atomic
 from memsim.limits import check_seed
 from memsim.progress import ProgressCallback, report
 from memsim.sim.params import Params
 from memsim.sim.simulate import Simulation, simulate, write_simulation
 from memsim.study.drawing import FigureDrawer
 
-__all__ = ["RunResult", "run_study", "RUN_FILES", "run_folder_problem", "run_folder"]
+__all__ = [
+    "RunResult",
+    "run_study",
+    "RUN_FILES",
+    "run_folder_problem",
+    "run_folder",
+    "check_run_folder",
+]
 
 # what a run folder holds (figures: the paper's fig3-fig6 and the real-vs-simulated scores)
 RUN_FILES = frozenset(
@@ -77,6 +84,11 @@ def run_folder(out: str | os.PathLike[str]) -> contextlib.AbstractContextManager
     a device, or a folder holding files no run writes (:func:`run_folder_problem`).
     """
     return staged_dir(out, run_folder_problem)
+
+
+def check_run_folder(out: str | os.PathLike[str]) -> None:
+    """Refuse now (one-line UserError) an ``out`` that :func:`run_folder` would refuse."""
+    check_staged_dir(out, run_folder_problem)
 
 
 @dataclass
