@@ -155,6 +155,9 @@ def test_no_fork_once_numba_threads_run(monkeypatch):
     with pytest.raises(ValueError, match="workers"):
         drawing.FigureDrawer(-1)
     assert 0 <= drawing.default_workers() <= drawing.MAX_WORKERS
+    # no more workers than a run has figures, whatever is asked (here nothing is forked)
+    with drawing.FigureDrawer(100_000) as d:
+        assert d.workers == drawing.MOST_WORKERS and not d.forked
 
 
 def test_user_error_crosses_processes_with_its_path():

@@ -72,7 +72,8 @@ def register(sub) -> None:
         metavar="N",
         default=None,
         help="processes that draw the figures while the run goes on (Linux; default 2 while "
-        "the CPUs are not all busy, else 0); 0 draws them in this process after the analyses",
+        "the CPUs are not all busy, else 0; at most 5, one per figure); 0 draws them in this "
+        "process after the analyses",
     )
     p.set_defaults(func=_cmd_run)
 

@@ -27,11 +27,14 @@ import signal
 import sys
 from pathlib import Path
 
-__all__ = ["FigureDrawer", "default_workers", "fork_problem", "MAX_WORKERS"]
+__all__ = ["FigureDrawer", "default_workers", "fork_problem", "MAX_WORKERS", "MOST_WORKERS"]
 
 #: The most worker processes :func:`default_workers` gives: two draw the five figures of a run
 #: in about the time of the slowest pair.
 MAX_WORKERS = 2
+#: The most worker processes a drawer starts whatever it is asked: a run draws five figures,
+#: and a worker more would only idle (``--figure-workers 100000`` forked 100,000 processes).
+MOST_WORKERS = 5
 
 
 def default_workers() -> int:
@@ -123,7 +126,7 @@ class FigureDrawer:
             workers = default_workers()
         if workers < 0:
             raise ValueError(f"workers must be >= 0, not {workers}")
-        self.workers = workers
+        self.workers = workers = min(workers, MOST_WORKERS)
         self.why_here = "no worker asked for" if workers == 0 else fork_problem()
         self._pool = None  # a ProcessPoolExecutor while the workers run
         self._calls: list[tuple] = []
