@@ -758,3 +758,21 @@ def test_compare_posteriors_measures_shifts_in_posterior_sds(tmp_path, capsys):
     assert "largest shift +0.5" in out and "classifier two-sample test accuracy: 0." in out
     assert script.main([str(tmp_path / "a"), str(tmp_path / "nowhere"), "--c2st", "0"]) == 2
     assert "no posterior.parquet" in capsys.readouterr().err
+
+
+def test_an_interrupted_inference_keeps_its_simulations(tmp_path, monkeypatch, capsys, real_data):
+    """Ctrl-C (or a failure) after the simulations: they stay, for the same command to resume
+    (the command's other outputs are taken away, as always)."""
+    pytest.importorskip("sbi")
+    monkeypatch.chdir(tmp_path)
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(nfi, "train", interrupted)
+    argv = ["infer", "videomem", "--scale", str(SCALE), "--simulations", "25", "--heldout", "0"]
+    argv += ["--predictive", "0", "--no-figures", "--quiet", "--out", "inf"]
+    assert cli.main([*argv, "--data", str(real_data)]) == 130
+    assert "interrupted" in capsys.readouterr().err
+    chunks = list((tmp_path / "inf" / "simulations").glob("*.npz"))
+    assert len(chunks) == 1 and (tmp_path / "inf" / "simulations" / "settings.json").is_file()

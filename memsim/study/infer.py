@@ -254,7 +254,7 @@ def run_inference(
         Draw the figures into ``out/figures``.
     """
     from memsim.fit.calibrate import moments_for
-    from memsim.io import make_dirs, write_text_atomic
+    from memsim.io import forget_output, make_dirs, write_text_atomic
     from memsim.limits import check_seed
 
     seed = check_seed(seed, "--seed")
@@ -290,6 +290,8 @@ def run_inference(
     store = nfi.SimulationStore(
         out / "simulations", nfi.store_settings(protocol, base, pr, moments, scale, seed), force
     )
+    # resumable state from here on: a failure or a Ctrl-C keeps the simulations made so far
+    forget_output(store.folder)
     timings: dict[str, float] = {}
     t_all = time.perf_counter()
 
