@@ -841,6 +841,42 @@ def test_a_run_never_replaces_a_folder_holding_other_files(command, work, capsys
     assert "no memsim run writes" in line
 
 
+@pytest.mark.parametrize(
+    "argv, needle",
+    [
+        (["score", "t.csv", "--protocol", "small.yaml", "--out", "t.csv"], "given as trials"),
+        (["score", "t.csv", "--protocol", "small.yaml", "--out", "./small.yaml"], "as protocol"),
+        (
+            [
+                "score",
+                "t.csv",
+                "--protocol",
+                "small.yaml",
+                "--out",
+                "s.csv",
+                "--participants",
+                "s.csv",
+            ],
+            "--out and --participants name the same file",
+        ),  # fmt: skip
+        (["scores", "t.csv", "--json", "t.csv"], "given as scores"),
+        (["calibrate", "small.yaml", "--out", "small.yaml"], "given as protocol"),
+        (["fit-report", "small.yaml", "--out", "small.yaml"], "given as protocol"),
+    ],
+)
+def test_an_output_that_is_an_input_is_refused(argv, needle, work, capsys, trials_file):
+    """Writing it would destroy the input (a trial log replaced by its scores, a protocol by
+    a parameter file)."""
+    import shutil
+
+    import pandas as pd
+
+    trials, proto = trials_file
+    pd.read_parquet(trials).to_csv(work / "t.csv", index=False)
+    shutil.copy(proto, work / "small.yaml")
+    assert_refused(argv, work, capsys, needle)
+
+
 def test_a_run_folder_with_its_own_svg_and_pdf_figures_may_be_replaced(tmp_path):
     """``--figure-formats svg,pdf`` writes them: a second run into the folder replaces it."""
     from memsim.study.run import run_folder_problem

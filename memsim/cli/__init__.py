@@ -129,6 +129,8 @@ def _check_paths(args: argparse.Namespace) -> None:
     from memsim.io import check_input, check_output
 
     kinds = OUTPUT_KINDS.get(command_name(args), {})
+    files_out: list[tuple[str, Path]] = []  # output files, and the input files they must not be
+    files_in: list[tuple[str, Path]] = []
     for dest, value in vars(args).items():
         values = value if isinstance(value, list) else [value]
         for v in values:
@@ -136,13 +138,47 @@ def _check_paths(args: argparse.Namespace) -> None:
                 continue
             if dest in OUTPUT_ARGS:
                 check_output(v, kinds.get(dest))
+                if kinds.get(dest) == "file":
+                    files_out.append((dest, Path(v)))
                 continue
             try:
                 special = not (Path(v).is_file() or Path(v).is_dir()) and Path(v).exists()
+                if Path(v).is_file():
+                    files_in.append((dest, Path(v)))
             except (OSError, ValueError):
                 continue
             if special:
                 check_input(v, "file")
+    _check_distinct(files_out, files_in)
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        if a.exists() and b.exists():
+            return os.path.samefile(a, b)
+        return a.resolve() == b.resolve()
+    except (OSError, ValueError):
+        return False
+
+
+def _check_distinct(files_out: list[tuple[str, Path]], files_in: list[tuple[str, Path]]) -> None:
+    """Refuse an output file that is one of the command's inputs, or another of its outputs:
+    writing it would destroy what was read, or what was just written."""
+    for i, (dest, out) in enumerate(files_out):
+        for other, path in files_in:
+            if _same_file(out, path):
+                raise UserError(
+                    f"--{dest.replace('_', '-')} is the file given as {other.replace('_', '-')}: "
+                    "writing it would destroy that input; give another path",
+                    path=out,
+                )
+        for other, path in files_out[i + 1 :]:
+            if _same_file(out, path):
+                raise UserError(
+                    f"--{dest.replace('_', '-')} and --{other.replace('_', '-')} name the same "
+                    "file: give each its own",
+                    path=out,
+                )
 
 
 def _os_error_line(exc: OSError) -> str:
