@@ -117,3 +117,21 @@ def test_a_missing_copy_of_a_shipped_protocol_points_to_its_name(tmp_path):
         memsim.load_protocol(tmp_path / "protocols" / "videomem.yaml")
     with pytest.raises(UserError, match="no such protocol file$"):
         memsim.load_protocol(tmp_path / "mine.yaml")
+
+
+def test_a_truth_table_that_cannot_be_set_beside_the_scores_is_refused(small):
+    import pandas as pd
+
+    sim, sc = small
+    v = sim.videos
+    named = v.assign(video="video" + v.video.astype(str))
+    cases = [
+        (named, "integer video ids"),
+        (v[["video"]], "no column of true values"),
+        (v.assign(video=v.video + 10**6), "none of its videos is among the scored ones"),
+        (pd.concat([v, v.iloc[:1]]), "given more than once"),
+    ]
+    for truth, message in cases:
+        with pytest.raises(UserError, match=message):
+            memsim.analyse(sc, truth=truth, n_splits=2, repeats=1)
+    assert memsim.analyse(sc, truth=v, n_splits=2, repeats=1)["truth"]

@@ -877,6 +877,24 @@ def test_an_output_that_is_an_input_is_refused(argv, needle, work, capsys, trial
     assert_refused(argv, work, capsys, needle)
 
 
+def test_damaged_sweep_files_are_named_not_tracebacks(work, capsys):
+    """A shard or results file damaged after it was written (shards are written whole)."""
+    study = _study()(work)
+    code, _, _ = run(["sweep", study, "--out", "o", "--quiet"], capsys)
+    assert code == 0
+    results = work / "o" / "results.parquet"
+    results.write_bytes(results.read_bytes()[:100])
+    assert_refused(["report", "o"], work, capsys, "not readable as Parquet")
+    pd.DataFrame({"video": [1]}).to_parquet(results)
+    assert_refused(["report", "o"], work, capsys, "not a sweep's results")
+    results.unlink()
+    shard = sorted((work / "o" / "shards").glob("*.parquet"))[0]
+    whole = shard.read_bytes()
+    shard.write_bytes(whole[:50])  # a resumed sweep runs it again: the same bytes
+    code, out, _ = run(["sweep", study, "--out", "o", "--quiet"], capsys)
+    assert code == 0 and "1 already done" in out and shard.read_bytes() == whole
+
+
 def test_a_run_folder_with_its_own_svg_and_pdf_figures_may_be_replaced(tmp_path):
     """``--figure-formats svg,pdf`` writes them: a second run into the folder replaces it."""
     from memsim.study.run import run_folder_problem

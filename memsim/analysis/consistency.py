@@ -33,6 +33,7 @@ from memsim.analysis.scoring import (
     score,
 )
 from memsim.design.protocol import truth_column
+from memsim.errors import UserError
 from memsim.rng import PyStream, next_below, stream_key
 
 __all__ = [
@@ -724,7 +725,15 @@ def truth_correlation(scores: pd.DataFrame, truth: pd.DataFrame) -> dict:
     column or as :func:`memsim.design.protocol.truth_column` names it (``true_short_term``).
     """
     if "video" not in truth.columns:
-        raise ValueError("truth needs a 'video' column")
+        raise UserError("truth: needs a 'video' column")
+    if not pd.api.types.is_integer_dtype(truth["video"]):
+        raise UserError(
+            f"truth: its 'video' column must hold the trial table's integer video ids, got "
+            f"{truth['video'].dtype} values"
+        )
+    if truth["video"].duplicated().any():
+        dup = int(truth.loc[truth["video"].duplicated(), "video"].iloc[0])
+        raise UserError(f"truth: video {dup} is given more than once")
     # the simulator names them true_<step> (protocol.truth_column); a column named like the score
     # works too
     truth = truth.rename(
@@ -734,6 +743,14 @@ def truth_correlation(scores: pd.DataFrame, truth: pd.DataFrame) -> dict:
             if truth_column(c) in truth.columns and c not in truth.columns
         }
     )
+    steps = [c for c in scores.columns if c.endswith("_memorability") and c in truth.columns]
+    if not steps:
+        wanted = ", ".join(
+            f"{c} or {truth_column(c)}" for c in scores.columns if c.endswith("_memorability")
+        )
+        raise UserError(f"truth: no column of true values (expected {wanted})")
+    if not scores["video"].isin(truth["video"]).any():
+        raise UserError("truth: none of its videos is among the scored ones")
     m = scores.merge(truth, on="video", how="inner", suffixes=("", "__truth"))
     out = {}
     for c in scores.columns:

@@ -150,7 +150,22 @@ def report(out: str | os.PathLike[str], *, figures: bool = True, formats=None) -
             "no results.parquet: the sweep has not finished (rerun `memsim sweep` to resume)",
             path=out,
         )
-    results = pd.read_parquet(res_path)
+    try:
+        results = pd.read_parquet(res_path)
+    except (OSError, ValueError) as exc:  # pyarrow's ArrowInvalid is a ValueError
+        why = " ".join(str(exc).split())[:120]
+        raise UserError(
+            f"not readable as Parquet ({why}); rerun `memsim sweep` into this folder to gather "
+            "the shards again",
+            path=res_path,
+        ) from None
+    missing = [c for c in ("cell", "replicate") if c not in results.columns]
+    if missing:
+        raise UserError(
+            f"not a sweep's results (no {missing[0]!r} column); rerun `memsim sweep` into this "
+            "folder to gather the shards again",
+            path=res_path,
+        )
     summary = summarise_results(results, plan)
     rdir = out / "report"
     check_output(rdir, "dir")  # not a link that would send the report elsewhere

@@ -1168,6 +1168,20 @@ class _Dask:
 
 
 # --------------------------------------------------------------------------- files
+def _shard_done(path: Path) -> bool:
+    """A shard is there and readable (its Parquet footer): a damaged one is run again."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    if not path.is_file():
+        return False
+    try:
+        pq.read_metadata(path)
+    except (pa.ArrowException, OSError):
+        return False
+    return True
+
+
 def _shard_path(out: Path, cell: int, replicate: int) -> Path:
     return out / SHARD_DIR / f"c{cell:06d}-r{replicate:05d}.parquet"
 
@@ -1334,11 +1348,20 @@ def combine(out: Path, plan: Plan) -> Path:
 
     schema = _schema(plan)
     reps = int(plan.study["replicates"])
-    tables = [
-        pq.read_table(_shard_path(out, c, r), schema=schema)
-        for c in range(len(plan.cells))
-        for r in range(reps)
-    ]
+
+    def shard(c: int, r: int):
+        path = _shard_path(out, c, r)
+        try:
+            return pq.read_table(path, schema=schema)
+        except (pa.ArrowException, OSError) as exc:  # shards are written whole: damaged since
+            why = " ".join(str(exc).split())[:120]
+            raise UserError(
+                f"not a readable shard of this sweep ({why}); delete it and rerun `memsim "
+                "sweep` to simulate that run again",
+                path=path,
+            ) from None
+
+    tables = [shard(c, r) for c in range(len(plan.cells)) for r in range(reps)]
     table = pa.concat_tables(tables).combine_chunks() if tables else schema.empty_table()
     path = out / RESULTS_FILE
     _write_parquet(table, path)
@@ -1494,7 +1517,7 @@ def run_sweep(
         ((c["cell"], r), _spec(study, plan, c, r, study.scale))
         for c in plan.cells
         for r in range(reps)
-        if not (exists and _shard_path(out, c["cell"], r).exists())
+        if not (exists and _shard_done(_shard_path(out, c["cell"], r)))
     ]
     skipped = plan.n_runs - len(jobs)
     if code_changed and jobs and skipped and warn:
