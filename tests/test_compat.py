@@ -146,3 +146,16 @@ def test_simulator_mechanisms_stay_at_their_npmle_prediction():
     gap = table["npmle_predicts"] - table["human"]
     assert gap.abs().max() < 0.06, table.to_string()
     assert gap.abs().mean() < 0.03, table.to_string()
+
+
+def test_a_scores_file_of_a_few_videos_is_refused(tmp_path, real_data, capsys):
+    """Its moments cannot carry the analysis (a beta fit failed with a traceback)."""
+    from memsim.cli import main
+
+    (tmp_path / "videomem").mkdir()
+    head = (real_data / "videomem" / "ground-truth_dev-set.csv").read_bytes()[:300]
+    (tmp_path / "videomem" / "ground-truth_dev-set.csv").write_bytes(head)
+    assert main(["compat", "--data", str(tmp_path), "--repeats", "2"]) == 2
+    err = capsys.readouterr().err
+    assert "videos: the compatibility analysis reads the released scores" in err
+    assert len(err.strip().splitlines()) == 1

@@ -401,3 +401,12 @@ def test_the_help_gives_the_networks_real_epoch_default(capsys):
         text = " ".join(capsys.readouterr().out.split())
         assert f"max epochs per member (default {NetConfig().max_epochs})" in text
         assert "(default 5, at least 2)" in text
+
+
+def test_an_unknown_device_is_one_line():
+    pytest.importorskip("torch")
+    from memsim.predict.models import pick_device
+
+    with pytest.raises(UserError, match="--device tpu: not a torch device"):
+        pick_device("tpu")
+    assert str(pick_device("cpu")) == "cpu"

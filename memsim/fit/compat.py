@@ -596,6 +596,10 @@ class CompatResult:
         return out
 
 
+#: The fewest videos a scores file must have for the compatibility analysis.
+MIN_VIDEOS = 100
+
+
 def compat(*, data=None, repeats: int = 5, seed: int = 0, mechanisms: bool = False) -> CompatResult:
     """The compatibility analysis of the released VideoMem scores with the paper's numbers.
 
@@ -606,7 +610,14 @@ def compat(*, data=None, repeats: int = 5, seed: int = 0, mechanisms: bool = Fal
     if repeats < 2:
         raise UserError(f"--repeats must be at least 2 (an SD needs two), got {repeats}")
     root = data_dir(data)
-    real = read_scores(root / "videomem" / "ground-truth_dev-set.csv")
+    path = root / "videomem" / "ground-truth_dev-set.csv"
+    real = read_scores(path)
+    if len(real) < MIN_VIDEOS:  # moments of a few videos: a beta fit fails, or NaN everywhere
+        raise UserError(
+            f"{len(real)} videos: the compatibility analysis reads the released scores (7,000 "
+            f"videos), at least {MIN_VIDEOS}",
+            path=path,
+        )
     released = {
         c: implied_variance(real[c].to_numpy(float), real[count_column(c)].to_numpy())
         for c in COLUMNS

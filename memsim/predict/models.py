@@ -69,11 +69,16 @@ def pick_device(name: str | None = None) -> torch.device:
     """``cuda`` when available (or asked for), else ``cpu``."""
     if name in (None, "auto"):
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        from memsim.errors import UserError
+    from memsim.errors import UserError
 
+    if name.startswith("cuda") and not torch.cuda.is_available():
         raise UserError(f"--device {name}: CUDA is not available on this machine")
-    return torch.device(name)
+    try:
+        return torch.device(name)
+    except RuntimeError:  # torch's own long message lists every backend it knows
+        raise UserError(
+            f"--device {name}: not a torch device (auto, cpu, cuda or cuda:N)"
+        ) from None
 
 
 def set_deterministic(threads: int | None = None) -> None:
