@@ -262,6 +262,14 @@ def die_with_parent(parent: int) -> None:
         os._exit(1)
 
 
+def spawn_context():
+    """The ``spawn`` multiprocessing context of memsim's worker pools: its processes start
+    with SIGINT blocked, so that a Ctrl-C is the parent's alone (:mod:`memsim._spawn`)."""
+    from memsim._spawn import CONTEXT
+
+    return CONTEXT
+
+
 def in_worker(parent: int, init=None, *args) -> None:
     """A process pool's initializer: :func:`die_with_parent`, then ``init(*args)`` if given."""
     die_with_parent(parent)

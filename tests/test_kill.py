@@ -304,3 +304,23 @@ def test_a_calibration_killed_mid_fit_resumes_to_the_same_file(tmp_path, capsys,
     assert same_day(out.read_bytes()) == same_day(ref.read_bytes())
     assert main([*argv(out), "--resume"]) == 0  # nothing left to do: the same file again
     assert same_day(out.read_bytes()) == same_day(ref.read_bytes())
+
+
+def _sigint_blocked() -> bool:
+    import signal
+
+    return signal.SIGINT in signal.pthread_sigmask(signal.SIG_BLOCK, [])
+
+
+def test_workers_start_with_ctrl_c_blocked_and_the_parent_keeps_it():
+    """A Ctrl-C goes to the whole process group: workers that are still starting printed a
+    traceback each; they now leave it to the parent, which ends them."""
+    from concurrent.futures import ProcessPoolExecutor
+
+    from memsim.io import in_worker, spawn_context
+
+    assert not _sigint_blocked()
+    with ProcessPoolExecutor(2, mp_context=spawn_context(), initializer=in_worker,
+                             initargs=(os.getpid(),)) as pool:  # fmt: skip
+        assert pool.submit(_sigint_blocked).result() is True
+    assert not _sigint_blocked()

@@ -27,7 +27,6 @@ from __future__ import annotations
 import functools
 import json
 import math
-import multiprocessing as mp
 import os
 import time
 from collections.abc import Callable
@@ -61,6 +60,7 @@ from memsim.io import (
     make_dirs,
     read_text,
     record_output,
+    spawn_context,
     write_text_atomic,
 )
 from memsim.limits import check_seed
@@ -554,7 +554,7 @@ def with_noise(
     if workers > 1 and len(jobs) > 1:
         with ProcessPoolExecutor(
             min(workers, len(jobs)),
-            mp_context=mp.get_context("spawn"),
+            mp_context=spawn_context(),
             initializer=in_worker,
             initargs=(os.getpid(),),
         ) as pool:
@@ -814,7 +814,7 @@ class Evaluator:
         if self.workers > 1:
             self.pool = ProcessPoolExecutor(
                 self.workers,
-                mp_context=mp.get_context("spawn"),
+                mp_context=spawn_context(),
                 initializer=in_worker,
                 initargs=(
                     os.getpid(),

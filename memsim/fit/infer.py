@@ -582,14 +582,13 @@ def simulate_prior(
     report(progress, "infer", what, done, n, unit="runs")
     if jobs:
         if workers > 1:
-            import multiprocessing as mp
             from concurrent.futures import ProcessPoolExecutor
 
-            from memsim.io import in_worker
+            from memsim.io import in_worker, spawn_context
 
             with ProcessPoolExecutor(
                 workers,
-                mp_context=mp.get_context("spawn"),
+                mp_context=spawn_context(),
                 initializer=in_worker,
                 initargs=(os.getpid(), _init, protocol, base, prior, moments, scale, real),
             ) as pool:
@@ -1205,14 +1204,13 @@ def predictive(
     out = []
     report(progress, "infer", what, 0, len(jobs), unit="runs")
     if workers > 1 and len(jobs) > 1:
-        import multiprocessing as mp
         from concurrent.futures import ProcessPoolExecutor
 
-        from memsim.io import in_worker
+        from memsim.io import in_worker, spawn_context
 
         with ProcessPoolExecutor(
             min(workers, len(jobs)),
-            mp_context=mp.get_context("spawn"),
+            mp_context=spawn_context(),
             initializer=in_worker,
             initargs=(os.getpid(), _pred_init, protocol, base, prior, targets, real, scale),
         ) as pool:

@@ -974,15 +974,14 @@ class _ProcessPool:
     """N local worker processes (``spawn``: no fork of a process whose numba threads are live)."""
 
     def __init__(self, workers: int) -> None:
-        import multiprocessing as mp
         from concurrent.futures import ProcessPoolExecutor
 
-        from memsim.io import in_worker
+        from memsim.io import in_worker, spawn_context
 
         threads = max(1, (os.cpu_count() or 1) // workers)
         self.pool = ProcessPoolExecutor(
             workers,
-            mp_context=mp.get_context("spawn"),
+            mp_context=spawn_context(),  # Ctrl-C reaches this process only
             initializer=in_worker,  # the workers die with this process (a kill leaves none)
             initargs=(os.getpid(), _worker_init, threads),
         )
