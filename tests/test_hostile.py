@@ -895,6 +895,12 @@ def test_damaged_sweep_files_are_named_not_tracebacks(work, capsys):
     assert code == 0 and "1 already done" in out and shard.read_bytes() == whole
 
 
+@pytest.mark.parametrize("count", ["-1", "0", "1"])
+def test_splits_and_repeats_say_the_same_minimum_whatever_is_given(count, work, capsys):
+    for argv in (["analyse", "t.parquet", "--splits", count], ["compat", "--repeats", count]):
+        assert_refused([*argv, "--out", "o"], work, capsys, f"{count} must be at least 2")
+
+
 def test_a_run_folder_with_its_own_svg_and_pdf_figures_may_be_replaced(tmp_path):
     """``--figure-formats svg,pdf`` writes them: a second run into the folder replaces it."""
     from memsim.study.run import run_folder_problem

@@ -237,3 +237,19 @@ def test_cli_process_exit_status(good, small_protocol, tmp_path):
         text=True,
     )
     assert r.returncode == 2 and r.stderr.count("\n") == 1 and "video" in r.stderr
+
+
+def test_csv_dialects_a_spreadsheet_writes(good, tmp_path):
+    """A space after each comma reads; a ';'- or tab-separated file names its separator."""
+    from memsim.errors import UserError
+
+    plain = tmp_path / "plain.csv"
+    good.to_csv(plain, index=False)
+    spaced = tmp_path / "spaced.csv"
+    spaced.write_text(plain.read_text().replace(",", ", "))
+    pd.testing.assert_frame_equal(read_trials(spaced), read_trials(plain))
+    for sep, shown in ((";", "';'"), ("\t", "tab")):
+        path = tmp_path / "other.csv"
+        good.to_csv(path, index=False, sep=sep)
+        with pytest.raises(UserError, match=f"the header looks {shown}-separated"):
+            read_trials(path)

@@ -49,6 +49,14 @@ def positive_int(text: str) -> int:
     return value
 
 
+def at_least_two(text: str) -> int:
+    """An integer of at least 2 (an SD over splits or repeats needs two)."""
+    value = _int(text)
+    if not 2 <= value <= limits.INT_MAX:
+        raise argparse.ArgumentTypeError(f"{value} must be at least 2")
+    return value
+
+
 def non_negative_int(text: str) -> int:
     """An integer of at least 0 (and at most 2**63 - 1)."""
     value = _int(text)

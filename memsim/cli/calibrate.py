@@ -241,7 +241,7 @@ def register(sub) -> None:
     types.data_option(p)
     p.add_argument(
         "--repeats",
-        type=types.positive_int,
+        type=types.at_least_two,
         default=5,
         help="repeats of each random construction (default 5)",
     )

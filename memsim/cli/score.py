@@ -58,7 +58,7 @@ def register(sub) -> None:
     )
     p.add_argument(
         "--splits",
-        type=types.positive_int,
+        type=types.at_least_two,
         default=25,
         help="random participant half-splits (default 25; at most 1,000 without --allow-large)",
     )

@@ -282,8 +282,17 @@ def read_trials(path: str | os.PathLike[str]) -> pd.DataFrame:
     try:
         if head == b"PAR1":
             df = pd.read_parquet(p)
-        else:
-            df = pd.read_csv(p, encoding="utf-8-sig", low_memory=False)
+        else:  # a space after each comma is read as the scores reader reads it
+            df = pd.read_csv(p, encoding="utf-8-sig", low_memory=False, skipinitialspace=True)
+            if df.shape[1] == 1:
+                sep = next((d for d in (";", "\t", "|") if d in str(df.columns[0])), None)
+                if sep is not None:
+                    shown = "tab" if sep == "\t" else repr(sep)
+                    raise UserError(
+                        f"one column only: the header looks {shown}-separated; memsim reads "
+                        "comma-separated CSV (or Parquet)",
+                        path=p,
+                    )
     except UnicodeDecodeError:
         raise UserError("not a Parquet file nor UTF-8 CSV text", path=p) from None
     except (ValueError, OSError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
