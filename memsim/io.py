@@ -43,6 +43,7 @@ __all__ = [
     "Outputs",
     "track_outputs",
     "record_output",
+    "target_of",
     "forget_output",
     "check_output",
     "check_input",
@@ -238,6 +239,14 @@ def is_temp_name(name: str) -> bool:
     """True for the name of one of memsim's temporary files or folders (this or an earlier
     version)."""
     return bool(_TOKEN.match(name) or _LEGACY_TMP.match(name))
+
+
+def target_of(path: str | os.PathLike[str]) -> str:
+    """The path a temporary name of memsim's stands for (``d/.x.csv.<pid>-<tok>.tmp`` ->
+    ``d/x.csv``), so that an error names what the user asked for; any other path as is."""
+    p = Path(path)
+    m = _TOKEN.match(p.name)
+    return str(p.parent / m["name"]) if m else str(path)
 
 
 def _temp_name(name: str, ext: str) -> str:

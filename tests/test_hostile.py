@@ -703,7 +703,10 @@ ARGUMENTS = {
     "run-scale-2": (["run", "videomem", "--scale", "2"], "(0, 1]"),
     "simulate-seed-negative": (["simulate", "videomem", "--out", "o", "--seed", "-5"], "seed"),
     "simulate-scale-text": (["simulate", "videomem", "--out", "o", "--scale", "big"], "number"),
-    "analyse-splits-0": (["analyse", "t.parquet", "--protocol", "p.yaml", "--splits", "0"], "1"),
+    "analyse-splits-0": (
+        ["analyse", "t.parquet", "--protocol", "p.yaml", "--splits", "0"],
+        "at least 2",
+    ),
     "analyse-splits-10^8": (
         ["analyse", "{trials}", "--protocol", "{protocol}", "--splits", "100000000"],
         "more than the limit of 1,000",
@@ -725,7 +728,7 @@ ARGUMENTS = {
         ["calibrate", "videomem", "--out", "f.yaml", "--polish", "1", "--polish-seeds", "-2"],
         "seed",
     ),
-    "compat-repeats-0": (["compat", "--repeats", "0"], "at least 1"),
+    "compat-repeats-0": (["compat", "--repeats", "0"], "at least 2"),
     "compat-seed-negative": (["compat", "--seed", "-1"], "seed"),
     "fit-report-seeds-0": (["fit-report", "videomem", "--out", "r.md", "--seeds", "0"], ""),
     "fit-report-scale-0": (["fit-report", "videomem", "--out", "r.md", "--scale", "0"], ""),
@@ -1302,3 +1305,14 @@ def test_a_report_folder_that_is_a_link_is_refused(work, capsys):
     (work / "o" / "report").symlink_to(work / "elsewhere")
     assert_refused(["report", "o"], work, capsys, "symbolic link")
     assert not any((work / "elsewhere").iterdir())
+
+
+def test_an_unwritable_output_is_named_as_given_not_by_its_temporary(work, capsys):
+    """The file is written beside its target under a temporary name, then renamed: an error
+    names the target the user gave."""
+    from memsim.io import target_of
+
+    assert target_of("/proc/.s.csv.4754-176b0248.tmp") == "/proc/s.csv"
+    assert target_of("a/.sim.12-0123abcd.new") == "a/sim" and target_of("a/b.csv") == "a/b.csv"
+    line = assert_refused(["simulate", "videomem", "--out", "/proc/sim", "--quiet"], work, capsys)
+    assert "/proc/sim: cannot write:" in line and ".new" not in line

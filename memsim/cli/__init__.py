@@ -183,11 +183,17 @@ def _check_distinct(files_out: list[tuple[str, Path]], files_in: list[tuple[str,
 
 def _os_error_line(exc: OSError) -> str:
     """One line for an OS error: the path(s) and the system's reason."""
+    from memsim.io import target_of
+
     reason = exc.strerror or " ".join(str(exc).split()) or type(exc).__name__
-    if exc.filename is not None and exc.filename2 is not None:
-        return f"{exc.filename} -> {exc.filename2}: {reason}"
-    if exc.filename is not None:
-        return f"{exc.filename}: {reason}"
+    first, second = exc.filename, exc.filename2
+    if first is not None and second is not None:
+        if target_of(first) == target_of(second):  # the rename of a temporary into place
+            return f"{target_of(second)}: cannot write: {reason}"
+        return f"{target_of(first)} -> {target_of(second)}: {reason}"
+    if first is not None:
+        shown = target_of(first)
+        return f"{shown}: {'cannot write: ' if shown != str(first) else ''}{reason}"
     return reason
 
 
