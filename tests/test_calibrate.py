@@ -491,3 +491,19 @@ def test_calibrate_dfols_with_counts_says_so(tmp_path, capsys, real_data):
     }
     assert main(args + ["--method", "nm"]) == 2
     assert "invalid choice" in capsys.readouterr().err
+
+
+def test_a_fit_report_of_one_seed_warns_of_nothing(params, tmp_path, real_data):
+    """One seed has no SD over seeds: NaN, without numpy's degrees-of-freedom warnings."""
+    import warnings
+
+    protocol = load_protocol(protocol_path("videomem"))
+    targets = load_targets(targets_path("videomem"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        table = fit_report(
+            protocol, params, targets, seeds=(0,), scale=0.03, out=tmp_path / "r.md",
+            data=real_data,
+        )  # fmt: skip
+    bins = table[table.target.str.contains(" b00-05")]
+    assert len(bins) == 2 and bins.sd.isna().all()

@@ -141,7 +141,7 @@ def fit_report(
                     "target": m.name,
                     "value": m.value,
                     "simulated": v.mean(),
-                    "sd": v.std(ddof=1),
+                    "sd": v.std(ddof=1) if len(v) > 1 else float("nan"),
                     "tolerance": m.scale,
                     "within": bool(abs(v.mean() - m.value) <= m.scale),
                     "kind": "fit",
