@@ -250,6 +250,7 @@ def compare(
     with :func:`analyse`.
     """
     import math
+    import numbers
 
     from memsim.errors import UserError
     from memsim.fit.compare import compare as run_compare
@@ -265,7 +266,7 @@ def compare(
         raise UserError(f"no targets file for protocol {first.get('protocol')!r}; pass targets=")
     if scale is None:
         scale = float(first.get("scale", 1.0))
-    if not (isinstance(scale, (int, float)) and math.isfinite(scale) and 0 < scale <= 1):
+    if not (isinstance(scale, numbers.Real) and math.isfinite(scale) and 0 < scale <= 1):
         raise UserError(f"scale must be in (0, 1], got {scale}")
     runs = analysis if isinstance(analysis, dict) else list(analysis)
     return run_compare(runs, t, scale=scale)
@@ -428,6 +429,7 @@ def recover(
     the protocol's set), calibrate blind from a perturbed start, and compare; the evaluation
     log goes to ``out/recovery.evals.jsonl``."""
     import math
+    import numbers
 
     from memsim.errors import UserError
     from memsim.fit.recover import recover as run_recovery
@@ -437,7 +439,7 @@ def recover(
     t = load_targets(targets, protocol=proto)
     if t is None:
         raise UserError(f"no targets file for protocol {proto.name!r}; pass targets=")
-    if not (isinstance(perturb, (int, float)) and math.isfinite(perturb) and perturb >= 0):
+    if not (isinstance(perturb, numbers.Real) and math.isfinite(perturb) and perturb >= 0):
         raise UserError(f"perturb must be a number, 0 or more, got {perturb}")
     if isinstance(fixed, str):  # one parameter's path, not its characters
         fixed = (fixed,)
