@@ -1316,3 +1316,9 @@ def test_an_unwritable_output_is_named_as_given_not_by_its_temporary(work, capsy
     assert target_of("a/.sim.12-0123abcd.new") == "a/sim" and target_of("a/b.csv") == "a/b.csv"
     line = assert_refused(["simulate", "videomem", "--out", "/proc/sim", "--quiet"], work, capsys)
     assert "/proc/sim: cannot write:" in line and ".new" not in line
+    # the summary `scores` prints comes after its JSON is written: nothing printed before
+    scores = pd.DataFrame({"video": [1, 2, 3], "short-term_memorability": [0.5, 0.6, 0.7]})
+    scores["nb_short-term_annotations"] = [30, 31, 32]
+    scores.to_csv(work / "s.csv", index=False)
+    line = assert_refused(["scores", "s.csv", "--json", "/proc/x.json"], work, capsys)
+    assert "/proc/x.json: cannot write:" in line

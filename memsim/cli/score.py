@@ -265,6 +265,8 @@ def _cmd_scores(args: argparse.Namespace) -> int:
     path = args.scores or data_dir(args.data) / "videomem" / "ground-truth_dev-set.csv"
     df = read_scores(path)
     out = score_summary(df)
+    if args.json is not None:  # first: a path that cannot be written fails before any output
+        write_text_atomic(args.json, dumps_json(out, newline=True))
     print(f"{path}: {out['videos']:,} videos")
     for col, d in out["columns"].items():
         q = d.get("quantiles", {})
@@ -293,6 +295,4 @@ def _cmd_scores(args: argparse.Namespace) -> int:
             f"{k}: Spearman {_fmt(c['all']['spearman'])}, Pearson {_fmt(c['all']['pearson'])} "
             f"over {c['all']['videos']:,} videos" + (f"; {tops}" if tops else "")
         )
-    if args.json is not None:
-        write_text_atomic(args.json, dumps_json(out, newline=True))
     return 0
