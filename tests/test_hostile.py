@@ -904,6 +904,12 @@ def test_splits_and_repeats_say_the_same_minimum_whatever_is_given(count, work, 
         assert_refused([*argv, "--out", "o"], work, capsys, f"{count} must be at least 2")
 
 
+@pytest.mark.parametrize("command", [["simulate", "videomem"], ["compat"], ["recover", "videomem"]])
+def test_a_dash_is_not_an_output_path(command, work, capsys):
+    """'-' reads as stdout to a shell user; memsim writes files, so it is refused, not made."""
+    assert_refused([*command, "--out", "-"], work, capsys, "'-' would be a file named '-'")
+
+
 def test_a_run_folder_with_its_own_svg_and_pdf_figures_may_be_replaced(tmp_path):
     """``--figure-formats svg,pdf`` writes them: a second run into the folder replaces it."""
     from memsim.study.run import run_folder_problem

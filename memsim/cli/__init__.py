@@ -137,6 +137,11 @@ def _check_paths(args: argparse.Namespace) -> None:
             if not isinstance(v, (str, Path)) or not str(v) or "\0" in str(v):
                 continue
             if dest in OUTPUT_ARGS:
+                if str(v) == "-":  # not stdout: a file named "-" would be written
+                    raise UserError(
+                        f"--{dest}: '-' would be a file named '-'; memsim writes its outputs "
+                        "to files (give a path)"
+                    )
                 check_output(v, kinds.get(dest))
                 if kinds.get(dest) == "file":
                     files_out.append((dest, Path(v)))
