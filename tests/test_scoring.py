@@ -478,6 +478,14 @@ def test_read_scores_bom_crlf(tmp_path):
         ("a,b\n1,2\n", "video"),
         ("video,x\n1,abc\n", "not numeric"),
         ("video,x\n1,0.5\n1,0.2\n", "duplicate"),
+        ("video,short-term_memorability\n", "no rows"),
+        (
+            "video,short-term_memorability\nv1,1.5\n",
+            r"a score outside \[0, 1\] \(1.5 for video v1\)",
+        ),
+        ("video,short-term_memorability\nv1,inf\n", "a score outside"),
+        ("video,a_memorability,nb_a\nv1,0.5,-3\n", "not a whole number of at least 0"),
+        ("video,a_memorability,nb_a\nv1,0.5,2.5\n", "not a whole number"),
     ],
 )
 def test_read_scores_errors(tmp_path, text, words):

@@ -11,6 +11,7 @@ from __future__ import annotations
 import io
 import os
 
+import numpy as np
 import pandas as pd
 
 from memsim.errors import UserError
@@ -47,11 +48,29 @@ def read_scores(path: str | os.PathLike[str]) -> pd.DataFrame:
     df.columns = [str(c).strip() for c in df.columns]
     if "video" not in df.columns:
         raise UserError("scores file lacks column 'video'", path=path)
+    if df.empty:
+        raise UserError("no rows: a header and no video", path=path)
     for c in df.columns:
         if c == "video":
             continue
         if not pd.api.types.is_numeric_dtype(df[c]):
             raise UserError(f"column '{c}': not numeric", path=path)
+        v = df[c].to_numpy(float)
+        # a score is a share of recognised repeats, a count of annotations is whole and
+        # non-negative; NaN stands for a video without one (no kept test)
+        if c.endswith("_memorability"):
+            bad = ~np.isnan(v) & ~((v >= 0) & (v <= 1))
+            what = "a score outside [0, 1]"
+        elif c.startswith("nb_"):
+            bad = ~np.isnan(v) & ~((v >= 0) & (v == np.floor(v)))
+            what = "an annotation count that is not a whole number of at least 0"
+        else:
+            continue
+        if bad.any():
+            i = int(np.flatnonzero(bad)[0])
+            raise UserError(
+                f"column '{c}': {what} ({float(v[i])} for video {df['video'].iloc[i]})", path=path
+            )
     dup = df["video"].duplicated()
     if dup.any():
         first = df["video"][dup].iloc[0]
