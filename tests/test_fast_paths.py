@@ -173,9 +173,16 @@ def test_in_order_campaign_is_the_simpy_campaign(name, proto, params):
         _same_plan(*_plans(small, params, seed))
 
 
-def _counting(counts, every_h=None, demand=True, stop=None, returning=False, every_p=None):
+def _counting(
+    counts, every_h=None, demand=True, stop=None, returning=False, every_p=None, delay_p=None
+):
     d = load_protocol(ROOT / "protocols" / "videomem.yaml").dump()
-    d["selection"].update(counts=counts, counts_every_h=every_h, counts_every_participants=every_p)
+    d["selection"].update(
+        counts=counts,
+        counts_every_h=every_h,
+        counts_every_participants=every_p,
+        counts_delay_participants=delay_p,
+    )
     if returning:  # with a 1-2 h window to come back, so that windows close in the campaign
         d["selection"]["later_counts"] = "returning"
         d["steps"][1]["delay_h"] = [1, 2]
@@ -221,6 +228,15 @@ COUNTING = {
         "kept", demand=False, every_p=2160, stop=SHARE_20
     ),
     "received, share at min annotations": _counting("received", 4.0, stop=SHARE_20),
+    # verdicts counted 54 participants (1,080 scaled) after the session's end
+    "kept, delay of 1,080 participants": _counting("kept", delay_p=1080),
+    "received, delay of 1,080 participants": _counting("received", delay_p=1080),
+    "kept, delay, share at min annotations": _counting("kept", delay_p=1080, stop=SHARE_20),
+    "kept, delay, returning viewers, no demand": _counting(
+        "kept", demand=False, delay_p=1080, returning=True
+    ),
+    # a delay of one participant: counted at the arrival after the first one after the end
+    "kept, delay of one participant": _counting("kept", delay_p=20),
 }
 
 
@@ -234,7 +250,11 @@ def test_counted_verdicts_in_arrival_order_are_the_simpy_campaign(name, params):
     assert in_order(proto) and feedback(proto) == "judge"
     d = proto.dump()
     d["selection"].update(
-        counts="assigned", counts_every_h=None, counts_every_participants=None, later_counts="shown"
+        counts="assigned",
+        counts_every_h=None,
+        counts_every_participants=None,
+        counts_delay_participants=None,
+        later_counts="shown",
     )
     assigned = protocol_from_mapping(d)
     for seed in (0, 11):
@@ -244,6 +264,28 @@ def test_counted_verdicts_in_arrival_order_are_the_simpy_campaign(name, params):
         assert not np.array_equal(fast.annotation_counts, other.annotation_counts)
         if proto.campaign.stop.kind == "min_annotations":  # the stop ended the campaign
             assert fast.n_participants < proto.campaign.stop.max_participants
+
+
+def test_a_delay_counts_each_verdict_that_many_participants_later(params):
+    """counts_delay_participants: a delay beyond the campaign's last arrival counts no verdict
+    while recruiting, so every selection is the one that counting assignments makes (the
+    counts differ only at the end, where the verdicts still due are applied); a shorter
+    delay counts some and changes the selections, by an amount that grows with the delay."""
+    d = _counting("kept", delay_p=1080).dump()
+    d["selection"].update(counts_delay_participants=None, counts="assigned")
+    assigned = protocol_from_mapping(d)
+    (base,) = _plans(assigned, params, 0, engines=("in_order",))
+    moved = []
+    for delay in (20, 400, 4000, 10**6):  # 1, 20 and 200 scaled; beyond the 496 arrivals
+        proto = _counting("kept", delay_p=delay)
+        simpy, fast = _plans(proto, params, 0)
+        _same_plan(simpy, fast)
+        moved.append(np.count_nonzero(np.any(fast.step1_items != base.step1_items, axis=1)))
+        if delay == 10**6:
+            assert fast.n_participants == base.n_participants
+            assert not np.array_equal(fast.annotation_counts, base.annotation_counts)
+    assert moved[-1] == 0 and moved[0] > 0
+    assert moved[0] >= moved[1] >= moved[2]
 
 
 def test_counted_verdicts_need_a_judge():

@@ -311,6 +311,19 @@ BROKEN_MAPPINGS = [
         _set("selection.counts_every_h", 36),
         "selection.counts_every_participants",
     ),
+    (
+        "checks-and-a-delay",
+        _set("selection.counts_delay_participants", 500),
+        "selection.counts_delay_participants",
+    ),
+    (
+        "delay-zero",
+        _chain(
+            _set("selection.counts_every_participants", None),
+            _set("selection.counts_delay_participants", 0),
+        ),
+        "selection.counts_delay_participants",
+    ),
     ("stop-share-zero", _set("campaign.stop.share", 0), "campaign.stop.share"),
     ("stop-share-above-one", _set("campaign.stop.share", 1.2), "campaign.stop.share"),
     ("stop-share-text", _set("campaign.stop.share", "0.65"), "campaign.stop.share"),

@@ -357,6 +357,10 @@ def test_scaling_keeps_the_number_of_count_checks(videomem):
         {"selection.counts_every_participants": None, "selection.counts_every_h": 36.0}
     )
     assert scale_protocol(hours, 0.1).selection.counts_every_h == pytest.approx(3.6)
+    delay = videomem.updated(
+        {"selection.counts_every_participants": None, "selection.counts_delay_participants": 1300}
+    )
+    assert scale_protocol(delay, 0.1).selection.counts_delay_participants == 130
 
 
 def test_checked_verdicts_leave_the_last_drops_uncompensated(videomem, params):

@@ -760,6 +760,15 @@ class LeastAnnotated(_Frozen):
         "of participants instead of hours: counts_every_h or this, not both)",
     )
 
+    counts_delay_participants: Count | None = Field(
+        default=None,
+        description="with counts kept or received: the verdict of an ended session reaches "
+        "the counts once this many more participants have started after its end (a steady "
+        "delay instead of checks: the verdicts not yet counted at any arrival are those of "
+        "the last so many participants' time, whenever that arrival comes; not with "
+        "counts_every_h or counts_every_participants)",
+    )
+
     later_pool: Count | None = Field(
         default=None,
         description="the step-1 places that a later step draws its tested items from "
@@ -778,17 +787,19 @@ class LeastAnnotated(_Frozen):
 
     @model_validator(mode="after")
     def _checks_need_verdicts(self) -> LeastAnnotated:
-        for name in ("counts_every_h", "counts_every_participants"):
+        timings = ("counts_every_h", "counts_every_participants", "counts_delay_participants")
+        for name in timings:
             if getattr(self, name) is not None and self.counts == "assigned":
                 raise _At(
                     (name,),
                     f"{name} needs counts: kept or received (verdicts to apply at checks)",
                 )
-        if self.counts_every_h is not None and self.counts_every_participants is not None:
+        given = [name for name in timings if getattr(self, name) is not None]
+        if len(given) > 1:
             raise _At(
-                ("counts_every_participants",),
-                "checks every so many hours or every so many participants, not both: "
-                "drop counts_every_h or counts_every_participants",
+                (given[-1],),
+                "verdicts reach the counts at checks every so many hours, at checks every so "
+                "many participants or after a delay, one of them: drop " + " or ".join(given),
             )
         if self.later_counts != "shown" and self.later_pool is None:
             raise _At(("later_counts",), "later_counts needs later_pool (the count it keeps)")
@@ -811,6 +822,11 @@ class LeastAnnotated(_Frozen):
         if self.counts_every_participants is not None:
             how.append(
                 f"verdicts counted at checks every {self.counts_every_participants:,} participants"
+            )
+        if self.counts_delay_participants is not None:
+            how.append(
+                f"verdicts counted {self.counts_delay_participants:,} participants after "
+                "the session's end"
             )
         if self.later_pool is not None:
             how.append(

@@ -721,7 +721,11 @@ class LeastAnnotatedPolicy(SelectionPolicy):
         # counts_every_participants: a check at the arrival of participants K, 2K, ...; the
         # verdicts of the sessions ended by then wait in `waiting` (end_s, p, targets)
         self.every_p = getattr(spec, "counts_every_participants", None) or 0
+        # counts_delay_participants: a verdict whose session ended by participant p's arrival
+        # is counted at participant p + D's; `delayed` holds (p + D, p, targets) in that order
+        self.delay_p = getattr(spec, "counts_delay_participants", None) or 0
         self.waiting: list = []
+        self.delayed: list = []
         self.arrived = 0
         self.verdict_after_s = (
             first_verdict_s(campaign.protocol, campaign.min_press_s) if self.kept_only else 0.0
@@ -742,13 +746,24 @@ class LeastAnnotatedPolicy(SelectionPolicy):
             for i in np.flatnonzero(kept if self.received else ~kept).tolist():
                 due = float(ends[i])
                 targets = c.items1[ps[i]][c.target_mask]
-                if self.every_p:  # at the next check, whenever that participant arrives
+                if self.every_p or self.delay_p:  # at a later arrival, whenever it comes
                     self.waiting.append((due, int(ps[i]), targets))
                     continue
                 if self.every_s > 0.0:  # at the first check after the session's end
                     due = float(np.ceil(due / self.every_s) * self.every_s)
                 heapq.heappush(self.due, (due, int(ps[i]), targets))
-        if self.waiting and (check or now == np.inf):
+        if self.delay_p and self.waiting:
+            # the verdicts of the sessions ended by this arrival: counted D arrivals later
+            ready = sorted((w for w in self.waiting if w[0] <= now), key=lambda w: w[1])
+            self.waiting = [w for w in self.waiting if w[0] > now]
+            last = self.arrived - 1  # the participant arriving now
+            self.delayed.extend((last + self.delay_p, p, t) for _, p, t in ready)
+        if self.delayed and (self.delayed[0][0] <= self.arrived - 1 or now == np.inf):
+            ready = [w for w in self.delayed if w[0] <= self.arrived - 1 or now == np.inf]
+            self.delayed = self.delayed[len(ready) :]
+            for _, p, targets in sorted(ready, key=lambda w: w[1]):
+                heapq.heappush(self.due, (now, p, targets))
+        if self.waiting and not self.delay_p and (check or now == np.inf):
             # the verdicts due at this check, in participant order (as the heap pops ties)
             ready = sorted((w for w in self.waiting if w[0] <= now), key=lambda w: w[1])
             self.waiting = [w for w in self.waiting if w[0] > now]
@@ -1519,12 +1534,18 @@ def _plan_in_order(
     # front); a verdict is due at the first of them at or after its session's end
     every_p = getattr(sel, "counts_every_participants", None) or 0
     checks = np.append(arrival[every_p::every_p], np.inf) if every_p else None
+    # counts_delay_participants: a verdict is due at the arrival D participants after the first
+    # arrival at or after its session's end
+    delay_p = getattr(sel, "counts_delay_participants", None) or 0
+    later_arrival = np.append(arrival, np.full(delay_p + 1, np.inf)) if delay_p else None
 
     def next_check(t):
         if every_s > 0.0:
             return np.ceil(t / every_s) * every_s
         if every_p:
             return checks[np.searchsorted(checks, t, side="left")]
+        if delay_p:
+            return later_arrival[np.searchsorted(arrival, t, side="left") + delay_p]
         return t
 
     def window(p0: int, p1: int, due_t, due_p, close_t, close_p):

@@ -121,7 +121,7 @@ def scale_protocol(protocol: Protocol, scale: float) -> Protocol:
     """The protocol with stimuli, selection pools and participant budget times ``scale``; the
     interval of the selection's count checks too (``counts_every_h``: at the same arrival
     rate a scaled campaign lasts ``scale`` times as long, and keeps its number of checks;
-    ``counts_every_participants``: as the participants)."""
+    ``counts_every_participants`` and ``counts_delay_participants``: as the participants)."""
     if scale == 1.0:
         return protocol
     if not (0.0 < scale <= 1.0):
@@ -140,10 +140,10 @@ def scale_protocol(protocol: Protocol, scale: float) -> Protocol:
     if d["selection"].get("counts_every_h") is not None:
         d["selection"]["counts_every_h"] = d["selection"]["counts_every_h"] * scale
     stop = d["campaign"]["stop"]
-    if d["selection"].get("counts_every_participants") is not None:  # as the participants
-        f = scale if stop["kind"] == "participants" else ratio
-        every = d["selection"]["counts_every_participants"]
-        d["selection"]["counts_every_participants"] = max(1, int(round(every * f)))
+    for key in ("counts_every_participants", "counts_delay_participants"):
+        if d["selection"].get(key) is not None:  # as the participants
+            f = scale if stop["kind"] == "participants" else ratio
+            d["selection"][key] = max(1, int(round(d["selection"][key] * f)))
     if stop["kind"] == "participants":
         stop["count"] = max(1, int(round(stop["count"] * scale)))
     else:  # the budget must still reach `count` annotations of every stimulus
