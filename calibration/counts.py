@@ -5,6 +5,8 @@
     python calibration/counts.py --seeds A-B [PATH=VALUE ...]
     python calibration/counts.py --crn [--seed N] [PATH=VALUE ...]
 
+(each simulating the shipped parameter set, or another with ``--params NAME|FILE``)
+
 The first prints the evidence docs/protocols.md ("Annotation counts") cites: the short- and
 long-term count histograms, the tail, how long-term counts follow short-term ones. The second
 simulates the shipped VideoMem protocol at full scale (with its calibrated parameters),
@@ -81,13 +83,13 @@ def released(real) -> None:
         )
 
 
-def simulated(real, seed: int, changes: dict) -> None:
+def simulated(real, seed: int, changes: dict, params: str = "videomem") -> None:
     from memsim.sim.simulate import simulate
 
     protocol = load_protocol("videomem")
     if changes:
         protocol = protocol.updated(changes)
-    sim = simulate(protocol, load_params("videomem"), seed=seed)
+    sim = simulate(protocol, load_params(params), seed=seed)
     res = score(sim.trials, sim.protocol, validate=False)
     print(f"seed {seed}, changes {changes or 'none'}: {sim.participants.shape[0]:,} starts")
     for col in (ST, LT):
@@ -125,7 +127,7 @@ def simulated(real, seed: int, changes: dict) -> None:
     )
 
 
-def common_numbers(seed: int, changes: dict, step: float = 0.01) -> None:
+def common_numbers(seed: int, changes: dict, step: float = 0.01, params: str = "videomem") -> None:
     """How much of the step-2 pick a higher return probability leaves as it was: the returners
     of a simulation, and the share of them whose tested videos change when the return
     probability is ``step`` higher (the pick's common random numbers)."""
@@ -134,7 +136,7 @@ def common_numbers(seed: int, changes: dict, step: float = 0.01) -> None:
     protocol = load_protocol("videomem")
     if changes:
         protocol = protocol.updated(changes)
-    params = load_params("videomem")
+    params = load_params(params)
     r = params.participants.return_probability
     sets = []
     for p in (r, r + step):
@@ -166,7 +168,7 @@ def _last_check_s(protocol, arrival: np.ndarray) -> float:
     return -np.inf
 
 
-def seeds(real, first: int, last: int, changes: dict) -> None:
+def seeds(real, first: int, last: int, changes: dict, params: str = "videomem") -> None:
     """Per seed, what decides the short-term core; then mean and spread over the seeds."""
     from memsim.sim.campaign import draw_demand
     from memsim.sim.simulate import simulate
@@ -174,7 +176,7 @@ def seeds(real, first: int, last: int, changes: dict) -> None:
     protocol = load_protocol("videomem")
     if changes:
         protocol = protocol.updated(changes)
-    params = load_params("videomem")
+    params = load_params(params)
     r = real[count_column(ST)].to_numpy()
     st = protocol.stimuli
     print(
@@ -280,6 +282,9 @@ def main(argv=None) -> int:
         "probability (+0.01) changes (--seed)",
     )  # fmt: skip
     ap.add_argument("--data", default=None)
+    ap.add_argument(
+        "--params", default="videomem", help="parameter set simulated (default: the shipped one)"
+    )
     ap.add_argument("changes", nargs="*", help="dotted PATH=VALUE changes of the protocol")
     args = ap.parse_args(argv)
     real = released_scores("videomem", args.data)
@@ -292,11 +297,11 @@ def main(argv=None) -> int:
         changes[path] = yaml.safe_load(value)
     if args.seeds:
         first, _, last = args.seeds.partition("-")
-        seeds(real, int(first), int(last or first), changes)
+        seeds(real, int(first), int(last or first), changes, args.params)
     elif args.crn:
-        common_numbers(args.seed, changes)
+        common_numbers(args.seed, changes, params=args.params)
     elif args.simulate:
-        simulated(real, args.seed, changes)
+        simulated(real, args.seed, changes, args.params)
     else:
         released(real)
     return 0
