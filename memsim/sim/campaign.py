@@ -1456,9 +1456,11 @@ def _plan_in_order(
     With verdicts to count (``counts: kept`` or ``received``), the arrivals, drawn up front
     from their own stream, are cut into windows no verdict falls inside: a window opened by
     the arrival at ``t`` ends before ``t + first_verdict_s`` (the earliest any of its sessions
-    can end), or before the first count check at or after that with ``counts_every_h``. One
-    numba call plans a window's participants, applying the verdicts due before each arrival;
-    one ``judge`` call then plays their step 1, and their verdicts join the sorted list.
+    can end), or before the first count check at or after that with ``counts_every_h`` or
+    ``counts_every_participants``, or before the arrival ``counts_delay_participants`` after
+    the first one at or after it. One numba call plans a window's participants, applying the
+    verdicts due before each arrival; one ``judge`` call then plays their step 1, and their
+    verdicts join the sorted list.
     """
     n_videos = protocol.stimuli.count
     steps = protocol.steps
