@@ -83,13 +83,13 @@ def released(real) -> None:
         )
 
 
-def simulated(real, seed: int, changes: dict, params: str = "videomem") -> None:
+def simulated(real, seed: int, changes: dict, param_set: str = "videomem") -> None:
     from memsim.sim.simulate import simulate
 
     protocol = load_protocol("videomem")
     if changes:
         protocol = protocol.updated(changes)
-    sim = simulate(protocol, load_params(params), seed=seed)
+    sim = simulate(protocol, load_params(param_set), seed=seed)
     res = score(sim.trials, sim.protocol, validate=False)
     print(f"seed {seed}, changes {changes or 'none'}: {sim.participants.shape[0]:,} starts")
     for col in (ST, LT):
@@ -127,7 +127,9 @@ def simulated(real, seed: int, changes: dict, params: str = "videomem") -> None:
     )
 
 
-def common_numbers(seed: int, changes: dict, step: float = 0.01, params: str = "videomem") -> None:
+def common_numbers(
+    seed: int, changes: dict, step: float = 0.01, param_set: str = "videomem"
+) -> None:
     """How much of the step-2 pick a higher return probability leaves as it was: the returners
     of a simulation, and the share of them whose tested videos change when the return
     probability is ``step`` higher (the pick's common random numbers)."""
@@ -136,7 +138,7 @@ def common_numbers(seed: int, changes: dict, step: float = 0.01, params: str = "
     protocol = load_protocol("videomem")
     if changes:
         protocol = protocol.updated(changes)
-    params = load_params(params)
+    params = load_params(param_set)
     r = params.participants.return_probability
     sets = []
     for p in (r, r + step):
@@ -168,7 +170,7 @@ def _last_check_s(protocol, arrival: np.ndarray) -> float:
     return -np.inf
 
 
-def seeds(real, first: int, last: int, changes: dict, params: str = "videomem") -> None:
+def seeds(real, first: int, last: int, changes: dict, param_set: str = "videomem") -> None:
     """Per seed, what decides the short-term core; then mean and spread over the seeds."""
     from memsim.sim.campaign import draw_demand
     from memsim.sim.simulate import simulate
@@ -176,7 +178,7 @@ def seeds(real, first: int, last: int, changes: dict, params: str = "videomem") 
     protocol = load_protocol("videomem")
     if changes:
         protocol = protocol.updated(changes)
-    params = load_params(params)
+    params = load_params(param_set)
     r = real[count_column(ST)].to_numpy()
     st = protocol.stimuli
     print(
@@ -299,7 +301,7 @@ def main(argv=None) -> int:
         first, _, last = args.seeds.partition("-")
         seeds(real, int(first), int(last or first), changes, args.params)
     elif args.crn:
-        common_numbers(args.seed, changes, params=args.params)
+        common_numbers(args.seed, changes, param_set=args.params)
     elif args.simulate:
         simulated(real, args.seed, changes, args.params)
     else:

@@ -733,7 +733,9 @@ class LeastAnnotatedPolicy(SelectionPolicy):
 
     def settle(self, now: float, check: bool = False) -> None:
         """Apply the verdicts of every session that ended by ``now`` (with
-        ``counts_every_participants``: only at a ``check``, and all of them at ``now`` = inf)."""
+        ``counts_every_participants``: only at a ``check``; with ``counts_delay_participants``:
+        at the arrival D after the first at or after the session's end; all of them at ``now``
+        = inf)."""
         c = self.c
         if self.unjudged and c.arrival[self.unjudged[0]] + self.verdict_after_s <= now:
             ps = np.array(self.unjudged, dtype=np.int64)
@@ -754,20 +756,16 @@ class LeastAnnotatedPolicy(SelectionPolicy):
                 heapq.heappush(self.due, (due, int(ps[i]), targets))
         if self.delay_p and self.waiting:
             # the verdicts of the sessions ended by this arrival: counted D arrivals later
-            ready = sorted((w for w in self.waiting if w[0] <= now), key=lambda w: w[1])
-            self.waiting = [w for w in self.waiting if w[0] > now]
             last = self.arrived - 1  # the participant arriving now
-            self.delayed.extend((last + self.delay_p, p, t) for _, p, t in ready)
-        if self.delayed and (self.delayed[0][0] <= self.arrived - 1 or now == np.inf):
-            ready = [w for w in self.delayed if w[0] <= self.arrived - 1 or now == np.inf]
+            self.delayed.extend((last + self.delay_p, p, t) for _, p, t in self._ended_by(now))
+        upto = np.inf if now == np.inf else self.arrived - 1
+        if self.delayed and self.delayed[0][0] <= upto:
+            ready = [w for w in self.delayed if w[0] <= upto]  # in stamp order: a prefix
             self.delayed = self.delayed[len(ready) :]
             for _, p, targets in sorted(ready, key=lambda w: w[1]):
                 heapq.heappush(self.due, (now, p, targets))
-        if self.waiting and not self.delay_p and (check or now == np.inf):
-            # the verdicts due at this check, in participant order (as the heap pops ties)
-            ready = sorted((w for w in self.waiting if w[0] <= now), key=lambda w: w[1])
-            self.waiting = [w for w in self.waiting if w[0] > now]
-            for _, p, targets in ready:
+        if self.waiting and (check or now == np.inf):  # with checks (a delay left none)
+            for _, p, targets in self._ended_by(now):
                 heapq.heappush(self.due, (now, p, targets))
         while self.due and self.due[0][0] <= now:
             targets = heapq.heappop(self.due)[2]
@@ -777,6 +775,13 @@ class LeastAnnotatedPolicy(SelectionPolicy):
                 c.index.remove(targets)
         while self.closes and self.closes[0][0] <= now:
             self.shown.remove(heapq.heappop(self.closes)[2])
+
+    def _ended_by(self, now: float) -> list:
+        """The waiting verdicts of the sessions ended by ``now``, taken out of ``waiting``, in
+        participant order (as the heap pops ties)."""
+        ready = sorted((w for w in self.waiting if w[0] <= now), key=lambda w: w[1])
+        self.waiting = [w for w in self.waiting if w[0] > now]
+        return ready
 
     def choose(self, p: int, stream: PyStream, now: float) -> np.ndarray:
         if self.kept_only:

@@ -140,9 +140,9 @@ def scale_protocol(protocol: Protocol, scale: float) -> Protocol:
     if d["selection"].get("counts_every_h") is not None:
         d["selection"]["counts_every_h"] = d["selection"]["counts_every_h"] * scale
     stop = d["campaign"]["stop"]
+    f = scale if stop["kind"] == "participants" else ratio  # as the participants
     for key in ("counts_every_participants", "counts_delay_participants"):
-        if d["selection"].get(key) is not None:  # as the participants
-            f = scale if stop["kind"] == "participants" else ratio
+        if d["selection"].get(key) is not None:
             d["selection"][key] = max(1, int(round(d["selection"][key] * f)))
     if stop["kind"] == "participants":
         stop["count"] = max(1, int(round(stop["count"] * scale)))
