@@ -324,6 +324,13 @@ BROKEN_MAPPINGS = [
         ),
         "selection.counts_delay_participants",
     ),
+    ("quota-on-step-1", _set("steps.0.max_participants", 3000), "steps.0.max_participants"),
+    ("quota-zero", _set("steps.1.max_participants", 0), "steps.1.max_participants"),
+    (
+        "quota-with-returning-counts",
+        _chain(_set("steps.1.max_participants", 3000), _set("selection.later_counts", "returning")),
+        "steps.1.max_participants",
+    ),
     ("stop-share-zero", _set("campaign.stop.share", 0), "campaign.stop.share"),
     ("stop-share-above-one", _set("campaign.stop.share", 1.2), "campaign.stop.share"),
     ("stop-share-text", _set("campaign.stop.share", "0.65"), "campaign.stop.share"),

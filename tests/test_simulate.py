@@ -361,6 +361,8 @@ def test_scaling_keeps_the_number_of_count_checks(videomem):
         {"selection.counts_every_participants": None, "selection.counts_delay_participants": 1300}
     )
     assert scale_protocol(delay, 0.1).selection.counts_delay_participants == 130
+    quota = videomem.updated({"steps.1.max_participants": 3280})
+    assert scale_protocol(quota, 0.1).steps[1].max_participants == 328
 
 
 def test_checked_verdicts_leave_the_last_drops_uncompensated(videomem, params):

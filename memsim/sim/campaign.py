@@ -1149,6 +1149,7 @@ def _plan_simpy(protocol, seed, return_probability, observe, judge, min_press_s)
     policy = SELECTION_POLICIES[sel.kind](sel, c)
     picks = _later_picks(protocol, seed)
     later_rows: list[list[int]] = [[] for _ in steps[1:]]
+    later_u: list[list[float]] = [[] for _ in steps[1:]]
     later_delay: list[list[float]] = [[] for _ in steps[1:]]
     later_new: list[list[np.ndarray]] = [[] for _ in steps[1:]]
     nominal_s = [s.length * protocol.presentation_s for s in steps]
@@ -1180,6 +1181,7 @@ def _plan_simpy(protocol, seed, return_probability, observe, judge, min_press_s)
             if s in picks:  # tie-break keys now; the pick itself once everyone is known
                 picks[s].draw_keys(st, p, u_return, chosen)
             seen = np.concatenate([seen, new])
+            later_u[s - 1].append(u_return)
             later_rows[s - 1].append(p)
             later_delay[s - 1].append(delay)
             later_new[s - 1].append(new)
@@ -1202,6 +1204,20 @@ def _plan_simpy(protocol, seed, return_probability, observe, judge, min_press_s)
     env.run()
     policy.finish()
     n = done["n"]
+    admitted = np.ones(n, dtype=np.bool_)
+    for s in range(1, len(steps)):  # a later step's quota (max_participants), then the next's
+        rows = np.array(later_rows[s - 1], dtype=np.int64)
+        order = np.argsort(rows, kind="stable")
+        u = np.array(later_u[s - 1], dtype=np.float64)
+        keep = np.isin(rows, _admit(rows[order], u[order], admitted, steps[s].max_participants))
+        later_rows[s - 1] = list(rows[keep])
+        later_delay[s - 1] = [d for d, k in zip(later_delay[s - 1], keep) if k]
+        later_new[s - 1] = [v for v, k in zip(later_new[s - 1], keep) if k]
+        if s in picks:
+            now = set(rows[keep].tolist())
+            picks[s].rows = [t for t in picks[s].rows if t[1] in now]
+        admitted = np.zeros(n, dtype=np.bool_)
+        admitted[rows[keep]] = True
     picked = {s: pick.pick(n_videos, c.items1[:n], return_probability) for s, pick in picks.items()}
     later = []
     for s in range(1, len(steps)):
@@ -1423,8 +1439,8 @@ def _campaign_in_order(
             ret_delay[p, s] = (lo + u * (delay_hi_h[s] - lo)) * 3600.0
             state, new = _select_uniform_marked(n_videos, n_new[s], mark, stamp, state)
             ret_new[p, s, : n_new[s]] = new
+            ret_u[p, s] = u_return  # the pick's order and a later step's quota
             if pick_m[s] > 0:
-                ret_u[p, s] = u_return
                 for j in range(pick_m[s]):
                     state, ret_keys[p, s, j] = next_uniform(state)
             returns[p, s] = True
@@ -1439,6 +1455,18 @@ def _stop_rule(stop, n_videos: int) -> tuple[int, int]:
     if stop.kind != "min_annotations":
         return 0, 0
     return stop.count, n_videos - stop.stimuli_needed(n_videos)
+
+
+def _admit(rows, u_return, admitted, quota) -> np.ndarray:
+    """The participants of ``rows`` (sorted) who play a later step: those admitted to the step
+    before it, and of them, with a ``quota`` (the step's ``max_participants``), the ``quota``
+    with the lowest return draws ``u_return`` (ties by participant): a random subset of those
+    who come back, the same in both campaign engines."""
+    keep = admitted[rows]
+    rows, u_return = rows[keep], np.asarray(u_return)[keep]
+    if quota is None or rows.size <= quota:
+        return rows
+    return np.sort(rows[np.lexsort((rows, u_return))[:quota]])
 
 
 class _VerdictTooSoon(Exception):
@@ -1640,8 +1668,12 @@ def _plan_in_order(
             index.start,
         )
     later = []
+    admitted = np.ones(n, dtype=np.bool_)
     for s in range(1, S):
         rows = np.flatnonzero(returns[:n, s]).astype(np.int64)
+        rows = _admit(rows, ret_u[rows, s], admitted, steps[s].max_participants)
+        admitted = np.zeros(n, dtype=np.bool_)
+        admitted[rows] = True
         tested = lpick = None
         if s in picks:
             pick = picks[s]
