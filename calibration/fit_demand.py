@@ -17,12 +17,13 @@ With ``--step 2`` only step 2's pick is fitted (step 1's demand as in the protoc
 by dotted ``PATH=VALUE`` (YAML values) to fix the pick's mechanism, e.g.
 
     python calibration/fit_demand.py protocols/videomem.yaml --step 2 --seeds 0-4 \
-        --floors 9,10 steps.1.items.0.source.counts=kept selection.later_counts=returning
+        --floors 9,10 steps.1.items.0.source.counts=kept selection.later_counts=returning \
+        steps.1.max_participants=null
 
 Per candidate it prints the mean W1 over the seeds, the long-term count KS (mean +- SD,
-seeds within 0.05), the minimum (mean, range, seeds within 8-10) and the shares at 8 or
-fewer, 9 and 10; then the candidates again, those with the most seeds within both
-tolerances first (then by mean KS).
+seeds within 0.05), the minimum (mean, range, seeds within 8-10), the shares at 8 or
+fewer, 9 and 10 and the 95th percentile (mean, range); then the candidates again, those
+with the most seeds within both tolerances first (then by mean KS).
 
 It prints the protocol lines to paste; it writes nothing.
 """
@@ -76,7 +77,8 @@ def fit_step2(args, protocol, params, rel: np.ndarray) -> int:
     col = protocol.steps[1].scoring.column
     print(
         f"released long-term counts: mean {rel.mean():.2f}, at 9 {100 * (rel == 9).mean():.1f} %,"
-        f" at 10 {100 * (rel == 10).mean():.1f} %; seeds {seeds.start}-{seeds.stop - 1}; "
+        f" at 10 {100 * (rel == 10).mean():.1f} %, 95th percentile {np.percentile(rel, 95):g}; "
+        f"seeds {seeds.start}-{seeds.stop - 1}; "
         f"changes {args.changes or 'none'}",
         flush=True,
     )
@@ -89,7 +91,7 @@ def fit_step2(args, protocol, params, rel: np.ndarray) -> int:
         changes[f"{path}.floor"] = floor
         changes[f"{path}.demand"] = {"share": share, "mean_excess": excess}
         mapping = protocol.updated(changes).dump()
-        w1, ks, low, s8, s9, s10 = [], [], [], [], [], []
+        w1, ks, low, s8, s9, s10, p95 = [], [], [], [], [], [], []
         for seed in seeds:
             c = counts(mapping, params, seed)[col]
             w1.append(wasserstein_distance(c, rel))
@@ -98,13 +100,14 @@ def fit_step2(args, protocol, params, rel: np.ndarray) -> int:
             s8.append(100 * (c <= 8).mean())
             s9.append(100 * (c == 9).mean())
             s10.append(100 * (c == 10).mean())
+            p95.append(float(np.percentile(c, 95)))
         ks_a, low_a = np.array(ks), np.array(low)
         row = dict(
             floor=floor, share=share, excess=excess, w1=np.mean(w1), ks=ks_a.mean(),
             ks_sd=ks_a.std(ddof=1) if ks_a.size > 1 else 0.0, ks_in=int((ks_a <= 0.05).sum()),
             min=low_a.mean(), min_lo=low_a.min(), min_hi=low_a.max(),
             min_in=int(((low_a >= 8) & (low_a <= 10)).sum()), s8=np.mean(s8), s9=np.mean(s9),
-            s10=np.mean(s10), n=len(ks),
+            s10=np.mean(s10), p95=np.mean(p95), p95_lo=min(p95), p95_hi=max(p95), n=len(ks),
         )  # fmt: skip
         rows.append(row)
         print(_line(row), flush=True)
@@ -119,7 +122,8 @@ def _line(r: dict) -> str:
         f"  floor {r['floor']} share {r['share']:.2f} mean_excess {r['excess']:.2f}: W1 "
         f"{r['w1']:.3f}, KS {r['ks']:.3f} +- {r['ks_sd']:.3f} ({r['ks_in']}/{r['n']}), min "
         f"{r['min']:.2f} ({r['min_lo']}-{r['min_hi']}, {r['min_in']}/{r['n']}), <=8 "
-        f"{r['s8']:.2f} %, 9 {r['s9']:.1f} %, 10 {r['s10']:.1f} %"
+        f"{r['s8']:.2f} %, 9 {r['s9']:.1f} %, 10 {r['s10']:.1f} %, 95th percentile "
+        f"{r['p95']:.2f} ({r['p95_lo']:g}-{r['p95_hi']:g})"
     )
 
 

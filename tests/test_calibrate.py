@@ -127,7 +127,7 @@ def test_recovers_well_identified_parameters(tmp_path, params):
             "selection.later_pool": None,
             # every player who comes back plays step 2: with the quota binding, the return
             # probability moves nothing above the level it binds at
-            "steps.1.max_participants": None,
+            "steps.1.max_share": None,
             # the participant budget it was measured with (a stop on counts of assignments
             # would end the campaign with fewer kept annotations)
             "campaign.stop": {"kind": "participants", "count": 9930},

@@ -184,7 +184,7 @@ def _counting(
     quota=None,
 ):
     d = load_protocol(ROOT / "protocols" / "videomem.yaml").dump()
-    d["steps"][1]["max_participants"] = quota
+    d["steps"][1]["max_share"] = quota
     d["selection"].update(
         counts=counts,
         counts_every_h=every_h,
@@ -245,38 +245,39 @@ COUNTING = {
     ),
     # a delay of one participant: counted at the arrival after the first one after the end
     "kept, delay of one participant": _counting("kept", delay_p=20),
-    # step 2 admits 60 of the ~200 who come back (1,200 scaled)
-    "kept, a quota on step 2": _counting("kept", every_p=2160, stop=SHARE_20, quota=1200),
-    "received, a quota on step 2": _counting("received", 4.0, quota=1200),
+    # step 2 admits 12 % of the participants, ~60 of the ~200 who come back
+    "kept, a quota on step 2": _counting("kept", every_p=2160, stop=SHARE_20, quota=0.12),
+    "received, a quota on step 2": _counting("received", 4.0, quota=0.12),
 }
 
 
-def _three_steps(quota2=None, quota3=None):
+def _three_steps(share2=None, share3=None):
     """VideoMem's campaign scaled with a third step, a copy of step 2 a day later, and
     quotas on the later steps."""
     d = _counting("kept", every_p=2160).dump()
-    third = {**d["steps"][1], "name": "later", "max_participants": quota3}
+    third = {**d["steps"][1], "name": "later", "max_share": share3}
     third["scoring"] = {**third["scoring"], "column": "later_memorability"}
-    d["steps"][1]["max_participants"] = quota2
+    d["steps"][1]["max_share"] = share2
     d["steps"].append(third)
     d["campaign"]["top_up"] = None  # VideoMem's top-up is for two steps
     return protocol_from_mapping(d)
 
 
 def test_a_later_steps_quota_admits_a_random_subset_of_those_who_come_back(params):
-    """max_participants: a later step admits that many of those who come back, the same ones
-    on both engines; those it turns away do not play the steps after it either; a quota at or
-    above the number who come back changes nothing, and the campaign itself (step 1) never
-    changes."""
+    """max_share: a later step admits at most that share of the campaign's participants
+    (rounded), the same ones on both engines; those it turns away do not play the steps after
+    it either; a quota at or above the number who come back changes nothing, and the campaign
+    itself (step 1) never changes."""
     (free,) = _plans(_three_steps(), params, 0, engines=("in_order",))
+    n = free.n_participants
     back2, back3 = free.later[0].rows, free.later[1].rows
     assert back2.size > 60 and 0 < back3.size < back2.size and np.isin(back3, back2).all()
-    for q2, q3 in ((back2.size, back3.size), (10**6, None)):  # no quota binds: the same plan
-        for plan in _plans(_three_steps(q2, q3), params, 0):
+    for s2, s3 in ((back2.size / n, back3.size / n), (1.0, None)):  # no quota binds
+        for plan in _plans(_three_steps(s2, s3), params, 0):
             _same_plan(plan, free)
     admitted = []
     for q2 in (60, 30):
-        simpy, fast = _plans(_three_steps(q2), params, 0)
+        simpy, fast = _plans(_three_steps(q2 / n), params, 0)
         _same_plan(simpy, fast)
         rows2, rows3 = fast.later[0].rows, fast.later[1].rows
         assert rows2.size == q2 and np.isin(rows2, back2).all()
@@ -285,7 +286,7 @@ def test_a_later_steps_quota_admits_a_random_subset_of_those_who_come_back(param
         admitted.append(set(rows2))
     assert admitted[1] <= admitted[0]  # the lowest return draws: a smaller quota, a subset
     # with its own quota, step 3 admits a subset of the step-2 players who come back again
-    simpy, fast = _plans(_three_steps(60, 10), params, 0)
+    simpy, fast = _plans(_three_steps(60 / n, 10 / n), params, 0)
     _same_plan(simpy, fast)
     assert fast.later[1].rows.size == 10 and np.isin(fast.later[1].rows, fast.later[0].rows).all()
 
@@ -496,7 +497,7 @@ def test_a_later_pool_counting_returning_viewers(params):
     d["campaign"]["top_up"] = None  # the campaign's own counts, not the top-up's
     # a 2-3 h window to come back, so that windows close within this short campaign (~50 h)
     d["steps"][1]["delay_h"] = [2, 3]
-    d["steps"][1]["max_participants"] = None  # `returning` counts everyone who comes back
+    d["steps"][1]["max_share"] = None  # `returning` counts everyone who comes back
     short = {}
     for how in ("shown", "returning"):
         d["selection"]["later_counts"] = how

@@ -344,7 +344,7 @@ def test_counted_verdicts_end_as_the_scored_counts(videomem, params, selection):
 def test_scaling_keeps_the_number_of_count_checks(videomem):
     """A campaign scaled by f lasts f times as long at the same arrival rate, with f times the
     participants: its count checks come f times as often (in hours or in participants), so it
-    has as many of them."""
+    has as many of them. A later step's quota is a share of the participants: unchanged."""
     from memsim.sim.simulate import scale_protocol
 
     every_p = videomem.selection.counts_every_participants
@@ -361,8 +361,7 @@ def test_scaling_keeps_the_number_of_count_checks(videomem):
         {"selection.counts_every_participants": None, "selection.counts_delay_participants": 1300}
     )
     assert scale_protocol(delay, 0.1).selection.counts_delay_participants == 130
-    quota = videomem.updated({"steps.1.max_participants": 3280})
-    assert scale_protocol(quota, 0.1).steps[1].max_participants == 328
+    assert scale_protocol(videomem, 0.1).steps[1].max_share == videomem.steps[1].max_share
 
 
 def test_checked_verdicts_leave_the_last_drops_uncompensated(videomem, params):

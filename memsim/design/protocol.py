@@ -460,11 +460,11 @@ class Step(_Frozen):
         default=None,
         description="end the participant's session after this many missed vigilance repeats",
     )
-    max_participants: Count | None = Field(
+    max_share: _float(gt=0, le=1) | None = Field(
         default=None,
-        description="later steps: at most this many of the campaign's participants who come "
-        "back play the step (a random subset of them, the same in both campaign engines); "
-        "a top-up's participants are not counted",
+        description="later steps: at most this share of the campaign's participants (all "
+        "who started step 1, rounded) play the step; when more come back, a random subset of "
+        "them (the same in both campaign engines); a top-up's participants are not counted",
     )
 
     @model_validator(mode="after")
@@ -1009,16 +1009,16 @@ class Protocol(_Frozen):
         first = self.steps[0]
         if first.delay_h is not None:
             raise _At(("steps", 0, "delay_h"), "the first step has no delay")
-        if first.max_participants is not None:
+        if first.max_share is not None:
             raise _At(
-                ("steps", 0, "max_participants"),
-                "the first step's participants are the campaign's (campaign.stop); "
-                "max_participants is for later steps",
+                ("steps", 0, "max_share"),
+                "the first step's participants are the campaign's (campaign.stop); max_share "
+                "is for later steps",
             )
-        quota = [s for s, st in enumerate(self.steps) if st.max_participants is not None]
+        quota = [s for s, st in enumerate(self.steps) if st.max_share is not None]
         if quota and getattr(self.selection, "later_counts", "shown") == "returning":
             raise _At(
-                ("steps", quota[0], "max_participants"),
+                ("steps", quota[0], "max_share"),
                 "cannot be combined with selection.later_counts: returning (which counts every "
                 "participant who comes back as playing the step)",
             )
@@ -1302,8 +1302,8 @@ def summary_lines(p: Protocol) -> list[str]:
             if step.delay_h is None
             else f", {step.delay_h[0]:g}-{step.delay_h[1]:g} h after step {s - 1}"
         )
-        if step.max_participants is not None:
-            when += f", at most {step.max_participants:,} of the participants who come back"
+        if step.max_share is not None:
+            when += f", at most {step.max_share:.1%} of the participants"
         out.append(f"step {s}    {step.name}: {step.length} presentations{when}")
         for g in step.items:
             if g.repeat_lag is not None:

@@ -1205,11 +1205,11 @@ def _plan_simpy(protocol, seed, return_probability, observe, judge, min_press_s)
     policy.finish()
     n = done["n"]
     admitted = np.ones(n, dtype=np.bool_)
-    for s in range(1, len(steps)):  # a later step's quota (max_participants), then the next's
+    for s in range(1, len(steps)):  # a later step's quota (max_share), then the next's
         rows = np.array(later_rows[s - 1], dtype=np.int64)
         order = np.argsort(rows, kind="stable")
         u = np.array(later_u[s - 1], dtype=np.float64)
-        keep = np.isin(rows, _admit(rows[order], u[order], admitted, steps[s].max_participants))
+        keep = np.isin(rows, _admit(rows[order], u[order], admitted, steps[s].max_share))
         later_rows[s - 1] = list(rows[keep])
         later_delay[s - 1] = [d for d, k in zip(later_delay[s - 1], keep) if k]
         later_new[s - 1] = [v for v, k in zip(later_new[s - 1], keep) if k]
@@ -1457,14 +1457,16 @@ def _stop_rule(stop, n_videos: int) -> tuple[int, int]:
     return stop.count, n_videos - stop.stimuli_needed(n_videos)
 
 
-def _admit(rows, u_return, admitted, quota) -> np.ndarray:
+def _admit(rows, u_return, admitted, share) -> np.ndarray:
     """The participants of ``rows`` (sorted) who play a later step: those admitted to the step
-    before it, and of them, with a ``quota`` (the step's ``max_participants``), the ``quota``
-    with the lowest return draws ``u_return`` (ties by participant): a random subset of those
-    who come back, the same in both campaign engines."""
+    before it, and of them, with a ``share`` (the step's ``max_share``), at most that share of
+    the campaign's ``len(admitted)`` participants, rounded: those with the lowest return draws
+    ``u_return`` (ties by participant), a random subset of those who come back, the same in
+    both campaign engines."""
     keep = admitted[rows]
     rows, u_return = rows[keep], np.asarray(u_return)[keep]
-    if quota is None or rows.size <= quota:
+    quota = rows.size if share is None else int(round(share * admitted.size))
+    if rows.size <= quota:
         return rows
     return np.sort(rows[np.lexsort((rows, u_return))[:quota]])
 
@@ -1671,7 +1673,7 @@ def _plan_in_order(
     admitted = np.ones(n, dtype=np.bool_)
     for s in range(1, S):
         rows = np.flatnonzero(returns[:n, s]).astype(np.int64)
-        rows = _admit(rows, ret_u[rows, s], admitted, steps[s].max_participants)
+        rows = _admit(rows, ret_u[rows, s], admitted, steps[s].max_share)
         admitted = np.zeros(n, dtype=np.bool_)
         admitted[rows] = True
         tested = lpick = None

@@ -121,8 +121,7 @@ def scale_protocol(protocol: Protocol, scale: float) -> Protocol:
     """The protocol with stimuli, selection pools and participant budget times ``scale``; the
     interval of the selection's count checks too (``counts_every_h``: at the same arrival
     rate a scaled campaign lasts ``scale`` times as long, and keeps its number of checks;
-    ``counts_every_participants``, ``counts_delay_participants`` and a later step's
-    ``max_participants``: as the participants)."""
+    ``counts_every_participants`` and ``counts_delay_participants``: as the participants)."""
     if scale == 1.0:
         return protocol
     if not (0.0 < scale <= 1.0):
@@ -145,9 +144,6 @@ def scale_protocol(protocol: Protocol, scale: float) -> Protocol:
     for key in ("counts_every_participants", "counts_delay_participants"):
         if d["selection"].get(key) is not None:
             d["selection"][key] = max(1, int(round(d["selection"][key] * f)))
-    for step in d["steps"]:
-        if step.get("max_participants") is not None:
-            step["max_participants"] = max(1, int(round(step["max_participants"] * f)))
     if stop["kind"] == "participants":
         stop["count"] = max(1, int(round(stop["count"] * scale)))
     else:  # the budget must still reach `count` annotations of every stimulus
