@@ -4,6 +4,7 @@ and trial tables that obey their protocol."""
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import numba
 import numpy as np
@@ -339,6 +340,29 @@ def test_counted_verdicts_end_as_the_scored_counts(videomem, params, selection):
         min_press_s=params.participants.rt.min_s,
     )
     assert np.array_equal(plan.annotation_counts, counts)
+
+
+def test_a_later_steps_quota_is_reported(videomem, params):
+    """simulate's ``admissions``: per later step with a quota, who came back and who played it;
+    those who played are the step's participants of the campaign (the top-up's aside), at
+    most the share of the campaign's participants; without a quota, nothing."""
+    from memsim.sim.simulate import scale_protocol
+
+    share = 0.2  # below the ~0.3 who come back: the quota binds
+    proto = scale_protocol(videomem.updated({"steps.1.max_share": share}), 0.05)
+    sim = simulate(proto, params, seed=3)
+    (a,) = sim.admissions
+    assert (a.step, a.name, a.max_share) == (2, proto.steps[1].name, share)
+    assert a.played == round(share * a.campaign) < a.came_back
+    tr = sim.trials
+    top = sim.top_up.first_participant if sim.top_up is not None else a.campaign
+    step2 = tr.loc[(tr.step == 2) & (tr.participant < top), "participant"].nunique()
+    assert step2 == a.played and a.campaign == top
+    assert f"{a.played:,} of the {a.came_back:,} participants who came back" in a.describe()
+    assert "all 5 participants who came back" in replace(a, played=5, came_back=5).describe()
+    free = simulate(scale_protocol(videomem.updated({"steps.1.max_share": None}), 0.05), params, 3)
+    assert free.admissions == ()
+    assert free.trials.loc[free.trials.step == 2, "participant"].nunique() >= a.came_back
 
 
 def test_scaling_keeps_the_number_of_count_checks(videomem):

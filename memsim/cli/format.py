@@ -27,6 +27,8 @@ def print_run(result, out: Path, why: str = "") -> None:
         f"{'' if params.calibrated else ' (uncalibrated)'}"
         f"{'' if result.scale == 1 else f', scale {result.scale}'}"
     )
+    for a in sim.admissions:  # a later step's quota at work
+        console.print(a.describe())
     if sim.top_up is not None:  # the title's participants include the top-up's
         console.print(sim.top_up.describe())
     table = result.comparison

@@ -117,6 +117,8 @@ def _cmd_simulate(args) -> int:
         f"{sim.protocol.name}: {tr.participant.nunique():,} participants, {len(tr):,} trials, "
         f"{sim.protocol.stimuli.count:,} stimuli (seed {args.seed}, params {params.name})"
     )
+    for a in sim.admissions:  # a later step's quota at work
+        print(a.describe())
     if sim.top_up is not None:  # the participants above include the top-up's
         print(sim.top_up.describe())
     for p in paths:

@@ -559,6 +559,7 @@ class LaterStep:
         None  # int32[n, k]: step-1 items picked for testing (pick least_annotated)
     )
     pick: LaterPick | None = None  # the pick left to the simulator (counts: kept)
+    came_back: int = 0  # who came back (and played the step before): ``rows`` before any quota
 
 
 @dataclass(frozen=True, eq=False)
@@ -1205,11 +1206,14 @@ def _plan_simpy(protocol, seed, return_probability, observe, judge, min_press_s)
     policy.finish()
     n = done["n"]
     admitted = np.ones(n, dtype=np.bool_)
+    came_back = []
     for s in range(1, len(steps)):  # a later step's quota (max_share), then the next's
         rows = np.array(later_rows[s - 1], dtype=np.int64)
         order = np.argsort(rows, kind="stable")
         u = np.array(later_u[s - 1], dtype=np.float64)
-        keep = np.isin(rows, _admit(rows[order], u[order], admitted, steps[s].max_share))
+        play, back = _admit(rows[order], u[order], admitted, steps[s].max_share)
+        came_back.append(back)
+        keep = np.isin(rows, play)
         later_rows[s - 1] = list(rows[keep])
         later_delay[s - 1] = [d for d, k in zip(later_delay[s - 1], keep) if k]
         later_new[s - 1] = [v for v, k in zip(later_new[s - 1], keep) if k]
@@ -1239,6 +1243,7 @@ def _plan_simpy(protocol, seed, return_probability, observe, judge, min_press_s)
                 new_items=new[order],
                 tested=tested,
                 pick=lpick,
+                came_back=came_back[s - 1],
             )
         )
     return Plan(
@@ -1457,18 +1462,18 @@ def _stop_rule(stop, n_videos: int) -> tuple[int, int]:
     return stop.count, n_videos - stop.stimuli_needed(n_videos)
 
 
-def _admit(rows, u_return, admitted, share) -> np.ndarray:
-    """The participants of ``rows`` (sorted) who play a later step: those admitted to the step
-    before it, and of them, with a ``share`` (the step's ``max_share``), at most that share of
-    the campaign's ``len(admitted)`` participants, rounded: those with the lowest return draws
-    ``u_return`` (ties by participant), a random subset of those who come back, the same in
-    both campaign engines."""
+def _admit(rows, u_return, admitted, share) -> tuple[np.ndarray, int]:
+    """The participants of ``rows`` (sorted) who play a later step, and how many came back:
+    those admitted to the step before it, and of them, with a ``share`` (the step's
+    ``max_share``), at most that share of the campaign's ``len(admitted)`` participants,
+    rounded: those with the lowest return draws ``u_return`` (ties by participant), a random
+    subset of those who come back, the same in both campaign engines."""
     keep = admitted[rows]
     rows, u_return = rows[keep], np.asarray(u_return)[keep]
     quota = rows.size if share is None else int(round(share * admitted.size))
     if rows.size <= quota:
-        return rows
-    return np.sort(rows[np.lexsort((rows, u_return))[:quota]])
+        return rows, rows.size
+    return np.sort(rows[np.lexsort((rows, u_return))[:quota]]), rows.size
 
 
 class _VerdictTooSoon(Exception):
@@ -1673,7 +1678,7 @@ def _plan_in_order(
     admitted = np.ones(n, dtype=np.bool_)
     for s in range(1, S):
         rows = np.flatnonzero(returns[:n, s]).astype(np.int64)
-        rows = _admit(rows, ret_u[rows, s], admitted, steps[s].max_share)
+        rows, back = _admit(rows, ret_u[rows, s], admitted, steps[s].max_share)
         admitted = np.zeros(n, dtype=np.bool_)
         admitted[rows] = True
         tested = lpick = None
@@ -1700,6 +1705,7 @@ def _plan_in_order(
                 new_items=ret_new[rows, s, : n_new[s]].copy(),
                 tested=tested,
                 pick=lpick,
+                came_back=back,
             )
         )
     return Plan(

@@ -60,6 +60,7 @@ from memsim.sim.sequence import _run as _sequence_run
 from memsim.sim.topup import TopUpResult, run_top_up
 
 __all__ = [
+    "Admission",
     "PreparedProtocol",
     "SimulatedArrays",
     "Simulation",
@@ -74,6 +75,62 @@ __all__ = [
 
 ROLE_NAMES = np.array(ROLES)
 TRIAL_COLUMNS = list(COLUMNS)  # the trial table's columns in contract order
+
+
+@dataclass(frozen=True)
+class Admission:
+    """A later step's quota (``steps[].max_share``) at work: who came back and who played.
+
+    Attributes
+    ----------
+    step : int
+        The step (1-based).
+    name : str
+        Its name.
+    max_share : float
+        The protocol's share of the campaign's participants.
+    campaign : int
+        The campaign's participants (all who started step 1; not the top-up's).
+    came_back : int
+        Participants who came back for it (and played the step before it).
+    played : int
+        Those admitted: ``min(came_back, round(max_share * campaign))``.
+    """
+
+    step: int
+    name: str
+    max_share: float
+    campaign: int
+    came_back: int
+    played: int
+
+    def describe(self) -> str:
+        """One line: who came back, who played, and the quota."""
+        quota = int(round(self.max_share * self.campaign))
+        head = f"step {self.step} ({self.name}): "
+        of = f"{self.max_share:.1%} of {self.campaign:,} = {quota:,}"
+        if self.played == self.came_back:
+            return f"{head}all {self.came_back:,} participants who came back played it (quota {of})"
+        return (
+            f"{head}{self.played:,} of the {self.came_back:,} participants who came back played "
+            f"it (quota {of})"
+        )
+
+
+def admissions(protocol: Protocol, plan) -> tuple[Admission, ...]:
+    """The :class:`Admission` of each later step with a quota, from the campaign's plan."""
+    return tuple(
+        Admission(
+            step=s + 1,
+            name=protocol.steps[s].name,
+            max_share=protocol.steps[s].max_share,
+            campaign=plan.n_participants,
+            came_back=plan.later[s - 1].came_back,
+            played=int(plan.later[s - 1].rows.size),
+        )
+        for s in range(1, len(protocol.steps))
+        if protocol.steps[s].max_share is not None
+    )
 
 
 @dataclass
@@ -95,6 +152,8 @@ class Simulation:
         Per participant: ability, false-alarm and lapse rates, careless or not.
     top_up : TopUpResult or None
         What the top-up rounds after the campaign did (``campaign.top_up``; None without).
+    admissions : tuple of Admission
+        The later steps' quotas at work (``steps[].max_share``; empty without).
     """
 
     protocol: Protocol
@@ -104,6 +163,7 @@ class Simulation:
     videos: pd.DataFrame
     participants: pd.DataFrame
     top_up: TopUpResult | None = None
+    admissions: tuple[Admission, ...] = ()
 
     def __repr__(self) -> str:  # a line, not the tables (a notebook prints it)
         return (
@@ -563,6 +623,8 @@ class SimulatedArrays:
         Each stimulus' expected score per scored step (:func:`expected_scores`).
     top_up : TopUpResult or None
         What the top-up rounds did (``campaign.top_up``; None without).
+    admissions : tuple of Admission
+        The later steps' quotas at work (``steps[].max_share``; empty without).
     """
 
     protocol: Protocol
@@ -574,6 +636,7 @@ class SimulatedArrays:
     n_participants: int
     truth: dict
     top_up: TopUpResult | None = None
+    admissions: tuple[Admission, ...] = ()
 
     def videos_frame(self) -> pd.DataFrame:
         """The latent truth of every stimulus (:attr:`Simulation.videos`)."""
@@ -598,6 +661,7 @@ class SimulatedArrays:
             videos=self.videos_frame(),
             participants=self.participants_frame(),
             top_up=self.top_up,
+            admissions=self.admissions,
         )
 
 
@@ -1200,6 +1264,7 @@ def simulate_arrays(
         n_participants=n_started,
         truth=truth,
         top_up=top,
+        admissions=admissions(protocol, plan),
     )
 
 
@@ -1382,6 +1447,7 @@ def simulate_stepwise(prepared: PreparedProtocol, params: Params, seed: int = 0)
         n_participants=n,
         truth=expected_scores(protocol, params, videos),
         top_up=top,
+        admissions=admissions(protocol, plan),
     )
 
 

@@ -380,6 +380,17 @@ def _run_drawing(
         summary["params"] = params.name
         summary["calibrated"] = params.calibrated
         summary["scale"] = scale
+        if sim.admissions:  # the later steps' quotas at work (steps[].max_share)
+            summary["admissions"] = [
+                {
+                    "step": a.step,
+                    "max_share": a.max_share,
+                    "campaign": a.campaign,
+                    "came_back": a.came_back,
+                    "played": a.played,
+                }
+                for a in sim.admissions
+            ]
         if sim.top_up is not None:  # what the campaign's top-up rounds did (campaign.top_up)
             t = sim.top_up
             summary["top_up"] = {
