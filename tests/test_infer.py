@@ -33,7 +33,11 @@ def setup(real_data):
     real = released_scores("videomem", real_data)
     prior = nfi.load_prior(nfi.prior_path("videomem"))
     base = memsim.load_params(prior.params)
-    moments = moments_for(targets, real, [s.scoring.column for s in proto.steps], SCALE)
+    columns = [s.scoring.column for s in proto.steps]
+    # the prior's own statistics, as memsim infer takes them (the counts' CDF with count_cdf)
+    moments = moments_for(
+        targets, real, columns, SCALE, count_bins=prior.count_bins, count_cdf=prior.count_cdf
+    )
     return proto, targets, real, prior, base, moments
 
 
