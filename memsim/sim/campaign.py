@@ -1213,15 +1213,14 @@ def _plan_simpy(protocol, seed, return_probability, observe, judge, min_press_s)
         u = np.array(later_u[s - 1], dtype=np.float64)
         play, back = _admit(rows[order], u[order], admitted, steps[s].max_share)
         came_back.append(back)
-        keep = np.isin(rows, play)
+        admitted = np.zeros(n, dtype=np.bool_)
+        admitted[play] = True
+        keep = admitted[rows]  # in return order, as the lists are
         later_rows[s - 1] = list(rows[keep])
         later_delay[s - 1] = [d for d, k in zip(later_delay[s - 1], keep) if k]
         later_new[s - 1] = [v for v, k in zip(later_new[s - 1], keep) if k]
         if s in picks:
-            now = set(rows[keep].tolist())
-            picks[s].rows = [t for t in picks[s].rows if t[1] in now]
-        admitted = np.zeros(n, dtype=np.bool_)
-        admitted[rows[keep]] = True
+            picks[s].rows = [t for t in picks[s].rows if admitted[t[1]]]
     picked = {s: pick.pick(n_videos, c.items1[:n], return_probability) for s, pick in picks.items()}
     later = []
     for s in range(1, len(steps)):
