@@ -5,11 +5,11 @@ marked ``regenerated``; every other console block carries the date it was run
 
 from __future__ import annotations
 
-import importlib.util
 import subprocess
 import sys
 
 import pytest
+from repo_scripts import load_script
 
 from memsim.resources import repository_root
 
@@ -17,11 +17,7 @@ ROOT = repository_root()
 
 
 def _blocks():
-    spec = importlib.util.spec_from_file_location("docs_blocks", ROOT / "docs" / "blocks.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["docs_blocks"] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
+    return load_script("docs/blocks.py", "docs_blocks")
 
 
 @pytest.mark.slow

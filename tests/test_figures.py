@@ -10,15 +10,14 @@ published reference values only where the protocol's own targets file supplies t
 
 from __future__ import annotations
 
-import importlib.util
 import itertools
 import json
 import re
-import sys
 
 import numpy as np
 import pandas as pd
 import pytest
+from repo_scripts import load_script
 
 from memsim.resources import repository_root
 from memsim.viz import style
@@ -297,12 +296,7 @@ def test_predictor_report_figure(drawn, tmp_path):
 
 # --------------------------------------------------------------------------- shipped studies
 def _studies_module():
-    path = repository_root() / "docs" / "studies" / "figures.py"
-    spec = importlib.util.spec_from_file_location("studies_figures", path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["studies_figures"] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_script("docs/studies/figures.py", "studies_figures")
 
 
 _AXES = {

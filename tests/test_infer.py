@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from repo_scripts import load_script
 
 from memsim import cli
 from memsim.errors import UserError
@@ -745,14 +746,7 @@ def test_compare_posteriors_measures_shifts_in_posterior_sds(tmp_path, capsys):
     twin = a + rng.normal(0, 1e-3, a.shape)
     assert 0.4 < compare_posteriors(a, twin, draws=500, c2st=500).c2st < 0.6
     # the script: folders in, a table out; a folder without draws is one line and exit 2
-    import importlib.util
-
-    path = Path(__file__).resolve().parents[1] / "calibration" / "compare_posteriors.py"
-    if not path.is_file():
-        pytest.skip("calibration/compare_posteriors.py is in the repository, not in a wheel")
-    spec = importlib.util.spec_from_file_location("compare_posteriors", path)
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
+    script = load_script("calibration/compare_posteriors.py")
 
     for name, df in (("a", a), ("b", b)):
         (tmp_path / name).mkdir()

@@ -3,7 +3,6 @@ holds the count rows (docs/inference.md, "What the counts would take"), small.""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import shutil
 from pathlib import Path
@@ -11,19 +10,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from repo_scripts import load_script
 
 ROOT = Path(__file__).resolve().parents[1]
-SCRIPT = ROOT / "calibration" / "posterior_counts.py"
 
 
 @pytest.fixture(scope="module")
 def script():
-    if not SCRIPT.is_file():
-        pytest.skip("calibration/posterior_counts.py is in the repository, not in a wheel")
-    spec = importlib.util.spec_from_file_location("posterior_counts", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("calibration/posterior_counts.py")
 
 
 def _small_posterior(tmp_path, draws: int = 4):

@@ -3,25 +3,15 @@ corrected score and annotation count, and grouped by count (docs/calibration.md)
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import numpy as np
 import pandas as pd
 import pytest
-
-ROOT = Path(__file__).resolve().parents[1]
-SCRIPT = ROOT / "calibration" / "tail_ratio.py"
+from repo_scripts import load_script
 
 
 @pytest.fixture(scope="module")
 def script():
-    if not SCRIPT.is_file():
-        pytest.skip("calibration/tail_ratio.py is in the repository, not in a wheel")
-    spec = importlib.util.spec_from_file_location("tail_ratio", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("calibration/tail_ratio.py")
 
 
 def test_ratios_read_back_by_count_group(script):
