@@ -187,7 +187,7 @@ def seeds(real, first: int, last: int, changes: dict, param_set: str = "videomem
     )
     print(
         "seed starts stop_h check_h kept_ann demand_x late_drops late_ann core<=33 "
-        "   KS  gap31  gap32  gap33 min  mean p95 | LT: KS min <=8%"
+        "   KS  gap31  gap32  gap33 min  mean p95 | LT: KS min <=8% p95 >=20% tail_LT link"
     )
     rl = real[count_column(LT)].to_numpy()
     rows = []
@@ -233,6 +233,10 @@ def seeds(real, first: int, last: int, changes: dict, param_set: str = "videomem
             lt_ks=ks_distance(lt, rl),
             lt_min=int(lt.min()),
             lt_short=100 * (lt <= 8).mean(),
+            lt_p95=np.percentile(lt, 95),
+            lt_20=100 * (lt >= 20).mean(),
+            tail_lt=lt[n > 45].mean(),
+            link=np.corrcoef(n, lt)[0, 1],
         )
         rows.append(row)
         print(
@@ -240,7 +244,8 @@ def seeds(real, first: int, last: int, changes: dict, param_set: str = "videomem
             f"{row['kept_ann']:8,d} {row['demand_x']:8.1f} {row['late_drops']:10d} "
             f"{row['late_ann']:8,d} {row['core33']:7.1f} {row['ks']:6.3f} {row['g31']:+.3f} "
             f"{row['g32']:+.3f} {row['g33']:+.3f} {row['min']:3d} {row['mean']:5.2f} "
-            f"{row['p95']:3.0f} | {row['lt_ks']:.3f} {row['lt_min']:3d} {row['lt_short']:5.2f}",
+            f"{row['p95']:3.0f} | {row['lt_ks']:.3f} {row['lt_min']:3d} {row['lt_short']:5.2f} "
+            f"{row['lt_p95']:3.0f} {row['lt_20']:5.2f} {row['tail_lt']:6.2f} {row['link']:5.2f}",
             flush=True,
         )
     df = pd.DataFrame(rows)
@@ -258,7 +263,15 @@ def seeds(real, first: int, last: int, changes: dict, param_set: str = "videomem
     print(
         f"long-term: KS {lk.mean():.3f} +- {lk.std():.3f}, <= 0.05 on {(lk <= 0.05).sum()}/"
         f"{len(df)}; min {lm.mean():.2f} ({lm.min()}-{lm.max()}), 8-10 on "
-        f"{lm.between(8, 10).sum()}/{len(df)}; at 8 or fewer {df['lt_short'].mean():.2f} %"
+        f"{lm.between(8, 10).sum()}/{len(df)}; at 8 or fewer {df['lt_short'].mean():.2f} %; "
+        f"95th {df['lt_p95'].min():.0f}-{df['lt_p95'].max():.0f} (20 on "
+        f"{(df['lt_p95'] >= 20).sum()}/{len(df)}), at 20 or more {df['lt_20'].mean():.2f} %"
+    )
+    print(
+        f"the counts' link (released in brackets): LT mean of the ST tail (> 45) "
+        f"{df['tail_lt'].mean():.2f} ({rl[r > 45].mean():.2f}), Pearson of ST and LT counts "
+        f"{df['link'].mean():.2f} ({np.corrcoef(r, rl)[0, 1]:.2f}); LT at 20 or more "
+        f"{100 * (rl >= 20).mean():.2f} % released"
     )
     if len(df) > 2:
         print(

@@ -182,9 +182,11 @@ def _counting(
     every_p=None,
     delay_p=None,
     quota=None,
+    follows=None,
 ):
     d = load_protocol(ROOT / "protocols" / "videomem.yaml").dump()
     d["steps"][1]["max_share"] = quota
+    d["steps"][1]["items"][0]["source"]["demand_follows"] = follows
     d["selection"].update(
         counts=counts,
         counts_every_h=every_h,
@@ -248,6 +250,10 @@ COUNTING = {
     # step 2 admits 12 % of the participants, ~60 of the ~200 who come back
     "kept, a quota on step 2": _counting("kept", every_p=2160, stop=SHARE_20, quota=0.12),
     "received, a quota on step 2": _counting("received", 4.0, quota=0.12),
+    # step 2's pick demand times the selection's to the power 0.5
+    "kept, step 2's demand follows the selection's": _counting(
+        "kept", every_p=2160, stop=SHARE_20, follows=0.5
+    ),
 }
 
 

@@ -343,6 +343,26 @@ BROKEN_MAPPINGS = [
     ),
     ("pick-floor-zero", _set("steps.1.items.0.source.floor", 0), "steps.1.items.0.source.floor"),
     (
+        "pick-demand-follows-negative",
+        _set("steps.1.items.0.source.demand_follows", -0.5),
+        "steps.1.items.0.source.demand_follows",
+    ),
+    (
+        "pick-demand-follows-a-random-pick",
+        _chain(
+            _set("steps.1.items.0.source.pick", "random"),
+            _set("steps.1.items.0.source.demand", None),
+            _set("steps.1.items.0.source.floor", None),
+            _set("steps.1.items.0.source.demand_follows", 0.3),
+        ),
+        "steps.1.items.0.source.demand_follows",
+    ),
+    (
+        "pick-demand-follows-no-selection-demand",
+        _chain(_set("selection.demand", None), _set("steps.1.items.0.source.demand_follows", 0.3)),
+        "steps.1.items.0.source.demand_follows",
+    ),
+    (
         "pick-kept-without-rounds",
         _set("steps.1.items.0.source.counts", "kept"),
         "steps.1.items.0.source.counts_every",

@@ -533,6 +533,48 @@ def test_later_pick_with_demand_follows_demand(videomem, params):
     assert spearmanr(n[seen], demand[seen]).statistic > 0.4
 
 
+def test_later_pick_demand_can_follow_the_selections(videomem):
+    """demand_follows: w multiplies each stimulus' pick demand by its selection demand ** w,
+    so the stimuli sought more in step 1 are tested more in step 2 (the released counts'
+    link through their tail); w = 0 is the same plan as no link, byte for byte."""
+    from scipy.stats import spearmanr
+
+    from memsim.sim.campaign import _pick_demand
+    from memsim.sim.simulate import scale_protocol
+
+    def protocol(w):
+        d = videomem.dump()
+        d["selection"].update(
+            counts="assigned", counts_every_h=None, counts_every_participants=None
+        )  # the campaign alone
+        d["steps"][1]["items"][0]["source"]["demand_follows"] = w
+        return scale_protocol(protocol_from_mapping(d), 0.2)
+
+    p = protocol(1.0)
+    n_videos, source = p.stimuli.count, p.steps[1].items[0].source
+    own = draw_demand(source.demand, n_videos, 5, 1)
+    first = draw_demand(p.selection.demand, n_videos, 5, 0)
+    assert np.array_equal(_pick_demand(p, source, n_videos, 5, 1), own * first)
+    p0 = protocol(0.0)
+    assert np.array_equal(_pick_demand(p0, p0.steps[1].items[0].source, n_videos, 5, 1), own)
+
+    def tests_per_video(proto):
+        plan = plan_campaign(proto, seed=5, return_probability=0.33)
+        later = plan.later[0]  # the places of step 1 tested: the videos shown there
+        videos = np.take_along_axis(plan.step1_items[later.rows], later.tested, axis=1)
+        return np.bincount(videos.ravel(), minlength=n_videos)
+
+    none, zero, linked = (tests_per_video(protocol(w)) for w in (None, 0.0, 1.0))
+    assert np.array_equal(none, zero)
+    sought = first > 1.0
+    # the selection's high-demand stimuli gain tests in step 2 only with the link
+    gain = linked[sought].mean() / linked[~sought].mean()
+    assert gain > 1.15 > none[sought].mean() / none[~sought].mean()
+    seen = linked > 0
+    rho = [spearmanr(n[seen], first[seen]).statistic for n in (linked, none)]
+    assert rho[0] > rho[1] + 0.1
+
+
 def test_later_picks_do_not_reshuffle_when_more_participants_return(videomem):
     """Picks are made in order of the return draws: raising return_probability adds
     participants at the end of that order, so everyone who returned before is tested on

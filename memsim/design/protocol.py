@@ -212,6 +212,12 @@ class FromStep(_Frozen):
         default=None,
         description="with pick least_annotated: rank by tests / demand instead of tests",
     )
+    demand_follows: _float(ge=0, le=10) | None = Field(
+        default=None,
+        description="with pick least_annotated: each stimulus' demand here is multiplied by its "
+        "selection demand (selection.demand) raised to this power, so the stimuli sought more "
+        "in the selection are sought more here too (0: independent, as without it)",
+    )
     floor: _int(ge=1, le=1_000_000) | None = Field(
         default=None,
         description="with pick least_annotated: balance only up to this many tests (/ demand); "
@@ -260,6 +266,11 @@ class FromStep(_Frozen):
             raise _At(("demand",), "demand needs pick: least_annotated (a random pick ignores it)")
         if self.floor is not None and self.pick != "least_annotated":
             raise _At(("floor",), "floor needs pick: least_annotated (a random pick ignores it)")
+        if self.demand_follows is not None and self.pick != "least_annotated":
+            raise _At(
+                ("demand_follows",),
+                "demand_follows needs pick: least_annotated (a random pick ignores it)",
+            )
         if self.counts != "assigned" and self.pick != "least_annotated":
             raise _At(("counts",), "counts needs pick: least_annotated (a random pick counts none)")
         if self.lookahead != "none" and self.pick != "least_annotated":
@@ -1114,6 +1125,12 @@ class Protocol(_Frozen):
                     ("steps", s, "items", i, "source", "step"),
                     f"{g.source.step} is not an earlier step (this is step {s + 1})",
                 )
+            followed = getattr(self.selection, "demand", None)
+            if g.source.demand_follows is not None and followed is None:
+                raise _At(
+                    ("steps", s, "items", i, "source", "demand_follows"),
+                    "needs a selection demand to follow (selection.demand)",
+                )
             demands.setdefault(g.source.step, []).append((i, g))
         for src, groups in demands.items():
             earlier = self.steps[src - 1]
@@ -1316,6 +1333,11 @@ def summary_lines(p: Protocol) -> list[str]:
                     how += ", least tested first"
                     if g.source.demand is not None:
                         how += f" (tests / demand; {g.source.demand.describe()})"
+                    if g.source.demand_follows:
+                        how += (
+                            f" (demand x the selection's demand^{g.source.demand_follows:g}: "
+                            "the stimuli sought more in step 1 sought more here too)"
+                        )
                     if g.source.floor is not None:
                         how += f", up to {g.source.floor} tests, then at random"
                     if g.source.lookahead != "none":

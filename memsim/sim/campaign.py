@@ -1021,6 +1021,18 @@ class LeastTestedPick:
         return {t[1]: self.eligible[places[i]] for i, t in enumerate(rows)}
 
 
+def _pick_demand(protocol: Protocol, source, n_videos: int, seed: int, s: int):
+    """Step ``s``'s pick demands: its own (``source.demand``, stream ``(seed, DEMAND, s)``),
+    times the selection's (stream ``(seed, DEMAND, 0)``) to the power ``source.demand_follows``
+    where one is given; None when neither applies."""
+    own = draw_demand(source.demand, n_videos, seed, s)
+    w = source.demand_follows
+    if not w:
+        return own
+    followed = draw_demand(protocol.selection.demand, n_videos, seed, 0) ** float(w)
+    return followed if own is None else own * followed
+
+
 def _later_picks(protocol: Protocol, seed: int) -> dict[int, LeastTestedPick]:
     """Later steps whose tested items the campaign picks (``pick: least_annotated``); the
     ``random`` pick is drawn by the simulator once step 1 has been played."""
@@ -1041,7 +1053,7 @@ def _later_picks(protocol: Protocol, seed: int) -> dict[int, LeastTestedPick]:
                 picks[s] = LeastTestedPick(
                     eligible.astype(np.int32),
                     g.count,
-                    draw_demand(g.source.demand, n_videos, seed, s),
+                    _pick_demand(protocol, g.source, n_videos, seed, s),
                     cap=np.inf if g.source.floor is None else float(g.source.floor),
                     every=g.source.counts_every if g.source.counts == "kept" else 0,
                     ahead=AHEAD.get(g.source.lookahead, 0),
