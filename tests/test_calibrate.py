@@ -510,3 +510,28 @@ def test_a_fit_report_of_one_seed_warns_of_nothing(params, tmp_path, real_data):
         )  # fmt: skip
     bins = table[table.target.str.contains(" b00-05")]
     assert len(bins) == 2 and bins.sd.isna().all()
+    # the per-seed table says, for each rank bin, how often the released videos themselves
+    # would hold it (200 videos at this scale: far less than with 10,000)
+    text = (tmp_path / "r.md").read_text()
+    assert "| every seed within | at best |" in text
+    rows = [ln for ln in text.splitlines() if ln.startswith("| short-term_memorability b00-05 |")]
+    row = rows[-1]  # the per-seed table's (the first is the comparison table's)
+    assert re.search(r"\| \d+% \|$", row)
+
+
+def test_released_bin_ceilings_are_the_share_of_resampled_campaigns_within():
+    """released_bin_ceilings: the share of campaigns drawn from the released videos whose bin
+    mean lands within the tolerance: all of them at a wide tolerance, few at a narrow one, the
+    same shares each time (fixed draws)."""
+    import pandas as pd
+
+    from memsim.study.fit_report import released_bin_ceilings
+
+    rng = np.random.default_rng(4)
+    real = pd.DataFrame({"x": np.round(rng.beta(5, 2, 7000), 3), "y": np.nan})
+    wide = released_bin_ceilings(real, ["x", "y", "z"], 10_000, 0.05, reps=50)
+    assert set(wide) == {("x", k) for k in C.rank_bin_means(real.x.to_numpy())}
+    assert all(v == 1.0 for v in wide.values())  # "y" has no score, "z" is not released
+    narrow = released_bin_ceilings(real, ["x"], 10_000, 0.0005, reps=50)
+    assert narrow == released_bin_ceilings(real, ["x"], 10_000, 0.0005, reps=50)
+    assert max(narrow.values()) < 0.6 and narrow[("x", "b00-05")] < narrow[("x", "b25-50")]
