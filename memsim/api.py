@@ -176,18 +176,23 @@ def simulate(
     seed: int = 0,
     scale: float = 1.0,
     progress: ProgressCallback | None = None,
+    stimuli_seed: int | None = None,
 ) -> Simulation:
     """Simulate a study: its trial table and the latent truth behind it (:class:`Simulation`).
 
-    Same seed, same bytes, whatever the number of threads.
+    Same seed, same bytes, whatever the number of threads. ``stimuli_seed``: the stimuli's
+    latent parameters drawn with it, everything else with ``seed`` (the same videos played
+    by a new campaign; :func:`memsim.sim.simulate.simulate`).
     """
     from memsim.limits import check_seed
     from memsim.sim.simulate import simulate as sim
 
     seed = check_seed(seed)
+    if stimuli_seed is not None:
+        stimuli_seed = check_seed(stimuli_seed, "stimuli_seed")
     proto = load_protocol(protocol)
     p = params_for(proto, params)[0]
-    return sim(proto, p, seed=seed, scale=scale, progress=progress)
+    return sim(proto, p, seed=seed, scale=scale, progress=progress, stimuli_seed=stimuli_seed)
 
 
 def score(

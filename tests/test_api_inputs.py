@@ -38,6 +38,9 @@ def test_bad_seeds_are_refused(seed, message):
         memsim.simulate("videomem", seed=seed, scale=0.05)
     with pytest.raises(UserError, match=message):
         memsim.compat(seed=seed)
+    if seed is not None:  # None is the default: the videos drawn with the seed
+        with pytest.raises(UserError, match="stimuli_" + message):
+            memsim.simulate("videomem", seed=0, scale=0.05, stimuli_seed=seed)
 
 
 @pytest.mark.parametrize(

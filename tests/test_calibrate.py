@@ -384,6 +384,19 @@ def test_fit_report_writes_every_target_per_seed(params, tmp_path, monkeypatch):
     assert f"| {kept} (x0.03) |" in out.read_text()
 
 
+def test_fit_report_cli_with_the_videos_held(tmp_path, monkeypatch, capsys):
+    """`memsim fit-report --stimuli-seed N`: every seed plays the stimuli of seed N, and the
+    report says so."""
+    from memsim.cli import main
+
+    monkeypatch.setenv("MEMSIM_DATA", str(tmp_path / "no-data-here"))
+    out = tmp_path / "held.md"
+    args = ["fit-report", "videomem", "--seeds", "2", "--scale", "0.03", "--out", str(out)]
+    assert main([*args, "--stimuli-seed", "5"]) == 0
+    assert "fitted targets within tolerance" in capsys.readouterr().out
+    assert "every seed playing the same stimuli (drawn with seed 5)" in out.read_text()
+
+
 def test_budget_counts_candidates_and_each_start_reports_its_share(tmp_path, params):
     """A budget of N candidates simulates N, even when the optimiser asks for a batch (a
     Jacobian) that does not fit whole; with several starts each gets its share, reported as
@@ -513,10 +526,25 @@ def test_a_fit_report_of_one_seed_warns_of_nothing(params, tmp_path, real_data):
     # the per-seed table says, for each rank bin, how often the released videos themselves
     # would hold it (200 videos at this scale: far less than with 10,000)
     text = (tmp_path / "r.md").read_text()
-    assert "| every seed within | at best |" in text
+    assert "| every seed within | centred | at best |" in text
     rows = [ln for ln in text.splitlines() if ln.startswith("| short-term_memorability b00-05 |")]
     row = rows[-1]  # the per-seed table's (the first is the comparison table's)
-    assert re.search(r"\| \d+% \|$", row)
+    assert re.search(r"\| 1/1 \| \d+% \|$", row)  # one seed is its own mean: centred, within
+    ks = [ln for ln in text.splitlines() if ln.startswith("| KS distance to released ST scores |")]
+    assert ks[-1].endswith("|  | |")  # no centring of a distance
+
+
+def test_centred_within_counts_the_seeds_a_shift_to_the_target_keeps():
+    """centred_within: the seeds within the tolerance once all move by the same amount to put
+    their mean on the target; None for a KS distance."""
+    from memsim.study.fit_report import centred_within
+
+    v = np.array([0.70, 0.71, 0.72, 0.73, 0.80])  # mean 0.732, far from the target
+    assert int(np.sum(np.abs(v - 0.5) <= 0.03)) == 0
+    assert centred_within("a bin", v, 0.5, 0.03) == 3  # 0.70 and 0.80 stay 0.032 and 0.068 off
+    assert centred_within("a bin", v, 0.5, 0.07) == 5
+    assert centred_within("KS distance to released ST scores", v, 0.0, 0.05) is None
+    assert centred_within("a bin", np.array([0.1, np.nan]), 0.1, 0.05) is None
 
 
 def test_released_bin_ceilings_are_the_share_of_resampled_campaigns_within():

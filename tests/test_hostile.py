@@ -732,6 +732,10 @@ ARGUMENTS = {
     "compat-seed-negative": (["compat", "--seed", "-1"], "seed"),
     "fit-report-seeds-0": (["fit-report", "videomem", "--out", "r.md", "--seeds", "0"], ""),
     "fit-report-scale-0": (["fit-report", "videomem", "--out", "r.md", "--scale", "0"], ""),
+    "fit-report-stimuli-seed-negative": (
+        ["fit-report", "videomem", "--out", "r.md", "--stimuli-seed", "-1"],
+        "seed",
+    ),
     "recover-scale-2": (["recover", "videomem", "--out", "d", "--scale", "2"], ""),
     "recover-perturb-nan": (["recover", "videomem", "--out", "d", "--perturb", "nan"], ""),
     "recover-budget-0": (["recover", "videomem", "--out", "d", "--budget", "0"], ""),

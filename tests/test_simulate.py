@@ -709,6 +709,21 @@ def test_same_seed_same_bytes_and_threads_do_not_matter(videomem, params, tmp_pa
     assert not other.trials.response.equals(small_sim.trials.response)
 
 
+def test_stimuli_seed_keeps_the_videos_and_redraws_the_campaign(videomem, params, small_sim):
+    """stimuli_seed: the stimuli's latent parameters come from it, everything else from the
+    seed; stimuli_seed=seed is the default, byte for byte."""
+    same = simulate(videomem, params, seed=7, scale=0.04, stimuli_seed=7)
+    pd.testing.assert_frame_equal(same.trials, small_sim.trials)
+    pd.testing.assert_frame_equal(same.videos, small_sim.videos)
+    moved = simulate(videomem, params, seed=8, scale=0.04, stimuli_seed=7)
+    pd.testing.assert_frame_equal(moved.videos, small_sim.videos)  # the same videos
+    other = simulate(videomem, params, seed=8, scale=0.04)
+    assert not other.videos.memorability.equals(small_sim.videos.memorability)
+    # a new campaign: its participants and responses are seed 8's, whatever the videos
+    pd.testing.assert_frame_equal(moved.participants, other.participants)
+    assert not moved.trials.response.equals(small_sim.trials.response)
+
+
 def test_latent_truth_tables(small_sim):
     v = small_sim.videos
     assert {"video", "memorability", "forgetting_rate", "true_short_term", "true_long_term"} <= set(

@@ -173,6 +173,14 @@ def register(sub) -> None:
         default="raw",
         help="which simulated scores the rank-bin rows use, as in `memsim calibrate --bins`",
     )
+    p.add_argument(
+        "--stimuli-seed",
+        type=types.seed,
+        default=None,
+        help="every seed plays the same stimuli, drawn with this seed (the participants, the "
+        "campaign and the responses still change): how much of each row's spread over seeds "
+        "is the campaign's own",
+    )
     p.set_defaults(func=_cmd_fit_report)
 
     p = sub.add_parser(
@@ -421,6 +429,7 @@ def _cmd_fit_report(args) -> int:
         data=args.data,
         params_path=params_path,
         bins=args.bins,
+        stimuli_seed=args.stimuli_seed,
     )
     n_ok, n_fit, n_na = fitted_counts(table)
     na = f" ({n_na} n/a: no data to compare with)" if n_na else ""

@@ -437,14 +437,17 @@ def simulate_summary(
     real=None,
     full: bool = False,
     bins: str = "raw",
+    stimuli_seed: int | None = None,
 ) -> dict:
     """Simulate, score and summarise one campaign (``full``: every analysis of ``memsim run``).
 
     ``protocol`` may be a :class:`memsim.sim.simulate.PreparedProtocol` (``scale`` is then
-    ignored). No DataFrame of the trials is built (:func:`summarise_arrays`)."""
+    ignored). No DataFrame of the trials is built (:func:`summarise_arrays`). ``stimuli_seed``:
+    the videos drawn with it (:func:`memsim.sim.simulate.simulate`)."""
 
     prepared = protocol if isinstance(protocol, PreparedProtocol) else prepare(protocol, scale)
-    return summarise_arrays(simulate_arrays(prepared, params, seed), real, full=full, bins=bins)
+    arrays = simulate_arrays(prepared, params, seed, stimuli_seed=stimuli_seed)
+    return summarise_arrays(arrays, real, full=full, bins=bins)
 
 
 def summarise_arrays(arrays, real=None, full: bool = False, bins: str = "raw") -> dict:

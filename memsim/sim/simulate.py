@@ -1075,11 +1075,21 @@ _CAMPAIGN_ENGINE = "auto"
 _KEEP_FIRST_STEP = True
 
 
-def _campaign(prepared, params, seed, keep: bool = False, workspace: dict | None = None):
+def _campaign(
+    prepared,
+    params,
+    seed,
+    keep: bool = False,
+    workspace: dict | None = None,
+    stimuli_seed: int | None = None,
+):
     """``(videos, participants, plan, kept)``: ``kept`` the :class:`_FirstStepKept` that judged
-    step 1 when ``keep`` and the policy needs verdicts, else None."""
+    step 1 when ``keep`` and the policy needs verdicts, else None. The stimuli are drawn with
+    ``stimuli_seed`` where one is given, everything else with ``seed``."""
     protocol = prepared.protocol
-    videos = draw_videos(params, protocol.stimuli.count, seed)
+    videos = draw_videos(
+        params, protocol.stimuli.count, seed if stimuli_seed is None else stimuli_seed
+    )
     # prefix-stable: the first n are the same
     parts = draw_participants(params, prepared.max_participants, seed)
     player = kept = None
@@ -1125,6 +1135,7 @@ def simulate_arrays(
     seed: int = 0,
     progress: ProgressCallback | None = None,
     workspace: dict | None = None,
+    stimuli_seed: int | None = None,
 ) -> SimulatedArrays:
     """Simulate the whole study into arrays (see :func:`simulate`, which wraps this).
 
@@ -1150,6 +1161,9 @@ def simulate_arrays(
         call with the same workspace. Fresh memory costs more than the writing itself (each
         new page is faulted in and zeroed), so a batch of runs keeps one
         (:mod:`memsim.sim.batch`).
+    stimuli_seed : int, optional
+        Draw the stimuli's latent parameters with this seed instead of ``seed`` (see
+        :func:`simulate`).
 
     Returns
     -------
@@ -1160,7 +1174,9 @@ def simulate_arrays(
     S = len(steps)
     tick = _ticker(steps, progress)
     tick("campaign")
-    videos, parts, plan, kept = _campaign(prepared, params, seed, _KEEP_FIRST_STEP, workspace)
+    videos, parts, plan, kept = _campaign(
+        prepared, params, seed, _KEEP_FIRST_STEP, workspace, stimuli_seed
+    )
     P = plan.n_participants
     # rows reserved: a full session of step 1 for everyone, of a later step for whoever returns
     reserved = np.zeros((P, S), dtype=np.int64)
@@ -1457,6 +1473,7 @@ def simulate(
     seed: int = 0,
     scale: float = 1.0,
     progress: ProgressCallback | None = None,
+    stimuli_seed: int | None = None,
 ) -> Simulation:
     """Simulate the whole study.
 
@@ -1471,12 +1488,21 @@ def simulate(
     progress : callable, optional
         Receives a :class:`memsim.progress.Progress` at each stage (campaign, each step,
         tables).
+    stimuli_seed : int, optional
+        Draw the stimuli's latent parameters (memorability, forgetting rate, false-alarm
+        attraction, ...) with this seed, and everything else (the participants, the
+        campaign, every response) with ``seed``: the same videos played by new campaigns,
+        to see how much of a statistic's spread from seed to seed is the campaign's own
+        (docs/calibration.md). None (the default) draws them with ``seed``, the same bytes as
+        ``stimuli_seed=seed``.
 
     Returns
     -------
     Simulation
     """
-    return simulate_arrays(prepare(protocol, scale), params, seed, progress).to_simulation()
+    return simulate_arrays(
+        prepare(protocol, scale), params, seed, progress, stimuli_seed=stimuli_seed
+    ).to_simulation()
 
 
 PARQUET_CODECS = ("snappy", "lz4", "zstd", "gzip", "none")
