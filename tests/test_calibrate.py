@@ -541,10 +541,10 @@ def test_centred_within_counts_the_seeds_a_shift_to_the_target_keeps():
 
     v = np.array([0.70, 0.71, 0.72, 0.73, 0.80])  # mean 0.732, far from the target
     assert int(np.sum(np.abs(v - 0.5) <= 0.03)) == 0
-    assert centred_within("a bin", v, 0.5, 0.03) == 3  # 0.70 and 0.80 stay 0.032 and 0.068 off
-    assert centred_within("a bin", v, 0.5, 0.07) == 5
-    assert centred_within("KS distance to released ST scores", v, 0.0, 0.05) is None
-    assert centred_within("a bin", np.array([0.1, np.nan]), 0.1, 0.05) is None
+    assert centred_within("a bin", v, 0.03) == 3  # 0.70 and 0.80 stay 0.032 and 0.068 off
+    assert centred_within("a bin", v, 0.07) == 5
+    assert centred_within("KS distance to released ST scores", v, 0.05) is None
+    assert centred_within("a bin", np.array([0.1, np.nan]), 0.05) is None
 
 
 def test_released_bin_ceilings_are_the_share_of_resampled_campaigns_within():

@@ -443,7 +443,7 @@ def simulate_summary(
 
     ``protocol`` may be a :class:`memsim.sim.simulate.PreparedProtocol` (``scale`` is then
     ignored). No DataFrame of the trials is built (:func:`summarise_arrays`). ``stimuli_seed``:
-    the videos drawn with it (:func:`memsim.sim.simulate.simulate`)."""
+    the stimuli drawn with it (:func:`memsim.sim.simulate.simulate`)."""
 
     prepared = protocol if isinstance(protocol, PreparedProtocol) else prepare(protocol, scale)
     arrays = simulate_arrays(prepared, params, seed, stimuli_seed=stimuli_seed)

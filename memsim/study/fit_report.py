@@ -95,11 +95,12 @@ REASONS = {
 }
 
 
-def centred_within(name: str, values: np.ndarray, value: float, tolerance: float) -> int | None:
-    """How many of a row's per-seed ``values`` would be within ``tolerance`` of ``value`` if
-    all of them moved by ``value - mean``: the seeds a row whose mean is on target holds at
-    the same spread. None for a KS distance (a distance to the released scores, whose target 0
-    is a floor, not a location)."""
+def centred_within(name: str, values: np.ndarray, tolerance: float) -> int | None:
+    """How many of a row's per-seed ``values`` would be within ``tolerance`` of its target if
+    all of them moved by the same amount to put their mean on it (so, within ``tolerance`` of
+    their mean): the seeds a row whose mean is on target holds at the same spread. None for a
+    KS distance (a distance to the released scores, whose target 0 is a floor, not a
+    location)."""
     if name.startswith("KS distance") or not np.isfinite(values).all():
         return None
     return int(np.sum(np.abs(values - values.mean()) <= tolerance + 1e-12))
@@ -297,7 +298,7 @@ def fit_report(
             vals.min(),
             vals.max(),
             int(np.sum(np.abs(vals - value) <= tol + 1e-12)),
-            centred_within(name, vals, value, tol),
+            centred_within(name, vals, tol),
         )
         for name, vals, value, tol in rows + bin_seeds
     ]
