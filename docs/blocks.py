@@ -40,7 +40,14 @@ from pathlib import Path
 FENCE = re.compile(r"^```(\w*)([^\n]*)\n(.*?)^```[ \t]*$\n?", re.S | re.M)
 ROOT = Path(__file__).resolve().parent.parent
 #: The pages whose blocks are run (the default of ``python docs/blocks.py``).
-PAGES = ("README.md", "docs/tutorial.md", "docs/protocols.md", "docs/scoring.md", "docs/sweeps.md")
+PAGES = (
+    "README.md",
+    "docs/tutorial.md",
+    "docs/protocols.md",
+    "docs/scoring.md",
+    "docs/sweeps.md",
+    "docs/consistency.md",
+)
 #: Folders of the repository the console blocks see in their temporary folder.
 LINKED = ("protocols", "experiments", "calibration", "tests", "benchmarks", "docs")
 #: Seconds a regenerated command may take; a longer one carries its date instead.
