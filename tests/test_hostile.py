@@ -703,6 +703,10 @@ ARGUMENTS = {
     "run-scale-2": (["run", "videomem", "--scale", "2"], "(0, 1]"),
     "simulate-seed-negative": (["simulate", "videomem", "--out", "o", "--seed", "-5"], "seed"),
     "simulate-scale-text": (["simulate", "videomem", "--out", "o", "--scale", "big"], "number"),
+    "simulate-stimuli-seed-negative": (
+        ["simulate", "videomem", "--out", "o", "--stimuli-seed", "-1"],
+        "seed",
+    ),
     "analyse-splits-0": (
         ["analyse", "t.parquet", "--protocol", "p.yaml", "--splits", "0"],
         "at least 2",

@@ -724,6 +724,21 @@ def test_stimuli_seed_keeps_the_videos_and_redraws_the_campaign(videomem, params
     assert not moved.trials.response.equals(small_sim.trials.response)
 
 
+def test_simulate_cli_with_the_stimuli_of_another_seed(tmp_path, capsys):
+    """`memsim simulate --stimuli-seed S`: the videos table is seed S's, byte for byte; the
+    campaign is the seed's own."""
+    from memsim.cli import main
+
+    base = ["simulate", "videomem", "--scale", "0.03", "--quiet"]
+    assert main([*base, "--seed", "1", "--out", str(tmp_path / "a")]) == 0
+    capsys.readouterr()
+    assert main([*base, "--seed", "2", "--stimuli-seed", "1", "--out", str(tmp_path / "b")]) == 0
+    assert "(seed 2, stimuli of seed 1, params videomem)" in capsys.readouterr().out
+    a, b = tmp_path / "a", tmp_path / "b"
+    assert (a / "videos.parquet").read_bytes() == (b / "videos.parquet").read_bytes()
+    assert (a / "trials.parquet").read_bytes() != (b / "trials.parquet").read_bytes()
+
+
 def test_latent_truth_tables(small_sim):
     v = small_sim.videos
     assert {"video", "memorability", "forgetting_rate", "true_short_term", "true_long_term"} <= set(

@@ -42,6 +42,13 @@ def register(sub) -> None:
     )
     _common(p)
     p.add_argument("--out", type=Path, required=True, help="output folder")
+    p.add_argument(
+        "--stimuli-seed",
+        type=types.seed,
+        default=None,
+        help="draw the stimuli's latent parameters with this seed and everything else with "
+        "--seed: the same stimuli played by a new campaign (default: --seed)",
+    )
     p.set_defaults(func=_cmd_simulate)
 
     p = sub.add_parser(
@@ -110,12 +117,20 @@ def _cmd_simulate(args) -> int:
     with run_folder(args.out) as tmp:  # appears whole, replacing an earlier run whole
         print(why, flush=True)
         with progress_display(not args.quiet) as show:
-            sim = simulate(protocol, params, seed=args.seed, scale=args.scale, progress=show)
+            sim = simulate(
+                protocol,
+                params,
+                seed=args.seed,
+                scale=args.scale,
+                progress=show,
+                stimuli_seed=args.stimuli_seed,
+            )
         paths = [args.out / p.name for p in write_simulation(sim, tmp)]
     tr = sim.trials
+    held = "" if args.stimuli_seed is None else f", stimuli of seed {args.stimuli_seed}"
     print(
         f"{sim.protocol.name}: {tr.participant.nunique():,} participants, {len(tr):,} trials, "
-        f"{sim.protocol.stimuli.count:,} stimuli (seed {args.seed}, params {params.name})"
+        f"{sim.protocol.stimuli.count:,} stimuli (seed {args.seed}{held}, params {params.name})"
     )
     for a in sim.admissions:  # a later step's quota at work
         print(a.describe())
