@@ -1,16 +1,16 @@
 """How a video's long-term score goes with its annotation counts, released and simulated.
 
-    python calibration/count_score.py [--seeds 0-4] [--data DIR]
+    python calibration/count_score.py [--seeds 0-4] [--data DIR] [PATH=VALUE ...]
 
 Each video's long-term score is regressed on its short-term score, its long-term annotation
 count and whether it is in the short-term tail (more than 45 short-term annotations):
 ``LT ~ 1 + ST + n_LT + [n_ST > 45]``, by least squares over the videos with both scores.
 Released: the 7,000 dev-set videos, with bootstrap SDs of the coefficients (400 resamples of
-the videos). Simulated: the shipped protocol and parameter set, one fit per seed, then the
-mean and SD over the seeds. Then the mean long-term score (and short-term score) by
-long-term count and by short-term count, released beside the simulated seeds pooled, and the
-share of videos with 23 or more long-term annotations (the released far tail) among the
-short-term core and tail.
+the videos). Simulated: the shipped protocol (with the dotted ``PATH=VALUE`` changes given)
+and parameter set, one fit per seed, then the mean and SD over the seeds. Then the mean
+long-term score (and short-term score) by long-term count and by short-term count, released
+beside the simulated seeds pooled, and the share of videos with 23 or more long-term
+annotations (the released far tail) among the short-term core and tail.
 
 In the simulator a video's counts come from the campaign (selection, demand, step 2's pick)
 and its scores from its latent memorability, independently, so both coefficients are zero
@@ -24,6 +24,7 @@ import sys
 
 import numpy as np
 import pandas as pd
+import yaml
 
 from memsim.analysis.scoring import count_column, score
 from memsim.api import load_params, load_protocol
@@ -99,6 +100,7 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--seeds", default="0-4", help="A-B: the seeds simulated (default 0-4)")
     ap.add_argument("--data", default=None)
+    ap.add_argument("changes", nargs="*", help="dotted PATH=VALUE changes of the protocol")
     args = ap.parse_args(argv)
     real = released_scores("videomem", args.data)
     if real is None:
@@ -108,6 +110,12 @@ def main(argv=None) -> int:
     rel = table(real)
     rel_b, rel_sd = coefficients(rel), bootstrap_sd(rel)
     protocol, params = load_protocol("videomem"), load_params("videomem")
+    changes = {}
+    for c in args.changes:
+        path, _, value = c.partition("=")
+        changes[path] = yaml.safe_load(value)
+    if changes:
+        protocol = protocol.updated(changes)
     from memsim.sim.simulate import simulate
 
     sims, coefs = [], []
@@ -118,6 +126,8 @@ def main(argv=None) -> int:
         coefs.append(coefficients(d))
     coefs = np.array(coefs)
     sd = coefs.std(axis=0, ddof=1) if len(coefs) > 1 else np.zeros(len(TERMS))
+    if changes:
+        print("simulated with", ", ".join(f"{k}={v}" for k, v in changes.items()))
     print("LT score ~ 1 + ST score + long-term count + [short-term count > 45]")
     print(f"  {'coefficient':<16} {'released (bootstrap SD)':>24}   seeds {args.seeds}: mean (SD)")
     for j, name in enumerate(TERMS):

@@ -67,3 +67,22 @@ def test_far_tail_split_by_short_term_tail(script):
     assert script.far_tail(d) == pytest.approx((0.5, 0.5))
     d["n_lt"] = [9, 12, 22, 22, 23, 10]
     assert script.far_tail(d) == pytest.approx((0.0, 0.5))
+
+
+def test_main_prints_both_fits_on_a_changed_protocol(script, tmp_path, capsys):
+    """The command: released coefficients beside a simulated campaign of the protocol with
+    the changes given."""
+    rng = np.random.default_rng(7)
+    d = _scores(rng, 300, 0.003, -0.02)
+    d["short-term_memorability"] = d["short-term_memorability"].round(3)
+    d["long-term_memorability"] = d["long-term_memorability"].clip(0, 1).round(3)
+    folder = tmp_path / "videomem"
+    folder.mkdir()
+    d.insert(0, "video", [f"video{i}.webm" for i in range(len(d))])
+    d.to_csv(folder / "ground-truth_dev-set.csv", index=False)
+    changes = ["steps.1.filters.min_hit_rate=0.5"]
+    assert script.main(["--seeds", "0-0", "--data", str(tmp_path), *changes]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("simulated with steps.1.filters.min_hit_rate=0.5\n")
+    assert "seeds 0-0: mean (SD)" in out and "long-term count" in out
+    assert out.count(" | ") >= 2 * 9  # both bin tables, released beside simulated
