@@ -1,0 +1,164 @@
+"""A pilot before the campaign: extra two-step sessions on a few videos, scored with the rest.
+
+    python calibration/pilot.py [--stimuli 250] [--participants 300] [--return-share 0.14]
+        [--lags 80-120] [--seeds 0-2] [--data DIR] [PATH=VALUE ...]
+
+The released counts' far tails (docs/protocols.md, "Counts and scores") ask for more
+long-term tests on some videos without fewer on the others, which no reallocation of the
+campaign's own places gives. Extra sessions do: this script plays a pilot, a campaign of
+``--participants`` players on the first ``--stimuli`` videos alone (their targets repeated at
+``--lags``, a share ``--return-share`` of them admitted to step 2; no demand, no top-up),
+on the very videos of the main campaign (``simulate(..., stimuli_seed=seed)``), merges its
+trial table with the shipped campaign's (``PATH=VALUE`` changes of the main protocol), and
+scores the two as one log, as a study that pooled a pilot's annotations with its
+campaign's would. Per seed: the count rows, the long-term far tail by short-term group, the
+short-term correction ratio by count group and the short-term score KS, against the
+released values. A measurement, not a protocol: no schema field runs a pilot.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+import numpy as np
+import pandas as pd
+import yaml
+
+from memsim.analysis.distributions import ks_distance
+from memsim.analysis.scoring import count_column, score
+from memsim.api import load_params, load_protocol
+from memsim.data import released_scores
+from memsim.fit.compat import raw_hits
+
+ST = "short-term_memorability"
+LT = "long-term_memorability"
+GROUPS = ((0, 45), (46, 60), (61, 10**6))  # short-term annotation counts, inclusive
+
+
+def pilot_protocol(main, stimuli: int, participants: int, return_share: float, lags):
+    """The main protocol played by ``participants`` players on its first ``stimuli`` videos:
+    every place from them, targets repeated at ``lags``, step 2 admitting ``return_share``."""
+    return main.updated(
+        {
+            "stimuli.count": stimuli,
+            "selection.pool": stimuli,
+            "selection.later_pool": None,
+            "selection.demand": None,
+            "selection.counts": "assigned",
+            "selection.counts_every_participants": None,
+            "campaign.stop": {"kind": "participants", "count": participants},
+            "campaign.top_up": None,
+            "steps.0.items.0.repeat_lag": list(lags),
+            "steps.1.max_share": return_share,
+            "steps.1.items.0.source.demand": None,
+        }
+    )
+
+
+def merged_trials(main: pd.DataFrame, pilot: pd.DataFrame, gap_h: float = 96.0) -> pd.DataFrame:
+    """One log: the pilot's players numbered after the campaign's, its sessions ending
+    ``gap_h`` hours before the campaign's first onset."""
+    pilot = pilot.copy()
+    pilot["participant"] += int(main["participant"].max()) + 1
+    pilot["onset_s"] += float(main["onset_s"].min()) - float(pilot["onset_s"].max())
+    pilot["onset_s"] -= gap_h * 3600.0
+    return pd.concat([pilot, main], ignore_index=True)
+
+
+def describe(res, real) -> dict:
+    """The rows this script prints, of one scored log against the released scores."""
+    s = res.scores
+    n_st = s[count_column(ST)].to_numpy()
+    n_lt = s[count_column(LT)].to_numpy()
+    keep = (n_st > 0) & (n_lt > 0)
+    n_st, n_lt = n_st[keep], n_lt[keep]
+    tail = n_st > 45
+    v = res.videos[(res.videos["step"] == 1) & (res.videos["raw"] > 0)]
+    ratio = (v["score"] / v["raw"] - 1.0).to_numpy()
+    n = v["annotations"].to_numpy()
+    r_st = real[count_column(ST)].to_numpy()
+    r_lt = real[count_column(LT)].to_numpy()
+    r_sc = real[ST].to_numpy(float)
+    sc = s[ST].to_numpy(float)
+    return {
+        "st_ks": ks_distance(n_st, r_st),
+        "st_over_60": float((n_st > 60).mean()),
+        "lt_ks": ks_distance(n_lt, r_lt),
+        "lt_p95": float(np.percentile(n_lt, 95)),
+        "lt_20": float((n_lt >= 20).mean()),
+        "far_core": float((n_lt[~tail] >= 23).mean()),
+        "far_tail": float((n_lt[tail] >= 23).mean()) if tail.any() else float("nan"),
+        "ratios": [float(ratio[(n >= a) & (n <= b)].mean()) for a, b in GROUPS],
+        "score_ks": ks_distance(np.round(sc[np.isfinite(sc)], 3), r_sc[np.isfinite(r_sc)]),
+    }
+
+
+def _line(label: str, d: dict) -> str:
+    ratios = " ".join(f"{x:+.4f}" for x in d["ratios"])
+    return (
+        f"{label:>8} | ST count KS {d['st_ks']:.3f}, over 60 {100 * d['st_over_60']:.1f} % | "
+        f"LT count KS {d['lt_ks']:.3f}, 95th {d['lt_p95']:.0f}, 20+ {100 * d['lt_20']:.2f} %, "
+        f"23+ core/tail {100 * d['far_core']:.2f}/{100 * d['far_tail']:.2f} % | "
+        f"ST ratio by count {ratios} | ST score KS {d['score_ks']:.3f}"
+    )
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--stimuli", type=int, default=250, help="videos the pilot plays")
+    ap.add_argument("--participants", type=int, default=300, help="the pilot's players")
+    ap.add_argument("--return-share", type=float, default=0.14, help="share admitted to its step 2")
+    ap.add_argument("--lags", default="80-120", help="A-B: its targets' repeat lags")
+    ap.add_argument("--seeds", default="0-2", help="A-B: the seeds simulated (default 0-2)")
+    ap.add_argument("--data", default=None)
+    ap.add_argument("changes", nargs="*", help="dotted PATH=VALUE changes of the main protocol")
+    args = ap.parse_args(argv)
+    real = released_scores("videomem", args.data)
+    if real is None:
+        print("no released VideoMem scores (--data or $MEMSIM_DATA)", file=sys.stderr)
+        return 2
+    from memsim.sim.simulate import simulate
+
+    main_protocol = load_protocol("videomem")
+    changes = {}
+    for c in args.changes:
+        path, _, value = c.partition("=")
+        changes[path] = yaml.safe_load(value)
+    if changes:
+        main_protocol = main_protocol.updated(changes)
+    lags = [int(x) for x in args.lags.split("-")]
+    pilot = pilot_protocol(main_protocol, args.stimuli, args.participants, args.return_share, lags)
+    params = load_params("videomem")
+    first, last = (int(x) for x in args.seeds.split("-"))
+    print(
+        f"pilot: {args.participants} players on videos 0-{args.stimuli - 1}, lags {lags}, "
+        f"{args.return_share:.0%} to step 2"
+        + (f"; main campaign with {changes}" if changes else "")
+    )
+    for seed in range(first, last + 1):
+        campaign = simulate(main_protocol, params, seed=seed).trials
+        extra = simulate(pilot, params, seed=10_000 + seed, stimuli_seed=seed).trials
+        alone = describe(score(campaign, main_protocol, validate=False), real)
+        both = describe(score(merged_trials(campaign, extra), main_protocol, validate=False), real)
+        print(_line(f"seed {seed}", alone))
+        print(_line("+ pilot", both))
+    r_st = real[count_column(ST)].to_numpy()
+    r_lt = real[count_column(LT)].to_numpy()
+    tail = r_st > 45
+    s = real[ST].to_numpy(float)
+    ok = np.isfinite(s) & (r_st > 0)
+    raw = raw_hits(s[ok], r_st[ok]) / r_st[ok]
+    ratio, n = s[ok][raw > 0] / raw[raw > 0] - 1.0, r_st[ok][raw > 0]
+    ratios = " ".join(f"{ratio[(n >= a) & (n <= b)].mean():+.4f}" for a, b in GROUPS)
+    print(
+        f"released: over 60 {100 * (r_st > 60).mean():.1f} %, LT 95th "
+        f"{np.percentile(r_lt, 95):.0f}, 20+ {100 * (r_lt >= 20).mean():.2f} %, 23+ core/tail "
+        f"{100 * (r_lt[~tail] >= 23).mean():.2f}/{100 * (r_lt[tail] >= 23).mean():.2f} %, "
+        f"ST ratio by count {ratios}"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
