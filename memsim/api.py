@@ -289,6 +289,7 @@ def run(
     figure_formats: str | Sequence[str] | None = None,
     figure_workers: int | None = None,
     progress: ProgressCallback | None = None,
+    stimuli_seed: int | None = None,
 ) -> RunResult:
     """The main job: simulate, score like a real log, analyse, compare with the paper.
 
@@ -298,7 +299,8 @@ def run(
     written while the analyses run (as ``memsim run`` does), and the folder appears whole;
     ``figure_formats`` (``"svg"``, ``"pdf"``) are drawn beside each PNG; ``figure_workers``
     processes draw the figures while the run goes on (default: 2 on Linux while the CPUs are
-    not all busy; 0 draws them in this process; the same bytes either way).
+    not all busy; 0 draws them in this process; the same bytes either way). ``stimuli_seed``:
+    the stimuli drawn with it, everything else with ``seed`` (:func:`simulate`).
     """
     from memsim.study.run import run_study
 
@@ -315,6 +317,7 @@ def run(
         figure_formats=figure_formats,
         figure_workers=figure_workers,
         progress=progress,
+        stimuli_seed=stimuli_seed,
     )
 
 

@@ -114,6 +114,23 @@ def test_same_seed_same_scores(run_dir, tmp_path):
     assert (tmp_path / "trials.parquet").read_bytes() == (run_dir / "trials.parquet").read_bytes()
 
 
+def test_run_on_the_stimuli_of_another_seed(run_dir, tmp_path, capsys):
+    """`memsim run --stimuli-seed 3 --seed 4`: the videos of seed 3's run, seed 4's campaign;
+    the summary and the title say so. The API takes it too, and refuses a bad one."""
+    import memsim
+
+    args = ["run", VIDEOMEM, "--scale", "0.05", "--quiet", "--no-figures"]
+    assert main([*args, "--seed", "4", "--stimuli-seed", "3", "--out", str(tmp_path)]) == 0
+    assert "seed 4, stimuli of seed 3, params videomem" in capsys.readouterr().out
+    same = (tmp_path / "videos.parquet").read_bytes() == (run_dir / "videos.parquet").read_bytes()
+    assert same
+    assert (tmp_path / "trials.parquet").read_bytes() != (run_dir / "trials.parquet").read_bytes()
+    assert json.loads((tmp_path / "summary.json").read_text())["stimuli_seed"] == 3
+    assert "stimuli_seed" not in json.loads((run_dir / "summary.json").read_text())
+    with pytest.raises(UserError, match="stimuli_seed must be"):
+        memsim.run(VIDEOMEM, scale=0.05, stimuli_seed=-1, figures=False)
+
+
 @pytest.mark.parametrize(
     "argv, words",
     [

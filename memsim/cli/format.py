@@ -23,7 +23,13 @@ def print_run(result, out: Path, why: str = "") -> None:
         console.print(why)
     title = (
         f"{sim.protocol.name}: {sim.trials.participant.nunique():,} participants, "
-        f"{len(sim.trials):,} trials, seed {result.seed}, params {params.name}"
+        f"{len(sim.trials):,} trials, seed {result.seed}"
+        + (
+            ""
+            if summary.get("stimuli_seed") is None
+            else f", stimuli of seed {summary['stimuli_seed']}"
+        )
+        + f", params {params.name}"
         f"{'' if params.calibrated else ' (uncalibrated)'}"
         f"{'' if result.scale == 1 else f', scale {result.scale}'}"
     )

@@ -17,6 +17,13 @@ def _common(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--seed", type=types.seed, default=0, help="random seed (default 0)")
     p.add_argument(
+        "--stimuli-seed",
+        type=types.seed,
+        default=None,
+        help="draw the stimuli's latent parameters with this seed and everything else with "
+        "--seed: the same stimuli played by a new campaign (default: --seed)",
+    )
+    p.add_argument(
         "--params",
         default=None,
         help="population parameter set: a YAML file or a shipped set's name (default: the "
@@ -42,13 +49,6 @@ def register(sub) -> None:
     )
     _common(p)
     p.add_argument("--out", type=Path, required=True, help="output folder")
-    p.add_argument(
-        "--stimuli-seed",
-        type=types.seed,
-        default=None,
-        help="draw the stimuli's latent parameters with this seed and everything else with "
-        "--seed: the same stimuli played by a new campaign (default: --seed)",
-    )
     p.set_defaults(func=_cmd_simulate)
 
     p = sub.add_parser(
@@ -163,6 +163,7 @@ def _cmd_run(args) -> int:
             figure_formats=formats,
             figure_workers=args.figure_workers,
             progress=show,
+            stimuli_seed=args.stimuli_seed,
         )
     print_run(result, out)
     return 0

@@ -234,6 +234,7 @@ def run_study(
     figure_formats=None,
     figure_workers: int | None = None,
     progress: ProgressCallback | None = None,
+    stimuli_seed: int | None = None,
 ) -> RunResult:
     """Simulate, score, analyse and compare one study (the main job).
 
@@ -266,8 +267,14 @@ def run_study(
     progress : callable, optional
         Receives :class:`memsim.progress.Progress` events of the simulation (task
         ``"simulate"``), then of scoring, analysis, writing and figures (task ``"analyse"``).
+    stimuli_seed : int, optional
+        Draw the stimuli with this seed, everything else with ``seed``
+        (:func:`memsim.sim.simulate.simulate`): the same stimuli played by a new campaign.
+        Recorded in the summary (``stimuli_seed``).
     """
     seed = check_seed(seed)
+    if stimuli_seed is not None:
+        stimuli_seed = check_seed(stimuli_seed, "stimuli_seed")
     if figure_workers is not None and figure_workers < 0:
         raise UserError(f"figure_workers must be 0 or more, not {figure_workers}")
     stage = run_folder(out) if out is not None else contextlib.nullcontext(None)
@@ -284,6 +291,7 @@ def run_study(
             figure_formats,
             figure_workers,
             progress,
+            stimuli_seed,
         )
     if out is not None:
         result.written = [Path(out) / p.name for p in result.written]
@@ -308,6 +316,7 @@ def _run(
     figure_formats,
     figure_workers,
     progress,
+    stimuli_seed=None,
 ) -> RunResult:
     real = released_scores(protocol.name, data)
     if targets is None:
@@ -330,16 +339,30 @@ def _run(
             figure_formats,
             drawer,
             progress,
+            stimuli_seed,
         )
     finally:
         drawer.close()  # on an error: no worker draws into a folder being removed
 
 
 def _run_drawing(
-    protocol, params, seed, scale, real, targets, out_dir, figures, formats, drawer, progress
+    protocol,
+    params,
+    seed,
+    scale,
+    real,
+    targets,
+    out_dir,
+    figures,
+    formats,
+    drawer,
+    progress,
+    stimuli_seed=None,
 ) -> RunResult:
     t0 = time.perf_counter()
-    sim = simulate(protocol, params, seed=seed, scale=scale, progress=progress)
+    sim = simulate(
+        protocol, params, seed=seed, scale=scale, progress=progress, stimuli_seed=stimuli_seed
+    )
     t_sim = time.perf_counter() - t0
     pool = writing = None
     if out_dir is not None:  # Parquet writing releases the GIL: it runs beside the analyses
@@ -380,6 +403,8 @@ def _run_drawing(
         summary["params"] = params.name
         summary["calibrated"] = params.calibrated
         summary["scale"] = scale
+        if stimuli_seed is not None:  # the stimuli of another seed (simulate's stimuli_seed)
+            summary["stimuli_seed"] = stimuli_seed
         if sim.admissions:  # the later steps' quotas at work (steps[].max_share)
             summary["admissions"] = [
                 {
