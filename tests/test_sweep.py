@@ -805,6 +805,34 @@ def test_real_cell_is_deterministic_and_gives_named_statistics():
     )
     assert light["human_consistency.step1.mean"] != a["human_consistency.step1.mean"]
     assert hasattr(run_cell, "preflight")
+    # a study's stimuli_seed: the stimuli of that seed (seed 5's own with 5), the rest the run's
+    assert run_cell({**spec, "stimuli_seed": 5}) == a
+    held = run_cell({**spec, "seed": 7, "stimuli_seed": 5})
+    assert held != run_cell({**spec, "seed": 7}) and held != a
+
+
+def test_a_study_s_stimuli_seed_reaches_every_spec_and_its_fingerprint(tmp_path):
+    """`stimuli_seed` in a study goes into each run's spec and the sweep's fingerprint; a
+    study without it keeps the fingerprint it had before the field (its folder resumes)."""
+    from memsim.study.sweep import _spec
+
+    path = _study(tmp_path, "plain")
+    plain = resolve_study(load_study(path), path)
+    held_path = tmp_path / "held.yaml"
+    held_path.write_text(path.read_text() + "stimuli_seed: 4\n")
+    study = load_study(held_path)
+    held = resolve_study(study, held_path)
+    assert held.fingerprint != plain.fingerprint and held.seeds == plain.seeds
+    assert _spec(study, held, held.cells[0], 0, 1.0)["stimuli_seed"] == 4
+    assert "stimuli_seed" not in _spec(load_study(path), plain, plain.cells[0], 0, 1.0)
+    none_path = tmp_path / "none.yaml"
+    none_path.write_text(
+        path.read_text().replace("name: plain", "name: plain") + "stimuli_seed: null\n"
+    )
+    assert resolve_study(load_study(none_path), none_path).fingerprint == plain.fingerprint
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(path.read_text() + "stimuli_seed: -1\n")
+    assert main(["sweep", str(bad), "--out", str(tmp_path / "o")]) == 2
 
 
 def test_list_statistics_runs_the_first_cell_once(tmp_path, capsys):

@@ -291,6 +291,12 @@ class Study(_Frozen):
             "replicate r of every cell uses the same seed (sharper differences between cells)"
         ),
     )
+    stimuli_seed: integer(ge=0, lt=2**63) | None = Field(
+        default=None,
+        description="every run plays the stimuli drawn with this seed, its participants, "
+        "campaign and responses still its own: replicates are new campaigns on the same "
+        "stimuli (simulate's stimuli_seed)",
+    )
     cell: Annotated[str, AfterValidator(_cell_name)] = Field(
         default=DEFAULT_CELL,
         description="the cell function by its registered name (CELLS, or a memsim.cells entry "
@@ -675,7 +681,10 @@ def resolve_study(
         ]
         for c in cells
     ]
-    dumped = study.model_dump(mode="json")
+    # a study without stimuli_seed dumps as before the field, so its fingerprint is unchanged
+    dumped = study.model_dump(
+        mode="json", exclude={"stimuli_seed"} if study.stimuli_seed is None else None
+    )
     draws = _posterior_draws(study, base_dir, study_path)
     return Plan(
         study=dumped,
@@ -760,7 +769,8 @@ def run_cell(spec: dict) -> dict[str, float]:
         ``protocol`` and ``params`` (dumped mappings), ``seed`` and
         ``analysis_seed`` (ints), ``scale`` (float), ``analysis`` (``n_splits``,
         ``repeats``; default 25 and 3), optionally ``statistics`` (the study's: the
-        analyses none of them reads are skipped).
+        analyses none of them reads are skipped) and ``stimuli_seed`` (the study's: the
+        stimuli drawn with it).
 
     Returns
     -------
@@ -781,7 +791,14 @@ def run_cell(spec: dict) -> dict[str, float]:
     else:
         params = params_from_mapping(spec["params"], "<cell>")
     # a cell needs statistics only: the campaign stays arrays, no trial DataFrame, no Parquet
-    sim = simulate_arrays(prepared, params, seed=int(spec["seed"]), workspace=_workspace())
+    stimuli_seed = spec.get("stimuli_seed")
+    sim = simulate_arrays(
+        prepared,
+        params,
+        seed=int(spec["seed"]),
+        workspace=_workspace(),
+        stimuli_seed=None if stimuli_seed is None else int(stimuli_seed),
+    )
     split = spec.get("analysis") or {}
     wanted = spec.get("statistics")  # the study's: the analyses nobody reads are skipped
     only = None if wanted is None else {w.split(".")[0] for w in wanted}
@@ -1424,6 +1441,7 @@ def _spec(study: Study, plan: Plan, cell: dict, replicate: int, scale: float) ->
         "cell": cell["cell"],
         "replicate": replicate,
         "coords": cell["coords"],
+        **({} if study.stimuli_seed is None else {"stimuli_seed": study.stimuli_seed}),
     }
 
 
