@@ -510,6 +510,31 @@ def test_demand_draw_is_reproducible_and_independent_per_stream(videomem):
     assert draw_demand(None, 10, 9, 0) is None
 
 
+def test_a_demand_cap_cuts_the_tail_and_leaves_the_rest(videomem, params):
+    """Demand.max: demands above it are cut to it, the others are the uncapped draws; a
+    campaign then gives no video more than about max times the core's annotations."""
+    from memsim.analysis.scoring import score
+    from memsim.design.protocol import Demand
+
+    free = draw_demand(Demand(share=0.25, mean_excess=0.35), 5000, 9, 0)
+    capped = draw_demand(Demand(share=0.25, mean_excess=0.35, max=1.5), 5000, 9, 0)
+    assert capped.max() == 1.5 and (free > 1.5).any()
+    below = free <= 1.5
+    assert np.array_equal(capped[below], free[below]) and (capped[~below] == 1.5).all()
+    with pytest.raises(Exception, match="greater than 1"):
+        Demand(share=0.25, mean_excess=0.35, max=1.0)
+    proto = videomem.updated({"selection.demand": {"share": 0.25, "mean_excess": 0.35, "max": 1.5}})
+    assert "at most 1.5" in proto.selection.demand.describe()
+    res = score(simulate(proto, params, seed=2, scale=0.1).trials, proto, validate=False)
+    n = res.scores["nb_short-term_annotations"].to_numpy()
+    free_n = (
+        score(simulate(videomem, params, seed=2, scale=0.1).trials, videomem, validate=False)
+        .scores["nb_short-term_annotations"]
+        .to_numpy()
+    )
+    assert n.max() < free_n.max() and np.percentile(n, 99) <= 1.5 * 36 + 6
+
+
 def test_later_pick_with_demand_follows_demand(videomem, params):
     """pick: least_annotated with a demand: step-2 tests per video grow with its demand."""
     from scipy.stats import spearmanr

@@ -178,7 +178,8 @@ class Demand(_Frozen):
     """Unequal demand for stimuli: a ``share`` of them is sought more often than the rest.
 
     Each stimulus is in high demand with probability ``share``; its demand is then
-    1 + Exponential(mean ``mean_excess``), else 1. A balancing rule that meets demand
+    1 + Exponential(mean ``mean_excess``), cut to ``max`` where one is given, else 1. A
+    balancing rule that meets demand
     (``least_annotated``) ranks stimuli by annotations / demand, so a stimulus of demand 2
     ends with about twice the annotations of the rest: a floor with a tail, as in the
     released VideoMem counts (``docs/protocols.md``, "Demand").
@@ -188,10 +189,17 @@ class Demand(_Frozen):
     mean_excess: _float(gt=0, le=100) = Field(
         description="mean extra demand of a high-demand stimulus (exponential), as a multiple of 1"
     )
+    max: _float(gt=1, le=1000) | None = Field(
+        default=None,
+        description="the most a stimulus is sought, as a multiple of 1: demands above it are "
+        "cut to it (none: no cap)",
+    )
 
     def describe(self) -> str:
+        cap = "" if self.max is None else f", at most {self.max:g}"
         return (
-            f"{self.share:.0%} of stimuli sought 1 + Exp(mean {self.mean_excess:g}) times as often"
+            f"{self.share:.0%} of stimuli sought 1 + Exp(mean {self.mean_excess:g}) times as "
+            f"often{cap}"
         )
 
 

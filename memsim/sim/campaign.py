@@ -91,12 +91,16 @@ def _draw_demand(n, share, mean_excess, state):
 
 
 def draw_demand(demand, n: int, seed: int, index: int) -> np.ndarray | None:
-    """Each stimulus' demand (float64[n], >= 1) from stream ``(seed, DEMAND, index)``; None if
-    none."""
+    """Each stimulus' demand (float64[n], >= 1, at most ``demand.max``) from stream
+    ``(seed, DEMAND, index)``; None if none."""
     if demand is None:
         return None
     state = np.uint64(stream_key_py(seed, _rng.DEMAND, index))
-    return _draw_demand(n, float(demand.share), float(demand.mean_excess), state)
+    out = _draw_demand(n, float(demand.share), float(demand.mean_excess), state)
+    cap = getattr(demand, "max", None)
+    if cap is not None:  # cut after the draw: the same stream, the same demands below the cap
+        np.minimum(out, float(cap), out=out)
+    return out
 
 
 @njit(cache=True)
