@@ -20,14 +20,15 @@ from __future__ import annotations
 
 import argparse
 import sys
+from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import yaml
 
 from memsim.analysis.distributions import ks_distance
 from memsim.analysis.scoring import count_column, score
-from memsim.api import load_params, load_protocol
+from memsim.api import load_params, load_protocol, load_targets
 from memsim.data import released_scores
 from memsim.fit.compat import raw_hits
 
@@ -56,14 +57,48 @@ def pilot_protocol(main, stimuli: int, participants: int, return_share: float, l
     )
 
 
-def merged_trials(main: pd.DataFrame, pilot: pd.DataFrame, gap_h: float = 96.0) -> pd.DataFrame:
-    """One log: the pilot's players numbered after the campaign's, its sessions ending
-    ``gap_h`` hours before the campaign's first onset."""
-    pilot = pilot.copy()
-    pilot["participant"] += int(main["participant"].max()) + 1
-    pilot["onset_s"] += float(main["onset_s"].min()) - float(pilot["onset_s"].max())
-    pilot["onset_s"] -= gap_h * 3600.0
-    return pd.concat([pilot, main], ignore_index=True)
+def merged_trials(main: dict, pilot: dict, gap_h: float = 96.0) -> dict:
+    """One log from two trial tables as column arrays (``SimulatedArrays.trials``): the
+    pilot's players numbered after the campaign's, its sessions ending ``gap_h`` hours before
+    the campaign's first onset, its rows after the campaign's (participant order holds)."""
+    off = int(np.max(main["participant"])) + 1
+    shift = float(np.min(main["onset_s"])) - float(np.max(pilot["onset_s"])) - gap_h * 3600.0
+    out = {}
+    for name, column in main.items():
+        extra = pilot[name]
+        if name == "participant":
+            extra = extra + off
+        elif name == "onset_s":
+            extra = extra + shift
+        out[name] = np.concatenate([column, extra.astype(column.dtype, copy=False)])
+    return out
+
+
+def with_pilot(pilot, gap_h: float = 96.0):
+    """A ``simulate`` for :func:`memsim.study.fit_report.fit_report`: each campaign made by the
+    simulator, its log merged with a pilot's (``pilot``, seed ``10,000 + seed``, on the
+    campaign's own stimuli)."""
+    from memsim.sim.simulate import prepare, simulate_arrays
+
+    prepared_pilot = prepare(pilot, 1.0)
+
+    def simulate_with_pilot(prepared, params, seed, stimuli_seed=None):
+        arrays = simulate_arrays(prepared, params, seed, stimuli_seed=stimuli_seed)
+        extra = simulate_arrays(
+            prepared_pilot,
+            params,
+            10_000 + seed,
+            stimuli_seed=seed if stimuli_seed is None else stimuli_seed,
+        )
+        return replace(arrays, trials=merged_trials(arrays.trials, extra.trials, gap_h))
+
+    lags = list(pilot.steps[0].items[0].repeat_lag)
+    simulate_with_pilot.__module__ = "calibration.pilot"
+    simulate_with_pilot.__qualname__ = (
+        f"with_pilot({pilot.stimuli.count} stimuli, {pilot.campaign.stop.count} players, "
+        f"lags {lags}, {pilot.steps[1].max_share:.0%} to step 2)"
+    )
+    return simulate_with_pilot
 
 
 def describe(res, real) -> dict:
@@ -112,13 +147,19 @@ def main(argv=None) -> int:
     ap.add_argument("--lags", default="80-120", help="A-B: its targets' repeat lags")
     ap.add_argument("--seeds", default="0-2", help="A-B: the seeds simulated (default 0-2)")
     ap.add_argument("--data", default=None)
+    ap.add_argument(
+        "--report", type=Path, default=None, help="also write `memsim fit-report`'s report of "
+        "the campaigns with their pilot there (seeds 0 to --report-seeds - 1)",
+    )  # fmt: skip
+    ap.add_argument("--report-seeds", type=int, default=20)
     ap.add_argument("changes", nargs="*", help="dotted PATH=VALUE changes of the main protocol")
     args = ap.parse_args(argv)
     real = released_scores("videomem", args.data)
     if real is None:
         print("no released VideoMem scores (--data or $MEMSIM_DATA)", file=sys.stderr)
         return 2
-    from memsim.sim.simulate import simulate
+    from memsim.sim.simulate import prepare, simulate_arrays
+    from memsim.study.fit_report import fitted_counts
 
     main_protocol = load_protocol("videomem")
     changes = {}
@@ -136,13 +177,27 @@ def main(argv=None) -> int:
         f"{args.return_share:.0%} to step 2"
         + (f"; main campaign with {changes}" if changes else "")
     )
+    simulate = with_pilot(pilot)
+    prepared = prepare(main_protocol, 1.0)
     for seed in range(first, last + 1):
-        campaign = simulate(main_protocol, params, seed=seed).trials
-        extra = simulate(pilot, params, seed=10_000 + seed, stimuli_seed=seed).trials
-        alone = describe(score(campaign, main_protocol, validate=False), real)
-        both = describe(score(merged_trials(campaign, extra), main_protocol, validate=False), real)
-        print(_line(f"seed {seed}", alone))
-        print(_line("+ pilot", both))
+        alone = simulate_arrays(prepared, params, seed)
+        both = simulate(prepared, params, seed)
+        for label, arrays in ((f"seed {seed}", alone), ("+ pilot", both)):
+            print(_line(label, describe(score(arrays.trials, main_protocol, validate=False), real)))
+    if args.report:
+        from memsim.study.fit_report import fit_report
+
+        table = fit_report(
+            main_protocol,
+            params,
+            load_targets(protocol="videomem"),
+            seeds=tuple(range(args.report_seeds)),
+            out=args.report,
+            data=args.data,
+            simulate=simulate,
+        )
+        n_ok, n_fit, _ = fitted_counts(table)
+        print(f"fit report: {n_ok}/{n_fit} fitted targets within tolerance; wrote {args.report}")
     r_st = real[count_column(ST)].to_numpy()
     r_lt = real[count_column(LT)].to_numpy()
     tail = r_st > 45

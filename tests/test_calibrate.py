@@ -384,6 +384,30 @@ def test_fit_report_writes_every_target_per_seed(params, tmp_path, monkeypatch):
     assert f"| {kept} (x0.03) |" in out.read_text()
 
 
+def test_fit_report_takes_a_campaign_maker(params, tmp_path, monkeypatch):
+    """fit_report(simulate=...): every campaign made by the function given (here the
+    simulator's own, counted), and the report names it."""
+    from memsim.sim.simulate import simulate_arrays
+
+    calls = []
+
+    def counted(prepared, p, seed, stimuli_seed=None):
+        calls.append(seed)
+        return simulate_arrays(prepared, p, seed, stimuli_seed=stimuli_seed)
+
+    monkeypatch.setenv("MEMSIM_DATA", str(tmp_path / "no-data-here"))
+    protocol = load_protocol(protocol_path("videomem"))
+    targets = load_targets(targets_path("videomem"))
+    out = tmp_path / "made.md"
+    made = fit_report(
+        protocol, params, targets, seeds=(0, 1), scale=0.03, out=out, simulate=counted
+    )
+    plain = fit_report(protocol, params, targets, seeds=(0, 1), scale=0.03, out=tmp_path / "p.md")
+    assert calls == [0, 1]
+    assert made.simulated.equals(plain.simulated)
+    assert "each campaign made by `" in out.read_text() and ".counted`" in out.read_text()
+
+
 def test_fit_report_cli_with_the_videos_held(tmp_path, monkeypatch, capsys):
     """`memsim fit-report --stimuli-seed N`: every seed plays the stimuli of seed N, and the
     report says so."""

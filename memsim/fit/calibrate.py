@@ -438,15 +438,20 @@ def simulate_summary(
     full: bool = False,
     bins: str = "raw",
     stimuli_seed: int | None = None,
+    simulate=None,
 ) -> dict:
     """Simulate, score and summarise one campaign (``full``: every analysis of ``memsim run``).
 
     ``protocol`` may be a :class:`memsim.sim.simulate.PreparedProtocol` (``scale`` is then
     ignored). No DataFrame of the trials is built (:func:`summarise_arrays`). ``stimuli_seed``:
-    the stimuli drawn with it (:func:`memsim.sim.simulate.simulate`)."""
+    the stimuli drawn with it (:func:`memsim.sim.simulate.simulate`). ``simulate``: a function
+    called as :func:`memsim.sim.simulate.simulate_arrays` is (``(prepared, params, seed,
+    stimuli_seed=...)`` to :class:`~memsim.sim.simulate.SimulatedArrays`) that makes the
+    campaign instead, e.g. one whose log is merged with another's (``calibration/pilot.py``)."""
 
     prepared = protocol if isinstance(protocol, PreparedProtocol) else prepare(protocol, scale)
-    arrays = simulate_arrays(prepared, params, seed, stimuli_seed=stimuli_seed)
+    run = simulate_arrays if simulate is None else simulate
+    arrays = run(prepared, params, seed, stimuli_seed=stimuli_seed)
     return summarise_arrays(arrays, real, full=full, bins=bins)
 
 

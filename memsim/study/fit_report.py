@@ -146,16 +146,27 @@ def fit_report(
     params_path=None,
     bins: str = "raw",
     stimuli_seed: int | None = None,
+    simulate=None,
 ) -> pd.DataFrame:
     """Simulate ``params`` with each seed at ``scale``, compare with every target, write a markdown
     report at ``out`` and figures in ``out.parent / 'figures'``. Returns the comparison table.
     ``stimuli_seed``: every seed plays the same stimuli, drawn with it (the campaign, the
-    participants and the responses still change with the seed)."""
+    participants and the responses still change with the seed). ``simulate``: what makes
+    each campaign instead of the simulator's own (:func:`memsim.fit.calibrate.simulate_summary`);
+    the report names it."""
     real = released_scores(protocol.name, data)
     t0 = time.perf_counter()
     summaries = [
         simulate_summary(
-            protocol, params, seed, scale, real, full=True, bins=bins, stimuli_seed=stimuli_seed
+            protocol,
+            params,
+            seed,
+            scale,
+            real,
+            full=True,
+            bins=bins,
+            stimuli_seed=stimuli_seed,
+            simulate=simulate,
         )
         for seed in seeds
     ]
@@ -240,6 +251,11 @@ def fit_report(
             ""
             if stimuli_seed is None
             else f", every seed playing the same stimuli (drawn with seed {stimuli_seed})"
+        )
+        + (
+            ""
+            if simulate is None
+            else f", each campaign made by `{simulate.__module__}.{simulate.__qualname__}`"
         )
         + f"; {seconds:.1f} s per campaign "
         f"(simulate, score, every analysis). Simulated value: mean ± sd over the seeds.",
