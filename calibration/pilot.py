@@ -1,7 +1,8 @@
 """A pilot before the campaign: extra two-step sessions on a few videos, scored with the rest.
 
     python calibration/pilot.py [--stimuli 250] [--participants 300] [--return-share 0.14]
-        [--lags 80-120] [--seeds 0-2] [--data DIR] [PATH=VALUE ...]
+        [--lags 80-120] [--seeds 0-2] [--data DIR] [--report FILE [--report-seeds 20]]
+        [PATH=VALUE ...]
 
 The released counts' far tails (docs/protocols.md, "Counts and scores") ask for more
 long-term tests on some videos without fewer on the others, which no reallocation of the
@@ -13,7 +14,9 @@ trial table with the shipped campaign's (``PATH=VALUE`` changes of the main prot
 scores the two as one log, as a study that pooled a pilot's annotations with its
 campaign's would. Per seed: the count rows, the long-term far tail by short-term group, the
 short-term correction ratio by count group and the short-term score KS, against the
-released values. A measurement, not a protocol: no schema field runs a pilot.
+released values. With ``--report``, also ``memsim fit-report``'s report of the merged
+campaigns (every target, each seed alone; :func:`with_pilot` as its ``simulate``). A
+measurement, not a protocol: no schema field runs a pilot.
 """
 
 from __future__ import annotations
