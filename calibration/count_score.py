@@ -24,11 +24,10 @@ import sys
 
 import numpy as np
 import pandas as pd
-import yaml
+from _script import protocol_changes, released_videomem, seed_range
 
 from memsim.analysis.scoring import count_column, score
 from memsim.api import load_params, load_protocol
-from memsim.data import released_scores
 
 ST = "short-term_memorability"
 LT = "long-term_memorability"
@@ -102,24 +101,19 @@ def main(argv=None) -> int:
     ap.add_argument("--data", default=None)
     ap.add_argument("changes", nargs="*", help="dotted PATH=VALUE changes of the protocol")
     args = ap.parse_args(argv)
-    real = released_scores("videomem", args.data)
+    real = released_videomem(args.data)
     if real is None:
-        print("no released VideoMem scores (--data or $MEMSIM_DATA)", file=sys.stderr)
         return 2
-    first, last = (int(x) for x in args.seeds.split("-"))
     rel = table(real)
     rel_b, rel_sd = coefficients(rel), bootstrap_sd(rel)
     protocol, params = load_protocol("videomem"), load_params("videomem")
-    changes = {}
-    for c in args.changes:
-        path, _, value = c.partition("=")
-        changes[path] = yaml.safe_load(value)
+    changes = protocol_changes(args.changes)
     if changes:
         protocol = protocol.updated(changes)
     from memsim.sim.simulate import simulate
 
     sims, coefs = [], []
-    for seed in range(first, last + 1):
+    for seed in seed_range(args.seeds):
         res = score(simulate(protocol, params, seed=seed).trials, protocol, validate=False)
         d = table(res.scores)
         sims.append(d)

@@ -27,16 +27,14 @@ numbers). It writes nothing.
 from __future__ import annotations
 
 import argparse
-import sys
 
 import numpy as np
 import pandas as pd
-import yaml
+from _script import protocol_changes, released_videomem, seed_range
 
 from memsim.analysis.distributions import ks_distance
 from memsim.analysis.scoring import count_column, score
 from memsim.api import load_params, load_protocol
-from memsim.data import released_scores
 
 ST, LT = "short-term_memorability", "long-term_memorability"
 BINS = {ST: (31, 32, 33, 34, 35, 45, 60), LT: (8, 9, 10, 11, 13, 16, 22)}
@@ -302,17 +300,13 @@ def main(argv=None) -> int:
     )
     ap.add_argument("changes", nargs="*", help="dotted PATH=VALUE changes of the protocol")
     args = ap.parse_args(argv)
-    real = released_scores("videomem", args.data)
+    real = released_videomem(args.data)
     if real is None:
-        print("no released VideoMem scores (--data or $MEMSIM_DATA)", file=sys.stderr)
         return 2
-    changes = {}
-    for c in args.changes:
-        path, _, value = c.partition("=")
-        changes[path] = yaml.safe_load(value)
+    changes = protocol_changes(args.changes)
     if args.seeds:
-        first, _, last = args.seeds.partition("-")
-        seeds(real, int(first), int(last or first), changes, args.params)
+        chosen = seed_range(args.seeds)
+        seeds(real, chosen[0], chosen[-1], changes, args.params)
     elif args.crn:
         common_numbers(args.seed, changes, param_set=args.params)
     elif args.simulate:

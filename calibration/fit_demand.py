@@ -36,7 +36,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import yaml
+from _script import protocol_changes, seed_range
 from scipy.stats import wasserstein_distance
 
 from memsim.analysis.distributions import ks_distance
@@ -65,8 +65,7 @@ def _floats(text: str | None, default) -> tuple:
 
 def fit_step2(args, protocol, params, rel: np.ndarray) -> int:
     """Grid step 2's demand and floor over seeds (the mechanism fixed by ``args.changes``)."""
-    first, _, last = args.seeds.partition("-")
-    seeds = range(int(first), int(last or first) + 1)
+    seeds = seed_range(args.seeds)
     base = protocol.dump()
     group = next(
         i for i, g in enumerate(base["steps"][1]["items"]) if isinstance(g.get("source"), dict)
@@ -140,7 +139,7 @@ def main(argv=None) -> int:
     ap.add_argument("--excess", default=None, help="step 2 mean_excess values, e.g. 0.3,0.5")
     ap.add_argument("changes", nargs="*", help="dotted PATH=VALUE changes of the protocol")
     args = ap.parse_intermixed_args(argv)
-    args.changes = {c.partition("=")[0]: yaml.safe_load(c.partition("=")[2]) for c in args.changes}
+    args.changes = protocol_changes(args.changes)
     protocol = load_protocol(args.protocol)
     params = load_params(args.params or Path("calibration") / f"{protocol.name}.yaml")
     real = released_scores(protocol.name, args.data)

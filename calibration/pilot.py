@@ -27,12 +27,11 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
-import yaml
+from _script import protocol_changes, released_videomem, seed_range
 
 from memsim.analysis.distributions import ks_distance
 from memsim.analysis.scoring import count_column, score
 from memsim.api import load_params, load_protocol, load_targets
-from memsim.data import released_scores
 from memsim.fit.compat import raw_hits
 
 ST = "short-term_memorability"
@@ -157,24 +156,19 @@ def main(argv=None) -> int:
     ap.add_argument("--report-seeds", type=int, default=20)
     ap.add_argument("changes", nargs="*", help="dotted PATH=VALUE changes of the main protocol")
     args = ap.parse_args(argv)
-    real = released_scores("videomem", args.data)
+    real = released_videomem(args.data)
     if real is None:
-        print("no released VideoMem scores (--data or $MEMSIM_DATA)", file=sys.stderr)
         return 2
     from memsim.sim.simulate import prepare, simulate_arrays
     from memsim.study.fit_report import fitted_counts
 
     main_protocol = load_protocol("videomem")
-    changes = {}
-    for c in args.changes:
-        path, _, value = c.partition("=")
-        changes[path] = yaml.safe_load(value)
+    changes = protocol_changes(args.changes)
     if changes:
         main_protocol = main_protocol.updated(changes)
     lags = [int(x) for x in args.lags.split("-")]
     pilot = pilot_protocol(main_protocol, args.stimuli, args.participants, args.return_share, lags)
     params = load_params("videomem")
-    first, last = (int(x) for x in args.seeds.split("-"))
     print(
         f"pilot: {args.participants} players on videos 0-{args.stimuli - 1}, lags {lags}, "
         f"{args.return_share:.0%} to step 2"
@@ -182,7 +176,7 @@ def main(argv=None) -> int:
     )
     simulate = with_pilot(pilot)
     prepared = prepare(main_protocol, 1.0)
-    for seed in range(first, last + 1):
+    for seed in seed_range(args.seeds):
         alone = simulate_arrays(prepared, params, seed)
         both = simulate(prepared, params, seed)
         for label, arrays in ((f"seed {seed}", alone), ("+ pilot", both)):

@@ -24,11 +24,11 @@ import argparse
 import sys
 
 import numpy as np
+from _script import released_videomem, seed_range
 
 from memsim.analysis.distributions import ks_distance
 from memsim.analysis.scoring import count_column, score
 from memsim.api import load_params, load_protocol
-from memsim.data import released_scores
 from memsim.fit.compat import raw_hits
 
 ST = "short-term_memorability"
@@ -63,11 +63,9 @@ def main(argv=None) -> int:
     ap.add_argument("--seeds", default="0-9", help="A-B: the seeds simulated (default 0-9)")
     ap.add_argument("--data", default=None)
     args = ap.parse_args(argv)
-    real = released_scores("videomem", args.data)
+    real = released_videomem(args.data)
     if real is None:
-        print("no released VideoMem scores (--data or $MEMSIM_DATA)", file=sys.stderr)
         return 2
-    first, last = (int(x) for x in args.seeds.split("-"))
     r_ratio, r_n = released_ratios(real)
     rel = by_group(r_ratio, r_n)
     core = rel[GROUPS[0]]
@@ -78,12 +76,13 @@ def main(argv=None) -> int:
     s_real = real[ST].to_numpy(float)
     s_real = s_real[np.isfinite(s_real)]
     rows = []
-    for seed in range(first, last + 1):
+    seeds = seed_range(args.seeds)
+    for seed in seeds:
         res = score(simulate(protocol, params, seed=seed).trials, protocol, validate=False)
         v = res.videos[(res.videos["step"] == 1) & (res.videos["raw"] > 0)]
         raw, sc, n = (v[c].to_numpy(float) for c in ("raw", "score", "annotations"))
         ratio = sc / raw - 1.0
-        if seed == first:
+        if seed == seeds[0]:
             sim = by_group(ratio, n)
             print("short-term correction ratio (score / raw - 1) by annotation count:")
             head = f"released: videos, mean, SD | seed {seed}: videos, mean, SD"

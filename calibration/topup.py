@@ -55,15 +55,13 @@ from __future__ import annotations
 
 import argparse
 import math
-import sys
 
 import numpy as np
-import yaml
+from _script import protocol_changes, released_videomem, seed_range
 
 from memsim.analysis.distributions import ks_distance
 from memsim.analysis.scoring import count_column, score
 from memsim.api import load_params, load_protocol
-from memsim.data import released_scores
 from memsim.design.trials import validate_trials
 from memsim.sim.campaign import draw_demand
 from memsim.sim.population import draw_participants
@@ -306,20 +304,16 @@ def main(argv=None) -> int:
     ap.add_argument("--data", default=None)
     ap.add_argument("changes", nargs="*", help="dotted PATH=VALUE changes of the protocol")
     args = ap.parse_args(argv)
-    real = released_scores("videomem", args.data)
+    real = released_videomem(args.data)
     if real is None:
-        print("no released VideoMem scores (--data or $MEMSIM_DATA)", file=sys.stderr)
         return 2
     protocol = load_protocol("videomem")
-    changes = {"campaign.top_up": None}  # the engine's own top-up off: this script runs its own
-    for c in args.changes:
-        path, _, value = c.partition("=")
-        changes[path] = yaml.safe_load(value)
+    # the engine's own top-up off: this script runs its own
+    changes = {"campaign.top_up": None, **protocol_changes(args.changes)}
     if changes:
         protocol = protocol.updated(changes)
     params = load_params("videomem")
-    first, _, last = args.seeds.partition("-")
-    seeds = range(int(first), int(last or first) + 1)
+    seeds = seed_range(args.seeds)
     print(
         f"changes {changes or 'none'}; floor {FLOOR}, cap {args.cap_rounds} rounds, "
         f"targets {args.targets}, min batch {args.min_batch}"
@@ -329,7 +323,7 @@ def main(argv=None) -> int:
     for seed in seeds:
         r = run_seed(
             seed, protocol, params, real, args.cap_rounds, args.targets, args.min_batch,
-            args.validate and seed == int(last or first),
+            args.validate and seed == seeds[-1],
         )  # fmt: skip
         rows.append(r)
         print(line(r), flush=True)
