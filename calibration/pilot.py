@@ -103,6 +103,11 @@ def with_pilot(pilot, gap_h: float = 96.0):
     return simulate_with_pilot
 
 
+def _mean(x: np.ndarray) -> float:
+    """The mean, NaN for no value (a count group the campaign left empty)."""
+    return float(x.mean()) if x.size else float("nan")
+
+
 def describe(res, real) -> dict:
     """The rows this script prints, of one scored log against the released scores."""
     s = res.scores
@@ -125,8 +130,8 @@ def describe(res, real) -> dict:
         "lt_p95": float(np.percentile(n_lt, 95)),
         "lt_20": float((n_lt >= 20).mean()),
         "far_core": float((n_lt[~tail] >= 23).mean()),
-        "far_tail": float((n_lt[tail] >= 23).mean()) if tail.any() else float("nan"),
-        "ratios": [float(ratio[(n >= a) & (n <= b)].mean()) for a, b in GROUPS],
+        "far_tail": _mean(n_lt[tail] >= 23),
+        "ratios": [_mean(ratio[(n >= a) & (n <= b)]) for a, b in GROUPS],
         "score_ks": ks_distance(np.round(sc[np.isfinite(sc)], 3), r_sc[np.isfinite(r_sc)]),
     }
 
