@@ -1,4 +1,4 @@
-"""A pilot before the campaign: extra two-step sessions on a few videos, scored with the rest.
+"""A pilot before the campaign (``campaign.pilot``): counts and scores against the released.
 
     python calibration/pilot.py [--stimuli 250] [--participants 300] [--return-share 0.14]
         [--lags 80-120] [--seeds 0-2] [--data DIR] [--report FILE [--report-seeds 20]]
@@ -6,24 +6,20 @@
 
 The released counts' far tails (docs/protocols.md, "Counts and scores") ask for more
 long-term tests on some videos without fewer on the others, which no reallocation of the
-campaign's own places gives. Extra sessions do: this script plays a pilot, a campaign of
-``--participants`` players on the first ``--stimuli`` videos alone (their targets repeated at
-``--lags``, a share ``--return-share`` of them admitted to step 2; no demand, no top-up),
-on the very videos of the main campaign (``simulate(..., stimuli_seed=seed)``), merges its
-trial table with the shipped campaign's (``PATH=VALUE`` changes of the main protocol), and
-scores the two as one log, as a study that pooled a pilot's annotations with its
-campaign's would. Per seed: the count rows, the long-term far tail by short-term group, the
-short-term correction ratio by count group and the short-term score KS, against the
-released values. With ``--report``, also ``memsim fit-report``'s report of the merged
-campaigns (every target, each seed alone; :func:`with_pilot` as its ``simulate``). A
-measurement, not a protocol: no schema field runs a pilot.
+campaign's own places gives. Extra sessions do: this script sets the protocol's
+``campaign.pilot`` (``--participants`` players on the first ``--stimuli`` videos alone,
+their targets repeated at ``--lags``, at most ``--return-share`` of them in step 2), on the
+shipped VideoMem protocol changed by ``PATH=VALUE``, and prints per seed, for the campaign
+alone and with its pilot: the count rows, the long-term far tail by short-term group, the
+short-term correction ratio by count group and the short-term score KS, against the released
+values. With ``--report``, also ``memsim fit-report``'s report of the protocol with its pilot
+(every target, each seed alone).
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -37,70 +33,6 @@ from memsim.fit.compat import raw_hits
 ST = "short-term_memorability"
 LT = "long-term_memorability"
 GROUPS = ((0, 45), (46, 60), (61, 10**6))  # short-term annotation counts, inclusive
-
-
-def pilot_protocol(main, stimuli: int, participants: int, return_share: float, lags):
-    """The main protocol played by ``participants`` players on its first ``stimuli`` videos:
-    every place from them, targets repeated at ``lags``, step 2 admitting ``return_share``."""
-    return main.updated(
-        {
-            "stimuli.count": stimuli,
-            "selection.pool": stimuli,
-            "selection.later_pool": None,
-            "selection.demand": None,
-            "selection.counts": "assigned",
-            "selection.counts_every_participants": None,
-            "campaign.stop": {"kind": "participants", "count": participants},
-            "campaign.top_up": None,
-            "steps.0.items.0.repeat_lag": list(lags),
-            "steps.1.max_share": return_share,
-            "steps.1.items.0.source.demand": None,
-        }
-    )
-
-
-def merged_trials(main: dict, pilot: dict, gap_h: float = 96.0) -> dict:
-    """One log from two trial tables as column arrays (``SimulatedArrays.trials``): the
-    pilot's players numbered after the campaign's, its sessions ending ``gap_h`` hours before
-    the campaign's first onset, its rows after the campaign's (participant order holds)."""
-    off = int(np.max(main["participant"])) + 1
-    shift = float(np.min(main["onset_s"])) - float(np.max(pilot["onset_s"])) - gap_h * 3600.0
-    out = {}
-    for name, column in main.items():
-        extra = pilot[name]
-        if name == "participant":
-            extra = extra + off
-        elif name == "onset_s":
-            extra = extra + shift
-        out[name] = np.concatenate([column, extra.astype(column.dtype, copy=False)])
-    return out
-
-
-def with_pilot(pilot, gap_h: float = 96.0):
-    """A ``simulate`` for :func:`memsim.study.fit_report.fit_report`: each campaign made by the
-    simulator, its log merged with a pilot's (``pilot``, seed ``10,000 + seed``, on the
-    campaign's own stimuli)."""
-    from memsim.sim.simulate import prepare, simulate_arrays
-
-    prepared_pilot = prepare(pilot, 1.0)
-
-    def simulate_with_pilot(prepared, params, seed, stimuli_seed=None):
-        arrays = simulate_arrays(prepared, params, seed, stimuli_seed=stimuli_seed)
-        extra = simulate_arrays(
-            prepared_pilot,
-            params,
-            10_000 + seed,
-            stimuli_seed=seed if stimuli_seed is None else stimuli_seed,
-        )
-        return replace(arrays, trials=merged_trials(arrays.trials, extra.trials, gap_h))
-
-    lags = list(pilot.steps[0].items[0].repeat_lag)
-    simulate_with_pilot.__module__ = "calibration.pilot"
-    simulate_with_pilot.__qualname__ = (
-        f"with_pilot({pilot.stimuli.count} stimuli, {pilot.campaign.stop.count} players, "
-        f"lags {lags}, {pilot.steps[1].max_share:.0%} to step 2)"
-    )
-    return simulate_with_pilot
 
 
 def _mean(x: np.ndarray) -> float:
@@ -172,31 +104,34 @@ def main(argv=None) -> int:
     if changes:
         main_protocol = main_protocol.updated(changes)
     lags = [int(x) for x in args.lags.split("-")]
-    pilot = pilot_protocol(main_protocol, args.stimuli, args.participants, args.return_share, lags)
+    pilot = {
+        "participants": args.participants,
+        "stimuli": args.stimuli,
+        "repeat_lag": lags,
+        "return_share": args.return_share,
+    }
+    alone_protocol = main_protocol.updated({"campaign.pilot": None})
+    with_pilot = main_protocol.updated({"campaign.pilot": pilot})
     params = load_params("videomem")
     print(
-        f"pilot: {args.participants} players on videos 0-{args.stimuli - 1}, lags {lags}, "
-        f"{args.return_share:.0%} to step 2"
-        + (f"; main campaign with {changes}" if changes else "")
+        f"{with_pilot.campaign.pilot.describe()}"
+        + (f"; protocol changed by {changes}" if changes else "")
     )
-    simulate = with_pilot(pilot)
-    prepared = prepare(main_protocol, 1.0)
+    prepared = [prepare(p, 1.0) for p in (alone_protocol, with_pilot)]
     for seed in seed_range(args.seeds):
-        alone = simulate_arrays(prepared, params, seed)
-        both = simulate(prepared, params, seed)
-        for label, arrays in ((f"seed {seed}", alone), ("+ pilot", both)):
-            print(_line(label, describe(score(arrays.trials, main_protocol, validate=False), real)))
+        for label, p in zip((f"seed {seed}", "+ pilot"), prepared):
+            arrays = simulate_arrays(p, params, seed)
+            print(_line(label, describe(score(arrays.trials, p.protocol, validate=False), real)))
     if args.report:
         from memsim.study.fit_report import fit_report
 
         table = fit_report(
-            main_protocol,
+            with_pilot,
             params,
             load_targets(protocol="videomem"),
             seeds=tuple(range(args.report_seeds)),
             out=args.report,
             data=args.data,
-            simulate=simulate,
         )
         n_ok, n_fit, _ = fitted_counts(table)
         print(f"fit report: {n_ok}/{n_fit} fitted targets within tolerance; wrote {args.report}")

@@ -42,6 +42,7 @@ POPULATION_PARTICIPANT = 4
 CAMPAIGN = 5
 DEMAND = 6
 TOP_UP = 7  # top-up rounds after the campaign (memsim.sim.topup), keyed by participant id
+PILOT = 8  # the seed of a pilot before the campaign (campaign.pilot), index 0
 
 
 @njit(cache=True, inline="always")

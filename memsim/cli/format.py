@@ -37,6 +37,8 @@ def print_run(result, out: Path, why: str = "") -> None:
         console.print(a.describe())
     if sim.top_up is not None:  # the title's participants include the top-up's
         console.print(sim.top_up.describe())
+    if sim.pilot is not None:  # and the pilot's
+        console.print(sim.pilot.describe())
     table = result.comparison
     if table is not None:
         t = Table(title=title, title_justify="left")

@@ -136,6 +136,8 @@ def _cmd_simulate(args) -> int:
         print(a.describe())
     if sim.top_up is not None:  # the participants above include the top-up's
         print(sim.top_up.describe())
+    if sim.pilot is not None:  # and the pilot's
+        print(sim.pilot.describe())
     for p in paths:
         print(f"wrote {p}")
     return 0

@@ -1000,12 +1000,53 @@ class TopUp(_Frozen):
         )
 
 
+class Pilot(_Frozen):
+    """A pilot before the campaign: ``participants`` players on the first ``stimuli`` stimuli
+    alone, every step played, their annotations scored with the campaign's.
+
+    The pilot is the protocol itself with these changes: its stimuli are the campaign's first
+    ``stimuli`` (the same ones, not new draws); its step-1 items are drawn among all of them
+    with no demand and counted as assigned (the selection's pool, demand and count checks
+    do not apply, nor step-2 picks' demands); its step-1 targets are repeated at
+    ``repeat_lag`` and at most ``return_share`` of its players play the later steps, where
+    given; it stops after ``participants`` players and has no top-up. Its players are drawn
+    from the same population, numbered after the campaign's (the top-up's included); the
+    campaign starts ``gap_h`` hours after the pilot's last onset, and onsets count from
+    the pilot's first (docs/protocols.md, "campaign.pilot")."""
+
+    participants: Count = Field(description="players the pilot recruits")
+    stimuli: Count = Field(description="the campaign's first this many stimuli, all it shows")
+    repeat_lag: tuple[Lag, Lag] | None = Field(
+        default=None,
+        description="[min, max] lag of the pilot's step-1 targets (none: the protocol's)",
+    )
+    return_share: _float(gt=0, le=1) | None = Field(
+        default=None,
+        description="at most this share of the pilot's players play each later step (its "
+        "max_share; none: the protocol's)",
+    )
+    gap_h: Hours = Field(
+        default=96.0,
+        description="hours from the pilot's last onset to the campaign's first arrival",
+    )
+
+    def describe(self) -> str:
+        lag = "" if self.repeat_lag is None else f", targets at lags {list(self.repeat_lag)}"
+        share = "" if self.return_share is None else f", at most {self.return_share:.0%} back"
+        return (
+            f"a pilot of {self.participants:,} players on the first {self.stimuli:,} stimuli"
+            f"{lag}{share}, {self.gap_h:g} h before the campaign"
+        )
+
+
 class Campaign(_Frozen):
-    """Recruitment: when participants arrive, when recruiting stops, and an optional top-up."""
+    """Recruitment: when participants arrive, when recruiting stops, an optional top-up after
+    the campaign and an optional pilot before it."""
 
     arrivals: Arrivals
     stop: StopRule
     top_up: TopUp | None = None
+    pilot: Pilot | None = None
 
 
 # --------------------------------------------------------------------------- protocol
@@ -1084,7 +1125,41 @@ class Protocol(_Frozen):
         self.campaign.stop.check(self.stimuli.count, per)
         if self.campaign.top_up is not None:
             self._check_top_up()
+        if self.campaign.pilot is not None:
+            self._check_pilot()
         return self
+
+    def pilot_protocol(self) -> Protocol | None:
+        """The protocol the pilot plays (``campaign.pilot``, see :class:`Pilot`), None without."""
+        pilot = self.campaign.pilot
+        if pilot is None:
+            return None
+        return Protocol.model_validate(_pilot_mapping(self.dump(), pilot))
+
+    def _check_pilot(self) -> None:
+        """The pilot's stimuli are the campaign's, and its protocol must be a valid one."""
+        where = ("campaign", "pilot")
+        pilot = self.campaign.pilot
+        if pilot.stimuli > self.stimuli.count:
+            raise _At(
+                where + ("stimuli",),
+                f"{pilot.stimuli} is more than the campaign's {self.stimuli.count} stimuli",
+            )
+        if pilot.repeat_lag is not None and not any(
+            g.role == "target" and g.repeat_lag is not None for g in self.steps[0].items
+        ):
+            raise _At(where + ("repeat_lag",), "step 1 has no repeated targets to set it for")
+        if pilot.return_share is not None and len(self.steps) < 2:
+            raise _At(where + ("return_share",), "the protocol has no later step")
+        try:
+            self.pilot_protocol()
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            err = (first.get("ctx") or {}).get("error")
+            loc = tuple(first.get("loc", ())) + (err.where if isinstance(err, _At) else ())
+            msg = str(err) if isinstance(err, _At) else first.get("msg", "invalid")
+            at = ".".join(str(x) for x in loc)
+            raise _At(where, f"the pilot's protocol is not valid: {at}: {msg}") from None
 
     def _check_top_up(self) -> None:
         """A top-up needs a second step whose tests come from step 1's fillers (the places it
@@ -1176,6 +1251,37 @@ class Protocol(_Frozen):
         """A copy with settings changed by dotted path (:mod:`memsim.paths`), validated as a
         protocol file is: ``p.updated({"steps.0.items.0.repeat_lag": [20, 40]})``."""
         return protocol_from_mapping(_apply(self.dump(), changes), f"{self.name} (updated)")
+
+
+def _pilot_mapping(d: dict, pilot: Pilot) -> dict:
+    """The dumped protocol ``d`` changed into its pilot's (:class:`Pilot`)."""
+    d["name"] = f"{d['name']}-pilot"
+    d["stimuli"]["count"] = pilot.stimuli
+    sel = d["selection"]
+    if "pool" in sel:
+        sel["pool"] = pilot.stimuli
+    for key in ("later_pool", "demand", "counts_every_h", "counts_every_participants"):
+        if key in sel:
+            sel[key] = None
+    if "counts_delay_participants" in sel:
+        sel["counts_delay_participants"] = None
+    if "counts" in sel:
+        sel["counts"] = "assigned"
+    d["campaign"]["stop"] = {"kind": "participants", "count": pilot.participants}
+    d["campaign"]["top_up"] = None
+    d["campaign"]["pilot"] = None
+    for s, step in enumerate(d["steps"]):
+        for g in step["items"]:
+            source = g.get("source")
+            if isinstance(source, dict):
+                source["demand"] = None
+                source["demand_follows"] = None
+            elif s == 0 and g["role"] == "target" and g.get("repeat_lag") is not None:
+                if pilot.repeat_lag is not None:
+                    g["repeat_lag"] = list(pilot.repeat_lag)
+        if s > 0 and pilot.return_share is not None:
+            step["max_share"] = pilot.return_share
+    return d
 
 
 def later_pick_places(protocol: Protocol) -> list[int]:
@@ -1321,6 +1427,8 @@ def summary_lines(p: Protocol) -> list[str]:
     out.append(f"campaign  {p.campaign.arrivals.describe()}; stop {p.campaign.stop.describe()}")
     if p.campaign.top_up is not None:
         out.append(f"          then {p.campaign.top_up.describe()}")
+    if p.campaign.pilot is not None:
+        out.append(f"          after {p.campaign.pilot.describe()}")
     for s, step in enumerate(p.steps, start=1):
         when = (
             ""

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -22,12 +22,13 @@ import pandas as pd
 from numba import literal_unroll, njit, prange
 
 from memsim import _jitcache  # drops numba caches older than the sources (at import)
+from memsim import rng as _rng
 from memsim.analysis.filters import passes, slot_kinds, stats_from_tally
 from memsim.design.protocol import Protocol, protocol_from_mapping, truth_column
 from memsim.design.trials import COLUMNS, ROLES
 from memsim.errors import UserError
 from memsim.progress import ProgressCallback, report
-from memsim.rng import CAMPAIGN, SEQUENCE, stream_key
+from memsim.rng import CAMPAIGN, SEQUENCE, stream_key, stream_key_py
 from memsim.sim.campaign import (
     LaterStep,
     _pick_ahead,
@@ -48,6 +49,7 @@ from memsim.sim.kernel import (
 )
 from memsim.sim.params import Params
 from memsim.sim.population import (
+    Participants,
     draw_participants,
     draw_videos,
     participants_table,
@@ -133,6 +135,45 @@ def admissions(protocol: Protocol, plan) -> tuple[Admission, ...]:
     )
 
 
+@dataclass(frozen=True)
+class PilotRun:
+    """What a pilot before the campaign played (``campaign.pilot``).
+
+    Attributes
+    ----------
+    participants : int
+        Its players, numbered after the campaign's (the top-up's included).
+    stimuli : int
+        The campaign's first stimuli it showed.
+    seed : int
+        The seed it was simulated with (:func:`pilot_seed` of the campaign's).
+    later : tuple of int
+        Its players who played each later step.
+    shift_s : float
+        Seconds the campaign's onsets were moved by: the pilot's last onset plus its gap.
+    """
+
+    participants: int
+    stimuli: int
+    seed: int
+    later: tuple[int, ...]
+    shift_s: float
+
+    def describe(self) -> str:
+        later = ", ".join(f"{n:,}" for n in self.later)
+        back = f" ({later} of them in the later steps)" if self.later else ""
+        return (
+            f"pilot: {self.participants:,} participants on the first {self.stimuli:,} "
+            f"stimuli{back}, numbered after the campaign's"
+        )
+
+
+def pilot_seed(seed: int) -> int:
+    """The seed a campaign's pilot (``campaign.pilot``) is simulated with: a hash of the
+    campaign's, in ``[0, 2**63)``."""
+    return stream_key_py(seed, _rng.PILOT, 0) & (2**63 - 1)
+
+
 @dataclass
 class Simulation:
     """A simulated study: its trial table and the latent truth behind it.
@@ -154,6 +195,8 @@ class Simulation:
         What the top-up rounds after the campaign did (``campaign.top_up``; None without).
     admissions : tuple of Admission
         The later steps' quotas at work (``steps[].max_share``; empty without).
+    pilot : PilotRun or None
+        What the pilot before the campaign played (``campaign.pilot``; None without).
     """
 
     protocol: Protocol
@@ -164,6 +207,7 @@ class Simulation:
     participants: pd.DataFrame
     top_up: TopUpResult | None = None
     admissions: tuple[Admission, ...] = ()
+    pilot: PilotRun | None = None
 
     def __repr__(self) -> str:  # a line, not the tables (a notebook prints it)
         return (
@@ -208,6 +252,12 @@ def scale_protocol(protocol: Protocol, scale: float) -> Protocol:
         stop["count"] = max(1, int(round(stop["count"] * scale)))
     else:  # the budget must still reach `count` annotations of every stimulus
         stop["max_participants"] = max(1, math.ceil(stop["max_participants"] * ratio))
+    pilot = d["campaign"].get("pilot")
+    if pilot is not None:  # its stimuli and players as the campaign's
+        pilot["stimuli"] = min(
+            d["stimuli"]["count"], max(need + 1, int(round(pilot["stimuli"] * ratio)))
+        )
+        pilot["participants"] = max(1, int(round(pilot["participants"] * ratio)))
     return protocol_from_mapping(d, f"{protocol.name} at scale {scale}")
 
 
@@ -572,6 +622,8 @@ class PreparedProtocol:
         Each step's item groups that come from an earlier step.
     max_participants : int
         The campaign's participant budget.
+    pilot : PreparedProtocol or None
+        The pilot's protocol prepared (``campaign.pilot``; None without).
     """
 
     protocol: Protocol
@@ -579,6 +631,7 @@ class PreparedProtocol:
     group_role: tuple
     from_earlier: tuple
     max_participants: int
+    pilot: PreparedProtocol | None = None
 
 
 def prepare(protocol: Protocol, scale: float = 1.0) -> PreparedProtocol:
@@ -598,6 +651,7 @@ def prepare(protocol: Protocol, scale: float = 1.0) -> PreparedProtocol:
             for step in protocol.steps
         ),
         max_participants=stop.count if stop.kind == "participants" else stop.max_participants,
+        pilot=None if protocol.campaign.pilot is None else prepare(protocol.pilot_protocol()),
     )
 
 
@@ -625,6 +679,9 @@ class SimulatedArrays:
         What the top-up rounds did (``campaign.top_up``; None without).
     admissions : tuple of Admission
         The later steps' quotas at work (``steps[].max_share``; empty without).
+    pilot : PilotRun or None
+        What the pilot before the campaign played (``campaign.pilot``; None without): its
+        players and their rows follow the campaign's.
     """
 
     protocol: Protocol
@@ -637,6 +694,7 @@ class SimulatedArrays:
     truth: dict
     top_up: TopUpResult | None = None
     admissions: tuple[Admission, ...] = ()
+    pilot: PilotRun | None = None
 
     def videos_frame(self) -> pd.DataFrame:
         """The latent truth of every stimulus (:attr:`Simulation.videos`)."""
@@ -662,6 +720,7 @@ class SimulatedArrays:
             participants=self.participants_frame(),
             top_up=self.top_up,
             admissions=self.admissions,
+            pilot=self.pilot,
         )
 
 
@@ -1169,6 +1228,11 @@ def simulate_arrays(
     -------
     SimulatedArrays
     """
+    if prepared.pilot is not None:
+        return _with_pilot(
+            simulate_arrays, prepared, params, seed, stimuli_seed,
+            progress=progress, workspace=workspace,
+        )  # fmt: skip
     protocol = prepared.protocol
     steps = protocol.steps
     S = len(steps)
@@ -1403,14 +1467,18 @@ def play_step(
     return out, passes(stats_from_tally(tally, step.length), step.filters), rows, shown
 
 
-def simulate_stepwise(prepared: PreparedProtocol, params: Params, seed: int = 0) -> SimulatedArrays:
+def simulate_stepwise(
+    prepared: PreparedProtocol, params: Params, seed: int = 0, stimuli_seed: int | None = None
+) -> SimulatedArrays:
     """The reference of :func:`simulate_arrays`: each stage of each step played for every
     participant before the next (sequences, slots, kernel, table), in numpy around the
     tested kernels (:func:`~memsim.sim.sequence.generate_sequences`,
     :func:`~memsim.sim.kernel.simulate_step`)."""
+    if prepared.pilot is not None:
+        return _with_pilot(simulate_stepwise, prepared, params, seed, stimuli_seed)
     protocol = prepared.protocol
     steps = protocol.steps
-    videos, parts, plan, _ = _campaign(prepared, params, seed)
+    videos, parts, plan, _ = _campaign(prepared, params, seed, stimuli_seed=stimuli_seed)
     tables = []
     P = plan.n_participants
     verdicts = np.zeros((P, len(steps)), dtype=bool)
@@ -1464,6 +1532,63 @@ def simulate_stepwise(prepared: PreparedProtocol, params: Params, seed: int = 0)
         truth=expected_scores(protocol, params, videos),
         top_up=top,
         admissions=admissions(protocol, plan),
+    )
+
+
+def _with_pilot(run, prepared, params, seed, stimuli_seed, **kwargs) -> SimulatedArrays:
+    """The campaign (``run``: :func:`simulate_arrays` or :func:`simulate_stepwise`) and its
+    pilot (``campaign.pilot``) as one study: the pilot simulated with :func:`pilot_seed` on
+    the campaign's stimuli, its players numbered after the campaign's and its rows after
+    theirs; the campaign's onsets moved to start ``gap_h`` after the pilot's last one."""
+    main = run(replace(prepared, pilot=None), params, seed, stimuli_seed=stimuli_seed, **kwargs)
+    workspace = kwargs.get("workspace")
+    sub = None if workspace is None else workspace.setdefault("pilot", {})
+    extra_kw = {} if run is simulate_stepwise else {"workspace": sub}
+    pseed = pilot_seed(seed)
+    pilot = run(
+        prepared.pilot,
+        params,
+        pseed,
+        stimuli_seed=seed if stimuli_seed is None else stimuli_seed,
+        **extra_kw,
+    )
+    n_main, n_pilot = main.n_participants, pilot.n_participants
+    gap_h = prepared.protocol.campaign.pilot.gap_h
+    extra = pilot.trials
+    shift = (float(extra["onset_s"].max()) if extra["onset_s"].size else 0.0) + gap_h * 3600.0
+    trials = {}
+    for name, column in main.trials.items():
+        more = extra[name]
+        if name == "participant":
+            more = more + n_main
+        elif name == "onset_s":
+            column = column + shift
+        trials[name] = np.concatenate([column, more.astype(column.dtype, copy=False)])
+    a, b = main.participants, pilot.participants
+    parts = Participants(
+        **{
+            f: np.concatenate([getattr(a, f)[:n_main], getattr(b, f)[:n_pilot]])
+            for f in ("ability", "fa", "lapse", "careless")
+        }
+    )
+    steps = extra["step"]
+    who = extra["participant"]
+    later = tuple(
+        int(np.unique(who[steps == s + 1]).size) for s in range(1, len(prepared.protocol.steps))
+    )
+    return replace(
+        main,
+        protocol=prepared.protocol,
+        trials=trials,
+        participants=parts,
+        n_participants=n_main + n_pilot,
+        pilot=PilotRun(
+            participants=n_pilot,
+            stimuli=prepared.pilot.protocol.stimuli.count,
+            seed=pseed,
+            later=later,
+            shift_s=shift,
+        ),
     )
 
 

@@ -429,6 +429,14 @@ def _run_drawing(
                 "min_before": t.min_before,
                 "min_after": t.min_after,
             }
+        if sim.pilot is not None:  # what the pilot before the campaign played (campaign.pilot)
+            summary["pilot"] = {
+                "participants": sim.pilot.participants,
+                "stimuli": sim.pilot.stimuli,
+                "seed": sim.pilot.seed,
+                "later_steps": list(sim.pilot.later),
+                "shift_s": sim.pilot.shift_s,
+            }
         if real is not None:
             summary["real"] = real_score_comparison(scored.scores, real)
         t_analyse = time.perf_counter() - t0 - t_sim
