@@ -118,7 +118,10 @@ def test_recovers_well_identified_parameters(tmp_path, params):
     reshuffle later assignments, which breaks common random numbers (docs/protocols.md,
     "Counting kept annotations"; a refit runs on such a copy). Without ``later_pool`` too, so
     that the campaign runs in arrival order (the in-order engine has no later pool); with it
-    the same fit recovered the false-alarm RT log-mean 0.032 of its range off (seed 11)."""
+    the same fit recovered the false-alarm RT log-mean 0.032 of its range off (seed 11). With the
+    demands the recovery was measured with (the selection's uncapped, step 2's pick of excess
+    0.6) and no pilot: with the shipped capped demand and pick (excess 0.5) the same fit brought
+    the forgetting time constant back 0.038 of its range off, with the pilot as well 0.031."""
     proto = load_protocol(VIDEOMEM).updated(
         {
             "selection.counts": "assigned",
@@ -131,6 +134,10 @@ def test_recovers_well_identified_parameters(tmp_path, params):
             # the participant budget it was measured with (a stop on counts of assignments
             # would end the campaign with fewer kept annotations)
             "campaign.stop": {"kind": "participants", "count": 9930},
+            # the campaign alone, with the demands it was measured with (docstring)
+            "campaign.pilot": None,
+            "selection.demand": {"share": 0.25, "mean_excess": 0.35},
+            "steps.1.items.0.source.demand": {"share": 0.5, "mean_excess": 0.6},
         }
     )
     proto = scale_protocol(proto, 0.3)

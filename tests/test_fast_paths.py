@@ -199,6 +199,7 @@ def _counting(
     if not demand:
         d["selection"].pop("demand")
     d["campaign"]["stop"] = stop or BUDGET
+    d["campaign"]["pilot"] = None  # the campaign's own mechanisms (the shipped case has it)
     return _small(protocol_from_mapping(d), 500)
 
 
@@ -417,7 +418,8 @@ def test_step_one_played_once_is_step_one_played_again(name, params, monkeypatch
     fused = sim_module._play_fused
 
     def counted(prepared, seed, s, args, pid, *rest):
-        steps_played.append((s, int(pid.min(initial=2**62))))
+        if not prepared.protocol.name.endswith("-pilot"):  # not its pilot's (pilot_protocol)
+            steps_played.append((s, int(pid.min(initial=2**62))))
         return fused(prepared, seed, s, args, pid, *rest)
 
     monkeypatch.setattr(sim_module, "_play_fused", counted)
@@ -478,6 +480,7 @@ def _kept_pick(every: int | None, scale: float = 0.05):
     d = load_protocol(ROOT / "protocols" / "videomem.yaml").dump()
     d["selection"].update(counts="assigned", counts_every_h=None, counts_every_participants=None)
     d["campaign"]["top_up"] = None  # the pick's own counts, not the top-up's
+    d["campaign"]["pilot"] = None  # nor the pilot's
     if every is not None:
         _at(d, ("steps", 1, "items", 0, "source")).update(counts="kept", counts_every=every)
     return prepare(protocol_from_mapping(d), scale)
@@ -501,6 +504,7 @@ def test_a_later_pool_counting_returning_viewers(params):
 
     d = load_protocol(ROOT / "protocols" / "videomem.yaml").dump()
     d["campaign"]["top_up"] = None  # the campaign's own counts, not the top-up's
+    d["campaign"]["pilot"] = None  # nor the pilot's
     # a 2-3 h window to come back, so that windows close within this short campaign (~50 h)
     d["steps"][1]["delay_h"] = [2, 3]
     d["steps"][1]["max_share"] = None  # `returning` counts everyone who comes back

@@ -117,8 +117,15 @@ def test_check_names_lags_outside_the_protocols_range(tables):
     narrower = proto.updated({"steps.0.items.0.repeat_lag": [60, 100]})
     with pytest.raises(UserError, match=r"step 1 \(short-term\): .* target repeats have lags "):
         check_against_protocol(sim.trials, narrower)
-    with pytest.raises(UserError, match=r"outside the protocol's 60-100 \(the table's: 45-100\)"):
+    # the shipped protocol's pilot repeats its targets at 80-120: those lags are the protocol's
+    both = r"outside the protocol's 60-100 or 80-120 \(the table's: 45-"
+    with pytest.raises(UserError, match=both):
         check_against_protocol(sim.trials, narrower)
+    pilot_ids = len(sim.participants) - sim.pilot.participants  # the pilot's players come last
+    campaign = sim.trials[sim.trials["participant"] < pilot_ids]
+    alone = narrower.updated({"campaign.pilot": None})
+    with pytest.raises(UserError, match=r"outside the protocol's 60-100 \(the table's: 45-"):
+        check_against_protocol(campaign, alone)
 
 
 def test_check_names_roles_and_positions(tables):

@@ -46,7 +46,7 @@ def test_the_pilot_plays_the_protocol_on_its_first_stimuli_without_demand(protoc
     assert [list(g.repeat_lag) for g in vigilance] == [[3, 6]]  # the protocol's
     assert pilot.steps[1].max_share == 0.25
     assert all(g.source.demand is None for g in pilot.steps[1].items if g.role == "target")
-    assert load_protocol("videomem").pilot_protocol() is None
+    assert load_protocol("videomem").updated({"campaign.pilot": None}).pilot_protocol() is None
 
 
 @pytest.mark.parametrize(
@@ -142,3 +142,20 @@ def test_a_pilot_changes_nothing_of_the_seed_stream_and_reaches_the_tables(proto
     assert len(sim.participants) == sim.trials.participant.nunique()
     assert sim.pilot.seed == pilot_seed(7) != pilot_seed(8)
     assert "pilot: 20 participants on the first" in sim.pilot.describe()
+
+
+def test_fit_pilot_counts_each_row_within_the_fit_reports_tolerances():
+    from repo_scripts import load_script
+
+    script = load_script("calibration/fit_pilot.py")
+    # per seed: ST count KS, min, 95th, mean; LT count KS, min, 95th; ST score KS
+    rows = np.array(
+        [
+            [0.030, 30, 54.0, 36.5, 0.020, 9, 20.0, 0.020],
+            [0.060, 28, 58.0, 36.9, 0.060, 7, 17.0, 0.070],
+        ]
+    )
+    line = script.line(rows)
+    assert line.startswith("ST count KS 0.045 ± 0.015 (1/2), min 1/2, 95th 56.0 ± 2.0 (1/2)")
+    assert "LT count KS 0.040 (1/2), min 1/2, 95th 18.5 (1/2)" in line
+    assert line.endswith("ST score KS 0.045 (1/2)")

@@ -336,9 +336,9 @@ BROKEN_MAPPINGS = [
     ("stop-share-above-one", _set("campaign.stop.share", 1.2), "campaign.stop.share"),
     ("stop-share-text", _set("campaign.stop.share", "0.65"), "campaign.stop.share"),
     (
-        # 8,000 x 40 target tests cannot give 6,500 videos 50 each
+        # 7,000 x 40 target tests cannot give 6,000 videos (share 0.6) 50 each
         "stop-share-beyond-the-cap",
-        _chain(_set("campaign.stop.count", 50), _set("campaign.stop.max_participants", 8000)),
+        _chain(_set("campaign.stop.count", 50), _set("campaign.stop.max_participants", 7000)),
         "campaign.stop.max_participants",
     ),
     ("pick-floor-zero", _set("steps.1.items.0.source.floor", 0), "steps.1.items.0.source.floor"),

@@ -71,7 +71,12 @@ def test_run_outputs_agree_with_each_other(run_dir):
     # the top-up's record: its participants are the table's ids from the first one on
     top = summary["top_up"]
     ids = trials[trials.step == 1].participant.unique()
-    assert top["participants"] == (ids >= top["first_participant"]).sum()
+    pilot = summary["pilot"]  # the pilot's players come after the top-up's (campaign.pilot)
+    first_pilot = len(ids) - pilot["participants"]
+    assert top["participants"] == ((ids >= top["first_participant"]) & (ids < first_pilot)).sum()
+    assert pilot["participants"] == (ids >= first_pilot).sum() > 0
+    back = trials[(trials.step == 2) & (trials.participant >= first_pilot)].participant.nunique()
+    assert pilot["later_steps"] == [back]
     assert top["min_after"] == scores["nb_long-term_annotations"].min() >= top["floor"]
 
 

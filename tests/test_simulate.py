@@ -277,6 +277,7 @@ def test_index_withdrawals_undo_annotations(with_demand):
 def _kept_counting(videomem, scale):
     d = videomem.dump()
     d["campaign"]["top_up"] = None  # the campaign's counts alone
+    d["campaign"]["pilot"] = None
     d["selection"].update(counts="kept", counts_every_h=None, counts_every_participants=None)
     from memsim.sim.simulate import scale_protocol
 
@@ -293,6 +294,7 @@ def test_kept_counting_balances_the_annotations_scoring_keeps(videomem, params):
     for mode in ("assigned", "kept"):
         d = videomem.dump()
         d["campaign"]["top_up"] = None  # the campaign's counts alone
+        d["campaign"]["pilot"] = None
         d["selection"].update(counts=mode, counts_every_h=None, counts_every_participants=None)
         d["selection"].pop("demand", None)
         sim = simulate(protocol_from_mapping(d), params, seed=5, scale=0.1)
@@ -327,6 +329,7 @@ def test_counted_verdicts_end_as_the_scored_counts(videomem, params, selection):
 
     d = videomem.dump()
     d["campaign"]["top_up"] = None  # the campaign's counts alone
+    d["campaign"]["pilot"] = None
     d["selection"].update(counts="assigned", counts_every_h=None, counts_every_participants=None)
     d["selection"].update(selection)
     proto = scale_protocol(protocol_from_mapping(d), 0.1)
@@ -409,6 +412,7 @@ def test_checked_verdicts_leave_the_last_drops_uncompensated(videomem, params):
         # a participant budget: a stop on the counts would set the level the median splits
         d["campaign"]["stop"] = {"kind": "participants", "count": 9930}
         d["campaign"]["top_up"] = None  # the campaign's counts alone, not the top-up's targets
+        d["campaign"]["pilot"] = None
         sim = simulate(protocol_from_mapping(d), params, seed=5, scale=0.1)
         counts[every] = score(sim.trials, sim.protocol).scores["nb_short-term_annotations"]
     level = counts[None].max()
@@ -613,6 +617,7 @@ def test_later_picks_do_not_reshuffle_when_more_participants_return(videomem):
     d["steps"][1]["items"][0]["source"].update(
         pick="least_annotated", demand={"share": 0.5, "mean_excess": 0.6}
     )
+    d["steps"][1]["max_share"] = None  # every returner plays (a quota would cap both at 33 %)
     p = scale_protocol(protocol_from_mapping(d), 0.1)
     lo = plan_campaign(p, seed=2, return_probability=0.30).later[0]
     hi = plan_campaign(p, seed=2, return_probability=0.31).later[0]
@@ -661,9 +666,12 @@ def test_step1_obeys_protocol(small_sim):
     )
     rep = s1[s1.repeat]
     assert set(rep.role.unique()) == {"target", "vigilance"}
-    t = rep[rep.role == "target"].lag
+    pilot = rep.participant >= len(small_sim.participants) - small_sim.pilot.participants
+    t = rep[(rep.role == "target") & ~pilot].lag
     v = rep[rep.role == "vigilance"].lag
     assert t.between(45, 100).all() and v.between(3, 6).all()
+    # the pilot's players (campaign.pilot, numbered last) at the pilot's target lags
+    assert rep[(rep.role == "target") & pilot].lag.between(80, 120).all() and pilot.any()
     assert (s1[~s1.repeat].lag == -1).all() and s1[~s1.repeat].delay_s.isna().all()
     # the lag is the distance to the first showing of the same video, and delay_s its time
     first = s1[~s1.repeat].set_index(["participant", "video"])
@@ -744,8 +752,17 @@ def test_stimuli_seed_keeps_the_videos_and_redraws_the_campaign(videomem, params
     pd.testing.assert_frame_equal(moved.videos, small_sim.videos)  # the same videos
     other = simulate(videomem, params, seed=8, scale=0.04)
     assert not other.videos.memorability.equals(small_sim.videos.memorability)
-    # a new campaign: its participants and responses are seed 8's, whatever the videos
-    pd.testing.assert_frame_equal(moved.participants, other.participants)
+    # a new campaign: its participants and responses are seed 8's, whatever the videos (how
+    # many it recruits follows its responses: the first ones, and the pilot's, are the same)
+    a, b = moved.participants, other.participants
+    k = min(moved.top_up.first_participant, other.top_up.first_participant)
+    pd.testing.assert_frame_equal(a.iloc[:k], b.iloc[:k])
+    n = moved.pilot.participants
+    assert n == other.pilot.participants > 0
+    latent = ["ability", "false_alarm_logit", "lapse", "careless"]
+    pd.testing.assert_frame_equal(
+        a.iloc[-n:][latent].reset_index(drop=True), b.iloc[-n:][latent].reset_index(drop=True)
+    )
     assert not moved.trials.response.equals(small_sim.trials.response)
 
 

@@ -255,6 +255,7 @@ def test_whole_protocol_axis_and_missing_statistics(tmp_path, capsys):
     one_step["name"] = "one-step"
     one_step["steps"] = one_step["steps"][:1]
     one_step["campaign"]["top_up"] = None  # a top-up needs a step 2 to top up
+    one_step["campaign"]["pilot"]["return_share"] = None  # and its pilot has no step 2
     (tmp_path / "one-step.yaml").write_text(yaml.safe_dump(one_step))
     vary = f"""
   - {{path: protocol, name: design, values: [{VIDEOMEM}, one-step.yaml]}}

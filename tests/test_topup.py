@@ -33,6 +33,7 @@ def params():
 
 def _videomem(**top_up) -> dict:
     d = load_protocol(ROOT / "protocols" / "videomem.yaml").dump()
+    d["campaign"]["pilot"] = None  # the top-up's players last (the pilot's: tests/test_pilot.py)
     if top_up:
         d["campaign"]["top_up"] = {"floor": 9, **top_up}
     return d

@@ -1129,6 +1129,22 @@ class Protocol(_Frozen):
             self._check_pilot()
         return self
 
+    def repeat_lags(self, s: int, role: str) -> list[tuple[int, int]]:
+        """The ``[min, max]`` lag ranges of step ``s``'s (0-based) within-step ``role`` repeats in
+        a log of this protocol: its item groups', and its pilot's step-1 target lags
+        (``campaign.pilot.repeat_lag``) where it has one."""
+        ranges = [
+            (int(g.repeat_lag[0]), int(g.repeat_lag[1]))
+            for g in self.steps[s].items
+            if g.role == role and g.repeat_lag
+        ]
+        pilot = self.campaign.pilot
+        if ranges and s == 0 and role == "target" and pilot and pilot.repeat_lag is not None:
+            extra = (int(pilot.repeat_lag[0]), int(pilot.repeat_lag[1]))
+            if extra not in ranges:
+                ranges.append(extra)
+        return ranges
+
     def pilot_protocol(self) -> Protocol | None:
         """The protocol the pilot plays (``campaign.pilot``, see :class:`Pilot`), None without."""
         pilot = self.campaign.pilot
@@ -1267,10 +1283,15 @@ def _pilot_mapping(d: dict, pilot: Pilot) -> dict:
         sel["counts_delay_participants"] = None
     if "counts" in sel:
         sel["counts"] = "assigned"
+    if "later_counts" in sel:  # it counts in the later pool, which the pilot has not
+        sel["later_counts"] = "shown"
     d["campaign"]["stop"] = {"kind": "participants", "count": pilot.participants}
     d["campaign"]["top_up"] = None
     d["campaign"]["pilot"] = None
     for s, step in enumerate(d["steps"]):
+        # its log is scored with the campaign's, by the campaign's protocol: no correction of
+        # its own (whose reference lag need not lie in the pilot's lags)
+        step["scoring"]["correction"] = {"kind": "none"}
         for g in step["items"]:
             source = g.get("source")
             if isinstance(source, dict):

@@ -373,7 +373,7 @@ def check_against_protocol(
                 path=source,
             )
         for role in sorted(allowed):
-            ranges = [g.repeat_lag for g in spec.items if g.role == role and g.repeat_lag]
+            ranges = protocol.repeat_lags(i - 1, role)  # the pilot's lags included
             code = names.index(role) if role in names else -2
             m = rows & rep & (codes == code) & (lag >= 0)
             if not m.any():

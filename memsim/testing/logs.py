@@ -704,7 +704,7 @@ def protocol_violations(trials: pd.DataFrame, protocol: Protocol, limit: int = 1
             r = roles[i]
             if rep[i] and lag[i] >= 0:
                 j = i - lag[i]
-                ranges = [x.repeat_lag for x in step.items if x.role == r and x.repeat_lag]
+                ranges = protocol.repeat_lags(s - 1, r)  # the pilot's lags included
                 if vid[j] != vid[i] or rep[j]:
                     out.append(f"{where} position {i}: lag {lag[i]} does not point at its video")
                 elif not any(lo <= lag[i] <= hi for lo, hi in ranges):

@@ -182,6 +182,7 @@ def _scaled(draw, base: Protocol, max_count: int | None):
     """The base protocol's structure with fewer items: counts drawn in 1..base count, lags and
     the reference lag scaled with the sequence's length, the pool and campaign made small."""
     d = base.dump()
+    ratios = []
     for step in d["steps"]:
         taken: dict[int, int] = {}  # earlier step -> items already drawn from it
         for g in step["items"]:
@@ -202,6 +203,7 @@ def _scaled(draw, base: Protocol, max_count: int | None):
                 taken[src["step"]] = taken.get(src["step"], 0) + g["count"]
         length = sum(g["count"] * (2 if g["repeat_lag"] else 1) for g in step["items"])
         ratio = length / step["length"]
+        ratios.append((ratio, length))
         step["length"] = length
         within = []
         for g in step["items"]:
@@ -225,6 +227,14 @@ def _scaled(draw, base: Protocol, max_count: int | None):
         if d["selection"].get(pool) is not None:
             d["selection"][pool] = d["stimuli"]["count"]
     d["campaign"]["stop"] = {"kind": "participants", "count": 10}
+    pilot = d["campaign"].get("pilot")
+    if pilot is not None:  # a small pilot on every stimulus, its lags scaled as step 1's
+        pilot.update(participants=min(pilot["participants"], 4), stimuli=d["stimuli"]["count"])
+        if pilot.get("repeat_lag") is not None:
+            ratio, length = ratios[0]
+            lo = min(_scale_lag(pilot["repeat_lag"][0], ratio), length - 1)
+            hi = min(max(lo, _scale_lag(pilot["repeat_lag"][1], ratio)), length - 1)
+            pilot["repeat_lag"] = [lo, hi]
     return _validated(d, f"{base.name} (small copy)")
 
 
