@@ -1449,7 +1449,7 @@ def summary_lines(p: Protocol) -> list[str]:
     if p.campaign.top_up is not None:
         out.append(f"          then {p.campaign.top_up.describe()}")
     if p.campaign.pilot is not None:
-        out.append(f"          after {p.campaign.pilot.describe()}")
+        out.append(f"          and {p.campaign.pilot.describe()}")
     for s, step in enumerate(p.steps, start=1):
         when = (
             ""
