@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 import os
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
 import numpy as np
@@ -1561,14 +1561,13 @@ def _with_pilot(run, prepared, params, seed, stimuli_seed, **kwargs) -> Simulate
         more = extra[name]
         if name == "participant":
             more = more + n_main
-        elif name == "onset_s":
-            column = column + shift
         trials[name] = np.concatenate([column, more.astype(column.dtype, copy=False)])
+    trials["onset_s"][: main.trials["onset_s"].shape[0]] += shift  # the campaign's, in the copy
     a, b = main.participants, pilot.participants
     parts = Participants(
         **{
-            f: np.concatenate([getattr(a, f)[:n_main], getattr(b, f)[:n_pilot]])
-            for f in ("ability", "fa", "lapse", "careless")
+            f.name: np.concatenate([getattr(a, f.name)[:n_main], getattr(b, f.name)[:n_pilot]])
+            for f in fields(Participants)
         }
     )
     steps = extra["step"]
