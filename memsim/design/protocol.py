@@ -1167,15 +1167,12 @@ class Protocol(_Frozen):
             raise _At(where + ("repeat_lag",), "step 1 has no repeated targets to set it for")
         if pilot.return_share is not None and len(self.steps) < 2:
             raise _At(where + ("return_share",), "the protocol has no later step")
+        data = _pilot_mapping(self.dump(), pilot)
         try:
-            self.pilot_protocol()
-        except ValidationError as exc:
-            first = exc.errors()[0]
-            err = (first.get("ctx") or {}).get("error")
-            loc = tuple(first.get("loc", ())) + (err.where if isinstance(err, _At) else ())
-            msg = str(err) if isinstance(err, _At) else first.get("msg", "invalid")
-            at = ".".join(str(x) for x in loc)
-            raise _At(where, f"the pilot's protocol is not valid: {at}: {msg}") from None
+            Protocol.model_validate(data)
+        except ValidationError as exc:  # the first problem, worded as a protocol file's is
+            detail = _user_error(exc, None, data)
+            raise _At(where, f"the pilot's protocol is not valid: {detail}") from None
 
     def _check_top_up(self) -> None:
         """A top-up needs a second step whose tests come from step 1's fillers (the places it
@@ -1373,7 +1370,9 @@ def _field_path(data: Any, loc: tuple) -> str:
     return ".".join(out)
 
 
-def _user_error(exc: ValidationError, path: str | os.PathLike[str], data: Any = None) -> UserError:
+def _user_error(
+    exc: ValidationError, path: str | os.PathLike[str] | None, data: Any = None
+) -> UserError:
     """One line naming the first bad field: ``FIELD.PATH: message (and N more problems)``."""
     errors = exc.errors()
     # a typo shows up twice, as an unknown key and as a missing one: the unknown key is the cause
