@@ -344,6 +344,24 @@ def test_noise_widens_the_scales_of_noisy_moments(params):
     assert wide[i].scale == pytest.approx(np.hypot(moments[i].scale, sds[i]))
 
 
+def test_fit_summary_computes_only_the_consistency_the_moments_read(params):
+    """``paths``: a step's human consistency is skipped unless a moment reads it, and every
+    statistic the moments read has the value it has in the whole summary."""
+    from memsim.sim.simulate import prepare, simulate_arrays
+
+    proto = scale_protocol(load_protocol(VIDEOMEM), 0.05)
+    moments = C.moments_for(load_targets(TARGETS), None, None, 0.05)
+    paths = [m.path for m in moments]
+    assert ("human_consistency", "long-term", "mean") in paths
+    assert ("human_consistency", "short-term", "mean") not in paths  # a report row
+    arrays = simulate_arrays(prepare(proto, 1.0), params, 3)
+    whole = C.summarise_arrays(arrays)
+    some = C.summarise_arrays(arrays, paths=paths)
+    assert set(whole["human_consistency"]) == {"short-term", "long-term"}
+    assert set(some["human_consistency"]) == {"long-term"}
+    np.testing.assert_array_equal(C.residuals([some], moments), C.residuals([whole], moments))
+
+
 def test_memento_released_scores_and_decay_moments(real_data):
     """Memento10k is fitted to its normalised scores and the spread of per-video decay slopes."""
     real = released_scores("memento10k", real_data)

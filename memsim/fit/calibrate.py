@@ -29,7 +29,7 @@ import json
 import math
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -314,11 +314,22 @@ def moments_for(
     return out
 
 
-def fit_summary(result, real=None, seed: int = 0, n_splits: int = 10, bins: str = "raw") -> dict:
+def fit_summary(
+    result,
+    real=None,
+    seed: int = 0,
+    n_splits: int = 10,
+    bins: str = "raw",
+    paths: Collection[tuple[str, ...]] | None = None,
+) -> dict:
     """The statistics a candidate is judged by, at the same paths as
     :func:`memsim.analysis.consistency.analyse`.
 
     Skips the slow analyses no fitted target uses (annotation-consistency curves).
+    ``paths``: the statistics the caller reads (:attr:`Moment.path`); when given, a step's
+    human consistency, the slowest of the rest, is computed only where one of them asks for
+    it. Each statistic that is computed has the same value either way (each step's
+    half-splits are drawn from ``seed`` alone).
     """
 
     p = result.protocol
@@ -349,9 +360,10 @@ def fit_summary(result, real=None, seed: int = 0, n_splits: int = 10, bins: str 
         out["mean_score_raw"][name] = float(v["raw"].mean()) if len(n) else math.nan
         out["mean_score"][name] = float(v["score"].mean()) if len(n) else math.nan
         out["correction"][name] = correction_change(v)
-        out["human_consistency"][name] = {
-            "mean": human_consistency(result, s, n_splits=n_splits, seed=seed)["mean"]
-        }
+        if paths is None or any(q[:2] == ("human_consistency", name) for q in paths):
+            out["human_consistency"][name] = {
+                "mean": human_consistency(result, s, n_splits=n_splits, seed=seed)["mean"]
+            }
         out["lag_curve"][name] = {"slope": lag_curve(result, s)["slope"]}
 
     out["quantiles"] = score_quantiles(result, real, seed, bins)
@@ -455,15 +467,22 @@ def simulate_summary(
     return summarise_arrays(arrays, real, full=full, bins=bins)
 
 
-def summarise_arrays(arrays, real=None, full: bool = False, bins: str = "raw") -> dict:
+def summarise_arrays(
+    arrays,
+    real=None,
+    full: bool = False,
+    bins: str = "raw",
+    paths: Collection[tuple[str, ...]] | None = None,
+) -> dict:
     """A simulated campaign's statistics (:func:`fit_summary`, or with ``full`` every analysis
     of ``memsim run``), scored from its arrays (:class:`memsim.sim.simulate.SimulatedArrays`):
-    what :func:`memsim.sim.batch.simulate_many` reduces each run to in a calibration."""
+    what :func:`memsim.sim.batch.simulate_many` reduces each run to in a calibration.
+    ``paths``: as :func:`fit_summary`'s (not with ``full``)."""
 
     seed = arrays.seed
     result = score(arrays.trials, arrays.protocol, validate=False)
     if not full:
-        return fit_summary(result, real, seed=seed, bins=bins)
+        return fit_summary(result, real, seed=seed, bins=bins, paths=paths)
     summary = analyse(result, truth=arrays.videos_frame(), seed=seed)
     if real is not None:
         summary["real"] = real_score_comparison(result.scores, real)
@@ -717,7 +736,9 @@ class EvalLog:
 _W: dict = {}
 
 
-def _worker_init(protocol, params, free, seeds, scale, real, bins="raw", threads=1) -> None:
+def _worker_init(
+    protocol, params, free, seeds, scale, real, bins="raw", paths=None, threads=1
+) -> None:
     numba.set_num_threads(threads)  # one process per core; no oversubscription
     _W.update(
         prepared=prepare(protocol, scale),  # once per worker, for every candidate
@@ -726,6 +747,7 @@ def _worker_init(protocol, params, free, seeds, scale, real, bins="raw", threads
         seeds=seeds,
         real=real,
         bins=bins,
+        paths=paths,  # the moments' paths: only the analyses they read (fit_summary)
         workspace={},
     )
 
@@ -739,7 +761,9 @@ def _worker_eval(x: tuple, seeds: tuple[int, ...] | None = None) -> list[dict]:
         return simulate_many(
             _W["prepared"],
             [(p, seed) for seed in (_W["seeds"] if seeds is None else seeds)],
-            functools.partial(summarise_arrays, real=_W["real"], bins=_W["bins"]),
+            functools.partial(
+                summarise_arrays, real=_W["real"], bins=_W["bins"], paths=_W["paths"]
+            ),
             workspace=_W["workspace"],
         )
     except (ValueError, ZeroDivisionError, IndexError, UserError) as exc:
@@ -834,6 +858,7 @@ class Evaluator:
                     self.scale,
                     self.real,
                     self.bins,
+                    [m.path for m in self.moments],
                 ),
             )
         else:
@@ -845,6 +870,7 @@ class Evaluator:
                 self.scale,
                 self.real,
                 self.bins,
+                [m.path for m in self.moments],
                 numba.config.NUMBA_NUM_THREADS,
             )
         return self

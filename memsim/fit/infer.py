@@ -424,7 +424,8 @@ def _prepared_at(w: dict, prior: Prior, values: np.ndarray):
 def _one(arrays, real, moments) -> np.ndarray:
     from memsim.fit.calibrate import summarise_arrays
 
-    return moment_values(summarise_arrays(arrays, real), moments)
+    paths = [m.path for m in moments]  # only the analyses the moments read
+    return moment_values(summarise_arrays(arrays, real, paths=paths), moments)
 
 
 def _chunk(job: tuple) -> dict:
