@@ -21,7 +21,13 @@ from memsim.sim.forgetting import LAWS
 from memsim.sim.kernel import Constants, StepInput, simulate_step, simulate_step_reference
 from memsim.sim.params import load_params, params_from_mapping
 from memsim.sim.population import draw_participants, draw_videos
-from memsim.sim.simulate import TRIAL_COLUMNS, simulate, write_simulation
+from memsim.sim.simulate import (
+    TRIAL_COLUMNS,
+    scale_protocol,
+    simulate,
+    size_factor,
+    write_simulation,
+)
 
 VIDEOMEM = protocol_path("videomem")
 PARAMS = params_path("videomem")
@@ -279,8 +285,6 @@ def _kept_counting(videomem, scale):
     d["campaign"]["top_up"] = None  # the campaign's counts alone
     d["campaign"]["pilot"] = None
     d["selection"].update(counts="kept", counts_every_h=None, counts_every_participants=None)
-    from memsim.sim.simulate import scale_protocol
-
     return scale_protocol(protocol_from_mapping(d), scale)
 
 
@@ -840,6 +844,33 @@ def test_every_shipped_protocol_simulates(path, params):
 def test_bad_scale_is_a_user_error(videomem, params):
     with pytest.raises(UserError):
         simulate(videomem, params, scale=0.0)
+
+
+def test_head_counts_follow_the_participants_below_the_stimuli_floor(videomem, params):
+    """Below the scale where the stimuli stay at their floor (one participant's new stimuli,
+    plus one), a campaign that stops on its counts recruits for the floor's stimuli, so its
+    head counts are compared at the stimuli's own factor; with a participant budget, at the
+    scale itself."""
+    from memsim.study.run import run_study
+
+    floor = sum(s.n_new for s in videomem.steps) + 1
+    assert scale_protocol(videomem, 0.005).stimuli.count == floor
+    assert size_factor(videomem, 0.005) == floor / videomem.stimuli.count
+    assert size_factor(videomem, 0.3) == pytest.approx(0.3)
+    assert size_factor(videomem, 1.0) == 1.0
+    budget = videomem.updated({"campaign.stop": {"kind": "participants", "count": 9000}})
+    assert size_factor(budget, 0.005) == 0.005
+    # the run's table reads the paper's head count at that factor
+    result = run_study(videomem, params, seed=0, scale=0.005, figures=False)
+    row = result.comparison.set_index("target").loc[
+        f"participants kept, short-term (x{floor / videomem.stimuli.count:g})"
+    ]
+    assert row["value"] == pytest.approx(9402 * floor / videomem.stimuli.count)
+    # and so does memsim.compare on the run's analysis, from the scale the run recorded
+    import memsim
+
+    again = memsim.compare(result.analysis).set_index("target")
+    assert again.loc[row.name, "value"] == row["value"]
 
 
 # --------------------------------------------------------------------------- random feasible

@@ -233,7 +233,7 @@ def scale_protocol(protocol: Protocol, scale: float) -> Protocol:
     d = protocol.dump()
     need = sum(s.n_new for s in protocol.steps)
     old_count = d["stimuli"]["count"]
-    d["stimuli"]["count"] = max(need + 1, int(round(old_count * scale)))
+    d["stimuli"]["count"] = _scaled_stimuli(protocol, scale)
     ratio = d["stimuli"]["count"] / old_count  # the stimuli's own factor (a floor may hold them up)
     for pool in ("pool", "later_pool"):
         if d["selection"].get(pool) is not None:
@@ -259,6 +259,28 @@ def scale_protocol(protocol: Protocol, scale: float) -> Protocol:
         )
         pilot["participants"] = max(1, int(round(pilot["participants"] * ratio)))
     return protocol_from_mapping(d, f"{protocol.name} at scale {scale}")
+
+
+def _scaled_stimuli(protocol: Protocol, scale: float) -> int:
+    """The stimuli of ``protocol`` at ``scale``: never fewer than one participant's new
+    stimuli over every step, plus one."""
+    need = sum(s.n_new for s in protocol.steps)
+    return max(need + 1, int(round(protocol.stimuli.count * scale)))
+
+
+def size_factor(protocol: Protocol, scale: float) -> float:
+    """How much smaller the study's head counts are at ``scale`` (:func:`scale_protocol`):
+    the factor its head-count targets are compared at (:func:`memsim.fit.compare.at_scale`).
+
+    With a participant budget (``campaign.stop.kind: participants``) it is ``scale``. With a
+    stop on the annotation counts the participants follow the stimuli, and below the scale
+    where the stimuli meet their floor (one participant's new stimuli, plus one: 201 of
+    VideoMem's 10,000, scale 0.0201) the stimuli, and so the participants, stay at the floor:
+    the factor is then the stimuli's own.
+    """
+    if scale == 1.0 or protocol.campaign.stop.kind == "participants":
+        return scale
+    return _scaled_stimuli(protocol, scale) / protocol.stimuli.count
 
 
 def check_memory(protocol: Protocol) -> None:

@@ -22,7 +22,7 @@ from memsim.io import atomic_path, check_output, make_dirs, write_text_atomic
 from memsim.paths import get_path
 from memsim.resources import repository_root
 from memsim.sim.params import Params
-from memsim.sim.simulate import scale_protocol
+from memsim.sim.simulate import scale_protocol, size_factor
 from memsim.viz.plots import fig_consistency, fig_lag, fig_real_vs_sim
 
 __all__ = ["fit_report", "seeds_csv_path", "REASONS"]
@@ -171,7 +171,8 @@ def fit_report(
         for seed in seeds
     ]
     seconds = (time.perf_counter() - t0) / len(seeds)
-    table = compare(summaries, targets, scale=scale)  # head counts shrink with the study
+    size = size_factor(protocol, scale)  # head counts shrink with the study's participants
+    table = compare(summaries, targets, scale=size)
     columns = [s.scoring.column for s in protocol.steps]
     qrows = []
     bin_seeds = []  # (name, per-seed values, value, tolerance) of the fitted rank bins
@@ -303,7 +304,7 @@ def fit_report(
         "",
     ]
     # per seed, the acceptance rows: the worst seed matters ("any seed")
-    acc = [at_scale(t, scale) for t in targets.targets if t.kind == "fit"]
+    acc = [at_scale(t, size) for t in targets.targets if t.kind == "fit"]
     rows = [
         (t.name, np.array([lookup(s, t.path) for s in summaries]), t.value, t.tolerance)
         for t in acc

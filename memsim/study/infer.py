@@ -450,7 +450,9 @@ def run_inference(
             protocol, base, pr, targets, values[:k], seeds, real=real, scale=scale,
             workers=workers, progress=progress,
         )  # fmt: skip
-        pred = nfi.predictive_table(sim, targets, scale)
+        from memsim.sim.simulate import size_factor
+
+        pred = nfi.predictive_table(sim, targets, size_factor(protocol, scale))
         _write_csv(pred, out / "predictive.csv")
         # two points as one parameter set each, over 5 seeds: the posterior median (of each
         # marginal; where parameters trade off it can fall where the posterior has little mass)

@@ -36,7 +36,7 @@ from memsim.io import check_staged_dir, dumps_json, is_temp_name, staged_dir, wr
 from memsim.limits import check_seed
 from memsim.progress import ProgressCallback, report
 from memsim.sim.params import Params
-from memsim.sim.simulate import Simulation, simulate, write_simulation
+from memsim.sim.simulate import Simulation, simulate, size_factor, write_simulation
 from memsim.study.drawing import FigureDrawer
 
 __all__ = [
@@ -440,7 +440,9 @@ def _run_drawing(
         if real is not None:
             summary["real"] = real_score_comparison(scored.scores, real)
         t_analyse = time.perf_counter() - t0 - t_sim
-        comparison = compare(summary, targets, scale=scale) if targets is not None else None
+        # head counts at the factor the participants were scaled by (a floor on the stimuli)
+        size = size_factor(protocol, scale)
+        comparison = compare(summary, targets, scale=size) if targets is not None else None
         result = RunResult(
             simulation=sim,
             scored=scored,
