@@ -866,6 +866,7 @@ def test_head_counts_follow_the_participants_below_the_stimuli_floor(videomem, p
         f"participants kept, short-term (x{floor / videomem.stimuli.count:g})"
     ]
     assert row["value"] == pytest.approx(9402 * floor / videomem.stimuli.count)
+    assert result.analysis["size_factor"] == floor / videomem.stimuli.count  # in summary.json
     # and so does memsim.compare on the run's analysis, from the scale the run recorded
     import memsim
 

@@ -32,6 +32,12 @@ def print_run(result, out: Path, why: str = "") -> None:
         + f", params {params.name}"
         f"{'' if params.calibrated else ' (uncalibrated)'}"
         f"{'' if result.scale == 1 else f', scale {result.scale}'}"
+        + (
+            f" ({sim.protocol.stimuli.count:,} stimuli, their floor; head counts"
+            f" x{summary['size_factor']:g})"
+            if "size_factor" in summary
+            else ""
+        )
     )
     for a in sim.admissions:  # a later step's quota at work
         console.print(a.describe())
