@@ -403,8 +403,9 @@ def _run_drawing(
         summary["params"] = params.name
         summary["calibrated"] = params.calibrated
         summary["scale"] = scale
-        if size_factor(protocol, scale) != scale:  # the stimuli held at their floor
-            summary["size_factor"] = size_factor(protocol, scale)
+        size = size_factor(protocol, scale)  # the head counts' factor
+        if sim.protocol.stimuli.count > round(protocol.stimuli.count * scale):
+            summary["size_factor"] = size  # the stimuli held at their floor: say so
         if stimuli_seed is not None:  # the stimuli of another seed (simulate's stimuli_seed)
             summary["stimuli_seed"] = stimuli_seed
         if sim.admissions:  # the later steps' quotas at work (steps[].max_share)
@@ -443,7 +444,6 @@ def _run_drawing(
             summary["real"] = real_score_comparison(scored.scores, real)
         t_analyse = time.perf_counter() - t0 - t_sim
         # head counts at the factor the participants were scaled by (a floor on the stimuli)
-        size = summary.get("size_factor", scale)
         comparison = compare(summary, targets, scale=size) if targets is not None else None
         result = RunResult(
             simulation=sim,
