@@ -250,11 +250,10 @@ def compare(
     (ok / off / n/a), ``kind`` (fit / report), ``source``.
 
     ``targets`` default to the protocol's own (``protocol`` default: the analysis'
-    protocol); ``scale`` is the study's scale, by which its head-count targets shrink:
-    default the analysis' own ``scale`` entry, which :func:`run` records, else 1, so pass it
-    for a scaled-down study analysed with :func:`analyse`. Where the protocol is known, they
-    shrink as its participants did (:func:`memsim.sim.simulate.size_factor`: below the scale
-    where the stimuli stay at their floor, by the stimuli's own factor).
+    protocol); ``scale`` is the factor the head-count targets shrink by: default the one
+    :func:`run` records (its ``scale``, or ``size_factor`` where the stimuli stayed at their
+    floor: :func:`memsim.sim.simulate.size_factor`), else 1, so pass it for a scaled-down
+    study analysed with :func:`analyse`.
     """
     import math
     import numbers
@@ -272,18 +271,10 @@ def compare(
     if t is None:
         raise UserError(f"no targets file for protocol {first.get('protocol')!r}; pass targets=")
     if scale is None:
-        scale = float(first.get("scale", 1.0))
+        scale = float(first.get("size_factor", first.get("scale", 1.0)))
     if not (isinstance(scale, numbers.Real) and math.isfinite(scale) and 0 < scale <= 1):
         raise UserError(f"scale must be in (0, 1], got {scale}")
     runs = analysis if isinstance(analysis, dict) else list(analysis)
-    try:
-        proto = load_protocol(protocol or first.get("protocol"))
-    except UserError:  # an analysis of a protocol memsim cannot name: the scale as given
-        proto = None
-    if proto is not None:
-        from memsim.sim.simulate import size_factor
-
-        scale = size_factor(proto, scale)
     return run_compare(runs, t, scale=scale)
 
 
