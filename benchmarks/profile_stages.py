@@ -5,7 +5,8 @@
 Times, in one warm process per code base, every stage of the main job on the shipped protocol
 and parameters (seed 0, full scale): the simulation split at its own progress events
 (population and campaign, step 1, step 2, the trial table), writing the three Parquet files,
-scoring, the calibration's fit statistics (``memsim.fit.calibrate.fit_summary``) and each
+scoring, the calibration's fit statistics (``memsim.fit.calibrate.fit_summary``: all of them,
+and those its moments read, as its workers call it) and each
 analysis of ``memsim run`` (25 half-splits, the annotation-consistency curves of both readings,
 lag curves, response times, the noise ceiling against the truth, the score summaries), and
 drawing the run's figures. Each stage is the median over ``--repeats`` runs after a warm-up
@@ -22,6 +23,7 @@ Timings are wall seconds on whatever machine this is; quote the ratios.
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 import os
 import statistics
@@ -61,6 +63,13 @@ def measure(repeats: int) -> dict[str, list[float]]:
     real = released_scores("videomem", None)
     refs = figure_references(load_targets(default_targets_path("videomem")))
     times: dict[str, list[float]] = {}
+    paths = None  # the calibration's moments' paths, where this code base takes them
+    if "paths" in inspect.signature(fit_summary).parameters:
+        from memsim.fit.calibrate import moments_for
+
+        columns = [s.scoring.column for s in protocol.steps]
+        targets = load_targets(default_targets_path("videomem"))
+        paths = [m.path for m in moments_for(targets, real, columns)]
 
     # time each analysis where analyse calls it (wrapped at module level, inclusive times)
     spent: dict[str, float] = {}
@@ -107,6 +116,13 @@ def measure(repeats: int) -> dict[str, list[float]]:
         fit_summary(result, real, seed=0)
         row["fit statistics (calibration)"] = time.perf_counter() - t
         row["score + fit statistics"] = row["score"] + row["fit statistics (calibration)"]
+        if paths is not None:  # as the calibration's workers call it: only what its moments read
+            t = time.perf_counter()
+            fit_summary(result, real, seed=0, paths=paths)
+            row["fit statistics, the moments' paths"] = time.perf_counter() - t
+            row["score + those fit statistics"] = (
+                row["score"] + row["fit statistics, the moments' paths"]
+            )
         spent.clear()
         t = time.perf_counter()
         summary = C.analyse(result, truth=sim.videos, seed=0)
