@@ -22,6 +22,12 @@ HEAD = """# The Python API
 Generated from the docstrings by `python docs/api_reference.py`; do not edit by hand. Every
 name below is importable from `memsim` itself (`import memsim; memsim.run(...)`), and loads
 its stage on first use. [tutorial.md](tutorial.md) shows them at work.
+
+`calibrate`, `recover`, `infer` and `sweep` with `workers` above 1 start worker processes
+with `spawn`, and each worker imports the script being run again, as Python's
+`multiprocessing` does. In a script, call them under `if __name__ == "__main__":`; a call from
+the script's unguarded top level is refused before anything is written (a `UserError` naming
+the script's line), since its workers could never start. A notebook needs no guard.
 """
 
 SECTIONS = [

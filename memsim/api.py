@@ -371,6 +371,7 @@ def calibrate(
         raise UserError(f"no targets file for protocol {proto.name!r}; pass targets=")
     start_params = params_for(proto, start)[0]
     check_seeds(seeds, empty_ok=False)
+    _check_workers_start(workers)
     if isinstance(fixed, str):  # one parameter's path, not its characters
         fixed = (fixed,)
 
@@ -453,6 +454,7 @@ def recover(
     if isinstance(fixed, str):  # one parameter's path, not its characters
         fixed = (fixed,)
     truth_params = params_for(proto, truth)[0]
+    _check_workers_start(workers)
     out = Path(out)
     created = not out.exists()
     make_dirs(out)
@@ -525,6 +527,7 @@ def infer(
     if t is None:
         raise UserError(f"no targets file for protocol {proto.name!r}; pass targets=")
     _need_sbi()
+    _check_workers_start(workers)
     return run_inference(
         proto,
         out=out,
@@ -543,6 +546,15 @@ def infer(
         force=force,
         progress=progress,
     )
+
+
+def _check_workers_start(workers) -> None:
+    """Before anything is written: a script that would start worker processes from its
+    unguarded top level is refused (:func:`memsim.io.check_spawn_safe`)."""
+    if isinstance(workers, int) and not isinstance(workers, bool) and workers > 1:
+        from memsim.io import check_spawn_safe
+
+        check_spawn_safe()
 
 
 def _need_sbi() -> None:
@@ -579,6 +591,8 @@ def sweep(
     ``allow_large`` (docs/limits.md)."""
     from memsim.study.sweep import run_sweep
 
+    if scheduler is None:
+        _check_workers_start(workers)
     return run_sweep(
         study,
         out,

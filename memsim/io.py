@@ -54,6 +54,8 @@ __all__ = [
     "is_temp_name",
     "die_with_parent",
     "in_worker",
+    "check_spawn_safe",
+    "unguarded_main_call",
     "write_text_atomic",
     "read_text",
     "load_yaml",
@@ -273,10 +275,110 @@ def die_with_parent(parent: int) -> None:
 
 def spawn_context():
     """The ``spawn`` multiprocessing context of memsim's worker pools: its processes start
-    with SIGINT blocked, so that a Ctrl-C is the parent's alone (:mod:`memsim._spawn`)."""
+    with SIGINT blocked, so that a Ctrl-C is the parent's alone (:mod:`memsim._spawn`).
+
+    Checks first that the script being run can start workers (:func:`check_spawn_safe`)."""
     from memsim._spawn import CONTEXT
 
+    check_spawn_safe()
     return CONTEXT
+
+
+def _rerun_main() -> tuple[dict, str] | None:
+    """The ``__main__`` module's namespace and file where a spawned worker runs it again.
+
+    The rule of :mod:`multiprocessing.spawn`: a module run by name (``python -m``) is run
+    again unless it is a package's ``__main__``; a script by path unless it is IPython's."""
+    import sys
+
+    main = sys.modules.get("__main__")
+    if main is None:
+        return None
+    name = getattr(getattr(main, "__spec__", None), "name", None)
+    if name is not None:
+        if name == "__main__" or name.endswith(".__main__"):
+            return None
+        path = getattr(main.__spec__, "origin", None)
+    else:
+        path = getattr(main, "__file__", None)
+        if path and os.path.splitext(os.path.basename(path))[0] == "ipython":
+            return None
+    if not path or not os.path.isfile(path):
+        return None
+    return vars(main), os.path.abspath(path)
+
+
+def _names_main(node) -> bool:
+    """Whether ``node`` holds a comparison of ``__name__`` with ``"__main__"``."""
+    import ast
+
+    for n in ast.walk(node):
+        if isinstance(n, ast.Compare):
+            parts = list(ast.walk(n))
+            if any(isinstance(p, ast.Name) and p.id == "__name__" for p in parts) and any(
+                isinstance(p, ast.Constant) and p.value == "__main__" for p in parts
+            ):
+                return True
+    return False
+
+
+def unguarded_main_call() -> tuple[str, int] | None:
+    """Where the script run as ``__main__`` calls into this stack outside its main guard.
+
+    memsim's worker pools start their processes with ``spawn``, and each imports the script
+    that is ``__main__`` again before it takes any work. A call made from the script's top
+    level, outside ``if __name__ == "__main__":``, is then made again in every worker while
+    it starts, where Python refuses to start processes; the worker dies unread, and the
+    parent, writing the pool's start-up data to it, waits for ever. Returns the script's path
+    and the line of its top-level statement that leads here, or None where that statement is
+    under such a guard, or the main module is not run again (a notebook, ``python -c``, a
+    package's ``__main__``), or its source cannot be read.
+    """
+    import ast
+    import sys
+    import tokenize
+
+    found = _rerun_main()
+    if found is None:
+        return None
+    namespace, path = found
+    frame = sys._getframe(1)
+    while frame is not None:
+        code = frame.f_code
+        if (
+            frame.f_globals is namespace
+            and code.co_name == "<module>"
+            and os.path.abspath(code.co_filename) == path
+        ):
+            break
+        frame = frame.f_back
+    if frame is None:
+        return None
+    line = frame.f_lineno
+    try:
+        with tokenize.open(path) as fh:
+            tree = ast.parse(fh.read(), path)
+    except (OSError, SyntaxError, ValueError):
+        return None
+    for node in tree.body:
+        if node.lineno <= line <= (node.end_lineno or node.lineno):
+            return None if _names_main(node) else (path, line)
+    return None
+
+
+def check_spawn_safe() -> None:
+    """Refuse to start worker processes from a script's unguarded top level (a
+    :class:`UserError` naming the script and line), rather than wait for ever on workers that
+    cannot start (:func:`unguarded_main_call`)."""
+    where = unguarded_main_call()
+    if where is not None:
+        path, line = where
+        raise UserError(
+            f"line {line} starts memsim's worker processes from the script's top level, and "
+            "each worker imports the script again: put that code under "
+            "'if __name__ == \"__main__\":', or pass workers=1",
+            path=path,
+        )
 
 
 def in_worker(parent: int, init=None, *args) -> None:

@@ -3,6 +3,12 @@ raised before anything is written, and NumPy integers taken as the integers they
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -138,3 +144,61 @@ def test_a_truth_table_that_cannot_be_set_beside_the_scores_is_refused(small):
         with pytest.raises(UserError, match=message):
             memsim.analyse(sc, truth=truth, n_splits=2, repeats=1)
     assert memsim.analyse(sc, truth=v, n_splits=2, repeats=1)["truth"]
+
+
+def _script(tmp_path, name: str, text: str) -> subprocess.CompletedProcess:
+    path = tmp_path / name
+    path.write_text(textwrap.dedent(text))
+    env = {**os.environ, "PYTHONPATH": str(Path(memsim.__file__).parents[1])}
+    return subprocess.run(
+        [sys.executable, str(path)], cwd=tmp_path, env=env, capture_output=True, text=True,
+        timeout=120,
+    )  # fmt: skip
+
+
+def test_a_script_starting_workers_from_its_top_level_is_refused_before_it_hangs(tmp_path):
+    # each spawned worker imports the script again and would start the pool again; Python
+    # refuses that in the worker, and the parent would wait for ever on it
+    out = tmp_path / "fit"
+    done = _script(
+        tmp_path,
+        "fit.py",
+        f"""\
+        import memsim
+
+        memsim.calibrate("videomem", out={str(out)!r}, workers=2)
+        """,
+    )
+    assert done.returncode == 1
+    last = done.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"memsim.errors.UserError: {tmp_path / 'fit.py'}: line 3 starts")
+    assert 'if __name__ == "__main__":' in last and "workers=1" in last
+    assert not out.exists()
+
+
+def test_where_a_script_starts_workers_is_read_from_its_source(tmp_path):
+    done = _script(
+        tmp_path,
+        "where.py",
+        """\
+        from memsim.io import unguarded_main_call
+
+
+        def main():
+            return unguarded_main_call()
+
+
+        print("top", main())
+        if __name__ == "__main__":
+            print("guarded", main())
+        print("inline", main() if __name__ == "__main__" else None)
+        """,
+    )
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines == [f"top ({str(tmp_path / 'where.py')!r}, 8)", "guarded None", "inline None"]
+    # python -c has no script to import again
+    code = "from memsim.io import unguarded_main_call; print(unguarded_main_call())"
+    env = {**os.environ, "PYTHONPATH": str(Path(memsim.__file__).parents[1])}
+    got = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert got.stdout.strip() == "None", got.stderr
