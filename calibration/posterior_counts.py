@@ -89,7 +89,8 @@ def main(argv: list[str] | None = None) -> int:
     folder = Path(args.posterior or root / "calibration" / "videomem-posterior")
     try:
         info = json.loads((folder / "inference.json").read_text())
-        proto = load_protocol(info["protocol"])
+        own = folder / "protocol.yaml"  # the protocol the posterior was made on
+        proto = load_protocol(own if own.is_file() else info["protocol"])
         targets = load_targets(None, protocol=proto)
         prior = nfi.load_prior(root / info["prior"])
         base = load_params(folder / "base-params.yaml")

@@ -12,9 +12,10 @@ runs the same test (:func:`memsim.fit.infer.sbc`: each parameter's ranks among 2
 draws, Pearson's chi-square in 10 bins, a departure at the 1 % level when p < 0.01) on each
 set of 200 in turn and on all of them together.
 
-``--protocol``: the protocol file the posterior was made on, where that is not the shipped
-protocol of the same name (the shipped VideoMem posterior was made on the protocol of commit
-d96c44a). ``--estimator``: one or more estimator files (``estimator.pt``) to test instead of
+The simulations play the protocol the posterior was made on: its folder's ``protocol.yaml``
+(written by ``memsim infer``; the shipped VideoMem posterior's is the protocol of commit
+d96c44a), else the shipped protocol of the name in ``inference.json``; ``--protocol`` gives
+another. ``--estimator``: one or more estimator files (``estimator.pt``) to test instead of
 the folder's own; several are tested one by one and as their equal mixture (the same number
 of draws from each), an ensemble.
 """
@@ -71,7 +72,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         info = json.loads((folder / "inference.json").read_text())
-        proto = load_protocol(args.protocol or info["protocol"])
+        own = folder / "protocol.yaml"
+        proto = load_protocol(args.protocol or (own if own.is_file() else info["protocol"]))
         targets = load_targets(None, protocol=proto)
         prior = nfi.load_prior(root / info["prior"])
         base = load_params(folder / "base-params.yaml")

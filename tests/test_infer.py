@@ -415,6 +415,11 @@ def test_scaled_down_inference(tmp_path, setup, monkeypatch, capsys, device):
     for name in ("estimator.pt", "posterior.parquet", "posterior.csv", "sbc.csv", "recovery.csv"):
         assert (out / name).is_file(), name
     assert (out / "predictive.csv").is_file() and (out / "inference.json").is_file()
+    # the protocol the simulations played, as a protocol file (the scale is inference.json's)
+    from memsim.api import load_protocol
+
+    assert load_protocol(out / "protocol.yaml") == proto
+    assert json.loads((out / "inference.json").read_text())["scale"] == SCALE
     assert len(r.table) == prior.dim and len(r.samples) == 300
     lo = np.array([p.lo for p in prior.parameters])
     hi = np.array([p.hi for p in prior.parameters])

@@ -5,6 +5,8 @@ Out: a folder (``docs/inference.md`` lists every file)::
 
     simulations/          the prior simulations, in chunks (resumable; kept on failure)
     estimator.pt          the trained estimator: re-condition without simulating
+    base-params.yaml      the parameter set holding what the prior leaves fixed
+    protocol.yaml         the protocol the simulations played (its scale in inference.json)
     posterior.parquet     posterior draws given the released data, one column per parameter
     posterior.csv         medians and 90 % intervals beside the shipped point fits
     sbc.csv, recovery.csv simulation-based calibration and recovery on held-out simulations
@@ -42,6 +44,7 @@ __all__ = [
     "run_inference",
     "load_posterior",
     "posterior_draws",
+    "protocol_yaml",
     "annotations_needed",
     "credible",
     "paired_differences",
@@ -125,6 +128,19 @@ def _prior_base(prior: nfi.Prior, prior_file: Path):
             path=prior_file,
         )
     return load_params(named)
+
+
+def protocol_yaml(protocol) -> str:
+    """The protocol a posterior's simulations played, as a protocol file (``protocol.yaml`` of
+    a ``memsim infer`` folder): a later check simulates that protocol, not whatever the
+    protocol of the same name has become (``calibration/sbc_more.py``)."""
+    import yaml
+
+    head = (
+        "# The protocol this folder's simulations played (memsim infer; the scale is in\n"
+        "# inference.json). Load it with memsim.load_protocol.\n"
+    )
+    return head + yaml.safe_dump(protocol.dump(), sort_keys=False, allow_unicode=True)
 
 
 def _point_fits(prior: nfi.Prior, protocol) -> dict[str, np.ndarray]:
@@ -370,6 +386,7 @@ def run_inference(
             base, f"Base of the posterior in this folder (prior {_shown(prior_file)}).\n"
         ),
     )
+    write_text_atomic(out / "protocol.yaml", protocol_yaml(protocol))
 
     t0 = time.perf_counter()
     report(progress, "infer", "posterior", 0, 1, unit="stage")
