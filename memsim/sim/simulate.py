@@ -244,7 +244,7 @@ def scale_protocol(protocol: Protocol, scale: float) -> Protocol:
     if d["selection"].get("counts_every_h") is not None:
         d["selection"]["counts_every_h"] = d["selection"]["counts_every_h"] * scale
     stop = d["campaign"]["stop"]
-    f = scale if stop["kind"] == "participants" else ratio  # as the participants
+    f = size_factor(protocol, scale)  # as the participants
     for key in ("counts_every_participants", "counts_delay_participants"):
         if d["selection"].get(key) is not None:
             d["selection"][key] = max(1, int(round(d["selection"][key] * f)))
