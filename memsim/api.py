@@ -504,6 +504,7 @@ def infer(
     heldout: int = 200,
     predictive: int = 100,
     truncated: int = 0,
+    balance: float = 0.0,
     figures: bool = True,
     force: bool = False,
     progress: ProgressCallback | None = None,
@@ -514,6 +515,8 @@ def infer(
     ``heldout`` held-out simulations, the posterior predictive over ``predictive`` draws),
     written into ``out`` (``docs/inference.md``). ``truncated``: a second round of that many
     simulations inside the first posterior's region (TSNPE), trained on with the first.
+    ``balance``: balanced NPE's weight (0: plain NPE; 100 is the BNPE paper's), which trades
+    a little sharpness for intervals that do not cover less than their level.
     Needs the ``infer`` extra (torch, sbi).
 
     The simulations in ``out/simulations`` are reused when the settings match: an interrupted
@@ -542,6 +545,7 @@ def infer(
         heldout=heldout,
         predictive=predictive,
         truncated=truncated,
+        balance=balance,
         figures=figures,
         force=force,
         progress=progress,

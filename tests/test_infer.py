@@ -222,6 +222,67 @@ def test_near_constant_statistics_are_held_at_zero():
     assert nfi._held(np.ones(3), []).tolist() == [1.0, 1.0, 1.0]
 
 
+class _FixedLogRatio:
+    """A stand-in flow whose ``log q(theta | x)`` is the logistic prior's density plus
+    ``shift`` on the joint pairs (row i's theta with row i's x) and plus ``off`` elsewhere."""
+
+    input_shape = (2,)
+    condition_shape = (1,)
+
+    def __init__(self, shift: float, off: float):
+        self.shift, self.off = shift, off
+
+    def loss(self, theta, x):
+        # x holds each row's own theta index: a pair is joint when the two agree
+        joint = (theta[:, 0] == x[:, 0]).float()
+        log_q = nfi.logistic_log_prob(theta) + self.shift * joint + self.off * (1 - joint)
+        return -log_q
+
+
+def test_balance_penalty_is_zero_for_the_prior_and_grows_with_overconfidence():
+    """BNPE's term, (E_joint[d] + E_marginal[d] - 1)^2 with d = sigmoid(log q - log p): zero
+    for an estimator that is the prior (d = 1/2 everywhere) and for one whose gain on the
+    joint pairs is the marginal pairs' loss (sigmoid(c) + sigmoid(-c) = 1); positive for an
+    estimator that gains on the joint pairs without losing as much elsewhere."""
+    torch = pytest.importorskip("torch")
+    pytest.importorskip("sbi")
+    theta = torch.arange(8, dtype=torch.float32)[:, None].repeat(1, 2) / 4 - 1
+    x = theta[:, :1].clone()
+
+    def penalty(net):
+        return float(nfi.balance_penalty(net, theta, x, net.loss(theta, x)))
+
+    assert penalty(_FixedLogRatio(0.0, 0.0)) == 0.0
+    assert penalty(_FixedLogRatio(2.0, -2.0)) == pytest.approx(0.0, abs=1e-12)
+    s = 1 / (1 + np.exp(-2.0))
+    assert penalty(_FixedLogRatio(2.0, 0.0)) == pytest.approx((s + 0.5 - 1) ** 2, rel=1e-6)
+
+
+def test_balanced_training_records_its_weight_and_repeats_itself():
+    """``balance`` trains BNPE: the estimator's info says so (plain NPE's info does not name
+    it), the same seed gives the same estimator, and the balanced one differs from the plain
+    one trained on the same pairs."""
+    pytest.importorskip("sbi")
+    prior = nfi.load_prior(nfi.prior_path("videomem"))
+    rng = np.random.default_rng(0)
+    u = rng.uniform(size=(300, prior.dim))
+    x = nfi.to_logit(u)[:, :4] + rng.normal(scale=0.5, size=(300, 4))
+    errors = np.array([""] * 300)
+    moments = [None] * 4
+
+    def fit(balance):
+        est = nfi.train(
+            u, x, errors, prior, moments, estimator="maf", max_epochs=3, balance=balance
+        )
+        return est, est.sample(200, np.zeros(4), seed=1)
+
+    plain, d0 = fit(0.0)
+    bal, d1 = fit(100.0)
+    again, d2 = fit(100.0)
+    assert "balance" not in plain.info and bal.info["balance"] == 100.0
+    assert np.array_equal(d1, d2) and not np.array_equal(d0, d1)
+
+
 def test_prior_path_that_names_no_parameter(tmp_path):
     import memsim
 
@@ -449,6 +510,14 @@ def test_scaled_down_inference(tmp_path, setup, monkeypatch, capsys, device):
     # the simulations stay for the next run (resumed or extended: tested on the store above)
     assert len(list((out / "simulations").glob("*.npz"))) == 3
     assert not (tmp_path / "sbi-logs").exists()
+    # the same folder retrains balanced on the simulations it holds: nothing simulated again
+    b = run_inference(
+        proto, out=out, prior=prior_file, simulations=40, scale=SCALE, device=device,
+        targets=targets, real=real, heldout=10, predictive=0, samples=300, sbc_draws=20,
+        estimator="maf", max_epochs=2, balance=100, figures=False,
+    )  # fmt: skip
+    assert b.info["simulations_new"] == 0 and b.info["train"]["balance"] == 100.0
+    assert "balanced (BNPE, weight 100)" in (out / "report.md").read_text()
 
 
 @DEVICES
@@ -514,6 +583,10 @@ def test_truncated_second_round(tmp_path, setup, monkeypatch, device):
         (["--prior", "nowhere.yaml"], "nowhere.yaml"),
         (["--truncated", "-3"], "--truncated"),
         (["--truncated", "2000000"], "--truncated are at most"),
+        (["--balance", "-1"], "--balance must be between 0 and"),
+        (["--balance", "nan"], "--balance"),
+        (["--balance", "1e9"], "--balance must be between 0 and"),
+        (["--balance", "100", "--truncated", "50"], "cannot be combined"),
     ],
 )
 def test_cli_usage_errors(tmp_path, capsys, extra, message):

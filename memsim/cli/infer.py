@@ -76,6 +76,15 @@ def register(sub) -> None:
         "highest-density region (TSNPE), trained on with the first; held-out draws from that "
         "region are checked too (default 0: one round)",
     )
+    p.add_argument(
+        "--balance",
+        type=types.finite_float,
+        default=0.0,
+        metavar="LAMBDA",
+        help="train balanced NPE with this weight on its balancing term (BNPE, Delaunoy et al. "
+        "2023; 100 is the paper's): intervals that lean wide rather than narrow (default 0: "
+        "plain NPE). The simulations in OUT are reused",
+    )
     p.add_argument("--no-figures", action="store_true", help="write no figures")
     p.add_argument(
         "--force", action="store_true", help="start the simulations in OUT over (replace them)"
@@ -107,6 +116,7 @@ def _cmd_infer(args) -> int:
             heldout=args.heldout,
             predictive=args.predictive,
             truncated=args.truncated,
+            balance=args.balance,
             figures=not args.no_figures,
             force=args.force,
             progress=show,
@@ -116,6 +126,7 @@ def _cmd_infer(args) -> int:
     print(
         f"{info['simulations']} simulations ({info['simulations_new']} new, "
         f"{t['dropped']} without every statistic), trained {t['epochs']} epochs on {t['device']}"
+        + (f", balanced (weight {t['balance']:g})" if t.get("balance") else "")
     )
     if info.get("truncated_simulations"):
         print(

@@ -923,6 +923,7 @@ def train(
     estimator: str = "nsf",
     max_epochs: int = 1000,
     batch_size: int = 200,
+    balance: float = 0.0,
     progress: ProgressCallback | None = None,
 ) -> Estimator:
     """Train NPE on ``(u, x_std)``: a conditional flow (``estimator``: sbi's ``nsf`` or ``maf``).
@@ -930,6 +931,15 @@ def train(
     Runs that failed or miss a moment are dropped (counted in ``info["dropped"]``): the
     posterior is then conditional on the study not degenerating, which the released study
     did not. Same seed, same device and thread count: the same estimator.
+
+    ``balance`` > 0 trains balanced NPE (BNPE; Delaunoy et al. 2023, "Balancing
+    simulation-based inference for conservative posteriors"): each batch's loss gains
+    ``balance * (E_joint[d] + E_marginal[d] - 1) ** 2``, where ``d = sigmoid(log q(theta | x) -
+    log p(theta))`` is the classifier the estimator implies, read on the batch's pairs
+    (joint) and on the pairs with ``theta`` moved by one row (marginal, :func:`balance_penalty`).
+    A balanced estimator leans toward wider posteriors than plain NPE at the same simulations:
+    its intervals cover at least their level where plain NPE's may cover less. 0 is plain NPE
+    (the same bytes as before the option existed); the paper uses 100.
     """
     import torch
     from sbi.inference import NPE
@@ -956,6 +966,12 @@ def train(
             loss = getattr(self, "_val_loss", math.nan)
             detail = f"{n_ok} runs, validation loss {loss:.2f}"
             report(progress, "infer", "train", epoch, None, unit="epochs", detail=detail)
+
+        if balance > 0:
+
+            def _loss(self, theta, x, masks, proposal, calibration_kernel, **kw):
+                nll = super()._loss(theta, x, masks, proposal, calibration_kernel, **kw)
+                return nll + balance * balance_penalty(self._neural_net, theta, x, nll)
 
     try:
         box = _logistic_prior(prior.dim, dev)
@@ -996,7 +1012,34 @@ def train(
     }
     if held:  # absent when none: the info of estimators without any stays as it was
         info["constant_statistics"] = held
+    if balance > 0:  # absent for plain NPE, as above
+        info["balance"] = float(balance)
     return Estimator(posterior, prior, list(moments), info)
+
+
+def logistic_log_prob(t):
+    """Log density of independent standard logistics at the rows of ``t`` (torch, ``(n, d)``):
+    the prior on the logit scale, where the estimator lives (:func:`_logistic_prior`)."""
+    import torch.nn.functional as F
+
+    return -(F.softplus(t) + F.softplus(-t)).sum(dim=-1)
+
+
+def balance_penalty(net, theta, x, nll):
+    """BNPE's balancing term for one batch (:func:`train`): ``(E_joint[d] + E_marginal[d] -
+    1) ** 2`` with ``d = sigmoid(log q(theta | x) - log p(theta))``; ``nll`` is the batch's
+    ``-log q(theta | x)`` already computed, and the marginal pairs are ``theta`` rolled by one
+    row against the same ``x`` (each row's ``x`` meets another simulation's ``theta``)."""
+    import torch
+    from sbi.neural_nets.estimators.shape_handling import reshape_to_batch_event
+
+    t = reshape_to_batch_event(theta, event_shape=net.input_shape)
+    xs = reshape_to_batch_event(x, event_shape=net.condition_shape)
+    rolled = torch.roll(t, 1, dims=0)
+    nll_marginal = net.loss(rolled, xs)
+    joint = torch.sigmoid(-nll - logistic_log_prob(t)).mean()
+    marginal = torch.sigmoid(-nll_marginal - logistic_log_prob(rolled)).mean()
+    return (joint + marginal - 1) ** 2
 
 
 # --------------------------------------------------------------------------- checks

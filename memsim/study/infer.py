@@ -201,6 +201,20 @@ def _quiet_third_party(fn):
     return wrapper
 
 
+#: The largest balancing weight taken (Delaunoy et al. 2023 use 100; far above it the balance
+#: term swamps the likelihood and the estimator learns little but the prior).
+MAX_BALANCE = 10_000.0
+
+
+def check_balance(balance) -> float:
+    """``balance`` as a float in [0, MAX_BALANCE], or one clear line."""
+    if isinstance(balance, bool) or not isinstance(balance, (int, float)):
+        raise UserError(f"--balance must be a number, got {balance!r}")
+    if not (0.0 <= float(balance) <= MAX_BALANCE):  # NaN fails too
+        raise UserError(f"--balance must be between 0 and {MAX_BALANCE:g}, got {balance}")
+    return float(balance)
+
+
 @_quiet_third_party
 def run_inference(
     protocol,
@@ -221,6 +235,7 @@ def run_inference(
     estimator: str = "nsf",
     max_epochs: int = 1000,
     truncated: int = 0,
+    balance: float = 0.0,
     figures: bool = True,
     force: bool = False,
     progress: ProgressCallback | None = None,
@@ -266,6 +281,11 @@ def run_inference(
         (:func:`memsim.fit.infer.truncation_region`; TSNPE, Deistler et al. 2022); the
         estimator is then trained again on both rounds. The held-out checks run on the
         prior's held-out draws, and again on ``heldout`` draws from the same region.
+    balance : float
+        Balanced NPE's weight (0: plain NPE; :func:`memsim.fit.infer.train`): the estimator
+        pays for overconfidence, so its intervals lean wide rather than narrow. Not part of
+        the simulations' settings: the same folder retrains with another weight on its
+        simulations. Not with ``truncated`` (the term assumes the prior's draws).
     figures : bool
         Draw the figures into ``out/figures``.
     """
@@ -285,6 +305,12 @@ def run_inference(
         )
     if heldout < 0 or predictive < 0 or truncated < 0:
         raise UserError("--heldout, --predictive and --truncated must be 0 or more")
+    balance = check_balance(balance)
+    if balance and truncated:
+        raise UserError(
+            "--balance and --truncated cannot be combined: the balancing term compares the "
+            "estimator with the prior, and a truncated round's draws are not the prior's"
+        )
     if targets is None:
         raise UserError(f"no targets file for protocol {protocol.name!r}")
     prior_file = Path(prior) if prior is not None else nfi.prior_path(protocol.name)
@@ -327,7 +353,8 @@ def run_inference(
     t0 = time.perf_counter()
     est = nfi.train(
         sims["u"], nfi.standardise(sims["x"], moments), sims["errors"], pr, moments, seed=seed,
-        device=device, estimator=estimator, max_epochs=max_epochs, progress=progress,
+        device=device, estimator=estimator, max_epochs=max_epochs, balance=balance,
+        progress=progress,
     )  # fmt: skip
     timings["train"] = time.perf_counter() - t0
     truncation: dict = {}
@@ -373,7 +400,7 @@ def run_inference(
             nfi.standardise(np.concatenate([sims["x"], more["x"]]), moments),
             np.concatenate([sims["errors"], more["errors"]]),
             pr, moments, seed=seed, device=device, estimator=estimator, max_epochs=max_epochs,
-            progress=progress,
+            balance=balance, progress=progress,
         )  # fmt: skip
         timings["train"] += time.perf_counter() - t0
     est.save(out / "estimator.pt")
@@ -710,7 +737,8 @@ def markdown(result: Inference) -> str:
         f"# Posterior of {info['protocol']}\n",
         f"{info['simulations']} prior simulations at scale {info['scale']:g} (seed "
         f"{info['seed']}; {t['dropped']} without every statistic), {t['estimator']} trained "
-        f"{t['epochs']} epochs on {t['device']} ({t['seconds']:.0f} s).\n",
+        f"{t['epochs']} epochs on {t['device']} ({t['seconds']:.0f} s)"
+        + (f", balanced (BNPE, weight {t['balance']:g}).\n" if t.get("balance") else ".\n"),
     ]
     if info.get("truncated_simulations"):
         out.append(
