@@ -515,8 +515,8 @@ def infer(
     ``heldout`` held-out simulations, the posterior predictive over ``predictive`` draws),
     written into ``out`` (``docs/inference.md``). ``truncated``: a second round of that many
     simulations inside the first posterior's region (TSNPE), trained on with the first.
-    ``balance``: balanced NPE's weight (0: plain NPE; 100 is the BNPE paper's), which trades
-    a little sharpness for intervals that do not cover less than their level.
+    ``balance``: balanced NPE's weight (0: plain NPE; 100 is the BNPE paper's), a training
+    that penalises overconfidence (docs/inference.md, "Balanced training").
     Needs the ``infer`` extra (torch, sbi).
 
     The simulations in ``out/simulations`` are reused when the settings match: an interrupted

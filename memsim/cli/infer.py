@@ -82,8 +82,8 @@ def register(sub) -> None:
         default=0.0,
         metavar="LAMBDA",
         help="train balanced NPE with this weight on its balancing term (BNPE, Delaunoy et al. "
-        "2023; 100 is the paper's): intervals that lean wide rather than narrow (default 0: "
-        "plain NPE). The simulations in OUT are reused",
+        "2023; 100 is the paper's), which penalises overconfidence (default 0: plain NPE). The "
+        "simulations in OUT are reused",
     )
     p.add_argument("--no-figures", action="store_true", help="write no figures")
     p.add_argument(

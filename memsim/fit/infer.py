@@ -937,9 +937,9 @@ def train(
     ``balance * (E_joint[d] + E_marginal[d] - 1) ** 2``, where ``d = sigmoid(log q(theta | x) -
     log p(theta))`` is the classifier the estimator implies, read on the batch's pairs
     (joint) and on the pairs with ``theta`` moved by one row (marginal, :func:`balance_penalty`).
-    A balanced estimator leans toward wider posteriors than plain NPE at the same simulations:
-    its intervals cover at least their level where plain NPE's may cover less. 0 is plain NPE
-    (the same bytes as before the option existed); the paper uses 100.
+    The paper's aim is a posterior that errs wide rather than narrow where the simulations
+    leave it unsure; docs/inference.md measures how far that holds for memsim's posteriors.
+    0 is plain NPE (the same code path as without the option); the paper uses 100.
     """
     import torch
     from sbi.inference import NPE

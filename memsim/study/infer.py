@@ -201,8 +201,7 @@ def _quiet_third_party(fn):
     return wrapper
 
 
-#: The largest balancing weight taken (Delaunoy et al. 2023 use 100; far above it the balance
-#: term swamps the likelihood and the estimator learns little but the prior).
+#: The largest balancing weight taken: 100 times the paper's (Delaunoy et al. 2023 use 100).
 MAX_BALANCE = 10_000.0
 
 
@@ -283,7 +282,7 @@ def run_inference(
         prior's held-out draws, and again on ``heldout`` draws from the same region.
     balance : float
         Balanced NPE's weight (0: plain NPE; :func:`memsim.fit.infer.train`): the estimator
-        pays for overconfidence, so its intervals lean wide rather than narrow. Not part of
+        pays for overconfidence. Not part of
         the simulations' settings: the same folder retrains with another weight on its
         simulations. Not with ``truncated`` (the term assumes the prior's draws).
     figures : bool
