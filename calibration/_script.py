@@ -12,12 +12,18 @@ import sys
 import yaml
 
 from memsim.data import released_scores
+from memsim.errors import UserError
 
 
 def released_videomem(data=None):
     """The released VideoMem dev-set scores (``--data``, else ``$MEMSIM_DATA`` or
-    ``../shared/data``); None, with one line on stderr, where they are not found."""
-    real = released_scores("videomem", data)
+    ``../shared/data``); None, with one line on stderr, where they are not found or the
+    folder given is not there."""
+    try:
+        real = released_scores("videomem", data)
+    except UserError as e:  # a folder that is not there, or a file that does not read
+        print(e, file=sys.stderr)
+        return None
     if real is None:
         print("no released VideoMem scores (--data or $MEMSIM_DATA)", file=sys.stderr)
     return real
