@@ -364,7 +364,10 @@ def fit_report(
             "the released distribution; a campaign adds what its videos share (its crowd, its "
             "lag slope). A bin whose share is under 95 % cannot hold on 95 % of seeds at this "
             "tolerance for any model whose scores have the released distribution "
-            '(docs/calibration.md, "Against the acceptance goals").',
+            '(docs/calibration.md, "Against the acceptance goals"). Holding the videos fixed '
+            "does not lift it far: their annotations alone, independent presses at the released "
+            "counts, spread a bin by nearly as much (`calibration/bin_noise.py`; docs/"
+            'calibration.md, "The rank bins seed by seed, and what no model can do").',
         ]
     lines += ["", "## Parameters", "", "| parameter | value |", "| --- | ---: |"]
     d = params.dump()
