@@ -391,8 +391,18 @@ def test_fit_report_writes_every_target_per_seed(params, tmp_path, monkeypatch):
     targets = load_targets(targets_path("videomem"))
     out = tmp_path / "report.md"
     monkeypatch.setenv("MEMSIM_DATA", str(tmp_path / "no-data-here"))
-    table = fit_report(protocol, params, targets, seeds=(0, 1), scale=0.03, out=out)
+    events = []
+    table = fit_report(
+        protocol, params, targets, seeds=(0, 1), scale=0.03, out=out, progress=events.append
+    )
     assert out.read_text().startswith("# Fit report")
+    # progress: before each campaign, then the report (the library reports, the CLI shows)
+    assert [(e.stage, e.done, e.total, e.detail) for e in events] == [
+        ("campaigns", 0, 2, "seed 0"),
+        ("campaigns", 1, 2, "seed 1"),
+        ("report and figures", 2, 2, ""),
+    ]
+    assert {e.task for e in events} == {"fit-report"} and {e.unit for e in events} == {"campaign"}
     import pandas as pd
 
     seeds = pd.read_csv(seeds_csv_path(out))

@@ -181,6 +181,7 @@ def register(sub) -> None:
         "campaign and the responses still change): how much of each row's spread over seeds "
         "is the campaign's own",
     )
+    p.add_argument("--quiet", action="store_true", help="no progress display")
     p.set_defaults(func=_cmd_fit_report)
 
     p = sub.add_parser(
@@ -419,18 +420,20 @@ def _cmd_fit_report(args) -> int:
     targets = _targets(args, protocol)
     params_path = _params_file(args.params, protocol, "--params")
     params = load_params(params_path)
-    table = fit_report(
-        protocol,
-        params,
-        targets,
-        seeds=tuple(range(args.seeds)),
-        scale=args.scale,
-        out=args.out,
-        data=args.data,
-        params_path=params_path,
-        bins=args.bins,
-        stimuli_seed=args.stimuli_seed,
-    )
+    with progress_display(not args.quiet) as show:
+        table = fit_report(
+            protocol,
+            params,
+            targets,
+            seeds=tuple(range(args.seeds)),
+            scale=args.scale,
+            out=args.out,
+            data=args.data,
+            params_path=params_path,
+            bins=args.bins,
+            stimuli_seed=args.stimuli_seed,
+            progress=show,
+        )
     n_ok, n_fit, n_na = fitted_counts(table)
     na = f" ({n_na} n/a: no data to compare with)" if n_na else ""
     print(f"fitted targets within tolerance: {n_ok}/{n_fit}{na}; wrote {args.out}")

@@ -20,6 +20,7 @@ from memsim.fit.calibrate import free_for, moments_for, rank_bin_means, simulate
 from memsim.fit.compare import at_scale, compare, figure_references, format_value, lookup
 from memsim.io import atomic_path, check_output, make_dirs, write_text_atomic
 from memsim.paths import get_path
+from memsim.progress import ProgressCallback, report
 from memsim.resources import repository_root
 from memsim.sim.params import Params
 from memsim.sim.simulate import scale_protocol, size_factor
@@ -147,30 +148,43 @@ def fit_report(
     bins: str = "raw",
     stimuli_seed: int | None = None,
     simulate=None,
+    progress: ProgressCallback | None = None,
 ) -> pd.DataFrame:
     """Simulate ``params`` with each seed at ``scale``, compare with every target, write a markdown
     report at ``out`` and figures in ``out.parent / 'figures'``. Returns the comparison table.
     ``stimuli_seed``: every seed plays the same stimuli, drawn with it (the campaign, the
     participants and the responses still change with the seed). ``simulate``: what makes
     each campaign instead of the simulator's own (:func:`memsim.fit.calibrate.simulate_summary`);
-    the report names it."""
+    the report names it. ``progress``: receives a :class:`memsim.progress.Progress` before the
+    first campaign and after each (unit ``campaign``), then one for the report and figures."""
     real = released_scores(protocol.name, data)
     t0 = time.perf_counter()
-    summaries = [
-        simulate_summary(
-            protocol,
-            params,
-            seed,
-            scale,
-            real,
-            full=True,
-            bins=bins,
-            stimuli_seed=stimuli_seed,
-            simulate=simulate,
+    summaries = []
+    for i, seed in enumerate(seeds):
+        report(
+            progress,
+            "fit-report",
+            "campaigns",
+            i,
+            len(seeds),
+            unit="campaign",
+            detail=f"seed {seed}",
         )
-        for seed in seeds
-    ]
+        summaries.append(
+            simulate_summary(
+                protocol,
+                params,
+                seed,
+                scale,
+                real,
+                full=True,
+                bins=bins,
+                stimuli_seed=stimuli_seed,
+                simulate=simulate,
+            )
+        )
     seconds = (time.perf_counter() - t0) / len(seeds)
+    report(progress, "fit-report", "report and figures", len(seeds), len(seeds), unit="campaign")
     size = size_factor(protocol, scale)  # head counts shrink with the study's participants
     table = compare(summaries, targets, scale=size)
     columns = [s.scoring.column for s in protocol.steps]
