@@ -92,3 +92,43 @@ def test_time_left_follows_what_the_jobs_cost():
     assert eta.left() == pytest.approx(truth, rel=0.25)
     naive = spent / 11 * (len(jobs) - 11)
     assert naive < truth / 2
+
+
+@pytest.mark.parametrize(
+    ("command", "task"),
+    [
+        (
+            ["fit-report", "videomem", "--seeds", "2", "--scale", "0.03", "--out", "r/r.md"],
+            "fit-report",
+        ),
+        (
+            [
+                "recover",
+                "videomem",
+                "--scale",
+                "0.03",
+                "--budget",
+                "3",
+                "--workers",
+                "1",
+                "--out",
+                "rec",
+            ],
+            "recover",
+        ),
+    ],
+)
+def test_long_commands_say_where_they_are_unless_quiet(
+    command, task, tmp_path, monkeypatch, capsys
+):
+    """fit-report and recover run campaigns for minutes at full size: piped, they write their
+    progress on stderr as the other long commands do, and nothing with --quiet."""
+    from memsim.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MEMSIM_DATA", str(tmp_path / "no-data-here"))
+    assert main(command) == 0
+    err = capsys.readouterr().err
+    assert f"{task}: " in err
+    assert main([*command[:-1], "quiet", "--quiet"]) == 0
+    assert capsys.readouterr().err == ""

@@ -237,6 +237,7 @@ def register(sub) -> None:
     p.add_argument(
         "--out", type=Path, required=True, help="folder for recovery.csv and the evaluation log"
     )
+    p.add_argument("--quiet", action="store_true", help="no progress display")
     p.set_defaults(func=_cmd_recover)
 
     p = sub.add_parser(
@@ -358,8 +359,8 @@ def _cmd_calibrate(args) -> int:
     return 0
 
 
-def _candidate_progress(show):
-    """An ``on_eval`` that turns each evaluated candidate into a progress event."""
+def _candidate_progress(show, task: str = "calibrate"):
+    """An ``on_eval`` that turns each evaluated candidate into a progress event of ``task``."""
     if show is None:
         return None
     from memsim.progress import report
@@ -374,7 +375,7 @@ def _candidate_progress(show):
         best[stage] = min(best.get(stage, float("inf")), row["distance"])
         report(
             show,
-            "calibrate",
+            task,
             shown,
             min(len(done), budget),
             budget,
@@ -453,17 +454,20 @@ def _cmd_recover(args) -> int:
     targets = _targets(args, protocol)
     truth = load_params(_params_file(args.truth, protocol, "--truth"))
     make_dirs(args.out)
-    rec = recover(
-        protocol,
-        truth,
-        targets,
-        scale=args.scale,
-        perturb=args.perturb,
-        budget=args.budget,
-        workers=args.workers,
-        fixed=tuple(args.fix),
-        log_path=args.out / "recovery.evals.jsonl",
-    )
+    with progress_display(not args.quiet) as show:
+        shown = _candidate_progress(show, "recover")
+        rec = recover(
+            protocol,
+            truth,
+            targets,
+            scale=args.scale,
+            perturb=args.perturb,
+            budget=args.budget,
+            workers=args.workers,
+            fixed=tuple(args.fix),
+            log_path=args.out / "recovery.evals.jsonl",
+            on_eval=None if shown is None else (lambda row: shown("calibrate", args.budget, row)),
+        )
     with atomic_path(args.out / "recovery.csv") as tmp:
         rec.table.to_csv(tmp, index=False)
     res = rec.calibration
