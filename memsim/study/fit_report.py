@@ -155,8 +155,9 @@ def fit_report(
     ``stimuli_seed``: every seed plays the same stimuli, drawn with it (the campaign, the
     participants and the responses still change with the seed). ``simulate``: what makes
     each campaign instead of the simulator's own (:func:`memsim.fit.calibrate.simulate_summary`);
-    the report names it. ``progress``: receives a :class:`memsim.progress.Progress` before the
-    first campaign and after each (unit ``campaign``), then one for the report and figures."""
+    the report names it. ``progress``: receives a :class:`memsim.progress.Progress` before each
+    campaign (``done``: the campaigns finished; unit ``campaign``), then one as the report and
+    its figures are made."""
     real = released_scores(protocol.name, data)
     t0 = time.perf_counter()
     summaries = []
