@@ -396,10 +396,12 @@ def test_fit_report_writes_every_target_per_seed(params, tmp_path, monkeypatch):
         protocol, params, targets, seeds=(0, 1), scale=0.03, out=out, progress=events.append
     )
     assert out.read_text().startswith("# Fit report")
-    # progress: before each campaign, then the report (the library reports, the CLI shows)
+    # progress: before the first campaign, as each ends, then the report (the library reports,
+    # the CLI shows)
     assert [(e.stage, e.done, e.total, e.detail) for e in events] == [
-        ("campaigns", 0, 2, "seed 0"),
-        ("campaigns", 1, 2, "seed 1"),
+        ("campaigns", 0, 2, ""),
+        ("campaigns", 1, 2, "seed 0"),
+        ("campaigns", 2, 2, "seed 1"),
         ("report and figures", 2, 2, ""),
     ]
     assert {e.task for e in events} == {"fit-report"} and {e.unit for e in events} == {"campaign"}
@@ -622,3 +624,38 @@ def test_released_bin_ceilings_are_the_share_of_resampled_campaigns_within():
     narrow = released_bin_ceilings(real, ["x"], 10_000, 0.0005, reps=50)
     assert narrow == released_bin_ceilings(real, ["x"], 10_000, 0.0005, reps=50)
     assert max(narrow.values()) < 0.6 and narrow[("x", "b00-05")] < narrow[("x", "b25-50")]
+
+
+def test_fit_report_is_the_same_whatever_its_workers(params, tmp_path, monkeypatch):
+    """fit_report(workers=2): the seeds simulated in worker processes, each on one thread,
+    give the report and the per-seed values of one process, byte for byte (but the timing)."""
+    import re
+
+    monkeypatch.setenv("MEMSIM_DATA", str(tmp_path / "no-data-here"))
+    protocol = load_protocol(protocol_path("videomem"))
+    targets = load_targets(targets_path("videomem"))
+    events = []
+    outs = {}
+    for workers in (1, 2):
+        out = tmp_path / f"w{workers}" / "report.md"
+        fit_report(
+            protocol,
+            params,
+            targets,
+            seeds=(0, 1, 2),
+            scale=0.03,
+            out=out,
+            workers=workers,
+            progress=events.append if workers == 2 else None,
+        )
+        outs[workers] = out
+    assert seeds_csv_path(outs[1]).read_bytes() == seeds_csv_path(outs[2]).read_bytes()
+
+    def untimed(path):
+        return re.sub(r"[0-9.]+ s per campaign \([^)]*\)", "T", path.read_text())
+
+    assert untimed(outs[1]) == untimed(outs[2])
+    # each campaign reported as it ends, in whatever order the workers finish them
+    ends = [e for e in events if e.stage == "campaigns" and e.done > 0]
+    assert [e.done for e in ends] == [1, 2, 3]
+    assert sorted(e.detail for e in ends) == ["seed 0", "seed 1", "seed 2"]

@@ -181,6 +181,13 @@ def register(sub) -> None:
         "campaign and the responses still change): how much of each row's spread over seeds "
         "is the campaign's own",
     )
+    p.add_argument(
+        "--workers",
+        type=types.positive_int,
+        default=2,
+        help="processes that simulate the seeds, at most one per CPU (default 2; the report "
+        "is the same whatever their number)",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress display")
     p.set_defaults(func=_cmd_fit_report)
 
@@ -434,6 +441,7 @@ def _cmd_fit_report(args) -> int:
             bins=args.bins,
             stimuli_seed=args.stimuli_seed,
             progress=show,
+            workers=args.workers,
         )
     n_ok, n_fit, n_na = fitted_counts(table)
     na = f" ({n_na} n/a: no data to compare with)" if n_na else ""

@@ -8,17 +8,27 @@ in ``figures/`` beside it. ``memsim fit-report`` is this function.
 
 from __future__ import annotations
 
+import os
 import re
 import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
+import numba
 import numpy as np
 import pandas as pd
 
 from memsim.data import released_scores
 from memsim.fit.calibrate import free_for, moments_for, rank_bin_means, simulate_summary
 from memsim.fit.compare import at_scale, compare, figure_references, format_value, lookup
-from memsim.io import atomic_path, check_output, make_dirs, write_text_atomic
+from memsim.io import (
+    atomic_path,
+    check_output,
+    in_worker,
+    make_dirs,
+    spawn_context,
+    write_text_atomic,
+)
 from memsim.paths import get_path
 from memsim.progress import ProgressCallback, report
 from memsim.resources import repository_root
@@ -135,6 +145,28 @@ def released_bin_ceilings(
     return out
 
 
+def _summary(job: tuple, simulate=None) -> dict:
+    protocol, params, seed, scale, real, bins, stimuli_seed = job
+    return simulate_summary(
+        protocol,
+        params,
+        seed,
+        scale,
+        real,
+        full=True,
+        bins=bins,
+        stimuli_seed=stimuli_seed,
+        simulate=simulate,
+    )
+
+
+def _summary_job(job: tuple) -> dict:
+    """One seed's campaign in a worker process, on one numba thread (two workers share the
+    machine's two CPUs)."""
+    numba.set_num_threads(1)
+    return _summary(job)
+
+
 def fit_report(
     protocol,
     params: Params,
@@ -149,42 +181,48 @@ def fit_report(
     stimuli_seed: int | None = None,
     simulate=None,
     progress: ProgressCallback | None = None,
+    workers: int = 1,
 ) -> pd.DataFrame:
     """Simulate ``params`` with each seed at ``scale``, compare with every target, write a markdown
     report at ``out`` and figures in ``out.parent / 'figures'``. Returns the comparison table.
     ``stimuli_seed``: every seed plays the same stimuli, drawn with it (the campaign, the
     participants and the responses still change with the seed). ``simulate``: what makes
     each campaign instead of the simulator's own (:func:`memsim.fit.calibrate.simulate_summary`);
-    the report names it. ``progress``: receives a :class:`memsim.progress.Progress` before each
-    campaign (``done``: the campaigns finished; unit ``campaign``), then one as the report and
-    its figures are made."""
+    the report names it. ``progress``: receives a :class:`memsim.progress.Progress` before the
+    first campaign and as each ends (``done``: the campaigns finished; unit ``campaign``), then
+    one as the report and its figures are made. ``workers``: processes that simulate the seeds
+    (each on one numba thread, at most one per CPU; 1: this process, with its threads); the
+    report is the same whatever their number, and a ``simulate`` of its own runs here."""
     real = released_scores(protocol.name, data)
     t0 = time.perf_counter()
-    summaries = []
-    for i, seed in enumerate(seeds):
-        report(
-            progress,
-            "fit-report",
-            "campaigns",
-            i,
-            len(seeds),
-            unit="campaign",
-            detail=f"seed {seed}",
-        )
-        summaries.append(
-            simulate_summary(
-                protocol,
-                params,
-                seed,
-                scale,
-                real,
-                full=True,
-                bins=bins,
-                stimuli_seed=stimuli_seed,
-                simulate=simulate,
-            )
-        )
+    jobs = [(protocol, params, seed, scale, real, bins, stimuli_seed) for seed in seeds]
+
+    def done(n: int, seed) -> None:
+        detail = f"seed {seed}" if seed is not None else ""
+        report(progress, "fit-report", "campaigns", n, len(jobs), unit="campaign", detail=detail)
+
+    done(0, None)
+    parallel = min(workers, len(jobs), os.cpu_count() or 1) if simulate is None else 1
+    if parallel > 1:
+        summaries = [None] * len(jobs)
+        with ProcessPoolExecutor(
+            parallel,
+            mp_context=spawn_context(),
+            initializer=in_worker,
+            initargs=(os.getpid(),),
+        ) as pool:
+            futures = {pool.submit(_summary_job, job): i for i, job in enumerate(jobs)}
+            for n, future in enumerate(as_completed(futures), 1):
+                i = futures[future]
+                summaries[i] = future.result()
+                done(n, seeds[i])
+    else:
+        summaries = []
+        for job in jobs:
+            summaries.append(_summary(job, simulate))
+            done(len(summaries), job[2])
     seconds = (time.perf_counter() - t0) / len(seeds)
+    at_a_time = f"; {parallel} at a time, wall time" if parallel > 1 else ""
     report(progress, "fit-report", "report and figures", len(seeds), len(seeds), unit="campaign")
     size = size_factor(protocol, scale)  # head counts shrink with the study's participants
     table = compare(summaries, targets, scale=size)
@@ -274,7 +312,8 @@ def fit_report(
             else f", each campaign made by `{simulate.__module__}.{simulate.__qualname__}`"
         )
         + f"; {seconds:.1f} s per campaign "
-        f"(simulate, score, every analysis). Simulated value: mean ± sd over the seeds.",
+        f"(simulate, score, every analysis{at_a_time}). Simulated value: mean ± sd over the "
+        "seeds.",
         "",
         *(
             [
