@@ -205,17 +205,17 @@ def fit_report(
     parallel = min(workers, len(jobs), os.cpu_count() or 1) if simulate is None else 1
     if parallel > 1:
         summaries = [None] * len(jobs)
-        with ProcessPoolExecutor(
-            parallel,
-            mp_context=spawn_context(),
-            initializer=in_worker,
-            initargs=(os.getpid(),),
-        ) as pool:
+        pool = ProcessPoolExecutor(
+            parallel, mp_context=spawn_context(), initializer=in_worker, initargs=(os.getpid(),)
+        )
+        try:
             futures = {pool.submit(_summary_job, job): i for i, job in enumerate(jobs)}
             for n, future in enumerate(as_completed(futures), 1):
                 i = futures[future]
                 summaries[i] = future.result()
                 done(n, seeds[i])
+        finally:  # an error or a Ctrl-C: the campaigns not yet started are dropped
+            pool.shutdown(cancel_futures=True)
     else:
         summaries = []
         for job in jobs:
