@@ -19,7 +19,7 @@ from memsim.fit.recover import recovery_table, synthetic_targets
 from memsim.resources import params_path, protocol_path, targets_path
 from memsim.sim.params import load_params
 from memsim.sim.simulate import scale_protocol
-from memsim.study.fit_report import fit_report, seeds_csv_path
+from memsim.study.fit_report import fit_report, seed_verdict, seeds_csv_path
 
 VIDEOMEM = protocol_path("videomem")
 PARAMS = params_path("videomem")
@@ -419,6 +419,18 @@ def test_fit_report_writes_every_target_per_seed(params, tmp_path, monkeypatch):
     published = next(t for t in targets.targets if t.name == kept)
     assert row.value == pytest.approx(published.value * 0.03) and row.within
     assert f"| {kept} (x0.03) |" in out.read_text()
+    # the per-seed rule beside every fitted row, and its verdict in the report
+    fit = table[(table.kind == "fit") & (table.status != "n/a")]
+    assert fit.seeds_within.notna().all() and fit.seeds_within.between(0, 2).all()
+    mean = fit.loc[fit.target == "mean score, short-term raw"].iloc[0]
+    raw = seeds["mean score, short-term raw"]
+    assert mean.seeds_within == ((raw - mean.value).abs() <= mean.tolerance + 1e-12).sum()
+    held = int((fit.seeds_within == 2).sum())
+    assert seed_verdict(table, 2) == (
+        f"seed by seed: {held}/{len(fit)} fitted rows within on at least 95 % of the 2 seeds "
+        "(2 or more)"
+    )
+    assert "Seed by seed: " in out.read_text()
 
 
 def test_fit_report_takes_a_campaign_maker(params, tmp_path, monkeypatch):

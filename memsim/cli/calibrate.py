@@ -420,7 +420,7 @@ def _cmd_fit_report(args) -> int:
     from memsim.api import load_protocol
     from memsim.errors import UserError
     from memsim.sim.params import load_params
-    from memsim.study.fit_report import fit_report, fitted_counts
+    from memsim.study.fit_report import fit_report, fitted_counts, seed_verdict
 
     if args.seeds < 1:
         raise UserError("--seeds must be at least 1")
@@ -446,6 +446,7 @@ def _cmd_fit_report(args) -> int:
     n_ok, n_fit, n_na = fitted_counts(table)
     na = f" ({n_na} n/a: no data to compare with)" if n_na else ""
     print(f"fitted targets within tolerance: {n_ok}/{n_fit}{na}; wrote {args.out}")
+    print(seed_verdict(table, args.seeds))
     return 0
 
 
