@@ -771,7 +771,11 @@ def test_pool_workers_die_with_their_parent(tmp_path):
             os.kill(worker, 0)
         except ProcessLookupError:
             break
-        if open(f"/proc/{worker}/stat").read().split()[2] == "Z":
+        try:
+            with open(f"/proc/{worker}/stat") as stat:
+                if stat.read().split()[2] == "Z":
+                    break
+        except FileNotFoundError:  # reaped between the two looks
             break
         time.sleep(0.1)
     else:
