@@ -736,6 +736,7 @@ ARGUMENTS = {
     "compat-seed-negative": (["compat", "--seed", "-1"], "seed"),
     "fit-report-seeds-0": (["fit-report", "videomem", "--out", "r.md", "--seeds", "0"], ""),
     "fit-report-scale-0": (["fit-report", "videomem", "--out", "r.md", "--scale", "0"], ""),
+    "fit-report-workers-0": (["fit-report", "videomem", "--out", "r.md", "--workers", "0"], ""),
     "fit-report-stimuli-seed-negative": (
         ["fit-report", "videomem", "--out", "r.md", "--stimuli-seed", "-1"],
         "seed",
