@@ -71,7 +71,7 @@ def main(argv=None) -> int:
     for step in STEPS:
         s = real[step].to_numpy(float)
         n = real[count_column(step)].to_numpy(float)
-        ok = np.isfinite(s) & (n > 0)
+        ok = np.isfinite(s) & (n > 1)  # s (1 - s) / (n - 1) needs two annotations
         s, n = np.clip(s[ok], 0.0, 1.0), n[ok].astype(np.int64)
         p, reliability = true_scores(s, n)
         videos = spread(

@@ -467,9 +467,14 @@ def fitted_counts(table: pd.DataFrame) -> tuple[int, int, int]:
     """``(within tolerance, counted, n/a)`` over the ``fit`` rows of a report's table: a row
     without data to compare with (status ``n/a``) is not counted."""
     fit = table["kind"] == "fit"
-    na = table["status"].eq("n/a") if "status" in table else pd.Series(False, index=table.index)
+    na = _no_data(table)
     counted = fit & ~na
     return int((table["within"] & counted).sum()), int(counted.sum()), int((fit & na).sum())
+
+
+def _no_data(table: pd.DataFrame) -> pd.Series:
+    """The rows of a report's table without data to compare with (status ``n/a``)."""
+    return table["status"].eq("n/a") if "status" in table else pd.Series(False, index=table.index)
 
 
 def seed_verdict(table: pd.DataFrame, n_seeds: int) -> str:
@@ -478,8 +483,7 @@ def seed_verdict(table: pd.DataFrame, n_seeds: int) -> str:
     their tolerance (their *at best* share under 95 %: the released videos themselves would
     not)."""
     need = math.ceil(0.95 * n_seeds - 1e-9)
-    na = table["status"].eq("n/a") if "status" in table else pd.Series(False, index=table.index)
-    fit = table[(table["kind"] == "fit") & ~na]
+    fit = table[(table["kind"] == "fit") & ~_no_data(table)]
     held = fit["seeds_within"] >= need
     out = (
         f"seed by seed: {int(held.sum())}/{len(fit)} fitted rows within on at least 95 % of the "
