@@ -239,6 +239,36 @@ class _FixedLogRatio:
         return -log_q
 
 
+def test_typicality_places_the_observed_statistics_among_the_simulations():
+    """Jointly (Mahalanobis distance over the directions the simulations vary along), per
+    statistic, and against the exact relations among them; constant statistics left out."""
+    rng = np.random.default_rng(0)
+    n = 2000
+    a = rng.normal(size=(n, 3))
+    # the fourth statistic is the mean of the first three (an exact relation); the fifth constant
+    x = np.hstack([a, a.mean(axis=1, keepdims=True), np.full((n, 1), 0.5)])
+    names = ["a", "b", "c", "mean of a-c", "constant"]
+    centre = nfi.typicality(x, names, observed=np.array([0.0, 0.0, 0.0, 0.0, 0.5]))
+    assert centre.simulations == n and centre.dims == 3
+    assert centre.beyond < 0.01 and centre.relations.empty
+    assert "constant" not in set(centre.marginal["statistic"])
+    assert centre.marginal["tail"].min() > 0.8  # every statistic near its median
+    # four sds out along a (the mean moves with it): further out than all but about 0.1 %
+    far = nfi.typicality(x, names, observed=np.array([4.0, 0.0, 0.0, 4 / 3, 0.5]))
+    assert far.beyond > 0.99 and far.distance2 == pytest.approx(16, rel=0.1)
+    assert far.marginal["statistic"].iloc[0] == "a" and far.marginal["tail"].iloc[0] < 0.002
+    assert far.relations.empty  # the relation holds: the mean is the mean
+    # a mean that is not the mean of its parts: the relation is reported, not the distance
+    broken = nfi.typicality(x, names, observed=np.array([0.0, 0.0, 0.0, 0.3, 0.5]))
+    assert len(broken.relations) == 1
+    assert "mean of a-c" in broken.relations["statistics"].iloc[0]
+    assert abs(broken.relations["observed"].iloc[0]) > 10 * broken.relations["simulated"].iloc[0]
+    # the released data are the zero vector by default; too few simulations are refused
+    assert nfi.typicality(x[:, :4], names[:4]).beyond < 0.01
+    with pytest.raises(ValueError, match="too few"):
+        nfi.typicality(x[:4], names)
+
+
 def test_balance_penalty_is_zero_for_the_prior_and_grows_with_overconfidence():
     """BNPE's term, (E_joint[d] + E_marginal[d] - 1)^2 with d = sigmoid(log q - log p): zero
     for an estimator that is the prior (d = 1/2 everywhere) and for one whose gain on the
@@ -510,6 +540,10 @@ def test_scaled_down_inference(tmp_path, setup, monkeypatch, capsys, device):
     # the simulations stay for the next run (resumed or extended: tested on the store above)
     assert len(list((out / "simulations").glob("*.npz"))) == 3
     assert not (tmp_path / "sbi-logs").exists()
+    # 40 simulations for more statistics: no typicality measured, and the report says so
+    assert r.info["typicality"] == {"prior": None} and r.typicality == {"prior": None}
+    assert "Not measured: no more simulations than statistics." in (out / "report.md").read_text()
+    assert not (out / "typicality.csv").exists()
     # the same folder retrains balanced on the simulations it holds: nothing simulated again
     b = run_inference(
         proto, out=out, prior=prior_file, simulations=40, scale=SCALE, device=device,

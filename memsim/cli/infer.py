@@ -141,6 +141,10 @@ def _cmd_infer(args) -> int:
             f"  {row.parameter}: {format_value(row.median)} "
             f"[{format_value(row.q05)}, {format_value(row.q95)}]"
         )
+    if r.typicality:
+        from memsim.study.infer import typicality_line
+
+        print(typicality_line(r.typicality))
     if r.sbc is not None:
         print(
             f"SBC on {info['heldout']} held-out simulations: "

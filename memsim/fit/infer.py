@@ -63,6 +63,8 @@ __all__ = [
     "train",
     "sbc",
     "recovery_table",
+    "Typicality",
+    "typicality",
     "summarise_samples",
     "TRAIN",
     "HELDOUT",
@@ -1133,6 +1135,119 @@ def recovery_table(
             }
         )
     return pd.DataFrame(rows)
+
+
+#: Principal directions of the simulated statistics whose variance is below this share of the
+#: total are exact relations among them (a mean score is the mean of its rank bins' means):
+#: :func:`typicality` leaves them out of the distance and reports where the observed data break
+#: them.
+RELATION_VARIANCE = 1e-6
+
+
+@dataclass(frozen=True)
+class Typicality:
+    """How typical observed statistics are of a set of simulations (:func:`typicality`).
+
+    Attributes
+    ----------
+    simulations : int
+        Simulations compared with (those with every statistic).
+    dims : int
+        Principal directions the distance runs over (the others are exact relations).
+    distance2 : float
+        The observed statistics' squared Mahalanobis distance from the simulations' mean, over
+        those directions.
+    beyond : float
+        Share of the simulations closer to their mean than the observed statistics are (0.5:
+        as typical as the median simulation; above 0.99: further out than all but 1 %).
+    marginal : DataFrame
+        Per statistic: ``statistic``, ``below`` (share of simulations below the observed value,
+        ties counted half) and ``tail`` (the two-sided share as extreme, ``2 min(below,
+        1 - below)``), most extreme first.
+    relations : DataFrame
+        The exact relations the observed statistics break: per such direction, ``variance``
+        (over the simulations), ``observed`` (the observed statistics' offset along it),
+        ``simulated`` (the largest offset of any simulation) and ``statistics`` (the ones it
+        weighs most, with their weights); only directions where the observed offset exceeds
+        ten times the simulations' largest.
+    """
+
+    simulations: int
+    dims: int
+    distance2: float
+    beyond: float
+    marginal: object
+    relations: object
+
+
+def typicality(x_std: np.ndarray, names: list[str], observed: np.ndarray | None = None):
+    """Whether the observed statistics look like one more simulation (a prior predictive check).
+
+    ``x_std`` ``(n, m)``: simulated statistics, standardised (:func:`standardise`), so that the
+    released data are the zero vector (``observed``, default zeros). An estimator is trained
+    where simulations are; conditioned on data unlike any of them it extrapolates, and its
+    posterior, however well calibrated on simulations (:func:`sbc`), can miss the data's own
+    statistics (a posterior predictive row out of its interval). Three readings:
+
+    * jointly: the squared Mahalanobis distance of the observed statistics from the
+      simulations' mean (their covariance, statistics z-scored by their sd as sbi does), and
+      the share of simulations closer (:attr:`Typicality.beyond`);
+    * per statistic: the share of simulations below the observed value;
+    * exact relations: principal directions along which the simulations do not vary (below
+      :data:`RELATION_VARIANCE` of the total variance; a mean score and the means of its rank
+      bins, say), left out of the distance, and listed where the observed statistics depart
+      from them (targets taken from different sources: a paper's mean beside the released
+      scores' bins).
+
+    Statistics constant over the simulations (:func:`constant_statistics`) are left out, as
+    training leaves them. Deterministic: no random numbers.
+    """
+    import pandas as pd
+
+    x = np.asarray(x_std, float)
+    x = x[np.isfinite(x).all(axis=1)]
+    obs = np.zeros(x.shape[1]) if observed is None else np.asarray(observed, float)
+    if len(x) <= x.shape[1]:
+        raise ValueError(f"{len(x)} simulations for {x.shape[1]} statistics: too few to compare")
+    held = set(constant_statistics(x))
+    cols = [j for j in range(x.shape[1]) if j not in held]
+    below = (x < obs).mean(axis=0) + 0.5 * (x == obs).mean(axis=0)
+    marginal = pd.DataFrame(
+        {"statistic": list(names), "below": below, "tail": 2 * np.minimum(below, 1 - below)}
+    ).iloc[cols]
+    marginal = marginal.sort_values("tail", kind="stable").reset_index(drop=True)
+    mu, sd = x[:, cols].mean(axis=0), x[:, cols].std(axis=0)
+    z = (x[:, cols] - mu) / sd
+    z0 = (obs[cols] - mu) / sd
+    var, vec = np.linalg.eigh(np.cov(z, rowvar=False))
+    keep = var > RELATION_VARIANCE * var.sum()
+    pz, p0 = z @ vec, z0 @ vec  # z has mean 0: projections are offsets from the mean
+    d2 = ((pz[:, keep] ** 2) / var[keep]).sum(axis=1)
+    d2_obs = float((p0[keep] ** 2 / var[keep]).sum())
+    rows = []
+    for j in np.flatnonzero(~keep):
+        largest = float(np.abs(pz[:, j]).max())
+        if abs(p0[j]) > 10 * largest:
+            top = np.argsort(-np.abs(vec[:, j]))[:4]
+            rows.append(
+                {
+                    "variance": float(var[j]),
+                    "observed": float(p0[j]),
+                    "simulated": largest,
+                    "statistics": "; ".join(f"{names[cols[i]]} ({vec[i, j]:+.2f})" for i in top),
+                }
+            )
+    relations = pd.DataFrame(rows, columns=["variance", "observed", "simulated", "statistics"])
+    return Typicality(
+        simulations=len(x),
+        dims=int(keep.sum()),
+        distance2=d2_obs,
+        beyond=float((d2 < d2_obs).mean()),
+        marginal=marginal,
+        relations=relations.sort_values("observed", key=np.abs, ascending=False).reset_index(
+            drop=True
+        ),
+    )
 
 
 def summarise_samples(prior: Prior, u: np.ndarray, points: dict[str, np.ndarray] | None = None):

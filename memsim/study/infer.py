@@ -90,6 +90,10 @@ class Inference:
     info : dict
         Settings, timings (seconds per stage), training facts and headline numbers (what
         ``inference.json`` holds).
+    typicality : dict
+        How typical the released data are of the simulations trained on
+        (:class:`memsim.fit.infer.Typicality`): ``"prior"``, the first round's; ``"region"``,
+        the second round's, with ``--truncated``.
     """
 
     out: Path
@@ -100,6 +104,7 @@ class Inference:
     predictive: pd.DataFrame | None
     pairs: pd.DataFrame
     info: dict = field(default_factory=dict)
+    typicality: dict = field(default_factory=dict)
 
     def __repr__(self) -> str:  # a line, not the tables (a notebook prints it)
         parts = [f"out={str(self.out)!r}", f"draws={len(self.samples):,}"]
@@ -356,6 +361,8 @@ def run_inference(
         progress=progress,
     )  # fmt: skip
     timings["train"] = time.perf_counter() - t0
+    names = [m.name for m in moments]
+    typical = _typical({}, "prior", sims["x"], moments)
     truncation: dict = {}
     held_region = None
     if truncated:
@@ -372,6 +379,7 @@ def run_inference(
             scale=scale, real=real, workers=workers, progress=progress, u=drawn["u"],
         )  # fmt: skip
         timings["truncated_simulations"] = more["seconds"]
+        typical = _typical(typical, "region", more["x"], moments)
         if heldout:
             # held-out draws from the same region: the checks for data like the released data
             drawn_h = nfi.truncated_draws(
@@ -547,10 +555,15 @@ def run_inference(
         "point_fit_density_percentile": density,
         **held_info,
         **pred_info,
+        "typicality": {
+            k: _typicality_info(t) if t is not None else None for k, t in typical.items()
+        },
         "seconds": timings,
         "machine": _machine(est.info["device"]),
     }
-    result = Inference(out, samples, table, None, recovery, pred, pairs, info)
+    result = Inference(out, samples, table, None, recovery, pred, pairs, info, typical)
+    if any(t is not None for t in typical.values()):
+        _write_csv(_typicality_table(typical), out / "typicality.csv")
     result.sbc = sbc_res["table"] if sbc_res is not None else None
     if figures:
         from memsim.viz.infer import draw_figures
@@ -728,6 +741,63 @@ def _fmt(x) -> str:
     return format_value(float(x)) if x is not None else "-"
 
 
+def _typical(typical: dict, what: str, x: np.ndarray, moments) -> dict:
+    """``typical`` with ``what``'s :func:`~memsim.fit.infer.typicality` added: None where the
+    simulations with every statistic are too few to compare with (no more than the
+    statistics; a scaled-down run)."""
+    ok = np.isfinite(x).all(axis=1).sum()
+    t = None
+    if ok > x.shape[1]:
+        t = nfi.typicality(nfi.standardise(x, moments), [m.name for m in moments])
+    return {**typical, what: t}
+
+
+def _typicality_info(t: nfi.Typicality) -> dict:
+    """What ``inference.json`` keeps of a :class:`~memsim.fit.infer.Typicality`."""
+    return {
+        "simulations": t.simulations,
+        "dims": t.dims,
+        "distance2": t.distance2,
+        "beyond": t.beyond,
+        "outside_99": t.marginal.loc[t.marginal["tail"] < 0.01, "statistic"].tolist(),
+        "relations_broken": t.relations.to_dict("records"),
+    }
+
+
+def _typicality_table(typical: dict) -> pd.DataFrame:
+    """``typicality.csv``: per statistic, the share of each round's simulations below the
+    released value and its two-sided tail."""
+    out = None
+    for what, t in typical.items():
+        if t is None:
+            continue
+        m = t.marginal.rename(columns={"below": f"below_{what}", "tail": f"tail_{what}"})
+        out = m if out is None else out.merge(m, on="statistic", how="outer", sort=False)
+    return out
+
+
+def typicality_line(typical: dict) -> str:
+    """One line: how typical the released data are of each round's simulations."""
+    rounds = {"prior": "the prior's simulations", "region": "the second round's"}
+    measured = {k: t for k, t in typical.items() if t is not None}
+    if not measured:
+        return (
+            "released data against the simulations: not measured (no more simulations "
+            "than statistics)"
+        )
+    parts = [f"beyond {t.beyond:.1%} of {rounds[k]}" for k, t in measured.items()]
+    line = "released data against the simulations (Mahalanobis distance): " + ", ".join(parts)
+    last = measured.get("region", measured.get("prior"))
+    outside = last.marginal.loc[last.marginal["tail"] < 0.01, "statistic"].tolist()
+    line += "; statistics outside 99 % of them: " + (", ".join(outside) if outside else "none")
+    if len(last.relations):
+        line += (
+            f"; exact relations of the simulated statistics the released ones break: "
+            f"{len(last.relations)} ({last.relations['statistics'].iloc[0].split(' (')[0]} ...)"
+        )
+    return line
+
+
 def markdown(result: Inference) -> str:
     """The inference's tables as markdown (``report.md`` in the output folder)."""
     info = result.info
@@ -768,6 +838,8 @@ def markdown(result: Inference) -> str:
     out += ["\n## Most correlated parameter pairs\n", "| a | b | correlation |", "|---|---|---|"]
     for _, r in result.pairs.head(8).iterrows():
         out.append(f"| {r['a']} | {r['b']} | {r['corr']:.2f} |")
+    if result.typicality:
+        out += _typicality_markdown(result.typicality)
     if result.sbc is not None:
         out += [
             f"\n## Simulation-based calibration ({info['heldout']} held-out simulations, "
@@ -826,6 +898,47 @@ def markdown(result: Inference) -> str:
     secs = info["seconds"]
     out.append("\n## Time\n\n" + ", ".join(f"{k} {v:.0f} s" for k, v in secs.items()) + "\n")
     return "\n".join(out) + "\n"
+
+
+def _typicality_markdown(typical: dict) -> list[str]:
+    rounds = {"prior": "the prior's simulations", "region": "the second round's simulations"}
+    head = "\n## How typical the released data are of the simulations\n"
+    typical = {k: t for k, t in typical.items() if t is not None}
+    if not typical:
+        return [head, "Not measured: no more simulations than statistics.\n"]
+    out = [
+        head,
+        "The released statistics' squared Mahalanobis distance from the simulations' mean, "
+        "over the principal directions along which the simulations vary, against the "
+        "simulations' own (an estimator conditioned on data unlike any simulation "
+        "extrapolates; `memsim.fit.infer.typicality`).\n",
+        "| simulations | directions | distance² | simulations closer |",
+        "|---|---|---|---|",
+    ]
+    for k, t in typical.items():
+        out.append(
+            f"| {t.simulations:,} ({rounds[k]}) | {t.dims} | {t.distance2:.1f} | {t.beyond:.1%} |"
+        )
+    last_key = "region" if "region" in typical else "prior"
+    last = typical[last_key]
+    out += [
+        f"\nThe statistics most extreme against {rounds[last_key]} (share of them below the "
+        "released value; every statistic in `typicality.csv`):\n",
+        "| statistic | below | two-sided tail |",
+        "|---|---|---|",
+    ]
+    for _, r in last.marginal.head(8).iterrows():
+        out.append(f"| {r['statistic']} | {r['below']:.3f} | {r['tail']:.3f} |")
+    if len(last.relations):
+        out += [
+            "\nExact relations among the simulated statistics that the released ones break "
+            "(offsets in z-scored units; the statistics weighing most):\n",
+            "| released offset | largest simulated | statistics |",
+            "|---|---|---|",
+        ]
+        for _, r in last.relations.iterrows():
+            out.append(f"| {r['observed']:+.4f} | {r['simulated']:.4f} | {r['statistics']} |")
+    return out
 
 
 def _machine(device: str = "cpu") -> dict:
