@@ -361,7 +361,6 @@ def run_inference(
         progress=progress,
     )  # fmt: skip
     timings["train"] = time.perf_counter() - t0
-    names = [m.name for m in moments]
     typical = _typical({}, "prior", sims["x"], moments)
     truncation: dict = {}
     held_region = None
@@ -741,6 +740,10 @@ def _fmt(x) -> str:
     return format_value(float(x)) if x is not None else "-"
 
 
+#: The simulations :func:`~memsim.fit.infer.typicality` compares with, as the report names them.
+_ROUNDS = {"prior": "the prior's simulations", "region": "the second round's simulations"}
+
+
 def _typical(typical: dict, what: str, x: np.ndarray, moments) -> dict:
     """``typical`` with ``what``'s :func:`~memsim.fit.infer.typicality` added: None where the
     simulations with every statistic are too few to compare with (no more than the
@@ -778,14 +781,13 @@ def _typicality_table(typical: dict) -> pd.DataFrame:
 
 def typicality_line(typical: dict) -> str:
     """One line: how typical the released data are of each round's simulations."""
-    rounds = {"prior": "the prior's simulations", "region": "the second round's"}
     measured = {k: t for k, t in typical.items() if t is not None}
     if not measured:
         return (
             "released data against the simulations: not measured (no more simulations "
             "than statistics)"
         )
-    parts = [f"beyond {t.beyond:.1%} of {rounds[k]}" for k, t in measured.items()]
+    parts = [f"beyond {t.beyond:.1%} of {_ROUNDS[k]}" for k, t in measured.items()]
     line = "released data against the simulations (Mahalanobis distance): " + ", ".join(parts)
     last = measured.get("region", measured.get("prior"))
     outside = last.marginal.loc[last.marginal["tail"] < 0.01, "statistic"].tolist()
@@ -901,7 +903,6 @@ def markdown(result: Inference) -> str:
 
 
 def _typicality_markdown(typical: dict) -> list[str]:
-    rounds = {"prior": "the prior's simulations", "region": "the second round's simulations"}
     head = "\n## How typical the released data are of the simulations\n"
     typical = {k: t for k, t in typical.items() if t is not None}
     if not typical:
@@ -917,12 +918,12 @@ def _typicality_markdown(typical: dict) -> list[str]:
     ]
     for k, t in typical.items():
         out.append(
-            f"| {t.simulations:,} ({rounds[k]}) | {t.dims} | {t.distance2:.1f} | {t.beyond:.1%} |"
+            f"| {t.simulations:,} ({_ROUNDS[k]}) | {t.dims} | {t.distance2:.1f} | {t.beyond:.1%} |"
         )
     last_key = "region" if "region" in typical else "prior"
     last = typical[last_key]
     out += [
-        f"\nThe statistics most extreme against {rounds[last_key]} (share of them below the "
+        f"\nThe statistics most extreme against {_ROUNDS[last_key]} (share of them below the "
         "released value; every statistic in `typicality.csv`):\n",
         "| statistic | below | two-sided tail |",
         "|---|---|---|",
