@@ -267,6 +267,24 @@ def test_typicality_places_the_observed_statistics_among_the_simulations():
     assert nfi.typicality(x[:, :4], names[:4]).beyond < 0.01
     with pytest.raises(ValueError, match="too few"):
         nfi.typicality(x[:4], names)
+    # what memsim infer writes of it: a table per statistic in the statistics' order, a line
+    from memsim.study.infer import _typicality_markdown, _typicality_table, typicality_line
+
+    rounds = {"prior": centre, "region": broken}
+    table = _typicality_table(rounds, names)
+    assert list(table["statistic"]) == names[:4]  # the constant one left out
+    assert list(table.columns) == ["statistic", "below_prior", "tail_prior"] + [
+        "below_region",
+        "tail_region",
+    ]
+    line = typicality_line(rounds)
+    assert "of the prior's simulations, beyond" in line and "second round's" in line
+    assert "exact relations of the simulated statistics the released ones break: 1" in line
+    text = "\n".join(_typicality_markdown(rounds))
+    assert "| 2,000 (the second round's simulations) | 3 |" in text and "mean of a-c" in text
+    assert typicality_line({"prior": None}).endswith(
+        "not measured (no more simulations than statistics)"
+    )
 
 
 def test_balance_penalty_is_zero_for_the_prior_and_grows_with_overconfidence():

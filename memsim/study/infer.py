@@ -562,7 +562,7 @@ def run_inference(
     }
     result = Inference(out, samples, table, None, recovery, pred, pairs, info, typical)
     if any(t is not None for t in typical.values()):
-        _write_csv(_typicality_table(typical), out / "typicality.csv")
+        _write_csv(_typicality_table(typical, [m.name for m in moments]), out / "typicality.csv")
     result.sbc = sbc_res["table"] if sbc_res is not None else None
     if figures:
         from memsim.viz.infer import draw_figures
@@ -767,16 +767,16 @@ def _typicality_info(t: nfi.Typicality) -> dict:
     }
 
 
-def _typicality_table(typical: dict) -> pd.DataFrame:
-    """``typicality.csv``: per statistic, the share of each round's simulations below the
-    released value and its two-sided tail."""
-    out = None
-    for what, t in typical.items():
-        if t is None:
-            continue
-        m = t.marginal.rename(columns={"below": f"below_{what}", "tail": f"tail_{what}"})
-        out = m if out is None else out.merge(m, on="statistic", how="outer", sort=False)
-    return out
+def _typicality_table(typical: dict, names: list[str]) -> pd.DataFrame:
+    """``typicality.csv``: per statistic (in the order of ``names``, the statistics'), the
+    share of each round's simulations below the released value and its two-sided tail."""
+    parts = [
+        t.marginal.set_index("statistic").add_suffix(f"_{what}")
+        for what, t in typical.items()
+        if t is not None
+    ]
+    out = pd.concat(parts, axis=1)
+    return out.reindex([n for n in names if n in out.index]).rename_axis("statistic").reset_index()
 
 
 def typicality_line(typical: dict) -> str:
@@ -787,7 +787,7 @@ def typicality_line(typical: dict) -> str:
             "released data against the simulations: not measured (no more simulations "
             "than statistics)"
         )
-    parts = [f"beyond {t.beyond:.1%} of {_ROUNDS[k]}" for k, t in measured.items()]
+    parts = [f"beyond {t.beyond:.2%} of {_ROUNDS[k]}" for k, t in measured.items()]
     line = "released data against the simulations (Mahalanobis distance): " + ", ".join(parts)
     last = measured.get("region", measured.get("prior"))
     outside = last.marginal.loc[last.marginal["tail"] < 0.01, "statistic"].tolist()
@@ -918,7 +918,7 @@ def _typicality_markdown(typical: dict) -> list[str]:
     ]
     for k, t in typical.items():
         out.append(
-            f"| {t.simulations:,} ({_ROUNDS[k]}) | {t.dims} | {t.distance2:.1f} | {t.beyond:.1%} |"
+            f"| {t.simulations:,} ({_ROUNDS[k]}) | {t.dims} | {t.distance2:.1f} | {t.beyond:.2%} |"
         )
     last_key = "region" if "region" in typical else "prior"
     last = typical[last_key]
