@@ -1200,7 +1200,10 @@ def typicality(x_std: np.ndarray, names: list[str], observed: np.ndarray | None 
       scores' bins).
 
     Statistics constant over the simulations (:func:`constant_statistics`) are left out, as
-    training leaves them. Deterministic: no random numbers.
+    training leaves them. The simulations' own distances are in-sample (the covariance is
+    theirs), so they run a little short of a new simulation's: by about ``(m + 2) / n`` in
+    relative terms for ``m`` statistics and ``n`` simulations (2.5 % for 49 and 2,000), which
+    makes the observed statistics look that much further out. Deterministic: no random numbers.
     """
     import pandas as pd
 
