@@ -263,10 +263,16 @@ def test_typicality_places_the_observed_statistics_among_the_simulations():
     assert len(broken.relations) == 1
     assert "mean of a-c" in broken.relations["statistics"].iloc[0]
     assert abs(broken.relations["observed"].iloc[0]) > 10 * broken.relations["simulated"].iloc[0]
+    # its sign: along the direction whose largest weight is positive (the mean's, here: the
+    # relation is mean - (a + b + c) / 3 up to scale, and the mean is 0.3 too high)
+    assert "mean of a-c (+" in broken.relations["statistics"].iloc[0]
+    assert broken.relations["observed"].iloc[0] > 0
     # the released data are the zero vector by default; too few simulations are refused
     assert nfi.typicality(x[:, :4], names[:4]).beyond < 0.01
     with pytest.raises(ValueError, match="too few"):
         nfi.typicality(x[:4], names)
+    with pytest.raises(ValueError, match="4 names"):
+        nfi.typicality(x, names[:4])
     # what memsim infer writes of it: a table per statistic in the statistics' order, a line
     from memsim.study.infer import _typicality_markdown, _typicality_table, typicality_line
 

@@ -1210,6 +1210,10 @@ def typicality(x_std: np.ndarray, names: list[str], observed: np.ndarray | None 
     x = np.asarray(x_std, float)
     x = x[np.isfinite(x).all(axis=1)]
     obs = np.zeros(x.shape[1]) if observed is None else np.asarray(observed, float)
+    if len(names) != x.shape[1] or obs.shape != (x.shape[1],):
+        raise ValueError(
+            f"{x.shape[1]} statistics, {len(names)} names and {obs.shape} observed values"
+        )
     if len(x) <= x.shape[1]:
         raise ValueError(f"{len(x)} simulations for {x.shape[1]} statistics: too few to compare")
     held = set(constant_statistics(x))
@@ -1223,6 +1227,9 @@ def typicality(x_std: np.ndarray, names: list[str], observed: np.ndarray | None 
     z = (x[:, cols] - mu) / sd
     z0 = (obs[cols] - mu) / sd
     var, vec = np.linalg.eigh(np.cov(z, rowvar=False))
+    # each direction's sign fixed (its largest weight positive): the offsets read the same
+    # whatever sign the linear algebra library returns
+    vec *= np.where(vec[np.abs(vec).argmax(axis=0), np.arange(vec.shape[1])] < 0, -1.0, 1.0)
     keep = var > RELATION_VARIANCE * var.sum()
     pz, p0 = z @ vec, z0 @ vec  # z has mean 0: projections are offsets from the mean
     d2 = ((pz[:, keep] ** 2) / var[keep]).sum(axis=1)
