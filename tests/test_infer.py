@@ -267,6 +267,9 @@ def test_typicality_places_the_observed_statistics_among_the_simulations():
     # relation is mean - (a + b + c) / 3 up to scale, and the mean is 0.3 too high)
     assert "mean of a-c (+" in broken.relations["statistics"].iloc[0]
     assert broken.relations["observed"].iloc[0] > 0
+    # a departure the size of a target's rounding is not reported
+    rounded = nfi.typicality(x, names, observed=np.array([0.0, 0.0, 0.0, 1e-4, 0.5]))
+    assert rounded.relations.empty
     # the released data are the zero vector by default; too few simulations are refused
     assert nfi.typicality(x[:, :4], names[:4]).beyond < 0.01
     with pytest.raises(ValueError, match="too few"):

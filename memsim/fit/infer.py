@@ -1142,6 +1142,10 @@ def recovery_table(
 #: :func:`typicality` leaves them out of the distance and reports where the observed data break
 #: them.
 RELATION_VARIANCE = 1e-6
+#: ... and report a broken one only where the observed statistics depart from it by more than
+#: this (z-scored units: a thousandth of the statistics' spread over the simulations) and by
+#: more than ten times the farthest simulation: smaller departures are a target's rounding.
+RELATION_FLOOR = 1e-3
 
 
 @dataclass(frozen=True)
@@ -1169,7 +1173,7 @@ class Typicality:
         (over the simulations), ``observed`` (the observed statistics' offset along it),
         ``simulated`` (the largest offset of any simulation) and ``statistics`` (the ones it
         weighs most, with their weights); only directions where the observed offset exceeds
-        ten times the simulations' largest.
+        ten times the simulations' largest and :data:`RELATION_FLOOR`.
     """
 
     simulations: int
@@ -1237,7 +1241,7 @@ def typicality(x_std: np.ndarray, names: list[str], observed: np.ndarray | None 
     rows = []
     for j in np.flatnonzero(~keep):
         largest = float(np.abs(pz[:, j]).max())
-        if abs(p0[j]) > 10 * largest:
+        if abs(p0[j]) > max(10 * largest, RELATION_FLOOR):
             top = np.argsort(-np.abs(vec[:, j]))[:4]
             rows.append(
                 {
