@@ -257,6 +257,7 @@ def test_typicality_places_the_observed_statistics_among_the_simulations():
     far = nfi.typicality(x, names, observed=np.array([4.0, 0.0, 0.0, 4 / 3, 0.5]))
     assert far.beyond > 0.99 and far.distance2 == pytest.approx(16, rel=0.1)
     assert far.marginal["statistic"].iloc[0] == "a" and far.marginal["tail"].iloc[0] < 0.002
+    assert far.outside(0.01) == ["a"] and centre.outside(0.01) == []
     assert far.relations.empty  # the relation holds: the mean is the mean
     # a mean that is not the mean of its parts: the relation is reported, not the distance
     broken = nfi.typicality(x, names, observed=np.array([0.0, 0.0, 0.0, 0.3, 0.5]))

@@ -1183,6 +1183,11 @@ class Typicality:
     marginal: object
     relations: object
 
+    def outside(self, tail: float = 0.01) -> list[str]:
+        """The statistics whose released value fewer than ``tail`` of the simulations reach
+        as extreme (two-sided), most extreme first."""
+        return self.marginal.loc[self.marginal["tail"] < tail, "statistic"].tolist()
+
 
 def typicality(x_std: np.ndarray, names: list[str], observed: np.ndarray | None = None):
     """Whether the observed statistics look like one more simulation (a prior predictive check).

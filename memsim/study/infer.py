@@ -762,7 +762,7 @@ def _typicality_info(t: nfi.Typicality) -> dict:
         "dims": t.dims,
         "distance2": t.distance2,
         "beyond": t.beyond,
-        "outside_99": t.marginal.loc[t.marginal["tail"] < 0.01, "statistic"].tolist(),
+        "outside_99": t.outside(0.01),
         "relations_broken": t.relations.to_dict("records"),
     }
 
@@ -790,7 +790,7 @@ def typicality_line(typical: dict) -> str:
     parts = [f"beyond {t.beyond:.2%} of {_ROUNDS[k]}" for k, t in measured.items()]
     line = "released data against the simulations (Mahalanobis distance): " + ", ".join(parts)
     last = measured.get("region", measured.get("prior"))
-    outside = last.marginal.loc[last.marginal["tail"] < 0.01, "statistic"].tolist()
+    outside = last.outside(0.01)
     line += "; statistics outside 99 % of them: " + (", ".join(outside) if outside else "none")
     if len(last.relations):
         line += (
