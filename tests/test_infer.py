@@ -87,6 +87,11 @@ def test_unit_box_round_trip():
             "  - {path: videos.rt_sd, lo: 0, hi: 1}\n",
             "count_bins: must be true or false",
         ),
+        (
+            "name: x\nparams: videomem\nemulate: share at\nparameters:\n"
+            "  - {path: videos.rt_sd, lo: 0, hi: 1}\n",
+            "emulate: must be a list of parts of statistics' names",
+        ),
     ],
 )
 def test_bad_prior_files_are_one_line_errors(tmp_path, body, message):
@@ -341,6 +346,32 @@ def test_balanced_training_records_its_weight_and_repeats_itself():
     assert np.array_equal(d1, d2) and not np.array_equal(d0, d1)
 
 
+def test_emulate_names_statistics_by_parts_of_their_names(tmp_path, setup):
+    """``emulate``: the statistics whose name holds a part; a part that names none, or parts
+    that take every statistic, are one-line errors naming the prior file; the simulations'
+    settings leave it out (the same simulations train either way)."""
+    proto, targets, real, prior, base, moments = setup
+    names = [m.name for m in moments]
+    counts = nfi.Prior(**{**prior.__dict__, "emulate": ("annotations per video", "share at")})
+    cols = nfi.emulated_columns(counts, moments)
+    assert [names[j] for j in cols] == [
+        n for n in names if "annotations per video" in n or "share at" in n
+    ]
+    assert len(cols) == 2 + 17  # the two means and the counts' CDF points
+    assert nfi.emulated_columns(prior, moments) == cols  # the shipped prior emulates them
+    plain = nfi.Prior(**{**prior.__dict__, "emulate": ()})
+    assert nfi.emulated_columns(plain, moments) == []
+    none = nfi.Prior(**{**prior.__dict__, "emulate": ("no such statistic",)})
+    with pytest.raises(UserError, match="'no such statistic' is in no statistic's name"):
+        nfi.emulated_columns(none, moments, "p.yaml")
+    everything = nfi.Prior(**{**prior.__dict__, "emulate": ("",)})
+    with pytest.raises(UserError, match="takes every statistic"):
+        nfi.emulated_columns(everything, moments)
+    settings = [nfi.store_settings(proto, base, p, moments, SCALE, 0) for p in (plain, counts)]
+    assert settings[0] == settings[1]
+    assert nfi.Prior.from_dump(counts.dump()) == counts
+
+
 def test_prior_path_that_names_no_parameter(tmp_path):
     import memsim
 
@@ -496,11 +527,13 @@ def test_scaled_down_inference(tmp_path, setup, monkeypatch, capsys, device):
     from memsim.study.infer import load_posterior, posterior_draws, run_inference
 
     proto, targets, real, prior, base, moments = setup
-    # the shipped prior, conditioned on the released annotation counts' rank bins and ECDF too
+    # the shipped prior, conditioned on the released annotation counts' rank bins and ECDF too,
+    # every statistic learned by the flow (the emulated counts: the truncated runs below)
     prior_file = tmp_path / "videomem-prior.yaml"
     prior_file.write_text(
         nfi.prior_path("videomem")
         .read_text()
+        .replace("\nemulate: [annotations per video, share at]", "")
         .replace("\ncount_cdf: true", "")
         .replace("\nparams:", "\ncount_bins: true\ncount_cdf: true\nparams:")
     )
@@ -596,10 +629,17 @@ def test_truncated_second_round(tmp_path, setup, monkeypatch, device):
     from memsim.study.infer import run_inference
 
     proto, targets, real, prior, base, moments = setup
+    # the flow on every statistic (the shipped prior's emulated counts: the test below)
+    plain = tmp_path / "videomem-prior.yaml"
+    plain.write_text(
+        nfi.prior_path("videomem")
+        .read_text()
+        .replace("\nemulate: [annotations per video, share at]", "")
+    )
     kw = dict(
-        out=tmp_path / "inf", simulations=40, scale=SCALE, device=device, targets=targets,
-        real=real, heldout=6, predictive=0, samples=200, sbc_draws=10, estimator="maf",
-        max_epochs=2, figures=False, truncated=20,
+        out=tmp_path / "inf", prior=plain, simulations=40, scale=SCALE, device=device,
+        targets=targets, real=real, heldout=6, predictive=0, samples=200, sbc_draws=10,
+        estimator="maf", max_epochs=2, figures=False, truncated=20,
     )  # fmt: skip
     r = run_inference(proto, **kw)
     info = r.info
@@ -636,6 +676,42 @@ def test_truncated_second_round(tmp_path, setup, monkeypatch, device):
     # both SBC checks drawn: the prior's held-out draws and the region's
     figs = tmp_path / "inf" / "figures"
     assert (figs / "sbc.png").stat().st_size > 0 and (figs / "sbc-region.png").stat().st_size > 0
+
+
+def test_truncated_run_with_emulated_statistics(tmp_path, setup, monkeypatch):
+    """The shipped prior, which emulates the counts: the first round's estimator sees every
+    statistic (it only finds the region), the final one a flow on the others times an emulator
+    of the counts; the posterior, SBC and region SBC are drawn by Metropolis and their
+    acceptance recorded;
+    the saved estimator re-conditions to the posterior's draws."""
+    pytest.importorskip("sbi")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(nfi, "TRUNCATION_PILOT", 4096)
+    monkeypatch.setattr(nfi, "TRUNCATION_PRIOR_SHARE", 0.05)
+    from memsim.study.infer import load_posterior, run_inference
+
+    proto, targets, real, prior, base, moments = setup
+    assert prior.emulate == ("annotations per video", "share at")  # the shipped prior's
+    out = tmp_path / "inf"
+    r = run_inference(
+        proto, out=out, simulations=40, scale=SCALE, targets=targets,
+        real=real, heldout=6, predictive=2, samples=60, sbc_draws=8, estimator="maf",
+        max_epochs=2, figures=False, truncated=20,
+    )  # fmt: skip
+    info = r.info
+    names = [m.name for m in moments]
+    emulated = [n for n in names if "annotations per video" in n or "share at" in n]
+    assert info["train"]["emulated"] == emulated and info["train"]["used"] == 60
+    assert info["train"]["emulator"]["simulations"] == 60
+    assert "emulated" not in info["round1_train"]
+    assert set(info["mcmc"]["acceptance"]) == {"posterior", "heldout", "region_heldout"}
+    assert all(0 < a < 1 for a in info["mcmc"]["acceptance"].values())
+    assert f"{len(emulated)} statistics are emulated" in (out / "report.md").read_text()
+    est = nfi.Estimator.load(out / "estimator.pt")
+    assert est.emulator is not None and len(est.flow_columns) == len(names) - len(emulated)
+    u = est.sample(60, seed=0)
+    np.testing.assert_allclose(prior.to_values(u), load_posterior(out).to_numpy(), rtol=1e-6)
+    assert len(pd.read_csv(out / "sbc-region.csv")) == prior.dim
 
 
 @pytest.mark.parametrize(

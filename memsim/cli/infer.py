@@ -128,6 +128,10 @@ def _cmd_infer(args) -> int:
         f"{t['dropped']} without every statistic), trained {t['epochs']} epochs on {t['device']}"
         + (f", balanced (weight {t['balance']:g})" if t.get("balance") else "")
     )
+    if t.get("emulated"):
+        from memsim.study.infer import emulator_line
+
+        print(emulator_line(info))
     if info.get("truncated_simulations"):
         print(
             f"second round: {info['truncated_simulations']} simulations inside the first "

@@ -22,6 +22,10 @@ Method (``docs/inference.md``):
    (``[0, 1]``; a log-uniform parameter on the log scale), so the prior is uniform on the unit
    box. Conditioning on the released data (``x = 0``) gives the posterior; conditioning on any
    other summary needs no new simulation (:meth:`Estimator.sample`).
+   Statistics the prior names in ``emulate`` are left out of the flow and modelled by a
+   Gaussian emulator of their values given the parameters instead; the posterior is then the
+   flow's times the emulator's likelihood, drawn by Metropolis (:mod:`memsim.fit.emulator`,
+   :func:`with_emulator`).
 4. **Checks**: simulation-based calibration on held-out simulations (:func:`sbc`: rank of the
    truth among posterior draws, chi-square test of uniformity per parameter; coverage of the
    central 50 % and 90 % intervals) and a recovery table (:func:`recovery_table`).
@@ -58,6 +62,8 @@ __all__ = [
     "prior_path",
     "standardise",
     "SimulationStore",
+    "emulated_columns",
+    "with_emulator",
     "simulate_prior",
     "Estimator",
     "train",
@@ -131,6 +137,9 @@ class Prior:
     count_bins: bool = False
     # condition on the released annotation counts' ECDF at their core counts (moments_for)
     count_cdf: bool = False
+    # statistics whose names hold one of these are emulated, not learned by the flow
+    # (memsim.fit.emulator; emulated_columns)
+    emulate: tuple[str, ...] = ()
 
     @property
     def paths(self) -> list[str]:
@@ -227,6 +236,7 @@ class Prior:
             d.get("note", ""),
             bool(d.get("count_bins", False)),
             bool(d.get("count_cdf", False)),
+            tuple(d.get("emulate", ())),
         )
 
     def dump(self) -> dict:
@@ -242,6 +252,8 @@ class Prior:
             out["count_bins"] = True
         if self.count_cdf:
             out["count_cdf"] = True
+        if self.emulate:
+            out["emulate"] = list(self.emulate)
         return out
 
 
@@ -265,7 +277,9 @@ def load_prior(path: str | os.PathLike[str]) -> Prior:
     The file: ``name``, ``params`` (the base set), optional ``note``, optional
     ``count_bins`` (true: the statistics include the released annotation counts' rank bins),
     optional ``count_cdf`` (true: they include the share of videos at or below each core count
-    of the released counts, :func:`memsim.fit.calibrate.count_cdf_points`),
+    of the released counts, :func:`memsim.fit.calibrate.count_cdf_points`), optional
+    ``emulate`` (a list of parts of statistics' names: the statistics whose name holds one are
+    modelled by an emulated likelihood instead of the flow, :func:`emulated_columns`),
     and ``parameters``: a list of ``{path, lo, hi, shape}`` (``shape`` ``uniform`` or
     ``log-uniform``, the latter with ``lo > 0``). A ``path`` names a number of the base set,
     or, as ``protocol.<dotted path>``, a setting of the protocol (a nuisance of the campaign
@@ -279,12 +293,15 @@ def load_prior(path: str | os.PathLike[str]) -> Prior:
     def bad(why: str) -> UserError:
         return UserError(why, path=path)
 
-    extra = set(d) - {"name", "params", "note", "count_bins", "count_cdf", "parameters"}
+    extra = set(d) - {"name", "params", "note", "count_bins", "count_cdf", "emulate", "parameters"}
     if extra:
         raise bad(
             f"unknown field {sorted(extra)[0]!r} (fields: name, params, note, count_bins, "
-            "count_cdf, parameters)"
+            "count_cdf, emulate, parameters)"
         )
+    emulate = d.get("emulate", [])
+    if not isinstance(emulate, list) or not all(isinstance(e, str) and e for e in emulate):
+        raise bad(f"emulate: must be a list of parts of statistics' names, got {emulate!r}")
     for flag in ("count_bins", "count_cdf"):
         if not isinstance(d.get(flag, False), bool):
             raise bad(f"{flag}: must be true or false, got {d[flag]!r}")
@@ -330,7 +347,22 @@ def load_prior(path: str | os.PathLike[str]) -> Prior:
         str(d.get("note", "")),
         bool(d.get("count_bins", False)),
         bool(d.get("count_cdf", False)),
+        tuple(emulate),
     )
+
+
+def emulated_columns(prior: Prior, moments: list[Moment], where=None) -> list[int]:
+    """The positions of the statistics the prior's ``emulate`` names (a statistic is emulated
+    when its name holds one of the parts). A part that names no statistic, or parts that take
+    every statistic, are a one-line :class:`UserError`."""
+    names = [m.name for m in moments]
+    for part in prior.emulate:
+        if not any(part in n for n in names):
+            raise UserError(f"emulate: {part!r} is in no statistic's name", path=where)
+    cols = [j for j, n in enumerate(names) if any(part in n for part in prior.emulate)]
+    if prior.emulate and len(cols) == len(names):
+        raise UserError("emulate: takes every statistic; the flow needs some", path=where)
+    return cols
 
 
 def check_prior(prior: Prior, base: Params, where: str | os.PathLike[str], protocol=None) -> None:
@@ -759,24 +791,48 @@ class Estimator:
         The statistics, in order, and their standardisation.
     info : dict
         Training facts: simulations used and dropped, epochs, seconds, device, seed.
+    emulator : Emulator, optional
+        With one, the flow learned ``q(u | x_r)`` from the other statistics only, and the
+        posterior is ``q(u | x_r) N(x_c; m(u), S)`` (:mod:`memsim.fit.emulator`), drawn by
+        Metropolis (:meth:`mcmc`); :meth:`sample`, :meth:`sample_batched` and
+        :meth:`log_prob` (then up to a constant per ``x``) take the whole statistics vector
+        either way.
     """
 
     posterior: object
     prior: Prior
     moments: list
     info: dict
+    emulator: object = None
 
     @property
     def held(self) -> list[int]:
-        """The statistics training held at 0 (:func:`constant_statistics`)."""
+        """The statistics training held at 0 (:func:`constant_statistics`), counted among
+        those the flow sees."""
         return self.info.get("constant_statistics", [])
+
+    @property
+    def flow_columns(self) -> list[int]:
+        """The statistics the flow conditions on (all but the emulated ones)."""
+        skip = set(self.emulator.columns) if self.emulator is not None else set()
+        return [j for j in range(len(self.moments)) if j not in skip]
+
+    def _flow_x(self, x: np.ndarray | None) -> np.ndarray:
+        """The flow's conditioning vector(s) from whole statistics vector(s) ``x``."""
+        x = np.zeros(len(self.moments)) if x is None else np.asarray(x, float)
+        if self.emulator is not None:
+            x = x[..., self.flow_columns]
+        return _held(x, self.held)
 
     def sample(self, n: int, x: np.ndarray | None = None, seed: int = 0) -> np.ndarray:
         """``n`` posterior draws (unit positions ``(n, d)``) given standardised moments ``x``
         (default: the released data, the zero vector). Same seed, same draws."""
         import torch
 
-        x = np.zeros(len(self.moments)) if x is None else _held(x, self.held)
+        if self.emulator is not None:
+            xs = np.zeros(len(self.moments)) if x is None else np.asarray(x, float)
+            return self.mcmc(n, xs[None], seed=seed)[0][:, 0]
+        x = self._flow_x(x)
         torch.manual_seed(int(seed))
         dev = self.info.get("device", "cpu")
         xt = torch.as_tensor(x, dtype=torch.float32, device=dev)[None]
@@ -785,13 +841,65 @@ class Estimator:
 
     def sample_batched(self, n: int, xs: np.ndarray, seed: int = 0) -> np.ndarray:
         """``n`` draws for each row of ``xs``: ``(n, len(xs), d)``."""
+        if self.emulator is not None:
+            return self.mcmc(n, xs, seed=seed)[0]
+        return from_logit(self._flow_draws(n, self._flow_x(xs), seed))
+
+    def _flow_draws(self, n: int, xf: np.ndarray, seed: int) -> np.ndarray:
+        """The flow's own draws ``(n, len(xf), d)`` in logits, given its conditioning rows."""
         import torch
 
         torch.manual_seed(int(seed))
         dev = self.info.get("device", "cpu")
-        xt = torch.as_tensor(_held(xs, self.held), dtype=torch.float32, device=dev)
+        xt = torch.as_tensor(xf, dtype=torch.float32, device=dev)
         s = self.posterior.sample_batched((int(n),), x=xt, show_progress_bars=False)
-        return from_logit(s.detach().cpu().numpy().astype(float))
+        return s.detach().cpu().numpy().astype(float)
+
+    def _flow_log_prob(self, t: np.ndarray, xf: np.ndarray) -> np.ndarray:
+        """The flow's log density of logits ``t`` ``(n, d)``, row ``i`` given ``xf[i]``."""
+        import torch
+
+        dev = self.info.get("device", "cpu")
+        tt = torch.as_tensor(t, dtype=torch.float32, device=dev)[None]
+        xt = torch.as_tensor(xf, dtype=torch.float32, device=dev)
+        with torch.no_grad():
+            lp = self.posterior.posterior_estimator.log_prob(tt, condition=xt)[0]
+        return lp.cpu().numpy().astype(float)
+
+    def mcmc(
+        self,
+        n: int,
+        xs: np.ndarray,
+        *,
+        seed: int = 0,
+        steps: int | None = None,
+        progress: ProgressCallback | None = None,
+    ) -> tuple[np.ndarray, float]:
+        """``n`` draws for each row of ``xs`` from the flow times the emulator, by Metropolis
+        (:func:`memsim.fit.emulator.metropolis`: ``ceil(n / MCMC_KEEP)`` chains per row, at
+        least ``MCMC_MIN_CHAINS``, started
+        from the flow's own draws given that row, ``steps`` steps, default ``MCMC_STEPS``).
+        Returns the draws ``(n, len(xs), d)`` and the acceptance rate. Same seed, same draws."""
+        from memsim.fit.emulator import MCMC_KEEP, MCMC_MIN_CHAINS, MCMC_STEPS, metropolis
+
+        emu = self.emulator
+        xs = np.atleast_2d(np.asarray(xs, float))
+        chains = max(-(-int(n) // MCMC_KEEP), MCMC_MIN_CHAINS)
+        xf = self._flow_x(xs)
+        init = self._flow_draws(chains, xf, seed).transpose(1, 0, 2)  # (groups, chains, d)
+        cond = np.repeat(xf, chains, axis=0)
+        obs = np.repeat(xs[:, list(emu.columns)], chains, axis=0)
+        d = init.shape[-1]
+
+        def log_target(t: np.ndarray) -> np.ndarray:
+            flat = t.reshape(-1, d)
+            return (self._flow_log_prob(flat, cond) + emu.log_lik(flat, obs)).reshape(t.shape[:2])
+
+        draws, acceptance = metropolis(
+            log_target, init, steps=MCMC_STEPS if steps is None else steps, keep=MCMC_KEEP,
+            seed=seed, progress=progress,
+        )  # fmt: skip
+        return from_logit(draws[:, : int(n)].transpose(1, 0, 2)), acceptance
 
     def log_prob(
         self, u: np.ndarray, x: np.ndarray | None = None, *, logit: bool = False
@@ -800,7 +908,8 @@ class Estimator:
         the density of ``logit(u)``, the flow's own coordinates (where the prior is logistic)."""
         import torch
 
-        x = np.zeros(len(self.moments)) if x is None else _held(x, self.held)
+        xw = np.zeros(len(self.moments)) if x is None else np.asarray(x, float)
+        x = self._flow_x(xw)
         dev = self.info.get("device", "cpu")
         u = np.asarray(u, float)
         ut = torch.as_tensor(to_logit(u), dtype=torch.float32, device=dev)
@@ -811,6 +920,8 @@ class Estimator:
             # support) is exactly 1 there, and skipping it changes no bit
             lp = self.posterior.log_prob(ut, x=xt, norm_posterior=False)
             lp = lp.cpu().numpy().astype(float)
+        if self.emulator is not None:
+            lp = lp + self.emulator.log_lik(to_logit(u), xw[list(self.emulator.columns)])
         if logit:
             return lp
         # density of u = density of logit(u) x |d logit(u) / du|
@@ -833,6 +944,7 @@ class Estimator:
                         for m in self.moments
                     ],
                     "info": self.info,
+                    **({"emulator": self.emulator.dump()} if self.emulator is not None else {}),
                 },
                 tmp,
             )
@@ -861,7 +973,19 @@ class Estimator:
                 # sbi rebuilds its potential and notes the prior has no mean (it needs none here)
                 warnings.filterwarnings("ignore", "The passed discrete prior has no mean")
                 post.to(info["device"])
-        return cls(post, prior, moments, info)
+        emulator = None
+        if "emulator" in d:
+            from memsim.fit.emulator import Emulator
+
+            emulator = Emulator.from_dump(d["emulator"])
+        return cls(post, prior, moments, info, emulator)
+
+
+def with_emulator(est: Estimator, emulator, moments: list[Moment]) -> Estimator:
+    """The posterior ``q(u | x_r) N(x_c; m(u), S)``: ``est`` trained on the statistics the
+    ``emulator`` leaves (in order), the emulator for its columns of the whole ``moments``."""
+    info = dict(est.info, emulator=emulator.info, emulated=list(emulator.names))
+    return Estimator(est.posterior, est.prior, list(moments), info, emulator)
 
 
 #: Unit positions are kept this far inside (0, 1) before taking logits.
@@ -1311,7 +1435,8 @@ def store_settings(
         "protocol_hash": fingerprint(protocol.dump()),
         "params": base.name,
         "params_hash": fingerprint(base.dump()),
-        "prior": prior.dump(),
+        # which statistics are emulated changes the training, not the simulations
+        "prior": {k: v for k, v in prior.dump().items() if k != "emulate"},
         "moments": [[m.name, list(m.path), m.value, m.scale] for m in moments],
         "scale": float(scale),
         "seed": int(seed),

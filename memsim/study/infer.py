@@ -35,6 +35,7 @@ import pandas as pd
 
 from memsim.errors import UserError
 from memsim.fit import infer as nfi
+from memsim.fit.emulator import MCMC_KEEP, MCMC_STEPS
 from memsim.progress import ProgressCallback, report
 from memsim.resources import repository_root
 from memsim.study.intervals import credible, paired_differences
@@ -331,6 +332,7 @@ def run_inference(
     moments = moments_for(
         targets, real, columns, scale, count_bins=pr.count_bins, count_cdf=pr.count_cdf
     )
+    emulated = nfi.emulated_columns(pr, moments, prior_file)
     out = Path(out)
     make_dirs(out)
     store = nfi.SimulationStore(
@@ -354,12 +356,38 @@ def run_inference(
         )  # fmt: skip
         timings["heldout_simulations"] = held["seconds"]
 
+    def final(u, x_std, errors) -> nfi.Estimator:
+        """The posterior's estimator: a flow on every statistic, or on those the prior does
+        not emulate times an emulator of the rest (memsim.fit.emulator)."""
+        if not emulated:
+            return nfi.train(
+                u, x_std, errors, pr, moments, seed=seed, device=device, estimator=estimator,
+                max_epochs=max_epochs, balance=balance, progress=progress,
+            )  # fmt: skip
+        from memsim.fit.emulator import fit_emulator
+
+        rest = [j for j in range(len(moments)) if j not in emulated]
+        flow = nfi.train(
+            u, x_std[:, rest], errors, pr, [moments[j] for j in rest], seed=seed,
+            device=device, estimator=estimator, max_epochs=max_epochs, balance=balance,
+            progress=progress,
+        )  # fmt: skip
+        ok = nfi.usable(x_std, errors)
+        emu = fit_emulator(
+            nfi.to_logit(u[ok]), x_std[ok][:, emulated], emulated,
+            [moments[j].name for j in emulated], seed=seed, progress=progress,
+        )  # fmt: skip
+        return nfi.with_emulator(flow, emu, moments)
+
     t0 = time.perf_counter()
-    est = nfi.train(
-        sims["u"], nfi.standardise(sims["x"], moments), sims["errors"], pr, moments, seed=seed,
-        device=device, estimator=estimator, max_epochs=max_epochs, balance=balance,
-        progress=progress,
-    )  # fmt: skip
+    if truncated:  # the first round's estimator only finds the region: every statistic
+        est = nfi.train(
+            sims["u"], nfi.standardise(sims["x"], moments), sims["errors"], pr, moments,
+            seed=seed, device=device, estimator=estimator, max_epochs=max_epochs,
+            balance=balance, progress=progress,
+        )  # fmt: skip
+    else:
+        est = final(sims["u"], nfi.standardise(sims["x"], moments), sims["errors"])
     timings["train"] = time.perf_counter() - t0
     typical = _typical({}, "prior", sims["x"], moments)
     truncation: dict = {}
@@ -401,13 +429,11 @@ def run_inference(
             "round1_train": est.info,
         }
         t0 = time.perf_counter()
-        est = nfi.train(
+        est = final(
             np.concatenate([sims["u"], more["u"]]),
             nfi.standardise(np.concatenate([sims["x"], more["x"]]), moments),
             np.concatenate([sims["errors"], more["errors"]]),
-            pr, moments, seed=seed, device=device, estimator=estimator, max_epochs=max_epochs,
-            balance=balance, progress=progress,
-        )  # fmt: skip
+        )
         timings["train"] += time.perf_counter() - t0
     est.save(out / "estimator.pt")
     from memsim.fit.calibrate import dump_params_yaml
@@ -421,9 +447,23 @@ def run_inference(
     )
     write_text_atomic(out / "protocol.yaml", protocol_yaml(protocol))
 
+    mcmc: dict = {}
+
+    def draw(n: int, xs: np.ndarray, what: str) -> np.ndarray:
+        """``n`` posterior draws given each row of ``xs``; by Metropolis where the posterior
+        has an emulator (its acceptance rate kept for inference.json)."""
+        if est.emulator is None:
+            return est.sample_batched(n, xs, seed=seed)
+        s, acceptance = est.mcmc(n, xs, seed=seed, progress=progress)
+        mcmc[what] = acceptance
+        return s
+
     t0 = time.perf_counter()
     report(progress, "infer", "posterior", 0, 1, unit="stage")
-    u = est.sample(samples, seed=seed)
+    if est.emulator is None:
+        u = est.sample(samples, seed=seed)
+    else:
+        u = draw(samples, np.zeros((1, len(moments))), "posterior")[:, 0]
     values = pr.to_values(u)
     samples = pd.DataFrame(values, columns=pr.paths)
     from memsim.io import atomic_path
@@ -455,7 +495,7 @@ def run_inference(
         xh = nfi.standardise(held["x"][ok], moments)
         uh = held["u"][ok]
         report(progress, "infer", "checks", 0, 2, unit="checks")
-        draws = est.sample_batched(sbc_draws, xh, seed=seed)  # (draws, held-out, d): both checks
+        draws = draw(sbc_draws, xh, "heldout")  # (draws, held-out, d): both checks
         sbc_res = nfi.sbc(est, uh, xh, samples=draws)
         _write_csv(sbc_res["table"], out / "sbc.csv")
         report(progress, "infer", "checks", 1, 2, unit="checks")
@@ -479,7 +519,9 @@ def run_inference(
         t0 = time.perf_counter()
         ok = nfi.usable(held_region["x"], held_region["errors"])
         xh = nfi.standardise(held_region["x"][ok], moments)
-        region_sbc = nfi.sbc(est, held_region["u"][ok], xh, draws=sbc_draws, seed=seed)
+        region_sbc = nfi.sbc(
+            est, held_region["u"][ok], xh, samples=draw(sbc_draws, xh, "region_heldout")
+        )
         _write_csv(region_sbc["table"], out / "sbc-region.csv")
         held_info.update(
             region_heldout=int(ok.sum()),
@@ -551,6 +593,11 @@ def run_inference(
         "simulations_failed": int((np.char.str_len(sims["errors"].astype(str)) > 0).sum()),
         "train": est.info,
         **truncation,
+        **(
+            {"mcmc": {"steps": MCMC_STEPS, "keep": MCMC_KEEP, "acceptance": mcmc}}
+            if est.emulator is not None
+            else {}
+        ),
         "point_fit_density_percentile": density,
         **held_info,
         **pred_info,
@@ -800,6 +847,22 @@ def typicality_line(typical: dict) -> str:
     return line
 
 
+def emulator_line(info: dict) -> str:
+    """One sentence on the emulated statistics of an inference (its ``inference.json``)."""
+    t = info["train"]
+    e = t["emulator"]
+    acc = info.get("mcmc", {}).get("acceptance", {})
+    line = (
+        f"{len(t['emulated'])} statistics are emulated (a Gaussian likelihood, its mean an MLP "
+        f"fitted in {e['epochs']} epochs, validation error {e['validation_mse']:.3f} of their "
+        f"variance); the flow learned from the other {len(info['moments']) - len(t['emulated'])}"
+        f", and the posterior is drawn by Metropolis ({info['mcmc']['steps']} steps"
+    )
+    if "posterior" in acc:
+        line += f", acceptance {acc['posterior']:.2f}"
+    return line + ")."
+
+
 def markdown(result: Inference) -> str:
     """The inference's tables as markdown (``report.md`` in the output folder)."""
     info = result.info
@@ -818,6 +881,8 @@ def markdown(result: Inference) -> str:
             f"(holding {info['truncation_posterior_mass']:.2%} of that posterior's draws and "
             f"{info['truncation_acceptance']:.2%} of the prior's), trained on with the first.\n"
         )
+    if t.get("emulated"):
+        out.append(emulator_line(info) + "\n")
     out += ["## Posterior given the released data\n"]
     points = [c for c in result.table.columns if c.endswith(" percentile")]
     head = "| parameter | prior | median | 90 % interval | contraction |"

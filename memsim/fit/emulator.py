@@ -1,0 +1,313 @@
+"""An emulated likelihood for some statistics, and the sampler of the posterior it makes.
+
+Neural posterior estimation learns ``q(theta | x)`` from simulations; where a few statistics
+``x_c`` decide a check by a few hundredths and the flow does not resolve them from the
+simulations it has, they can be modelled the other way round: a **Gaussian emulator** of
+their values given the parameters, ``x_c ~ N(m(theta), S)``, ``m`` a small network fitted to
+the same simulations and ``S`` the covariance of its residuals on simulations it did not see.
+The posterior is then
+
+    p(theta | x_r, x_c)  proportional to  q(theta | x_r) * N(x_c; m(theta), S)
+
+with ``q`` the estimator trained on the other statistics ``x_r``. This holds when ``x_c`` and
+``x_r`` vary independently given ``theta`` (docs/inference.md, "Emulated statistics"). The
+product has no sampler of its own: :func:`metropolis` draws from it by random-walk Metropolis
+over many chains at once.
+
+Everything lives in the flow's coordinates, the logits of the parameters' unit positions
+(:func:`memsim.fit.infer.to_logit`), where the prior is a standard logistic on the whole line.
+torch is imported inside the functions that need it.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from memsim.progress import ProgressCallback, report
+
+__all__ = ["Emulator", "fit_emulator", "metropolis", "MCMC_STEPS", "MCMC_KEEP", "MCMC_MIN_CHAINS"]
+
+#: Metropolis steps per chain: the first half adapts the proposal, the second half draws.
+MCMC_STEPS = 400
+#: States kept per chain, evenly spaced over the second half (the last state among them).
+MCMC_KEEP = 4
+#: The acceptance rate the first half adapts each chain's proposal scale towards.
+MCMC_ACCEPTANCE = 0.25
+#: The fewest chains per conditioning vector (each chain's proposal is learned from the others).
+MCMC_MIN_CHAINS = 8
+
+
+def _mlp(d_in: int, d_out: int, hidden: int, layers: int):
+    import torch
+
+    mods: list = []
+    width = d_in
+    for _ in range(layers):
+        mods += [torch.nn.Linear(width, hidden), torch.nn.SiLU()]
+        width = hidden
+    mods.append(torch.nn.Linear(width, d_out))
+    return torch.nn.Sequential(*mods)
+
+
+@dataclass
+class Emulator:
+    """A Gaussian emulator of some statistics given the parameters: ``N(m(t), S)``.
+
+    Attributes
+    ----------
+    columns : tuple of int
+        The emulated statistics' positions in the full statistics vector.
+    names : tuple of str
+        Their names.
+    net : torch module
+        ``m``: standardised logits in, standardised statistics out.
+    t_mean, t_sd, y_mean, y_sd : arrays
+        The standardisations of the logits and of the statistics.
+    precision : array ``(k, k)``
+        ``S`` inverted; ``S`` is the covariance of the residuals on the validation share (the
+        simulations' own noise and the emulator's error together).
+    info : dict
+        Fitting facts: simulations, epochs, validation error, residual spread, seconds.
+    """
+
+    columns: tuple
+    names: tuple
+    net: object
+    t_mean: np.ndarray
+    t_sd: np.ndarray
+    y_mean: np.ndarray
+    y_sd: np.ndarray
+    precision: np.ndarray
+    info: dict
+
+    def mean(self, t: np.ndarray) -> np.ndarray:
+        """``m(t)`` for logits ``t`` ``(n, d)``: the statistics' expected values ``(n, k)``."""
+        import torch
+
+        z = torch.as_tensor((np.asarray(t, float) - self.t_mean) / self.t_sd, dtype=torch.float32)
+        with torch.no_grad():
+            y = self.net(z).numpy().astype(float)
+        return y * self.y_sd + self.y_mean
+
+    def log_lik(self, t: np.ndarray, y: np.ndarray) -> np.ndarray:
+        """``log N(y; m(t), S)`` up to a constant, for logits ``t`` ``(n, d)`` and statistics
+        ``y`` (``(k,)``, or ``(n, k)`` a row each)."""
+        r = self.mean(t) - np.asarray(y, float)
+        return -0.5 * np.einsum("ij,jk,ik->i", r, self.precision, r)
+
+    def dump(self) -> dict:
+        """A picklable dict: :meth:`from_dump` reads it back (an estimator file holds it)."""
+        return {
+            "columns": list(self.columns),
+            "names": list(self.names),
+            "state": {k: v.clone() for k, v in self.net.state_dict().items()},
+            "shape": self.info["shape"],
+            "t_mean": self.t_mean,
+            "t_sd": self.t_sd,
+            "y_mean": self.y_mean,
+            "y_sd": self.y_sd,
+            "precision": self.precision,
+            "info": self.info,
+        }
+
+    @classmethod
+    def from_dump(cls, d: dict) -> Emulator:
+        d_in, d_out, hidden, layers = d["shape"]
+        net = _mlp(d_in, d_out, hidden, layers)
+        net.load_state_dict(d["state"])
+        net.eval()
+        return cls(
+            tuple(d["columns"]),
+            tuple(d["names"]),
+            net,
+            *(np.asarray(d[k], float) for k in ("t_mean", "t_sd", "y_mean", "y_sd", "precision")),
+            dict(d["info"]),
+        )
+
+
+def fit_emulator(
+    t: np.ndarray,
+    y: np.ndarray,
+    columns,
+    names,
+    *,
+    seed: int = 0,
+    hidden: int = 256,
+    layers: int = 3,
+    max_epochs: int = 400,
+    patience: int = 30,
+    batch_size: int = 128,
+    validation: float = 0.1,
+    progress: ProgressCallback | None = None,
+) -> Emulator:
+    """Fit the emulator's mean ``m`` (an MLP, SiLU, Adam) to logits ``t`` ``(n, d)`` and
+    statistics ``y`` ``(n, k)``, stopping once the validation share's error has not improved
+    for ``patience`` epochs; ``S`` is then the covariance of the validation residuals.
+    Same seed and thread count: the same emulator."""
+    import torch
+
+    t = np.asarray(t, float)
+    y = np.asarray(y, float)
+    n = len(t)
+    n_val = max(int(round(n * validation)), y.shape[1] + 2)
+    if n - n_val < 10:
+        raise ValueError(f"{n} simulations are too few to fit an emulator of {y.shape[1]}")
+    perm = np.random.default_rng(seed).permutation(n)
+    val, tr = perm[:n_val], perm[n_val:]
+    t_mean, t_sd = t[tr].mean(0), t[tr].std(0) + 1e-12
+    y_mean, y_sd = y[tr].mean(0), y[tr].std(0) + 1e-12
+
+    def tensor(a):
+        return torch.as_tensor(a, dtype=torch.float32)
+
+    xt, yt = tensor((t[tr] - t_mean) / t_sd), tensor((y[tr] - y_mean) / y_sd)
+    xv, yv = tensor((t[val] - t_mean) / t_sd), tensor((y[val] - y_mean) / y_sd)
+    torch.manual_seed(int(seed))
+    net = _mlp(t.shape[1], y.shape[1], hidden, layers)
+    opt = torch.optim.Adam(net.parameters(), lr=1e-3, weight_decay=1e-5)
+    best, state, since, epoch = np.inf, None, 0, 0
+    t0 = time.perf_counter()
+    for epoch in range(1, max_epochs + 1):
+        net.train()
+        order = torch.randperm(len(xt))
+        for s in range(0, len(xt), batch_size):
+            b = order[s : s + batch_size]
+            opt.zero_grad()
+            loss = ((net(xt[b]) - yt[b]) ** 2).mean()
+            loss.backward()
+            opt.step()
+        net.eval()
+        with torch.no_grad():
+            v = float(((net(xv) - yv) ** 2).mean())
+        if v < best - 1e-5:
+            best, since = v, 0
+            state = {k: w.clone() for k, w in net.state_dict().items()}
+        else:
+            since += 1
+        report(progress, "infer", "emulator", epoch, None, unit="epochs", detail=f"mse {v:.4f}")
+        if since >= patience:
+            break
+    net.load_state_dict(state)
+    net.eval()
+    emu = Emulator(
+        tuple(int(c) for c in columns),
+        tuple(str(s) for s in names),
+        net,
+        t_mean,
+        t_sd,
+        y_mean,
+        y_sd,
+        np.eye(y.shape[1]),
+        {},
+    )
+    resid = y[val] - emu.mean(t[val])
+    cov = np.atleast_2d(np.cov(resid.T)) + 1e-6 * np.eye(y.shape[1])
+    emu.precision = np.linalg.inv(cov)
+    emu.info = {
+        "simulations": int(n),
+        "validation": int(n_val),
+        "epochs": int(epoch),
+        "validation_mse": float(best),  # in the statistics' own standardisation (y_sd)
+        "residual_sd": [float(s) for s in np.sqrt(np.diag(cov))],
+        "seconds": time.perf_counter() - t0,
+        "seed": int(seed),
+        "shape": [int(t.shape[1]), int(y.shape[1]), int(hidden), int(layers)],
+        "torch_threads": torch.get_num_threads(),
+    }
+    return emu
+
+
+def _cov(sum1: np.ndarray, sum2: np.ndarray, count) -> np.ndarray:
+    """Covariances ``(..., d, d)`` from sums of states and of their outer products over
+    ``count`` states, kept positive definite."""
+    count = np.asarray(count, float)[..., None]
+    m = sum1 / count
+    c = sum2 / count[..., None] - m[..., :, None] * m[..., None, :]
+    d = c.shape[-1]
+    trace = np.trace(c, axis1=-2, axis2=-1)[..., None, None]
+    return c + (1e-8 + 1e-6 * trace / d) * np.eye(d)
+
+
+def metropolis(
+    log_target,
+    init: np.ndarray,
+    *,
+    steps: int = MCMC_STEPS,
+    keep: int = MCMC_KEEP,
+    seed: int = 0,
+    acceptance: float = MCMC_ACCEPTANCE,
+    progress: ProgressCallback | None = None,
+) -> tuple[np.ndarray, float]:
+    """Random-walk Metropolis for ``G`` targets at once, ``C`` chains each (``C >= 3``).
+
+    ``init`` ``(G, C, d)``: the chains' starting points (draws from a wider distribution than
+    the target, such as ``q(theta | x_r)``). ``log_target`` maps states ``(G, C, d)`` to log
+    densities ``(G, C)`` (up to a constant per group; NaN or -inf is never accepted).
+
+    Each chain's proposal is Gaussian: a covariance times a scale, both learned from the
+    *other* chains of its group (leave-one-out). A proposal tuned on the chain's own states
+    would depend on where the chain is, and such a kernel no longer leaves the target
+    invariant: on heavy-tailed targets it pulled the chains in by several per cent. The
+    covariance starts as the other chains' starting points', and is re-estimated from their
+    states at a half and at three quarters of the first half (the states since the previous
+    estimate); the scale moves after every step of the first half towards the other chains'
+    ``acceptance``. From then on both are frozen, so the second half is a plain Metropolis
+    chain. ``keep`` states per chain are kept, evenly spaced in the second half and ending at
+    the last step.
+
+    Returns the draws ``(G, keep * C, d)``, ordered so that the first ``C`` are the chains'
+    last states (then the states before them), and the mean acceptance of the second half.
+    """
+    x = np.array(init, float)
+    n_groups, n_chains, d = x.shape
+    if steps < 4 or keep < 1 or n_chains < 3:
+        raise ValueError("metropolis needs steps >= 4, keep >= 1 and at least 3 chains")
+    rng = np.random.default_rng(seed)
+    lp = np.asarray(log_target(x), float)
+    lp = np.where(np.isnan(lp), -np.inf, lp)
+
+    def outer(a):
+        return a[..., :, None] * a[..., None, :]
+
+    def others_chol(s1, s2, n_each):
+        """Each chain's Cholesky factor of the covariance of the other chains' states."""
+        cov = _cov(s1.sum(1, keepdims=True) - s1, s2.sum(1, keepdims=True) - s2,
+                   n_each * (n_chains - 1))  # fmt: skip
+        return np.linalg.cholesky(cov)
+
+    chol = others_chol(x, outer(x), 1)
+    scale = np.full((n_groups, n_chains), 2.38**2 / d)
+    half = steps // 2
+    every = max((steps - half) // keep, 1)
+    kept_at = {steps - i * every: i for i in range(keep)}  # the last state first
+    out = np.empty((n_groups, keep, n_chains, d))
+    sum1 = np.zeros_like(x)
+    sum2 = np.zeros((n_groups, n_chains, d, d))
+    count = 0
+    refit = {max(half // 2, 1), max(3 * half // 4, 1)}
+    accepted = 0.0
+    for k in range(1, steps + 1):
+        step = np.einsum("gcij,gcj->gci", chol, rng.standard_normal(x.shape))
+        prop = x + np.sqrt(scale)[..., None] * step
+        lq = np.asarray(log_target(prop), float)
+        ok = np.log(rng.random((n_groups, n_chains))) < lq - lp  # NaN compares False
+        x = np.where(ok[..., None], prop, x)
+        lp = np.where(ok, lq, lp)
+        if k <= half:
+            others = (ok.sum(axis=1, keepdims=True) - ok) / (n_chains - 1)
+            scale *= np.exp(others - acceptance)
+            sum1 += x
+            sum2 += outer(x)
+            count += 1
+            if k in refit:
+                chol = others_chol(sum1, sum2, count)
+                sum1[:], sum2[:], count = 0.0, 0.0, 0
+        else:
+            accepted += float(ok.mean())
+        if k in kept_at:
+            out[:, kept_at[k]] = x
+        report(progress, "infer", "mcmc", k, steps, unit="steps")
+    return out.reshape(n_groups, keep * n_chains, d), accepted / max(steps - half, 1)
