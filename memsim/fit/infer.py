@@ -877,9 +877,9 @@ class Estimator:
     ) -> tuple[np.ndarray, float]:
         """``n`` draws for each row of ``xs`` from the flow times the emulator, by Metropolis
         (:func:`memsim.fit.emulator.metropolis`: ``ceil(n / MCMC_KEEP)`` chains per row, at
-        least ``MCMC_MIN_CHAINS``, started
-        from the flow's own draws given that row, ``steps`` steps, default ``MCMC_STEPS``).
-        Returns the draws ``(n, len(xs), d)`` and the acceptance rate. Same seed, same draws."""
+        least ``MCMC_MIN_CHAINS``, started from the flow's own draws given that row, ``steps``
+        steps, default ``MCMC_STEPS``). Returns the draws ``(n, len(xs), d)`` and the
+        acceptance rate. Same seed, same draws."""
         from memsim.fit.emulator import MCMC_KEEP, MCMC_MIN_CHAINS, MCMC_STEPS, metropolis
 
         emu = self.emulator
