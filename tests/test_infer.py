@@ -420,6 +420,15 @@ def test_a_protocol_setting_in_the_prior_is_set_on_the_protocol_not_the_crowd(tm
     path.write_text(MECHANISM_PRIOR.replace("counts_every_participants", "counts_every_nope"))
     with pytest.raises(UserError, match="names no field of the protocol videomem"):
         nfi.check_prior(nfi.load_prior(path), base, path, proto)
+    # an optional setting the protocol leaves unset (step 2's link to the selection's demand)
+    path.write_text(
+        MECHANISM_PRIOR.replace(
+            "selection.counts_every_participants", "steps.1.items.0.source.demand_follows"
+        )
+    )
+    assert proto.steps[1].items[0].source.demand_follows is None
+    with pytest.raises(UserError, match="is not set in the protocol videomem; set it to a number"):
+        nfi.check_prior(nfi.load_prior(path), base, path, proto)
 
 
 def test_simulations_run_the_protocol_each_draw_sets(tmp_path, setup):

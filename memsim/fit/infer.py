@@ -389,6 +389,13 @@ def check_prior(prior: Prior, base: Params, where: str | os.PathLike[str], proto
             raise UserError(
                 f"parameters.{k}.path: {p.path!r} names no field of {what}", path=where
             ) from None
+        if v is None and p.on_protocol:
+            # an optional setting left out of the protocol: the prior cannot vary it from nothing
+            raise UserError(
+                f"parameters.{k}.path: {p.path!r} is not set in {what}; set it to a number "
+                f"in a copy of the protocol to vary it",
+                path=where,
+            )
         if isinstance(v, bool) or not isinstance(v, (int, float)):
             raise UserError(f"parameters.{k}.path: {p.path!r} is not a number", path=where)
     for corner in (np.zeros(prior.dim), np.ones(prior.dim), np.full(prior.dim, 0.5)):
