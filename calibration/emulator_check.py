@@ -1,0 +1,147 @@
+"""How well an inference's emulated likelihood fits, over the prior and where the posterior lives.
+
+    python calibration/emulator_check.py RUN [--draws G] [--steps 400,1600] [--seed S]
+
+A measurement, not part of ``memsim infer`` (docs/inference.md, "Step 2's demand as a
+nuisance"). ``RUN`` is a folder that ``memsim infer`` wrote with emulated statistics (a prior
+with ``emulate:``): its ``estimator.pt`` and ``simulations/``. It prints
+
+1. the emulator's squared Mahalanobis residual at the truth, ``(y - m(t))' S^-1 (y - m(t))``,
+   mean and median, on each stored stream of simulations (the prior's, the prior's held-out,
+   the second round's, the second round's held-out). Where ``S`` fits, its mean is the number
+   of emulated statistics ``k``; below ``k`` the likelihood is too flat there, above too sharp.
+   The training streams' residuals are the fit's own (smaller than new simulations');
+2. the share of the truths inside the posterior's central 50 % and 90 % intervals on the first
+   ``G`` held-out draws of the second round (of the prior, without a second round): for the
+   flow alone (its draws given the statistics it learned, a posterior in its own right), then
+   for the flow times the emulator drawn by Metropolis with each number of ``--steps``; each
+   line names the parameters whose 50 % intervals cover most.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+from memsim.fit import infer as nfi
+
+STREAMS = (
+    (nfi.TRAIN, "prior's simulations"),
+    (nfi.HELDOUT, "prior's held-out"),
+    (nfi.TRUNCATED, "second round's simulations"),
+    (nfi.TRUNCATED_HELDOUT, "second round's held-out"),
+)
+
+
+def load_stream(folder: Path, stream: int) -> dict | None:
+    """Every stored chunk of ``stream`` in order (``u``, ``x``, ``errors``), or None."""
+    files = sorted(
+        (folder / "simulations").glob(f"{stream}-*.npz"), key=lambda f: int(f.stem.split("-")[1])
+    )
+    if not files:
+        return None
+    parts = [dict(np.load(f)) for f in files]
+    return {k: np.concatenate([p[k] for p in parts]) for k in ("u", "x", "errors")}
+
+
+def usable(est: nfi.Estimator, sims: dict) -> tuple[np.ndarray, np.ndarray]:
+    """The unit positions and standardised statistics of the simulations with every one."""
+    x = nfi.standardise(sims["x"], est.moments)
+    ok = nfi.usable(x, sims["errors"])
+    return sims["u"][ok], x[ok]
+
+
+def residual_distance(est: nfi.Estimator, u: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """Each simulation's squared Mahalanobis residual under the emulator, at its own truth."""
+    emu = est.emulator
+    r = x[:, list(emu.columns)] - emu.mean(nfi.to_logit(u))
+    return np.einsum("ij,jk,ik->i", r, emu.precision, r)
+
+
+def coverage(draws: np.ndarray, truth: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per parameter, the share of truths ``(G, d)`` inside the central 50 % and 90 % intervals
+    of their draws ``(n, G, d)`` (the rank of the truth among the draws decides)."""
+    rank = (draws < truth[None]).mean(0)
+    return (
+        ((rank > 0.25) & (rank < 0.75)).mean(0),
+        ((rank > 0.05) & (rank < 0.95)).mean(0),
+    )
+
+
+def coverage_line(what: str, c50: np.ndarray, c90: np.ndarray, names: list[str]) -> str:
+    widest = np.argsort(-c50, kind="stable")[:3]
+    most = ", ".join(f"{names[i]} {100 * c50[i]:.0f} %" for i in widest)
+    return (
+        f"{what}: {100 * c50.mean():.1f} % / {100 * c90.mean():.1f} % inside the 50 % / 90 % "
+        f"intervals; widest at 50 %: {most}"
+    )
+
+
+def report(run: Path, draws: int = 100, steps=(400,), seed: int = 1, n: int = 100) -> list[str]:
+    """The lines ``main`` prints (module docstring)."""
+    est = nfi.Estimator.load(run / "estimator.pt")
+    if est.emulator is None:
+        raise SystemExit(f"{run}: the estimator emulates no statistic (no emulate: in its prior)")
+    k = len(est.emulator.columns)
+    out = [f"{run}: {k} statistics emulated"]
+    held = None
+    for stream, name in STREAMS:
+        sims = load_stream(run, stream)
+        if sims is None:
+            continue
+        u, x = usable(est, sims)
+        d2 = residual_distance(est, u, x)
+        out.append(
+            f"  {name} ({len(u)}): squared Mahalanobis residual mean {d2.mean():.1f}, "
+            f"median {np.median(d2):.1f} (k = {k})"
+        )
+        if stream in (nfi.HELDOUT, nfi.TRUNCATED_HELDOUT):
+            held = (name, u[:draws], x[:draws])
+    if held is None:
+        raise SystemExit(f"{run}: no held-out simulations in {run / 'simulations'}")
+    name, u, x = held
+    names = [p.path.split(".")[-1] for p in est.prior.parameters]
+    flow = nfi.from_logit(est._flow_draws(n, est._flow_x(x), seed))
+    out.append(f"coverage on the first {len(u)} of the {name}:")
+    out.append("  " + coverage_line("flow alone", *coverage(flow, u), names))
+    for s in steps:
+        product, acceptance = est.mcmc(n, x, seed=seed, steps=s)
+        out.append(
+            "  "
+            + coverage_line(
+                f"flow x emulator, {s} steps (acceptance {acceptance:.2f})",
+                *coverage(product, u),
+                names,
+            )
+        )
+    return out
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("run", type=Path, help="a folder memsim infer wrote, with emulated statistics")
+    ap.add_argument("--draws", type=int, default=100, help="held-out draws for the coverage")
+    ap.add_argument("--steps", default="400", help="Metropolis steps, comma-separated")
+    ap.add_argument("--seed", type=int, default=1)
+    a = ap.parse_args(argv)
+    if not (a.run / "estimator.pt").is_file():
+        ap.error(f"{a.run}: no estimator.pt (not a folder memsim infer wrote)")
+    try:
+        steps = [int(s) for s in a.steps.split(",")]
+    except ValueError:
+        ap.error(f"--steps: {a.steps!r} is not a comma-separated list of integers")
+    if a.draws < 1 or any(s < 2 for s in steps):
+        ap.error("--draws must be at least 1 and every --steps at least 2")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # nflows' deprecation of torch.triangular_solve
+        for line in report(a.run, a.draws, steps, a.seed):
+            print(line)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

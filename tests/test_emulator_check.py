@@ -1,0 +1,97 @@
+"""calibration/emulator_check.py: how well an inference's emulated likelihood fits, and the
+coverage of the flow alone and of the product on held-out draws (docs/inference.md, "Step 2's
+demand as a nuisance")."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from repo_scripts import load_script
+
+
+@pytest.fixture(scope="module")
+def script():
+    pytest.importorskip("sbi")
+    return load_script("calibration/emulator_check.py")
+
+
+def test_coverage_of_exact_posteriors_is_nominal(script):
+    """theta ~ N(0, 1), x = theta + N(0, 1): the exact posterior N(x / 2, 1 / 2) covers half of
+    the truths with its 50 % intervals and nine in ten with its 90 % ones; draws twice as wide
+    cover more."""
+    rng = np.random.default_rng(0)
+    truth = rng.normal(size=(2000, 2))
+    x = truth + rng.normal(size=truth.shape)
+    exact = x / 2 + np.sqrt(0.5) * rng.normal(size=(200, *truth.shape))
+    c50, c90 = script.coverage(exact, truth)
+    np.testing.assert_allclose(c50, 0.5, atol=0.04)
+    np.testing.assert_allclose(c90, 0.9, atol=0.025)
+    wide50, wide90 = script.coverage(x / 2 + 2 * (exact - x / 2), truth)
+    assert (wide50 > 0.75).all() and (wide90 > 0.98).all()
+
+
+def _toy(rng, n):
+    u = rng.random((n, 2))
+    x = (
+        np.stack([u[:, 0] * 4 - 2, u[:, 1] * 4 - 2, (u[:, 0] + u[:, 1]) * 2 - 2], axis=1)
+        + rng.normal(size=(n, 3)) * 0.3
+    )
+    return u, x
+
+
+def test_report_on_a_toy_inference_folder(tmp_path, script, capsys):
+    """A folder laid out as memsim infer writes it (estimator.pt with an emulator, the store's
+    chunks): one residual line per stored stream, the residuals of new simulations near the
+    number of emulated statistics, and the coverage lines of the held-out draws."""
+    from memsim.fit import infer as nfi
+    from memsim.fit.calibrate import Moment
+    from memsim.fit.emulator import fit_emulator
+
+    prior = nfi.Prior(
+        "toy", "videomem", (nfi.PriorParam("a.a", 0.0, 1.0), nfi.PriorParam("b.b", 0.0, 1.0))
+    )
+    rng = np.random.default_rng(0)
+    u, x = _toy(rng, 800)
+    moments = [Moment(n, ("toy", n), 0.0, 1.0) for n in ("first", "second", "sum")]
+    errors = np.array([""] * len(u))
+    flow = nfi.train(u, x[:, :2], errors, prior, moments[:2], estimator="maf", max_epochs=5)
+    emu = fit_emulator(nfi.to_logit(u), x[:, 2:], [2], ["sum"], seed=0, max_epochs=40)
+    nfi.with_emulator(flow, emu, moments).save(tmp_path / "estimator.pt")
+    store = tmp_path / "simulations"
+    store.mkdir()
+    np.savez(store / f"{nfi.TRAIN}-00000000.npz", u=u, x=x, errors=errors)
+    hu, hx = _toy(rng, 300)
+    np.savez(store / f"{nfi.HELDOUT}-00000000.npz", u=hu, x=hx, errors=np.array([""] * len(hu)))
+
+    assert script.main([str(tmp_path), "--draws", "30", "--steps", "20,40"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == f"{tmp_path}: 1 statistics emulated"
+    assert out[1].startswith("  prior's simulations (800): squared Mahalanobis residual mean ")
+    assert out[2].startswith("  prior's held-out (300): squared Mahalanobis residual mean ")
+    held_mean = float(out[2].split("mean ")[1].split(",")[0])
+    assert 0.7 < held_mean < 1.4  # one statistic: 1 where the emulator's variance fits
+    assert out[3] == "coverage on the first 30 of the prior's held-out:"
+    assert out[4].startswith("  flow alone: ") and "widest at 50 %: " in out[4]
+    assert out[5].startswith("  flow x emulator, 20 steps (acceptance ")
+    assert out[6].startswith("  flow x emulator, 40 steps (acceptance ")
+    assert len(out) == 7
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--steps", "4x"], "--steps: '4x' is not a comma-separated list of integers"),
+        (["--draws", "0"], "--draws must be at least 1"),
+    ],
+)
+def test_usage_errors_are_one_line(tmp_path, script, capsys, argv, message):
+    (tmp_path / "estimator.pt").write_bytes(b"")
+    with pytest.raises(SystemExit) as exc:
+        script.main([str(tmp_path), *argv])
+    assert exc.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_a_folder_without_an_estimator_is_a_usage_error(tmp_path, script, capsys):
+    with pytest.raises(SystemExit) as exc:
+        script.main([str(tmp_path)])
+    assert exc.value.code == 2 and "no estimator.pt" in capsys.readouterr().err
