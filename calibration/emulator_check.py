@@ -21,12 +21,14 @@ with ``emulate:``): its ``estimator.pt`` and ``simulations/``. It prints
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import warnings
 from pathlib import Path
 
 import numpy as np
 
+from memsim.errors import UserError
 from memsim.fit import infer as nfi
 
 STREAMS = (
@@ -37,15 +39,12 @@ STREAMS = (
 )
 
 
-def load_stream(folder: Path, stream: int) -> dict | None:
-    """Every stored chunk of ``stream`` in order (``u``, ``x``, ``errors``), or None."""
-    files = sorted(
-        (folder / "simulations").glob(f"{stream}-*.npz"), key=lambda f: int(f.stem.split("-")[1])
-    )
-    if not files:
+def load_stream(store: nfi.SimulationStore, stream: int) -> dict | None:
+    """Every stored simulation of ``stream`` (``u``, ``x``, ``seeds``, ``errors``), or None."""
+    try:
+        return store.load(stream)
+    except UserError:  # none of this stream (a run without a second round)
         return None
-    parts = [dict(np.load(f)) for f in files]
-    return {k: np.concatenate([p[k] for p in parts]) for k in ("u", "x", "errors")}
 
 
 def usable(est: nfi.Estimator, sims: dict) -> tuple[np.ndarray, np.ndarray]:
@@ -87,10 +86,16 @@ def report(run: Path, draws: int = 100, steps=(400,), seed: int = 1, n: int = 10
     if est.emulator is None:
         raise SystemExit(f"{run}: the estimator emulates no statistic (no emulate: in its prior)")
     k = len(est.emulator.columns)
+    folder = run / "simulations"
+    try:
+        settings = json.loads((folder / "settings.json").read_text())
+    except (OSError, ValueError) as e:
+        raise SystemExit(f"{folder}: no readable settings.json ({e})") from None
+    store = nfi.SimulationStore(folder, settings)  # its own settings: read, never rewritten
     out = [f"{run}: {k} statistics emulated"]
     held = None
     for stream, name in STREAMS:
-        sims = load_stream(run, stream)
+        sims = load_stream(store, stream)
         if sims is None:
             continue
         u, x = usable(est, sims)

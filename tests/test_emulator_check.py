@@ -57,11 +57,16 @@ def test_report_on_a_toy_inference_folder(tmp_path, script, capsys):
     flow = nfi.train(u, x[:, :2], errors, prior, moments[:2], estimator="maf", max_epochs=5)
     emu = fit_emulator(nfi.to_logit(u), x[:, 2:], [2], ["sum"], seed=0, max_epochs=40)
     nfi.with_emulator(flow, emu, moments).save(tmp_path / "estimator.pt")
-    store = tmp_path / "simulations"
-    store.mkdir()
-    np.savez(store / f"{nfi.TRAIN}-00000000.npz", u=u, x=x, errors=errors)
+    store = nfi.SimulationStore(tmp_path / "simulations", {"toy": 1})
     hu, hx = _toy(rng, 300)
-    np.savez(store / f"{nfi.HELDOUT}-00000000.npz", u=hu, x=hx, errors=np.array([""] * len(hu)))
+    for stream, (su, sx) in ((nfi.TRAIN, (u, x)), (nfi.HELDOUT, (hu, hx))):
+        for start in range(0, len(su), 250):  # chunks, as memsim infer writes them
+            part = slice(start, start + 250)
+            store.write(
+                stream,
+                {"start": start, "u": su[part], "x": sx[part], "seeds": np.arange(len(su))[part],
+                 "errors": [""] * len(su[part])},
+            )  # fmt: skip
 
     assert script.main([str(tmp_path), "--draws", "30", "--steps", "20,40"]) == 0
     out = capsys.readouterr().out.splitlines()
@@ -95,3 +100,25 @@ def test_a_folder_without_an_estimator_is_a_usage_error(tmp_path, script, capsys
     with pytest.raises(SystemExit) as exc:
         script.main([str(tmp_path)])
     assert exc.value.code == 2 and "no estimator.pt" in capsys.readouterr().err
+
+
+def test_a_store_loads_every_simulation_up_to_a_missing_chunk(tmp_path):
+    """``SimulationStore.load(stream)`` with no count: every chunk from the first to the first
+    missing one; a stream with none is a one-line error."""
+    from memsim.errors import UserError
+    from memsim.fit import infer as nfi
+
+    store = nfi.SimulationStore(tmp_path, {"toy": 1})
+    for start in (0, 25, 75):  # 50-74 missing
+        store.write(
+            nfi.TRAIN,
+            {"start": start, "u": np.full((25, 2), start), "x": np.zeros((25, 3)),
+             "seeds": np.arange(start, start + 25), "errors": [""] * 25},
+        )  # fmt: skip
+    got = store.load(nfi.TRAIN)
+    np.testing.assert_array_equal(got["seeds"], np.arange(50))
+    np.testing.assert_array_equal(store.load(nfi.TRAIN, 30)["seeds"], np.arange(30))
+    with pytest.raises(UserError, match="only 50 of 60 simulations of stream 0"):
+        store.load(nfi.TRAIN, 60)
+    with pytest.raises(UserError, match="no simulations of stream 1"):
+        store.load(nfi.HELDOUT)

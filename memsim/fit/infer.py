@@ -560,12 +560,13 @@ class SimulationStore:
                 errors=np.array(chunk["errors"], dtype=str),
             )
 
-    def load(self, stream: int, n: int) -> dict:
-        """The first ``n`` simulations of ``stream`` (every chunk must be there)."""
+    def load(self, stream: int, n: int | None = None) -> dict:
+        """The first ``n`` simulations of ``stream`` (every chunk must be there); ``n`` None:
+        every one stored, from the first chunk to the first missing one."""
         parts = []
         for f in sorted(self.folder.glob(f"{stream}-*.npz")):
             start = int(f.stem.split("-")[1])
-            if start >= n:
+            if n is not None and start >= n:
                 continue
             with np.load(f) as z:
                 parts.append((start, {k: z[k] for k in ("u", "x", "seeds", "errors")}))
@@ -575,6 +576,10 @@ class SimulationStore:
             if start != at:  # a gap: a chunk is missing
                 break
             got = at = start + len(p["u"])
+        if n is None:
+            if not got:
+                raise UserError(f"no simulations of stream {stream}", path=self.folder)
+            n = got
         if got < n:
             raise UserError(f"only {got} of {n} simulations of stream {stream}", path=self.folder)
         cat = {k: np.concatenate([p[k] for _, p in parts])[:n] for k in ("u", "x", "seeds")}
