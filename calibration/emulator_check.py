@@ -1,6 +1,7 @@
 """How well an inference's emulated likelihood fits, over the prior and where the posterior lives.
 
-    python calibration/emulator_check.py RUN [--draws G] [--steps 400,1600] [--seed S]
+    python calibration/emulator_check.py RUN [--draws G] [--steps 400,1600] [--start flow|tempered]
+        [--seed S]
 
 A measurement, not part of ``memsim infer`` (docs/inference.md, "Step 2's demand as a
 nuisance"). ``RUN`` is a folder that ``memsim infer`` wrote with emulated statistics (a prior
@@ -14,8 +15,9 @@ with ``emulate:``): its ``estimator.pt`` and ``simulations/``. It prints
 2. the share of the truths inside the posterior's central 50 % and 90 % intervals on the first
    ``G`` held-out draws of the second round (of the prior, without a second round): for the
    flow alone (its draws given the statistics it learned, a posterior in its own right), then
-   for the flow times the emulator drawn by Metropolis with each number of ``--steps``; each
-   line names the parameters whose 50 % intervals cover most.
+   for the flow times the emulator drawn by Metropolis with each number of ``--steps``, the
+   chains started as ``--start`` says (``Estimator.mcmc``; default ``flow``, as ``memsim
+   infer``); each line names the parameters whose 50 % intervals cover most.
 """
 
 from __future__ import annotations
@@ -80,7 +82,9 @@ def coverage_line(what: str, c50: np.ndarray, c90: np.ndarray, names: list[str])
     )
 
 
-def report(run: Path, draws: int = 100, steps=(400,), seed: int = 1, n: int = 100) -> list[str]:
+def report(
+    run: Path, draws: int = 100, steps=(400,), seed: int = 1, n: int = 100, start: str = "flow"
+) -> list[str]:
     """The lines ``main`` prints (module docstring)."""
     est = nfi.Estimator.load(run / "estimator.pt")
     if est.emulator is None:
@@ -114,11 +118,12 @@ def report(run: Path, draws: int = 100, steps=(400,), seed: int = 1, n: int = 10
     out.append(f"coverage on the first {len(u)} of the {name}:")
     out.append("  " + coverage_line("flow alone", *coverage(flow, u), names))
     for s in steps:
-        product, acceptance = est.mcmc(n, x, seed=seed, steps=s)
+        product, acceptance = est.mcmc(n, x, seed=seed, steps=s, start=start)
+        started = "" if start == "flow" else f", {start} start"
         out.append(
             "  "
             + coverage_line(
-                f"flow x emulator, {s} steps (acceptance {acceptance:.2f})",
+                f"flow x emulator, {s} steps{started} (acceptance {acceptance:.2f})",
                 *coverage(product, u),
                 names,
             )
@@ -131,6 +136,12 @@ def main(argv=None) -> int:
     ap.add_argument("run", type=Path, help="a folder memsim infer wrote, with emulated statistics")
     ap.add_argument("--draws", type=int, default=100, help="held-out draws for the coverage")
     ap.add_argument("--steps", default="400", help="Metropolis steps, comma-separated")
+    ap.add_argument(
+        "--start",
+        choices=("flow", "tempered"),
+        default="flow",
+        help="where the Metropolis chains start (default flow, as memsim infer)",
+    )
     ap.add_argument("--seed", type=int, default=1)
     a = ap.parse_args(argv)
     if not (a.run / "estimator.pt").is_file():
@@ -143,7 +154,7 @@ def main(argv=None) -> int:
         ap.error("--draws must be at least 1 and every --steps at least 2")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # nflows' deprecation of torch.triangular_solve
-        for line in report(a.run, a.draws, steps, a.seed):
+        for line in report(a.run, a.draws, steps, a.seed, start=a.start):
             print(line)
     return 0
 

@@ -505,6 +505,7 @@ def infer(
     predictive: int = 100,
     truncated: int = 0,
     balance: float = 0.0,
+    mcmc_start: str = "flow",
     figures: bool = True,
     force: bool = False,
     progress: ProgressCallback | None = None,
@@ -517,6 +518,8 @@ def infer(
     simulations inside the first posterior's region (TSNPE), trained on with the first.
     ``balance``: balanced NPE's weight (0: plain NPE; 100 is the BNPE paper's), a training
     that penalises overconfidence (docs/inference.md, "Balanced training").
+    ``mcmc_start``: where the Metropolis chains of a posterior with emulated statistics start,
+    ``flow`` or ``tempered`` (:meth:`memsim.fit.infer.Estimator.mcmc`).
     Needs the ``infer`` extra (torch, sbi).
 
     The simulations in ``out/simulations`` are reused when the settings match: an interrupted
@@ -546,6 +549,7 @@ def infer(
         predictive=predictive,
         truncated=truncated,
         balance=balance,
+        mcmc_start=mcmc_start,
         figures=figures,
         force=force,
         progress=progress,

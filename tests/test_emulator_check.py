@@ -80,6 +80,11 @@ def test_report_on_a_toy_inference_folder(tmp_path, script, capsys):
     assert out[5].startswith("  flow x emulator, 20 steps (acceptance ")
     assert out[6].startswith("  flow x emulator, 40 steps (acceptance ")
     assert len(out) == 7
+    argv = [str(tmp_path), "--draws", "30", "--steps", "20", "--start", "tempered"]
+    assert script.main(argv) == 0
+    tempered = capsys.readouterr().out.splitlines()
+    assert tempered[:5] == out[:5]  # the same residuals and flow; only the chains start elsewhere
+    assert tempered[5].startswith("  flow x emulator, 20 steps, tempered start (acceptance ")
 
 
 @pytest.mark.parametrize(
@@ -87,6 +92,7 @@ def test_report_on_a_toy_inference_folder(tmp_path, script, capsys):
     [
         (["--steps", "4x"], "--steps: '4x' is not a comma-separated list of integers"),
         (["--draws", "0"], "--draws must be at least 1"),
+        (["--start", "prior"], "invalid choice: 'prior'"),
     ],
 )
 def test_usage_errors_are_one_line(tmp_path, script, capsys, argv, message):

@@ -721,6 +721,21 @@ def test_truncated_run_with_emulated_statistics(tmp_path, setup, monkeypatch):
     u = est.sample(60, seed=0)
     np.testing.assert_allclose(prior.to_values(u), load_posterior(out).to_numpy(), rtol=1e-6)
     assert len(pd.read_csv(out / "sbc-region.csv")) == prior.dim
+    assert info["mcmc"]["start"] == "flow"
+    # the tempered start: the same simulations and estimator, chains started elsewhere
+    t = run_inference(
+        proto, out=out, simulations=40, scale=SCALE, targets=targets,
+        real=real, heldout=6, predictive=0, samples=60, sbc_draws=8, estimator="maf",
+        max_epochs=2, figures=False, truncated=20, mcmc_start="tempered",
+    )  # fmt: skip
+    assert t.info["mcmc"]["start"] == "tempered" and t.info["simulations_new"] == 0
+    assert "chains started tempered" in (out / "report.md").read_text()
+    assert not np.allclose(load_posterior(out).to_numpy(), prior.to_values(u))
+    with pytest.raises(UserError, match="--mcmc-start must be one of flow, tempered"):
+        run_inference(
+            proto, out=out, simulations=40, scale=SCALE, targets=targets, real=real,
+            truncated=20, mcmc_start="prior",
+        )  # fmt: skip
 
 
 @pytest.mark.parametrize(
@@ -734,6 +749,7 @@ def test_truncated_run_with_emulated_statistics(tmp_path, setup, monkeypatch):
         (["--balance", "nan"], "--balance"),
         (["--balance", "1e9"], "--balance must be between 0 and"),
         (["--balance", "100", "--truncated", "50"], "cannot be combined"),
+        (["--mcmc-start", "prior"], "invalid choice: 'prior'"),
     ],
 )
 def test_cli_usage_errors(tmp_path, capsys, extra, message):

@@ -85,6 +85,14 @@ def register(sub) -> None:
         "2023; 100 is the paper's), which penalises overconfidence (default 0: plain NPE). The "
         "simulations in OUT are reused",
     )
+    p.add_argument(
+        "--mcmc-start",
+        choices=("flow", "tempered"),
+        default="flow",
+        help="where the Metropolis chains of a posterior with emulated statistics start: the "
+        "flow's own draws (default) or those draws resampled by a tempered likelihood, nearer "
+        "the product (docs/inference.md). The simulations in OUT are reused",
+    )
     p.add_argument("--no-figures", action="store_true", help="write no figures")
     p.add_argument(
         "--force", action="store_true", help="start the simulations in OUT over (replace them)"
@@ -117,6 +125,7 @@ def _cmd_infer(args) -> int:
             predictive=args.predictive,
             truncated=args.truncated,
             balance=args.balance,
+            mcmc_start=args.mcmc_start,
             figures=not args.no_figures,
             force=args.force,
             progress=show,

@@ -28,7 +28,18 @@ import numpy as np
 
 from memsim.progress import ProgressCallback, report
 
-__all__ = ["Emulator", "fit_emulator", "metropolis", "MCMC_STEPS", "MCMC_KEEP", "MCMC_MIN_CHAINS"]
+__all__ = [
+    "Emulator",
+    "fit_emulator",
+    "metropolis",
+    "tempered_start",
+    "MCMC_STEPS",
+    "MCMC_KEEP",
+    "MCMC_MIN_CHAINS",
+    "MCMC_CANDIDATES",
+    "MCMC_START_ESS",
+    "MCMC_STARTS",
+]
 
 #: Metropolis steps per chain: the first half adapts the proposal, the second half draws.
 MCMC_STEPS = 400
@@ -38,6 +49,15 @@ MCMC_KEEP = 4
 MCMC_ACCEPTANCE = 0.25
 #: The fewest chains per conditioning vector (each chain's proposal is learned from the others).
 MCMC_MIN_CHAINS = 8
+#: Where the chains start (:meth:`memsim.fit.infer.Estimator.mcmc`): the flow's own draws
+#: (``flow``, the default) or the flow's draws resampled by a tempered likelihood
+#: (``tempered``, :func:`tempered_start`).
+MCMC_STARTS = ("flow", "tempered")
+#: Flow draws per chain among which the chains' starting points are picked (:func:`tempered_start`).
+MCMC_CANDIDATES = 32
+#: The starting points' effective sample size, in chains: the likelihood's power is the largest
+#: that keeps the candidates' weights at least this many chains' worth (:func:`tempered_start`).
+MCMC_START_ESS = 4.0
 
 
 def _mlp(d_in: int, d_out: int, hidden: int, layers: int):
@@ -218,6 +238,66 @@ def fit_emulator(
         "torch_threads": torch.get_num_threads(),
     }
     return emu
+
+
+def _ess(log_w: np.ndarray) -> np.ndarray:
+    """The effective sample size of each row of log weights ``(G, K)`` (``-inf``: weight 0)."""
+    w = np.exp(log_w - log_w.max(axis=-1, keepdims=True))
+    return w.sum(-1) ** 2 / (w**2).sum(-1)
+
+
+def tempered_start(
+    candidates: np.ndarray,
+    log_lik: np.ndarray,
+    chains: int,
+    *,
+    ess: float = MCMC_START_ESS,
+    seed: int = 0,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Starting points for :func:`metropolis`: ``chains`` of each group's ``candidates``, drawn
+    from the candidates weighted by their likelihood raised to a power ``beta`` in [0, 1].
+
+    ``candidates`` ``(G, K, d)`` are draws of the flow ``q(theta | x_r)``, ``log_lik``
+    ``(G, K)`` the emulator's log likelihood at them. Weighted by ``L ** beta`` they stand for
+    ``q * L ** beta``, a distribution between the flow (``beta`` 0) and the product (1). Per
+    group ``beta`` is the largest that keeps the weights' effective sample size at least
+    ``ess * chains`` (1 where the full likelihood does), so the resampled starting points are
+    nearly all distinct and still a little wider than the product: the chains start near it
+    instead of having to travel in from the flow's spread, which 400 steps of random-walk
+    Metropolis do not finish where the product is much narrower than the flow
+    (docs/inference.md, "Step 2's demand as a nuisance"). Resampling is systematic. Same
+    seed, same starting points.
+
+    Returns the starting points ``(G, chains, d)`` and each group's ``beta``.
+    """
+    candidates = np.asarray(candidates, float)
+    ll = np.asarray(log_lik, float)
+    ll = np.where(np.isnan(ll), -np.inf, ll)
+    n_groups, k, _ = candidates.shape
+    if ll.shape != (n_groups, k) or chains < 1:
+        raise ValueError("tempered_start needs log_lik (G, K) for candidates (G, K, d)")
+    finite = np.isfinite(ll)
+    if not finite.any(axis=1).all():
+        raise ValueError("a group has no candidate with a finite likelihood")
+    llf = np.where(finite, ll, 0.0)
+
+    def log_w(beta):
+        return np.where(finite, beta[:, None] * llf, -np.inf)
+
+    want = np.minimum(float(ess) * chains, 0.999 * finite.sum(axis=1))
+    lo, hi = np.zeros(n_groups), np.ones(n_groups)
+    for _ in range(40):  # bisection: ESS falls as beta grows
+        mid = (lo + hi) / 2
+        good = _ess(log_w(mid)) >= want
+        lo, hi = np.where(good, mid, lo), np.where(good, hi, mid)
+    beta = np.where(_ess(log_w(np.ones(n_groups))) >= want, 1.0, lo)
+    lw = log_w(beta)
+    w = np.exp(lw - lw.max(axis=1, keepdims=True))
+    cw = np.cumsum(w / w.sum(axis=1, keepdims=True), axis=1)
+    cw[:, -1] = 1.0
+    u = (np.random.default_rng(seed).random((n_groups, 1)) + np.arange(chains)) / chains
+    idx = np.stack([np.searchsorted(cw[g], u[g], side="right") for g in range(n_groups)])
+    return np.take_along_axis(candidates, idx[..., None], axis=1), beta
 
 
 def _cov(sum1: np.ndarray, sum2: np.ndarray, count) -> np.ndarray:

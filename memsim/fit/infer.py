@@ -885,23 +885,44 @@ class Estimator:
         *,
         seed: int = 0,
         steps: int | None = None,
+        start: str = "flow",
         progress: ProgressCallback | None = None,
     ) -> tuple[np.ndarray, float]:
         """``n`` draws for each row of ``xs`` from the flow times the emulator, by Metropolis
         (:func:`memsim.fit.emulator.metropolis`: ``ceil(n / MCMC_KEEP)`` chains per row, at
-        least ``MCMC_MIN_CHAINS``, started from the flow's own draws given that row, ``steps``
-        steps, default ``MCMC_STEPS``). Returns the draws ``(n, len(xs), d)`` and the
-        acceptance rate. Same seed, same draws."""
-        from memsim.fit.emulator import MCMC_KEEP, MCMC_MIN_CHAINS, MCMC_STEPS, metropolis
+        least ``MCMC_MIN_CHAINS``, ``steps`` steps, default ``MCMC_STEPS``). ``start``: where
+        the chains start, ``flow`` (the flow's own draws given that row, wider than the
+        product) or ``tempered`` (``MCMC_CANDIDATES`` of the flow's draws per chain, resampled
+        by a tempered likelihood, :func:`memsim.fit.emulator.tempered_start`: nearer the
+        product, which the chains then come closer to; docs/inference.md measures both).
+        Returns the draws ``(n, len(xs), d)`` and the acceptance rate. Same seed, same draws."""
+        from memsim.fit.emulator import (
+            MCMC_CANDIDATES,
+            MCMC_KEEP,
+            MCMC_MIN_CHAINS,
+            MCMC_STARTS,
+            MCMC_STEPS,
+            metropolis,
+            tempered_start,
+        )
 
+        if start not in MCMC_STARTS:
+            raise ValueError(f"start must be one of {', '.join(MCMC_STARTS)}, got {start!r}")
         emu = self.emulator
         xs = np.atleast_2d(np.asarray(xs, float))
         chains = max(-(-int(n) // MCMC_KEEP), MCMC_MIN_CHAINS)
         xf = self._flow_x(xs)
-        init = self._flow_draws(chains, xf, seed).transpose(1, 0, 2)  # (groups, chains, d)
+        if start == "flow":
+            init = self._flow_draws(chains, xf, seed).transpose(1, 0, 2)  # (groups, chains, d)
+        else:
+            k = chains * MCMC_CANDIDATES
+            cands = self._flow_draws(k, xf, seed).transpose(1, 0, 2)  # (groups, candidates, d)
+            obs_k = np.repeat(xs[:, list(emu.columns)], k, axis=0)
+            ll = emu.log_lik(cands.reshape(-1, cands.shape[-1]), obs_k).reshape(len(xs), k)
+            init, _ = tempered_start(cands, ll, chains, seed=seed)
+        d = init.shape[-1]
         cond = np.repeat(xf, chains, axis=0)
         obs = np.repeat(xs[:, list(emu.columns)], chains, axis=0)
-        d = init.shape[-1]
 
         def log_target(t: np.ndarray) -> np.ndarray:
             flat = t.reshape(-1, d)

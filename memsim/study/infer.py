@@ -241,6 +241,7 @@ def run_inference(
     max_epochs: int = 1000,
     truncated: int = 0,
     balance: float = 0.0,
+    mcmc_start: str = "flow",
     figures: bool = True,
     force: bool = False,
     progress: ProgressCallback | None = None,
@@ -291,6 +292,9 @@ def run_inference(
         pays for overconfidence. Not part of
         the simulations' settings: the same folder retrains with another weight on its
         simulations. Not with ``truncated`` (the term assumes the prior's draws).
+    mcmc_start : ``flow`` or ``tempered``
+        Where the Metropolis chains of a posterior with emulated statistics start
+        (:meth:`memsim.fit.infer.Estimator.mcmc`); not part of the simulations' settings.
     figures : bool
         Draw the figures into ``out/figures``.
     """
@@ -311,6 +315,10 @@ def run_inference(
     if heldout < 0 or predictive < 0 or truncated < 0:
         raise UserError("--heldout, --predictive and --truncated must be 0 or more")
     balance = check_balance(balance)
+    from memsim.fit.emulator import MCMC_STARTS
+
+    if mcmc_start not in MCMC_STARTS:
+        raise UserError(f"--mcmc-start must be one of {', '.join(MCMC_STARTS)}, got {mcmc_start!r}")
     if balance and truncated:
         raise UserError(
             "--balance and --truncated cannot be combined: the balancing term compares the "
@@ -454,7 +462,7 @@ def run_inference(
         has an emulator (its acceptance rate kept for inference.json)."""
         if est.emulator is None:
             return est.sample_batched(n, xs, seed=seed)
-        s, acceptance = est.mcmc(n, xs, seed=seed, progress=progress)
+        s, acceptance = est.mcmc(n, xs, seed=seed, start=mcmc_start, progress=progress)
         mcmc[what] = acceptance
         return s
 
@@ -594,7 +602,14 @@ def run_inference(
         "train": est.info,
         **truncation,
         **(
-            {"mcmc": {"steps": MCMC_STEPS, "keep": MCMC_KEEP, "acceptance": mcmc}}
+            {
+                "mcmc": {
+                    "steps": MCMC_STEPS,
+                    "keep": MCMC_KEEP,
+                    "start": mcmc_start,
+                    "acceptance": mcmc,
+                }
+            }
             if est.emulator is not None
             else {}
         ),
@@ -858,6 +873,8 @@ def emulator_line(info: dict) -> str:
         f"variance); the flow learned from the other {len(info['moments']) - len(t['emulated'])}"
         f", and the posterior is drawn by Metropolis ({info['mcmc']['steps']} steps"
     )
+    if info["mcmc"].get("start", "flow") != "flow":
+        line += f", chains started {info['mcmc']['start']}"
     if "posterior" in acc:
         line += f", acceptance {acc['posterior']:.2f}"
     return line + ")."
