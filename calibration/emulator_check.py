@@ -1,7 +1,7 @@
 """How well an inference's emulated likelihood fits, over the prior and where the posterior lives.
 
     python calibration/emulator_check.py RUN [--draws G] [--steps 400,1600] [--start flow|tempered]
-        [--seed S]
+        [--independence] [--seed S]
 
 A measurement, not part of ``memsim infer`` (docs/inference.md, "Step 2's demand as a
 nuisance"). ``RUN`` is a folder that ``memsim infer`` wrote with emulated statistics (a prior
@@ -17,7 +17,16 @@ with ``emulate:``): its ``estimator.pt`` and ``simulations/``. It prints
    flow alone (its draws given the statistics it learned, a posterior in its own right), then
    for the flow times the emulator drawn by Metropolis with each number of ``--steps``, the
    chains started as ``--start`` says (``Estimator.mcmc``; default ``flow``, as ``memsim
-   infer``); each line names the parameters whose 50 % intervals cover most.
+   infer``); each line names the parameters whose 50 % intervals cover most;
+3. with ``--independence``, how far the product's assumption holds that the emulated
+   statistics and the flow's vary independently given the parameters: an emulator of the
+   flow's statistics is fitted to the same simulations as the run's (same MLP, same seed), and
+   on each held-out stream the two sets of residuals at the truth are compared. The line gives
+   their Gaussian mutual information, ``-1/2 sum log(1 - rho_i^2)`` over the canonical
+   correlations ``rho_i``, beside the same with the rows of one set shuffled 50 times (what a
+   finite sample gives under independence: mean and 5-95 %), and the largest single
+   correlation beside the shuffled sets' 95th percentile. Information above the shuffled level
+   is what the product counts twice.
 """
 
 from __future__ import annotations
@@ -82,8 +91,47 @@ def coverage_line(what: str, c50: np.ndarray, c90: np.ndarray, names: list[str])
     )
 
 
+def mutual_information(a: np.ndarray, b: np.ndarray) -> float:
+    """The Gaussian mutual information (nats) between the columns of ``a`` and ``b`` (rows
+    paired): ``-1/2 sum log(1 - rho_i^2)`` over their canonical correlations."""
+
+    def basis(m):
+        u, s, _ = np.linalg.svd(m - m.mean(0), full_matrices=False)
+        return u[:, s > 1e-9 * s[0]]
+
+    rho = np.linalg.svd(basis(a).T @ basis(b), compute_uv=False)
+    return float(-0.5 * np.log1p(-(np.minimum(rho, 1 - 1e-9) ** 2)).sum())
+
+
+def independence_line(name, rc, rr, names_c, names_r, seed: int = 0, shuffles: int = 50) -> str:
+    """The ``--independence`` line of one held-out stream: residuals ``rc`` (emulated) and
+    ``rr`` (the flow's), rows paired by simulation."""
+    z = [(r - r.mean(0)) / (r.std(0) + 1e-12) for r in (rc, rr)]
+    corr = z[0].T @ z[1] / len(rc)
+    mi = mutual_information(rc, rr)
+    rng = np.random.default_rng(seed)
+    null_mi, null_max = [], []
+    for _ in range(shuffles):
+        p = rng.permutation(len(rr))
+        null_mi.append(mutual_information(rc, rr[p]))
+        null_max.append(np.abs(z[0].T @ z[1][p] / len(rc)).max())
+    i, j = np.unravel_index(np.argmax(np.abs(corr)), corr.shape)
+    lo, hi = np.quantile(null_mi, [0.05, 0.95])
+    return (
+        f"  {name} ({len(rc)}): {mi:.2f} nats, shuffled {np.mean(null_mi):.2f} [{lo:.2f}, "
+        f"{hi:.2f}]; largest correlation {corr[i, j]:+.2f} ({names_c[i]} ~ {names_r[j]}), "
+        f"shuffled 95 %: {np.quantile(null_max, 0.95):.2f}"
+    )
+
+
 def report(
-    run: Path, draws: int = 100, steps=(400,), seed: int = 1, n: int = 100, start: str = "flow"
+    run: Path,
+    draws: int = 100,
+    steps=(400,),
+    seed: int = 1,
+    n: int = 100,
+    start: str = "flow",
+    independence: bool = False,
 ) -> list[str]:
     """The lines ``main`` prints (module docstring)."""
     est = nfi.Estimator.load(run / "estimator.pt")
@@ -98,11 +146,13 @@ def report(
     store = nfi.SimulationStore(folder, settings)  # its own settings: read, never rewritten
     out = [f"{run}: {k} statistics emulated"]
     held = None
+    loaded = {}
     for stream, name in STREAMS:
         sims = load_stream(store, stream)
         if sims is None:
             continue
         u, x = usable(est, sims)
+        loaded[stream] = (name, u, x)
         d2 = residual_distance(est, u, x)
         out.append(
             f"  {name} ({len(u)}): squared Mahalanobis residual mean {d2.mean():.1f}, "
@@ -128,6 +178,36 @@ def report(
                 names,
             )
         )
+    if independence:
+        out += independence_lines(est, loaded)
+    return out
+
+
+def independence_lines(est: nfi.Estimator, loaded: dict) -> list[str]:
+    """Section 3 of the module docstring, on the streams ``report`` loaded."""
+    from memsim.fit.emulator import fit_emulator
+
+    emu = est.emulator
+    rest = [j for j in est.flow_columns if j not in est.held]
+    fitted = [loaded[s] for s in (nfi.TRAIN, nfi.TRUNCATED) if s in loaded]
+    u = np.concatenate([f[1] for f in fitted])
+    x = np.concatenate([f[2] for f in fitted])
+    names = [m.name for m in est.moments]
+    other = fit_emulator(
+        nfi.to_logit(u), x[:, rest], rest, [names[j] for j in rest], seed=emu.info["seed"]
+    )
+    out = [
+        f"independence of the {len(emu.columns)} emulated statistics and the flow's {len(rest)} "
+        "given the parameters (their residuals' Gaussian mutual information):"
+    ]
+    for stream in (nfi.HELDOUT, nfi.TRUNCATED_HELDOUT):
+        if stream not in loaded:
+            continue
+        name, uh, xh = loaded[stream]
+        t = nfi.to_logit(uh)
+        rc = xh[:, list(emu.columns)] - emu.mean(t)
+        rr = xh[:, rest] - other.mean(t)
+        out.append(independence_line(name, rc, rr, emu.names, other.names))
     return out
 
 
@@ -142,6 +222,12 @@ def main(argv=None) -> int:
         default="flow",
         help="where the Metropolis chains start (default flow, as memsim infer)",
     )
+    ap.add_argument(
+        "--independence",
+        action="store_true",
+        help="also measure the information the emulated and the flow's statistics share given "
+        "the parameters (fits a second emulator)",
+    )
     ap.add_argument("--seed", type=int, default=1)
     a = ap.parse_args(argv)
     if not (a.run / "estimator.pt").is_file():
@@ -154,7 +240,8 @@ def main(argv=None) -> int:
         ap.error("--draws must be at least 1 and every --steps at least 2")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # nflows' deprecation of torch.triangular_solve
-        for line in report(a.run, a.draws, steps, a.seed, start=a.start):
+        lines = report(a.run, a.draws, steps, a.seed, start=a.start, independence=a.independence)
+        for line in lines:
             print(line)
     return 0
 

@@ -30,6 +30,31 @@ def test_coverage_of_exact_posteriors_is_nominal(script):
     assert (wide50 > 0.75).all() and (wide90 > 0.98).all()
 
 
+def test_mutual_information_of_gaussians_and_of_shuffled_rows(script):
+    """Two pairs of columns with correlations 0.6 and 0.3 pair by pair: the Gaussian mutual
+    information is -1/2 (log(1 - 0.36) + log(1 - 0.09)) = 0.270 nats; independent columns give
+    about (p q) / (2 n), and the line reads the first above its shuffled level, the second
+    inside it."""
+    rng = np.random.default_rng(1)
+    n = 20_000
+    a = rng.normal(size=(n, 2))
+    rho = np.array([0.6, 0.3])
+    b = a * rho + rng.normal(size=(n, 2)) * np.sqrt(1 - rho**2)
+    assert abs(script.mutual_information(a, b) - 0.270) < 0.02
+    assert script.mutual_information(a, rng.normal(size=(n, 2))) < 0.002
+    small = slice(0, 400)
+    line = script.independence_line("toy", a[small], b[small], ["a0", "a1"], ["b0", "b1"])
+    mi = float(line.split("): ")[1].split(" nats")[0])
+    null_hi = float(line.split("[")[1].split("]")[0].split(", ")[1])
+    largest = float(line.split("largest correlation ")[1].split(" ")[0])
+    assert mi > null_hi and abs(largest - 0.6) < 0.1 and "(a0 ~ b0)" in line
+    line = script.independence_line("toy", a[small], rng.normal(size=(400, 2)), ["a0", "a1"],
+                                    ["c0", "c1"])  # fmt: skip
+    mi = float(line.split("): ")[1].split(" nats")[0])
+    null_lo, null_hi = (float(v) for v in line.split("[")[1].split("]")[0].split(", "))
+    assert null_lo - 0.01 < mi < null_hi + 0.01
+
+
 def _toy(rng, n):
     u = rng.random((n, 2))
     x = (
@@ -85,6 +110,15 @@ def test_report_on_a_toy_inference_folder(tmp_path, script, capsys):
     tempered = capsys.readouterr().out.splitlines()
     assert tempered[:5] == out[:5]  # the same residuals and flow; only the chains start elsewhere
     assert tempered[5].startswith("  flow x emulator, 20 steps, tempered start (acceptance ")
+    assert script.main([str(tmp_path), "--draws", "30", "--steps", "20", "--independence"]) == 0
+    more = capsys.readouterr().out.splitlines()
+    assert more[:6] == out[:6]
+    assert more[6] == (
+        "independence of the 1 emulated statistics and the flow's 2 given the parameters "
+        "(their residuals' Gaussian mutual information):"
+    )
+    assert more[7].startswith("  prior's held-out (300): ") and "(sum ~ " in more[7]
+    assert len(more) == 8
 
 
 @pytest.mark.parametrize(
