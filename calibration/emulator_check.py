@@ -41,6 +41,7 @@ import numpy as np
 
 from memsim.errors import UserError
 from memsim.fit import infer as nfi
+from memsim.fit.emulator import MCMC_STARTS
 
 STREAMS = (
     (nfi.TRAIN, "prior's simulations"),
@@ -218,7 +219,7 @@ def main(argv=None) -> int:
     ap.add_argument("--steps", default="400", help="Metropolis steps, comma-separated")
     ap.add_argument(
         "--start",
-        choices=("flow", "tempered"),
+        choices=MCMC_STARTS,
         default="flow",
         help="where the Metropolis chains start (default flow, as memsim infer)",
     )

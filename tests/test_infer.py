@@ -759,6 +759,15 @@ def test_cli_usage_errors(tmp_path, capsys, extra, message):
     assert code == 2 and message in err and len(err.strip().splitlines()) == 1
 
 
+def test_cli_offers_the_chains_starts_the_sampler_knows(capsys):
+    """The CLI spells --mcmc-start's choices out (its modules import nothing heavy at start);
+    they are the sampler's own."""
+    from memsim.fit.emulator import MCMC_STARTS
+
+    assert cli.main(["infer", "--help"]) == 0
+    assert "--mcmc-start {" + ",".join(MCMC_STARTS) + "}" in capsys.readouterr().out
+
+
 def test_no_cuda_is_a_one_line_error(tmp_path, capsys):
     torch = pytest.importorskip("torch")
     pytest.importorskip("sbi")
