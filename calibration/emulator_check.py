@@ -7,7 +7,8 @@ A measurement, not part of ``memsim infer`` (docs/inference.md, "Step 2's demand
 nuisance"). ``RUN`` is a folder that ``memsim infer`` wrote with emulated statistics (a prior
 with ``emulate:``): its ``estimator.pt`` and ``simulations/``. It prints
 
-1. the emulator's squared Mahalanobis residual at the truth, ``(y - m(t))' S^-1 (y - m(t))``,
+1. the emulator's squared Mahalanobis residual at the truth, ``(y - m(t))' S^-1 (y - m(t))``
+   (a conditional emulator's ``m(t, x_r)``),
    mean and median, on each stored stream of simulations (the prior's, the prior's held-out,
    the second round's, the second round's held-out). Where ``S`` fits, its mean is the number
    of emulated statistics ``k``; below ``k`` the likelihood is too flat there, above too sharp.
@@ -69,7 +70,8 @@ def usable(est: nfi.Estimator, sims: dict) -> tuple[np.ndarray, np.ndarray]:
 def residual_distance(est: nfi.Estimator, u: np.ndarray, x: np.ndarray) -> np.ndarray:
     """Each simulation's squared Mahalanobis residual under the emulator, at its own truth."""
     emu = est.emulator
-    r = x[:, list(emu.columns)] - emu.mean(nfi.to_logit(u))
+    y, g = est._emulated_x(x)
+    r = y - emu.mean(nfi.to_logit(u), g)
     return np.einsum("ij,jk,ik->i", r, emu.precision, r)
 
 
@@ -206,7 +208,8 @@ def independence_lines(est: nfi.Estimator, loaded: dict) -> list[str]:
             continue
         name, uh, xh = loaded[stream]
         t = nfi.to_logit(uh)
-        rc = xh[:, list(emu.columns)] - emu.mean(t)
+        y, g = est._emulated_x(xh)
+        rc = y - emu.mean(t, g)
         rr = xh[:, rest] - other.mean(t)
         out.append(independence_line(name, rc, rr, emu.names, other.names))
     return out

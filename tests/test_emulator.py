@@ -175,6 +175,47 @@ def test_emulator_learns_a_known_mean_and_the_noise_around_it(tmp_path):
     np.testing.assert_array_equal(again.mean(probe), emu.mean(probe))
 
 
+def test_a_conditional_emulator_takes_what_the_other_statistics_share(tmp_path):
+    """Emulated noise that a given statistic shares (x_c = t1 + 0.8 e + f, x_r = t0 + e): given
+    x_r as well as the parameters, the residual spread is the unshared noise's, 0.1, where the
+    emulator of the parameters alone is left with sqrt(0.8^2 0.5^2 + 0.1^2) = 0.41; the mean
+    is ``t1 + 0.8 (x_r - t0)``; a dump reads back with its given columns; and the given
+    statistics are required, and must vary."""
+    pytest.importorskip("torch")
+    rng = np.random.default_rng(0)
+    t = rng.normal(size=(4000, 2))
+    e = rng.normal(size=4000) * 0.5
+    xr = t[:, 0] + e
+    xc = t[:, 1] + 0.8 * e + rng.normal(size=4000) * 0.1
+    plain = fit_emulator(t, xc[:, None], [1], ["c"], seed=0, max_epochs=100)
+    cond = fit_emulator(
+        t, xc[:, None], [1], ["c"], g=xr[:, None], given=[0], seed=0, max_epochs=100
+    )
+    assert plain.given == () and cond.given == (0,)
+    assert plain.info["residual_sd"][0] == pytest.approx(0.41, rel=0.15)
+    assert cond.info["residual_sd"][0] == pytest.approx(0.1, rel=0.3)
+    probe, g = rng.normal(size=(200, 2)), rng.normal(size=(200, 1))
+    truth = probe[:, 1] + 0.8 * (g[:, 0] - probe[:, 0])
+    assert np.median(np.abs(cond.mean(probe, g)[:, 0] - truth)) < 0.05
+    # one row of given statistics serves every parameter vector
+    np.testing.assert_allclose(cond.mean(probe, g[0]), cond.mean(probe, np.repeat(g[:1], 200, 0)))
+    r = cond.mean(probe[:3], g[:3]) - xc[:3, None]
+    expect = -0.5 * np.einsum("ij,jk,ik->i", r, cond.precision, r)
+    np.testing.assert_allclose(cond.log_lik(probe[:3], xc[:3, None], g[:3]), expect)
+    import torch
+
+    torch.save(cond.dump(), tmp_path / "emu.pt")
+    back = Emulator.from_dump(torch.load(tmp_path / "emu.pt", weights_only=False))
+    assert back.given == (0,)
+    np.testing.assert_array_equal(back.mean(probe, g), cond.mean(probe, g))
+    with pytest.raises(ValueError, match="also takes 1 given statistics"):
+        cond.mean(probe)
+    with pytest.raises(ValueError, match="a given statistic is constant"):
+        fit_emulator(t, xc[:, None], [1], ["c"], g=np.ones((4000, 1)), given=[0], max_epochs=2)
+    with pytest.raises(ValueError, match="g must be"):
+        fit_emulator(t, xc[:, None], [1], ["c"], g=xr[:10, None], given=[0], max_epochs=2)
+
+
 def test_an_estimator_with_an_emulator_multiplies_flow_and_likelihood(tmp_path):
     """The product posterior: log_prob is the flow's on the other statistics plus the emulator's
     log likelihood; draws come by Metropolis from the flow's draws, the same for the same seed,
@@ -216,4 +257,43 @@ def test_an_estimator_with_an_emulator_multiplies_flow_and_likelihood(tmp_path):
     est.save(path)
     back = nfi.Estimator.load(path)
     assert back.emulator is not None and back.flow_columns == [0, 1]
+    np.testing.assert_array_equal(back.sample(8, obs, seed=1), est.sample(8, obs, seed=1))
+
+
+def test_an_estimator_with_a_conditional_emulator_gives_it_the_flows_statistics(tmp_path):
+    """With an emulator given the flow's statistics, log_prob adds ``log N(x_c; m(u, x_r), S)``
+    with ``x_r`` the conditioning vector's own, both starts of the chains read it, the info
+    names the given statistics, and a saved estimator reads back to the same draws."""
+    pytest.importorskip("sbi")
+    from memsim.fit import infer as nfi
+    from memsim.fit.calibrate import Moment
+
+    prior = nfi.Prior(
+        "toy", "videomem", (nfi.PriorParam("a", 0.0, 1.0), nfi.PriorParam("b", 0.0, 1.0))
+    )
+    rng = np.random.default_rng(1)
+    u = rng.random((600, 2))
+    x = np.stack([u[:, 0] * 4 - 2, u[:, 1] * 4 - 2, (u[:, 0] + u[:, 1]) * 2 - 2], axis=1)
+    x = x + rng.normal(size=(600, 3)) * 0.3
+    moments = [Moment(n, ("toy", n), 0.0, 1.0) for n in ("first", "second", "sum")]
+    flow = nfi.train(u, x[:, :2], np.array([""] * 600), prior, moments[:2], estimator="maf",
+                     max_epochs=5)  # fmt: skip
+    emu = fit_emulator(
+        nfi.to_logit(u), x[:, 2:], [2], ["sum"], g=x[:, :2], given=[0, 1], seed=0, max_epochs=30
+    )
+    est = nfi.with_emulator(flow, emu, moments)
+    assert est.info["emulator_given"] == ["first", "second"]
+    obs = np.array([0.5, -0.5, 1.5])
+    probe = rng.random((5, 2))
+    t = nfi.to_logit(probe)
+    expect = flow.log_prob(probe, obs[:2]) + emu.log_lik(t, obs[2:], obs[:2])
+    np.testing.assert_allclose(est.log_prob(probe, obs), expect, rtol=1e-6)
+    assert not np.allclose(emu.log_lik(t, obs[2:], obs[:2]), emu.log_lik(t, obs[2:], -obs[:2]))
+    xs = np.stack([obs, -obs])
+    for start in ("flow", "tempered"):
+        draws, acceptance = est.mcmc(40, xs, seed=3, start=start)
+        assert draws.shape == (40, 2, 2) and 0 < acceptance < 1
+    est.save(tmp_path / "est.pt")
+    back = nfi.Estimator.load(tmp_path / "est.pt")
+    assert back.emulator.given == (0, 1)
     np.testing.assert_array_equal(back.sample(8, obs, seed=1), est.sample(8, obs, seed=1))

@@ -92,6 +92,16 @@ def test_unit_box_round_trip():
             "  - {path: videos.rt_sd, lo: 0, hi: 1}\n",
             "emulate: must be a list of parts of statistics' names",
         ),
+        (
+            "name: x\nparams: videomem\nemulate: [share at]\nemulate_conditional: yes please\n"
+            "parameters:\n  - {path: videos.rt_sd, lo: 0, hi: 1}\n",
+            "emulate_conditional: must be true or false",
+        ),
+        (
+            "name: x\nparams: videomem\nemulate_conditional: true\nparameters:\n"
+            "  - {path: videos.rt_sd, lo: 0, hi: 1}\n",
+            "emulate_conditional: needs emulate",
+        ),
     ],
 )
 def test_bad_prior_files_are_one_line_errors(tmp_path, body, message):
@@ -349,7 +359,8 @@ def test_balanced_training_records_its_weight_and_repeats_itself():
 def test_emulate_names_statistics_by_parts_of_their_names(tmp_path, setup):
     """``emulate``: the statistics whose name holds a part; a part that names none, or parts
     that take every statistic, are one-line errors naming the prior file; the simulations'
-    settings leave it out (the same simulations train either way)."""
+    settings leave it and ``emulate_conditional`` out (the same simulations train either
+    way)."""
     proto, targets, real, prior, base, moments = setup
     names = [m.name for m in moments]
     counts = nfi.Prior(**{**prior.__dict__, "emulate": ("annotations per video", "share at")})
@@ -367,9 +378,13 @@ def test_emulate_names_statistics_by_parts_of_their_names(tmp_path, setup):
     everything = nfi.Prior(**{**prior.__dict__, "emulate": ("",)})
     with pytest.raises(UserError, match="takes every statistic"):
         nfi.emulated_columns(everything, moments)
-    settings = [nfi.store_settings(proto, base, p, moments, SCALE, 0) for p in (plain, counts)]
-    assert settings[0] == settings[1]
+    given = nfi.Prior(**{**counts.__dict__, "emulate_conditional": True})
+    settings = [
+        nfi.store_settings(proto, base, p, moments, SCALE, 0) for p in (plain, counts, given)
+    ]
+    assert settings[0] == settings[1] == settings[2]
     assert nfi.Prior.from_dump(counts.dump()) == counts
+    assert nfi.Prior.from_dump(given.dump()) == given and "emulate_conditional" not in counts.dump()
 
 
 def test_prior_path_that_names_no_parameter(tmp_path):
@@ -731,6 +746,24 @@ def test_truncated_run_with_emulated_statistics(tmp_path, setup, monkeypatch):
     assert t.info["mcmc"]["start"] == "tempered" and t.info["simulations_new"] == 0
     assert "chains started tempered" in (out / "report.md").read_text()
     assert not np.allclose(load_posterior(out).to_numpy(), prior.to_values(u))
+    # the emulator given the flow's statistics too: the same simulations, retrained
+    given_file = tmp_path / "given-prior.yaml"
+    given_file.write_text(nfi.prior_path("videomem").read_text() + "emulate_conditional: true\n")
+    c = run_inference(
+        proto, out=out, prior=given_file, simulations=40, scale=SCALE, targets=targets,
+        real=real, heldout=6, predictive=0, samples=60, sbc_draws=8, estimator="maf",
+        max_epochs=2, figures=False, truncated=20,
+    )  # fmt: skip
+    assert c.info["simulations_new"] == 0
+    flow_names = [n for n in names if n not in emulated]
+    given = c.info["train"]["emulator_given"]
+    assert given and set(given) <= set(flow_names)
+    est = nfi.Estimator.load(out / "estimator.pt")
+    assert [names[j] for j in est.emulator.given] == given
+    assert "given the parameters and" in (out / "report.md").read_text()
+    np.testing.assert_allclose(
+        prior.to_values(est.sample(60, seed=0)), load_posterior(out).to_numpy(), rtol=1e-6
+    )
     with pytest.raises(UserError, match="--mcmc-start must be one of flow, tempered"):
         run_inference(
             proto, out=out, simulations=40, scale=SCALE, targets=targets, real=real,

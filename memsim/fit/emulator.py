@@ -10,9 +10,15 @@ The posterior is then
     p(theta | x_r, x_c)  proportional to  q(theta | x_r) * N(x_c; m(theta), S)
 
 with ``q`` the estimator trained on the other statistics ``x_r``. This holds when ``x_c`` and
-``x_r`` vary independently given ``theta`` (docs/inference.md, "Emulated statistics"). The
-product has no sampler of its own: :func:`metropolis` draws from it by random-walk Metropolis
-over many chains at once.
+``x_r`` vary independently given ``theta`` (docs/inference.md, "Emulated statistics"). A
+**conditional** emulator drops that assumption: its mean takes ``x_r`` too, ``x_c ~ N(m(theta,
+x_r), S)``, and by the chain rule
+
+    p(theta | x_r, x_c)  proportional to  q(theta | x_r) * p(x_c | theta, x_r)
+
+holds whatever the two sets share (``S`` is then the spread of ``x_c`` left once both are
+known, a narrower one). The product has no sampler of its own: :func:`metropolis` draws from
+it by random-walk Metropolis over many chains at once.
 
 Everything lives in the flow's coordinates, the logits of the parameters' unit positions
 (:func:`memsim.fit.infer.to_logit`), where the prior is a standard logistic on the whole line.
@@ -74,7 +80,8 @@ def _mlp(d_in: int, d_out: int, hidden: int, layers: int):
 
 @dataclass
 class Emulator:
-    """A Gaussian emulator of some statistics given the parameters: ``N(m(t), S)``.
+    """A Gaussian emulator of some statistics given the parameters: ``N(m(t), S)``; with
+    ``given`` statistics, given those too: ``N(m(t, g), S)``.
 
     Attributes
     ----------
@@ -83,14 +90,18 @@ class Emulator:
     names : tuple of str
         Their names.
     net : torch module
-        ``m``: standardised logits in, standardised statistics out.
+        ``m``: standardised logits (then the given statistics) in, standardised statistics out.
     t_mean, t_sd, y_mean, y_sd : arrays
-        The standardisations of the logits and of the statistics.
+        The standardisations of the inputs (the logits, then the given statistics) and of the
+        emulated statistics.
     precision : array ``(k, k)``
         ``S`` inverted; ``S`` is the covariance of the residuals on the validation share (the
         simulations' own noise and the emulator's error together).
     info : dict
         Fitting facts: simulations, epochs, validation error, residual spread, seconds.
+    given : tuple of int
+        The positions in the full statistics vector of the statistics the mean also takes
+        (empty: the parameters alone).
     """
 
     columns: tuple
@@ -102,20 +113,35 @@ class Emulator:
     y_sd: np.ndarray
     precision: np.ndarray
     info: dict
+    given: tuple = ()
 
-    def mean(self, t: np.ndarray) -> np.ndarray:
-        """``m(t)`` for logits ``t`` ``(n, d)``: the statistics' expected values ``(n, k)``."""
+    def _inputs(self, t: np.ndarray, g: np.ndarray | None) -> np.ndarray:
+        t = np.asarray(t, float)
+        if not self.given:
+            return t
+        t = np.atleast_2d(t)
+        if g is None:
+            raise ValueError(f"this emulator also takes {len(self.given)} given statistics")
+        g = np.asarray(g, float)
+        return np.concatenate([t, np.broadcast_to(g, (len(t), len(self.given)))], axis=1)
+
+    def mean(self, t: np.ndarray, g: np.ndarray | None = None) -> np.ndarray:
+        """``m(t)`` for logits ``t`` ``(n, d)``: the statistics' expected values ``(n, k)``.
+        With ``given`` statistics, ``m(t, g)``: ``g`` their values (``(len(given),)``, or
+        ``(n, len(given))`` a row each)."""
         import torch
 
-        z = torch.as_tensor((np.asarray(t, float) - self.t_mean) / self.t_sd, dtype=torch.float32)
+        z = (self._inputs(t, g) - self.t_mean) / self.t_sd
+        z = torch.as_tensor(z, dtype=torch.float32)
         with torch.no_grad():
             y = self.net(z).numpy().astype(float)
         return y * self.y_sd + self.y_mean
 
-    def log_lik(self, t: np.ndarray, y: np.ndarray) -> np.ndarray:
+    def log_lik(self, t: np.ndarray, y: np.ndarray, g: np.ndarray | None = None) -> np.ndarray:
         """``log N(y; m(t), S)`` up to a constant, for logits ``t`` ``(n, d)`` and statistics
-        ``y`` (``(k,)``, or ``(n, k)`` a row each)."""
-        r = self.mean(t) - np.asarray(y, float)
+        ``y`` (``(k,)``, or ``(n, k)`` a row each); ``g`` the given statistics as in
+        :meth:`mean`."""
+        r = self.mean(t, g) - np.asarray(y, float)
         return -0.5 * np.einsum("ij,jk,ik->i", r, self.precision, r)
 
     def dump(self) -> dict:
@@ -131,6 +157,7 @@ class Emulator:
             "y_sd": self.y_sd,
             "precision": self.precision,
             "info": self.info,
+            "given": list(self.given),
         }
 
     @classmethod
@@ -145,6 +172,7 @@ class Emulator:
             net,
             *(np.asarray(d[k], float) for k in ("t_mean", "t_sd", "y_mean", "y_sd", "precision")),
             dict(d["info"]),
+            tuple(int(c) for c in d.get("given", ())),
         )
 
 
@@ -154,6 +182,8 @@ def fit_emulator(
     columns,
     names,
     *,
+    g: np.ndarray | None = None,
+    given=(),
     seed: int = 0,
     hidden: int = 256,
     layers: int = 3,
@@ -166,11 +196,23 @@ def fit_emulator(
     """Fit the emulator's mean ``m`` (an MLP, SiLU, Adam) to logits ``t`` ``(n, d)`` and
     statistics ``y`` ``(n, k)``, stopping once the validation share's error has not improved
     for ``patience`` epochs; ``S`` is then the covariance of the validation residuals.
+    ``g`` ``(n, len(given))``: the values of the statistics at positions ``given`` that the
+    mean takes as well (a conditional emulator; each must vary over the simulations).
     Same seed and thread count: the same emulator."""
     import torch
 
     t = np.asarray(t, float)
     y = np.asarray(y, float)
+    given = tuple(int(c) for c in given)
+    if given:
+        g = np.asarray(np.nan if g is None else g, float)
+        if g.shape != (len(t), len(given)):
+            raise ValueError(f"g must be ({len(t)}, {len(given)}), got {g.shape}")
+        if not (g.std(axis=0) > 0).all():
+            raise ValueError("a given statistic is constant over the simulations")
+        t = np.concatenate([t, g], axis=1)
+    elif g is not None:
+        raise ValueError("g needs the given statistics' positions")
     n = len(t)
     n_val = max(int(round(n * validation)), y.shape[1] + 2)
     if n - n_val < 10:
@@ -222,8 +264,10 @@ def fit_emulator(
         y_sd,
         np.eye(y.shape[1]),
         {},
+        given,
     )
-    resid = y[val] - emu.mean(t[val])
+    d = t.shape[1] - len(given)
+    resid = y[val] - emu.mean(t[val, :d], t[val, d:] if given else None)
     cov = np.atleast_2d(np.cov(resid.T)) + 1e-6 * np.eye(y.shape[1])
     emu.precision = np.linalg.inv(cov)
     emu.info = {

@@ -140,6 +140,8 @@ class Prior:
     # statistics whose names hold one of these are emulated, not learned by the flow
     # (memsim.fit.emulator; emulated_columns)
     emulate: tuple[str, ...] = ()
+    # the emulator's mean takes the flow's statistics as well as the parameters
+    emulate_conditional: bool = False
 
     @property
     def paths(self) -> list[str]:
@@ -237,6 +239,7 @@ class Prior:
             bool(d.get("count_bins", False)),
             bool(d.get("count_cdf", False)),
             tuple(d.get("emulate", ())),
+            bool(d.get("emulate_conditional", False)),
         )
 
     def dump(self) -> dict:
@@ -254,6 +257,8 @@ class Prior:
             out["count_cdf"] = True
         if self.emulate:
             out["emulate"] = list(self.emulate)
+        if self.emulate_conditional:
+            out["emulate_conditional"] = True
         return out
 
 
@@ -280,10 +285,12 @@ def load_prior(path: str | os.PathLike[str]) -> Prior:
     of the released counts, :func:`memsim.fit.calibrate.count_cdf_points`), optional
     ``emulate`` (a list of parts of statistics' names: the statistics whose name holds one are
     modelled by an emulated likelihood instead of the flow, :func:`emulated_columns`),
-    and ``parameters``: a list of ``{path, lo, hi, shape}`` (``shape`` ``uniform`` or
-    ``log-uniform``, the latter with ``lo > 0``). A ``path`` names a number of the base set,
-    or, as ``protocol.<dotted path>``, a setting of the protocol (a nuisance of the campaign
-    that made the data: :data:`PROTOCOL_PREFIX`).
+    optional ``emulate_conditional`` (true: that likelihood is the emulated statistics' given
+    the flow's statistics as well as the parameters, :mod:`memsim.fit.emulator`; needs
+    ``emulate``), and ``parameters``: a list of ``{path, lo, hi, shape}`` (``shape``
+    ``uniform`` or ``log-uniform``, the latter with ``lo > 0``). A ``path`` names a number of
+    the base set, or, as ``protocol.<dotted path>``, a setting of the protocol (a nuisance of
+    the campaign that made the data: :data:`PROTOCOL_PREFIX`).
     """
     from memsim.io import load_yaml_mapping
 
@@ -293,18 +300,19 @@ def load_prior(path: str | os.PathLike[str]) -> Prior:
     def bad(why: str) -> UserError:
         return UserError(why, path=path)
 
-    extra = set(d) - {"name", "params", "note", "count_bins", "count_cdf", "emulate", "parameters"}
+    fields = ("name", "params", "note", "count_bins", "count_cdf", "emulate",
+              "emulate_conditional", "parameters")  # fmt: skip
+    extra = set(d) - set(fields)
     if extra:
-        raise bad(
-            f"unknown field {sorted(extra)[0]!r} (fields: name, params, note, count_bins, "
-            "count_cdf, emulate, parameters)"
-        )
+        raise bad(f"unknown field {sorted(extra)[0]!r} (fields: {', '.join(fields)})")
     emulate = d.get("emulate", [])
     if not isinstance(emulate, list) or not all(isinstance(e, str) and e for e in emulate):
         raise bad(f"emulate: must be a list of parts of statistics' names, got {emulate!r}")
-    for flag in ("count_bins", "count_cdf"):
+    for flag in ("count_bins", "count_cdf", "emulate_conditional"):
         if not isinstance(d.get(flag, False), bool):
             raise bad(f"{flag}: must be true or false, got {d[flag]!r}")
+    if d.get("emulate_conditional", False) and not emulate:
+        raise bad("emulate_conditional: needs emulate (the statistics to emulate)")
     for key in ("name", "params", "parameters"):
         if key not in d:
             raise bad(f"{key}: missing")
@@ -348,6 +356,7 @@ def load_prior(path: str | os.PathLike[str]) -> Prior:
         bool(d.get("count_bins", False)),
         bool(d.get("count_cdf", False)),
         tuple(emulate),
+        bool(d.get("emulate_conditional", False)),
     )
 
 
@@ -805,7 +814,8 @@ class Estimator:
         Training facts: simulations used and dropped, epochs, seconds, device, seed.
     emulator : Emulator, optional
         With one, the flow learned ``q(u | x_r)`` from the other statistics only, and the
-        posterior is ``q(u | x_r) N(x_c; m(u), S)`` (:mod:`memsim.fit.emulator`), drawn by
+        posterior is ``q(u | x_r) N(x_c; m(u), S)`` (``m(u, x_r)`` for an emulator given the
+        flow's statistics; :mod:`memsim.fit.emulator`), drawn by
         Metropolis (:meth:`mcmc`); :meth:`sample`, :meth:`sample_batched` and
         :meth:`log_prob` (then up to a constant per ``x``) take the whole statistics vector
         either way.
@@ -835,6 +845,13 @@ class Estimator:
         if self.emulator is not None:
             x = x[..., self.flow_columns]
         return _held(x, self.held)
+
+    def _emulated_x(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """The emulated statistics of whole statistics vector(s) ``x``, and the statistics
+        the emulator is given besides the parameters (None where it is given none)."""
+        emu = self.emulator
+        given = x[..., list(emu.given)] if emu.given else None
+        return x[..., list(emu.columns)], given
 
     def sample(self, n: int, x: np.ndarray | None = None, seed: int = 0) -> np.ndarray:
         """``n`` posterior draws (unit positions ``(n, d)``) given standardised moments ``x``
@@ -917,16 +934,18 @@ class Estimator:
         else:
             k = chains * MCMC_CANDIDATES
             cands = self._flow_draws(k, xf, seed).transpose(1, 0, 2)  # (groups, candidates, d)
-            obs_k = np.repeat(xs[:, list(emu.columns)], k, axis=0)
-            ll = emu.log_lik(cands.reshape(-1, cands.shape[-1]), obs_k).reshape(len(xs), k)
+            obs_k, given_k = (_repeat(a, k) for a in self._emulated_x(xs))
+            flat = cands.reshape(-1, cands.shape[-1])
+            ll = emu.log_lik(flat, obs_k, given_k).reshape(len(xs), k)
             init, _ = tempered_start(cands, ll, chains, seed=seed)
         d = init.shape[-1]
         cond = np.repeat(xf, chains, axis=0)
-        obs = np.repeat(xs[:, list(emu.columns)], chains, axis=0)
+        obs, given = (_repeat(a, chains) for a in self._emulated_x(xs))
 
         def log_target(t: np.ndarray) -> np.ndarray:
             flat = t.reshape(-1, d)
-            return (self._flow_log_prob(flat, cond) + emu.log_lik(flat, obs)).reshape(t.shape[:2])
+            lp = self._flow_log_prob(flat, cond) + emu.log_lik(flat, obs, given)
+            return lp.reshape(t.shape[:2])
 
         draws, acceptance = metropolis(
             log_target, init, steps=MCMC_STEPS if steps is None else steps, keep=MCMC_KEEP,
@@ -954,7 +973,7 @@ class Estimator:
             lp = self.posterior.log_prob(ut, x=xt, norm_posterior=False)
             lp = lp.cpu().numpy().astype(float)
         if self.emulator is not None:
-            lp = lp + self.emulator.log_lik(to_logit(u), xw[list(self.emulator.columns)])
+            lp = lp + self.emulator.log_lik(to_logit(u), *self._emulated_x(xw))
         if logit:
             return lp
         # density of u = density of logit(u) x |d logit(u) / du|
@@ -1014,10 +1033,18 @@ class Estimator:
         return cls(post, prior, moments, info, emulator)
 
 
+def _repeat(a: np.ndarray | None, times: int) -> np.ndarray | None:
+    """Each row of ``a`` ``times`` times over (None stays None)."""
+    return None if a is None else np.repeat(a, times, axis=0)
+
+
 def with_emulator(est: Estimator, emulator, moments: list[Moment]) -> Estimator:
-    """The posterior ``q(u | x_r) N(x_c; m(u), S)``: ``est`` trained on the statistics the
-    ``emulator`` leaves (in order), the emulator for its columns of the whole ``moments``."""
+    """The posterior ``q(u | x_r) N(x_c; m(u), S)`` (``N(x_c; m(u, x_r), S)`` for an emulator
+    given the flow's statistics): ``est`` trained on the statistics the ``emulator`` leaves (in
+    order), the emulator for its columns of the whole ``moments``."""
     info = dict(est.info, emulator=emulator.info, emulated=list(emulator.names))
+    if emulator.given:  # absent otherwise: the info of emulators given none stays as it was
+        info["emulator_given"] = [moments[j].name for j in emulator.given]
     return Estimator(est.posterior, est.prior, list(moments), info, emulator)
 
 
@@ -1468,8 +1495,8 @@ def store_settings(
         "protocol_hash": fingerprint(protocol.dump()),
         "params": base.name,
         "params_hash": fingerprint(base.dump()),
-        # which statistics are emulated changes the training, not the simulations
-        "prior": {k: v for k, v in prior.dump().items() if k != "emulate"},
+        # which statistics are emulated, and how, changes the training, not the simulations
+        "prior": {k: v for k, v in prior.dump().items() if not k.startswith("emulate")},
         "moments": [[m.name, list(m.path), m.value, m.scale] for m in moments],
         "scale": float(scale),
         "seed": int(seed),

@@ -381,9 +381,13 @@ def run_inference(
             progress=progress,
         )  # fmt: skip
         ok = nfi.usable(x_std, errors)
+        # a conditional emulator is given the flow's statistics, less those it holds constant
+        held = set(nfi.constant_statistics(x_std[ok]))
+        given = [j for j in rest if j not in held] if pr.emulate_conditional else []
         emu = fit_emulator(
             nfi.to_logit(u[ok]), x_std[ok][:, emulated], emulated,
-            [moments[j].name for j in emulated], seed=seed, progress=progress,
+            [moments[j].name for j in emulated], g=x_std[ok][:, given] if given else None,
+            given=given, seed=seed, progress=progress,
         )  # fmt: skip
         return nfi.with_emulator(flow, emu, moments)
 
@@ -867,11 +871,14 @@ def emulator_line(info: dict) -> str:
     t = info["train"]
     e = t["emulator"]
     acc = info.get("mcmc", {}).get("acceptance", {})
+    given = t.get("emulator_given", [])
+    on = f" given the parameters and {len(given)} of the flow's statistics" if given else ""
     line = (
-        f"{len(t['emulated'])} statistics are emulated (a Gaussian likelihood, its mean an MLP "
-        f"fitted in {e['epochs']} epochs, validation error {e['validation_mse']:.3f} of their "
-        f"variance); the flow learned from the other {len(info['moments']) - len(t['emulated'])}"
-        f", and the posterior is drawn by Metropolis ({info['mcmc']['steps']} steps"
+        f"{len(t['emulated'])} statistics are emulated (a Gaussian likelihood{on}, its mean an "
+        f"MLP fitted in {e['epochs']} epochs, validation error {e['validation_mse']:.3f} of "
+        "their variance); the flow learned from the other "
+        f"{len(info['moments']) - len(t['emulated'])}, and the posterior is drawn by Metropolis "
+        f"({info['mcmc']['steps']} steps"
     )
     if info["mcmc"].get("start", "flow") != "flow":
         line += f", chains started {info['mcmc']['start']}"
