@@ -191,7 +191,7 @@ def independence_lines(est: nfi.Estimator, loaded: dict) -> list[str]:
     from memsim.fit.emulator import fit_emulator
 
     emu = est.emulator
-    rest = [j for j in est.flow_columns if j not in est.held]
+    rest = est.flow_varying
     fitted = [loaded[s] for s in (nfi.TRAIN, nfi.TRUNCATED) if s in loaded]
     u = np.concatenate([f[1] for f in fitted])
     x = np.concatenate([f[2] for f in fitted])

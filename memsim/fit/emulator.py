@@ -205,30 +205,32 @@ def fit_emulator(
     y = np.asarray(y, float)
     given = tuple(int(c) for c in given)
     if given:
-        g = np.asarray(np.nan if g is None else g, float)
+        if g is None:
+            raise ValueError(f"g must be ({len(t)}, {len(given)}), got none")
+        g = np.asarray(g, float)
         if g.shape != (len(t), len(given)):
             raise ValueError(f"g must be ({len(t)}, {len(given)}), got {g.shape}")
         if not (g.std(axis=0) > 0).all():
             raise ValueError("a given statistic is constant over the simulations")
-        t = np.concatenate([t, g], axis=1)
     elif g is not None:
         raise ValueError("g needs the given statistics' positions")
+    inputs = np.concatenate([t, g], axis=1) if given else t  # what the MLP reads
     n = len(t)
     n_val = max(int(round(n * validation)), y.shape[1] + 2)
     if n - n_val < 10:
         raise ValueError(f"{n} simulations are too few to fit an emulator of {y.shape[1]}")
     perm = np.random.default_rng(seed).permutation(n)
     val, tr = perm[:n_val], perm[n_val:]
-    t_mean, t_sd = t[tr].mean(0), t[tr].std(0) + 1e-12
+    t_mean, t_sd = inputs[tr].mean(0), inputs[tr].std(0) + 1e-12
     y_mean, y_sd = y[tr].mean(0), y[tr].std(0) + 1e-12
 
     def tensor(a):
         return torch.as_tensor(a, dtype=torch.float32)
 
-    xt, yt = tensor((t[tr] - t_mean) / t_sd), tensor((y[tr] - y_mean) / y_sd)
-    xv, yv = tensor((t[val] - t_mean) / t_sd), tensor((y[val] - y_mean) / y_sd)
+    xt, yt = tensor((inputs[tr] - t_mean) / t_sd), tensor((y[tr] - y_mean) / y_sd)
+    xv, yv = tensor((inputs[val] - t_mean) / t_sd), tensor((y[val] - y_mean) / y_sd)
     torch.manual_seed(int(seed))
-    net = _mlp(t.shape[1], y.shape[1], hidden, layers)
+    net = _mlp(inputs.shape[1], y.shape[1], hidden, layers)
     opt = torch.optim.Adam(net.parameters(), lr=1e-3, weight_decay=1e-5)
     best, state, since, epoch = np.inf, None, 0, 0
     t0 = time.perf_counter()
@@ -266,8 +268,7 @@ def fit_emulator(
         {},
         given,
     )
-    d = t.shape[1] - len(given)
-    resid = y[val] - emu.mean(t[val, :d], t[val, d:] if given else None)
+    resid = y[val] - emu.mean(t[val], g[val] if given else None)
     cov = np.atleast_2d(np.cov(resid.T)) + 1e-6 * np.eye(y.shape[1])
     emu.precision = np.linalg.inv(cov)
     emu.info = {
@@ -278,7 +279,7 @@ def fit_emulator(
         "residual_sd": [float(s) for s in np.sqrt(np.diag(cov))],
         "seconds": time.perf_counter() - t0,
         "seed": int(seed),
-        "shape": [int(t.shape[1]), int(y.shape[1]), int(hidden), int(layers)],
+        "shape": [int(inputs.shape[1]), int(y.shape[1]), int(hidden), int(layers)],
         "torch_threads": torch.get_num_threads(),
     }
     return emu

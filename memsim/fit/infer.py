@@ -839,6 +839,12 @@ class Estimator:
         skip = set(self.emulator.columns) if self.emulator is not None else set()
         return [j for j in range(len(self.moments)) if j not in skip]
 
+    @property
+    def flow_varying(self) -> list[int]:
+        """The statistics the flow conditions on less those training held constant, as
+        positions in the whole statistics vector."""
+        return [j for i, j in enumerate(self.flow_columns) if i not in self.held]
+
     def _flow_x(self, x: np.ndarray | None) -> np.ndarray:
         """The flow's conditioning vector(s) from whole statistics vector(s) ``x``."""
         x = np.zeros(len(self.moments)) if x is None else np.asarray(x, float)

@@ -382,8 +382,7 @@ def run_inference(
         )  # fmt: skip
         ok = nfi.usable(x_std, errors)
         # a conditional emulator is given the flow's statistics, less those it holds constant
-        held = set(nfi.constant_statistics(x_std[ok]))
-        given = [j for j in rest if j not in held] if pr.emulate_conditional else []
+        given = [rest[i] for i in flow.flow_varying] if pr.emulate_conditional else []
         emu = fit_emulator(
             nfi.to_logit(u[ok]), x_std[ok][:, emulated], emulated,
             [moments[j].name for j in emulated], g=x_std[ok][:, given] if given else None,
