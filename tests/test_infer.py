@@ -102,6 +102,26 @@ def test_unit_box_round_trip():
             "  - {path: videos.rt_sd, lo: 0, hi: 1}\n",
             "emulate_conditional: needs emulate",
         ),
+        (
+            "name: x\nparams: videomem\nflows: 0\nparameters:\n"
+            "  - {path: videos.rt_sd, lo: 0, hi: 1}\n",
+            "flows: must be an integer of at least 1, got 0",
+        ),
+        (
+            "name: x\nparams: videomem\nflows: 2.5\nparameters:\n"
+            "  - {path: videos.rt_sd, lo: 0, hi: 1}\n",
+            "flows: must be an integer of at least 1, got 2.5",
+        ),
+        (
+            "name: x\nparams: videomem\nemulate: [share at]\nemulator_width: true\n"
+            "parameters:\n  - {path: videos.rt_sd, lo: 0, hi: 1}\n",
+            "emulator_width: must be an integer of at least 1, got True",
+        ),
+        (
+            "name: x\nparams: videomem\nemulator_layers: 2\nparameters:\n"
+            "  - {path: videos.rt_sd, lo: 0, hi: 1}\n",
+            "emulator_layers: needs emulate",
+        ),
     ],
 )
 def test_bad_prior_files_are_one_line_errors(tmp_path, body, message):
@@ -225,6 +245,39 @@ def test_an_estimator_trained_on_a_gpu_loads_onto_a_cpu(tmp_path):
     assert back.info["device"] == "cpu"
     np.testing.assert_array_equal(back.sample(50, seed=1), est.sample(50, seed=1))
     np.testing.assert_array_equal(back.log_prob(u[:5]), est.log_prob(u[:5]))
+
+
+def test_an_ensemble_is_the_equal_mixture_of_its_flows(tmp_path):
+    """``ensemble``: the density is the mean of the flows' densities, the draws are each
+    flow's equal share (reproducible, kept through a save and load), and one flow alone is
+    that flow, draw for draw."""
+    pytest.importorskip("sbi")
+    prior = nfi.load_prior(nfi.prior_path("videomem"))
+    rng = np.random.default_rng(0)
+    u = rng.random((80, prior.dim))
+    x = np.c_[u[:, :2] + rng.normal(0, 0.1, (80, 2)), rng.normal(0, 1, (80, 1))]
+    moments = [nfi.Moment(f"m{i}", ("m", str(i)), 0.0, 1.0) for i in range(3)]
+    flows = [
+        nfi.train(u, x, np.array([""] * 80), prior, moments, estimator="maf", max_epochs=2, seed=s)
+        for s in (0, 1)
+    ]
+    both = nfi.ensemble(flows)
+    assert len(both.flows) == 2 and [m["seed"] for m in both.info["members"]] == [1]
+    xs = x[:3]
+    lps = [f.log_prob(u[:5], xs[0]) for f in flows]
+    np.testing.assert_allclose(
+        both.log_prob(u[:5], xs[0]), np.log((np.exp(lps[0]) + np.exp(lps[1])) / 2), rtol=1e-9
+    )
+    d = both.sample_batched(7, xs, seed=2)
+    assert d.shape == (7, 3, prior.dim)
+    np.testing.assert_array_equal(d, both.sample_batched(7, xs, seed=2))
+    both.save(tmp_path / "both.pt")
+    back = nfi.Estimator.load(tmp_path / "both.pt")
+    assert len(back.members) == 1
+    np.testing.assert_array_equal(back.sample_batched(7, xs, seed=2), d)
+    one = nfi.ensemble(flows[:1])
+    assert one.members == () and "members" not in one.info
+    np.testing.assert_array_equal(one.sample(20, xs[0], seed=3), flows[0].sample(20, xs[0], seed=3))
 
 
 def test_near_constant_statistics_are_held_at_zero():
@@ -379,12 +432,16 @@ def test_emulate_names_statistics_by_parts_of_their_names(tmp_path, setup):
     with pytest.raises(UserError, match="takes every statistic"):
         nfi.emulated_columns(everything, moments)
     given = nfi.Prior(**{**counts.__dict__, "emulate_conditional": True})
+    sized = nfi.Prior(**{**given.__dict__, "emulator_layers": 2, "emulator_width": 64, "flows": 3})
     settings = [
-        nfi.store_settings(proto, base, p, moments, SCALE, 0) for p in (plain, counts, given)
+        nfi.store_settings(proto, base, p, moments, SCALE, 0) for p in (plain, counts, given, sized)
     ]
-    assert settings[0] == settings[1] == settings[2]
+    assert settings[0] == settings[1] == settings[2] == settings[3]
     assert nfi.Prior.from_dump(counts.dump()) == counts
     assert nfi.Prior.from_dump(given.dump()) == given and "emulate_conditional" not in counts.dump()
+    assert nfi.Prior.from_dump(sized.dump()) == sized
+    assert {"emulator_layers", "emulator_width", "flows"}.isdisjoint(given.dump())
+    assert sized.dump()["flows"] == 3 and sized.dump()["emulator_width"] == 64
 
 
 def test_prior_path_that_names_no_parameter(tmp_path):
@@ -764,6 +821,26 @@ def test_truncated_run_with_emulated_statistics(tmp_path, setup, monkeypatch):
     np.testing.assert_allclose(
         prior.to_values(est.sample(60, seed=0)), load_posterior(out).to_numpy(), rtol=1e-6
     )
+    # an ensemble of three flows and a smaller emulator: the same simulations, retrained
+    sized_file = tmp_path / "sized-prior.yaml"
+    sized_file.write_text(
+        given_file.read_text() + "flows: 3\nemulator_layers: 2\nemulator_width: 16\n"
+    )
+    e = run_inference(
+        proto, out=out, prior=sized_file, simulations=40, scale=SCALE, targets=targets,
+        real=real, heldout=6, predictive=0, samples=60, sbc_draws=8, estimator="maf",
+        max_epochs=2, figures=False, truncated=20, mcmc_start="tempered",
+    )  # fmt: skip
+    assert e.info["simulations_new"] == 0
+    members = e.info["train"]["members"]
+    assert [m["seed"] for m in members] == [1, 2] and e.info["train"]["seed"] == 0
+    assert e.info["train"]["emulator"]["shape"][2:] == [16, 2]
+    assert "3 flows (" in (out / "report.md").read_text()
+    assert "MLP (2 x 16)" in (out / "report.md").read_text()
+    est = nfi.Estimator.load(out / "estimator.pt")
+    assert len(est.flows) == 3 and len(est.members) == 2
+    again = est.mcmc(60, np.zeros((1, len(names))), seed=0, start="tempered")[0][:, 0]
+    np.testing.assert_allclose(prior.to_values(again), load_posterior(out).to_numpy(), rtol=1e-6)
     with pytest.raises(UserError, match="--mcmc-start must be one of flow, tempered"):
         run_inference(
             proto, out=out, simulations=40, scale=SCALE, targets=targets, real=real,

@@ -130,11 +130,13 @@ def _cmd_infer(args) -> int:
             force=args.force,
             progress=show,
         )
+    from memsim.study.infer import trained
+
     info = r.info
     t = info["train"]
     print(
         f"{info['simulations']} simulations ({info['simulations_new']} new, "
-        f"{t['dropped']} without every statistic), trained {t['epochs']} epochs on {t['device']}"
+        f"{t['dropped']} without every statistic), trained {trained(t)} on {t['device']}"
         + (f", balanced (weight {t['balance']:g})" if t.get("balance") else "")
     )
     if t.get("emulated"):

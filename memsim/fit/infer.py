@@ -64,6 +64,7 @@ __all__ = [
     "SimulationStore",
     "emulated_columns",
     "with_emulator",
+    "ensemble",
     "simulate_prior",
     "Estimator",
     "train",
@@ -91,6 +92,10 @@ TRUNCATION_QUANTILE = 1e-3
 #: draws (measured on a pilot of that many): :func:`truncation_region`.
 TRUNCATION_PRIOR_SHARE = 0.005
 TRUNCATION_PILOT = 100_000
+
+#: A prior file's fields that say how the estimator is made from the simulations, not what is
+#: simulated: a folder's simulations serve a prior file that changes only these.
+TRAINING_FIELDS = ("emulate", "emulate_conditional", "emulator_layers", "emulator_width", "flows")
 #: Simulations per chunk file (part of a store's identity: chunk files are named by their start).
 CHUNK = 25
 SHAPES = ("uniform", "log-uniform")
@@ -142,6 +147,12 @@ class Prior:
     emulate: tuple[str, ...] = ()
     # the emulator's mean takes the flow's statistics as well as the parameters
     emulate_conditional: bool = False
+    # the emulator's MLP: hidden layers and their width (None: fit_emulator's own, 3 and 256)
+    emulator_layers: int | None = None
+    emulator_width: int | None = None
+    # the final estimator's flow: an equal mixture of this many, trained with seeds seed,
+    # seed + 1, ... on the same simulations (Estimator.members)
+    flows: int = 1
 
     @property
     def paths(self) -> list[str]:
@@ -240,6 +251,9 @@ class Prior:
             bool(d.get("count_cdf", False)),
             tuple(d.get("emulate", ())),
             bool(d.get("emulate_conditional", False)),
+            d.get("emulator_layers"),
+            d.get("emulator_width"),
+            int(d.get("flows", 1)),
         )
 
     def dump(self) -> dict:
@@ -259,6 +273,11 @@ class Prior:
             out["emulate"] = list(self.emulate)
         if self.emulate_conditional:
             out["emulate_conditional"] = True
+        for key in ("emulator_layers", "emulator_width"):
+            if getattr(self, key) is not None:
+                out[key] = getattr(self, key)
+        if self.flows != 1:
+            out["flows"] = self.flows
         return out
 
 
@@ -287,7 +306,11 @@ def load_prior(path: str | os.PathLike[str]) -> Prior:
     modelled by an emulated likelihood instead of the flow, :func:`emulated_columns`),
     optional ``emulate_conditional`` (true: that likelihood is the emulated statistics' given
     the flow's statistics as well as the parameters, :mod:`memsim.fit.emulator`; needs
-    ``emulate``), and ``parameters``: a list of ``{path, lo, hi, shape}`` (``shape``
+    ``emulate``), optional ``emulator_layers`` and ``emulator_width`` (the emulator's MLP:
+    hidden layers and their width, integers >= 1; need ``emulate``), optional ``flows`` (the
+    final estimator's flow as an equal mixture of this many, each trained with its own seed on
+    the same simulations, :attr:`Estimator.members`; an integer >= 1, default 1), and
+    ``parameters``: a list of ``{path, lo, hi, shape}`` (``shape``
     ``uniform`` or ``log-uniform``, the latter with ``lo > 0``). A ``path`` names a number of
     the base set, or, as ``protocol.<dotted path>``, a setting of the protocol (a nuisance of
     the campaign that made the data: :data:`PROTOCOL_PREFIX`).
@@ -300,8 +323,8 @@ def load_prior(path: str | os.PathLike[str]) -> Prior:
     def bad(why: str) -> UserError:
         return UserError(why, path=path)
 
-    fields = ("name", "params", "note", "count_bins", "count_cdf", "emulate",
-              "emulate_conditional", "parameters")  # fmt: skip
+    fields = ("name", "params", "note", "count_bins", "count_cdf", *TRAINING_FIELDS,
+              "parameters")  # fmt: skip
     extra = set(d) - set(fields)
     if extra:
         raise bad(f"unknown field {sorted(extra)[0]!r} (fields: {', '.join(fields)})")
@@ -313,6 +336,12 @@ def load_prior(path: str | os.PathLike[str]) -> Prior:
             raise bad(f"{flag}: must be true or false, got {d[flag]!r}")
     if d.get("emulate_conditional", False) and not emulate:
         raise bad("emulate_conditional: needs emulate (the statistics to emulate)")
+    for key in ("emulator_layers", "emulator_width", "flows"):
+        v = d.get(key, 1)
+        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+            raise bad(f"{key}: must be an integer of at least 1, got {v!r}")
+        if key.startswith("emulator") and key in d and not emulate:
+            raise bad(f"{key}: needs emulate (the statistics to emulate)")
     for key in ("name", "params", "parameters"):
         if key not in d:
             raise bad(f"{key}: missing")
@@ -357,6 +386,9 @@ def load_prior(path: str | os.PathLike[str]) -> Prior:
         bool(d.get("count_cdf", False)),
         tuple(emulate),
         bool(d.get("emulate_conditional", False)),
+        d.get("emulator_layers"),
+        d.get("emulator_width"),
+        d.get("flows", 1),
     )
 
 
@@ -819,6 +851,10 @@ class Estimator:
         Metropolis (:meth:`mcmc`); :meth:`sample`, :meth:`sample_batched` and
         :meth:`log_prob` (then up to a constant per ``x``) take the whole statistics vector
         either way.
+    members : tuple of sbi DirectPosterior
+        With a prior's ``flows`` above 1, the ensemble's other flows, trained with their own
+        seeds on the same simulations: the flow's density is then the equal mixture of
+        :attr:`posterior` and these (:attr:`flows`), and its draws are the mixture's.
     """
 
     posterior: object
@@ -826,6 +862,13 @@ class Estimator:
     moments: list
     info: dict
     emulator: object = None
+    members: tuple = ()
+
+    @property
+    def flows(self) -> tuple:
+        """The flows whose equal mixture is the flow's density: :attr:`posterior`, then
+        :attr:`members`."""
+        return (self.posterior, *self.members)
 
     @property
     def held(self) -> list[int]:
@@ -868,6 +911,8 @@ class Estimator:
             xs = np.zeros(len(self.moments)) if x is None else np.asarray(x, float)
             return self.mcmc(n, xs[None], seed=seed)[0][:, 0]
         x = self._flow_x(x)
+        if self.members:
+            return from_logit(self._flow_draws(n, x[None], seed)[:, 0])
         torch.manual_seed(int(seed))
         dev = self.info.get("device", "cpu")
         xt = torch.as_tensor(x, dtype=torch.float32, device=dev)[None]
@@ -881,14 +926,27 @@ class Estimator:
         return from_logit(self._flow_draws(n, self._flow_x(xs), seed))
 
     def _flow_draws(self, n: int, xf: np.ndarray, seed: int) -> np.ndarray:
-        """The flow's own draws ``(n, len(xf), d)`` in logits, given its conditioning rows."""
+        """The flow's own draws ``(n, len(xf), d)`` in logits, given its conditioning rows.
+        An ensemble's are the mixture's, stratified: each flow gives its equal share (the
+        first ``n % K`` one more), drawn with seed ``(seed, k)``, in an order shuffled with
+        ``seed``."""
         import torch
 
-        torch.manual_seed(int(seed))
         dev = self.info.get("device", "cpu")
         xt = torch.as_tensor(xf, dtype=torch.float32, device=dev)
-        s = self.posterior.sample_batched((int(n),), x=xt, show_progress_bars=False)
-        return s.detach().cpu().numpy().astype(float)
+        if not self.members:
+            torch.manual_seed(int(seed))
+            s = self.posterior.sample_batched((int(n),), x=xt, show_progress_bars=False)
+            return s.detach().cpu().numpy().astype(float)
+        flows = self.flows
+        parts = []
+        for k, post in enumerate(flows):
+            m = int(n) // len(flows) + (k < int(n) % len(flows))
+            torch.manual_seed(int(np.random.SeedSequence([int(seed), k]).generate_state(1)[0]))
+            s = post.sample_batched((m,), x=xt, show_progress_bars=False)
+            parts.append(s.detach().cpu().numpy().astype(float))
+        order = np.random.default_rng(int(seed)).permutation(int(n))
+        return np.concatenate(parts)[order]
 
     def _flow_log_prob(self, t: np.ndarray, xf: np.ndarray) -> np.ndarray:
         """The flow's log density of logits ``t`` ``(n, d)``, row ``i`` given ``xf[i]``."""
@@ -898,8 +956,8 @@ class Estimator:
         tt = torch.as_tensor(t, dtype=torch.float32, device=dev)[None]
         xt = torch.as_tensor(xf, dtype=torch.float32, device=dev)
         with torch.no_grad():
-            lp = self.posterior.posterior_estimator.log_prob(tt, condition=xt)[0]
-        return lp.cpu().numpy().astype(float)
+            lps = [post.posterior_estimator.log_prob(tt, condition=xt)[0] for post in self.flows]
+        return _mixture([lp.cpu().numpy().astype(float) for lp in lps])
 
     def mcmc(
         self,
@@ -976,8 +1034,8 @@ class Estimator:
             # the flow lives on the whole real line, the logistic prior's support: sbi's
             # leakage correction (10,000 draws a call to find the mass outside the prior's
             # support) is exactly 1 there, and skipping it changes no bit
-            lp = self.posterior.log_prob(ut, x=xt, norm_posterior=False)
-            lp = lp.cpu().numpy().astype(float)
+            lps = [post.log_prob(ut, x=xt, norm_posterior=False) for post in self.flows]
+        lp = _mixture([a.cpu().numpy().astype(float) for a in lps])
         if self.emulator is not None:
             lp = lp + self.emulator.log_lik(to_logit(u), *self._emulated_x(xw))
         if logit:
@@ -1003,6 +1061,7 @@ class Estimator:
                     ],
                     "info": self.info,
                     **({"emulator": self.emulator.dump()} if self.emulator is not None else {}),
+                    **({"members": list(self.members)} if self.members else {}),
                 },
                 tmp,
             )
@@ -1021,22 +1080,30 @@ class Estimator:
             Moment(m["name"], tuple(m["path"]), m["value"], m["scale"]) for m in d["moments"]
         ]
         info = dict(d["info"], device=_device(device))
-        post = d["posterior"]
+        flows = [d["posterior"], *d.get("members", [])]
         # map_location moved the tensors; the posterior object (which remembers the device it
         # was built on) moves too, onto a GPU or back from one
         if info["device"] != "cpu" or d["info"].get("device", "cpu") != "cpu":
-            if not hasattr(post.prior, "to"):  # a plain torch prior cannot move itself
-                post.prior = _logistic_prior(prior.dim, "cpu")
-            with warnings.catch_warnings():
-                # sbi rebuilds its potential and notes the prior has no mean (it needs none here)
-                warnings.filterwarnings("ignore", "The passed discrete prior has no mean")
-                post.to(info["device"])
+            for post in flows:
+                if not hasattr(post.prior, "to"):  # a plain torch prior cannot move itself
+                    post.prior = _logistic_prior(prior.dim, "cpu")
+                with warnings.catch_warnings():
+                    # sbi rebuilds its potential and notes the prior has no mean (none needed)
+                    warnings.filterwarnings("ignore", "The passed discrete prior has no mean")
+                    post.to(info["device"])
         emulator = None
         if "emulator" in d:
             from memsim.fit.emulator import Emulator
 
             emulator = Emulator.from_dump(d["emulator"])
-        return cls(post, prior, moments, info, emulator)
+        return cls(flows[0], prior, moments, info, emulator, tuple(flows[1:]))
+
+
+def _mixture(log_densities: list[np.ndarray]) -> np.ndarray:
+    """The log density of the equal mixture of densities given as logs (one: itself)."""
+    if len(log_densities) == 1:
+        return log_densities[0]
+    return np.logaddexp.reduce(np.stack(log_densities), axis=0) - math.log(len(log_densities))
 
 
 def _repeat(a: np.ndarray | None, times: int) -> np.ndarray | None:
@@ -1051,7 +1118,23 @@ def with_emulator(est: Estimator, emulator, moments: list[Moment]) -> Estimator:
     info = dict(est.info, emulator=emulator.info, emulated=list(emulator.names))
     if emulator.given:  # absent otherwise: the info of emulators given none stays as it was
         info["emulator_given"] = [moments[j].name for j in emulator.given]
-    return Estimator(est.posterior, est.prior, list(moments), info, emulator)
+    return Estimator(est.posterior, est.prior, list(moments), info, emulator, est.members)
+
+
+def ensemble(flows: list[Estimator]) -> Estimator:
+    """The estimator whose flow is the equal mixture of ``flows`` (trained on the same
+    statistics; the first gives the prior, moments and held statistics), its ``info`` the
+    first's with ``members``: each other flow's training facts."""
+    first, rest = flows[0], flows[1:]
+    if any(f.held != first.held or f.emulator is not None for f in rest):
+        raise ValueError("an ensemble's flows must hold the same statistics and no emulator")
+    info = dict(first.info)
+    if rest:  # the first flow's facts stay at the top, the others' in members; seconds: all
+        keys = ("epochs", "best_validation_loss", "seconds", "seed")
+        info["members"] = [{k: f.info.get(k) for k in keys} for f in rest]
+        info["seconds"] = sum(f.info["seconds"] for f in flows)
+    members = tuple(f.posterior for f in rest)
+    return Estimator(first.posterior, first.prior, first.moments, info, first.emulator, members)
 
 
 #: Unit positions are kept this far inside (0, 1) before taking logits.
@@ -1501,8 +1584,8 @@ def store_settings(
         "protocol_hash": fingerprint(protocol.dump()),
         "params": base.name,
         "params_hash": fingerprint(base.dump()),
-        # which statistics are emulated, and how, changes the training, not the simulations
-        "prior": {k: v for k, v in prior.dump().items() if not k.startswith("emulate")},
+        # how the estimator is made (TRAINING_FIELDS) changes the training, not the simulations
+        "prior": {k: v for k, v in prior.dump().items() if k not in TRAINING_FIELDS},
         "moments": [[m.name, list(m.path), m.value, m.scale] for m in moments],
         "scale": float(scale),
         "seed": int(seed),
