@@ -224,17 +224,28 @@ def test_logistic_box_is_the_uniform_box_on_the_logit_scale_and_moves_in_place()
         assert torch.equal(torch.get_rng_state(), after)
 
 
+def _toy_flows(n: int, seeds):
+    """Unit positions ``u``, three statistics ``x`` (two read the first two parameters) and
+    a small MAF trained on them for each seed (two epochs)."""
+    prior = nfi.load_prior(nfi.prior_path("videomem"))
+    rng = np.random.default_rng(0)
+    u = rng.random((n, prior.dim))
+    x = np.c_[u[:, :2] + rng.normal(0, 0.1, (n, 2)), rng.normal(0, 1, (n, 1))]
+    moments = [nfi.Moment(f"m{i}", ("m", str(i)), 0.0, 1.0) for i in range(3)]
+    errors = np.array([""] * n)
+    flows = [
+        nfi.train(u, x, errors, prior, moments, estimator="maf", max_epochs=2, seed=s)
+        for s in seeds
+    ]
+    return u, x, flows
+
+
 def test_an_estimator_trained_on_a_gpu_loads_onto_a_cpu(tmp_path):
     """The posterior object remembers the device it was built on: loading onto the CPU moves
     it back (here a CPU-trained file marked as trained on CUDA, as one from a GPU reads)."""
     torch = pytest.importorskip("torch")
     pytest.importorskip("sbi")
-    prior = nfi.load_prior(nfi.prior_path("videomem"))
-    rng = np.random.default_rng(0)
-    u = rng.random((60, prior.dim))
-    x = np.c_[u[:, :2] + rng.normal(0, 0.1, (60, 2)), rng.normal(0, 1, (60, 1))]
-    moments = [nfi.Moment(f"m{i}", ("m", str(i)), 0.0, 1.0) for i in range(3)]
-    est = nfi.train(u, x, np.array([""] * 60), prior, moments, estimator="maf", max_epochs=2)
+    u, x, (est,) = _toy_flows(60, (0,))
     est.save(tmp_path / "est.pt")
     d = torch.load(tmp_path / "est.pt", weights_only=False)
     d["info"]["device"] = "cuda"
@@ -252,15 +263,8 @@ def test_an_ensemble_is_the_equal_mixture_of_its_flows(tmp_path):
     flow's equal share (reproducible, kept through a save and load), and one flow alone is
     that flow, draw for draw."""
     pytest.importorskip("sbi")
-    prior = nfi.load_prior(nfi.prior_path("videomem"))
-    rng = np.random.default_rng(0)
-    u = rng.random((80, prior.dim))
-    x = np.c_[u[:, :2] + rng.normal(0, 0.1, (80, 2)), rng.normal(0, 1, (80, 1))]
-    moments = [nfi.Moment(f"m{i}", ("m", str(i)), 0.0, 1.0) for i in range(3)]
-    flows = [
-        nfi.train(u, x, np.array([""] * 80), prior, moments, estimator="maf", max_epochs=2, seed=s)
-        for s in (0, 1)
-    ]
+    u, x, flows = _toy_flows(80, (0, 1))
+    prior = flows[0].prior
     both = nfi.ensemble(flows)
     assert len(both.flows) == 2 and [m["seed"] for m in both.info["members"]] == [1]
     xs = x[:3]
