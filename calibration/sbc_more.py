@@ -85,8 +85,9 @@ def main(argv: list[str] | None = None) -> int:
         scale = float(info.get("scale", 1.0))
         cols = [s.scoring.column for s in proto.steps]
         moments = moments_for(
-            targets, real, cols, scale, count_bins=prior.count_bins, count_cdf=prior.count_cdf
-        )
+            targets, real, cols, scale,
+            count_bins=prior.count_bins, count_cdf=prior.count_cdf, count_corr=prior.count_corr,
+        )  # fmt: skip
         if [m.name for m in moments] != [m.name for m in ests[0].moments]:
             raise UserError("the estimator was trained on other statistics than these")
         store = nfi.SimulationStore(

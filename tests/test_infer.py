@@ -198,6 +198,59 @@ def test_count_cdf_reads_the_released_counts_where_the_ks_distance_does(tmp_path
     assert all(m.scale == COUNT_CDF_SCALE for m in extra)
 
 
+def test_count_corr_reads_the_steps_counts_correlation_in_both_data(tmp_path):
+    """``count_corr: true`` adds the Pearson correlation of consecutive steps' annotation
+    counts over the videos with both, on a 0.05 scale; a simulated campaign's summary carries
+    the same statistic, computed the same way from its scores."""
+    import memsim
+    from memsim.analysis.consistency import pearson
+    from memsim.analysis.scoring import score
+    from memsim.fit.calibrate import COUNT_CORR_SCALE, count_correlation, summarise_arrays
+    from memsim.sim.simulate import prepare, scale_protocol, simulate_arrays
+
+    path = tmp_path / "prior.yaml"
+    path.write_text(
+        "name: x\nparams: videomem\ncount_corr: true\nparameters:\n"
+        "  - {path: videos.rt_sd, lo: 0, hi: 1}\n"
+    )
+    prior = nfi.load_prior(path)
+    assert prior.count_corr and not prior.count_cdf and prior.dump()["count_corr"] is True
+    assert nfi.Prior.from_dump(prior.dump()) == prior
+    assert "count_corr" not in nfi.load_prior(nfi.prior_path("videomem")).dump()
+    path.write_text(path.read_text().replace("count_corr: true", "count_corr: 1"))
+    with pytest.raises(UserError, match="count_corr: must be true or false"):
+        nfi.load_prior(path)
+
+    cols = ["short-term_memorability", "long-term_memorability"]
+    rng = np.random.default_rng(0)
+    st = rng.integers(30, 60, 500).astype(float)
+    lt = np.where(rng.random(500) < 0.1, 0.0, np.round(st / 3 + rng.normal(0, 2, 500)))
+    real = pd.DataFrame(
+        {cols[0]: rng.random(500), "nb_short-term_annotations": st,
+         cols[1]: rng.random(500), "nb_long-term_annotations": lt}
+    )  # fmt: skip
+    both = lt > 0  # a video never tested in step 2 has no long-term count
+    expected = pearson(st[both], lt[both])
+    assert count_correlation(real, cols) == {f"{cols[0]} ~ {cols[1]}": expected}
+    assert count_correlation(real.drop(columns="nb_long-term_annotations"), cols) == {}
+    targets = memsim.load_targets(protocol=memsim.load_protocol("videomem"))
+    plain = moments_for(targets, real, cols)
+    extra = [m for m in moments_for(targets, real, cols, count_corr=True) if m not in plain]
+    assert [(m.path, m.value, m.scale) for m in extra] == [
+        (("count_correlation", f"{cols[0]} ~ {cols[1]}"), expected, COUNT_CORR_SCALE)
+    ]
+    assert extra[0].name == f"annotation counts' correlation, {cols[0]} ~ {cols[1]}"
+
+    proto = scale_protocol(memsim.load_protocol("videomem"), 0.05)
+    arrays = simulate_arrays(prepare(proto, 1.0), memsim.load_params("videomem"), 3)
+    summary = summarise_arrays(arrays)
+    scores = score(arrays.trials, arrays.protocol, validate=False).scores
+    got = summary["count_correlation"][f"{cols[0]} ~ {cols[1]}"]
+    assert got == count_correlation(scores, cols)[f"{cols[0]} ~ {cols[1]}"]
+    assert 0 < got < 1  # step 2 tests the step-1 videos seen most: more ST, more LT
+    assert nfi.moment_values(summary, extra).tolist() == [got]
+
+
 def test_logistic_box_is_the_uniform_box_on_the_logit_scale_and_moves_in_place():
     torch = pytest.importorskip("torch")
     from memsim.fit.logistic_box import LogisticBox

@@ -46,6 +46,7 @@ from memsim.analysis.consistency import (
     decay_alpha_summary,
     human_consistency,
     lag_curve,
+    pearson,
     rt_analyses,
     score_correlation,
 )
@@ -104,6 +105,9 @@ COUNT_SCALE = 1.0
 # distance (0.05) is one unit.
 COUNT_CDF_LEVELS = (0.01, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99)
 COUNT_CDF_SCALE = 0.05
+# The correlation of two steps' annotation counts over the videos is standardised by 0.05, the
+# tolerance of the scores' ST-LT correlation rows.
+COUNT_CORR_SCALE = 0.05
 
 
 def rank_bin_means(x: np.ndarray) -> dict:
@@ -277,6 +281,7 @@ def moments_for(
     scale: float = 1.0,
     count_bins: bool = False,
     count_cdf: bool = False,
+    count_corr: bool = False,
 ) -> list[Moment]:
     """The fitted targets (less the non-smooth KS) and the released scores' rank-bin means.
 
@@ -285,7 +290,10 @@ def moments_for(
     ``count_bins`` adds the rank-bin means of the released annotation counts of each scored
     column (``count_quantiles``, scale :data:`COUNT_SCALE`): the counts' shape, which the
     calibration's distance leaves to the campaign's mechanism; a posterior
-    (:mod:`memsim.fit.infer`) may be conditioned on it.
+    (:mod:`memsim.fit.infer`) may be conditioned on it. ``count_corr`` adds the Pearson
+    correlation of each pair of consecutive scored columns' annotation counts over the videos
+    (:func:`count_correlation`, scale :data:`COUNT_CORR_SCALE`): how far the videos annotated
+    more in one step are annotated more in the next.
     """
     out = []
     for t in targets.targets:
@@ -311,6 +319,24 @@ def moments_for(
                 for k, v in count_ecdf(n, count_cdf_points(n)).items():
                     name = f"{c} share at ≤ {k[2:]} annotations"
                     out.append(Moment(name, ("count_cdf", c, k), v, COUNT_CDF_SCALE))
+        if count_corr:
+            for pair, v in count_correlation(real, columns or []).items():
+                name = f"annotation counts' correlation, {pair}"
+                out.append(Moment(name, ("count_correlation", pair), v, COUNT_CORR_SCALE))
+    return out
+
+
+def count_correlation(scores: pd.DataFrame, columns: list[str]) -> dict:
+    """Pearson's r of the annotation counts of each pair of consecutive score ``columns``
+    (``"a ~ b"``), over the videos with a positive count in both; pairs whose count columns
+    are missing are left out. Works on simulated and released scores alike."""
+    out = {}
+    for a, b in zip(columns, columns[1:]):
+        ca, cb = count_column(a), count_column(b)
+        if ca in scores.columns and cb in scores.columns:
+            x, y = scores[ca].to_numpy(np.float64), scores[cb].to_numpy(np.float64)
+            ok = (x > 0) & (y > 0)
+            out[f"{a} ~ {b}"] = pearson(x[ok], y[ok])
     return out
 
 
@@ -372,6 +398,7 @@ def fit_summary(
         out["count_cdf"] = count_cdf(result, real)
     out["decay_alpha"] = decay_alpha_summary(result)
     cols = [s.scoring.column for s in p.steps]
+    out["count_correlation"] = count_correlation(result.scores, cols)
     out["score_correlation"] = {
         f"{a} ~ {b}": score_correlation(result.scores, a, b) for a, b in zip(cols, cols[1:])
     }

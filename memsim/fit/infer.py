@@ -153,6 +153,9 @@ class Prior:
     # the final estimator's flow: an equal mixture of this many, trained with seeds seed,
     # seed + 1, ... on the same simulations (Estimator.members)
     flows: int = 1
+    # condition on the correlation of the steps' annotation counts over the videos too
+    # (moments_for's count_corr)
+    count_corr: bool = False
 
     @property
     def paths(self) -> list[str]:
@@ -254,6 +257,7 @@ class Prior:
             d.get("emulator_layers"),
             d.get("emulator_width"),
             int(d.get("flows", 1)),
+            count_corr=bool(d.get("count_corr", False)),
         )
 
     def dump(self) -> dict:
@@ -269,6 +273,8 @@ class Prior:
             out["count_bins"] = True
         if self.count_cdf:
             out["count_cdf"] = True
+        if self.count_corr:
+            out["count_corr"] = True
         if self.emulate:
             out["emulate"] = list(self.emulate)
         if self.emulate_conditional:
@@ -302,6 +308,8 @@ def load_prior(path: str | os.PathLike[str]) -> Prior:
     ``count_bins`` (true: the statistics include the released annotation counts' rank bins),
     optional ``count_cdf`` (true: they include the share of videos at or below each core count
     of the released counts, :func:`memsim.fit.calibrate.count_cdf_points`), optional
+    ``count_corr`` (true: they include the correlation of consecutive steps' annotation counts
+    over the videos, :func:`memsim.fit.calibrate.count_correlation`), optional
     ``emulate`` (a list of parts of statistics' names: the statistics whose name holds one are
     modelled by an emulated likelihood instead of the flow, :func:`emulated_columns`),
     optional ``emulate_conditional`` (true: that likelihood is the emulated statistics' given
@@ -323,15 +331,15 @@ def load_prior(path: str | os.PathLike[str]) -> Prior:
     def bad(why: str) -> UserError:
         return UserError(why, path=path)
 
-    fields = ("name", "params", "note", "count_bins", "count_cdf", *TRAINING_FIELDS,
-              "parameters")  # fmt: skip
+    fields = ("name", "params", "note", "count_bins", "count_cdf", "count_corr",
+              *TRAINING_FIELDS, "parameters")  # fmt: skip
     extra = set(d) - set(fields)
     if extra:
         raise bad(f"unknown field {sorted(extra)[0]!r} (fields: {', '.join(fields)})")
     emulate = d.get("emulate", [])
     if not isinstance(emulate, list) or not all(isinstance(e, str) and e for e in emulate):
         raise bad(f"emulate: must be a list of parts of statistics' names, got {emulate!r}")
-    for flag in ("count_bins", "count_cdf", "emulate_conditional"):
+    for flag in ("count_bins", "count_cdf", "count_corr", "emulate_conditional"):
         if not isinstance(d.get(flag, False), bool):
             raise bad(f"{flag}: must be true or false, got {d[flag]!r}")
     if d.get("emulate_conditional", False) and not emulate:
@@ -389,6 +397,7 @@ def load_prior(path: str | os.PathLike[str]) -> Prior:
         d.get("emulator_layers"),
         d.get("emulator_width"),
         d.get("flows", 1),
+        count_corr=bool(d.get("count_corr", False)),
     )
 
 
