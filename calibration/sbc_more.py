@@ -84,10 +84,7 @@ def main(argv: list[str] | None = None) -> int:
         ests = [nfi.Estimator.load(f) for f in files]
         scale = float(info.get("scale", 1.0))
         cols = [s.scoring.column for s in proto.steps]
-        moments = moments_for(
-            targets, real, cols, scale,
-            count_bins=prior.count_bins, count_cdf=prior.count_cdf, count_corr=prior.count_corr,
-        )  # fmt: skip
+        moments = moments_for(targets, real, cols, scale, **prior.statistics)
         if [m.name for m in moments] != [m.name for m in ests[0].moments]:
             raise UserError("the estimator was trained on other statistics than these")
         store = nfi.SimulationStore(

@@ -36,9 +36,7 @@ def setup(real_data):
     base = memsim.load_params(prior.params)
     columns = [s.scoring.column for s in proto.steps]
     # the prior's own statistics, as memsim infer takes them (the counts' CDF with count_cdf)
-    moments = moments_for(
-        targets, real, columns, SCALE, count_bins=prior.count_bins, count_cdf=prior.count_cdf
-    )
+    moments = moments_for(targets, real, columns, SCALE, **prior.statistics)
     return proto, targets, real, prior, base, moments
 
 
@@ -162,6 +160,22 @@ def test_count_bins_condition_on_the_released_counts_shape(tmp_path):
     assert all(m.scale == 1.0 and m.path[1] == cols[0] for m in extra)
 
 
+def _flag_prior(tmp_path, flag: str, bad: str):
+    """A one-parameter prior file with ``flag: true``, loaded: its dump says the flag and
+    loads back equal; the same file with ``flag: <bad>`` is refused in one line."""
+    path = tmp_path / "prior.yaml"
+    path.write_text(
+        f"name: x\nparams: videomem\n{flag}: true\nparameters:\n"
+        "  - {path: videos.rt_sd, lo: 0, hi: 1}\n"
+    )
+    prior = nfi.load_prior(path)
+    assert prior.dump()[flag] is True and nfi.Prior.from_dump(prior.dump()) == prior
+    path.write_text(path.read_text().replace(f"{flag}: true", f"{flag}: {bad}"))
+    with pytest.raises(UserError, match=f"{flag}: must be true or false"):
+        nfi.load_prior(path)
+    return prior
+
+
 def test_count_cdf_reads_the_released_counts_where_the_ks_distance_does(tmp_path):
     """``count_cdf: true`` adds each scored column's share of videos at or below the released
     counts' values at fixed levels (each count once), on a 0.05 scale; a simulated campaign's
@@ -169,17 +183,8 @@ def test_count_cdf_reads_the_released_counts_where_the_ks_distance_does(tmp_path
     import memsim
     from memsim.fit.calibrate import COUNT_CDF_SCALE, count_cdf_points, count_ecdf
 
-    path = tmp_path / "prior.yaml"
-    path.write_text(
-        "name: x\nparams: videomem\ncount_cdf: true\nparameters:\n"
-        "  - {path: videos.rt_sd, lo: 0, hi: 1}\n"
-    )
-    prior = nfi.load_prior(path)
-    assert prior.count_cdf and not prior.count_bins and prior.dump()["count_cdf"] is True
-    assert nfi.Prior.from_dump(prior.dump()) == prior
-    path.write_text(path.read_text().replace("count_cdf: true", "count_cdf: yes please"))
-    with pytest.raises(UserError, match="count_cdf: must be true or false"):
-        nfi.load_prior(path)
+    prior = _flag_prior(tmp_path, "count_cdf", "yes please")
+    assert prior.count_cdf and not prior.count_bins
 
     n = np.r_[np.full(50, 30), np.full(900, 34), np.arange(50) + 40].astype(float)
     # levels 0.01 and 0.05 fall on 30, 0.1-0.95 on 34, 0.99 on the 990th count, 79
@@ -208,18 +213,9 @@ def test_count_corr_reads_the_steps_counts_correlation_in_both_data(tmp_path):
     from memsim.fit.calibrate import COUNT_CORR_SCALE, count_correlation, summarise_arrays
     from memsim.sim.simulate import prepare, scale_protocol, simulate_arrays
 
-    path = tmp_path / "prior.yaml"
-    path.write_text(
-        "name: x\nparams: videomem\ncount_corr: true\nparameters:\n"
-        "  - {path: videos.rt_sd, lo: 0, hi: 1}\n"
-    )
-    prior = nfi.load_prior(path)
-    assert prior.count_corr and not prior.count_cdf and prior.dump()["count_corr"] is True
-    assert nfi.Prior.from_dump(prior.dump()) == prior
+    prior = _flag_prior(tmp_path, "count_corr", "1")
+    assert prior.count_corr and not prior.count_cdf
     assert "count_corr" not in nfi.load_prior(nfi.prior_path("videomem")).dump()
-    path.write_text(path.read_text().replace("count_corr: true", "count_corr: 1"))
-    with pytest.raises(UserError, match="count_corr: must be true or false"):
-        nfi.load_prior(path)
 
     cols = ["short-term_memorability", "long-term_memorability"]
     rng = np.random.default_rng(0)

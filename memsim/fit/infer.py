@@ -158,6 +158,15 @@ class Prior:
     count_corr: bool = False
 
     @property
+    def statistics(self) -> dict[str, bool]:
+        """The statistics' options, as :func:`memsim.fit.calibrate.moments_for` takes them."""
+        return {
+            "count_bins": self.count_bins,
+            "count_cdf": self.count_cdf,
+            "count_corr": self.count_corr,
+        }
+
+    @property
     def paths(self) -> list[str]:
         return [p.path for p in self.parameters]
 

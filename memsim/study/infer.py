@@ -337,10 +337,7 @@ def run_inference(
     nfi.check_prior(pr, base, prior_file, protocol)
     nfi._device(device)  # a missing CUDA is refused before any simulation
     columns = [s.scoring.column for s in protocol.steps]
-    moments = moments_for(
-        targets, real, columns, scale,
-        count_bins=pr.count_bins, count_cdf=pr.count_cdf, count_corr=pr.count_corr,
-    )  # fmt: skip
+    moments = moments_for(targets, real, columns, scale, **pr.statistics)
     emulated = nfi.emulated_columns(pr, moments, prior_file)
     out = Path(out)
     make_dirs(out)
