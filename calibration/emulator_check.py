@@ -3,7 +3,7 @@
     python calibration/emulator_check.py RUN [--draws G] [--steps 400,1600] [--start flow|tempered]
         [--independence] [--seed S]
 
-A measurement, not part of ``memsim infer`` (docs/inference.md, "Step 2's demand as a
+A measurement, not part of ``memsim infer`` (docs/inference-record.md, "Step 2's demand as a
 nuisance"). ``RUN`` is a folder that ``memsim infer`` wrote with emulated statistics (a prior
 with ``emulate:``): its ``estimator.pt`` and ``simulations/``. It prints
 

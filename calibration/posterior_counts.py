@@ -3,7 +3,7 @@
     python calibration/posterior_counts.py [--posterior DIR] [--draws N] [--fresh K]
                                            [--workers W] [--seed S] [--out DIR]
 
-A measurement, not part of ``memsim infer`` (docs/inference.md, "What the counts would
+A measurement, not part of ``memsim infer`` (docs/inference-record.md, "What the counts would
 take"). The posterior's statistics do not resolve the annotation counts' shape: its
 predictive count KS rows miss (``predictive.csv``). This script asks what a posterior
 restricted to the crowds that do reproduce them would look like: rejection ABC on the two

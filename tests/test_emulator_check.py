@@ -1,5 +1,5 @@
 """calibration/emulator_check.py: how well an inference's emulated likelihood fits, and the
-coverage of the flow alone and of the product on held-out draws (docs/inference.md, "Step 2's
+coverage of the flow alone and of the product on held-out draws (docs/inference-record.md, "Step 2's
 demand as a nuisance")."""
 
 from __future__ import annotations

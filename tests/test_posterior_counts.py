@@ -1,5 +1,5 @@
 """calibration/posterior_counts.py: the posterior restricted to the draws whose simulation
-holds the count rows (docs/inference.md, "What the counts would take"), small."""
+holds the count rows (docs/inference-record.md, "What the counts would take"), small."""
 
 from __future__ import annotations
 

@@ -310,7 +310,7 @@ def tempered_start(
     nearly all distinct and still a little wider than the product: the chains start near it
     instead of having to travel in from the flow's spread, which 400 steps of random-walk
     Metropolis do not finish where the product is much narrower than the flow
-    (docs/inference.md, "Step 2's demand as a nuisance"). Resampling is systematic. Same
+    (docs/inference-record.md, "Step 2's demand as a nuisance"). Resampling is systematic. Same
     seed, same starting points.
 
     Returns the starting points ``(G, chains, d)`` and each group's ``beta``.

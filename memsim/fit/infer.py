@@ -993,7 +993,7 @@ class Estimator:
         the chains start, ``flow`` (the flow's own draws given that row, wider than the
         product) or ``tempered`` (``MCMC_CANDIDATES`` of the flow's draws per chain, resampled
         by a tempered likelihood, :func:`memsim.fit.emulator.tempered_start`: nearer the
-        product, which the chains then come closer to; docs/inference.md measures both).
+        product, which the chains then come closer to; docs/inference-record.md measures both).
         Returns the draws ``(n, len(xs), d)`` and the acceptance rate. Same seed, same draws."""
         from memsim.fit.emulator import (
             MCMC_CANDIDATES,
@@ -1231,7 +1231,7 @@ def train(
     log p(theta))`` is the classifier the estimator implies, read on the batch's pairs
     (joint) and on the pairs with ``theta`` moved by one row (marginal, :func:`balance_penalty`).
     The paper's aim is a posterior that errs wide rather than narrow where the simulations
-    leave it unsure; docs/inference.md measures how far that holds for memsim's posteriors.
+    leave it unsure; docs/inference-record.md measures how far that holds for memsim's posteriors.
     0 is plain NPE (the same code path as without the option); the paper uses 100.
     """
     import torch
