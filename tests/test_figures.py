@@ -314,15 +314,45 @@ _AXES = {
     },
     "protocols": {"design": [f"../protocols/{p}.yaml" for p in ("videomem", "memento10k")]},
 }
+# the posterior studies' cells (zipped axes, values as the sweep stores them: lists and
+# mappings as compact JSON); each holds its study file's baseline cell
+_CELLS = {
+    "design-lags-posterior": [
+        {"target_lags": f"[{lo},{hi}]", "reference_lag": hi}
+        for lo, hi in ((10, 40), (20, 60), (45, 100), (80, 140), (100, 160))
+    ],
+    "design-targets-posterior": [
+        {"targets": n, "fillers": 180 - 2 * n - 40} for n in (20, 30, 40, 50)
+    ],
+    "design-length-posterior": [
+        {"length": n, "targets": t, "vigilance": v, "fillers": f}
+        for n, t, v, f in ((120, 27, 13, 40), (180, 40, 20, 60), (240, 53, 27, 80))
+    ],
+    "design-vigilance-posterior": [
+        {"vigilance": v, "fillers": 180 - 80 - 2 * v} for v in (5, 10, 20, 30)
+    ],
+    "design-delay-posterior": [
+        {"delay_h": w} for w in ("[0.25,1]", "[2,8]", "[24,72]", "[96,168]")
+    ],
+    "selection-posterior": [
+        {"policy": '{"kind":"uniform"}'},
+        {"policy": '{"kind":"least_annotated","pool":1000}'},
+        {"policy": '{"kind":"adaptive","pool":1000}'},
+    ],
+}
 
 
 def _study_results(study: str, rng) -> pd.DataFrame:
-    axes = _AXES[study]
-    combos = list(itertools.product(*axes.values())) or [()]
+    if study in _CELLS:
+        cells = _CELLS[study]
+    else:
+        axes = _AXES[study]
+        cells = [dict(zip(axes, c)) for c in itertools.product(*axes.values())] or [{}]
     rows = []
-    for combo in combos:
+    for cell, at in enumerate(cells):
+        combo = list(at.values())
         for rep in range(3):
-            row = dict(zip(axes, combo), replicate=rep)
+            row = dict(at, cell=cell, replicate=rep)
             scale = 1 + 0.1 * rng.normal()
             for s in (1, 2):
                 na = (combo[0] if study == "annotations" else 30 / s) * scale
@@ -362,7 +392,7 @@ def _study_results(study: str, rng) -> pd.DataFrame:
 def test_shipped_study_figures(drawn, tmp_path, capsys):
     figures = _studies_module()
     rng = np.random.default_rng(6)
-    for study in _AXES:
+    for study in [*_AXES, *_CELLS]:
         (tmp_path / study).mkdir()
         _study_results(study, rng).to_parquet(tmp_path / study / "results.parquet")
     out = tmp_path / "out"
@@ -373,6 +403,33 @@ def test_shipped_study_figures(drawn, tmp_path, capsys):
     capsys.readouterr()  # the tables they print
     assert sorted(s["path"].name for s in drawn) == sorted(f"{n}.png" for n in figures.STUDIES)
     _assert_clean(drawn, at_least=len(figures.STUDIES))
+
+
+def test_posterior_study_table_pairs_each_cell_with_the_baseline_of_its_draw(
+    drawn, tmp_path, capsys
+):
+    """A cell's difference is taken within each draw: draws that differ a lot from one another
+    (0.1 apart) and a setting that moves each by a fixed amount give that amount exactly, on
+    every draw, and the baseline row (VideoMem's policy) says so instead of a difference."""
+    figures = _studies_module()
+    df = _study_results("selection-posterior", np.random.default_rng(7))
+    effect = {'{"kind":"uniform"}': -0.02, '{"kind":"adaptive","pool":1000}': 0.05}
+    hc = "human_consistency.step1.mean"
+    df[hc] = 0.3 + 0.1 * df["replicate"] + df["policy"].map(effect).fillna(0.0)
+    (tmp_path / "selection-posterior").mkdir()
+    df.to_parquet(tmp_path / "selection-posterior" / "results.parquet")
+    with style.styled():
+        figures.selection_posterior(tmp_path, tmp_path)
+    rows = {
+        line.split(" | ")[0].strip("| `"): line.split(" | ")
+        for line in capsys.readouterr().out.splitlines()
+        if line.startswith("| `")
+    }
+    assert rows['{"kind":"adaptive","pool":1000}'][2] == "+0.050 [+0.050, +0.050] (3 of 3)"
+    assert rows['{"kind":"uniform"}'][2] == "-0.020 [-0.020, -0.020] (0 of 3)"
+    assert rows['{"kind":"least_annotated","pool":1000}'][2] == "(VideoMem's)"
+    # the level column is over the draws, not paired: their spread shows (0.35, 0.45, 0.55)
+    assert rows['{"kind":"adaptive","pool":1000}'][1] == "0.450 [0.360, 0.540]"
 
 
 def test_layout_check_finds_what_the_issue_reported(tmp_path):

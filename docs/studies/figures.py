@@ -4,8 +4,11 @@
     python docs/studies/figures.py <study> [--runs runs] [--out docs/studies] [--update-docs]
 
 Studies: paper, annotations, design (reads the five design-* sweeps), filters,
-selection, protocols. Each writes ``<out>/<study>.png`` and prints the numbers
-quoted in ``docs/studies/<study>.md`` (mean ± sd over replicates). Every number
+selection, protocols; under the posterior, design-posterior (the five design-*-posterior
+sweeps) and selection-posterior, whose tables go into design.md and selection.md. Each
+writes ``<out>/<study>.png`` and prints the numbers quoted in ``docs/studies/<study>.md``
+(mean ± sd over replicates; under the posterior, medians and 90 % intervals over the
+draws of each cell's difference to the study's baseline cell). Every number
 comes from ``runs/<study>/results.parquet``; nothing is typed in by hand except
 the paper's published values, marked as such.
 """
@@ -15,6 +18,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import io
+import json
 import sys
 from pathlib import Path
 
@@ -570,7 +574,159 @@ def paper(runs: Path, out: Path) -> None:
     style.pyplot().close(fig)
 
 
+# --------------------------------------------------------------------------- under the posterior
+EXPERIMENTS = Path(__file__).resolve().parents[2] / "experiments"
+
+
+class _Paired:
+    """A posterior study's paired differences to its baseline cell (``paired``, one row per
+    cell, as ``memsim report`` writes ``report/paired.csv``) and the study file (``study``)."""
+
+    def __init__(self, paired: pd.DataFrame, study: dict):
+        self.paired, self.study = paired, study
+
+
+def _is(cell, value) -> bool:
+    """A results column's value against a study file's (lists and mappings are stored as
+    compact JSON with sorted keys, as the sweep writes them)."""
+    if isinstance(value, (list, dict)):
+        return cell == json.dumps(value, sort_keys=True, separators=(",", ":"))
+    return cell == value
+
+
+def _paired(runs: Path, study: str):
+    """Each statistic's difference to the study's ``baseline`` cell within each replicate (one
+    posterior draw), summarised over the draws by
+    :func:`memsim.study.intervals.paired_differences`; the baseline is the study file's
+    (``experiments/<study>.yaml``)."""
+    from memsim.study.intervals import paired_differences
+    from memsim.study.sweep import load_study
+
+    df = _load(runs, study)
+    spec = load_study(EXPERIMENTS / f"{study}.yaml")
+    base = {}
+    for axis, value in spec.baseline.items():
+        match = [c for c in df[axis].unique() if _is(c, value)]
+        if not match:
+            sys.exit(f"{runs / study}: no cell has {axis} = {value} (the study's baseline)")
+        base[axis] = match[0]
+    stats = [s for s in (*spec.statistics, COST) if s in df.columns]
+    return _Paired(paired_differences(df, base, stats), {"baseline": base}), df
+
+
+def _gain(row, stat: str, digits: int = 3) -> str:
+    """``median [5 %, 95 %] (k of n)``: a paired difference over the draws, k of them above 0."""
+    k = round(row[stat + "_above"] * row["replicates"])
+    return (
+        f"{row[stat + '_median']:+.{digits}f} [{row[stat + '_lo']:+.{digits}f}, "
+        f"{row[stat + '_hi']:+.{digits}f}] ({k} of {row['replicates']:.0f})"
+    )
+
+
+def _level(df: pd.DataFrame, at, stat: str) -> str:
+    from memsim.study.intervals import credible
+
+    c = credible(df.loc[at, stat])
+    return f"{c['median']:.3f} [{c['lo']:.3f}, {c['hi']:.3f}]"
+
+
+def _in_order(rep, df: pd.DataFrame, axes: list[str]) -> pd.DataFrame:
+    """The paired table's rows in the study's cell order (it comes sorted by value)."""
+    first = df.groupby(axes, sort=False)["cell"].min()
+    key = [first.loc[tuple(r[a] for a in axes) if len(axes) > 1 else r[axes[0]]]
+           for _, r in rep.paired.iterrows()]  # fmt: skip
+    return rep.paired.assign(_cell=key).sort_values("_cell").drop(columns="_cell")
+
+
+def _posterior_table(rep, df: pd.DataFrame, axis: str, baseline: dict) -> None:
+    """One row per cell: the level of short-term human consistency over the draws, then each
+    quality's paired difference to the baseline cell, and the crowd time's."""
+    print(
+        f"| {axis} | ST human | Δ ST human | Δ ST vs truth | Δ LT human | Δ LT vs truth | "
+        "Δ crowd hours (at scale 0.2) |"
+    )
+    print("|---|---|---|---|---|---|---|")
+    for _, row in _in_order(rep, df, list(baseline)).iterrows():
+        at = np.ones(len(df), bool)
+        for a in baseline:
+            at &= df[a].to_numpy() == row[a]
+        cells = ["(VideoMem's)"] * 4 + ["0"]
+        if not all(row[a] == baseline[a] for a in baseline):
+            quality = (HC.format(1), TR.format(1), HC.format(2), TR.format(2))
+            cells = [_gain(row, s) for s in quality]
+            cells.append(
+                f"{row[COST + '_median'] / 60:+,.0f} [{row[COST + '_lo'] / 60:+,.0f}, "
+                f"{row[COST + '_hi'] / 60:+,.0f}]"
+            )
+        value = _v(row[axis])
+        value = f"`{value}`" if value.startswith("{") else value
+        print(f"| {value} | {_level(df, at, HC.format(1))} | " + " | ".join(cells) + " |")
+
+
+def _forest(ax, rep, df: pd.DataFrame, axis: str, label: str, step: int = 1) -> None:
+    """Paired differences to the baseline cell: median and 90 % interval over the draws, of
+    ``step``'s human consistency and agreement with the truth."""
+    p = _in_order(rep, df, list(rep.study["baseline"]))
+    x = np.arange(len(p))
+    st = "ST" if step == 1 else "LT"
+    for off, stat, name in ((-0.12, HC.format(step), f"{st} human consistency"),
+                            (0.12, TR.format(step), f"{st} vs truth")):  # fmt: skip
+        med = p[stat + "_median"].to_numpy()
+        err = [med - p[stat + "_lo"].to_numpy(), p[stat + "_hi"].to_numpy() - med]
+        ax.errorbar(x + off, med, yerr=err, fmt="o", ms=3, capsize=2, label=name)
+    ax.axhline(0, color="0.5", lw=0.8)
+    ax.set_xticks(x)
+    # one line per part of a value ("least annotated, pool 1000"), so long labels do not meet
+    ax.set_xticklabels([style.value_label(v).replace(", ", ",\n") for v in p[axis]], fontsize=8)
+    ax.set_xlabel(label)
+    ax.set_ylabel("difference to VideoMem's setting")
+    ax.grid(alpha=0.3)
+
+
+def design_posterior(runs: Path, out: Path) -> None:
+    fig, axes = style.subplots(2, 3, panel=(4.4, 3.7), squeeze=True)
+    n = set()
+    for ax, (study, axis, label) in zip(axes.flat, DESIGN):
+        rep, df = _paired(runs, f"{study}-posterior")
+        n.add(int(rep.paired["replicates"].max()))
+        # the delay before step 2 changes step 2's scores: its panel shows the long term
+        step = 2 if study == "design-delay" else 1
+        _forest(ax, rep, df, axis, label, step)
+        if step == 2:
+            ax.legend(fontsize=7)
+        print(f"\n{label} ({study}-posterior):\n")
+        _posterior_table(rep, df, axis, rep.study["baseline"])
+    axes.flat[5].set_visible(False)
+    style.legend_below(fig, [axes.flat[0]])
+    style.suptitle(
+        fig,
+        "Protocol design around VideoMem under the posterior: each setting against VideoMem's "
+        f"own, paired per draw (median, 90 % interval; {', '.join(map(str, sorted(n)))} draws)",
+    )
+    style.save(fig, out / "design-posterior.png")
+    style.pyplot().close(fig)
+
+
+def selection_posterior(runs: Path, out: Path) -> None:
+    rep, df = _paired(runs, "selection-posterior")
+    fig, ax = style.subplots(1, 1, panel=(6.0, 3.9), squeeze=True)
+    _forest(ax, rep, df, "policy", "selection policy")
+    ax.legend(fontsize=7)
+    style.suptitle(
+        fig,
+        "Selection policy under the posterior: each policy against VideoMem's (least-annotated "
+        f"among 1,000), paired per draw ({int(rep.paired['replicates'].max())} draws)",
+    )
+    style.save(fig, out / "selection-posterior.png")
+    style.pyplot().close(fig)
+    _posterior_table(rep, df, "policy", rep.study["baseline"])
+
+
 STUDIES = {f.__name__: f for f in (paper, annotations, design, filters, selection, protocols)}
+STUDIES["design-posterior"] = design_posterior
+STUDIES["selection-posterior"] = selection_posterior
+# the page each study's tables go into (``--update-docs``)
+PAGE = {"design-posterior": "design", "selection-posterior": "selection"}
 
 
 BEGIN = (
@@ -598,10 +754,11 @@ def main() -> None:
     text = buf.getvalue().strip("\n")
     print(text)
     if args.update_docs:
-        md_path = args.out / f"{args.study}.md"
+        md_path = args.out / f"{PAGE.get(args.study, args.study)}.md"
         md = md_path.read_text(encoding="utf-8")
         begin = BEGIN.format(args.study)
-        a, b = md.index(begin) + len(begin), md.index(END)
+        a = md.index(begin) + len(begin)
+        b = md.index(END, a)  # this block's end: a page may hold several blocks
         md_path.write_text(md[:a] + "\n" + text + "\n" + md[b:], encoding="utf-8")
         print(f"updated the tables of {md_path} (check the prose around them)", file=sys.stderr)
 
