@@ -34,10 +34,10 @@ SECTIONS = [
     ("Loading", ["load_protocol", "load_params", "params_for", "load_targets", "load_trials",
                  "shipped_protocols"]),
     ("The pipeline", ["simulate", "score", "analyse", "compare", "run"]),
-    ("Fitting", ["calibrate", "recover", "compat", "infer"]),
+    ("Fitting", ["calibrate", "recover", "compat", "infer", "posterior"]),
     ("Studies", ["sweep", "report"]),
     ("Results", ["Simulation", "ScoreResult", "Analysis", "RunResult", "Calibration", "Recovery",
-                 "CompatResult", "Inference", "SweepResult", "SweepReport"]),
+                 "CompatResult", "Inference", "Posterior", "SweepResult", "SweepReport"]),
     ("Inputs and errors", ["Protocol", "Params", "Targets", "Progress", "UserError"]),
 ]  # fmt: skip
 

@@ -20,7 +20,8 @@ The pipeline
 Fitting
     :func:`calibrate` -> :class:`Calibration`; :func:`recover` -> :class:`Recovery`;
     :func:`compat` -> :class:`CompatResult`; :func:`infer` (Bayesian, ``sbi``) ->
-    :class:`Inference`
+    :class:`Inference`; :func:`posterior` (a shipped or inferred posterior, no torch needed)
+    -> :class:`Posterior`
 Studies
     :func:`sweep` -> :class:`SweepResult`; :func:`report` -> :class:`SweepReport`
 Errors
@@ -57,6 +58,7 @@ _LAZY = {
     "Recovery": "memsim.fit.recover",
     "CompatResult": "memsim.fit.compat",
     "Inference": "memsim.study.infer",
+    "Posterior": "memsim.study.infer",
     "RunResult": "memsim.study.run",
     "SweepResult": "memsim.study.sweep",
     "SweepReport": "memsim.study.report",
@@ -66,9 +68,9 @@ __all__ = [
     "__version__",
     "load_protocol", "load_params", "params_for", "load_targets", "load_trials",
     "shipped_protocols", "simulate", "score", "analyse", "compare", "run", "calibrate",
-    "recover", "compat", "infer", "sweep", "report",
+    "recover", "compat", "infer", "posterior", "sweep", "report",
     "UserError", "Progress", "Protocol", "Params", "Simulation", "ScoreResult", "Analysis",
-    "Targets", "Calibration", "Recovery", "CompatResult", "Inference", "RunResult",
+    "Targets", "Calibration", "Recovery", "CompatResult", "Inference", "Posterior", "RunResult",
     "SweepResult", "SweepReport",
 ]  # fmt: skip
 

@@ -37,7 +37,7 @@ if TYPE_CHECKING:  # for the signatures only: importing them here would load eve
     from memsim.progress import ProgressCallback
     from memsim.sim.params import Params
     from memsim.sim.simulate import Simulation
-    from memsim.study.infer import Inference
+    from memsim.study.infer import Inference, Posterior
     from memsim.study.report import SweepReport
     from memsim.study.run import RunResult
     from memsim.study.sweep import SweepResult
@@ -58,6 +58,7 @@ __all__ = [
     "recover",
     "compat",
     "infer",
+    "posterior",
     "sweep",
     "report",
 ]
@@ -554,6 +555,25 @@ def infer(
         force=force,
         progress=progress,
     )
+
+
+def posterior(posterior: PathLike = "videomem") -> Posterior:
+    """A posterior over a population's parameters (:class:`memsim.study.infer.Posterior`): a
+    shipped one by name (``"videomem"``, ``"memento10k"``) or a folder written by
+    :func:`infer`. Its ``draws`` are a DataFrame, ``params(i)`` draw ``i`` as a whole parameter
+    set that :func:`simulate` and :func:`run` take, ``parameter_sets(n)`` the first ``n`` of
+    them; torch and sbi are not needed to read it.
+
+    ::
+
+        post = memsim.posterior("videomem")
+        for p in post.parameter_sets(20):          # 20 crowds the released data allow
+            r = memsim.run("my-protocol.yaml", params=p, scale=0.2)
+    """
+    from memsim.resources import posterior_path
+    from memsim.study.infer import Posterior
+
+    return Posterior.load(posterior_path(posterior))
 
 
 def _check_workers_start(workers) -> None:

@@ -42,6 +42,7 @@ from memsim.study.intervals import credible, paired_differences
 
 __all__ = [
     "Inference",
+    "Posterior",
     "run_inference",
     "load_posterior",
     "posterior_draws",
@@ -684,6 +685,86 @@ def posterior_draws(
         {c: float(v) for c, v, k in zip(df.columns, row, keep) if k and math.isfinite(v)}
         for row in df.iloc[:n].itertuples(index=False)
     ]
+
+
+@dataclass(frozen=True)
+class Posterior:
+    """A posterior over a population's parameters, as ``memsim infer`` wrote it into a folder
+    (:func:`memsim.posterior` loads one by folder or shipped name).
+
+    Attributes
+    ----------
+    folder : Path
+        Where it was read from.
+    draws : DataFrame
+        One row per posterior draw, one column per parameter path (a prior's settings of the
+        campaign, ``protocol.<path>``, included). The draws are independent: the first *n*
+        are a random sample of the posterior.
+    base : Params
+        The parameter set holding every parameter the prior leaves fixed.
+    summary : DataFrame or None
+        ``posterior.csv``: per parameter the prior, median, 5 % and 95 % quantiles,
+        contraction and the shipped point fits' percentiles (None where the folder has none).
+    protocol : Protocol or None
+        The protocol the posterior's simulations played (the folder's ``protocol.yaml``):
+        the posterior is of the crowd given that campaign.
+    """
+
+    folder: Path
+    draws: pd.DataFrame
+    base: object
+    summary: pd.DataFrame | None = None
+    protocol: object | None = None
+
+    @classmethod
+    def load(cls, folder: str | os.PathLike[str]) -> Posterior:
+        """Read a folder written by ``memsim infer``; one-line :class:`UserError` when it is
+        not one."""
+        from memsim.design.protocol import load_protocol
+        from memsim.sim.params import load_params
+
+        folder = Path(folder)
+        draws = load_posterior(folder)
+        base_path = folder / "base-params.yaml"
+        if not base_path.is_file():
+            raise UserError(
+                "no base-params.yaml: not an output folder of `memsim infer`", path=folder
+            )
+        summary = folder / "posterior.csv"
+        protocol = folder / "protocol.yaml"
+        return cls(
+            folder=folder,
+            draws=draws,
+            base=load_params(base_path),
+            summary=pd.read_csv(summary) if summary.is_file() else None,
+            protocol=load_protocol(protocol) if protocol.is_file() else None,
+        )
+
+    def __len__(self) -> int:
+        return len(self.draws)
+
+    def params(self, i: int):
+        """Draw ``i`` as a whole parameter set (:class:`memsim.sim.params.Params`): the base
+        set with the draw's population parameters. Its settings of the campaign are left out,
+        as a study's sweep leaves them out: a protocol says how its own campaign runs."""
+        if not -len(self) <= i < len(self):
+            raise UserError(f"posterior draw {i}: the posterior holds {len(self)} draws")
+        row = self.draws.iloc[i]
+        changes = {
+            c: float(v)
+            for c, v in row.items()
+            if not c.startswith(nfi.PROTOCOL_PREFIX) and math.isfinite(v)
+        }
+        # named for the draw, so that a run's output says which crowd it played
+        changes["name"] = f"{self.base.name} posterior draw {i % len(self)}"
+        return self.base.updated(changes)
+
+    def parameter_sets(self, n: int) -> list:
+        """The first ``n`` draws as parameter sets (:meth:`params`): a random sample of the
+        posterior, the same every time for the same folder."""
+        if not 0 < n <= len(self):
+            raise UserError(f"{n} posterior draws wanted, the posterior holds {len(self)}")
+        return [self.params(i) for i in range(n)]
 
 
 @dataclass
