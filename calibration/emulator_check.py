@@ -70,7 +70,7 @@ def usable(est: nfi.Estimator, sims: dict) -> tuple[np.ndarray, np.ndarray]:
 def residual_distance(est: nfi.Estimator, u: np.ndarray, x: np.ndarray) -> np.ndarray:
     """Each simulation's squared Mahalanobis residual under the emulator, at its own truth."""
     emu = est.emulator
-    y, g = est._emulated_x(x)
+    y, g = est.emulated_statistics(x)
     r = y - emu.mean(nfi.to_logit(u), g)
     return np.einsum("ij,jk,ik->i", r, emu.precision, r)
 
@@ -167,7 +167,7 @@ def report(
         raise SystemExit(f"{run}: no held-out simulations in {run / 'simulations'}")
     name, u, x = held
     names = [p.path.split(".")[-1] for p in est.prior.parameters]
-    flow = nfi.from_logit(est._flow_draws(n, est._flow_x(x), seed))
+    flow = est.flow_sample_batched(n, x, seed)
     out.append(f"coverage on the first {len(u)} of the {name}:")
     out.append("  " + coverage_line("flow alone", *coverage(flow, u), names))
     for s in steps:
@@ -208,7 +208,7 @@ def independence_lines(est: nfi.Estimator, loaded: dict) -> list[str]:
             continue
         name, uh, xh = loaded[stream]
         t = nfi.to_logit(uh)
-        y, g = est._emulated_x(xh)
+        y, g = est.emulated_statistics(xh)
         rc = y - emu.mean(t, g)
         rr = xh[:, rest] - other.mean(t)
         out.append(independence_line(name, rc, rr, emu.names, other.names))

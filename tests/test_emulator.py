@@ -253,6 +253,12 @@ def test_an_estimator_with_an_emulator_multiplies_flow_and_likelihood(tmp_path):
     np.testing.assert_array_equal(again, tempered)
     with pytest.raises(ValueError, match="start must be one of flow, tempered"):
         est.mcmc(40, obs, start="prior")
+    # the flow alone is what the chains start from: the flow's own draws on its two statistics
+    alone = est.flow_sample_batched(40, np.stack([obs, -obs]), seed=3)
+    np.testing.assert_array_equal(alone, flow.sample_batched(40, np.stack([obs, -obs])[:, :2], 3))
+    y, given = est.emulated_statistics(np.stack([obs, -obs]))
+    np.testing.assert_array_equal(y, [[1.5], [-1.5]])
+    assert given is None and flow.emulated_statistics(obs) == (None, None)
     path = tmp_path / "est.pt"
     est.save(path)
     back = nfi.Estimator.load(path)
@@ -283,6 +289,9 @@ def test_an_estimator_with_a_conditional_emulator_gives_it_the_flows_statistics(
     )
     est = nfi.with_emulator(flow, emu, moments)
     assert est.info["emulator_given"] == ["first", "second"]
+    y, given = est.emulated_statistics(np.array([0.5, -0.5, 1.5]))
+    np.testing.assert_array_equal(y, [1.5])
+    np.testing.assert_array_equal(given, [0.5, -0.5])
     obs = np.array([0.5, -0.5, 1.5])
     probe = rng.random((5, 2))
     t = nfi.to_logit(probe)

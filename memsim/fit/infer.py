@@ -943,6 +943,20 @@ class Estimator:
             return self.mcmc(n, xs, seed=seed)[0]
         return from_logit(self._flow_draws(n, self._flow_x(xs), seed))
 
+    def flow_sample_batched(self, n: int, xs: np.ndarray, seed: int = 0) -> np.ndarray:
+        """The flow's own ``n`` draws for each row of whole statistics vectors ``xs`` (unit
+        positions ``(n, len(xs), d)``), without the emulated statistics' likelihood: what the
+        Metropolis chains start from, and what the flow alone says. Same seed, same draws."""
+        return from_logit(self._flow_draws(n, self._flow_x(xs), seed))
+
+    def emulated_statistics(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """Of whole statistics vector(s) ``x``: the emulated statistics, and those the emulator
+        is given besides the parameters (None where it is given none, or where nothing is
+        emulated, when the first is None too)."""
+        if self.emulator is None:
+            return None, None
+        return self._emulated_x(np.asarray(x, float))
+
     def _flow_draws(self, n: int, xf: np.ndarray, seed: int) -> np.ndarray:
         """The flow's own draws ``(n, len(xf), d)`` in logits, given its conditioning rows.
         An ensemble's are the mixture's, stratified: each flow gives its equal share (the
