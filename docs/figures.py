@@ -60,7 +60,10 @@ figures:
     title: "short term: consistency vs annotations per video"
 """
 
-STUDIES = ["paper", "annotations", "design", "filters", "selection", "protocols"]
+STUDIES = [
+    "paper", "annotations", "design", "design-posterior", "filters", "selection",
+    "selection-posterior", "protocols",
+]  # fmt: skip
 
 
 class Gallery:
@@ -249,7 +252,9 @@ def _page(g: Gallery, seconds: float) -> str:
         "",
     ]
     for s in STUDIES:
-        lines += [f"![{s}](studies/{s}.png)", "", f"*[{s}](studies/{s}.md)*", ""]
+        page = s.removesuffix("-posterior")  # a study under the posterior is on its study's page
+        label = f"{page}, under the posterior" if page != s else s
+        lines += [f"![{label}](studies/{s}.png)", "", f"*[{label}](studies/{page}.md)*", ""]
     if g.notes:
         lines += ["## Not drawn here", ""] + [f"- {n}" for n in g.notes] + [""]
     return "\n".join(lines)
