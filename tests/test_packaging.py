@@ -99,6 +99,8 @@ def test_wheel_runs_the_main_job_outside_the_checkout(tmp_path):
         "d = resources.posterior_path('videomem')\n"
         "assert '/venv/' in str(d), d\n"
         "print(sorted(p.name for p in d.iterdir()), len(posterior_draws(d, 3)))\n"
+        "import memsim\n"  # and the notebook's way to it: a draw as a parameter set
+        "assert memsim.posterior('videomem').params(2).name == 'videomem posterior draw 2'\n"
     )
     post = subprocess.run([str(py), "-c", code], cwd=work, env=env, capture_output=True, text=True)
     assert post.returncode == 0, post.stderr
