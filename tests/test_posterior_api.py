@@ -41,7 +41,7 @@ def test_the_draws_are_the_crowds_a_sweep_plays(post):
         mapping = copy.deepcopy(post.base.dump())
         for path, value in draw.items():
             set_path(mapping, path, value, create=True)
-        mapping["name"] = p.name
+        mapping["name"], mapping["note"] = p.name, p.note  # which draw it is, said
         assert p == params_from_mapping(mapping), r
 
 
@@ -85,3 +85,49 @@ def test_a_folder_without_its_base_set_is_not_a_posterior(tmp_path, post):
     post.draws.head(5).to_parquet(tmp_path / "posterior.parquet")
     with pytest.raises(UserError, match="no base-params.yaml"):
         memsim.posterior(tmp_path)
+
+
+# --------------------------------------------------------------------------- memsim posterior
+def test_the_command_describes_the_posterior_and_its_checks(capsys):
+    from memsim import cli
+
+    assert cli.main(["posterior", "memento10k"]) == 0
+    out = capsys.readouterr().out
+    post = memsim.posterior("memento10k")
+    assert out.startswith(f"memento10k posterior (shipped with memsim): {len(post):,} draws of 10")
+    assert "  forgetting.rate.mean: " in out  # one line per parameter
+    for line in post.checks():
+        assert line in out
+    assert "SBC on 200 held-out simulations: 10 of 10 parameters uniform" in out
+
+
+def test_the_command_writes_a_draw_that_runs(tmp_path, capsys):
+    from memsim import cli
+
+    path = tmp_path / "draw.yaml"
+    assert cli.main(["posterior", "videomem", "--draw", "4", "--out", str(path)]) == 0
+    assert f"wrote {path}: draw 4 of 2000" in capsys.readouterr().out
+    post = memsim.posterior("videomem")
+    assert memsim.load_params(path) == post.params(4)
+    assert cli.main(["posterior", "--draw", "4"]) == 0  # to standard output, the same file
+    assert capsys.readouterr().out == path.read_text()
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["posterior", "nope"], "no shipped posterior named 'nope'"),
+        (["posterior", "--draw", "2000", "--out", "d.yaml"], "the posterior holds 2000 draws"),
+        (["posterior", "--out", "d.yaml"], "give --draw I as well"),
+        (["posterior", "--draw", "1", "--out", "."], "is a folder, expected a file"),
+    ],
+)
+def test_the_commands_mistakes_exit_2_and_write_nothing(argv, message, tmp_path, monkeypatch,
+                                                        capsys):  # fmt: skip
+    from memsim import cli
+
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "d.yaml").exists()

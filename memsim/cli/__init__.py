@@ -107,6 +107,7 @@ OUTPUT_KINDS = {
     "recover": {"out": "dir"},
     "compat": {"out": "file"},
     "infer": {"out": "dir"},
+    "posterior": {"out": "file"},
     "sweep": {"out": "dir"},
     "predict cv": {"out": "dir"},
     "predict train": {"out": "file"},

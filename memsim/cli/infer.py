@@ -1,4 +1,5 @@
-"""``memsim infer``: Bayesian calibration with neural posterior estimation; parse, call, print."""
+"""``memsim infer`` (Bayesian calibration with neural posterior estimation) and ``memsim
+posterior`` (what a posterior holds, a draw as a parameter file): parse, call, print."""
 
 from __future__ import annotations
 
@@ -100,6 +101,34 @@ def register(sub) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress display")
     p.set_defaults(func=_cmd_infer)
 
+    p = sub.add_parser(
+        "posterior",
+        help="what a posterior holds, or one of its draws as a parameter file",
+        description="Describe a posterior that memsim infer wrote (or a shipped one by name): "
+        "its draws, each parameter's median, 90 %% interval and contraction, and the checks the "
+        "run measured. With --draw I, draw I as a parameter file instead (to --out, or to "
+        "standard output), which memsim run and simulate take as --params. Needs neither "
+        "torch nor sbi.",
+    )
+    p.add_argument(
+        "posterior",
+        nargs="?",
+        default="videomem",
+        help="a shipped posterior's name (videomem, memento10k; default videomem) or a folder "
+        "written by memsim infer",
+    )
+    p.add_argument(
+        "--draw",
+        type=types.non_negative_int,
+        default=None,
+        metavar="I",
+        help="write draw I (0 is the first; the draws are independent) as a parameter file",
+    )
+    p.add_argument(
+        "--out", type=Path, default=None, help="with --draw: the parameter file to write"
+    )
+    p.set_defaults(func=_cmd_posterior)
+
 
 #: The stages that simulate (``Inference.info["seconds"]``): the time shown as the simulations'.
 SIMULATING = ("simulations", "heldout_simulations", "truncated_simulations")
@@ -187,4 +216,47 @@ def _cmd_infer(args) -> int:
     secs = info["seconds"]
     simulating = sum(secs.get(k, 0.0) for k in SIMULATING)
     print(f"{secs['total']:.0f} s in all, simulations {simulating:.0f} s; written to {r.out}")
+    return 0
+
+
+def _cmd_posterior(args) -> int:
+    from memsim.api import posterior
+    from memsim.errors import UserError
+    from memsim.fit.compare import format_value
+
+    if args.out is not None and args.draw is None:
+        raise UserError("--out writes a draw: give --draw I as well")
+    post = posterior(args.posterior)
+    if args.draw is not None:
+        if args.out is None:
+            from memsim.fit.calibrate import dump_params_yaml
+
+            p = post.params(args.draw)
+            print(dump_params_yaml(p, f"{p.name}: {p.note}"), end="")
+            return 0
+        path = post.save_params(args.draw, args.out)
+        print(
+            f"wrote {path}: draw {args.draw} of {len(post)} (run it: memsim run PROTOCOL "
+            f"--params {path})"
+        )
+        return 0
+    from memsim.resources import shipped_dir
+
+    shipped = post.folder.resolve().parent == shipped_dir("calibration").resolve()
+    where = "shipped with memsim" if shipped else f"in {args.posterior}"
+    made = f", made on protocol {post.protocol.name}" if post.protocol is not None else ""
+    print(
+        f"{post.base.name} posterior ({where}): {len(post):,} draws of "
+        f"{len(post.draws.columns)} parameters{made}"
+    )
+    if post.summary is not None:
+        print("median [5 %, 95 %], contraction (1: pinned down by the data, 0: the prior's width):")
+        for row in post.summary.itertuples(index=False):
+            print(
+                f"  {row.parameter}: {format_value(row.median)} [{format_value(row.q05)}, "
+                f"{format_value(row.q95)}], {row.contraction:.2f}"
+            )
+    for line in post.checks():
+        print(line)
+    print(f"one draw as a parameter file: memsim posterior {args.posterior} --draw I --out FILE")
     return 0

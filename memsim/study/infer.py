@@ -708,6 +708,8 @@ class Posterior:
     protocol : Protocol or None
         The protocol the posterior's simulations played (the folder's ``protocol.yaml``):
         the posterior is of the crowd given that campaign.
+    info : dict or None
+        ``inference.json``: the run's settings, timings and checks (None where absent).
     """
 
     folder: Path
@@ -715,6 +717,7 @@ class Posterior:
     base: object
     summary: pd.DataFrame | None = None
     protocol: object | None = None
+    info: dict | None = None
 
     @classmethod
     def load(cls, folder: str | os.PathLike[str]) -> Posterior:
@@ -732,12 +735,18 @@ class Posterior:
             )
         summary = folder / "posterior.csv"
         protocol = folder / "protocol.yaml"
+        info = folder / "inference.json"
+        try:
+            info = json.loads(info.read_text(encoding="utf-8")) if info.is_file() else None
+        except (OSError, ValueError):
+            raise UserError("inference.json: not readable as JSON", path=folder) from None
         return cls(
             folder=folder,
             draws=draws,
             base=load_params(base_path),
             summary=pd.read_csv(summary) if summary.is_file() else None,
             protocol=load_protocol(protocol) if protocol.is_file() else None,
+            info=info if isinstance(info, dict) else None,
         )
 
     def __len__(self) -> int:
@@ -757,7 +766,58 @@ class Posterior:
         }
         # named for the draw, so that a run's output says which crowd it played
         changes["name"] = f"{self.base.name} posterior draw {i % len(self)}"
+        changes["note"] = (
+            f"draw {i % len(self)} of the posterior in {self.folder.name}/ (memsim infer), "
+            f"on the parameter set {self.base.name}"
+        )
         return self.base.updated(changes)
+
+    def save_params(self, i: int, path: str | os.PathLike[str]) -> Path:
+        """Write draw ``i`` (:meth:`params`) as a parameter file that ``memsim run --params``
+        and every ``params`` argument take; the file is written whole or not at all."""
+        from memsim.fit.calibrate import dump_params_yaml
+        from memsim.io import check_output, write_text_atomic
+
+        params = self.params(i)
+        path = Path(path)
+        check_output(path, "file")
+        write_text_atomic(path, dump_params_yaml(params, f"{params.name}: {params.note}"))
+        return path
+
+    def checks(self) -> list[str]:
+        """What the run that made the posterior measured of it, a line each (from
+        :attr:`info`): its simulations, its rank tests on held-out simulations and its
+        posterior predictive check. Empty where the folder has no ``inference.json``."""
+        info = self.info or {}
+        lines = []
+        if info.get("simulations"):
+            second = info.get("truncated_simulations")
+            lines.append(
+                f"made by memsim infer on protocol {info.get('protocol')} at scale "
+                f"{info.get('scale', 1):g} from {info['simulations']:,} simulations"
+                + (f" and a second round of {second:,}" if second else "")
+            )
+        n = len(self.draws.columns)
+        if info.get("heldout") and info.get("sbc_parameters_uniform_at_1pct") is not None:
+            lines.append(
+                f"SBC on {info['heldout']} held-out simulations: "
+                f"{info['sbc_parameters_uniform_at_1pct']} of {n} parameters uniform at the 1 % "
+                f"level; coverage of the 50 % / 90 % intervals {info['coverage_50']:.1%} / "
+                f"{info['coverage_90']:.1%}"
+            )
+        if info.get("region_heldout"):
+            lines.append(
+                f"SBC on {info['region_heldout']} held-out draws from the second round's "
+                f"region: {info['region_sbc_parameters_uniform_at_1pct']} of {n} parameters "
+                f"uniform at the 1 % level; coverage {info['region_coverage_50']:.1%} / "
+                f"{info['region_coverage_90']:.1%}"
+            )
+        if info.get("fit_rows"):
+            lines.append(
+                f"posterior predictive ({info.get('predictive_draws')} draws): "
+                f"{info['fit_rows_inside']} of {info['fit_rows']} fitted targets hold"
+            )
+        return lines
 
     def parameter_sets(self, n: int) -> list:
         """The first ``n`` draws as parameter sets (:meth:`params`): a random sample of the
