@@ -131,3 +131,25 @@ def test_the_commands_mistakes_exit_2_and_write_nothing(argv, message, tmp_path,
     err = capsys.readouterr().err
     assert message in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "d.yaml").exists()
+
+
+@pytest.mark.parametrize(
+    "name, text, message",
+    [
+        ("posterior.parquet", b"garbage", "not readable as Parquet"),
+        ("posterior.csv", b'\xff\xfe\x00"a,b\n1', "not readable as CSV"),
+        ("inference.json", b"{bad", "inference.json: not readable as JSON"),
+    ],
+)
+def test_a_damaged_file_of_a_posterior_is_one_line(name, text, message, tmp_path, post, capsys):
+    """A folder with a damaged file is refused with one line, exit 2, by the command too."""
+    from memsim import cli
+
+    post.draws.head(5).to_parquet(tmp_path / "posterior.parquet")
+    (tmp_path / "base-params.yaml").write_text((post.folder / "base-params.yaml").read_text())
+    (tmp_path / name).write_bytes(text)
+    with pytest.raises(UserError, match=message):
+        memsim.posterior(tmp_path)
+    assert cli.main(["posterior", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1

@@ -249,12 +249,19 @@ def _cmd_posterior(args) -> int:
         f"{post.base.name} posterior ({where}): {len(post):,} draws of "
         f"{len(post.draws.columns)} parameters{made}"
     )
-    if post.summary is not None:
-        print("median [5 %, 95 %], contraction (1: pinned down by the data, 0: the prior's width):")
-        for row in post.summary.itertuples(index=False):
+    summary = post.summary
+    if summary is not None and {"parameter", "median", "q05", "q95"} <= set(summary.columns):
+        contraction = "contraction" in summary.columns
+        print(
+            "median [5 %, 95 %]"
+            + (", contraction (1: pinned down by the data, 0: the prior's width)" if contraction
+               else "")
+            + ":"
+        )  # fmt: skip
+        for row in summary.itertuples(index=False):
             print(
                 f"  {row.parameter}: {format_value(row.median)} [{format_value(row.q05)}, "
-                f"{format_value(row.q95)}], {row.contraction:.2f}"
+                f"{format_value(row.q95)}]" + (f", {row.contraction:.2f}" if contraction else "")
             )
     for line in post.checks():
         print(line)

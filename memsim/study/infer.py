@@ -659,7 +659,13 @@ def load_posterior(folder: str | os.PathLike[str]) -> pd.DataFrame:
         raise UserError(
             "no posterior.parquet: not an output folder of `memsim infer`", path=folder
         ) from None
-    df = pd.read_parquet(path)
+    try:
+        df = pd.read_parquet(path)
+    except (OSError, ValueError) as exc:  # pyarrow's ArrowInvalid is a ValueError
+        why = " ".join(str(exc).split())[:120]
+        raise UserError(
+            f"posterior.parquet: not readable as Parquet ({why})", path=folder
+        ) from None
     if df.empty or not all(df[c].dtype.kind == "f" for c in df.columns):
         raise UserError("posterior.parquet: expected numeric columns of draws", path=folder)
     return df
@@ -685,6 +691,14 @@ def posterior_draws(
         {c: float(v) for c, v, k in zip(df.columns, row, keep) if k and math.isfinite(v)}
         for row in df.iloc[:n].itertuples(index=False)
     ]
+
+
+def _read_summary(path: Path) -> pd.DataFrame:
+    try:
+        return pd.read_csv(path)
+    except (OSError, ValueError, UnicodeDecodeError) as exc:  # ParserError is a ValueError
+        why = " ".join(str(exc).split())[:120]
+        raise UserError(f"not readable as CSV ({why})", path=path) from None
 
 
 @dataclass(frozen=True)
@@ -744,7 +758,7 @@ class Posterior:
             folder=folder,
             draws=draws,
             base=load_params(base_path),
-            summary=pd.read_csv(summary) if summary.is_file() else None,
+            summary=_read_summary(summary) if summary.is_file() else None,
             protocol=load_protocol(protocol) if protocol.is_file() else None,
             info=info if isinstance(info, dict) else None,
         )
