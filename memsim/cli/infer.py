@@ -240,9 +240,10 @@ def _cmd_posterior(args) -> int:
             f"--params {path})"
         )
         return 0
-    from memsim.resources import shipped_dir
+    from memsim.resources import is_protocol_name
 
-    shipped = post.folder.resolve().parent == shipped_dir("calibration").resolve()
+    # as memsim.resources.posterior_path reads the argument: a name, unless a folder has it
+    shipped = is_protocol_name(args.posterior) and not Path(args.posterior).exists()
     where = "shipped with memsim" if shipped else f"in {args.posterior}"
     made = f", made on protocol {post.protocol.name}" if post.protocol is not None else ""
     print(
