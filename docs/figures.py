@@ -62,7 +62,7 @@ figures:
 
 STUDIES = [
     "paper", "annotations", "design", "design-posterior", "filters", "selection",
-    "selection-posterior", "protocols",
+    "selection-posterior", "protocols", "protocols-posterior",
 ]  # fmt: skip
 
 

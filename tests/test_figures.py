@@ -334,6 +334,9 @@ _CELLS = {
     "design-delay-posterior": [
         {"delay_h": w} for w in ("[0.25,1]", "[2,8]", "[24,72]", "[96,168]")
     ],
+    "protocols-posterior": [
+        {"design": f"../protocols/{p}.yaml"} for p in ("videomem", "memento10k", "lamem")
+    ],
     "selection-posterior": [
         {"policy": '{"kind":"uniform"}'},
         {"policy": '{"kind":"least_annotated","pool":1000}'},

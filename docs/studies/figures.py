@@ -3,14 +3,14 @@
     memsim sweep experiments/<study>.yaml --out runs/<study> --workers 2
     python docs/studies/figures.py <study> [--runs runs] [--out docs/studies] [--update-docs]
 
-Studies: paper, annotations, design (reads the five design-* sweeps), filters,
-selection, protocols; under the posterior, design-posterior (the five design-*-posterior
-sweeps) and selection-posterior, whose tables go into design.md and selection.md. Each
+Studies: paper, annotations, design (reads the five design-* sweeps), filters, selection,
+protocols; under the posterior, design-posterior (the five design-*-posterior sweeps),
+selection-posterior and protocols-posterior, whose tables go into their studies' pages. Each
 writes ``<out>/<study>.png`` and prints the numbers quoted in ``docs/studies/<study>.md``
-(mean ± sd over replicates; under the posterior, medians and 90 % intervals over the
-draws of each cell's difference to the study's baseline cell). Every number
-comes from ``runs/<study>/results.parquet``; nothing is typed in by hand except
-the paper's published values, marked as such.
+(mean ± sd over replicates; under the posterior, medians and 90 % intervals over the draws of
+each cell's difference to the study's baseline cell). Every number comes from
+``runs/<study>/results.parquet``; nothing is typed in by hand except the paper's published
+values, marked as such.
 """
 
 from __future__ import annotations
@@ -611,11 +611,15 @@ def _paired(runs: Path, study: str):
             sys.exit(f"{runs / study}: no cell has {axis} = {value} (the study's baseline)")
         base[axis] = match[0]
     stats = [s for s in (*spec.statistics, COST) if s in df.columns]
-    return _Paired(paired_differences(df, base, stats), {"baseline": base}), df
+    study = {"baseline": base, "scale": spec.scale}
+    return _Paired(paired_differences(df, base, stats), study), df
 
 
 def _gain(row, stat: str, digits: int = 3) -> str:
-    """``median [5 %, 95 %] (k of n)``: a paired difference over the draws, k of them above 0."""
+    """``median [5 %, 95 %] (k of n)``: a paired difference over the draws, k of them above 0;
+    a dash where the cell has no such statistic (a protocol without a second step)."""
+    if not np.isfinite(row[stat + "_median"]):
+        return "—"
     k = round(row[stat + "_above"] * row["replicates"])
     return (
         f"{row[stat + '_median']:+.{digits}f} [{row[stat + '_lo']:+.{digits}f}, "
@@ -643,7 +647,7 @@ def _posterior_table(rep, df: pd.DataFrame, axis: str, baseline: dict) -> None:
     quality's paired difference to the baseline cell, and the crowd time's."""
     print(
         f"| {axis} | ST human | Δ ST human | Δ ST vs truth | Δ LT human | Δ LT vs truth | "
-        "Δ crowd hours (at scale 0.2) |"
+        f"Δ crowd hours (at scale {rep.study['scale']:g}) |"
     )
     print("|---|---|---|---|---|---|---|")
     for _, row in _in_order(rep, df, list(baseline)).iterrows():
@@ -660,6 +664,7 @@ def _posterior_table(rep, df: pd.DataFrame, axis: str, baseline: dict) -> None:
             )
         value = _v(row[axis])
         value = f"`{value}`" if value.startswith("{") else value
+        value = Path(value).stem if value.endswith(".yaml") else value  # a protocol file
         print(f"| {value} | {_level(df, at, HC.format(1))} | " + " | ".join(cells) + " |")
 
 
@@ -722,11 +727,31 @@ def selection_posterior(runs: Path, out: Path) -> None:
     _posterior_table(rep, df, "policy", rep.study["baseline"])
 
 
+def protocols_posterior(runs: Path, out: Path) -> None:
+    rep, df = _paired(runs, "protocols-posterior")
+    fig, ax = style.subplots(1, 1, panel=(6.0, 3.9), squeeze=True)
+    _forest(ax, rep, df, "design", "protocol, on crowds drawn from the VideoMem posterior")
+    ax.legend(fontsize=7)
+    style.suptitle(
+        fig,
+        "The published protocols under the VideoMem posterior: each against VideoMem's, paired "
+        f"per draw ({int(rep.paired['replicates'].max())} draws, scale 0.05)",
+    )
+    style.save(fig, out / "protocols-posterior.png")
+    style.pyplot().close(fig)
+    _posterior_table(rep, df, "design", rep.study["baseline"])
+
+
 STUDIES = {f.__name__: f for f in (paper, annotations, design, filters, selection, protocols)}
 STUDIES["design-posterior"] = design_posterior
 STUDIES["selection-posterior"] = selection_posterior
+STUDIES["protocols-posterior"] = protocols_posterior
 # the page each study's tables go into (``--update-docs``)
-PAGE = {"design-posterior": "design", "selection-posterior": "selection"}
+PAGE = {
+    "design-posterior": "design",
+    "selection-posterior": "selection",
+    "protocols-posterior": "protocols",
+}
 
 
 BEGIN = (
