@@ -13,6 +13,7 @@ from __future__ import annotations
 import itertools
 import json
 import re
+import sys
 
 import numpy as np
 import pandas as pd
@@ -433,6 +434,32 @@ def test_posterior_study_table_pairs_each_cell_with_the_baseline_of_its_draw(
     assert rows['{"kind":"least_annotated","pool":1000}'][2] == "(VideoMem's)"
     # the level column is over the draws, not paired: their spread shows (0.35, 0.45, 0.55)
     assert rows['{"kind":"adaptive","pool":1000}'][1] == "0.450 [0.360, 0.540]"
+
+
+def test_update_docs_replaces_only_the_block_it_names(tmp_path, monkeypatch, capsys):
+    """A page with two generated blocks (a study and the same study under the posterior): the
+    posterior's update rewrites its own block and leaves the other, and the text around both,
+    as they were."""
+    figures = _studies_module()
+    df = _study_results("selection-posterior", np.random.default_rng(8))
+    (tmp_path / "selection-posterior").mkdir()
+    df.to_parquet(tmp_path / "selection-posterior" / "results.parquet")
+    begin, end = figures.BEGIN, figures.END
+    page = tmp_path / "selection.md"
+    page.write_text(
+        f"intro\n{begin.format('selection')}\nthe point fit's table\n{end}\nmiddle\n"
+        f"{begin.format('selection-posterior')}\nold\n{end}\nclosing\n",
+        encoding="utf-8",
+    )
+    argv = ["figures.py", "selection-posterior", "--runs", str(tmp_path), "--out", str(tmp_path)]
+    monkeypatch.setattr(sys, "argv", [*argv, "--update-docs"])
+    figures.main()
+    capsys.readouterr()
+    text = page.read_text(encoding="utf-8")
+    assert text.startswith(f"intro\n{begin.format('selection')}\nthe point fit's table\n{end}\n")
+    assert "\nmiddle\n" in text and text.endswith(f"{end}\nclosing\n")
+    assert "old" not in text and "(VideoMem's)" in text
+    assert text.count(end) == 2
 
 
 def test_layout_check_finds_what_the_issue_reported(tmp_path):
