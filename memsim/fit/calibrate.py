@@ -43,10 +43,10 @@ from scipy.special import expit
 from memsim.analysis.consistency import (
     analyse,
     correction_change,
+    count_correlation,
     decay_alpha_summary,
     human_consistency,
     lag_curve,
-    pearson,
     rt_analyses,
     score_correlation,
 )
@@ -323,20 +323,6 @@ def moments_for(
             for pair, v in count_correlation(real, columns or []).items():
                 name = f"annotation counts' correlation, {pair}"
                 out.append(Moment(name, ("count_correlation", pair), v, COUNT_CORR_SCALE))
-    return out
-
-
-def count_correlation(scores: pd.DataFrame, columns: list[str]) -> dict:
-    """Pearson's r of the annotation counts of each pair of consecutive score ``columns``
-    (``"a ~ b"``), over the videos with a positive count in both; pairs whose count columns
-    are missing are left out. Works on simulated and released scores alike."""
-    out = {}
-    for a, b in zip(columns, columns[1:]):
-        ca, cb = count_column(a), count_column(b)
-        if ca in scores.columns and cb in scores.columns:
-            x, y = scores[ca].to_numpy(np.float64), scores[cb].to_numpy(np.float64)
-            ok = (x > 0) & (y > 0)
-            out[f"{a} ~ {b}"] = pearson(x[ok], y[ok])
     return out
 
 

@@ -318,7 +318,7 @@ def load_prior(path: str | os.PathLike[str]) -> Prior:
     optional ``count_cdf`` (true: they include the share of videos at or below each core count
     of the released counts, :func:`memsim.fit.calibrate.count_cdf_points`), optional
     ``count_corr`` (true: they include the correlation of consecutive steps' annotation counts
-    over the videos, :func:`memsim.fit.calibrate.count_correlation`), optional
+    over the videos, :func:`memsim.analysis.consistency.count_correlation`), optional
     ``emulate`` (a list of parts of statistics' names: the statistics whose name holds one are
     modelled by an emulated likelihood instead of the flow, :func:`emulated_columns`),
     optional ``emulate_conditional`` (true: that likelihood is the emulated statistics' given
