@@ -712,34 +712,34 @@ def design_posterior(runs: Path, out: Path) -> None:
     style.pyplot().close(fig)
 
 
-def selection_posterior(runs: Path, out: Path) -> None:
-    rep, df = _paired(runs, "selection-posterior")
+def _one_axis_posterior(runs: Path, out: Path, study: str, axis: str, label: str, title: str):
+    """A posterior study with one axis: its forest of paired differences (``<study>.png``,
+    titled ``title`` and the number of draws) and its table."""
+    rep, df = _paired(runs, study)
     fig, ax = style.subplots(1, 1, panel=(6.0, 3.9), squeeze=True)
-    _forest(ax, rep, df, "policy", "selection policy")
+    _forest(ax, rep, df, axis, label)
     ax.legend(fontsize=7)
-    style.suptitle(
-        fig,
-        "Selection policy under the posterior: each policy against VideoMem's (least-annotated "
-        f"among 1,000), paired per draw ({int(rep.paired['replicates'].max())} draws)",
-    )
-    style.save(fig, out / "selection-posterior.png")
+    n, scale = int(rep.paired["replicates"].max()), rep.study["scale"]
+    style.suptitle(fig, f"{title}, paired per draw ({n} draws, scale {scale:g})")
+    style.save(fig, out / f"{study}.png")
     style.pyplot().close(fig)
-    _posterior_table(rep, df, "policy", rep.study["baseline"])
+    _posterior_table(rep, df, axis, rep.study["baseline"])
+
+
+def selection_posterior(runs: Path, out: Path) -> None:
+    _one_axis_posterior(
+        runs, out, "selection-posterior", "policy", "selection policy",
+        "Selection policy under the posterior: each policy against VideoMem's (least-annotated "
+        "among 1,000)",
+    )  # fmt: skip
 
 
 def protocols_posterior(runs: Path, out: Path) -> None:
-    rep, df = _paired(runs, "protocols-posterior")
-    fig, ax = style.subplots(1, 1, panel=(6.0, 3.9), squeeze=True)
-    _forest(ax, rep, df, "design", "protocol, on crowds drawn from the VideoMem posterior")
-    ax.legend(fontsize=7)
-    style.suptitle(
-        fig,
-        "The published protocols under the VideoMem posterior: each against VideoMem's, paired "
-        f"per draw ({int(rep.paired['replicates'].max())} draws, scale 0.05)",
-    )
-    style.save(fig, out / "protocols-posterior.png")
-    style.pyplot().close(fig)
-    _posterior_table(rep, df, "design", rep.study["baseline"])
+    _one_axis_posterior(
+        runs, out, "protocols-posterior", "design",
+        "protocol, on crowds drawn from the VideoMem posterior",
+        "The published protocols under the VideoMem posterior: each against VideoMem's",
+    )  # fmt: skip
 
 
 STUDIES = {f.__name__: f for f in (paper, annotations, design, filters, selection, protocols)}
