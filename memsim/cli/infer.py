@@ -229,10 +229,7 @@ def _cmd_posterior(args) -> int:
     post = posterior(args.posterior)
     if args.draw is not None:
         if args.out is None:
-            from memsim.fit.calibrate import dump_params_yaml
-
-            p = post.params(args.draw)
-            print(dump_params_yaml(p, f"{p.name}: {p.note}"), end="")
+            print(post.params_yaml(args.draw), end="")
             return 0
         path = post.save_params(args.draw, args.out)
         print(

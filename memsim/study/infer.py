@@ -686,11 +686,20 @@ def posterior_draws(
         raise UserError(
             f"{n} posterior draws wanted, the folder holds {len(df)}", path=Path(folder)
         )
-    keep = [protocol_settings or not c.startswith(nfi.PROTOCOL_PREFIX) for c in df.columns]
     return [
-        {c: float(v) for c, v, k in zip(df.columns, row, keep) if k and math.isfinite(v)}
+        _draw_values(df.columns, row, protocol_settings)
         for row in df.iloc[:n].itertuples(index=False)
     ]
+
+
+def _draw_values(columns, row, protocol_settings: bool = False) -> dict[str, float]:
+    """One draw's ``{parameter path: value}``: its finite values, the settings of the campaign
+    (``protocol.<path>``) only with ``protocol_settings``."""
+    return {
+        c: float(v)
+        for c, v in zip(columns, row)
+        if (protocol_settings or not c.startswith(nfi.PROTOCOL_PREFIX)) and math.isfinite(v)
+    }
 
 
 def _read_summary(path: Path) -> pd.DataFrame:
@@ -772,12 +781,7 @@ class Posterior:
         as a study's sweep leaves them out: a protocol says how its own campaign runs."""
         if not -len(self) <= i < len(self):
             raise UserError(f"posterior draw {i}: the posterior holds {len(self)} draws")
-        row = self.draws.iloc[i]
-        changes = {
-            c: float(v)
-            for c, v in row.items()
-            if not c.startswith(nfi.PROTOCOL_PREFIX) and math.isfinite(v)
-        }
+        changes = _draw_values(self.draws.columns, self.draws.iloc[i])
         # named for the draw, so that a run's output says which crowd it played
         changes["name"] = f"{self.base.name} posterior draw {i % len(self)}"
         changes["note"] = (
@@ -786,16 +790,24 @@ class Posterior:
         )
         return self.base.updated(changes)
 
-    def save_params(self, i: int, path: str | os.PathLike[str]) -> Path:
-        """Write draw ``i`` (:meth:`params`) as a parameter file that ``memsim run --params``
-        and every ``params`` argument take; the file is written whole or not at all."""
+    def params_yaml(self, i: int) -> str:
+        """Draw ``i`` (:meth:`params`) as the text of a parameter file, headed by its name and
+        note."""
         from memsim.fit.calibrate import dump_params_yaml
-        from memsim.io import check_output, write_text_atomic
 
         params = self.params(i)
+        return dump_params_yaml(params, f"{params.name}: {params.note}")
+
+    def save_params(self, i: int, path: str | os.PathLike[str]) -> Path:
+        """Write draw ``i`` (:meth:`params_yaml`) as a parameter file that ``memsim run
+        --params`` and every ``params`` argument take; the file is written whole or not at
+        all."""
+        from memsim.io import check_output, write_text_atomic
+
+        text = self.params_yaml(i)
         path = Path(path)
         check_output(path, "file")
-        write_text_atomic(path, dump_params_yaml(params, f"{params.name}: {params.note}"))
+        write_text_atomic(path, text)
         return path
 
     def checks(self) -> list[str]:
